@@ -1,0 +1,207 @@
+"""Where labvm's scripts run: this machine (invoke Context) or one SSH connection (Fabric).
+
+A step is `sh scripts/NAME.sh ARGS` with its inputs as environment variables; every
+value is shlex-quoted on the command line, so nothing from hosts.yml is ever parsed by
+a shell.  Scripts print progress on stderr (shown live) and data on stdout (returned).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shlex
+import socket
+import sys
+from pathlib import Path
+
+from .config import Profile
+from .errors import LabvmError
+from .sshconfig import SshHome, parse_jump
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+REMOTE_SCRIPTS = ".labvm/scripts"  # relative to the login directory, for SFTP too
+
+
+def command_line(script: str, args: tuple[str, ...], env: dict[str, str]) -> str:
+    assignments = [f"{name}={shlex.quote(str(value))}" for name, value in env.items()]
+    return " ".join([*assignments, "sh", shlex.quote(script), *map(shlex.quote, args)])
+
+
+def _failure(label: str, script: str, stderr: str) -> LabvmError:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    errors = [line[len("error: "):] for line in lines if line.startswith("error: ")]
+    reason = errors[-1] if errors else (lines[-1] if lines else "no output")
+    return LabvmError(f"{label}: {Path(script).stem} failed: {reason}")
+
+
+class LocalHost:
+    """This machine, through invoke's Context: no SSH, no tunnel."""
+
+    is_local = True
+
+    def __init__(self, profile: Profile, context):
+        self.profile = profile
+        self.context = context
+        self.label = profile.name
+
+    def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> str:
+        path = str(SCRIPTS / script)
+        # The tools labvm was installed with (uv in its virtualenv) come first on PATH.
+        tools = os.path.dirname(sys.executable)
+        result = self.context.run(
+            command_line(path, args, env or {}), hide="stdout", warn=True, in_stream=False,
+            env={"PATH": f"{tools}:{os.environ.get('PATH', '/usr/bin:/bin')}"},
+        )
+        if result.exited != 0:
+            raise _failure(self.label, script, result.stderr)
+        return result.stdout
+
+    def write(self, path: str, content: str) -> None:
+        target = Path.home() / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+
+    def read(self, path: str) -> str:
+        target = Path.home() / path
+        return target.read_text() if target.exists() else ""
+
+    def upload(self, local: Path, path: str) -> None:
+        self.write(path, local.read_text())
+
+    def close(self) -> None:
+        pass
+
+
+class SshHost:
+    """One Fabric connection for the whole task; scripts uploaded with put when they changed."""
+
+    is_local = False
+
+    def __init__(self, profile: Profile, hostname: str, ssh: SshHome):
+        self.profile = profile
+        self.hostname = hostname
+        self.ssh = ssh
+        self.label = f"{profile.name} ({profile.user + '@' if profile.user else ''}{hostname}:{profile.port})"
+        self._connection = None
+        self._scripts_ready = False
+
+    @property
+    def connection(self):
+        if self._connection is None:
+            self._connection = self._open()
+        return self._connection
+
+    def _open(self):
+        from fabric import Config, Connection
+        from paramiko import SSHConfig
+
+        keys = [self.ssh.key]
+        if self.profile.identity:
+            if not self.profile.identity.exists():
+                raise LabvmError(
+                    f"{self.profile.source}: profiles.{self.profile.name}.identity: "
+                    f"{self.profile.identity} not found"
+                )
+            keys.append(self.profile.identity)
+        connect_kwargs = {
+            "key_filename": [str(k) for k in keys if k.exists()],
+            "banner_timeout": 20,
+            "auth_timeout": 20,
+        }
+
+        def connection(host, user, port, gateway=None):
+            conn = Connection(
+                host=host, user=user or None, port=port, connect_timeout=10,
+                connect_kwargs=dict(connect_kwargs), gateway=gateway,
+                config=Config(ssh_config=SSHConfig()),  # hosts.yml alone decides
+            )
+            # First contact: accept and remember the key (accept-new); later: strict.
+            conn.client.load_host_keys(str(self.ssh.known_hosts))
+            return conn
+
+        gateway = None
+        if self.profile.jump:
+            jump_user, jump_host, jump_port = parse_jump(self.profile.jump)
+            gateway = connection(jump_host, jump_user, jump_port)
+        conn = connection(self.hostname, self.profile.user, self.profile.port, gateway)
+        self._try(conn.open)
+        return conn
+
+    def _try(self, action, *args, **kwargs):
+        import paramiko
+
+        where = self.label + (f" via jump {self.profile.jump}" if self.profile.jump else "")
+        hosts_key = f"{self.profile.source}: profiles.{self.profile.name}"
+        try:
+            return action(*args, **kwargs)
+        except paramiko.BadHostKeyException as e:
+            host = e.hostname
+            raise LabvmError(
+                f"{where}: the host key changed since labvm first connected (possible "
+                f"impostor, or the VM was recreated). If you recreated it: "
+                f"ssh-keygen -f '{self.ssh.known_hosts}' -R '{host}'"
+            ) from None
+        except paramiko.AuthenticationException:
+            raise LabvmError(
+                f"{where}: SSH login refused; set {hosts_key}.identity (and user) to a key "
+                f"the host accepts, or add that key to ssh-agent"
+            ) from None
+        except socket.gaierror:
+            raise LabvmError(f"{where}: cannot resolve the host name; check {hosts_key}.address") from None
+        except (TimeoutError, socket.timeout):
+            raise LabvmError(
+                f"{where}: no answer within 10 s; check {hosts_key}.address/port, your VPN or jump host"
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            raise LabvmError(f"{where}: SSH failed: {reason}; check {hosts_key}.address/port") from None
+
+    def _upload_scripts(self) -> None:
+        """Upload scripts/ (with put) only when their digest differs from the host's copy."""
+        files = sorted(p for p in SCRIPTS.iterdir() if p.is_file())
+        digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
+        conn = self.connection
+        check = f"cat {REMOTE_SCRIPTS}/.digest 2>/dev/null || true"
+        if self._try(conn.run, check, hide=True, warn=True, in_stream=False).stdout.strip() != digest:
+            self._try(conn.run, f"mkdir -p {REMOTE_SCRIPTS} && chmod 700 .labvm", hide=True, in_stream=False)
+            for path in files:
+                self._try(conn.put, str(path), f"{REMOTE_SCRIPTS}/{path.name}")
+            self._try(conn.put, io.BytesIO(digest.encode()), f"{REMOTE_SCRIPTS}/.digest")
+        self._scripts_ready = True
+
+    def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> str:
+        if not self._scripts_ready:
+            self._upload_scripts()
+        result = self._try(
+            self.connection.run, command_line(f"{REMOTE_SCRIPTS}/{script}", args, env or {}),
+            hide="stdout", warn=True, in_stream=False,
+        )
+        if result.exited != 0:
+            raise _failure(self.label, script, result.stderr)
+        return result.stdout
+
+    def write(self, path: str, content: str) -> None:
+        conn = self.connection
+        folder, target = shlex.quote(str(Path(path).parent)), shlex.quote(path)
+        # Created 0600 before any byte is written; put keeps an existing file's mode.
+        make = f"mkdir -p {folder} && rm -f {target} && (umask 077 && : > {target})"
+        self._try(conn.run, make, hide=True, in_stream=False)
+        self._try(conn.put, io.BytesIO(content.encode()), path)
+
+    def read(self, path: str) -> str:
+        result = self._try(
+            self.connection.run, f"cat {shlex.quote(path)} 2>/dev/null || true", hide=True, in_stream=False
+        )
+        return result.stdout
+
+    def upload(self, local: Path, path: str) -> None:
+        self._try(self.connection.put, str(local), path)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            if self._connection.gateway:
+                self._connection.gateway.close()

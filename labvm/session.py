@@ -1,0 +1,256 @@
+"""One task on one profile: the steps of the seeds, in order, over one connection.
+
+    keys -> env -> Jupyter config -> notebook in tmux/screen -> tunnel -> URL
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import webbrowser
+
+from .config import Config, Profile
+from .errors import LabvmError
+from .providers import for_profile
+from .remote import LocalHost, SshHost
+from .sshconfig import SshHome
+from .tunnel import Tunnels, wait_until_answering
+
+
+class Session:
+    def __init__(self, profile: Profile, context):
+        self.profile = profile
+        self.context = context
+        self.ssh = SshHome.current()
+        self.tunnels = Tunnels(self.ssh)
+        self.provider = for_profile(profile)
+        self._host = None
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._host is not None:
+            self._host.close()
+
+    @property
+    def is_local(self) -> bool:
+        return self.profile.provider == "local"
+
+    @property
+    def host(self):
+        if self._host is None:
+            if self.is_local:
+                self._host = LocalHost(self.profile, self.context)
+            else:
+                instance = self.provider.start(self.provider.find())
+                self._host = SshHost(self.profile, self.profile.address or instance.address, self.ssh)
+        return self._host
+
+    # -- setup steps -------------------------------------------------------------------
+
+    def keys(self) -> None:
+        if self.is_local:
+            print("keys: the local profile needs no SSH key")
+            return
+        public_key = self.ssh.ensure_key()
+        self.ssh.write_host(self.profile, self.host.hostname)
+        self.host.run("authorize-key.sh", env={"LABVM_PUBKEY": public_key})
+        print(f"keys: `ssh {self.profile.alias}` works")
+
+    def env(self) -> None:
+        spec = self.profile.env
+        env_file = ""
+        if spec.environment_file:
+            env_file = str(spec.environment_file)
+            if not self.host.is_local:
+                env_file = f".labvm/environment{spec.environment_file.suffix}"
+                self.host.upload(spec.environment_file, env_file)
+        self.host.run("env.sh", env={
+            "LABVM_ENV_MANAGER": spec.manager,
+            "LABVM_ENV_PREFIX": spec.prefix,
+            "LABVM_PACKAGES": "\n".join(spec.packages),
+            "LABVM_ENV_FILE": env_file,
+            "LABVM_PYTHON": spec.python,
+            "LABVM_CONDA_URL": spec.conda_installer_url,
+            "LABVM_CONDA_SHA256": spec.conda_installer_sha256,
+            "LABVM_CONDA_ROOT": spec.conda_root,
+        })
+
+    def jupyter_config(self) -> None:
+        password = self.profile.notebook.password
+        if password:
+            _store_password_hash(self.host, password)
+        self._notebook("config", auth="password" if password else "token")
+
+    def setup(self) -> None:
+        self.keys()
+        self.env()
+        self.jupyter_config()
+
+    # -- notebook ------------------------------------------------------------------------
+
+    def _notebook(self, action: str, auth: str = "", force: bool = False) -> dict:
+        notebook = self.profile.notebook
+        out = self.host.run("notebook.sh", action, env={
+            "LABVM_ENV_PREFIX": self.profile.env.prefix,
+            "LABVM_PORT": str(notebook.port),
+            "LABVM_WORKSPACE": notebook.workspace,
+            "LABVM_MUX": notebook.multiplexer,
+            "LABVM_AUTH": auth,
+            "LABVM_TIMEOUT": str(notebook.start_timeout),
+            "LABVM_FORCE": "1" if force else "0",
+        })
+        return json.loads(out.strip().splitlines()[-1])
+
+    def start_notebook(self) -> dict:
+        status = self._notebook("start")
+        server = status["server"]
+        print(f"notebook: JupyterLab on the host at 127.0.0.1:{server['port']} (pid {server['pid']})")
+        return status
+
+    def stop_notebook(self, force: bool = False) -> None:
+        result = self._notebook("stop", force=force)
+        if result["stopped"]:
+            print(f"notebook: stopped Jupyter (pid {', '.join(map(str, result['stopped']))})")
+        else:
+            print("notebook: no labvm Jupyter was running")
+        if result["other"]:
+            print(
+                f"notebook: a Jupyter labvm did not start still runs on port "
+                f"{self.profile.notebook.port} (pid {result['other']['pid']}); "
+                f"`inv stop-notebook --host {self.profile.name} --force` ends it"
+            )
+
+    def notebook_status(self) -> dict:
+        return self._notebook("status")
+
+    # -- the way in ----------------------------------------------------------------------
+
+    def tunnel(self, remote_port: int | None = None) -> int:
+        """Opens (or finds) the tunnel; returns the local port the browser uses."""
+        port = remote_port or self.profile.notebook.port
+        if self.is_local:
+            print(f"tunnel: the local profile needs none; Jupyter is on 127.0.0.1:{port}")
+            return port
+        if not self._has_ssh_alias():
+            self.keys()
+        return self.tunnels.open(self.profile, port).local_port
+
+    def _has_ssh_alias(self) -> bool:
+        return self.ssh.config.exists() and f"Host {self.profile.alias}\n" in self.ssh.config.read_text()
+
+    def close_tunnel(self) -> None:
+        if self.is_local:
+            return
+        closed = self.tunnels.close(self.profile)
+        print("tunnel: closed" if closed else "tunnel: none was open")
+
+    def up(self, browser: bool = True) -> str:
+        self.setup()
+        status = self.start_notebook()
+        server = status["server"]
+        local_port = self.tunnel(server["port"])
+        wait_until_answering(local_port, server["token"])
+        url = notebook_url(local_port, server)
+        print(f"\nJupyterLab is ready: {url}")
+        if browser and _has_browser():
+            webbrowser.open(url)
+        return url
+
+    def ssh_login(self) -> list[str]:
+        if self.is_local:
+            raise LabvmError("the local profile is this machine; there is nothing to log in to")
+        if not self._has_ssh_alias():
+            self.keys()
+        return self.ssh.ssh_command(self.profile)
+
+    def down(self, force: bool = False) -> None:
+        self.stop_notebook(force)
+        self.close_tunnel()
+
+
+def notebook_url(local_port: int, server: dict) -> str:
+    token = server.get("token") or ""
+    return f"http://127.0.0.1:{local_port}{server.get('base_url') or '/'}lab" + (f"?token={token}" if token else "")
+
+
+def _store_password_hash(host, password: str) -> None:
+    """An argon2 hash (jupyter_server's format) on the host, rewritten only if the password changed."""
+    from argon2 import PasswordHasher
+    from argon2.exceptions import Argon2Error
+
+    hasher = PasswordHasher(memory_cost=10240, time_cost=10, parallelism=8)
+    current = host.read(".labvm/password_hash").strip()
+    if current.startswith("argon2:"):
+        try:
+            hasher.verify(current.split(":", 1)[1], password)
+            return
+        except Argon2Error:
+            pass
+    host.write(".labvm/password_hash", "argon2:" + hasher.hash(password) + "\n")
+
+
+def _has_browser() -> bool:
+    # Without a display, webbrowser would start a console browser inside the terminal.
+    return bool(
+        sys.platform == "darwin" or os.environ.get("BROWSER")
+        or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+
+
+def status_report(config: Config, names: list[str], context) -> list[str]:
+    """One block per profile: reachable, notebook, URL, kernels, idle time, memory, disk."""
+    lines = []
+    for name in names:
+        try:
+            profile = config.profile(name)
+            with Session(profile, context) as session:
+                status = session.notebook_status()
+                where = "this machine" if session.is_local else f"{session.host.hostname}:{profile.port}"
+                lines.append(f"{name} ({profile.provider}, {where}): reachable")
+                lines += _describe(session, status)
+        except LabvmError as e:
+            lines.append(f"{name}: {str(e).splitlines()[0]}")
+    return lines
+
+
+def _describe(session: Session, status: dict) -> list[str]:
+    gib = 1024 ** 3
+    machine = (
+        f"  memory {(status['mem_total'] - status['mem_available']) / gib:.1f} of "
+        f"{status['mem_total'] / gib:.1f} GiB used, disk {status['disk_free'] / gib:.1f} GiB free "
+        f"of {status['disk_total'] / gib:.1f}, load {status['load']:.2f}"
+    )
+    server = status["server"]
+    if not server:
+        other = status.get("other")
+        note = f" (a Jupyter labvm did not start holds port {status['port']}, pid {other['pid']})" if other else ""
+        return [f"  notebook: not running{note}", machine]
+    lines = [f"  notebook: running on host port {server['port']} (pid {server['pid']})"]
+    if server.get("answering"):
+        lines.append(
+            f"  kernels {server['kernels']} ({server['busy_kernels']} busy), "
+            f"connections {server['connections']}, idle {_duration(server['idle_seconds'])}"
+        )
+    else:
+        lines.append("  notebook: its API does not answer")
+    if session.is_local:
+        lines.append(f"  url: {notebook_url(server['port'], server)}")
+    else:
+        tunnel = session.tunnels.find(session.profile)
+        if tunnel and tunnel.remote_port == server["port"]:
+            lines.append(f"  url: {notebook_url(tunnel.local_port, server)} (tunnel pid {tunnel.pid})")
+        else:
+            lines.append(f"  url: no tunnel open; `inv tunnel --host {session.profile.name}`")
+    lines.append(machine)
+    return lines
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 5400:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -1,0 +1,149 @@
+"""labvm's local SSH state: its key, its known_hosts, and `Host labvm-<profile>` blocks.
+
+Everything lives in ~/.ssh/labvm/ (LABVM_SSH_DIR moves ~/.ssh, for tests); the user's
+~/.ssh/config gets one `Include` line at the top, so `ssh labvm-cades`, VS Code
+Remote-SSH, rsync and the tunnel all read the same blocks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Profile
+from .errors import LabvmError
+
+
+@dataclass(frozen=True)
+class SshHome:
+    root: Path
+
+    @classmethod
+    def current(cls) -> "SshHome":
+        return cls(Path(os.environ.get("LABVM_SSH_DIR") or "~/.ssh").expanduser())
+
+    @property
+    def labvm(self) -> Path:
+        return self.root / "labvm"
+
+    @property
+    def key(self) -> Path:
+        return self.labvm / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.labvm / "known_hosts"
+
+    @property
+    def config(self) -> Path:
+        return self.labvm / "config"
+
+    @property
+    def user_config(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def run(self) -> Path:
+        path = self.labvm / "run"
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
+
+    def ensure_key(self) -> str:
+        """labvm's ed25519 key pair (0600/0644), made once; returns the public key line."""
+        self.labvm.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, os.stat(self.root).st_mode & 0o755 | 0o700)
+        if not self.key.exists():
+            result = subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "labvm", "-f", str(self.key)],
+                capture_output=True, text=True,
+            )
+            if result.returncode != 0:
+                raise LabvmError(f"ssh-keygen could not make {self.key}: {result.stderr.strip()}")
+            print(f"keys: made labvm's key pair {self.key}")
+        os.chmod(self.key, 0o600)
+        os.chmod(self.key.with_suffix(".pub"), 0o644)
+        self.known_hosts.touch(mode=0o600, exist_ok=True)
+        return self.key.with_suffix(".pub").read_text().strip()
+
+    def write_host(self, profile: Profile, hostname: str) -> None:
+        """Adds or replaces the profile's blocks in ~/.ssh/labvm/config; other blocks stay."""
+        blocks = _read_blocks(self.config)
+        jump_alias = f"{profile.alias}-jump"
+        for alias in (profile.alias, jump_alias):
+            blocks.pop(alias, None)
+        identities = [self.key] + ([profile.identity] if profile.identity else [])
+        if profile.jump:
+            user, host, port = parse_jump(profile.jump)
+            blocks[jump_alias] = _block(jump_alias, host, port, user, identities, self.known_hosts, None)
+        blocks[profile.alias] = _block(
+            profile.alias, hostname, profile.port, profile.user, identities, self.known_hosts,
+            jump_alias if profile.jump else None,
+        )
+        text = "# Written by labvm (inv keys); edits are replaced.\n\n" + "\n".join(blocks.values())
+        _write_if_changed(self.config, text)
+        self.ensure_include()
+
+    def ensure_include(self) -> None:
+        """One `Include` line at the top of ~/.ssh/config: never twice, nothing else touched."""
+        line = f'Include "{self.config}"'
+        current = self.user_config.read_text() if self.user_config.exists() else ""
+        if line in (existing.strip() for existing in current.splitlines()):
+            return
+        _write_if_changed(self.user_config, f"{line}\n{current}")
+        print(f"keys: added an Include of {self.config} to {self.user_config}")
+
+    def ssh_command(self, profile: Profile, *options: str) -> list[str]:
+        """OpenSSH to the profile through the user's config (which includes labvm's)."""
+        return ["ssh", "-F", str(self.user_config), *options, profile.alias]
+
+
+def parse_jump(jump: str) -> tuple[str, str, int]:
+    match = re.fullmatch(r"(?:([^@\s]+)@)?(\[[^\]]+\]|[^:\s]+)(?::(\d+))?", jump)
+    if not match:
+        raise LabvmError(f"jump: {jump!r} is not [user@]host[:port]")
+    user, host, port = match.groups()
+    return user or "", host.strip("[]"), int(port or 22)
+
+
+def _block(alias, hostname, port, user, identities, known_hosts, proxy) -> str:
+    lines = [f"Host {alias}", f"    HostName {hostname}", f"    Port {port}"]
+    if user:
+        lines.append(f"    User {user}")
+    lines += [f'    IdentityFile "{path}"' for path in identities]
+    lines += [
+        "    IdentitiesOnly yes",
+        f'    UserKnownHostsFile "{known_hosts}"',
+        "    StrictHostKeyChecking accept-new",
+        "    ServerAliveInterval 30",
+        "    ServerAliveCountMax 4",
+    ]
+    if proxy:
+        lines.append(f"    ProxyJump {proxy}")
+    return "\n".join(lines) + "\n"
+
+
+def _read_blocks(path: Path) -> dict[str, str]:
+    blocks: dict[str, str] = {}
+    if not path.exists():
+        return blocks
+    current = None
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith("Host "):
+            current = line.split()[1]
+            blocks[current] = ""
+        if current and line.strip():
+            blocks[current] += line
+    return blocks
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".labvm-tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

@@ -1,0 +1,155 @@
+#!/bin/sh
+# Makes the Python environment Jupyter runs in, and installs only what is missing.
+#   LABVM_ENV_MANAGER  conda | uv | venv
+#   LABVM_ENV_PREFIX   where the environment lives (~ allowed)
+#   LABVM_PACKAGES     requirements, one per line
+#   LABVM_ENV_FILE     environment.yml (conda) or requirements.txt (uv/venv) already on the host, or empty
+#   LABVM_PYTHON       interpreter for uv/venv
+#   LABVM_CONDA_URL, LABVM_CONDA_SHA256, LABVM_CONDA_ROOT   Miniforge installer and where it goes
+set -eu
+. "$(dirname "$0")/common.sh"
+
+manager=${LABVM_ENV_MANAGER:?}
+prefix=$(expand_home "${LABVM_ENV_PREFIX:?}")
+python=${LABVM_PYTHON:-python3}
+env_file=${LABVM_ENV_FILE:-}
+mkdir -p "$STATE"
+
+# Requirements from LABVM_PACKAGES as positional parameters (no word splitting, no globbing).
+set --
+while IFS= read -r requirement; do
+    [ -n "$requirement" ] && set -- "$@" "$requirement"
+done <<END
+${LABVM_PACKAGES:-}
+END
+
+# Prints each requirement the env does not satisfy yet, one per line.
+missing_pip() {
+    [ -x "$prefix/bin/python" ] || { printf '%s\n' "$@"; return; }
+    "$prefix/bin/python" -c '
+import re, sys
+from importlib import metadata
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    Requirement = None
+for spec in sys.argv[1:]:
+    try:
+        if Requirement:
+            req = Requirement(spec)
+            version = metadata.version(req.name)
+            if req.specifier and not req.specifier.contains(version, prereleases=True):
+                print(spec)
+        else:
+            metadata.version(re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0])
+    except Exception:
+        print(spec)
+' "$@"
+}
+
+missing_conda() {
+    [ -x "$prefix/bin/python" ] || { printf '%s\n' "$@"; return; }
+    installed=$("$conda" list -p "$prefix" --export)
+    for requirement in "$@"; do
+        name=$(printf '%s\n' "$requirement" | sed 's/[<>=! \[].*//')
+        printf '%s\n' "$installed" | awk -F= -v n="$name" 'tolower($1) == tolower(n) {found = 1} END {exit !found}' \
+            || printf '%s\n' "$requirement"
+    done
+}
+
+find_uv() {
+    for candidate in "$(command -v uv 2>/dev/null || true)" "$HOME/.local/bin/uv" "$STATE/uv/bin/uv"; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ]; then printf '%s\n' "$candidate"; return 0; fi
+    done
+    return 1
+}
+
+fetch() {
+    case $1 in
+        /*) cp "$1" "$2" ;;
+        file://*) cp "${1#file://}" "$2" ;;
+        *) if command -v curl >/dev/null 2>&1; then curl -fsSL -o "$2" "$1"
+           elif command -v wget >/dev/null 2>&1; then wget -q -O "$2" "$1"
+           else die "neither curl nor wget on the host to download $1"; fi ;;
+    esac
+}
+
+install_uv() {
+    say "env: installing uv into $STATE/uv"
+    if "$python" -m venv "$STATE/uv" >/dev/null 2>&1 && "$STATE/uv/bin/pip" install -q uv >&2; then
+        return 0
+    fi
+    rm -rf "$STATE/uv"
+    tmp=$(mktemp)
+    fetch https://astral.sh/uv/install.sh "$tmp" || die "could not install uv; install it on the host (pip install uv) or set env.manager: venv"
+    UV_INSTALL_DIR="$STATE/uv/bin" UV_NO_MODIFY_PATH=1 sh "$tmp" >&2
+    rm -f "$tmp"
+}
+
+file_changed() {
+    [ -n "$env_file" ] || return 1
+    new=$(sha256sum "$env_file" | cut -d' ' -f1)
+    [ "$new" != "$(cat "$prefix/.labvm-environment-file" 2>/dev/null || true)" ]
+}
+remember_file() { sha256sum "$env_file" | cut -d' ' -f1 > "$prefix/.labvm-environment-file"; }
+
+
+case $manager in
+    uv|venv)
+        missing=$(missing_pip "$@")
+        if [ "$manager" = uv ]; then
+            uv=$(find_uv) || { install_uv; uv=$(find_uv) || die "uv did not install; set env.manager: venv"; }
+        fi
+        if [ ! -x "$prefix/bin/python" ]; then
+            say "env: creating $manager environment in $prefix"
+            if [ "$manager" = uv ]; then "$uv" venv -q --python "$python" "$prefix" >&2
+            else "$python" -m venv "$prefix" >&2 || die "$python -m venv failed; on Debian/Ubuntu install python3-venv, or set env.manager: uv"; fi
+        fi
+        pip_install() {
+            if [ "$manager" = uv ]; then "$uv" pip install --python "$prefix/bin/python" "$@" >&2
+            else "$prefix/bin/python" -m pip install -q --disable-pip-version-check "$@" >&2; fi
+        }
+        ;;
+    conda)
+        conda_root=$(expand_home "${LABVM_CONDA_ROOT:?}")
+        conda="$conda_root/bin/conda"
+        if [ ! -x "$conda" ]; then
+            url=${LABVM_CONDA_URL:?}
+            say "env: installing Miniforge into $conda_root from $url"
+            installer=$(mktemp)
+            fetch "$url" "$installer"
+            if [ -n "${LABVM_CONDA_SHA256:-}" ]; then
+                actual=$(sha256sum "$installer" | cut -d' ' -f1)
+                [ "$actual" = "$LABVM_CONDA_SHA256" ] || { rm -f "$installer"; die "Miniforge installer sha256 is $actual, expected env.conda_installer_sha256 $LABVM_CONDA_SHA256"; }
+            fi
+            bash "$installer" -b -p "$conda_root" >&2
+            rm -f "$installer"
+        fi
+        missing=$(missing_conda "$@")
+        if [ ! -x "$prefix/bin/python" ]; then
+            say "env: creating conda environment in $prefix"
+            "$conda" create -y -q -p "$prefix" python >&2
+        fi
+        pip_install() { "$conda" install -y -q -p "$prefix" "$@" >&2; }
+        ;;
+    *) die "env.manager must be conda, uv or venv, not $manager" ;;
+esac
+
+changed=0
+if [ -n "$missing" ]; then
+    set --
+    while IFS= read -r requirement; do set -- "$@" "$requirement"; done <<END
+$missing
+END
+    say "env: installing $*"
+    pip_install "$@" || die "installing $* failed (see the lines above)"
+    changed=1
+fi
+if file_changed; then
+    say "env: applying $env_file"
+    if [ "$manager" = conda ]; then "$conda" env update -q -p "$prefix" -f "$env_file" >&2
+    else pip_install -r "$env_file"; fi
+    remember_file
+    changed=1
+fi
+if [ "$changed" = 0 ]; then say "env: nothing to do; every package is in $prefix"; else say "env: ready in $prefix"; fi

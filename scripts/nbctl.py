@@ -1,0 +1,284 @@
+"""Jupyter on the host: config, status, readiness, stop.  Run by notebook.sh.
+
+Standard library only (it also runs before the env exists, for `inv status`), and
+Python 3.8+ (older cloud images).  Prints one JSON object on stdout; messages go to stderr.
+labvm's own servers are the ones whose runtime files are in ~/.labvm/runtime
+(JUPYTER_RUNTIME_DIR, set by jupyter-run.sh); any other Jupyter is someone else's.
+"""
+
+import argparse
+import glob
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+
+STATE = os.path.expanduser("~/.labvm")
+RUNTIME = os.path.join(STATE, "runtime")
+CONFIG = os.path.join(STATE, "jupyter_config.json")
+TOKEN = os.path.join(STATE, "token")
+PASSWORD_HASH = os.path.join(STATE, "password_hash")
+LOG = os.path.join(STATE, "jupyter.log")
+RUNNER_PID = os.path.join(STATE, "runner.pid")
+OTHER_RUNTIME_DIRS = [
+    os.path.expanduser("~/.local/share/jupyter/runtime"),
+    os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent"), "jupyter"),
+]
+
+
+def say(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def write_private(path, text):
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def config(args):
+    workspace = os.path.expanduser(args.workspace)
+    os.makedirs(workspace, exist_ok=True)
+    os.makedirs(RUNTIME, mode=0o700, exist_ok=True)
+    if not os.path.exists(TOKEN):
+        write_private(TOKEN, secrets.token_hex(24) + "\n")
+    server = {
+        "ip": "127.0.0.1",
+        "port": args.port,
+        "port_retries": 0,
+        "open_browser": False,
+        "root_dir": workspace,
+    }
+    if os.geteuid() == 0:
+        server["allow_root"] = True
+    settings = {"ServerApp": server}
+    if args.auth == "password":
+        with open(PASSWORD_HASH) as f:
+            settings["PasswordIdentityProvider"] = {"hashed_password": f.read().strip()}
+        settings["IdentityProvider"] = {"token": ""}
+    else:
+        with open(TOKEN) as f:
+            settings["IdentityProvider"] = {"token": f.read().strip()}
+    text = json.dumps(settings, indent=1, sort_keys=True) + "\n"
+    try:
+        with open(CONFIG) as f:
+            changed = f.read() != text
+    except OSError:
+        changed = True
+    if changed:
+        write_private(CONFIG, text)
+        say("notebook: Jupyter config written to ~/.labvm/jupyter_config.json")
+    else:
+        say("notebook: Jupyter config unchanged")
+    return {"changed": changed}
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def servers(directory):
+    found = []
+    for path in glob.glob(os.path.join(directory, "jpserver-*.json")):
+        try:
+            with open(path) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if alive(int(info.get("pid", 0))):
+            info["runtime_file"] = path
+            found.append(info)
+    return found
+
+
+def port_open(port):
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def api(info, path):
+    url = "http://127.0.0.1:%d%sapi/%s" % (info["port"], info.get("base_url", "/"), path)
+    request = urllib.request.Request(url)
+    if info.get("token"):
+        request.add_header("Authorization", "token " + info["token"])
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+def parse_time(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def machine():
+    meminfo = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            meminfo[key] = int(value.split()[0]) * 1024
+    disk = os.statvfs(os.path.expanduser("~"))
+    return {
+        "mem_total": meminfo.get("MemTotal", 0),
+        "mem_available": meminfo.get("MemAvailable", 0),
+        "disk_total": disk.f_blocks * disk.f_frsize,
+        "disk_free": disk.f_bavail * disk.f_frsize,
+        "load": os.getloadavg()[0],
+    }
+
+
+def status(args):
+    own = servers(RUNTIME)
+    mine = next((s for s in own if s.get("port") == args.port), own[0] if own else None)
+    result = {"port": args.port, "server": None, "other": None, "port_busy": False}
+    result.update(machine())
+    if mine:
+        result["server"] = {
+            k: mine.get(k) for k in ("pid", "port", "token", "base_url", "root_dir", "runtime_file")
+        }
+        try:
+            api_status = api(mine, "status")
+            kernels = api(mine, "kernels")
+            result["server"].update(
+                kernels=len(kernels),
+                busy_kernels=sum(1 for k in kernels if k.get("execution_state") == "busy"),
+                connections=api_status.get("connections", 0),
+                last_activity=api_status.get("last_activity"),
+                started=api_status.get("started"),
+                idle_seconds=int(
+                    (datetime.now(timezone.utc) - parse_time(api_status["last_activity"])).total_seconds()
+                ),
+                answering=True,
+            )
+        except (OSError, ValueError, KeyError, urllib.error.URLError):
+            result["server"]["answering"] = False
+    if not mine or mine.get("port") != args.port:
+        result["port_busy"] = port_open(args.port)
+        for directory in OTHER_RUNTIME_DIRS:
+            other = next((s for s in servers(directory) if s.get("port") == args.port), None)
+            if other:
+                result["other"] = {"pid": other["pid"], "runtime_file": other["runtime_file"]}
+                break
+    return result
+
+
+def plan(args):
+    """What start should do: nothing (running), start, or restart (config changed)."""
+    result = status(args)
+    server = result["server"]
+    if server and server["port"] == args.port and server.get("answering"):
+        stale = os.path.getmtime(CONFIG) > os.path.getmtime(server["runtime_file"])
+        result["action"] = "restart" if stale else "running"
+    elif server:
+        result["action"] = "restart"
+    elif result["other"]:
+        say(
+            "error: port %d on the host is taken by a Jupyter labvm did not start (pid %d); "
+            "end it with: inv stop-notebook --force, or set notebook.port"
+            % (args.port, result["other"]["pid"])
+        )
+        sys.exit(1)
+    elif result["port_busy"]:
+        say("error: port %d on the host is in use by another program; set notebook.port" % args.port)
+        sys.exit(1)
+    else:
+        result["action"] = "start"
+    return result
+
+
+def ready(port):
+    """An authorised /api/status answers (password mode: it answers at all, 403 is fine)."""
+    mine = next((s for s in servers(RUNTIME) if s.get("port") == port), None)
+    if not mine:
+        return False
+    try:
+        api(mine, "status")
+        return True
+    except urllib.error.HTTPError as e:
+        return e.code == 403 and not mine.get("token")
+    except (OSError, ValueError):
+        return False
+
+
+def log_tail(lines=20):
+    try:
+        with open(LOG, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return "(no log at ~/.labvm/jupyter.log)\n"
+
+
+def wait(args):
+    deadline = time.monotonic() + args.timeout
+    started = time.monotonic()
+    reported = 0
+    while time.monotonic() < deadline:
+        if ready(args.port):
+            return status(args)
+        try:
+            with open(RUNNER_PID) as f:
+                pid = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            pid = 0
+        if pid and not alive(pid):
+            break
+        waited = int(time.monotonic() - started)
+        if waited >= reported + 5:
+            reported = waited
+            say("notebook: waiting for Jupyter to answer (%ds)" % waited)
+        time.sleep(0.2)
+    say("notebook: Jupyter did not start; last lines of ~/.labvm/jupyter.log:")
+    sys.stderr.write(log_tail())
+    sys.exit(1)
+
+
+def stop(args):
+    targets = [s["pid"] for s in servers(RUNTIME)]
+    current = status(args)
+    if current["other"] and args.force:
+        targets.append(current["other"]["pid"])
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 20
+    while any(alive(p) for p in targets) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in targets:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    for path in glob.glob(os.path.join(RUNTIME, "jpserver-*")):
+        pid = path.rsplit("-", 1)[-1].split(".")[0]
+        if pid.isdigit() and not alive(int(pid)):
+            os.remove(path)
+    return {"stopped": targets, "other": None if args.force else current["other"]}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["config", "status", "plan", "wait", "stop"])
+    parser.add_argument("--port", type=int, default=8888)
+    parser.add_argument("--workspace", default="~/work")
+    parser.add_argument("--auth", choices=["token", "password"], default="token")
+    parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args()
+    result = {"config": config, "status": status, "plan": plan, "wait": wait, "stop": stop}[args.command](args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+#!/bin/sh
+# JupyterLab on the host: notebook.sh config|start|stop|status
+#   LABVM_ENV_PREFIX  the environment holding jupyter
+#   LABVM_PORT        port on the host (Jupyter binds 127.0.0.1 only)
+#   LABVM_WORKSPACE   Jupyter's root directory (~ allowed)
+#   LABVM_MUX         tmux | screen | nohup: what keeps Jupyter alive after logout
+#   LABVM_AUTH        token | password (~/.labvm/password_hash, put there by labvm)
+#   LABVM_TIMEOUT     seconds to wait for an authorised /api/status
+#   LABVM_FORCE       1: stop also ends a Jupyter labvm did not start on that port
+# Prints one JSON object on stdout; progress and errors go to stderr.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
+
+prefix=$(expand_home "${LABVM_ENV_PREFIX:?}")
+port=${LABVM_PORT:-8888}
+mux=${LABVM_MUX:-tmux}
+nbctl="$here/nbctl.py"
+py=$(env_python "$prefix")
+mkdir -p "$STATE"
+
+need_multiplexer() {
+    command -v "$mux" >/dev/null 2>&1 && return 0
+    if command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        say "notebook: installing $mux"
+        sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$mux" >&2 && return 0
+    fi
+    die "$mux is not installed on the host; install it (sudo apt-get install $mux) or set notebook.multiplexer: nohup"
+}
+
+stop_all() {
+    if [ "${LABVM_FORCE:-0}" = 1 ]; then "$py" "$nbctl" stop --port "$port" --force
+    else "$py" "$nbctl" stop --port "$port"; fi
+    if command -v tmux >/dev/null 2>&1; then tmux kill-session -t "$SESSION" 2>/dev/null || true; fi
+    if command -v screen >/dev/null 2>&1; then screen -S "$SESSION" -X quit >/dev/null 2>&1 || true; fi
+}
+
+start() {
+    [ -x "$prefix/bin/jupyter" ] || die "no jupyter in $prefix yet; run the env step first (inv setup)"
+    [ -f "$STATE/jupyter_config.json" ] || die "no Jupyter config yet; run inv setup first"
+    plan=$("$py" "$nbctl" plan --port "$port") || exit 1
+    case $plan in
+        *'"action": "running"'*)
+            say "notebook: already running on port $port; nothing started"
+            printf '%s\n' "$plan"
+            return ;;
+        *'"action": "restart"'*)
+            say "notebook: settings changed since Jupyter started; restarting it"
+            stop_all > /dev/null ;;
+    esac
+    need_multiplexer
+    rm -f "$STATE/runner.pid"
+    case $mux in
+        tmux)
+            tmux kill-session -t "$SESSION" 2>/dev/null || true
+            tmux new-session -d -s "$SESSION" sh "$here/jupyter-run.sh" "$prefix" ;;
+        screen)
+            screen -S "$SESSION" -X quit >/dev/null 2>&1 || true
+            screen -dmS "$SESSION" sh "$here/jupyter-run.sh" "$prefix" ;;
+        nohup)
+            nohup sh "$here/jupyter-run.sh" "$prefix" </dev/null >/dev/null 2>&1 & ;;
+        *) die "notebook.multiplexer must be tmux, screen or nohup, not $mux" ;;
+    esac
+    say "notebook: starting JupyterLab in $mux (session $SESSION) on 127.0.0.1:$port"
+    "$py" "$nbctl" wait --port "$port" --timeout "${LABVM_TIMEOUT:-120}" || { stop_all > /dev/null; exit 1; }
+}
+
+case ${1:-} in
+    config) "$py" "$nbctl" config --port "$port" --workspace "$(expand_home "${LABVM_WORKSPACE:-~/work}")" --auth "${LABVM_AUTH:-token}" ;;
+    start) start ;;
+    stop) stop_all ;;
+    status) "$py" "$nbctl" status --port "$port" ;;
+    *) die "usage: notebook.sh config|start|stop|status" ;;
+esac
