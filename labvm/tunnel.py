@@ -11,6 +11,7 @@ import json
 import re
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -95,9 +96,13 @@ class Tunnels:
             "-o", "ConnectTimeout=10",
             "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}",
         )
-        result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        # A file, not a pipe: the backgrounded ssh (and a ProxyJump child) keep stderr open.
+        with tempfile.TemporaryFile("w+") as errors:
+            result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+            errors.seek(0)
+            messages = errors.read().strip()
         if result.returncode != 0:
-            reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no output"
+            reason = messages.splitlines()[-1] if messages else "no output"
             raise LabvmError(f"tunnel to {profile.alias} failed: {reason}")
         self._record(profile).write_text(
             json.dumps({"local_port": local_port, "remote_port": remote_port})

@@ -14,6 +14,9 @@ prefix=$(expand_home "${LABVM_ENV_PREFIX:?}")
 python=${LABVM_PYTHON:-python3}
 env_file=${LABVM_ENV_FILE:-}
 mkdir -p "$STATE"
+# Lab networks often inspect TLS with their own CA: trust the system's store, as pip and conda do.
+UV_SYSTEM_CERTS=1
+export UV_SYSTEM_CERTS
 
 # Requirements from LABVM_PACKAGES as positional parameters (no word splitting, no globbing).
 set --

@@ -1,0 +1,169 @@
+"""The main job on a plain SSH host: `inv up` -> token URL through an OpenSSH tunnel -> `inv down`."""
+
+import re
+import socket
+import subprocess
+
+import pytest
+
+from conftest import free_port, http_status, ssh_profile
+
+
+def url_from(output: str) -> str:
+    return re.search(r"JupyterLab is ready: (\S+)", output).group(1)
+
+
+def token_of(url: str) -> str:
+    return url.split("token=")[1]
+
+
+def nothing_left(lab, user, profile="vm"):
+    assert user.processes("jupyter-lab") == []
+    assert "labvm-notebook" not in user.shell("tmux ls 2>&1; screen -ls 2>&1").stdout
+    assert not (lab.ssh_dir / "labvm" / "run" / f"{profile}.json").exists()
+    out = subprocess.run(["pgrep", "-af", f"labvm/run/{profile}.sock"], capture_output=True, text=True)
+    assert out.stdout == ""
+
+
+@pytest.mark.parametrize("multiplexer", ["tmux", "screen", "nohup"])
+def test_up_status_up_again_down(lab, user, sshd, multiplexer):
+    lab.write_hosts({"vm": ssh_profile(user, sshd, notebook={"multiplexer": multiplexer})})
+
+    first = lab.inv("up", "--host", "vm", "--no-browser")
+    url = url_from(first.stdout)
+    port = int(re.search(r"127\.0\.0\.1:(\d+)/", url).group(1))
+    status_url = f"http://127.0.0.1:{port}/api/status"
+    assert http_status(status_url, token_of(url)) == 200
+    assert http_status(status_url) == 403
+    # Jupyter listens on the host's loopback only: the tunnel is the way in.
+    listening = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
+    remote_port = lab.tunnel_record("vm")["remote_port"]
+    assert re.search(rf"127\.0\.0\.1:{remote_port}\s", listening)
+    assert not re.search(rf"(0\.0\.0\.0|\*|\[::\]):{remote_port}\s", listening)
+    # It survives the SSH session that started it, inside the multiplexer asked for.
+    sessions = user.shell("tmux ls 2>&1; screen -ls 2>&1").stdout
+    assert ("labvm-notebook" in sessions) == (multiplexer != "nohup")
+
+    status = lab.inv("status").stdout
+    assert "vm (ssh, 127.0.0.1" in status and "notebook: running" in status
+    assert url in status and "kernels 0" in status
+
+    pids = user.processes("jupyter-lab")
+    again = lab.inv("up", "--host", "vm", "--no-browser").output
+    assert "nothing to do" in again
+    assert "already running" in again and "nothing started" in again
+    assert "tunnel: already open" in again
+    assert url_from(again) == url
+    assert user.processes("jupyter-lab") == pids
+
+    down = lab.inv("down", "--host", "vm").stdout
+    assert "stopped Jupyter" in down and "tunnel: closed" in down
+    nothing_left(lab, user)
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # the tunnel's port is closed
+
+
+def test_keys_make_ssh_alias_work_once(lab, user, sshd):
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    (lab.ssh_dir).mkdir(mode=0o700)
+    (lab.ssh_dir / "config").write_text("Host mine\n    HostName example.org\n")
+
+    lab.inv("keys", "--host", "vm")
+    lab.inv("keys", "--host", "vm")
+
+    key = lab.ssh_dir / "labvm" / "id_ed25519"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert key.with_suffix(".pub").stat().st_mode & 0o777 == 0o644
+    user_config = (lab.ssh_dir / "config").read_text()
+    assert user_config.count("Include") == 1 and user_config.startswith("Include ")
+    assert "Host mine\n    HostName example.org" in user_config
+    authorized = (user.home / ".ssh" / "authorized_keys").read_text()
+    assert authorized.count(key.with_suffix(".pub").read_text().split()[1]) == 1
+    assert authorized.startswith(user.key.with_suffix(".pub").read_text().strip())
+    # `ssh labvm-vm` works with labvm's own key alone (IdentitiesOnly).
+    (user.home / ".ssh" / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
+    try:
+        login = lab.ssh("labvm-vm", "id -un")
+    finally:
+        (user.home / ".ssh" / "authorized_keys").write_text(authorized)
+    assert login.returncode == 0, login.stderr
+    assert login.stdout.strip() == user.name
+    known = (lab.ssh_dir / "labvm" / "known_hosts").read_text()
+    assert f"[127.0.0.1]:{sshd.port}" in known
+
+
+def test_jump_host(lab, user, sshd, jump_sshd):
+    profile = ssh_profile(user, sshd, jump=f"{user.name}@127.0.0.1:{jump_sshd.port}")
+    lab.write_hosts({"vm": profile})
+
+    out = lab.inv("up", "--host", "vm", "--no-browser").stdout
+    url = url_from(out)
+    port = int(re.search(r"127\.0\.0\.1:(\d+)/", url).group(1))
+    assert http_status(f"http://127.0.0.1:{port}/api/status", token_of(url)) == 200
+    log = jump_sshd.log.read_text()
+    # Fabric (the remote steps) and OpenSSH (the tunnel) both went through the jump host.
+    assert log.count(f"target 127.0.0.1 port {sshd.port}") >= 2, log[-2000:]
+    config = (lab.ssh_dir / "labvm" / "config").read_text()
+    assert "ProxyJump labvm-vm-jump" in config and f"Port {jump_sshd.port}" in config
+    assert lab.ssh("labvm-vm", "true").returncode == 0
+
+    lab.inv("down", "--host", "vm")
+    nothing_left(lab, user)
+
+
+def test_busy_local_port_takes_the_next(lab, user, sshd):
+    profile = ssh_profile(user, sshd)
+    lab.write_hosts({"vm": profile})
+    wanted = profile["notebook"]["local_port"]
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", wanted))
+        blocker.listen()
+        out = lab.inv("up", "--host", "vm", "--no-browser").stdout
+        assert f"local port {wanted} is busy; using" in out
+        url = url_from(out)
+        port = int(re.search(r"127\.0\.0\.1:(\d+)/", url).group(1))
+        assert port != wanted
+        assert http_status(f"http://127.0.0.1:{port}/api/status", token_of(url)) == 200
+    lab.inv("tunnel", "--host", "vm", "--stop")
+    assert "tunnel: none was open" in lab.inv("tunnel", "--host", "vm", "--stop").stdout
+    lab.inv("down", "--host", "vm")
+    nothing_left(lab, user)
+
+
+def test_hand_started_jupyter_is_reported_and_ended_only_with_force(lab, user, sshd):
+    profile = ssh_profile(user, sshd)
+    lab.write_hosts({"vm": profile})
+    lab.inv("setup", "--host", "vm")
+    port = profile["notebook"]["port"]
+    # As the seeds do it: jupyter by hand, in the background, default runtime dir.
+    user.shell(
+        f"cd ~ && nohup ~/.labvm/env/bin/jupyter lab --no-browser --port={port} "
+        f"--ServerApp.port_retries=0 >/dev/null 2>&1 &"
+    )
+    from conftest import wait_for_port
+    wait_for_port(port, 60)
+    hand = user.processes("jupyter-lab")
+    assert len(hand) == 1
+
+    refused = lab.inv("start-notebook", "--host", "vm", check=False)
+    assert refused.returncode == 1
+    assert "a Jupyter labvm did not start" in refused.stderr and "--force" in refused.stderr
+    kept = lab.inv("stop-notebook", "--host", "vm").output
+    assert "still runs" in kept and user.processes("jupyter-lab") == hand
+    lab.inv("stop-notebook", "--host", "vm", "--force")
+    assert user.processes("jupyter-lab") == []
+
+
+def test_failed_start_shows_the_jupyter_log(lab, user, sshd):
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    lab.inv("setup", "--host", "vm")
+    # Jupyter exits at once when its root directory is not a directory.
+    user.shell("rmdir ~/work && touch ~/work")
+    try:
+        failed = lab.inv("start-notebook", "--host", "vm", check=False)
+    finally:
+        user.shell("rm -f ~/work && mkdir ~/work")
+    assert failed.returncode == 1
+    assert "Jupyter did not start; last lines of ~/.labvm/jupyter.log" in failed.stderr
+    assert "labvm: " in failed.stderr
+    assert user.processes("jupyter-lab") == []
