@@ -98,6 +98,7 @@ class SshHost:
         from fabric import Config, Connection
         from paramiko import SSHConfig
 
+        self.ssh.ensure_key()  # also its known_hosts, whichever task connects first
         keys = [self.ssh.key]
         if self.profile.identity:
             if not self.profile.identity.exists():
@@ -138,7 +139,8 @@ class SshHost:
         try:
             return action(*args, **kwargs)
         except paramiko.BadHostKeyException as e:
-            host = e.hostname
+            port = self.profile.port if e.hostname == self.hostname else parse_jump(self.profile.jump)[2]
+            host = e.hostname if port == 22 else f"[{e.hostname}]:{port}"  # as known_hosts names it
             raise LabvmError(
                 f"{where}: the host key changed since labvm first connected (possible "
                 f"impostor, or the VM was recreated). If you recreated it: "

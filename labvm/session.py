@@ -153,11 +153,16 @@ class Session:
         server = status["server"]
         local_port = self.tunnel(server["port"])
         wait_until_answering(local_port, server["token"])
-        url = notebook_url(local_port, server)
+        url = self.url(local_port, server)
         print(f"\nJupyterLab is ready: {url}")
         if browser and _has_browser():
             webbrowser.open(url)
         return url
+
+    def url(self, local_port: int, server: dict) -> str:
+        """The browser's URL; with a password set, the login page asks for it instead of a token."""
+        url = f"http://127.0.0.1:{local_port}{server.get('base_url') or '/'}lab"
+        return url if self.profile.notebook.password else f"{url}?token={server['token']}"
 
     def ssh_login(self) -> list[str]:
         if self.is_local:
@@ -171,9 +176,6 @@ class Session:
         self.close_tunnel()
 
 
-def notebook_url(local_port: int, server: dict) -> str:
-    token = server.get("token") or ""
-    return f"http://127.0.0.1:{local_port}{server.get('base_url') or '/'}lab" + (f"?token={token}" if token else "")
 
 
 def _store_password_hash(host, password: str) -> None:
@@ -237,11 +239,11 @@ def _describe(session: Session, status: dict) -> list[str]:
     else:
         lines.append("  notebook: its API does not answer")
     if session.is_local:
-        lines.append(f"  url: {notebook_url(server['port'], server)}")
+        lines.append(f"  url: {session.url(server['port'], server)}")
     else:
         tunnel = session.tunnels.find(session.profile)
         if tunnel and tunnel.remote_port == server["port"]:
-            lines.append(f"  url: {notebook_url(tunnel.local_port, server)} (tunnel pid {tunnel.pid})")
+            lines.append(f"  url: {session.url(tunnel.local_port, server)} (tunnel pid {tunnel.pid})")
         else:
             lines.append(f"  url: no tunnel open; `inv tunnel --host {session.profile.name}`")
     lines.append(machine)

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
@@ -124,18 +123,13 @@ class Tunnels:
 def wait_until_answering(port: int, token: str, timeout: float = 20) -> None:
     """Until an authorised /api/status answers through the tunnel (it accepts before that)."""
     request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status")
-    if token:
-        request.add_header("Authorization", f"token {token}")
+    request.add_header("Authorization", f"token {token}")
     deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(request, timeout=5):
                 return
-        except urllib.error.HTTPError as e:
-            if e.code == 403 and not token:  # password mode: it answers, the login page will ask
-                return
-            error = e
-        except OSError as e:
+        except OSError as e:  # HTTPError included
             error = e
         if time.monotonic() > deadline:
             raise LabvmError(f"tunnel: Jupyter did not answer on 127.0.0.1:{port} ({error})")

@@ -58,14 +58,12 @@ def config(args):
     }
     if os.geteuid() == 0:
         server["allow_root"] = True
-    settings = {"ServerApp": server}
+    # The token stays on in password mode too: labvm's own status and idle checks use it.
+    with open(TOKEN) as f:
+        settings = {"ServerApp": server, "IdentityProvider": {"token": f.read().strip()}}
     if args.auth == "password":
         with open(PASSWORD_HASH) as f:
             settings["PasswordIdentityProvider"] = {"hashed_password": f.read().strip()}
-        settings["IdentityProvider"] = {"token": ""}
-    else:
-        with open(TOKEN) as f:
-            settings["IdentityProvider"] = {"token": f.read().strip()}
     text = json.dumps(settings, indent=1, sort_keys=True) + "\n"
     try:
         with open(CONFIG) as f:
@@ -199,15 +197,13 @@ def plan(args):
 
 
 def ready(port):
-    """An authorised /api/status answers (password mode: it answers at all, 403 is fine)."""
+    """An authorised /api/status answers."""
     mine = next((s for s in servers(RUNTIME) if s.get("port") == port), None)
     if not mine:
         return False
     try:
         api(mine, "status")
         return True
-    except urllib.error.HTTPError as e:
-        return e.code == 403 and not mine.get("token")
     except (OSError, ValueError):
         return False
 

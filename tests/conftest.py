@@ -44,7 +44,8 @@ def wait_for_port(port: int, timeout: float = 10) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def http_status(url: str, token: str | None = None) -> int:
+def http_status(url: str, token: str | None = None) -> int | None:
+    """The HTTP status of a GET, or None when nothing listens."""
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"token {token}")
@@ -53,6 +54,8 @@ def http_status(url: str, token: str | None = None) -> int:
             return response.status
     except urllib.error.HTTPError as e:
         return e.code
+    except (ConnectionError, urllib.error.URLError):
+        return None
 
 
 @dataclass

@@ -1,0 +1,198 @@
+"""Bad input: each case exits non-zero with one clear message naming file, profile and key,
+never a traceback (the helper fails on any), and changes nothing it should not."""
+
+import socket
+
+import pytest
+
+from conftest import free_port, ssh_profile
+
+GOOD_LOCAL = "  local: {provider: local, env: {manager: uv}}\n"
+
+BROKEN_FILES = [
+    (
+        "typo'd key",
+        "profiles:\n" + GOOD_LOCAL + "  lab: {provider: ssh, address: h, notebok: {port: 9}}\n",
+        ["profiles.lab.notebok: unknown key (did you mean 'notebook'?)"],
+    ),
+    (
+        "typo'd nested key",
+        "profiles:\n  lab: {provider: ssh, address: h, notebook: {prot: 9}}\n",
+        ["profiles.lab.notebook.prot: unknown key (did you mean 'port'?)"],
+    ),
+    (
+        "wrong type",
+        "profiles:\n  lab: {provider: ssh, address: h, env: {packages: numpy}}\n",
+        ["profiles.lab.env.packages: must be a list of strings"],
+    ),
+    (
+        "bad port",
+        "profiles:\n  lab: {provider: ssh, address: h, port: 70000}\n",
+        ["profiles.lab.port: must be a port number from 1 to 65535, not 70000"],
+    ),
+    (
+        "unknown provider",
+        "profiles:\n  lab: {provider: shh, address: h}\n",
+        ["profiles.lab.provider: must be one of local, ssh, openstack, aws, gce (did you mean 'ssh'?)"],
+    ),
+    (
+        "ssh without address",
+        "profiles:\n  lab: {provider: ssh}\n",
+        ["profiles.lab.address: required for provider ssh"],
+    ),
+    (
+        "unknown multiplexer",
+        "profiles:\n  lab: {provider: ssh, address: h, notebook: {multiplexer: tmxu}}\n",
+        ["profiles.lab.notebook.multiplexer: must be one of tmux, screen, nohup, not 'tmxu' (did you mean 'tmux'?)"],
+    ),
+    (
+        "all problems at once",
+        "defaults: {notebok: {}}\nprofiles:\n  lab: {provider: ssh, address: h, port: x}\n",
+        ["profiles.lab.notebok: unknown key", "profiles.lab.port: must be a port number"],
+    ),
+    (
+        "not YAML",
+        "profiles: [unclosed\n",
+        ["not valid YAML"],
+    ),
+    (
+        "default names no profile",
+        "default: lcoal\nprofiles:\n" + GOOD_LOCAL,
+        ["default: no profile 'lcoal' (did you mean 'local'?); profiles: local"],
+    ),
+]
+
+
+@pytest.mark.parametrize("name,text,messages", BROKEN_FILES, ids=[case[0] for case in BROKEN_FILES])
+def test_broken_hosts_file(lab, name, text, messages):
+    lab.write_hosts({}, raw=text)
+    result = lab.inv("up", "--host", "lab", "--no-browser", check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == len(messages), result.stderr
+    for line, message in zip(lines, messages):
+        assert line.startswith(f"labvm: {lab.hosts}: "), line
+        assert message in line, line
+    assert not lab.ssh_dir.exists()  # nothing half-done
+
+
+def test_unknown_profile_lists_the_profiles(lab):
+    lab.write_hosts({}, raw="profiles:\n" + GOOD_LOCAL + "  lab: {provider: ssh, address: h}\n")
+    result = lab.inv("up", "--host", "lba", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"labvm: {lab.hosts}: no profile 'lba' (from --host) (did you mean 'lab'?); profiles: local, lab"
+    )
+
+
+def test_labvm_host_variable_picks_the_profile(lab):
+    lab.write_hosts({}, raw="default: local\nprofiles:\n" + GOOD_LOCAL)
+    env = lab.env
+    env["LABVM_HOST"] = "nope"
+    import subprocess
+    from conftest import INV
+    result = subprocess.run([*INV, "setup"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "no profile 'nope' (from LABVM_HOST)" in result.stderr
+
+
+def test_missing_variable_names_it_only_for_the_profile_used(lab):
+    lab.write_hosts({}, raw=(
+        "default: local\nprofiles:\n" + GOOD_LOCAL
+        + "  gpu: {provider: ssh, address: '${LAB_GPU_HOST}'}\n"
+    ))
+    assert lab.inv("hosts").returncode == 0  # the other profiles still work
+    result = lab.inv("keys", "--host", "gpu", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"labvm: {lab.hosts}: profiles.gpu.address: ${{LAB_GPU_HOST}} is not set; set LAB_GPU_HOST "
+        "in the environment or in .env beside hosts.yml (see .env.example)"
+    )
+    (lab.directory / ".env").write_text("LAB_GPU_HOST=bad host name\n")
+    result = lab.inv("keys", "--host", "gpu", check=False)
+    assert "profiles.gpu.address: must be a host name or IP address, not 'bad host name'" in result.stderr
+
+
+def test_hostile_user_is_refused_before_any_shell(lab):
+    lab.write_hosts({}, raw="profiles:\n  lab: {provider: ssh, address: h, user: 'x; touch PWNED'}\n")
+    result = lab.inv("up", "--host", "lab", check=False)
+    assert result.returncode == 1
+    assert "profiles.lab.user: must be a login name" in result.stderr
+    assert not list(lab.directory.rglob("PWNED"))
+
+
+def test_unsupported_verb_says_so(lab):
+    lab.write_hosts({}, raw="profiles:\n  aws: {provider: aws, region: us-west-2}\n")
+    result = lab.inv("up", "--host", "aws", check=False)
+    assert result.returncode == 1
+    assert "provider aws is not available in this version of labvm yet" in result.stderr
+
+
+def test_unreachable_host(lab, user):
+    closed = free_port()
+    lab.write_hosts({"vm": {"provider": "ssh", "address": "127.0.0.1", "port": closed, "user": user.name}})
+    result = lab.inv("up", "--host", "vm", "--no-browser", check=False)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"labvm: vm ({user.name}@127.0.0.1:{closed}): ")
+    assert "profiles.vm.address/port" in last
+
+
+def test_changed_host_key_is_refused_with_the_fix(lab, user, sshd, tmp_path):
+    from conftest import Sshd
+
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    lab.inv("keys", "--host", "vm")
+    known_hosts = lab.ssh_dir / "labvm" / "known_hosts"
+    assert f"[127.0.0.1]:{sshd.port}" in known_hosts.read_text()
+    # Another server (say, a recreated VM) now answers at an address labvm knows.
+    impostor = Sshd(tmp_path / "impostor")
+    try:
+        entry = known_hosts.read_text().replace(f"[127.0.0.1]:{sshd.port}", f"[127.0.0.1]:{impostor.port}")
+        known_hosts.write_text(entry)
+        lab.write_hosts({"vm": ssh_profile(user, impostor)})
+        result = lab.inv("up", "--host", "vm", "--no-browser", check=False)
+    finally:
+        impostor.stop()
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert "the host key changed since labvm first connected" in message
+    assert f"ssh-keygen -f '{known_hosts}' -R '[127.0.0.1]:{impostor.port}'" in message
+    assert (user.home / ".ssh" / "authorized_keys").read_text().count("labvm") <= 1
+
+
+def test_missing_identity_file(lab, user, sshd):
+    lab.write_hosts({"vm": ssh_profile(user, sshd, identity="/nonexistent/key")})
+    result = lab.inv("keys", "--host", "vm", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("profiles.vm.identity: /nonexistent/key not found")
+
+
+def test_local_profile_has_no_ssh(lab):
+    lab.write_hosts({}, raw="profiles:\n" + GOOD_LOCAL)
+    result = lab.inv("ssh", "--host", "local", check=False)
+    assert result.returncode == 1
+    assert "the local profile is this machine" in result.stderr
+
+
+def test_local_ports_all_busy(lab, user, sshd):
+    profile = ssh_profile(user, sshd)
+    wanted = free_port()
+    profile["notebook"]["local_port"] = wanted
+    lab.write_hosts({"vm": profile})
+    blockers = []
+    try:
+        for port in range(wanted, wanted + 50):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            blockers.append(s)
+        result = lab.inv("tunnel", "--host", "vm", check=False)
+    finally:
+        for s in blockers:
+            s.close()
+    assert result.returncode == 1
+    assert f"local ports {wanted}-{wanted + 49} are all busy; set profiles.vm.notebook.local_port" in result.stderr
