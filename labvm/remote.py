@@ -98,7 +98,7 @@ class SshHost:
         from fabric import Config, Connection
         from paramiko import SSHConfig
 
-        self.ssh.ensure_key()  # also its known_hosts, whichever task connects first
+        self.ssh.ensure_known_hosts()  # whichever task connects first
         keys = [self.ssh.key]
         if self.profile.identity:
             if not self.profile.identity.exists():

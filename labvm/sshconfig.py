@@ -65,8 +65,12 @@ class SshHome:
             print(f"keys: made labvm's key pair {self.key}")
         os.chmod(self.key, 0o600)
         os.chmod(self.key.with_suffix(".pub"), 0o644)
-        self.known_hosts.touch(mode=0o600, exist_ok=True)
+        self.ensure_known_hosts()
         return self.key.with_suffix(".pub").read_text().strip()
+
+    def ensure_known_hosts(self) -> None:
+        self.labvm.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.known_hosts.touch(mode=0o600, exist_ok=True)
 
     def write_host(self, profile: Profile, hostname: str) -> None:
         """Adds or replaces the profile's blocks in ~/.ssh/labvm/config; other blocks stay."""

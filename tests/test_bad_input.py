@@ -196,3 +196,16 @@ def test_local_ports_all_busy(lab, user, sshd):
             s.close()
     assert result.returncode == 1
     assert f"local ports {wanted}-{wanted + 49} are all busy; set profiles.vm.notebook.local_port" in result.stderr
+
+
+def test_status_reports_every_profile_even_when_one_is_down(lab, user):
+    closed = free_port()
+    lab.write_hosts({}, raw=(
+        "default: local\nprofiles:\n  local: {provider: local, env: {manager: uv}, notebook: {port: %d}}\n"
+        "  gone: {provider: ssh, address: 127.0.0.1, port: %d, user: %s}\n" % (free_port(), closed, user.name)
+    ))
+    result = lab.inv("status")
+    lines = result.stdout.splitlines()
+    assert lines[0] == "local (local, this machine): reachable"
+    assert "  notebook: not running" in lines
+    assert any(line.startswith(f"gone: gone ({user.name}@127.0.0.1:{closed}): ") for line in lines), lines

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import free_port, http_status, ssh_profile
+from conftest import INV, http_status, ssh_profile
 
 
 def url_from(output: str) -> str:
@@ -49,7 +49,9 @@ def test_up_status_up_again_down(lab, user, sshd, multiplexer):
     assert url in status and "kernels 0" in status
 
     pids = user.processes("jupyter-lab")
+    logins = sshd.log.read_text().count("Accepted publickey")
     again = lab.inv("up", "--host", "vm", "--no-browser").output
+    assert sshd.log.read_text().count("Accepted publickey") == logins + 1  # one SSH connection
     assert "nothing to do" in again
     assert "already running" in again and "nothing started" in again
     assert "tunnel: already open" in again
@@ -167,3 +169,13 @@ def test_failed_start_shows_the_jupyter_log(lab, user, sshd):
     assert "Jupyter did not start; last lines of ~/.labvm/jupyter.log" in failed.stderr
     assert "labvm: " in failed.stderr
     assert user.processes("jupyter-lab") == []
+
+
+def test_inv_ssh_logs_in_with_labvms_key(lab, user, sshd):
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    result = subprocess.run(
+        [*INV, "ssh", "--host", "vm"], input="id -un\n", capture_output=True, text=True,
+        env=lab.env, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == user.name
