@@ -1,80 +1,11 @@
-"""Real components: OpenSSH sshd on loopback as "the VM", a throwaway Unix user as its
-login (its home under /tmp, so no test touches a real home), real tmux/screen/Jupyter,
-and `inv` run in a subprocess exactly as a user runs it.
-"""
+"""Fixtures: a throwaway user and real sshd servers per test session, a fresh "laptop" per test."""
 
-from __future__ import annotations
-
-import json
 import os
-import pwd
 import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import textwrap
-import time
-import urllib.error
-import urllib.request
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-INV = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def http_status(url: str, token: str | None = None) -> int | None:
-    """The HTTP status of a GET, or None when nothing listens."""
-    request = urllib.request.Request(url)
-    if token:
-        request.add_header("Authorization", f"token {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except (ConnectionError, urllib.error.URLError):
-        return None
-
-
-@dataclass
-class User:
-    name: str
-    home: Path
-    uid: int
-    key: Path  # the key this user logs in with "today", before labvm
-
-    def processes(self, pattern: str) -> list[str]:
-        out = subprocess.run(["pgrep", "-a", "-u", self.name, "-f", pattern], capture_output=True, text=True)
-        return out.stdout.splitlines()
-
-    def shell(self, command: str) -> subprocess.CompletedProcess:
-        """A command as this user, with their own environment (tmux ls, screen -ls, ...)."""
-        return subprocess.run(
-            ["su", "-s", "/bin/sh", self.name, "-c", command],
-            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(self.home)},
-        )
+from realhost import Lab, Sshd, User
 
 
 @pytest.fixture(scope="session")
@@ -82,62 +13,9 @@ def user(tmp_path_factory) -> User:
     """A real login on "the VM", created for this test run and removed after it."""
     if os.geteuid() != 0:
         pytest.skip("the SSH tests create a throwaway Unix user and start sshd: run bin/test as root")
-    name = f"lvt{uuid.uuid4().hex[:8]}"
-    home = Path(tempfile.mkdtemp(prefix="labvm-home-"))
-    home.rmdir()
-    subprocess.run(["useradd", "-m", "-d", str(home), "-s", "/bin/sh", name], check=True)
-    subprocess.run(["usermod", "-p", "*", name], check=True)  # no password, but not locked
-    entry = pwd.getpwnam(name)
-    key = tmp_path_factory.mktemp("userkey") / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    ssh_dir = home / ".ssh"
-    ssh_dir.mkdir(mode=0o700)
-    (ssh_dir / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
-    subprocess.run(["chown", "-R", f"{name}:{name}", str(ssh_dir)], check=True)
-    yield User(name, home, entry.pw_uid, key)
-    subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
-    time.sleep(0.2)
-    subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
-    shutil.rmtree(home, ignore_errors=True)
-
-
-class Sshd:
-    """A real OpenSSH server on a free loopback port, with its own host key and log."""
-
-    def __init__(self, directory: Path, log_level: str = "INFO"):
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self.port = free_port()
-        self.host_key = directory / "ssh_host_ed25519_key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
-        self.config = directory / "sshd_config"
-        self.config.write_text(textwrap.dedent(f"""\
-            Port {self.port}
-            ListenAddress 127.0.0.1
-            HostKey {self.host_key}
-            PidFile none
-            UsePAM no
-            StrictModes no
-            PasswordAuthentication no
-            KbdInteractiveAuthentication no
-            PubkeyAuthentication yes
-            AuthorizedKeysFile .ssh/authorized_keys
-            AllowTcpForwarding yes
-            Subsystem sftp internal-sftp
-            PermitRootLogin no
-            LogLevel {log_level}
-            """))
-        self.log = directory / "sshd.log"
-        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.config)],
-            stderr=self.log.open("w"), stdin=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+    created = User.create(tmp_path_factory.mktemp("userkey"))
+    yield created
+    created.remove()
 
 
 @pytest.fixture(scope="session")
@@ -155,75 +33,8 @@ def jump_sshd(user, tmp_path_factory) -> Sshd:
     server.stop()
 
 
-@dataclass
-class Lab:
-    """One user's laptop: a hosts.yml and an ~/.ssh of its own, and `inv` to run."""
-
-    directory: Path
-    hosts: Path
-    ssh_dir: Path
-    home: Path
-
-    def write_hosts(self, profiles: dict, default: str | None = None, raw: str | None = None) -> None:
-        if raw is not None:
-            self.hosts.write_text(raw)
-            return
-        document = {"default": default or next(iter(profiles)), "profiles": profiles}
-        self.hosts.write_text(yaml.safe_dump(document))
-
-    @property
-    def env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LABVM_")}
-        env.update(LABVM_HOSTS=str(self.hosts), LABVM_SSH_DIR=str(self.ssh_dir), HOME=str(self.home))
-        env.pop("DISPLAY", None)
-        env.pop("BROWSER", None)
-        return env
-
-    def inv(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [*INV, *args], capture_output=True, text=True, env=self.env, timeout=timeout,
-            stdin=subprocess.DEVNULL, cwd=self.directory,
-        )
-        result.output = output = result.stdout + result.stderr
-        assert "Traceback" not in output, output
-        if check:
-            assert result.returncode == 0, output
-        return result
-
-    def ssh(self, alias: str, command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["ssh", "-F", str(self.ssh_dir / "config"), "-o", "BatchMode=yes", alias, command],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30,
-        )
-
-    def tunnel_record(self, profile: str) -> dict:
-        return json.loads((self.ssh_dir / "labvm" / "run" / f"{profile}.json").read_text())
-
-
 @pytest.fixture
 def lab() -> Lab:
-    # Short paths: the tunnel's control socket must fit in 108 bytes.
-    directory = Path(tempfile.mkdtemp(prefix="lv-"))
-    home = directory / "home"
-    home.mkdir()
-    yield Lab(directory, directory / "hosts.yml", directory / "ssh", home)
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-def ssh_profile(user: User, sshd: Sshd, **extra) -> dict:
-    """A profile for "the VM": labvm reaches it as a plain SSH host through address:."""
-    profile = {
-        "provider": "ssh",
-        "address": "127.0.0.1",
-        "port": sshd.port,
-        "user": user.name,
-        "identity": str(user.key),
-        "env": {"manager": "uv", "packages": ["jupyterlab"]},
-        "notebook": {"port": free_port(), "local_port": free_port(), "start_timeout": 180},
-    }
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(profile.get(key), dict):
-            profile[key] = {**profile[key], **value}
-        else:
-            profile[key] = value
-    return profile
+    created = Lab.create()
+    yield created
+    shutil.rmtree(created.directory, ignore_errors=True)

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from conftest import free_port, ssh_profile
+from realhost import free_port, ssh_profile
 
 GOOD_LOCAL = "  local: {provider: local, env: {manager: uv}}\n"
 
@@ -90,7 +90,7 @@ def test_labvm_host_variable_picks_the_profile(lab):
     env = lab.env
     env["LABVM_HOST"] = "nope"
     import subprocess
-    from conftest import INV
+    from realhost import INV
     result = subprocess.run([*INV, "setup"], env=env, capture_output=True, text=True)
     assert result.returncode == 1
     assert "no profile 'nope' (from LABVM_HOST)" in result.stderr
@@ -139,7 +139,7 @@ def test_unreachable_host(lab, user):
 
 
 def test_changed_host_key_is_refused_with_the_fix(lab, user, sshd, tmp_path):
-    from conftest import Sshd
+    from realhost import Sshd
 
     lab.write_hosts({"vm": ssh_profile(user, sshd)})
     lab.inv("keys", "--host", "vm")

@@ -8,9 +8,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import yaml
 
-from conftest import http_status, ssh_profile
+from realhost import http_status, ssh_profile
 
 STANDIN = Path(__file__).parent / "standin" / "miniforge.sh"
 

@@ -3,7 +3,7 @@
 import re
 import subprocess
 
-from conftest import free_port, http_status
+from realhost import free_port, http_status
 
 
 def test_local_up_again_status_down(lab):

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import INV, http_status, ssh_profile
+from realhost import INV, http_status, ssh_profile
 
 
 def url_from(output: str) -> str:
@@ -142,7 +142,7 @@ def test_hand_started_jupyter_is_reported_and_ended_only_with_force(lab, user, s
         f"cd ~ && nohup ~/.labvm/env/bin/jupyter lab --no-browser --port={port} "
         f"--ServerApp.port_retries=0 >/dev/null 2>&1 &"
     )
-    from conftest import wait_for_port
+    from realhost import wait_for_port
     wait_for_port(port, 60)
     hand = user.processes("jupyter-lab")
     assert len(hand) == 1

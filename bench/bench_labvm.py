@@ -1,0 +1,189 @@
+"""labvm's speed, as ratios against baselines measured in the same run (not timed tests).
+
+    sudo .venv/bin/python bench/bench_labvm.py        (root: it creates a throwaway user + sshd)
+
+1. `inv --list` against an empty invoke collection (no cloud SDK on the start-up path).
+2. `inv up` on a prepared host (env installed, nothing running) to the first authorised
+   response, against the seeds' commands by hand: ssh + tmux jupyter, ssh -f -N -L, poll.
+3. `inv up` again when everything is up: seconds and SSH connections (counted in sshd's log).
+4. Throughput through labvm's tunnel against a plain `ssh -N -L` to the same server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))
+
+from realhost import INV, Lab, Sshd, User, free_port, http_status, ssh_profile  # noqa: E402
+
+
+def timed(command, **kwargs) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, **kwargs)
+    return time.perf_counter() - start
+
+
+def report(name: str, ours: float, base: float, unit: str, target: str) -> None:
+    print(f"{name:<34} labvm {ours:8.3f} {unit:<5} baseline {base:8.3f} {unit:<5} ratio {ours / base:5.2f}  ({target})")
+
+
+def bench_list(rounds: int = 10) -> None:
+    empty = Path(tempfile.mkdtemp())
+    (empty / "tasks.py").write_text("from invoke import task\n\n@task\ndef nothing(c):\n    pass\n")
+    ours = statistics.median(timed([*INV, "--list"]) for _ in range(rounds))
+    base = statistics.median(
+        timed([sys.executable, "-m", "invoke", "--search-root", str(empty), "--list"]) for _ in range(rounds)
+    )
+    report("inv --list", ours, base, "s", "target <= 1.3")
+    shutil.rmtree(empty)
+
+
+def wait_authorised(port: int, token: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while http_status(f"http://127.0.0.1:{port}/api/status", token) != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("Jupyter never answered")
+        time.sleep(0.05)
+
+
+def by_hand(user: User, sshd: Sshd, remote_port: int) -> float:
+    """The seeds' recipe: jupyter in tmux over ssh, a tunnel with ssh -f -N -L, the browser."""
+    ssh = ["ssh", "-F", "/dev/null", "-i", str(user.key), "-p", str(sshd.port),
+           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+           f"{user.name}@127.0.0.1"]
+    token, local_port = "handtoken", free_port()
+    start = time.perf_counter()
+    subprocess.run([*ssh, f"tmux new-session -d -s hand 'JUPYTER_TOKEN={token} ~/.labvm/env/bin/jupyter lab "
+                    f"--no-browser --ServerApp.ip=127.0.0.1 --port={remote_port}'"], check=True)
+    subprocess.run([*ssh[:1], "-f", "-N", "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}", *ssh[1:]],
+                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_authorised(local_port, token)
+    elapsed = time.perf_counter() - start
+    subprocess.run([*ssh, "tmux kill-session -t hand"], check=True)
+    subprocess.run(["pkill", "-f", f"127.0.0.1:{local_port}:127.0.0.1"], check=False)
+    while http_status(f"http://127.0.0.1:{local_port}/api/status") is not None:
+        time.sleep(0.05)
+    for _ in range(100):  # until the hand-started Jupyter has let go of its port
+        if not user.processes("jupyter-lab"):
+            break
+        time.sleep(0.05)
+    return elapsed
+
+
+def bench_up(user: User, sshd: Sshd, rounds: int = 3) -> Lab:
+    lab = Lab.create()
+    profile = ssh_profile(user, sshd)
+    lab.write_hosts({"vm": profile})
+    lab.inv("setup", "--host", "vm")  # prepared: keys, env, config
+    ours, base = [], []
+    for _ in range(rounds):
+        base.append(by_hand(user, sshd, profile["notebook"]["port"]))
+        start = time.perf_counter()
+        lab.inv("up", "--host", "vm", "--no-browser")  # returns after an authorised response
+        ours.append(time.perf_counter() - start)
+        lab.inv("down", "--host", "vm")
+    report("inv up (prepared host)", statistics.median(ours), statistics.median(base), "s", "target <= 1.3")
+
+    lab.inv("up", "--host", "vm", "--no-browser")
+    again, connections = [], []
+    for _ in range(5):
+        before = sshd.log.read_text().count("Accepted publickey")
+        start = time.perf_counter()
+        lab.inv("up", "--host", "vm", "--no-browser")
+        again.append(time.perf_counter() - start)
+        connections.append(sshd.log.read_text().count("Accepted publickey") - before)
+    print(f"{'inv up again (all up)':<34} labvm {statistics.median(again):8.3f} s     "
+          f"SSH connections per run {max(connections)}  (target <= 2 s, 1 connection)")
+    return lab
+
+
+class Blaster:
+    """A loopback TCP server on "the host" that sends SIZE bytes to each client."""
+
+    SIZE = 512 * 1024 * 1024
+
+    def __init__(self):
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen()
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        chunk = b"\0" * (1 << 20)
+        while True:
+            client, _ = self.server.accept()
+            with client:
+                for _ in range(self.SIZE // len(chunk)):
+                    client.sendall(chunk)
+
+
+def download_rate(port: int) -> float:
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        received, start = 0, time.perf_counter()
+        while chunk := s.recv(1 << 20):
+            received += len(chunk)
+        return received / (time.perf_counter() - start) / 1e6
+
+
+def bench_tunnel(user: User, sshd: Sshd, lab: Lab, rounds: int = 3) -> None:
+    os.environ["LABVM_SSH_DIR"] = str(lab.ssh_dir)
+    from labvm import config
+    from labvm.sshconfig import SshHome
+    from labvm.tunnel import Tunnels, port_free
+
+    blaster = Blaster()
+    profile = config.load(lab.hosts).profile("vm")
+    tunnels = Tunnels(SshHome.current())
+    tunnels.close(profile)
+    ours_port = tunnels.open(profile, blaster.port).local_port
+    plain_port = free_port()
+    plain = subprocess.Popen(
+        ["ssh", "-F", "/dev/null", "-N", "-i", str(user.key), "-p", str(sshd.port),
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+         "-L", f"127.0.0.1:{plain_port}:127.0.0.1:{blaster.port}", f"{user.name}@127.0.0.1"],
+        stdin=subprocess.DEVNULL,
+    )
+    while port_free(plain_port) and plain.poll() is None:  # until ssh listens
+        time.sleep(0.05)
+    ours, base = [], []
+    for _ in range(rounds):
+        base.append(download_rate(plain_port))
+        ours.append(download_rate(ours_port))
+    plain.terminate()
+    tunnels.close(profile)
+    report("tunnel throughput", statistics.median(ours), statistics.median(base), "MB/s", "target >= 0.9")
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        sys.exit("bench_labvm.py creates a throwaway user and sshd: run it as root")
+    print(f"labvm benchmarks, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    bench_list()
+    key_dir = Path(tempfile.mkdtemp())
+    user = User.create(key_dir)
+    sshd = Sshd(Path(tempfile.mkdtemp()) / "sshd")
+    try:
+        lab = bench_up(user, sshd)
+        bench_tunnel(user, sshd, lab)
+        lab.inv("down", "--host", "vm")
+        shutil.rmtree(lab.directory, ignore_errors=True)
+    finally:
+        sshd.stop()
+        user.remove()
+
+
+if __name__ == "__main__":
+    main()
