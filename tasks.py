@@ -9,7 +9,6 @@ import os
 from invoke import task
 
 from labvm import cli
-from labvm.session import status_report
 
 HOST = {"host": cli.HOST_HELP}
 
@@ -79,9 +78,7 @@ def tunnel(c, host=None, stop=False):
 @cli.guarded
 def status(c, host=None):
     """Every profile: reachable, notebook, URL, kernels, idle time, memory and disk."""
-    config = cli.load()
-    names = [config.resolve(host).name] if host else list(config.names)
-    print("\n".join(status_report(config, names, c)))
+    print(cli.status(c, host))
 
 
 @task(help={**HOST, "browser": "open the URL in a browser (--no-browser to skip)"})

@@ -1,4 +1,8 @@
-"""What tasks.py needs to stay thin: the profile for --host, and errors as one clean exit."""
+"""What tasks.py needs to stay thin: the profile for --host, and errors as one clean exit.
+
+Nothing heavy is imported here: `inv --list` loads this module and should cost no more
+than invoke itself; config, Fabric and the rest load when a task runs.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,30 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from . import config
 from .errors import LabvmError
-from .session import Session
 
 HOSTS_FILE = Path(__file__).resolve().parent.parent / "hosts.yml"
 HOST_HELP = "profile in hosts.yml (default: $LABVM_HOST, then `default:`)"
 
 
-def load() -> config.Config:
+def load():
+    from . import config
+
     return config.load(HOSTS_FILE)
 
 
-def session(context, host: str | None) -> Session:
+def session(context, host: str | None):
+    from .session import Session
+
     return Session(load().resolve(host), context)
+
+
+def status(context, host: str | None) -> str:
+    from .session import status_report
+
+    config = load()
+    names = [config.resolve(host).name] if host else list(config.names)
+    return "\n".join(status_report(config, names, context))
 
 
 def guarded(body):

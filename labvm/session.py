@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import webbrowser
+from concurrent.futures import ThreadPoolExecutor
 
 from .config import Config, Profile
 from .errors import LabvmError
@@ -149,9 +150,16 @@ class Session:
 
     def up(self, browser: bool = True) -> str:
         self.setup()
-        status = self.start_notebook()
-        server = status["server"]
-        local_port = self.tunnel(server["port"])
+        # OpenSSH opens the tunnel while Jupyter boots; they share nothing.
+        with ThreadPoolExecutor(1) as pool:
+            opening = pool.submit(self.tunnel, self.profile.notebook.port)
+            try:
+                server = self.start_notebook()["server"]
+            except LabvmError:
+                if opening.exception() is None:  # nothing left behind: no tunnel to nowhere
+                    self.close_tunnel()
+                raise
+            local_port = opening.result()
         wait_until_answering(local_port, server["token"])
         url = self.url(local_port, server)
         print(f"\nJupyterLab is ready: {url}")

@@ -234,7 +234,7 @@ def wait(args):
         if waited >= reported + 5:
             reported = waited
             say("notebook: waiting for Jupyter to answer (%ds)" % waited)
-        time.sleep(0.2)
+        time.sleep(0.05)
     say("notebook: Jupyter did not start; last lines of ~/.labvm/jupyter.log:")
     sys.stderr.write(log_tail())
     sys.exit(1)
