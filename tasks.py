@@ -104,3 +104,35 @@ def ssh(c, host=None):
     with cli.session(c, host) as session:
         command = session.ssh_login()
     os.execvp(command[0], command)
+
+
+@task(help=HOST)
+@cli.guarded
+def start(c, host=None):
+    """Start the profile's VM (cloud profiles)."""
+    with cli.session(c, host) as session:
+        session.machine("start")
+
+
+@task(help=HOST)
+@cli.guarded
+def stop(c, host=None):
+    """Stop the profile's VM (cloud profiles)."""
+    with cli.session(c, host) as session:
+        session.machine("stop")
+
+
+@task(help={**HOST, "name": "name of the image"})
+@cli.guarded
+def snapshot(c, host=None, name="labvm"):
+    """Make an image of the profile's VM (cloud profiles)."""
+    with cli.session(c, host) as session:
+        session.machine("snapshot", name)
+
+
+@task(help={**HOST, "size": "the new instance type, flavor or machine type"})
+@cli.guarded
+def resize(c, host=None, size=""):
+    """Change the VM's size (cloud profiles)."""
+    with cli.session(c, host) as session:
+        session.machine("resize", size)

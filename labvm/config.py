@@ -119,7 +119,6 @@ class Profile:
     jump: str = ""
     env: EnvSpec = field(default_factory=EnvSpec)
     notebook: NotebookSpec = field(default_factory=NotebookSpec)
-    cloud: tuple[tuple[str, Any], ...] = ()
 
     @property
     def alias(self) -> str:
@@ -331,7 +330,6 @@ def _build(name: str, data: dict, source: Path) -> Profile:
     notebook = dict(data.get("notebook") or {})
     notebook.setdefault("local_port", notebook.get("port", NotebookSpec.port))
     identity = data.get("identity")
-    cloud_keys = CLOUD_KEYS.get(data["provider"], {})
     return Profile(
         name=name,
         provider=data["provider"],
@@ -347,5 +345,4 @@ def _build(name: str, data: dict, source: Path) -> Profile:
             environment_file=(source.parent / Path(str(env_file)).expanduser()) if env_file else None,
         ),
         notebook=NotebookSpec(**{k: v for k, v in notebook.items() if v is not None}),
-        cloud=tuple((k, data[k]) for k in cloud_keys if k in data),
     )

@@ -42,9 +42,6 @@ class ExistingMachine:
         address = self.profile.address or "127.0.0.1"
         return Instance(self.profile.name, self.profile.name, "running", address)
 
-    def start(self, inst: Instance) -> Instance:
-        return inst
-
     def _unsupported(self, verb: str):
         raise Unsupported(
             f"{verb} is not supported for profile {self.profile.name!r} "
@@ -53,6 +50,9 @@ class ExistingMachine:
 
     def create(self, image: str | None = None) -> Instance:
         self._unsupported("create")
+
+    def start(self, inst: Instance) -> Instance:
+        self._unsupported("start")
 
     def stop(self, inst: Instance) -> Instance:
         self._unsupported("stop")

@@ -68,9 +68,6 @@ class LocalHost:
         target = Path.home() / path
         return target.read_text() if target.exists() else ""
 
-    def upload(self, local: Path, path: str) -> None:
-        self.write(path, local.read_text())
-
     def close(self) -> None:
         pass
 

@@ -45,7 +45,7 @@ class Session:
             if self.is_local:
                 self._host = LocalHost(self.profile, self.context)
             else:
-                instance = self.provider.start(self.provider.find())
+                instance = self.provider.find()
                 self._host = SshHost(self.profile, self.profile.address or instance.address, self.ssh)
         return self._host
 
@@ -178,6 +178,11 @@ class Session:
         if not self._has_ssh_alias():
             self.keys()
         return self.ssh.ssh_command(self.profile)
+
+    def machine(self, verb: str, *args) -> None:
+        """A lifecycle verb of the provider (start, stop, snapshot, resize, ...)."""
+        result = getattr(self.provider, verb)(self.provider.find(), *args)
+        print(f"{verb}: {result}")
 
     def down(self, force: bool = False) -> None:
         self.stop_notebook(force)

@@ -209,3 +209,15 @@ def test_status_reports_every_profile_even_when_one_is_down(lab, user):
     assert lines[0] == "local (local, this machine): reachable"
     assert "  notebook: not running" in lines
     assert any(line.startswith(f"gone: gone ({user.name}@127.0.0.1:{closed}): ") for line in lines), lines
+
+
+@pytest.mark.parametrize("verb", [["start"], ["stop"], ["snapshot"], ["resize", "--size", "m5.large"]])
+def test_lifecycle_verbs_are_not_supported_on_machines_labvm_does_not_manage(lab, verb):
+    lab.write_hosts({}, raw="profiles:\n  lab: {provider: ssh, address: ws1.example.org}\n" + GOOD_LOCAL)
+    for profile, provider in (("lab", "ssh"), ("local", "local")):
+        result = lab.inv(verb[0], "--host", profile, *verb[1:], check=False)
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            f"labvm: {verb[0]} is not supported for profile {profile!r} "
+            f"(provider {provider}: labvm uses the machine, it does not manage it)"
+        )

@@ -127,3 +127,17 @@ def test_password_instead_of_token(lab, user, sshd):
     assert "nothing started" in again, again
     assert (user.home / ".labvm" / "password_hash").read_text() == stored
     lab.inv("down", "--host", "vm")
+
+
+def test_venv_installs_from_pypi_then_only_what_was_added(lab, user, sshd):
+    prefix = "~/.labvm/venv-env"
+    lab.write_hosts({"vm": ssh_profile(user, sshd, env={"manager": "venv", "prefix": prefix})})
+    first = lab.inv("env", "--host", "vm").output
+    assert "creating venv environment" in first and "installing jupyterlab" in first
+    assert (user.home / ".labvm" / "venv-env" / "bin" / "jupyter").exists()
+    assert "env: nothing to do" in lab.inv("env", "--host", "vm").output
+
+    lab.write_hosts({"vm": ssh_profile(user, sshd, env={"manager": "venv", "prefix": prefix,
+                                                      "packages": ["jupyterlab", "toolz"]})})
+    added = lab.inv("env", "--host", "vm").output
+    assert "env: installing toolz\n" in added
