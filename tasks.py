@@ -81,18 +81,22 @@ def status(c, host=None):
     print(cli.status(c, host))
 
 
-@task(help={**HOST, "browser": "open the URL in a browser (--no-browser to skip)"})
+@task(help={
+    **HOST,
+    "browser": "open the URL in a browser (--no-browser to skip)",
+    "from_image": "cloud profiles: make the VM from this image id, or `latest`",
+})
 @cli.guarded
-def up(c, host=None, browser=True):
-    """Everything: keys, env, Jupyter in tmux, tunnel; prints (and opens) the URL."""
+def up(c, host=None, browser=True, from_image=None):
+    """Everything: the VM (resumed or made), keys, env, Jupyter in tmux, tunnel; prints (and opens) the URL."""
     with cli.session(c, host) as session:
-        session.up(browser)
+        session.up(browser, from_image)
 
 
 @task(help={**HOST, "force": "also end a Jupyter labvm did not start on that port"})
 @cli.guarded
 def down(c, host=None, force=False):
-    """Stop the notebook and close the tunnel."""
+    """Stop the notebook, close the tunnel, and stop the VM of a cloud profile."""
     with cli.session(c, host) as session:
         session.down(force)
 
@@ -106,33 +110,67 @@ def ssh(c, host=None):
     os.execvp(command[0], command)
 
 
+@task(help={**HOST, "from_image": "an image id, or `latest` (the newest labvm image of this profile)"})
+@cli.guarded
+def create(c, host=None, from_image=None):
+    """Create the profile's VM (cloud profiles); an existing one is resumed, never doubled."""
+    with cli.session(c, host) as session:
+        session.create(from_image)
+
+
 @task(help=HOST)
 @cli.guarded
 def start(c, host=None):
-    """Start the profile's VM (cloud profiles)."""
+    """Start the profile's VM and wait until SSH answers (cloud profiles)."""
     with cli.session(c, host) as session:
-        session.machine("start")
+        session.start()
 
 
 @task(help=HOST)
 @cli.guarded
 def stop(c, host=None):
-    """Stop the profile's VM (cloud profiles)."""
+    """Stop the profile's VM: its disk stays, its compute is no longer billed (cloud profiles)."""
     with cli.session(c, host) as session:
-        session.machine("stop")
+        session.stop()
 
 
-@task(help={**HOST, "name": "name of the image"})
+@task(help={
+    **HOST,
+    "yes": "do not ask for confirmation",
+    "force": "terminate even without an image newer than the VM's last start",
+    "keep_ip": "keep the Elastic IP for the next VM",
+})
 @cli.guarded
-def snapshot(c, host=None, name="labvm"):
-    """Make an image of the profile's VM (cloud profiles)."""
+def terminate(c, host=None, yes=False, force=False, keep_ip=False):
+    """Delete the profile's VM and what labvm made for it (asks first; cloud profiles)."""
     with cli.session(c, host) as session:
-        session.machine("snapshot", name)
+        session.terminate(yes, force, keep_ip)
+
+
+@task(iterable=["share"], help={
+    **HOST,
+    "name": "image name prefix (a profile and time stamp follow)",
+    "share": "an AWS account id that may launch the image (repeatable)",
+    "no_reboot": "do not reboot the VM for a consistent disk",
+})
+@cli.guarded
+def snapshot(c, host=None, name="labvm", share=None, no_reboot=False):
+    """Make a tagged image of the profile's VM and wait until it is available (cloud profiles)."""
+    with cli.session(c, host) as session:
+        session.snapshot(name, tuple(share or ()), no_reboot)
+
+
+@task(help={**HOST, "prune": "delete older images and their snapshots", "keep": "how many --prune keeps"})
+@cli.guarded
+def images(c, host=None, prune=False, keep=3):
+    """List the profile's labvm images, oldest first (cloud profiles)."""
+    with cli.session(c, host) as session:
+        session.images(prune, keep)
 
 
 @task(help={**HOST, "size": "the new instance type, flavor or machine type"})
 @cli.guarded
 def resize(c, host=None, size=""):
-    """Change the VM's size (cloud profiles)."""
+    """Stop, change the VM's size, start; the notebook and tunnel come back (cloud profiles)."""
     with cli.session(c, host) as session:
-        session.machine("resize", size)
+        session.resize(size)

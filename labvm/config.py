@@ -13,7 +13,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import yaml
 from dotenv import dotenv_values
@@ -119,6 +120,7 @@ class Profile:
     jump: str = ""
     env: EnvSpec = field(default_factory=EnvSpec)
     notebook: NotebookSpec = field(default_factory=NotebookSpec)
+    cloud_settings: Mapping[str, Any] = field(default_factory=dict)  # the provider's own keys
 
     @property
     def alias(self) -> str:
@@ -345,4 +347,7 @@ def _build(name: str, data: dict, source: Path) -> Profile:
             environment_file=(source.parent / Path(str(env_file)).expanduser()) if env_file else None,
         ),
         notebook=NotebookSpec(**{k: v for k, v in notebook.items() if v is not None}),
+        cloud_settings=MappingProxyType(
+            {k: data[k] for k in CLOUD_KEYS.get(data["provider"], {}) if data.get(k) is not None}
+        ),
     )

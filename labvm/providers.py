@@ -48,31 +48,43 @@ class ExistingMachine:
             f"(provider {self.profile.provider}: labvm uses the machine, it does not manage it)"
         )
 
-    def create(self, image: str | None = None) -> Instance:
+    def create(self, *args, **kwargs) -> Instance:
         self._unsupported("create")
 
-    def start(self, inst: Instance) -> Instance:
+    def start(self, *args) -> Instance:
         self._unsupported("start")
 
-    def stop(self, inst: Instance) -> Instance:
+    def stop(self, *args) -> Instance:
         self._unsupported("stop")
 
-    def terminate(self, inst: Instance) -> None:
+    def terminate(self, *args) -> None:
         self._unsupported("terminate")
 
-    def snapshot(self, inst: Instance, name: str) -> Image:
+    def snapshot(self, *args) -> Image:
         self._unsupported("snapshot")
 
-    def resize(self, inst: Instance, size: str) -> Instance:
+    def resize(self, *args) -> Instance:
         self._unsupported("resize")
 
     def images(self) -> list[Image]:
         self._unsupported("images")
 
+    def prune(self, keep: int) -> list[Image]:
+        self._unsupported("images --prune")
 
-def for_profile(profile: Profile) -> ExistingMachine:
+    def last_start(self, *args):
+        self._unsupported("terminate")
+
+
+def for_profile(profile: Profile):
     if profile.provider in ("local", "ssh"):
         return ExistingMachine(profile)
+    if profile.provider == "aws":
+        try:
+            from .aws import AwsProvider
+        except ImportError:
+            raise LabvmError("AWS profiles need boto3: .venv/bin/pip install -e '.[aws]' (bin/bootstrap does)") from None
+        return AwsProvider(profile)
     raise LabvmError(
         f"profile {profile.name!r}: provider {profile.provider} is not available in this "
         f"version of labvm yet; for a VM you made by hand use provider: ssh with its address:"

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
+import time
 import webbrowser
 from concurrent.futures import ThreadPoolExecutor
 
 from .config import Config, Profile
 from .errors import LabvmError
-from .providers import for_profile
+from .providers import Instance, for_profile
 from .remote import LocalHost, SshHost
 from .sshconfig import SshHome
 from .tunnel import Tunnels, wait_until_answering
@@ -45,9 +47,44 @@ class Session:
             if self.is_local:
                 self._host = LocalHost(self.profile, self.context)
             else:
-                instance = self.provider.find()
-                self._host = SshHost(self.profile, self.profile.address or instance.address, self.ssh)
+                self._host = self._connect(self._running_instance())
         return self._host
+
+    def _running_instance(self) -> Instance:
+        instance = self.provider.find()
+        if instance is None:
+            raise LabvmError(f"profile {self.profile.name!r} has no VM; `inv up --host {self.profile.name}` makes one")
+        if instance.state != "running":
+            raise LabvmError(
+                f"the VM of profile {self.profile.name!r} ({instance.id}) is {instance.state}; "
+                f"`inv up --host {self.profile.name}` starts it"
+            )
+        return instance
+
+    def _connect(self, instance: Instance) -> SshHost:
+        # `address:` pins where SSH goes (a DNS name, a VPN address, a test sshd).
+        return SshHost(self.profile, self.profile.address or instance.address, self.ssh)
+
+    def ensure_machine(self, image: str | None = None) -> None:
+        """A running VM: resumed if stopped, made only if there is none (found by its tags)."""
+        if self.is_local or not self.provider.owns_machine:
+            return
+        instance = self.provider.find()
+        if instance is None:
+            instance = self.provider.create(image, public_key=self.ssh.ensure_key())
+            host = self._connect(instance)
+            # A new VM at a known address has a new host key: forget the old one, and only now.
+            self.ssh.forget_host(host.hostname, self.profile.port)
+        elif instance.state != "running":
+            print(f"{self.profile.name}: resuming {instance.id} ({instance.state})")
+            instance = self.provider.start(instance)
+        elif image:
+            raise LabvmError(
+                f"profile {self.profile.name!r} already has a VM ({instance.id}); --from-image makes a new one "
+                f"only after `inv terminate --host {self.profile.name}`"
+            )
+        self._host = self._connect(instance)
+        wait_for_ssh(self._host.hostname, self.profile.port)
 
     # -- setup steps -------------------------------------------------------------------
 
@@ -148,7 +185,8 @@ class Session:
         closed = self.tunnels.close(self.profile)
         print("tunnel: closed" if closed else "tunnel: none was open")
 
-    def up(self, browser: bool = True) -> str:
+    def up(self, browser: bool = True, image: str | None = None) -> str:
+        self.ensure_machine(image)
         self.setup()
         # OpenSSH opens the tunnel while Jupyter boots; they share nothing.
         with ThreadPoolExecutor(1) as pool:
@@ -179,14 +217,74 @@ class Session:
             self.keys()
         return self.ssh.ssh_command(self.profile)
 
-    def machine(self, verb: str, *args) -> None:
-        """A lifecycle verb of the provider (start, stop, snapshot, resize, ...)."""
-        result = getattr(self.provider, verb)(self.provider.find(), *args)
-        print(f"{verb}: {result}")
+    # -- the VM's lifecycle (cloud profiles) ------------------------------------------------
+
+    def _instance(self) -> Instance:
+        instance = self.provider.find()
+        if instance is None:
+            raise LabvmError(f"profile {self.profile.name!r} has no VM; `inv up --host {self.profile.name}` makes one")
+        return instance
+
+    def create(self, image: str | None = None) -> None:
+        if not self.provider.owns_machine:
+            self.provider.create(image)
+        self.ensure_machine(image)
+        print(f"{self.profile.name}: {self.provider.find()}")
+
+    def start(self) -> None:
+        if not self.provider.owns_machine:
+            self.provider.start(self._instance())
+        self.ensure_machine()
+
+    def stop(self) -> None:
+        instance = self.provider.stop(self._instance())
+        self.close_tunnel()
+        print(f"{self.profile.name}: {instance.id} is {instance.state}")
+
+    def snapshot(self, name: str, share: tuple[str, ...] = (), no_reboot: bool = False) -> None:
+        image = self.provider.snapshot(self._instance(), name, share, no_reboot)
+        print(f"snapshot: {image.id} ({image.name}) is {image.state}")
+
+    def images(self, prune: bool = False, keep: int = 3) -> None:
+        if prune:
+            for image in self.provider.prune(keep):
+                print(f"images: deregistered {image.id} ({image.name}) and its snapshots")
+        for image in self.provider.images():
+            print(f"{image.id}  {image.created}  {image.state:<10} {image.name}")
+
+    def resize(self, size: str) -> str:
+        if not size:
+            raise LabvmError("--size is required, e.g. --size m5.xlarge")
+        self.provider.resize(self._instance(), size)
+        self.close_tunnel()  # it went down with the VM
+        return self.up(browser=False)  # the notebook comes back on the new size
+
+    def terminate(self, yes: bool = False, force: bool = False, keep_ip: bool = False) -> None:
+        instance = self._instance()
+        started = self.provider.last_start(instance)
+        newer = [i for i in self.provider.images() if i.created and _parse_time(i.created) > started]
+        if not newer and not force:
+            raise LabvmError(
+                f"{instance.id} has no labvm image newer than its last start ({started:%Y-%m-%d %H:%M}); "
+                f"`inv snapshot --host {self.profile.name}` keeps its disk, or pass --force to lose it"
+            )
+        if not yes:
+            if not sys.stdin.isatty():
+                raise LabvmError(f"terminate deletes {instance.id} and its disk; pass --yes to confirm")
+            if input(f"Terminate {instance.id} ({instance.name}) and delete its disk? [y/N] ").strip().lower() != "y":
+                raise LabvmError("terminate: not confirmed; nothing changed")
+        self.close_tunnel()
+        self.provider.terminate(instance, keep_ip)
+        print(f"{self.profile.name}: {instance.id} terminated")
 
     def down(self, force: bool = False) -> None:
-        self.stop_notebook(force)
+        instance = self.provider.find() if self.provider.owns_machine else None
+        if not self.provider.owns_machine or (instance and instance.state == "running"):
+            self.stop_notebook(force)
         self.close_tunnel()
+        if instance and instance.state not in ("stopped", "stopping"):
+            instance = self.provider.stop(instance)
+            print(f"{self.profile.name}: {instance.id} is {instance.state}; nothing is billed but its disk")
 
 
 
@@ -205,6 +303,32 @@ def _store_password_hash(host, password: str) -> None:
         except Argon2Error:
             pass
     host.write(".labvm/password_hash", "argon2:" + hasher.hash(password) + "\n")
+
+
+def wait_for_ssh(hostname: str, port: int, timeout: float = 300) -> None:
+    """Until the host's sshd sends its banner (a new VM boots for a while after 'running')."""
+    deadline = time.monotonic() + timeout
+    start = reported = time.monotonic()
+    while True:
+        try:
+            with socket.create_connection((hostname, port), timeout=5) as s:
+                if s.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        now = time.monotonic()
+        if now > deadline:
+            raise LabvmError(f"SSH on {hostname}:{port} did not answer within {timeout:.0f}s")
+        if now - reported >= 5:
+            reported = now
+            print(f"waiting for SSH on {hostname}:{port} ({now - start:.0f}s)", flush=True)
+        time.sleep(0.5)
+
+
+def _parse_time(text: str):
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _has_browser() -> bool:

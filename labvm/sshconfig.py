@@ -72,6 +72,15 @@ class SshHome:
         self.labvm.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.known_hosts.touch(mode=0o600, exist_ok=True)
 
+    def forget_host(self, hostname: str, port: int) -> None:
+        """Drops a host key from labvm's known_hosts (the VM at that address is new)."""
+        name = hostname if port == 22 else f"[{hostname}]:{port}"
+        if self.known_hosts.exists():
+            result = subprocess.run(["ssh-keygen", "-R", name, "-f", str(self.known_hosts)],
+                                    capture_output=True, text=True)
+            if "updated" in result.stdout + result.stderr:
+                print(f"keys: forgot the old host key of {name} (a new VM answers there)")
+
     def write_host(self, profile: Profile, hostname: str) -> None:
         """Adds or replaces the profile's blocks in ~/.ssh/labvm/config; other blocks stay."""
         blocks = _read_blocks(self.config)

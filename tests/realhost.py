@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -124,16 +124,27 @@ class Sshd:
             LogLevel {log_level}
             """))
         self.log = directory / "sshd.log"
+        self._start()
+
+    def _start(self) -> None:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.config)],
-            stderr=self.log.open("w"), stdin=subprocess.DEVNULL,
+            stderr=self.log.open("a"), stdin=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
 
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+    def renew_host_key(self) -> None:
+        """The same address, a new machine: what a VM recreated from an image looks like."""
+        self.stop()
+        self.host_key.unlink()
+        self.host_key.with_suffix(".pub").unlink()
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
+        self._start()
 
 
 @dataclass
@@ -153,6 +164,8 @@ class Lab:
     ssh_dir: Path
     home: Path
 
+    extra_env: dict = field(default_factory=dict)
+
     def write_hosts(self, profiles: dict, default: str | None = None, raw: str | None = None) -> None:
         if raw is not None:
             self.hosts.write_text(raw)
@@ -164,6 +177,7 @@ class Lab:
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LABVM_")}
         env.update(LABVM_HOSTS=str(self.hosts), LABVM_SSH_DIR=str(self.ssh_dir), HOME=str(self.home))
+        env.update(self.extra_env)
         env.pop("DISPLAY", None)
         env.pop("BROWSER", None)
         return env
