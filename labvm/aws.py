@@ -78,6 +78,7 @@ class AwsProvider:
             "InvalidAMIID.Malformed": f"not an AMI id; check {self._where('image')} (ami-... or ubuntu-24.04)",
             "InsufficientSpotCapacity": f"no spot capacity for this type now; set {self._where('spot')}: false or try later",
             "MaxSpotInstanceCountExceeded": "your spot instance quota is used up; request more in Service Quotas",
+            "ParameterNotFound": f"no public Ubuntu image parameter for this alias in {self.settings.get('region')}; set {self._where('image')} to an ami-... id",
             "SpotMaxPriceTooLow": "the spot price is above your maximum; try later or use on-demand (spot: false)",
         }
         hint = hints.get(code, "")

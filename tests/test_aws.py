@@ -195,6 +195,12 @@ def test_errors_are_one_line_with_the_next_step(lab, ec2, moto):
     wrong = lab.inv("up", "--host", "aws", "--no-browser", check=False)
     assert "profiles.aws.image: 'fedora' is neither ami-... nor one of ubuntu-22.04, ubuntu-24.04" in wrong.stderr
 
+    # The alias is looked up in Canonical's public SSM parameter (moto has none: the honest "not found").
+    lab.write_hosts({"aws": {**base, "image": "ubuntu-24.04"}})
+    alias = lab.inv("up", "--host", "aws", "--no-browser", check=False)
+    assert alias.stderr.strip().splitlines()[-1].startswith("labvm: AWS ParameterNotFound")
+    assert "profiles.aws.image to an ami-... id" in alias.stderr
+
     no_credentials = {k: v for k, v in lab.env.items() if not k.startswith("AWS_")}
     no_credentials.update(AWS_ENDPOINT_URL_EC2=moto, AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
                           AWS_EC2_METADATA_DISABLED="true")
