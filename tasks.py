@@ -85,19 +85,20 @@ def status(c, host=None):
     **HOST,
     "browser": "open the URL in a browser (--no-browser to skip)",
     "from_image": "cloud profiles: make the VM from this image id, or `latest`",
+    "plan": cli.PLAN_HELP,
 })
 @cli.guarded
-def up(c, host=None, browser=True, from_image=None):
+def up(c, host=None, browser=True, from_image=None, plan=False):
     """Everything: the VM (resumed or made), keys, env, Jupyter in tmux, tunnel; prints (and opens) the URL."""
-    with cli.session(c, host) as session:
+    with cli.session(c, host, plan) as session:
         session.up(browser, from_image)
 
 
-@task(help={**HOST, "force": "also end a Jupyter labvm did not start on that port"})
+@task(help={**HOST, "force": "also end a Jupyter labvm did not start on that port", "plan": cli.PLAN_HELP})
 @cli.guarded
-def down(c, host=None, force=False):
+def down(c, host=None, force=False, plan=False):
     """Stop the notebook, close the tunnel, and stop the VM of a cloud profile."""
-    with cli.session(c, host) as session:
+    with cli.session(c, host, plan) as session:
         session.down(force)
 
 
@@ -110,27 +111,28 @@ def ssh(c, host=None):
     os.execvp(command[0], command)
 
 
-@task(help={**HOST, "from_image": "an image id, or `latest` (the newest labvm image of this profile)"})
+@task(help={**HOST, "from_image": "an image id, or `latest` (the newest labvm image of this profile)",
+            "plan": cli.PLAN_HELP})
 @cli.guarded
-def create(c, host=None, from_image=None):
+def create(c, host=None, from_image=None, plan=False):
     """Create the profile's VM (cloud profiles); an existing one is resumed, never doubled."""
-    with cli.session(c, host) as session:
+    with cli.session(c, host, plan) as session:
         session.create(from_image)
 
 
-@task(help=HOST)
+@task(help={**HOST, "plan": cli.PLAN_HELP})
 @cli.guarded
-def start(c, host=None):
+def start(c, host=None, plan=False):
     """Start the profile's VM and wait until SSH answers (cloud profiles)."""
-    with cli.session(c, host) as session:
+    with cli.session(c, host, plan) as session:
         session.start()
 
 
-@task(help=HOST)
+@task(help={**HOST, "plan": cli.PLAN_HELP})
 @cli.guarded
-def stop(c, host=None):
+def stop(c, host=None, plan=False):
     """Stop the profile's VM: its disk stays, its compute is no longer billed (cloud profiles)."""
-    with cli.session(c, host) as session:
+    with cli.session(c, host, plan) as session:
         session.stop()
 
 
@@ -139,11 +141,12 @@ def stop(c, host=None):
     "yes": "do not ask for confirmation",
     "force": "terminate even without an image newer than the VM's last start",
     "keep_ip": "keep the Elastic IP for the next VM",
+    "plan": cli.PLAN_HELP,
 })
 @cli.guarded
-def terminate(c, host=None, yes=False, force=False, keep_ip=False):
+def terminate(c, host=None, yes=False, force=False, keep_ip=False, plan=False):
     """Delete the profile's VM and what labvm made for it (asks first; cloud profiles)."""
-    with cli.session(c, host) as session:
+    with cli.session(c, host, plan) as session:
         session.terminate(yes, force, keep_ip)
 
 
@@ -152,25 +155,27 @@ def terminate(c, host=None, yes=False, force=False, keep_ip=False):
     "name": "image name prefix (a profile and time stamp follow)",
     "share": "an AWS account id that may launch the image (repeatable)",
     "no_reboot": "do not reboot the VM for a consistent disk",
+    "plan": cli.PLAN_HELP,
 })
 @cli.guarded
-def snapshot(c, host=None, name="labvm", share=None, no_reboot=False):
+def snapshot(c, host=None, name="labvm", share=None, no_reboot=False, plan=False):
     """Make a tagged image of the profile's VM and wait until it is available (cloud profiles)."""
-    with cli.session(c, host) as session:
+    with cli.session(c, host, plan) as session:
         session.snapshot(name, tuple(share or ()), no_reboot)
 
 
-@task(help={**HOST, "prune": "delete older images and their snapshots", "keep": "how many --prune keeps"})
+@task(help={**HOST, "prune": "delete older images and their snapshots", "keep": "how many --prune keeps",
+            "plan": cli.PLAN_HELP})
 @cli.guarded
-def images(c, host=None, prune=False, keep=3):
+def images(c, host=None, prune=False, keep=3, plan=False):
     """List the profile's labvm images, oldest first (cloud profiles)."""
-    with cli.session(c, host) as session:
+    with cli.session(c, host, plan) as session:
         session.images(prune, keep)
 
 
-@task(help={**HOST, "size": "the new instance type, flavor or machine type"})
+@task(help={**HOST, "size": "the new instance type, flavor or machine type", "plan": cli.PLAN_HELP})
 @cli.guarded
-def resize(c, host=None, size=""):
+def resize(c, host=None, size="", plan=False):
     """Stop, change the VM's size, start; the notebook and tunnel come back (cloud profiles)."""
-    with cli.session(c, host) as session:
+    with cli.session(c, host, plan) as session:
         session.resize(size)

@@ -44,6 +44,15 @@ class AwsProvider:
         self.owner = os.environ.get("LABVM_OWNER") or getpass.getuser()
         self.labels = {"labvm:profile": profile.name, "labvm:owner": self.owner}
         self.name = f"labvm-{profile.name}"
+        self.plan = False  # print the calls that change something instead of making them
+
+    # What a planned call returns: enough for the rest of the verb to print its own calls.
+    PLANNED = {
+        "run_instances": {"Instances": [{"InstanceId": "i-(planned)"}]},
+        "create_security_group": {"GroupId": "sg-(planned)"},
+        "allocate_address": {"PublicIp": "(planned)", "AllocationId": "eipalloc-(planned)"},
+        "create_image": {"ImageId": "ami-(planned)"},
+    }
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -51,6 +60,10 @@ class AwsProvider:
         """One EC2 call, its errors turned into one line with the next step."""
         from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
+        if self.plan and not operation.startswith(("describe_", "get_")):
+            shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            print(f"plan: ec2.{operation}({shown})")
+            return self.PLANNED.get(operation, {})
         try:
             return getattr(self.ec2, operation)(**kwargs)
         except NoCredentialsError:
@@ -103,6 +116,9 @@ class AwsProvider:
     def _wait(self, waiter: str, what: str, **kwargs) -> None:
         from botocore.exceptions import WaiterError
 
+        if self.plan:
+            print(f"plan: wait until {what}")
+            return
         print(f"aws: waiting until {what} ...", flush=True)
         start = time.monotonic()
         try:
@@ -157,6 +173,8 @@ class AwsProvider:
         created = self._call("run_instances", **request)["Instances"][0]
         self._wait("instance_running", f"{created['InstanceId']} is running", InstanceIds=[created["InstanceId"]])
         self._elastic_ip(created["InstanceId"])
+        if self.plan:
+            return Instance(created["InstanceId"], self.name, "running", "(planned)", request["InstanceType"])
         return self._instance(self._describe(created["InstanceId"]))
 
     def start(self, inst: Instance) -> Instance:
@@ -194,6 +212,10 @@ class AwsProvider:
             TagSpecifications=[{"ResourceType": "image", "Tags": self._tag_list(image_name)}],
         )["ImageId"]
         self._wait("image_available", f"image {image_id} is available", ImageIds=[image_id])
+        if self.plan:
+            for account in share:
+                self._call("modify_image_attribute", ImageId=image_id, LaunchPermission={"Add": [{"UserId": account}]})
+            return Image(image_id, image_name, "", "(planned)")
         data = self._call("describe_images", ImageIds=[image_id])["Images"][0]
         snapshots = [m["Ebs"]["SnapshotId"] for m in data.get("BlockDeviceMappings", []) if "Ebs" in m]
         if snapshots:  # tagged afterwards: create_image's snapshot TagSpecifications are not portable

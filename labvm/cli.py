@@ -23,10 +23,14 @@ def load():
     return config.load(HOSTS_FILE)
 
 
-def session(context, host: str | None):
+def session(context, host: str | None, plan: bool = False):
+    """The profile's session; --plan or invoke's --dry print cloud API calls instead of making them."""
     from .session import Session
 
-    return Session(load().resolve(host), context)
+    return Session(load().resolve(host), context, plan or bool(context.config.run.dry))
+
+
+PLAN_HELP = "print the cloud API calls that would be made, and make none (invoke's --dry too)"
 
 
 def status(context, host: str | None) -> str:

@@ -22,13 +22,18 @@ from .tunnel import Tunnels, wait_until_answering
 
 
 class Session:
-    def __init__(self, profile: Profile, context):
+    def __init__(self, profile: Profile, context, plan: bool = False):
         self.profile = profile
         self.context = context
         self.ssh = SshHome.current()
         self.tunnels = Tunnels(self.ssh)
         self.provider = for_profile(profile)
         self._host = None
+        self.plan = plan
+        if plan:
+            if not self.provider.owns_machine:
+                raise LabvmError(f"--plan shows cloud API calls; profile {profile.name!r} makes none")
+            self.provider.plan = True
 
     def __enter__(self) -> "Session":
         return self
@@ -78,11 +83,14 @@ class Session:
         elif instance.state != "running":
             print(f"{self.profile.name}: resuming {instance.id} ({instance.state})")
             instance = self.provider.start(instance)
-        elif image:
+        elif image and not self.plan:
             raise LabvmError(
                 f"profile {self.profile.name!r} already has a VM ({instance.id}); --from-image makes a new one "
                 f"only after `inv terminate --host {self.profile.name}`"
             )
+        if self.plan:
+            print(f"plan: then over SSH to {self.profile.address or instance.address}: keys, env, Jupyter, tunnel")
+            return
         self._host = self._connect(instance)
         wait_for_ssh(self._host.hostname, self.profile.port)
 
@@ -187,6 +195,8 @@ class Session:
 
     def up(self, browser: bool = True, image: str | None = None) -> str:
         self.ensure_machine(image)
+        if self.plan:
+            return ""
         self.setup()
         # OpenSSH opens the tunnel while Jupyter boots; they share nothing.
         with ThreadPoolExecutor(1) as pool:
@@ -238,6 +248,8 @@ class Session:
 
     def stop(self) -> None:
         instance = self.provider.stop(self._instance())
+        if self.plan:
+            return
         self.close_tunnel()
         print(f"{self.profile.name}: {instance.id} is {instance.state}")
 
@@ -256,6 +268,8 @@ class Session:
         if not size:
             raise LabvmError("--size is required, e.g. --size m5.xlarge")
         self.provider.resize(self._instance(), size)
+        if self.plan:
+            return ""
         self.close_tunnel()  # it went down with the VM
         return self.up(browser=False)  # the notebook comes back on the new size
 
@@ -268,17 +282,25 @@ class Session:
                 f"{instance.id} has no labvm image newer than its last start ({started:%Y-%m-%d %H:%M}); "
                 f"`inv snapshot --host {self.profile.name}` keeps its disk, or pass --force to lose it"
             )
-        if not yes:
+        if not yes and not self.plan:
             if not sys.stdin.isatty():
                 raise LabvmError(f"terminate deletes {instance.id} and its disk; pass --yes to confirm")
             if input(f"Terminate {instance.id} ({instance.name}) and delete its disk? [y/N] ").strip().lower() != "y":
                 raise LabvmError("terminate: not confirmed; nothing changed")
+        if self.plan:
+            self.provider.terminate(instance, keep_ip)
+            return
         self.close_tunnel()
         self.provider.terminate(instance, keep_ip)
         print(f"{self.profile.name}: {instance.id} terminated")
 
     def down(self, force: bool = False) -> None:
         instance = self.provider.find() if self.provider.owns_machine else None
+        if self.plan:
+            print("plan: then over SSH: stop Jupyter; close the tunnel")
+            if instance and instance.state not in ("stopped", "stopping"):
+                self.provider.stop(instance)
+            return
         if not self.provider.owns_machine or (instance and instance.state == "running"):
             self.stop_notebook(force)
         self.close_tunnel()

@@ -182,6 +182,42 @@ def test_spot_is_persistent_and_stops_on_interruption(lab, user, sshd, ec2, moto
     lab.inv("terminate", "--host", "spot", "--yes", "--force")
 
 
+def test_plan_prints_the_calls_and_makes_none(lab, user, sshd, ec2, moto):
+    lab.extra_env.update(aws_env(moto), LABVM_OWNER="planner")
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    lab.write_hosts({"plan": ssh_profile(user, sshd, provider="aws", region=REGION, image=ami,
+                                         elastic_ip=True, ssh_cidr="127.0.0.1/32")})
+    mine = [{"Name": "tag:labvm:owner", "Values": ["planner"]}]
+
+    def everything():
+        return (
+            ec2.describe_instances(Filters=mine)["Reservations"],
+            ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["labvm-plan"]}])["SecurityGroups"],
+            ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": ["labvm-planner"]}])["KeyPairs"],
+            ec2.describe_addresses(Filters=mine)["Addresses"],
+        )
+
+    for dry in (["up", "--host", "plan", "--plan"], ["--dry", "up", "--host", "plan"]):
+        planned = lab.inv(*dry).stdout
+        calls = [line.split("(")[0] for line in planned.splitlines() if line.startswith("plan: ec2.")]
+        assert calls == [
+            "plan: ec2.import_key_pair", "plan: ec2.create_security_group",
+            "plan: ec2.authorize_security_group_ingress", "plan: ec2.run_instances",
+            "plan: ec2.allocate_address", "plan: ec2.associate_address",
+        ], planned
+        assert "FromPort': 22" in planned and "InstanceInitiatedShutdownBehavior='stop'" in planned
+        assert everything() == ([], [], [], [])
+
+    lab.inv("create", "--host", "plan")
+    before = everything()
+    stop = lab.inv("stop", "--host", "plan", "--plan").stdout
+    assert "plan: ec2.stop_instances(InstanceIds=" in stop
+    gone = lab.inv("terminate", "--host", "plan", "--plan", "--force").stdout
+    assert "plan: ec2.terminate_instances(" in gone and "plan: ec2.release_address(" in gone
+    assert everything() == before
+    lab.inv("terminate", "--host", "plan", "--yes", "--force")
+
+
 def test_errors_are_one_line_with_the_next_step(lab, ec2, moto):
     lab.extra_env.update(aws_env(moto))
     base = {"provider": "aws", "region": REGION, "ssh_cidr": "127.0.0.1/32", "address": "127.0.0.1"}
