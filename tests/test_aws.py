@@ -264,3 +264,28 @@ def test_live_lifecycle_on_a_real_account(lab):
     finally:
         lab.inv("terminate", "--host", "aws", "--yes", "--force", check=False)
     assert shutil.which("ssh")
+
+
+@pytest.mark.parametrize("code,next_step", [
+    ("UnauthorizedOperation", "ask your admin for EC2 rights"),
+    ("InsufficientInstanceCapacity", "try again later or change"),
+    ("VcpuLimitExceeded", "request more in Service Quotas"),
+    ("InsufficientSpotCapacity", "spot: false or try later"),
+])
+def test_errors_moto_cannot_produce_still_say_what_to_do(lab, code, next_step):
+    """moto never runs out of capacity: botocore's Stubber makes EC2 answer with these errors."""
+    from botocore.stub import Stubber
+
+    from labvm import config
+    from labvm.aws import AwsProvider
+
+    lab.write_hosts({"aws": {"provider": "aws", "region": REGION}})
+    provider = AwsProvider(config.load(lab.hosts).profile("aws"))
+    with Stubber(provider.ec2) as stub:
+        stub.add_client_error("run_instances", service_error_code=code, service_message="EC2 said no")
+        with pytest.raises(Exception) as raised:
+            provider._call("run_instances", ImageId="ami-12345678", MinCount=1, MaxCount=1)
+    message = str(raised.value)
+    assert type(raised.value).__name__ == "LabvmError"
+    assert message.startswith(f"AWS {code}: EC2 said no; ") and next_step in message
+    assert "\n" not in message

@@ -225,3 +225,18 @@ def test_lifecycle_verbs_are_not_supported_on_machines_labvm_does_not_manage(lab
             f"labvm: {verb[0]} is not supported for profile {profile!r} "
             f"(provider {provider}: labvm uses the machine, it does not manage it)"
         )
+
+
+def test_listing_tasks_imports_no_cloud_sdk_fabric_or_yaml():
+    import subprocess
+    import sys
+
+    from realhost import ROOT
+
+    probe = (
+        "import sys; sys.path.insert(0, %r); import tasks; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'boto3', 'botocore', 'openstack', 'google', 'fabric', 'paramiko', 'dotenv', 'argon2'}))" % str(ROOT)
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
