@@ -77,9 +77,8 @@ class Session:
         instance = self.provider.find()
         if instance is None:
             instance = self.provider.create(image, public_key=self.ssh.ensure_key())
-            host = self._connect(instance)
             # A new VM at a known address has a new host key: forget the old one, and only now.
-            self.ssh.forget_host(host.hostname, self.profile.port)
+            self.ssh.forget_host(self.profile.address or instance.address, self.profile.port)
         elif instance.state != "running":
             print(f"{self.profile.name}: resuming {instance.id} ({instance.state})")
             instance = self.provider.start(instance)
