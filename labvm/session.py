@@ -303,7 +303,7 @@ class Session:
         if not self.provider.owns_machine or (instance and instance.state == "running"):
             self.stop_notebook(force)
         self.close_tunnel()
-        if instance and instance.state not in ("stopped", "stopping"):
+        if instance:  # stop is idempotent, and may still shelve a stopped OpenStack server
             instance = self.provider.stop(instance)
             print(f"{self.profile.name}: {instance.id} is {instance.state}; nothing is billed but its disk")
 
