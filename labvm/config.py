@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 import yaml
-from dotenv import dotenv_values
+from dotenv import load_dotenv
 
 from .errors import LabvmError
 
@@ -173,10 +173,10 @@ def load(path: Path) -> Config:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise LabvmError(f"{path}:{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    variables = {
-        k: v for k, v in dotenv_values(path.parent / ".env").items() if v is not None
-    }
-    variables.update(os.environ)
+    # .env fills the environment (the real environment wins), so what labvm and the cloud
+    # SDKs read there (LABVM_OWNER, OS_CLOUD, AWS_PROFILE, ...) may live in .env too.
+    load_dotenv(path.parent / ".env", override=False)
+    variables = dict(os.environ)
 
     problems: list[str] = []
     if not isinstance(doc, dict):

@@ -85,6 +85,12 @@ def for_profile(profile: Profile):
         except ImportError:
             raise LabvmError("AWS profiles need boto3: .venv/bin/pip install -e '.[aws]' (bin/bootstrap does)") from None
         return AwsProvider(profile)
+    if profile.provider == "openstack":
+        try:
+            from .openstack import OpenStackProvider
+        except ImportError:
+            raise LabvmError("OpenStack profiles need openstacksdk: .venv/bin/pip install -e '.[openstack]' (bin/bootstrap does)") from None
+        return OpenStackProvider(profile)
     raise LabvmError(
         f"profile {profile.name!r}: provider {profile.provider} is not available in this "
         f"version of labvm yet; for a VM you made by hand use provider: ssh with its address:"

@@ -1,0 +1,182 @@
+"""The fake of fake_openstack.py driven by the real openstacksdk, through the calls labvm makes."""
+
+import keystoneauth1.exceptions
+import openstack
+import pytest
+from openstack import exceptions
+
+from fake_openstack import FakeOpenStack
+
+# openstacksdk's own notices of future removals (RemovedInSDK50Warning, RemovedInSDK60Warning)
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+LABELS = {"labvm:profile": "cades", "labvm:owner": "hedy"}
+FAST = dict(wait=10, interval=0.01)
+
+
+@pytest.fixture
+def fake():
+    with FakeOpenStack() as server:
+        yield server
+
+
+@pytest.fixture
+def conn(fake, tmp_path, monkeypatch):
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(fake.clouds_yaml("cades"))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    connection = openstack.connect(cloud="cades")
+    yield connection
+    connection.close()
+
+
+def boot(conn, name="labvm-cades", flavor="m1.medium", metadata=LABELS):
+    image = conn.image.find_image("Ubuntu 22.04")
+    network = conn.network.find_network("lab-net")
+    return conn.compute.create_server(
+        name=name, flavor_id=conn.compute.find_flavor(flavor).id, networks=[{"uuid": network.id}],
+        metadata=metadata, block_device_mapping=[{
+            "boot_index": 0, "uuid": image.id, "source_type": "image", "destination_type": "volume",
+            "volume_size": 40, "delete_on_termination": True}])
+
+
+def test_auth(fake, conn, tmp_path, monkeypatch):
+    assert conn.compute.find_flavor("m1.small").vcpus == 1
+    assert fake.requests[:2] == [("GET", "/identity/v3"), ("POST", "/identity/v3/auth/tokens")]
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(fake.clouds_yaml("cades", password="wrong"))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(wrong))
+    # keystoneauth's own exception: the SDK does not wrap a failed authentication into HttpException
+    with pytest.raises(keystoneauth1.exceptions.Unauthorized) as refused:
+        openstack.connect(cloud="cades").compute.find_flavor("m1.small")
+    assert refused.value.http_status == 401 and "requires authentication" in str(refused.value)
+
+
+def test_lookups_keypair_security_group(fake, conn):
+    flavor = conn.compute.find_flavor("m1.large")
+    assert (flavor.vcpus, flavor.ram, flavor.disk) == (4, 8192, 80)
+    assert conn.compute.find_flavor("m1.lrage") is None
+    assert sorted(f.name for f in conn.compute.flavors()) == ["m1.large", "m1.medium", "m1.small"]
+    assert conn.image.find_image("Ubuntu 22.04").status == "active"
+    assert conn.network.find_network("public").is_router_external
+    assert conn.network.find_network("nonet") is None
+
+    assert conn.compute.find_keypair("labvm-hedy") is None
+    conn.compute.create_keypair(name="labvm-hedy", public_key="ssh-ed25519 AAAA hedy")
+    assert conn.compute.find_keypair("labvm-hedy").public_key == "ssh-ed25519 AAAA hedy"
+    assert [k.name for k in conn.compute.keypairs()] == ["labvm-hedy"]
+    conn.compute.delete_keypair("labvm-hedy")
+    assert fake.keypairs == {}
+
+    assert conn.network.find_security_group("default") is not None
+    assert conn.network.find_security_group("labvm-cades") is None
+    group = conn.network.create_security_group(name="labvm-cades", description="SSH only")
+    rule = conn.network.create_security_group_rule(
+        security_group_id=group.id, direction="ingress", ethertype="IPv4", protocol="tcp",
+        port_range_min=22, port_range_max=22, remote_ip_prefix="0.0.0.0/0")
+    found = conn.network.find_security_group("labvm-cades")
+    assert rule.id in [r["id"] for r in found.security_group_rules]
+    assert any(r.port_range_min == 22 for r in conn.network.security_group_rules(security_group_id=group.id))
+    conn.network.delete_security_group_rule(rule)
+    conn.network.delete_security_group(group)
+    assert conn.network.find_security_group("labvm-cades") is None
+
+
+def test_server_lifecycle(fake, conn):
+    conn.compute.create_keypair(name="labvm-hedy", public_key="ssh-ed25519 AAAA hedy")
+    server = boot(conn)
+    assert fake.servers[server.id]["status"] == "BUILD"
+    server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
+    assert server.status == "ACTIVE" and server.metadata == LABELS and server.launched_at
+    assert server.flavor.original_name == "m1.medium"
+    (volume,) = fake.volumes.values()
+    assert volume["size"] == 40 and server.attached_volumes[0]["id"] == volume["id"]
+    boot(conn, name="someone-else", metadata={"labvm:profile": "cades", "labvm:owner": "ada"})
+    mine = [s for s in conn.compute.servers(details=True)
+            if all((s.metadata or {}).get(k) == v for k, v in LABELS.items())]
+    assert [s.id for s in mine] == [server.id]
+    (fixed,) = server.addresses["lab-net"]
+    assert fixed["OS-EXT-IPS:type"] == "fixed"
+
+    # floating IP on the server's port
+    (port,) = conn.network.ports(device_id=server.id)
+    public = conn.network.find_network("public")
+    ip = conn.network.create_ip(floating_network_id=public.id, description="labvm:cades:hedy")
+    assert ip.floating_ip_address.startswith("203.0.113.") and ip.port_id is None
+    ip = conn.network.update_ip(ip, port_id=port.id)
+    assert ip.port_id == port.id and ip.fixed_ip_address == fixed["addr"]
+    addresses = conn.compute.get_server(server.id).addresses["lab-net"]
+    assert {"addr": ip.floating_ip_address, "OS-EXT-IPS:type": "floating"}.items() <= addresses[1].items()
+    assert [i.id for i in conn.network.ips() if i.description == "labvm:cades:hedy"] == [ip.id]
+
+    # power and shelve
+    for action, status in [(conn.compute.stop_server, "SHUTOFF"), (conn.compute.start_server, "ACTIVE"),
+                           (conn.compute.stop_server, "SHUTOFF"), (conn.compute.shelve_server, "SHELVED_OFFLOADED"),
+                           (conn.compute.unshelve_server, "ACTIVE")]:
+        action(server)
+        server = conn.compute.wait_for_server(server, status=status, failures=["ERROR"], **FAST)
+        assert fake.servers[server.id]["status"] == status
+    with pytest.raises(exceptions.ConflictException, match="Cannot 'os-start'"):
+        conn.compute.start_server(server)
+
+    # resize: confirm, revert, failure
+    conn.compute.resize_server(server, conn.compute.find_flavor("m1.large").id)
+    server = conn.compute.wait_for_server(server, status="VERIFY_RESIZE", **FAST)
+    conn.compute.confirm_server_resize(server)
+    server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
+    assert server.flavor.original_name == "m1.large"
+    conn.compute.resize_server(server, conn.compute.find_flavor("m1.small").id)
+    server = conn.compute.wait_for_server(server, status="VERIFY_RESIZE", **FAST)
+    assert server.flavor.original_name == "m1.small"
+    conn.compute.revert_server_resize(server)
+    server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
+    assert server.flavor.original_name == "m1.large"
+    fake.fail_next_resize = True
+    conn.compute.resize_server(server, conn.compute.find_flavor("m1.small").id)
+    with pytest.raises(exceptions.ResourceFailure, match="ERROR"):
+        conn.compute.wait_for_server(server, status="VERIFY_RESIZE", failures=["ERROR"], **FAST)
+    server = conn.compute.get_server(server.id)
+    assert server.status == "ERROR" and server.flavor.original_name == "m1.large"
+
+    # delete: the port goes, the floating IP stays until released
+    conn.compute.delete_server(server)
+    conn.compute.wait_for_delete(server, **FAST)
+    assert server.id not in fake.servers and not fake.volumes.get(volume["id"])
+    assert conn.network.get_ip(ip.id).port_id is None
+    conn.network.delete_ip(ip)
+    assert ip.id not in fake.floating_ips
+
+
+def test_snapshot_image(fake, conn):
+    server = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
+    image = conn.compute.create_server_image(server, "labvm-cades-1", metadata=LABELS, wait=True)
+    assert image.status == "active" and image.properties["labvm:owner"] == "hedy"
+    assert fake.images[image.id]["status"] == "active" and fake.images[image.id]["instance_uuid"] == server.id
+    assert ("GET", f"/image/v2/images/{image.id}") in fake.requests
+    mine = [i for i in conn.image.images() if all((i.properties or {}).get(k) == v for k, v in LABELS.items())]
+    assert [i.name for i in mine] == ["labvm-cades-1"]
+    assert fake.servers[server.id]["OS-EXT-STS:task_state"] == "image_snapshot"  # until the next GET
+    server = conn.compute.get_server(server.id)
+    assert (server.status, server.task_state) == ("ACTIVE", None)
+    conn.image.delete_image(image.id)
+    assert image.id not in fake.images and conn.image.find_image("labvm-cades-1") is None
+
+
+def test_snapshot_before_microversion_2_45(fake, conn):
+    """Before 2.45 Nova names the new image only in the Location header; the SDK reads either."""
+    fake.max_microversion = "2.44"
+    server = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
+    assert server.flavor.id == conn.compute.find_flavor("m1.medium").id  # the pre-2.47 flavor reference
+    image = conn.compute.create_server_image(server, "old-style", metadata=LABELS)  # no wait: still queued
+    assert image.status == "queued" and fake.images[image.id]["name"] == "old-style"
+    assert conn.image.get_image(image.id).status == "active"
+
+
+def test_failures(fake, conn):
+    fake.quota_exceeded["cores"] = True
+    with pytest.raises(exceptions.ForbiddenException, match="Quota exceeded for cores"):
+        boot(conn)
+    assert fake.servers == {}
+    fake.floating_ips_exhausted = True
+    with pytest.raises(exceptions.ConflictException, match="No more IP addresses available"):
+        conn.network.create_ip(floating_network_id=conn.network.find_network("public").id)

@@ -1,0 +1,152 @@
+"""OpenStack (CADES) profiles against the stateful fake of tests/fake_openstack.py, reached by
+`inv` in a subprocess through a temporary clouds.yaml; the SSH half on a real sshd pinned by
+`address:`, directly and through a jump host."""
+
+import os
+import re
+
+import pytest
+
+from fake_openstack import FakeOpenStack
+from realhost import Sshd, http_status, ssh_profile
+
+
+@pytest.fixture
+def cloud(lab):
+    with FakeOpenStack() as fake:
+        clouds = lab.directory / "clouds.yaml"
+        clouds.write_text(fake.clouds_yaml("cades"))
+        lab.extra_env.update(OS_CLIENT_CONFIG_FILE=str(clouds), LABVM_OWNER="hedy")
+        lab.extra_env.pop("OS_CLOUD", None)
+        yield fake
+
+
+def mine(fake):
+    return [s for s in fake.servers.values() if s["metadata"].get("labvm:profile") == "cades"]
+
+
+def answers(output: str) -> bool:
+    url = re.search(r"JupyterLab is ready: (\S+)", output).group(1)
+    base, token = url.split("/lab?token=")
+    return http_status(f"{base}/api/status", token) == 200
+
+
+def cades(user, vm, **extra):
+    settings = dict(provider="openstack", cloud="cades", image="Ubuntu 22.04", flavor="m1.medium",
+                    volume_size=40, network="lab-net", floating_ip_pool="public")
+    return ssh_profile(user, vm, **{**settings, **extra})
+
+
+def test_lifecycle(lab, user, cloud, tmp_path):
+    vm = Sshd(tmp_path / "vm")
+    lab.write_hosts({"cades": cades(user, vm, stop_action="shelve")})
+    try:
+        first = lab.inv("up", "--host", "cades", "--no-browser").output
+        assert "openstack: creating m1.medium" in first and answers(first)
+        (server,) = mine(cloud)
+        assert server["metadata"] == {"labvm:profile": "cades", "labvm:owner": "hedy"}
+        assert server["status"] == "ACTIVE"
+        floating = [ip for ip in cloud.floating_ips.values() if ip.get("port_id")]
+        assert len(floating) == 1
+
+        assert "creating" not in lab.inv("up", "--host", "cades", "--no-browser").output
+        assert len(mine(cloud)) == 1
+
+        guarded = lab.inv("terminate", "--host", "cades", "--yes", check=False)
+        assert guarded.returncode == 1 and "no labvm image newer than its last start" in guarded.stderr
+
+        shot = lab.inv("snapshot", "--host", "cades").output
+        image_id = re.search(r"snapshot: (\S+) ", shot).group(1)
+        assert cloud.images[image_id]["status"] == "active"
+
+        lab.inv("down", "--host", "cades")
+        assert mine(cloud)[0]["status"] == "SHELVED_OFFLOADED"
+        resumed = lab.inv("up", "--host", "cades", "--no-browser").output
+        assert "resuming" in resumed and answers(resumed)
+        assert mine(cloud)[0]["status"] == "ACTIVE"
+
+        typo = lab.inv("resize", "--host", "cades", "--size", "m1.lrage", check=False)
+        assert typo.returncode == 1 and "no flavor 'm1.lrage'; closest: m1.large" in typo.stderr
+        resized = lab.inv("resize", "--host", "cades", "--size", "m1.large").output
+        assert answers(resized)
+        cloud.fail_next_resize = True
+        failed = lab.inv("resize", "--host", "cades", "--size", "m1.small", check=False)
+        assert failed.returncode == 1 and "resize to m1.small failed" in failed.stderr
+
+        lab.inv("terminate", "--host", "cades", "--yes", "--force")
+        assert mine(cloud) == []
+        assert not any(ip.get("description", "").startswith("labvm:cades") for ip in cloud.floating_ips.values())
+
+        vm.renew_host_key()
+        reborn = lab.inv("up", "--host", "cades", "--no-browser", "--from-image", "latest").output
+        assert "forgot the old host key" in reborn and answers(reborn)
+    finally:
+        lab.inv("terminate", "--host", "cades", "--yes", "--force", check=False)
+        vm.stop()
+
+
+def test_through_a_jump_host_with_stop_instead_of_shelve(lab, user, sshd, jump_sshd, cloud):
+    lab.write_hosts({"cades": cades(user, sshd, stop_action="stop", jump=f"{user.name}@127.0.0.1:{jump_sshd.port}")})
+    try:
+        assert answers(lab.inv("up", "--host", "cades", "--no-browser").output)
+        assert jump_sshd.log.read_text().count(f"target 127.0.0.1 port {sshd.port}") >= 2
+        lab.inv("down", "--host", "cades")
+        assert mine(cloud)[0]["status"] == "SHUTOFF"
+        assert answers(lab.inv("up", "--host", "cades", "--no-browser").output)
+    finally:
+        lab.inv("terminate", "--host", "cades", "--yes", "--force", check=False)
+
+
+def test_bad_input(lab, user, sshd, cloud):
+    lab.write_hosts({"cades": cades(user, sshd, cloud="nocloud")})
+    unknown = lab.inv("up", "--host", "cades", "--no-browser", check=False)
+    assert unknown.returncode == 1 and "profiles.cades.cloud" in unknown.stderr and "nocloud" in unknown.stderr
+
+    lab.write_hosts({"cades": cades(user, sshd, flavor="m1.meduim")})
+    typo = lab.inv("up", "--host", "cades", "--no-browser", check=False)
+    assert "no flavor 'm1.meduim'; closest: m1.medium" in typo.stderr
+
+    lab.write_hosts({"cades": cades(user, sshd, image="Ubuntu 99.04")})
+    assert "profiles.cades.image: no image 'Ubuntu 99.04' (list: openstack image list)" in lab.inv(
+        "up", "--host", "cades", "--no-browser", check=False).stderr
+    lab.write_hosts({"cades": cades(user, sshd, network="nonet")})
+    assert "profiles.cades.network: 'nonet' not found; list: openstack network list" in lab.inv(
+        "up", "--host", "cades", "--no-browser", check=False).stderr
+
+    lab.write_hosts({"cades": cades(user, sshd)})
+    cloud.floating_ips_exhausted = True
+    exhausted = lab.inv("up", "--host", "cades", "--no-browser", check=False)
+    assert exhausted.returncode == 1 and "No more IP addresses available" in exhausted.stderr
+    assert "release floating IPs you no longer use" in exhausted.stderr
+    cloud.floating_ips_exhausted = False
+    lab.inv("terminate", "--host", "cades", "--yes", "--force")
+
+    cloud.quota_exceeded["cores"] = True
+    quota = lab.inv("up", "--host", "cades", "--no-browser", check=False)
+    assert quota.returncode == 1 and "Quota exceeded for cores" in quota.stderr and "raised by request" in quota.stderr
+
+    env_without = dict(lab.extra_env, OS_CLIENT_CONFIG_FILE=os.devnull)
+    lab.extra_env.clear()
+    lab.extra_env.update(env_without)
+    missing = lab.inv("up", "--host", "cades", "--no-browser", check=False)
+    assert missing.returncode == 1 and "add 'cades' to clouds.yaml" in missing.stderr
+
+
+@pytest.mark.live_openstack
+def test_live_lifecycle_on_a_real_cloud(lab):
+    """Opt in with `pytest -m live_openstack`, OS_CLOUD naming a clouds.yaml entry, and
+    LABVM_LIVE_OS_IMAGE / LABVM_LIVE_OS_FLAVOR / LABVM_LIVE_OS_NETWORK naming what to use."""
+    needed = ("OS_CLOUD", "LABVM_LIVE_OS_IMAGE", "LABVM_LIVE_OS_FLAVOR", "LABVM_LIVE_OS_NETWORK")
+    if not all(os.environ.get(name) for name in needed):
+        pytest.skip(f"set {', '.join(needed)} to run against a real OpenStack cloud")
+    lab.extra_env.update({name: os.environ[name] for name in needed})
+    lab.write_hosts({"cades": {"provider": "openstack", "cloud": os.environ["OS_CLOUD"],
+                               "image": os.environ["LABVM_LIVE_OS_IMAGE"], "flavor": os.environ["LABVM_LIVE_OS_FLAVOR"],
+                               "network": os.environ["LABVM_LIVE_OS_NETWORK"], "stop_action": "shelve"}})
+    try:
+        lab.inv("create", "--host", "cades")
+        lab.inv("stop", "--host", "cades")
+        lab.inv("snapshot", "--host", "cades")
+        lab.inv("images", "--host", "cades", "--prune", "--keep", "0")
+    finally:
+        lab.inv("terminate", "--host", "cades", "--yes", "--force", check=False)
