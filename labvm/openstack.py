@@ -37,6 +37,7 @@ class OpenStackProvider:
         cloud = self.settings.get("cloud") or os.environ.get("OS_CLOUD")
         if not cloud:
             raise LabvmError(f"{self._where('cloud')}: not set; name an entry of your clouds.yaml (or set OS_CLOUD)")
+        self.cloud = cloud
         try:
             self.conn = openstack.connect(cloud=str(cloud))
         except exceptions.ConfigException as e:
@@ -44,7 +45,8 @@ class OpenStackProvider:
                 f"{self._where('cloud')}: {e}; add {cloud!r} to clouds.yaml "
                 f"(~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)"
             ) from None
-        self.cloud = cloud
+        # Log in now: the SDK would otherwise do it inside the first proxy attribute access.
+        self._call(self.conn.session.get_token)
 
     def _where(self, key: str) -> str:
         return f"{self.profile.source}: profiles.{self.profile.name}.{key}"
@@ -53,16 +55,19 @@ class OpenStackProvider:
         """One SDK call, its errors turned into one line with the next step."""
         from keystoneauth1 import exceptions as ksa
 
+        refused = LabvmError(
+            f"OpenStack refused the credentials of clouds.yaml entry {self.cloud!r}; check its auth "
+            f"section (`openstack --os-cloud {self.cloud} token issue` tries them)"
+        )
         try:
             return action(*args, **kwargs)
-        except (ksa.Unauthorized, ksa.auth.AuthorizationFailure) as e:
-            raise LabvmError(
-                f"OpenStack refused the credentials of clouds.yaml entry {self.cloud!r} ({e}); "
-                f"check its auth section (or `openstack --os-cloud {self.cloud} token issue`)"
-            ) from None
+        except (ksa.Unauthorized, ksa.auth.AuthorizationFailure):
+            raise refused from None
         except ksa.connection.ConnectFailure as e:
             raise LabvmError(f"cannot reach the OpenStack API of {self.cloud!r}: {e}; VPN?") from None
         except self.exceptions.HttpException as e:
+            if e.status_code == 401:
+                raise refused from None
             message = str(e.details or e.message or e)
             if "Quota exceeded" in message or "quota" in message.lower():
                 raise LabvmError(

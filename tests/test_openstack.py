@@ -46,6 +46,11 @@ def test_lifecycle(lab, user, cloud, tmp_path):
         (server,) = mine(cloud)
         assert server["metadata"] == {"labvm:profile": "cades", "labvm:owner": "hedy"}
         assert server["status"] == "ACTIVE"
+        (volume,) = [v for v in cloud.volumes.values() if v["server_id"] == server["id"]]
+        assert volume["size"] == 40 and volume["delete_on_termination"]  # booted from a volume
+        (group,) = [g for g in cloud.security_groups.values() if g["name"] == "labvm-cades"]
+        assert [(r["protocol"], r["port_range_min"], r["port_range_max"]) for r in group["security_group_rules"]
+                if r["direction"] == "ingress"] == [("tcp", 22, 22)]
         floating = [ip for ip in cloud.floating_ips.values() if ip.get("port_id")]
         assert len(floating) == 1
 
@@ -58,12 +63,15 @@ def test_lifecycle(lab, user, cloud, tmp_path):
         shot = lab.inv("snapshot", "--host", "cades").output
         image_id = re.search(r"snapshot: (\S+) ", shot).group(1)
         assert cloud.images[image_id]["status"] == "active"
+        assert cloud.images[image_id]["labvm:profile"] == "cades" and cloud.images[image_id]["labvm:owner"] == "hedy"
 
         lab.inv("down", "--host", "cades")
         assert mine(cloud)[0]["status"] == "SHELVED_OFFLOADED"
         resumed = lab.inv("up", "--host", "cades", "--no-browser").output
         assert "resuming" in resumed and answers(resumed)
         assert mine(cloud)[0]["status"] == "ACTIVE"
+        again = [ip for ip in cloud.floating_ips.values() if ip.get("port_id")]
+        assert [ip["id"] for ip in again] == [ip["id"] for ip in floating]  # the same floating IP, re-attached
 
         typo = lab.inv("resize", "--host", "cades", "--size", "m1.lrage", check=False)
         assert typo.returncode == 1 and "no flavor 'm1.lrage'; closest: m1.large" in typo.stderr
@@ -80,6 +88,11 @@ def test_lifecycle(lab, user, cloud, tmp_path):
         vm.renew_host_key()
         reborn = lab.inv("up", "--host", "cades", "--no-browser", "--from-image", "latest").output
         assert "forgot the old host key" in reborn and answers(reborn)
+
+        second = re.search(r"snapshot: (\S+) ", lab.inv("snapshot", "--host", "cades").output).group(1)
+        pruned = lab.inv("images", "--host", "cades", "--prune", "--keep", "1").output
+        assert f"deregistered {image_id}" in pruned
+        assert image_id not in cloud.images and second in cloud.images
     finally:
         lab.inv("terminate", "--host", "cades", "--yes", "--force", check=False)
         vm.stop()
@@ -124,6 +137,14 @@ def test_bad_input(lab, user, sshd, cloud):
     cloud.quota_exceeded["cores"] = True
     quota = lab.inv("up", "--host", "cades", "--no-browser", check=False)
     assert quota.returncode == 1 and "Quota exceeded for cores" in quota.stderr and "raised by request" in quota.stderr
+
+    cloud.quota_exceeded["cores"] = False
+    wrong = lab.directory / "wrong-clouds.yaml"
+    wrong.write_text(cloud.clouds_yaml("cades", password="not-it"))
+    lab.extra_env["OS_CLIENT_CONFIG_FILE"] = str(wrong)
+    refused = lab.inv("up", "--host", "cades", "--no-browser", check=False)
+    assert refused.returncode == 1
+    assert "OpenStack refused the credentials of clouds.yaml entry 'cades'" in refused.stderr
 
     env_without = dict(lab.extra_env, OS_CLIENT_CONFIG_FILE=os.devnull)
     lab.extra_env.clear()

@@ -1,0 +1,242 @@
+"""The real google-cloud-compute clients (REST transport) against tests/fake_gce.py."""
+
+import pytest
+from google.api_core import exceptions
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
+
+from fake_gce import DISABLED_MESSAGE, QUOTA_MESSAGE, FakeGce
+
+PROJECT, ZONE, REGION = "proj", "us-west1-b", "us-west1"
+DEBIAN = "projects/debian-cloud/global/images/family/debian-12"
+
+
+class Clients:
+    def __init__(self, endpoint: str):
+        def make(cls):
+            return cls(credentials=AnonymousCredentials(), transport="rest",
+                       client_options=ClientOptions(api_endpoint=endpoint))
+        self.instances = make(compute_v1.InstancesClient)
+        self.zone_ops = make(compute_v1.ZoneOperationsClient)
+        self.region_ops = make(compute_v1.RegionOperationsClient)
+        self.global_ops = make(compute_v1.GlobalOperationsClient)
+        self.addresses = make(compute_v1.AddressesClient)
+        self.firewalls = make(compute_v1.FirewallsClient)
+        self.images = make(compute_v1.ImagesClient)
+        self.machine_types = make(compute_v1.MachineTypesClient)
+
+    def wait_zone(self, op):
+        return self.zone_ops.wait(project=PROJECT, zone=ZONE, operation=op.name)
+
+    def wait_region(self, op):
+        return self.region_ops.wait(project=PROJECT, region=REGION, operation=op.name)
+
+    def wait_global(self, op):
+        return self.global_ops.wait(project=PROJECT, operation=op.name)
+
+    def instance(self, name):
+        return self.instances.get(project=PROJECT, zone=ZONE, instance=name)
+
+
+@pytest.fixture
+def fake():
+    with FakeGce() as server:
+        yield server
+
+
+@pytest.fixture
+def gce(fake):
+    return Clients(fake.endpoint)
+
+
+def instance_resource(name="lab-1", nat_ip=None, machine_type="e2-medium"):
+    access = compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT", network_tier="PREMIUM")
+    if nat_ip:
+        access.nat_i_p = nat_ip
+    return compute_v1.Instance(
+        name=name,
+        machine_type=f"zones/{ZONE}/machineTypes/{machine_type}",
+        disks=[compute_v1.AttachedDisk(boot=True, auto_delete=True, initialize_params=compute_v1.AttachedDiskInitializeParams(
+            source_image=DEBIAN, disk_size_gb=20))],
+        network_interfaces=[compute_v1.NetworkInterface(network="global/networks/default", access_configs=[access])],
+        metadata=compute_v1.Metadata(items=[compute_v1.Items(key="ssh-keys", value="hedy:ssh-ed25519 AAAA hedy")]),
+        labels={"labvm-profile": "gce", "labvm": "yes"},
+        scheduling=compute_v1.Scheduling(provisioning_model="SPOT", instance_termination_action="STOP"),
+    )
+
+
+def insert_instance(gce, **kw):
+    return gce.instances.insert(project=PROJECT, zone=ZONE, instance_resource=instance_resource(**kw))
+
+
+def test_machine_types_and_public_image(gce):
+    names = [m.name for m in gce.machine_types.list(project=PROJECT, zone=ZONE)]
+    assert {"e2-small", "e2-medium", "e2-standard-4", "n2-standard-2"} <= set(names)
+    mt = gce.machine_types.get(project=PROJECT, zone=ZONE, machine_type="e2-standard-4")
+    assert (mt.guest_cpus, mt.memory_mb) == (4, 16384)
+    with pytest.raises(exceptions.NotFound):
+        gce.machine_types.get(project=PROJECT, zone=ZONE, machine_type="e2-standrd-4")
+    image = gce.images.get_from_family(project="debian-cloud", family="debian-12")
+    assert image.family == "debian-12" and image.status == "READY"
+    assert image.self_link.endswith("projects/debian-cloud/global/images/" + image.name)
+
+
+def test_full_lifecycle(fake, gce):
+    fw = compute_v1.Firewall(name="labvm-ssh", direction="INGRESS", source_ranges=["203.0.113.7/32"],
+                             allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])], target_tags=["labvm"])
+    op = gce.firewalls.insert(project=PROJECT, firewall_resource=fw)
+    assert gce.wait_global(op).status == compute_v1.Operation.Status.DONE
+    got = gce.firewalls.get(project=PROJECT, firewall="labvm-ssh")
+    assert got.allowed[0].I_p_protocol == "tcp" and list(got.allowed[0].ports) == ["22"]
+    assert list(got.source_ranges) == ["203.0.113.7/32"]
+    with pytest.raises(exceptions.Conflict):
+        gce.firewalls.insert(project=PROJECT, firewall_resource=fw)
+
+    op = gce.addresses.insert(project=PROJECT, region=REGION, address_resource=compute_v1.Address(
+        name="lab-1-ip", labels={"labvm-profile": "gce"}))
+    assert gce.wait_region(op).status == compute_v1.Operation.Status.DONE
+    address = gce.addresses.get(project=PROJECT, region=REGION, address="lab-1-ip")
+    nat_ip = address.address
+    assert nat_ip and address.status == "RESERVED"
+    assert [a.name for a in gce.addresses.list(request=compute_v1.ListAddressesRequest(project=PROJECT, region=REGION, filter='name = "lab-1-ip"'))] == ["lab-1-ip"]
+    assert [a.name for a in gce.addresses.list(request=compute_v1.ListAddressesRequest(project=PROJECT, region=REGION, filter='labels.labvm-profile = "gce"'))] == ["lab-1-ip"]
+
+    op = insert_instance(gce, nat_ip=nat_ip)
+    assert gce.instance("lab-1").status == "PROVISIONING"
+    done = gce.wait_zone(op)
+    assert done.status == compute_v1.Operation.Status.DONE and not done.error.errors
+    vm = gce.instance("lab-1")
+    assert vm.status == "RUNNING"
+    assert vm.network_interfaces[0].access_configs[0].nat_i_p == nat_ip
+    assert vm.network_interfaces[0].network_i_p.startswith("10.")
+    assert vm.labels["labvm-profile"] == "gce"
+    assert vm.metadata.items[0].key == "ssh-keys" and "hedy" in vm.metadata.items[0].value
+    assert vm.scheduling.provisioning_model == "SPOT" and vm.scheduling.instance_termination_action == "STOP"
+    assert vm.machine_type.endswith("/machineTypes/e2-medium")
+    assert vm.creation_timestamp and vm.last_start_timestamp
+    boot_disk = vm.disks[0].source
+    assert boot_disk.endswith(f"zones/{ZONE}/disks/lab-1") and vm.disks[0].disk_size_gb == 20
+    assert list(gce.addresses.get(project=PROJECT, region=REGION, address="lab-1-ip").users) == [vm.self_link]
+
+    op2 = insert_instance(gce, name="other")  # ephemeral IP, no label match below
+    gce.wait_zone(op2)
+    listed = gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter='labels.labvm-profile = "gce" AND name != "other"'))
+    assert [i.name for i in listed] == ["lab-1"]
+    assert len(list(gce.instances.list(project=PROJECT, zone=ZONE))) == 2
+    assert [i.name for i in gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter="name eq lab-.*"))] == ["lab-1"]
+    assert len(list(gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, max_results=1)))) == 2  # pager follows pageToken
+    with pytest.raises(exceptions.BadRequest):
+        list(gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter='name = "a" OR name = "b"')))
+
+    with pytest.raises(exceptions.BadRequest, match="running"):
+        gce.instances.set_machine_type(project=PROJECT, zone=ZONE, instance="lab-1",
+                                       instances_set_machine_type_request_resource=compute_v1.InstancesSetMachineTypeRequest(
+                                           machine_type=f"zones/{ZONE}/machineTypes/e2-standard-4"))
+    op = gce.instances.stop(project=PROJECT, zone=ZONE, instance="lab-1")
+    assert gce.instance("lab-1").status == "STOPPING"
+    gce.wait_zone(op)
+    assert gce.instance("lab-1").status == "TERMINATED"
+    op = gce.instances.set_machine_type(project=PROJECT, zone=ZONE, instance="lab-1",
+                                        instances_set_machine_type_request_resource=compute_v1.InstancesSetMachineTypeRequest(
+                                            machine_type=f"zones/{ZONE}/machineTypes/e2-standard-4"))
+    gce.wait_zone(op)
+    assert gce.instance("lab-1").machine_type.endswith("/machineTypes/e2-standard-4")
+
+    gce.wait_zone(gce.instances.start(project=PROJECT, zone=ZONE, instance="lab-1"))
+    vm = gce.instance("lab-1")
+    assert vm.status == "RUNNING"
+    assert vm.network_interfaces[0].access_configs[0].nat_i_p == nat_ip
+    assert vm.disks[0].source == boot_disk
+
+    image = compute_v1.Image(name="lab-1-snap", source_disk=boot_disk, family="labvm", labels={"labvm-profile": "gce"})
+    with pytest.raises(exceptions.BadRequest, match="already being used"):
+        gce.images.insert(project=PROJECT, image_resource=image)  # disk of a RUNNING VM needs force_create
+    op = gce.images.insert(request=compute_v1.InsertImageRequest(project=PROJECT, image_resource=image, force_create=True))
+    assert gce.images.get(project=PROJECT, image="lab-1-snap").status == "PENDING"
+    gce.wait_global(op)
+    snap = gce.images.get(project=PROJECT, image="lab-1-snap")
+    assert snap.status == "READY" and snap.source_disk == boot_disk and snap.labels["labvm-profile"] == "gce"
+    assert [i.name for i in gce.images.list(request=compute_v1.ListImagesRequest(project=PROJECT, filter='labels.labvm-profile = "gce"'))] == ["lab-1-snap"]
+    assert gce.images.get_from_family(project=PROJECT, family="labvm").name == "lab-1-snap"
+
+    with pytest.raises(exceptions.BadRequest):
+        gce.addresses.delete(project=PROJECT, region=REGION, address="lab-1-ip")  # still in use
+    op = gce.instances.delete(project=PROJECT, zone=ZONE, instance="lab-1")
+    gce.wait_zone(op)
+    with pytest.raises(exceptions.NotFound, match="lab-1"):
+        gce.instance("lab-1")
+    assert "lab-1" not in fake.disks
+    address = gce.addresses.get(project=PROJECT, region=REGION, address="lab-1-ip")
+    assert address.status == "RESERVED" and not address.users
+    gce.wait_region(gce.addresses.delete(project=PROJECT, region=REGION, address="lab-1-ip"))
+    gce.wait_global(gce.images.delete(project=PROJECT, image="lab-1-snap"))
+    gce.wait_global(gce.firewalls.delete(project=PROJECT, firewall="labvm-ssh"))
+    assert not fake.addresses and not fake.images and not fake.firewalls
+
+
+def test_ephemeral_ip_changes_across_stop_start(gce):
+    gce.wait_zone(insert_instance(gce))
+    first = gce.instance("lab-1").network_interfaces[0].access_configs[0].nat_i_p
+    gce.wait_zone(gce.instances.stop(project=PROJECT, zone=ZONE, instance="lab-1"))
+    assert not gce.instance("lab-1").network_interfaces[0].access_configs[0].nat_i_p
+    gce.wait_zone(gce.instances.start(project=PROJECT, zone=ZONE, instance="lab-1"))
+    second = gce.instance("lab-1").network_interfaces[0].access_configs[0].nat_i_p
+    assert first and second and first != second
+
+
+def test_operation_get_completes_too_and_scopes_are_checked(gce):
+    op = insert_instance(gce)
+    with pytest.raises(exceptions.NotFound):
+        gce.global_ops.get(project=PROJECT, operation=op.name)  # a zonal operation
+    assert gce.zone_ops.get(project=PROJECT, zone=ZONE, operation=op.name).status == compute_v1.Operation.Status.DONE
+    assert gce.instance("lab-1").status == "RUNNING"
+
+
+def test_bad_names_and_types(gce):
+    with pytest.raises(exceptions.BadRequest, match="resource.name"):
+        insert_instance(gce, name="Lab_1")
+    with pytest.raises(exceptions.BadRequest, match="e2-mediun"):
+        insert_instance(gce, machine_type="e2-mediun")
+
+
+def test_quota_exceeded(fake, gce):
+    fake.quota_exceeded = True
+    with pytest.raises(exceptions.Forbidden) as info:
+        insert_instance(gce)
+    assert QUOTA_MESSAGE in info.value.message
+    assert info.value.reason == "quotaExceeded" or info.value.errors[0]["reason"] == "quotaExceeded"
+    assert not fake.instances
+
+
+def test_zone_exhausted(fake, gce):
+    fake.zone_exhausted = True
+    op = insert_instance(gce)
+    done = gce.wait_zone(op)
+    assert done.status == compute_v1.Operation.Status.DONE
+    assert done.error.errors[0].code == "ZONE_RESOURCE_POOL_EXHAUSTED"
+    assert done.http_error_status_code == 503
+    assert not fake.instances and not fake.disks
+    # ExtendedOperation.result() raises it when its refresh uses a client pointed at the fake
+    # (private hook: the transport caches the ZoneOperationsClient it polls through).
+    gce.instances._transport._extended_operations_services["zone_operations"] = gce.zone_ops
+    with pytest.raises(exceptions.ServiceUnavailable):
+        insert_instance(gce, name="lab-2").result(timeout=5)
+
+
+def test_api_disabled(fake, gce):
+    fake.api_disabled = True
+    with pytest.raises(exceptions.Forbidden, match="Compute Engine API has not been used in project proj"):
+        gce.images.get_from_family(project="debian-cloud", family="debian-12")
+    with pytest.raises(exceptions.Forbidden) as info:
+        list(gce.instances.list(project=PROJECT, zone=ZONE))
+    assert info.value.message.endswith(": " + DISABLED_MESSAGE)  # api_core prefixes "GET <url>: "
+    assert info.value.reason == "accessNotConfigured" or info.value.errors[0]["reason"] == "accessNotConfigured"
+
+
+def test_spot_preemption_stops_the_vm(fake, gce):
+    gce.wait_zone(insert_instance(gce))
+    fake.preempt("lab-1")
+    assert gce.instance("lab-1").status == "TERMINATED"
+    gce.wait_zone(gce.instances.start(project=PROJECT, zone=ZONE, instance="lab-1"))
+    assert gce.instance("lab-1").status == "RUNNING"
