@@ -12,12 +12,11 @@ import getpass
 import os
 import sys
 import time
-import urllib.request
 from datetime import datetime, timezone
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Image, Instance
+from .providers import Image, Instance, caller_cidr
 
 UBUNTU_ALIASES = {
     f"ubuntu-{release}": f"/aws/service/canonical/ubuntu/server/{release}/stable/current/amd64/hvm/ebs-gp3/ami-id"
@@ -292,7 +291,7 @@ class AwsProvider:
         found = self._call("describe_security_groups", Filters=[{"Name": "group-name", "Values": [name]}])
         if found["SecurityGroups"]:
             return found["SecurityGroups"][0]["GroupId"]
-        cidr = str(self.settings.get("ssh_cidr") or self._caller_cidr())
+        cidr = str(self.settings.get("ssh_cidr") or caller_cidr(self._where("ssh_cidr")))
         group = self._call("create_security_group", GroupName=name,
                            Description=f"labvm {self.profile.name}: SSH only",
                            TagSpecifications=[{"ResourceType": "security-group", "Tags": self._tag_list(name)}])["GroupId"]
@@ -302,16 +301,6 @@ class AwsProvider:
         }])
         print(f"aws: security group {name} opens port 22 to {cidr} only")
         return group
-
-    def _caller_cidr(self) -> str:
-        try:
-            with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=5) as response:
-                return response.read().decode().strip() + "/32"
-        except OSError:
-            raise LabvmError(
-                f"could not learn this machine's public address for the SSH rule; set {self._where('ssh_cidr')} "
-                f"(e.g. your lab's range, 203.0.113.0/24)"
-            ) from None
 
     def _addresses(self) -> list[dict]:
         return self._call("describe_addresses", Filters=self._filters())["Addresses"]

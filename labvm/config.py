@@ -72,7 +72,7 @@ CLOUD_KEYS = {
     },
     "gce": {
         "project": "str", "zone": "str", "machine_type": "str", "image_family": "str",
-        "image_project": "str", "disk_size": "int", "static_ip": "bool", "spot": "bool",
+        "image_project": "str", "disk_size": "int", "static_ip": "bool", "spot": "bool", "ssh_cidr": "str",
     },
 }
 TOP_KEYS = ("default", "defaults", "profiles")

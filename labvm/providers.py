@@ -76,6 +76,20 @@ class ExistingMachine:
         self._unsupported("terminate")
 
 
+def caller_cidr(where: str) -> str:
+    """This machine's public address as a /32: by default only it may reach a new VM's port 22."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=5) as response:
+            return response.read().decode().strip() + "/32"
+    except OSError:
+        raise LabvmError(
+            f"could not learn this machine's public address for the SSH rule; set {where} "
+            f"(e.g. your lab's range, 203.0.113.0/24)"
+        ) from None
+
+
 def for_profile(profile: Profile):
     if profile.provider in ("local", "ssh"):
         return ExistingMachine(profile)
@@ -91,7 +105,10 @@ def for_profile(profile: Profile):
         except ImportError:
             raise LabvmError("OpenStack profiles need openstacksdk: .venv/bin/pip install -e '.[openstack]' (bin/bootstrap does)") from None
         return OpenStackProvider(profile)
-    raise LabvmError(
-        f"profile {profile.name!r}: provider {profile.provider} is not available in this "
-        f"version of labvm yet; for a VM you made by hand use provider: ssh with its address:"
-    )
+    if profile.provider == "gce":
+        try:
+            from .gce import GceProvider
+        except ImportError:
+            raise LabvmError("GCE profiles need google-cloud-compute: .venv/bin/pip install -e '.[gce]'") from None
+        return GceProvider(profile)
+    raise AssertionError(f"config.PROVIDERS lists {profile.provider} but no provider makes it")

@@ -89,6 +89,15 @@ class User:
         subprocess.run(["userdel", "-r", "-f", self.name], capture_output=True)
         shutil.rmtree(self.home, ignore_errors=True)
 
+    def end_processes(self) -> None:
+        """What terminating a VM does to what ran on it: the cloud tests' VMs share this user."""
+        subprocess.run(["pkill", "-u", self.name, "-f", "jupyter"], capture_output=True)
+        self.shell("tmux kill-server 2>/dev/null; screen -wipe >/dev/null 2>&1; true")
+        for _ in range(100):
+            if not self.processes("jupyter"):
+                return
+            time.sleep(0.05)
+
     def shell(self, command: str) -> subprocess.CompletedProcess:
         """A command as this user, with their own environment (tmux ls, screen -ls, ...)."""
         return subprocess.run(

@@ -167,6 +167,7 @@ def test_lifecycle(lab, user, ec2, moto, tmp_path):
     finally:
         lab.inv("terminate", "--host", "aws", "--yes", "--force", check=False)
         vm.stop()
+        user.end_processes()
 
 
 def test_spot_is_persistent_and_stops_on_interruption(lab, user, sshd, ec2, moto):
@@ -180,6 +181,7 @@ def test_spot_is_persistent_and_stops_on_interruption(lab, user, sshd, ec2, moto
              for i in r["Instances"]]
     assert [i.get("InstanceLifecycle") for i in spots] == ["spot"]
     lab.inv("terminate", "--host", "spot", "--yes", "--force")
+    user.end_processes()
 
 
 def test_plan_prints_the_calls_and_makes_none(lab, user, sshd, ec2, moto):
@@ -216,6 +218,7 @@ def test_plan_prints_the_calls_and_makes_none(lab, user, sshd, ec2, moto):
     assert "plan: ec2.terminate_instances(" in gone and "plan: ec2.release_address(" in gone
     assert everything() == before
     lab.inv("terminate", "--host", "plan", "--yes", "--force")
+    user.end_processes()
 
 
 def test_errors_are_one_line_with_the_next_step(lab, ec2, moto):

@@ -121,13 +121,6 @@ def test_hostile_user_is_refused_before_any_shell(lab):
     assert not list(lab.directory.rglob("PWNED"))
 
 
-def test_unsupported_verb_says_so(lab):
-    lab.write_hosts({}, raw="profiles:\n  gce: {provider: gce, zone: us-west1-b}\n")
-    result = lab.inv("up", "--host", "gce", check=False)
-    assert result.returncode == 1
-    assert "provider gce is not available in this version of labvm yet" in result.stderr
-
-
 def test_unreachable_host(lab, user):
     closed = free_port()
     lab.write_hosts({"vm": {"provider": "ssh", "address": "127.0.0.1", "port": closed, "user": user.name}})

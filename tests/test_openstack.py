@@ -96,6 +96,7 @@ def test_lifecycle(lab, user, cloud, tmp_path):
     finally:
         lab.inv("terminate", "--host", "cades", "--yes", "--force", check=False)
         vm.stop()
+        user.end_processes()
 
 
 def test_through_a_jump_host_with_stop_instead_of_shelve(lab, user, sshd, jump_sshd, cloud):
@@ -108,6 +109,7 @@ def test_through_a_jump_host_with_stop_instead_of_shelve(lab, user, sshd, jump_s
         assert answers(lab.inv("up", "--host", "cades", "--no-browser").output)
     finally:
         lab.inv("terminate", "--host", "cades", "--yes", "--force", check=False)
+        user.end_processes()
 
 
 def test_bad_input(lab, user, sshd, cloud):

@@ -144,21 +144,22 @@ def test_hand_started_jupyter_is_reported_and_ended_only_with_force(lab, user, s
     )
     from realhost import wait_for_port
     wait_for_port(port, 60)
-    hand = user.processes("jupyter-lab")
+    hand = user.processes(f"jupyter-lab --no-browser --port={port}")
     assert len(hand) == 1
 
     refused = lab.inv("start-notebook", "--host", "vm", check=False)
     assert refused.returncode == 1
     assert "a Jupyter labvm did not start" in refused.stderr and "--force" in refused.stderr
     kept = lab.inv("stop-notebook", "--host", "vm").output
-    assert "still runs" in kept and user.processes("jupyter-lab") == hand
+    assert "still runs" in kept and user.processes(f"jupyter-lab --no-browser --port={port}") == hand
     lab.inv("stop-notebook", "--host", "vm", "--force")
-    assert user.processes("jupyter-lab") == []
+    assert user.processes(f"jupyter-lab --no-browser --port={port}") == []
 
 
 def test_failed_start_shows_the_jupyter_log(lab, user, sshd):
     lab.write_hosts({"vm": ssh_profile(user, sshd)})
     lab.inv("setup", "--host", "vm")
+    running_before = user.processes("jupyter-lab")
     # Jupyter exits at once when its root directory is not a directory.
     user.shell("rmdir ~/work && touch ~/work")
     try:
@@ -168,7 +169,7 @@ def test_failed_start_shows_the_jupyter_log(lab, user, sshd):
     assert failed.returncode == 1
     assert "Jupyter did not start; last lines of ~/.labvm/jupyter.log" in failed.stderr
     assert "labvm: " in failed.stderr
-    assert user.processes("jupyter-lab") == []
+    assert user.processes("jupyter-lab") == running_before  # the failed server is gone
 
 
 def test_inv_ssh_logs_in_with_labvms_key(lab, user, sshd):

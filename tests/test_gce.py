@@ -1,0 +1,141 @@
+"""GCE profiles against the stateful REST fake of tests/fake_gce.py (no Compute Engine emulator
+exists), reached by `inv` in a subprocess through LABVM_GCE_ENDPOINT with anonymous credentials;
+the SSH half on a real sshd pinned by `address:`."""
+
+import os
+import re
+
+import pytest
+
+from fake_gce import FakeGce
+from realhost import Sshd, http_status, ssh_profile
+
+
+@pytest.fixture
+def gce(lab):
+    with FakeGce() as fake:
+        lab.extra_env.update(
+            LABVM_GCE_ENDPOINT=fake.endpoint, LABVM_OWNER="hedy",
+            # google.auth must never probe a metadata server off this machine.
+            NO_GCE_CHECK="True", GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
+            CLOUDSDK_CONFIG=str(lab.directory / "gcloud"),
+        )
+        lab.extra_env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+        yield fake
+
+
+def answers(output: str) -> bool:
+    url = re.search(r"JupyterLab is ready: (\S+)", output).group(1)
+    base, token = url.split("/lab?token=")
+    return http_status(f"{base}/api/status", token) == 200
+
+
+def profile(user, vm, **extra):
+    settings = dict(provider="gce", project="proj", zone="us-west1-b", machine_type="e2-small",
+                    image_family="debian-12", disk_size=10, static_ip=True, ssh_cidr="127.0.0.1/32")
+    return ssh_profile(user, vm, **{**settings, **extra})
+
+
+def test_lifecycle(lab, user, gce, tmp_path):
+    vm = Sshd(tmp_path / "vm")
+    lab.write_hosts({"gce": profile(user, vm)})
+    try:
+        first = lab.inv("up", "--host", "gce", "--no-browser").output
+        assert "gce: creating e2-small in us-west1-b" in first and answers(first)
+        (instance,) = gce.instances.values()
+        assert instance["labels"] == {"labvm-profile": "gce", "labvm-owner": "hedy"}
+        assert instance["metadata"]["items"][0]["key"] == "ssh-keys"
+        assert instance["metadata"]["items"][0]["value"].endswith(" labvm")
+        static = gce.addresses["labvm-gce"]["address"]
+        assert instance["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == static
+        (rule,) = gce.firewalls.values()
+        assert rule["allowed"] == [{"IPProtocol": "tcp", "ports": ["22"]}] and rule["sourceRanges"] == ["127.0.0.1/32"]
+
+        assert "creating" not in lab.inv("up", "--host", "gce", "--no-browser").output
+        assert len(gce.instances) == 1
+
+        shot = lab.inv("snapshot", "--host", "gce").output
+        image = re.search(r"snapshot: (\S+) ", shot).group(1)
+        assert gce.images[image]["labels"]["labvm-profile"] == "gce"
+
+        lab.inv("down", "--host", "gce")
+        assert gce.instances["labvm-gce"]["status"] == "TERMINATED"
+        resumed = lab.inv("up", "--host", "gce", "--no-browser").output
+        assert "resuming" in resumed and answers(resumed)
+
+        typo = lab.inv("resize", "--host", "gce", "--size", "e2-standrd-4", check=False)
+        assert typo.returncode == 1 and "closest: e2-standard-4" in typo.stderr
+        disk = instance["disks"][0]["source"]
+        resized = lab.inv("resize", "--host", "gce", "--size", "e2-standard-4").output
+        assert answers(resized)
+        after = gce.instances["labvm-gce"]
+        assert after["machineType"].endswith("/e2-standard-4") and after["disks"][0]["source"] == disk
+        assert after["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == static  # same address, no cloning
+
+        lab.inv("terminate", "--host", "gce", "--yes", "--force")
+        assert gce.instances == {} and gce.firewalls == {} and "labvm-gce" not in gce.addresses
+
+        vm.renew_host_key()
+        reborn = lab.inv("up", "--host", "gce", "--no-browser", "--from-image", "latest").output
+        assert "forgot the old host key" in reborn and answers(reborn)
+        boot = gce.instances["labvm-gce"]["disks"][0]["source"].rsplit("/", 1)[-1]
+        assert gce.disks[boot]["sourceImage"].endswith(f"/images/{image}")  # made from our image
+
+        second = re.search(r"snapshot: (\S+) ", lab.inv("snapshot", "--host", "gce").output).group(1)
+        pruned = lab.inv("images", "--host", "gce", "--prune", "--keep", "1").output
+        assert f"deregistered {image}" in pruned and image not in gce.images and second in gce.images
+    finally:
+        lab.inv("terminate", "--host", "gce", "--yes", "--force", check=False)
+        vm.stop()
+        user.end_processes()
+
+
+def test_errors_say_what_to_do(lab, user, sshd, gce):
+    lab.write_hosts({"gce": profile(user, sshd, machine_type="e2-smal")})
+    typo = lab.inv("up", "--host", "gce", "--no-browser", check=False)
+    assert "profiles.gce.machine_type: 'e2-smal' is not a machine type in us-west1-b; closest: e2-small" in typo.stderr
+
+    lab.write_hosts({"gce": profile(user, sshd)})
+    gce.api_disabled = True
+    disabled = lab.inv("up", "--host", "gce", "--no-browser", check=False)
+    assert "gcloud services enable compute.googleapis.com --project proj" in disabled.stderr
+    gce.api_disabled = False
+
+    gce.quota_exceeded = True
+    quota = lab.inv("up", "--host", "gce", "--no-browser", check=False)
+    assert quota.returncode == 1 and "GCE quota: Quota 'CPUS' exceeded" in quota.stderr
+    gce.quota_exceeded = False
+
+    gce.zone_exhausted = True
+    exhausted = lab.inv("up", "--host", "gce", "--no-browser", check=False)
+    assert "zone us-west1-b has no capacity for this machine type now" in exhausted.stderr
+    gce.zone_exhausted = False
+
+    no_adc = {k: v for k, v in lab.extra_env.items() if k != "LABVM_GCE_ENDPOINT"}
+    lab.extra_env.clear()
+    lab.extra_env.update(no_adc)
+    missing = lab.inv("up", "--host", "gce", "--no-browser", check=False)
+    assert "no Google Application Default Credentials; run `gcloud auth application-default login`" in missing.stderr
+
+
+@pytest.mark.live_gce
+def test_live_lifecycle_on_a_real_project(lab):
+    """Opt in with `pytest -m live_gce`, ADC and GCE_PROJECT / GCE_ZONE set."""
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        google.auth.default()
+    except DefaultCredentialsError:
+        pytest.skip("no Google Application Default Credentials")
+    if not (os.environ.get("GCE_PROJECT") and os.environ.get("GCE_ZONE")):
+        pytest.skip("set GCE_PROJECT and GCE_ZONE")
+    lab.write_hosts({"gce": {"provider": "gce", "project": os.environ["GCE_PROJECT"], "zone": os.environ["GCE_ZONE"],
+                             "machine_type": "e2-micro", "image_family": "debian-12"}})
+    try:
+        lab.inv("create", "--host", "gce")
+        lab.inv("stop", "--host", "gce")
+        lab.inv("snapshot", "--host", "gce")
+        lab.inv("images", "--host", "gce", "--prune", "--keep", "0")
+    finally:
+        lab.inv("terminate", "--host", "gce", "--yes", "--force", check=False)
