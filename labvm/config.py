@@ -58,8 +58,7 @@ COMMON_KEYS = {
     "env": ENV_KEYS,
     "notebook": NOTEBOOK_KEYS,
 }
-# Cloud profiles are validated now so a lab can write them; their providers arrive
-# with their own issues (see hosts.yml).
+# Each cloud provider's own keys (Profile.cloud_settings).
 CLOUD_KEYS = {
     "openstack": {
         "cloud": "str", "image": "str", "flavor": "str", "volume_size": "int",

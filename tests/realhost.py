@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -55,6 +56,13 @@ def http_status(url: str, token: str | None = None) -> int | None:
         return e.code
     except (ConnectionError, urllib.error.URLError):
         return None
+
+
+def notebook_answers(output: str) -> bool:
+    """The URL an `inv up` printed answers an authorised /api/status."""
+    url = re.search(r"JupyterLab is ready: (\S+)", output).group(1)
+    base, token = url.split("/lab?token=")
+    return http_status(f"{base}/api/status", token) == 200
 
 
 @dataclass

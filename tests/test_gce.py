@@ -8,7 +8,8 @@ import re
 import pytest
 
 from fake_gce import FakeGce
-from realhost import Sshd, http_status, ssh_profile
+from realhost import Sshd, ssh_profile
+from realhost import notebook_answers as answers
 
 
 @pytest.fixture
@@ -24,12 +25,6 @@ def gce(lab):
         yield fake
 
 
-def answers(output: str) -> bool:
-    url = re.search(r"JupyterLab is ready: (\S+)", output).group(1)
-    base, token = url.split("/lab?token=")
-    return http_status(f"{base}/api/status", token) == 200
-
-
 def profile(user, vm, **extra):
     settings = dict(provider="gce", project="proj", zone="us-west1-b", machine_type="e2-small",
                     image_family="debian-12", disk_size=10, static_ip=True, ssh_cidr="127.0.0.1/32")
@@ -38,7 +33,7 @@ def profile(user, vm, **extra):
 
 def test_lifecycle(lab, user, gce, tmp_path):
     vm = Sshd(tmp_path / "vm")
-    lab.write_hosts({"gce": profile(user, vm)})
+    lab.write_hosts({"gce": profile(user, vm, spot=True)})
     try:
         first = lab.inv("up", "--host", "gce", "--no-browser").output
         assert "gce: creating e2-small in us-west1-b" in first and answers(first)
@@ -46,6 +41,9 @@ def test_lifecycle(lab, user, gce, tmp_path):
         assert instance["labels"] == {"labvm-profile": "gce", "labvm-owner": "hedy"}
         assert instance["metadata"]["items"][0]["key"] == "ssh-keys"
         assert instance["metadata"]["items"][0]["value"].endswith(" labvm")
+        assert instance["scheduling"]["provisioningModel"] == "SPOT"
+        assert instance["scheduling"]["instanceTerminationAction"] == "STOP"  # preempted = stopped, disk kept
+        assert gce.disks[instance["disks"][0]["source"].rsplit("/", 1)[-1]]["sizeGb"] == "10"  # the REST API gives int64 as a string
         static = gce.addresses["labvm-gce"]["address"]
         assert instance["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == static
         (rule,) = gce.firewalls.values()

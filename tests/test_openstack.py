@@ -8,7 +8,8 @@ import re
 import pytest
 
 from fake_openstack import FakeOpenStack
-from realhost import Sshd, http_status, ssh_profile
+from realhost import Sshd, ssh_profile
+from realhost import notebook_answers as answers
 
 
 @pytest.fixture
@@ -23,12 +24,6 @@ def cloud(lab):
 
 def mine(fake):
     return [s for s in fake.servers.values() if s["metadata"].get("labvm:profile") == "cades"]
-
-
-def answers(output: str) -> bool:
-    url = re.search(r"JupyterLab is ready: (\S+)", output).group(1)
-    base, token = url.split("/lab?token=")
-    return http_status(f"{base}/api/status", token) == 200
 
 
 def cades(user, vm, **extra):
