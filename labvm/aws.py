@@ -27,6 +27,7 @@ LIVE = ("pending", "running", "stopping", "stopped")
 
 class AwsProvider:
     owns_machine = True
+    image_ready = "available"
 
     def __init__(self, profile: Profile):
         import boto3
@@ -232,16 +233,13 @@ class AwsProvider:
             key=lambda image: image.created,
         )
 
-    def prune(self, keep: int) -> list[Image]:
-        images = self.images()
-        doomed = images[:-keep] if keep else images
-        for image in doomed:
-            data = self._call("describe_images", ImageIds=[image.id])["Images"][0]
-            self._call("deregister_image", ImageId=image.id)
-            for mapping in data.get("BlockDeviceMappings", []):
-                if "Ebs" in mapping:
-                    self._call("delete_snapshot", SnapshotId=mapping["Ebs"]["SnapshotId"])
-        return doomed
+    def delete_image(self, image: Image) -> None:
+        """Deregisters the AMI and deletes its snapshots: no zombie snapshots left billing."""
+        data = self._call("describe_images", ImageIds=[image.id])["Images"][0]
+        self._call("deregister_image", ImageId=image.id)
+        for mapping in data.get("BlockDeviceMappings", []):
+            if "Ebs" in mapping:
+                self._call("delete_snapshot", SnapshotId=mapping["Ebs"]["SnapshotId"])
 
     def resize(self, inst: Instance, size: str) -> Instance:
         self._check_type(size)
@@ -259,11 +257,6 @@ class AwsProvider:
     # -- what create needs ------------------------------------------------------------
 
     def _image_id(self, image: str | None) -> str:
-        if image == "latest":
-            images = [i for i in self.images() if i.state == "available"]
-            if not images:
-                raise LabvmError(f"no labvm image of profile {self.profile.name} yet; `inv snapshot --host {self.profile.name}` makes one")
-            return images[-1].id
         wanted = image or str(self.settings.get("image") or "ubuntu-24.04")
         if wanted in UBUNTU_ALIASES:
             from botocore.exceptions import ClientError

@@ -29,6 +29,7 @@ def _label(value: str) -> str:
 
 class GceProvider:
     owns_machine = True
+    image_ready = "READY"
 
     def __init__(self, profile: Profile):
         import google.auth
@@ -204,13 +205,9 @@ class GceProvider:
         found = self._call(self.images_client.list, request=request)
         return sorted((Image(i.name, i.name, i.creation_timestamp, i.status) for i in found), key=lambda i: i.created)
 
-    def prune(self, keep: int) -> list[Image]:
-        images = self.images()
-        doomed = images[:-keep] if keep else images
-        for image in doomed:
-            operation = self._call(self.images_client.delete, project=self.project, image=image.id)
-            self._wait(operation, "global", f"image {image.id} is deleted")
-        return doomed
+    def delete_image(self, image: Image) -> None:
+        operation = self._call(self.images_client.delete, project=self.project, image=image.id)
+        self._wait(operation, "global", f"image {image.id} is deleted")
 
     def resize(self, inst: Instance, size: str) -> Instance:
         self._check_type(size, key="--size")
@@ -247,11 +244,6 @@ class GceProvider:
         return machine_type
 
     def _source_image(self, image: str | None) -> str:
-        if image == "latest":
-            ready = [i for i in self.images() if i.state == "READY"]
-            if not ready:
-                raise LabvmError(f"no labvm image of profile {self.profile.name} yet; `inv snapshot --host {self.profile.name}` makes one")
-            return f"projects/{self.project}/global/images/{ready[-1].id}"
         if image:
             return f"projects/{self.project}/global/images/{image}"
         family = str(self.settings.get("image_family") or "debian-12")

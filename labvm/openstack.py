@@ -22,6 +22,7 @@ STATES = {"ACTIVE": "running", "SHUTOFF": "stopped", "SHELVED": "stopped", "SHEL
 
 class OpenStackProvider:
     owns_machine = True
+    image_ready = "active"
 
     def __init__(self, profile: Profile):
         import openstack
@@ -188,12 +189,8 @@ class OpenStackProvider:
         ]
         return sorted((Image(i.id, i.name, i.created_at or "", i.status) for i in mine), key=lambda i: i.created)
 
-    def prune(self, keep: int) -> list[Image]:
-        images = self.images()
-        doomed = images[:-keep] if keep else images
-        for image in doomed:
-            self._call(self.conn.image.delete_image, image.id)
-        return doomed
+    def delete_image(self, image: Image) -> None:
+        self._call(self.conn.image.delete_image, image.id)
 
     def resize(self, inst: Instance, size: str) -> Instance:
         flavor = self._flavor(size, key="--size")
@@ -236,11 +233,6 @@ class OpenStackProvider:
         return flavor
 
     def _image(self, image: str | None) -> str:
-        if image == "latest":
-            ready = [i for i in self.images() if i.state == "active"]
-            if not ready:
-                raise LabvmError(f"no labvm image of profile {self.profile.name} yet; `inv snapshot --host {self.profile.name}` makes one")
-            return ready[-1].id
         wanted = image or str(self.settings.get("image") or "")
         found = self._call(self.conn.image.find_image, wanted, ignore_missing=True)
         if found is None:

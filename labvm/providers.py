@@ -69,7 +69,7 @@ class ExistingMachine:
     def images(self) -> list[Image]:
         self._unsupported("images")
 
-    def prune(self, keep: int) -> list[Image]:
+    def delete_image(self, image: Image) -> None:
         self._unsupported("images --prune")
 
     def last_start(self, *args):

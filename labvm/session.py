@@ -76,6 +76,8 @@ class Session:
             return
         instance = self.provider.find()
         if instance is None:
+            if image == "latest":
+                image = self._latest_image()
             instance = self.provider.create(image, public_key=self.ssh.ensure_key())
             # A new VM at a known address has a new host key: forget the old one, and only now.
             self.ssh.forget_host(self.profile.address or instance.address, self.profile.port)
@@ -256,9 +258,19 @@ class Session:
         image = self.provider.snapshot(self._instance(), name, share, no_reboot)
         print(f"snapshot: {image.id} ({image.name}) is {image.state}")
 
+    def _latest_image(self) -> str:
+        ready = [i for i in self.provider.images() if i.state == self.provider.image_ready]
+        if not ready:
+            raise LabvmError(
+                f"no labvm image of profile {self.profile.name} yet; `inv snapshot --host {self.profile.name}` makes one"
+            )
+        return ready[-1].id
+
     def images(self, prune: bool = False, keep: int = 3) -> None:
         if prune:
-            for image in self.provider.prune(keep):
+            images = self.provider.images()  # oldest first
+            for image in images[:-keep] if keep else images:
+                self.provider.delete_image(image)
                 print(f"images: deregistered {image.id} ({image.name}) and its snapshots")
         for image in self.provider.images():
             print(f"{image.id}  {image.created}  {image.state:<10} {image.name}")
