@@ -41,6 +41,12 @@ def status(context, host: str | None) -> str:
     return "\n".join(status_report(config, names, context))
 
 
+def audit(as_json: bool) -> str:
+    from .audit import report
+
+    return report(load(), as_json)
+
+
 def guarded(body):
     """A LabvmError becomes its message and exit status 1: never a traceback."""
 
