@@ -74,11 +74,40 @@ def tunnel(c, host=None, stop=False):
             session.tunnel()
 
 
+@task(help={**HOST, "idle": "stop after this long idle, e.g. 90m or 2h (kept until `inv autostop` alone)",
+            "off": "turn autostop off on this VM"})
+@cli.guarded
+def autostop(c, host=None, idle="", off=False):
+    """Let a cloud VM stop itself when Jupyter, SSH and the CPU have been idle (hosts.yml: autostop)."""
+    with cli.session(c, host) as session:
+        session.autostop(idle, off)
+
+
+@task(help={
+    **HOST,
+    "watch": "keep syncing until Ctrl-C (survives the VM going away)",
+    "interval": "seconds between syncs with --watch",
+    "push": "send local notebooks to the VM instead (never overwrites a newer file there)",
+})
+@cli.guarded
+def sync(c, host=None, watch=False, interval=30, push=False):
+    """Bring notebooks (hosts.yml: sync patterns) home from the VM; never deletes or silently overwrites."""
+    with cli.session(c, host) as session:
+        session.sync(watch, interval, push)
+
+
 @task(help={"host": "one profile only (default: every profile in hosts.yml)"})
 @cli.guarded
 def status(c, host=None):
     """Every profile: reachable, notebook, URL, kernels, idle time, memory and disk."""
     print(cli.status(c, host))
+
+
+@task(help={"json": "print JSON instead of a table"})
+@cli.guarded
+def audit(c, json=False):
+    """Every labvm VM, image, snapshot and address your clouds hold: state, age, cost, next step for zombies."""
+    print(cli.audit(json))
 
 
 @task(help={
@@ -94,12 +123,13 @@ def up(c, host=None, browser=True, from_image=None, plan=False):
         session.up(browser, from_image)
 
 
-@task(help={**HOST, "force": "also end a Jupyter labvm did not start on that port", "plan": cli.PLAN_HELP})
+@task(help={**HOST, "force": "also end a Jupyter labvm did not start on that port", "sync": cli.SYNC_HELP,
+            "plan": cli.PLAN_HELP})
 @cli.guarded
-def down(c, host=None, force=False, plan=False):
-    """Stop the notebook, close the tunnel, and stop the VM of a cloud profile."""
+def down(c, host=None, force=False, sync=True, plan=False):
+    """Sync notebooks home, stop the notebook, close the tunnel, and stop the VM of a cloud profile."""
     with cli.session(c, host, plan) as session:
-        session.down(force)
+        session.down(force, sync)
 
 
 @task(help=HOST)
@@ -128,12 +158,12 @@ def start(c, host=None, plan=False):
         session.start()
 
 
-@task(help={**HOST, "plan": cli.PLAN_HELP})
+@task(help={**HOST, "sync": cli.SYNC_HELP, "plan": cli.PLAN_HELP})
 @cli.guarded
-def stop(c, host=None, plan=False):
-    """Stop the profile's VM: its disk stays, its compute is no longer billed (cloud profiles)."""
+def stop(c, host=None, sync=True, plan=False):
+    """Sync notebooks home, then stop the profile's VM: its disk stays, its compute is no longer billed."""
     with cli.session(c, host, plan) as session:
-        session.stop()
+        session.stop(sync)
 
 
 @task(help={
@@ -141,13 +171,14 @@ def stop(c, host=None, plan=False):
     "yes": "do not ask for confirmation",
     "force": "terminate even without an image newer than the VM's last start",
     "keep_ip": "keep the Elastic IP for the next VM",
+    "sync": cli.SYNC_HELP,
     "plan": cli.PLAN_HELP,
 })
 @cli.guarded
-def terminate(c, host=None, yes=False, force=False, keep_ip=False, plan=False):
-    """Delete the profile's VM and what labvm made for it (asks first; cloud profiles)."""
+def terminate(c, host=None, yes=False, force=False, keep_ip=False, sync=True, plan=False):
+    """Sync notebooks home, then delete the profile's VM and what labvm made for it (asks first)."""
     with cli.session(c, host, plan) as session:
-        session.terminate(yes, force, keep_ip)
+        session.terminate(yes, force, keep_ip, sync)
 
 
 @task(iterable=["share"], help={
@@ -173,9 +204,10 @@ def images(c, host=None, prune=False, keep=3, plan=False):
         session.images(prune, keep)
 
 
-@task(help={**HOST, "size": "the new instance type, flavor or machine type", "plan": cli.PLAN_HELP})
+@task(help={**HOST, "size": "the new instance type, flavor or machine type", "sync": cli.SYNC_HELP,
+            "plan": cli.PLAN_HELP})
 @cli.guarded
-def resize(c, host=None, size="", plan=False):
-    """Stop, change the VM's size, start; the notebook and tunnel come back (cloud profiles)."""
+def resize(c, host=None, size="", sync=True, plan=False):
+    """Sync notebooks home, stop, change the VM's size, start; the notebook and tunnel come back."""
     with cli.session(c, host, plan) as session:
-        session.resize(size)
+        session.resize(size, sync)

@@ -30,6 +30,7 @@ def session(context, host: str | None, plan: bool = False):
     return Session(load().resolve(host), context, plan or bool(context.config.run.dry))
 
 
+SYNC_HELP = "bring notebooks home first (--no-sync skips it)"
 PLAN_HELP = "print the cloud API calls that would be made, and make none (invoke's --dry too)"
 
 

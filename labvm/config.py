@@ -57,6 +57,10 @@ COMMON_KEYS = {
     "jump": "jump",
     "env": ENV_KEYS,
     "notebook": NOTEBOOK_KEYS,
+    "autostop": "duration",
+    "autostop_load": "number",
+    "sync": "list",
+    "sync_dir": "str",
 }
 # Each cloud provider's own keys (Profile.cloud_settings).
 CLOUD_KEYS = {
@@ -83,6 +87,20 @@ PATTERNS = {
              "[user@]host[:port]"),
 }
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+DEFAULT_AUTOSTOP = 3600  # cloud profiles stop themselves after an idle hour unless told otherwise
+DEFAULT_SYNC = ("*.ipynb", "*.py", "*.md")
+
+
+def parse_duration(value: Any) -> int | None:
+    """Seconds in `90m`, `2h`, `1h30m`, `45s`; 0 for `off` (YAML reads a bare off as false); None if neither."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "false", "no")):
+        return 0
+    match = DURATION.fullmatch(value.strip()) if isinstance(value, str) and value.strip() else None
+    if not match:
+        return None
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds or None
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,10 @@ class Profile:
     env: EnvSpec = field(default_factory=EnvSpec)
     notebook: NotebookSpec = field(default_factory=NotebookSpec)
     cloud_settings: Mapping[str, Any] = field(default_factory=dict)  # the provider's own keys
+    autostop: int = DEFAULT_AUTOSTOP  # idle seconds before a cloud VM stops itself; 0 = off
+    autostop_load: float = 0.5  # a 1-minute load average at or above this is activity
+    sync_patterns: tuple[str, ...] = DEFAULT_SYNC
+    sync_dir: Path = Path("notebooks")
 
     @property
     def alias(self) -> str:
@@ -273,6 +295,12 @@ def _type_problem(kind: str, value: Any) -> str:
     if kind == "port":
         ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
         return "" if ok else f"must be a port number from 1 to 65535, not {value!r}"
+    if kind == "duration":
+        ok = parse_duration(value) is not None
+        return "" if ok else f"must be a duration like 60m, 2h, 1h30m or off, not {value!r}"
+    if kind == "number":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        return "" if ok else f"must be a positive number, e.g. 0.5, not {value!r}"
     if kind == "bool":
         return "" if isinstance(value, bool) else f"must be true or false, not {value!r}"
     if kind == "list":
@@ -331,6 +359,8 @@ def _build(name: str, data: dict, source: Path) -> Profile:
     notebook = dict(data.get("notebook") or {})
     notebook.setdefault("local_port", notebook.get("port", NotebookSpec.port))
     identity = data.get("identity")
+    autostop = parse_duration(data["autostop"]) if data.get("autostop") is not None else DEFAULT_AUTOSTOP
+    sync_dir = Path(str(data.get("sync_dir") or "notebooks/{profile}").replace("{profile}", name)).expanduser()
     return Profile(
         name=name,
         provider=data["provider"],
@@ -349,4 +379,8 @@ def _build(name: str, data: dict, source: Path) -> Profile:
         cloud_settings=MappingProxyType(
             {k: data[k] for k in CLOUD_KEYS.get(data["provider"], {}) if data.get(k) is not None}
         ),
+        autostop=autostop,
+        autostop_load=float(data.get("autostop_load") or Profile.autostop_load),
+        sync_patterns=tuple(data.get("sync") or DEFAULT_SYNC),
+        sync_dir=sync_dir if sync_dir.is_absolute() else source.parent / sync_dir,
     )

@@ -13,8 +13,8 @@ import time
 import webbrowser
 from concurrent.futures import ThreadPoolExecutor
 
-from .config import Config, Profile
-from .errors import LabvmError
+from .config import Config, Profile, parse_duration
+from .errors import LabvmError, Unsupported
 from .providers import Instance, for_profile
 from .remote import LocalHost, SshHost
 from .sshconfig import SshHome
@@ -135,6 +135,39 @@ class Session:
         self.keys()
         self.env()
         self.jupyter_config()
+        if self.provider.owns_machine:
+            self._apply_autostop(self.profile.autostop, set_by="hosts.yml")
+
+    # -- idle auto-stop (cloud profiles) ---------------------------------------------------
+
+    def autostop(self, idle: str = "", off: bool = False) -> None:
+        """--idle or --off is kept on the VM (setup leaves it alone); neither applies hosts.yml again."""
+        if not self.provider.owns_machine:
+            raise Unsupported(
+                f"autostop is for cloud profiles; labvm does not power off {self.profile.name!r} "
+                f"(provider {self.profile.provider})"
+            )
+        if off:
+            self._apply_autostop(0, set_by="inv autostop")
+        elif idle:
+            seconds = parse_duration(idle)
+            if not seconds:
+                raise LabvmError(f"--idle: must be a duration like 60m, 2h or 1h30m, not {idle!r}")
+            self._apply_autostop(seconds, set_by="inv autostop")
+        else:
+            self._apply_autostop(self.profile.autostop, set_by="hosts.yml", keep=False)
+
+    def _apply_autostop(self, seconds: int, set_by: str, keep: bool = True) -> None:
+        out = self.host.run("autostop.sh", "apply", env={
+            "LABVM_AUTOSTOP_IDLE": str(seconds),
+            "LABVM_AUTOSTOP_LOAD": str(self.profile.autostop_load),
+            # Tests and labs with their own power-off action set this; empty means shutdown -h.
+            "LABVM_AUTOSTOP_COMMAND": os.environ.get("LABVM_AUTOSTOP_COMMAND", ""),
+            "LABVM_AUTOSTOP_SET_BY": set_by,
+            "LABVM_AUTOSTOP_KEEP": "1" if keep and set_by == "hosts.yml" else "0",
+            "LABVM_PORT": str(self.profile.notebook.port),
+        })
+        print(f"autostop: {_autostop_line(json.loads(out.strip().splitlines()[-1]))}")
 
     # -- notebook ------------------------------------------------------------------------
 
@@ -228,6 +261,60 @@ class Session:
             self.keys()
         return self.ssh.ssh_command(self.profile)
 
+    # -- notebooks home ------------------------------------------------------------------
+
+    def sync(self, watch: bool = False, interval: float = 30, push: bool = False) -> None:
+        if self.is_local:
+            print(f"sync: the local profile's notebooks are on this machine already ({self.profile.notebook.workspace})")
+            return
+        if not watch:
+            self._sync_once(push)
+            return
+        print(f"sync: every {interval:g}s into {self.profile.sync_dir}; Ctrl-C stops")
+        try:
+            while True:
+                try:
+                    self._sync_once(push, quiet_when_unchanged=True)
+                except LabvmError as e:  # the VM stopped or the network went: keep trying
+                    print(f"{e}; trying again in {interval:g}s", flush=True)
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            print(f"\nsync: stopped; your notebooks are in {self.profile.sync_dir}")
+
+    def _sync_once(self, push: bool = False, quiet_when_unchanged: bool = False) -> None:
+        from .sync import NotebookSync
+
+        self._ensure_ssh_alias()
+        syncer = NotebookSync(self.profile, self.ssh, self.tunnels.control_socket(self.profile))
+        outcome = syncer.push() if push else syncer.pull()
+        if quiet_when_unchanged and not (outcome.updated or outcome.kept_as):
+            return
+        for line in outcome.lines(str(self.profile.sync_dir), "push" if push else "pull"):
+            print(line, flush=True)
+
+    def _ensure_ssh_alias(self) -> None:
+        """`ssh labvm-<profile>` reaches the VM where it is now (rsync goes that way)."""
+        if self.provider.owns_machine:
+            self.ssh.write_host(self.profile, self.profile.address or self._running_instance().address)
+        elif not self._has_ssh_alias():
+            self.keys()
+
+    def _sync_first(self, sync: bool, instance: Instance | None) -> None:
+        """Before the VM stops or goes: notebooks home (a failure stops the task, with the way past it)."""
+        if not sync or self.is_local:
+            return
+        if self.provider.owns_machine and (instance is None or instance.state != "running"):
+            if instance:
+                print(f"sync: skipped, the VM is {instance.state} (`inv start` then `inv sync` brings notebooks home)")
+            return
+        if self.plan:
+            print(f"plan: first sync notebooks home into {self.profile.sync_dir} (rsync over ssh {self.profile.alias})")
+            return
+        try:
+            self._sync_once()
+        except LabvmError as e:
+            raise LabvmError(f"{e}\nnothing was stopped; pass --no-sync to go on without bringing notebooks home") from None
+
     # -- the VM's lifecycle (cloud profiles) ------------------------------------------------
 
     def _instance(self) -> Instance:
@@ -247,8 +334,10 @@ class Session:
             self.provider.start(self._instance())
         self.ensure_machine()
 
-    def stop(self) -> None:
-        instance = self.provider.stop(self._instance())
+    def stop(self, sync: bool = True) -> None:
+        instance = self._instance()
+        self._sync_first(sync, instance)
+        instance = self.provider.stop(instance)
         if self.plan:
             return
         self.close_tunnel()
@@ -275,16 +364,18 @@ class Session:
         for image in self.provider.images():
             print(f"{image.id}  {image.created}  {image.state:<10} {image.name}")
 
-    def resize(self, size: str) -> str:
+    def resize(self, size: str, sync: bool = True) -> str:
         if not size:
             raise LabvmError("--size is required, e.g. --size m5.xlarge")
-        self.provider.resize(self._instance(), size)
+        instance = self._instance()
+        self._sync_first(sync, instance)
+        self.provider.resize(instance, size)
         if self.plan:
             return ""
         self.close_tunnel()  # it went down with the VM
         return self.up(browser=False)  # the notebook comes back on the new size
 
-    def terminate(self, yes: bool = False, force: bool = False, keep_ip: bool = False) -> None:
+    def terminate(self, yes: bool = False, force: bool = False, keep_ip: bool = False, sync: bool = True) -> None:
         instance = self._instance()
         started = self.provider.last_start(instance)
         newer = [i for i in self.provider.images() if i.created and _parse_time(i.created) > started]
@@ -293,6 +384,7 @@ class Session:
                 f"{instance.id} has no labvm image newer than its last start ({started:%Y-%m-%d %H:%M}); "
                 f"`inv snapshot --host {self.profile.name}` keeps its disk, or pass --force to lose it"
             )
+        self._sync_first(sync, instance)
         if not yes and not self.plan:
             if not sys.stdin.isatty():
                 raise LabvmError(f"terminate deletes {instance.id} and its disk; pass --yes to confirm")
@@ -305,8 +397,9 @@ class Session:
         self.provider.terminate(instance, keep_ip)
         print(f"{self.profile.name}: {instance.id} terminated")
 
-    def down(self, force: bool = False) -> None:
+    def down(self, force: bool = False, sync: bool = True) -> None:
         instance = self.provider.find() if self.provider.owns_machine else None
+        self._sync_first(sync, instance)
         if self.plan:
             print("plan: then over SSH: stop Jupyter; close the tunnel")
             if instance and instance.state not in ("stopped", "stopping"):
@@ -396,10 +489,11 @@ def _describe(session: Session, status: dict) -> list[str]:
         f"of {status['disk_total'] / gib:.1f}, load {status['load']:.2f}"
     )
     server = status["server"]
+    autostop = [f"  autostop: {_autostop_line(status['autostop'])}"] if status.get("autostop") else []
     if not server:
         other = status.get("other")
         note = f" (a Jupyter labvm did not start holds port {status['port']}, pid {other['pid']})" if other else ""
-        return [f"  notebook: not running{note}", machine]
+        return [f"  notebook: not running{note}", *autostop, machine]
     lines = [f"  notebook: running on host port {server['port']} (pid {server['pid']})"]
     if server.get("answering"):
         lines.append(
@@ -416,8 +510,23 @@ def _describe(session: Session, status: dict) -> list[str]:
             lines.append(f"  url: {session.url(tunnel.local_port, server)} (tunnel pid {tunnel.pid})")
         else:
             lines.append(f"  url: no tunnel open; `inv tunnel --host {session.profile.name}`")
-    lines.append(machine)
+    lines += [*autostop, machine]
     return lines
+
+
+def _autostop_line(report: dict) -> str:
+    """The VM's autostop setting and what its last check saw, in one line."""
+    if not report["idle_seconds"]:
+        return f"off (set by {report['set_by']})"
+    line = f"stops after {_duration(report['idle_seconds'])} idle (set by {report['set_by']}"
+    line += f", checked by {report['scheduler']})" if report["scheduler"] else "; no timer or cron entry found)"
+    if report["stop_requested"]:
+        return line + "; stopping now"
+    if report["last_check_ago"] is None:
+        return line + "; not checked yet"
+    if report["last_check_ago"] > 180:
+        return line + f"; last check {_duration(report['last_check_ago'])} ago: is cron or the timer running?"
+    return line + (f"; idle {_duration(report['idle_for'])}" if report["idle_for"] else "; in use")
 
 
 def _duration(seconds: int) -> str:

@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import Profile
 from .errors import LabvmError
@@ -48,6 +49,10 @@ class Tunnels:
         if len(path) > 85:  # sun_path is 108 bytes and OpenSSH adds a 17-byte suffix
             raise LabvmError(f"{path}: too long for a control socket; set LABVM_SSH_DIR to a shorter path")
         return path
+
+    def control_socket(self, profile: Profile) -> Path:
+        """Where the tunnel's master connection listens; other OpenSSH clients may share it."""
+        return Path(self._socket(profile))
 
     def _record(self, profile: Profile):
         return self.ssh.run / f"{profile.name}.json"

@@ -109,7 +109,8 @@ def port_open(port):
 
 
 def api(info, path):
-    url = "http://127.0.0.1:%d%sapi/%s" % (info["port"], info.get("base_url", "/"), path)
+    # no_track_activity: labvm looking must not count as someone working (idle time, autostop).
+    url = "http://127.0.0.1:%d%sapi/%s?no_track_activity=1" % (info["port"], info.get("base_url", "/"), path)
     request = urllib.request.Request(url)
     if info.get("token"):
         request.add_header("Authorization", "token " + info["token"])
@@ -140,8 +141,10 @@ def machine():
 def status(args):
     own = servers(RUNTIME)
     mine = next((s for s in own if s.get("port") == args.port), own[0] if own else None)
+    import autostop  # beside this file
+
     result = {"port": args.port, "server": None, "other": None, "port_busy": False}
-    result.update(machine())
+    result.update(machine(), autostop=autostop.report())
     if mine:
         result["server"] = {
             k: mine.get(k) for k in ("pid", "port", "token", "base_url", "root_dir", "runtime_file")

@@ -92,6 +92,7 @@ class User:
         return cls(name, home, pwd.getpwnam(name).pw_uid, key)
 
     def remove(self) -> None:
+        subprocess.run(["crontab", "-r", "-u", self.name], capture_output=True)
         subprocess.run(["pkill", "-KILL", "-u", self.name], capture_output=True)
         time.sleep(0.2)
         subprocess.run(["userdel", "-r", "-f", self.name], capture_output=True)
@@ -141,9 +142,9 @@ class Sshd:
             LogLevel {log_level}
             """))
         self.log = directory / "sshd.log"
-        self._start()
+        self.start()
 
-    def _start(self) -> None:
+    def start(self) -> None:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.config)],
@@ -161,7 +162,7 @@ class Sshd:
         self.host_key.unlink()
         self.host_key.with_suffix(".pub").unlink()
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
-        self._start()
+        self.start()
 
 
 @dataclass

@@ -1,0 +1,276 @@
+"""Idle auto-stop on the host: `check` runs every minute (systemd timer or cron, set up by
+autostop.sh) and stops the machine from inside once it has been idle for the whole period.
+
+Idle means all of these, at every check through the period:
+  - no kernel busy, none with activity within the period, no terminal used within it and no
+    websocket open (Jupyter's REST API with labvm's token);
+  - no established TCP connection to Jupyter's port (a browser through the tunnel; the tunnel
+    alone opens none, so an idle tunnel is not activity);
+  - no interactive (pty) SSH session;
+  - the 1-minute load average under the threshold (a script running outside Jupyter).
+Then it runs the stop command (`sudo -n shutdown -h now`: no cloud credential on the host;
+EC2 launched with shutdown behaviour stop, GCE and OpenStack stop on a guest shutdown), once
+per boot.  Every decision is one line in ~/.labvm/autostop.log with its reasons.
+
+Standard library only, Python 3.8+; it shares nbctl.py's view of labvm's Jupyter.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.error
+from datetime import datetime, timezone
+
+import nbctl
+
+SETTINGS = os.path.join(nbctl.STATE, "autostop.json")
+STATE = os.path.join(nbctl.STATE, "autostop-state.json")
+LOG = os.path.join(nbctl.STATE, "autostop.log")
+LOG_KEEP = 5000  # lines; a check a minute is about three and a half days
+DEFAULT_COMMAND = "sudo -n shutdown -h now"
+SSH_PTY_SESSION = re.compile(r"sshd(?:-session)?: (\S+)@(pts/\d+)")
+
+
+def read_json(path, default):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def minutes(seconds):
+    seconds = int(seconds)
+    if seconds < 120:
+        return "%ds" % seconds
+    if seconds < 7200:
+        return "%dm" % (seconds // 60)
+    return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)
+
+
+def log(line):
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        with open(LOG) as f:
+            lines = f.readlines()
+    except OSError:
+        lines = []
+    if len(lines) >= LOG_KEEP:
+        with open(LOG, "w") as f:
+            f.writelines(lines[-LOG_KEEP // 2:])
+    with open(LOG, "a") as f:
+        f.write("%s %s\n" % (stamp, line))
+
+
+def established_connections(port):
+    """Established TCP connections whose local end is Jupyter's port (/proc/net/tcp{,6})."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.readlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def ssh_sessions():
+    """Interactive SSH logins: sshd names each pty session's process `sshd: USER@pts/N`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                title = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        match = SSH_PTY_SESSION.match(title)
+        if match:
+            found.append("%s on %s" % match.groups())
+    return sorted(set(found))
+
+
+def age(text, now):
+    return (now - nbctl.parse_time(text)).total_seconds() if text else float("inf")
+
+
+def jupyter_activity(port, period, now):
+    server = next((s for s in nbctl.servers(nbctl.RUNTIME) if s.get("port") == port), None)
+    if not server:
+        return []
+    try:
+        status = nbctl.api(server, "status")
+        kernels = nbctl.api(server, "kernels")
+    except (OSError, ValueError, urllib.error.URLError):
+        return ["Jupyter runs but its API does not answer (not idle while unsure)"]
+    try:
+        terminals = nbctl.api(server, "terminals")
+    except (OSError, ValueError, urllib.error.URLError):
+        terminals = []  # no terminal extension: no terminals
+    reasons = []
+    busy = [k for k in kernels if k.get("execution_state") == "busy"]
+    if busy:
+        reasons.append("%d kernel(s) busy" % len(busy))
+    recent = [k for k in kernels if k not in busy and age(k.get("last_activity"), now) < period]
+    if recent:
+        latest = min(age(k["last_activity"], now) for k in recent)
+        reasons.append("kernel activity %s ago" % minutes(latest))
+    used = [t for t in terminals if age(t.get("last_activity"), now) < period]
+    if used:
+        reasons.append("%d terminal(s) used within the period" % len(used))
+    if status.get("connections"):
+        reasons.append("%d kernel websocket(s) open" % status["connections"])
+    return reasons
+
+
+def activity(settings, now):
+    """Why the machine is not idle now; an empty list means idle."""
+    port, period = settings["port"], settings["idle_seconds"]
+    # Counted before labvm's own API calls below, which are connections to the same port.
+    reasons = []
+    connections = established_connections(port)
+    if connections:
+        reasons.append("%d open connection(s) to Jupyter's port %d (a browser)" % (connections, port))
+    reasons += jupyter_activity(port, period, now)
+    sessions = ssh_sessions()
+    if sessions:
+        reasons.append("interactive SSH: " + ", ".join(sessions))
+    load = os.getloadavg()[0]
+    if load >= settings["load_max"]:
+        reasons.append("load %.2f >= %.2f" % (load, settings["load_max"]))
+    return reasons
+
+
+def boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def warn_users(message):
+    """A line on every logged-in terminal (best effort: wall may be missing or refused)."""
+    if shutil.which("wall"):
+        subprocess.run(["wall", message], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=10, check=False)
+
+
+def check():
+    settings = read_json(SETTINGS, {})
+    period = settings.get("idle_seconds", 0)
+    now = datetime.now(timezone.utc)
+    state = read_json(STATE, {})
+    if state.get("boot_id") != boot_id():
+        state = {"boot_id": boot_id()}  # a new boot starts a new count (and may stop again)
+    state["last_check"] = now.isoformat()
+    if not period:
+        log("off: autostop is turned off (inv autostop --idle 60m turns it on)")
+    elif state.get("stop_requested"):
+        log("stop already requested at %s; waiting for the shutdown" % state["stop_requested"])
+    else:
+        reasons = activity(settings, now)
+        if reasons:
+            state.pop("idle_since", None)
+            state.pop("warned", None)
+            log("active: " + "; ".join(reasons))
+        else:
+            state.setdefault("idle_since", now.isoformat())
+            idle = age(state["idle_since"], now)
+            left = period - idle
+            if left > 0:
+                log("idle %s of %s: no kernel busy or used, no connection, no SSH session, load under %.2f"
+                    % (minutes(idle), minutes(period), settings["load_max"]))
+                if left <= min(300, period / 2) and not state.get("warned"):
+                    warn_users("labvm: this machine has been idle %s and stops itself in %s; "
+                               "use Jupyter or log in to keep it running" % (minutes(idle), minutes(left)))
+                    state["warned"] = now.isoformat()
+                    log("warned logged-in users: stopping in %s" % minutes(left))
+            else:
+                command = settings.get("stop_command") or DEFAULT_COMMAND
+                log("stopping: idle %s >= %s; running: %s" % (minutes(idle), minutes(period), command))
+                result = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
+                                        capture_output=True, text=True, check=False)
+                if result.returncode == 0:
+                    state["stop_requested"] = now.isoformat()
+                else:
+                    log("stop command failed (exit %d): %s; trying again next minute"
+                        % (result.returncode, (result.stderr or result.stdout).strip()[-300:]))
+    nbctl.write_private(STATE, json.dumps(state) + "\n")
+
+
+def configure():
+    """Writes the settings from LABVM_AUTOSTOP_*; prints the idle period now in force (seconds)."""
+    current = read_json(SETTINGS, None)
+    if os.environ.get("LABVM_AUTOSTOP_KEEP") == "1" and current and current.get("set_by") == "inv autostop":
+        nbctl.say("autostop: keeping the setting made with `inv autostop` (%s); `inv autostop` alone "
+                  "applies hosts.yml again" % (minutes(current["idle_seconds"]) if current["idle_seconds"] else "off"))
+        return current["idle_seconds"]
+    wanted = {
+        "idle_seconds": int(os.environ["LABVM_AUTOSTOP_IDLE"]),
+        "load_max": float(os.environ["LABVM_AUTOSTOP_LOAD"]),
+        "port": int(os.environ["LABVM_PORT"]),
+        "stop_command": os.environ.get("LABVM_AUTOSTOP_COMMAND") or DEFAULT_COMMAND,
+        "set_by": os.environ.get("LABVM_AUTOSTOP_SET_BY", "hosts.yml"),
+    }
+    if wanted != current:
+        nbctl.write_private(SETTINGS, json.dumps(wanted, indent=1, sort_keys=True) + "\n")
+    if wanted != current or wanted["set_by"] == "inv autostop":
+        # A new setting, or the user saying so, starts a new count (a stop asked for too).
+        nbctl.write_private(STATE, json.dumps({"boot_id": boot_id()}) + "\n")
+    return wanted["idle_seconds"]
+
+
+def scheduler():
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+    if os.path.exists("/etc/systemd/system/labvm-autostop-%s.timer" % user):
+        return "systemd timer"
+    if shutil.which("crontab"):
+        listing = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False).stdout
+        if "# labvm-autostop" in listing:
+            return "cron"
+    return ""
+
+
+def report():
+    """What `inv status` shows: the setting, how long the host has been idle, the last check."""
+    settings = read_json(SETTINGS, None)
+    if settings is None:
+        return None
+    state = read_json(STATE, {})
+    now = datetime.now(timezone.utc)
+    current_boot = state.get("boot_id") == boot_id()
+    return {
+        "idle_seconds": settings["idle_seconds"],
+        "set_by": settings.get("set_by"),
+        "scheduler": scheduler(),
+        "idle_for": int(age(state["idle_since"], now)) if current_boot and state.get("idle_since") else 0,
+        "last_check_ago": int(age(state["last_check"], now)) if state.get("last_check") else None,
+        "stop_requested": current_boot and bool(state.get("stop_requested")),
+    }
+
+
+def main():
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    os.makedirs(nbctl.STATE, exist_ok=True)
+    if command == "check":
+        check()
+    elif command == "configure":
+        print(configure())
+    elif command == "status":
+        print(json.dumps(report()))
+    else:
+        nbctl.say("usage: autostop.py check|configure|status")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

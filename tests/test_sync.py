@@ -1,0 +1,190 @@
+"""`inv sync` against a real sshd and rsync: notebooks come home, nothing local is lost."""
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from realhost import INV, Sshd, ssh_profile
+
+
+def put(user, relative: str, text: str) -> None:
+    """A file in the workspace on "the VM", owned by its user."""
+    path = user.home / "work" / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    for part in [path, *path.relative_to(user.home).parents]:
+        os.chown(user.home / part, user.uid, user.uid)
+
+
+@pytest.fixture
+def workspace(user):
+    """An empty ~/work on the VM for each test."""
+    subprocess.run(["rm", "-rf", str(user.home / "work")], check=True)
+    yield user.home / "work"
+    subprocess.run(["rm", "-rf", str(user.home / "work")], check=True)
+
+
+def test_pull_brings_notebooks_home_and_never_deletes(lab, user, sshd, workspace):
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    put(user, "analysis.ipynb", '{"cells": []}')
+    put(user, "lib/helpers.py", "def f(): pass\n")
+    put(user, "README.md", "# notes\n")
+    put(user, "data/big.csv", "1,2,3\n")  # not a sync pattern
+    put(user, ".ipynb_checkpoints/analysis-checkpoint.ipynb", "{}")
+    home = lab.directory / "notebooks" / "vm"
+
+    first = lab.inv("sync", "--host", "vm")
+    assert "3 file(s) brought home" in first.output
+    assert (home / "analysis.ipynb").read_text() == '{"cells": []}'
+    assert (home / "lib" / "helpers.py").exists() and (home / "README.md").exists()
+    assert not (home / "data").exists() and not (home / ".ipynb_checkpoints").exists()
+
+    (workspace / "analysis.ipynb").unlink()  # deleted on the VM
+    put(user, "second.ipynb", "{}")
+    again = lab.inv("sync", "--host", "vm")
+    assert "1 file(s) brought home, 2 unchanged" in again.output
+    assert (home / "analysis.ipynb").read_text() == '{"cells": []}'  # still here
+    assert (home / "second.ipynb").exists()
+
+
+def test_local_edit_is_never_overwritten_silently(lab, user, sshd, workspace):
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    put(user, "model.ipynb", "version 1")
+    put(user, "plot.ipynb", "plot 1")
+    lab.inv("sync", "--host", "vm")
+    home = lab.directory / "notebooks" / "vm"
+
+    # Both sides changed model.ipynb; only this machine changed plot.ipynb.
+    (home / "model.ipynb").write_text("my local edit")
+    (home / "plot.ipynb").write_text("plot edited here")
+    time.sleep(1.1)  # rsync compares whole-second times: the VM's edit must be a later second
+    put(user, "model.ipynb", "version 2 from the VM")
+    result = lab.inv("sync", "--host", "vm")
+
+    assert (home / "model.ipynb").read_text() == "version 2 from the VM"
+    backups = list(home.glob("model.local-*.ipynb"))
+    assert [b.read_text() for b in backups] == ["my local edit"]
+    assert f"your local edit of model.ipynb was kept as {backups[0].name}" in result.output
+    assert (home / "plot.ipynb").read_text() == "plot edited here"
+    assert "changed here only (kept; --push sends them): plot.ipynb" in result.output
+
+    # Syncing again changes nothing and reports nothing new.
+    quiet = lab.inv("sync", "--host", "vm")
+    assert "0 file(s) brought home" in quiet.output and "kept as" not in quiet.output
+    assert (home / "plot.ipynb").read_text() == "plot edited here"
+
+    pushed = lab.inv("sync", "--host", "vm", "--push")
+    assert "file(s) sent to the host" in pushed.output
+    assert (workspace / "plot.ipynb").read_text() == "plot edited here"
+    assert not list(workspace.glob("*.local-*"))  # backups stay home
+    assert "changed here only" not in lab.inv("sync", "--host", "vm").output
+
+
+def test_a_local_file_the_vm_never_had_is_kept_when_one_appears_there(lab, user, sshd, workspace):
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    home = lab.directory / "notebooks" / "vm"
+    home.mkdir(parents=True)
+    (home / "draft.ipynb").write_text("written here first")
+    lab.inv("sync", "--host", "vm")
+    put(user, "draft.ipynb", "a different draft on the VM")
+    result = lab.inv("sync", "--host", "vm")
+    backups = list(home.glob("draft.local-*.ipynb"))
+    assert [b.read_text() for b in backups] == ["written here first"]
+    assert "your local edit of draft.ipynb was kept" in result.output
+
+
+class Watch:
+    """`inv sync --watch` in the background, its output read line by line."""
+
+    def __init__(self, lab, *args):
+        self.process = subprocess.Popen(
+            [*INV, "sync", "--watch", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env=lab.env, cwd=lab.directory, stdin=subprocess.DEVNULL,
+        )
+        self.lines = queue.Queue()
+        self.seen = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no {text!r} within {timeout}s; output so far:\n{''.join(self.seen)}")
+
+    def interrupt(self) -> str:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(30)
+        time.sleep(0.2)  # the reader thread drains the pipe
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)
+
+
+def test_watch_keeps_going_while_the_vm_goes_away_and_comes_back(lab, user, workspace, tmp_path):
+    vm = Sshd(tmp_path / "vm")
+    lab.write_hosts({"vm": ssh_profile(user, vm)})
+    home = lab.directory / "notebooks" / "vm"
+    put(user, "one.ipynb", "1")
+    watch = Watch(lab, "--host", "vm", "--interval", "1")
+    try:
+        watch.wait_for("1 file(s) brought home")
+        put(user, "two.ipynb", "2")
+        watch.wait_for("1 file(s) brought home")
+        assert (home / "two.ipynb").read_text() == "2"
+
+        vm.stop()  # the VM goes away
+        gone = watch.wait_for("cannot reach labvm-vm")
+        assert "your local copies" in gone and "trying again in 1s" in gone
+        assert (home / "one.ipynb").read_text() == "1" and (home / "two.ipynb").read_text() == "2"
+
+        vm.start()  # and comes back
+        put(user, "three.ipynb", "3")
+        watch.wait_for("1 file(s) brought home")
+        output = watch.interrupt()
+    finally:
+        if watch.process.poll() is None:
+            watch.process.kill()
+        vm.stop()
+    assert watch.process.returncode == 0, output
+    assert "sync: stopped; your notebooks are in" in output and "Traceback" not in output
+    assert sorted(p.name for p in home.glob("*.ipynb")) == ["one.ipynb", "three.ipynb", "two.ipynb"]
+
+
+def test_down_syncs_first_and_stops_nothing_when_it_cannot(lab, user, workspace, tmp_path):
+    vm = Sshd(tmp_path / "vm")
+    lab.write_hosts({"vm": ssh_profile(user, vm)})
+    put(user, "result.ipynb", "done")
+    try:
+        down = lab.inv("down", "--host", "vm")
+        assert "1 file(s) brought home" in down.output
+        assert down.output.index("brought home") < down.output.index("notebook:")
+        assert (lab.directory / "notebooks" / "vm" / "result.ipynb").read_text() == "done"
+        assert "brought home" not in lab.inv("down", "--host", "vm", "--no-sync").output
+    finally:
+        vm.stop()
+    failed = lab.inv("down", "--host", "vm", check=False)
+    assert failed.returncode == 1
+    assert "cannot reach labvm-vm" in failed.output
+    assert "nothing was stopped; pass --no-sync" in failed.output
+
+
+def test_bad_sync_patterns_name_the_key(lab, user, sshd):
+    lab.write_hosts({"vm": ssh_profile(user, sshd, sync="*.ipynb")})
+    result = lab.inv("sync", "--host", "vm", check=False)
+    assert result.returncode == 1
+    assert "profiles.vm.sync: must be a list of strings" in result.output
