@@ -7,6 +7,8 @@
    response, against the seeds' commands by hand: ssh + tmux jupyter, ssh -f -N -L, poll.
 3. `inv up` again when everything is up: seconds and SSH connections (counted in sshd's log).
 4. Throughput through labvm's tunnel against a plain `ssh -N -L` to the same server.
+5. `inv sync` of an unchanged tree of 1,000 notebooks against the seed's plain
+   `rsync -az --include='*.ipynb' --exclude='*'` of the same tree (target: well under a second).
 """
 
 from __future__ import annotations
@@ -167,6 +169,24 @@ def bench_tunnel(user: User, sshd: Sshd, lab: Lab, rounds: int = 3) -> None:
     report("tunnel throughput", statistics.median(ours), statistics.median(base), "MB/s", "target >= 0.9")
 
 
+def bench_sync(user: User, lab: Lab, rounds: int = 5) -> None:
+    workspace = user.home / "work"
+    for i in range(1000):
+        notebook = workspace / f"project{i // 100}" / f"analysis{i}.ipynb"
+        notebook.parent.mkdir(parents=True, exist_ok=True)
+        notebook.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n' * 20)
+    subprocess.run(["chown", "-R", f"{user.name}:{user.name}", str(workspace)], check=True)
+    lab.inv("sync", "--host", "vm")  # the first, full copy
+    plain_copy = Path(tempfile.mkdtemp())
+    by_hand = ["rsync", "-az", "--include=*/", "--include=*.ipynb", "--exclude=*",
+               "-e", f"ssh -F {lab.ssh_dir / 'config'}", "labvm-vm:work/", f"{plain_copy}/"]
+    subprocess.run(by_hand, check=True)
+    ours = statistics.median(timed([*INV, "sync", "--host", "vm"], env=lab.env) for _ in range(rounds))
+    base = statistics.median(timed(by_hand) for _ in range(rounds))
+    report("inv sync, 1,000 unchanged .ipynb", ours, base, "s", "target well under 1 s")
+    shutil.rmtree(plain_copy)
+
+
 def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench_labvm.py creates a throwaway user and sshd: run it as root")
@@ -177,6 +197,7 @@ def main() -> None:
     sshd = Sshd(Path(tempfile.mkdtemp()) / "sshd")
     try:
         lab = bench_up(user, sshd)
+        bench_sync(user, lab)
         bench_tunnel(user, sshd, lab)
         lab.inv("down", "--host", "vm")
         shutil.rmtree(lab.directory, ignore_errors=True)

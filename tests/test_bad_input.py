@@ -46,6 +46,16 @@ BROKEN_FILES = [
         ["profiles.lab.notebook.multiplexer: must be one of tmux, screen, nohup, not 'tmxu' (did you mean 'tmux'?)"],
     ),
     (
+        "autostop is not a duration",
+        "profiles:\n  lab: {provider: ssh, address: h, autostop: 60}\n",
+        ["profiles.lab.autostop: must be a duration like 60m, 2h, 1h30m or off, not 60"],
+    ),
+    (
+        "typo'd autostop",
+        "defaults: {autostp: 30m}\nprofiles:\n" + GOOD_LOCAL,
+        ["profiles.local.autostp: unknown key (did you mean 'autostop'?)"],
+    ),
+    (
         "all problems at once",
         "defaults: {notebok: {}}\nprofiles:\n  lab: {provider: ssh, address: h, port: x}\n",
         ["profiles.lab.notebok: unknown key", "profiles.lab.port: must be a port number"],

@@ -1,0 +1,199 @@
+"""Idle auto-stop against a real JupyterLab on the sshd fixture.  The VM is an aws profile on
+moto (autostop is for cloud profiles) whose SSH goes to the fixture through `address:`.
+
+The check runs exactly as cron would run it (the line `inv up` put in the user's crontab),
+with short periods; the stop command appends to a file, so the test sees each call instead
+of a power-off.  Decisions are read from ~/.labvm/autostop.log.
+"""
+
+import json
+import subprocess
+import time
+import urllib.request
+
+import boto3
+import pytest
+import websocket
+
+from realhost import Lab, ssh_profile
+from test_aws import REGION, aws_env, moto  # noqa: F401  (moto is a fixture)
+
+
+class Vm:
+    def __init__(self, lab, user, port, local_port):
+        self.lab, self.user, self.port, self.local_port = lab, user, port, local_port
+        self.stops = user.home / ".labvm" / "stop-called"
+        self.log = user.home / ".labvm" / "autostop.log"
+
+    def cron_line(self) -> str:
+        listing = subprocess.run(["crontab", "-l", "-u", self.user.name], capture_output=True, text=True).stdout
+        lines = [line for line in listing.splitlines() if "# labvm-autostop" in line]
+        return lines[0] if lines else ""
+
+    def check(self) -> str:
+        """One idle check, as cron runs it; returns the decision it logged."""
+        command = self.cron_line().split(None, 5)[5]
+        before = self.log.read_text().count("\n") if self.log.exists() else 0
+        result = self.user.shell(command)
+        assert result.returncode == 0, result.stderr
+        return "\n".join(self.log.read_text().splitlines()[before:])
+
+    def stop_calls(self) -> int:
+        return len(self.stops.read_text().splitlines()) if self.stops.exists() else 0
+
+    def token(self) -> str:
+        return (self.user.home / ".labvm" / "token").read_text().strip()
+
+    def api(self, method: str, path: str) -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/api/{path}", method=method, data=b"{}" if method == "POST" else None,
+            headers={"Authorization": f"token {self.token()}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+            return json.loads(body) if body else {}
+
+
+@pytest.fixture(scope="module")
+def vm(moto, user, sshd):  # noqa: F811
+    lab = Lab.create()
+    # Runs on the VM instead of `sudo -n shutdown -h now`.
+    lab.extra_env.update(aws_env(moto), LABVM_OWNER="autostop",
+                         LABVM_AUTOSTOP_COMMAND='echo stop >> "$HOME/.labvm/stop-called"')
+    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto, aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    profile = ssh_profile(user, sshd, provider="aws", region=REGION, instance_type="t3.small", image=ami,
+                          ssh_cidr="127.0.0.1/32", autostop="1h", autostop_load=50)
+    lab.write_hosts({"aws": profile})
+    up = lab.inv("up", "--host", "aws")
+    assert "autostop: stops after 60m idle (set by hosts.yml, checked by cron); not checked yet" in up.output
+    yield Vm(lab, user, profile["notebook"]["port"], profile["notebook"]["local_port"])
+    lab.inv("down", "--host", "aws", "--no-sync", check=False)
+    subprocess.run(["crontab", "-r", "-u", user.name], capture_output=True)
+    user.end_processes()
+
+
+def test_setup_installs_the_check_and_status_shows_it(vm):
+    assert "autostop.py' check" in vm.cron_line()
+    vm.lab.inv("autostop", "--host", "aws")  # hosts.yml again; idempotent
+    assert vm.check().endswith("idle 0s of 60m: no kernel busy or used, no connection, no SSH session, load under 50.00")
+    status = vm.lab.inv("status", "--host", "aws").output
+    assert "autostop: stops after 60m idle (set by hosts.yml, checked by cron); idle" in status
+
+
+def test_an_idle_server_is_stopped_once(vm):
+    result = vm.lab.inv("autostop", "--host", "aws", "--idle", "2s")
+    assert "autostop: stops after 2s idle (set by inv autostop, checked by cron)" in result.output
+    calls = vm.stop_calls()
+    assert "idle 0s of 2s" in vm.check()
+    time.sleep(2.5)  # the idle period passes
+    assert "stopping: idle 2s >= 2s; running: echo stop" in vm.check()
+    assert "stop already requested" in vm.check()
+    assert vm.stop_calls() == calls + 1
+    assert "stopping now" in vm.lab.inv("status", "--host", "aws").output
+
+
+def test_a_busy_kernel_keeps_it_running(vm):
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "2s")
+    kernel = vm.api("POST", "kernels")
+    try:
+        # What a browser does to run a cell; then the tab closes while the cell still runs.
+        ws = websocket.create_connection(
+            f"ws://127.0.0.1:{vm.port}/api/kernels/{kernel['id']}/channels?token={vm.token()}", timeout=30)
+        ws.send(json.dumps({
+            "header": {"msg_id": "run-1", "msg_type": "execute_request", "username": "t", "session": "s1",
+                       "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": "import time; time.sleep(120)", "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False},
+        }))
+        while True:
+            message = json.loads(ws.recv())
+            if message.get("msg_type") == "status" and message["content"]["execution_state"] == "busy" \
+                    and message["parent_header"].get("msg_id") == "run-1":
+                break
+        ws.close()
+        calls = vm.stop_calls()
+        vm.check()
+        time.sleep(2.5)  # longer than the idle period
+        decision = vm.check()
+        assert "active: 1 kernel(s) busy" in decision
+        assert "open connection" not in decision  # the tab is closed: only the kernel counts
+        assert vm.stop_calls() == calls
+    finally:
+        vm.api("DELETE", f"kernels/{kernel['id']}")
+
+
+def test_an_open_browser_keeps_it_running_but_an_idle_tunnel_does_not(vm):
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "2s")
+    calls = vm.stop_calls()
+    tunnel = vm.lab.tunnel_record("aws")["local_port"]
+    # JupyterLab in a browser tab holds a websocket open, through the tunnel.
+    tab = websocket.create_connection(f"ws://127.0.0.1:{tunnel}/api/events/subscribe?token={vm.token()}", timeout=30)
+    try:
+        vm.check()
+        time.sleep(2.5)
+        decision = vm.check()
+        assert "open connection(s) to Jupyter's port" in decision
+        assert vm.stop_calls() == calls
+    finally:
+        tab.close()
+    # The tunnel is still open, with no browser on it: that is idle.
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "2s")
+    vm.check()
+    time.sleep(2.5)
+    assert "stopping" in vm.check()
+    assert vm.stop_calls() == calls + 1
+
+
+def test_an_ssh_login_keeps_it_running(vm):
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "2s")
+    calls = vm.stop_calls()
+    login = subprocess.Popen(
+        ["ssh", "-F", str(vm.lab.ssh_dir / "config"), "-tt", "-o", "BatchMode=yes", "labvm-aws", "sleep 60"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not vm.user.processes(f"sshd: {vm.user.name}@pts") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        vm.check()
+        time.sleep(2.5)
+        decision = vm.check()
+        assert f"active: interactive SSH: {vm.user.name} on pts/" in decision
+        assert vm.stop_calls() == calls
+    finally:
+        login.kill()
+        login.wait()
+
+
+def test_off_stops_nothing_and_survives_setup(vm):
+    check_command = vm.cron_line()
+    result = vm.lab.inv("autostop", "--host", "aws", "--off")
+    assert "autostop: off (set by inv autostop)" in result.output
+    assert vm.cron_line() == ""
+    calls = vm.stop_calls()
+    vm.user.shell(check_command.split(None, 5)[5])  # a check that was already running, say
+    assert "off: autostop is turned off" in vm.log.read_text().splitlines()[-1]
+    assert vm.stop_calls() == calls
+    assert "autostop: off (set by inv autostop)" in vm.lab.inv("status", "--host", "aws").output
+
+    again = vm.lab.inv("setup", "--host", "aws")  # `inv up` does this too
+    assert "keeping the setting made with `inv autostop` (off)" in again.output
+    assert vm.cron_line() == ""
+    back = vm.lab.inv("autostop", "--host", "aws")
+    assert "autostop: stops after 60m idle (set by hosts.yml, checked by cron)" in back.output
+
+
+def test_autostop_is_for_cloud_profiles_only(lab, user, sshd):
+    lab.write_hosts({"lab": ssh_profile(user, sshd)})
+    result = lab.inv("autostop", "--host", "lab", "--idle", "1h", check=False)
+    assert result.returncode == 1
+    assert "autostop is for cloud profiles; labvm does not power off 'lab' (provider ssh)" in result.output
+
+
+def test_a_bad_period_is_one_line(vm):
+    result = vm.lab.inv("autostop", "--host", "aws", "--idle", "soon", check=False)
+    assert result.returncode == 1
+    assert result.output.strip() == "labvm: --idle: must be a duration like 60m, 2h or 1h30m, not 'soon'"
