@@ -336,7 +336,7 @@ class Session:
 
     def stop(self, sync: bool = True) -> None:
         instance = self._instance()
-        self._sync_first(sync, instance)
+        self._sync_first(sync and self.provider.owns_machine, instance)  # elsewhere stop is unsupported
         instance = self.provider.stop(instance)
         if self.plan:
             return
@@ -368,7 +368,7 @@ class Session:
         if not size:
             raise LabvmError("--size is required, e.g. --size m5.xlarge")
         instance = self._instance()
-        self._sync_first(sync, instance)
+        self._sync_first(sync and self.provider.owns_machine, instance)
         self.provider.resize(instance, size)
         if self.plan:
             return ""
@@ -377,7 +377,7 @@ class Session:
 
     def terminate(self, yes: bool = False, force: bool = False, keep_ip: bool = False, sync: bool = True) -> None:
         instance = self._instance()
-        started = self.provider.last_start(instance)
+        started = self.provider.last_start(instance)  # unsupported where labvm owns no VM
         newer = [i for i in self.provider.images() if i.created and _parse_time(i.created) > started]
         if not newer and not force:
             raise LabvmError(
@@ -526,7 +526,7 @@ def _autostop_line(report: dict) -> str:
         return line + "; not checked yet"
     if report["last_check_ago"] > 180:
         return line + f"; last check {_duration(report['last_check_ago'])} ago: is cron or the timer running?"
-    return line + (f"; idle {_duration(report['idle_for'])}" if report["idle_for"] else "; in use")
+    return line + ("; in use" if report["idle_for"] is None else f"; idle {_duration(report['idle_for'])}")
 
 
 def _duration(seconds: int) -> str:

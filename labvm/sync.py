@@ -94,13 +94,15 @@ class NotebookSync:
             with tempfile.TemporaryDirectory(dir=self.local, prefix=".labvm-sync-replaced-") as replaced:
                 excluded = Path(replaced) / ".labvm-sync-keep"
                 excluded.write_text("".join(_anchored(rel) + "\0" for rel in keep))
-                listing = self._rsync(
-                    ["-ii", f"--backup-dir={replaced}", "--backup", "--from0", f"--exclude-from={excluded}"],
-                    self.remote, f"{self.local}/", outcome,
-                )
-                for rel in _files_under(Path(replaced)):
-                    if record.get(rel) != self._stat_of(Path(replaced) / rel) or record[rel][2:]:
-                        outcome.kept_as[rel] = self._keep_aside(rel, stamp, Path(replaced) / rel)
+                try:
+                    listing = self._rsync(
+                        ["-ii", f"--backup-dir={replaced}", "--backup", "--from0", f"--exclude-from={excluded}"],
+                        self.remote, f"{self.local}/", outcome,
+                    )
+                finally:  # even when rsync broke off: what it replaced must not go with the folder
+                    for rel in _files_under(Path(replaced)):
+                        if record.get(rel) != self._stat_of(Path(replaced) / rel) or record[rel][2:]:
+                            outcome.kept_as[rel] = self._keep_aside(rel, stamp, Path(replaced) / rel)
             on_host = identical.copy()
             for flags, rel in listing:
                 on_host.add(rel)
@@ -170,7 +172,7 @@ class NotebookSync:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
         last = lines[-1] if lines else f"exit status {result.returncode}"
         if "command not found" in result.stderr or result.returncode == 127:
-            return f"sync: rsync is not installed on the host; install it there (sudo apt-get install rsync)"
+            return "sync: rsync is not installed on the host; install it there (sudo apt-get install rsync)"
         if result.returncode == 255 or any(line.startswith(("ssh:", "Connection")) for line in lines):
             return (f"sync: cannot reach {self.profile.alias} ({last}); "
                     f"your local copies in {self.local} are safe; `inv up --host {self.profile.name}` starts the VM")

@@ -252,7 +252,7 @@ def report():
         "idle_seconds": settings["idle_seconds"],
         "set_by": settings.get("set_by"),
         "scheduler": scheduler(),
-        "idle_for": int(age(state["idle_since"], now)) if current_boot and state.get("idle_since") else 0,
+        "idle_for": int(age(state["idle_since"], now)) if current_boot and state.get("idle_since") else None,
         "last_check_ago": int(age(state["last_check"], now)) if state.get("last_check") else None,
         "stop_requested": current_boot and bool(state.get("stop_requested")),
     }
