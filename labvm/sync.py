@@ -41,6 +41,15 @@ class Outcome:
     local_only_changes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def tally(self, listing: list[tuple[str, str]], transferred: str) -> set[str]:
+        """Counts rsync's itemized files as updated or unchanged; returns their names."""
+        for flags, rel in listing:
+            if flags.startswith(transferred):
+                self.updated.append(rel)
+            else:
+                self.unchanged += 1
+        return {rel for _, rel in listing}
+
     def lines(self, where: str, direction: str) -> list[str]:
         moved = "sent to the host" if direction == "push" else "brought home"
         lines = [f"sync: {len(self.updated)} file(s) {moved}, {self.unchanged} unchanged ({where})"]
@@ -103,14 +112,7 @@ class NotebookSync:
                     for rel in _files_under(Path(replaced)):
                         if record.get(rel) != self._stat_of(Path(replaced) / rel) or record[rel][2:]:
                             outcome.kept_as[rel] = self._keep_aside(rel, stamp, Path(replaced) / rel)
-            on_host = identical.copy()
-            for flags, rel in listing:
-                on_host.add(rel)
-                if flags.startswith(">f"):
-                    outcome.updated.append(rel)
-                else:
-                    outcome.unchanged += 1
-            self._write_manifest(record, keep, on_host)
+            self._write_manifest(record, keep, identical | outcome.tally(listing, ">f"))
         return outcome
 
     def push(self) -> Outcome:
@@ -122,13 +124,7 @@ class NotebookSync:
             outcome = Outcome()
             listing = self._rsync(["-ii", "--update", f"--exclude=*{BACKUP_MARK}[0-9]*"], f"{self.local}/",
                                   self.remote, outcome)
-            sent = set()
-            for flags, rel in listing:
-                sent.add(rel)
-                if flags.startswith("<f"):
-                    outcome.updated.append(rel)
-                else:
-                    outcome.unchanged += 1
+            sent = outcome.tally(listing, "<f")
             current = self._scan()
             record.update({rel: current[rel] for rel in sent if rel in current})
             self._save(record)
