@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import getpass
+import json
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Image, Instance, caller_cidr
+from .providers import Image, Instance, Resource, caller_cidr, parse_time
 
 UBUNTU_ALIASES = {
     f"ubuntu-{release}": f"/aws/service/canonical/ubuntu/server/{release}/stable/current/amd64/hvm/ebs-gp3/ami-id"
@@ -32,13 +33,19 @@ class AwsProvider:
     def __init__(self, profile: Profile):
         import boto3
         from botocore.config import Config
+        from botocore.exceptions import NoRegionError, ProfileNotFound
 
         self.profile = profile
         self.settings = profile.cloud_settings
         region = self.settings.get("region")
         # Throttling is retried by botocore, never shown to the user.
         config = Config(region_name=region, retries={"mode": "adaptive", "max_attempts": 10})
-        self.ec2 = boto3.client("ec2", config=config)
+        try:
+            self.ec2 = boto3.client("ec2", config=config)
+        except NoRegionError:
+            raise LabvmError(f"{self._where('region')}: not set; e.g. region: us-west-2") from None
+        except ProfileNotFound as e:
+            raise LabvmError(f"AWS_PROFILE: {e}; `aws configure list-profiles` lists the profiles there are") from None
         self._boto3 = boto3
         self._config = config
         self.owner = os.environ.get("LABVM_OWNER") or getpass.getuser()
@@ -253,6 +260,104 @@ class AwsProvider:
 
     def last_start(self, inst: Instance) -> datetime:
         return self._describe(inst.id)["LaunchTime"]
+
+    # -- inv audit -----------------------------------------------------------------------
+
+    @property
+    def scope(self) -> str:
+        return self.ec2.meta.region_name
+
+    def inventory(self) -> list[Resource]:
+        """Every labvm-tagged instance, image, orphan snapshot, loose volume and Elastic IP of the
+        region, whatever its profile or owner."""
+        region = self.scope
+        labvm = [{"Name": "tag-key", "Values": ["labvm:profile"]}]
+
+        def aws(action: str) -> str:
+            return f"aws ec2 {action} --region {region}"
+
+        def resource(kind: str, resource_id: str, data: dict, state: str, since, delete: str, **extra) -> Resource:
+            tags = {t["Key"]: t["Value"] for t in data.get("Tags", [])}
+            return Resource("aws", region, kind, resource_id, tags.get("labvm:profile", ""), tags.get("labvm:owner", ""),
+                            state, since, delete, **extra)
+
+        live = labvm + [{"Name": "instance-state-name", "Values": list(LIVE)}]
+        instances = [i for r in self._call("describe_instances", Filters=live)["Reservations"] for i in r["Instances"]]
+        prices = self._on_demand_prices({i["InstanceType"] for i in instances if i.get("InstanceLifecycle") != "spot"})
+        found = [
+            resource("instance", i["InstanceId"], i, i["State"]["Name"], i["LaunchTime"],
+                     aws(f"terminate-instances --instance-ids {i['InstanceId']}"), type=i["InstanceType"],
+                     hourly_usd=self._spot_price(i) if i.get("InstanceLifecycle") == "spot" else prices.get(i["InstanceType"]))
+            for i in instances
+        ]
+        # All of this account's AMIs, labvm's or not: a snapshot one of them uses is no orphan.
+        images = self._call("describe_images", Owners=["self"])["Images"]
+        in_use = set()
+        for image in images:
+            snapshots = [m["Ebs"] for m in image.get("BlockDeviceMappings", []) if "SnapshotId" in m.get("Ebs", {})]
+            in_use.update(s["SnapshotId"] for s in snapshots)
+            if any(t["Key"] == "labvm:profile" for t in image.get("Tags", [])):
+                delete = " && ".join([aws(f"deregister-image --image-id {image['ImageId']}")]
+                                     + [aws(f"delete-snapshot --snapshot-id {s['SnapshotId']}") for s in snapshots])
+                found.append(resource("image", image["ImageId"], image, image.get("State", ""),
+                                      parse_time(image.get("CreationDate")), delete,
+                                      size_gb=sum(s.get("VolumeSize", 0) for s in snapshots)))
+        for snapshot in self._call("describe_snapshots", OwnerIds=["self"], Filters=labvm)["Snapshots"]:
+            if snapshot["SnapshotId"] not in in_use:
+                found.append(resource("snapshot", snapshot["SnapshotId"], snapshot, snapshot.get("State", ""),
+                                      snapshot.get("StartTime"), aws(f"delete-snapshot --snapshot-id {snapshot['SnapshotId']}"),
+                                      size_gb=snapshot.get("VolumeSize")))
+        loose = labvm + [{"Name": "status", "Values": ["available"]}]
+        for volume in self._call("describe_volumes", Filters=loose)["Volumes"]:
+            found.append(resource("volume", volume["VolumeId"], volume, "unattached", volume.get("CreateTime"),
+                                  aws(f"delete-volume --volume-id {volume['VolumeId']}"), size_gb=volume.get("Size")))
+        for address in self._call("describe_addresses", Filters=labvm)["Addresses"]:
+            found.append(resource("address", address["AllocationId"], address,
+                                  "attached" if address.get("AssociationId") or address.get("InstanceId") else "unattached",
+                                  None, aws(f"release-address --allocation-id {address['AllocationId']}"),
+                                  address=address.get("PublicIp", "")))
+        return found
+
+    def _spot_price(self, instance: dict) -> float | None:
+        """The spot price in the instance's zone now; None when AWS does not say."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        zone = instance["Placement"]["AvailabilityZone"]
+        try:
+            history = self.ec2.describe_spot_price_history(
+                InstanceTypes=[instance["InstanceType"]], AvailabilityZone=zone, ProductDescriptions=["Linux/UNIX"],
+                StartTime=datetime.now(timezone.utc))["SpotPriceHistory"]
+        except (BotoCoreError, ClientError):
+            return None
+        return next((float(h["SpotPrice"]) for h in history if h["AvailabilityZone"] == zone), None)
+
+    def _on_demand_prices(self, instance_types: set[str]) -> dict[str, float]:
+        """USD an hour for on-demand Linux from the Pricing API, as far as it answers: a price is an
+        estimate, so no rights for it, no way to it or an answer not understood means no price."""
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not instance_types:
+            return {}
+        # The Pricing API lives in us-east-1 whatever the region priced.
+        pricing = self._boto3.client("pricing", region_name="us-east-1", config=Config(
+            connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2}))
+        prices = {}
+        for instance_type in sorted(instance_types):
+            wanted = {"instanceType": instance_type, "regionCode": self.scope, "operatingSystem": "Linux",
+                      "tenancy": "Shared", "preInstalledSw": "NA", "capacitystatus": "Used",
+                      "licenseModel": "No License required"}
+            try:
+                products = pricing.get_products(ServiceCode="AmazonEC2", Filters=[
+                    {"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in wanted.items()])["PriceList"]
+                hourly = [float(d["pricePerUnit"]["USD"]) for p in products
+                          for term in json.loads(p)["terms"].get("OnDemand", {}).values()
+                          for d in term["priceDimensions"].values() if d.get("unit") == "Hrs"]
+            except (BotoCoreError, ClientError, ValueError, KeyError, TypeError):
+                return prices  # the next type would fail the same way, only slower
+            if any(hourly):
+                prices[instance_type] = min(h for h in hourly if h > 0)
+        return prices
 
     # -- what create needs ------------------------------------------------------------
 

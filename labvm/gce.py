@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Image, Instance, caller_cidr
+from .providers import Image, Instance, Resource, caller_cidr, parse_time
 
 STATES = {"RUNNING": "running", "TERMINATED": "stopped", "STOPPING": "stopping", "SUSPENDED": "stopped"}
 
@@ -224,6 +224,46 @@ class GceProvider:
     def last_start(self, inst: Instance) -> datetime:
         data = self._get(inst.id)
         return datetime.fromisoformat(data.last_start_timestamp or data.creation_timestamp)
+
+    # -- inv audit -----------------------------------------------------------------------
+
+    @property
+    def scope(self) -> str:
+        return self.project
+
+    def inventory(self) -> list[Resource]:
+        """Every instance, static address and image labvm labelled in the project, in every zone and
+        region, whatever its profile or owner.  Compute Engine publishes no price to read here."""
+        labelled = "labels.labvm-profile:*"
+        where = f"--project {self.project}"
+
+        def resource(kind: str, data, state: str, since: str, delete: str, **extra) -> Resource:
+            return Resource("gce", self.project, kind, data.name, data.labels.get("labvm-profile", ""),
+                            data.labels.get("labvm-owner", ""), state, parse_time(since), f"{delete} {where}", **extra)
+
+        found = []
+        request = self.compute.AggregatedListInstancesRequest(project=self.project, filter=labelled)
+        for _, scoped in self._call(lambda: list(self.instances.aggregated_list(request=request))):
+            for data in scoped.instances:
+                found.append(resource(
+                    "instance", data, STATES.get(data.status, data.status.lower()),
+                    data.last_start_timestamp or data.creation_timestamp,
+                    f"gcloud compute instances delete {data.name} --zone {data.zone.rsplit('/', 1)[-1]}",
+                    type=data.machine_type.rsplit("/", 1)[-1]))
+        request = self.compute.AggregatedListAddressesRequest(project=self.project, filter=labelled)
+        for _, scoped in self._call(lambda: list(self.addresses.aggregated_list(request=request))):
+            for data in scoped.addresses:
+                found.append(resource(
+                    "address", data, {"RESERVED": "unattached", "IN_USE": "attached"}.get(data.status, data.status.lower()),
+                    data.creation_timestamp,
+                    f"gcloud compute addresses delete {data.name} --region {data.region.rsplit('/', 1)[-1]}",
+                    address=data.address))
+        request = self.compute.ListImagesRequest(project=self.project, filter=labelled)
+        for data in self._call(lambda: list(self.images_client.list(request=request))):
+            found.append(resource("image", data, data.status, data.creation_timestamp,
+                                  f"gcloud compute images delete {data.name}",
+                                  size_gb=data.archive_size_bytes / 1024**3 if data.archive_size_bytes else None))
+        return found
 
     # -- what create needs ------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import time
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Image, Instance
+from .providers import Image, Instance, Resource, parse_time
 
 STOPPED = ("SHUTOFF", "SHELVED", "SHELVED_OFFLOADED")
 STATES = {"ACTIVE": "running", "SHUTOFF": "stopped", "SHELVED": "stopped", "SHELVED_OFFLOADED": "stopped"}
@@ -220,6 +220,41 @@ class OpenStackProvider:
         launched = self._server(inst.id).launched_at
         stamp = datetime.fromisoformat(launched) if launched else datetime.now(timezone.utc)
         return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+    # -- inv audit -----------------------------------------------------------------------
+
+    @property
+    def scope(self) -> str:
+        return self.cloud
+
+    def inventory(self) -> list[Resource]:
+        """Every server, image and floating IP labvm made in this project, whatever its profile or owner.
+
+        Boot volumes are not listed: Nova makes them without labvm's metadata and deletes them with
+        the server (delete_on_termination)."""
+        cli = f"openstack --os-cloud {self.cloud}"
+        found = []
+        for server in self._call(lambda: list(self.conn.compute.servers(details=True))):
+            labels = server.metadata or {}
+            if "labvm:profile" in labels:
+                found.append(Resource(
+                    "openstack", self.cloud, "instance", server.id, labels["labvm:profile"], labels.get("labvm:owner", ""),
+                    STATES.get(server.status, server.status.lower()), parse_time(server.launched_at or server.created_at),
+                    f"{cli} server delete {server.id}", type=self._instance(server).size))
+        for image in self._call(lambda: list(self.conn.image.images())):
+            labels = image.properties or {}
+            if "labvm:profile" in labels:
+                found.append(Resource(
+                    "openstack", self.cloud, "image", image.id, labels["labvm:profile"], labels.get("labvm:owner", ""),
+                    image.status, parse_time(image.created_at), f"{cli} image delete {image.id}",
+                    size_gb=image.size / 1024**3 if image.size else None))
+        for ip in self._call(lambda: list(self.conn.network.ips())):
+            if (ip.description or "").startswith("labvm:"):
+                profile, _, owner = ip.description.removeprefix("labvm:").partition(":")
+                found.append(Resource(
+                    "openstack", self.cloud, "address", ip.id, profile, owner, "attached" if ip.port_id else "unattached",
+                    parse_time(ip.created_at), f"{cli} floating ip delete {ip.id}", address=ip.floating_ip_address))
+        return found
 
     # -- what create needs ------------------------------------------------------------
 

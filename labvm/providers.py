@@ -8,6 +8,7 @@ providers live in their own modules so their SDKs are imported only when used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from .config import Profile
 from .errors import LabvmError, Unsupported
@@ -28,6 +29,33 @@ class Image:
     name: str
     created: str
     state: str
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Something labvm made that a cloud keeps (and bills), as `inv audit` lists it."""
+
+    cloud: str  # aws, openstack, gce
+    scope: str  # what one set of credentials sees: AWS region, clouds.yaml entry, GCE project
+    kind: str  # instance, image, snapshot, volume, address
+    id: str  # what the cloud's own CLI takes
+    profile: str  # its labvm:profile tag (label, floating IP description)
+    owner: str
+    state: str  # instances: running, stopped, ...; addresses and volumes: attached or unattached
+    since: datetime | None  # when it was made; for an instance its last start where the cloud says
+    delete: str  # the cloud's own command that deletes it
+    size_gb: float | None = None
+    type: str = ""  # instance type, flavor, machine type
+    hourly_usd: float | None = None  # where the cloud publishes a price
+    address: str = ""  # an address's IP
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An API time stamp ("...Z", "+00:00", or Nova's UTC without a zone) as an aware datetime."""
+    if not text:
+        return None
+    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 
 class ExistingMachine:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .config import Config, Profile, parse_duration
 from .errors import LabvmError, Unsupported
-from .providers import Instance, for_profile
+from .providers import Instance, for_profile, parse_time
 from .remote import LocalHost, SshHost
 from .sshconfig import SshHome
 from .tunnel import Tunnels, wait_until_answering
@@ -378,7 +378,7 @@ class Session:
     def terminate(self, yes: bool = False, force: bool = False, keep_ip: bool = False, sync: bool = True) -> None:
         instance = self._instance()
         started = self.provider.last_start(instance)  # unsupported where labvm owns no VM
-        newer = [i for i in self.provider.images() if i.created and _parse_time(i.created) > started]
+        newer = [i for i in self.provider.images() if i.created and parse_time(i.created) > started]
         if not newer and not force:
             raise LabvmError(
                 f"{instance.id} has no labvm image newer than its last start ({started:%Y-%m-%d %H:%M}); "
@@ -449,12 +449,6 @@ def wait_for_ssh(hostname: str, port: int, timeout: float = 300) -> None:
             reported = now
             print(f"waiting for SSH on {hostname}:{port} ({now - start:.0f}s)", flush=True)
         time.sleep(0.5)
-
-
-def _parse_time(text: str):
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _has_browser() -> bool:

@@ -13,6 +13,9 @@ pages at https://cloud.google.com/compute/docs/reference/rest/v1 describe:
   operation becomes DONE, with ``error`` when a knob says so) the first time it is fetched or waited.
   No sleeps, so tests are deterministic.
 - addresses (regional: insert, get, list, delete) -> ``addresses`` page; ``users`` lists the instance.
+- aggregated lists of instances and addresses (``/aggregated/instances``, ``/aggregated/addresses``)
+  -> ``instances/aggregatedList`` page: ``items`` maps each scope (``zones/ZONE``, ``regions/REGION``)
+  to its list, or to a NO_RESULTS_ON_PAGE ``warning`` when the filter leaves it empty; one page.
 - firewalls (global: insert, get, list, delete) -> ``firewalls`` page.
 - images (global: insert from sourceDisk, get, list, delete, getFromFamily) -> ``images`` page;
   project ``debian-cloud`` holds a public image of family ``debian-12``. Making an image from a disk
@@ -273,6 +276,15 @@ class FakeGce:
             out["nextPageToken"] = str(start + size)
         return out
 
+    def _aggregated(self, kind: str, table: dict, scope: str, q: dict) -> dict:
+        items = [r for r in table.values() if matches(r, parse_filter(q.get("filter")))]
+        plural = f"{kind}es" if kind.endswith("s") else f"{kind}s"
+        listed = {plural: sorted(items, key=lambda r: r["name"])} if items else {"warning": {
+            "code": "NO_RESULTS_ON_PAGE", "message": f"There are no results for scope '{scope}' on this page.",
+            "data": [{"key": "scope", "value": scope}]}}
+        return {"kind": f"compute#{kind}AggregatedList", "id": f"projects/{self.project}/aggregated/{plural}",
+                "items": {scope: listed}, "selfLink": self._link("aggregated", plural)}
+
     def _operation(self, op_type: str, target: dict, scope: str, complete=None) -> dict:
         """An Operation in status RUNNING; `complete` runs when it is first fetched/waited."""
         name = f"operation-{int(datetime.now().timestamp() * 1000)}-{new_id()[:12]}"
@@ -455,6 +467,10 @@ class FakeGce:
     def list_addresses(self, p, q, body):
         return self._list("address", self.addresses, f"regions/{REGION}/addresses", q)
 
+    @route("GET", r"/aggregated/addresses")
+    def aggregated_addresses(self, p, q, body):
+        return self._aggregated("address", self.addresses, f"regions/{REGION}", q)
+
     @route("DELETE", r"/regions/(?P<region>[^/]+)/addresses/(?P<address>[^/]+)")
     def delete_address(self, p, q, body):
         addr = self._get(self.addresses, p["address"], f"regions/{REGION}/addresses")
@@ -555,6 +571,11 @@ class FakeGce:
     def list_instances(self, p, q, body):
         table = {n: self._public(i) for n, i in self.instances.items()}
         return self._list("instance", table, f"zones/{ZONE}/instances", q)
+
+    @route("GET", r"/aggregated/instances")
+    def aggregated_instances(self, p, q, body):
+        table = {n: self._public(i) for n, i in self.instances.items()}
+        return self._aggregated("instance", table, f"zones/{ZONE}", q)
 
     @route("DELETE", r"/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)")
     def delete_instance(self, p, q, body):

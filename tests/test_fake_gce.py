@@ -240,3 +240,26 @@ def test_spot_preemption_stops_the_vm(fake, gce):
     assert gce.instance("lab-1").status == "TERMINATED"
     gce.wait_zone(gce.instances.start(project=PROJECT, zone=ZONE, instance="lab-1"))
     assert gce.instance("lab-1").status == "RUNNING"
+
+
+def test_aggregated_lists(gce):
+    """What `inv audit` reads: every zone's instances and every region's addresses in one call."""
+    gce.wait_zone(insert_instance(gce))  # labelled labvm-profile=gce
+    other = instance_resource(name="other")
+    other.labels = {"team": "ocean"}
+    gce.wait_zone(gce.instances.insert(project=PROJECT, zone=ZONE, instance_resource=other))
+    gce.wait_region(gce.addresses.insert(project=PROJECT, region=REGION, address_resource=compute_v1.Address(
+        name="lab-1-ip", labels={"labvm-profile": "gce"})))
+    labelled = "labels.labvm-profile:*"
+
+    instances = gce.instances.aggregated_list(request=compute_v1.AggregatedListInstancesRequest(project=PROJECT, filter=labelled))
+    assert [(scope, [i.name for i in scoped.instances]) for scope, scoped in instances] == [(f"zones/{ZONE}", ["lab-1"])]
+    everything = dict(gce.instances.aggregated_list(project=PROJECT))
+    assert [i.name for i in everything[f"zones/{ZONE}"].instances] == ["lab-1", "other"]
+    addresses = dict(gce.addresses.aggregated_list(request=compute_v1.AggregatedListAddressesRequest(project=PROJECT, filter=labelled)))
+    (address,) = addresses[f"regions/{REGION}"].addresses
+    assert (address.name, address.status, dict(address.labels)) == ("lab-1-ip", "RESERVED", {"labvm-profile": "gce"})
+
+    none = dict(gce.addresses.aggregated_list(request=compute_v1.AggregatedListAddressesRequest(
+        project=PROJECT, filter='labels.labvm-profile = "nobody"')))
+    assert not none[f"regions/{REGION}"].addresses and none[f"regions/{REGION}"].warning.code == "NO_RESULTS_ON_PAGE"

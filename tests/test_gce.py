@@ -18,7 +18,7 @@ def gce(lab):
         lab.extra_env.update(
             LABVM_GCE_ENDPOINT=fake.endpoint, LABVM_OWNER="hedy",
             # google.auth must never probe a metadata server off this machine.
-            NO_GCE_CHECK="True", GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
+            NO_GCE_CHECK="true", GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
             CLOUDSDK_CONFIG=str(lab.directory / "gcloud"),
         )
         lab.extra_env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)

@@ -1,0 +1,166 @@
+"""`inv audit`: what labvm left in the clouds of hosts.yml, what of it bills, and the next step for each zombie.
+
+Every labvm-tagged resource the credentials of the cloud profiles can see is listed, whatever its
+profile or owner.  Profiles that share credentials and a place (an AWS region, a clouds.yaml
+entry, a GCE project) are listed once, together.  A cloud that cannot be reached is one line,
+and the audit goes on with the others.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+from .config import Config
+from .errors import LabvmError
+from .providers import Resource, for_profile
+
+STOPPED_DAYS = 7  # a VM nobody started for this long is forgotten, and its disk bills on
+KEEP_IMAGES = 3  # what `inv images --prune` keeps by default
+KINDS = ("instance", "address", "volume", "image", "snapshot")  # the table's order
+NONE = "—"  # no age, no price
+NO_PRICE = {
+    "aws": "the AWS Pricing API (or its spot price history) did not answer",
+    "openstack": "OpenStack publishes no prices",
+    "gce": "Compute Engine publishes no price to read here",
+}
+
+
+def report(config: Config, as_json: bool) -> str:
+    places, unreachable, skipped = _places(config)
+    with ThreadPoolExecutor() as pool:  # clouds answer in parallel: the audit takes as long as the slowest
+        listed = list(pool.map(_inventory, places.values()))
+    rows, answered = [], []
+    for ((cloud, scope), providers), (resources, error) in zip(places.items(), listed):
+        if error:
+            unreachable.append({"cloud": cloud, "scope": scope, "profiles": [p.profile.name for p in providers], "error": error})
+        else:
+            answered.append(f"{cloud} {scope}")
+        rows += _judge(resources, providers, config.names)
+    rows.sort(key=lambda row: (row["cloud"], row["scope"], KINDS.index(row["kind"]), row["profile"], row["since"] or ""))
+    running = [row for row in rows if row["kind"] == "instance" and row["state"] == "running"]
+    priced = [row["hourly_usd"] for row in running if row["hourly_usd"] is not None]
+    if as_json:
+        return json.dumps({"resources": rows, "unreachable": unreachable, "not_audited": skipped,
+                           "running_usd_per_hour": round(sum(priced), 6) if priced else None}, indent=2)
+
+    lines = _table(rows) if rows else [f"nothing labvm made is left in {', '.join(answered)}"] if answered else []
+    if not places and not unreachable:
+        lines.append("no cloud profile in hosts.yml: nothing to audit")
+    for u in unreachable:
+        lines.append(f"cannot audit {u['cloud']}{' ' + u['scope'] if u['scope'] else ''} "
+                     f"(profile {', '.join(u['profiles'])}): {u['error']}")
+    if skipped:
+        lines.append(f"not audited: {', '.join(skipped)} (local and ssh profiles: labvm owns no cloud resources there)")
+    zombies = sum(1 for row in rows if row["next_step"])
+    summary = f"resources: {len(rows)}, with a next step: {zombies}, running instances: {len(running)}"
+    if priced:
+        summary += f" (≈ ${_money(sum(priced))}/h for the {len(priced)} with a price)"
+    lines.append(summary)
+    unpriced = sorted({row["cloud"] for row in running if row["hourly_usd"] is None})
+    if unpriced:
+        lines.append(f"$/h {NONE}: " + "; ".join(NO_PRICE[cloud] for cloud in unpriced))
+    return "\n".join(lines)
+
+
+def _places(config: Config):
+    """The cloud profiles' providers grouped by what their credentials see; problems; local/ssh profiles."""
+    places: dict[tuple[str, str], list] = {}
+    unreachable, skipped = [], []
+    for name in config.names:
+        if config.raw[name]["provider"] in ("local", "ssh"):
+            skipped.append(name)
+            continue
+        try:
+            provider = for_profile(config.profile(name))
+        except LabvmError as e:
+            unreachable.append({"cloud": config.raw[name]["provider"], "scope": None, "profiles": [name],
+                                "error": str(e).splitlines()[0]})
+            continue
+        places.setdefault((provider.profile.provider, provider.scope), []).append(provider)
+    return places, unreachable, skipped
+
+
+def _inventory(providers: list) -> tuple[list[Resource], str]:
+    try:
+        return providers[0].inventory(), ""
+    except LabvmError as e:
+        return [], str(e).splitlines()[0]
+
+
+def _judge(resources: list[Resource], providers: list, all_profiles: tuple[str, ...]) -> list[dict]:
+    """Each resource as a row, with why it is a zombie and the next step ("" for both when it is not)."""
+    known = {}
+    me = ""
+    for provider in providers:
+        tag, me = provider.labels.values()  # (profile, owner) as this profile's resources carry them
+        known[tag] = provider.profile.name
+    now = datetime.now(timezone.utc)
+    images = sorted((r for r in resources if r.kind == "image"), key=lambda r: r.since or now, reverse=True)
+    newest = {}
+    for image in images:
+        newest.setdefault((image.profile, image.owner), []).append(image.id)
+    rows = []
+    for r in resources:
+        age = (now - r.since).total_seconds() if r.since else None
+        profile = known.get(r.profile)
+        inv = f"{'' if r.owner == me else f'LABVM_OWNER={r.owner} '}inv"  # labvm finds resources by owner too
+        why, step = "", ""
+        if profile is None:
+            why = (f"profile {r.profile!r} of hosts.yml does not look in {r.cloud} {r.scope}" if r.profile in all_profiles
+                   else f"no profile {r.profile!r} in hosts.yml")
+            step = r.delete
+        elif r.kind == "instance" and r.state == "running":
+            why, step = "running: billed by the hour", f"{inv} down --host {profile}"
+        elif r.kind == "instance" and r.state == "stopped" and age and age > STOPPED_DAYS * 86400:
+            why = f"stopped, not started for {_age(age)}: its disk is billed"
+            step = f"{inv} snapshot --host {profile}, then {inv} terminate --host {profile}"
+        elif r.kind == "image" and newest[(r.profile, r.owner)].index(r.id) >= KEEP_IMAGES:
+            why, step = f"older than the newest {KEEP_IMAGES} images of {profile}", \
+                f"{inv} images --host {profile} --prune --keep {KEEP_IMAGES}"
+        elif r.kind == "snapshot":
+            why, step = "a snapshot of no image (its AMI is gone)", r.delete
+        elif r.kind == "volume":
+            why, step = "a volume attached to nothing", r.delete
+        elif r.kind == "address" and r.state == "unattached":
+            why, step = "an address attached to nothing, billed", f"{inv} up --host {profile} uses it again, or {r.delete}"
+        rows.append({**asdict(r), "since": r.since.isoformat() if r.since else None,
+                     "age_seconds": int(age) if age is not None else None, "why": why, "next_step": step})
+    return rows
+
+
+def _table(rows: list[dict]) -> list[str]:
+    header = ("CLOUD", "KIND", "PROFILE", "OWNER", "ID", "STATE", "AGE", "DETAIL", "$/H", "NEXT STEP")
+    cells = [header] + [(
+        f"{row['cloud']} {row['scope']}", row["kind"], row["profile"], row["owner"], row["id"], row["state"],
+        _age(row["age_seconds"]), _detail(row),
+        "" if row["kind"] != "instance" else NONE if row["hourly_usd"] is None else _money(row["hourly_usd"]),
+        f"{row['why']}: {row['next_step']}" if row["next_step"] else "ok",
+    ) for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header) - 1)]
+    return ["  ".join([*(cell.ljust(width) for cell, width in zip(line, widths)), line[-1]]) for line in cells]
+
+
+def _detail(row: dict) -> str:
+    if row["kind"] == "instance":
+        return row["type"]
+    if row["kind"] == "address":
+        return row["address"]
+    size = row["size_gb"]
+    return "" if size is None else f"{size:.0f} GB" if size >= 10 else f"{size:.1f} GB" if size >= 0.1 else "<0.1 GB"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return NONE
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600:.0f}h"
+    return f"{seconds // 86400:.0f}d"
+
+
+def _money(usd: float) -> str:
+    return f"{usd:.5f}".rstrip("0").rstrip(".")

@@ -1,0 +1,319 @@
+"""`inv audit` over moto's EC2 server, the OpenStack fake and the GCE fake at once, with a planted
+zombie of each kind made through the clouds' own SDKs; `inv` runs in a subprocess, as a user runs it.
+
+No SSH: audit reads cloud APIs only.  Where moto differs from AWS the test says so.
+"""
+
+import json
+import threading
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+import openstack
+import pytest
+from google.cloud import compute_v1
+
+from fake_gce import FakeGce
+from fake_openstack import FakeOpenStack
+from test_aws import REGION, aws_env, moto  # noqa: F401 (moto is a fixture)
+from test_fake_gce import PROJECT, ZONE, Clients, instance_resource
+from test_fake_gce import REGION as GCE_REGION
+from test_fake_openstack import FAST, boot
+
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
+CLOSED = "http://127.0.0.1:9"  # nothing listens: where the AWS Pricing API is, for these tests
+
+
+def tagged(profile, owner="hedy", kind="instance"):
+    return [{"ResourceType": kind, "Tags": [{"Key": "labvm:profile", "Value": profile},
+                                            {"Key": "labvm:owner", "Value": owner}]}]
+
+
+class PriceList:
+    """The AWS Price List Query API's GetProducts (awsJson1_1, X-Amz-Target AWSPriceListService.GetProducts)
+    on loopback, answering one on-demand price as https://docs.aws.amazon.com/aws-cost-management/latest/
+    APIReference/API_pricing_GetProducts.html shows it: PriceList holds each product as a JSON string."""
+
+    def __init__(self, usd_per_hour: str):
+        product = {"product": {"productFamily": "Compute Instance", "sku": "SKU1", "attributes": {}},
+                   "serviceCode": "AmazonEC2", "terms": {"OnDemand": {"SKU1.JRTCKXETXF": {
+                       "offerTermCode": "JRTCKXETXF", "sku": "SKU1", "effectiveDate": "2026-11-01T00:00:00Z",
+                       "termAttributes": {}, "priceDimensions": {"SKU1.JRTCKXETXF.6YS6EN2CT7": {
+                           "unit": "Hrs", "beginRange": "0", "endRange": "Inf", "appliesTo": [],
+                           "rateCode": "SKU1.JRTCKXETXF.6YS6EN2CT7", "pricePerUnit": {"USD": usd_per_hour},
+                           "description": f"${usd_per_hour} per On Demand Linux Instance Hour"}}}}}}
+        self.requests = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                fake.requests.append((self.headers["X-Amz-Target"], json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+                body = json.dumps({"FormatVersion": "aws_v1", "PriceList": [json.dumps(product)]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def ec2(moto, lab):
+    def reset():  # moto's state is one per process, shared with every other module's moto server
+        urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"))
+
+    reset()
+    lab.extra_env.update(aws_env(moto), AWS_ENDPOINT_URL_PRICING=CLOSED, LABVM_OWNER="hedy")
+    yield boto3.client("ec2", endpoint_url=moto, region_name=REGION,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    reset()
+
+
+@pytest.fixture
+def cades(lab, monkeypatch):
+    with FakeOpenStack() as fake:
+        clouds = lab.directory / "clouds.yaml"
+        clouds.write_text(fake.clouds_yaml("cades"))
+        lab.extra_env.update(OS_CLIENT_CONFIG_FILE=str(clouds), OS_CLOUD="")
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+        conn = openstack.connect(cloud="cades")
+        yield fake, conn
+        conn.close()
+
+
+@pytest.fixture
+def gce(lab, monkeypatch):
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)  # no ADC: labvm sends none to the fake
+    with FakeGce() as fake:
+        lab.extra_env.update(
+            LABVM_GCE_ENDPOINT=fake.endpoint,
+            # google.auth must never probe a metadata server (it reads NO_GCE_CHECK as "true" only).
+            NO_GCE_CHECK="true", GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
+            CLOUDSDK_CONFIG=str(lab.directory / "gcloud"),
+        )
+        yield Clients(fake.endpoint)
+
+
+AWS = {"provider": "aws", "region": REGION}
+CADES = {"provider": "openstack", "cloud": "cades"}
+GCE = {"provider": "gce", "project": PROJECT, "zone": ZONE}
+
+
+def line_of(table: str, resource_id: str) -> str:
+    """The one table line of a resource: listed once, however many profiles see it."""
+    (line,) = [line for line in table.splitlines() if f" {resource_id} " in line]
+    return line
+
+
+def plant_aws(ec2):
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+    def run(profile, owner="hedy", **extra):
+        return ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small",
+                                 TagSpecifications=tagged(profile, owner), **extra)["Instances"][0]["InstanceId"]
+
+    planted = {
+        "running": run("aws"),
+        "spot": run("aws2", "ada", InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {
+            "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}}),
+        "stopped": run("aws2"),
+        "gone": run("gone"),
+        "untagged": ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"],
+    }
+    ec2.stop_instances(InstanceIds=[planted["stopped"]])
+    images = []
+    for n in range(4):
+        images.append(ec2.create_image(InstanceId=planted["running"], Name=f"labvm-aws-{n}",
+                                       TagSpecifications=tagged("aws", kind="image"))["ImageId"])
+        if n == 0:
+            time.sleep(1.1)  # moto's CreationDate has whole seconds: the first image is the oldest
+    for image in ec2.describe_images(ImageIds=images)["Images"]:  # tagged as `inv snapshot` tags them
+        ec2.create_tags(Resources=[m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"]],
+                        Tags=tagged("aws")[0]["Tags"])
+    planted["old_image"], planted["images"] = images[0], images[1:]
+    planted["volume"] = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=5,
+                                          TagSpecifications=tagged("aws", kind="volume"))["VolumeId"]
+    planted["snapshot"] = ec2.create_snapshot(VolumeId=planted["volume"],
+                                              TagSpecifications=tagged("aws", kind="snapshot"))["SnapshotId"]
+    attached = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("aws", kind="elastic-ip"))
+    ec2.associate_address(InstanceId=planted["running"], AllocationId=attached["AllocationId"])
+    planted["attached_ip"] = attached["AllocationId"]
+    planted["loose_ip"] = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("aws2", kind="elastic-ip"))["AllocationId"]
+    planted["gone_ip"] = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("gone", kind="elastic-ip"))["AllocationId"]
+    return planted
+
+
+def plant_openstack(fake, conn):
+    labels = {"labvm:profile": "cades", "labvm:owner": "hedy"}
+    server = conn.compute.wait_for_server(boot(conn, metadata=labels), status="ACTIVE", **FAST)
+    image = conn.compute.create_server_image(server, "labvm-cades-1", metadata=labels, wait=True)
+    conn.compute.get_server(server.id)  # the fake ends the image task at the next look, as Nova ends it soon
+    conn.compute.stop_server(server)
+    conn.compute.wait_for_server(server, status="SHUTOFF", **FAST)
+    # A fake can do what a test cannot wait for: the server was last started 30 days ago.
+    month_ago = datetime.now(timezone.utc) - timedelta(days=30)
+    fake.servers[server.id]["OS-SRV-USG:launched_at"] = month_ago.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    public = conn.network.find_network("public")
+    (port,) = conn.network.ports(device_id=server.id)
+    attached = conn.network.create_ip(floating_network_id=public.id, description="labvm:cades:hedy", port_id=port.id)
+    gone = conn.network.create_ip(floating_network_id=public.id, description="labvm:gone:hedy")
+    other = conn.network.create_ip(floating_network_id=public.id, description="not labvm's")
+    return {"server": server.id, "image": image.id, "attached_ip": attached.id, "gone_ip": gone.id, "other_ip": other.id}
+
+
+def plant_gce(gce):
+    labels = {"labvm-profile": "gce", "labvm-owner": "hedy"}
+    running = instance_resource(name="labvm-gce")
+    running.labels = labels
+    gce.wait_zone(gce.instances.insert(project=PROJECT, zone=ZONE, instance_resource=running))
+    other = instance_resource(name="not-labvm")
+    other.labels = {"team": "ocean"}
+    gce.wait_zone(gce.instances.insert(project=PROJECT, zone=ZONE, instance_resource=other))
+    for name, profile in [("labvm-gce", "gce"), ("labvm-gone", "gone")]:
+        address = compute_v1.Address(name=name, labels={**labels, "labvm-profile": profile})
+        gce.wait_region(gce.addresses.insert(project=PROJECT, region=GCE_REGION, address_resource=address))
+    image = compute_v1.Image(name="labvm-gce-1", source_disk=gce.instance("labvm-gce").disks[0].source, labels=labels)
+    gce.wait_global(gce.images.insert(request=compute_v1.InsertImageRequest(
+        project=PROJECT, image_resource=image, force_create=True)))
+
+
+def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
+    aws = plant_aws(ec2)
+    cloud = plant_openstack(*cades)
+    plant_gce(gce)
+    # aws and aws2 share credentials and a region: one inventory, each resource listed once.
+    lab.write_hosts({"aws": AWS, "aws2": AWS, "cades": CADES, "gce": GCE, "local": {"provider": "local"}})
+    table = lab.inv("audit").stdout
+    header = table.splitlines()[0].split()
+    assert header == ["CLOUD", "KIND", "PROFILE", "OWNER", "ID", "STATE", "AGE", "DETAIL", "$/H", "NEXT", "STEP"]
+
+    # AWS: a running VM bills now; another owner's is theirs to stop; a stopped one is fine for a week.
+    assert line_of(table, aws["running"]).endswith("running: billed by the hour: inv down --host aws")
+    spot = line_of(table, aws["spot"])
+    assert spot.endswith("LABVM_OWNER=ada inv down --host aws2")
+    assert " 0.00001 " in spot  # moto's spot price history; the on-demand Pricing API is not in moto (—)
+    assert " — " in line_of(table, aws["running"])
+    assert line_of(table, aws["stopped"]).split()[-3:] == ["t3.small", "—", "ok"]
+    assert line_of(table, aws["gone"]).endswith(
+        f"no profile 'gone' in hosts.yml: aws ec2 terminate-instances --instance-ids {aws['gone']} --region us-west-2")
+    assert aws["untagged"] not in table
+    # Four images of one profile: the oldest goes by `inv images --prune`, its snapshot with it.
+    assert line_of(table, aws["old_image"]).endswith(
+        "older than the newest 3 images of aws: inv images --host aws --prune --keep 3")
+    assert all(line_of(table, image).endswith(" ok") for image in aws["images"])
+    assert line_of(table, aws["snapshot"]).endswith(
+        f"a snapshot of no image (its AMI is gone): aws ec2 delete-snapshot --snapshot-id {aws['snapshot']} --region us-west-2")
+    assert line_of(table, aws["volume"]).endswith(f"aws ec2 delete-volume --volume-id {aws['volume']} --region us-west-2")
+    assert line_of(table, aws["attached_ip"]).split()[-3:] == ["—", ec2.describe_addresses(
+        AllocationIds=[aws["attached_ip"]])["Addresses"][0]["PublicIp"], "ok"]
+    assert line_of(table, aws["loose_ip"]).endswith(
+        f"an address attached to nothing, billed: inv up --host aws2 uses it again, "
+        f"or aws ec2 release-address --allocation-id {aws['loose_ip']} --region us-west-2")
+    assert line_of(table, aws["gone_ip"]).endswith(
+        f"no profile 'gone' in hosts.yml: aws ec2 release-address --allocation-id {aws['gone_ip']} --region us-west-2")
+
+    # OpenStack: a server stopped a month ago still holds its disk; a floating IP of no profile.
+    assert line_of(table, cloud["server"]).endswith(
+        "stopped, not started for 30d: its disk is billed: inv snapshot --host cades, then inv terminate --host cades")
+    assert " 30d " in line_of(table, cloud["server"])
+    assert line_of(table, cloud["attached_ip"]).endswith(" ok")
+    assert line_of(table, cloud["gone_ip"]).endswith(
+        f"no profile 'gone' in hosts.yml: openstack --os-cloud cades floating ip delete {cloud['gone_ip']}")
+    assert cloud["other_ip"] not in table
+    assert line_of(table, cloud["image"]).endswith(" ok")
+
+    # GCE: a running VM, a reserved address of a profile and one of no profile; no price to read.
+    assert line_of(table, "labvm-gce-1").endswith(" ok") and " 1.4 GB " in line_of(table, "labvm-gce-1")
+    gce_lines = [line for line in table.splitlines() if line.startswith("gce proj ")]
+    (vm,) = [line for line in gce_lines if " instance " in line]
+    assert " labvm-gce " in vm and " — " in vm and vm.endswith("running: billed by the hour: inv down --host gce")
+    assert "not-labvm" not in table
+    assert line_of(table, "labvm-gone").endswith(
+        "no profile 'gone' in hosts.yml: gcloud compute addresses delete labvm-gone --region us-west1 --project proj")
+    (address,) = [line for line in gce_lines if " address " in line and " gce " in line]
+    assert address.endswith("inv up --host gce uses it again, or gcloud compute addresses delete labvm-gce "
+                            "--region us-west1 --project proj")
+
+    assert "not audited: local (local and ssh profiles: labvm owns no cloud resources there)" in table
+    assert "resources: 21, with a next step: 13, running instances: 4 (≈ $0.00001/h for the 1 with a price)" in table
+    assert ("$/h —: the AWS Pricing API (or its spot price history) did not answer; Compute Engine publishes no price to read here"
+            in table)  # the OpenStack VM is not running: no OpenStack price is missing
+
+    data = json.loads(lab.inv("audit", "--json").stdout)
+    rows = {row["id"]: row for row in data["resources"]}
+    assert len(data["resources"]) == 21 and data["unreachable"] == [] and data["not_audited"] == ["local"]
+    assert data["running_usd_per_hour"] == pytest.approx(0.00001)
+    running = rows[aws["running"]]
+    assert {k: running[k] for k in ("cloud", "scope", "kind", "profile", "owner", "state", "type", "hourly_usd", "next_step")} == {
+        "cloud": "aws", "scope": "us-west-2", "kind": "instance", "profile": "aws", "owner": "hedy", "state": "running",
+        "type": "t3.small", "hourly_usd": None, "next_step": "inv down --host aws"}
+    assert 0 <= running["age_seconds"] < 600 and datetime.fromisoformat(running["since"]).tzinfo
+    assert rows[aws["spot"]]["hourly_usd"] == pytest.approx(0.00001)
+    assert rows[aws["stopped"]]["why"] == rows[aws["stopped"]]["next_step"] == ""
+    assert rows[aws["old_image"]]["size_gb"] > 0 and "deregister-image" in rows[aws["old_image"]]["delete"]
+    assert rows[cloud["server"]]["age_seconds"] >= 30 * 86400
+    assert rows[aws["gone_ip"]]["state"] == "unattached" and rows[aws["gone_ip"]]["address"]
+
+
+def test_on_demand_price_from_the_pricing_api(lab, ec2):
+    prices = PriceList("0.0208000000")  # t3.small, Linux, us-west-2, as AWS lists it in 2026
+    lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = prices.endpoint
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instances = [i["InstanceId"] for i in ec2.run_instances(
+        ImageId=ami, MinCount=2, MaxCount=2, InstanceType="t3.small", TagSpecifications=tagged("aws"))["Instances"]]
+    lab.write_hosts({"aws": AWS})
+    try:
+        table = lab.inv("audit").stdout
+    finally:
+        prices.server.shutdown()
+    assert all(" 0.0208 " in line_of(table, instance) for instance in instances)
+    assert "running instances: 2 (≈ $0.0416/h for the 2 with a price)" in table
+    assert "$/h —" not in table
+    (target, request), = prices.requests  # one question per instance type
+    assert target == "AWSPriceListService.GetProducts" and request["ServiceCode"] == "AmazonEC2"
+    assert {f["Field"]: f["Value"] for f in request["Filters"]} == {
+        "instanceType": "t3.small", "regionCode": "us-west-2", "operatingSystem": "Linux", "tenancy": "Shared",
+        "preInstalledSw": "NA", "capacitystatus": "Used", "licenseModel": "No License required"}
+
+
+def test_a_cloud_out_of_reach_is_one_line_and_the_others_are_audited(lab, moto, cades, gce, monkeypatch):
+    plant_gce(gce)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)  # no AWS credentials anywhere boto3 looks
+    lab.extra_env.update(AWS_ENDPOINT_URL_EC2=moto, AWS_CONFIG_FILE="/nonexistent",
+                         AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_EC2_METADATA_DISABLED="true")
+    lab.write_hosts({"aws": AWS, "cades": CADES, "lost": {**CADES, "cloud": "nocloud"}, "gce": GCE})
+    result = lab.inv("audit")
+    lost, aws = [line for line in result.output.splitlines() if line.startswith("cannot audit")]
+    assert lost.startswith(f"cannot audit openstack (profile lost): {lab.hosts}: profiles.lost.cloud: ")
+    assert lost.endswith("add 'nocloud' to clouds.yaml (~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)")
+    assert aws == ("cannot audit aws us-west-2 (profile aws): no AWS credentials found; set AWS_PROFILE, run "
+                   "`aws configure`, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (labvm reads boto3's usual places)")
+    # The clouds that answer are audited all the same: GCE's four, and nothing left in OpenStack's cades.
+    assert len([line for line in result.stdout.splitlines() if line.startswith("gce proj ")]) == 4
+    assert "resources: 4, with a next step: 3, running instances: 1" in result.stdout
+    lab.extra_env["AWS_PROFILE"] = "nosuch"
+    data = json.loads(lab.inv("audit", "--json").stdout)
+    unreachable = {u["profiles"][0]: u for u in data["unreachable"]}
+    assert unreachable.keys() == {"aws", "lost"}
+    assert unreachable["aws"] == {"cloud": "aws", "scope": None, "profiles": ["aws"], "error": (
+        "AWS_PROFILE: The config profile (nosuch) could not be found; `aws configure list-profiles` lists the profiles there are")}
+    assert {row["cloud"] for row in data["resources"]} == {"gce"}
+
+
+def test_no_cloud_profiles(lab):
+    lab.write_hosts({"local": {"provider": "local"}})
+    assert lab.inv("audit").stdout.splitlines() == [
+        "no cloud profile in hosts.yml: nothing to audit",
+        "not audited: local (local and ssh profiles: labvm owns no cloud resources there)",
+        "resources: 0, with a next step: 0, running instances: 0",
+    ]
