@@ -136,7 +136,7 @@ class Session:
         self.env()
         self.jupyter_config()
         if self.provider.owns_machine:
-            self._apply_autostop(self.profile.autostop, set_by="hosts.yml")
+            self._apply_autostop(self.profile.autostop, set_by="hosts.yml", keep=True)
 
     # -- idle auto-stop (cloud profiles) ---------------------------------------------------
 
@@ -155,16 +155,17 @@ class Session:
                 raise LabvmError(f"--idle: must be a duration like 60m, 2h or 1h30m, not {idle!r}")
             self._apply_autostop(seconds, set_by="inv autostop")
         else:
-            self._apply_autostop(self.profile.autostop, set_by="hosts.yml", keep=False)
+            self._apply_autostop(self.profile.autostop, set_by="hosts.yml")
 
-    def _apply_autostop(self, seconds: int, set_by: str, keep: bool = True) -> None:
+    def _apply_autostop(self, seconds: int, set_by: str, keep: bool = False) -> None:
+        """keep: leave a setting made with `inv autostop` as it is (what setup does)."""
         out = self.host.run("autostop.sh", "apply", env={
             "LABVM_AUTOSTOP_IDLE": str(seconds),
             "LABVM_AUTOSTOP_LOAD": str(self.profile.autostop_load),
             # Tests and labs with their own power-off action set this; empty means shutdown -h.
             "LABVM_AUTOSTOP_COMMAND": os.environ.get("LABVM_AUTOSTOP_COMMAND", ""),
             "LABVM_AUTOSTOP_SET_BY": set_by,
-            "LABVM_AUTOSTOP_KEEP": "1" if keep and set_by == "hosts.yml" else "0",
+            "LABVM_AUTOSTOP_KEEP": "1" if keep else "0",
             "LABVM_PORT": str(self.profile.notebook.port),
         })
         print(f"autostop: {_autostop_line(json.loads(out.strip().splitlines()[-1]))}")

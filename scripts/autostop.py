@@ -17,6 +17,7 @@ Standard library only, Python 3.8+; it shares nbctl.py's view of labvm's Jupyter
 
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -230,7 +231,7 @@ def configure():
 
 
 def scheduler():
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+    user = pwd.getpwuid(os.getuid()).pw_name
     if os.path.exists("/etc/systemd/system/labvm-autostop-%s.timer" % user):
         return "systemd timer"
     if shutil.which("crontab"):

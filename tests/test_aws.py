@@ -165,7 +165,7 @@ def test_lifecycle(lab, user, ec2, moto, tmp_path):
         left = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"], Filters=mine)["Snapshots"]}
         assert left and not left & set(snapshots)
     finally:
-        lab.inv("terminate", "--host", "aws", "--yes", "--force", check=False)
+        lab.inv("terminate", "--host", "aws", "--yes", "--force", "--no-sync", check=False)
         vm.stop()
         user.end_processes()
 
@@ -261,11 +261,12 @@ def test_live_lifecycle_on_a_real_account(lab):
                              "image": os.environ["LABVM_LIVE_AWS_AMI"], "volume_size": 8}})
     try:
         lab.inv("create", "--host", "aws")
-        lab.inv("stop", "--host", "aws")
+        assert "down --host aws" in lab.inv("audit").output  # running: billed, and said so
+        lab.inv("stop", "--host", "aws", "--no-sync")  # nothing was set up on it to bring home
         lab.inv("snapshot", "--host", "aws", "--no-reboot")
         lab.inv("images", "--host", "aws", "--prune", "--keep", "0")
     finally:
-        lab.inv("terminate", "--host", "aws", "--yes", "--force", check=False)
+        lab.inv("terminate", "--host", "aws", "--yes", "--force", "--no-sync", check=False)
     assert shutil.which("ssh")
 
 

@@ -83,7 +83,7 @@ def test_lifecycle(lab, user, gce, tmp_path):
         pruned = lab.inv("images", "--host", "gce", "--prune", "--keep", "1").output
         assert f"deregistered {image}" in pruned and image not in gce.images and second in gce.images
     finally:
-        lab.inv("terminate", "--host", "gce", "--yes", "--force", check=False)
+        lab.inv("terminate", "--host", "gce", "--yes", "--force", "--no-sync", check=False)
         vm.stop()
         user.end_processes()
 
@@ -132,8 +132,9 @@ def test_live_lifecycle_on_a_real_project(lab):
                              "machine_type": "e2-micro", "image_family": "debian-12"}})
     try:
         lab.inv("create", "--host", "gce")
-        lab.inv("stop", "--host", "gce")
+        assert "down --host gce" in lab.inv("audit").output  # running: billed, and said so
+        lab.inv("stop", "--host", "gce", "--no-sync")  # nothing was set up on it to bring home
         lab.inv("snapshot", "--host", "gce")
         lab.inv("images", "--host", "gce", "--prune", "--keep", "0")
     finally:
-        lab.inv("terminate", "--host", "gce", "--yes", "--force", check=False)
+        lab.inv("terminate", "--host", "gce", "--yes", "--force", "--no-sync", check=False)

@@ -89,7 +89,7 @@ def test_lifecycle(lab, user, cloud, tmp_path):
         assert f"deregistered {image_id}" in pruned
         assert image_id not in cloud.images and second in cloud.images
     finally:
-        lab.inv("terminate", "--host", "cades", "--yes", "--force", check=False)
+        lab.inv("terminate", "--host", "cades", "--yes", "--force", "--no-sync", check=False)
         vm.stop()
         user.end_processes()
 
@@ -103,7 +103,7 @@ def test_through_a_jump_host_with_stop_instead_of_shelve(lab, user, sshd, jump_s
         assert mine(cloud)[0]["status"] == "SHUTOFF"
         assert answers(lab.inv("up", "--host", "cades", "--no-browser").output)
     finally:
-        lab.inv("terminate", "--host", "cades", "--yes", "--force", check=False)
+        lab.inv("terminate", "--host", "cades", "--yes", "--force", "--no-sync", check=False)
         user.end_processes()
 
 
@@ -163,8 +163,9 @@ def test_live_lifecycle_on_a_real_cloud(lab):
                                "network": os.environ["LABVM_LIVE_OS_NETWORK"], "stop_action": "shelve"}})
     try:
         lab.inv("create", "--host", "cades")
-        lab.inv("stop", "--host", "cades")
+        assert "down --host cades" in lab.inv("audit").output  # running: billed, and said so
+        lab.inv("stop", "--host", "cades", "--no-sync")  # nothing was set up on it to bring home
         lab.inv("snapshot", "--host", "cades")
         lab.inv("images", "--host", "cades", "--prune", "--keep", "0")
     finally:
-        lab.inv("terminate", "--host", "cades", "--yes", "--force", check=False)
+        lab.inv("terminate", "--host", "cades", "--yes", "--force", "--no-sync", check=False)
