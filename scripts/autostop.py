@@ -211,20 +211,22 @@ def check():
 def configure():
     """Writes the settings from LABVM_AUTOSTOP_*; prints the idle period now in force (seconds)."""
     current = read_json(SETTINGS, None)
-    if os.environ.get("LABVM_AUTOSTOP_KEEP") == "1" and current and current.get("set_by") == "inv autostop":
-        nbctl.say("autostop: keeping the setting made with `inv autostop` (%s); `inv autostop` alone "
-                  "applies hosts.yml again" % (minutes(current["idle_seconds"]) if current["idle_seconds"] else "off"))
-        return current["idle_seconds"]
+    explicit = os.environ.get("LABVM_AUTOSTOP_SET_BY") == "inv autostop"
     wanted = {
         "idle_seconds": int(os.environ["LABVM_AUTOSTOP_IDLE"]),
         "load_max": float(os.environ["LABVM_AUTOSTOP_LOAD"]),
         "port": int(os.environ["LABVM_PORT"]),
         "stop_command": os.environ.get("LABVM_AUTOSTOP_COMMAND") or DEFAULT_COMMAND,
-        "set_by": os.environ.get("LABVM_AUTOSTOP_SET_BY", "hosts.yml"),
+        "set_by": "inv autostop" if explicit else "hosts.yml",
     }
+    if os.environ.get("LABVM_AUTOSTOP_KEEP") == "1" and current and current.get("set_by") == "inv autostop":
+        # The period stays as the user set it; the port and the rest follow hosts.yml.
+        wanted.update(idle_seconds=current["idle_seconds"], set_by="inv autostop")
+        nbctl.say("autostop: keeping the setting made with `inv autostop` (%s); `inv autostop` alone "
+                  "applies hosts.yml again" % (minutes(current["idle_seconds"]) if current["idle_seconds"] else "off"))
     if wanted != current:
         nbctl.write_private(SETTINGS, json.dumps(wanted, indent=1, sort_keys=True) + "\n")
-    if wanted != current or wanted["set_by"] == "inv autostop":
+    if wanted != current or explicit:
         # A new setting, or the user saying so, starts a new count (a stop asked for too).
         nbctl.write_private(STATE, json.dumps({"boot_id": boot_id()}) + "\n")
     return wanted["idle_seconds"]
