@@ -167,6 +167,7 @@ class Session:
             "LABVM_AUTOSTOP_SET_BY": set_by,
             "LABVM_AUTOSTOP_KEEP": "1" if keep else "0",
             "LABVM_PORT": str(self.profile.notebook.port),
+            "LABVM_ENV_PREFIX": self.profile.env.prefix,  # its python, where the host has no python3
         })
         print(f"autostop: {_autostop_line(json.loads(out.strip().splitlines()[-1]))}")
 
