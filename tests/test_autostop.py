@@ -2,14 +2,17 @@
 moto (autostop is for cloud profiles) whose SSH goes to the fixture through `address:`.
 
 The check runs exactly as cron would run it (the line `inv up` put in the user's crontab),
-with short periods; the stop command appends to a file, so the test sees each call instead
-of a power-off.  Decisions are read from ~/.labvm/autostop.log.
+with a 10-minute period; the stop command appends to a file, so the test sees each call instead
+of a power-off.  Decisions are read from ~/.labvm/autostop.log.  Minutes the test cannot wait
+for are made by moving back the moment the check recorded the VM as idle from (`idle_for`):
+no test sleeps for time to pass, and each check decides from what is true on the VM now.
 """
 
 import json
 import subprocess
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
@@ -37,6 +40,19 @@ class Vm:
         result = self.user.shell(command)
         assert result.returncode == 0, result.stderr
         return "\n".join(self.log.read_text().splitlines()[before:])
+
+    def idle_for(self, seconds: int) -> None:
+        """As if the VM had been idle for this long before now: its next check counts from then."""
+        state_file = self.user.home / ".labvm" / "autostop-state.json"
+        state = json.loads(state_file.read_text())
+        state["idle_since"] = (datetime.now(timezone.utc) - timedelta(seconds=seconds)).isoformat()
+        state_file.write_text(json.dumps(state))  # in place: the file stays the VM user's
+
+    def connections_to_jupyter(self) -> int:
+        """Established TCP connections to Jupyter's port on the VM, as `ss` sees them."""
+        listing = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{self.port} )"],
+                                 capture_output=True, text=True, check=True).stdout
+        return len(listing.splitlines())
 
     def stop_calls(self) -> int:
         return len(self.stops.read_text().splitlines()) if self.stops.exists() else 0
@@ -85,21 +101,26 @@ def test_setup_installs_the_check_and_status_shows_it(vm):
 
 
 def test_an_idle_server_is_stopped_once(vm):
-    result = vm.lab.inv("autostop", "--host", "aws", "--idle", "2s")
-    assert "autostop: stops after 2s idle (set by inv autostop, checked by cron)" in result.output
+    result = vm.lab.inv("autostop", "--host", "aws", "--idle", "10m")
+    assert "autostop: stops after 10m idle (set by inv autostop, checked by cron)" in result.output
     calls = vm.stop_calls()
-    assert "idle 0s of 2s" in vm.check()
-    time.sleep(1.2)  # into the last half of the period: logged-in users are warned, once
-    assert "warned logged-in users: stopping in" in vm.check()
-    time.sleep(1.3)  # the idle period passes
-    assert "stopping: idle 2s >= 2s; running: echo stop" in vm.check()
+    assert "idle 0s of 10m" in vm.check()
+    vm.idle_for(7 * 60)  # in the last five minutes: logged-in users are warned, once
+    warned = vm.check()
+    assert "idle 7m of 10m" in warned and "warned logged-in users: stopping in 2m" in warned
+    assert "warned" not in vm.check()
+    assert vm.stop_calls() == calls
+    vm.idle_for(10 * 60)  # the whole period
+    assert "stopping: idle 10m >= 10m; running: echo stop" in vm.check()
     assert "stop already requested" in vm.check()
     assert vm.stop_calls() == calls + 1
     assert "stopping now" in vm.lab.inv("status", "--host", "aws").output
 
 
 def test_a_busy_kernel_keeps_it_running(vm):
-    vm.lab.inv("autostop", "--host", "aws", "--idle", "2s")
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "10m")
+    calls = vm.stop_calls()
+    vm.check()
     kernel = vm.api("POST", "kernels")
     try:
         # What a browser does to run a cell; then the tab closes while the cell still runs.
@@ -109,7 +130,7 @@ def test_a_busy_kernel_keeps_it_running(vm):
             "header": {"msg_id": "run-1", "msg_type": "execute_request", "username": "t", "session": "s1",
                        "version": "5.3"},
             "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": "import time; time.sleep(120)", "silent": False, "store_history": False,
+            "content": {"code": "import time; time.sleep(600)", "silent": False, "store_history": False,
                         "user_expressions": {}, "allow_stdin": False},
         }))
         while True:
@@ -118,9 +139,8 @@ def test_a_busy_kernel_keeps_it_running(vm):
                     and message["parent_header"].get("msg_id") == "run-1":
                 break
         ws.close()
-        calls = vm.stop_calls()
-        vm.check()
-        time.sleep(2.5)  # longer than the idle period
+        wait_until(lambda: vm.connections_to_jupyter() == 0, "the closed tab's connection to end")
+        vm.idle_for(11 * 60)  # idle before the cell started, and longer than the period
         decision = vm.check()
         assert "active: 1 kernel(s) busy" in decision
         assert "open connection" not in decision  # the tab is closed: only the kernel counts
@@ -130,40 +150,39 @@ def test_a_busy_kernel_keeps_it_running(vm):
 
 
 def test_an_open_browser_keeps_it_running_but_an_idle_tunnel_does_not(vm):
-    vm.lab.inv("autostop", "--host", "aws", "--idle", "2s")
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "10m")
     calls = vm.stop_calls()
+    vm.check()
     tunnel = vm.lab.tunnel_record("aws")["local_port"]
     # JupyterLab in a browser tab holds a websocket open, through the tunnel.
     tab = websocket.create_connection(f"ws://127.0.0.1:{tunnel}/api/events/subscribe?token={vm.token()}", timeout=30)
     try:
-        vm.check()
-        time.sleep(2.5)
+        vm.idle_for(11 * 60)
         decision = vm.check()
         assert "open connection(s) to Jupyter's port" in decision
         assert vm.stop_calls() == calls
     finally:
         tab.close()
     # The tunnel is still open, with no browser on it: that is idle.
-    vm.lab.inv("autostop", "--host", "aws", "--idle", "2s")
-    vm.check()
-    time.sleep(2.5)
-    assert "stopping" in vm.check()
+    wait_until(lambda: vm.connections_to_jupyter() == 0, "the closed tab's connection to end")
+    assert "idle 0s of 10m" in vm.check()  # the count starts when the tab is gone
+    vm.idle_for(10 * 60)
+    assert "tunnel: already open" in vm.lab.inv("tunnel", "--host", "aws").output
+    assert "stopping: idle 10m >= 10m" in vm.check()
     assert vm.stop_calls() == calls + 1
 
 
 def test_an_ssh_login_keeps_it_running(vm):
-    vm.lab.inv("autostop", "--host", "aws", "--idle", "2s")
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "10m")
     calls = vm.stop_calls()
+    vm.check()
     login = subprocess.Popen(
-        ["ssh", "-F", str(vm.lab.ssh_dir / "config"), "-tt", "-o", "BatchMode=yes", "labvm-aws", "sleep 60"],
+        ["ssh", "-F", str(vm.lab.ssh_dir / "config"), "-tt", "-o", "BatchMode=yes", "labvm-aws", "sleep 600"],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while not vm.user.processes(f"sshd: {vm.user.name}@pts") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        vm.check()
-        time.sleep(2.5)
+        wait_until(lambda: vm.user.processes(f"sshd(-session)?: {vm.user.name}@pts"), "the SSH login")
+        vm.idle_for(11 * 60)
         decision = vm.check()
         assert f"active: interactive SSH: {vm.user.name} on pts/" in decision
         assert vm.stop_calls() == calls
@@ -201,3 +220,11 @@ def test_a_bad_period_is_one_line(vm):
     result = vm.lab.inv("autostop", "--host", "aws", "--idle", "soon", check=False)
     assert result.returncode == 1
     assert result.output.strip() == "labvm: --idle: must be a duration like 60m, 2h or 1h30m, not 'soon'"
+
+
+def wait_until(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:.0f}s for {what}")
+        time.sleep(0.05)

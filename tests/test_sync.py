@@ -62,8 +62,9 @@ def test_local_edit_is_never_overwritten_silently(lab, user, sshd, workspace):
     # Both sides changed model.ipynb; only this machine changed plot.ipynb.
     (home / "model.ipynb").write_text("my local edit")
     (home / "plot.ipynb").write_text("plot edited here")
-    time.sleep(1.1)  # rsync compares whole-second times: the VM's edit must be a later second
     put(user, "model.ipynb", "version 2 from the VM")
+    later = (home / "model.ipynb").stat().st_mtime + 60  # rsync compares whole seconds: a later one
+    os.utime(workspace / "model.ipynb", (later, later))
     result = lab.inv("sync", "--host", "vm")
 
     assert (home / "model.ipynb").read_text() == "version 2 from the VM"
@@ -108,7 +109,8 @@ class Watch:
         )
         self.lines = queue.Queue()
         self.seen = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self):
         for line in self.process.stdout:
@@ -129,7 +131,7 @@ class Watch:
     def interrupt(self) -> str:
         self.process.send_signal(signal.SIGINT)
         self.process.wait(30)
-        time.sleep(0.2)  # the reader thread drains the pipe
+        self.reader.join(10)  # until it has read the pipe to its end
         while not self.lines.empty():
             self.seen.append(self.lines.get())
         return "".join(self.seen)
