@@ -86,14 +86,15 @@ def autostop(c, host=None, idle="", off=False):
 @task(help={
     **HOST,
     "watch": "keep syncing until Ctrl-C (survives the VM going away)",
-    "interval": "seconds between syncs with --watch",
+    "interval": "seconds between syncs with --watch (default 30, at least 5)",
     "push": "send local notebooks to the VM instead (never overwrites a newer file there)",
 })
 @cli.guarded
-def sync(c, host=None, watch=False, interval=30, push=False):
+def sync(c, host=None, watch=False, interval=None, push=False):
     """Bring notebooks (hosts.yml: sync patterns) home from the VM; never deletes or silently overwrites."""
+    seconds = cli.whole_number(interval, "--interval", default=30, minimum=5)
     with cli.session(c, host) as session:
-        session.sync(watch, interval, push)
+        session.sync(watch, seconds, push)
 
 
 @task(help={"host": "one profile only (default: every profile in hosts.yml)"})
@@ -195,13 +196,14 @@ def snapshot(c, host=None, name="labvm", share=None, no_reboot=False, plan=False
         session.snapshot(name, tuple(share or ()), no_reboot)
 
 
-@task(help={**HOST, "prune": "delete older images and their snapshots", "keep": "how many --prune keeps",
+@task(help={**HOST, "prune": "delete older images and their snapshots", "keep": "how many --prune keeps (default 3)",
             "plan": cli.PLAN_HELP})
 @cli.guarded
-def images(c, host=None, prune=False, keep=3, plan=False):
+def images(c, host=None, prune=False, keep=None, plan=False):
     """List the profile's labvm images, oldest first (cloud profiles)."""
+    count = cli.whole_number(keep, "--keep", default=3, minimum=1)
     with cli.session(c, host, plan) as session:
-        session.images(prune, keep)
+        session.images(prune, count)
 
 
 @task(help={**HOST, "size": "the new instance type, flavor or machine type", "sync": cli.SYNC_HELP,

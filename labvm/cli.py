@@ -48,6 +48,18 @@ def audit(as_json: bool) -> str:
     return report(load(), as_json)
 
 
+def whole_number(value, option: str, default: int, minimum: int) -> int:
+    """A numeric option as typed (invoke passes it as text): a clear line instead of a traceback."""
+    if value is None:
+        return default
+    text = str(value).strip()
+    if not text.isdigit():
+        raise LabvmError(f"{option}: must be a whole number, e.g. {option} {default}, not {value!r}")
+    if int(text) < minimum:
+        raise LabvmError(f"{option}: must be at least {minimum}, not {text}")
+    return int(text)
+
+
 def guarded(body):
     """A LabvmError becomes its message and exit status 1: never a traceback."""
 

@@ -9,6 +9,8 @@ so a missing GCE_PROJECT never blocks `inv up --host local`.
 from __future__ import annotations
 
 import difflib
+import io
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,7 +19,6 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 import yaml
-from dotenv import load_dotenv
 
 from .errors import LabvmError
 
@@ -33,17 +34,17 @@ MINIFORGE_URL = (
 ENV_KEYS = {
     "manager": ENV_MANAGERS,
     "packages": "list",
-    "environment_file": "str",
-    "prefix": "str",
-    "python": "str",
+    "environment_file": "local_path",
+    "prefix": "path",
+    "python": "path",
     "conda_installer_url": "str",
     "conda_installer_sha256": "str",
-    "conda_root": "str",
+    "conda_root": "path",
 }
 NOTEBOOK_KEYS = {
     "port": "port",
     "local_port": "port",
-    "workspace": "str",
+    "workspace": "path",
     "multiplexer": MULTIPLEXERS,
     "password": "str",
     "start_timeout": "int",
@@ -53,14 +54,14 @@ COMMON_KEYS = {
     "address": "host",
     "port": "port",
     "user": "user",
-    "identity": "str",
+    "identity": "local_path",
     "jump": "jump",
     "env": ENV_KEYS,
     "notebook": NOTEBOOK_KEYS,
     "autostop": "duration",
     "autostop_load": "number",
     "sync": "list",
-    "sync_dir": "str",
+    "sync_dir": "local_path",
 }
 # Each cloud provider's own keys (Profile.cloud_settings).
 CLOUD_KEYS = {
@@ -71,21 +72,24 @@ CLOUD_KEYS = {
     },
     "aws": {
         "region": "str", "instance_type": "str", "image": "str", "volume_size": "int",
-        "spot": "bool", "elastic_ip": "bool", "tags": "map", "ssh_cidr": "str",
+        "spot": "bool", "elastic_ip": "bool", "tags": "map", "ssh_cidr": "str", "subnet": "str",
     },
     "gce": {
         "project": "str", "zone": "str", "machine_type": "str", "image_family": "str",
         "image_project": "str", "disk_size": "int", "static_ip": "bool", "spot": "bool", "ssh_cidr": "str",
+        "network": "str", "subnetwork": "str",
     },
 }
 TOP_KEYS = ("default", "defaults", "profiles")
-# address, user and jump go into ~/.ssh/labvm/config and onto ssh command lines.
-PATTERNS = {
-    "host": (r"[A-Za-z0-9][A-Za-z0-9._:%-]*", "a host name or IP address"),
-    "user": (r"[A-Za-z_][A-Za-z0-9._-]*\$?", "a login name (letters, digits, '.', '_', '-')"),
-    "jump": (r"(?:[A-Za-z_][A-Za-z0-9._-]*@)?[A-Za-z0-9][A-Za-z0-9._%-]*(?::[0-9]{1,5})?",
-             "[user@]host[:port]"),
-}
+# address, user, jump and identity go into ~/.ssh/labvm/config and onto ssh command lines:
+# they are checked after ${VAR} expansion, so no value can start a directive or an option.
+USER = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*\$?")
+DNS_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+JUMP = re.compile(r"(?:([^@]*)@)?(\[[^\]]*\]|[^:\[\]]*)(?::([0-9]{1,5}))?")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # and what Python's splitlines() breaks at
+MAX_PROFILE_NAME = 32  # the tunnel's control socket path holds it, within 108 bytes
+MAX_FILE_BYTES = 1_000_000
+MAX_VALUES = 10_000  # after YAML anchors and aliases are expanded: a bomb stops here
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 DEFAULT_AUTOSTOP = 3600  # cloud profiles stop themselves after an idle hour unless told otherwise
@@ -165,12 +169,16 @@ class Config:
                 f"profiles: {', '.join(self.names)}"
             )
         problems: list[str] = []
-        data = _expand(self.raw[name], f"profiles.{name}", self.variables, problems)
+        where = f"profiles.{name}"
+        data = _expand(self.raw[name], where, self.variables, problems)
         if not problems:
-            _check_profile(data, f"profiles.{name}", problems)
-        env_file = (data.get("env") or {}).get("environment_file")
-        if env_file and not (self.path.parent / Path(env_file).expanduser()).is_file():
-            problems.append(f"profiles.{name}.env.environment_file: {env_file} not found")
+            _coerce(self.raw[name], data, {**COMMON_KEYS, **CLOUD_KEYS.get(data.get("provider"), {})})
+            _check_profile(data, where, problems, expanded=True)
+        env_file = (data.get("env") or {}).get("environment_file") if not problems else None
+        if env_file:
+            problem = _environment_file_problem(self.path.parent, str(env_file))
+            if problem:
+                problems.append(f"{where}.env.environment_file: {env_file} {problem}")
         if problems:
             raise LabvmError(_report(self.path, problems))
         return _build(name, data, self.path)
@@ -185,18 +193,21 @@ class Config:
 
 
 def load(path: Path) -> Config:
+    origin = "LABVM_HOSTS" if os.environ.get("LABVM_HOSTS") else "hosts.yml"
     path = Path(os.environ.get("LABVM_HOSTS") or path)
     if not path.exists():
         raise LabvmError(f"{path}: not found; copy hosts.yml from the labvm repository")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise LabvmError(f"{path}:{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not path.is_file():
+        raise LabvmError(f"{path}: not a file; {origin} must name a hosts.yml file")
+    doc = _parse_yaml(path, _read_text(path, "hosts.yml"))
     # .env fills the environment (the real environment wins), so what labvm and the cloud
     # SDKs read there (LABVM_OWNER, OS_CLOUD, AWS_PROFILE, ...) may live in .env too.
-    load_dotenv(path.parent / ".env", override=False)
+    for name, value in _read_dotenv(path.parent / ".env").items():
+        try:
+            os.environ.setdefault(name, value)
+        except ValueError:  # a NUL byte, or '=' in the name: no environment can hold it
+            raise LabvmError(f"{path.parent / '.env'}: {name!r} cannot be an environment variable "
+                             f"(a NUL character or '='); fix that line") from None
     variables = dict(os.environ)
 
     problems: list[str] = []
@@ -217,6 +228,12 @@ def load(path: Path) -> Config:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(name)):
             problems.append(f"{where}: a profile name may hold letters, digits, '.', '_' and '-'")
             continue
+        if len(str(name)) > MAX_PROFILE_NAME:
+            problems.append(
+                f"{where}: a profile name is at most {MAX_PROFILE_NAME} characters (it names the "
+                f"tunnel's control socket); this one has {len(str(name))}"
+            )
+            continue
         if not isinstance(settings, dict):
             problems.append(f"{where}: must be a mapping, e.g. {{provider: ssh, address: host}}")
             continue
@@ -234,6 +251,88 @@ def load(path: Path) -> Config:
     return Config(path, str(default), tuple(raw), raw, variables)
 
 
+def _read_text(path: Path, what: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise LabvmError(f"{path}: cannot read {what} ({e.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise LabvmError(f"{path}: {len(data)} bytes is too large for {what} (at most {MAX_FILE_BYTES})")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise LabvmError(
+            f"{path}: line {line}: byte 0x{data[e.start]:02x} is not UTF-8; save {what} as UTF-8 text"
+        ) from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (instead of keeping the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                line = key_node.start_mark.line + 1
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key_node.value!r} is given twice (line {seen[key_node.value]} "
+                        f"and line {line}); keep one", key_node.start_mark,
+                    )
+                seen[key_node.value] = line
+        return super().construct_mapping(node, deep)
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    try:
+        doc = yaml.load(text, Loader=_StrictLoader) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark else ""
+        raise LabvmError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    except RecursionError:
+        raise LabvmError(f"{path}: nested too deeply to be a hosts.yml") from None
+    # Anchors and aliases are shared, not copied, by the loader; everything after walks the
+    # expanded tree, so a "billion laughs" document must stop here.
+    stack, count = [doc], 0
+    while stack:
+        count += 1
+        if count > MAX_VALUES:
+            raise LabvmError(
+                f"{path}: more than {MAX_VALUES} values once YAML anchors (&) and aliases (*) are "
+                f"expanded; a hosts.yml needs far fewer"
+            )
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return doc
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """The variables of .env beside hosts.yml; a line python-dotenv cannot parse is an error."""
+    if not path.exists():
+        return {}
+    if not path.is_file():
+        raise LabvmError(f"{path}: not a file; .env beside hosts.yml holds NAME=value lines")
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    text = _read_text(path, ".env")
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise LabvmError(
+                f"{path}: line {binding.original.line}: not a NAME=value line (quote a value with "
+                f"spaces or '#', e.g. NAME=\"a b\"); see .env.example"
+            )
+    return {name: value for name, value in dotenv_values(stream=io.StringIO(text)).items() if value is not None}
+
+
 def _merge(defaults: dict, settings: dict) -> dict:
     merged = dict(defaults)
     for key, value in settings.items():
@@ -244,29 +343,30 @@ def _merge(defaults: dict, settings: dict) -> dict:
     return merged
 
 
-def _check_profile(data: dict, where: str, problems: list[str]) -> None:
+def _check_profile(data: dict, where: str, problems: list[str], expanded: bool = False) -> None:
     provider = data.get("provider")
     if provider not in PROVIDERS:
         hint = _did_you_mean(str(provider), PROVIDERS) if provider else ""
         problems.append(f"{where}.provider: must be one of {', '.join(PROVIDERS)}{hint}")
         return
     schema = {**COMMON_KEYS, **CLOUD_KEYS.get(provider, {})}
-    _check_mapping(data, schema, where, problems)
+    _check_mapping(data, schema, where, problems, expanded)
     if provider == "ssh" and not data.get("address"):
         problems.append(f"{where}.address: required for provider ssh (a host name or IP)")
 
 
-def _check_mapping(data: dict, schema: dict, where: str, problems: list[str]) -> None:
+def _check_mapping(data: dict, schema: dict, where: str, problems: list[str], expanded: bool = False) -> None:
+    """expanded: ${VAR}s are resolved, so every value is checked, whatever it now holds."""
     _unknown_keys(data, schema, where + ".", problems)
     for key, kind in schema.items():
         if key not in data or data[key] is None:
             continue
         value, path = data[key], f"{where}.{key}"
-        if isinstance(value, str) and VAR.search(value):
-            continue  # checked again once the variable is resolved
+        if not expanded and isinstance(value, str) and VAR.search(value):
+            continue  # checked once the variable is resolved, for the profile in use
         if isinstance(kind, dict):
             if isinstance(value, dict):
-                _check_mapping(value, kind, path, problems)
+                _check_mapping(value, kind, path, problems, expanded)
             else:
                 problems.append(f"{path}: must be a mapping with keys {', '.join(kind)}")
         elif isinstance(kind, tuple):
@@ -285,10 +385,26 @@ def _type_problem(kind: str, value: Any) -> str:
     if kind == "str":
         ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
         return "" if ok else f"must be a string, not {value!r}"
-    if kind in PATTERNS:
-        pattern, what = PATTERNS[kind]
-        ok = isinstance(value, str) and re.fullmatch(pattern, value)
-        return "" if ok else f"must be {what}, not {value!r}"
+    if kind == "host":
+        return "" if host_problem(value) is None else f"must be a host name or IP address, not {value!r}"
+    if kind == "user":
+        ok = isinstance(value, str) and USER.fullmatch(value)
+        return "" if ok else f"must be a login name (letters, digits, '.', '_', '-'), not {value!r}"
+    if kind == "jump":
+        return "" if jump_problem(value) is None else f"must be [user@]host[:port], not {value!r}"
+    if kind in ("path", "local_path"):  # path: on the host; local_path: on this machine
+        ok = isinstance(value, str) and value and not CONTROL.search(value) and len(value) < 4096
+        # A double quote would end the quoted IdentityFile value in the ssh config.
+        ok = ok and not (kind == "local_path" and '"' in value)
+        what = "a file path without control characters" + (" or double quotes" if kind == "local_path" else "")
+        if not ok:
+            return f"must be {what}, not {value!r}"
+        if kind == "local_path" and value.startswith("~") and not value.startswith("~/") and value != "~":
+            try:
+                Path(value).expanduser()
+            except RuntimeError:
+                return f"names no user of this machine ({value.split('/')[0]}); write ~/... or a full path"
+        return ""
     if kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
         return "" if ok else f"must be a positive whole number, not {value!r}"
@@ -309,6 +425,38 @@ def _type_problem(kind: str, value: Any) -> str:
     if kind == "map":
         return "" if isinstance(value, dict) else f"must be a mapping, not {value!r}"
     raise AssertionError(kind)
+
+
+def host_problem(value: Any) -> str | None:
+    """None for an IP address or a DNS name (labels of 1-63 characters, 253 in all); else why not."""
+    if not isinstance(value, str) or not value:
+        return "not a string"
+    address, _, zone = value.partition("%")
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        parsed = None
+    if parsed is not None:
+        ok = not zone or (parsed.version == 6 and re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", zone))
+        return None if ok else "bad zone"
+    name = value[:-1] if value.endswith(".") else value
+    if len(name) > 253 or not all(DNS_LABEL.fullmatch(label) for label in name.split(".")):
+        return "not a DNS name"
+    return None
+
+
+def jump_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "not a string"
+    match = JUMP.fullmatch(value)
+    if not match:
+        return "not [user@]host[:port]"
+    user, host, port = match.groups()
+    if user is not None and not USER.fullmatch(user):
+        return "bad user"
+    if port is not None and not 0 < int(port) < 65536:
+        return "bad port"
+    return host_problem(host[1:-1] if host.startswith("[") else host)
 
 
 def _unknown_keys(data: dict, valid, prefix: str, problems: list[str]) -> None:
@@ -344,6 +492,35 @@ def _expand(value: Any, where: str, variables: dict, problems: list[str]) -> Any
         return variables[name]
 
     return VAR.sub(substitute, value)
+
+
+def _coerce(raw: dict, data: dict, schema: dict) -> None:
+    """A number or true/false that came from ${VAR} is one, as if written in hosts.yml."""
+    for key, kind in schema.items():
+        value, written = data.get(key), raw.get(key)
+        if isinstance(kind, dict):
+            if isinstance(value, dict) and isinstance(written, dict):
+                _coerce(written, value, kind)
+        elif kind in ("int", "port", "number", "bool") and isinstance(value, str) \
+                and isinstance(written, str) and VAR.search(written):
+            text = value.strip()
+            if re.fullmatch(r"[+-]?[0-9]+", text):
+                data[key] = int(text)
+            elif re.fullmatch(r"[+-]?[0-9]*\.[0-9]+", text):
+                data[key] = float(text)
+            elif text.lower() in ("true", "false"):
+                data[key] = text.lower() == "true"
+
+
+def _environment_file_problem(folder: Path, env_file: str) -> str | None:
+    """Only a file in hosts.yml's folder may go to the VM: a shared hosts.yml must not upload a key."""
+    base = folder.resolve()
+    target = (base / Path(env_file).expanduser()).resolve()
+    if not target.is_relative_to(base):
+        return f"is outside {base}; put the environment file in hosts.yml's folder (a symlink out is refused too)"
+    if not target.is_file():
+        return "not found"
+    return None
 
 
 def _report(path: Path, problems: list[str]) -> str:

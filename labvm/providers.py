@@ -21,6 +21,7 @@ class Instance:
     state: str
     address: str
     size: str = ""
+    user: str = ""  # the login the cloud decided (GCE OS Login's POSIX user); empty: the profile's user
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,15 @@ class Resource:
     type: str = ""  # instance type, flavor, machine type
     hourly_usd: float | None = None  # where the cloud publishes a price
     address: str = ""  # an address's IP
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of `inv check`: a read-only question to the cloud, answered before anything is billed."""
+
+    name: str  # credentials, region, network, image, size, quota, key pair, ssh rule, os login, ...
+    ok: bool
+    detail: str  # ok: what was found; otherwise the problem and its next step, one line
 
 
 def parse_time(text: str | None) -> datetime | None:

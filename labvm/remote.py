@@ -20,6 +20,7 @@ from .errors import LabvmError
 from .sshconfig import SshHome, parse_jump
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+BANNER_TIMEOUT = 20
 REMOTE_SCRIPTS = ".labvm/scripts"  # relative to the login directory, for SFTP too
 
 
@@ -33,6 +34,13 @@ def _failure(label: str, script: str, stderr: str) -> LabvmError:
     errors = [line[len("error: "):] for line in lines if line.startswith("error: ")]
     reason = errors[-1] if errors else (lines[-1] if lines else "no output")
     return LabvmError(f"{label}: {Path(script).stem} failed: {reason}")
+
+
+def _size(kib: int) -> str:
+    for unit, scale in (("GiB", 1024 ** 2), ("MiB", 1024)):
+        if kib >= 10 * scale:
+            return f"{kib // scale} {unit}"
+    return f"{kib} KiB"
 
 
 class LocalHost:
@@ -84,6 +92,7 @@ class SshHost:
         self.label = f"{profile.name} ({profile.user + '@' if profile.user else ''}{hostname}:{profile.port})"
         self._connection = None
         self._scripts_ready = False
+        self._step = "connecting"  # what a dropped connection interrupted
 
     @property
     def connection(self):
@@ -96,17 +105,11 @@ class SshHost:
         from paramiko import SSHConfig
 
         self.ssh.ensure_known_hosts()  # whichever task connects first
-        keys = [self.ssh.key]
-        if self.profile.identity:
-            if not self.profile.identity.exists():
-                raise LabvmError(
-                    f"{self.profile.source}: profiles.{self.profile.name}.identity: "
-                    f"{self.profile.identity} not found"
-                )
-            keys.append(self.profile.identity)
+        self.ssh.check_identity(self.profile)
+        keys = [self.ssh.key] + ([self.profile.identity] if self.profile.identity else [])
         connect_kwargs = {
             "key_filename": [str(k) for k in keys if k.exists()],
-            "banner_timeout": 20,
+            "banner_timeout": BANNER_TIMEOUT,
             "auth_timeout": 20,
         }
 
@@ -133,6 +136,7 @@ class SshHost:
 
         where = self.label + (f" via jump {self.profile.jump}" if self.profile.jump else "")
         hosts_key = f"{self.profile.source}: profiles.{self.profile.name}"
+        connected = self._connection is not None
         try:
             return action(*args, **kwargs)
         except paramiko.BadHostKeyException as e:
@@ -156,13 +160,46 @@ class SshHost:
             ) from None
         except (paramiko.SSHException, EOFError, OSError) as e:
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            if "size mismatch" in reason or "No space left" in reason or (connected and self._disk_full()):
+                raise self._disk_full_error() from None
+            if connected:
+                raise LabvmError(
+                    f"{where}: the connection dropped during {self._step}; run the same task again to resume"
+                ) from None
+            if "banner" in reason or not reason.strip() or "No existing session" in reason:
+                raise LabvmError(
+                    f"{where}: accepted the connection but sent no SSH banner within {BANNER_TIMEOUT} s; "
+                    f"is an SSH server on that port? check {hosts_key}.address/port"
+                ) from None
             raise LabvmError(f"{where}: SSH failed: {reason}; check {hosts_key}.address/port") from None
+
+    def _free_space(self) -> tuple[int, int] | None:
+        """(free, total) KiB where labvm writes on the host (~/.labvm), if the host still answers."""
+        try:
+            df = "{ df -Pk .labvm 2>/dev/null || df -Pk .; } | tail -n 1"
+            out = self._connection.run(df, hide=True, warn=True, in_stream=False).stdout.split()
+            return int(out[3]), int(out[1])
+        except Exception:  # the host is gone as well: no figure to give
+            return None
+
+    def _disk_full(self) -> bool:
+        space = self._free_space()
+        return space is not None and space[0] < 1024
+
+    def _disk_full_error(self) -> LabvmError:
+        space = self._free_space()
+        figure = f" ({_size(space[0])} free of {_size(space[1])})" if space else ""
+        return LabvmError(
+            f"{self.label}: the VM's disk is full{figure} during {self._step}; free some space "
+            f"(e.g. conda clean -a, or a larger volume) and run the same task again"
+        )
 
     def _upload_scripts(self) -> None:
         """Upload scripts/ (with put) only when their digest differs from the host's copy."""
         files = sorted(p for p in SCRIPTS.iterdir() if p.is_file())
         digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
         conn = self.connection
+        self._step = "the upload of labvm's scripts"
         check = f"cat {REMOTE_SCRIPTS}/.digest 2>/dev/null || true"
         if self._try(conn.run, check, hide=True, warn=True, in_stream=False).stdout.strip() != digest:
             self._try(conn.run, f"mkdir -p {REMOTE_SCRIPTS} && chmod 700 .labvm", hide=True, in_stream=False)
@@ -174,11 +211,16 @@ class SshHost:
     def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> str:
         if not self._scripts_ready:
             self._upload_scripts()
+        self._step = f"the {Path(script).stem} step"
         result = self._try(
             self.connection.run, command_line(f"{REMOTE_SCRIPTS}/{script}", args, env or {}),
             hide="stdout", warn=True, in_stream=False,
         )
+        if result.exited == -1:  # the channel closed without an exit status: sshd or the link went
+            raise LabvmError(f"{self.label}: the connection dropped during {self._step}; run the same task again to resume")
         if result.exited != 0:
+            if "No space left on device" in result.stderr or self._disk_full():
+                raise self._disk_full_error()
             raise _failure(self.label, script, result.stderr)
         return result.stdout
 
@@ -187,6 +229,7 @@ class SshHost:
         folder, target = shlex.quote(str(Path(path).parent)), shlex.quote(path)
         # Created 0600 before any byte is written; put keeps an existing file's mode.
         make = f"mkdir -p {folder} && rm -f {target} && (umask 077 && : > {target})"
+        self._step = f"writing {path}"
         self._try(conn.run, make, hide=True, in_stream=False)
         self._try(conn.put, io.BytesIO(content.encode()), path)
 
@@ -197,6 +240,7 @@ class SshHost:
         return result.stdout
 
     def upload(self, local: Path, path: str) -> None:
+        self._step = f"the upload of {local.name}"
         self._try(self.connection.put, str(local), path)
 
     def close(self) -> None:

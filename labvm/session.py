@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import socket
@@ -101,9 +102,11 @@ class Session:
         if self.is_local:
             print("keys: the local profile needs no SSH key")
             return
+        self.ssh.check_identity(self.profile)
         public_key = self.ssh.ensure_key()
-        self.ssh.write_host(self.profile, self.host.hostname)
         self.host.run("authorize-key.sh", env={"LABVM_PUBKEY": public_key})
+        # Only a host reached with these values goes into the ssh config (the last good block stays otherwise).
+        self.ssh.write_host(self.profile, self.host.hostname)
         print(f"keys: `ssh {self.profile.alias}` works")
 
     def env(self) -> None:
@@ -230,6 +233,8 @@ class Session:
         print("tunnel: closed" if closed else "tunnel: none was open")
 
     def up(self, browser: bool = True, image: str | None = None) -> str:
+        if not self.is_local:
+            self.tunnels.control_socket(self.profile)  # a path too long fails now, not after Jupyter started
         self.ensure_machine(image)
         if self.plan:
             return ""
@@ -248,8 +253,18 @@ class Session:
         url = self.url(local_port, server)
         print(f"\nJupyterLab is ready: {url}")
         if browser and _has_browser():
-            webbrowser.open(url)
+            self._open_browser(url)
         return url
+
+    def _open_browser(self, url: str) -> None:
+        """The browser gets a 0600 local page that forwards to the URL: the token never shows in `ps`."""
+        page = self.ssh.run / f"open-{self.profile.name}.html"
+        fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f'<!DOCTYPE html><meta http-equiv="refresh" content="0;url={html.escape(url)}">'
+                    f'<a href="{html.escape(url)}">JupyterLab</a>\n')
+        webbrowser.open(page.as_uri())
 
     def url(self, local_port: int, server: dict) -> str:
         """The browser's URL; with a password set, the login page asks for it instead of a token."""

@@ -13,8 +13,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Profile
+from .config import CONTROL, JUMP, Profile, host_problem, jump_problem
 from .errors import LabvmError
+
+JUMP_SUFFIX = "+jump"  # '+' is not allowed in profile names, so no profile's alias can collide
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,13 @@ class SshHome:
 
     @classmethod
     def current(cls) -> "SshHome":
-        return cls(Path(os.environ.get("LABVM_SSH_DIR") or "~/.ssh").expanduser())
+        origin = "LABVM_SSH_DIR" if os.environ.get("LABVM_SSH_DIR") else "~/.ssh"
+        root = Path(os.environ.get("LABVM_SSH_DIR") or "~/.ssh").expanduser()
+        if root.exists() and not root.is_dir():
+            raise LabvmError(f"{root}: not a folder; {origin} must name the folder for labvm's SSH files")
+        if CONTROL.search(str(root)) or '"' in str(root):
+            raise LabvmError(f"{origin}: {str(root)!r} holds a double quote or a control character; use a plain path")
+        return cls(root)
 
     @property
     def labvm(self) -> Path:
@@ -81,10 +89,32 @@ class SshHome:
             if "updated" in result.stdout + result.stderr:
                 print(f"keys: forgot the old host key of {name} (a new VM answers there)")
 
+    def check_identity(self, profile: Profile) -> None:
+        """The profile's own key exists and only its owner may read it (else OpenSSH refuses it)."""
+        path = profile.identity
+        if path is None:
+            return
+        where = f"{profile.source}: profiles.{profile.name}.identity"
+        if not path.is_file():
+            raise LabvmError(f"{where}: {path} not found")
+        mode = path.stat().st_mode
+        if path.stat().st_uid == os.getuid() and mode & 0o077:
+            raise LabvmError(
+                f"{where}: {path} is readable by others (mode {mode & 0o777:o}) and OpenSSH refuses it; "
+                f"run: chmod 600 '{path}'"
+            )
+
     def write_host(self, profile: Profile, hostname: str) -> None:
-        """Adds or replaces the profile's blocks in ~/.ssh/labvm/config; other blocks stay."""
+        """Adds or replaces the profile's blocks in ~/.ssh/labvm/config; other blocks stay.
+
+        Call it once the host was reached with these values: a failed task keeps the last good block.
+        """
+        if host_problem(hostname) is not None:
+            raise LabvmError(f"{profile.name}: {hostname!r} is not a host name or IP address; nothing was written")
+        if profile.jump and jump_problem(profile.jump) is not None:
+            raise LabvmError(f"{profile.source}: profiles.{profile.name}.jump: {profile.jump!r} is not [user@]host[:port]")
         blocks = _read_blocks(self.config)
-        jump_alias = f"{profile.alias}-jump"
+        jump_alias = profile.alias + JUMP_SUFFIX
         for alias in (profile.alias, jump_alias):
             blocks.pop(alias, None)
         identities = [self.key] + ([profile.identity] if profile.identity else [])
@@ -100,12 +130,17 @@ class SshHome:
         self.ensure_include()
 
     def ensure_include(self) -> None:
-        """One `Include` line at the top of ~/.ssh/config: never twice, nothing else touched."""
+        """One `Include` line at the top of ~/.ssh/config: never twice, nothing else touched.
+
+        A symlinked config (a dotfiles repository) is edited where it points; CRLF stays CRLF.
+        """
         line = f'Include "{self.config}"'
-        current = self.user_config.read_text() if self.user_config.exists() else ""
+        target = self.user_config.resolve() if self.user_config.is_symlink() else self.user_config
+        current = target.read_bytes().decode("utf-8", "surrogateescape") if target.exists() else ""
         if line in (existing.strip() for existing in current.splitlines()):
             return
-        _write_if_changed(self.user_config, f"{line}\n{current}")
+        newline = "\r\n" if "\r\n" in current else "\n"
+        _write_if_changed(target, f"{line}{newline}{current}", keep_mode=True)
         print(f"keys: added an Include of {self.config} to {self.user_config}")
 
     def ssh_command(self, profile: Profile, *options: str) -> list[str]:
@@ -114,21 +149,23 @@ class SshHome:
 
 
 def parse_jump(jump: str) -> tuple[str, str, int]:
-    match = re.fullmatch(r"(?:([^@\s]+)@)?(\[[^\]]+\]|[^:\s]+)(?::(\d+))?", jump)
-    if not match:
+    match = JUMP.fullmatch(jump)
+    if not match or jump_problem(jump) is not None:
         raise LabvmError(f"jump: {jump!r} is not [user@]host[:port]")
     user, host, port = match.groups()
     return user or "", host.strip("[]"), int(port or 22)
 
 
 def _block(alias, hostname, port, user, identities, known_hosts, proxy) -> str:
-    lines = [f"Host {alias}", f"    HostName {hostname}", f"    Port {port}"]
+    # Each value was validated (no whitespace, quotes or control characters can reach here);
+    # '%' starts an OpenSSH token in these directives and '\\' an escape: both are written doubled.
+    lines = [f"Host {alias}", f"    HostName {_literal(hostname)}", f"    Port {int(port)}"]
     if user:
         lines.append(f"    User {user}")
-    lines += [f'    IdentityFile "{path}"' for path in identities]
+    lines += [f'    IdentityFile "{_literal(path)}"' for path in identities]
     lines += [
         "    IdentitiesOnly yes",
-        f'    UserKnownHostsFile "{known_hosts}"',
+        f'    UserKnownHostsFile "{_literal(known_hosts)}"',
         "    StrictHostKeyChecking accept-new",
         "    ServerAliveInterval 30",
         "    ServerAliveCountMax 4",
@@ -138,12 +175,20 @@ def _block(alias, hostname, port, user, identities, known_hosts, proxy) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _literal(value) -> str:
+    text = str(value)
+    if CONTROL.search(text) or '"' in text:
+        raise LabvmError(f"{text!r} cannot go into an ssh config (a double quote or a control character)")
+    return text.replace("%", "%%").replace("\\", "\\\\")
+
+
 def _read_blocks(path: Path) -> dict[str, str]:
     blocks: dict[str, str] = {}
     if not path.exists():
         return blocks
     current = None
-    for line in path.read_text().splitlines(keepends=True):
+    for line in path.read_text().split("\n"):
+        line += "\n"
         if line.startswith("Host "):
             current = line.split()[1]
             blocks[current] = ""
@@ -152,11 +197,13 @@ def _read_blocks(path: Path) -> dict[str, str]:
     return blocks
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    if path.exists() and path.read_text() == text:
+def _write_if_changed(path: Path, text: str, keep_mode: bool = False) -> None:
+    data = text.encode("utf-8", "surrogateescape")
+    if path.exists() and path.read_bytes() == data:
         return
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if keep_mode and path.exists() else 0o600
     tmp = path.with_name(path.name + ".labvm-tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o600)
+    tmp.write_bytes(data)
+    os.chmod(tmp, mode)
     os.replace(tmp, path)

@@ -193,11 +193,9 @@ class Lab:
 
     @property
     def env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LABVM_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LABVM_") and k not in ("DISPLAY", "BROWSER")}
         env.update(LABVM_HOSTS=str(self.hosts), LABVM_SSH_DIR=str(self.ssh_dir), HOME=str(self.home))
         env.update(self.extra_env)
-        env.pop("DISPLAY", None)
-        env.pop("BROWSER", None)
         return env
 
     def inv(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -106,7 +106,7 @@ def test_jump_host(lab, user, sshd, jump_sshd):
     # Fabric (the remote steps) and OpenSSH (the tunnel) both went through the jump host.
     assert log.count(f"target 127.0.0.1 port {sshd.port}") >= 2, log[-2000:]
     config = (lab.ssh_dir / "labvm" / "config").read_text()
-    assert "ProxyJump labvm-vm-jump" in config and f"Port {jump_sshd.port}" in config
+    assert "ProxyJump labvm-vm+jump" in config and f"Port {jump_sshd.port}" in config
     assert lab.ssh("labvm-vm", "true").returncode == 0
 
     lab.inv("down", "--host", "vm")
