@@ -1,15 +1,19 @@
 """Google Compute Engine profiles on google-cloud-compute (imported only here: it takes 1.5 s).
 
 Credentials are Google Application Default Credentials only.  The instance carries the
-labels labvm-profile and labvm-owner and is found by them.  Long operations are waited
-through our own operation clients, built with the same options (ExtendedOperation.result()
-would poll through a client that ignores a custom endpoint).
+labels labvm-profile and labvm-owner and is found by them; its name, its firewall rule and its
+static address carry both too, so lab members sharing a project and a hosts.yml never meet.
+Long operations are waited through our own operation clients, built with the same options
+(ExtendedOperation.result() would poll through a client that ignores a custom endpoint).
+LABVM_GCE_ENDPOINT (an emulator) serves Compute and the other Google APIs labvm calls
+(OAuth tokeninfo, OS Login, Resource Manager) at one address.
 """
 
 from __future__ import annotations
 
 import difflib
 import getpass
+import hashlib
 import os
 import re
 import time
@@ -17,14 +21,28 @@ from datetime import datetime, timezone
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Image, Instance, Resource, caller_cidr, parse_time
+from .providers import Check, Image, Instance, Resource, caller_cidr, parse_time
 
 STATES = {"RUNNING": "running", "TERMINATED": "stopped", "STOPPING": "stopping", "SUSPENDED": "stopped"}
 
 
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]  # Compute, OS Login, Resource Manager
+LOGIN_METADATA = "labvm-login"  # the POSIX user OS Login gave, kept on the instance so find() knows it
+
+
 def _label(value: str) -> str:
-    """GCE labels and names: lowercase letters, digits and dashes."""
-    return re.sub(r"[^a-z0-9-]", "-", value.lower()).strip("-")[:62] or "x"
+    """Lowercase letters, digits and dashes ("Hedy.Lamarr" -> "hedy-lamarr"), for names and labels."""
+    return re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-") or "x"
+
+
+def _name(*parts: str, limit: int = 63) -> str:
+    """An RFC 1035 resource name, [a-z]([-a-z0-9]{0,61}[a-z0-9])?, of these parts; a longer one is cut
+    and ends with a hash of the whole, so two long names stay apart."""
+    full = "-".join(_label(part) for part in parts)
+    if len(full) <= limit:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:6]
+    return f"{full[:limit - 7].rstrip('-')}-{digest}"
 
 
 class GceProvider:
@@ -46,14 +64,15 @@ class GceProvider:
         if not self.project or not self.zone:
             raise LabvmError(f"{self._where('project')} and zone: both are required (gcloud projects list; gcloud compute zones list)")
         self.region = self.zone.rsplit("-", 1)[0]
-        self.owner = _label(os.environ.get("LABVM_OWNER") or getpass.getuser())
-        self.labels = {"labvm-profile": _label(profile.name), "labvm-owner": self.owner}
-        self.name = f"labvm-{_label(profile.name)}"
+        self.owner = _name(os.environ.get("LABVM_OWNER") or getpass.getuser())  # a label value: 63 at most
+        self.labels = {"labvm-profile": _name(profile.name), "labvm-owner": self.owner}
+        self.name = _name("labvm", profile.name, self.owner, limit=63 - len("-ssh"))  # the rule is NAME-ssh
+        self.rule = f"{self.name}-ssh"
         self.plan = False
         # A Compute endpoint other than Google's (an emulator): ADC if there are any, else none.
-        endpoint = os.environ.get("LABVM_GCE_ENDPOINT")
+        endpoint = self.endpoint = os.environ.get("LABVM_GCE_ENDPOINT")
         try:
-            credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/compute"])
+            credentials, _ = google.auth.default(scopes=SCOPES)
         except DefaultCredentialsError:
             if not endpoint:
                 raise LabvmError(
@@ -61,6 +80,7 @@ class GceProvider:
                     "or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
                 ) from None
             credentials = AnonymousCredentials()
+        self.credentials = credentials
         options = dict(credentials=credentials, transport="rest",
                        client_options=ClientOptions(api_endpoint=endpoint) if endpoint else None)
         self.instances = compute_v1.InstancesClient(**options)
@@ -71,6 +91,11 @@ class GceProvider:
         self.firewalls = compute_v1.FirewallsClient(**options)
         self.images_client = compute_v1.ImagesClient(**options)
         self.machine_types = compute_v1.MachineTypesClient(**options)
+        self.projects = compute_v1.ProjectsClient(**options)
+        self.zones = compute_v1.ZonesClient(**options)
+        self.regions = compute_v1.RegionsClient(**options)
+        self.networks = compute_v1.NetworksClient(**options)
+        self.subnetworks = compute_v1.SubnetworksClient(**options)
 
     def _where(self, key: str) -> str:
         return f"{self.profile.source}: profiles.{self.profile.name}.{key}"
@@ -116,7 +141,9 @@ class GceProvider:
         print(f"gce: {what} ({time.monotonic() - start:.0f}s)", flush=True)
 
     def _filter(self) -> str:
-        return " AND ".join(f'labels.{k} = "{v}"' for k, v in self.labels.items())
+        """Several terms must each be in parentheses: the bare `a = "x" AND b = "y"` is a 400
+        (https://cloud.google.com/compute/docs/reference/rest/v1/instances/list, `filter`)."""
+        return " AND ".join(f'(labels.{k} = "{v}")' for k, v in self.labels.items())
 
     def _instance(self, data) -> Instance:
         interface = data.network_interfaces[0] if data.network_interfaces else None
@@ -124,8 +151,9 @@ class GceProvider:
         if interface:
             configs = list(interface.access_configs)
             address = (configs[0].nat_i_p if configs else "") or interface.network_i_p
+        login = next((item.value for item in data.metadata.items if item.key == LOGIN_METADATA), "")
         return Instance(data.name, data.name, STATES.get(data.status, data.status.lower()), address,
-                        data.machine_type.rsplit("/", 1)[-1])
+                        data.machine_type.rsplit("/", 1)[-1], login)
 
     def _get(self, name: str):
         return self._call(self.instances.get, project=self.project, zone=self.zone, instance=name)
@@ -143,20 +171,22 @@ class GceProvider:
         compute = self.compute
         machine_type = self._check_type(str(self.settings.get("machine_type") or "e2-small"))
         source_image = self._source_image(image)
-        tag = self._firewall()
+        network, subnetwork = self._interface()
+        metadata = self._login_metadata(public_key)
+        self.admit_caller()
         access = compute.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")
         if self.settings.get("static_ip"):
             access.nat_i_p = self._static_ip()
-        user = self.profile.user or getpass.getuser()
         instance = compute.Instance(
             name=self.name,
             machine_type=f"zones/{self.zone}/machineTypes/{machine_type}",
             labels=self.labels,
-            tags=compute.Tags(items=[tag]),
+            tags=compute.Tags(items=[self.rule]),
             disks=[compute.AttachedDisk(boot=True, auto_delete=True, initialize_params=compute.AttachedDiskInitializeParams(
                 source_image=source_image, disk_size_gb=int(self.settings.get("disk_size") or 10)))],
-            network_interfaces=[compute.NetworkInterface(network="global/networks/default", access_configs=[access])],
-            metadata=compute.Metadata(items=[compute.Items(key="ssh-keys", value=f"{user}:{public_key}")]),
+            network_interfaces=[compute.NetworkInterface(access_configs=[access], **{
+                k: v for k, v in (("network", network), ("subnetwork", subnetwork)) if v})],
+            metadata=compute.Metadata(items=[compute.Items(key=k, value=v) for k, v in metadata.items()]),
         )
         if self.settings.get("spot"):
             instance.scheduling = compute.Scheduling(provisioning_model="SPOT", instance_termination_action="STOP")
@@ -184,17 +214,17 @@ class GceProvider:
             operation = self._call(self.addresses.delete, project=self.project, region=self.region, address=self.name)
             self._wait(operation, "region", f"static IP {self.name} is released")
             print(f"gce: released static IP {self.name}")
-        operation = self._call(self.firewalls.delete, project=self.project, firewall=f"{self.name}-ssh")
-        self._wait(operation, "global", f"firewall rule {self.name}-ssh is deleted")
+        operation = self._call(self.firewalls.delete, project=self.project, firewall=self.rule)
+        self._wait(operation, "global", f"firewall rule {self.rule} is deleted")
 
     def snapshot(self, inst: Instance, name: str, *options) -> Image:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        image_name = _label(f"{name}-{self.profile.name}-{stamp}")
+        image_name = _name(name, self.profile.name, self.owner, stamp)
         boot = next(d for d in self._get(inst.id).disks if d.boot)
         request = self.compute.InsertImageRequest(
             project=self.project, force_create=True,
             image_resource=self.compute.Image(name=image_name, source_disk=boot.source, labels=self.labels,
-                                              family=f"labvm-{_label(self.profile.name)}"),
+                                              family=_name("labvm", self.profile.name, self.owner)),
         )
         self._wait(self._call(self.images_client.insert, request=request), "global", f"image {image_name} is ready")
         image = self._call(self.images_client.get, project=self.project, image=image_name)
@@ -290,21 +320,185 @@ class GceProvider:
         project = str(self.settings.get("image_project") or "debian-cloud")
         return self._call(self.images_client.get_from_family, project=project, family=family).self_link
 
-    def _firewall(self) -> str:
+    def _cidr(self) -> str:
+        return str(self.settings.get("ssh_cidr") or caller_cidr(self._where("ssh_cidr")))
+
+    def _rule(self):
         from google.api_core import exceptions
 
-        name = f"{self.name}-ssh"
         try:
-            self.firewalls.get(project=self.project, firewall=name)
+            return self.firewalls.get(project=self.project, firewall=self.rule)
         except exceptions.NotFound:
-            cidr = str(self.settings.get("ssh_cidr") or caller_cidr(self._where("ssh_cidr")))
-            rule = self.compute.Firewall(
-                name=name, network="global/networks/default", direction="INGRESS", target_tags=[name],
+            return None
+        except exceptions.GoogleAPICallError:
+            return self._call(self.firewalls.get, project=self.project, firewall=self.rule)
+
+    def admit_caller(self) -> None:
+        """The rule NAME-ssh opens port 22 of this owner's VM (its target tag) to this machine only;
+        from another network it is changed, and that is said."""
+        cidr = self._cidr()
+        rule = self._rule()
+        if rule is None:
+            network = self._network_link()
+            made = self.compute.Firewall(
+                name=self.rule, network=network, direction="INGRESS", target_tags=[self.rule],
                 source_ranges=[cidr], allowed=[self.compute.Allowed(I_p_protocol="tcp", ports=["22"])],
             )
-            self._wait(self._call(self.firewalls.insert, project=self.project, firewall_resource=rule), "global",
-                       f"firewall rule {name} opens port 22 to {cidr}")
-        return name
+            self._wait(self._call(self.firewalls.insert, project=self.project, firewall_resource=made), "global",
+                       f"firewall rule {self.rule} opens port 22 to {cidr}")
+        elif list(rule.source_ranges) != [cidr]:
+            was = ", ".join(rule.source_ranges) or "nothing"
+            change = self.compute.Firewall(source_ranges=[cidr])
+            self._wait(self._call(self.firewalls.patch, project=self.project, firewall=self.rule, firewall_resource=change),
+                       "global", f"firewall rule {self.rule} admits {cidr}")
+            print(f"ssh rule: now admits {cidr} (was {was})", flush=True)
+
+    # -- network ------------------------------------------------------------------------
+
+    def _interface(self) -> tuple[str, str]:
+        """(network, subnetwork) for the VM's interface, checked to exist: many projects have no
+        `default` network (organisation policy compute.skipDefaultNetworkCreation, or deleted)."""
+        from google.api_core import exceptions
+
+        subnetwork = str(self.settings.get("subnetwork") or "")
+        if subnetwork:
+            name = subnetwork.rsplit("/", 1)[-1]
+            try:
+                found = self.subnetworks.get(project=self.project, region=self.region, subnetwork=name)
+            except exceptions.NotFound:
+                raise LabvmError(
+                    f"{self._where('subnetwork')}: no subnetwork {name!r} in {self.region} of project {self.project}; "
+                    f"gcloud compute networks subnets list --project {self.project} --regions {self.region}"
+                ) from None
+            except exceptions.GoogleAPICallError:
+                found = self._call(self.subnetworks.get, project=self.project, region=self.region, subnetwork=name)
+            return "", found.self_link
+        network = self._get_network()
+        if not network.auto_create_subnetworks:
+            raise LabvmError(
+                f"{self._where('subnetwork')}: network {network.name!r} has custom subnets, so the VM needs one named; "
+                f"gcloud compute networks subnets list --project {self.project} --network {network.name} --regions {self.region}"
+            )
+        return network.self_link, ""
+
+    def _get_network(self):
+        from google.api_core import exceptions
+
+        name = str(self.settings.get("network") or "default").rsplit("/", 1)[-1]
+        try:
+            return self.networks.get(project=self.project, network=name)
+        except exceptions.NotFound:
+            how = "is not set, and the project has no `default` network" if not self.settings.get("network") \
+                else f"{name!r} is not a network of project {self.project}"
+            raise LabvmError(
+                f"{self._where('network')} {how}; set it to one of gcloud compute networks list --project {self.project}"
+            ) from None
+        except exceptions.GoogleAPICallError:
+            return self._call(self.networks.get, project=self.project, network=name)
+
+    def _network_link(self) -> str:
+        """The network of the VM's interface (a firewall rule applies to one network)."""
+        network, subnetwork = self._interface()
+        if network:
+            return network
+        name = subnetwork.rsplit("/", 1)[-1]
+        return self._call(self.subnetworks.get, project=self.project, region=self.region, subnetwork=name).network
+
+    # -- OS Login -----------------------------------------------------------------------
+
+    def _google(self, url: str) -> str:
+        """A Google API URL, or the emulator's when LABVM_GCE_ENDPOINT is set."""
+        return re.sub(r"^https://[a-z0-9.]+\.googleapis\.com", self.endpoint, url) if self.endpoint else url
+
+    def _session(self):
+        from google.auth.transport.requests import AuthorizedSession
+
+        return AuthorizedSession(self.credentials)
+
+    def _project_oslogin(self) -> bool:
+        """Project metadata enable-oslogin=TRUE: instances follow it unless their own metadata says otherwise."""
+        project = self._call(self.projects.get, project=self.project)
+        return any(item.key == "enable-oslogin" and item.value.upper() == "TRUE"
+                   for item in project.common_instance_metadata.items)
+
+    def _oslogin_enforced(self) -> bool | None:
+        """Organisation policy constraints/compute.requireOsLogin (then an instance's enable-oslogin=FALSE
+        is ignored), read with Resource Manager's getEffectiveOrgPolicy; None when it cannot be read
+        (no orgpolicy.policy.get permission). LABVM_GCE_OSLOGIN=required says so for every profile."""
+        if os.environ.get("LABVM_GCE_OSLOGIN", "").lower() == "required":
+            return True
+        url = self._google(f"https://cloudresourcemanager.googleapis.com/v1/projects/{self.project}:getEffectiveOrgPolicy")
+        try:
+            answer = self._session().post(url, json={"constraint": "constraints/compute.requireOsLogin"}, timeout=30)
+        except OSError:
+            return None
+        if answer.status_code != 200:
+            return None
+        return bool(answer.json().get("booleanPolicy", {}).get("enforced"))
+
+    def _login_mode(self) -> tuple[str, str]:
+        """(mode, detail): "metadata" (ssh-keys work), "opt-out" (project OS Login, the VM opts out) or
+        "oslogin" (enforced: labvm's key goes to the account's OS Login profile)."""
+        enforced = self._oslogin_enforced()
+        if enforced:
+            return "oslogin", "enforced by organisation policy (constraints/compute.requireOsLogin)"
+        unknown = "" if enforced is not None else \
+            " (organisation policy not readable: if SSH is refused, set LABVM_GCE_OSLOGIN=required)"
+        if self._project_oslogin():
+            return "opt-out", f"on in project {self.project}: labvm's VMs opt out with enable-oslogin=FALSE{unknown}"
+        return "metadata", f"off: labvm's key goes in the VM's ssh-keys metadata{unknown}"
+
+    def _login_metadata(self, public_key: str) -> dict[str, str]:
+        user = self.profile.user or getpass.getuser()
+        metadata = {"ssh-keys": f"{user}:{public_key}"}
+        mode, _ = self._login_mode()
+        if mode == "opt-out":
+            # An instance's own enable-oslogin overrides the project's
+            # (https://cloud.google.com/compute/docs/oslogin/set-up-oslogin).
+            metadata["enable-oslogin"] = "FALSE"
+            print(f"gce: project {self.project} turns OS Login on; this VM opts out (enable-oslogin=FALSE) "
+                  "so labvm's key works", flush=True)
+        elif mode == "oslogin":
+            account = self._account()
+            metadata[LOGIN_METADATA] = login = self._import_key(account, public_key)
+            print(f"gce: OS Login is enforced here; labvm's key is in {account}'s login profile, "
+                  f"logging in as {login}", flush=True)
+        return metadata
+
+    def _account(self) -> str:
+        """The Google account of the credentials: a service account names itself; a user's token
+        tells through tokeninfo (ADC from gcloud carries the userinfo.email scope)."""
+        from google.auth.transport.requests import Request
+
+        email = getattr(self.credentials, "service_account_email", "")
+        if email and "@" in email:
+            return email
+        try:
+            if not self.credentials.valid:
+                self.credentials.refresh(Request())
+            answer = self._session().get(self._google("https://oauth2.googleapis.com/tokeninfo"),
+                                         params={"access_token": self.credentials.token}, timeout=30)
+            email = answer.json().get("email", "") if answer.status_code == 200 else ""
+        except Exception:  # anonymous or unrefreshable credentials: no account to name
+            email = ""
+        if not email:
+            raise LabvmError(
+                "OS Login is enforced in project {self.project} and labvm cannot tell your Google account; "
+                "run `gcloud auth application-default login` (or use a service account key)".format(self=self)
+            )
+        return email
+
+    def _import_key(self, account: str, public_key: str) -> str:
+        """POST users/{account}:importSshPublicKey; the login is the POSIX username it answers
+        (https://cloud.google.com/compute/docs/oslogin/rest/v1/users/importSshPublicKey)."""
+        url = self._google(f"https://oslogin.googleapis.com/v1/users/{account}:importSshPublicKey")
+        answer = self._session().post(url, params={"projectId": self.project}, json={"key": public_key}, timeout=30)
+        if answer.status_code != 200:
+            message = answer.json().get("error", {}).get("message", answer.text) if answer.content else answer.reason
+            raise LabvmError(f"OS Login would not take labvm's key for {account}: {message}; "
+                             "ask for roles/compute.osLogin on the project")
+        accounts = answer.json()["loginProfile"]["posixAccounts"]
+        return next((a for a in accounts if a.get("primary")), accounts[0])["username"]
 
     def _static_ip(self) -> str:
         from google.api_core import exceptions
@@ -316,3 +510,106 @@ class GceProvider:
             self._wait(self._call(self.addresses.insert, project=self.project, region=self.region, address_resource=resource),
                        "region", f"static IP {self.name} is reserved")
             return self._call(self.addresses.get, project=self.project, region=self.region, address=self.name).address
+
+    # -- inv check ------------------------------------------------------------------------
+
+    def preflight(self, public_key: str) -> list[Check]:
+        """Read-only: can this project take one more VM of this profile, and can labvm log in to it?"""
+        checks = [Check("credentials", True, self._who())]
+        project = self._check("project", self._project_ready)
+        checks.append(project)
+        if not project.ok:
+            return checks
+        checks += [
+            self._check("zone", self._zone_ready),
+            self._check("network", self._network_ready),
+            self._check("image", lambda: self._source_image(None).rsplit("/", 1)[-1]),
+            self._check("size", self._size_offered),
+            self._check("quota", self._headroom),
+            self._check("ssh rule", self._rule_state),
+            self._check("os login", lambda: self._login_mode()[1]),
+        ]
+        return checks
+
+    @staticmethod
+    def _check(name: str, question) -> Check:
+        try:
+            return Check(name, True, question())
+        except LabvmError as e:
+            return Check(name, False, str(e).splitlines()[0])
+
+    def _who(self) -> str:
+        from google.auth.credentials import AnonymousCredentials
+
+        if isinstance(self.credentials, AnonymousCredentials):
+            return f"none: anonymous to the emulator at {self.endpoint}"
+        try:
+            return f"Application Default Credentials of {self._account()}"
+        except LabvmError:
+            return "Application Default Credentials (account not readable)"
+
+    def _project_ready(self) -> str:
+        from google.api_core import exceptions
+
+        try:
+            self.projects.get(project=self.project)
+        except exceptions.NotFound:
+            raise LabvmError(f"{self._where('project')}: no project {self.project!r} these credentials can see; "
+                             "gcloud projects list") from None
+        except exceptions.GoogleAPICallError:
+            self._call(self.projects.get, project=self.project)
+        return f"{self.project} answers, Compute Engine API enabled"
+
+    def _zone_ready(self) -> str:
+        from google.api_core import exceptions
+
+        try:
+            zone = self.zones.get(project=self.project, zone=self.zone)
+        except exceptions.NotFound:
+            raise LabvmError(f"{self._where('zone')}: {self.zone!r} is not a zone; "
+                             f"gcloud compute zones list --project {self.project}") from None
+        except exceptions.GoogleAPICallError:
+            zone = self._call(self.zones.get, project=self.project, zone=self.zone)
+        if zone.status != "UP":
+            raise LabvmError(f"{self._where('zone')}: {self.zone} is {zone.status}; pick another zone of {self.region}")
+        return f"{self.zone} is UP"
+
+    def _network_ready(self) -> str:
+        network, subnetwork = self._interface()
+        return f"network {network.rsplit('/', 1)[-1]}" if network else f"subnetwork {subnetwork.rsplit('/', 1)[-1]}"
+
+    def _size_offered(self) -> str:
+        machine_type = self._check_type(str(self.settings.get("machine_type") or "e2-small"))
+        return f"{machine_type} is offered in {self.zone}"
+
+    def _headroom(self) -> str:
+        machine_type = str(self.settings.get("machine_type") or "e2-small")
+        cpus = self._call(self.machine_types.get, project=self.project, zone=self.zone, machine_type=machine_type).guest_cpus
+        quotas = {q.metric: q for q in self._call(self.regions.get, project=self.project, region=self.region).quotas}
+        needs = {"CPUS": cpus, "IN_USE_ADDRESSES": 1}
+        if self.settings.get("static_ip") and not self._reserved():
+            needs["STATIC_ADDRESSES"] = 1
+        short = [f"{metric} {quotas[metric].usage:g}/{quotas[metric].limit:g} leaves no room for {need} more"
+                 for metric, need in needs.items() if metric in quotas and quotas[metric].usage + need > quotas[metric].limit]
+        if short:
+            raise LabvmError(f"quota in {self.region}: {'; '.join(short)}; ask for more in IAM & Admin > Quotas, "
+                             f"or use a smaller {self._where('machine_type')}")
+        return ", ".join(f"{m} {quotas[m].usage:g}/{quotas[m].limit:g}" for m in needs if m in quotas)
+
+    def _reserved(self) -> bool:
+        from google.api_core import exceptions
+
+        try:
+            self.addresses.get(project=self.project, region=self.region, address=self.name)
+            return True
+        except exceptions.NotFound:
+            return False
+
+    def _rule_state(self) -> str:
+        cidr = self._cidr()
+        rule = self._rule()
+        if rule is None:
+            return f"{self.rule} would be made for {cidr}"
+        if list(rule.source_ranges) == [cidr]:
+            return f"{self.rule} admits {cidr}"
+        return f"{self.rule} admits {', '.join(rule.source_ranges)}; `up` changes it to {cidr}"

@@ -21,19 +21,32 @@ pages at https://cloud.google.com/compute/docs/reference/rest/v1 describe:
   project ``debian-cloud`` holds a public image of family ``debian-12``. Making an image from a disk
   attached to a RUNNING instance needs ``forceCreate=true`` (else 400 resourceInUseByAnotherResource).
 - machineTypes (zonal: get, list) -> ``machineTypes`` page.
+- projects.get (``commonInstanceMetadata``, e.g. ``enable-oslogin``), zones.get, regions.get (``quotas``
+  CPUS / IN_USE_ADDRESSES / STATIC_ADDRESSES with usage counted from the instances and addresses;
+  instances.insert beyond the CPUS limit -> 403 quotaExceeded).
+- networks (get, list) and subnetworks.get: ``default`` (auto mode) exists unless
+  ``FakeGce(default_network=False)``; ``add_network`` makes others. instances.insert and firewalls.insert
+  naming a missing network -> 400 "The referenced network resource cannot be found."; a custom mode
+  network needs a subnetwork.
+- Beside Compute, on the same port: the OAuth 2.0 tokeninfo endpoint (tokens in ``tokens``), the OS Login API's
+  users.importSshPublicKey and Resource Manager's projects.getEffectiveOrgPolicy (for
+  constraints/compute.requireOsLogin). ``login_keys(instance)`` says which keys a login accepts: OS Login
+  (project or instance ``enable-oslogin``, or ``oslogin_enforced``) ignores ``ssh-keys`` metadata.
 - Errors use the JSON error body of https://cloud.google.com/compute/docs/api/handling-errors
   ({"error": {"code", "message", "errors": [{"domain", "reason", "message"}]}}), which
   google.api_core turns into exceptions (NotFound, Conflict, BadRequest, Forbidden, ...).
 
 List ``filter`` (https://cloud.google.com/compute/docs/reference/rest/v1/instances/list): terms
-``field = value``, ``field != value``, ``field eq regex``, ``field ne regex``, ``field:*`` (present),
-joined by ``AND`` or spaces, each optionally in parentheses; fields are dotted paths such as
+``field = value``, ``field != value``, ``field eq regex``, ``field ne regex``, ``field:*`` (present);
+one bare term, or several each in parentheses joined by spaces, ``AND`` or ``OR``; a bare multi-term
+filter is 400 "Invalid list filter expression." as on the real API. Fields are dotted paths such as
 ``name``, ``status``, ``labels.labvm-profile``; values may be quoted and ``*`` in ``=`` values is a
-wildcard. ``OR`` and anything else -> 400 invalid filter. ``maxResults``/``pageToken`` paginate.
+wildcard. ``maxResults``/``pageToken`` paginate.
 
 Knobs: ``quota_exceeded`` (instances.insert -> 403 quotaExceeded), ``zone_exhausted`` (insert's
 operation ends with ZONE_RESOURCE_POOL_EXHAUSTED, HTTP 503 in the operation, no instance left),
-``api_disabled`` (every call -> 403 accessNotConfigured). ``.requests`` logs (method, path).
+``api_disabled`` (every Compute call -> 403 accessNotConfigured), ``oslogin_enforced``,
+``orgpolicy_denied``, ``project_metadata``, ``quota_limits``. ``.requests`` logs (method, path).
 Only project ``proj``, zone ``us-west1-b`` and region ``us-west1`` exist (plus read-only
 ``debian-cloud`` images); selfLinks use the real https://www.googleapis.com/compute/v1/ prefix.
 
@@ -57,6 +70,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 PROJECT, ZONE, REGION = "proj", "us-west1-b", "us-west1"
 API = "https://www.googleapis.com/compute/v1/"
 P = "/compute/v1/projects/(?P<project>[^/]+)"
+# Resource names (instances, firewalls, addresses, images, ...): RFC 1035, 1-63 characters
+# (https://cloud.google.com/compute/docs/naming-resources#resource-name-format).
 NAME_RE = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 MACHINE_TYPES = {  # name: (guestCpus, memoryMb, shared core)
     "e2-micro": (2, 1024, True), "e2-small": (2, 2048, True), "e2-medium": (2, 4096, True),
@@ -74,11 +89,18 @@ EXHAUSTED_MESSAGE = (f"The zone 'projects/{PROJECT}/zones/{ZONE}' does not have 
 ROUTES = []  # (method, compiled path pattern, FakeGce method name)
 
 
-def route(method: str, pattern: str):
+OTHER_ROUTES = []  # the same, for the other Google APIs labvm calls (full paths)
+
+
+def route(method: str, pattern: str, table: list = ROUTES, prefix: str = P):
     def register(fn):
-        ROUTES.append((method, re.compile(P + pattern + "$"), fn.__name__))
+        table.append((method, re.compile(prefix + pattern + "$"), fn.__name__))
         return fn
     return register
+
+
+def other_route(method: str, pattern: str):
+    return route(method, pattern, OTHER_ROUTES, "")
 
 
 class ApiError(Exception):
@@ -110,22 +132,44 @@ def relative(url: str) -> str:
 
 
 # --- list filters -------------------------------------------------------------------------------
-TERM = re.compile(r"""\(?\s*(?P<field>[\w.-]+)\s*(?:(?P<op>!=|=|\beq\b|\bne\b)\s*(?P<value>"[^"]*"|'[^']*'|[^\s()]+)
-                      |:\s*\*)\s*\)?\s*(?:AND\s+)?""", re.X)
+# https://cloud.google.com/compute/docs/reference/rest/v1/instances/list (`filter`): one bare expression,
+# or several, "provide each separate expression within parentheses", joined by spaces (AND), AND or OR.
+# A bare multi-term filter is a 400 "Invalid list filter expression." (seen from the real API in
+# googleapis/nodejs-compute#48 for 'status eq RUNNING AND name eq somehostname', and in
+# googleapis/google-cloud-go#11318). OR binds tighter than AND (https://google.aip.dev/160).
+TERM = r"""(?P<field>[\w.-]+)\s*(?:(?P<op>!=|=|\beq\b|\bne\b)\s*(?P<value>"[^"]*"|'[^']*'|[^\s()]+)|:\s*\*)"""
+BARE = re.compile(r"\s*" + TERM + r"\s*$")
+GROUP = re.compile(r"\s*\(\s*" + TERM + r"\s*\)\s*(?:(?P<join>AND|OR)(?=[\s(])\s*)?")
 
 
-def parse_filter(text: str):
-    terms, pos, text = [], 0, (text or "").strip()
+def _term(m) -> tuple:
+    value = m["value"]
+    if value and value[0] in "\"'":
+        value = value[1:-1]
+    return m["field"], m["op"] or ":*", value
+
+
+def parse_filter(text: str) -> list[list[tuple]]:
+    """The filter as AND of ORs of (field, op, value) terms."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    bare = BARE.match(text)
+    if bare:
+        return [[_term(bare)]]
+    clauses, pos, join = [[]], 0, None
     while pos < len(text):
-        m = TERM.match(text, pos)
-        if not m or m.end() == pos:
+        m = GROUP.match(text, pos)
+        if not m:
             raise ApiError(400, "invalid", f"Invalid value for field 'filter': '{text}'. Invalid list filter expression.")
-        value = m["value"]
-        if value and value[0] in "\"'":
-            value = value[1:-1]
-        terms.append((m["field"], m["op"] or ":*", value))
-        pos = m.end()
-    return terms
+        if join == "OR":
+            clauses[-1].append(_term(m))
+        else:
+            clauses.append([_term(m)])
+        join, pos = m["join"], m.end()
+    if join:
+        raise ApiError(400, "invalid", f"Invalid value for field 'filter': '{text}'. Invalid list filter expression.")
+    return [c for c in clauses if c]
 
 
 def lookup(resource: dict, field: str):
@@ -137,26 +181,38 @@ def lookup(resource: dict, field: str):
     return value
 
 
-def matches(resource: dict, terms) -> bool:
-    for field, op, want in terms:
-        have = lookup(resource, field)
-        text = "" if have is None else str(have).lower() if isinstance(have, bool) else str(have)
-        if op == ":*":
-            ok = have is not None
-        elif op in ("=", "!="):
-            ok = have is not None and fnmatch.fnmatchcase(text, want)
-            ok = ok if op == "=" else not ok
-        else:
-            ok = have is not None and re.fullmatch(want, text) is not None
-            ok = ok if op == "eq" else not ok
-        if not ok:
-            return False
-    return True
+def _term_matches(resource: dict, field: str, op: str, want: str) -> bool:
+    have = lookup(resource, field)
+    text = "" if have is None else str(have).lower() if isinstance(have, bool) else str(have)
+    if op == ":*":
+        return have is not None
+    if op in ("=", "!="):
+        ok = have is not None and fnmatch.fnmatchcase(text, want)
+        return ok if op == "=" else not ok
+    ok = have is not None and re.fullmatch(want, text) is not None
+    return ok if op == "eq" else not ok
+
+
+def matches(resource: dict, clauses) -> bool:
+    return all(any(_term_matches(resource, *term) for term in clause) for clause in clauses)
 
 
 class FakeGce:
-    def __init__(self, project: str = PROJECT):
+    def __init__(self, project: str = PROJECT, default_network: bool = True):
         self.project = project
+        # A new project gets an auto mode network `default` unless the organisation enforces
+        # constraints/compute.skipDefaultNetworkCreation, and anyone may delete it
+        # (https://cloud.google.com/vpc/docs/vpc#default-network): default_network=False is such a project.
+        self.networks: dict[str, dict] = {}
+        self.subnetworks: dict[str, dict] = {}
+        if default_network:
+            self.add_network("default", auto=True)
+        self.project_metadata: dict[str, str] = {}  # commonInstanceMetadata, e.g. enable-oslogin=TRUE
+        self.oslogin_enforced = False  # constraints/compute.requireOsLogin enforced on the project
+        self.orgpolicy_denied = False  # the caller lacks orgpolicy.policy.get: getEffectiveOrgPolicy -> 403
+        self.oslogin_profiles: dict[str, dict] = {}  # account email -> {"username", "keys"}
+        self.tokens: dict[str, str] = {}  # access token -> account email, as Google's OAuth server issued them
+        self.quota_limits = {"CPUS": 8.0, "IN_USE_ADDRESSES": 8.0, "STATIC_ADDRESSES": 8.0}
         self.instances: dict[str, dict] = {}
         self.disks: dict[str, dict] = {}
         self.images: dict[str, dict] = {}
@@ -215,19 +271,7 @@ class FakeGce:
         raw = h.rfile.read(length) if length else b""
         self.requests.append((h.command, url.path))
         try:
-            if self.api_disabled:
-                raise ApiError(403, "accessNotConfigured", DISABLED_MESSAGE, domain="usageLimits")
-            for method, pattern, name in ROUTES:
-                m = pattern.match(url.path)
-                if m and method == h.command:
-                    params = {k: unquote(v) for k, v in m.groupdict().items()}
-                    self._check_scope(params, h.command, url.path)
-                    body = json.loads(raw) if raw.strip() else {}
-                    with self._lock:
-                        status, payload = 200, getattr(self, name)(params, dict(parse_qsl(url.query)), body)
-                    break
-            else:
-                raise ApiError(404, "notFound", f"Not Found: {h.command} {url.path}")
+            status, payload = 200, self._dispatch(h.command, url, raw, h.headers.get("Content-Type", ""))
         except ApiError as e:
             status, payload = e.code, e.body
         except (ValueError, KeyError, TypeError) as e:
@@ -239,10 +283,34 @@ class FakeGce:
         h.end_headers()
         h.wfile.write(data)
 
+    def _dispatch(self, method: str, url, raw: bytes, content_type: str) -> dict:
+        query = dict(parse_qsl(url.query))
+        if "x-www-form-urlencoded" in content_type:
+            body = dict(parse_qsl(raw.decode()))
+        else:
+            body = json.loads(raw) if raw.strip() else {}
+        for verb, pattern, name in OTHER_ROUTES:  # OAuth 2.0, OS Login, Resource Manager: not Compute
+            m = pattern.match(url.path)
+            if m and verb == method:
+                with self._lock:
+                    return getattr(self, name)({k: unquote(v) for k, v in m.groupdict().items()}, query, body)
+        if self.api_disabled:
+            raise ApiError(403, "accessNotConfigured", DISABLED_MESSAGE, domain="usageLimits")
+        for verb, pattern, name in ROUTES:
+            m = pattern.match(url.path)
+            if m and verb == method:
+                params = {k: unquote(v) for k, v in m.groupdict().items()}
+                self._check_scope(params, method, url.path)
+                with self._lock:
+                    return getattr(self, name)(params, query, body)
+        raise ApiError(404, "notFound", f"Not Found: {method} {url.path}")
+
     def _check_scope(self, p: dict, method: str, path: str) -> None:
         public = p["project"] in self.public_images and method == "GET" and "/global/images" in path
         if p["project"] != self.project and not public:
             raise not_found(f"projects/{p['project']}")
+        if p.get("zone", ZONE) != ZONE and path.endswith(f"/zones/{p['zone']}"):  # zones.get
+            raise not_found(f"projects/{self.project}/zones/{p['zone']}")
         if p.get("zone", ZONE) != ZONE:
             raise ApiError(400, "invalid", f"Invalid value for field 'zone': '{p['zone']}'. Unknown zone.")
         if p.get("region", REGION) != REGION:
@@ -310,6 +378,144 @@ class FakeGce:
                 op.update(error={"errors": [{"code": code, "message": message}]},
                           httpErrorStatusCode=http[0], httpErrorMessage=http[1])
         return op
+
+    # --- project, zone, region (quotas) -----------------------------------------------------------
+    @route("GET", r"")
+    def get_project(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/projects/get: commonInstanceMetadata
+        holds project-wide keys such as enable-oslogin."""
+        items = [{"key": k, "value": v} for k, v in self.project_metadata.items()]
+        return {"kind": "compute#project", "id": str(zlib.crc32(self.project.encode())), "name": self.project,
+                "commonInstanceMetadata": {"kind": "compute#metadata", "fingerprint": "cGFyaXM=", "items": items},
+                "defaultNetworkTier": "PREMIUM", "selfLink": API + f"projects/{self.project}"}
+
+    @route("GET", r"/zones/(?P<zone>[^/]+)")
+    def get_zone(self, p, q, body):
+        return {"kind": "compute#zone", "id": "2000", "name": ZONE, "status": "UP",
+                "region": self._link("regions", REGION), "selfLink": self._link("zones", ZONE)}
+
+    def usage(self) -> dict:
+        """Regional quota usage as GCE counts it: vCPUs of instances not TERMINATED, external IPs in use
+        by them, and reserved static addresses (https://cloud.google.com/compute/resource-usage)."""
+        live = [i for i in self.instances.values() if i["status"] != "TERMINATED"]
+        return {"CPUS": float(sum(MACHINE_TYPES[tail(i["machineType"])][0] for i in live)),
+                "IN_USE_ADDRESSES": float(sum(1 for i in live for a in i["networkInterfaces"][0]["accessConfigs"])),
+                "STATIC_ADDRESSES": float(len(self.addresses))}
+
+    @route("GET", r"/regions/(?P<region>[^/]+)")
+    def get_region(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/regions/get: quotas[] of metric, limit, usage."""
+        usage = self.usage()
+        return {"kind": "compute#region", "id": "1210", "name": REGION, "status": "UP",
+                "zones": [self._link("zones", ZONE)], "selfLink": self._link("regions", REGION),
+                "quotas": [{"metric": m, "limit": limit, "usage": usage[m]} for m, limit in self.quota_limits.items()]}
+
+    # --- networks ---------------------------------------------------------------------------------
+    def add_network(self, name: str, auto: bool = False, subnetwork: str | None = None) -> None:
+        """An auto mode network has a subnet of its own name in every region; a custom mode one only
+        those made for it (https://cloud.google.com/vpc/docs/vpc#subnet-ranges)."""
+        link = self._link("global/networks", name)
+        subnets = [name] if auto else [subnetwork] if subnetwork else []
+        self.networks[name] = {"kind": "compute#network", "id": new_id(), "name": name, "selfLink": link,
+                               "autoCreateSubnetworks": auto, "routingConfig": {"routingMode": "REGIONAL"},
+                               "subnetworks": [self._link("regions", REGION, "subnetworks", n) for n in subnets]}
+        for n in subnets:
+            self.subnetworks[n] = {"kind": "compute#subnetwork", "id": new_id(), "name": n, "network": link,
+                                   "ipCidrRange": "10.138.0.0/20", "region": self._link("regions", REGION),
+                                   "selfLink": self._link("regions", REGION, "subnetworks", n)}
+
+    @route("GET", r"/global/networks/(?P<network>[^/]+)")
+    def get_network(self, p, q, body):
+        return self._get(self.networks, p["network"], "global/networks")
+
+    @route("GET", r"/global/networks")
+    def list_networks(self, p, q, body):
+        return self._list("network", self.networks, "global/networks", q)
+
+    @route("GET", r"/regions/(?P<region>[^/]+)/subnetworks/(?P<subnetwork>[^/]+)")
+    def get_subnetwork(self, p, q, body):
+        return self._get(self.subnetworks, p["subnetwork"], f"regions/{REGION}/subnetworks")
+
+    def _network_of(self, field: str, value: str) -> dict:
+        """A network reference must name an existing network: the real API answers 400 "The referenced
+        network resource cannot be found." (instances.insert, firewalls.insert), as users meet it in
+        projects without `default` (e.g. GoogleCloudPlatform DataflowTemplates' troubleshooting page)."""
+        network = self.networks.get(tail(value))
+        if network is None:
+            raise ApiError(400, "invalid", f"Invalid value for field '{field}': '{value}'. "
+                           "The referenced network resource cannot be found.")
+        return network
+
+    def _interface(self, nic: dict) -> tuple[str, str]:
+        """(network, subnetwork) links of an instance's interface: the subnetwork implies its network;
+        a custom mode network needs the subnetwork named
+        (https://cloud.google.com/compute/docs/reference/rest/v1/instances: networkInterfaces[].subnetwork)."""
+        field = "resource.networkInterfaces[0]"
+        if nic.get("subnetwork"):
+            subnet = self.subnetworks.get(tail(nic["subnetwork"]))
+            if subnet is None:
+                raise ApiError(400, "invalid", f"Invalid value for field '{field}.subnetwork': '{nic['subnetwork']}'. "
+                               "The referenced subnetwork resource cannot be found.")
+            return subnet["network"], subnet["selfLink"]
+        network = self._network_of(f"{field}.network", nic.get("network") or "global/networks/default")
+        if not network["autoCreateSubnetworks"]:
+            raise ApiError(400, "invalid", f"Invalid value for field '{field}': '{json.dumps(nic)}'. "
+                           "Subnetwork should be specified for custom subnetmode network")
+        return network["selfLink"], network["subnetworks"][0]
+
+    # --- who may log in (what the guest agent would install) --------------------------------------
+    def login_keys(self, instance: str) -> dict[str, set[str]]:
+        """user -> public keys a login to the instance accepts. With OS Login on (instance metadata
+        enable-oslogin over the project's; always when constraints/compute.requireOsLogin is enforced)
+        only keys imported through the OS Login API count and `ssh-keys` metadata is ignored
+        (https://cloud.google.com/compute/docs/oslogin/set-up-oslogin,
+        https://cloud.google.com/compute/docs/instances/access-overview)."""
+        items = {i["key"]: i["value"] for i in self.instances[instance]["metadata"].get("items", [])}
+        oslogin = items.get("enable-oslogin", self.project_metadata.get("enable-oslogin", "FALSE"))
+        if self.oslogin_enforced or oslogin.upper() == "TRUE":
+            return {prof["username"]: set(prof["keys"]) for prof in self.oslogin_profiles.values()}
+        keys: dict[str, set[str]] = {}
+        for line in items.get("ssh-keys", "").splitlines():
+            user, _, key = line.partition(":")
+            keys.setdefault(user, set()).add(key.strip())
+        return keys
+
+    # --- other Google APIs ------------------------------------------------------------------------
+    @other_route("GET", r"/tokeninfo")
+    def tokeninfo(self, p, q, body):
+        """https://oauth2.googleapis.com/tokeninfo?access_token=...: the token's account (with the
+        userinfo.email scope, which `gcloud auth application-default login` asks for)."""
+        if q.get("access_token") not in self.tokens:
+            raise ApiError(400, "invalid_token", "Invalid Value")
+        return {"email": self.tokens[q["access_token"]], "email_verified": "true", "expires_in": "3500"}
+
+    @other_route("POST", r"/v1/projects/(?P<project>[^/:]+):getEffectiveOrgPolicy")
+    def effective_org_policy(self, p, q, body):
+        """https://cloud.google.com/resource-manager/reference/rest/v1/projects/getEffectiveOrgPolicy:
+        a boolean constraint answers booleanPolicy.enforced (absent when not enforced); without
+        orgpolicy.policy.get it is 403 PERMISSION_DENIED."""
+        if self.orgpolicy_denied:
+            raise ApiError(403, "forbidden", "The caller does not have permission")
+        enforced = body.get("constraint") == "constraints/compute.requireOsLogin" and self.oslogin_enforced
+        return {"constraint": body.get("constraint"), "etag": "BwYT9a2e2ME=",
+                "booleanPolicy": {"enforced": True} if enforced else {}}
+
+    @other_route("POST", r"/v1/users/(?P<user>[^/:]+):importSshPublicKey")
+    def import_ssh_public_key(self, p, q, body):
+        """https://cloud.google.com/compute/docs/oslogin/rest/v1/users/importSshPublicKey: adds the key to
+        the account's login profile and answers it; the POSIX username is the email with '@' and '.' as
+        '_' (a service account: sa_ and its unique id) (https://cloud.google.com/compute/docs/oslogin)."""
+        email = p["user"]
+        name = f"sa_{zlib.crc32(email.encode())}" if email.endswith(".gserviceaccount.com") \
+            else re.sub(r"[@.]", "_", email)
+        profile = self.oslogin_profiles.setdefault(email, {"username": name, "keys": []})
+        if body["key"] not in profile["keys"]:
+            profile["keys"].append(body["key"])
+        return {"loginProfile": {"name": email, "posixAccounts": [
+            {"primary": True, "username": name, "uid": str(zlib.crc32(name.encode()) % 2**31),
+             "gid": "1000", "homeDirectory": f"/home/{name}", "operatingSystemType": "LINUX",
+             "accountId": q.get("projectId", self.project)}],
+            "sshPublicKeys": {str(zlib.crc32(k.encode())): {"key": k} for k in profile["keys"]}}}
 
     # --- operations -----------------------------------------------------------------------------
     @route("GET", r"/zones/(?P<zone>[^/]+)/operations/(?P<operation>[^/]+)")
@@ -419,9 +625,10 @@ class FakeGce:
     @route("POST", r"/global/firewalls")
     def insert_firewall(self, p, q, body):
         name = self._new_name(self.firewalls, body, "global/firewalls")
+        network = self._network_of("resource.network", body.get("network") or "global/networks/default")
         fw = {"kind": "compute#firewall", "id": new_id(), "creationTimestamp": now(), "name": name,
               "description": body.get("description", ""),
-              "network": body.get("network") or self._link("global/networks/default"),
+              "network": network["selfLink"],
               "priority": body.get("priority", 1000), "direction": body.get("direction", "INGRESS"),
               "sourceRanges": body.get("sourceRanges", []), "allowed": body.get("allowed", []),
               "logConfig": {"enable": False}, "disabled": False, "selfLink": self._link("global/firewalls", name),
@@ -436,6 +643,15 @@ class FakeGce:
     @route("GET", r"/global/firewalls")
     def list_firewalls(self, p, q, body):
         return self._list("firewall", self.firewalls, "global/firewalls", q)
+
+    @route("PATCH", r"/global/firewalls/(?P<firewall>[^/]+)")
+    def patch_firewall(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/firewalls/patch: the fields sent replace
+        the rule's (JSON merge patch); name and network cannot change."""
+        fw = self._get(self.firewalls, p["firewall"], "global/firewalls")
+        changes = {k: v for k, v in body.items() if k in ("sourceRanges", "allowed", "denied", "targetTags",
+                                                           "priority", "description", "disabled")}
+        return self._operation("patch", fw, "global", lambda: fw.update(changes))
 
     @route("DELETE", r"/global/firewalls/(?P<firewall>[^/]+)")
     def delete_firewall(self, p, q, body):
@@ -491,15 +707,17 @@ class FakeGce:
         if mt not in MACHINE_TYPES:
             raise ApiError(400, "invalid", f"Invalid value for field 'resource.machineType': "
                            f"'{body.get('machineType', '')}'. Machine type with name '{mt}' does not exist in zone '{ZONE}'.")
-        if self.quota_exceeded:
+        cpus = MACHINE_TYPES[mt][0]
+        if self.quota_exceeded or self.usage()["CPUS"] + cpus > self.quota_limits["CPUS"]:
             raise ApiError(403, "quotaExceeded", QUOTA_MESSAGE, domain="usageLimits")
+        nics = body.get("networkInterfaces") or [{}]
+        network, subnetwork = self._interface(nics[0])
         boot = next((d for d in body.get("disks", []) if d.get("boot")), (body.get("disks") or [{}])[0])
         init = boot.get("initializeParams", {})
         image = self._resolve_image(init.get("sourceImage", ""))
         disk_name = init.get("diskName") or name
         if disk_name in self.disks:
             raise ApiError(409, "alreadyExists", f"The resource 'projects/{self.project}/zones/{ZONE}/disks/{disk_name}' already exists")
-        nics = body.get("networkInterfaces") or [{}]
         access = [dict(a) for a in nics[0].get("accessConfigs", [])]
         static = None
         for a in access:
@@ -521,8 +739,7 @@ class FakeGce:
                 "description": body.get("description", ""), "tags": {**body.get("tags", {}), "fingerprint": "42WmSpB8rSM="},
                 "machineType": self._link("zones", ZONE, "machineTypes", mt), "status": "PROVISIONING", "zone": self._link("zones", ZONE),
                 "networkInterfaces": [{"kind": "compute#networkInterface", "name": "nic0",
-                                       "network": nics[0].get("network") or self._link("global/networks/default"),
-                                       "subnetwork": self._link("regions", REGION, "subnetworks", "default"),
+                                       "network": network, "subnetwork": subnetwork,
                                        "networkIP": f"10.138.0.{len(self.instances) + 2}", "accessConfigs": access,
                                        "fingerprint": "ZxQ3Ox5QF2I=", "stackType": "IPV4_ONLY"}],
                 "disks": [{"kind": "compute#attachedDisk", "type": "PERSISTENT", "mode": "READ_WRITE", "source": disk["selfLink"],

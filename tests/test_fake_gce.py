@@ -25,6 +25,10 @@ class Clients:
         self.firewalls = make(compute_v1.FirewallsClient)
         self.images = make(compute_v1.ImagesClient)
         self.machine_types = make(compute_v1.MachineTypesClient)
+        self.networks = make(compute_v1.NetworksClient)
+        self.projects = make(compute_v1.ProjectsClient)
+        self.regions = make(compute_v1.RegionsClient)
+        self.zones = make(compute_v1.ZonesClient)
 
     def wait_zone(self, op):
         return self.zone_ops.wait(project=PROJECT, zone=ZONE, operation=op.name)
@@ -121,7 +125,7 @@ def test_full_lifecycle(fake, gce):
 
     op2 = insert_instance(gce, name="other")  # ephemeral IP, no label match below
     gce.wait_zone(op2)
-    listed = gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter='labels.labvm-profile = "gce" AND name != "other"'))
+    listed = gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter='(labels.labvm-profile = "gce") AND (name != "other")'))
     assert [i.name for i in listed] == ["lab-1"]
     assert len(list(gce.instances.list(project=PROJECT, zone=ZONE))) == 2
     assert [i.name for i in gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter="name eq lab-.*"))] == ["lab-1"]
@@ -263,3 +267,53 @@ def test_aggregated_lists(gce):
     none = dict(gce.addresses.aggregated_list(request=compute_v1.AggregatedListAddressesRequest(
         project=PROJECT, filter='labels.labvm-profile = "nobody"')))
     assert not none[f"regions/{REGION}"].addresses and none[f"regions/{REGION}"].warning.code == "NO_RESULTS_ON_PAGE"
+
+
+def test_a_filter_of_several_terms_needs_parentheses(gce):
+    gce.wait_zone(insert_instance(gce))
+    bare = 'labels.labvm-profile = "gce" AND labels.labvm = "yes"'
+    with pytest.raises(exceptions.BadRequest, match="Invalid list filter expression"):
+        list(gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter=bare)))
+    for ok in ['(labels.labvm-profile = "gce") AND (labels.labvm = "yes")', '(labels.labvm-profile = "gce") (name = "lab-1")',
+               '(name = "nope") OR (name = "lab-1") AND (labels.labvm:*)']:
+        assert [i.name for i in gce.instances.list(request=compute_v1.ListInstancesRequest(
+            project=PROJECT, zone=ZONE, filter=ok))] == ["lab-1"], ok
+
+
+def test_networks_must_exist():
+    fake = FakeGce(default_network=False)
+    with fake:
+        clients = Clients(fake.endpoint)
+        with pytest.raises(exceptions.NotFound):
+            clients.networks.get(project=PROJECT, network="default")
+        with pytest.raises(exceptions.BadRequest, match="The referenced network resource cannot be found"):
+            insert_instance(clients)
+        with pytest.raises(exceptions.BadRequest, match="The referenced network resource cannot be found"):
+            clients.firewalls.insert(project=PROJECT, firewall_resource=compute_v1.Firewall(
+                name="ssh", network="global/networks/default", source_ranges=["0.0.0.0/0"],
+                allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])]))
+        fake.add_network("lab", subnetwork="lab-west")
+        custom = instance_resource()
+        custom.network_interfaces[0].network = "global/networks/lab"
+        with pytest.raises(exceptions.BadRequest, match="Subnetwork should be specified for custom subnetmode network"):
+            clients.instances.insert(project=PROJECT, zone=ZONE, instance_resource=custom)
+        custom.network_interfaces[0].subnetwork = f"regions/{REGION}/subnetworks/lab-west"
+        clients.wait_zone(clients.instances.insert(project=PROJECT, zone=ZONE, instance_resource=custom))
+        assert clients.instance("lab-1").network_interfaces[0].subnetwork.endswith("/subnetworks/lab-west")
+
+
+def test_project_metadata_quotas_and_os_login(fake, gce):
+    fake.project_metadata["enable-oslogin"] = "TRUE"
+    items = gce.projects.get(project=PROJECT).common_instance_metadata.items
+    assert [(i.key, i.value) for i in items] == [("enable-oslogin", "TRUE")]
+    gce.wait_zone(insert_instance(gce))  # e2-medium: 2 vCPUs, one external IP
+    quotas = {q.metric: (q.usage, q.limit) for q in gce.regions.get(project=PROJECT, region=REGION).quotas}
+    assert quotas["CPUS"] == (2.0, 8.0) and quotas["IN_USE_ADDRESSES"] == (1.0, 8.0)
+    assert fake.login_keys("lab-1") == {}  # OS Login ignores ssh-keys metadata
+    fake.project_metadata["enable-oslogin"] = "FALSE"
+    assert fake.login_keys("lab-1") == {"hedy": {"ssh-ed25519 AAAA hedy"}}
+    fake.quota_limits["CPUS"] = 3.0
+    with pytest.raises(exceptions.Forbidden, match="Quota 'CPUS' exceeded"):
+        insert_instance(gce, name="lab-2")
+    with pytest.raises(exceptions.NotFound):
+        gce.zones.get(project=PROJECT, zone="us-west1-z")

@@ -44,7 +44,7 @@ def test_lifecycle(lab, user, gce, tmp_path):
         assert instance["scheduling"]["provisioningModel"] == "SPOT"
         assert instance["scheduling"]["instanceTerminationAction"] == "STOP"  # preempted = stopped, disk kept
         assert gce.disks[instance["disks"][0]["source"].rsplit("/", 1)[-1]]["sizeGb"] == "10"  # the REST API gives int64 as a string
-        static = gce.addresses["labvm-gce"]["address"]
+        static = gce.addresses["labvm-gce-hedy"]["address"]
         assert instance["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == static
         (rule,) = gce.firewalls.values()
         assert rule["allowed"] == [{"IPProtocol": "tcp", "ports": ["22"]}] and rule["sourceRanges"] == ["127.0.0.1/32"]
@@ -57,7 +57,7 @@ def test_lifecycle(lab, user, gce, tmp_path):
         assert gce.images[image]["labels"]["labvm-profile"] == "gce"
 
         lab.inv("down", "--host", "gce")
-        assert gce.instances["labvm-gce"]["status"] == "TERMINATED"
+        assert gce.instances["labvm-gce-hedy"]["status"] == "TERMINATED"
         resumed = lab.inv("up", "--host", "gce", "--no-browser").output
         assert "resuming" in resumed and answers(resumed)
 
@@ -66,17 +66,17 @@ def test_lifecycle(lab, user, gce, tmp_path):
         disk = instance["disks"][0]["source"]
         resized = lab.inv("resize", "--host", "gce", "--size", "e2-standard-4").output
         assert answers(resized)
-        after = gce.instances["labvm-gce"]
+        after = gce.instances["labvm-gce-hedy"]
         assert after["machineType"].endswith("/e2-standard-4") and after["disks"][0]["source"] == disk
         assert after["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == static  # same address, no cloning
 
         lab.inv("terminate", "--host", "gce", "--yes", "--force")
-        assert gce.instances == {} and gce.firewalls == {} and "labvm-gce" not in gce.addresses
+        assert gce.instances == {} and gce.firewalls == {} and "labvm-gce-hedy" not in gce.addresses
 
         vm.renew_host_key()
         reborn = lab.inv("up", "--host", "gce", "--no-browser", "--from-image", "latest").output
         assert "forgot the old host key" in reborn and answers(reborn)
-        boot = gce.instances["labvm-gce"]["disks"][0]["source"].rsplit("/", 1)[-1]
+        boot = gce.instances["labvm-gce-hedy"]["disks"][0]["source"].rsplit("/", 1)[-1]
         assert gce.disks[boot]["sourceImage"].endswith(f"/images/{image}")  # made from our image
 
         second = re.search(r"snapshot: (\S+) ", lab.inv("snapshot", "--host", "gce").output).group(1)
