@@ -104,6 +104,13 @@ def status(c, host=None):
     print(cli.status(c, host))
 
 
+@task(help={**HOST, "json": "print JSON instead of lines"})
+@cli.guarded
+def check(c, host=None, json=False):
+    """Read-only: is the account (and the SSH path) ready? One line per check, before anything is billed."""
+    cli.check(c, host, json)
+
+
 @task(help={"json": "print JSON instead of a table"})
 @cli.guarded
 def audit(c, json=False):

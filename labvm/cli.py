@@ -42,6 +42,17 @@ def status(context, host: str | None) -> str:
     return "\n".join(status_report(config, names, context))
 
 
+def check(context, host: str | None, as_json: bool) -> None:
+    """Prints one line per check; exit status 1 when one failed."""
+    from .preflight import report
+
+    with session(context, host) as current:
+        results = current.check()
+    print(report(results, as_json))
+    if not all(c.ok for c in results):
+        raise Exit(code=1)
+
+
 def audit(as_json: bool) -> str:
     from .audit import report
 

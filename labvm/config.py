@@ -179,6 +179,8 @@ class Config:
             problem = _environment_file_problem(self.path.parent, str(env_file))
             if problem:
                 problems.append(f"{where}.env.environment_file: {env_file} {problem}")
+        if not problems and not data.get("user"):
+            data["user"] = _image_user(data, where, problems)
         if problems:
             raise LabvmError(_report(self.path, problems))
         return _build(name, data, self.path)
@@ -492,6 +494,26 @@ def _expand(value: Any, where: str, variables: dict, problems: list[str]) -> Any
         return variables[name]
 
     return VAR.sub(substitute, value)
+
+
+# Cloud images are built with one login; the laptop's login name means nothing to them.
+IMAGE_USERS = {"ubuntu-": "ubuntu"}  # labvm's AWS image aliases (ubuntu-24.04, ...)
+DEFAULT_IMAGE = {"aws": "ubuntu-24.04"}
+
+
+def _image_user(data: dict, where: str, problems: list[str]) -> str:
+    """The login of an aws/openstack profile without `user:`: implied by an image alias, else required."""
+    provider = data["provider"]
+    if provider not in ("aws", "openstack"):
+        return ""
+    image = str(data.get("image") or DEFAULT_IMAGE.get(provider, ""))
+    implied = next((user for prefix, user in IMAGE_USERS.items() if provider == "aws" and image.startswith(prefix)), "")
+    if not implied:
+        problems.append(
+            f"{where}.user: required with image {image!r}: the login the image was built with "
+            f"(ubuntu on Ubuntu images, cades on CADES images, debian on Debian, ec2-user on Amazon Linux)"
+        )
+    return implied
 
 
 def _coerce(raw: dict, data: dict, schema: dict) -> None:

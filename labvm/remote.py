@@ -13,6 +13,7 @@ import os
 import shlex
 import socket
 import sys
+import time
 from pathlib import Path
 
 from .config import Profile
@@ -93,6 +94,7 @@ class SshHost:
         self._connection = None
         self._scripts_ready = False
         self._step = "connecting"  # what a dropped connection interrupted
+        self._jump = None
 
     @property
     def connection(self):
@@ -101,6 +103,13 @@ class SshHost:
         return self._connection
 
     def _open(self):
+        connection = self._connection_factory()
+        conn = connection(self.hostname, self.profile.user, self.profile.port, self._gateway(connection))
+        self._try(conn.open)
+        return conn
+
+    def _connection_factory(self):
+        """A function making a Fabric connection with labvm's keys and known_hosts, hosts.yml alone deciding."""
         from fabric import Config, Connection
         from paramiko import SSHConfig
 
@@ -117,19 +126,59 @@ class SshHost:
             conn = Connection(
                 host=host, user=user or None, port=port, connect_timeout=10,
                 connect_kwargs=dict(connect_kwargs), gateway=gateway,
-                config=Config(ssh_config=SSHConfig()),  # hosts.yml alone decides
+                config=Config(ssh_config=SSHConfig()),
             )
             # First contact: accept and remember the key (accept-new); later: strict.
             conn.client.load_host_keys(str(self.ssh.known_hosts))
             return conn
 
-        gateway = None
-        if self.profile.jump:
+        return connection
+
+    def _gateway(self, connection):
+        """The jump host's connection, made once per task: the SSH wait and the session share it."""
+        if self.profile.jump and self._jump is None:
             jump_user, jump_host, jump_port = parse_jump(self.profile.jump)
-            gateway = connection(jump_host, jump_user, jump_port)
-        conn = connection(self.hostname, self.profile.user, self.profile.port, gateway)
-        self._try(conn.open)
-        return conn
+            self._jump = connection(jump_host, jump_user, jump_port)
+        return self._jump
+
+    def wait_for_sshd(self, timeout: float = 300) -> None:
+        """Until the host's sshd sends its banner (a new VM boots for a while after 'running').
+
+        Behind `jump:` the VM is reachable only from the jump host, so the banner is read
+        through a direct-tcpip channel of the jump host's connection.
+        """
+        where = f"{self.hostname}:{self.profile.port}" + (f" via {self.profile.jump}" if self.profile.jump else "")
+        deadline = time.monotonic() + timeout
+        start = reported = time.monotonic()
+        while True:
+            if self._banner():
+                return
+            now = time.monotonic()
+            if now > deadline:
+                raise LabvmError(f"{self.label}: SSH on {where} did not answer within {timeout:.0f}s")
+            if now - reported >= 5:
+                reported = now
+                print(f"waiting for SSH on {where} ({now - start:.0f}s)", flush=True)
+            time.sleep(0.5)
+
+    def _banner(self) -> bool:
+        try:
+            if not self.profile.jump:
+                with socket.create_connection((self.hostname, self.profile.port), timeout=5) as s:
+                    return s.recv(4).startswith(b"SSH-")
+            jump = self._jump or self._gateway(self._connection_factory())
+            if not (jump.is_connected and jump.transport.is_active()):
+                self._try(jump.open)
+            channel = jump.transport.open_channel("direct-tcpip", (self.hostname, self.profile.port), ("127.0.0.1", 0), timeout=5)
+            try:
+                channel.settimeout(5)
+                return channel.recv(4).startswith(b"SSH-")
+            finally:
+                channel.close()
+        except LabvmError:
+            raise  # the jump host itself refuses us: waiting will not help
+        except Exception:  # refused, reset, timed out, channel open failed: not up yet
+            return False
 
     def _try(self, action, *args, **kwargs):
         import paramiko
@@ -194,6 +243,10 @@ class SshHost:
             f"(e.g. conda clean -a, or a larger volume) and run the same task again"
         )
 
+    def login(self) -> None:
+        """Logs in and runs nothing: what `inv check` asks of the SSH path."""
+        self._try(self.connection.run, "true", hide=True, in_stream=False)
+
     def _upload_scripts(self) -> None:
         """Upload scripts/ (with put) only when their digest differs from the host's copy."""
         files = sorted(p for p in SCRIPTS.iterdir() if p.is_file())
@@ -246,5 +299,5 @@ class SshHost:
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
-            if self._connection.gateway:
-                self._connection.gateway.close()
+        if self._jump is not None:
+            self._jump.close()

@@ -5,15 +5,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
-import socket
 import sys
 import time
 import webbrowser
 from concurrent.futures import ThreadPoolExecutor
 
+from . import preflight
 from .config import Config, Profile, parse_duration
 from .errors import LabvmError, Unsupported
 from .providers import Instance, for_profile, parse_time
@@ -68,6 +69,8 @@ class Session:
         return instance
 
     def _connect(self, instance: Instance) -> SshHost:
+        if instance.user and instance.user != self.profile.user:  # the cloud decides the login (GCE OS Login)
+            self.profile = dataclasses.replace(self.profile, user=instance.user)
         # `address:` pins where SSH goes (a DNS name, a VPN address, a test sshd).
         return SshHost(self.profile, self.profile.address or instance.address, self.ssh)
 
@@ -79,22 +82,31 @@ class Session:
         if instance is None:
             if image == "latest":
                 image = self._latest_image()
-            instance = self.provider.create(image, public_key=self.ssh.ensure_key())
+            public_key = self.ssh.ensure_key()
+            if not self.plan:
+                preflight.before_create(self)
+            instance = self.provider.create(image, public_key=public_key)
             # A new VM at a known address has a new host key: forget the old one, and only now.
             self.ssh.forget_host(self.profile.address or instance.address, self.profile.port)
-        elif instance.state != "running":
-            print(f"{self.profile.name}: resuming {instance.id} ({instance.state})")
-            instance = self.provider.start(instance)
-        elif image and not self.plan:
-            raise LabvmError(
-                f"profile {self.profile.name!r} already has a VM ({instance.id}); --from-image makes a new one "
-                f"only after `inv terminate --host {self.profile.name}`"
-            )
+        else:
+            if image and instance.state == "running" and not self.plan:
+                raise LabvmError(
+                    f"profile {self.profile.name!r} already has a VM ({instance.id}); --from-image makes a new one "
+                    f"only after `inv terminate --host {self.profile.name}`"
+                )
+            if not self.plan:
+                self.provider.admit_caller()  # this laptop may be on another network than last time
+            if instance.state != "running":
+                print(f"{self.profile.name}: resuming {instance.id} ({instance.state})")
+                instance = self.provider.start(instance)
         if self.plan:
             print(f"plan: then over SSH to {self.profile.address or instance.address}: keys, env, Jupyter, tunnel")
             return
         self._host = self._connect(instance)
-        wait_for_ssh(self._host.hostname, self.profile.port)
+        self._host.wait_for_sshd()
+
+    def check(self) -> list:
+        return preflight.checks(self)
 
     # -- setup steps -------------------------------------------------------------------
 
@@ -361,8 +373,28 @@ class Session:
         print(f"{self.profile.name}: {instance.id} is {instance.state}")
 
     def snapshot(self, name: str, share: tuple[str, ...] = (), no_reboot: bool = False) -> None:
-        image = self.provider.snapshot(self._instance(), name, share, no_reboot)
+        instance = self._instance()
+        serving = not self.plan and instance.state == "running" and self._notebook_running()
+        image = self.provider.snapshot(instance, name, share, no_reboot)
         print(f"snapshot: {image.id} ({image.name}) is {image.state}")
+        if serving:
+            self._bring_notebook_back()
+
+    def _notebook_running(self) -> bool:
+        try:
+            return bool(self.notebook_status()["server"])
+        except LabvmError:  # the VM does not answer SSH: nothing to bring back that we know of
+            return False
+
+    def _bring_notebook_back(self) -> None:
+        """A snapshot may reboot the VM (EC2 does unless --no-reboot): Jupyter and the tunnel come back."""
+        self._host.close()
+        self._host = None
+        if self._notebook_running():
+            return
+        print("snapshot: the VM rebooted for a consistent disk (--no-reboot skips that); starting the notebook again")
+        self.close_tunnel()  # it went down with the VM
+        self.up(browser=False)
 
     def _latest_image(self) -> str:
         ready = [i for i in self.provider.images() if i.state == self.provider.image_ready]
@@ -448,26 +480,6 @@ def _store_password_hash(host, password: str) -> None:
     host.write(".labvm/password_hash", "argon2:" + hasher.hash(password) + "\n")
 
 
-def wait_for_ssh(hostname: str, port: int, timeout: float = 300) -> None:
-    """Until the host's sshd sends its banner (a new VM boots for a while after 'running')."""
-    deadline = time.monotonic() + timeout
-    start = reported = time.monotonic()
-    while True:
-        try:
-            with socket.create_connection((hostname, port), timeout=5) as s:
-                if s.recv(4).startswith(b"SSH-"):
-                    return
-        except OSError:
-            pass
-        now = time.monotonic()
-        if now > deadline:
-            raise LabvmError(f"SSH on {hostname}:{port} did not answer within {timeout:.0f}s")
-        if now - reported >= 5:
-            reported = now
-            print(f"waiting for SSH on {hostname}:{port} ({now - start:.0f}s)", flush=True)
-        time.sleep(0.5)
-
-
 def _has_browser() -> bool:
     # Without a display, webbrowser would start a console browser inside the terminal.
     return bool(
@@ -478,18 +490,19 @@ def _has_browser() -> bool:
 
 def status_report(config: Config, names: list[str], context) -> list[str]:
     """One block per profile: reachable, notebook, URL, kernels, idle time, memory, disk."""
-    lines = []
-    for name in names:
+    def one(name: str) -> list[str]:
         try:
             profile = config.profile(name)
             with Session(profile, context) as session:
                 status = session.notebook_status()
                 where = "this machine" if session.is_local else f"{session.host.hostname}:{profile.port}"
-                lines.append(f"{name} ({profile.provider}, {where}): reachable")
-                lines += _describe(session, status)
+                return [f"{name} ({profile.provider}, {where}): reachable", *_describe(session, status)]
         except LabvmError as e:
-            lines.append(f"{name}: {str(e).splitlines()[0]}")
-    return lines
+            return [f"{name}: {str(e).splitlines()[0]}"]
+
+    # Every profile at once: an unreachable one costs one timeout, in parallel with the others.
+    with ThreadPoolExecutor(max(1, min(len(names), 16))) as pool:
+        return [line for block in pool.map(one, names) for line in block]
 
 
 def _describe(session: Session, status: dict) -> list[str]:

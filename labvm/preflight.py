@@ -1,0 +1,94 @@
+"""`inv check`: read-only questions to the cloud and the SSH path, one line each, before anything is billed.
+
+The provider answers for its cloud (credentials, region, network, image, size, quota, key pair,
+SSH rule, OS Login); this module adds what every profile shares: labvm's key and the identity,
+the jump host, and an SSH login to the VM when one runs.  `up` asks the provider's questions
+before it creates a VM, so a misconfigured account fails in seconds with nothing made.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from .errors import LabvmError
+from .providers import Check
+
+
+def checks(session) -> list[Check]:
+    profile = session.profile
+    if session.is_local:
+        return [Check("local", True, "this machine: no cloud, no SSH")]
+    results = [_identity(session)]
+    public_key = _public_key(session)
+    if session.provider.owns_machine:
+        results += session.provider.preflight(public_key)
+    if profile.jump:
+        results.append(_jump(profile))
+    if all(check.ok for check in results):
+        results.append(_login(session))
+    return results
+
+
+def before_create(session) -> None:
+    """The provider's checks, run by `up` before a VM is made: a failure stops it with nothing made."""
+    failed = [c for c in session.provider.preflight(_public_key(session)) if not c.ok]
+    if failed:
+        raise LabvmError("\n".join(
+            [f"check {c.name}: {c.detail}" for c in failed]
+            + [f"nothing was created; `inv check --host {session.profile.name}` asks again"]
+        ))
+
+
+def report(results: list[Check], as_json: bool) -> str:
+    if as_json:
+        return json.dumps([{"check": c.name, "ok": c.ok, "detail": c.detail} for c in results], indent=2)
+    width = max(len(c.name) for c in results)
+    return "\n".join(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}" for c in results)
+
+
+def _public_key(session) -> str:
+    """labvm's public key if it exists; checks make nothing, not even a key."""
+    path = session.ssh.key.with_suffix(".pub")
+    return path.read_text().strip() if path.exists() else ""
+
+
+def _identity(session) -> Check:
+    try:
+        session.ssh.check_identity(session.profile)
+    except LabvmError as e:
+        return Check("identity", False, str(e))
+    key = session.ssh.key
+    return Check("identity", True, f"{key}" + ("" if key.exists() else " (made by the first `inv up`)")
+                 + (f" and {session.profile.identity}" if session.profile.identity else ""))
+
+
+def _jump(profile) -> Check:
+    from .sshconfig import parse_jump
+
+    user, host, port = parse_jump(profile.jump)
+    try:
+        with socket.create_connection((host, port), timeout=10) as s:
+            s.settimeout(10)
+            banner = s.recv(64)
+    except OSError as e:
+        return Check("jump host", False, f"{host}:{port} does not answer ({e.strerror or e}); "
+                                         f"check profiles.{profile.name}.jump and your VPN")
+    if not banner.startswith(b"SSH-"):
+        return Check("jump host", False, f"{host}:{port} answers but is not an SSH server")
+    return Check("jump host", True, f"{host}:{port} answers ({banner.decode(errors='replace').strip()})")
+
+
+def _login(session) -> Check:
+    profile = session.profile
+    if session.provider.owns_machine:
+        instance = session.provider.find()
+        if instance is None:
+            return Check("ssh login", True, "no VM yet; `inv up` makes one")
+        if instance.state != "running":
+            return Check("ssh login", True, f"the VM ({instance.id}) is {instance.state}; `inv up` starts it")
+    try:
+        session.host.login()
+    except LabvmError as e:
+        return Check("ssh login", False, str(e))
+    return Check("ssh login", True, f"{session.host.label}: logged in")
