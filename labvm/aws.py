@@ -7,23 +7,42 @@ from boto3's own chain (AWS_PROFILE, ~/.aws, environment); none goes to the VM.
 
 from __future__ import annotations
 
+import base64
 import difflib
+import functools
 import getpass
+import hashlib
 import json
 import os
 import sys
 import time
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Image, Instance, Resource, caller_cidr, parse_time
+from .providers import Check, Image, Instance, Resource, caller_cidr, parse_time
 
 UBUNTU_ALIASES = {
     f"ubuntu-{release}": f"/aws/service/canonical/ubuntu/server/{release}/stable/current/amd64/hvm/ebs-gp3/ami-id"
     for release in ("22.04", "24.04")
 }
 LIVE = ("pending", "running", "stopping", "stopped")
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_StateReason.html
+SPOT_INTERRUPTED = "Server.SpotInstanceShutdown"
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Image.html (ImageState)
+IMAGE_BROKEN = ("invalid", "deregistered", "failed", "error", "disabled")
+# https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-quotas.html: vCPU quotas of the
+# standard families (A, C, D, H, I, M, R, T, Z), the ones a notebook VM uses.
+STANDARD_FAMILIES = tuple("acdhimrtz")
+VCPU_QUOTAS = {"on-demand": "L-1216C47A", "spot": "L-34B43A08"}
+
+
+class Network(NamedTuple):
+    vpc: str
+    subnet: str  # empty: the default VPC's default subnets
+    public_ip: bool  # whether the subnet gives a new instance a public address itself
+    zone: str  # the subnet's availability zone; empty: EC2 picks one
 
 
 class AwsProvider:
@@ -51,7 +70,14 @@ class AwsProvider:
         self.owner = os.environ.get("LABVM_OWNER") or getpass.getuser()
         self.labels = {"labvm:profile": profile.name, "labvm:owner": self.owner}
         self.name = f"labvm-{profile.name}"
+        # Owners sharing a hosts.yml (a class) in one account each get a group of their own.
+        self.group_name = f"labvm-{profile.name}-{self.owner}"
         self.plan = False  # print the calls that change something instead of making them
+        # Deleting a terminated instance's security group fails with DependencyViolation until EC2
+        # has released its network interface: retried from this delay, doubling, for this long.
+        self.retry_delay, self.retry_limit = 5.0, 180.0
+        # A real AMI takes minutes to an hour: polled this often, progress printed this often.
+        self.poll_seconds, self.progress_seconds, self.image_timeout = 15.0, 30.0, 3600.0
 
     # What a planned call returns: enough for the rest of the verb to print its own calls.
     PLANNED = {
@@ -65,7 +91,7 @@ class AwsProvider:
 
     def _call(self, operation: str, **kwargs):
         """One EC2 call, its errors turned into one line with the next step."""
-        from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
         if self.plan and not operation.startswith(("describe_", "get_")):
             shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
@@ -82,6 +108,9 @@ class AwsProvider:
             raise LabvmError(f"{self._where('region')}: not set; e.g. region: us-west-2") from None
         except ClientError as e:
             raise LabvmError(self._explain(e)) from None
+        except EndpointConnectionError as e:
+            raise LabvmError(f"AWS did not answer at {e.kwargs.get('endpoint_url')}; check the network (a VPN or "
+                             f"proxy?) and {self._where('region')}") from None
 
     def _where(self, key: str) -> str:
         return f"{self.profile.source}: profiles.{self.profile.name}.{key}"
@@ -149,17 +178,17 @@ class AwsProvider:
         return self._instance(newest)
 
     def create(self, image: str | None = None, public_key: str = "") -> Instance:
+        network = self._network  # first: an account without a usable network gets nothing made
         ami = self._image_id(image)
         key_name = self._key_pair(public_key)
-        group = self._security_group()
+        group = self._security_group(network.vpc)
         root = self._call("describe_images", ImageIds=[ami])["Images"][0]["RootDeviceName"]
         request = dict(
             ImageId=ami,
-            InstanceType=str(self.settings.get("instance_type") or "t3.small"),
+            InstanceType=self._instance_type,
             MinCount=1,
             MaxCount=1,
             KeyName=key_name,
-            SecurityGroupIds=[group],
             # An in-guest `shutdown -h` (idle stop) stops the instance, never terminates it.
             InstanceInitiatedShutdownBehavior="stop",
             BlockDeviceMappings=[{"DeviceName": root, "Ebs": {
@@ -171,6 +200,7 @@ class AwsProvider:
                 {"ResourceType": "instance", "Tags": self._tag_list()},
                 {"ResourceType": "volume", "Tags": self._tag_list()},
             ],
+            **self._placement(network, group),
         )
         if self.settings.get("spot"):
             request["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
@@ -184,16 +214,41 @@ class AwsProvider:
             return Instance(created["InstanceId"], self.name, "running", "(planned)", request["InstanceType"])
         return self._instance(self._describe(created["InstanceId"]))
 
+    @staticmethod
+    def _placement(network: Network, group: str) -> dict:
+        if not network.subnet:
+            return {"SecurityGroupIds": [group]}
+        if network.public_ip:
+            return {"SubnetId": network.subnet, "SecurityGroupIds": [group]}
+        # The subnet gives no public address: ask for one on the primary interface. RunInstances then
+        # takes subnet and groups there, never at instance level (API_RunInstances.html, SecurityGroupId).
+        return {"NetworkInterfaces": [{"DeviceIndex": 0, "SubnetId": network.subnet, "Groups": [group],
+                                       "AssociatePublicIpAddress": True, "DeleteOnTermination": True}]}
+
     def start(self, inst: Instance) -> Instance:
         if inst.state != "running":
             if inst.state in ("stopping", "pending"):
                 self._wait("instance_stopped" if inst.state == "stopping" else "instance_running",
                            f"{inst.id} settles", InstanceIds=[inst.id])
-            if self._describe(inst.id)["State"]["Name"] != "running":
+            data = self._describe(inst.id)
+            if data["State"]["Name"] != "running":
+                self._refuse_interrupted_spot(data)
                 self._call("start_instances", InstanceIds=[inst.id])
                 self._wait("instance_running", f"{inst.id} is running", InstanceIds=[inst.id])
+        self.admit_caller()
         self._elastic_ip(inst.id)
         return self._instance(self._describe(inst.id))
+
+    def _refuse_interrupted_spot(self, data: dict) -> None:
+        """Only EC2 restarts a spot instance it interrupted (interruption-behavior.html); StartInstances fails."""
+        reason = data.get("StateReason") or {}
+        if data.get("InstanceLifecycle") == "spot" and reason.get("Code") == SPOT_INTERRUPTED:
+            p = self.profile.name
+            raise LabvmError(
+                f"aws: EC2 interrupted spot instance {data['InstanceId']} and only EC2 starts it again, when "
+                f"capacity returns: run `inv up --host {p}` later, or `inv snapshot --host {p}`, "
+                f"`inv terminate --host {p}`, set {self._where('spot')}: false and `inv up --host {p} --from-image latest`"
+            )
 
     def stop(self, inst: Instance) -> Instance:
         if inst.state not in ("stopped", "stopping"):
@@ -202,13 +257,23 @@ class AwsProvider:
         return self._instance(self._describe(inst.id))
 
     def terminate(self, inst: Instance, keep_ip: bool = False) -> None:
+        data = self._describe(inst.id)
+        if data.get("SpotInstanceRequestId"):
+            # A persistent spot request launches a new instance after this one is terminated (a
+            # billing leak): cancel it first (terminating-a-spot-instance.html).
+            self._call("cancel_spot_instance_requests", SpotInstanceRequestIds=[data["SpotInstanceRequestId"]])
+            print(f"aws: cancelled spot request {data['SpotInstanceRequestId']}, so EC2 launches no new instance")
         self._call("terminate_instances", InstanceIds=[inst.id])
         self._wait("instance_terminated", f"{inst.id} is terminated", InstanceIds=[inst.id])
         if not keep_ip:
             for address in self._addresses():
                 self._call("release_address", AllocationId=address["AllocationId"])
                 print(f"aws: released Elastic IP {address['PublicIp']}")
-        self._delete_unused_group_and_key()
+        group = self._find_group(data["VpcId"]) if data.get("VpcId") else None
+        if group is not None:
+            self._delete_unused_group(group["GroupId"])
+        if data.get("KeyName", "").startswith(f"labvm-{self.owner}"):
+            self._delete_unused_key(data["KeyName"])
 
     def snapshot(self, inst: Instance, name: str, share: tuple[str, ...] = (), no_reboot: bool = False) -> Image:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -218,12 +283,12 @@ class AwsProvider:
             Description=f"labvm image of profile {self.profile.name}",
             TagSpecifications=[{"ResourceType": "image", "Tags": self._tag_list(image_name)}],
         )["ImageId"]
-        self._wait("image_available", f"image {image_id} is available", ImageIds=[image_id])
         if self.plan:
+            print(f"plan: wait until image {image_id} is available")
             for account in share:
                 self._call("modify_image_attribute", ImageId=image_id, LaunchPermission={"Add": [{"UserId": account}]})
             return Image(image_id, image_name, "", "(planned)")
-        data = self._call("describe_images", ImageIds=[image_id])["Images"][0]
+        data = self._wait_for_image(image_id)
         snapshots = [m["Ebs"]["SnapshotId"] for m in data.get("BlockDeviceMappings", []) if "Ebs" in m]
         if snapshots:  # tagged afterwards: create_image's snapshot TagSpecifications are not portable
             self._call("create_tags", Resources=snapshots, Tags=self._tag_list(image_name))
@@ -232,6 +297,27 @@ class AwsProvider:
                        LaunchPermission={"Add": [{"UserId": account}]})
             print(f"aws: {image_id} shared with account {account}")
         return Image(image_id, image_name, data.get("CreationDate", ""), data.get("State", ""))
+
+    def _wait_for_image(self, image_id: str) -> dict:
+        """Until the AMI is available: minutes for a small disk, up to an hour for a large one."""
+        start = last_said = time.monotonic()
+        while True:
+            found = self._call("describe_images", ImageIds=[image_id])["Images"]
+            state = found[0]["State"] if found else "pending"  # just made: not yet listed
+            waited = time.monotonic() - start
+            if state == "available":
+                print(f"snapshot: {image_id} available ({waited / 60:.0f}m)", flush=True)
+                return found[0]
+            if state in IMAGE_BROKEN:
+                reason = (found[0].get("StateReason") or {}).get("Message", "")
+                raise LabvmError(f"snapshot: {image_id} is {state}: {reason}; `inv snapshot --host {self.profile.name}` tries again")
+            if waited >= self.image_timeout:
+                raise LabvmError(f"snapshot: {image_id} is still {state} after {waited / 60:.0f}m; EC2 goes on making it: "
+                                 f"`inv images --host {self.profile.name}` shows when it is available")
+            if time.monotonic() - last_said >= self.progress_seconds:
+                print(f"snapshot: {image_id} {state} ({waited / 60:.0f}m)", flush=True)
+                last_said = time.monotonic()
+            time.sleep(self.poll_seconds)
 
     def images(self) -> list[Image]:
         found = self._call("describe_images", Owners=["self"], Filters=self._filters())["Images"]
@@ -250,6 +336,15 @@ class AwsProvider:
 
     def resize(self, inst: Instance, size: str) -> Instance:
         self._check_type(size)
+        if self._describe(inst.id).get("InstanceLifecycle") == "spot":
+            # "While a Spot Instance is stopped, you can modify some of its instance attributes, but
+            # not the instance type" (interruption-behavior.html): say so before stopping anything.
+            p = self.profile.name
+            raise LabvmError(
+                f"--size: {inst.id} is a spot instance, and EC2 cannot change a spot instance's type: "
+                f"`inv snapshot --host {p}`, `inv terminate --host {p}`, set {self._where('instance_type')}: {size}, "
+                f"then `inv up --host {p} --from-image latest`"
+            )
         if inst.size == size:
             print(f"aws: {inst.id} is already {size}")
             return inst
@@ -260,6 +355,117 @@ class AwsProvider:
 
     def last_start(self, inst: Instance) -> datetime:
         return self._describe(inst.id)["LaunchTime"]
+
+    # -- inv check -----------------------------------------------------------------------
+
+    def preflight(self, public_key: str) -> list[Check]:
+        """Read-only questions, one Check each; a question that cannot be answered says why."""
+        identity = self._identity()
+        if not identity.ok:
+            return [identity]
+        questions = [
+            ("region", self._region_check), ("network", lambda: self._network_check()),
+            ("image", self._image_check), ("size", self._size_check), ("quota", self._quota_check),
+            ("key pair", lambda: self._key_check(public_key)), ("ssh rule", self._rule_check),
+        ]
+        checks = [identity]
+        for name, question in questions:
+            try:
+                checks.append(Check(name, True, question()))
+            except LabvmError as e:
+                checks.append(Check(name, False, str(e)))
+        return checks
+
+    def _identity(self) -> Check:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        sts = self._boto3.client("sts", config=self._config)
+        try:
+            return Check("credentials", True, sts.get_caller_identity()["Arn"])
+        except NoCredentialsError:
+            return Check("credentials", False, "no AWS credentials found; set AWS_PROFILE or run `aws configure`")
+        except ClientError as e:
+            return Check("credentials", False, self._explain(e))
+        except BotoCoreError as e:
+            return Check("credentials", False, f"AWS did not answer ({e}); check the network or proxy")
+
+    def _region_check(self) -> str:
+        region = self.scope
+        found = self._call("describe_regions", AllRegions=True, Filters=[{"Name": "region-name", "Values": [region]}])["Regions"]
+        if not found:
+            raise LabvmError(f"{self._where('region')}: {region} is not an EC2 region; `aws ec2 describe-regions` lists them")
+        if found[0].get("OptInStatus") == "not-opted-in":
+            raise LabvmError(f"{self._where('region')}: {region} is not enabled for this account; enable it in the "
+                             f"AWS console (Account, AWS Regions) or pick another region")
+        return region
+
+    def _network_check(self) -> str:
+        network = self._network
+        if not network.subnet:
+            return f"default VPC {network.vpc}"
+        public = "gives public addresses" if network.public_ip else "labvm asks for a public address"
+        return f"subnet {network.subnet} of {network.vpc} in {network.zone} ({public})"
+
+    def _image_check(self) -> str:
+        ami = self._image_id(None)
+        found = self._call("describe_images", ImageIds=[ami])["Images"]
+        if not found:
+            raise LabvmError(f"{self._where('image')}: {ami} is not visible in {self.scope}; AMI ids differ per region")
+        return f"{ami} ({found[0].get('Name', '')})"
+
+    def _size_check(self) -> str:
+        wanted = self._instance_type
+        zone = self._network.zone if self.settings.get("subnet") else ""
+        kind, where = ("availability-zone", zone) if zone else ("region", self.scope)
+        offered = self._call("describe_instance_type_offerings", LocationType=kind, Filters=[
+            {"Name": "instance-type", "Values": [wanted]}, {"Name": "location", "Values": [where]}])["InstanceTypeOfferings"]
+        if not offered:
+            raise LabvmError(f"{self._where('instance_type')}: {wanted} is not offered in {where}; `aws ec2 "
+                             f"describe-instance-type-offerings --location-type {kind} --region {self.scope}` lists those that are")
+        return f"{wanted} is offered in {where}"
+
+    @functools.cached_property
+    def quotas(self):
+        return self._boto3.client("service-quotas", config=self._config)
+
+    def _quota_check(self) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        wanted = self._instance_type
+        market = "spot" if self.settings.get("spot") else "on-demand"
+        if not wanted.startswith(STANDARD_FAMILIES):
+            return f"not checked: {wanted} is outside the standard families labvm checks"
+        try:
+            quota = self.quotas.get_service_quota(ServiceCode="ec2", QuotaCode=VCPU_QUOTAS[market])["Quota"]["Value"]
+        except (BotoCoreError, ClientError) as e:
+            return f"not checked: Service Quotas could not be read ({e})"
+        live = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+        running = [i for r in self._call("describe_instances", Filters=live)["Reservations"] for i in r["Instances"]
+                   if i["InstanceType"].startswith(STANDARD_FAMILIES) and (i.get("InstanceLifecycle") == "spot") == (market == "spot")]
+        vcpus = self._vcpus({wanted} | {i["InstanceType"] for i in running})
+        used = sum(vcpus[i["InstanceType"]] for i in running)
+        if used + vcpus[wanted] > quota:
+            raise LabvmError(f"{used} of {quota:.0f} {market} vCPUs in use and {wanted} needs {vcpus[wanted]}; stop an "
+                             f"instance or request more in Service Quotas (EC2, {VCPU_QUOTAS[market]})")
+        return f"{used} of {quota:.0f} {market} vCPUs in use; {wanted} needs {vcpus[wanted]}"
+
+    def _vcpus(self, instance_types: set[str]) -> dict[str, int]:
+        found = self._call("describe_instance_types", InstanceTypes=sorted(instance_types))["InstanceTypes"]
+        return {t["InstanceType"]: t["VCpuInfo"]["DefaultVCpus"] for t in found}
+
+    def _key_check(self, public_key: str) -> str:
+        name, exists = self._existing_key_pair(public_key)
+        return f"{name} holds labvm's key" if exists else f"{name} is imported at create"
+
+    def _rule_check(self) -> str:
+        cidr = self._caller
+        group = self._find_group(self._network.vpc)
+        if group is None:
+            return f"{self.group_name} is made at create, admitting {cidr} to port 22"
+        before = self._ssh_ranges(group)
+        if cidr in before:
+            return f"{self.group_name} admits {cidr}"
+        return f"{self.group_name} admits {', '.join(before) or 'nothing'}; `inv up` changes it to {cidr}"
 
     # -- inv audit -----------------------------------------------------------------------
 
@@ -375,30 +581,103 @@ class AwsProvider:
             raise LabvmError(f"{self._where('image')}: {wanted!r} is neither ami-... nor one of {', '.join(UBUNTU_ALIASES)}")
         return wanted
 
+    @property
+    def _instance_type(self) -> str:
+        return str(self.settings.get("instance_type") or "t3.small")
+
+    @functools.cached_property
+    def _network(self) -> Network:
+        """The profile's subnet (and so its VPC), else the region's default VPC."""
+        region = self.settings.get("region")
+        listing = f"`aws ec2 describe-subnets --region {region}` lists the subnets"
+        subnet_id = self.settings.get("subnet")
+        if subnet_id:
+            from botocore.exceptions import ClientError
+
+            try:
+                (subnet,) = self.ec2.describe_subnets(SubnetIds=[str(subnet_id)])["Subnets"]
+            except ClientError as e:
+                if not e.response["Error"]["Code"].startswith("InvalidSubnet"):
+                    raise LabvmError(self._explain(e)) from None
+                raise LabvmError(f"{self._where('subnet')}: no subnet {subnet_id} in {region}; {listing}") from None
+            return Network(subnet["VpcId"], subnet["SubnetId"], bool(subnet.get("MapPublicIpOnLaunch")),
+                           subnet.get("AvailabilityZone", ""))
+        vpcs = self._call("describe_vpcs", Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+        if not vpcs:
+            raise LabvmError(f"region {region} has no default VPC (usual in institutional accounts): set "
+                             f"{self._where('subnet')} to a subnet with a route to the internet; {listing}")
+        return Network(vpcs[0]["VpcId"], "", True, "")
+
+    @staticmethod
+    def _key_name_for(owner: str, public_key: str) -> str:
+        """Named by the key itself, so a second laptop's key never hides behind the first one's name."""
+        blob = base64.b64decode(public_key.split()[1])
+        return f"labvm-{owner}-{hashlib.sha256(blob).hexdigest()[:12]}"
+
+    def _existing_key_pair(self, public_key: str) -> tuple[str, bool]:
+        """labvm's key pair name for this key, and whether EC2 has it; another key under that name stops here."""
+        name = self._key_name_for(self.owner, public_key)
+        found = self._call("describe_key_pairs", Filters=[{"Name": "key-name", "Values": [name]}],
+                           IncludePublicKey=True)["KeyPairs"]
+        # EC2 returns the OpenSSH line, maybe with another comment: type and key are what count.
+        if found and found[0].get("PublicKey", "").split()[:2] != public_key.split()[:2]:
+            raise LabvmError(f"aws: key pair {name} holds another key than labvm's; delete it (`aws ec2 delete-key-pair "
+                             f"--key-name {name} --region {self.settings.get('region')}`) and run again")
+        return name, bool(found)
+
     def _key_pair(self, public_key: str) -> str:
-        name = f"labvm-{self.owner}"
-        existing = self._call("describe_key_pairs", Filters=[{"Name": "key-name", "Values": [name]}])["KeyPairs"]
-        if not existing:
+        name, exists = self._existing_key_pair(public_key)
+        if not exists:
             self._call("import_key_pair", KeyName=name, PublicKeyMaterial=public_key.encode(),
                        TagSpecifications=[{"ResourceType": "key-pair", "Tags": self._tag_list(name)}])
             print(f"aws: imported labvm's public key as key pair {name}")
         return name
 
-    def _security_group(self) -> str:
-        name = self.name
-        found = self._call("describe_security_groups", Filters=[{"Name": "group-name", "Values": [name]}])
-        if found["SecurityGroups"]:
-            return found["SecurityGroups"][0]["GroupId"]
-        cidr = str(self.settings.get("ssh_cidr") or caller_cidr(self._where("ssh_cidr")))
-        group = self._call("create_security_group", GroupName=name,
-                           Description=f"labvm {self.profile.name}: SSH only",
-                           TagSpecifications=[{"ResourceType": "security-group", "Tags": self._tag_list(name)}])["GroupId"]
-        self._call("authorize_security_group_ingress", GroupId=group, IpPermissions=[{
-            "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-            "IpRanges": [{"CidrIp": cidr, "Description": "labvm: SSH"}],
-        }])
-        print(f"aws: security group {name} opens port 22 to {cidr} only")
-        return group
+    def _find_group(self, vpc: str) -> dict | None:
+        found = self._call("describe_security_groups", Filters=[
+            {"Name": "group-name", "Values": [self.group_name]}, {"Name": "vpc-id", "Values": [vpc]}])
+        return (found["SecurityGroups"] or [None])[0]
+
+    def _security_group(self, vpc: str) -> str:
+        group = self._find_group(vpc)
+        if group is None:
+            group_id = self._call("create_security_group", GroupName=self.group_name, VpcId=vpc,
+                                  Description=f"labvm {self.profile.name} of {self.owner}: SSH only",
+                                  TagSpecifications=[{"ResourceType": "security-group",
+                                                      "Tags": self._tag_list(self.group_name)}])["GroupId"]
+            group = {"GroupId": group_id, "GroupName": self.group_name, "IpPermissions": []}
+        self._admit(group)
+        return group["GroupId"]
+
+    @functools.cached_property
+    def _caller(self) -> str:
+        return str(self.settings.get("ssh_cidr") or caller_cidr(self._where("ssh_cidr")))
+
+    @staticmethod
+    def _ssh_ranges(group: dict) -> list[str]:
+        """The ranges labvm's rules admit to port 22 (rules someone added by hand are left alone)."""
+        return [r["CidrIp"] for p in group.get("IpPermissions", []) if p.get("FromPort") == 22
+                for r in p.get("IpRanges", []) if r.get("Description") == "labvm: SSH"]
+
+    def admit_caller(self) -> None:
+        """The SSH rule admits this machine's address: after a move to another network, the rule moves too."""
+        group = self._find_group(self._network.vpc)
+        if group is not None:
+            self._admit(group)
+
+    def _admit(self, group: dict) -> None:
+        cidr, before = self._caller, self._ssh_ranges(group)
+        if cidr in before:
+            return
+        rule = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22}
+        self._call("authorize_security_group_ingress", GroupId=group["GroupId"], IpPermissions=[
+            {**rule, "IpRanges": [{"CidrIp": cidr, "Description": "labvm: SSH"}]}])
+        if before:
+            self._call("revoke_security_group_ingress", GroupId=group["GroupId"], IpPermissions=[
+                {**rule, "IpRanges": [{"CidrIp": old} for old in before]}])
+            print(f"ssh rule: now admits {cidr} (was {', '.join(before)})")
+        else:
+            print(f"aws: security group {group['GroupName']} opens port 22 to {cidr} only")
 
     def _addresses(self) -> list[dict]:
         return self._call("describe_addresses", Filters=self._filters())["Addresses"]
@@ -434,17 +713,38 @@ class AwsProvider:
             hint = f"; closest: {', '.join(close)}" if close else ""
             raise LabvmError(f"--size: {size!r} is not an instance type in {self.settings.get('region')}{hint}") from None
 
-    def _delete_unused_group_and_key(self) -> None:
-        live = [{"Name": "instance-state-name", "Values": list(LIVE)}]
-        groups = self._call("describe_security_groups", Filters=[{"Name": "group-name", "Values": [self.name]}])
-        for group in groups["SecurityGroups"]:
-            users = self._call("describe_instances", Filters=live + [
-                {"Name": "instance.group-id", "Values": [group["GroupId"]]}])["Reservations"]
-            if not users:
-                self._call("delete_security_group", GroupId=group["GroupId"])
-                print(f"aws: deleted security group {self.name}")
-        key = f"labvm-{self.owner}"
-        users = self._call("describe_instances", Filters=live + [{"Name": "key-name", "Values": [key]}])["Reservations"]
-        if not users:
+    def _in_use(self, name: str, value: str) -> bool:
+        live = [{"Name": "instance-state-name", "Values": list(LIVE)}, {"Name": name, "Values": [value]}]
+        return bool(self._call("describe_instances", Filters=live)["Reservations"])
+
+    def _delete_unused_group(self, group_id: str) -> None:
+        """EC2 refuses (DependencyViolation) until the terminated instance's interface is gone: retried,
+        with a bound; a group left behind costs nothing and is named with its delete command."""
+        from botocore.exceptions import ClientError
+
+        if self._in_use("instance.group-id", group_id):
+            return
+        if self.plan:
+            self._call("delete_security_group", GroupId=group_id)
+            return
+        delay, waited = self.retry_delay, 0.0
+        while True:
+            try:
+                self.ec2.delete_security_group(GroupId=group_id)
+                print(f"aws: deleted security group {self.group_name}")
+                return
+            except ClientError as e:
+                if e.response["Error"]["Code"] != "DependencyViolation":
+                    raise LabvmError(self._explain(e)) from None
+            if waited >= self.retry_limit:
+                print(f"aws: security group {self.group_name} is still in use after {waited:.0f}s; delete it later: "
+                      f"aws ec2 delete-security-group --group-id {group_id} --region {self.scope}", file=sys.stderr)
+                return
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 30.0)
+
+    def _delete_unused_key(self, key: str) -> None:
+        if not self._in_use("key-name", key):
             self._call("delete_key_pair", KeyName=key)
             print(f"aws: deleted key pair {key}")

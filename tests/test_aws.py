@@ -43,6 +43,8 @@ def aws_env(endpoint: str) -> dict:
     return {
         "AWS_ENDPOINT_URL_EC2": endpoint,
         "AWS_ENDPOINT_URL_SSM": endpoint,
+        "AWS_ENDPOINT_URL_STS": endpoint,  # `inv check` (and `up`'s checks) ask who is calling
+        "AWS_ENDPOINT_URL_SERVICE_QUOTAS": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
@@ -86,7 +88,7 @@ def test_lifecycle(lab, user, ec2, moto, tmp_path):
         assert tags(instance).items() >= {"labvm:profile": "aws", "labvm:owner": "hedy", "Name": "labvm-aws", "Project": "ocean"}.items()
         behaviour = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="instanceInitiatedShutdownBehavior")
         assert behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
-        (group,) = ec2.describe_security_groups(GroupNames=["labvm-aws"])["SecurityGroups"]
+        (group,) = ec2.describe_security_groups(GroupNames=["labvm-aws-hedy"])["SecurityGroups"]
         assert [(p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in group["IpPermissions"]] == [(22, 22, ["127.0.0.1/32"])]
         volume = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}])["Volumes"][0]
         assert volume["Size"] == 20 and tags(volume)["labvm:profile"] == "aws"
@@ -194,8 +196,8 @@ def test_plan_prints_the_calls_and_makes_none(lab, user, sshd, ec2, moto):
     def everything():
         return (
             ec2.describe_instances(Filters=mine)["Reservations"],
-            ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["labvm-plan"]}])["SecurityGroups"],
-            ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": ["labvm-planner"]}])["KeyPairs"],
+            ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["labvm-plan-planner"]}])["SecurityGroups"],
+            ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": ["labvm-planner-*"]}])["KeyPairs"],
             ec2.describe_addresses(Filters=mine)["Addresses"],
         )
 
@@ -223,11 +225,11 @@ def test_plan_prints_the_calls_and_makes_none(lab, user, sshd, ec2, moto):
 
 def test_errors_are_one_line_with_the_next_step(lab, ec2, moto):
     lab.extra_env.update(aws_env(moto))
-    base = {"provider": "aws", "region": REGION, "ssh_cidr": "127.0.0.1/32", "address": "127.0.0.1"}
+    base = {"provider": "aws", "region": REGION, "user": "ubuntu", "ssh_cidr": "127.0.0.1/32", "address": "127.0.0.1"}
     lab.write_hosts({"aws": {**base, "image": "ami-00000000deadbeef0"}})
     missing = lab.inv("up", "--host", "aws", "--no-browser", check=False)
     assert missing.returncode == 1
-    assert missing.stderr.strip().splitlines()[-1].startswith("labvm: AWS InvalidAMIID.NotFound")
+    assert "AWS InvalidAMIID.NotFound" in missing.stderr  # found by `up`'s checks, before anything is made
     assert "AMI ids differ per region" in missing.stderr
 
     lab.write_hosts({"aws": {**base, "image": "fedora"}})
@@ -237,7 +239,7 @@ def test_errors_are_one_line_with_the_next_step(lab, ec2, moto):
     # The alias is looked up in Canonical's public SSM parameter (moto has none: the honest "not found").
     lab.write_hosts({"aws": {**base, "image": "ubuntu-24.04"}})
     alias = lab.inv("up", "--host", "aws", "--no-browser", check=False)
-    assert alias.stderr.strip().splitlines()[-1].startswith("labvm: AWS ParameterNotFound")
+    assert "AWS ParameterNotFound" in alias.stderr
     assert "profiles.aws.image to an ami-... id" in alias.stderr
 
     no_credentials = {k: v for k, v in lab.env.items() if not k.startswith("AWS_")}
@@ -258,6 +260,7 @@ def test_live_lifecycle_on_a_real_account(lab):
         pytest.skip("no AWS credentials or LABVM_LIVE_AWS_AMI: nothing to run against")
     region = boto3.Session().region_name or REGION
     lab.write_hosts({"aws": {"provider": "aws", "region": region, "instance_type": "t3.nano",
+                             "user": os.environ.get("LABVM_LIVE_AWS_USER", "ubuntu"),
                              "image": os.environ["LABVM_LIVE_AWS_AMI"], "volume_size": 8}})
     try:
         lab.inv("create", "--host", "aws")
@@ -283,7 +286,7 @@ def test_errors_moto_cannot_produce_still_say_what_to_do(lab, code, next_step):
     from labvm import config
     from labvm.aws import AwsProvider
 
-    lab.write_hosts({"aws": {"provider": "aws", "region": REGION}})
+    lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu"}})
     provider = AwsProvider(config.load(lab.hosts).profile("aws"))
     with Stubber(provider.ec2) as stub:
         stub.add_client_error("run_instances", service_error_code=code, service_message="EC2 said no")

@@ -1,0 +1,86 @@
+"""`inv check` for AWS: read-only questions on moto, one broken account per kind, each one line
+with the next step, and nothing made."""
+
+import pytest
+from botocore.stub import Stubber
+
+from test_aws_network import (REGION, delete_default_vpc, ec2, moto, owned, provider_for, public_key,  # noqa: F401
+                              shared_image)
+
+
+@pytest.fixture
+def sts(moto, ec2, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", moto)
+    return ec2
+
+
+def by_name(checks) -> dict:
+    return {c.name: c for c in checks}
+
+
+def test_a_ready_account_passes_every_check_and_nothing_is_made(lab, sts):
+    checks = provider_for(lab, image=shared_image(sts)).preflight(public_key())
+    assert [c.name for c in checks] == ["credentials", "region", "network", "image", "size", "quota", "key pair", "ssh rule"]
+    assert all(c.ok for c in checks), checks
+    found = by_name(checks)
+    assert found["credentials"].detail.startswith("arn:aws:")
+    # moto has no EC2 quotas in Service Quotas: said honestly, not passed off as checked.
+    assert found["quota"].detail.startswith("not checked: Service Quotas could not be read")
+    assert "is imported at create" in found["key pair"].detail
+    assert found["ssh rule"].detail == "labvm-aws-hedy is made at create, admitting 127.0.0.1/32 to port 22"
+    assert owned(sts, "hedy") == {"instances": [], "groups": [], "keys": [], "addresses": []}
+
+
+def test_no_credentials_is_one_failing_check(lab, moto, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the credentials it found earlier
+    (check,) = provider_for(lab, image="ami-12345678").preflight(public_key())
+    assert check.name == "credentials" and not check.ok and "aws configure" in check.detail
+
+
+def test_each_broken_part_of_an_account_fails_its_own_check(lab, sts):
+    key = public_key()
+    image = shared_image(sts)
+    assert "AMI ids differ per region" in by_name(provider_for(lab, image="ami-00000000deadbeef0").preflight(key))["image"].detail
+    typo = by_name(provider_for(lab, image=image, instance_type="t3.smal").preflight(key))["size"]
+    assert not typo.ok and "profiles.aws.instance_type: t3.smal is not offered in us-west-2" in typo.detail
+
+    provider = provider_for(lab, image=image)
+    name = by_name(provider.preflight(key))["key pair"].detail.split()[0]
+    sts.import_key_pair(KeyName=name, PublicKeyMaterial=public_key().encode())  # the name, another key
+    pair = by_name(provider_for(lab, image=image).preflight(key))["key pair"]
+    assert not pair.ok and f"key pair {name} holds another key" in pair.detail
+
+    delete_default_vpc(sts)
+    network = by_name(provider_for(lab, image=image).preflight(key))["network"]
+    assert not network.ok and "profiles.aws.subnet" in network.detail and "aws ec2 describe-subnets" in network.detail
+
+
+def test_quota_headroom_from_service_quotas(lab, sts):
+    provider = provider_for(lab, image=shared_image(sts), instance_type="t3.xlarge")
+    made = provider_for(lab, image=shared_image(sts), instance_type="t3.large")
+    made.create(public_key=public_key())  # 2 vCPUs running
+    with Stubber(provider.quotas) as quotas:
+        # https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetServiceQuota.html; L-1216C47A is
+        # "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances", in vCPUs
+        # (https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-quotas.html).
+        quotas.add_response("get_service_quota", {"Quota": {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A", "Value": 5.0}},
+                            {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A"})
+        quota = by_name(provider.preflight(public_key()))["quota"]
+    assert not quota.ok and quota.detail.startswith("2 of 5 on-demand vCPUs in use and t3.xlarge needs 4")
+    assert "Service Quotas" in quota.detail
+
+
+def test_ssh_rule_check_says_what_up_will_change(lab, sts):
+    image = shared_image(sts)
+    provider_for(lab, image=image, ssh_cidr="203.0.113.5/32").create(public_key=public_key())
+    rule = by_name(provider_for(lab, image=image, ssh_cidr="198.51.100.7/32").preflight(public_key()))["ssh rule"]
+    assert rule.ok and rule.detail == "labvm-aws-hedy admits 203.0.113.5/32; `inv up` changes it to 198.51.100.7/32"
