@@ -117,6 +117,12 @@ def _judge(resources: list[Resource], providers: list, all_profiles: tuple[str, 
         elif r.kind == "instance" and r.state == "stopped" and age and age > STOPPED_DAYS * 86400:
             why = f"stopped, not started for {_age(age)}: its disk is billed"
             step = f"{inv} snapshot --host {profile}, then {inv} terminate --host {profile}"
+        elif r.kind == "instance" and r.state == "shelved" and age and age > STOPPED_DAYS * 86400:
+            # Nova makes no image of a shelved server (createImage needs ACTIVE or SHUTOFF): start it first.
+            why = f"shelved, not started for {_age(age)}: its disk is billed"
+            step = f"{inv} start --host {profile}, {inv} snapshot --host {profile}, then {inv} terminate --host {profile}"
+        elif r.kind == "instance" and r.state == "error":
+            why, step = "in ERROR: it does not run, its disk is kept", f"{inv} up --host {profile} --replace, or {r.delete}"
         elif r.kind == "image" and newest[(r.profile, r.owner)].index(r.id) >= KEEP_IMAGES:
             why, step = f"older than the newest {KEEP_IMAGES} images of {profile}", \
                 f"{inv} images --host {profile} --prune --keep {KEEP_IMAGES}"

@@ -4,30 +4,39 @@ What the real openstacksdk (with keystoneauth1) sends for the calls a VM tool ma
 the API references describe:
 
 - Keystone v3 (https://docs.openstack.org/api-ref/identity/v3/): version document at /identity
-  and /identity/v3, POST /v3/auth/tokens (password) -> 201, X-Subject-Token, token with catalog.
+  and /identity/v3, POST /v3/auth/tokens (password, application credential) -> 201, X-Subject-Token, token with catalog.
 - Nova v2.1 (https://docs.openstack.org/api-ref/compute/): version documents with microversions
   2.1..2.79 (responses use the 2.47+ embedded flavor), flavors, os-keypairs, servers and the
   server actions os-stop, os-start, shelve, unshelve, resize, confirmResize, revertResize and
-  createImage (image id in the body from 2.45, in the Location header before).
+  createImage (image id in the body from 2.45, in the Location header before), absolute limits.
 - Neutron v2.0 (https://docs.openstack.org/api-ref/network/v2/): networks, subnets, ports,
   security-groups, security-group-rules, floatingips.
 - Glance v2 (https://docs.openstack.org/api-ref/image/v2/): images list/get/delete; custom
   properties are top-level keys of an image.
+- Cinder v3 (https://docs.openstack.org/api-ref/block-storage/v3/): volumes and snapshots (list,
+  show, delete, metadata) and absolute limits, under /volume/v3/{project_id}.
 
-No Cinder: with block_device_mapping_v2 Nova makes the boot volume itself (kept in `.volumes`).
+Nova makes a boot volume itself for a block_device_mapping_v2 entry with destination volume; a
+snapshot (createImage) of such a server is a 0-byte Glance image naming a Cinder snapshot of it.
 State is plain dicts (`.servers`, `.images`, `.flavors`, `.keypairs`, `.networks`, `.subnets`,
-`.ports`, `.security_groups`, `.floating_ips`, `.volumes`); knobs inject failures:
-`fail_next_resize`, `quota_exceeded["cores"|"instances"|"ram"]`, `floating_ips_exhausted`;
+`.ports`, `.security_groups`, `.floating_ips`, `.volumes`, `.snapshots`); `.quota` holds Nova's and
+Cinder's limits (usage is counted from the state, as Nova and Cinder count it); knobs inject
+failures: `fail_next_resize` (NoValidHost), `fail_next_boot` (a fault message: the server goes ERROR),
+`floating_ips_exhausted`, `shelved_offload_time` (Nova's option: 0 offloads at once, -1 never);
 `max_microversion` is what Nova advertises; `.requests` logs (method, path) as received.
-openstacksdk 4.x fetches only GET /identity/v3, /compute/v2.1 and /image as version documents.
-Transitions (BUILD->ACTIVE, stop, shelve, resize, ...) complete at the next GET of the resource, a
-new snapshot image shows "queued" once and then "active": waiters poll without anyone sleeping.
+Auth: a password, or an application credential (`app_credential_clouds_yaml()`);
+`FakeOpenStack(tls=True)` serves HTTPS with a certificate of its own CA (`.ca_file`).
+openstacksdk 4.x fetches only GET /identity/v3, /compute/v2.1, /image and /volume/v3/ as version
+documents.  Transitions (BUILD->ACTIVE, stop, shelve, resize, a volume snapshot, ...) complete at
+the next GET of the resource, a new snapshot image of an image-backed server shows "queued" once
+and then "active": waiters poll without anyone sleeping.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -82,6 +91,22 @@ def glance_error(status: int, message: str) -> ApiError:
     return ApiError(status, {"code": status, "title": "Not Found", "message": message})
 
 
+def fingerprint(public_key: str) -> str:
+    """Nova's key pair fingerprint: MD5 of the decoded key blob, colon-separated hex; a key it cannot
+    parse is a 400 (nova/crypto.py generate_fingerprint, nova.exception.InvalidKeypair)."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        serialization.load_ssh_public_key(public_key.encode())
+        digest = hashlib.md5(base64.b64decode(public_key.split(" ")[1])).hexdigest()
+    except Exception:
+        raise nova_error(400, "Keypair data is invalid: failed to generate fingerprint") from None
+    return ":".join(a + b for a, b in zip(digest[::2], digest[1::2]))
+
+
 def matches(item: dict, query: dict) -> bool:
     """List filters: query keys that are fields of the item compare as strings."""
     return all(str(item[k]).lower() == v.lower() if isinstance(item[k], bool) else str(item[k]) == v
@@ -89,15 +114,19 @@ def matches(item: dict, query: dict) -> bool:
 
 
 # -- what each server status means in the extended attributes -------------------------
-VM_STATE = {"BUILD": "building", "ACTIVE": "active", "SHUTOFF": "stopped", "SHELVED_OFFLOADED": "shelved_offloaded",
+VM_STATE = {"BUILD": "building", "ACTIVE": "active", "SHUTOFF": "stopped", "SHELVED": "shelved",
+            "SHELVED_OFFLOADED": "shelved_offloaded",
             "RESIZE": "active", "VERIFY_RESIZE": "resized", "REVERT_RESIZE": "resized", "ERROR": "error"}
 POWER_STATE = {"ACTIVE": 1, "RESIZE": 1, "VERIFY_RESIZE": 1, "REVERT_RESIZE": 1, "SHUTOFF": 4}
 # action -> (statuses it is allowed from, status and task_state meanwhile, status after the next GET)
 ACTIONS = {
     "os-stop": (("ACTIVE", "ERROR"), (None, "powering-off"), "SHUTOFF"),
     "os-start": (("SHUTOFF",), (None, "powering-on"), "ACTIVE"),
+    # nova/compute/api.py shelve(): a volume-backed server is offloaded at once; an image-backed one
+    # stays SHELVED unless the option shelved_offload_time is 0 (its default; -1: never offloaded)
+    # (nova/compute/manager.py _shelve_instance). unshelve is allowed from both.
     "shelve": (("ACTIVE", "SHUTOFF"), (None, "shelving"), "SHELVED_OFFLOADED"),
-    "unshelve": (("SHELVED_OFFLOADED",), (None, "unshelving"), "ACTIVE"),
+    "unshelve": (("SHELVED", "SHELVED_OFFLOADED"), (None, "unshelving"), "ACTIVE"),
     "resize": (("ACTIVE", "SHUTOFF"), ("RESIZE", "resize_prep"), "VERIFY_RESIZE"),
     "confirmResize": (("VERIFY_RESIZE",), (None, None), None),
     "revertResize": (("VERIFY_RESIZE",), ("REVERT_RESIZE", "resize_reverting"), None),
@@ -106,14 +135,19 @@ ACTIONS = {
 
 
 class FakeOpenStack:
-    def __init__(self):
+    def __init__(self, tls: bool = False):
+        self.tls = tls
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []  # (method, path) as received, for debugging tests
         self.tokens: set[str] = set()
         self.max_microversion = "2.79"  # set before the client's first compute call (discovery is cached)
         self.fail_next_resize = False
-        self.quota_exceeded = {"cores": False, "instances": False, "ram": False}
+        self.fail_next_boot = ""
+        self.shelved_offload_time = 0
+        # Nova's and Cinder's project limits (GET /limits of each); usage is counted from the state.
+        self.quota = {"instances": 10, "cores": 8, "ram": 51200, "volumes": 10, "gigabytes": 1000}
         self.floating_ips_exhausted = False
+        self.app_credentials: dict[str, str] = {}  # id -> secret
         self.pending: dict[str, list] = {}  # id -> [GETs still to see the old state, updates]
         self.resizing: dict[str, tuple] = {}  # server id -> (old flavor, status before the resize)
         self.project_id = uuid.uuid4().hex
@@ -128,6 +162,7 @@ class FakeOpenStack:
         self.keypairs: dict[str, dict] = {}
         self.servers: dict[str, dict] = {}
         self.volumes: dict[str, dict] = {}
+        self.snapshots: dict[str, dict] = {}
         self.images: dict[str, dict] = {}
         self._image("Ubuntu 22.04", status="active", visibility="public", os_distro="ubuntu", os_version="22.04")
         self.networks: dict[str, dict] = {}
@@ -147,13 +182,17 @@ class FakeOpenStack:
         self.httpd.daemon_threads = True
         self.httpd.handle_error = lambda request, address: None  # a client hanging up is no news
         self.httpd.fake = self
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        if self.tls:
+            self.httpd.socket = self._tls_context().wrap_socket(self.httpd.socket, server_side=True)
+        self.base = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        if self.tls:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
@@ -165,12 +204,63 @@ class FakeOpenStack:
     def auth_url(self) -> str:
         return f"{self.base}/identity/v3"
 
-    def clouds_yaml(self, cloud_name: str = "cades", password: str = PASSWORD) -> str:
-        """A clouds.yaml for OS_CLIENT_CONFIG_FILE; another password makes Keystone answer 401."""
+    def clouds_yaml(self, cloud_name: str = "cades", password: str | None = PASSWORD, extra: str = "") -> str:
+        """A clouds.yaml for OS_CLIENT_CONFIG_FILE; another password makes Keystone answer 401, None
+        leaves it out as Horizon's download does; `extra` adds cloud-level lines (cacert, api_timeout)."""
+        secret = f"      password: {password}\n" if password is not None else ""
         return (f"clouds:\n  {cloud_name}:\n    auth_type: password\n    auth:\n      auth_url: {self.auth_url}\n"
-                f"      username: {USERNAME}\n      password: {password}\n      project_name: {PROJECT}\n"
+                f"      username: {USERNAME}\n{secret}      project_name: {PROJECT}\n"
                 f"      user_domain_name: Default\n      project_domain_name: Default\n"
+                f"    region_name: RegionOne\n    interface: public\n    identity_api_version: 3\n{extra}")
+
+    def app_credential_clouds_yaml(self, cloud_name: str = "cades") -> str:
+        """An application credential as `openstack application credential create` and Horizon give it
+        (https://docs.openstack.org/keystone/latest/user/application_credentials.html)."""
+        credential_id, secret = uuid.uuid4().hex, uuid.uuid4().hex
+        self.app_credentials[credential_id] = secret
+        return (f"clouds:\n  {cloud_name}:\n    auth_type: v3applicationcredential\n    auth:\n"
+                f"      auth_url: {self.auth_url}\n      application_credential_id: {credential_id}\n"
+                f"      application_credential_secret: {secret}\n"
                 f"    region_name: RegionOne\n    interface: public\n    identity_api_version: 3\n")
+
+    def _tls_context(self):
+        """A CA of the test's own (like a site's private CA) and a certificate for 127.0.0.1 signed by it."""
+        import datetime as dt
+        import ipaddress
+        import ssl
+        import tempfile
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        def cert(subject, issuer, key, signer, ca):
+            start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+            builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+                       .serial_number(x509.random_serial_number()).not_valid_before(start)
+                       .not_valid_after(start + dt.timedelta(days=1))
+                       .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+            if not ca:
+                builder = builder.add_extension(x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            return builder.sign(signer, hashes.SHA256())
+
+        ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Fake Lab Root CA")])
+        ca_cert = cert(ca_name, ca_name, ca_key, ca_key, True)
+        server = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), ca_name, key, ca_key, False)
+        self.directory = tempfile.mkdtemp(prefix="fake-openstack-")
+        self.ca_file = f"{self.directory}/ca.pem"
+        with open(self.ca_file, "wb") as out:
+            out.write(ca_cert.public_bytes(serialization.Encoding.PEM))
+        with open(f"{self.directory}/server.pem", "wb") as out:
+            out.write(server.public_bytes(serialization.Encoding.PEM))
+            out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(f"{self.directory}/server.pem")
+        return context
 
     # -- helpers for state ------------------------------------------------------------------
     def _image(self, name, status="queued", **properties) -> dict:
@@ -249,10 +339,15 @@ class FakeOpenStack:
                 if fip["port_id"] == port["id"]:
                     entries.append({"addr": fip["floating_ip_address"], "OS-EXT-IPS:type": "floating", **mac})
         server["addresses"] = addresses
+        view = {k: v for k, v in server.items() if k != "fault"}
+        # Nova shows an instance's last fault only while it is ERROR or DELETED
+        # (nova/api/openstack/compute/views/servers.py, _fault_statuses).
+        if server["status"] in ("ERROR", "DELETED") and "fault" in server:
+            view["fault"] = server["fault"]
         if req and self._microversion(req.headers) < (2, 47):
             flavor_id = next(f["id"] for f in self.flavors.values() if f["name"] == server["flavor"]["original_name"])
-            return {**server, "flavor": {"id": flavor_id, "links": []}}
-        return server
+            return {**view, "flavor": {"id": flavor_id, "links": []}}
+        return view
 
     def _find(self, table: dict, key: str, error) -> dict:
         if key not in table:
@@ -275,8 +370,16 @@ class FakeOpenStack:
 
     @route("POST", r"/identity/v3/auth/tokens")
     def issue_token(self, req):
-        user = req.body.get("auth", {}).get("identity", {}).get("password", {}).get("user", {})
-        if user.get("name") != USERNAME or user.get("password") != PASSWORD:
+        identity = req.body.get("auth", {}).get("identity", {})
+        user = identity.get("password", {}).get("user", {})
+        # An application credential is scoped to its project already: the request names no project
+        # (https://docs.openstack.org/api-ref/identity/v3/#authenticating-with-an-application-credential).
+        credential = identity.get("application_credential", {})
+        if credential:
+            accepted = self.app_credentials.get(credential.get("id")) == credential.get("secret")
+        else:
+            accepted = user.get("name") == USERNAME and user.get("password") == PASSWORD
+        if not accepted:
             raise ApiError(401, {"error": {"code": 401, "title": "Unauthorized",
                                            "message": "The request you have made requires authentication."}})
         token = uuid.uuid4().hex
@@ -286,8 +389,9 @@ class FakeOpenStack:
                     "endpoints": [{"id": uuid.uuid4().hex, "interface": "public", "region": "RegionOne",
                                    "region_id": "RegionOne", "url": f"{self.base}{path}"}]}
                    for kind, name, path in [("identity", "keystone", "/identity"), ("compute", "nova", "/compute/v2.1"),
-                                            ("network", "neutron", "/network"), ("image", "glance", "/image")]]
-        body = {"token": {"methods": ["password"], "expires_at": "2099-01-01T00:00:00.000000Z", "issued_at": now(),
+                                            ("network", "neutron", "/network"), ("image", "glance", "/image"),
+                                            ("block-storage", "cinderv3", f"/volume/v3/{self.project_id}")]]
+        body = {"token": {"methods": ["application_credential" if credential else "password"], "expires_at": "2099-01-01T00:00:00.000000Z", "issued_at": now(),
                           "user": {"id": self.user_id, "name": USERNAME, "domain": domain, "password_expires_at": None},
                           "project": {"id": self.project_id, "name": PROJECT, "domain": domain},
                           "roles": [{"id": uuid.uuid4().hex, "name": "member"}], "catalog": catalog,
@@ -328,7 +432,7 @@ class FakeOpenStack:
         if not spec.get("public_key"):
             raise nova_error(400, "fake: keypair generation is not supported; pass public_key")
         self.keypairs[spec["name"]] = {"name": spec["name"], "public_key": spec["public_key"], "type": "ssh",
-                                       "fingerprint": "fa:ke:" + uuid.uuid4().hex[:8], "user_id": self.user_id}
+                                       "fingerprint": fingerprint(spec["public_key"]), "user_id": self.user_id}
         return 200, {"keypair": self.keypairs[spec["name"]]}
 
     @route("GET", r"/compute/v2\.1/os-keypairs/(?P<name>[^/]+)")
@@ -348,15 +452,22 @@ class FakeOpenStack:
         flavor = self._find(self.flavors, str(spec.get("flavorRef")),
                             nova_error(400, f"Flavor {spec.get('flavorRef')} could not be found."))
         wanted = {"cores": flavor["vcpus"], "instances": 1, "ram": flavor["ram"]}
-        limit = {"cores": 8, "instances": 10, "ram": 51200}
-        for resource, exceeded in self.quota_exceeded.items():
-            if exceeded:  # nova.exception.TooManyInstances, as the API answers it
+        used = self.compute_usage()
+        for resource in ("instances", "cores", "ram"):
+            if used[resource] + wanted[resource] > self.quota[resource]:  # nova.exception.TooManyInstances -> 403
                 raise nova_error(403, f"Quota exceeded for {resource}: Requested {wanted[resource]}, "
-                                      f"but already used {limit[resource]} of {limit[resource]} {resource}")
+                                      f"but already used {used[resource]} of {self.quota[resource]} {resource}")
         devices = spec.get("block_device_mapping_v2") or []
         boot = next((d for d in devices if str(d.get("boot_index")) == "0"), None)
         image_id = boot["uuid"] if boot and boot.get("source_type") == "image" else spec.get("imageRef")
-        self._find(self.images, image_id or "", nova_error(400, f"Image {image_id} could not be found."))
+        image = self._find(self.images, image_id or "", nova_error(400, f"Image {image_id} could not be found."))
+        image_root = next((d for d in json.loads(image.get("block_device_mapping") or "[]") if d["boot_index"] == 0), None)
+        if image_root:
+            # The image of a volume-backed server: its root mapping (a volume from its Cinder snapshot)
+            # replaces the request's image->volume root (nova/compute/api.py _check_and_transform_bdm).
+            self._find(self.snapshots, image_root["snapshot_id"],
+                       nova_error(400, f"Snapshot {image_root['snapshot_id']} could not be found."))
+            boot = image_root
         if spec.get("key_name") and spec["key_name"] not in self.keypairs:
             raise nova_error(400, "Invalid key_name provided.")
         groups = [g["name"] for g in spec.get("security_groups") or [{"name": "default"}]]
@@ -369,10 +480,9 @@ class FakeOpenStack:
         server_id = new_id()
         volumes = []
         if boot and boot.get("destination_type") == "volume":
-            volume = {"id": new_id(), "size": boot.get("volume_size") or flavor["disk"], "image_id": image_id,
-                      "server_id": server_id, "delete_on_termination": bool(boot.get("delete_on_termination"))}
-            self.volumes[volume["id"]] = volume
-            volumes.append({"id": volume["id"], "delete_on_termination": volume["delete_on_termination"]})
+            volume = self._volume(server_id, boot.get("volume_size") or flavor["disk"], image)
+            volume["snapshot_id"] = boot.get("snapshot_id")
+            volumes.append({"id": volume["id"], "delete_on_termination": bool(boot.get("delete_on_termination"))})
         for net in networks:
             self._find(self.networks, net.get("uuid", ""),
                        nova_error(400, f"Network {net.get('uuid')} could not be found."))
@@ -382,6 +492,8 @@ class FakeOpenStack:
                                    "device_owner": "compute:nova", "status": "ACTIVE", "admin_state_up": True,
                                    "mac_address": "fa:16:3e:" + ":".join(uuid.uuid4().hex[i:i + 2] for i in (0, 2, 4)),
                                    "fixed_ips": [{"subnet_id": subnet_id, "ip_address": ip}],
+                                   "security_groups": [g["id"] for g in self.security_groups.values()
+                                                       if g["name"] in groups or g["id"] in groups],
                                    "project_id": self.project_id, "tenant_id": self.project_id}
         server = {"id": server_id, "name": spec["name"], "metadata": dict(spec.get("metadata") or {}),
                   "flavor": self._embedded_flavor(flavor), "key_name": spec.get("key_name"),
@@ -393,8 +505,14 @@ class FakeOpenStack:
                   "OS-DCF:diskConfig": "MANUAL", "accessIPv4": "", "accessIPv6": "", "config_drive": "", "progress": 0,
                   "locked": False, "description": None, "tags": [], "links": []}
         self._server_status(server, "BUILD", "spawning")
-        self.servers[server_id] = self._server_view(server)
-        self._later(server_id, status="ACTIVE", **{"OS-SRV-USG:launched_at": now(precise=True)})
+        self.servers[server_id] = server
+        self._server_view(server)
+        if self.fail_next_boot:  # a build that fails ends in ERROR with a fault (nova.exception.BuildAbortException)
+            server["fault"] = {"code": 500, "message": self.fail_next_boot, "created": now()}
+            self.fail_next_boot = ""
+            self._later(server_id, status="ERROR")
+        else:
+            self._later(server_id, status="ACTIVE", **{"OS-SRV-USG:launched_at": now(precise=True)})
         return 202, {"server": {"id": server_id, "links": [], "OS-DCF:diskConfig": "MANUAL",
                                 "security_groups": server["security_groups"], "adminPass": uuid.uuid4().hex[:12]}}
 
@@ -429,9 +547,13 @@ class FakeOpenStack:
             for fip in self.floating_ips.values():
                 if fip["port_id"] == port["id"]:
                     fip.update(port_id=None, fixed_ip_address=None, status="DOWN")
-        for volume in server["os-extended-volumes:volumes_attached"]:
-            if volume["delete_on_termination"]:
-                self.volumes.pop(volume["id"], None)
+        for attached in server["os-extended-volumes:volumes_attached"]:
+            volume = self.volumes[attached["id"]]
+            volume.update(status="available", attachments=[], updated_at=now())
+            # Nova asks Cinder to delete a delete_on_termination volume and only logs a refusal
+            # (nova/compute/manager.py _cleanup_volumes(raise_exc=False)): one with snapshots stays.
+            if attached["delete_on_termination"] and not self._snapshots_of(volume["id"]):
+                del self.volumes[volume["id"]]
         return 204, None
 
     @route("POST", r"/compute/v2\.1/servers/(?P<id>[^/]+)/action")
@@ -448,15 +570,22 @@ class FakeOpenStack:
         before = server["status"]
         self._server_status(server, status, task)
         headers, body = {}, None
+        if action == "shelve" and not self._volume_backed(server) and self.shelved_offload_time != 0:
+            final = "SHELVED"
         if action == "resize":
             flavor = self._find(self.flavors, str(args["flavorRef"]),
                                 nova_error(400, f"Flavor {args['flavorRef']} could not be found."))
-            self.resizing[server["id"]] = (server["flavor"], before)
             if self.fail_next_resize:
+                # The API casts the resize to the conductor and answers 202; when the scheduler finds no
+                # host the conductor puts the instance back in its vm_state (ACTIVE, or SHUTOFF) on the
+                # old flavor and records a fault, shown only while ERROR (nova/compute/api.py resize,
+                # nova/conductor/manager.py _cold_migrate: NoValidHost).
                 self.fail_next_resize = False
-                final = "ERROR"
-                server["fault"] = {"code": 500, "message": "fake: resize failed (fail_next_resize)", "created": now()}
+                final = before
+                server["fault"] = {"code": 500, "created": now(),
+                                   "message": "No valid host was found. No valid host found for resize"}
             else:
+                self.resizing[server["id"]] = (server["flavor"], before)
                 server["flavor"] = self._embedded_flavor(flavor)
         elif action in ("confirmResize", "revertResize"):
             old_flavor, final = self.resizing.pop(server["id"])
@@ -465,8 +594,11 @@ class FakeOpenStack:
         elif action == "createImage":
             properties = {**(args.get("metadata") or {}), "image_type": "snapshot", "instance_uuid": server["id"],
                           "owner_user_name": USERNAME, "user_id": self.user_id}
-            image = self._image(args["name"], **properties)
-            self._later(image["id"], gets=1, status="active", size=1024, updated_at=now())
+            if self._volume_backed(server):
+                image = self._volume_backed_snapshot(server, args["name"], properties)
+            else:
+                image = self._image(args["name"], **properties)
+                self._later(image["id"], gets=1, status="active", size=1024, updated_at=now())
             if self._microversion(req.headers) >= (2, 45):
                 body = {"image_id": image["id"]}
             else:
@@ -476,6 +608,143 @@ class FakeOpenStack:
         else:
             self._later(server["id"], status=final)
         return 202, body, headers
+
+    def _volume_backed(self, server: dict) -> bool:
+        return not server["image"]
+
+    def _volume_backed_snapshot(self, server: dict, name: str, properties: dict) -> dict:
+        """nova/compute/api.py snapshot_volume_backed: a Cinder snapshot of each volume ("snapshot for
+        <image name>") and a Glance image of no data (size 0, activated at once, disk_format raw)
+        whose block_device_mapping property (a JSON string: Glance v2 properties are strings,
+        nova/image/glance.py _json_dumps) names the snapshots."""
+        mapping = []
+        for index, attached in enumerate(server["os-extended-volumes:volumes_attached"]):
+            volume = self.volumes[attached["id"]]
+            snapshot = {"id": new_id(), "name": f"snapshot for {name}", "description": volume["description"],
+                        "volume_id": volume["id"], "size": volume["size"], "status": "creating", "metadata": {},
+                        "created_at": now(), "updated_at": None, "os-extended-snapshot-attributes:progress": "0%",
+                        "os-extended-snapshot-attributes:project_id": self.project_id}
+            self.snapshots[snapshot["id"]] = snapshot
+            self._later(snapshot["id"], status="available", **{"os-extended-snapshot-attributes:progress": "100%"})
+            mapping.append({"source_type": "snapshot", "destination_type": "volume", "snapshot_id": snapshot["id"],
+                            "volume_size": volume["size"], "boot_index": index, "device_name": "/dev/vda",
+                            "delete_on_termination": attached["delete_on_termination"], "disk_bus": "virtio",
+                            "volume_id": None, "image_id": None, "no_device": None, "tag": None, "guest_format": None,
+                            "device_type": "disk", "volume_type": None})
+        image = self._image(name, status="active", block_device_mapping=json.dumps(mapping), bdm_v2="True",
+                            root_device_name="/dev/vda", **properties)
+        image.update(disk_format="raw", size=0)
+        return image
+
+    def _volume(self, server_id: str, size: int, image: dict) -> dict:
+        volume = {"id": new_id(), "name": "", "description": "", "status": "in-use", "size": size, "bootable": "true",
+                  "attachments": [{"server_id": server_id, "attachment_id": new_id(), "volume_id": None,
+                                   "device": "/dev/vda", "id": None, "host_name": None, "attached_at": now()}],
+                  "metadata": {}, "volume_image_metadata": {"image_id": image["id"], "image_name": image["name"]},
+                  "availability_zone": "nova", "snapshot_id": None, "source_volid": None, "volume_type": "__DEFAULT__",
+                  "multiattach": False, "encrypted": False, "created_at": now(), "updated_at": now(),
+                  "user_id": self.user_id, "os-vol-tenant-attr:tenant_id": self.project_id}
+        volume["attachments"][0].update(volume_id=volume["id"], id=volume["id"])
+        self.volumes[volume["id"]] = volume
+        return volume
+
+    def _snapshots_of(self, volume_id: str) -> list:
+        return [s for s in self.snapshots.values() if s["volume_id"] == volume_id]
+
+    def compute_usage(self) -> dict:
+        """What Nova counts against the quota: every server, and the cores and RAM of those not offloaded."""
+        placed = [s for s in self.servers.values() if s["status"] != "SHELVED_OFFLOADED"]
+        return {"instances": len(self.servers), "cores": sum(s["flavor"]["vcpus"] for s in placed),
+                "ram": sum(s["flavor"]["ram"] for s in placed)}
+
+    @route("GET", r"/compute/v2\.1/limits")
+    def compute_limits(self, req):  # https://docs.openstack.org/api-ref/compute/#limits-limits
+        used = self.compute_usage()
+        return 200, {"limits": {"rate": [], "absolute": {
+            "maxTotalInstances": self.quota["instances"], "totalInstancesUsed": used["instances"],
+            "maxTotalCores": self.quota["cores"], "totalCoresUsed": used["cores"],
+            "maxTotalRAMSize": self.quota["ram"], "totalRAMUsed": used["ram"],
+            # the fields left from microversion 2.57 on (network and personality limits are gone)
+            "maxServerMeta": 128, "maxImageMeta": 128, "maxTotalKeypairs": 100,
+            "maxServerGroups": 10, "maxServerGroupMembers": 10, "totalServerGroupsUsed": 0}}}
+
+    # -- Cinder ---------------------------------------------------------------------------------
+    def _volume_versions(self) -> dict:  # https://docs.openstack.org/api-ref/block-storage/v3/#api-versions
+        return {"versions": [{"id": "v3.0", "status": "CURRENT", "version": "3.70", "min_version": "3.0",
+                              "updated": "2023-08-31T00:00:00Z",
+                              "links": [{"rel": "self", "href": f"{self.base}/volume/v3/"}]}]}
+
+    @route("GET", r"/volume(/v3)?")
+    def volume_versions(self, req):
+        return 300, self._volume_versions()
+
+    @route("GET", r"/volume/v3/(?P<project>[0-9a-f]{32})")
+    def volume_version(self, req):
+        return 200, self._volume_versions()
+
+    def _volume_item(self, kind: str, item_id: str) -> dict:
+        table = self.volumes if kind == "volumes" else self.snapshots
+        name = "Volume" if kind == "volumes" else "Snapshot"
+        return self._find(table, item_id, nova_error(404, f"{name} {item_id} could not be found."))
+
+    def _volume_tick(self, table: dict, item: dict) -> dict | None:
+        """A snapshot being deleted ("deleting") is gone at the next look."""
+        item = self._tick(item)
+        if item["status"] == "deleted":
+            del table[item["id"]]
+            return None
+        return item
+
+    @route("GET", r"/volume/v3/(?P<project>[^/]+)/(?P<kind>volumes|snapshots)(/detail)?")
+    def list_volume_resources(self, req):
+        table = self.volumes if req.params["kind"] == "volumes" else self.snapshots
+        seen = [self._volume_tick(table, i) for i in list(table.values())]
+        return 200, {req.params["kind"]: [i for i in seen if i and matches(i, req.query)]}
+
+    @route("GET", r"/volume/v3/(?P<project>[^/]+)/(?P<kind>volumes|snapshots)/(?P<id>[^/]+)")
+    def get_volume_resource(self, req):
+        kind = req.params["kind"]
+        table = self.volumes if kind == "volumes" else self.snapshots
+        if not self._volume_tick(table, self._volume_item(kind, req.params["id"])):
+            raise nova_error(404, f"{kind[:-1].title()} {req.params['id']} could not be found.")
+        return 200, {kind[:-1]: table[req.params["id"]]}
+
+    @route("POST", r"/volume/v3/(?P<project>[^/]+)/(?P<kind>volumes|snapshots)/(?P<id>[^/]+)/metadata")
+    def update_volume_metadata(self, req):  # merges, as "Create or update metadata" does
+        item = self._volume_item(req.params["kind"], req.params["id"])
+        item["metadata"].update(req.body.get("metadata") or {})
+        return 200, {"metadata": item["metadata"]}
+
+    @route("DELETE", r"/volume/v3/(?P<project>[^/]+)/volumes/(?P<id>[^/]+)")
+    def delete_volume(self, req):
+        volume = self._volume_item("volumes", req.params["id"])
+        if volume["status"] != "available" or self._snapshots_of(volume["id"]):
+            # cinder/volume/api.py API.delete (without cascade), answered as 400 InvalidVolume
+            raise nova_error(400, "Invalid volume: Volume status must be available or error or error_restoring or "
+                                  "error_extending or error_managing and must not be migrating, attached, belong to "
+                                  "a group, have snapshots, awaiting a transfer, or be disassociated from snapshots "
+                                  "after volume transfer.")
+        del self.volumes[volume["id"]]
+        return 202, None
+
+    @route("DELETE", r"/volume/v3/(?P<project>[^/]+)/snapshots/(?P<id>[^/]+)")
+    def delete_snapshot(self, req):
+        snapshot = self._volume_item("snapshots", req.params["id"])
+        if snapshot["status"] not in ("available", "error"):  # cinder/volume/api.py API.delete_snapshot
+            raise nova_error(400, "Invalid snapshot: Volume Snapshot status must be available or error.")
+        snapshot["status"] = "deleting"  # asynchronous: 202, then gone
+        self._later(snapshot["id"], status="deleted")
+        return 202, None
+
+    @route("GET", r"/volume/v3/(?P<project>[^/]+)/limits")
+    def volume_limits(self, req):  # https://docs.openstack.org/api-ref/block-storage/v3/#limits-limits
+        return 200, {"limits": {"rate": [], "absolute": {
+            "maxTotalVolumes": self.quota["volumes"], "totalVolumesUsed": len(self.volumes),
+            "maxTotalVolumeGigabytes": self.quota["gigabytes"],
+            "totalGigabytesUsed": sum(v["size"] for v in self.volumes.values())
+            + sum(s["size"] for s in self.snapshots.values()),
+            "maxTotalSnapshots": 10, "totalSnapshotsUsed": len(self.snapshots),
+            "maxTotalBackups": 10, "totalBackupsUsed": 0, "maxTotalBackupGigabytes": 1000, "totalBackupGigabytesUsed": 0}}}
 
     # -- Neutron ----------------------------------------------------------------------------------
     @route("GET", r"/network")
@@ -538,6 +807,9 @@ class FakeOpenStack:
     @route("DELETE", r"/network/v2\.0/(?P<kind>security-groups|security-group-rules|floatingips)/(?P<id>[^/]+)")
     def delete_network_resource(self, req):
         item = self._network_item(**req.params)
+        if req.params["kind"] == "security-groups" and any(item["id"] in p["security_groups"] for p in self.ports.values()):
+            # https://docs.openstack.org/api-ref/network/v2/#delete-security-group: 409 while a port uses it
+            raise neutron_error(409, "SecurityGroupInUse", f"Security Group {item['id']} in use.")
         del self._table(req.params["kind"])[item["id"]]
         if req.params["kind"] == "security-group-rules":
             self.security_groups[item["security_group_id"]]["security_group_rules"].remove(item)

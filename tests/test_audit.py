@@ -104,7 +104,7 @@ def gce(lab, monkeypatch):
 
 
 AWS = {"provider": "aws", "region": REGION}
-CADES = {"provider": "openstack", "cloud": "cades"}
+CADES = {"provider": "openstack", "cloud": "cades", "user": "cades"}
 GCE = {"provider": "gce", "project": PROJECT, "zone": ZONE}
 
 

@@ -1,11 +1,17 @@
 """The fake of fake_openstack.py driven by the real openstacksdk, through the calls labvm makes."""
 
+import json
+
 import keystoneauth1.exceptions
 import openstack
 import pytest
 from openstack import exceptions
 
 from fake_openstack import FakeOpenStack
+
+# A real ed25519 public key (Nova parses keys it imports) and its Nova fingerprint (MD5 of the blob).
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJfd3lXKGeMUspDZPp/5diS12zbGBGlZN4u27ud2jlsu hedy"
+FINGERPRINT = "5a:81:60:0b:20:42:a7:b1:a6:bb:27:ac:bf:3c:c6:c2"
 
 # openstacksdk's own notices of future removals (RemovedInSDK50Warning, RemovedInSDK60Warning)
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
@@ -62,8 +68,11 @@ def test_lookups_keypair_security_group(fake, conn):
     assert conn.network.find_network("nonet") is None
 
     assert conn.compute.find_keypair("labvm-hedy") is None
-    conn.compute.create_keypair(name="labvm-hedy", public_key="ssh-ed25519 AAAA hedy")
-    assert conn.compute.find_keypair("labvm-hedy").public_key == "ssh-ed25519 AAAA hedy"
+    with pytest.raises(exceptions.BadRequestException, match="Keypair data is invalid"):
+        conn.compute.create_keypair(name="labvm-hedy", public_key="ssh-ed25519 AAAA hedy")
+    conn.compute.create_keypair(name="labvm-hedy", public_key=PUBLIC_KEY)
+    found = conn.compute.find_keypair("labvm-hedy")
+    assert found.public_key == PUBLIC_KEY and found.fingerprint == FINGERPRINT
     assert [k.name for k in conn.compute.keypairs()] == ["labvm-hedy"]
     conn.compute.delete_keypair("labvm-hedy")
     assert fake.keypairs == {}
@@ -83,14 +92,15 @@ def test_lookups_keypair_security_group(fake, conn):
 
 
 def test_server_lifecycle(fake, conn):
-    conn.compute.create_keypair(name="labvm-hedy", public_key="ssh-ed25519 AAAA hedy")
+    conn.compute.create_keypair(name="labvm-hedy", public_key=PUBLIC_KEY)
     server = boot(conn)
     assert fake.servers[server.id]["status"] == "BUILD"
     server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
     assert server.status == "ACTIVE" and server.metadata == LABELS and server.launched_at
     assert server.flavor.original_name == "m1.medium"
-    (volume,) = fake.volumes.values()
-    assert volume["size"] == 40 and server.attached_volumes[0]["id"] == volume["id"]
+    (volume,) = conn.block_storage.volumes()
+    assert volume.size == 40 and server.attached_volumes[0]["id"] == volume.id
+    assert volume.status == "in-use" and volume.attachments[0]["server_id"] == server.id
     boot(conn, name="someone-else", metadata={"labvm:profile": "cades", "labvm:owner": "ada"})
     mine = [s for s in conn.compute.servers(details=True)
             if all((s.metadata or {}).get(k) == v for k, v in LABELS.items())]
@@ -131,17 +141,15 @@ def test_server_lifecycle(fake, conn):
     conn.compute.revert_server_resize(server)
     server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
     assert server.flavor.original_name == "m1.large"
-    fake.fail_next_resize = True
+    fake.fail_next_resize = True  # NoValidHost: back to ACTIVE on the old flavor, the fault not shown
     conn.compute.resize_server(server, conn.compute.find_flavor("m1.small").id)
-    with pytest.raises(exceptions.ResourceFailure, match="ERROR"):
-        conn.compute.wait_for_server(server, status="VERIFY_RESIZE", failures=["ERROR"], **FAST)
     server = conn.compute.get_server(server.id)
-    assert server.status == "ERROR" and server.flavor.original_name == "m1.large"
+    assert (server.status, server.flavor.original_name, server.fault) == ("ACTIVE", "m1.large", None)
 
     # delete: the port goes, the floating IP stays until released
     conn.compute.delete_server(server)
     conn.compute.wait_for_delete(server, **FAST)
-    assert server.id not in fake.servers and not fake.volumes.get(volume["id"])
+    assert server.id not in fake.servers and not fake.volumes.get(volume.id)
     assert conn.network.get_ip(ip.id).port_id is None
     conn.network.delete_ip(ip)
     assert ip.id not in fake.floating_ips
@@ -167,16 +175,89 @@ def test_snapshot_before_microversion_2_45(fake, conn):
     fake.max_microversion = "2.44"
     server = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
     assert server.flavor.id == conn.compute.find_flavor("m1.medium").id  # the pre-2.47 flavor reference
-    image = conn.compute.create_server_image(server, "old-style", metadata=LABELS)  # no wait: still queued
-    assert image.status == "queued" and fake.images[image.id]["name"] == "old-style"
+    image = conn.compute.create_server_image(server, "old-style", metadata=LABELS)  # volume-backed: active at once
+    assert image.status == "active" and fake.images[image.id]["name"] == "old-style"
     assert conn.image.get_image(image.id).status == "active"
 
 
 def test_failures(fake, conn):
-    fake.quota_exceeded["cores"] = True
-    with pytest.raises(exceptions.ForbiddenException, match="Quota exceeded for cores"):
+    fake.quota["cores"] = 1
+    with pytest.raises(exceptions.ForbiddenException, match="Quota exceeded for cores: Requested 2, but already used 0 of 1"):
         boot(conn)
     assert fake.servers == {}
+    limits = conn.compute.get_limits().absolute
+    assert (limits.total_cores, limits.total_cores_used, limits.instances) == (1, 0, 10)
     fake.floating_ips_exhausted = True
     with pytest.raises(exceptions.ConflictException, match="No more IP addresses available"):
         conn.network.create_ip(floating_network_id=conn.network.find_network("public").id)
+
+
+def test_volume_backed_snapshot_is_a_cinder_snapshot_the_volume_outlives_its_server(fake, conn):
+    server = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
+    image = conn.compute.create_server_image(server, "labvm-cades-1", metadata=LABELS, wait=True)
+    assert image.status == "active" and image.size == 0  # no data: active at once
+    (mapping,) = json.loads(image.properties["block_device_mapping"])
+    snapshot = conn.block_storage.get_snapshot(mapping["snapshot_id"])
+    (volume,) = conn.block_storage.volumes()
+    assert snapshot.volume_id == volume.id and snapshot.name == "snapshot for labvm-cades-1"
+    assert conn.block_storage.get_snapshot(snapshot.id).status == "available"
+    clone = conn.compute.create_server(  # what `up --from-image` asks: the image's own mapping wins
+        name="clone", flavor_id="3", networks=[{"uuid": conn.network.find_network("lab-net").id}],
+        block_device_mapping=[{"boot_index": 0, "uuid": image.id, "source_type": "image",
+                               "destination_type": "volume", "volume_size": 40, "delete_on_termination": True}])
+    clone = conn.compute.wait_for_server(clone, status="ACTIVE", **FAST)
+    assert fake.volumes[clone.attached_volumes[0]["id"]]["snapshot_id"] == snapshot.id
+    conn.compute.delete_server(clone)
+    conn.compute.delete_server(server)
+    conn.compute.wait_for_delete(server, **FAST)
+    volume = conn.block_storage.get_volume(volume.id)  # delete_on_termination, yet kept: it has a snapshot
+    assert (volume.status, volume.attachments) == ("available", [])
+    with pytest.raises(exceptions.BadRequestException, match="have snapshots"):
+        conn.block_storage.delete_volume(volume)
+    conn.image.delete_image(image.id)  # Glance knows nothing of the snapshot: it stays
+    conn.block_storage.delete_snapshot(snapshot)
+    with pytest.raises(exceptions.BadRequestException, match="have snapshots"):  # still deleting
+        conn.block_storage.delete_volume(volume)
+    conn.block_storage.wait_for_delete(snapshot, **FAST)
+    conn.block_storage.delete_volume(volume)
+    assert fake.volumes == fake.snapshots == {}
+
+
+def test_shelve_stays_shelved_unless_offloaded_at_once(fake, conn):
+    fake.shelved_offload_time = -1
+    image = conn.image.find_image("Ubuntu 22.04")
+    server = conn.compute.create_server(name="img", flavor_id="2", image_id=image.id,
+                                        networks=[{"uuid": conn.network.find_network("lab-net").id}])
+    server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
+    conn.compute.shelve_server(server)
+    server = conn.compute.wait_for_server(server, status="SHELVED", **FAST)
+    assert conn.compute.get_server(server.id).status == "SHELVED"  # and stays so
+    conn.compute.unshelve_server(server)
+    conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
+    volume_backed = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
+    conn.compute.shelve_server(volume_backed)  # a volume-backed server is offloaded at once, whatever the option
+    conn.compute.wait_for_server(volume_backed, status="SHELVED_OFFLOADED", **FAST)
+
+
+def test_a_failed_build_is_error_with_its_fault(fake, conn):
+    fake.fail_next_boot = "No valid host was found. There are not enough hosts available."
+    server = boot(conn)
+    with pytest.raises(exceptions.ResourceFailure):
+        conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], **FAST)
+    server = conn.compute.get_server(server.id)
+    assert server.status == "ERROR" and "not enough hosts" in server.fault["message"]
+    conn.compute.delete_server(server)
+    conn.compute.wait_for_delete(server, **FAST)
+
+
+def test_application_credential_and_private_ca(tmp_path, monkeypatch):
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    with FakeOpenStack(tls=True) as fake:
+        clouds = tmp_path / "clouds.yaml"
+        clouds.write_text(fake.app_credential_clouds_yaml("cades") + f"    cacert: {fake.ca_file}\n")
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+        conn = openstack.connect(cloud="cades")
+        assert fake.base.startswith("https://") and conn.compute.find_flavor("m1.small").vcpus == 1
+        clouds.write_text(fake.app_credential_clouds_yaml("cades"))
+        with pytest.raises(keystoneauth1.exceptions.SSLError):
+            openstack.connect(cloud="cades").compute.find_flavor("m1.small")

@@ -41,9 +41,9 @@ def test_lifecycle(lab, user, cloud, tmp_path):
         (server,) = mine(cloud)
         assert server["metadata"] == {"labvm:profile": "cades", "labvm:owner": "hedy"}
         assert server["status"] == "ACTIVE"
-        (volume,) = [v for v in cloud.volumes.values() if v["server_id"] == server["id"]]
-        assert volume["size"] == 40 and volume["delete_on_termination"]  # booted from a volume
-        (group,) = [g for g in cloud.security_groups.values() if g["name"] == "labvm-cades"]
+        (volume,) = [v for v in cloud.volumes.values() if v["attachments"][0]["server_id"] == server["id"]]
+        assert volume["size"] == 40 and volume["metadata"] == server["metadata"]  # booted from a labelled volume
+        (group,) = [g for g in cloud.security_groups.values() if g["name"] == "labvm-cades-hedy"]
         assert [(r["protocol"], r["port_range_min"], r["port_range_max"]) for r in group["security_group_rules"]
                 if r["direction"] == "ingress"] == [("tcp", 22, 22)]
         floating = [ip for ip in cloud.floating_ips.values() if ip.get("port_id")]
@@ -74,10 +74,12 @@ def test_lifecycle(lab, user, cloud, tmp_path):
         assert answers(resized)
         cloud.fail_next_resize = True
         failed = lab.inv("resize", "--host", "cades", "--size", "m1.small", check=False)
-        assert failed.returncode == 1 and "resize to m1.small failed" in failed.stderr
+        assert failed.returncode == 1 and "resize to m1.small did not happen" in failed.stderr
+        assert "back to ACTIVE on m1.large" in failed.stderr
 
         lab.inv("terminate", "--host", "cades", "--yes", "--force")
         assert mine(cloud) == []
+        assert cloud.volumes[volume["id"]]["status"] == "available"  # the image's volume snapshot keeps it
         assert not any(ip.get("description", "").startswith("labvm:cades") for ip in cloud.floating_ips.values())
 
         vm.renew_host_key()
@@ -88,6 +90,7 @@ def test_lifecycle(lab, user, cloud, tmp_path):
         pruned = lab.inv("images", "--host", "cades", "--prune", "--keep", "1").output
         assert f"deregistered {image_id}" in pruned
         assert image_id not in cloud.images and second in cloud.images
+        assert f"deleted boot volume {volume['id']}" in pruned and volume["id"] not in cloud.volumes
     finally:
         lab.inv("terminate", "--host", "cades", "--yes", "--force", "--no-sync", check=False)
         vm.stop()
@@ -131,11 +134,26 @@ def test_bad_input(lab, user, sshd, cloud):
     cloud.floating_ips_exhausted = False
     lab.inv("terminate", "--host", "cades", "--yes", "--force")
 
-    cloud.quota_exceeded["cores"] = True
+    cloud.quota["cores"] = 1
     quota = lab.inv("up", "--host", "cades", "--no-browser", check=False)
-    assert quota.returncode == 1 and "Quota exceeded for cores" in quota.stderr and "raised by request" in quota.stderr
+    assert quota.returncode == 1 and "quota: cores: 0 of 1 used, m1.medium needs 2" in quota.stderr
+    assert "cades-help@ornl.gov" in quota.stderr and not mine(cloud)  # `up` checks before it creates
 
-    cloud.quota_exceeded["cores"] = False
+    cloud.quota["cores"] = 8
+    cloud.fail_next_boot = "No valid host was found. There are not enough hosts available."
+    broken = lab.inv("up", "--host", "cades", "--no-browser", check=False)
+    assert broken.returncode == 1 and "went ERROR: No valid host was found." in broken.stderr
+    again = lab.inv("up", "--host", "cades", "--no-browser", check=False)  # not resumed forever: told what to do
+    assert again.returncode == 1 and "is in ERROR: No valid host was found." in again.stderr
+    assert "`inv up --host cades --replace` deletes it and makes a new one" in again.stderr
+    (errored,) = mine(cloud)
+    asked = lab.inv("up", "--host", "cades", "--no-browser", "--replace", check=False)  # no terminal to ask on
+    assert asked.returncode == 1 and "pass --yes to confirm" in asked.stderr and mine(cloud) == [errored]
+    replaced = lab.inv("up", "--host", "cades", "--no-browser", "--replace", "--yes")
+    assert "(ERROR); making a new VM" in replaced.output and "JupyterLab is ready" in replaced.output
+    assert [s["status"] for s in mine(cloud)] == ["ACTIVE"] and mine(cloud)[0]["id"] != errored["id"]
+    lab.inv("terminate", "--host", "cades", "--yes", "--force")
+    assert not mine(cloud)
     wrong = lab.directory / "wrong-clouds.yaml"
     wrong.write_text(cloud.clouds_yaml("cades", password="not-it"))
     lab.extra_env["OS_CLIENT_CONFIG_FILE"] = str(wrong)
@@ -160,7 +178,8 @@ def test_live_lifecycle_on_a_real_cloud(lab):
     lab.extra_env.update({name: os.environ[name] for name in needed})
     lab.write_hosts({"cades": {"provider": "openstack", "cloud": os.environ["OS_CLOUD"],
                                "image": os.environ["LABVM_LIVE_OS_IMAGE"], "flavor": os.environ["LABVM_LIVE_OS_FLAVOR"],
-                               "network": os.environ["LABVM_LIVE_OS_NETWORK"], "stop_action": "shelve"}})
+                               "network": os.environ["LABVM_LIVE_OS_NETWORK"], "stop_action": "shelve",
+                               "user": os.environ.get("LABVM_LIVE_OS_USER", "cades")}})
     try:
         lab.inv("create", "--host", "cades")
         assert "down --host cades" in lab.inv("audit").output  # running: billed, and said so
