@@ -123,12 +123,14 @@ def audit(c, json=False):
     "browser": "open the URL in a browser (--no-browser to skip)",
     "from_image": "cloud profiles: make the VM from this image id, or `latest`",
     "plan": cli.PLAN_HELP,
+    "replace": "cloud profiles: delete a VM the cloud put in ERROR and make a new one (asks first)",
+    "yes": "with --replace: do not ask",
 })
 @cli.guarded
-def up(c, host=None, browser=True, from_image=None, plan=False):
+def up(c, host=None, browser=True, from_image=None, plan=False, replace=False, yes=False):
     """Everything: the VM (resumed or made), keys, env, Jupyter in tmux, tunnel; prints (and opens) the URL."""
     with cli.session(c, host, plan) as session:
-        session.up(browser, from_image)
+        session.up(browser, from_image, replace, yes)
 
 
 @task(help={**HOST, "force": "also end a Jupyter labvm did not start on that port", "sync": cli.SYNC_HELP,

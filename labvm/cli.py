@@ -45,9 +45,17 @@ def status(context, host: str | None) -> str:
 def check(context, host: str | None, as_json: bool) -> None:
     """Prints one line per check; exit status 1 when one failed."""
     from .preflight import report
+    from .providers import Check
+    from .session import Session
 
-    with session(context, host) as current:
-        results = current.check()
+    profile = load().resolve(host)  # a broken hosts.yml is its own error, not a check
+    try:
+        current = Session(profile, context)
+    except LabvmError as e:  # the cloud refused us while labvm connected (OpenStack logs in at once)
+        results = [Check("credentials", False, str(e).splitlines()[0])]
+    else:
+        with current:
+            results = current.check()
     print(report(results, as_json))
     if not all(c.ok for c in results):
         raise Exit(code=1)

@@ -68,7 +68,7 @@ CLOUD_KEYS = {
     "openstack": {
         "cloud": "str", "image": "str", "flavor": "str", "volume_size": "int",
         "network": "str", "floating_ip_pool": "str", "security_groups": "list",
-        "stop_action": ("stop", "shelve"),
+        "stop_action": ("stop", "shelve"), "ssh_cidr": "str",
     },
     "aws": {
         "region": "str", "instance_type": "str", "image": "str", "volume_size": "int",

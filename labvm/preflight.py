@@ -19,8 +19,8 @@ def checks(session) -> list[Check]:
     profile = session.profile
     if session.is_local:
         return [Check("local", True, "this machine: no cloud, no SSH")]
-    results = [_identity(session)]
     public_key = _public_key(session)
+    results = [_identity(session)]
     if session.provider.owns_machine:
         results += session.provider.preflight(public_key)
     if profile.jump:
@@ -48,9 +48,8 @@ def report(results: list[Check], as_json: bool) -> str:
 
 
 def _public_key(session) -> str:
-    """labvm's public key if it exists; checks make nothing, not even a key."""
-    path = session.ssh.key.with_suffix(".pub")
-    return path.read_text().strip() if path.exists() else ""
+    """labvm's public key, made here if need be: a local file, nothing the cloud bills."""
+    return session.ssh.ensure_key()
 
 
 def _identity(session) -> Check:
@@ -58,8 +57,7 @@ def _identity(session) -> Check:
         session.ssh.check_identity(session.profile)
     except LabvmError as e:
         return Check("identity", False, str(e))
-    key = session.ssh.key
-    return Check("identity", True, f"{key}" + ("" if key.exists() else " (made by the first `inv up`)")
+    return Check("identity", True, f"labvm's key {session.ssh.key}"
                  + (f" and {session.profile.identity}" if session.profile.identity else ""))
 
 

@@ -74,11 +74,19 @@ class Session:
         # `address:` pins where SSH goes (a DNS name, a VPN address, a test sshd).
         return SshHost(self.profile, self.profile.address or instance.address, self.ssh)
 
-    def ensure_machine(self, image: str | None = None) -> None:
-        """A running VM: resumed if stopped, made only if there is none (found by its tags)."""
+    def ensure_machine(self, image: str | None = None, replace: bool = False, yes: bool = False) -> None:
+        """A running VM: resumed if stopped, made only if there is none (found by its tags).
+
+        replace: a VM the cloud put in ERROR is deleted (asked first) and made again.
+        """
         if self.is_local or not self.provider.owns_machine:
+            if replace:
+                raise Unsupported(f"--replace is for cloud profiles; labvm does not make {self.profile.name!r}")
             return
         instance = self.provider.find()
+        if replace and instance is not None:
+            self._replace(instance, yes)
+            instance = None
         if instance is None:
             if image == "latest":
                 image = self._latest_image()
@@ -107,6 +115,24 @@ class Session:
 
     def check(self) -> list:
         return preflight.checks(self)
+
+    def _replace(self, instance: Instance, yes: bool) -> None:
+        if instance.state != "error":
+            raise LabvmError(
+                f"--replace is for a VM the cloud put in ERROR; {instance.id} is {instance.state} "
+                f"(`inv terminate --host {self.profile.name}` then `inv up` replaces a working one)"
+            )
+        if not yes:
+            self._confirm(f"Delete {instance.id} ({instance.name}, in ERROR) and make a new VM?",
+                          f"--replace deletes {instance.id}; pass --yes to confirm")
+        self.provider.terminate(instance, True)  # keep the address for the new VM
+        print(f"{self.profile.name}: deleted {instance.id} (ERROR); making a new VM")
+
+    def _confirm(self, question: str, without_terminal: str) -> None:
+        if not sys.stdin.isatty():
+            raise LabvmError(without_terminal)
+        if input(f"{question} [y/N] ").strip().lower() != "y":
+            raise LabvmError("not confirmed; nothing changed")
 
     # -- setup steps -------------------------------------------------------------------
 
@@ -244,10 +270,10 @@ class Session:
         closed = self.tunnels.close(self.profile)
         print("tunnel: closed" if closed else "tunnel: none was open")
 
-    def up(self, browser: bool = True, image: str | None = None) -> str:
+    def up(self, browser: bool = True, image: str | None = None, replace: bool = False, yes: bool = False) -> str:
         if not self.is_local:
             self.tunnels.control_socket(self.profile)  # a path too long fails now, not after Jupyter started
-        self.ensure_machine(image)
+        self.ensure_machine(image, replace, yes)
         if self.plan:
             return ""
         self.setup()
@@ -435,10 +461,8 @@ class Session:
             )
         self._sync_first(sync, instance)
         if not yes and not self.plan:
-            if not sys.stdin.isatty():
-                raise LabvmError(f"terminate deletes {instance.id} and its disk; pass --yes to confirm")
-            if input(f"Terminate {instance.id} ({instance.name}) and delete its disk? [y/N] ").strip().lower() != "y":
-                raise LabvmError("terminate: not confirmed; nothing changed")
+            self._confirm(f"Terminate {instance.id} ({instance.name}) and delete its disk?",
+                          f"terminate deletes {instance.id} and its disk; pass --yes to confirm")
         if self.plan:
             self.provider.terminate(instance, keep_ip)
             return

@@ -1,0 +1,101 @@
+"""A researcher's first real day on a cloud, as `inv` shows it (the cloud half on moto, the VM a
+real sshd): `inv check` before anything is billed, `up` refusing before it creates, the image's
+fixed login user, and a snapshot that reboots the VM bringing the notebook back.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from realhost import Sshd, ssh_profile
+from test_aws import REGION, aws_env, ec2, labvm_instances, moto, url_of, answers  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def aws_lab(lab, user, ec2, moto, tmp_path):
+    """A laptop with an `aws` profile on moto whose SSH goes to a VM of its own."""
+    vm = Sshd(tmp_path / "vm")
+    lab.extra_env.update(aws_env(moto), LABVM_OWNER="grace", AWS_ENDPOINT_URL_STS=moto)
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    lab.write_hosts({"aws": ssh_profile(user, vm, provider="aws", region=REGION, instance_type="t3.small",
+                                        image=ami, ssh_cidr="127.0.0.1/32")})
+    lab.vm = vm
+    yield lab
+    for instance in labvm_instances(ec2, "pending", "running", "stopping", "stopped"):
+        ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    user.end_processes()
+    vm.stop()
+
+
+def rewrite(lab, **changes) -> None:
+    import yaml
+
+    document = yaml.safe_load(lab.hosts.read_text())
+    document["profiles"]["aws"].update(changes)
+    lab.hosts.write_text(yaml.safe_dump(document))
+
+
+def test_check_reports_a_ready_account_line_by_line_and_makes_nothing(aws_lab, ec2):
+    out = aws_lab.inv("check", "--host", "aws").stdout
+    assert out.startswith("keys: made labvm's key pair")  # a local file, needed to compare key pairs
+    lines = [line for line in out.splitlines() if line.startswith(("ok", "FAIL"))]
+    checks = json.loads(aws_lab.inv("check", "--host", "aws", "--json").stdout)
+    assert len(lines) == len(checks) and all(c["ok"] for c in checks), lines
+    for line, check in zip(lines, checks):
+        assert line.startswith(f"ok    {check['check']} ") and line.endswith(check["detail"])
+    names = [c["check"] for c in checks]
+    assert names[0] == "identity" and "credentials" in names and names[-1] == "ssh login"
+    assert checks[-1]["detail"] == "no VM yet; `inv up` makes one"
+    assert labvm_instances(ec2) == []
+
+
+def test_a_broken_account_fails_check_and_up_makes_nothing(aws_lab, ec2):
+    rewrite(aws_lab, instance_type="t3.nosuch")
+    result = aws_lab.inv("check", "--host", "aws", check=False)
+    assert result.returncode == 1
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert failed and any("t3.nosuch" in line for line in failed), result.stdout
+    up = aws_lab.inv("up", "--host", "aws", "--no-browser", check=False)
+    assert up.returncode == 1
+    assert "nothing was created; `inv check --host aws` asks again" in up.stderr
+    assert labvm_instances(ec2) == []
+
+
+def test_a_cloud_image_needs_its_login_user_before_anything_is_made(aws_lab, ec2):
+    import yaml
+
+    document = yaml.safe_load(aws_lab.hosts.read_text())
+    del document["profiles"]["aws"]["user"]
+    aws_lab.hosts.write_text(yaml.safe_dump(document))
+    result = aws_lab.inv("up", "--host", "aws", "--no-browser", check=False)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "profiles.aws.user: required with image 'ami-" in line and "ubuntu on Ubuntu images" in line
+    assert labvm_instances(ec2) == []
+
+
+def test_a_snapshot_that_reboots_the_vm_brings_the_notebook_back(aws_lab, user, monkeypatch):
+    from moto.ec2.responses.amis import AmisResponse
+
+    first = aws_lab.inv("up", "--host", "aws", "--no-browser").output
+    url = url_of(first)
+    create_image = AmisResponse.create_image
+
+    def rebooting_create_image(response):
+        # "By default, Amazon EC2 shuts down and reboots the instance before creating the AMI"
+        # (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateImage.html, NoReboot);
+        # moto does not, so the VM's processes end here as a reboot ends them.
+        if str(response._get_param("NoReboot")).lower() != "true":
+            user.end_processes()
+        return create_image(response)
+
+    monkeypatch.setattr(AmisResponse, "create_image", rebooting_create_image)
+    shot = aws_lab.inv("snapshot", "--host", "aws").output
+    assert "the VM rebooted for a consistent disk (--no-reboot skips that); starting the notebook again" in shot
+    again = url_of(shot)
+    assert answers(again)
+    assert again.split("?token=")[1] == url.split("?token=")[1]  # the same token: the old URL still works
+    kept = aws_lab.inv("snapshot", "--host", "aws", "--no-reboot").output
+    assert "rebooted" not in kept and answers(again)
