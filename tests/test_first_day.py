@@ -6,6 +6,7 @@ fixed login user, and a snapshot that reboots the VM bringing the notebook back.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -99,3 +100,50 @@ def test_a_snapshot_that_reboots_the_vm_brings_the_notebook_back(aws_lab, user, 
     assert again.split("?token=")[1] == url.split("?token=")[1]  # the same token: the old URL still works
     kept = aws_lab.inv("snapshot", "--host", "aws", "--no-reboot").output
     assert "rebooted" not in kept and answers(again)
+
+
+@pytest.fixture
+def behind_a_jump_host(tmp_path):
+    """A login node in its own network namespace, and a VM behind it reachable only from there."""
+    import netns
+
+    reason = netns.available()
+    if reason:
+        pytest.skip(reason)
+    # Test addresses never leave this machine: whatever is not a test host's own link is unreachable
+    # here, not sent to the default gateway.
+    subprocess.run(["ip", "route", "replace", "unreachable", f"{netns.SUBNET}.0.0/16"], check=True)
+    jump = netns.NetnsHost.create("jump")
+    vm = netns.NetnsHost.create("vm", behind=jump)
+    try:
+        jump.start_sshd(tmp_path / "jump-sshd")
+        vm.start_sshd(tmp_path / "vm-sshd")
+        yield jump, vm
+    finally:
+        vm.remove()
+        jump.remove()
+
+
+def test_a_new_vm_behind_a_jump_host_is_waited_for_through_it(lab, user, sshd, ec2, moto, behind_a_jump_host):
+    import socket
+
+    jump, vm = behind_a_jump_host
+    # The namespaces have no way to PyPI: the env is built through the loopback sshd (same home).
+    lab.write_hosts({"prep": ssh_profile(user, sshd)})
+    lab.inv("env", "--host", "prep")
+    with pytest.raises(OSError):  # from the laptop the VM is not there at all: only the login node sees it
+        socket.create_connection((vm.address, vm.port), timeout=3)
+    lab.extra_env.update(aws_env(moto), LABVM_OWNER="grace", AWS_ENDPOINT_URL_STS=moto)
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    profile = ssh_profile(user, jump, provider="aws", region=REGION, instance_type="t3.small", image=ami,
+                          ssh_cidr="127.0.0.1/32", address=vm.address, port=vm.port,
+                          jump=f"{user.name}@{jump.address}:{jump.port}")
+    lab.write_hosts({"aws": profile})
+    try:
+        up = lab.inv("up", "--host", "aws", "--no-browser", timeout=240)
+        assert "aws: creating t3.small" in up.output and answers(url_of(up.output))
+        assert lab.ssh("labvm-aws", "true").returncode == 0  # plain OpenSSH goes through the jump host too
+    finally:
+        lab.inv("down", "--host", "aws", "--no-sync", check=False)
+        for instance in labvm_instances(ec2, "pending", "running", "stopping", "stopped"):
+            ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
