@@ -62,6 +62,9 @@ COMMON_KEYS = {
     "autostop_load": "number",
     "sync": "list",
     "sync_dir": "local_path",
+    "cluster": {
+        "workers": "count", "worker_size": "str", "threads": "int", "memory_limit": "str", "hosts": "hosts",
+    },
 }
 # Each cloud provider's own keys (Profile.cloud_settings).
 CLOUD_KEYS = {
@@ -130,6 +133,21 @@ class NotebookSpec:
 
 
 @dataclass(frozen=True)
+class ClusterSpec:
+    """Dask workers beside the profile's machine (the head): cloud VMs made from its image, or ssh hosts."""
+
+    workers: int = 0  # cloud profiles: how many worker VMs
+    hosts: tuple[str, ...] = ()  # ssh profiles: [user@]host[:port] of each worker
+    worker_size: str = ""  # default: the head's size
+    threads: int = 0  # per worker; 0: what the machine has
+    memory_limit: str = ""  # per worker, e.g. 8GiB; empty: what the machine has
+
+    @property
+    def size(self) -> int:
+        return len(self.hosts) or self.workers
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     provider: str
@@ -146,6 +164,7 @@ class Profile:
     autostop_load: float = 0.5  # a 1-minute load average at or above this is activity
     sync_patterns: tuple[str, ...] = DEFAULT_SYNC
     sync_dir: Path = Path("notebooks")
+    cluster: ClusterSpec | None = None
 
     @property
     def alias(self) -> str:
@@ -355,6 +374,14 @@ def _check_profile(data: dict, where: str, problems: list[str], expanded: bool =
     _check_mapping(data, schema, where, problems, expanded)
     if provider == "ssh" and not data.get("address"):
         problems.append(f"{where}.address: required for provider ssh (a host name or IP)")
+    cluster = data.get("cluster")
+    if isinstance(cluster, dict):
+        if provider == "local":
+            problems.append(f"{where}.cluster: the local profile is one machine; put cluster: on an ssh or cloud profile")
+        elif provider == "ssh" and "workers" in cluster:
+            problems.append(f"{where}.cluster.workers: an ssh profile's workers are its hosts: [ws2.example.org, ...]")
+        elif provider != "ssh" and "hosts" in cluster:
+            problems.append(f"{where}.cluster.hosts: a {provider} profile makes its workers; set cluster.workers: N")
 
 
 def _check_mapping(data: dict, schema: dict, where: str, problems: list[str], expanded: bool = False) -> None:
@@ -407,6 +434,12 @@ def _type_problem(kind: str, value: Any) -> str:
             except RuntimeError:
                 return f"names no user of this machine ({value.split('/')[0]}); write ~/... or a full path"
         return ""
+    if kind == "count":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100
+        return "" if ok else f"must be a whole number of machines from 0 to 100, not {value!r}"
+    if kind == "hosts":  # each reaches an ssh config and ssh command lines, as `jump` does
+        ok = isinstance(value, list) and all(jump_problem(v) is None for v in value)
+        return "" if ok else f"must be a list of [user@]host[:port], e.g. [ws2.example.org], not {value!r}"
     if kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
         return "" if ok else f"must be a positive whole number, not {value!r}"
@@ -582,4 +615,15 @@ def _build(name: str, data: dict, source: Path) -> Profile:
         autostop_load=float(data.get("autostop_load") or Profile.autostop_load),
         sync_patterns=tuple(data.get("sync") or DEFAULT_SYNC),
         sync_dir=sync_dir if sync_dir.is_absolute() else source.parent / sync_dir,
+        cluster=_cluster(data.get("cluster")),
+    )
+
+
+def _cluster(data: dict | None) -> ClusterSpec | None:
+    if not data:
+        return None
+    return ClusterSpec(
+        workers=int(data.get("workers") or 0), hosts=tuple(data.get("hosts") or ()),
+        worker_size=str(data.get("worker_size") or ""), threads=int(data.get("threads") or 0),
+        memory_limit=str(data.get("memory_limit") or ""),
     )
