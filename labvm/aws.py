@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Check, Image, Instance, Resource, caller_cidr, parse_time
+from .providers import Check, Image, Instance, Resource, ask, caller_cidr, parse_time
 
 UBUNTU_ALIASES = {
     f"ubuntu-{release}": f"/aws/service/canonical/ubuntu/server/{release}/stable/current/amd64/hvm/ebs-gp3/ami-id"
@@ -368,13 +368,7 @@ class AwsProvider:
             ("image", self._image_check), ("size", self._size_check), ("quota", self._quota_check),
             ("key pair", lambda: self._key_check(public_key)), ("ssh rule", self._rule_check),
         ]
-        checks = [identity]
-        for name, question in questions:
-            try:
-                checks.append(Check(name, True, question()))
-            except LabvmError as e:
-                checks.append(Check(name, False, str(e)))
-        return checks
+        return [identity] + [ask(name, question) for name, question in questions]
 
     def _identity(self) -> Check:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Check, Image, Instance, Resource, caller_cidr, parse_time
+from .providers import Check, Image, Instance, Resource, ask, caller_cidr, parse_time
 
 STATES = {"RUNNING": "running", "TERMINATED": "stopped", "STOPPING": "stopping", "SUSPENDED": "stopped"}
 
@@ -516,27 +516,20 @@ class GceProvider:
     def preflight(self, public_key: str) -> list[Check]:
         """Read-only: can this project take one more VM of this profile, and can labvm log in to it?"""
         checks = [Check("credentials", True, self._who())]
-        project = self._check("project", self._project_ready)
+        project = ask("project", self._project_ready)
         checks.append(project)
         if not project.ok:
             return checks
         checks += [
-            self._check("zone", self._zone_ready),
-            self._check("network", self._network_ready),
-            self._check("image", lambda: self._source_image(None).rsplit("/", 1)[-1]),
-            self._check("size", self._size_offered),
-            self._check("quota", self._headroom),
-            self._check("ssh rule", self._rule_state),
-            self._check("os login", lambda: self._login_mode()[1]),
+            ask("zone", self._zone_ready),
+            ask("network", self._network_ready),
+            ask("image", lambda: self._source_image(None).rsplit("/", 1)[-1]),
+            ask("size", self._size_offered),
+            ask("quota", self._headroom),
+            ask("ssh rule", self._rule_state),
+            ask("os login", lambda: self._login_mode()[1]),
         ]
         return checks
-
-    @staticmethod
-    def _check(name: str, question) -> Check:
-        try:
-            return Check(name, True, question())
-        except LabvmError as e:
-            return Check(name, False, str(e).splitlines()[0])
 
     def _who(self) -> str:
         from google.auth.credentials import AnonymousCredentials

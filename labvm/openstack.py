@@ -19,7 +19,7 @@ import time
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Check, Image, Instance, Resource, parse_time
+from .providers import Check, Image, Instance, Resource, ask, parse_time
 
 SHELVED = ("SHELVED", "SHELVED_OFFLOADED")  # SHELVED stays so where the cloud does not offload at once
 STATES = {"ACTIVE": "running", "SHUTOFF": "stopped", "SHELVED": "stopped", "SHELVED_OFFLOADED": "stopped",
@@ -358,12 +358,7 @@ class OpenStackProvider:
             steps.append(("floating ip pool", self._check_pool))
         steps += [("image", lambda: self._image(None)), ("size", self._check_flavor), ("quota", self._check_quota),
                   ("key pair", lambda: self._check_keypair(public_key)), ("ssh rule", self._check_ssh_rule)]
-        for name, step in steps:
-            try:
-                checks.append(Check(name, True, step()))
-            except LabvmError as e:
-                checks.append(Check(name, False, str(e)))
-        return checks
+        return checks + [ask(name, step) for name, step in steps]
 
     def _check_pool(self) -> str:
         pool = str(self.settings["floating_ip_pool"])

@@ -78,7 +78,6 @@ def _jump(profile) -> Check:
 
 
 def _login(session) -> Check:
-    profile = session.profile
     if session.provider.owns_machine:
         instance = session.provider.find()
         if instance is None:

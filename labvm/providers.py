@@ -60,6 +60,14 @@ class Check:
     detail: str  # ok: what was found; otherwise the problem and its next step, one line
 
 
+def ask(name: str, question) -> Check:
+    """A preflight question's answer: its line, or the one-line problem it raised."""
+    try:
+        return Check(name, True, question())
+    except LabvmError as e:
+        return Check(name, False, str(e).splitlines()[0])
+
+
 def parse_time(text: str | None) -> datetime | None:
     """An API time stamp ("...Z", "+00:00", or Nova's UTC without a zone) as an aware datetime."""
     if not text:

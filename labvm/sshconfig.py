@@ -8,7 +8,6 @@ Remote-SSH, rsync and the tunnel all read the same blocks.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path

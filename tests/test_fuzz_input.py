@@ -17,7 +17,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 

@@ -7,7 +7,6 @@ runs on the laptop, and the laptop's ssh configs are as they were where the task
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import threading
