@@ -1,38 +1,60 @@
-"""The way in: the system's OpenSSH forwarding 127.0.0.1:LOCAL to 127.0.0.1:REMOTE on the host.
+"""The way in: the system's OpenSSH forwarding 127.0.0.1:LOCAL to 127.0.0.1:REMOTE on the host,
+kept alive by labvm.keeper (one detached process per profile, restarting ssh on the same port).
 
-The tunnel is an OpenSSH control master (`-M -S socket`) in the background, so
-`ssh -O check` finds it and `ssh -O exit` ends it: no pid guessing.  Fabric/paramiko
-forwarding is never used (measured 31x slower).
+The keeper's record, ~/.ssh/labvm/run/<profile>.json, says which processes are labvm's; a pid is
+ended only after its command line shows it is labvm's keeper or ssh for that profile.  What an
+unclean end leaves (a keeper killed with its ssh still running, a stale record, the control
+socket and background ssh of the earlier ControlMaster design) is cleared by the next open or
+close.  Fabric/paramiko forwarding is never used (measured 31x slower).
 """
 
 from __future__ import annotations
 
 import json
-import re
+import os
+import signal
 import socket
 import subprocess
-import tempfile
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from .config import Profile
 from .errors import LabvmError
+from .keeper import ACCEPT_TIMEOUT, CONNECT_TIMEOUT, KEEPER_MODULE
 from .sshconfig import SshHome
 
 PORT_SEARCH = 50
+ANSWER_WITHIN = 3  # seconds an authorised request through a healthy tunnel needs, at most
+REPLACE_TIMEOUT = 2 * CONNECT_TIMEOUT + 10  # seconds for a replaced ssh to carry requests again
+LOG_LIMIT = 1 << 20  # a keeper's log starts over beyond this many bytes
+
+# Requests to 127.0.0.1 never go through a proxy (http_proxy without no_proxy is common on lab
+# networks, and urllib honours it for 127.0.0.1).
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
 class Tunnel:
     local_port: int
     remote_port: int
-    pid: int
+    pid: int  # the ssh carrying the forward; 0 while none runs
+    state: str = "up"  # "up", "starting", "reconnecting since 14:02:11 (reason)", "stopped: VM stopped"
+    keeper_pid: int = 0
+
+    @property
+    def is_up(self) -> bool:
+        return self.state == "up"
 
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
+        if os.name != "nt":
+            # As ssh binds its forward: closed connections in TIME_WAIT do not make the port busy.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -40,50 +62,201 @@ def port_free(port: int) -> bool:
     return True
 
 
+def _argv(pid: int) -> list[str]:
+    """A process's command line ([] when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return []
+    except OSError:
+        return []
+    out = subprocess.run(["ps", "-ww", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def _own_processes() -> dict[int, list[str]]:
+    """This user's processes and their command lines."""
+    if Path("/proc/self").exists():
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if entry.stat().st_uid == os.getuid():
+                        found[int(entry.name)] = _argv(int(entry.name))
+                except OSError:
+                    continue
+        return found
+    out = subprocess.run(["ps", "-ww", "-U", str(os.getuid()), "-o", "pid=", "-o", "command="],
+                         capture_output=True, text=True)
+    return {int(line.split()[0]): line.split()[1:] for line in out.stdout.splitlines() if line.strip()}
+
+
+def _end(pids: list[int], timeout: float = 5) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_argv(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if _argv(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _local_time(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return iso
+
+
 class Tunnels:
     def __init__(self, ssh: SshHome):
         self.ssh = ssh
 
-    def _socket(self, profile: Profile) -> str:
-        path = str(self.ssh.run / f"{profile.name}.sock")
-        if len(path) > 85:  # sun_path is 108 bytes and OpenSSH adds a 17-byte suffix
-            raise LabvmError(f"{path}: too long for a control socket; set LABVM_SSH_DIR to a shorter path")
-        return path
+    # -- what is labvm's -----------------------------------------------------------------
 
-    def control_socket(self, profile: Profile) -> Path:
-        """Where the tunnel's master connection listens; other OpenSSH clients may share it."""
-        return Path(self._socket(profile))
-
-    def _record(self, profile: Profile):
+    def _record_path(self, profile: Profile) -> Path:
         return self.ssh.run / f"{profile.name}.json"
 
-    def _control(self, profile: Profile, operation: str) -> subprocess.CompletedProcess:
-        command = self.ssh.ssh_command(profile, "-S", self._socket(profile), "-O", operation)
-        return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    def _read_record(self, profile: Profile) -> dict | None:
+        try:
+            return json.loads(self._record_path(profile).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def control_socket(self, profile: Profile) -> Path:
+        """The earlier design's ControlMaster socket: nothing opens it now; open and close remove
+        a stale one, and a sync passing it finds none and opens its own connection."""
+        return self.ssh.run / f"{profile.name}.sock"
+
+    def _is_keeper(self, pid: int, profile: Profile) -> bool:
+        argv = _argv(pid) if pid else []
+        if KEEPER_MODULE not in argv:
+            return False
+        rest = argv[argv.index(KEEPER_MODULE) + 1:]
+        return len(rest) >= 4 and rest[0] == profile.name and rest[3] == str(self.ssh.run)
+
+    def _strays(self, profile: Profile) -> list[int]:
+        """labvm's ssh for this profile with no keeper of labvm's above it: a kept tunnel's ssh
+        whose keeper was killed, or a master (or failed master) of the ControlMaster design."""
+        sock = str(self.control_socket(profile))
+        found = []
+        for pid, argv in _own_processes().items():
+            if not argv or Path(argv[0]).name != "ssh" or argv[-1] != profile.alias or "-N" not in argv:
+                continue
+            old_design = sock in argv
+            kept = "ControlPath=none" in argv and str(self.ssh.user_config) in argv
+            if (old_design or kept) and not self._is_keeper(_parent(pid), profile):
+                found.append(pid)
+        return found
+
+    def _clear(self, profile: Profile) -> bool:
+        """Ends labvm's keeper and ssh for the profile and removes their files; True if any ran."""
+        record = self._read_record(profile) or {}
+        ended = []
+        keeper = int(record.get("keeper_pid") or 0)
+        if self._is_keeper(keeper, profile):
+            ended.append(keeper)
+            _end([keeper])  # it ends its ssh itself
+        strays = self._strays(profile)
+        _end(strays)
+        self.control_socket(profile).unlink(missing_ok=True)
+        self._record_path(profile).unlink(missing_ok=True)
+        return bool(ended or strays)
+
+    # -- the API the session uses ----------------------------------------------------------
 
     def find(self, profile: Profile) -> Tunnel | None:
-        record = self._record(profile)
-        if not record.exists():
+        """The kept tunnel (any state), or one whose keeper stopped and said why; None otherwise."""
+        record = self._read_record(profile)
+        if not record or "keeper_pid" not in record:
             return None
-        check = self._control(profile, "check")
-        match = re.search(r"pid=(\d+)", check.stderr)
-        if check.returncode != 0 or not match:
-            record.unlink(missing_ok=True)
-            return None
-        ports = json.loads(record.read_text())
-        return Tunnel(ports["local_port"], ports["remote_port"], int(match.group(1)))
+        alive = self._is_keeper(int(record["keeper_pid"]), profile)
+        if not alive and record.get("state") != "stopped":
+            return None  # stale: cleared by the next open or close
+        return Tunnel(int(record["local_port"]), int(record["remote_port"]),
+                      int(record.get("ssh_pid") or 0) if alive else 0, _describe(record),
+                      int(record["keeper_pid"]) if alive else 0)
 
     def open(self, profile: Profile, remote_port: int) -> Tunnel:
+        """Starts (or finds) the profile's keeper; returns once its forward accepts."""
         current = self.find(profile)
-        if current and current.remote_port == remote_port:
-            print(f"tunnel: already open, 127.0.0.1:{current.local_port} -> host port {remote_port}")
+        if current and current.keeper_pid and current.remote_port == remote_port:
+            if not current.is_up:
+                current = self._reconnect(profile, current)
+            print(f"tunnel: already open, 127.0.0.1:{current.local_port} -> host port {remote_port} "
+                  f"({current.state})")
             return current
-        if current:
-            self.close(profile)
+        previous = self._read_record(profile) or {}
+        self._clear(profile)
+        local_port = self._local_port(profile, int(previous.get("local_port") or 0))
+        self._start_keeper(profile, local_port, remote_port)
+        record = self._wait_for(profile, lambda r: r.get("state") != "starting", ACCEPT_TIMEOUT + 10)
+        if not record or record.get("state") != "up":
+            reason = (record or {}).get("reason") or "the keeper did not start (see its log)"
+            self._clear(profile)
+            raise LabvmError(f"tunnel to {profile.alias} failed: {reason} (log: {self._log_path(profile)})")
+        print(f"tunnel: 127.0.0.1:{local_port} -> host port {remote_port} "
+              f"(kept by pid {record['keeper_pid']}, ssh pid {record['ssh_pid']})")
+        return self.find(profile)
+
+    def ensure(self, profile: Profile, remote_port: int, token: str) -> Tunnel:
+        """open(), then an authorised /api/status must answer through it within a few seconds;
+        else its ssh is replaced, whatever its state says (a stalled link looks healthy)."""
+        tunnel = self.open(profile, remote_port)
+        if answers(tunnel.local_port, token, ANSWER_WITHIN):
+            return tunnel
+        print(f"tunnel: no answer through 127.0.0.1:{tunnel.local_port} within {ANSWER_WITHIN}s; "
+              f"replacing its ssh")
+        tunnel = self._reconnect(profile, tunnel)
+        wait_until_answering(tunnel.local_port, token, REPLACE_TIMEOUT)
+        return tunnel
+
+    def close(self, profile: Profile) -> bool:
+        """Ends the keeper and its ssh (and what an unclean end left); True if any ran."""
+        return self._clear(profile)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _reconnect(self, profile: Profile, tunnel: Tunnel) -> Tunnel:
+        """Asks the keeper for a new ssh now; waits until it is up (or the wait is over)."""
+        try:
+            os.kill(tunnel.keeper_pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            pass
+        self._wait_for(profile, lambda r: r.get("state") == "up" and r.get("ssh_pid") != tunnel.pid,
+                       REPLACE_TIMEOUT)
+        return self.find(profile) or tunnel
+
+    def _wait_for(self, profile: Profile, condition, timeout: float) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self._read_record(profile)
+            keeper = int((record or {}).get("keeper_pid") or 0)
+            if record and (condition(record) or not self._is_keeper(keeper, profile)):
+                return record
+            if time.monotonic() > deadline:
+                return record
+            time.sleep(0.05)
+
+    def _local_port(self, profile: Profile, previous: int) -> int:
+        """The port the browser used last (kept across restarts), else notebook.local_port, else
+        the next free one."""
         wanted = profile.notebook.local_port
-        local_port = next(
-            (p for p in range(wanted, min(wanted + PORT_SEARCH, 65536)) if port_free(p)), None
-        )
+        if previous:
+            deadline = time.monotonic() + 2  # a killed ssh may hold it for a moment
+            while time.monotonic() < deadline:
+                if port_free(previous):
+                    return previous
+                time.sleep(0.05)
+        local_port = next((p for p in range(wanted, min(wanted + PORT_SEARCH, 65536)) if port_free(p)), None)
         if local_port is None:
             raise LabvmError(
                 f"tunnel: local ports {wanted}-{wanted + PORT_SEARCH - 1} are all busy; "
@@ -91,38 +264,54 @@ class Tunnels:
             )
         if local_port != wanted:
             print(f"tunnel: local port {wanted} is busy; using {local_port} instead")
-        command = self.ssh.ssh_command(
-            profile,
-            "-f", "-N", "-M", "-S", self._socket(profile),
-            "-o", "ControlPersist=no",
-            "-o", "ExitOnForwardFailure=yes",
-            "-o", "BatchMode=yes",
-            "-o", "ConnectTimeout=10",
-            "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}",
-        )
-        # A file, not a pipe: the backgrounded ssh (and a ProxyJump child) keep stderr open.
-        with tempfile.TemporaryFile("w+") as errors:
-            result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
-            errors.seek(0)
-            messages = errors.read().strip()
-        if result.returncode != 0:
-            reason = messages.splitlines()[-1] if messages else "no output"
-            raise LabvmError(f"tunnel to {profile.alias} failed: {reason}")
-        self._record(profile).write_text(
-            json.dumps({"local_port": local_port, "remote_port": remote_port})
-        )
-        tunnel = self.find(profile)
-        if tunnel is None:
-            raise LabvmError(f"tunnel to {profile.alias} exited right after starting")
-        print(f"tunnel: 127.0.0.1:{local_port} -> host port {remote_port} (ssh pid {tunnel.pid})")
-        return tunnel
+        return local_port
 
-    def close(self, profile: Profile) -> bool:
-        if not self.find(profile):
-            return False
-        self._control(profile, "exit")
-        self._record(profile).unlink(missing_ok=True)
+    def _log_path(self, profile: Profile) -> Path:
+        return self.ssh.run / f"{profile.name}.log"
+
+    def _start_keeper(self, profile: Profile, local_port: int, remote_port: int) -> None:
+        log = self._log_path(profile)
+        mode = "w" if log.exists() and log.stat().st_size > LOG_LIMIT else "a"
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        # Detached: its own session, so closing the terminal that ran `inv` does not end it.
+        detach = ({"creationflags": subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP}
+                  if os.name == "nt" else {"start_new_session": True})
+        with open(log, mode) as out:
+            subprocess.Popen(
+                [sys.executable, "-m", KEEPER_MODULE, profile.name, str(local_port), str(remote_port),
+                 str(self.ssh.run), str(self.ssh.user_config), profile.alias, str(profile.source)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.ssh.run),
+                env=env, close_fds=True, **detach,
+            )
+
+
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        out = subprocess.run(["ps", "-o", "ppid=", "-p", str(pid)], capture_output=True, text=True)
+        return int(out.stdout.strip() or 0)
+
+
+def _describe(record: dict) -> str:
+    state = record.get("state", "")
+    reason = record.get("reason") or ""
+    if state == "reconnecting":
+        return f"reconnecting since {_local_time(record.get('since', ''))}" + (f" ({reason})" if reason else "")
+    if state in ("stopped", "failed"):
+        return f"{state}: {reason}"
+    return state
+
+
+def answers(port: int, token: str, within: float) -> bool:
+    """An authorised /api/status answers through 127.0.0.1:port within so many seconds."""
+    try:
+        wait_until_answering(port, token, within)
         return True
+    except LabvmError:
+        return False
 
 
 def wait_until_answering(port: int, token: str, timeout: float = 20) -> None:
@@ -131,8 +320,9 @@ def wait_until_answering(port: int, token: str, timeout: float = 20) -> None:
     request.add_header("Authorization", f"token {token}")
     deadline = time.monotonic() + timeout
     while True:
+        left = deadline - time.monotonic()
         try:
-            with urllib.request.urlopen(request, timeout=5):
+            with LOOPBACK.open(request, timeout=max(0.5, min(5, left))):
                 return
         except OSError as e:  # HTTPError included
             error = e

@@ -89,6 +89,23 @@ install_uv() {
     rm -f "$tmp"
 }
 
+# Runs an installer with its output in ~/.labvm/env.log; shows its progress lines (uv's
+# "Resolved/Prepared/Installed N packages", warnings, errors) but not one line per package,
+# and ends with a one-line summary.  Keeps the installer's exit status.
+quietly() {
+    what=$1; shift
+    started=$(date +%s)
+    : > "$STATE/env.log"
+    { "$@" 2>&1; echo "$?" > "$STATE/env.status"; } | tee -a "$STATE/env.log" | awk '
+        /^ *[-+~] [A-Za-z0-9_.-]+[=@ ]/ { next }
+        NF { print "env:   " $0; fflush() }' >&2
+    status=$(cat "$STATE/env.status"); rm -f "$STATE/env.status"
+    [ "$status" = 0 ] || return "$status"
+    count=$(grep -c '^ *+ ' "$STATE/env.log" || true)
+    if [ "$count" -gt 0 ]; then say "env: installed $what: $count packages in $(( $(date +%s) - started ))s (list: ~/.labvm/env.log)"
+    else say "env: installed $what in $(( $(date +%s) - started ))s (details: ~/.labvm/env.log)"; fi
+}
+
 file_changed() {
     [ -n "$env_file" ] || return 1
     new=$(sha256sum "$env_file" | cut -d' ' -f1)
@@ -109,8 +126,8 @@ case $manager in
             else "$python" -m venv "$prefix" >&2 || die "$python -m venv failed; on Debian/Ubuntu install python3-venv, or set env.manager: uv"; fi
         fi
         pip_install() {
-            if [ "$manager" = uv ]; then "$uv" pip install --python "$prefix/bin/python" "$@" >&2
-            else "$prefix/bin/python" -m pip install -q --disable-pip-version-check "$@" >&2; fi
+            if [ "$manager" = uv ]; then "$uv" pip install --python "$prefix/bin/python" "$@"
+            else "$prefix/bin/python" -m pip install -q --disable-pip-version-check "$@"; fi
         }
         ;;
     conda)
@@ -133,7 +150,7 @@ case $manager in
             say "env: creating conda environment in $prefix"
             "$conda" create -y -q -p "$prefix" python >&2
         fi
-        pip_install() { "$conda" install -y -q -p "$prefix" "$@" >&2; }
+        pip_install() { "$conda" install -y -q -p "$prefix" "$@"; }
         ;;
     *) die "env.manager must be conda, uv or venv, not $manager" ;;
 esac
@@ -145,13 +162,13 @@ if [ -n "$missing" ]; then
 $missing
 END
     say "env: installing $*"
-    pip_install "$@" || die "installing $* failed (see the lines above)"
+    quietly "$*" pip_install "$@" || die "installing $* failed (see the lines above; all of it in ~/.labvm/env.log)"
     changed=1
 fi
 if file_changed; then
     say "env: applying $env_file"
-    if [ "$manager" = conda ]; then "$conda" env update -q -p "$prefix" -f "$env_file" >&2
-    else pip_install -r "$env_file"; fi
+    if [ "$manager" = conda ]; then quietly "$env_file" "$conda" env update -q -p "$prefix" -f "$env_file"
+    else quietly "$env_file" pip_install -r "$env_file"; fi || die "applying $env_file failed (see the lines above; all of it in ~/.labvm/env.log)"
     remember_file
     changed=1
 fi

@@ -10,6 +10,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -61,6 +62,10 @@ def config(args):
     # The token stays on in password mode too: labvm's own status and idle checks use it.
     with open(TOKEN) as f:
         settings = {"ServerApp": server, "IdentityProvider": {"token": f.read().strip()}}
+    # No news feed or update check from the server (jupyterlab/labapp.py: news_url "Set to None
+    # to turn off fetching announcements"; docs user/announcements: NeverCheckForUpdate).
+    settings["LabApp"] = {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}
+    quiet_first_run(args.prefix)
     if args.auth == "password":
         with open(PASSWORD_HASH) as f:
             settings["PasswordIdentityProvider"] = {"hashed_password": f.read().strip()}
@@ -76,6 +81,26 @@ def config(args):
     else:
         say("notebook: Jupyter config unchanged")
     return {"changed": changed}
+
+
+def quiet_first_run(prefix):
+    """JupyterLab's front end asks "Would you like to get notified about official Jupyter news?"
+    while its setting fetchNews is "none" (apputils-extension/src/announcements.ts); a default of
+    "false" in the env's settings overrides.d (jupyterlab_server/settings_utils.py reads
+    <app_settings_dir>/overrides.d/*.json) answers it, and the user may still turn news on."""
+    folder = os.path.join(prefix, "share", "jupyter", "lab", "settings", "overrides.d")
+    text = json.dumps({"@jupyterlab/apputils-extension:notification":
+                       {"fetchNews": "false", "checkForUpdates": False}}, indent=1) + "\n"
+    path = os.path.join(folder, "labvm.json")
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return
+    except OSError:
+        pass
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def alive(pid):
@@ -108,13 +133,18 @@ def port_open(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+# Lab networks set http_proxy without no_proxy for 127.0.0.1; a proxy cannot reach this host's
+# loopback, so labvm's own requests to Jupyter never go through one.
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def api(info, path):
     # no_track_activity: labvm looking must not count as someone working (idle time, autostop).
     url = "http://127.0.0.1:%d%sapi/%s?no_track_activity=1" % (info["port"], info.get("base_url", "/"), path)
     request = urllib.request.Request(url)
     if info.get("token"):
         request.add_header("Authorization", "token " + info["token"])
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with LOOPBACK.open(request, timeout=5) as response:
         return json.load(response)
 
 
@@ -211,18 +241,45 @@ def ready(port):
         return False
 
 
-def log_tail(lines=20):
+def last_start_log():
+    """The log lines of the last start (jupyter-run.sh marks each start)."""
     try:
         with open(LOG, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
+            lines = f.read().splitlines()
     except OSError:
-        return "(no log at ~/.labvm/jupyter.log)\n"
+        return []
+    starts = [i for i, line in enumerate(lines) if line.startswith("--- labvm: starting JupyterLab")]
+    return lines[starts[-1]:] if starts else lines
+
+
+def log_tail(lines=20):
+    tail = last_start_log()[-lines:]
+    return "\n".join(tail) + "\n" if tail else "(no log at ~/.labvm/jupyter.log)\n"
+
+
+JUPYTER_ERROR = re.compile(r"^\[(E|C) |\b(ERROR|CRITICAL)\b")
+
+
+def failure_causes(lines, keep=5):
+    """The ERROR/CRITICAL lines of Jupyter's log, and each traceback's exception line (its last)."""
+    causes = []
+    in_traceback = False
+    for line in lines:
+        if line.startswith("Traceback (most recent call last)"):
+            in_traceback = True
+        elif in_traceback and line and not line[0].isspace():
+            in_traceback = False
+            causes.append(line.strip())
+        elif JUPYTER_ERROR.search(line):
+            causes.append(line.strip())
+    return causes[-keep:]
 
 
 def wait(args):
     deadline = time.monotonic() + args.timeout
     started = time.monotonic()
     reported = 0
+    exited = False
     while time.monotonic() < deadline:
         if ready(args.port):
             return status(args)
@@ -232,6 +289,7 @@ def wait(args):
         except (OSError, ValueError):
             pid = 0
         if pid and not alive(pid):
+            exited = True
             break
         waited = int(time.monotonic() - started)
         if waited >= reported + 5:
@@ -240,6 +298,14 @@ def wait(args):
         time.sleep(0.05)
     say("notebook: Jupyter did not start; last lines of ~/.labvm/jupyter.log:")
     sys.stderr.write(log_tail())
+    causes = failure_causes(last_start_log())
+    if causes:
+        say("notebook: the errors in that log:")
+        sys.stderr.write("".join("  %s\n" % line for line in causes))
+    # The last `error:` line is the one-line message labvm shows.
+    say("error: Jupyter did not start: %s (~/.labvm/jupyter.log)"
+        % (causes[-1] if causes else "it exited without an error in its log" if exited
+           else "no answer within %ds and no error in its log" % args.timeout))
     sys.exit(1)
 
 
@@ -271,6 +337,7 @@ def main():
     parser.add_argument("command", choices=["config", "status", "plan", "wait", "stop"])
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--workspace", default="~/work")
+    parser.add_argument("--prefix", default=sys.prefix, help="the environment Jupyter runs from")
     parser.add_argument("--auth", choices=["token", "password"], default="token")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--force", action="store_true")

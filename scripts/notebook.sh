@@ -66,7 +66,7 @@ start() {
 }
 
 case ${1:-} in
-    config) "$py" "$nbctl" config --port "$port" --workspace "$(expand_home "${LABVM_WORKSPACE:-~/work}")" --auth "${LABVM_AUTH:-token}" ;;
+    config) "$py" "$nbctl" config --port "$port" --prefix "$prefix" --workspace "$(expand_home "${LABVM_WORKSPACE:-~/work}")" --auth "${LABVM_AUTH:-token}" ;;
     start) start ;;
     stop) stop_all ;;
     status) "$py" "$nbctl" status --port "$port" ;;
