@@ -86,15 +86,24 @@ def autostop(c, host=None, idle="", off=False):
 @task(help={
     **HOST,
     "watch": "keep syncing until Ctrl-C (survives the VM going away)",
-    "interval": "seconds between syncs with --watch (default 30, at least 5)",
+    "interval": "seconds between syncs with --watch (default 30, at least 1)",
     "push": "send local notebooks to the VM instead (never overwrites a newer file there)",
 })
 @cli.guarded
 def sync(c, host=None, watch=False, interval=None, push=False):
     """Bring notebooks (hosts.yml: sync patterns) home from the VM; never deletes or silently overwrites."""
-    seconds = cli.whole_number(interval, "--interval", default=30, minimum=5)
+    seconds = cli.whole_number(interval, "--interval", default=30, minimum=1)
     with cli.session(c, host) as session:
         session.sync(watch, seconds, push)
+
+
+@task(help={**HOST, "workers": "how many of cluster.hosts run a worker (default: all); the others' workers end"})
+@cli.guarded
+def cluster(c, host=None, workers=None):
+    """The profile's Dask cluster: keys and env on each worker, the scheduler, the workers, Client() config."""
+    count = None if workers is None else cli.whole_number(workers, "--workers", default=0, minimum=0)
+    with cli.session(c, host) as session:
+        session.cluster(count)
 
 
 @task(help={"host": "one profile only (default: every profile in hosts.yml)"})

@@ -90,12 +90,13 @@ USER = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*\$?")
 DNS_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 JUMP = re.compile(r"(?:([^@]*)@)?(\[[^\]]*\]|[^:\[\]]*)(?::([0-9]{1,5}))?")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # and what Python's splitlines() breaks at
-MAX_PROFILE_NAME = 32  # the tunnel's control socket path holds it, within 108 bytes
+MAX_PROFILE_NAME = 32  # it names labvm's files, ssh aliases and cloud resources
 MAX_FILE_BYTES = 1_000_000
 MAX_VALUES = 10_000  # after YAML anchors and aliases are expanded: a bomb stops here
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 DEFAULT_AUTOSTOP = 3600  # cloud profiles stop themselves after an idle hour unless told otherwise
+CLUSTER_PACKAGES = ("distributed", "dask-labextension")
 DEFAULT_SYNC = ("*.ipynb", "*.py", "*.md")
 
 
@@ -251,8 +252,8 @@ def load(path: Path) -> Config:
             continue
         if len(str(name)) > MAX_PROFILE_NAME:
             problems.append(
-                f"{where}: a profile name is at most {MAX_PROFILE_NAME} characters (it names the "
-                f"tunnel's control socket); this one has {len(str(name))}"
+                f"{where}: a profile name is at most {MAX_PROFILE_NAME} characters (it names labvm's "
+                f"files, ssh aliases and cloud resources); this one has {len(str(name))}"
             )
             continue
         if not isinstance(settings, dict):
@@ -587,6 +588,8 @@ def _build(name: str, data: dict, source: Path) -> Profile:
     packages = list(env.get("packages") or [])
     if not any(re.match(r"jupyterlab\b", p) for p in packages):
         packages.insert(0, "jupyterlab")  # the notebook step needs it
+    if data.get("cluster"):  # the same engine on every machine, and its dashboard inside JupyterLab
+        packages += [p for p in CLUSTER_PACKAGES if not any(re.match(rf"{p}\b", q) for q in packages)]
     env_file = env.get("environment_file")
     notebook = dict(data.get("notebook") or {})
     notebook.setdefault("local_port", notebook.get("port", NotebookSpec.port))

@@ -19,7 +19,7 @@ from .config import Config, Profile, parse_duration
 from .errors import LabvmError, Unsupported
 from .providers import Instance, for_profile, parse_time
 from .remote import LocalHost, SshHost
-from .sshconfig import SshHome
+from .sshconfig import SshHome, parse_jump
 from .tunnel import Tunnels, wait_until_answering
 
 
@@ -136,26 +136,29 @@ class Session:
 
     # -- setup steps -------------------------------------------------------------------
 
-    def keys(self) -> None:
+    def keys(self, host=None) -> None:
+        """host: a cluster worker; by default the profile's own machine."""
         if self.is_local:
             print("keys: the local profile needs no SSH key")
             return
-        self.ssh.check_identity(self.profile)
+        host = host or self.host
+        self.ssh.check_identity(host.profile)
         public_key = self.ssh.ensure_key()
-        self.host.run("authorize-key.sh", env={"LABVM_PUBKEY": public_key})
+        host.run("authorize-key.sh", env={"LABVM_PUBKEY": public_key})
         # Only a host reached with these values goes into the ssh config (the last good block stays otherwise).
-        self.ssh.write_host(self.profile, self.host.hostname)
-        print(f"keys: `ssh {self.profile.alias}` works")
+        self.ssh.write_host(host.profile, host.hostname)
+        print(f"keys: `ssh {host.profile.alias}` works")
 
-    def env(self) -> None:
+    def env(self, host=None) -> None:
+        host = host or self.host
         spec = self.profile.env
         env_file = ""
         if spec.environment_file:
             env_file = str(spec.environment_file)
-            if not self.host.is_local:
+            if not host.is_local:
                 env_file = f".labvm/environment{spec.environment_file.suffix}"
-                self.host.upload(spec.environment_file, env_file)
-        self.host.run("env.sh", env={
+                host.upload(spec.environment_file, env_file)
+        host.run("env.sh", env={
             "LABVM_ENV_MANAGER": spec.manager,
             "LABVM_ENV_PREFIX": spec.prefix,
             "LABVM_PACKAGES": "\n".join(spec.packages),
@@ -178,6 +181,64 @@ class Session:
         self.jupyter_config()
         if self.provider.owns_machine:
             self._apply_autostop(self.profile.autostop, set_by="hosts.yml", keep=True)
+
+    # -- a Dask cluster beside the notebook (labvm.cluster does the Dask part) ------------------
+
+    def _workers(self, count: int | None = None) -> list[SshHost]:
+        """The cluster's worker machines, each an SSH host of its own (alias labvm-<profile>+w<N>)."""
+        spec = self.profile.cluster
+        if not spec:
+            return []
+        if spec.workers and not spec.hosts:
+            raise Unsupported(
+                f"{self.profile.source}: profiles.{self.profile.name}.cluster.workers: labvm does not make "
+                f"worker VMs on {self.profile.provider} yet; list machines it can reach as an ssh profile's cluster.hosts"
+            )
+        workers = []
+        for index, entry in enumerate(spec.hosts[:count], 1):
+            user, address, port = parse_jump(entry)
+            member = dataclasses.replace(self.profile, name=f"{self.profile.name}+w{index}", address=address,
+                                         port=port, user=user or self.profile.user, cluster=None)
+            workers.append(SshHost(member, address, self.ssh))
+        return workers
+
+    def cluster(self, count: int | None = None) -> None:
+        """Keys and env on every worker (in parallel), then the scheduler, the workers and Client()'s config."""
+        from . import cluster
+
+        if not self.profile.cluster:
+            raise LabvmError(f"{self.profile.source}: profiles.{self.profile.name} has no cluster: (see the README)")
+        spec = self.profile.cluster
+        workers = self._workers()
+        count = len(workers) if count is None else count
+        if count > len(workers):
+            raise LabvmError(f"--workers: {self.profile.name} lists {len(spec.hosts)} worker hosts (cluster.hosts), not {count}")
+        kept, ended = workers[:count], workers[count:]
+        with ThreadPoolExecutor(max(1, len(kept))) as pool:
+            list(pool.map(lambda host: (self.keys(host), self.env(host)), kept))
+        for line in cluster.ensure(self.profile, self.ssh, self.host, kept):
+            print(line)
+        for host in ended:
+            self._end_dask(host)
+
+    def _end_dask(self, host) -> None:
+        from . import cluster
+
+        try:
+            for line in cluster.stop(self.profile, None, [host]):
+                print(line)
+        except LabvmError as e:  # one unreachable worker does not keep the others running
+            print(f"cluster: {host.label}: {str(e).splitlines()[0]}")
+        finally:
+            host.close()
+
+    def _stop_cluster(self) -> None:
+        from . import cluster
+
+        for host in self._workers():
+            self._end_dask(host)
+        for line in cluster.stop(self.profile, self.host, []):
+            print(line)
 
     # -- idle auto-stop (cloud profiles) ---------------------------------------------------
 
@@ -271,12 +332,12 @@ class Session:
         print("tunnel: closed" if closed else "tunnel: none was open")
 
     def up(self, browser: bool = True, image: str | None = None, replace: bool = False, yes: bool = False) -> str:
-        if not self.is_local:
-            self.tunnels.control_socket(self.profile)  # a path too long fails now, not after Jupyter started
         self.ensure_machine(image, replace, yes)
         if self.plan:
             return ""
         self.setup()
+        if self.profile.cluster:
+            self.cluster()
         # OpenSSH opens the tunnel while Jupyter boots; they share nothing.
         with ThreadPoolExecutor(1) as pool:
             opening = pool.submit(self.tunnel, self.profile.notebook.port)
@@ -287,7 +348,10 @@ class Session:
                     self.close_tunnel()
                 raise
             local_port = opening.result()
-        wait_until_answering(local_port, server["token"])
+        if self.is_local:
+            wait_until_answering(local_port, server["token"])
+        else:  # a tunnel that does not carry an authorised request at once is replaced, whatever its state
+            local_port = self.tunnels.ensure(self.profile, server["port"], server["token"]).local_port
         url = self.url(local_port, server)
         print(f"\nJupyterLab is ready: {url}")
         if browser and _has_browser():
@@ -340,7 +404,7 @@ class Session:
         from .sync import NotebookSync
 
         self._ensure_ssh_alias()
-        syncer = NotebookSync(self.profile, self.ssh, self.tunnels.control_socket(self.profile))
+        syncer = NotebookSync(self.profile, self.ssh)
         outcome = syncer.push() if push else syncer.pull()
         if quiet_when_unchanged and not (outcome.updated or outcome.kept_as):
             return
@@ -479,6 +543,8 @@ class Session:
                 self.provider.stop(instance)
             return
         if not self.provider.owns_machine or (instance and instance.state == "running"):
+            if self.profile.cluster:
+                self._stop_cluster()
             self.stop_notebook(force)
         self.close_tunnel()
         if instance:  # stop is idempotent, and may still shelve a stopped OpenStack server
@@ -520,13 +586,37 @@ def status_report(config: Config, names: list[str], context) -> list[str]:
             with Session(profile, context) as session:
                 status = session.notebook_status()
                 where = "this machine" if session.is_local else f"{session.host.hostname}:{profile.port}"
-                return [f"{name} ({profile.provider}, {where}): reachable", *_describe(session, status)]
+                lines = [f"{name} ({profile.provider}, {where}): reachable", *_describe(session, status)]
+                return lines + _cluster_status(session)
         except LabvmError as e:
-            return [f"{name}: {str(e).splitlines()[0]}"]
+            return [f"{name}: {str(e).splitlines()[0]}", *_kept_tunnel(config, name)]
 
     # Every profile at once: an unreachable one costs one timeout, in parallel with the others.
     with ThreadPoolExecutor(max(1, min(len(names), 16))) as pool:
         return [line for block in pool.map(one, names) for line in block]
+
+
+def _kept_tunnel(config: Config, name: str) -> list[str]:
+    """What the tunnel's keeper says of a profile that did not answer (stopped by autostop, reconnecting)."""
+    try:
+        tunnel = Tunnels(SshHome.current()).find(config.profile(name))
+    except LabvmError:
+        return []
+    if tunnel is None:
+        return []
+    hint = f"; `inv up --host {name}`" if not tunnel.keeper_pid else "; the URL comes back by itself"
+    return [f"  tunnel: {tunnel.state}{hint}"]
+
+
+def _cluster_status(session: Session) -> list[str]:
+    if not session.profile.cluster:
+        return []
+    from . import cluster
+
+    try:
+        return [f"  {line}" for line in cluster.status(session.profile, session.host)]
+    except LabvmError as e:
+        return [f"  cluster: {str(e).splitlines()[0]}"]
 
 
 def _describe(session: Session, status: dict) -> list[str]:
@@ -554,8 +644,10 @@ def _describe(session: Session, status: dict) -> list[str]:
         lines.append(f"  url: {session.url(server['port'], server)}")
     else:
         tunnel = session.tunnels.find(session.profile)
-        if tunnel and tunnel.remote_port == server["port"]:
-            lines.append(f"  url: {session.url(tunnel.local_port, server)} (tunnel pid {tunnel.pid})")
+        if tunnel and tunnel.remote_port == server["port"] and tunnel.keeper_pid:
+            lines.append(f"  url: {session.url(tunnel.local_port, server)}")
+            lines.append(f"  tunnel: {tunnel.state}" + ("" if tunnel.is_up else "; the URL comes back by itself")
+                         + f" (keeper pid {tunnel.keeper_pid})")
         else:
             lines.append(f"  url: no tunnel open; `inv tunnel --host {session.profile.name}`")
     lines += [*autostop, machine]

@@ -66,13 +66,11 @@ class _NoWorkspace(Exception):
 
 
 class NotebookSync:
-    def __init__(self, profile: Profile, ssh: SshHome, control_socket: Path | None = None):
+    def __init__(self, profile: Profile, ssh: SshHome):
         self.profile = profile
         self.local = profile.sync_dir
         self.manifest_path = self.local / MANIFEST
         ssh_command = ssh.ssh_command(profile, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
-        if control_socket and control_socket.exists():  # the tunnel's connection, already open
-            ssh_command[1:1] = ["-S", str(control_socket)]
         self.ssh_command = shlex.join(ssh_command[:-1])
         workspace = profile.notebook.workspace
         # rsync's path on the host: relative to the login directory, so ~ needs no shell.
