@@ -75,12 +75,13 @@ def tunnel(c, host=None, stop=False):
 
 
 @task(help={**HOST, "idle": "stop after this long idle, e.g. 90m or 2h (kept until `inv autostop` alone)",
-            "off": "turn autostop off on this VM"})
+            "off": "turn autostop off on this VM",
+            "extend": "keep the VM up for this long even when idle, e.g. 3h (a long job outside Jupyter); off ends it"})
 @cli.guarded
-def autostop(c, host=None, idle="", off=False):
+def autostop(c, host=None, idle="", off=False, extend=""):
     """Let a cloud VM stop itself when Jupyter, SSH and the CPU have been idle (hosts.yml: autostop)."""
     with cli.session(c, host) as session:
-        session.autostop(idle, off)
+        session.autostop(idle, off, extend)
 
 
 @task(help={

@@ -242,14 +242,24 @@ class Session:
 
     # -- idle auto-stop (cloud profiles) ---------------------------------------------------
 
-    def autostop(self, idle: str = "", off: bool = False) -> None:
-        """--idle or --off is kept on the VM (setup leaves it alone); neither applies hosts.yml again."""
+    def autostop(self, idle: str = "", off: bool = False, extend: str = "") -> None:
+        """--idle or --off is kept on the VM (setup leaves it alone); neither applies hosts.yml again.
+
+        extend: the VM counts as in use until then (a long job outside Jupyter), then idle time counts again.
+        """
         if not self.provider.owns_machine:
             raise Unsupported(
                 f"autostop is for cloud profiles; labvm does not power off {self.profile.name!r} "
                 f"(provider {self.profile.provider})"
             )
-        if off:
+        if extend:
+            seconds = parse_duration(extend)  # off: 0, the extension ends now
+            if seconds is None:
+                raise LabvmError(f"--extend: must be a duration like 3h, 90m or 1h30m (or off), not {extend!r}")
+            until = int(time.time()) + seconds if seconds else 0
+            out = self.host.run("autostop.sh", "extend", env={"LABVM_AUTOSTOP_UNTIL": str(until)})
+            print(f"autostop: {_autostop_line(json.loads(out.strip().splitlines()[-1]))}")
+        elif off:
             self._apply_autostop(0, set_by="inv autostop")
         elif idle:
             seconds = parse_duration(idle)
@@ -627,7 +637,8 @@ def _describe(session: Session, status: dict) -> list[str]:
         f"of {status['disk_total'] / gib:.1f}, load {status['load']:.2f}"
     )
     server = status["server"]
-    autostop = [f"  autostop: {_autostop_line(status['autostop'])}"] if status.get("autostop") else []
+    autostop = [f"  autostop: {_autostop_line(status['autostop'])}", *_last_autostop(status["autostop"])] \
+        if status.get("autostop") else []
     if not server:
         other = status.get("other")
         note = f" (a Jupyter labvm did not start holds port {status['port']}, pid {other['pid']})" if other else ""
@@ -666,7 +677,20 @@ def _autostop_line(report: dict) -> str:
         return line + "; not checked yet"
     if report["last_check_ago"] > 180:
         return line + f"; last check {_duration(report['last_check_ago'])} ago: is cron or the timer running?"
-    return line + ("; in use" if report["idle_for"] is None else f"; idle {_duration(report['idle_for'])}")
+    if report.get("extended_until"):
+        line += f"; kept up until {time.strftime('%H:%M', time.localtime(report['extended_until']))}"
+    reasons = report.get("reasons") or []
+    if report["idle_for"] is None:
+        return line + (f"; in use: {', '.join(reasons)}" if reasons else "; in use")
+    return line + f"; idle {_duration(report['idle_for'])}"
+
+
+def _last_autostop(report: dict) -> list[str]:
+    """When the VM last stopped itself, and after how long idle (the state survives the stop)."""
+    if not report.get("stopped_at"):
+        return []
+    after = f" after {_duration(report['stopped_after'])} idle" if report.get("stopped_after") else ""
+    return [f"  autostop: last stopped this VM {time.strftime('%Y-%m-%d %H:%M', time.localtime(report['stopped_at']))}{after}"]
 
 
 def _duration(seconds: int) -> str:
