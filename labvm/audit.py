@@ -102,16 +102,20 @@ def _judge(resources: list[Resource], providers: list, all_profiles: tuple[str, 
     newest = {}
     for image in images:
         newest.setdefault((image.profile, image.owner), []).append(image.id)
+    heads = {(r.profile, r.owner) for r in resources if r.kind == "instance" and _member(r.profile)[1] is None}
     rows = []
     for r in resources:
         age = (now - r.since).total_seconds() if r.since else None
-        profile = known.get(r.profile)
+        cluster, index = _member(r.profile)
+        profile = known.get(cluster)
         inv = f"{'' if r.owner == me else f'LABVM_OWNER={r.owner} '}inv"  # labvm finds resources by owner too
         why, step = "", ""
         if profile is None:
-            why = (f"profile {r.profile!r} of hosts.yml does not look in {r.cloud} {r.scope}" if r.profile in all_profiles
-                   else f"no profile {r.profile!r} in hosts.yml")
+            why = (f"profile {cluster!r} of hosts.yml does not look in {r.cloud} {r.scope}" if cluster in all_profiles
+                   else f"no profile {cluster!r} in hosts.yml")
             step = r.delete
+        elif index is not None and r.kind == "instance" and (cluster, r.owner) not in heads:
+            why, step = f"a worker of {profile} whose head VM is gone", r.delete
         elif r.kind == "instance" and r.state == "running":
             why, step = "running: billed by the hour", f"{inv} down --host {profile}"
         elif r.kind == "instance" and r.state == "stopped" and age and age > STOPPED_DAYS * 86400:
@@ -132,15 +136,22 @@ def _judge(resources: list[Resource], providers: list, all_profiles: tuple[str, 
             why, step = "a volume attached to nothing", r.delete
         elif r.kind == "address" and r.state == "unattached":
             why, step = "an address attached to nothing, billed", f"{inv} up --host {profile} uses it again, or {r.delete}"
-        rows.append({**asdict(r), "since": r.since.isoformat() if r.since else None,
+        rows.append({**asdict(r), "role": "" if index is None else "worker", "index": index,
+                     "since": r.since.isoformat() if r.since else None,
                      "age_seconds": int(age) if age is not None else None, "why": why, "next_step": step})
     return rows
+
+
+def _member(profile: str) -> tuple[str, int | None]:
+    """(the profile, the worker's index) of a cluster worker's name, aws+w2; (profile, None) otherwise."""
+    head, mark, index = profile.rpartition("+w")
+    return (head, int(index)) if mark and index.isdigit() else (profile, None)
 
 
 def _table(rows: list[dict]) -> list[str]:
     header = ("CLOUD", "KIND", "PROFILE", "OWNER", "ID", "STATE", "AGE", "DETAIL", "$/H", "NEXT STEP")
     cells = [header] + [(
-        f"{row['cloud']} {row['scope']}", row["kind"], row["profile"], row["owner"], row["id"], row["state"],
+        f"{row['cloud']} {row['scope']}", row["role"] if row["kind"] == "instance" and row["role"] else row["kind"], row["profile"], row["owner"], row["id"], row["state"],
         _age(row["age_seconds"]), _detail(row),
         "" if row["kind"] != "instance" else NONE if row["hourly_usd"] is None else _money(row["hourly_usd"]),
         f"{row['why']}: {row['next_step']}" if row["next_step"] else "ok",

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Check, Image, Instance, Resource, ask, caller_cidr, parse_time
+from .providers import Check, Image, Instance, Resource, ask, caller_cidr, in_parallel, parse_time, partial_cluster
 
 UBUNTU_ALIASES = {
     f"ubuntu-{release}": f"/aws/service/canonical/ubuntu/server/{release}/stable/current/amd64/hvm/ebs-gp3/ami-id"
@@ -43,6 +43,10 @@ class Network(NamedTuple):
     subnet: str  # empty: the default VPC's default subnets
     public_ip: bool  # whether the subnet gives a new instance a public address itself
     zone: str  # the subnet's availability zone; empty: EC2 picks one
+
+
+def _tags(resource: dict) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 
 
 class AwsProvider:
@@ -169,6 +173,7 @@ class AwsProvider:
         filters = self._filters() + [{"Name": "instance-state-name", "Values": list(LIVE)}]
         found = [
             i for r in self._call("describe_instances", Filters=filters)["Reservations"] for i in r["Instances"]
+            if _tags(i).get("labvm:role") != "worker"  # workers carry the profile's tags too
         ]
         if not found:
             return None
@@ -182,10 +187,21 @@ class AwsProvider:
         ami = self._image_id(image)
         key_name = self._key_pair(public_key)
         group = self._security_group(network.vpc)
+        request = self._launch(ami, self._instance_type, key_name, self._placement(network, group), self._tag_list())
+        print(f"aws: creating {request['InstanceType']} from {ami} in {self.settings.get('region')}", flush=True)
+        created = self._call("run_instances", **request)["Instances"][0]
+        self._wait("instance_running", f"{created['InstanceId']} is running", InstanceIds=[created["InstanceId"]])
+        self._elastic_ip(created["InstanceId"])
+        if self.plan:
+            return Instance(created["InstanceId"], self.name, "running", "(planned)", request["InstanceType"])
+        return self._instance(self._describe(created["InstanceId"]))
+
+    def _launch(self, ami: str, instance_type: str, key_name: str, placement: dict, tags: list[dict]) -> dict:
+        """RunInstances' arguments for one VM of this profile, the head or a worker."""
         root = self._call("describe_images", ImageIds=[ami])["Images"][0]["RootDeviceName"]
         request = dict(
             ImageId=ami,
-            InstanceType=self._instance_type,
+            InstanceType=instance_type,
             MinCount=1,
             MaxCount=1,
             KeyName=key_name,
@@ -197,22 +213,16 @@ class AwsProvider:
                 "DeleteOnTermination": True,
             }}],
             TagSpecifications=[
-                {"ResourceType": "instance", "Tags": self._tag_list()},
-                {"ResourceType": "volume", "Tags": self._tag_list()},
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
             ],
-            **self._placement(network, group),
+            **placement,
         )
         if self.settings.get("spot"):
             request["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
                 "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop",
             }}
-        print(f"aws: creating {request['InstanceType']} from {ami} in {self.settings.get('region')}", flush=True)
-        created = self._call("run_instances", **request)["Instances"][0]
-        self._wait("instance_running", f"{created['InstanceId']} is running", InstanceIds=[created["InstanceId"]])
-        self._elastic_ip(created["InstanceId"])
-        if self.plan:
-            return Instance(created["InstanceId"], self.name, "running", "(planned)", request["InstanceType"])
-        return self._instance(self._describe(created["InstanceId"]))
+        return request
 
     @staticmethod
     def _placement(network: Network, group: str) -> dict:
@@ -236,7 +246,9 @@ class AwsProvider:
                 self._call("start_instances", InstanceIds=[inst.id])
                 self._wait("instance_running", f"{inst.id} is running", InstanceIds=[inst.id])
         self.admit_caller()
-        self._elastic_ip(inst.id)
+        data = self._describe(inst.id)
+        if _tags(data).get("labvm:role") != "worker":  # the profile's Elastic IP is the head's
+            self._elastic_ip(inst.id)
         return self._instance(self._describe(inst.id))
 
     def _refuse_interrupted_spot(self, data: dict) -> None:
@@ -258,22 +270,31 @@ class AwsProvider:
 
     def terminate(self, inst: Instance, keep_ip: bool = False) -> None:
         data = self._describe(inst.id)
-        if data.get("SpotInstanceRequestId"):
-            # A persistent spot request launches a new instance after this one is terminated (a
-            # billing leak): cancel it first (terminating-a-spot-instance.html).
-            self._call("cancel_spot_instance_requests", SpotInstanceRequestIds=[data["SpotInstanceRequestId"]])
-            print(f"aws: cancelled spot request {data['SpotInstanceRequestId']}, so EC2 launches no new instance")
-        self._call("terminate_instances", InstanceIds=[inst.id])
-        self._wait("instance_terminated", f"{inst.id} is terminated", InstanceIds=[inst.id])
-        if not keep_ip:
+        self._terminate([data])
+        if not keep_ip and _tags(data).get("labvm:role") != "worker":  # the profile's Elastic IP is the head's
             for address in self._addresses():
                 self._call("release_address", AllocationId=address["AllocationId"])
                 print(f"aws: released Elastic IP {address['PublicIp']}")
-        group = self._find_group(data["VpcId"]) if data.get("VpcId") else None
+        self._delete_unused(data)
+
+    def _delete_unused(self, instance: dict) -> None:
+        """labvm's group and key pair that this terminated instance used, once no instance uses them."""
+        group = self._find_group(instance["VpcId"]) if instance.get("VpcId") else None
         if group is not None:
             self._delete_unused_group(group["GroupId"])
-        if data.get("KeyName", "").startswith(f"labvm-{self.owner}"):
-            self._delete_unused_key(data["KeyName"])
+        if instance.get("KeyName", "").startswith(f"labvm-{self.owner}"):
+            self._delete_unused_key(instance["KeyName"])
+
+    def _terminate(self, instances: list[dict]) -> None:
+        """Terminated and waited for, each spot request cancelled first: a persistent spot request
+        launches a new instance after its instance is terminated (terminating-a-spot-instance.html)."""
+        requests = [i["SpotInstanceRequestId"] for i in instances if i.get("SpotInstanceRequestId")]
+        if requests:
+            self._call("cancel_spot_instance_requests", SpotInstanceRequestIds=requests)
+            print(f"aws: cancelled spot request(s) {', '.join(requests)}, so EC2 launches no new instance")
+        ids = [i["InstanceId"] for i in instances]
+        self._call("terminate_instances", InstanceIds=ids)
+        self._wait("instance_terminated", f"{', '.join(ids)} terminated", InstanceIds=ids)
 
     def snapshot(self, inst: Instance, name: str, share: tuple[str, ...] = (), no_reboot: bool = False) -> Image:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -355,6 +376,83 @@ class AwsProvider:
 
     def last_start(self, inst: Instance) -> datetime:
         return self._describe(inst.id)["LaunchTime"]
+
+    # -- a Dask cluster's workers ---------------------------------------------------------
+
+    def _cluster_tags(self, index: int) -> list[dict]:
+        tags = self._tag_list(f"{self.name}-w{index}")
+        return tags + [{"Key": k, "Value": v} for k, v in
+                       {"labvm:cluster": self.profile.name, "labvm:role": "worker", "labvm:index": str(index)}.items()]
+
+    def _worker_data(self) -> list[dict]:
+        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in
+                   {"labvm:cluster": self.profile.name, "labvm:owner": self.owner, "labvm:role": "worker"}.items()]
+        filters.append({"Name": "instance-state-name", "Values": list(LIVE)})
+        found = [i for r in self._call("describe_instances", Filters=filters)["Reservations"] for i in r["Instances"]]
+        return sorted(found, key=lambda i: int(_tags(i).get("labvm:index", 0)))
+
+    def workers(self) -> list[Instance]:
+        """This profile's worker VMs of this owner, by index; each name ends with -w<index>."""
+        return [self._instance(i) for i in self._worker_data()]
+
+    def _head(self) -> dict:
+        head = self.find()
+        if head is None:
+            raise LabvmError(f"profile {self.profile.name!r} has no VM to make workers beside; `inv up --host {self.profile.name}`")
+        return self._describe(head.id)
+
+    def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
+        """Workers of these indexes, made in parallel beside the head: its subnet, group and key pair.
+        image "" is the head's AMI, size "" its type.  One that fails leaves the others made."""
+        head = self._head()
+        size = size or head["InstanceType"]
+        if size != head["InstanceType"]:
+            self._check_type(size, self._where("cluster.worker_size"))
+        ami = image or head["ImageId"]
+        placement = self._placement(self._head_network(head), self._find_group(head["VpcId"])["GroupId"])
+        key_name = self._key_pair(public_key)
+        print(f"aws: creating {len(indexes)} worker(s) {size} from {ami}", flush=True)
+
+        def launch(index: int) -> str:
+            request = self._launch(ami, size, key_name, placement, self._cluster_tags(index))
+            return self._call("run_instances", **request)["Instances"][0]["InstanceId"]
+
+        made, failed = in_parallel(launch, indexes)
+        if made:
+            self._wait("instance_running", f"{len(made)} worker(s) running", InstanceIds=list(made.values()))
+        if failed:
+            raise LabvmError(partial_cluster(self.profile.name, made, failed))
+        if self.plan:
+            return [Instance(i, f"{self.name}-w{n}", "running", "(planned)", size) for n, i in made.items()]
+        ids = set(made.values())
+        return [self._instance(i) for i in self._worker_data() if i["InstanceId"] in ids]
+
+    def _head_network(self, head: dict) -> Network:
+        """The head's own subnet, whatever the profile says now: the cluster is one network."""
+        (subnet,) = self._call("describe_subnets", SubnetIds=[head["SubnetId"]])["Subnets"]
+        return Network(head["VpcId"], head["SubnetId"], bool(subnet.get("MapPublicIpOnLaunch")),
+                       subnet.get("AvailabilityZone", ""))
+
+    def allow_cluster(self) -> None:
+        """Every TCP port between the machines of labvm's group (the head and its workers), and only
+        between them: the rule's source is the group itself, no address range."""
+        group = self._find_group(self._head()["VpcId"])
+        if any(pair.get("GroupId") == group["GroupId"] for p in group.get("IpPermissions", [])
+               for pair in p.get("UserIdGroupPairs", [])):
+            return
+        self._call("authorize_security_group_ingress", GroupId=group["GroupId"], IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535, "UserIdGroupPairs": [
+                {"GroupId": group["GroupId"], "Description": "labvm: Dask between the cluster's machines"}]}])
+        print(f"aws: security group {group['GroupName']} lets the cluster's machines reach each other (Dask)")
+
+    def terminate_workers(self) -> None:
+        """Every worker of this profile and owner, spot requests cancelled; with the head gone too, its
+        group and key pair go."""
+        workers = self._worker_data()
+        if not workers:
+            return
+        self._terminate(workers)
+        self._delete_unused(workers[0])
 
     # -- inv check -----------------------------------------------------------------------
 
@@ -477,8 +575,11 @@ class AwsProvider:
             return f"aws ec2 {action} --region {region}"
 
         def resource(kind: str, resource_id: str, data: dict, state: str, since, delete: str, **extra) -> Resource:
-            tags = {t["Key"]: t["Value"] for t in data.get("Tags", [])}
-            return Resource("aws", region, kind, resource_id, tags.get("labvm:profile", ""), tags.get("labvm:owner", ""),
+            tags = _tags(data)
+            profile = tags.get("labvm:profile", "")
+            if tags.get("labvm:role") == "worker":  # named as the session names a worker: aws+w2
+                profile = f"{tags.get('labvm:cluster', profile)}+w{tags.get('labvm:index', '?')}"
+            return Resource("aws", region, kind, resource_id, profile, tags.get("labvm:owner", ""),
                             state, since, delete, **extra)
 
         live = labvm + [{"Name": "instance-state-name", "Values": list(LIVE)}]
@@ -690,7 +791,7 @@ class AwsProvider:
             self._call("associate_address", InstanceId=instance_id, AllocationId=address["AllocationId"])
             print(f"aws: Elastic IP {address['PublicIp']} -> {instance_id}")
 
-    def _check_type(self, size: str) -> None:
+    def _check_type(self, size: str, key: str = "--size") -> None:
         from botocore.exceptions import ClientError
 
         try:
@@ -705,7 +806,7 @@ class AwsProvider:
             ]
             close = difflib.get_close_matches(size, names, n=3, cutoff=0.5)
             hint = f"; closest: {', '.join(close)}" if close else ""
-            raise LabvmError(f"--size: {size!r} is not an instance type in {self.settings.get('region')}{hint}") from None
+            raise LabvmError(f"{key}: {size!r} is not an instance type in {self.settings.get('region')}{hint}") from None
 
     def _in_use(self, name: str, value: str) -> bool:
         live = [{"Name": "instance-state-name", "Values": list(LIVE)}, {"Name": name, "Values": [value]}]

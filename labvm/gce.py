@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Check, Image, Instance, Resource, ask, caller_cidr, parse_time
+from .providers import Check, Image, Instance, Resource, ask, caller_cidr, in_parallel, parse_time, partial_cluster
 
 STATES = {"RUNNING": "running", "TERMINATED": "stopped", "STOPPING": "stopping", "SUSPENDED": "stopped"}
 
@@ -67,7 +67,8 @@ class GceProvider:
         self.owner = _name(os.environ.get("LABVM_OWNER") or getpass.getuser())  # a label value: 63 at most
         self.labels = {"labvm-profile": _name(profile.name), "labvm-owner": self.owner}
         self.name = _name("labvm", profile.name, self.owner, limit=63 - len("-ssh"))  # the rule is NAME-ssh
-        self.rule = f"{self.name}-ssh"
+        self.rule = f"{self.name}-ssh"  # also the network tag of the head and its workers
+        self.cluster_rule = _name(self.name, "dask")
         self.plan = False
         # A Compute endpoint other than Google's (an emulator): ADC if there are any, else none.
         endpoint = self.endpoint = os.environ.get("LABVM_GCE_ENDPOINT")
@@ -96,6 +97,7 @@ class GceProvider:
         self.regions = compute_v1.RegionsClient(**options)
         self.networks = compute_v1.NetworksClient(**options)
         self.subnetworks = compute_v1.SubnetworksClient(**options)
+        self.disks = compute_v1.DisksClient(**options)
 
     def _where(self, key: str) -> str:
         return f"{self.profile.source}: profiles.{self.profile.name}.{key}"
@@ -162,7 +164,8 @@ class GceProvider:
 
     def find(self) -> Instance | None:
         request = self.compute.ListInstancesRequest(project=self.project, zone=self.zone, filter=self._filter())
-        found = list(self._call(self.instances.list, request=request))
+        found = [i for i in self._call(self.instances.list, request=request)
+                 if i.labels.get("labvm-role") != "worker"]  # workers carry the profile's labels too
         if not found:
             return None
         return self._instance(max(found, key=lambda i: i.creation_timestamp))
@@ -208,14 +211,29 @@ class GceProvider:
         return self._instance(self._get(inst.id))
 
     def terminate(self, inst: Instance, keep_ip: bool = False) -> None:
+        worker = self._get(inst.id).labels.get("labvm-role") == "worker"
         operation = self._call(self.instances.delete, project=self.project, zone=self.zone, instance=inst.id)
         self._wait(operation, "zone", f"{inst.id} is deleted")
+        if worker:  # the static IP and the rules are the head's
+            return
         if not keep_ip and self.settings.get("static_ip"):
             operation = self._call(self.addresses.delete, project=self.project, region=self.region, address=self.name)
             self._wait(operation, "region", f"static IP {self.name} is released")
             print(f"gce: released static IP {self.name}")
-        operation = self._call(self.firewalls.delete, project=self.project, firewall=self.rule)
-        self._wait(operation, "global", f"firewall rule {self.rule} is deleted")
+        self._delete_rules()
+
+    def _delete_rules(self) -> None:
+        """The SSH rule, and the cluster's rule where there is one."""
+        from google.api_core import exceptions
+
+        for rule in (self.rule, self.cluster_rule):
+            try:
+                operation = self.firewalls.delete(project=self.project, firewall=rule)
+            except exceptions.NotFound:
+                continue
+            except exceptions.GoogleAPICallError:
+                operation = self._call(self.firewalls.delete, project=self.project, firewall=rule)
+            self._wait(operation, "global", f"firewall rule {rule} is deleted")
 
     def snapshot(self, inst: Instance, name: str, *options) -> Image:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -255,6 +273,92 @@ class GceProvider:
         data = self._get(inst.id)
         return datetime.fromisoformat(data.last_start_timestamp or data.creation_timestamp)
 
+    # -- a Dask cluster's workers ---------------------------------------------------------
+
+    def _worker_labels(self, index: int) -> dict[str, str]:
+        return {**self.labels, "labvm-cluster": _name(self.profile.name), "labvm-role": "worker", "labvm-index": str(index)}
+
+    def _workers_data(self) -> list:
+        wanted = {"labvm-cluster": _name(self.profile.name), "labvm-owner": self.owner, "labvm-role": "worker"}
+        request = self.compute.ListInstancesRequest(project=self.project, zone=self.zone, filter=" AND ".join(
+            f'(labels.{k} = "{v}")' for k, v in wanted.items()))
+        return sorted(self._call(self.instances.list, request=request), key=lambda i: int(i.labels["labvm-index"]))
+
+    def workers(self) -> list[Instance]:
+        """This profile's worker instances of this owner, by index; each name ends with -w<index>."""
+        return [self._instance(i) for i in self._workers_data()]
+
+    def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
+        """Workers of these indexes, inserted in parallel beside the head: its network, tags (so its SSH
+        rule), login metadata and scheduling.  image "" is the head's boot image (its boot disk's
+        sourceImage), size "" its machine type.  One that fails leaves the others made."""
+
+        found = self.find()
+        if found is None:
+            raise LabvmError(f"profile {self.profile.name!r} has no VM to make workers beside; `inv up --host {self.profile.name}`")
+        head = self._get(found.id)
+        machine_type = self._check_type(size, key=self._where("cluster.worker_size")) if size else found.size
+        source_image = self._source_image(image) if image else self._head_image(head)
+        compute = self.compute
+
+        def insert(index: int) -> str:
+            name = _name("labvm", self.profile.name, self.owner, f"w{index}")
+            nic = head.network_interfaces[0]
+            instance = compute.Instance(
+                name=name, machine_type=f"zones/{self.zone}/machineTypes/{machine_type}",
+                labels=self._worker_labels(index), tags=compute.Tags(items=list(head.tags.items)),
+                disks=[compute.AttachedDisk(boot=True, auto_delete=True, initialize_params=compute.AttachedDiskInitializeParams(
+                    source_image=source_image, disk_size_gb=int(self.settings.get("disk_size") or 10)))],
+                network_interfaces=[compute.NetworkInterface(
+                    network=nic.network, subnetwork=nic.subnetwork,
+                    access_configs=[compute.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")])],
+                metadata=compute.Metadata(items=[compute.Items(key=i.key, value=i.value) for i in head.metadata.items]),
+                scheduling=head.scheduling,
+            )
+            operation = self._call(self.instances.insert, project=self.project, zone=self.zone, instance_resource=instance)
+            self._wait(operation, "zone", f"{name} is created")
+            return name
+
+        print(f"gce: creating {len(indexes)} worker(s) {machine_type} in {self.zone}", flush=True)
+        made, failed = in_parallel(insert, indexes)
+        if failed:
+            raise LabvmError(partial_cluster(self.profile.name, made, failed))
+        names = set(made.values())
+        return [self._instance(i) for i in self._workers_data() if i.name in names]
+
+    def _head_image(self, head) -> str:
+        boot = next(d for d in head.disks if d.boot)
+        disk = self._call(self.disks.get, project=self.project, zone=self.zone, disk=boot.source.rsplit("/", 1)[-1])
+        return disk.source_image
+
+    def allow_cluster(self) -> None:
+        """Every TCP port between the instances tagged as the head and its workers are, and only between
+        them: source tags = target tags, no source range (an ingress rule with no source at all would
+        admit 0.0.0.0/0)."""
+        from google.api_core import exceptions
+
+        try:
+            self.firewalls.get(project=self.project, firewall=self.cluster_rule)
+            return
+        except exceptions.NotFound:
+            pass
+        rule = self.compute.Firewall(
+            name=self.cluster_rule, network=self._network_link(), direction="INGRESS",
+            source_tags=[self.rule], target_tags=[self.rule],
+            allowed=[self.compute.Allowed(I_p_protocol="tcp")], description="labvm: Dask between the cluster's machines")
+        self._wait(self._call(self.firewalls.insert, project=self.project, firewall_resource=rule), "global",
+                   f"firewall rule {self.cluster_rule} lets the cluster's machines reach each other (Dask)")
+
+    def terminate_workers(self) -> None:
+        """Every worker of this profile and owner; with the head gone too, the rules go."""
+        workers = self._workers_data()
+        operations = [self._call(self.instances.delete, project=self.project, zone=self.zone, instance=w.name)
+                      for w in workers]
+        for worker, operation in zip(workers, operations):
+            self._wait(operation, "zone", f"worker {worker.name} is deleted")
+        if workers and self.find() is None:
+            self._delete_rules()
+
     # -- inv audit -----------------------------------------------------------------------
 
     @property
@@ -268,7 +372,10 @@ class GceProvider:
         where = f"--project {self.project}"
 
         def resource(kind: str, data, state: str, since: str, delete: str, **extra) -> Resource:
-            return Resource("gce", self.project, kind, data.name, data.labels.get("labvm-profile", ""),
+            profile = data.labels.get("labvm-profile", "")
+            if data.labels.get("labvm-role") == "worker":  # named as the session names a worker: gce+w2
+                profile = f"{data.labels.get('labvm-cluster', profile)}+w{data.labels.get('labvm-index', '?')}"
+            return Resource("gce", self.project, kind, data.name, profile,
                             data.labels.get("labvm-owner", ""), state, parse_time(since), f"{delete} {where}", **extra)
 
         found = []

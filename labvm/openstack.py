@@ -19,7 +19,7 @@ import time
 
 from .config import Profile
 from .errors import LabvmError
-from .providers import Check, Image, Instance, Resource, ask, parse_time
+from .providers import Check, Image, Instance, Resource, ask, in_parallel, parse_time, partial_cluster
 
 SHELVED = ("SHELVED", "SHELVED_OFFLOADED")  # SHELVED stays so where the cloud does not offload at once
 STATES = {"ACTIVE": "running", "SHUTOFF": "stopped", "SHELVED": "stopped", "SHELVED_OFFLOADED": "stopped",
@@ -179,7 +179,8 @@ class OpenStackProvider:
 
     def find(self) -> Instance | None:
         mine = [s for s in self._call(self.conn.compute.servers, details=True)
-                if all((s.metadata or {}).get(k) == v for k, v in self.labels.items())]
+                if all((s.metadata or {}).get(k) == v for k, v in self.labels.items())
+                and (s.metadata or {}).get("labvm:role") != "worker"]  # workers carry the profile's labels too
         return self._instance(max(mine, key=lambda s: s.created_at or "")) if mine else None
 
     def create(self, image: str | None = None, public_key: str = "") -> Instance:
@@ -187,9 +188,15 @@ class OpenStackProvider:
         image_id = self._image(image)
         network = self._network()
         key_name = self._keypair(public_key)
+        server = self._boot(self.name, flavor, image_id, network.id, key_name, self.labels)
+        self._floating_ip(server)
+        return self._instance(self._server(server.id))
+
+    def _boot(self, name: str, flavor, image_id: str, network_id: str, key_name: str, metadata: dict):
+        """One server of this profile, the head or a worker, waited for until ACTIVE."""
         groups = [*({"name": str(g)} for g in self.settings.get("security_groups") or []), {"name": self._ssh_group().name}]
-        request = dict(name=self.name, flavor_id=flavor.id, networks=[{"uuid": network.id}], key_name=key_name,
-                       security_groups=groups, metadata=self.labels)
+        request = dict(name=name, flavor_id=flavor.id, networks=[{"uuid": network_id}], key_name=key_name,
+                       security_groups=groups, metadata=metadata)
         if self.settings.get("volume_size"):
             request["block_device_mapping"] = [{
                 "boot_index": 0, "uuid": image_id, "source_type": "image", "destination_type": "volume",
@@ -197,13 +204,12 @@ class OpenStackProvider:
             }]
         else:
             request["image_id"] = image_id
-        print(f"openstack: creating {flavor.name} in {self.cloud}", flush=True)
+        print(f"openstack: creating {flavor.name} {name} in {self.cloud}", flush=True)
         server = self._call(self.conn.compute.create_server, **request)
         server = self._wait(server, ("ACTIVE",), f"{server.id} is ACTIVE")
         for volume in server.attached_volumes or []:  # Nova's boot volume: labelled so audit finds it if left
-            self._call(self.conn.block_storage.set_volume_metadata, volume["id"], **self.labels)
-        self._floating_ip(server)
-        return self._instance(self._server(server.id))
+            self._call(self.conn.block_storage.set_volume_metadata, volume["id"], **metadata)
+        return server
 
     def start(self, inst: Instance) -> Instance:
         server = self._server(inst.id)
@@ -237,11 +243,15 @@ class OpenStackProvider:
         self._call(self.conn.compute.wait_for_delete, server, interval=2, wait=600)
         for volume_id in volumes:
             self._report_left_volume(volume_id)
-        self._delete_ssh_group()
+        if self.find() is None and not self._workers_data():  # the group serves the whole cluster
+            self._delete_ssh_group()
         if not keep_ip:
-            for ip in self._my_ips():
-                self._call(self.conn.network.delete_ip, ip)
-                print(f"openstack: released floating IP {ip.floating_ip_address}")
+            self._release_ips(server)
+
+    def _release_ips(self, server) -> None:
+        for ip in self._my_ips(self._ip_tag(server)):
+            self._call(self.conn.network.delete_ip, ip)
+            print(f"openstack: released floating IP {ip.floating_ip_address}")
 
     def _report_left_volume(self, volume_id: str) -> None:
         """Nova deletes a delete_on_termination volume only when Cinder lets it: never one with snapshots."""
@@ -347,6 +357,83 @@ class OpenStackProvider:
         self._add_ssh_rule(group, cidr)
         print(f"ssh rule: now admits {cidr} (was {', '.join(r.remote_ip_prefix or '?' for r in rules) or 'none'})")
 
+    # -- a Dask cluster's workers ---------------------------------------------------------
+
+    def _worker_labels(self, index: int) -> dict[str, str]:
+        return {**self.labels, "labvm:cluster": self.profile.name, "labvm:role": "worker", "labvm:index": str(index)}
+
+    def _workers_data(self) -> list:
+        wanted = {"labvm:cluster": self.profile.name, "labvm:owner": self.owner, "labvm:role": "worker"}
+        mine = [s for s in self._call(self.conn.compute.servers, details=True)
+                if all((s.metadata or {}).get(k) == v for k, v in wanted.items())]
+        return sorted(mine, key=lambda s: int(s.metadata.get("labvm:index", 0)))
+
+    def workers(self) -> list[Instance]:
+        """This profile's worker servers of this owner, by index; each name ends with -w<index>."""
+        return [self._instance(s) for s in self._workers_data()]
+
+    def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
+        """Workers of these indexes, booted in parallel on the head's network with its groups and key.
+        image "" is the head's image, size "" its flavor.  One that fails leaves the others made."""
+
+        found = self.find()
+        if found is None:
+            raise LabvmError(f"profile {self.profile.name!r} has no VM to make workers beside; `inv up --host {self.profile.name}`")
+        head = self._server(found.id)
+        flavor = self._flavor(size, key=self._where("cluster.worker_size")) if size else self._flavor(found.size)
+        image_id = self._image(image) if image else self._head_image(head)
+        ports = list(self._call(self.conn.network.ports, device_id=head.id))
+        key_name = self._keypair(public_key)
+
+        def boot(index: int):
+            server = self._boot(f"{self.name}-w{index}", flavor, image_id, ports[0].network_id, key_name,
+                                self._worker_labels(index))
+            self._floating_ip(server)
+            return server.id
+
+        made, failed = in_parallel(boot, indexes)
+        if failed:
+            raise LabvmError(partial_cluster(self.profile.name, made, failed))
+        ids = set(made.values())
+        return [self._instance(s) for s in self._workers_data() if s.id in ids]
+
+    def _head_image(self, head) -> str:
+        """The image the head booted from: Nova's image of an image-backed server; for a volume-backed
+        one (Nova shows no image) Cinder's volume_image_metadata of its boot volume."""
+        if head.image and head.image.get("id"):
+            return head.image["id"]
+        for attached in head.attached_volumes or []:
+            volume = self._call(self.conn.block_storage.get_volume, attached["id"])
+            if (volume.volume_image_metadata or {}).get("image_id"):
+                return volume.volume_image_metadata["image_id"]
+        raise LabvmError(f"cannot tell the image of {head.id}; set {self._where('image')} and pass --from-image")
+
+    def allow_cluster(self) -> None:
+        """Every TCP port between the servers of labvm's group (the head and its workers), and only
+        between them: the rule's source is the group itself (remote_group_id), no address range."""
+        group = self._ssh_group()
+        rules = self._call(self.conn.network.security_group_rules, security_group_id=group.id)
+        if any(r.direction == "ingress" and r.remote_group_id == group.id for r in rules):
+            return
+        self._call(self.conn.network.create_security_group_rule, security_group_id=group.id, direction="ingress",
+                   ethertype="IPv4", protocol="tcp", remote_group_id=group.id,
+                   description="labvm: Dask between the cluster's machines")
+        print(f"openstack: security group {self.name} lets the cluster's machines reach each other (Dask)")
+
+    def terminate_workers(self) -> None:
+        """Every worker of this profile and owner with its floating IP; the group too once the head is gone."""
+        workers = self._workers_data()
+        for server in workers:
+            self._call(self.conn.compute.delete_server, server)
+        for server in workers:
+            self._call(self.conn.compute.wait_for_delete, server, interval=2, wait=600)
+            print(f"openstack: deleted worker {server.name}")
+            for volume in server.attached_volumes or []:
+                self._report_left_volume(volume["id"])
+            self._release_ips(server)
+        if workers and self.find() is None:
+            self._delete_ssh_group()
+
     # -- inv check -----------------------------------------------------------------------
 
     def preflight(self, public_key: str) -> list[Check]:
@@ -427,9 +514,12 @@ class OpenStackProvider:
         for server in self._call(lambda: list(self.conn.compute.servers(details=True))):
             labels = server.metadata or {}
             if "labvm:profile" in labels:
+                member = labels["labvm:profile"]
+                if labels.get("labvm:role") == "worker":  # named as the session names a worker: cades+w2
+                    member = f"{labels.get('labvm:cluster', member)}+w{labels.get('labvm:index', '?')}"
                 state = "shelved" if server.status in SHELVED else STATES.get(server.status, server.status.lower())
                 found.append(Resource(
-                    "openstack", self.cloud, "instance", server.id, labels["labvm:profile"], labels.get("labvm:owner", ""),
+                    "openstack", self.cloud, "instance", server.id, member, labels.get("labvm:owner", ""),
                     state, parse_time(server.launched_at or server.created_at),
                     f"{self.cli} server delete {server.id}", type=self._instance(server).size))
         images = [i for i in self._call(lambda: list(self.conn.image.images())) if "labvm:profile" in (i.properties or {})]
@@ -553,8 +643,16 @@ class OpenStackProvider:
         except LabvmError as e:  # still on a port Neutron has not released: harmless, reused next time
             print(f"openstack: kept security group {self.name} ({e})")
 
-    def _my_ips(self) -> list:
-        tag = f"labvm:{self.profile.name}:{self.owner}"
+    def _ip_tag(self, server) -> str:
+        """A floating IP's description: labvm:<profile>:<owner>, for a worker labvm:<profile>+w<index>:<owner>."""
+        metadata = server.metadata or {}
+        member = self.profile.name
+        if metadata.get("labvm:role") == "worker":
+            member += f"+w{metadata.get('labvm:index')}"
+        return f"labvm:{member}:{self.owner}"
+
+    def _my_ips(self, tag: str = "") -> list:
+        tag = tag or f"labvm:{self.profile.name}:{self.owner}"
         return [ip for ip in self._call(self.conn.network.ips) if ip.description == tag]
 
     def _floating_ip(self, server) -> None:
@@ -564,7 +662,8 @@ class OpenStackProvider:
         ports = list(self._call(self.conn.network.ports, device_id=server.id))
         if not ports:
             raise LabvmError(f"server {server.id} has no network port for a floating IP")
-        mine = self._my_ips()
+        tag = self._ip_tag(server)
+        mine = self._my_ips(tag)
         if any(ip.port_id == ports[0].id for ip in mine):
             return
         ip = next((ip for ip in mine if not ip.port_id), None)
@@ -572,8 +671,7 @@ class OpenStackProvider:
             network = self._call(self.conn.network.find_network, str(pool), ignore_missing=True)
             if network is None:
                 raise LabvmError(f"{self._where('floating_ip_pool')}: no network {pool!r} (list: openstack network list --external)")
-            ip = self._call(self.conn.network.create_ip, floating_network_id=network.id,
-                            description=f"labvm:{self.profile.name}:{self.owner}")
+            ip = self._call(self.conn.network.create_ip, floating_network_id=network.id, description=tag)
             print(f"openstack: took floating IP {ip.floating_ip_address} from {pool}")
         self._call(self.conn.network.update_ip, ip, port_id=ports[0].id)
         print(f"openstack: floating IP {ip.floating_ip_address} -> {server.id}")

@@ -7,6 +7,7 @@ providers live in their own modules so their SDKs are imported only when used.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -66,6 +67,25 @@ def ask(name: str, question) -> Check:
         return Check(name, True, question())
     except LabvmError as e:
         return Check(name, False, str(e).splitlines()[0])
+
+
+def in_parallel(make, indexes: list[int]) -> tuple[dict[int, str], dict[int, str]]:
+    """make(index) for each index at once (cluster workers): what each made, and each failure's one line."""
+
+    made, failed = {}, {}
+    with ThreadPoolExecutor(max(1, len(indexes))) as pool:
+        for index, future in [(i, pool.submit(make, i)) for i in indexes]:
+            try:
+                made[index] = future.result()
+            except LabvmError as e:
+                failed[index] = str(e).splitlines()[0]
+    return made, failed
+
+
+def partial_cluster(profile: str, made: dict, failed: dict[int, str]) -> str:
+    problems = "; ".join(f"w{index}: {error}" for index, error in sorted(failed.items()))
+    kept = f"w{', w'.join(map(str, sorted(made)))} made and kept" if made else "none made"
+    return f"{len(failed)} worker(s) not made ({problems}); {kept}; `inv up --host {profile}` makes the missing ones"
 
 
 def parse_time(text: str | None) -> datetime | None:

@@ -621,11 +621,27 @@ class FakeGce:
         if p["project"] != self.project:
             raise ApiError(403, "forbidden", f"Required 'compute.images.create' permission for 'projects/{p['project']}'")
 
+    # --- disks ---------------------------------------------------------------------------------
+    @route("GET", r"/zones/(?P<zone>[^/]+)/disks/(?P<disk>[^/]+)")
+    def get_disk(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/disks/get: sourceImage names the image
+        the disk was made from."""
+        return self._get(self.disks, p["disk"], f"zones/{ZONE}/disks")
+
     # --- firewalls ------------------------------------------------------------------------------
     @route("POST", r"/global/firewalls")
     def insert_firewall(self, p, q, body):
         name = self._new_name(self.firewalls, body, "global/firewalls")
         network = self._network_of("resource.network", body.get("network") or "global/networks/default")
+        sources = [k for k in ("sourceRanges", "sourceTags", "sourceServiceAccounts") if body.get(k)]
+        if body.get("direction", "INGRESS") == "INGRESS" and not sources:
+            # https://cloud.google.com/compute/docs/reference/rest/v1/firewalls (sourceRanges): "If no ingress
+            # source is specified, the firewall rule applies to all sources, 0.0.0.0/0" for IPv4.
+            body = {**body, "sourceRanges": ["0.0.0.0/0"]}
+        if body.get("sourceTags") and body.get("sourceServiceAccounts"):
+            # Same page (sourceServiceAccounts): "cannot be used at the same time as sourceTags or targetTags".
+            raise ApiError(400, "invalid", "Invalid value for field 'resource.sourceServiceAccounts': "
+                           "Source service accounts cannot be used with source tags.")
         fw = {"kind": "compute#firewall", "id": new_id(), "creationTimestamp": now(), "name": name,
               "description": body.get("description", ""),
               "network": network["selfLink"],

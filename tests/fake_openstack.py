@@ -771,6 +771,22 @@ class FakeOpenStack:
     def create_security_group_rule(self, req):
         spec = req.body["security_group_rule"]
         self._network_item("security-groups", spec.get("security_group_id", ""))
+        # neutron/extensions/securitygroup.py SecurityGroupRemoteGroupAndRemoteIpPrefix (400): a rule's
+        # source is an address range or a group, not both.
+        if spec.get("remote_ip_prefix") and spec.get("remote_group_id"):
+            raise neutron_error(400, "SecurityGroupRemoteGroupAndRemoteIpPrefix",
+                                "Only remote_ip_prefix or remote_group_id may be provided.")
+        # neutron/db/securitygroups_db.py _validate_security_group_rule: the remote group must exist (404).
+        if spec.get("remote_group_id"):
+            self._network_item("security-groups", spec["remote_group_id"])
+        # neutron/db/securitygroups_db.py _check_for_duplicate_rules: the same rule twice is a 409.
+        fields = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix",
+                  "remote_group_id")
+        wanted = {**{k: None for k in fields}, "ethertype": "IPv4", **{k: spec[k] for k in fields if k in spec}}
+        for rule in self.security_groups[spec["security_group_id"]]["security_group_rules"]:
+            if all(rule[k] == wanted[k] for k in fields):
+                raise neutron_error(409, "SecurityGroupRuleExists",
+                                    f"Security group rule already exists. Rule id is {rule['id']}.")
         return 201, {"security_group_rule": self._rule(spec)}
 
     @route("POST", r"/network/v2\.0/floatingips")
