@@ -184,36 +184,54 @@ class Session:
 
     # -- a Dask cluster beside the notebook (labvm.cluster does the Dask part) ------------------
 
-    def _workers(self, count: int | None = None) -> list[SshHost]:
-        """The cluster's worker machines, each an SSH host of its own (alias labvm-<profile>+w<N>)."""
+    def _member(self, index: int, address: str, user: str = "", port: int = 0) -> SshHost:
+        """Worker N as an SSH host of its own (alias labvm-<profile>+w<N>; '+' is in no profile name)."""
+        member = dataclasses.replace(self.profile, name=f"{self.profile.name}+w{index}", address=address,
+                                     port=port or self.profile.port, user=user or self.profile.user, cluster=None)
+        return SshHost(member, address, self.ssh)
+
+    def _ssh_workers(self) -> list[SshHost]:
+        return [self._member(index, host, user, port)
+                for index, (user, host, port) in enumerate(map(parse_jump, self.profile.cluster.hosts), 1)]
+
+    def _cloud_workers(self, count: int) -> list[SshHost]:
+        """Worker VMs 1..count running (made from the head's image where missing); the others stopped."""
         spec = self.profile.cluster
-        if not spec:
-            return []
-        if spec.workers and not spec.hosts:
-            raise Unsupported(
-                f"{self.profile.source}: profiles.{self.profile.name}.cluster.workers: labvm does not make "
-                f"worker VMs on {self.profile.provider} yet; list machines it can reach as an ssh profile's cluster.hosts"
-            )
-        workers = []
-        for index, entry in enumerate(spec.hosts[:count], 1):
-            user, address, port = parse_jump(entry)
-            member = dataclasses.replace(self.profile, name=f"{self.profile.name}+w{index}", address=address,
-                                         port=port, user=user or self.profile.user, cluster=None)
-            workers.append(SshHost(member, address, self.ssh))
-        return workers
+        found = {_worker_index(w): w for w in self.provider.workers()}
+        missing = [index for index in range(1, count + 1) if index not in found]
+        if missing:
+            print(f"cluster: making worker(s) {', '.join(f'w{i}' for i in missing)}", flush=True)
+            for made in self.provider.create_workers(missing, "", spec.worker_size, self.ssh.ensure_key()):
+                found[_worker_index(made)] = made
+        self.provider.allow_cluster()
+        for index, worker in sorted(found.items()):
+            if index > count and worker.state not in ("stopped", "stopping"):
+                print(f"cluster: stopping {worker.name} (--workers {count})")
+                self.provider.stop(worker)
+        wanted = [found[index] for index in range(1, count + 1)]
+        with ThreadPoolExecutor(max(1, len(wanted))) as pool:
+            running = list(pool.map(lambda w: w if w.state == "running" else self.provider.start(w), wanted))
+        hosts = [self._member(_worker_index(w), w.address) for w in running]
+        for host in hosts:
+            host.wait_for_sshd()
+        return hosts
 
     def cluster(self, count: int | None = None) -> None:
-        """Keys and env on every worker (in parallel), then the scheduler, the workers and Client()'s config."""
+        """Workers (made, started or stopped to match), keys and env on each in parallel, then
+        labvm.cluster: the scheduler, the workers and Client()'s config."""
         from . import cluster
 
-        if not self.profile.cluster:
-            raise LabvmError(f"{self.profile.source}: profiles.{self.profile.name} has no cluster: (see the README)")
         spec = self.profile.cluster
-        workers = self._workers()
-        count = len(workers) if count is None else count
-        if count > len(workers):
-            raise LabvmError(f"--workers: {self.profile.name} lists {len(spec.hosts)} worker hosts (cluster.hosts), not {count}")
-        kept, ended = workers[:count], workers[count:]
+        if not spec:
+            raise LabvmError(f"{self.profile.source}: profiles.{self.profile.name} has no cluster: (see the README)")
+        if spec.hosts:
+            workers = self._ssh_workers()
+            count = len(workers) if count is None else count
+            if count > len(workers):
+                raise LabvmError(f"--workers: {self.profile.name} lists {len(workers)} worker hosts (cluster.hosts), not {count}")
+            kept, ended = workers[:count], workers[count:]
+        else:
+            kept, ended = self._cloud_workers(spec.workers if count is None else count), []
         with ThreadPoolExecutor(max(1, len(kept))) as pool:
             list(pool.map(lambda host: (self.keys(host), self.env(host)), kept))
         for line in cluster.ensure(self.profile, self.ssh, self.host, kept):
@@ -232,13 +250,21 @@ class Session:
         finally:
             host.close()
 
-    def _stop_cluster(self) -> None:
+    def _stop_cluster(self, head_running: bool) -> None:
+        """ssh workers: their dask processes end; cloud workers: the VMs stop (even with the head stopped)."""
         from . import cluster
 
-        for host in self._workers():
-            self._end_dask(host)
-        for line in cluster.stop(self.profile, self.host, []):
-            print(line)
+        if head_running:
+            for line in cluster.stop(self.profile, self.host, []):
+                print(line)
+        if self.profile.cluster.hosts:
+            for host in self._ssh_workers():
+                self._end_dask(host)
+            return
+        for worker in self.provider.workers():
+            if worker.state not in ("stopped", "stopping"):
+                worker = self.provider.stop(worker)
+            print(f"cluster: {worker.name} is {worker.state}")
 
     # -- idle auto-stop (cloud profiles) ---------------------------------------------------
 
@@ -541,6 +567,8 @@ class Session:
             self.provider.terminate(instance, keep_ip)
             return
         self.close_tunnel()
+        if self.profile.cluster and not self.profile.cluster.hosts:
+            self.provider.terminate_workers()  # the same guard and question covered them
         self.provider.terminate(instance, keep_ip)
         print(f"{self.profile.name}: {instance.id} terminated")
 
@@ -552,9 +580,10 @@ class Session:
             if instance and instance.state not in ("stopped", "stopping"):
                 self.provider.stop(instance)
             return
-        if not self.provider.owns_machine or (instance and instance.state == "running"):
-            if self.profile.cluster:
-                self._stop_cluster()
+        head_running = not self.provider.owns_machine or (instance is not None and instance.state == "running")
+        if self.profile.cluster:
+            self._stop_cluster(head_running)
+        if head_running:
             self.stop_notebook(force)
         self.close_tunnel()
         if instance:  # stop is idempotent, and may still shelve a stopped OpenStack server
@@ -562,6 +591,11 @@ class Session:
             print(f"{self.profile.name}: {instance.id} is {instance.state}; nothing is billed but its disk")
 
 
+
+
+def _worker_index(worker: Instance) -> int:
+    """Providers name worker N `...-wN`."""
+    return int(worker.name.rsplit("-w", 1)[1])
 
 
 def _store_password_hash(host, password: str) -> None:

@@ -1,0 +1,61 @@
+"""A cloud profile's cluster as `inv` shows it, on moto: `down` stops every worker even when the
+head is already stopped, and `terminate` deletes the workers with the head.
+
+No step here opens SSH to a worker: moto's instance addresses are not test hosts (the SSH half of
+the cluster runs on network-namespace hosts in tests/test_cluster.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from realhost import Sshd, ssh_profile
+from test_aws import REGION, aws_env, ec2, labvm_instances, moto  # noqa: F401 (fixtures)
+
+
+def workers_of(ec2, *states):
+    return sorted((i for i in labvm_instances(ec2, *states)
+                   if {"Key": "labvm:role", "Value": "worker"} in i.get("Tags", [])),
+                  key=lambda i: i["InstanceId"])
+
+
+@pytest.fixture
+def cluster_lab(lab, user, ec2, moto, tmp_path, monkeypatch):
+    vm = Sshd(tmp_path / "head")
+    lab.extra_env.update(aws_env(moto), LABVM_OWNER="ada", AWS_ENDPOINT_URL_STS=moto)
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    lab.write_hosts({"aws": ssh_profile(user, vm, provider="aws", region=REGION, instance_type="t3.small",
+                                        image=ami, ssh_cidr="127.0.0.1/32")})
+    lab.inv("up", "--host", "aws", "--no-browser")  # the head, before the profile has a cluster
+    document = yaml.safe_load(lab.hosts.read_text())
+    document["profiles"]["aws"]["cluster"] = {"workers": 2}
+    lab.hosts.write_text(yaml.safe_dump(document))
+    from labvm import config
+    from labvm.providers import for_profile
+
+    monkeypatch.setenv("LABVM_OWNER", "ada")  # the provider below is this test's, as labvm's would be
+    provider = for_profile(config.load(lab.hosts).profile("aws"))
+    public_key = (lab.ssh_dir / "labvm" / "id_ed25519.pub").read_text()
+    provider.create_workers([1, 2], "", "", public_key)
+    yield lab
+    for instance in labvm_instances(ec2, "pending", "running", "stopping", "stopped"):
+        ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    user.end_processes()
+    vm.stop()
+
+
+def test_down_stops_every_worker_even_with_the_head_already_stopped(cluster_lab, ec2):
+    assert [w["State"]["Name"] for w in workers_of(ec2)] == ["running", "running"]
+    (head,) = [i for i in labvm_instances(ec2) if i not in workers_of(ec2)]
+    ec2.stop_instances(InstanceIds=[head["InstanceId"]])  # stopped by its own autostop, say
+    down = cluster_lab.inv("down", "--host", "aws", "--no-sync").output
+    assert down.count("cluster: labvm-aws-w") == 2
+    assert [w["State"]["Name"] for w in workers_of(ec2)] == ["stopped", "stopped"]
+    again = cluster_lab.inv("down", "--host", "aws", "--no-sync").output  # nothing left to stop
+    assert [w["State"]["Name"] for w in workers_of(ec2)] == ["stopped", "stopped"] and "Traceback" not in again
+
+
+def test_terminate_deletes_the_workers_with_the_head(cluster_lab, ec2):
+    cluster_lab.inv("terminate", "--host", "aws", "--yes", "--force", "--no-sync")
+    assert labvm_instances(ec2, "pending", "running", "stopping", "stopped") == []
