@@ -49,7 +49,10 @@ def _free_subnet() -> int:
         used += subprocess.run(["ip", "-n", other.name, "-o", "-4", "addr", "show"],
                                capture_output=True, text=True).stdout
     taken = {int(n) for n in re.findall(rf"{re.escape(SUBNET)}\.(\d+)\.", used)}
-    return next(n for n in range(1, 255) if n not in taken)
+    # pytest-xdist workers make hosts at the same time: each takes subnets from its own share.
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+    share = 254 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return next(n for n in range(1 + worker * share, 1 + (worker + 1) * share) if n not in taken)
 
 
 class NetnsHost:
