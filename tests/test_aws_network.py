@@ -3,6 +3,7 @@ profile), the SSH rule following the caller, a second laptop's key, and a class 
 sharing one hosts.yml.  Provider-level: each test builds AwsProvider from a hosts.yml.
 """
 
+import json
 import urllib.request
 
 import pytest
@@ -187,6 +188,10 @@ def test_a_class_of_three_owners_from_one_shared_image(lab, ec2, monkeypatch):
         assert things["groups"] == [f"labvm-aws-{owner}"] and things["keys"][0].startswith(f"labvm-{owner}-")
         assert students[owner].find().id == things["instances"][0]
     assert len({things["addresses"][0] for things in held.values()}) == 3
+    from labvm import audit, config
+
+    audited = json.loads(audit.report(config.load(lab.hosts), as_json=True))["resources"]
+    assert {row["owner"] for row in audited if row["kind"] == "instance"} >= {"ada", "grace", "alan"}
 
     students["grace"].terminate(students["grace"].find())
     assert owned(ec2, "grace") == {"instances": [], "groups": [], "keys": [], "addresses": []}

@@ -78,6 +78,10 @@ def test_three_owners_share_one_project_and_one_image(fake, tmp_path, monkeypatc
         assert fake.disks[boot]["sourceImage"].endswith(f"/images/{shared.id}")
         assert fake.firewalls[f"labvm-gce-{owner}-ssh"]["sourceRanges"] == [cidr]
         assert fake.firewalls[f"labvm-gce-{owner}-ssh"]["targetTags"] == [f"labvm-gce-{owner}-ssh"]
+    from labvm import audit
+
+    audited = json.loads(audit.report(config.load(tmp_path / "hosts.yml"), as_json=True))["resources"]
+    assert {row["owner"] for row in audited if row["kind"] == "instance"} == {"teacher", "ada", "grace", "alan"}
     grace = students["grace"]
     grace.terminate(grace.find())
     assert grace.find() is None and "labvm-gce-grace" not in fake.addresses
