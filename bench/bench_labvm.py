@@ -112,7 +112,8 @@ def bench_up(user: User, sshd: Sshd, rounds: int = 3) -> Lab:
 
 
 class Blaster:
-    """A loopback TCP server on "the host" that sends SIZE bytes to each client."""
+    """A loopback TCP server on "the host" that sends SIZE bytes to each client; one that goes away
+    early (the tunnel keeper's probe that its forward accepts) does not end it."""
 
     SIZE = 512 * 1024 * 1024
 
@@ -128,8 +129,11 @@ class Blaster:
         while True:
             client, _ = self.server.accept()
             with client:
-                for _ in range(self.SIZE // len(chunk)):
-                    client.sendall(chunk)
+                try:
+                    for _ in range(self.SIZE // len(chunk)):
+                        client.sendall(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
 
 def download_rate(port: int) -> float:

@@ -284,7 +284,10 @@ class Session:
                 raise LabvmError(f"--extend: must be a duration like 3h, 90m or 1h30m (or off), not {extend!r}")
             until = int(time.time()) + seconds if seconds else 0
             out = self.host.run("autostop.sh", "extend", env={"LABVM_AUTOSTOP_UNTIL": str(until)})
-            print(f"autostop: {_autostop_line(json.loads(out.strip().splitlines()[-1]))}")
+            report = json.loads(out.strip().splitlines()[-1])
+            if report is None:
+                raise LabvmError(f"autostop is not set up on this VM yet; `inv up --host {self.profile.name}` sets it up")
+            print(f"autostop: {_autostop_line(report)}")
         elif off:
             self._apply_autostop(0, set_by="inv autostop")
         elif idle:
@@ -711,9 +714,7 @@ def _autostop_line(report: dict) -> str:
         return line + "; not checked yet"
     if report["last_check_ago"] > 180:
         return line + f"; last check {_duration(report['last_check_ago'])} ago: is cron or the timer running?"
-    if report.get("extended_until"):
-        line += f"; kept up until {time.strftime('%H:%M', time.localtime(report['extended_until']))}"
-    reasons = report.get("reasons") or []
+    reasons = report.get("reasons") or []  # an extension is one of them ("extended until 17:30 UTC")
     if report["idle_for"] is None:
         return line + (f"; in use: {', '.join(reasons)}" if reasons else "; in use")
     return line + f"; idle {_duration(report['idle_for'])}"

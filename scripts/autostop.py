@@ -7,14 +7,18 @@ Idle means all of these, at every check through the period:
   - no established TCP connection to Jupyter's port (a browser through the tunnel; the tunnel
     alone opens none, so an idle tunnel is not activity);
   - no interactive (pty) SSH session;
-  - the 1-minute load average under the threshold (a script running outside Jupyter).
+  - the 1-minute load average under the threshold (a script running outside Jupyter);
+  - no extension in force (`extend`: the user said a job outside Jupyter runs until then).
 Then it runs the stop command (`sudo -n shutdown -h now`: no cloud credential on the host;
 EC2 launched with shutdown behaviour stop, GCE and OpenStack stop on a guest shutdown), once
-per boot.  Every decision is one line in ~/.labvm/autostop.log with its reasons.
+per boot.  Every decision is one line in ~/.labvm/autostop.log with its reasons; the last
+check's reasons, an extension and the last autostop are in the state file, which outlives the
+stop (it is in ~/.labvm, not /run), so `inv status` can say why the VM stopped after it restarts.
 
 Standard library only, Python 3.8+; it shares nbctl.py's view of labvm's Jupyter.
 """
 
+import fcntl
 import json
 import os
 import pwd
@@ -22,7 +26,9 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import nbctl
@@ -33,6 +39,8 @@ LOG = os.path.join(nbctl.STATE, "autostop.log")
 LOG_KEEP = 5000  # lines; a check a minute is about three and a half days
 DEFAULT_COMMAND = "sudo -n shutdown -h now"
 SSH_PTY_SESSION = re.compile(r"sshd(?:-session)?: (\S+)@(pts/\d+)")
+# What outlives a new boot and a new setting: the last autostop, and an extension until its time.
+CARRIED = ("stopped_at", "stopped_after", "extended_until")
 
 
 def read_json(path, default):
@@ -41,6 +49,33 @@ def read_json(path, default):
             return json.load(f)
     except (OSError, ValueError):
         return default
+
+
+@contextmanager
+def state_lock():
+    """The minute's check, `extend` and `configure` each read and rewrite the state: one at a time."""
+    with open(STATE + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def current_state():
+    """The state of this boot; a new boot starts a new count and keeps only what outlives it."""
+    state = read_json(STATE, {})
+    return state if state.get("boot_id") == boot_id() else fresh_state(state)
+
+
+def fresh_state(old):
+    state = {key: old[key] for key in CARRIED if key in old}
+    state["boot_id"] = boot_id()
+    return state
+
+
+def clock(epoch):
+    """A moment in the VM's words (cloud images keep UTC), with its date when not today."""
+    moment = time.gmtime(epoch)
+    today = time.strftime("%Y-%m-%d", time.gmtime()) == time.strftime("%Y-%m-%d", moment)
+    return time.strftime("%H:%M UTC" if today else "%Y-%m-%d %H:%M UTC", moment)
 
 
 def minutes(seconds):
@@ -169,43 +204,78 @@ def check():
     settings = read_json(SETTINGS, {})
     period = settings.get("idle_seconds", 0)
     now = datetime.now(timezone.utc)
-    state = read_json(STATE, {})
-    if state.get("boot_id") != boot_id():
-        state = {"boot_id": boot_id()}  # a new boot starts a new count (and may stop again)
-    state["last_check"] = now.isoformat()
-    if not period:
-        log("off: autostop is turned off (inv autostop --idle 60m turns it on)")
-    elif state.get("stop_requested"):
-        log("stop already requested at %s; waiting for the shutdown" % state["stop_requested"])
+    with state_lock():
+        state = current_state()
+        state["last_check"] = now.isoformat()
+        if not period:
+            state["reasons"] = []
+            log("off: autostop is turned off (inv autostop --idle 60m turns it on)")
+        elif state.get("stop_requested"):
+            log("stop already requested at %s; waiting for the shutdown" % state["stop_requested"])
+        else:
+            state["reasons"] = extension(state, now) + activity(settings, now)
+            if state["reasons"]:
+                state.pop("idle_since", None)
+                state.pop("warned", None)
+                log("active: " + "; ".join(state["reasons"]))
+            else:
+                count_idle(state, settings, now)
+        nbctl.write_private(STATE, json.dumps(state) + "\n")
+
+
+def extension(state, now):
+    """The extension in force as a reason; one that has run out is dropped, and idle time counts again."""
+    until = state.get("extended_until")
+    if until and until > now.timestamp():
+        return ["extended until %s" % clock(until)]
+    if until:
+        del state["extended_until"]
+        log("the extension until %s is over: idle time counts from now" % clock(until))
+    return []
+
+
+def count_idle(state, settings, now):
+    """One idle check: a warning near the end of the period, the stop command at its end."""
+    period = settings["idle_seconds"]
+    state.setdefault("idle_since", now.isoformat())
+    idle = age(state["idle_since"], now)
+    left = period - idle
+    if left > 0:
+        log("idle %s of %s: no kernel busy or used, no connection, no SSH session, load under %.2f"
+            % (minutes(idle), minutes(period), settings["load_max"]))
+        if left <= min(300, period / 2) and not state.get("warned"):
+            warn_users("labvm: this machine has been idle %s and stops itself in %s; "
+                       "use Jupyter or log in to keep it running" % (minutes(idle), minutes(left)))
+            state["warned"] = now.isoformat()
+            log("warned logged-in users: stopping in %s" % minutes(left))
+        return
+    command = settings.get("stop_command") or DEFAULT_COMMAND
+    log("stopping: idle %s >= %s; running: %s" % (minutes(idle), minutes(period), command))
+    result = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        state.update(stop_requested=now.isoformat(), stopped_at=int(now.timestamp()), stopped_after=int(idle))
     else:
-        reasons = activity(settings, now)
-        if reasons:
+        log("stop command failed (exit %d): %s; trying again next minute"
+            % (result.returncode, (result.stderr or result.stdout).strip()[-300:]))
+
+
+def extend():
+    """LABVM_AUTOSTOP_UNTIL (epoch seconds): in use until then, whatever the checks see; 0 ends it."""
+    until = int(os.environ["LABVM_AUTOSTOP_UNTIL"])
+    with state_lock():
+        state = current_state()
+        if until > time.time():
+            state["extended_until"] = until
+            # In use from now: the idle count starts again when the extension ends.
             state.pop("idle_since", None)
             state.pop("warned", None)
-            log("active: " + "; ".join(reasons))
-        else:
-            state.setdefault("idle_since", now.isoformat())
-            idle = age(state["idle_since"], now)
-            left = period - idle
-            if left > 0:
-                log("idle %s of %s: no kernel busy or used, no connection, no SSH session, load under %.2f"
-                    % (minutes(idle), minutes(period), settings["load_max"]))
-                if left <= min(300, period / 2) and not state.get("warned"):
-                    warn_users("labvm: this machine has been idle %s and stops itself in %s; "
-                               "use Jupyter or log in to keep it running" % (minutes(idle), minutes(left)))
-                    state["warned"] = now.isoformat()
-                    log("warned logged-in users: stopping in %s" % minutes(left))
-            else:
-                command = settings.get("stop_command") or DEFAULT_COMMAND
-                log("stopping: idle %s >= %s; running: %s" % (minutes(idle), minutes(period), command))
-                result = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
-                                        capture_output=True, text=True, check=False)
-                if result.returncode == 0:
-                    state["stop_requested"] = now.isoformat()
-                else:
-                    log("stop command failed (exit %d): %s; trying again next minute"
-                        % (result.returncode, (result.stderr or result.stdout).strip()[-300:]))
-    nbctl.write_private(STATE, json.dumps(state) + "\n")
+            log("extended by the user: in use until %s" % clock(until))
+        elif state.pop("extended_until", None):
+            log("extension ended by the user: idle time counts from the next check")
+        nbctl.write_private(STATE, json.dumps(state) + "\n")
+    if state.get("stop_requested"):
+        nbctl.say("autostop: this machine already asked to stop itself at %s" % state["stop_requested"])
 
 
 def configure():
@@ -228,7 +298,8 @@ def configure():
         nbctl.write_private(SETTINGS, json.dumps(wanted, indent=1, sort_keys=True) + "\n")
     if wanted != current or explicit:
         # A new setting, or the user saying so, starts a new count (a stop asked for too).
-        nbctl.write_private(STATE, json.dumps({"boot_id": boot_id()}) + "\n")
+        with state_lock():
+            nbctl.write_private(STATE, json.dumps(fresh_state(read_json(STATE, {}))) + "\n")
     return wanted["idle_seconds"]
 
 
@@ -244,13 +315,15 @@ def scheduler():
 
 
 def report():
-    """What `inv status` shows: the setting, how long the host has been idle, the last check."""
+    """What `inv status` shows: the setting, how long the host has been idle and why, the last
+    check, an extension in force, and the last time the machine stopped itself."""
     settings = read_json(SETTINGS, None)
     if settings is None:
         return None
     state = read_json(STATE, {})
     now = datetime.now(timezone.utc)
     current_boot = state.get("boot_id") == boot_id()
+    extended_until = state.get("extended_until")
     return {
         "idle_seconds": settings["idle_seconds"],
         "set_by": settings.get("set_by"),
@@ -258,6 +331,10 @@ def report():
         "idle_for": int(age(state["idle_since"], now)) if current_boot and state.get("idle_since") else None,
         "last_check_ago": int(age(state["last_check"], now)) if state.get("last_check") else None,
         "stop_requested": current_boot and bool(state.get("stop_requested")),
+        "reasons": state.get("reasons", []) if current_boot else [],
+        "extended_until": extended_until if extended_until and extended_until > now.timestamp() else None,
+        "stopped_at": state.get("stopped_at"),
+        "stopped_after": state.get("stopped_after"),
     }
 
 
@@ -268,10 +345,12 @@ def main():
         check()
     elif command == "configure":
         print(configure())
+    elif command == "extend":
+        extend()
     elif command == "status":
         print(json.dumps(report()))
     else:
-        nbctl.say("usage: autostop.py check|configure|status")
+        nbctl.say("usage: autostop.py check|configure|extend|status")
         sys.exit(2)
 
 

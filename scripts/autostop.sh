@@ -1,5 +1,5 @@
 #!/bin/sh
-# Idle auto-stop on the host: autostop.sh apply
+# Idle auto-stop on the host: autostop.sh apply | extend
 #   LABVM_AUTOSTOP_IDLE     idle seconds before the machine stops itself; 0 turns autostop off
 #   LABVM_AUTOSTOP_LOAD     a 1-minute load average at or above this is activity
 #   LABVM_AUTOSTOP_COMMAND  what stops the machine (default: sudo -n shutdown -h now)
@@ -8,6 +8,8 @@
 #   LABVM_PORT              Jupyter's port on the host
 # Writes ~/.labvm/autostop.json, then runs autostop.py check every minute: a systemd timer
 # where systemd runs and sudo is allowed, else the user's crontab.  Prints the status as JSON.
+# extend: the machine counts as in use until LABVM_AUTOSTOP_UNTIL (epoch seconds; 0 ends an
+# extension now), then idle time counts again by itself.  Prints the status as JSON.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -95,7 +97,17 @@ apply() {
     "$py" "$here/autostop.py" status
 }
 
+extend() {
+    case ${LABVM_AUTOSTOP_UNTIL:-} in
+        '' | *[!0-9]*) die "LABVM_AUTOSTOP_UNTIL must be a time in epoch seconds (0 ends the extension), not '${LABVM_AUTOSTOP_UNTIL:-}'" ;;
+    esac
+    mkdir -p "$STATE"
+    "$py" "$here/autostop.py" extend
+    "$py" "$here/autostop.py" status
+}
+
 case ${1:-} in
     apply) apply ;;
-    *) die "usage: autostop.sh apply" ;;
+    extend) extend ;;
+    *) die "usage: autostop.sh apply|extend" ;;
 esac

@@ -1,0 +1,133 @@
+"""A real browser on the kept tunnel: Debian's chromium, headless, driven by Playwright, with a
+JupyterLab notebook open while the network is lost for a minute.
+
+"The VM" is a network namespace with its own sshd (tests/netns.py), as in test_keeper; the
+browser runs on this side and opens the URL `inv up` printed.  A cell sets x = 41, every packet
+is dropped for 60 s, and after the network's return a new cell `x + 1` answers 42 in the same
+kernel, in the same page: no reload, no command.  Skipped (with the reason) where chromium or
+Playwright cannot be had; Playwright's own browser download is never used.
+"""
+
+import json
+import re
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import netns
+from realhost import Lab, ssh_profile
+from test_keeper import Vm as KeptTunnel
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `playwright install` is never run
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+FREEZE = 60  # seconds of total loss, the issue's fault
+# JupyterLab retries a lost kernel websocket after random waits of up to 1, 3, 7, ... 63 s
+# (@jupyterlab/services KernelConnection._reconnect): the kernel may take that long to come back.
+KERNEL_BACK_WITHIN = 150_000  # ms
+IDLE_KERNEL = re.compile(r"\(ipykernel\) \| Idle$")
+
+
+@pytest.fixture(scope="module")
+def sync_api():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    api = pytest.importorskip("playwright.sync_api", reason="Playwright is missing (pip install playwright)")
+    missing = netns.available()
+    if missing:
+        pytest.skip(missing)
+    return api
+
+
+@pytest.fixture(scope="module")
+def vm(sync_api, user, sshd, tmp_path_factory):
+    lab = Lab.create()
+    try:
+        host = netns.NetnsHost.create("browser")
+        host.start_sshd(tmp_path_factory.mktemp("browser-sshd"))
+        notebook = {"multiplexer": "nohup"}  # a tmux server of another test would run Jupyter outside
+        lab.write_hosts({
+            "loop": ssh_profile(user, sshd, notebook=notebook),
+            "vm": ssh_profile(user, host, address=host.address, notebook=notebook),
+        })
+        # The namespace has no way to PyPI: the env is built over the loopback sshd (same home).
+        lab.inv("setup", "--host", "loop")
+        up = lab.inv("up", "--host", "vm", "--no-browser")
+        yield KeptTunnel(lab, host, re.search(r"JupyterLab is ready: (\S+)", up.stdout).group(1))
+    finally:
+        lab.inv("down", "--host", "vm", check=False, timeout=120)
+        netns.remove_all()
+        shutil.rmtree(lab.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def page(sync_api):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "seen in every run (JupyterLab 4.6.4, jupyter_server 2.21.1): the tunnel answers 2 s after the network, the "
+    "kernel websocket reconnects (server log: 'Restoring connection for <kernel>:<session>'), yet the page's kernel "
+    "stays 'Unknown' and the cell never runs; MappingKernelManager.buffer_offline_messages=False does not change "
+    "it. Issue 12 stays open for this; strict: the day it passes, remove this mark"))
+def test_a_notebook_survives_a_minute_without_network_in_the_same_kernel_and_page(vm, page, sync_api):
+    expect = sync_api.expect
+    page.goto(f"{vm.base}/lab?token={vm.token}")
+    page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(kernel_status(page)).to_have_text(IDLE_KERNEL, timeout=60_000)
+    run_cell(page, notebook, "x = 41")
+    expect(notebook.locator(".jp-CodeCell").nth(0).locator(".jp-InputPrompt")).to_have_text("[1]:", timeout=30_000)
+    kernel = the_only_kernel(vm)
+    page.evaluate("window.labvmLoadedOnce = true")  # gone if the page were loaded again
+
+    vm.host.drop_all()
+    try:
+        time.sleep(FREEZE)  # the fault itself: nothing to wait on
+    finally:
+        vm.host.restore()
+    vm.seconds_until_answering(30)  # the keeper's work (test_keeper measures it)
+
+    dismiss_connection_dialogs(page)
+    expect(kernel_status(page)).to_have_text(IDLE_KERNEL, timeout=KERNEL_BACK_WITHIN)
+    run_cell(page, notebook, "x + 1")
+    expect(notebook.locator(".jp-CodeCell").nth(1).locator(".jp-OutputArea-output")).to_have_text(
+        "42", timeout=KERNEL_BACK_WITHIN)
+    assert page.evaluate("window.labvmLoadedOnce") is True
+    assert the_only_kernel(vm) == kernel
+
+
+def kernel_status(page):
+    """The status bar's "Python 3 (ipykernel) | Idle": the kernel is started and connected."""
+    return page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')
+
+
+def run_cell(page, notebook, code: str) -> None:
+    """Types into the last cell and runs it with Shift+Enter, as a user does."""
+    notebook.locator(".jp-CodeCell").last.locator(".cm-content").click()
+    page.keyboard.type(code)
+    page.keyboard.press("Shift+Enter")
+
+
+def dismiss_connection_dialogs(page) -> None:
+    """JupyterLab may have said "Server Connection Error" while the network was gone; a user
+    clicks Dismiss.  (A dialog still open would swallow the keys typed into the cell.)"""
+    dialog = page.locator(".jp-Dialog")
+    while dialog.count():
+        dialog.first.locator("button").last.click()
+
+
+def the_only_kernel(vm: KeptTunnel) -> str:
+    request = urllib.request.Request(f"{vm.base}/api/kernels", headers={"Authorization": f"token {vm.token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        kernels = json.load(response)
+    assert len(kernels) == 1, kernels
+    return kernels[0]["id"]
