@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent))
 
 import netns  # noqa: E402
-from bench_labvm import Blaster, download_rate, report  # noqa: E402
+from bench_labvm import report  # noqa: E402
 from realhost import INV, Lab, Sshd, User, free_port, ssh_profile  # noqa: E402
 
 NO_TMUX = {"multiplexer": "nohup"}  # Jupyter must start inside the namespace's own session
@@ -142,35 +142,6 @@ def bench_status(user: User, sshd: Sshd, lab: Lab, rounds: int = 2) -> None:
     silent.socket.close()
 
 
-def bench_throughput(user: User, sshd: Sshd, lab: Lab, rounds: int = 3) -> None:
-    os.environ["LABVM_SSH_DIR"] = str(lab.ssh_dir)
-    from labvm import config
-    from labvm.sshconfig import SshHome
-    from labvm.tunnel import Tunnels, port_free
-
-    lab.write_hosts({"loop": ssh_profile(user, sshd, notebook=NO_TMUX)})
-    blaster = Blaster()
-    profile = config.load(lab.hosts).profile("loop")
-    tunnels = Tunnels(SshHome.current())
-    kept_port = tunnels.open(profile, blaster.port).local_port
-    plain_port = free_port()
-    plain = subprocess.Popen(
-        ["ssh", "-F", "/dev/null", "-N", "-i", str(user.key), "-p", str(sshd.port),
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-         "-L", f"127.0.0.1:{plain_port}:127.0.0.1:{blaster.port}", f"{user.name}@127.0.0.1"],
-        stdin=subprocess.DEVNULL,
-    )
-    while port_free(plain_port) and plain.poll() is None:  # until ssh listens
-        time.sleep(0.05)
-    ours, base = [], []
-    for _ in range(rounds):
-        base.append(download_rate(plain_port))
-        ours.append(download_rate(kept_port))
-    plain.terminate()
-    tunnels.close(profile)
-    report("kept tunnel throughput", statistics.median(ours), statistics.median(base), "MB/s", "target >= 0.9")
-
-
 def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench_network.py creates a throwaway user, sshd and network namespace: run it as root")
@@ -194,7 +165,6 @@ def main() -> None:
         bench_recovery(user, host, lab, re.search(r"JupyterLab is ready: (\S+)", up.stdout).group(1))
         lab.inv("down", "--host", "vm", check=False)
         bench_status(user, sshd, lab)
-        bench_throughput(user, sshd, lab)
     finally:
         subprocess.run([*INV, "down", "--host", "vm"], env=lab.env, cwd=lab.directory, capture_output=True)
         netns.remove_all()

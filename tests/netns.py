@@ -19,9 +19,10 @@ import re
 import shutil
 import signal
 import subprocess
-import textwrap
 import time
 from pathlib import Path
+
+from realhost import sshd_config
 
 RUN = f"{os.getpid() % 0xFFFF:04x}"
 SUBNET = "10.231"
@@ -104,22 +105,7 @@ class NetnsHost:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         set_env = "".join(f"SetEnv {name}={value}\n" for name, value in (env or {}).items())
         self.sshd_config = directory / "sshd_config"
-        self.sshd_config.write_text(textwrap.dedent(f"""\
-            Port {self.port}
-            ListenAddress {self.address}
-            HostKey {key}
-            PidFile none
-            UsePAM no
-            StrictModes no
-            PasswordAuthentication no
-            KbdInteractiveAuthentication no
-            PubkeyAuthentication yes
-            AuthorizedKeysFile .ssh/authorized_keys
-            AllowTcpForwarding yes
-            Subsystem sftp internal-sftp
-            PermitRootLogin no
-            LogLevel INFO
-            """) + set_env)
+        self.sshd_config.write_text(sshd_config(self.port, self.address, key) + set_env)
         self.sshd_log = directory / "sshd.log"
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         self.sshd = subprocess.Popen(

@@ -115,6 +115,26 @@ class User:
         )
 
 
+def sshd_config(port: int, address: str, host_key: Path, log_level: str = "INFO") -> str:
+    """A test sshd's configuration: public keys only, forwarding on, no PAM (as root in a container)."""
+    return textwrap.dedent(f"""\
+        Port {port}
+        ListenAddress {address}
+        HostKey {host_key}
+        PidFile none
+        UsePAM no
+        StrictModes no
+        PasswordAuthentication no
+        KbdInteractiveAuthentication no
+        PubkeyAuthentication yes
+        AuthorizedKeysFile .ssh/authorized_keys
+        AllowTcpForwarding yes
+        Subsystem sftp internal-sftp
+        PermitRootLogin no
+        LogLevel {log_level}
+        """)
+
+
 class Sshd:
     """A real OpenSSH server on a free loopback port, with its own host key and log."""
 
@@ -125,22 +145,7 @@ class Sshd:
         self.host_key = directory / "ssh_host_ed25519_key"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
         self.config = directory / "sshd_config"
-        self.config.write_text(textwrap.dedent(f"""\
-            Port {self.port}
-            ListenAddress 127.0.0.1
-            HostKey {self.host_key}
-            PidFile none
-            UsePAM no
-            StrictModes no
-            PasswordAuthentication no
-            KbdInteractiveAuthentication no
-            PubkeyAuthentication yes
-            AuthorizedKeysFile .ssh/authorized_keys
-            AllowTcpForwarding yes
-            Subsystem sftp internal-sftp
-            PermitRootLogin no
-            LogLevel {log_level}
-            """))
+        self.config.write_text(sshd_config(self.port, "127.0.0.1", self.host_key, log_level))
         self.log = directory / "sshd.log"
         self.start()
 
