@@ -714,7 +714,10 @@ def _autostop_line(report: dict) -> str:
         return line + "; not checked yet"
     if report["last_check_ago"] > 180:
         return line + f"; last check {_duration(report['last_check_ago'])} ago: is cron or the timer running?"
-    reasons = report.get("reasons") or []  # an extension is one of them ("extended until 17:30 UTC")
+    reasons = report.get("reasons") or []
+    if report.get("extended_until") and not any(r.startswith("extended until") for r in reasons):
+        # Said by the next check ("extended until 17:30 UTC"); until then, here.
+        reasons = [*reasons, f"kept up until {time.strftime('%H:%M', time.localtime(report['extended_until']))}"]
     if report["idle_for"] is None:
         return line + (f"; in use: {', '.join(reasons)}" if reasons else "; in use")
     return line + f"; idle {_duration(report['idle_for'])}"
