@@ -14,9 +14,13 @@ from realhost import Sshd, ssh_profile
 from test_aws import REGION, aws_env, ec2, labvm_instances, moto  # noqa: F401 (fixtures)
 
 
+def adas(ec2, *states):
+    """This test's instances: moto's state is shared by every module in one process."""
+    return [i for i in labvm_instances(ec2, *states) if {"Key": "labvm:owner", "Value": "ada"} in i.get("Tags", [])]
+
+
 def workers_of(ec2, *states):
-    return sorted((i for i in labvm_instances(ec2, *states)
-                   if {"Key": "labvm:role", "Value": "worker"} in i.get("Tags", [])),
+    return sorted((i for i in adas(ec2, *states) if {"Key": "labvm:role", "Value": "worker"} in i.get("Tags", [])),
                   key=lambda i: i["InstanceId"])
 
 
@@ -39,7 +43,7 @@ def cluster_lab(lab, user, ec2, moto, tmp_path, monkeypatch):
     public_key = (lab.ssh_dir / "labvm" / "id_ed25519.pub").read_text()
     provider.create_workers([1, 2], "", "", public_key)
     yield lab
-    for instance in labvm_instances(ec2, "pending", "running", "stopping", "stopped"):
+    for instance in adas(ec2, "pending", "running", "stopping", "stopped"):
         ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
     user.end_processes()
     vm.stop()
@@ -47,7 +51,7 @@ def cluster_lab(lab, user, ec2, moto, tmp_path, monkeypatch):
 
 def test_down_stops_every_worker_even_with_the_head_already_stopped(cluster_lab, ec2):
     assert [w["State"]["Name"] for w in workers_of(ec2)] == ["running", "running"]
-    (head,) = [i for i in labvm_instances(ec2) if i not in workers_of(ec2)]
+    (head,) = [i for i in adas(ec2) if i not in workers_of(ec2)]
     ec2.stop_instances(InstanceIds=[head["InstanceId"]])  # stopped by its own autostop, say
     down = cluster_lab.inv("down", "--host", "aws", "--no-sync").output
     assert down.count("cluster: labvm-aws-w") == 2
@@ -58,4 +62,4 @@ def test_down_stops_every_worker_even_with_the_head_already_stopped(cluster_lab,
 
 def test_terminate_deletes_the_workers_with_the_head(cluster_lab, ec2):
     cluster_lab.inv("terminate", "--host", "aws", "--yes", "--force", "--no-sync")
-    assert labvm_instances(ec2, "pending", "running", "stopping", "stopped") == []
+    assert adas(ec2, "pending", "running", "stopping", "stopped") == []

@@ -13,6 +13,11 @@ from realhost import Sshd, ssh_profile
 from test_aws import REGION, aws_env, ec2, labvm_instances, moto, url_of, answers  # noqa: F401 (fixtures)
 
 
+def graces(ec2, *states):
+    """This file's instances (owner grace): moto's state is shared by every module in one process."""
+    return [i for i in labvm_instances(ec2, *states) if {"Key": "labvm:owner", "Value": "grace"} in i.get("Tags", [])]
+
+
 @pytest.fixture
 def aws_lab(lab, user, ec2, moto, tmp_path):
     """A laptop with an `aws` profile on moto whose SSH goes to a VM of its own."""
@@ -23,7 +28,7 @@ def aws_lab(lab, user, ec2, moto, tmp_path):
                                         image=ami, ssh_cidr="127.0.0.1/32")})
     lab.vm = vm
     yield lab
-    for instance in labvm_instances(ec2, "pending", "running", "stopping", "stopped"):
+    for instance in graces(ec2, "pending", "running", "stopping", "stopped"):
         ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
     user.end_processes()
     vm.stop()
@@ -48,7 +53,7 @@ def test_check_reports_a_ready_account_line_by_line_and_makes_nothing(aws_lab, e
     names = [c["check"] for c in checks]
     assert names[0] == "identity" and "credentials" in names and names[-1] == "ssh login"
     assert checks[-1]["detail"] == "no VM yet; `inv up` makes one"
-    assert labvm_instances(ec2) == []
+    assert graces(ec2) == []
 
 
 def test_a_broken_account_fails_check_and_up_makes_nothing(aws_lab, ec2):
@@ -60,7 +65,7 @@ def test_a_broken_account_fails_check_and_up_makes_nothing(aws_lab, ec2):
     up = aws_lab.inv("up", "--host", "aws", "--no-browser", check=False)
     assert up.returncode == 1
     assert "nothing was created; `inv check --host aws` asks again" in up.stderr
-    assert labvm_instances(ec2) == []
+    assert graces(ec2) == []
 
 
 def test_a_cloud_image_needs_its_login_user_before_anything_is_made(aws_lab, ec2):
@@ -73,7 +78,7 @@ def test_a_cloud_image_needs_its_login_user_before_anything_is_made(aws_lab, ec2
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert "profiles.aws.user: required with image 'ami-" in line and "ubuntu on Ubuntu images" in line
-    assert labvm_instances(ec2) == []
+    assert graces(ec2) == []
 
 
 def test_a_snapshot_that_reboots_the_vm_brings_the_notebook_back(aws_lab, user, monkeypatch):
@@ -141,5 +146,5 @@ def test_a_new_vm_behind_a_jump_host_is_waited_for_through_it(lab, user, sshd, e
         assert lab.ssh("labvm-aws", "true").returncode == 0  # plain OpenSSH goes through the jump host too
     finally:
         lab.inv("down", "--host", "aws", "--no-sync", check=False)
-        for instance in labvm_instances(ec2, "pending", "running", "stopping", "stopped"):
+        for instance in graces(ec2, "pending", "running", "stopping", "stopped"):
             ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
