@@ -147,7 +147,8 @@ class AwsProvider:
     def _instance(self, data: dict) -> Instance:
         address = data.get("PublicIpAddress") or data.get("PrivateIpAddress") or ""
         name = next((t["Value"] for t in data.get("Tags", []) if t["Key"] == "Name"), data["InstanceId"])
-        return Instance(data["InstanceId"], name, data["State"]["Name"], address, data["InstanceType"])
+        return Instance(data["InstanceId"], name, data["State"]["Name"], address, data["InstanceType"],
+                        private_address=data.get("PrivateIpAddress", ""))
 
     def _describe(self, instance_id: str) -> dict:
         reservations = self._call("describe_instances", InstanceIds=[instance_id])["Reservations"]
@@ -400,6 +401,11 @@ class AwsProvider:
         if head is None:
             raise LabvmError(f"profile {self.profile.name!r} has no VM to make workers beside; `inv up --host {self.profile.name}`")
         return self._describe(head.id)
+
+    def cluster_image(self) -> str:
+        """The image new workers are made from (the head's AMI); "" without a head."""
+        head = self.find()
+        return self._describe(head.id)["ImageId"] if head else ""
 
     def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
         """Workers of these indexes, made in parallel beside the head: its subnet, group and key pair.

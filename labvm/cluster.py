@@ -30,12 +30,16 @@ START_TIMEOUT = 120  # a first import of distributed on a cold disk; a worker wa
 
 
 def ensure(profile: Profile, ssh: SshHome, head: SshHost, workers: list[SshHost]) -> list[str]:
-    """Scheduler on the head, a worker on each worker host, all on the same versions and CA."""
+    """Scheduler on the head, a worker on each worker host, all on the same versions and CA.
+
+    Each binds its host's cluster_address (a cloud VM's private address), where the others reach
+    it; Client() on the head and `status` use the scheduler's.
+    """
     hosts = [head, *workers]
     _check_versions(profile, hosts)
     files = certificates(ssh, profile)
     _each(hosts, lambda host: _push_certificates(host, files, HEAD_ROLES if host is head else ("worker",)))
-    scheduler = _scheduler_address(head)
+    scheduler = _scheduler_address(head.cluster_address)
     spec = profile.cluster
 
     def start(host: SshHost, restart: bool = False) -> dict:
@@ -74,14 +78,46 @@ def stop(profile: Profile, head: SshHost | None, workers: list[SshHost]) -> list
     return _each(roles, end)
 
 
+def arm_worker_autostop(profile: Profile, head: SshHost, workers: list[SshHost],
+                        stop_command: str = "") -> list[str]:
+    """Cloud worker VMs stop themselves once their head's scheduler has been gone a few minutes:
+    the head's own autostop ends it before the head stops.
+
+    Only for VMs labvm made: a lab workstation (cluster.hosts) is never powered off.  Each worker
+    decides alone (scripts/autostop.py); no cloud credential and no SSH from the head to workers.
+    stop_command: LABVM_AUTOSTOP_COMMAND, as for the head; empty means shutdown -h.
+    """
+    address = f"{_bracketed(head.cluster_address)}:{SCHEDULER_PORT}"
+
+    def arm(host: SshHost) -> str:
+        out = host.run("autostop.sh", "apply", env={
+            "LABVM_AUTOSTOP_IDLE": str(profile.autostop),  # off on the head's profile: off here too
+            "LABVM_AUTOSTOP_LOAD": str(profile.autostop_load),
+            "LABVM_AUTOSTOP_COMMAND": stop_command,
+            "LABVM_AUTOSTOP_SET_BY": "hosts.yml",
+            "LABVM_AUTOSTOP_KEEP": "0",
+            "LABVM_AUTOSTOP_SCHEDULER": address,
+            "LABVM_PORT": str(profile.notebook.port),
+            "LABVM_ENV_PREFIX": host.profile.env.prefix,
+        })
+        report = json.loads(out.strip().splitlines()[-1])
+        if not report["idle_seconds"]:
+            return f"cluster: worker {host.hostname}: autostop off, as on the head"
+        return (f"cluster: worker {host.hostname}: stops itself {report['worker_grace'] // 60}m after the "
+                f"scheduler {address} is gone")
+
+    return _each(workers, arm)
+
+
 def status(profile: Profile, head: SshHost) -> list[str]:
-    """One line per worker, as the scheduler sees it (asked on the head with the client's certificate)."""
+    """One line per worker, as the scheduler sees it (asked on the head with the client's certificate,
+    at the address Client() there is configured for)."""
     try:
         seen = _workers(head)
     except LabvmError as e:
-        return [f"cluster: no scheduler answers on {head.hostname} ({e}); `inv up` starts it"]
+        return [f"cluster: no scheduler answers on {head.hostname} ({str(e).splitlines()[0]}); `inv up` starts it"]
     if not seen["workers"]:
-        return [f"cluster: scheduler {_scheduler_address(head)} has no workers"]
+        return [f"cluster: scheduler {seen['scheduler']} has no workers"]
     return [f"cluster: worker {w['name']} ({w['address']}): {w['threads']} threads, {_gib(w['memory'])}, "
             f"{w['processing']} tasks processing" for w in seen["workers"]]
 
@@ -201,18 +237,22 @@ def _safe(name: str) -> str:
 
 # -- running dask.sh -----------------------------------------------------------------------
 
-def _scheduler_address(head: SshHost) -> str:
-    host = f"[{head.hostname}]" if ":" in head.hostname else head.hostname
-    return f"tls://{host}:{SCHEDULER_PORT}"
+def _scheduler_address(host: str) -> str:
+    return f"tls://{_bracketed(host)}:{SCHEDULER_PORT}"
+
+
+def _bracketed(host: str) -> str:  # an IPv6 address beside a port
+    return f"[{host}]" if ":" in host else host
 
 
 def _start_env(host: SshHost) -> dict:
     return {"LABVM_ENV_PREFIX": host.profile.env.prefix, "LABVM_DASK_HOST": host.hostname,
+            "LABVM_DASK_LISTEN": host.cluster_address,
             "LABVM_MUX": host.profile.notebook.multiplexer, "LABVM_TIMEOUT": START_TIMEOUT}
 
 
 def _workers(head: SshHost) -> dict:
-    return _script(head, "status", LABVM_ENV_PREFIX=head.profile.env.prefix, LABVM_DASK_SCHEDULER=_scheduler_address(head))
+    return _script(head, "status", LABVM_ENV_PREFIX=head.profile.env.prefix)
 
 
 def _script(host: SshHost, action: str, **env) -> dict:

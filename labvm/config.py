@@ -166,6 +166,16 @@ class Profile:
     sync_patterns: tuple[str, ...] = DEFAULT_SYNC
     sync_dir: Path = Path("notebooks")
     cluster: ClusterSpec | None = None
+    # A cluster worker's own hosts.yml key ("cluster.hosts[0]"); its other values are the head profile's.
+    worker_key: str = ""
+
+    def key(self, name: str) -> str:
+        """Where `name` is set in hosts.yml, for messages: a worker's address/port/user is its
+        cluster entry, everything else is its head profile's."""
+        head = self.name.split("+")[0]
+        if self.worker_key and name in ("address", "port", "user", "address/port"):
+            return f"{self.source}: profiles.{head}.{self.worker_key}"
+        return f"{self.source}: profiles.{head}.{name}"
 
     @property
     def alias(self) -> str:

@@ -155,7 +155,7 @@ class GceProvider:
             address = (configs[0].nat_i_p if configs else "") or interface.network_i_p
         login = next((item.value for item in data.metadata.items if item.key == LOGIN_METADATA), "")
         return Instance(data.name, data.name, STATES.get(data.status, data.status.lower()), address,
-                        data.machine_type.rsplit("/", 1)[-1], login)
+                        data.machine_type.rsplit("/", 1)[-1], login, interface.network_i_p if interface else "")
 
     def _get(self, name: str):
         return self._call(self.instances.get, project=self.project, zone=self.zone, instance=name)
@@ -325,6 +325,11 @@ class GceProvider:
             raise LabvmError(partial_cluster(self.profile.name, made, failed))
         names = set(made.values())
         return [self._instance(i) for i in self._workers_data() if i.name in names]
+
+    def cluster_image(self) -> str:
+        """The image new workers are made from (the head's boot image, by name as images() lists it)."""
+        found = self.find()
+        return self._head_image(self._get(found.id)).rsplit("/", 1)[-1] if found else ""
 
     def _head_image(self, head) -> str:
         boot = next(d for d in head.disks if d.boot)

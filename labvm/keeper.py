@@ -1,24 +1,35 @@
 """The tunnel keeper: one small detached process per profile on the laptop.
 
-    python -m labvm.keeper PROFILE LOCAL_PORT REMOTE_PORT
+    python -m labvm.keeper PROFILE LOCAL_PORT REMOTE_PORT RUN_DIR SSH_CONFIG ALIAS HOSTS \
+        DASHBOARD_LOCAL_PORT DASHBOARD_REMOTE_PORT
 
-It runs the system's OpenSSH in the foreground (`ssh -N -L 127.0.0.1:L:127.0.0.1:R`, no
-ControlMaster, so Windows' OpenSSH serves too), with keep-alives that notice a dead link within
-45 s, and starts it again on the SAME local port with a backoff capped at a few seconds, so the
-browser's URL stays valid and the link is back within seconds of the network.  It never starts
-a VM: for a cloud profile, after repeated failures it asks the provider whether the VM still
-runs and stops trying when it is stopped or gone.  SIGTERM ends it and its ssh; SIGUSR1 makes
-it replace its ssh at once (what `inv up` does to a tunnel that does not answer).
+It runs the system's OpenSSH in the foreground (`ssh -N -L 127.0.0.1:L:127.0.0.1:R`, plus a
+second -L for a cluster's Dask dashboard when DASHBOARD_REMOTE_PORT is not 0; no ControlMaster,
+so Windows' OpenSSH serves too), with keep-alives that notice a dead link within 45 s, and starts
+it again on the SAME local ports with a backoff capped at a few seconds, so the browser's URLs
+stay valid and the link is back within seconds of the network.  It never starts a VM: for a
+cloud profile, after repeated failures it asks the provider whether the VM still runs and stops
+trying when it is stopped or gone.  SIGTERM ends it and its ssh; SIGUSR1 makes it replace its
+ssh at once (what `inv up` does to a tunnel that does not answer).
+
+While the tunnel is up it asks the VM for its autostop report (one short non-interactive ssh,
+no pty: a pty login would count as activity) right after each connection and then every minute
+(SIGUSR2: now), and warns once per idle stretch, in its log and as a desktop notification, when
+the VM will stop itself within autostop's own warning window.
 
 Its state is one JSON file, ~/.ssh/labvm/run/<profile>.json (written whole, atomically):
-keeper_pid, ssh_pid, local_port, remote_port, state ("starting", "up", "reconnecting",
-"stopped", "failed"), since (ISO time), reason (ssh's last line, or why it stopped).
+keeper_pid, ssh_pid, local_port, remote_port, dashboard_local_port, dashboard_remote_port (0
+without a dashboard), state ("starting", "up", "reconnecting", "stopped", "failed"), since (ISO
+time), reason (ssh's last line, or why it stopped), autostop_asked (ISO time of the last question
+about autostop that was answered, to the microsecond).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import select
 import shutil
 import signal
 import socket
@@ -37,6 +48,12 @@ ASK_CLOUD_AFTER = 3  # failed attempts in a row before asking the cloud whether 
 ASK_CLOUD_EVERY = 60  # seconds between those questions
 ACCEPT_TIMEOUT = 30  # seconds for the first ssh to reach the point where its forward accepts
 KEEPER_MODULE = "labvm.keeper"
+AUTOSTOP_ASK_EVERY = 60  # seconds: the VM's check runs every minute
+AUTOSTOP_ASK_TIMEOUT = 30  # seconds for the whole question, connection included
+AUTOSTOP_WARN_WITHIN = 300  # seconds, or half a shorter period: scripts/autostop.py's `wall` warning
+# The VM's report, run from the login directory (labvm.remote.REMOTE_SCRIPTS, not imported: it
+# loads Fabric); the system's python3, as the minute's check uses.
+AUTOSTOP_STATUS = "python3 .labvm/scripts/autostop.py status"
 
 
 def now_iso() -> str:
@@ -51,7 +68,8 @@ def write_state(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def ssh_command(ssh_config: str, alias: str, local_port: int, remote_port: int) -> list[str]:
+def ssh_command(ssh_config: str, alias: str, forwards: list[tuple[int, int]]) -> list[str]:
+    """forwards: (local port, remote port) pairs, all carried by this one ssh."""
     return [
         "ssh", "-F", ssh_config, "-N",
         "-o", "ControlMaster=no", "-o", "ControlPath=none",
@@ -60,8 +78,20 @@ def ssh_command(ssh_config: str, alias: str, local_port: int, remote_port: int) 
         "-o", f"ServerAliveCountMax={KEEPALIVE_COUNT}",
         "-o", "BatchMode=yes",
         "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
-        "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}",
+        *[arg for local, remote in forwards for arg in ("-L", f"127.0.0.1:{local}:127.0.0.1:{remote}")],
         alias,
+    ]
+
+
+def autostop_command(ssh_config: str, alias: str) -> list[str]:
+    """One question to the VM: -T, as a pty login would count as activity and keep the VM up."""
+    return [
+        "ssh", "-F", ssh_config, "-T",
+        "-o", "ControlMaster=no", "-o", "ControlPath=none",
+        "-o", "ClearAllForwardings=yes",  # the tunnel's ports are the keeper's ssh's
+        "-o", "BatchMode=yes",
+        "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+        alias, AUTOSTOP_STATUS,
     ]
 
 
@@ -72,34 +102,193 @@ def forward_accepts(port: int) -> bool:
 
 
 def notify(title: str, message: str) -> None:
-    """A desktop notification where the system has one (best effort)."""
-    if shutil.which("notify-send"):
-        subprocess.run(["notify-send", title, message], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False)
+    """A desktop notification where the system has one (best effort); the texts are arguments,
+    never parsed by a shell or by AppleScript."""
+    if sys.platform == "darwin" and shutil.which("osascript"):
+        # osascript(1): "Any arguments following the script will be passed as a list of strings
+        # to the direct parameter of the run handler."
+        command = ["osascript", "-e", "on run argv",
+                   "-e", "display notification (item 2 of argv) with title (item 1 of argv)",
+                   "-e", "end run", title, message]
+    elif shutil.which("notify-send"):
+        command = ["notify-send", title, message]
+    else:
+        return
+    try:
+        subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def duration(seconds: float) -> str:
+    """As scripts/autostop.py writes a duration: 90s, 26m, 2h05m."""
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def autostop_warning(report: dict) -> str:
+    """"stops itself in 4m (idle 26m of 30m)" when the VM will stop within the warning window;
+    "" when it will not (autostop off, in use, extended, or already stopping)."""
+    period, idle = report.get("idle_seconds") or 0, report.get("idle_for")
+    if not period or idle is None or report.get("extended_until") or report.get("stop_requested"):
+        return ""
+    if report.get("dask_scheduler"):  # a cluster worker: it follows its head, which is what we watch
+        return ""
+    left = period - idle
+    if left > min(AUTOSTOP_WARN_WITHIN, period / 2):
+        return ""
+    # The stop comes at the first minute's check past the period: round the time left up.
+    when = f"in {duration(math.ceil(left / 60) * 60 if left >= 120 else left)}" if left > 0 else "at its next check"
+    return f"stops itself {when} (idle {duration(idle)} of {duration(period)})"
+
+
+class AutostopWatch:
+    """Asks the VM how close it is to stopping itself while the tunnel is up, and warns once per
+    idle stretch.  Its own thread: a slow or failing question never delays or ends the tunnel."""
+
+    def __init__(self, keeper: "Keeper"):
+        self.keeper = keeper
+        self.bell, self.ringer = socket.socketpair()
+        self.ringer.setblocking(False)
+        self.lock = threading.Lock()
+        self.question: subprocess.Popen | None = None
+        self.ended = False
+        self.warned = False
+        self.last_idle: int | None = None
+        self.trouble = ""  # the kind of failure already logged, until an answer comes
+        self.absent = False  # no autostop there: asked again only when rung (reconnect, SIGUSR2)
+
+    def ring(self, *_) -> None:
+        """Ask now.  Takes no lock, so a signal handler may call it."""
+        try:
+            self.ringer.send(b"!")
+        except OSError:  # already rung (full), or ended
+            pass
+
+    def run(self) -> None:
+        while True:
+            rung = bool(select.select([self.bell], [], [], AUTOSTOP_ASK_EVERY)[0])
+            if rung:
+                self.bell.recv(64)
+            if self.ended:
+                return
+            if self.keeper.state["state"] == "up" and (rung or not self.absent):
+                self.ask()
+
+    def end(self) -> None:
+        """Ends a question under way: nothing of labvm's outlives the keeper."""
+        with self.lock:
+            self.ended = True
+            question = self.question
+        self.ring()
+        if question and question.poll() is None:
+            question.terminate()
+            question.wait(5)
+
+    def ask(self) -> None:
+        answer = self.answer()
+        if answer is None:
+            return
+        asked, code, out, err = answer
+        self.judge(code, out, err)
+        with self.lock:  # after any warning, so whoever reads it sees the outcome; never after the end
+            if not self.ended:
+                self.keeper.note(autostop_asked=asked)
+
+    def judge(self, code: int, out: str, err: str) -> None:
+        why = err.strip().splitlines()[-1] if err.strip() else ""
+        if code == 255:  # ssh's own failure: no route, refused, no answer
+            self.failed("unreachable", f"autostop: could not ask {self.keeper.alias}: {why or 'ssh failed'}; "
+                                       f"asking again in a minute")
+            return
+        try:
+            report = json.loads(out.strip().splitlines()[-1]) if code == 0 else None
+        except (ValueError, IndexError):
+            report = None
+        if not isinstance(report, dict):  # `null`: not set up there; a failure: a VM an older labvm set up
+            self.absent = True
+            self.failed("absent", f"autostop: {self.keeper.alias} has none ({why or 'not set up there'}); "
+                                  f"asking again when the tunnel reconnects")
+            return
+        self.absent, self.trouble = False, ""
+        self.consider(report)
+
+    def answer(self) -> tuple[str, int, str, str] | None:
+        """(when it was asked, exit status, stdout, stderr) of one question; None once the keeper
+        ends.  The moment is precise: the answer reflects the VM as it was then or later."""
+        with self.lock:
+            if self.ended:
+                return None
+            asked = datetime.now(timezone.utc).isoformat()
+            self.question = subprocess.Popen(
+                autostop_command(self.keeper.ssh_config, self.keeper.alias), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+        try:
+            out, err = self.question.communicate(timeout=AUTOSTOP_ASK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.question.kill()
+            self.question.communicate()
+            return asked, 255, "", f"no answer within {AUTOSTOP_ASK_TIMEOUT}s"
+        return asked, self.question.returncode, out, err
+
+    def failed(self, kind: str, line: str) -> None:
+        if kind != self.trouble:
+            self.trouble = kind
+            self.keeper.log(line)
+
+    def consider(self, report: dict) -> None:
+        idle = report.get("idle_for")
+        if idle is None or (self.last_idle is not None and idle < self.last_idle):
+            self.warned = False  # a new idle stretch: in use again, extended, or a new setting
+        self.last_idle = idle
+        warning = autostop_warning(report)
+        if warning and not self.warned:
+            self.warned = True
+            profile = self.keeper.profile
+            advice = f"use Jupyter or `inv autostop --host {profile} --extend 1h`"
+            self.keeper.log(f"autostop: {profile} {warning}; {advice}")
+            notify(f"labvm: {profile}", f"{warning}; {advice}")
 
 
 class Keeper:
     def __init__(self, profile: str, local_port: int, remote_port: int, run_dir: Path, ssh_config: str,
-                 alias: str, hosts: str):
+                 alias: str, hosts: str, dashboard_local_port: int = 0, dashboard_remote_port: int = 0):
         self.profile, self.local_port, self.remote_port = profile, local_port, remote_port
+        self.forwards = [(local_port, remote_port)]
+        if dashboard_remote_port:
+            self.forwards.append((dashboard_local_port, dashboard_remote_port))
         self.record = run_dir / f"{profile}.json"
         self.ssh_config, self.alias, self.hosts = ssh_config, alias, hosts
         self.child: subprocess.Popen | None = None
         self.last_line = ""
         self.stopping = False
         self.wake = threading.Event()
+        self.record_lock = threading.Lock()  # the loop and the autostop watch both write the record
+        self.watch = AutostopWatch(self)
         self.state = {"keeper_pid": os.getpid(), "ssh_pid": 0, "local_port": local_port,
-                      "remote_port": remote_port, "state": "starting", "since": now_iso(), "reason": ""}
+                      "remote_port": remote_port, "dashboard_local_port": dashboard_local_port,
+                      "dashboard_remote_port": dashboard_remote_port, "state": "starting",
+                      "since": now_iso(), "reason": ""}
 
     def log(self, line: str) -> None:
         print(f"{now_iso()} {line}", flush=True)
 
     def set_state(self, state: str, reason: str = "", keep_since: bool = False) -> None:
+        fields = {"state": state, "reason": reason, "ssh_pid": self.child.pid if self.child else 0}
         if not (keep_since and self.state["state"] == state):
-            self.state["since"] = now_iso()
-        self.state.update(state=state, reason=reason, ssh_pid=self.child.pid if self.child else 0)
-        write_state(self.record, self.state)
+            fields["since"] = now_iso()
+        self.note(**fields)
         self.log(f"{state}{': ' + reason if reason else ''}")
+
+    def note(self, **fields) -> None:
+        with self.record_lock:
+            self.state.update(fields)
+            write_state(self.record, self.state)
 
     # -- signals -----------------------------------------------------------------------
 
@@ -124,7 +313,7 @@ class Keeper:
     # -- one ssh ------------------------------------------------------------------------
 
     def start_child(self) -> None:
-        command = ssh_command(self.ssh_config, self.alias, self.local_port, self.remote_port)
+        command = ssh_command(self.ssh_config, self.alias, self.forwards)
         self.child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, text=True, errors="replace")
         self.reader = threading.Thread(target=self.read_errors, args=(self.child,), daemon=True)
@@ -141,7 +330,7 @@ class Keeper:
     def wait_until_accepting(self) -> bool:
         deadline = time.monotonic() + ACCEPT_TIMEOUT
         while self.child.poll() is None and time.monotonic() < deadline and not self.stopping:
-            if forward_accepts(self.local_port):
+            if all(forward_accepts(local) for local, _ in self.forwards):
                 return self.child.poll() is None
             time.sleep(0.05)
         return False
@@ -153,8 +342,17 @@ class Keeper:
         signal.signal(signal.SIGINT, self.on_term)
         if hasattr(signal, "SIGUSR1"):
             signal.signal(signal.SIGUSR1, self.on_reconnect)
+        if hasattr(signal, "SIGUSR2"):
+            signal.signal(signal.SIGUSR2, self.watch.ring)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal that started `inv` may close
+        threading.Thread(target=self.watch.run, daemon=True).start()
+        try:
+            return self.keep()
+        finally:
+            self.watch.end()
+
+    def keep(self) -> int:
         backoff, failures, was_up, asked_cloud = BACKOFF_FIRST, 0, False, 0.0
         self.set_state("starting")
         while not self.stopping:
@@ -163,6 +361,7 @@ class Keeper:
             if self.wait_until_accepting():
                 was_up, failures, backoff = True, 0, BACKOFF_FIRST
                 self.set_state("up")
+                self.watch.ring()  # a new connection, maybe after a long gap: how close is the stop?
             else:
                 self.end_child()
             self.child.wait()
@@ -191,6 +390,7 @@ class Keeper:
         self.end_child()
         if self.child:
             self.child.wait()
+        self.watch.end()  # before the record goes: the watch writes it too
         self.record.unlink(missing_ok=True)
         self.log("stopped by labvm")
         return 0
@@ -216,8 +416,9 @@ class Keeper:
 
 
 def main(argv: list[str]) -> int:
-    profile, local_port, remote_port, run_dir, ssh_config, alias, hosts = argv
-    keeper = Keeper(profile, int(local_port), int(remote_port), Path(run_dir), ssh_config, alias, hosts)
+    profile, local_port, remote_port, run_dir, ssh_config, alias, hosts, dashboard_local, dashboard_remote = argv
+    keeper = Keeper(profile, int(local_port), int(remote_port), Path(run_dir), ssh_config, alias, hosts,
+                    int(dashboard_local), int(dashboard_remote))
     return keeper.run()
 
 

@@ -139,15 +139,18 @@ class OpenStackProvider:
 
     def _instance(self, server) -> Instance:
         return Instance(server.id, server.name, STATES.get(server.status, server.status.lower()),
-                        self._address(server), (server.flavor or {}).get("original_name") or (server.flavor or {}).get("id", ""))
+                        self._address(server), (server.flavor or {}).get("original_name") or (server.flavor or {}).get("id", ""),
+                        private_address=self._address(server, "fixed"))
 
-    def _address(self, server) -> str:
+    def _address(self, server, kind: str = "floating") -> str:
+        """The server's address of this kind (Nova's OS-EXT-IPS:type), else its first fixed one."""
         fixed = ""
         for entries in (server.addresses or {}).values():
             for entry in entries:
-                if entry.get("OS-EXT-IPS:type") == "floating":
+                if entry.get("OS-EXT-IPS:type") == kind:
                     return entry["addr"]
-                fixed = fixed or entry.get("addr", "")
+                if entry.get("OS-EXT-IPS:type", "fixed") == "fixed":
+                    fixed = fixed or entry.get("addr", "")
         return fixed
 
     def _server(self, server_id: str):
@@ -396,6 +399,11 @@ class OpenStackProvider:
             raise LabvmError(partial_cluster(self.profile.name, made, failed))
         ids = set(made.values())
         return [self._instance(s) for s in self._workers_data() if s.id in ids]
+
+    def cluster_image(self) -> str:
+        """The image new workers are made from (the head's); "" without a head."""
+        found = self.find()
+        return self._head_image(self._server(found.id)) if found else ""
 
     def _head_image(self, head) -> str:
         """The image the head booted from: Nova's image of an image-backed server; for a volume-backed

@@ -23,6 +23,7 @@ class Instance:
     address: str
     size: str = ""
     user: str = ""  # the login the cloud decided (GCE OS Login's POSIX user); empty: the profile's user
+    private_address: str = ""  # inside the cloud network: where its cluster's machines reach it
 
 
 @dataclass(frozen=True)

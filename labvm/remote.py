@@ -86,9 +86,12 @@ class SshHost:
 
     is_local = False
 
-    def __init__(self, profile: Profile, hostname: str, ssh: SshHome):
+    def __init__(self, profile: Profile, hostname: str, ssh: SshHome, cluster_address: str = ""):
+        """cluster_address: where the other machines of its Dask cluster reach it, when not at
+        hostname (a cloud VM's private address: its public one is often not on its interface)."""
         self.profile = profile
         self.hostname = hostname
+        self.cluster_address = cluster_address or hostname
         self.ssh = ssh
         self.label = f"{profile.name} ({profile.user + '@' if profile.user else ''}{hostname}:{profile.port})"
         self._connection = None
@@ -184,7 +187,6 @@ class SshHost:
         import paramiko
 
         where = self.label + (f" via jump {self.profile.jump}" if self.profile.jump else "")
-        hosts_key = f"{self.profile.source}: profiles.{self.profile.name}"
         connected = self._connection is not None
         try:
             return action(*args, **kwargs)
@@ -198,14 +200,14 @@ class SshHost:
             ) from None
         except paramiko.AuthenticationException:
             raise LabvmError(
-                f"{where}: SSH login refused; set {hosts_key}.identity (and user) to a key "
+                f"{where}: SSH login refused; set {self.profile.key('identity')} (and user) to a key "
                 f"the host accepts, or add that key to ssh-agent"
             ) from None
         except socket.gaierror:
-            raise LabvmError(f"{where}: cannot resolve the host name; check {hosts_key}.address") from None
+            raise LabvmError(f"{where}: cannot resolve the host name; check {self.profile.key('address')}") from None
         except (TimeoutError, socket.timeout):
             raise LabvmError(
-                f"{where}: no answer within 10 s; check {hosts_key}.address/port, your VPN or jump host"
+                f"{where}: no answer within 10 s; check {self.profile.key('address/port')}, your VPN or jump host"
             ) from None
         except (paramiko.SSHException, EOFError, OSError) as e:
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
@@ -218,9 +220,9 @@ class SshHost:
             if "banner" in reason or not reason.strip() or "No existing session" in reason:
                 raise LabvmError(
                     f"{where}: accepted the connection but sent no SSH banner within {BANNER_TIMEOUT} s; "
-                    f"is an SSH server on that port? check {hosts_key}.address/port"
+                    f"is an SSH server on that port? check {self.profile.key('address/port')}"
                 ) from None
-            raise LabvmError(f"{where}: SSH failed: {reason}; check {hosts_key}.address/port") from None
+            raise LabvmError(f"{where}: SSH failed: {reason}; check {self.profile.key('address/port')}") from None
 
     def _free_space(self) -> tuple[int, int] | None:
         """(free, total) KiB where labvm writes on the host (~/.labvm), if the host still answers."""

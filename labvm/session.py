@@ -184,14 +184,17 @@ class Session:
 
     # -- a Dask cluster beside the notebook (labvm.cluster does the Dask part) ------------------
 
-    def _member(self, index: int, address: str, user: str = "", port: int = 0) -> SshHost:
-        """Worker N as an SSH host of its own (alias labvm-<profile>+w<N>; '+' is in no profile name)."""
+    def _member(self, index: int, address: str, key: str, user: str = "", port: int = 0,
+                cluster_address: str = "") -> SshHost:
+        """Worker N as an SSH host of its own (alias labvm-<profile>+w<N>; '+' is in no profile name).
+        key: the hosts.yml key its address comes from, for messages."""
         member = dataclasses.replace(self.profile, name=f"{self.profile.name}+w{index}", address=address,
-                                     port=port or self.profile.port, user=user or self.profile.user, cluster=None)
-        return SshHost(member, address, self.ssh)
+                                     port=port or self.profile.port, user=user or self.profile.user, cluster=None,
+                                     worker_key=key)
+        return SshHost(member, address, self.ssh, cluster_address)
 
     def _ssh_workers(self) -> list[SshHost]:
-        return [self._member(index, host, user, port)
+        return [self._member(index, host, f"cluster.hosts[{index - 1}]", user, port)
                 for index, (user, host, port) in enumerate(map(parse_jump, self.profile.cluster.hosts), 1)]
 
     def _cloud_workers(self, count: int) -> list[SshHost]:
@@ -211,7 +214,8 @@ class Session:
         wanted = [found[index] for index in range(1, count + 1)]
         with ThreadPoolExecutor(max(1, len(wanted))) as pool:
             running = list(pool.map(lambda w: w if w.state == "running" else self.provider.start(w), wanted))
-        hosts = [self._member(_worker_index(w), w.address) for w in running]
+        hosts = [self._member(_worker_index(w), w.address, "cluster.workers", cluster_address=w.private_address)
+                 for w in running]
         for host in hosts:
             host.wait_for_sshd()
         return hosts
@@ -232,10 +236,16 @@ class Session:
             kept, ended = workers[:count], workers[count:]
         else:
             kept, ended = self._cloud_workers(spec.workers if count is None else count), []
+            # Inside the cloud network: the head's public address is often not on its interface.
+            self.host.cluster_address = self._running_instance().private_address or self.host.hostname
         with ThreadPoolExecutor(max(1, len(kept))) as pool:
             list(pool.map(lambda host: (self.keys(host), self.env(host)), kept))
         for line in cluster.ensure(self.profile, self.ssh, self.host, kept):
             print(line)
+        if not spec.hosts:  # worker VMs labvm made stop themselves once their head is gone
+            for line in cluster.arm_worker_autostop(self.profile, self.host, kept,
+                                                    os.environ.get("LABVM_AUTOSTOP_COMMAND", "")):
+                print(line)
         for host in ended:
             self._end_dask(host)
 
@@ -387,12 +397,16 @@ class Session:
                     self.close_tunnel()
                 raise
             local_port = opening.result()
+        dashboard = 0
         if self.is_local:
             wait_until_answering(local_port, server["token"])
         else:  # a tunnel that does not carry an authorised request at once is replaced, whatever its state
-            local_port = self.tunnels.ensure(self.profile, server["port"], server["token"]).local_port
+            tunnel = self.tunnels.ensure(self.profile, server["port"], server["token"])
+            local_port, dashboard = tunnel.local_port, tunnel.dashboard_port
         url = self.url(local_port, server)
         print(f"\nJupyterLab is ready: {url}")
+        if dashboard:
+            print(f"Dask dashboard: http://127.0.0.1:{dashboard}/status (and in JupyterLab's Dask panel)")
         if browser and _has_browser():
             self._open_browser(url)
         return url
@@ -536,7 +550,11 @@ class Session:
     def images(self, prune: bool = False, keep: int = 3) -> None:
         if prune:
             images = self.provider.images()  # oldest first
+            workers_from = self.provider.cluster_image() if self.profile.cluster else ""
             for image in images[:-keep] if keep else images:
+                if image.id == workers_from:
+                    print(f"images: kept {image.id} ({image.name}): the cluster's new workers are made from it")
+                    continue
                 self.provider.delete_image(image)
                 print(f"images: deregistered {image.id} ({image.name}) and its snapshots")
         for image in self.provider.images():
@@ -660,10 +678,13 @@ def _cluster_status(session: Session) -> list[str]:
         return []
     from . import cluster
 
+    machines = []
+    if not session.profile.cluster.hosts:  # worker VMs: running or stopped, as the cloud says
+        machines = [f"  cluster: {worker.name} ({worker.id}): VM {worker.state}" for worker in session.provider.workers()]
     try:
-        return [f"  {line}" for line in cluster.status(session.profile, session.host)]
+        return machines + [f"  {line}" for line in cluster.status(session.profile, session.host)]
     except LabvmError as e:
-        return [f"  cluster: {str(e).splitlines()[0]}"]
+        return machines + [f"  cluster: {str(e).splitlines()[0]}"]
 
 
 def _describe(session: Session, status: dict) -> list[str]:

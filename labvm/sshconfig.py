@@ -93,7 +93,7 @@ class SshHome:
         path = profile.identity
         if path is None:
             return
-        where = f"{profile.source}: profiles.{profile.name}.identity"
+        where = profile.key("identity")
         if not path.is_file():
             raise LabvmError(f"{where}: {path} not found")
         mode = path.stat().st_mode
@@ -111,7 +111,7 @@ class SshHome:
         if host_problem(hostname) is not None:
             raise LabvmError(f"{profile.name}: {hostname!r} is not a host name or IP address; nothing was written")
         if profile.jump and jump_problem(profile.jump) is not None:
-            raise LabvmError(f"{profile.source}: profiles.{profile.name}.jump: {profile.jump!r} is not [user@]host[:port]")
+            raise LabvmError(f"{profile.key('jump')}: {profile.jump!r} is not [user@]host[:port]")
         blocks = _read_blocks(self.config)
         jump_alias = profile.alias + JUMP_SUFFIX
         for alias in (profile.alias, jump_alias):

@@ -1,5 +1,6 @@
-"""The way in: the system's OpenSSH forwarding 127.0.0.1:LOCAL to 127.0.0.1:REMOTE on the host,
-kept alive by labvm.keeper (one detached process per profile, restarting ssh on the same port).
+"""The way in: the system's OpenSSH forwarding 127.0.0.1:LOCAL to 127.0.0.1:REMOTE on the host
+(and, for a profile with a cluster, a second local port to the Dask dashboard on the head), kept
+alive by labvm.keeper (one detached process per profile, restarting ssh on the same ports).
 
 The keeper's record, ~/.ssh/labvm/run/<profile>.json, says which processes are labvm's; a pid is
 ended only after its command line shows it is labvm's keeper or ssh for that profile.  What an
@@ -44,6 +45,7 @@ class Tunnel:
     pid: int  # the ssh carrying the forward; 0 while none runs
     state: str = "up"  # "up", "starting", "reconnecting since 14:02:11 (reason)", "stopped: VM stopped"
     keeper_pid: int = 0
+    dashboard_port: int = 0  # the local port of the head's Dask dashboard; 0 without a cluster
 
     @property
     def is_up(self) -> bool:
@@ -183,27 +185,32 @@ class Tunnels:
             return None  # stale: cleared by the next open or close
         return Tunnel(int(record["local_port"]), int(record["remote_port"]),
                       int(record.get("ssh_pid") or 0) if alive else 0, _describe(record),
-                      int(record["keeper_pid"]) if alive else 0)
+                      int(record["keeper_pid"]) if alive else 0, int(record.get("dashboard_local_port") or 0))
 
     def open(self, profile: Profile, remote_port: int) -> Tunnel:
-        """Starts (or finds) the profile's keeper; returns once its forward accepts."""
+        """Starts (or finds) the profile's keeper; returns once its forwards accept."""
         current = self.find(profile)
-        if current and current.keeper_pid and current.remote_port == remote_port:
+        dashboard = _dashboard_remote_port(profile)
+        previous = self._read_record(profile) or {}
+        forwards = (int(previous.get("remote_port") or 0), int(previous.get("dashboard_remote_port") or 0))
+        if current and current.keeper_pid and forwards == (remote_port, dashboard):
             if not current.is_up:
                 current = self._reconnect(profile, current)
-            print(f"tunnel: already open, 127.0.0.1:{current.local_port} -> host port {remote_port} "
-                  f"({current.state})")
+            print(f"tunnel: already open, 127.0.0.1:{current.local_port} -> host port {remote_port}"
+                  f"{_dashboard_words(current.dashboard_port, dashboard)} ({current.state})")
             return current
-        previous = self._read_record(profile) or {}
         self._clear(profile)
         local_port = self._local_port(profile, int(previous.get("local_port") or 0))
-        self._start_keeper(profile, local_port, remote_port)
+        dashboard_port = self._dashboard_local_port(int(previous.get("dashboard_local_port") or 0), dashboard,
+                                                    local_port) if dashboard else 0
+        self._start_keeper(profile, local_port, remote_port, dashboard_port, dashboard)
         record = self._wait_for(profile, lambda r: r.get("state") != "starting", ACCEPT_TIMEOUT + 10)
         if not record or record.get("state") != "up":
             reason = (record or {}).get("reason") or "the keeper did not start (see its log)"
             self._clear(profile)
             raise LabvmError(f"tunnel to {profile.alias} failed: {reason} (log: {self._log_path(profile)})")
-        print(f"tunnel: 127.0.0.1:{local_port} -> host port {remote_port} "
+        print(f"tunnel: 127.0.0.1:{local_port} -> host port {remote_port}"
+              f"{_dashboard_words(dashboard_port, dashboard)} "
               f"(kept by pid {record['keeper_pid']}, ssh pid {record['ssh_pid']})")
         return self.find(profile)
 
@@ -249,27 +256,20 @@ class Tunnels:
     def _local_port(self, profile: Profile, previous: int) -> int:
         """The port the browser used last (kept across restarts), else notebook.local_port, else
         the next free one."""
-        wanted = profile.notebook.local_port
-        if previous:
-            deadline = time.monotonic() + 2  # a killed ssh may hold it for a moment
-            while time.monotonic() < deadline:
-                if port_free(previous):
-                    return previous
-                time.sleep(0.05)
-        local_port = next((p for p in range(wanted, min(wanted + PORT_SEARCH, 65536)) if port_free(p)), None)
-        if local_port is None:
-            raise LabvmError(
-                f"tunnel: local ports {wanted}-{wanted + PORT_SEARCH - 1} are all busy; "
-                f"set profiles.{profile.name}.notebook.local_port"
-            )
-        if local_port != wanted:
-            print(f"tunnel: local port {wanted} is busy; using {local_port} instead")
-        return local_port
+        return _pick_port(previous, profile.notebook.local_port, "", (),
+                          f"set profiles.{profile.name}.notebook.local_port")
+
+    def _dashboard_local_port(self, previous: int, wanted: int, notebook_port: int) -> int:
+        """The same rule for the Dask dashboard: the port used last, else its own port number
+        (8787, as on the head), else the next free one."""
+        return _pick_port(previous, wanted, " (the Dask dashboard)", (notebook_port,),
+                          "end what listens there (`ss -ltnp` lists them)")
 
     def _log_path(self, profile: Profile) -> Path:
         return self.ssh.run / f"{profile.name}.log"
 
-    def _start_keeper(self, profile: Profile, local_port: int, remote_port: int) -> None:
+    def _start_keeper(self, profile: Profile, local_port: int, remote_port: int, dashboard_local_port: int,
+                      dashboard_remote_port: int) -> None:
         log = self._log_path(profile)
         mode = "w" if log.exists() and log.stat().st_size > LOG_LIMIT else "a"
         package_root = str(Path(__file__).resolve().parent.parent)
@@ -280,10 +280,42 @@ class Tunnels:
         with open(log, mode) as out:
             subprocess.Popen(
                 [sys.executable, "-m", KEEPER_MODULE, profile.name, str(local_port), str(remote_port),
-                 str(self.ssh.run), str(self.ssh.user_config), profile.alias, str(profile.source)],
+                 str(self.ssh.run), str(self.ssh.user_config), profile.alias, str(profile.source),
+                 str(dashboard_local_port), str(dashboard_remote_port)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.ssh.run),
                 env=env, close_fds=True, **detach,
             )
+
+
+def _pick_port(previous: int, wanted: int, what: str, taken: tuple[int, ...], remedy: str) -> int:
+    """previous when it is free again (a killed ssh may hold it for a moment), else wanted, else
+    the next free port after it that is not taken."""
+    if previous:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if port_free(previous):
+                return previous
+            time.sleep(0.05)
+    search = range(wanted, min(wanted + PORT_SEARCH, 65536))
+    port = next((p for p in search if p not in taken and port_free(p)), None)
+    if port is None:
+        raise LabvmError(f"tunnel: local ports {wanted}-{search[-1]}{what} are all busy; {remedy}")
+    if port != wanted:
+        print(f"tunnel: local port {wanted}{what} is busy; using {port} instead")
+    return port
+
+
+def _dashboard_remote_port(profile: Profile) -> int:
+    """The head's Dask dashboard port for a profile with a cluster; 0 otherwise."""
+    if profile.cluster is None:
+        return 0
+    from .cluster import DASHBOARD_PORT  # here, not at the top: labvm.cluster loads Fabric
+
+    return DASHBOARD_PORT
+
+
+def _dashboard_words(local_port: int, remote_port: int) -> str:
+    return f", 127.0.0.1:{local_port} -> dashboard port {remote_port}" if remote_port else ""
 
 
 def _parent(pid: int) -> int:

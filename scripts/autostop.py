@@ -8,22 +8,31 @@ Idle means all of these, at every check through the period:
     alone opens none, so an idle tunnel is not activity);
   - no interactive (pty) SSH session;
   - the 1-minute load average under the threshold (a script running outside Jupyter);
-  - no extension in force (`extend`: the user said a job outside Jupyter runs until then).
-Then it runs the stop command (`sudo -n shutdown -h now`: no cloud credential on the host;
-EC2 launched with shutdown behaviour stop, GCE and OpenStack stop on a guest shutdown), once
-per boot.  Every decision is one line in ~/.labvm/autostop.log with its reasons; the last
+  - no extension in force (`extend`: the user said a job outside Jupyter runs until then);
+  - no task processing or waiting in labvm's Dask scheduler, when one runs here (a cluster's
+    head): a computation keeps the head, and so its workers, up.
+Then it ends labvm's Dask scheduler (its workers see it gone at once) and runs the stop command
+(`sudo -n shutdown -h now`: no cloud credential on the host; EC2 launched with shutdown
+behaviour stop, GCE and OpenStack stop on a guest shutdown), once per boot.  Every decision is one line in ~/.labvm/autostop.log with its reasons; the last
 check's reasons, an extension and the last autostop are in the state file, which outlives the
 stop (it is in ~/.labvm, not /run), so `inv status` can say why the VM stopped after it restarts.
+
+A cluster's worker VM watches its head instead (settings "dask_scheduler": host:port): it stops
+itself once the head's scheduler has not accepted a TCP connection for WORKER_GRACE and no one
+is logged in over SSH.  No cloud credential and no SSH between the machines: each decides alone.
 
 Standard library only, Python 3.8+; it shares nbctl.py's view of labvm's Jupyter.
 """
 
 import fcntl
+import glob
 import json
 import os
 import pwd
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -39,8 +48,17 @@ LOG = os.path.join(nbctl.STATE, "autostop.log")
 LOG_KEEP = 5000  # lines; a check a minute is about three and a half days
 DEFAULT_COMMAND = "sudo -n shutdown -h now"
 SSH_PTY_SESSION = re.compile(r"sshd(?:-session)?: (\S+)@(pts/\d+)")
+# Scheduler.start logs "dashboard at:  http://HOST:PORT/status" (distributed/scheduler.py; the link's
+# form is the user's distributed.dashboard.link, which may hide the port: then the one asked for).
+DASHBOARD_AT = re.compile(r"dashboard at: +\S*:(\d+)(?:/|\s|$)", re.M)
 # What outlives a new boot and a new setting: the last autostop, and an extension until its time.
 CARRIED = ("stopped_at", "stopped_after", "extended_until")
+HERE = os.path.dirname(os.path.abspath(__file__))
+DASK = os.path.join(nbctl.STATE, "dask")  # dask.sh's pid and args files, one set per role and host
+# A worker whose head's scheduler is gone this long (whole minutes) stops itself.  Checks come a
+# minute apart, so a worker stops within 4 minutes of its head (its first check without the
+# scheduler, then the grace to the next minute): the cluster within the idle period + 5 minutes.
+WORKER_GRACE = 120
 
 
 def read_json(path, default):
@@ -167,8 +185,94 @@ def jupyter_activity(port, period, now):
     return reasons
 
 
+def labvm_schedulers():
+    """(host name, dashboard port) of each Dask scheduler dask.sh runs here, from its pid, args and log files."""
+    found = []
+    for pidfile in sorted(glob.glob(os.path.join(DASK, "scheduler-*.pid"))):
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read().strip())
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(pidfile[:-len(".pid")] + ".args") as f:
+                args = f.read().splitlines()
+            with open(pidfile[:-len(".pid")] + ".log", errors="replace") as f:
+                logged = DASHBOARD_AT.findall(f.read())
+        except (OSError, ValueError):
+            continue
+        # setproctitle, when the env has it, renames the scheduler "dask scheduler [tls://...]"
+        if "distributed.cli.dask_scheduler" not in command and not command.startswith("dask scheduler ["):
+            continue
+        # The port it logged: dask takes another one when the one asked for is taken (distributed/node.py).
+        asked = args[args.index("--dashboard-address") + 1] if "--dashboard-address" in args else ":8787"
+        port = int(logged[-1] if logged else asked.rsplit(":", 1)[1])
+        found.append((os.path.basename(pidfile)[len("scheduler-"):-len(".pid")], port))
+    return found
+
+
+def dask_counts(port):
+    # distributed serves /json/counts.json on the dashboard's HTTP server with or without bokeh
+    # (distributed/http/scheduler/json.py, CountsJSON; in distributed.scheduler.http.routes by default):
+    # "processing" sums every worker's processing tasks, "waiting" counts tasks waiting on others.
+    with nbctl.LOOPBACK.open("http://127.0.0.1:%d/json/counts.json" % port, timeout=5) as response:
+        return json.load(response)
+
+
+def dask_activity():
+    reasons = []
+    for host, port in labvm_schedulers():
+        try:
+            counts = dask_counts(port)
+            processing, waiting, workers = counts["processing"], counts["waiting"], counts["workers"]
+        except (OSError, ValueError, KeyError, TypeError, urllib.error.URLError):
+            reasons.append("dask scheduler runs but its dashboard does not answer (not idle while unsure)")
+            continue
+        if processing or waiting:
+            reasons.append("dask: %d task(s) processing%s on %d worker(s)"
+                           % (processing, ", %d waiting" % waiting if waiting else "", workers))
+    return reasons
+
+
+def end_dask_schedulers():
+    """Ends labvm's schedulers the way `inv down` does, so the workers see their head gone at once."""
+    for host, _ in labvm_schedulers():
+        result = subprocess.run(["/bin/sh", os.path.join(HERE, "dask.sh"), "stop"], stdin=subprocess.DEVNULL,
+                                env=dict(os.environ, LABVM_DASK_ROLE="scheduler", LABVM_DASK_HOST=host),
+                                capture_output=True, text=True, timeout=60, check=False)
+        log("ended the dask scheduler (%s): its workers stop themselves" % host if result.returncode == 0
+            else "could not end the dask scheduler (%s): %s" % (host, result.stderr.strip()[-300:]))
+
+
+def scheduler_answers(address):
+    """A TCP connection accepted is enough: the scheduler's process and its machine are up."""
+    host, port = address.rsplit(":", 1)
+    try:
+        connection = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+    except OSError:
+        return False
+    try:
+        # The worker's own certificate only closes the connection politely: a connection closed
+        # before its TLS handshake is a warning in the scheduler's log, every minute from every worker.
+        context = ssl.create_default_context(cafile=os.path.join(DASK, "ca.pem"))
+        context.check_hostname = False  # labvm's certificates name roles, not addresses
+        context.load_cert_chain(os.path.join(DASK, "worker.pem"), os.path.join(DASK, "worker.key"))
+        context.wrap_socket(connection).close()
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        pass
+    finally:
+        connection.close()
+    return True
+
+
+def ssh_activity():
+    sessions = ssh_sessions()
+    return ["interactive SSH: " + ", ".join(sessions)] if sessions else []
+
+
 def activity(settings, now):
     """Why the machine is not idle now; an empty list means idle."""
+    if settings.get("dask_scheduler"):
+        return worker_activity(settings["dask_scheduler"])
     port, period = settings["port"], settings["idle_seconds"]
     # Counted before labvm's own API calls below, which are connections to the same port.
     reasons = []
@@ -176,13 +280,18 @@ def activity(settings, now):
     if connections:
         reasons.append("%d open connection(s) to Jupyter's port %d (a browser)" % (connections, port))
     reasons += jupyter_activity(port, period, now)
-    sessions = ssh_sessions()
-    if sessions:
-        reasons.append("interactive SSH: " + ", ".join(sessions))
+    reasons += dask_activity()
+    reasons += ssh_activity()
     load = os.getloadavg()[0]
     if load >= settings["load_max"]:
         reasons.append("load %.2f >= %.2f" % (load, settings["load_max"]))
     return reasons
+
+
+def worker_activity(scheduler):
+    """A cluster worker is in use while its head's scheduler answers (the head decides) or someone is logged in."""
+    head = ["the head's dask scheduler %s answers" % scheduler] if scheduler_answers(scheduler) else []
+    return head + ssh_activity()
 
 
 def boot_id():
@@ -218,6 +327,8 @@ def check():
                 state.pop("idle_since", None)
                 state.pop("warned", None)
                 log("active: " + "; ".join(state["reasons"]))
+            elif settings.get("dask_scheduler"):
+                count_head_gone(state, settings, now)
             else:
                 count_idle(state, settings, now)
         nbctl.write_private(STATE, json.dumps(state) + "\n")
@@ -251,6 +362,26 @@ def count_idle(state, settings, now):
         return
     command = settings.get("stop_command") or DEFAULT_COMMAND
     log("stopping: idle %s >= %s; running: %s" % (minutes(idle), minutes(period), command))
+    end_dask_schedulers()
+    run_stop_command(state, command, idle, now)
+
+
+def count_head_gone(state, settings, now):
+    """One check of a cluster worker whose head's scheduler does not answer: the stop command after the grace."""
+    scheduler = settings["dask_scheduler"]
+    state.setdefault("idle_since", now.isoformat())
+    gone = age(state["idle_since"], now)
+    if gone < WORKER_GRACE:
+        log("head gone %s of %s: its dask scheduler %s does not answer, no SSH session"
+            % (minutes(gone), minutes(WORKER_GRACE), scheduler))
+        return
+    command = settings.get("stop_command") or DEFAULT_COMMAND
+    log("stopping: the head's dask scheduler %s has not answered for %s >= %s; running: %s"
+        % (scheduler, minutes(gone), minutes(WORKER_GRACE), command))
+    run_stop_command(state, command, gone, now)
+
+
+def run_stop_command(state, command, idle, now):
     result = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
                             capture_output=True, text=True, check=False)
     if result.returncode == 0:
@@ -289,6 +420,8 @@ def configure():
         "stop_command": os.environ.get("LABVM_AUTOSTOP_COMMAND") or DEFAULT_COMMAND,
         "set_by": "inv autostop" if explicit else "hosts.yml",
     }
+    if os.environ.get("LABVM_AUTOSTOP_SCHEDULER"):  # a cluster's worker: it watches its head's scheduler
+        wanted["dask_scheduler"] = os.environ["LABVM_AUTOSTOP_SCHEDULER"]
     if os.environ.get("LABVM_AUTOSTOP_KEEP") == "1" and current and current.get("set_by") == "inv autostop":
         # The period stays as the user set it; the port and the rest follow hosts.yml.
         wanted.update(idle_seconds=current["idle_seconds"], set_by="inv autostop")
@@ -335,6 +468,8 @@ def report():
         "extended_until": extended_until if extended_until and extended_until > now.timestamp() else None,
         "stopped_at": state.get("stopped_at"),
         "stopped_after": state.get("stopped_after"),
+        "dask_scheduler": settings.get("dask_scheduler"),
+        "worker_grace": WORKER_GRACE if settings.get("dask_scheduler") else None,
     }
 
 

@@ -6,6 +6,9 @@
 #   LABVM_AUTOSTOP_SET_BY   hosts.yml | inv autostop
 #   LABVM_AUTOSTOP_KEEP     1: keep a setting made with `inv autostop` (what setup passes)
 #   LABVM_PORT              Jupyter's port on the host
+#   LABVM_AUTOSTOP_SCHEDULER  HOST:PORT on a cluster's worker VM: it stops itself once its head's
+#                           Dask scheduler there stops answering (autostop.py WORKER_GRACE), not
+#                           when Jupyter is idle; empty on the head and on a single VM
 # Writes ~/.labvm/autostop.json, then runs autostop.py check every minute: a systemd timer
 # where systemd runs and sudo is allowed, else the user's crontab.  Prints the status as JSON.
 # extend: the machine counts as in use until LABVM_AUTOSTOP_UNTIL (epoch seconds; 0 ends an

@@ -1,9 +1,11 @@
 #!/bin/sh
 # Dask distributed on the host: dask.sh versions|install-certificates|start-scheduler|start-worker|stop|status
-#   LABVM_ENV_PREFIX      the environment holding dask and distributed
+#   LABVM_ENV_PREFIX      the environment holding dask and distributed (all but stop)
 #   LABVM_DASK_HOST       this host's address as the cluster's other machines reach it: dask
 #                         binds it, and it names this host's state (homes and /tmp may be shared)
-#   LABVM_DASK_SCHEDULER  tls://HEAD:PORT (start-worker, status)
+#   LABVM_DASK_LISTEN     start-*: the address dask binds (and, for the scheduler, Client() uses)
+#                         when not LABVM_DASK_HOST (a cloud VM's private address)
+#   LABVM_DASK_SCHEDULER  tls://HEAD:PORT (start-worker); status asks the one Client() is configured for
 #   LABVM_DASK_PORT       the scheduler's port; LABVM_DASK_DASHBOARD its dashboard port (127.0.0.1 only)
 #   LABVM_DASK_THREADS, LABVM_DASK_MEMORY   per worker; empty: what the machine has
 #   LABVM_DASK_RESTART    1: start again even when running with the same settings (a new scheduler)
@@ -18,7 +20,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 
-prefix=$(expand_home "${LABVM_ENV_PREFIX:?}")
+prefix=$(expand_home "${LABVM_ENV_PREFIX:-}")
 py="$prefix/bin/python"
 mux=${LABVM_MUX:-tmux}
 DASK="$STATE/dask"
@@ -26,6 +28,7 @@ WORKER_PORTS=8790:8799  # fixed ranges, so a firewall can open exactly these bet
 NANNY_PORTS=8800:8809
 
 need_env() {
+    [ -n "$prefix" ] || die "LABVM_ENV_PREFIX is not set"
     [ -x "$py" ] || die "no Python environment at $prefix; run the env step first (inv setup)"
 }
 
@@ -141,9 +144,10 @@ start_scheduler() {
     need_env
     port=${LABVM_DASK_PORT:-8786}
     select_process scheduler
-    write_client_config "tls://$(bracketed "$host"):$port"
+    listen=${LABVM_DASK_LISTEN:-$host}
+    write_client_config "tls://$(bracketed "$listen"):$port"
     start_process scheduler "Scheduler at:" \
-        --host "$host" --port "$port" --protocol tls \
+        --host "$listen" --port "$port" --protocol tls \
         --tls-ca-file "$DASK/ca.pem" --tls-cert "$DASK/scheduler.pem" --tls-key "$DASK/scheduler.key" \
         --dashboard-address "127.0.0.1:${LABVM_DASK_DASHBOARD:-8787}"
 }
@@ -152,7 +156,9 @@ start_worker() {
     need_env
     scheduler=${LABVM_DASK_SCHEDULER:?}
     select_process worker
-    set -- --host "$host" --name "$host" --protocol tls --no-dashboard \
+    # --no-dashboard still serves /health and /metrics (on all addresses by default): loopback only.
+    set -- --host "${LABVM_DASK_LISTEN:-$host}" --name "$host" --protocol tls \
+        --no-dashboard --dashboard-address 127.0.0.1:0 \
         --worker-port "$WORKER_PORTS" --nanny-port "$NANNY_PORTS" --local-directory "$DASK/$name" \
         --tls-ca-file "$DASK/ca.pem" --tls-cert "$DASK/worker.pem" --tls-key "$DASK/worker.key"
     [ -n "${LABVM_DASK_THREADS:-}" ] && set -- "$@" --nthreads "$LABVM_DASK_THREADS"
@@ -231,11 +237,22 @@ END
 
 status() {
     need_env
-    "$py" - "${LABVM_DASK_SCHEDULER:?}" "$DASK" <<'END'
+    "$py" - "$DASK" <<'END'
 import json, sys
-address, folder = sys.argv[1], sys.argv[2]
-from distributed import Client
-from distributed.security import Security
+folder = sys.argv[1]
+try:
+    import dask
+    from distributed import Client
+    from distributed.security import Security
+except ImportError as e:  # the env step has not run with the cluster's packages yet
+    print(f"error: {e} in {sys.prefix}", file=sys.stderr)
+    sys.exit(1)
+
+address = dask.config.get("scheduler-address", None)  # what Client() uses: write_client_config's file
+if not address:
+    print("error: no dask scheduler was started here (no scheduler-address in ~/.config/dask/labvm.yaml)",
+          file=sys.stderr)
+    sys.exit(1)
 
 security = Security(tls_ca_file=f"{folder}/ca.pem", tls_client_cert=f"{folder}/client.pem",
                     tls_client_key=f"{folder}/client.key", require_encryption=True)
@@ -247,7 +264,7 @@ except OSError as e:
 with client:
     workers = client.scheduler_info(n_workers=-1)["workers"]
     processing = client.processing()
-    print(json.dumps({"workers": [
+    print(json.dumps({"scheduler": address, "workers": [
         {"address": a, "name": str(w.get("name")), "threads": w["nthreads"], "memory": w["memory_limit"],
          "processing": len(processing.get(a, ()))}
         for a, w in sorted(workers.items())]}))

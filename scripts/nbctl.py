@@ -27,6 +27,12 @@ TOKEN = os.path.join(STATE, "token")
 PASSWORD_HASH = os.path.join(STATE, "password_hash")
 LOG = os.path.join(STATE, "jupyter.log")
 RUNNER_PID = os.path.join(STATE, "runner.pid")
+# dask-labextension's panel opens the cluster's dashboard with nothing typed: its setting defaultURL
+# (schema/plugin.json of the plugin "dask-labextension:plugin") takes a path relative to Jupyter's
+# base URL (src/dashboard.tsx normalizeDashboardUrl), and jupyter-server-proxy serves /proxy/<port>/
+# from the head's loopback, where dask.sh puts the dashboard (labvm/cluster.py DASHBOARD_PORT).
+DASK_PLUGIN = "dask-labextension:plugin"
+DASK_DASHBOARD = "proxy/8787"
 OTHER_RUNTIME_DIRS = [
     os.path.expanduser("~/.local/share/jupyter/runtime"),
     os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent"), "jupyter"),
@@ -65,7 +71,7 @@ def config(args):
     # No news feed or update check from the server (jupyterlab/labapp.py: news_url "Set to None
     # to turn off fetching announcements"; docs user/announcements: NeverCheckForUpdate).
     settings["LabApp"] = {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}
-    quiet_first_run(args.prefix)
+    defaults_changed = settings_overrides(args.prefix)
     if args.auth == "password":
         with open(PASSWORD_HASH) as f:
             settings["PasswordIdentityProvider"] = {"hashed_password": f.read().strip()}
@@ -78,29 +84,41 @@ def config(args):
     if changed:
         write_private(CONFIG, text)
         say("notebook: Jupyter config written to ~/.labvm/jupyter_config.json")
+    elif defaults_changed:
+        # Newer than the running server's runtime file: `plan` restarts Jupyter, which reads the
+        # defaults (and loads a newly installed server extension) only when it starts.
+        os.utime(CONFIG)
+        changed = True
+        say("notebook: JupyterLab settings defaults changed (overrides.d/labvm.json in the env)")
     else:
         say("notebook: Jupyter config unchanged")
     return {"changed": changed}
 
 
-def quiet_first_run(prefix):
-    """JupyterLab's front end asks "Would you like to get notified about official Jupyter news?"
-    while its setting fetchNews is "none" (apputils-extension/src/announcements.ts); a default of
-    "false" in the env's settings overrides.d (jupyterlab_server/settings_utils.py reads
-    <app_settings_dir>/overrides.d/*.json) answers it, and the user may still turn news on."""
+def settings_overrides(prefix):
+    """JupyterLab defaults labvm sets in the env's settings overrides.d (jupyterlab_server's
+    settings_utils._get_overrides reads <app_settings_dir>/overrides.d/*.json, once, when Jupyter
+    starts); the user's own settings still win over them.  True when the file changed.
+
+    JupyterLab's front end asks "Would you like to get notified about official Jupyter news?"
+    while its setting fetchNews is "none" (apputils-extension/src/announcements.ts); "false"
+    answers it, and the user may still turn news on."""
+    overrides = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
+    if os.path.isdir(os.path.join(prefix, "share", "jupyter", "labextensions", "dask-labextension")):
+        overrides[DASK_PLUGIN] = {"defaultURL": DASK_DASHBOARD}
     folder = os.path.join(prefix, "share", "jupyter", "lab", "settings", "overrides.d")
-    text = json.dumps({"@jupyterlab/apputils-extension:notification":
-                       {"fetchNews": "false", "checkForUpdates": False}}, indent=1) + "\n"
+    text = json.dumps(overrides, indent=1) + "\n"
     path = os.path.join(folder, "labvm.json")
     try:
         with open(path) as f:
             if f.read() == text:
-                return
+                return False
     except OSError:
         pass
     os.makedirs(folder, exist_ok=True)
     with open(path, "w") as f:
         f.write(text)
+    return True
 
 
 def alive(pid):

@@ -7,6 +7,9 @@ a link that can fail for real.
     inner = NetnsHost.create("vm2", behind=host)    # reachable only from `host` (a jump host test)
     host.remove()                                   # sshd, processes inside, namespace, veth
 
+    with namespaced_lab(user, sshd, tmp_path_factory, ["head", "w1"]) as (lab, hosts):
+        ...                     # a laptop and VMs whose env is built; removed on leaving
+
 Everything runs inside the namespace through `ip netns exec`, so an SSH session (and the
 Jupyter it starts) is inside it too.  Names carry a per-run prefix; `remove_all()` is the
 finalizer that cleans up after a failed test.  Needs root, iproute2 and iptables.
@@ -20,9 +23,12 @@ import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from realhost import sshd_config
+import pytest
+
+from realhost import Lab, sshd_config, ssh_profile
 
 RUN = f"{os.getpid() % 0xFFFF:04x}"
 SUBNET = "10.231"
@@ -177,3 +183,34 @@ def remove_all() -> None:
     """Inner hosts first: what this run made, even after a failed test."""
     for host in reversed(list(_created)):
         host.remove()
+
+
+@contextmanager
+def namespaced_lab(user, sshd, tmp_path_factory, names: list[str], packages: tuple[str, ...] = ("jupyterlab",),
+                   sshd_env: dict[str, str] | None = None):
+    """(lab, hosts): a laptop and one "VM" per name, each in its own namespace with its own sshd
+    (`sshd_env` reaching every session), all logging in as `user` with one home, where the env
+    (`packages`, uv) is already built: through the loopback `sshd`, as the namespaces have no way
+    to PyPI.  Several VMs reach each other through this machine, as a cloud network's machines
+    do.  Skips where namespaces cannot be made; on leaving, the VMs (and all that runs in them)
+    and the lab are gone."""
+    missing = available()
+    if missing:
+        pytest.skip(missing)
+    lab = Lab.create()
+    forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    try:
+        lab.write_hosts({"loop": ssh_profile(user, sshd, env={"packages": list(packages)})})
+        lab.inv("env", "--host", "loop", timeout=900)
+        hosts = [NetnsHost.create(name) for name in names]
+        for host in hosts:
+            host.start_sshd(tmp_path_factory.mktemp(f"sshd-{host.name}"), env=sshd_env)
+        if len(hosts) > 1:
+            subprocess.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+            for host in hosts:
+                host.exec("ip", "route", "add", f"{SUBNET}.0.0/16", "via", host.gateway)
+        yield lab, hosts
+    finally:
+        remove_all()
+        subprocess.run(["sysctl", "-qw", f"net.ipv4.ip_forward={forwarding}"], check=True)
+        shutil.rmtree(lab.directory, ignore_errors=True)

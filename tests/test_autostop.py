@@ -9,17 +9,30 @@ no test sleeps for time to pass, and each check decides from what is true on the
 """
 
 import json
+import os
+import shlex
+import socket
 import subprocess
 import time
 import urllib.request
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import boto3
 import pytest
 import websocket
 
-from realhost import Lab, ssh_profile
+from realhost import Lab, User, ssh_profile
 from test_aws import REGION, aws_env, moto  # noqa: F401  (moto is a fixture)
+
+from labvm import cluster
+from labvm.config import load
+from labvm.remote import SshHost
+from labvm.sshconfig import SshHome
+
+# dask and distributed: the cluster tests at the end make the VM a cluster's head (one env build for all).
+PACKAGES = ["jupyterlab", "dask", "distributed"]
 
 
 class Vm:
@@ -80,7 +93,7 @@ def vm(moto, user, sshd):  # noqa: F811
                        aws_secret_access_key="testing")
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     profile = ssh_profile(user, sshd, provider="aws", region=REGION, instance_type="t3.small", image=ami,
-                          ssh_cidr="127.0.0.1/32", autostop="1h", autostop_load=50)
+                          ssh_cidr="127.0.0.1/32", autostop="1h", autostop_load=50, env={"packages": PACKAGES})
     lab.write_hosts({"aws": profile})
     up = lab.inv("up", "--host", "aws")
     assert "autostop: stops after 60m idle (set by hosts.yml, checked by cron); not checked yet" in up.output
@@ -125,23 +138,7 @@ def test_a_busy_kernel_keeps_it_running(vm):
     vm.check()
     kernel = vm.api("POST", "kernels")
     try:
-        # What a browser does to run a cell; then the tab closes while the cell still runs.
-        ws = websocket.create_connection(
-            f"ws://127.0.0.1:{vm.port}/api/kernels/{kernel['id']}/channels?token={vm.token()}", timeout=30)
-        ws.send(json.dumps({
-            "header": {"msg_id": "run-1", "msg_type": "execute_request", "username": "t", "session": "s1",
-                       "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": "import time; time.sleep(600)", "silent": False, "store_history": False,
-                        "user_expressions": {}, "allow_stdin": False},
-        }))
-        while True:
-            message = json.loads(ws.recv())
-            if message.get("msg_type") == "status" and message["content"]["execution_state"] == "busy" \
-                    and message["parent_header"].get("msg_id") == "run-1":
-                break
-        ws.close()
-        wait_until(lambda: vm.connections_to_jupyter() == 0, "the closed tab's connection to end")
+        run_in_a_closed_tab(vm, kernel["id"], "import time; time.sleep(600)")
         vm.idle_for(11 * 60)  # idle before the cell started, and longer than the period
         decision = vm.check()
         assert "active: 1 kernel(s) busy" in decision
@@ -358,3 +355,179 @@ def run_in_a_closed_tab(vm: Vm, kernel_id: str, code: str) -> None:
             break
     ws.close()
     wait_until(lambda: vm.connections_to_jupyter() == 0, "the closed tab's connection to end")
+
+
+# -- a Dask cluster: the head's check counts its computation, and its workers stop without it -----------
+# The head is the VM above; the worker VM is a second throwaway user on the same sshd, reached as
+# "localhost" (a machine of its own: its own home, crontab, autostop state and stop-called file),
+# running dask from the head's env.  Both checks run as cron runs them; the scheduler's and workers'
+# real processes are the ones labvm.cluster starts, as `inv up` does on a cloud.
+
+WORKER_GRACE = 120  # scripts/autostop.py: what the checks say, in seconds
+SCHEDULER_HOST = "127.0.0.2"  # the head's address inside the cluster's network (loopback: any 127/8 is this machine)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(vm, sshd, tmp_path_factory):
+    """(head SshHost, worker Vm, worker SshHost, head's profile) with scheduler and worker running."""
+    import yaml
+
+    second = User.create(tmp_path_factory.mktemp("workerkey"))
+    env = vm.user.home / ".labvm" / "env"
+    for folder in (vm.user.home, vm.user.home / ".labvm"):  # the worker runs the head's env
+        folder.chmod(folder.stat().st_mode | 0o001)
+    hosts = yaml.safe_load(vm.lab.hosts.read_text())
+    hosts["profiles"]["worker"] = ssh_profile(second, sshd, address="localhost",
+                                              env={"packages": PACKAGES, "prefix": str(env)})
+    vm.lab.hosts.write_text(yaml.safe_dump(hosts))
+    config = load(vm.lab.hosts)
+    ssh = SshHome(vm.lab.ssh_dir)
+    head = SshHost(config.profile("aws"), "127.0.0.1", ssh, cluster_address=SCHEDULER_HOST)
+    worker = SshHost(config.profile("worker"), "localhost", ssh)
+    worker.run("authorize-key.sh", env={"LABVM_PUBKEY": ssh.ensure_key()})
+    try:
+        yield head, Vm(vm.lab, second, 0, 0), worker, config.profile("aws")
+    finally:
+        cluster.stop(config.profile("aws"), head, [worker])
+        head.close()
+        worker.close()
+        second.remove()
+
+
+def start_cluster(dask_cluster) -> None:
+    """What `inv up` does for a cloud cluster: scheduler and worker running, the worker's autostop armed."""
+    head, worker_vm, worker, profile = dask_cluster
+    # The scheduler on the head's "private" address, another than the one labvm reaches it at over SSH.
+    lines = cluster.ensure(profile, SshHome(worker_vm.lab.ssh_dir), head, [worker])
+    assert lines[0].startswith(f"cluster: scheduler tls://{SCHEDULER_HOST}:8786 on 127.0.0.1: "), lines
+    [seen] = cluster.status(profile, head)  # found where ensure put it
+    assert seen.startswith("cluster: worker localhost (tls://") and "0 tasks processing" in seen, seen
+    armed = cluster.arm_worker_autostop(profile, head, [worker],
+                                        stop_command='echo worker >> "$HOME/.labvm/stop-called"')
+    assert armed == [f"cluster: worker localhost: stops itself 2m after the scheduler {SCHEDULER_HOST}:8786 is gone"]
+    rewrite_state(worker_vm, boot_id="the boot before")  # each test: a worker VM (re)started by `inv up`
+    assert f"active: the head's dask scheduler {SCHEDULER_HOST}:8786 answers" in worker_vm.check()
+
+
+def scheduler_pid(vm: Vm) -> int | None:
+    pidfile = vm.user.home / ".labvm" / "dask" / "scheduler-127.0.0.1.pid"
+    return int(pidfile.read_text()) if pidfile.exists() else None
+
+
+LONG_COMPUTATION = """
+import sys, time
+from dask.distributed import Client
+client = Client(timeout=30)
+future = client.submit(time.sleep, 300, pure=False)
+print("submitted", flush=True)
+sys.stdin.read()  # until the test closes stdin: then the client leaves and its task is released
+"""
+
+
+def test_a_busy_dask_computation_keeps_the_head_and_its_workers_up(vm, dask_cluster):
+    head, worker_vm, worker, profile = dask_cluster
+    cluster.stop(profile, head, [worker])
+    with socket.socket() as taken:  # another program has the dashboard's port: dask takes another, the check follows
+        try:
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        except OSError:
+            pass  # taken already
+        start_cluster(dask_cluster)
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "10m")
+    calls, worker_calls = vm.stop_calls(), worker_vm.stop_calls()
+    vm.check()
+
+    # A notebook's Client() on the head, with nothing typed, runs a long task on the worker.
+    client = subprocess.Popen(
+        ["su", "-s", "/bin/sh", vm.user.name, "-c", f"~/.labvm/env/bin/python -c {shlex.quote(LONG_COMPUTATION)}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(vm.user.home)})
+    try:
+        assert client.stdout.readline().strip() == "submitted"
+        running = "dask: 1 task(s) processing on 1 worker(s)"
+        wait_until(lambda: running in vm.check(), "the task to run on the worker")
+        vm.idle_for(11 * 60)  # idle (for Jupyter) longer than the period
+        assert f"active: {running}" in vm.check()
+        worker_vm.idle_for(10 * WORKER_GRACE)
+        assert f"active: the head's dask scheduler {SCHEDULER_HOST}:8786 answers" in worker_vm.check()
+        assert (vm.stop_calls(), worker_vm.stop_calls()) == (calls, worker_calls)
+        assert f"in use: {running}" in vm.lab.inv("status", "--host", "aws").output
+        # The worker's minute checks leave no trace in the scheduler's log (they finish the TLS handshake).
+        assert "handshake failed" not in (vm.user.home / ".labvm" / "dask" / "scheduler-127.0.0.1.log").read_text()
+    finally:
+        client.stdin.close()
+        client.wait(30)
+    # The computation is over: idle time counts from now.
+    wait_until(lambda: "idle 0s of 10m" in vm.check(), "the task to be released")
+    assert vm.stop_calls() == calls
+
+
+def test_a_dask_scheduler_that_does_not_answer_keeps_the_head_up(vm, dask_cluster):
+    start_cluster(dask_cluster)
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "10m")
+    calls = vm.stop_calls()
+    vm.check()
+    with frozen(scheduler_pid(vm)):
+        vm.idle_for(11 * 60)
+        assert "active: dask scheduler runs but its dashboard does not answer (not idle while unsure)" in vm.check()
+    assert vm.stop_calls() == calls
+
+
+@contextmanager
+def frozen(pid: int):
+    """The process runs but does nothing: the cgroup freezer (tmux resumes a pane's process stopped by
+    SIGSTOP, and the kernel drops SIGTTIN for its orphaned process group)."""
+    root = Path("/sys/fs/cgroup/freezer")
+    if not (root / "tasks").exists():
+        pytest.skip("no cgroup v1 freezer on this machine")
+    group = root / f"labvm-test-{os.getpid()}"
+    group.mkdir(exist_ok=True)
+    (group / "tasks").write_text(str(pid))
+    try:
+        (group / "freezer.state").write_text("FROZEN")
+        wait_until(lambda: (group / "freezer.state").read_text().strip() == "FROZEN", "the freezer")
+        yield
+    finally:
+        (group / "freezer.state").write_text("THAWED")
+        for task in (group / "tasks").read_text().split():
+            (root / "tasks").write_text(task)
+        group.rmdir()
+
+
+def test_an_idle_cluster_stops_the_head_then_each_worker_once(vm, dask_cluster):
+    head, worker_vm, worker, profile = dask_cluster
+    start_cluster(dask_cluster)
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "10m")
+    calls, worker_calls = vm.stop_calls(), worker_vm.stop_calls()
+    assert "idle 0s of 10m" in vm.check()
+    vm.idle_for(10 * 60)
+    decision = vm.check()
+    assert "stopping: idle 10m >= 10m" in decision
+    assert "ended the dask scheduler (127.0.0.1): its workers stop themselves" in decision
+    assert vm.stop_calls() == calls + 1
+    assert scheduler_pid(vm) is None and not vm.user.processes("dask.scheduler")
+
+    assert f"head gone 0s of 2m: its dask scheduler {SCHEDULER_HOST}:8786 does not answer" in worker_vm.check()
+    assert worker_vm.stop_calls() == worker_calls
+    worker_vm.idle_for(WORKER_GRACE)
+    decision = worker_vm.check()
+    assert f"stopping: the head's dask scheduler {SCHEDULER_HOST}:8786 has not answered for 2m >= 2m" in decision
+    assert worker_vm.stop_calls() == worker_calls + 1
+    assert "stop already requested" in worker_vm.check() and "stop already requested" in vm.check()
+    assert (vm.stop_calls(), worker_vm.stop_calls()) == (calls + 1, worker_calls + 1)
+
+
+def test_a_worker_whose_head_is_gone_stops_itself_after_the_grace_not_before(vm, dask_cluster):
+    head, worker_vm, worker, profile = dask_cluster
+    start_cluster(dask_cluster)
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "10m")
+    calls, worker_calls = vm.stop_calls(), worker_vm.stop_calls()
+    subprocess.run(["kill", "-KILL", str(scheduler_pid(vm))], check=True)  # the head is gone, its check never ran
+    assert "head gone 0s of 2m" in worker_vm.check()
+    worker_vm.idle_for(WORKER_GRACE - 30)
+    assert "head gone 90s of 2m" in worker_vm.check()
+    assert worker_vm.stop_calls() == worker_calls
+    worker_vm.idle_for(WORKER_GRACE)
+    assert f"stopping: the head's dask scheduler {SCHEDULER_HOST}:8786 has not answered for 2m" in worker_vm.check()
+    assert worker_vm.stop_calls() == worker_calls + 1
+    assert vm.stop_calls() == calls

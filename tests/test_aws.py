@@ -20,6 +20,12 @@ REGION = "us-west-2"
 @pytest.fixture(scope="module")
 def moto():
     os.environ["MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION"] = "true"
+    import moto.settings
+
+    # EC2 refuses to launch from an AMI that does not exist or was deregistered (InvalidAMIID.NotFound,
+    # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html); moto only warns
+    # unless told (moto/ec2/models/instances.py, run_instances: settings.ENABLE_AMI_VALIDATION).
+    moto.settings.ENABLE_AMI_VALIDATION = True
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from moto.server import ThreadedMotoServer
 

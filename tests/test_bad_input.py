@@ -56,6 +56,26 @@ BROKEN_FILES = [
         ["profiles.local.autostp: unknown key (did you mean 'autostop'?)"],
     ),
     (
+        "negative worker count",
+        "profiles:\n  lab: {provider: aws, region: us-east-1, user: ubuntu, cluster: {workers: -1}}\n",
+        ["profiles.lab.cluster.workers: must be"],
+    ),
+    (
+        "worker count in words",
+        "profiles:\n  lab: {provider: aws, region: us-east-1, user: ubuntu, cluster: {workers: many}}\n",
+        ["profiles.lab.cluster.workers: must be"],
+    ),
+    (
+        "a cluster on the local profile",
+        "profiles:\n  lab: {provider: local, cluster: {hosts: [ws2.example.org]}}\n",
+        ["profiles.lab.cluster: the local profile is one machine"],
+    ),
+    (
+        "typo'd cluster key",
+        "profiles:\n  lab: {provider: ssh, address: h, cluster: {host: [ws2.example.org]}}\n",
+        ["profiles.lab.cluster.host: unknown key (did you mean 'hosts'?)"],
+    ),
+    (
         "all problems at once",
         "defaults: {notebok: {}}\nprofiles:\n  lab: {provider: ssh, address: h, port: x}\n",
         ["profiles.lab.notebok: unknown key", "profiles.lab.port: must be a port number"],
@@ -139,6 +159,18 @@ def test_unreachable_host(lab, user):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"labvm: vm ({user.name}@127.0.0.1:{closed}): ")
     assert "profiles.vm.address/port" in last
+
+
+def test_unreachable_worker_host_names_its_cluster_entry(lab, user, sshd):
+    closed = free_port()
+    head = ssh_profile(user, sshd, cluster={"hosts": [f"127.0.0.1:{closed}"]})
+    lab.write_hosts({"lab": head})
+    result = lab.inv("cluster", "--host", "lab", check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"labvm: lab+w1 ({user.name}@127.0.0.1:{closed}): ")
+    assert lines[0].endswith(f"check {lab.hosts}: profiles.lab.cluster.hosts[0]")
 
 
 def test_changed_host_key_is_refused_with_the_fix(lab, user, sshd, tmp_path):

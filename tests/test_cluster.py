@@ -4,74 +4,103 @@ address and sshd, the real `dask scheduler` / `dask worker` from PyPI, mutual TL
 All three "machines" share the throwaway user's home (one /etc/passwd), so the env is built once
 through the loopback sshd (the namespaces have no route to PyPI) and every per-host file must be
 named by host: the tests check that the head's and the workers' processes do not mix up.
+
+The notebook is labvm's own: `inv up --host head` starts the cluster, JupyterLab on the head and
+the kept tunnel, and the tests reach Jupyter only through that tunnel, as the browser does.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
+import re
 import subprocess
 import threading
 import time
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from realhost import Lab, ssh_profile
+import netns
+from kernel import run_cell
+from realhost import Lab, User, free_port, ssh_profile
 
 from labvm import cluster
-from labvm.config import load
+from labvm.config import CLUSTER_PACKAGES, load
 from labvm.errors import LabvmError
 from labvm.remote import SshHost
 from labvm.sshconfig import SshHome
 
 # setproctitle: dask renames its processes with it ("dask scheduler [tls://...]"); labvm must still know them.
-PACKAGES = ["jupyterlab", "dask", "distributed", "setproctitle"]
+# CLUSTER_PACKAGES: what labvm adds to a cluster profile's env (dask-labextension brings jupyter-server-proxy).
+PACKAGES = ["jupyterlab", "dask", "setproctitle", *CLUSTER_PACKAGES]
 DASK_PROCESS = "dask|multiprocessing"  # the nanny's worker is a multiprocessing child
+
+
+@dataclass
+class Machines:
+    lab: Lab
+    user: User
+    head: netns.NetnsHost
+    workers: list[netns.NetnsHost]
+    # One notebook for the whole module: every hosts.yml written here names the same ports.
+    # nohup: a tmux server of another test would run Jupyter outside the head's namespace.
+    notebook: dict = field(default_factory=lambda: {"port": free_port(), "local_port": free_port(),
+                                                    "multiplexer": "nohup"})
+
+    def write_hosts(self, threads: int = 2, prefixes: dict | None = None) -> None:
+        def profile(host, **extra):
+            env = {"packages": PACKAGES, **({"prefix": prefixes[host.name]} if prefixes and host.name in prefixes else {})}
+            return ssh_profile(self.user, host, address=host.address, env=env, **extra)
+
+        self.lab.write_hosts({
+            "head": profile(self.head, notebook=self.notebook, cluster={
+                "hosts": [w.address for w in self.workers], "threads": threads, "memory_limit": "1GiB"}),
+            **{w.name: profile(w) for w in self.workers},
+        })
 
 
 @pytest.fixture(scope="module")
 def machines(user, sshd, tmp_path_factory):
-    """(lab, head, [worker1, worker2]): namespaces that reach each other through this machine only."""
-    import netns
+    """The head and two workers: namespaces that reach each other through this machine only."""
+    with netns.namespaced_lab(user, sshd, tmp_path_factory, ["head", "w1", "w2"], packages=tuple(PACKAGES)) as (lab, hosts):
+        yield Machines(lab, user, hosts[0], hosts[1:])
 
-    reason = netns.available()
-    if reason:
-        pytest.skip(reason)
-    lab = Lab.create()
-    lab.write_hosts({"prep": ssh_profile(user, sshd, env={"packages": PACKAGES})})
-    lab.inv("env", "--host", "prep", timeout=900)
-    # Test addresses never leave this machine: unreachable unless a test host's own link says otherwise.
-    subprocess.run(["ip", "route", "replace", "unreachable", f"{netns.SUBNET}.0.0/16"], check=True)
-    forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
-    subprocess.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+
+@dataclass
+class Notebook:
+    up: str  # what `inv up` printed
+    base: str  # http://127.0.0.1:<local port>: the tunnel's end on this machine
+    token: str
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        request = urllib.request.Request(f"{self.base}/{path}", headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+
+
+@pytest.fixture(scope="module")
+def notebook(machines):
+    """`inv up --host head` from nothing running: cluster, JupyterLab on the head, the kept tunnel."""
+    stop_all(machines)
+    machines.write_hosts()
     try:
-        hosts = [netns.NetnsHost.create(name) for name in ("head", "w1", "w2")]
-        for host in hosts:
-            host.start_sshd(tmp_path_factory.mktemp(f"sshd-{host.name}"))
-            host.exec("ip", "route", "add", f"{netns.SUBNET}.0.0/16", "via", host.gateway)
-        yield lab, hosts[0], hosts[1:]
+        up = machines.lab.inv("up", "--host", "head", "--no-browser").stdout
+        base, token = re.search(r"JupyterLab is ready: (\S+)", up).group(1).split("/lab?token=")
+        yield Notebook(up, base, token)
     finally:
-        netns.remove_all()  # ends what runs inside them: tmux servers, dask
-        subprocess.run(["sysctl", "-qw", f"net.ipv4.ip_forward={forwarding}"], check=True)
-        import shutil
-        shutil.rmtree(lab.directory, ignore_errors=True)
+        machines.lab.inv("down", "--host", "head", "--no-sync", check=False, timeout=120)
 
 
-def connect(lab: Lab, user, head, workers, threads: int = 2, prefixes: dict | None = None):
+def connect(machines: Machines, threads: int = 2, prefixes: dict | None = None):
     """(profile, ssh, head SshHost, worker SshHosts) as `inv up` would hand them over, after keys."""
-    def profile(host, **extra):
-        env = {"packages": PACKAGES, **({"prefix": prefixes[host.name]} if prefixes and host.name in prefixes else {})}
-        return ssh_profile(user, host, address=host.address, env=env, **extra)
-
-    lab.write_hosts({
-        "head": profile(head, cluster={"hosts": [w.address for w in workers], "threads": threads, "memory_limit": "1GiB"}),
-        **{w.name: profile(w) for w in workers},
-    })
-    config = load(lab.hosts)
-    ssh = SshHome(lab.ssh_dir)
-    made = [SshHost(config.profile(host.name), host.address, ssh) for host in [head, *workers]]
+    machines.write_hosts(threads, prefixes)
+    config = load(machines.lab.hosts)
+    ssh = SshHome(machines.lab.ssh_dir)
+    hosts = [machines.head, *machines.workers]
+    made = [SshHost(config.profile(host.name), host.address, ssh) for host in hosts]
     public_key = ssh.ensure_key()
     for host in made:
         host.run("authorize-key.sh", env={"LABVM_PUBKEY": public_key})
@@ -87,15 +116,9 @@ def dask_processes(user, host=None) -> list[str]:
     return [line for line in found if line.split()[0] in inside]
 
 
-def head_python(head: SshHost, code: str) -> dict:
-    """`code` run by the head's own env Python, as a notebook cell would, in a login of its own."""
-    result = head.connection.run(f"~/.labvm/env/bin/python -c {shlex.quote(code)}", hide=True, warn=True, in_stream=False)
-    assert result.exited == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
+# The first cell a user writes, run by the notebook's own kernel.
 NOTEBOOK_CELL = """
-import json, time
+import json, sys, time
 from dask.distributed import Client, get_worker
 client = Client(timeout=30)
 def where(i):
@@ -103,25 +126,26 @@ def where(i):
     return get_worker().address
 names = {a: str(w["name"]) for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
 ran = client.gather(client.map(where, range(16), pure=False))
-print(json.dumps({"scheduler": client.scheduler.address, "workers": names, "ran": sorted(set(ran))}))
+print(json.dumps({"python": sys.executable, "scheduler": client.scheduler.address, "workers": names,
+                  "ran": sorted(set(ran))}))
 """
 
 
-def stop_all(lab, user, head, workers):
-    profile, _, head_host, worker_hosts = connect(lab, user, head, workers)
+def stop_all(machines: Machines) -> None:
+    profile, _, head_host, worker_hosts = connect(machines)
     cluster.stop(profile, head_host, worker_hosts)
     for host in (head_host, *worker_hosts):
         host.close()
 
 
-def test_client_with_nothing_typed_runs_tasks_on_both_workers_and_only_over_mutual_tls(machines, user):
-    lab, head, workers = machines
-    stop_all(lab, user, head, workers)
-    profile, ssh, head_host, worker_hosts = connect(lab, user, head, workers)
-    lines = cluster.ensure(profile, ssh, head_host, worker_hosts)
-    assert lines[0].startswith(f"cluster: scheduler tls://{head.address}:8786 on {head.address}: started")
+def test_client_with_nothing_typed_in_the_notebook_runs_tasks_on_both_workers_and_only_over_mutual_tls(
+        machines, notebook):
+    lab, user, head, workers = machines.lab, machines.user, machines.head, machines.workers
+    said = notebook.up.splitlines()
+    assert any(line.startswith(f"cluster: scheduler tls://{head.address}:8786 on {head.address}: started")
+               for line in said), notebook.up
     for worker in workers:
-        assert f"cluster: worker {worker.address}: started, 2 threads, 1.00 GiB" in lines, lines
+        assert f"cluster: worker {worker.address}: started, 2 threads, 1.00 GiB" in said, notebook.up
 
     # Each process runs in its own machine's namespace, although home and /tmp are shared.
     def running(role, host):
@@ -130,13 +154,22 @@ def test_client_with_nothing_typed_runs_tasks_on_both_workers_and_only_over_mutu
     assert len(running("scheduler", head)) == 1 and not running("worker", head)
     assert all(running("worker", w) and not running("scheduler", w) for w in workers)
     assert any("dask scheduler [tls://" in line for line in running("scheduler", head))  # renamed, still found
+    # Nothing new listens on every address: dask on its machine's cluster address, HTTP on loopback.
+    for host in (head, *workers):
+        listening = subprocess.run(["ip", "netns", "exec", host.namespace, "ss", "-ltnpH"],
+                                   capture_output=True, text=True, check=True).stdout.splitlines()
+        addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening if "sshd" not in line}
+        assert addresses and addresses <= {host.address, "127.0.0.1"}, listening
 
-    seen = head_python(head_host, NOTEBOOK_CELL)
+    # The browser's way: a kernel of the head's JupyterLab, through the tunnel `inv up` opened.
+    seen = json.loads(run_cell(notebook.base, notebook.token, NOTEBOOK_CELL, timeout=120).strip().splitlines()[-1])
+    assert seen["python"].startswith(f"{user.home}/.labvm/env/"), seen  # the env's Python, with distributed
     assert seen["scheduler"] == f"tls://{head.address}:8786"
     assert sorted(seen["workers"].values()) == sorted(w.address for w in workers)
     ran_on = {address.split("//")[1].rsplit(":", 1)[0] for address in seen["ran"]}
     assert ran_on == {w.address for w in workers}, seen  # tasks ran on both worker machines
 
+    profile, ssh, head_host, worker_hosts = connect(machines)
     # Private keys are 0600 on the laptop and on the machines.
     for key in [*(ssh.labvm / "cluster" / "head").glob("*.key"), *(user.home / ".labvm" / "dask").glob("*.key")]:
         assert key.stat().st_mode & 0o077 == 0, key
@@ -170,10 +203,42 @@ def test_client_with_nothing_typed_runs_tasks_on_both_workers_and_only_over_mutu
     assert dask_processes(user) == pids  # nothing restarted
 
 
+def test_jupyterlab_shows_the_clusters_dashboard_with_nothing_typed(notebook):
+    """dask-labextension's panel starts from its defaultURL setting, made absolute with Jupyter's
+    base URL, and asks <that>/individual-plots.json through Jupyter (src/dashboard.tsx
+    testDaskDashboard); labvm's default is the head's dashboard behind jupyter-server-proxy."""
+    assert dashboard_default(notebook) == "proxy/8787"
+    status, page = notebook.get("proxy/8787/status")  # the scheduler's own page, through the tunnel
+    assert status == 200 and b"Dask" in page, page[:500]
+    _, plots = notebook.get("proxy/8787/individual-plots.json")
+    assert "Individual Task Stream" in json.loads(plots), plots[:500]
+
+
+def test_a_running_jupyterlab_takes_the_dashboard_default_at_the_next_up(machines, notebook):
+    """A profile that gets `cluster:` later: its JupyterLab already runs, with settings defaults read
+    when it started (jupyterlab_server handlers.py loads overrides once); the next `up` restarts it."""
+    lab, user = machines.lab, machines.user
+    lab.inv("stop-notebook", "--host", "head")
+    overrides = user.home / ".labvm" / "env" / "share" / "jupyter" / "lab" / "settings" / "overrides.d" / "labvm.json"
+    before = {name: value for name, value in json.loads(overrides.read_text()).items() if not name.startswith("dask")}
+    overrides.write_text(json.dumps(before))  # in place: the file stays the VM user's
+    lab.inv("start-notebook", "--host", "head")
+    assert dashboard_default(notebook) == ""  # as labvm without a cluster left it
+
+    up = lab.inv("up", "--host", "head", "--no-browser").output
+    assert "restarting" in up and f"{notebook.base}/lab?token={notebook.token}" in up
+    assert dashboard_default(notebook) == "proxy/8787"
+
+
+def dashboard_default(notebook: Notebook) -> str:
+    _, body = notebook.get("lab/api/settings/dask-labextension:plugin")
+    return json.loads(body)["schema"]["properties"]["defaultURL"]["default"]
+
+
 def test_a_worker_whose_sshd_dies_during_ensure_is_named_and_a_rerun_completes_the_cluster(machines, user):
-    lab, head, workers = machines
-    stop_all(lab, user, head, workers)
-    profile, ssh, head_host, worker_hosts = connect(lab, user, head, workers)
+    head, workers = machines.head, machines.workers
+    stop_all(machines)
+    profile, ssh, head_host, worker_hosts = connect(machines)
     victim = workers[1]
     scheduler_pid = user.home / ".labvm" / "dask" / f"scheduler-{head.address}.pid"
 
@@ -192,7 +257,7 @@ def test_a_worker_whose_sshd_dies_during_ensure_is_named_and_a_rerun_completes_t
     assert workers[0].address not in str(failure.value)  # the other worker was made whole
 
     victim.start_sshd(victim.sshd_config.parent)
-    profile, ssh, head_host, worker_hosts = connect(lab, user, head, workers)
+    profile, ssh, head_host, worker_hosts = connect(machines)
     lines = cluster.ensure(profile, ssh, head_host, worker_hosts)
     assert "already running" in lines[0]
     assert f"cluster: worker {workers[0].address}: already running, 2 threads, 1.00 GiB" in lines
@@ -203,8 +268,8 @@ def test_a_worker_whose_sshd_dies_during_ensure_is_named_and_a_rerun_completes_t
 
 
 def test_stop_leaves_no_dask_process_on_any_machine(machines, user):
-    lab, head, workers = machines
-    profile, ssh, head_host, worker_hosts = connect(lab, user, head, workers)
+    head, workers = machines.head, machines.workers
+    profile, ssh, head_host, worker_hosts = connect(machines)
     cluster.ensure(profile, ssh, head_host, worker_hosts)
     lines = cluster.stop(profile, head_host, worker_hosts)
     assert sorted(lines) == sorted([f"cluster: scheduler on {head.address}: stopped"]
@@ -215,8 +280,8 @@ def test_stop_leaves_no_dask_process_on_any_machine(machines, user):
 
 
 def test_a_worker_on_other_versions_is_named_before_anything_starts(machines, user):
-    lab, head, workers = machines
-    stop_all(lab, user, head, workers)
+    head, workers = machines.head, machines.workers
+    stop_all(machines)
     # A stand-in env on w2: the same Python, an older dask and distributed (metadata is what is compared).
     old = user.home / ".labvm" / "env-old"
     site = old / "lib" / "site-packages"
@@ -230,7 +295,7 @@ def test_a_worker_on_other_versions_is_named_before_anything_starts(machines, us
         info.mkdir(exist_ok=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 2024.1.0\n")
     subprocess.run(["chown", "-R", f"{user.name}:{user.name}", str(old)], check=True)
-    profile, ssh, head_host, worker_hosts = connect(lab, user, head, workers, prefixes={"w2": "~/.labvm/env-old"})
+    profile, ssh, head_host, worker_hosts = connect(machines, prefixes={"w2": "~/.labvm/env-old"})
     with pytest.raises(LabvmError) as failure:
         cluster.ensure(profile, ssh, head_host, worker_hosts)
     message = str(failure.value)

@@ -57,6 +57,7 @@ def test_workers_are_made_beside_the_head_and_found_by_their_tags(lab, ec2):
     assert provider.workers() == made and all(w.state == "running" and w.address for w in made)
     assert provider.find() == provider._instance(described(ec2, head.id))  # never a worker
     first = described(ec2, head.id)
+    assert provider.find().private_address == first["PrivateIpAddress"]  # where the workers reach the scheduler
     for index, worker in enumerate(made, 1):
         data = described(ec2, worker.id)
         assert tags(data).items() >= {"labvm:cluster": "aws", "labvm:role": "worker", "labvm:index": str(index),
@@ -194,3 +195,24 @@ def test_audit_lists_workers_and_a_worker_whose_head_is_gone(lab, ec2):
     zombies = [line for line in table.splitlines() if line.split()[2:3] == ["worker"]]
     assert len(zombies) == 2
     assert all("a worker of aws whose head VM is gone: aws ec2 terminate-instances" in line for line in zombies)
+
+
+def test_pruning_images_keeps_the_one_new_workers_are_made_from(lab, ec2, moto):
+    """A head made from a labvm image: `images --prune` keeps that image, or the next worker could not be made."""
+    from test_aws import aws_env
+
+    first_head = provider_for(lab, image=shared_image(ec2)).create(public_key=KEY)
+    provider = provider_for(lab, image=shared_image(ec2))
+    base = provider.snapshot(first_head, "base").id
+    provider.terminate(first_head, False)
+    provider = provider_for(lab, image=base, cluster={"workers": 1})
+    head = provider.create(public_key=KEY)
+    newer = [provider.snapshot(head, name, no_reboot=True).id for name in ("later", "latest")]
+    lab.extra_env.update(aws_env(moto), LABVM_OWNER="hedy")
+
+    pruned = lab.inv("images", "--host", "aws", "--prune", "--keep", "1").output
+
+    assert f"kept {base}" in pruned and f"deregistered {newer[0]}" in pruned
+    assert [i.id for i in provider.images()] == [base, newer[1]]
+    (worker,) = provider.create_workers([1], "", "", KEY)
+    assert described(ec2, worker.id)["ImageId"] == base

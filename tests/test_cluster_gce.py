@@ -16,6 +16,8 @@ def test_workers_are_made_beside_the_head_and_found_by_labels(fake, tmp_path):
     assert gce.workers() == made and all(w.state == "running" and w.size == "e2-small" and w.address for w in made)
     assert gce.find().id == head.id
     first = fake.instances[head.id]
+    # Workers reach the scheduler inside the network: the internal address, not the external one.
+    assert head.private_address == first["networkInterfaces"][0]["networkIP"] != head.address
     for index, worker in enumerate(made, 1):
         data = fake.instances[worker.id]
         assert data["labels"] == {"labvm-profile": "gce", "labvm-owner": "hedy", "labvm-cluster": "gce",

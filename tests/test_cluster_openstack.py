@@ -27,6 +27,9 @@ def test_workers_are_made_beside_the_head_and_found_by_metadata(fake, place):
     assert cades.workers() == made and all(w.state == "running" and w.size == "m1.medium" for w in made)
     assert cades.find().id == head.id
     first = fake.servers[head.id]
+    # Workers reach the scheduler inside the network: the fixed address, not the floating one.
+    fixed = [a["addr"] for addresses in first["addresses"].values() for a in addresses if a["OS-EXT-IPS:type"] == "fixed"]
+    assert cades.find().private_address == fixed[0] != cades.find().address
     (head_volume,) = first["os-extended-volumes:volumes_attached"]
     for index, worker in enumerate(made, 1):
         server = fake.servers[worker.id]

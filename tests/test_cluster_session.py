@@ -21,7 +21,7 @@ def adas(ec2, *states):
 
 def workers_of(ec2, *states):
     return sorted((i for i in adas(ec2, *states) if {"Key": "labvm:role", "Value": "worker"} in i.get("Tags", [])),
-                  key=lambda i: i["InstanceId"])
+                  key=lambda i: next(t["Value"] for t in i["Tags"] if t["Key"] == "labvm:index"))
 
 
 @pytest.fixture
@@ -63,3 +63,12 @@ def test_down_stops_every_worker_even_with_the_head_already_stopped(cluster_lab,
 def test_terminate_deletes_the_workers_with_the_head(cluster_lab, ec2):
     cluster_lab.inv("terminate", "--host", "aws", "--yes", "--force", "--no-sync")
     assert adas(ec2, "pending", "running", "stopping", "stopped") == []
+
+
+def test_status_shows_each_worker_vm_and_what_the_scheduler_sees(cluster_lab, ec2):
+    first, second = workers_of(ec2, "running")
+    ec2.stop_instances(InstanceIds=[second["InstanceId"]])
+    shown = cluster_lab.inv("status", "--host", "aws").output
+    assert f"cluster: labvm-aws-w1 ({first['InstanceId']}): VM running" in shown
+    assert f"cluster: labvm-aws-w2 ({second['InstanceId']}): VM stopp" in shown  # stopping, then stopped
+    assert "cluster: no scheduler answers" in shown and "`inv up` starts it" in shown  # no `inv cluster` yet

@@ -9,15 +9,15 @@ scripts it runs have them).  After each fault the URL answers again with no `inv
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 
 import pytest
 
 import netns
-from realhost import Lab, free_port, http_status, ssh_profile
+from realhost import free_port, http_status, ssh_profile
 
 DEAD_PROXY = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 PROXIES = {"http_proxy": DEAD_PROXY, "https_proxy": DEAD_PROXY, "HTTP_PROXY": DEAD_PROXY, "HTTPS_PROXY": DEAD_PROXY}
@@ -73,30 +73,24 @@ def ended(pid: int) -> bool:
         return True
 
 
+@contextmanager
+def kept_vm(user, sshd, tmp_path_factory, name: str, proxies: dict | None = None):
+    """Profile "vm": a namespaced VM after `inv up` (proxies set on both sides), `down` at the end."""
+    with netns.namespaced_lab(user, sshd, tmp_path_factory, [name], sshd_env=proxies) as (lab, [host]):
+        lab.extra_env.update(proxies or {})
+        # nohup: a tmux server of another test would run Jupyter outside the namespace.
+        lab.write_hosts({"vm": ssh_profile(user, host, address=host.address, notebook={"multiplexer": "nohup"})})
+        try:
+            up = lab.inv("up", "--host", "vm", "--no-browser")
+            yield Vm(lab, host, re.search(r"JupyterLab is ready: (\S+)", up.stdout).group(1))
+        finally:
+            lab.inv("down", "--host", "vm", check=False, timeout=120)
+
+
 @pytest.fixture(scope="module")
 def vm(user, sshd, tmp_path_factory):
-    missing = netns.available()
-    if missing:
-        pytest.skip(missing)
-    lab = Lab.create()
-    try:
-        host = netns.NetnsHost.create("vm")
-        host.start_sshd(tmp_path_factory.mktemp("netns-sshd"), env=PROXIES)
-        lab.extra_env.update(PROXIES)
-        notebook = {"multiplexer": "nohup"}  # a tmux server of another test would run Jupyter outside
-        lab.write_hosts({
-            "loop": ssh_profile(user, sshd, notebook=notebook),
-            "vm": ssh_profile(user, host, address=host.address, notebook=notebook),
-        })
-        # The namespace has no way to PyPI: the env is built over the loopback sshd (same home).
-        lab.inv("setup", "--host", "loop")
-        up = lab.inv("up", "--host", "vm", "--no-browser")
-        url = re.search(r"JupyterLab is ready: (\S+)", up.stdout).group(1)
-        yield Vm(lab, host, url)
-    finally:
-        lab.inv("down", "--host", "vm", check=False, timeout=120)
-        netns.remove_all()
-        shutil.rmtree(lab.directory, ignore_errors=True)
+    with kept_vm(user, sshd, tmp_path_factory, "vm", PROXIES) as kept:
+        yield kept
 
 
 def test_up_leaves_a_detached_keeper_and_proxies_reach_both_sides(vm):
