@@ -264,12 +264,13 @@ class Session:
         """ssh workers: their dask processes end; cloud workers: the VMs stop (even with the head stopped)."""
         from . import cluster
 
+        # Workers first: with their scheduler gone they would end by themselves, at a moment of their own.
+        for host in self._ssh_workers() if self.profile.cluster.hosts else []:
+            self._end_dask(host)
         if head_running:
             for line in cluster.stop(self.profile, self.host, []):
                 print(line)
         if self.profile.cluster.hosts:
-            for host in self._ssh_workers():
-                self._end_dask(host)
             return
         for worker in self.provider.workers():
             if worker.state not in ("stopped", "stopping"):

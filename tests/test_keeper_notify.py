@@ -100,6 +100,9 @@ def vm(user, tmp_path_factory):
         stand_in.chmod(0o755)
         lab.extra_env["PATH"] = f"{tools}{os.pathsep}{os.environ['PATH']}"  # the keeper inherits it
         lab.write_hosts({"vm": ssh_profile(user, host, address=host.address, cluster={"threads": 1})})
+        # This login was "the VM" of earlier modules too (a cloud profile's `up` sets autostop up):
+        # this VM starts with none.
+        user.shell('rm -f "$HOME"/.labvm/autostop*')
         tunnel = lab.inv("tunnel", "--host", "vm")
         yield Vm(lab, user, host, tunnel.output)
     finally:
