@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,21 +113,22 @@ class SshHome:
             raise LabvmError(f"{profile.name}: {hostname!r} is not a host name or IP address; nothing was written")
         if profile.jump and jump_problem(profile.jump) is not None:
             raise LabvmError(f"{profile.key('jump')}: {profile.jump!r} is not [user@]host[:port]")
-        blocks = _read_blocks(self.config)
-        jump_alias = profile.alias + JUMP_SUFFIX
-        for alias in (profile.alias, jump_alias):
-            blocks.pop(alias, None)
-        identities = [self.key] + ([profile.identity] if profile.identity else [])
-        if profile.jump:
-            user, host, port = parse_jump(profile.jump)
-            blocks[jump_alias] = _block(jump_alias, host, port, user, identities, self.known_hosts, None)
-        blocks[profile.alias] = _block(
-            profile.alias, hostname, profile.port, profile.user, identities, self.known_hosts,
-            jump_alias if profile.jump else None,
-        )
-        text = "# Written by labvm (inv keys); edits are replaced.\n\n" + "\n".join(blocks.values())
-        _write_if_changed(self.config, text)
-        self.ensure_include()
+        with _WRITING:  # a cluster's machines are set up in parallel: each keeps the others' blocks
+            blocks = _read_blocks(self.config)
+            jump_alias = profile.alias + JUMP_SUFFIX
+            for alias in (profile.alias, jump_alias):
+                blocks.pop(alias, None)
+            identities = [self.key] + ([profile.identity] if profile.identity else [])
+            if profile.jump:
+                user, host, port = parse_jump(profile.jump)
+                blocks[jump_alias] = _block(jump_alias, host, port, user, identities, self.known_hosts, None)
+            blocks[profile.alias] = _block(
+                profile.alias, hostname, profile.port, profile.user, identities, self.known_hosts,
+                jump_alias if profile.jump else None,
+            )
+            text = "# Written by labvm (inv keys); edits are replaced.\n\n" + "\n".join(blocks.values())
+            _write_if_changed(self.config, text)
+            self.ensure_include()
 
     def ensure_include(self) -> None:
         """One `Include` line at the top of ~/.ssh/config: never twice, nothing else touched.
@@ -196,13 +198,16 @@ def _read_blocks(path: Path) -> dict[str, str]:
     return blocks
 
 
+_WRITING = threading.Lock()
+
+
 def _write_if_changed(path: Path, text: str, keep_mode: bool = False) -> None:
     data = text.encode("utf-8", "surrogateescape")
     if path.exists() and path.read_bytes() == data:
         return
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if keep_mode and path.exists() else 0o600
-    tmp = path.with_name(path.name + ".labvm-tmp")
+    tmp = path.with_name(f"{path.name}.labvm-tmp-{os.getpid()}-{threading.get_ident()}")
     tmp.write_bytes(data)
     os.chmod(tmp, mode)
     os.replace(tmp, path)

@@ -96,11 +96,14 @@ quietly() {
     what=$1; shift
     started=$(date +%s)
     : > "$STATE/env.log"
-    { "$@" 2>&1; echo "$?" > "$STATE/env.status"; } | tee -a "$STATE/env.log" | awk '
+    # Its own status file: a run cut off by a dropped connection may still be ending, and
+    # machines sharing a home (NFS) run this at the same time.
+    status_file=$(mktemp "$STATE/env.status.XXXXXX")
+    { "$@" 2>&1; echo "$?" > "$status_file"; } | tee -a "$STATE/env.log" | awk '
         /^ *[-+~] [A-Za-z0-9_.-]+[=@ ]/ { next }
         NF { print "env:   " $0; fflush() }' >&2
-    status=$(cat "$STATE/env.status"); rm -f "$STATE/env.status"
-    [ "$status" = 0 ] || return "$status"
+    status=$(cat "$status_file"); rm -f "$status_file"
+    [ "$status" = 0 ] || return "${status:-1}"
     count=$(grep -c '^ *+ ' "$STATE/env.log" || true)
     if [ "$count" -gt 0 ]; then say "env: installed $what: $count packages in $(( $(date +%s) - started ))s (list: ~/.labvm/env.log)"
     else say "env: installed $what in $(( $(date +%s) - started ))s (details: ~/.labvm/env.log)"; fi

@@ -180,3 +180,22 @@ def test_inv_ssh_logs_in_with_labvms_key(lab, user, sshd):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == user.name
+
+
+def test_machines_set_up_at_the_same_time_each_keep_their_ssh_alias(tmp_path):
+    """A cluster's machines get their keys in parallel: every `ssh labvm-<profile>+w<n>` must work after."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labvm.config import Profile
+    from labvm.sshconfig import SshHome
+
+    ssh = SshHome(tmp_path / "ssh")
+    workers = [Profile(name=f"lab+w{i}", provider="ssh", source=tmp_path / "hosts.yml", address=f"10.9.0.{i}",
+                       user="ada") for i in range(1, 25)]
+    with ThreadPoolExecutor(len(workers)) as pool:
+        list(pool.map(lambda worker: ssh.write_host(worker, worker.address), workers))
+    for worker in workers:
+        seen = subprocess.run(["ssh", "-F", str(ssh.config), "-G", worker.alias], capture_output=True, text=True,
+                              check=True).stdout.splitlines()
+        assert f"hostname {worker.address}" in seen, worker.alias
+    assert sorted(p.name for p in ssh.config.parent.iterdir()) == ["config"]  # no temporary file left
