@@ -71,8 +71,9 @@ class Session:
     def _connect(self, instance: Instance) -> SshHost:
         if instance.user and instance.user != self.profile.user:  # the cloud decides the login (GCE OS Login)
             self.profile = dataclasses.replace(self.profile, user=instance.user)
-        # `address:` pins where SSH goes (a DNS name, a VPN address, a test sshd).
-        return SshHost(self.profile, self.profile.address or instance.address, self.ssh)
+        # `address:` pins where SSH goes (a DNS name, a VPN address, a test sshd); a cluster's machines
+        # reach it inside the cloud network (its public address is often not on its interface).
+        return SshHost(self.profile, self.profile.address or instance.address, self.ssh, instance.private_address)
 
     def ensure_machine(self, image: str | None = None, replace: bool = False, yes: bool = False) -> None:
         """A running VM: resumed if stopped, made only if there is none (found by its tags).
@@ -236,8 +237,6 @@ class Session:
             kept, ended = workers[:count], workers[count:]
         else:
             kept, ended = self._cloud_workers(spec.workers if count is None else count), []
-            # Inside the cloud network: the head's public address is often not on its interface.
-            self.host.cluster_address = self._running_instance().private_address or self.host.hostname
         with ThreadPoolExecutor(max(1, len(kept))) as pool:
             list(pool.map(lambda host: (self.keys(host), self.env(host)), kept))
         for line in cluster.ensure(self.profile, self.ssh, self.host, kept):
