@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import preflight
 from .config import Config, Profile, parse_duration
 from .errors import LabvmError, Unsupported
-from .providers import Instance, for_profile, parse_time
+from .providers import IMAGE_AVAILABLE, Instance, for_profile, parse_time
 from .remote import LocalHost, SshHost
 from .sshconfig import SshHome, parse_jump
 from .tunnel import Tunnels, wait_until_answering
@@ -540,7 +540,7 @@ class Session:
         self.up(browser=False)
 
     def _latest_image(self) -> str:
-        ready = [i for i in self.provider.images() if i.state == self.provider.image_ready]
+        ready = [i for i in self.provider.images() if i.state == IMAGE_AVAILABLE]
         if not ready:
             raise LabvmError(
                 f"no labvm image of profile {self.profile.name} yet; `inv snapshot --host {self.profile.name}` makes one"

@@ -290,7 +290,7 @@ def test_errors_moto_cannot_produce_still_say_what_to_do(lab, code, next_step):
     from botocore.stub import Stubber
 
     from labvm import config
-    from labvm.aws import AwsProvider
+    from labvm.providers.aws import AwsProvider
 
     lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu"}})
     provider = AwsProvider(config.load(lab.hosts).profile("aws"))

@@ -78,7 +78,7 @@ def public_key() -> str:
 
 def provider_for(lab, **settings):
     from labvm import config
-    from labvm.aws import AwsProvider
+    from labvm.providers.aws import AwsProvider
 
     lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu", "instance_type": "t3.small",
                              "ssh_cidr": "127.0.0.1/32", **settings}})
@@ -201,7 +201,7 @@ def test_a_class_of_three_owners_from_one_shared_image(lab, ec2, monkeypatch):
 
 def test_a_second_laptop_gets_its_own_key_pair(lab, ec2):
     from labvm import config
-    from labvm.aws import AwsProvider
+    from labvm.providers.aws import AwsProvider
 
     laptop, other_laptop = public_key(), public_key()
     provider_for(lab, image=shared_image(ec2)).create(public_key=laptop)  # the first laptop's VM lives on
@@ -218,7 +218,7 @@ def test_a_second_laptop_gets_its_own_key_pair(lab, ec2):
 
 
 def test_a_key_pair_of_that_name_with_another_key_is_not_used(lab, ec2):
-    from labvm.aws import AwsProvider
+    from labvm.providers.aws import AwsProvider
     from labvm.errors import LabvmError
 
     key = public_key()

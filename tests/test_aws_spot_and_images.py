@@ -22,7 +22,7 @@ def described(**fields) -> dict:
 
 def stubbed(lab):
     from labvm import config
-    from labvm.aws import AwsProvider
+    from labvm.providers.aws import AwsProvider
 
     lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu", "spot": True, "ssh_cidr": "127.0.0.1/32"}})
     return AwsProvider(config.load(lab.hosts).profile("aws"))

@@ -29,7 +29,7 @@ def fake(monkeypatch):
 
 def provider(tmp_path, owner=None, monkeypatch=None, **settings):
     """A GceProvider for profile `gce` of a hosts.yml holding these settings."""
-    from labvm.gce import GceProvider
+    from labvm.providers.gce import GceProvider
 
     if owner:
         monkeypatch.setenv("LABVM_OWNER", owner)

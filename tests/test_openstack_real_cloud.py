@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from fake_openstack import FakeOpenStack, fingerprint
 from labvm import audit, config
 from labvm.errors import LabvmError
-from labvm.openstack import OpenStackProvider
+from labvm.providers.openstack import OpenStackProvider
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
 SETTINGS = dict(provider="openstack", cloud="cades", image="Ubuntu 22.04", flavor="m1.medium", volume_size=40,

@@ -19,9 +19,10 @@ import re
 import time
 from datetime import datetime, timezone
 
-from .config import Profile
-from .errors import LabvmError
-from .providers import Check, Image, Instance, Resource, ask, caller_cidr, in_parallel, parse_time, partial_cluster
+from ..config import Profile
+from ..errors import LabvmError
+from .cloud import CloudProvider
+from .base import Check, Image, Instance, Resource, ask, caller_cidr, in_parallel, parse_time, partial_cluster
 
 STATES = {"RUNNING": "running", "TERMINATED": "stopped", "STOPPING": "stopping", "SUSPENDED": "stopped"}
 
@@ -45,8 +46,8 @@ def _name(*parts: str, limit: int = 63) -> str:
     return f"{full[:limit - 7].rstrip('-')}-{digest}"
 
 
-class GceProvider:
-    owns_machine = True
+class GceProvider(CloudProvider):
+    cloud = "gce"
     image_ready = "READY"
 
     def __init__(self, profile: Profile):
@@ -57,19 +58,17 @@ class GceProvider:
         from google.cloud import compute_v1
 
         self.compute = compute_v1
-        self.profile = profile
-        self.settings = profile.cloud_settings
+        super().__init__(profile)
         self.project = str(self.settings.get("project") or "")
         self.zone = str(self.settings.get("zone") or "")
         if not self.project or not self.zone:
             raise LabvmError(f"{self._where('project')} and zone: both are required (gcloud projects list; gcloud compute zones list)")
         self.region = self.zone.rsplit("-", 1)[0]
-        self.owner = _name(os.environ.get("LABVM_OWNER") or getpass.getuser())  # a label value: 63 at most
+        self.owner = _name(self.owner)  # a label value: 63 at most
         self.labels = {"labvm-profile": _name(profile.name), "labvm-owner": self.owner}
         self.name = _name("labvm", profile.name, self.owner, limit=63 - len("-ssh"))  # the rule is NAME-ssh
         self.rule = f"{self.name}-ssh"  # also the network tag of the head and its workers
         self.cluster_rule = _name(self.name, "dask")
-        self.plan = False
         # A Compute endpoint other than Google's (an emulator): ADC if there are any, else none.
         endpoint = self.endpoint = os.environ.get("LABVM_GCE_ENDPOINT")
         try:
@@ -98,9 +97,6 @@ class GceProvider:
         self.networks = compute_v1.NetworksClient(**options)
         self.subnetworks = compute_v1.SubnetworksClient(**options)
         self.disks = compute_v1.DisksClient(**options)
-
-    def _where(self, key: str) -> str:
-        return f"{self.profile.source}: profiles.{self.profile.name}.{key}"
 
     def _call(self, action, *args, **kwargs):
         from google.api_core import exceptions

@@ -10,18 +10,17 @@ from __future__ import annotations
 import base64
 import difflib
 import functools
-import getpass
 import hashlib
 import json
-import os
 import sys
 import time
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from .config import Profile
-from .errors import LabvmError
-from .providers import Check, Image, Instance, Resource, ask, caller_cidr, in_parallel, parse_time, partial_cluster
+from ..config import Profile
+from ..errors import LabvmError
+from .cloud import CloudProvider
+from .base import Check, Image, Instance, Resource, ask, caller_cidr, in_parallel, parse_time, partial_cluster
 
 UBUNTU_ALIASES = {
     f"ubuntu-{release}": f"/aws/service/canonical/ubuntu/server/{release}/stable/current/amd64/hvm/ebs-gp3/ami-id"
@@ -49,8 +48,8 @@ def _tags(resource: dict) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 
 
-class AwsProvider:
-    owns_machine = True
+class AwsProvider(CloudProvider):
+    cloud = "aws"
     image_ready = "available"
 
     def __init__(self, profile: Profile):
@@ -58,8 +57,7 @@ class AwsProvider:
         from botocore.config import Config
         from botocore.exceptions import NoRegionError, ProfileNotFound
 
-        self.profile = profile
-        self.settings = profile.cloud_settings
+        super().__init__(profile)
         region = self.settings.get("region")
         # Throttling is retried by botocore, never shown to the user.
         config = Config(region_name=region, retries={"mode": "adaptive", "max_attempts": 10})
@@ -71,12 +69,10 @@ class AwsProvider:
             raise LabvmError(f"AWS_PROFILE: {e}; `aws configure list-profiles` lists the profiles there are") from None
         self._boto3 = boto3
         self._config = config
-        self.owner = os.environ.get("LABVM_OWNER") or getpass.getuser()
         self.labels = {"labvm:profile": profile.name, "labvm:owner": self.owner}
         self.name = f"labvm-{profile.name}"
         # Owners sharing a hosts.yml (a class) in one account each get a group of their own.
         self.group_name = f"labvm-{profile.name}-{self.owner}"
-        self.plan = False  # print the calls that change something instead of making them
         # Deleting a terminated instance's security group fails with DependencyViolation until EC2
         # has released its network interface: retried from this delay, doubling, for this long.
         self.retry_delay, self.retry_limit = 5.0, 180.0
@@ -115,9 +111,6 @@ class AwsProvider:
         except EndpointConnectionError as e:
             raise LabvmError(f"AWS did not answer at {e.kwargs.get('endpoint_url')}; check the network (a VPN or "
                              f"proxy?) and {self._where('region')}") from None
-
-    def _where(self, key: str) -> str:
-        return f"{self.profile.source}: profiles.{self.profile.name}.{key}"
 
     def _explain(self, error) -> str:
         code = error.response["Error"]["Code"]

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import base64
 import difflib
-import getpass
 import hashlib
 import json
 import os
 import time
 
-from .config import Profile
-from .errors import LabvmError
-from .providers import Check, Image, Instance, Resource, ask, in_parallel, parse_time, partial_cluster
+from ..config import Profile
+from ..errors import LabvmError
+from .cloud import CloudProvider
+from .base import Check, Image, Instance, Resource, ask, in_parallel, parse_time, partial_cluster
 
 SHELVED = ("SHELVED", "SHELVED_OFFLOADED")  # SHELVED stays so where the cloud does not offload at once
 STATES = {"ACTIVE": "running", "SHUTOFF": "stopped", "SHELVED": "stopped", "SHELVED_OFFLOADED": "stopped",
@@ -34,21 +34,18 @@ def nova_fingerprint(public_key: str) -> str:
     return ":".join(a + b for a, b in zip(digest[::2], digest[1::2]))
 
 
-class OpenStackProvider:
-    owns_machine = True
+class OpenStackProvider(CloudProvider):
+    cloud = "openstack"
     image_ready = "active"
 
     def __init__(self, profile: Profile):
         import openstack
         from openstack import exceptions
 
-        self.profile = profile
-        self.settings = profile.cloud_settings
+        super().__init__(profile)
         self.exceptions = exceptions
-        self.owner = os.environ.get("LABVM_OWNER") or getpass.getuser()
         self.labels = {"labvm:profile": profile.name, "labvm:owner": self.owner}
         self.name = f"labvm-{profile.name}-{self.owner}"
-        self.plan = False
         cloud = self.settings.get("cloud") or os.environ.get("OS_CLOUD")
         if not cloud:
             raise LabvmError(f"{self._where('cloud')}: not set; name an entry of your clouds.yaml (or set OS_CLOUD)")
@@ -69,9 +66,6 @@ class OpenStackProvider:
         self._require_password()
         # Log in now: the SDK would otherwise do it inside the first proxy attribute access.
         self._call(self.conn.session.get_token)
-
-    def _where(self, key: str) -> str:
-        return f"{self.profile.source}: profiles.{self.profile.name}.{key}"
 
     def _require_password(self) -> None:
         """keystoneauth raises a bare Exception("password is a required attribute") at login."""

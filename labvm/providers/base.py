@@ -1,0 +1,209 @@
+"""The provider contract: what every source of machines does, documented once, and the values it returns.
+
+A provider answers for one profile.  `Provider` lists every verb with its promise; `existing`
+(local, ssh) is the null provider, `cloud.CloudProvider` the template the three clouds share.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from ..config import Profile
+from ..errors import LabvmError, Unsupported
+
+# An image's state in labvm's words, whatever the cloud calls it.
+IMAGE_AVAILABLE, IMAGE_PENDING, IMAGE_FAILED = "available", "pending", "failed"
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    name: str
+    state: str
+    address: str
+    size: str = ""
+    user: str = ""  # the login the cloud decided (GCE OS Login's POSIX user); empty: the profile's user
+    private_address: str = ""  # inside the cloud network: where its cluster's machines reach it
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    name: str
+    created: str
+    state: str  # IMAGE_AVAILABLE, IMAGE_PENDING or IMAGE_FAILED
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Something labvm made that a cloud keeps (and bills), as `inv audit` lists it."""
+
+    cloud: str  # aws, openstack, gce
+    scope: str  # what one set of credentials sees: AWS region, clouds.yaml entry, GCE project
+    kind: str  # instance, image, snapshot, volume, address
+    id: str  # what the cloud's own CLI takes
+    profile: str  # its labvm:profile tag (label, floating IP description)
+    owner: str
+    state: str  # instances: running, stopped, ...; addresses and volumes: attached or unattached
+    since: datetime | None  # when it was made; for an instance its last start where the cloud says
+    delete: str  # the cloud's own command that deletes it
+    size_gb: float | None = None
+    type: str = ""  # instance type, flavor, machine type
+    hourly_usd: float | None = None  # where the cloud publishes a price
+    address: str = ""  # an address's IP
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of `inv check`: a read-only question to the cloud, answered before anything is billed."""
+
+    name: str  # credentials, region, network, image, size, quota, key pair, ssh rule, os login, ...
+    ok: bool
+    detail: str  # ok: what was found; otherwise the problem and its next step, one line
+
+
+def ask(name: str, question) -> Check:
+    """A preflight question's answer: its line, or the one-line problem it raised."""
+    try:
+        return Check(name, True, question())
+    except LabvmError as e:
+        return Check(name, False, str(e).splitlines()[0])
+
+
+def in_parallel(make, indexes: list[int]) -> tuple[dict[int, str], dict[int, str]]:
+    """make(index) for each index at once (cluster workers): what each made, and each failure's one line."""
+
+    made, failed = {}, {}
+    with ThreadPoolExecutor(max(1, len(indexes))) as pool:
+        for index, future in [(i, pool.submit(make, i)) for i in indexes]:
+            try:
+                made[index] = future.result()
+            except LabvmError as e:
+                failed[index] = str(e).splitlines()[0]
+    return made, failed
+
+
+def partial_cluster(profile: str, made: dict, failed: dict[int, str]) -> str:
+    problems = "; ".join(f"w{index}: {error}" for index, error in sorted(failed.items()))
+    kept = f"w{', w'.join(map(str, sorted(made)))} made and kept" if made else "none made"
+    return f"{len(failed)} worker(s) not made ({problems}); {kept}; `inv up --host {profile}` makes the missing ones"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An API time stamp ("...Z", "+00:00", or Nova's UTC without a zone) as an aware datetime."""
+    if not text:
+        return None
+    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def caller_cidr(where: str) -> str:
+    """This machine's public address as a /32: by default only it may reach a new VM's port 22."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=5) as response:
+            return response.read().decode().strip() + "/32"
+    except OSError:
+        raise LabvmError(
+            f"could not learn this machine's public address for the SSH rule; set {where} "
+            f"(e.g. your lab's range, 203.0.113.0/24)"
+        ) from None
+
+
+class Provider:
+    """Where one profile's machine comes from: the whole contract, each verb's promise said here once.
+
+    Every verb is safe to repeat: `find` first, act only on what is missing or different.  Verbs that
+    change something go through `cloud.CloudProvider.mutate` (the --plan gate).  A provider that cannot
+    do a verb raises Unsupported naming the profile (the default below).
+    """
+
+    owns_machine = False  # labvm makes, powers and deletes this machine (a cloud) or only uses it
+    plan = False  # --plan: print each change instead of making it
+
+    def __init__(self, profile: Profile):
+        self.profile = profile
+
+    def _unsupported(self, verb: str):
+        raise Unsupported(
+            f"{verb} is not supported for profile {self.profile.name!r} "
+            f"(provider {self.profile.provider}: labvm uses the machine, it does not manage it)"
+        )
+
+    # -- the head: the profile's own machine -------------------------------------------------
+    def find(self) -> Instance | None:
+        """The profile's machine of this owner (never a cluster worker), found by its tags; None if there is none."""
+        raise NotImplementedError
+
+    def create(self, image: str | None = None, public_key: str = "") -> Instance:
+        """A new running machine from `image` (None: the profile's), reachable with `public_key`."""
+        self._unsupported("create")
+
+    def start(self, instance: Instance) -> Instance:
+        """Running again (waits), the caller admitted to port 22, the profile's fixed address attached."""
+        self._unsupported("start")
+
+    def stop(self, instance: Instance) -> Instance:
+        """Stopped, nothing billed but disks and addresses (waits); stopping a stopped machine is no error."""
+        self._unsupported("stop")
+
+    def terminate(self, instance: Instance, keep_ip: bool = False) -> None:
+        """Deleted with its disk, and labvm's group, key pair and (unless keep_ip) address once unused."""
+        self._unsupported("terminate")
+
+    def resize(self, instance: Instance, size: str) -> Instance:
+        """The machine of this size (stopped, changed, started); an unknown size gets did-you-mean."""
+        self._unsupported("resize")
+
+    def last_start(self, instance: Instance) -> datetime:
+        """When the machine last started: terminate refuses without an image newer than this."""
+        self._unsupported("terminate")
+
+    def admit_caller(self) -> None:
+        """The SSH rule admits this laptop's current address (and nothing wider)."""
+
+    # -- images ----------------------------------------------------------------------------------
+    def snapshot(self, instance: Instance, name: str, share: tuple[str, ...] = (), no_reboot: bool = False) -> Image:
+        """An image of the machine's disk, tagged as labvm's, waited for until available."""
+        self._unsupported("snapshot")
+
+    def images(self) -> list[Image]:
+        """labvm's images of this profile and owner, oldest first."""
+        self._unsupported("images")
+
+    def delete_image(self, image: Image) -> None:
+        """The image and what it keeps billed (snapshots, volumes)."""
+        self._unsupported("images --prune")
+
+    # -- a Dask cluster's workers (cloud profiles) -------------------------------------------------
+    def workers(self) -> list[Instance]:
+        """This profile's worker machines of this owner, by index (names end -w<index>)."""
+        return []
+
+    def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
+        """Workers of these indexes beside the head (its network, group, key); one failure keeps the others."""
+        self._unsupported("cluster")
+
+    def cluster_image(self) -> str:
+        """The image new workers are made from (the head's); "" without a head."""
+        return ""
+
+    def allow_cluster(self) -> None:
+        """Every TCP port open between the cluster's machines, and only between them."""
+        self._unsupported("cluster")
+
+    def terminate_workers(self) -> None:
+        """Every worker deleted (with the head's terminate)."""
+        self._unsupported("terminate")
+
+    # -- questions that change nothing ------------------------------------------------------
+    def preflight(self, public_key: str) -> list[Check]:
+        """`inv check`: read-only questions, one line each, asked before anything is billed."""
+        return []
+
+    def inventory(self) -> list[Resource]:
+        """`inv audit`: everything labvm made in this credential scope, every owner's."""
+        return []

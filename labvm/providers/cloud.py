@@ -1,0 +1,133 @@
+"""What the three clouds share: owner naming, the mutation gate (--plan), waits with progress, did-you-mean.
+
+A cloud module implements the primitives; a rule every cloud keeps lives here once.  A cloud that
+needs an exception says so in its own module, next to the cited reason.
+"""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass
+
+from ..config import Profile
+from ..errors import LabvmError
+from .base import Instance, Provider
+
+
+@dataclass(frozen=True)
+class NameRules:
+    """What one cloud accepts in one kind of name, from the cloud's own reference (cited where used)."""
+
+    allowed: str  # a regular-expression character class: the characters a name may hold
+    limit: int  # the longest name accepted
+    lower: bool = False  # the cloud accepts lowercase only
+    first_letter: bool = False  # the name must start with a letter (RFC 1035)
+
+
+# EC2: security group names and descriptions in a VPC, rule descriptions (botocore's ec2 service model,
+# CreateSecurityGroup GroupName/GroupDescription, IpRange/UserIdGroupPair Description; "a-z, A-Z, 0-9,
+# spaces, and ._-:/()#,@[]+=&;{}!$*", 255 characters).  Key pair names accept any ASCII; labvm uses the
+# same safe set for them.
+EC2_NAME = NameRules(r"a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*", 255)
+# Nova key pairs at the microversion openstacksdk sends (2.10): ^[_\- a-zA-Z0-9]+$, 255 characters
+# (nova/api/openstack/compute/schemas/keypairs.py, create_v210; "." and "@" only from 2.92).
+NOVA_KEYPAIR = NameRules(r"_\- a-zA-Z0-9", 255)
+# Server, security group and floating IP description: Nova and Neutron take any printable text of 255;
+# labvm keeps to letters, digits, "._-:+" so the names stay plain on every command line.
+OPENSTACK_NAME = NameRules(r"a-zA-Z0-9._\-:+", 255)
+# GCE resource names: RFC 1035, [a-z]([-a-z0-9]{0,61}[a-z0-9])?
+# (https://cloud.google.com/compute/docs/naming-resources).
+GCE_NAME = NameRules(r"a-z0-9\-", 63, lower=True, first_letter=True)
+# GCE label values: lowercase letters, digits, "_" and "-", 63 characters
+# (https://cloud.google.com/compute/docs/labeling-resources#requirements).
+GCE_LABEL = NameRules(r"a-z0-9_\-", 63, lower=True)
+
+
+def cloud_name(rules: NameRules, *parts: str) -> str:
+    """A name of these parts joined by "-" that `rules` accept: other characters become "-" (runs of them
+    one), a name cut to the limit ends with a hash of the whole, so two long names stay apart."""
+    text = "-".join(str(part) for part in parts)
+    if rules.lower:
+        text = text.lower()
+    name = re.sub(f"[^{rules.allowed}]+", "-", text).strip("- ") or "x"
+    if rules.first_letter and not name[0].isalpha():
+        name = f"x-{name}"
+    if len(name) <= rules.limit:
+        return name
+    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+    return f"{name[:rules.limit - 7].rstrip('- ')}-{digest}"
+
+
+def owner() -> str:
+    """Who the resources belong to among the lab members sharing an account: LABVM_OWNER, else the login."""
+    return os.environ.get("LABVM_OWNER") or getpass.getuser()
+
+
+class CloudProvider(Provider):
+    """The template of the clouds: a cloud sets `cloud` and implements the contract's verbs from its primitives."""
+
+    owns_machine = True
+    cloud = ""  # aws, openstack, gce: the prefix of its lines
+
+    def __init__(self, profile: Profile):
+        super().__init__(profile)
+        self.settings = profile.cloud_settings
+        self.owner = owner()
+        self.plan = False
+
+    def _where(self, key: str) -> str:
+        return f"{self.profile.source}: profiles.{self.profile.name}.{key}"
+
+    # -- THE mutation gate -------------------------------------------------------------------------
+    def mutate(self, what: str, action, *args, planned=None, **kwargs):
+        """Every call that changes the cloud passes here.  Under --plan it is printed, not made, and
+        `planned` stands in for its answer, so the verb goes on to print the rest of its plan."""
+        if self.plan:
+            print(f"plan: {self.cloud}: {what}", flush=True)
+            return planned
+        return self.call(action, *args, **kwargs)
+
+    def call(self, action, *args, **kwargs):
+        """One SDK call, its errors turned into one line with the next step (each cloud says how)."""
+        return action(*args, **kwargs)
+
+    # -- waits ---------------------------------------------------------------------------------------
+    def wait_until(self, what: str, done, timeout: float, poll: float = 2.0, progress: float = 30.0,
+                   late: str = ""):
+        """Polls done() until it returns something true (returned), printing progress while it takes long.
+        Under --plan nothing was made to wait for: the wait is printed.  late: the next step on timeout."""
+        if self.plan:
+            print(f"plan: {self.cloud}: then wait until {what}", flush=True)
+            return None
+        print(f"{self.cloud}: waiting until {what} ...", flush=True)
+        start = said = time.monotonic()
+        while True:
+            answer = done()
+            waited = time.monotonic() - start
+            if answer:
+                print(f"{self.cloud}: {what} ({waited:.0f}s)", flush=True)
+                return answer
+            if waited >= timeout:
+                raise LabvmError(f"{self.cloud}: {what} did not happen in {waited / 60:.0f}m" + (f"; {late}" if late else ""))
+            if time.monotonic() - said >= progress:
+                print(f"{self.cloud}: still waiting until {what} ({waited / 60:.0f}m)", flush=True)
+                said = time.monotonic()
+            time.sleep(poll)
+
+    # -- did-you-mean ------------------------------------------------------------------------------
+    @staticmethod
+    def unknown(key: str, kind: str, wanted: str, known: list[str], listing: str) -> LabvmError:
+        """The one line for a size, image or network the cloud does not have: the closest it has."""
+        close = difflib.get_close_matches(wanted, known, n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        return LabvmError(f"{key}: no {kind} {wanted!r}{hint} ({listing})")
+
+    # -- planned stand-ins ------------------------------------------------------------------------
+    def planned_instance(self, name: str, size: str = "") -> Instance:
+        """What a planned create answers: enough for the verb to print the rest of its plan."""
+        return Instance("(planned)", name, "running", "(planned)", size)

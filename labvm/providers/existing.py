@@ -1,0 +1,13 @@
+"""local and ssh profiles: a machine labvm reaches but does not make, power or delete (the null provider)."""
+
+from __future__ import annotations
+
+from .base import Instance, Provider
+
+
+class ExistingMachine(Provider):
+    """Always there and running at its `address:`; every lifecycle verb raises Unsupported naming the profile."""
+
+    def find(self) -> Instance:
+        address = self.profile.address or "127.0.0.1"
+        return Instance(self.profile.name, self.profile.name, "running", address)
