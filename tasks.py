@@ -98,12 +98,13 @@ def sync(c, host=None, watch=False, interval=None, push=False):
         session.sync(watch, seconds, push)
 
 
-@task(help={**HOST, "workers": "how many of cluster.hosts run a worker (default: all); the others' workers end"})
+@task(help={**HOST, "workers": "how many workers run (default: cluster.workers, or all of cluster.hosts); the others end",
+            "plan": cli.PLAN_HELP})
 @cli.guarded
-def cluster(c, host=None, workers=None):
+def cluster(c, host=None, workers=None, plan=False):
     """The profile's Dask cluster: keys and env on each worker, the scheduler, the workers, Client() config."""
     count = None if workers is None else cli.whole_number(workers, "--workers", default=0, minimum=0)
-    with cli.session(c, host) as session:
+    with cli.session(c, host, plan) as session:
         session.cluster(count)
 
 

@@ -35,11 +35,11 @@ PLAN_HELP = "print the cloud API calls that would be made, and make none (invoke
 
 
 def status(context, host: str | None) -> str:
-    from .session import status_report
+    from . import status as status_module
 
     config = load()
     names = [config.resolve(host).name] if host else list(config.names)
-    return "\n".join(status_report(config, names, context))
+    return "\n".join(status_module.report(config, names, context))
 
 
 def check(context, host: str | None, as_json: bool) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from . import steps
 from .config import Profile
 from .errors import LabvmError
 from .remote import SshHost
@@ -78,29 +78,17 @@ def stop(profile: Profile, head: SshHost | None, workers: list[SshHost]) -> list
     return _each(roles, end)
 
 
-def arm_worker_autostop(profile: Profile, head: SshHost, workers: list[SshHost],
-                        stop_command: str = "") -> list[str]:
+def arm_worker_autostop(profile: Profile, head: SshHost, workers: list[SshHost]) -> list[str]:
     """Cloud worker VMs stop themselves once their head's scheduler has been gone a few minutes:
     the head's own autostop ends it before the head stops.
 
     Only for VMs labvm made: a lab workstation (cluster.hosts) is never powered off.  Each worker
     decides alone (scripts/autostop.py); no cloud credential and no SSH from the head to workers.
-    stop_command: LABVM_AUTOSTOP_COMMAND, as for the head; empty means shutdown -h.
     """
     address = f"{_bracketed(head.cluster_address)}:{SCHEDULER_PORT}"
 
     def arm(host: SshHost) -> str:
-        out = host.run("autostop.sh", "apply", env={
-            "LABVM_AUTOSTOP_IDLE": str(profile.autostop),  # off on the head's profile: off here too
-            "LABVM_AUTOSTOP_LOAD": str(profile.autostop_load),
-            "LABVM_AUTOSTOP_COMMAND": stop_command,
-            "LABVM_AUTOSTOP_SET_BY": "hosts.yml",
-            "LABVM_AUTOSTOP_KEEP": "0",
-            "LABVM_AUTOSTOP_SCHEDULER": address,
-            "LABVM_PORT": str(profile.notebook.port),
-            "LABVM_ENV_PREFIX": host.profile.env.prefix,
-        })
-        report = json.loads(out.strip().splitlines()[-1])
+        report = steps.apply_autostop(host.profile, host, profile.autostop, "hosts.yml", scheduler=address)
         if not report["idle_seconds"]:
             return f"cluster: worker {host.hostname}: autostop off, as on the head"
         return (f"cluster: worker {host.hostname}: stops itself {report['worker_grace'] // 60}m after the "
@@ -256,8 +244,7 @@ def _workers(head: SshHost) -> dict:
 
 
 def _script(host: SshHost, action: str, **env) -> dict:
-    out = host.run("dask.sh", action, env={name: str(value) for name, value in env.items()})
-    return json.loads(out.strip().splitlines()[-1])
+    return steps.run_json(host, host.profile, "dask.sh", action, env={name: str(value) for name, value in env.items()})
 
 
 def _said(result: dict) -> str:

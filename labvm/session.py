@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import os
 import sys
 import time
 import webbrowser
 from concurrent.futures import ThreadPoolExecutor
 
-from . import preflight
-from .config import Config, Profile, parse_duration
+from . import preflight, steps
+from .autostop import autostop_line
+from .config import Profile, parse_duration
 from .errors import LabvmError, Unsupported
 from .providers import IMAGE_AVAILABLE, Instance, for_profile, parse_time
 from .remote import LocalHost, SshHost
@@ -103,8 +103,7 @@ class Session:
                     f"profile {self.profile.name!r} already has a VM ({instance.id}); --from-image makes a new one "
                     f"only after `inv terminate --host {self.profile.name}`"
                 )
-            if not self.plan:
-                self.provider.admit_caller()  # this laptop may be on another network than last time
+            self.provider.admit_caller()  # this laptop may be on another network than last time
             if instance.state != "running":
                 print(f"{self.profile.name}: resuming {instance.id} ({instance.state})")
                 instance = self.provider.start(instance)
@@ -142,38 +141,15 @@ class Session:
         if self.is_local:
             print("keys: the local profile needs no SSH key")
             return
-        host = host or self.host
-        self.ssh.check_identity(host.profile)
-        public_key = self.ssh.ensure_key()
-        host.run("authorize-key.sh", env={"LABVM_PUBKEY": public_key})
-        # Only a host reached with these values goes into the ssh config (the last good block stays otherwise).
-        self.ssh.write_host(host.profile, host.hostname)
-        print(f"keys: `ssh {host.profile.alias}` works")
+        steps.keys(self.ssh, host or self.host)
 
     def env(self, host=None) -> None:
-        host = host or self.host
-        spec = self.profile.env
-        env_file = ""
-        if spec.environment_file:
-            env_file = str(spec.environment_file)
-            if not host.is_local:
-                env_file = f".labvm/environment{spec.environment_file.suffix}"
-                host.upload(spec.environment_file, env_file)
-        host.run("env.sh", env={
-            "LABVM_ENV_MANAGER": spec.manager,
-            "LABVM_ENV_PREFIX": spec.prefix,
-            "LABVM_PACKAGES": "\n".join(spec.packages),
-            "LABVM_ENV_FILE": env_file,
-            "LABVM_PYTHON": spec.python,
-            "LABVM_CONDA_URL": spec.conda_installer_url,
-            "LABVM_CONDA_SHA256": spec.conda_installer_sha256,
-            "LABVM_CONDA_ROOT": spec.conda_root,
-        })
+        steps.environment(self.profile, host or self.host)
 
     def jupyter_config(self) -> None:
         password = self.profile.notebook.password
         if password:
-            _store_password_hash(self.host, password)
+            steps.store_password_hash(self.host, password)
         self._notebook("config", auth="password" if password else "token")
 
     def setup(self) -> None:
@@ -202,6 +178,11 @@ class Session:
         """Worker VMs 1..count running (made from the head's image where missing); the others stopped."""
         spec = self.profile.cluster
         found = {_worker_index(w): w for w in self.provider.workers()}
+        for index, worker in sorted(found.items()):
+            if worker.state == "error" and index <= count:  # e.g. Nova's quota recheck after a joint boot
+                print(f"cluster: {worker.name} ({worker.id}) is in ERROR; deleting it and making it again", flush=True)
+                self.provider.terminate(worker, True)
+                del found[index]
         missing = [index for index in range(1, count + 1) if index not in found]
         if missing:
             print(f"cluster: making worker(s) {', '.join(f'w{i}' for i in missing)}", flush=True)
@@ -217,6 +198,8 @@ class Session:
             running = list(pool.map(lambda w: w if w.state == "running" else self.provider.start(w), wanted))
         hosts = [self._member(_worker_index(w), w.address, "cluster.workers", cluster_address=w.private_address)
                  for w in running]
+        if self.plan:
+            return hosts
         for host in hosts:
             host.wait_for_sshd()
         return hosts
@@ -235,18 +218,31 @@ class Session:
             if count > len(workers):
                 raise LabvmError(f"--workers: {self.profile.name} lists {len(workers)} worker hosts (cluster.hosts), not {count}")
             kept, ended = workers[:count], workers[count:]
-        else:
-            kept, ended = self._cloud_workers(spec.workers if count is None else count), []
-        with ThreadPoolExecutor(max(1, len(kept))) as pool:
-            list(pool.map(lambda host: (self.keys(host), self.env(host)), kept))
+        try:
+            if not spec.hosts:
+                kept, ended = self._cloud_workers(spec.workers if count is None else count), []
+            if self.plan:
+                print(f"plan: then over SSH to {len(kept)} worker(s): keys, env, autostop; the scheduler and workers")
+                return
+            with ThreadPoolExecutor(max(1, len(kept))) as pool:
+                list(pool.map(lambda host: (self.keys(host), self.env(host)), kept))
+            if not spec.hosts:  # first: a worker VM never runs unguarded, whatever fails after
+                for line in cluster.arm_worker_autostop(self.profile, self.host, kept):
+                    print(line)
+        except LabvmError as e:
+            if spec.hosts:
+                raise
+            raise LabvmError(f"{str(e).splitlines()[0]}\n{self._stop_unguarded()}") from None
         for line in cluster.ensure(self.profile, self.ssh, self.host, kept):
             print(line)
-        if not spec.hosts:  # worker VMs labvm made stop themselves once their head is gone
-            for line in cluster.arm_worker_autostop(self.profile, self.host, kept,
-                                                    os.environ.get("LABVM_AUTOSTOP_COMMAND", "")):
-                print(line)
         for host in ended:
             self._end_dask(host)
+
+    def _stop_unguarded(self) -> str:
+        """A cluster step failed before every worker VM's autostop was armed: they stop, nothing runs unwatched."""
+        stopped = [self.provider.stop(w).name for w in self.provider.workers() if w.state not in ("stopped", "stopping")]
+        said = f"stopped {', '.join(stopped)} so no worker runs without autostop" if stopped else "no worker VM was left running"
+        return f"cluster: {said}; `inv cluster --host {self.profile.name}` tries again"
 
     def _end_dask(self, host) -> None:
         from . import cluster
@@ -293,11 +289,10 @@ class Session:
             if seconds is None:
                 raise LabvmError(f"--extend: must be a duration like 3h, 90m or 1h30m (or off), not {extend!r}")
             until = int(time.time()) + seconds if seconds else 0
-            out = self.host.run("autostop.sh", "extend", env={"LABVM_AUTOSTOP_UNTIL": str(until)})
-            report = json.loads(out.strip().splitlines()[-1])
+            report = steps.extend_autostop(self.profile, self.host, until)
             if report is None:
                 raise LabvmError(f"autostop is not set up on this VM yet; `inv up --host {self.profile.name}` sets it up")
-            print(f"autostop: {_autostop_line(report)}")
+            print(f"autostop: {autostop_line(report)}")
         elif off:
             self._apply_autostop(0, set_by="inv autostop")
         elif idle:
@@ -309,33 +304,12 @@ class Session:
             self._apply_autostop(self.profile.autostop, set_by="hosts.yml")
 
     def _apply_autostop(self, seconds: int, set_by: str, keep: bool = False) -> None:
-        """keep: leave a setting made with `inv autostop` as it is (what setup does)."""
-        out = self.host.run("autostop.sh", "apply", env={
-            "LABVM_AUTOSTOP_IDLE": str(seconds),
-            "LABVM_AUTOSTOP_LOAD": str(self.profile.autostop_load),
-            # Tests and labs with their own power-off action set this; empty means shutdown -h.
-            "LABVM_AUTOSTOP_COMMAND": os.environ.get("LABVM_AUTOSTOP_COMMAND", ""),
-            "LABVM_AUTOSTOP_SET_BY": set_by,
-            "LABVM_AUTOSTOP_KEEP": "1" if keep else "0",
-            "LABVM_PORT": str(self.profile.notebook.port),
-            "LABVM_ENV_PREFIX": self.profile.env.prefix,  # its python, where the host has no python3
-        })
-        print(f"autostop: {_autostop_line(json.loads(out.strip().splitlines()[-1]))}")
+        print(f"autostop: {autostop_line(steps.apply_autostop(self.profile, self.host, seconds, set_by, keep))}")
 
     # -- notebook ------------------------------------------------------------------------
 
     def _notebook(self, action: str, auth: str = "", force: bool = False) -> dict:
-        notebook = self.profile.notebook
-        out = self.host.run("notebook.sh", action, env={
-            "LABVM_ENV_PREFIX": self.profile.env.prefix,
-            "LABVM_PORT": str(notebook.port),
-            "LABVM_WORKSPACE": notebook.workspace,
-            "LABVM_MUX": notebook.multiplexer,
-            "LABVM_AUTH": auth,
-            "LABVM_TIMEOUT": str(notebook.start_timeout),
-            "LABVM_FORCE": "1" if force else "0",
-        })
-        return json.loads(out.strip().splitlines()[-1])
+        return steps.notebook(self.profile, self.host, action, auth, force)
 
     def start_notebook(self) -> dict:
         status = self._notebook("start")
@@ -383,6 +357,8 @@ class Session:
     def up(self, browser: bool = True, image: str | None = None, replace: bool = False, yes: bool = False) -> str:
         self.ensure_machine(image, replace, yes)
         if self.plan:
+            if self.profile.cluster:
+                print(f"plan: then the cluster: `inv cluster --host {self.profile.name} --plan` once the VM runs")
             return ""
         self.setup()
         if self.profile.cluster:
@@ -499,7 +475,8 @@ class Session:
         if not self.provider.owns_machine:
             self.provider.create(image)
         self.ensure_machine(image)
-        print(f"{self.profile.name}: {self.provider.find()}")
+        if not self.plan:
+            print(f"{self.profile.name}: {self.provider.find()}")
 
     def start(self) -> None:
         if not self.provider.owns_machine:
@@ -519,6 +496,8 @@ class Session:
         instance = self._instance()
         serving = not self.plan and instance.state == "running" and self._notebook_running()
         image = self.provider.snapshot(instance, name, share, no_reboot)
+        if self.plan:
+            return
         print(f"snapshot: {image.id} ({image.name}) is {image.state}")
         if serving:
             self._bring_notebook_back()
@@ -556,7 +535,8 @@ class Session:
                     print(f"images: kept {image.id} ({image.name}): the cluster's new workers are made from it")
                     continue
                 self.provider.delete_image(image)
-                print(f"images: deregistered {image.id} ({image.name}) and its snapshots")
+                if not self.plan:
+                    print(f"images: deregistered {image.id} ({image.name}) and its snapshots")
         for image in self.provider.images():
             print(f"{image.id}  {image.created}  {image.state:<10} {image.name}")
 
@@ -584,21 +564,23 @@ class Session:
         if not yes and not self.plan:
             self._confirm(f"Terminate {instance.id} ({instance.name}) and delete its disk?",
                           f"terminate deletes {instance.id} and its disk; pass --yes to confirm")
-        if self.plan:
-            self.provider.terminate(instance, keep_ip)
-            return
-        self.close_tunnel()
+        if not self.plan:
+            self.close_tunnel()
         if self.profile.cluster and not self.profile.cluster.hosts:
             self.provider.terminate_workers()  # the same guard and question covered them
         self.provider.terminate(instance, keep_ip)
-        print(f"{self.profile.name}: {instance.id} terminated")
+        if not self.plan:
+            print(f"{self.profile.name}: {instance.id} terminated")
 
     def down(self, force: bool = False, sync: bool = True) -> None:
         instance = self.provider.find() if self.provider.owns_machine else None
         self._sync_first(sync, instance)
         if self.plan:
-            print("plan: then over SSH: stop Jupyter; close the tunnel")
-            if instance and instance.state not in ("stopped", "stopping"):
+            print("plan: then over SSH: stop Jupyter and the cluster's processes; close the tunnel")
+            for worker in self.provider.workers() if self.profile.cluster and not self.profile.cluster.hosts else []:
+                if worker.state not in ("stopped", "stopping"):
+                    self.provider.stop(worker)
+            if instance:
                 self.provider.stop(instance)
             return
         head_running = not self.provider.owns_machine or (instance is not None and instance.state == "running")
@@ -619,142 +601,9 @@ def _worker_index(worker: Instance) -> int:
     return int(worker.name.rsplit("-w", 1)[1])
 
 
-def _store_password_hash(host, password: str) -> None:
-    """An argon2 hash (jupyter_server's format) on the host, rewritten only if the password changed."""
-    from argon2 import PasswordHasher
-    from argon2.exceptions import Argon2Error
-
-    hasher = PasswordHasher(memory_cost=10240, time_cost=10, parallelism=8)
-    current = host.read(".labvm/password_hash").strip()
-    if current.startswith("argon2:"):
-        try:
-            hasher.verify(current.split(":", 1)[1], password)
-            return
-        except Argon2Error:
-            pass
-    host.write(".labvm/password_hash", "argon2:" + hasher.hash(password) + "\n")
-
-
 def _has_browser() -> bool:
     # Without a display, webbrowser would start a console browser inside the terminal.
     return bool(
         sys.platform == "darwin" or os.environ.get("BROWSER")
         or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     )
-
-
-def status_report(config: Config, names: list[str], context) -> list[str]:
-    """One block per profile: reachable, notebook, URL, kernels, idle time, memory, disk."""
-    def one(name: str) -> list[str]:
-        try:
-            profile = config.profile(name)
-            with Session(profile, context) as session:
-                status = session.notebook_status()
-                where = "this machine" if session.is_local else f"{session.host.hostname}:{profile.port}"
-                lines = [f"{name} ({profile.provider}, {where}): reachable", *_describe(session, status)]
-                return lines + _cluster_status(session)
-        except LabvmError as e:
-            return [f"{name}: {str(e).splitlines()[0]}", *_kept_tunnel(config, name)]
-
-    # Every profile at once: an unreachable one costs one timeout, in parallel with the others.
-    with ThreadPoolExecutor(max(1, min(len(names), 16))) as pool:
-        return [line for block in pool.map(one, names) for line in block]
-
-
-def _kept_tunnel(config: Config, name: str) -> list[str]:
-    """What the tunnel's keeper says of a profile that did not answer (stopped by autostop, reconnecting)."""
-    try:
-        tunnel = Tunnels(SshHome.current()).find(config.profile(name))
-    except LabvmError:
-        return []
-    if tunnel is None:
-        return []
-    hint = f"; `inv up --host {name}`" if not tunnel.keeper_pid else "; the URL comes back by itself"
-    return [f"  tunnel: {tunnel.state}{hint}"]
-
-
-def _cluster_status(session: Session) -> list[str]:
-    if not session.profile.cluster:
-        return []
-    from . import cluster
-
-    machines = []
-    if not session.profile.cluster.hosts:  # worker VMs: running or stopped, as the cloud says
-        machines = [f"  cluster: {worker.name} ({worker.id}): VM {worker.state}" for worker in session.provider.workers()]
-    try:
-        return machines + [f"  {line}" for line in cluster.status(session.profile, session.host)]
-    except LabvmError as e:
-        return machines + [f"  cluster: {str(e).splitlines()[0]}"]
-
-
-def _describe(session: Session, status: dict) -> list[str]:
-    gib = 1024 ** 3
-    machine = (
-        f"  memory {(status['mem_total'] - status['mem_available']) / gib:.1f} of "
-        f"{status['mem_total'] / gib:.1f} GiB used, disk {status['disk_free'] / gib:.1f} GiB free "
-        f"of {status['disk_total'] / gib:.1f}, load {status['load']:.2f}"
-    )
-    server = status["server"]
-    autostop = [f"  autostop: {_autostop_line(status['autostop'])}", *_last_autostop(status["autostop"])] \
-        if status.get("autostop") else []
-    if not server:
-        other = status.get("other")
-        note = f" (a Jupyter labvm did not start holds port {status['port']}, pid {other['pid']})" if other else ""
-        return [f"  notebook: not running{note}", *autostop, machine]
-    lines = [f"  notebook: running on host port {server['port']} (pid {server['pid']})"]
-    if server.get("answering"):
-        lines.append(
-            f"  kernels {server['kernels']} ({server['busy_kernels']} busy), "
-            f"connections {server['connections']}, idle {_duration(server['idle_seconds'])}"
-        )
-    else:
-        lines.append("  notebook: its API does not answer")
-    if session.is_local:
-        lines.append(f"  url: {session.url(server['port'], server)}")
-    else:
-        tunnel = session.tunnels.find(session.profile)
-        if tunnel and tunnel.remote_port == server["port"] and tunnel.keeper_pid:
-            lines.append(f"  url: {session.url(tunnel.local_port, server)}")
-            lines.append(f"  tunnel: {tunnel.state}" + ("" if tunnel.is_up else "; the URL comes back by itself")
-                         + f" (keeper pid {tunnel.keeper_pid})")
-        else:
-            lines.append(f"  url: no tunnel open; `inv tunnel --host {session.profile.name}`")
-    lines += [*autostop, machine]
-    return lines
-
-
-def _autostop_line(report: dict) -> str:
-    """The VM's autostop setting and what its last check saw, in one line."""
-    if not report["idle_seconds"]:
-        return f"off (set by {report['set_by']})"
-    line = f"stops after {_duration(report['idle_seconds'])} idle (set by {report['set_by']}"
-    line += f", checked by {report['scheduler']})" if report["scheduler"] else "; no timer or cron entry found)"
-    if report["stop_requested"]:
-        return line + "; stopping now"
-    if report["last_check_ago"] is None:
-        return line + "; not checked yet"
-    if report["last_check_ago"] > 180:
-        return line + f"; last check {_duration(report['last_check_ago'])} ago: is cron or the timer running?"
-    reasons = report.get("reasons") or []
-    if report.get("extended_until") and not any(r.startswith("extended until") for r in reasons):
-        # Said by the next check ("extended until 17:30 UTC"); until then, here.
-        reasons = [*reasons, f"kept up until {time.strftime('%H:%M', time.localtime(report['extended_until']))}"]
-    if report["idle_for"] is None:
-        return line + (f"; in use: {', '.join(reasons)}" if reasons else "; in use")
-    return line + f"; idle {_duration(report['idle_for'])}"
-
-
-def _last_autostop(report: dict) -> list[str]:
-    """When the VM last stopped itself, and after how long idle (the state survives the stop)."""
-    if not report.get("stopped_at"):
-        return []
-    after = f" after {_duration(report['stopped_after'])} idle" if report.get("stopped_after") else ""
-    return [f"  autostop: last stopped this VM {time.strftime('%Y-%m-%d %H:%M', time.localtime(report['stopped_at']))}{after}"]
-
-
-def _duration(seconds: int) -> str:
-    if seconds < 90:
-        return f"{seconds}s"
-    if seconds < 5400:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -402,8 +402,11 @@ def start_cluster(dask_cluster) -> None:
     assert lines[0].startswith(f"cluster: scheduler tls://{SCHEDULER_HOST}:8786 on 127.0.0.1: "), lines
     [seen] = cluster.status(profile, head)  # found where ensure put it
     assert seen.startswith("cluster: worker localhost (tls://") and "0 tasks processing" in seen, seen
-    armed = cluster.arm_worker_autostop(profile, head, [worker],
-                                        stop_command='echo worker >> "$HOME/.labvm/stop-called"')
+    os.environ["LABVM_AUTOSTOP_COMMAND"] = 'echo worker >> "$HOME/.labvm/stop-called"'  # as the head's
+    try:
+        armed = cluster.arm_worker_autostop(profile, head, [worker])
+    finally:
+        del os.environ["LABVM_AUTOSTOP_COMMAND"]
     assert armed == [f"cluster: worker localhost: stops itself 2m after the scheduler {SCHEDULER_HOST}:8786 is gone"]
     rewrite_state(worker_vm, boot_id="the boot before")  # each test: a worker VM (re)started by `inv up`
     assert f"active: the head's dask scheduler {SCHEDULER_HOST}:8786 answers" in worker_vm.check()

@@ -1,0 +1,92 @@
+"""`inv status`: one block per profile, every profile asked at once."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from .autostop import autostop_line, duration, last_autostop
+from .config import Config
+from .errors import LabvmError
+from .session import Session
+from .sshconfig import SshHome
+from .tunnel import Tunnels
+
+
+def report(config: Config, names: list[str], context) -> list[str]:
+    """One block per profile: reachable, notebook, URL, kernels, idle time, memory, disk."""
+    def one(name: str) -> list[str]:
+        try:
+            profile = config.profile(name)
+            with Session(profile, context) as session:
+                status = session.notebook_status()
+                where = "this machine" if session.is_local else f"{session.host.hostname}:{profile.port}"
+                lines = [f"{name} ({profile.provider}, {where}): reachable", *_describe(session, status)]
+                return lines + _cluster_status(session)
+        except LabvmError as e:
+            return [f"{name}: {str(e).splitlines()[0]}", *_kept_tunnel(config, name)]
+
+    # Every profile at once: an unreachable one costs one timeout, in parallel with the others.
+    with ThreadPoolExecutor(max(1, min(len(names), 16))) as pool:
+        return [line for block in pool.map(one, names) for line in block]
+
+
+def _kept_tunnel(config: Config, name: str) -> list[str]:
+    """What the tunnel's keeper says of a profile that did not answer (stopped by autostop, reconnecting)."""
+    try:
+        tunnel = Tunnels(SshHome.current()).find(config.profile(name))
+    except LabvmError:
+        return []
+    if tunnel is None:
+        return []
+    hint = f"; `inv up --host {name}`" if not tunnel.keeper_pid else "; the URL comes back by itself"
+    return [f"  tunnel: {tunnel.state}{hint}"]
+
+
+def _cluster_status(session: Session) -> list[str]:
+    if not session.profile.cluster:
+        return []
+    from . import cluster
+
+    machines = []
+    if not session.profile.cluster.hosts:  # worker VMs: running or stopped, as the cloud says
+        machines = [f"  cluster: {worker.name} ({worker.id}): VM {worker.state}" for worker in session.provider.workers()]
+    try:
+        return machines + [f"  {line}" for line in cluster.status(session.profile, session.host)]
+    except LabvmError as e:
+        return machines + [f"  cluster: {str(e).splitlines()[0]}"]
+
+
+def _describe(session: Session, status: dict) -> list[str]:
+    gib = 1024 ** 3
+    machine = (
+        f"  memory {(status['mem_total'] - status['mem_available']) / gib:.1f} of "
+        f"{status['mem_total'] / gib:.1f} GiB used, disk {status['disk_free'] / gib:.1f} GiB free "
+        f"of {status['disk_total'] / gib:.1f}, load {status['load']:.2f}"
+    )
+    server = status["server"]
+    autostop = [f"  autostop: {autostop_line(status['autostop'])}", *last_autostop(status["autostop"])] \
+        if status.get("autostop") else []
+    if not server:
+        other = status.get("other")
+        note = f" (a Jupyter labvm did not start holds port {status['port']}, pid {other['pid']})" if other else ""
+        return [f"  notebook: not running{note}", *autostop, machine]
+    lines = [f"  notebook: running on host port {server['port']} (pid {server['pid']})"]
+    if server.get("answering"):
+        lines.append(
+            f"  kernels {server['kernels']} ({server['busy_kernels']} busy), "
+            f"connections {server['connections']}, idle {duration(server['idle_seconds'])}"
+        )
+    else:
+        lines.append("  notebook: its API does not answer")
+    if session.is_local:
+        lines.append(f"  url: {session.url(server['port'], server)}")
+    else:
+        tunnel = session.tunnels.find(session.profile)
+        if tunnel and tunnel.remote_port == server["port"] and tunnel.keeper_pid:
+            lines.append(f"  url: {session.url(tunnel.local_port, server)}")
+            lines.append(f"  tunnel: {tunnel.state}" + ("" if tunnel.is_up else "; the URL comes back by itself")
+                         + f" (keeper pid {tunnel.keeper_pid})")
+        else:
+            lines.append(f"  url: no tunnel open; `inv tunnel --host {session.profile.name}`")
+    lines += [*autostop, machine]
+    return lines
