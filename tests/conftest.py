@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from aws_world import REGION, aws_env, moto_server
 from realhost import Lab, Sshd, User
 
 
@@ -38,3 +39,21 @@ def lab() -> Lab:
     created = Lab.create()
     yield created
     shutil.rmtree(created.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def moto():
+    """moto's EC2 server, one per test module (its state is shared by the module's tests): the endpoint URL."""
+    server, endpoint = moto_server()
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def ec2(moto, monkeypatch):
+    """An EC2 client of moto, with the environment labvm's own calls in this process find it through."""
+    import boto3
+
+    for name, value in aws_env(moto).items():
+        monkeypatch.setenv(name, value)
+    return boto3.client("ec2", region_name=REGION)
