@@ -192,6 +192,11 @@ def test_client_with_nothing_typed_in_the_notebook_runs_tasks_on_both_workers_an
                             tls_client_key=str(folder / "client.key"), require_encryption=True)
         with pytest.raises(OSError):
             Client(f"tls://{head.address}:8786", timeout=3, security=security)
+        # The positive control: the same address and CA with this cluster's own client certificate answers.
+        own = Security(tls_ca_file=str(ours / "ca.pem"), tls_client_cert=str(ours / "client.pem"),
+                       tls_client_key=str(ours / "client.key"), require_encryption=True)
+        with Client(f"tls://{head.address}:8786", timeout=10, security=own) as client:
+            assert len(client.scheduler_info()["workers"]) == len(workers)
 
     status = cluster.status(profile, head_host)
     assert sorted(line.split(" (")[0] for line in status) == [f"cluster: worker {w.address}" for w in workers]
