@@ -21,8 +21,13 @@ def nothing_left(lab, user, profile="vm"):
     assert user.processes("jupyter-lab") == []
     assert "labvm-notebook" not in user.shell("tmux ls 2>&1; screen -ls 2>&1").stdout
     assert not (lab.ssh_dir / "labvm" / "run" / f"{profile}.json").exists()
-    out = subprocess.run(["pgrep", "-af", f"labvm/run/{profile}.sock"], capture_output=True, text=True)
-    assert out.stdout == ""
+    assert laptop_processes(lab) == []
+
+
+def laptop_processes(lab) -> list[str]:
+    """Every process whose command line names this laptop's ssh folder: the tunnel's keeper and its ssh."""
+    out = subprocess.run(["pgrep", "-af", str(lab.ssh_dir)], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
 
 
 @pytest.mark.parametrize("multiplexer", ["tmux", "screen", "nohup"])
@@ -58,6 +63,9 @@ def test_up_status_up_again_down(lab, user, sshd, multiplexer):
     assert url_from(again) == url
     assert user.processes("jupyter-lab") == pids
 
+    # The positive control of nothing_left: while up, the keeper and its OpenSSH are seen.
+    running = laptop_processes(lab)
+    assert any("labvm.keeper" in line for line in running) and any(" -N " in line for line in running), running
     down = lab.inv("down", "--host", "vm").stdout
     assert "stopped Jupyter" in down and "tunnel: closed" in down
     nothing_left(lab, user)
