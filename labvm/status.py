@@ -66,6 +66,11 @@ def _describe(session: Session, status: dict) -> list[str]:
     server = status["server"]
     autostop = [f"  autostop: {autostop_line(status['autostop'])}", *last_autostop(status["autostop"])] \
         if status.get("autostop") else []
+    holder = status.get("port_holder")
+    if holder:  # another login of the VM listens where the tunnel forwards: never the user's browser
+        return [f"  notebook: port {status['port']} is held by user {holder['user']}, not you; the tunnel must not "
+                f"forward there: `inv tunnel --host {session.profile.name} --stop`, then set notebook.port",
+                *autostop, machine]
     if not server:
         other = status.get("other")
         note = f" (a Jupyter labvm did not start holds port {status['port']}, pid {other['pid']})" if other else ""

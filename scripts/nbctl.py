@@ -151,6 +151,31 @@ def port_open(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def port_owner(port):
+    """The uid of the process listening on 127.0.0.1:port (or [::1]:port, ::), None if none is seen.
+    /proc/net/tcp{,6}: local_address hex IP:PORT, st 0A = LISTEN, uid the 8th column (proc(5))."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 7 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return int(fields[7])
+    return None
+
+
+def owner_name(uid):
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return "uid %d" % uid
+
+
 # Lab networks set http_proxy without no_proxy for 127.0.0.1; a proxy cannot reach this host's
 # loopback, so labvm's own requests to Jupyter never go through one.
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -213,6 +238,10 @@ def status(args):
             )
         except (OSError, ValueError, KeyError, urllib.error.URLError):
             result["server"]["answering"] = False
+    owner = port_owner(args.port)
+    if owner is not None and owner != os.geteuid():
+        # Another login of this machine listens where labvm forwards: a browser's token would go to it.
+        result["port_holder"] = {"uid": owner, "user": owner_name(owner)}
     if not mine or mine.get("port") != args.port:
         result["port_busy"] = port_open(args.port)
         for directory in OTHER_RUNTIME_DIRS:
@@ -227,6 +256,10 @@ def plan(args):
     """What start should do: nothing (running), start, or restart (config changed)."""
     result = status(args)
     server = result["server"]
+    if result.get("port_holder"):
+        say("error: port %d on the host is held by user %s, not you: labvm will not forward your browser there; "
+            "set notebook.port to another port" % (args.port, result["port_holder"]["user"]))
+        sys.exit(1)
     if server and server["port"] == args.port and server.get("answering"):
         stale = os.path.getmtime(CONFIG) > os.path.getmtime(server["runtime_file"])
         result["action"] = "restart" if stale else "running"
