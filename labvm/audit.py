@@ -9,6 +9,7 @@ and the audit goes on with the others.
 from __future__ import annotations
 
 import json
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from datetime import datetime, timezone
 from .config import Config
 from .errors import LabvmError
 from .providers import Resource, for_profile
+from .text import clean
 
 STOPPED_DAYS = 7  # a VM nobody started for this long is forgotten, and its disk bills on
 KEEP_IMAGES = 3  # what `inv images --prune` keeps by default
@@ -108,7 +110,8 @@ def _judge(resources: list[Resource], providers: list, all_profiles: tuple[str, 
         age = (now - r.since).total_seconds() if r.since else None
         cluster, index = _member(r.profile)
         profile = known.get(cluster)
-        inv = f"{'' if r.owner == me else f'LABVM_OWNER={r.owner} '}inv"  # labvm finds resources by owner too
+        # labvm finds resources by owner too; the owner tag is anyone's text in the account: quoted.
+        inv = f"{'' if r.owner == me else f'LABVM_OWNER={shlex.quote(r.owner)} '}inv"
         why, step = "", ""
         if profile is None:
             why = (f"profile {cluster!r} of hosts.yml does not look in {r.cloud} {r.scope}" if cluster in all_profiles
@@ -150,12 +153,12 @@ def _member(profile: str) -> tuple[str, int | None]:
 
 def _table(rows: list[dict]) -> list[str]:
     header = ("CLOUD", "KIND", "PROFILE", "OWNER", "ID", "STATE", "AGE", "DETAIL", "$/H", "NEXT STEP")
-    cells = [header] + [(
+    cells = [header] + [tuple(clean(cell) for cell in (
         f"{row['cloud']} {row['scope']}", row["role"] if row["kind"] == "instance" and row["role"] else row["kind"], row["profile"], row["owner"], row["id"], row["state"],
         _age(row["age_seconds"]), _detail(row),
         "" if row["kind"] != "instance" else NONE if row["hourly_usd"] is None else _money(row["hourly_usd"]),
         f"{row['why']}: {row['next_step']}" if row["next_step"] else "ok",
-    ) for row in rows]
+    )) for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(header) - 1)]
     return ["  ".join([*(cell.ljust(width) for cell, width in zip(line, widths)), line[-1]]) for line in cells]
 

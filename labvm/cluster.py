@@ -19,6 +19,7 @@ from .config import Profile
 from .errors import LabvmError
 from .remote import SshHost
 from .sshconfig import SshHome
+from .text import clean
 
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
@@ -103,10 +104,10 @@ def status(profile: Profile, head: SshHost) -> list[str]:
     try:
         seen = _workers(head)
     except LabvmError as e:
-        return [f"cluster: no scheduler answers on {head.hostname} ({str(e).splitlines()[0]}); `inv up` starts it"]
+        return [f"cluster: no scheduler answers on {head.hostname} ({clean(str(e).splitlines()[0])}); `inv up` starts it"]
     if not seen["workers"]:
         return [f"cluster: scheduler {seen['scheduler']} has no workers"]
-    return [f"cluster: worker {w['name']} ({w['address']}): {w['threads']} threads, {_gib(w['memory'])}, "
+    return [f"cluster: worker {clean(str(w['name']))} ({clean(str(w['address']))}): {w['threads']} threads, {_gib(w['memory'])}, "
             f"{w['processing']} tasks processing" for w in seen["workers"]]
 
 

@@ -1,18 +1,27 @@
 """hosts.yml (+ .env) -> validated, frozen Profile objects.
 
 Every problem in the file is reported at once, one line each, naming the file, the
-profile and the key, with the closest valid key for a typo. `${VAR}` is resolved from
-the environment, then `.env` beside hosts.yml, and only for the profiles a task uses,
-so a missing GCE_PROJECT never blocks `inv up --host local`.
+profile and the key, with the closest valid key for a typo. `${VAR}` is resolved only for
+the profiles a task uses, so a missing GCE_PROJECT never blocks `inv up --host local`.
+
+Both files may come from a colleague or a repository, so each is a trust boundary:
+- `.env` feeds `${VAR}`; only DOTENV_TO_ENVIRON names also enter the process environment,
+  and a name that changes where labvm talks or what it (or a shell it starts) runs is refused.
+- `${VAR}` reads `.env` and, from the environment, only ENVIRON_TO_HOSTS names: a shared
+  hosts.yml cannot carry GITHUB_TOKEN or AWS_SECRET_ACCESS_KEY out in a host name.
+- paths stay in hosts.yml's folder (sync_dir), on the VM they are plain (workspace), and sync
+  patterns never reach a dot-folder.
 """
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import io
 import ipaddress
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -44,7 +53,7 @@ ENV_KEYS = {
 NOTEBOOK_KEYS = {
     "port": "port",
     "local_port": "port",
-    "workspace": "path",
+    "workspace": "workspace",
     "multiplexer": MULTIPLEXERS,
     "password": "str",
     "start_timeout": "int",
@@ -60,8 +69,10 @@ COMMON_KEYS = {
     "notebook": NOTEBOOK_KEYS,
     "autostop": "duration",
     "autostop_load": "number",
-    "sync": "list",
+    "sync": "patterns",
     "sync_dir": "local_path",
+    "sync_max_file": "size",
+    "sync_max_total": "size",
     "cluster": {
         "workers": "count", "worker_size": "str", "threads": "int", "memory_limit": "str", "hosts": "hosts",
     },
@@ -98,6 +109,35 @@ DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 DEFAULT_AUTOSTOP = 3600  # cloud profiles stop themselves after an idle hour unless told otherwise
 CLUSTER_PACKAGES = ("distributed", "dask-labextension")
 DEFAULT_SYNC = ("*.ipynb", "*.py", "*.md")
+# A VM decides what sync brings home: a file over this is skipped, a sync over the total stops.
+DEFAULT_SYNC_MAX_FILE = 100 * 2**20
+DEFAULT_SYNC_MAX_TOTAL = 2 * 2**30
+SIZE = re.compile(r"([0-9]{1,15})\s*([KMG]?)i?B?", re.IGNORECASE)
+
+# What .env may put into os.environ: what labvm (cloud.py, openstack.py, gce.py, Config.resolve)
+# and the SDKs read to pick an account's profile or region, nothing that says where to connect.
+DOTENV_TO_ENVIRON = frozenset({
+    "AWS_PROFILE", "AWS_DEFAULT_REGION", "OS_CLOUD", "GOOGLE_CLOUD_PROJECT",
+    "LABVM_HOST", "LABVM_OWNER", "LABVM_GCE_OSLOGIN",
+})
+# Names that change where labvm talks (endpoints, proxies, certificates, credential files that can
+# name a program), what it or a shell it starts runs (BASH_ENV, PYTHON*, LD_*, RSYNC_*, SSH_*,
+# GIT_*), or where its keys live: a shared .env must not set them; your own shell may.
+DOTENV_REFUSED = re.compile(
+    r"LABVM_(SSH_DIR|HOSTS|AUTOSTOP_COMMAND)|.*ENDPOINT.*|.*_PROXY|.*CA_BUNDLE|SSL_CERT_.*|"
+    r"BASH_ENV|ENV|PATH|HOME|SHELL|IFS|PS4|PROMPT_COMMAND|CDPATH|TMPDIR|BROWSER|EDITOR|VISUAL|PAGER|"
+    r"PYTHON.*|LD_.*|DYLD_.*|RSYNC_.*|SSH_.*|GIT_.*|INVOKE_.*|XDG_.*|"
+    r"AWS_CONFIG_FILE|AWS_SHARED_CREDENTIALS_FILE|GOOGLE_APPLICATION_CREDENTIALS|CLOUDSDK_.*|"
+    r"OS_AUTH_URL|OS_CLIENT_CONFIG_FILE|OS_CACERT",
+    re.IGNORECASE,
+)
+# What hosts.yml's ${VAR} may read from the environment (besides .env): labvm's own names, the
+# login name, and the account-choosing names above. Anything else (tokens, keys) stays unread.
+ENVIRON_TO_HOSTS = ("LABVM_*", "USER", "AWS_PROFILE", "AWS_DEFAULT_REGION", "OS_CLOUD", "GOOGLE_CLOUD_PROJECT")
+# notebook.workspace on the VM reaches rsync's remote side and the VM's scripts: plain characters
+# only, so even an rsync that hands the path to a remote shell (2.6.9, RSYNC_OLD_ARGS) splits nothing.
+WORKSPACE = re.compile(r"~|(?:~/|/)?[A-Za-z0-9._+@,=/-]+")
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def parse_duration(value: Any) -> int | None:
@@ -109,6 +149,16 @@ def parse_duration(value: Any) -> int | None:
         return None
     hours, minutes, seconds = (int(part or 0) for part in match.groups())
     return hours * 3600 + minutes * 60 + seconds or None
+
+
+def parse_size(value: Any) -> int | None:
+    """Bytes in `500K`, `100M`, `2G` (powers of 1024, as rsync's --max-size reads them); None if not a size."""
+    match = SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if not match or not int(match.group(1)):
+        return None
+    return int(match.group(1)) * 1024 ** " KMG".index(match.group(2).upper() or " ")
 
 
 @dataclass(frozen=True)
@@ -165,6 +215,8 @@ class Profile:
     autostop_load: float = 0.5  # a 1-minute load average at or above this is activity
     sync_patterns: tuple[str, ...] = DEFAULT_SYNC
     sync_dir: Path = Path("notebooks")
+    sync_max_file: int = DEFAULT_SYNC_MAX_FILE  # bytes; a larger file stays on the host
+    sync_max_total: int = DEFAULT_SYNC_MAX_TOTAL  # bytes one sync may bring; past it the sync stops
     cluster: ClusterSpec | None = None
     # A cluster worker's own hosts.yml key ("cluster.hosts[0]"); its other values are the head profile's.
     worker_key: str = ""
@@ -199,11 +251,18 @@ class Config:
                 f"profiles: {', '.join(self.names)}"
             )
         problems: list[str] = []
+        refused: dict[str, str] = {}
         where = f"profiles.{name}"
-        data = _expand(self.raw[name], where, self.variables, problems)
+        data = _expand(self.raw[name], where, self.variables, problems, refused)
         if not problems:
             _coerce(self.raw[name], data, {**COMMON_KEYS, **CLOUD_KEYS.get(data.get("provider"), {})})
-            _check_profile(data, where, problems, expanded=True)
+            _check_profile(data, where, problems, expanded=True, refused=refused)
+        problems += [f"{key}: {_refusal(variable)}" for key, variable in refused.items()
+                     if not any(p.startswith(f"{key}: ") for p in problems)]
+        if not problems:
+            problem = _sync_dir_problem(self.path.parent, name, data.get("sync_dir"))
+            if problem:
+                problems.append(f"{where}.sync_dir: {problem}")
         env_file = (data.get("env") or {}).get("environment_file") if not problems else None
         if env_file:
             problem = _environment_file_problem(self.path.parent, str(env_file))
@@ -232,15 +291,10 @@ def load(path: Path) -> Config:
     if not path.is_file():
         raise LabvmError(f"{path}: not a file; {origin} must name a hosts.yml file")
     doc = _parse_yaml(path, _read_text(path, "hosts.yml"))
-    # .env fills the environment (the real environment wins), so what labvm and the cloud
-    # SDKs read there (LABVM_OWNER, OS_CLOUD, AWS_PROFILE, ...) may live in .env too.
-    for name, value in _read_dotenv(path.parent / ".env").items():
-        try:
-            os.environ.setdefault(name, value)
-        except ValueError:  # a NUL byte, or '=' in the name: no environment can hold it
-            raise LabvmError(f"{path.parent / '.env'}: {name!r} cannot be an environment variable "
-                             f"(a NUL character or '='); fix that line") from None
-    variables = dict(os.environ)
+    dotenv = _read_dotenv(path.parent / ".env")
+    for name in DOTENV_TO_ENVIRON & dotenv.keys():
+        os.environ.setdefault(name, dotenv[name])  # the real environment wins
+    variables = {**dotenv, **{k: v for k, v in os.environ.items() if _readable_from_environ(k)}}
 
     problems: list[str] = []
     if not isinstance(doc, dict):
@@ -347,22 +401,34 @@ def _parse_yaml(path: Path, text: str) -> Any:
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
-    """The variables of .env beside hosts.yml; a line python-dotenv cannot parse is an error."""
+    """The variables of .env beside hosts.yml, taken literally (no ${...} inside is expanded:
+    that would read the environment); a line python-dotenv cannot parse is an error."""
     if not path.exists():
         return {}
     if not path.is_file():
         raise LabvmError(f"{path}: not a file; .env beside hosts.yml holds NAME=value lines")
-    from dotenv import dotenv_values
     from dotenv.parser import parse_stream
 
-    text = _read_text(path, ".env")
-    for binding in parse_stream(io.StringIO(text)):
+    variables = {}
+    for binding in parse_stream(io.StringIO(_read_text(path, ".env"))):
+        line = f"{path}: line {binding.original.line}"
         if binding.error:
-            raise LabvmError(
-                f"{path}: line {binding.original.line}: not a NAME=value line (quote a value with "
-                f"spaces or '#', e.g. NAME=\"a b\"); see .env.example"
-            )
-    return {name: value for name, value in dotenv_values(stream=io.StringIO(text)).items() if value is not None}
+            raise LabvmError(f"{line}: not a NAME=value line (quote a value with spaces or '#', "
+                             f"e.g. NAME=\"a b\"); see .env.example")
+        if binding.key is None or binding.value is None:
+            continue
+        if DOTENV_REFUSED.fullmatch(binding.key):
+            raise LabvmError(f"{line}: {binding.key} is refused from .env (it changes where labvm connects "
+                             f"or what it runs); remove the line, or set it in your own shell if you mean it")
+        if "\x00" in binding.value:
+            raise LabvmError(f"{line}: {binding.key} holds a NUL character; no program can receive it, fix that line")
+        variables[binding.key] = binding.value
+    return variables
+
+
+def _readable_from_environ(name: str) -> bool:
+    """Whether hosts.yml's ${name} may read the environment (ENVIRON_TO_HOSTS)."""
+    return any(fnmatch.fnmatchcase(name, allowed) for allowed in ENVIRON_TO_HOSTS)
 
 
 def _merge(defaults: dict, settings: dict) -> dict:
@@ -375,14 +441,15 @@ def _merge(defaults: dict, settings: dict) -> dict:
     return merged
 
 
-def _check_profile(data: dict, where: str, problems: list[str], expanded: bool = False) -> None:
+def _check_profile(data: dict, where: str, problems: list[str], expanded: bool = False,
+                   refused: Mapping[str, str] = MappingProxyType({})) -> None:
     provider = data.get("provider")
     if provider not in PROVIDERS:
         hint = _did_you_mean(str(provider), PROVIDERS) if provider else ""
         problems.append(f"{where}.provider: must be one of {', '.join(PROVIDERS)}{hint}")
         return
     schema = {**COMMON_KEYS, **CLOUD_KEYS.get(provider, {})}
-    _check_mapping(data, schema, where, problems, expanded)
+    _check_mapping(data, schema, where, problems, expanded, refused)
     if provider == "ssh" and not data.get("address"):
         problems.append(f"{where}.address: required for provider ssh (a host name or IP)")
     cluster = data.get("cluster")
@@ -395,30 +462,41 @@ def _check_profile(data: dict, where: str, problems: list[str], expanded: bool =
             problems.append(f"{where}.cluster.hosts: a {provider} profile makes its workers; set cluster.workers: N")
 
 
-def _check_mapping(data: dict, schema: dict, where: str, problems: list[str], expanded: bool = False) -> None:
-    """expanded: ${VAR}s are resolved, so every value is checked, whatever it now holds."""
+def _check_mapping(data: dict, schema: dict, where: str, problems: list[str], expanded: bool = False,
+                   refused: Mapping[str, str] = MappingProxyType({})) -> None:
+    """expanded: ${VAR}s are resolved, so every value is checked, whatever it now holds.
+    refused: keys whose value came from an environment variable hosts.yml may not read: a problem
+    with such a value names the variable instead of printing what it holds."""
     _unknown_keys(data, schema, where + ".", problems)
     for key, kind in schema.items():
         if key not in data or data[key] is None:
             continue
         value, path = data[key], f"{where}.{key}"
-        if not expanded and isinstance(value, str) and VAR.search(value):
+        if not expanded and _holds_variable(value):
             continue  # checked once the variable is resolved, for the profile in use
         if isinstance(kind, dict):
             if isinstance(value, dict):
-                _check_mapping(value, kind, path, problems, expanded)
-            else:
-                problems.append(f"{path}: must be a mapping with keys {', '.join(kind)}")
+                _check_mapping(value, kind, path, problems, expanded, refused)
+                continue
+            message = f"must be a mapping with keys {', '.join(kind)}"
         elif isinstance(kind, tuple):
-            if value not in kind:
-                problems.append(
-                    f"{path}: must be one of {', '.join(kind)}, not {value!r}"
-                    f"{_did_you_mean(str(value), kind)}"
-                )
+            ok = value in kind
+            message = "" if ok else f"must be one of {', '.join(kind)}, not {value!r}{_did_you_mean(str(value), kind)}"
         else:
             message = _type_problem(kind, value)
-            if message:
-                problems.append(f"{path}: {message}")
+        if message and path in refused:  # the requirement, never the value (it may be a token)
+            message = f"{_without(message.split(', not ')[0], os.environ.get(refused[path]))}; and {_refusal(refused[path])}"
+        if message:
+            problems.append(f"{path}: {message}")
+
+
+def _without(text: str, secret: str | None) -> str:
+    return text.replace(secret, "...") if secret else text
+
+
+def _holds_variable(value: Any) -> bool:
+    """A string, or a list of them, with a ${VAR} in it."""
+    return any(isinstance(v, str) and VAR.search(v) for v in (value if isinstance(value, list) else [value]))
 
 
 def _type_problem(kind: str, value: Any) -> str:
@@ -445,6 +523,21 @@ def _type_problem(kind: str, value: Any) -> str:
             except RuntimeError:
                 return f"names no user of this machine ({value.split('/')[0]}); write ~/... or a full path"
         return ""
+    if kind == "workspace":
+        parts = value.split("/") if isinstance(value, str) else []
+        ok = isinstance(value, str) and WORKSPACE.fullmatch(value) and len(value) < 4096 \
+            and not any(part == ".." or part.startswith("-") for part in parts)
+        return "" if ok else (f"must be a plain folder path on the host (~/work, work, /data/work: letters, "
+                              f"digits and . _ - + @ , = /), not {value!r}")
+    if kind == "patterns":
+        problem = _type_problem("list", value)
+        bad = next((p for p in value if _pattern_problem(p)), None) if not problem else None
+        return problem or ("" if bad is None else (
+            f"each pattern names files under the workspace: relative, no '..' and no dot-folder or dot-file "
+            f"(e.g. *.ipynb, results/*.csv), not {bad!r}"))
+    if kind == "size":
+        ok = parse_size(value) is not None
+        return "" if ok else f"must be a size like 500K, 100M or 2G, not {value!r}"
     if kind == "count":
         ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100
         return "" if ok else f"must be a whole number of machines from 0 to 100, not {value!r}"
@@ -471,6 +564,13 @@ def _type_problem(kind: str, value: Any) -> str:
     if kind == "map":
         return "" if isinstance(value, dict) else f"must be a mapping, not {value!r}"
     raise AssertionError(kind)
+
+
+def _pattern_problem(pattern: str) -> bool:
+    """True for a sync pattern that could reach outside the workspace or into a dot-folder (.ssh, .aws)."""
+    parts = pattern.split("/")
+    return bool(CONTROL.search(pattern) or pattern.startswith(("/", "~")) or "\\" in pattern
+                or any(part == ".." or part.startswith(".") for part in parts))
 
 
 def host_problem(value: Any) -> str | None:
@@ -519,25 +619,40 @@ def _did_you_mean(word: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _expand(value: Any, where: str, variables: dict, problems: list[str]) -> Any:
+def _expand(value: Any, where: str, variables: dict, problems: list[str], refused: dict[str, str]) -> Any:
+    """value with each ${NAME} replaced. A NAME only the environment holds, outside
+    ENVIRON_TO_HOSTS, is still substituted so the value can be checked, and recorded in
+    refused (key -> NAME): the profile is then refused, its value never printed."""
     if isinstance(value, dict):
-        return {k: _expand(v, f"{where}.{k}", variables, problems) for k, v in value.items()}
+        return {k: _expand(v, f"{where}.{k}", variables, problems, refused) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, where, variables, problems) for v in value]
+        return [_expand(v, where, variables, problems, refused) for v in value]
     if not isinstance(value, str):
         return value
 
     def substitute(match: re.Match) -> str:
         name = match.group(1)
-        if name not in variables:
-            problems.append(
-                f"{where}: ${{{name}}} is not set; set {name} in the environment or in "
-                f".env beside hosts.yml (see .env.example)"
-            )
-            return ""
-        return variables[name]
+        if name in variables:
+            return variables[name]
+        if name in os.environ:
+            refused.setdefault(where, name)
+            return os.environ[name]
+        problems.append(f"{where}: ${{{name}}} is not set; {_next_step(name)}")
+        return ""
 
     return VAR.sub(substitute, value)
+
+
+def _refusal(name: str) -> str:
+    return (f"${{{name}}} is not one hosts.yml may read from the environment (only "
+            f"{', '.join(ENVIRON_TO_HOSTS)}); {_next_step(name)}")
+
+
+def _next_step(name: str) -> str:
+    if DOTENV_REFUSED.fullmatch(name):
+        return f"{name} cannot come from .env either: write the value itself in hosts.yml"
+    where = "in the environment or in .env" if _readable_from_environ(name) else "in .env"
+    return f"set {name} {where} beside hosts.yml (see .env.example)"
 
 
 # Cloud images are built with one login; the laptop's login name means nothing to them.
@@ -589,6 +704,25 @@ def _environment_file_problem(folder: Path, env_file: str) -> str | None:
     return None
 
 
+def _sync_dir_problem(folder: Path, profile: str, sync_dir: Any) -> str | None:
+    """sync writes what the VM holds into sync_dir: it must be a folder of its own inside hosts.yml's
+    folder, never a dot-folder, and never meet the code labvm runs (its package, bin/, scripts/,
+    its Python environment) nor hold tasks.py's folder."""
+    written = str(sync_dir or "notebooks/{profile}")
+    base = folder.resolve()
+    target = (base / Path(written.replace("{profile}", profile)).expanduser()).resolve()
+    if not target.is_relative_to(base) or target == base:
+        return (f"{written} is not a folder inside {base}; sync into a folder beside hosts.yml, "
+                f"e.g. notebooks/{{profile}} (a symlink out is refused too)")
+    if any(part.startswith(".") for part in target.relative_to(base).parts):
+        return f"{written} is a hidden folder; sync into a plain folder, e.g. notebooks/{{profile}}"
+    checkout = PACKAGE_DIR.parent
+    code = [PACKAGE_DIR, checkout / "bin", checkout / "scripts", Path(sys.prefix).resolve()]
+    if checkout.is_relative_to(target) or any(target.is_relative_to(c) or c.is_relative_to(target) for c in code):
+        return f"{written} holds code labvm runs; sync into a folder of its own, e.g. notebooks/{{profile}}"
+    return None
+
+
 def _report(path: Path, problems: list[str]) -> str:
     return "\n".join(f"{path}: {p}" for p in problems)
 
@@ -628,6 +762,8 @@ def _build(name: str, data: dict, source: Path) -> Profile:
         autostop_load=float(data.get("autostop_load") or Profile.autostop_load),
         sync_patterns=tuple(data.get("sync") or DEFAULT_SYNC),
         sync_dir=sync_dir if sync_dir.is_absolute() else source.parent / sync_dir,
+        sync_max_file=parse_size(data.get("sync_max_file") or DEFAULT_SYNC_MAX_FILE),
+        sync_max_total=parse_size(data.get("sync_max_total") or DEFAULT_SYNC_MAX_TOTAL),
         cluster=_cluster(data.get("cluster")),
     )
 

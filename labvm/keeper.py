@@ -40,6 +40,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import answers
+from .errors import LabvmError
+from .text import LINE_LIMIT, clean, communicate_bounded, decode
+
 KEEPALIVE_INTERVAL = 10  # seconds; 3 missed answers end ssh: a dead link is noticed in 30-40 s
 KEEPALIVE_COUNT = 3
 CONNECT_TIMEOUT = 5  # seconds per attempt while the network is gone
@@ -54,6 +58,8 @@ AUTOSTOP_WARN_WITHIN = 300  # seconds, or half a shorter period: scripts/autosto
 # The VM's report, run from the login directory (labvm.remote.REMOTE_SCRIPTS, not imported: it
 # loads Fabric); the system's python3, as the minute's check uses.
 AUTOSTOP_STATUS = "python3 .labvm/scripts/autostop.py status"
+AUTOSTOP_ANSWER_LIMIT = 64 * 1024  # bytes of the VM's answer kept (its report is under 1 KB)
+SSH_LINES_LOGGED = 200  # of one ssh's stderr (a jump host's banner may never end)
 
 
 def now_iso() -> str:
@@ -178,7 +184,11 @@ class AutostopWatch:
             if self.ended:
                 return
             if self.keeper.state["state"] == "up" and (rung or not self.absent):
-                self.ask()
+                try:
+                    self.ask()
+                except Exception as e:  # the VM's answer is checked; whatever else goes wrong, the watch lives on
+                    self.failed("error", f"autostop: asking {self.keeper.alias} failed: "
+                                         f"{type(e).__name__}: {e}; asking again in a minute")
 
     def end(self) -> None:
         """Ends a question under way: nothing of labvm's outlives the keeper."""
@@ -207,10 +217,12 @@ class AutostopWatch:
                                        f"asking again in a minute")
             return
         try:
-            report = json.loads(out.strip().splitlines()[-1]) if code == 0 else None
-        except (ValueError, IndexError):
-            report = None
-        if not isinstance(report, dict):  # `null`: not set up there; a failure: a VM an older labvm set up
+            report = answers.autostop_report(out, f"autostop: {self.keeper.alias}", self.keeper.profile) if code == 0 else None
+        except LabvmError as e:  # checked field by field: a report labvm cannot use is said once
+            self.absent = True
+            self.failed("bad answer", f"{e}; asking again when the tunnel reconnects")
+            return
+        if report is None:  # `null`: not set up there; a failure: a VM an older labvm set up
             self.absent = True
             self.failed("absent", f"autostop: {self.keeper.alias} has none ({why or 'not set up there'}); "
                                   f"asking again when the tunnel reconnects")
@@ -227,14 +239,16 @@ class AutostopWatch:
             asked = datetime.now(timezone.utc).isoformat()
             self.question = subprocess.Popen(
                 autostop_command(self.keeper.ssh_config, self.keeper.alias), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            out, err = self.question.communicate(timeout=AUTOSTOP_ASK_TIMEOUT)
+            out, err, too_much = communicate_bounded(self.question, AUTOSTOP_ASK_TIMEOUT, AUTOSTOP_ANSWER_LIMIT)
         except subprocess.TimeoutExpired:
             self.question.kill()
-            self.question.communicate()
+            self.question.wait()
             return asked, 255, "", f"no answer within {AUTOSTOP_ASK_TIMEOUT}s"
-        return asked, self.question.returncode, out, err
+        if too_much:
+            return asked, 1, "", f"its answer was larger than {AUTOSTOP_ANSWER_LIMIT // 1024} KiB"
+        return asked, self.question.returncode, decode(out), decode(err)
 
     def failed(self, kind: str, line: str) -> None:
         if kind != self.trouble:
@@ -276,7 +290,8 @@ class Keeper:
                       "since": now_iso(), "reason": ""}
 
     def log(self, line: str) -> None:
-        print(f"{now_iso()} {line}", flush=True)
+        """One line of the keeper's log; its words may come from the VM or a jump host: cleaned."""
+        print(f"{now_iso()} {clean(line)}", flush=True)
 
     def set_state(self, state: str, reason: str = "", keep_since: bool = False) -> None:
         fields = {"state": state, "reason": reason, "ssh_pid": self.child.pid if self.child else 0}
@@ -315,17 +330,24 @@ class Keeper:
     def start_child(self) -> None:
         command = ssh_command(self.ssh_config, self.alias, self.forwards)
         self.child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True, errors="replace")
+                                      stderr=subprocess.PIPE)
         self.reader = threading.Thread(target=self.read_errors, args=(self.child,), daemon=True)
         self.reader.start()
 
     def read_errors(self, child: subprocess.Popen) -> None:
-        for line in child.stderr:
-            line = line.strip()
-            if line:
+        """ssh's stderr, one bounded line at a time; the first lines logged, the last one kept."""
+        logged = 0
+        while line := child.stderr.readline(LINE_LIMIT):
+            line = clean(decode(line).strip())
+            if not line:
+                continue
+            logged += 1
+            if logged <= SSH_LINES_LOGGED:
                 self.log(f"ssh: {line}")
-                if "open failed" not in line:  # a probe of the forward before Jupyter listened
-                    self.last_line = line
+            elif logged == SSH_LINES_LOGGED + 1:
+                self.log(f"ssh: more than {SSH_LINES_LOGGED} lines; only its last one is kept")
+            if "open failed" not in line:  # a probe of the forward before Jupyter listened
+                self.last_line = line
 
     def wait_until_accepting(self) -> bool:
         deadline = time.monotonic() + ACCEPT_TIMEOUT

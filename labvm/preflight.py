@@ -13,6 +13,9 @@ import socket
 
 from .errors import LabvmError
 from .providers import Check
+from .text import clean, decode
+
+BANNER_BYTES = 255  # an SSH identification line is at most 255 characters (RFC 4253, 4.2)
 
 
 def checks(session) -> list[Check]:
@@ -35,16 +38,17 @@ def before_create(session) -> None:
     failed = [c for c in session.provider.preflight(_public_key(session)) if not c.ok]
     if failed:
         raise LabvmError("\n".join(
-            [f"check {c.name}: {c.detail}" for c in failed]
+            [f"check {c.name}: {clean(c.detail)}" for c in failed]
             + [f"nothing was created; `inv check --host {session.profile.name}` asks again"]
         ))
 
 
 def report(results: list[Check], as_json: bool) -> str:
-    if as_json:
+    if as_json:  # json.dumps escapes every control character itself
         return json.dumps([{"check": c.name, "ok": c.ok, "detail": c.detail} for c in results], indent=2)
     width = max(len(c.name) for c in results)
-    return "\n".join(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}" for c in results)
+    # A detail may quote a banner, a cloud's message or a tag: cleaned, one line each.
+    return "\n".join(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {clean(c.detail)}" for c in results)
 
 
 def _public_key(session) -> str:
@@ -68,13 +72,15 @@ def _jump(profile) -> Check:
     try:
         with socket.create_connection((host, port), timeout=10) as s:
             s.settimeout(10)
-            banner = s.recv(64)
+            banner = s.recv(BANNER_BYTES)
     except OSError as e:
-        return Check("jump host", False, f"{host}:{port} does not answer ({e.strerror or e}); "
+        return Check("jump host", False, f"{host}:{port} does not answer ({clean(e.strerror or str(e))}); "
                                          f"check profiles.{profile.name}.jump and your VPN")
     if not banner.startswith(b"SSH-"):
         return Check("jump host", False, f"{host}:{port} answers but is not an SSH server")
-    return Check("jump host", True, f"{host}:{port} answers ({banner.decode(errors='replace').strip()})")
+    # The jump host wrote it: shown cleaned, its first line only.
+    shown = clean(decode(banner).split("\n")[0].strip(), 100)
+    return Check("jump host", True, f"{host}:{port} answers ({shown})")
 
 
 def _login(session) -> Check:

@@ -7,22 +7,32 @@ a shell.  Scripts print progress on stderr (shown live) and data on stdout (retu
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
+import logging
 import os
 import shlex
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
 from .config import Profile
 from .errors import LabvmError
 from .sshconfig import SshHome, parse_jump
+from .text import CleanStream, clean, decode
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 BANNER_TIMEOUT = 20
 REMOTE_SCRIPTS = ".labvm/scripts"  # relative to the login directory, for SFTP too
+OUTPUT_LIMIT = 1 << 20  # bytes of a remote command's stdout, and of its stderr, kept: the last ones
+READ_LIMIT = 64 * 1024  # bytes of a small file read back from the host (a digest, a password hash)
+
+# paramiko's transport thread logs its failures (a port that is not SSH) with a traceback, which
+# Python's last-resort handler prints on stderr; labvm says the same in one line (SshHost._try).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def command_line(script: str, args: tuple[str, ...], env: dict[str, str]) -> str:
@@ -31,10 +41,11 @@ def command_line(script: str, args: tuple[str, ...], env: dict[str, str]) -> str
 
 
 def _failure(label: str, script: str, stderr: str) -> LabvmError:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    # Lines end at "\n" only: splitlines() would also break at a carriage return or a separator the host sent.
+    lines = [line for line in stderr.strip().split("\n") if line.strip()]
     errors = [line[len("error: "):] for line in lines if line.startswith("error: ")]
     reason = errors[-1] if errors else (lines[-1] if lines else "no output")
-    return LabvmError(f"{label}: {Path(script).stem} failed: {reason}")
+    return LabvmError(f"{label}: {Path(script).stem} failed: {clean(reason)}")
 
 
 def _size(kib: int) -> str:
@@ -210,7 +221,8 @@ class SshHost:
                 f"{where}: no answer within 10 s; check {self.profile.key('address/port')}, your VPN or jump host"
             ) from None
         except (paramiko.SSHException, EOFError, OSError) as e:
-            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            # paramiko quotes what the other end sent (a banner, a reason): cleaned
+            reason = clean(getattr(e, "strerror", None) or str(e) or type(e).__name__, 300)
             if "size mismatch" in reason or "No space left" in reason or (connected and self._disk_full()):
                 raise self._disk_full_error() from None
             if connected:
@@ -228,7 +240,7 @@ class SshHost:
         """(free, total) KiB where labvm writes on the host (~/.labvm), if the host still answers."""
         try:
             df = "{ df -Pk .labvm 2>/dev/null || df -Pk .; } | tail -n 1"
-            out = self._connection.run(df, hide=True, warn=True, in_stream=False).stdout.split()
+            out = self._exec(df, limit=READ_LIMIT)[1].split()
             return int(out[3]), int(out[1])
         except Exception:  # the host is gone as well: no figure to give
             return None
@@ -247,7 +259,7 @@ class SshHost:
 
     def login(self) -> None:
         """Logs in and runs nothing: what `inv check` asks of the SSH path."""
-        self._try(self.connection.run, "true", hide=True, in_stream=False)
+        self._try(self._exec, "true")
 
     def _upload_scripts(self) -> None:
         """Upload scripts/ (with put) only when their digest differs from the host's copy."""
@@ -255,9 +267,8 @@ class SshHost:
         digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
         conn = self.connection
         self._step = "the upload of labvm's scripts"
-        check = f"cat {REMOTE_SCRIPTS}/.digest 2>/dev/null || true"
-        if self._try(conn.run, check, hide=True, warn=True, in_stream=False).stdout.strip() != digest:
-            self._try(conn.run, f"mkdir -p {REMOTE_SCRIPTS} && chmod 700 .labvm", hide=True, in_stream=False)
+        if self.read(f"{REMOTE_SCRIPTS}/.digest").strip() != digest:
+            self._checked(f"mkdir -p {REMOTE_SCRIPTS} && chmod 700 .labvm")
             for path in files:
                 self._try(conn.put, str(path), f"{REMOTE_SCRIPTS}/{path.name}")
             self._try(conn.put, io.BytesIO(digest.encode()), f"{REMOTE_SCRIPTS}/.digest")
@@ -267,17 +278,43 @@ class SshHost:
         if not self._scripts_ready:
             self._upload_scripts()
         self._step = f"the {Path(script).stem} step"
-        result = self._try(
-            self.connection.run, command_line(f"{REMOTE_SCRIPTS}/{script}", args, env or {}),
-            hide="stdout", warn=True, in_stream=False,
-        )
-        if result.exited == -1:  # the channel closed without an exit status: sshd or the link went
-            raise LabvmError(f"{self.label}: the connection dropped during {self._step}; run the same task again to resume")
-        if result.exited != 0:
-            if "No space left on device" in result.stderr or self._disk_full():
+        exited, stdout, stderr = self._try(self._exec, command_line(f"{REMOTE_SCRIPTS}/{script}", args, env or {}),
+                                           live=True)
+        if exited != 0:
+            if "No space left on device" in stderr or self._disk_full():
                 raise self._disk_full_error()
-            raise _failure(self.label, script, result.stderr)
-        return result.stdout
+            raise _failure(self.label, script, stderr)
+        return stdout
+
+    def _exec(self, command: str, live: bool = False, limit: int = OUTPUT_LIMIT) -> tuple[int, str, str]:
+        """Runs one command on the task's connection: (exit status, stdout, stderr), each output
+        its last `limit` bytes; stderr shown as it comes, cleaned, when `live` (a step's progress).
+        Raises LabvmError when the channel closes without an exit status (sshd or the link went)."""
+        channel = self.connection.create_session()  # Fabric opens the connection again if it went
+        try:
+            channel.exec_command(command)
+            shown = CleanStream(sys.stderr) if live else None
+            err = bytearray()
+            reader = threading.Thread(target=_drain, args=(channel.recv_stderr, err, limit, shown), daemon=True)
+            reader.start()
+            out = bytearray()
+            _drain(channel.recv, out, limit, None)
+            reader.join()
+            if shown:
+                shown.flush()
+            exited = channel.recv_exit_status()
+        finally:
+            channel.close()
+        if exited == -1:
+            raise LabvmError(f"{self.label}: the connection dropped during {self._step}; run the same task again to resume")
+        return exited, decode(bytes(out)), decode(bytes(err))
+
+    def _checked(self, command: str) -> None:
+        """A short command that must succeed (mkdir and the like)."""
+        exited, _, stderr = self._try(self._exec, command)
+        if exited != 0:
+            reason = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {exited}"
+            raise LabvmError(f"{self.label}: {self._step}: {clean(reason)}")
 
     def write(self, path: str, content: str) -> None:
         conn = self.connection
@@ -285,14 +322,13 @@ class SshHost:
         # Created 0600 before any byte is written; put keeps an existing file's mode.
         make = f"mkdir -p {folder} && rm -f {target} && (umask 077 && : > {target})"
         self._step = f"writing {path}"
-        self._try(conn.run, make, hide=True, in_stream=False)
+        self._checked(make)
         self._try(conn.put, io.BytesIO(content.encode()), path)
 
     def read(self, path: str) -> str:
-        result = self._try(
-            self.connection.run, f"cat {shlex.quote(path)} 2>/dev/null || true", hide=True, in_stream=False
-        )
-        return result.stdout
+        """A small file of labvm's on the host ("" when there is none): its first READ_LIMIT bytes."""
+        command = f"head -c {READ_LIMIT} {shlex.quote(path)} 2>/dev/null || true"
+        return self._try(self._exec, command, limit=READ_LIMIT)[1]
 
     def upload(self, local: Path, path: str) -> None:
         self._step = f"the upload of {local.name}"
@@ -303,3 +339,13 @@ class SshHost:
             self._connection.close()
         if self._jump is not None:
             self._jump.close()
+
+
+def _drain(receive, kept: bytearray, limit: int, shown: CleanStream | None) -> None:
+    """Reads a channel's stream to its end; keeps its last `limit` bytes, shows it when asked."""
+    text = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span two reads
+    while data := receive(32768):
+        kept += data
+        del kept[:-limit]
+        if shown:
+            shown.write(text.decode(data))

@@ -13,7 +13,7 @@ import time
 import webbrowser
 from concurrent.futures import ThreadPoolExecutor
 
-from . import preflight, steps
+from . import answers, preflight, steps
 from .autostop import autostop_line
 from .config import Profile, parse_duration
 from .errors import LabvmError, Unsupported
@@ -21,6 +21,9 @@ from .providers import IMAGE_AVAILABLE, Instance, for_profile, parse_time
 from .remote import LocalHost, SshHost
 from .sshconfig import SshHome, parse_jump
 from .tunnel import Tunnels, wait_until_answering
+
+
+EXTEND_LIMIT = 366 * 86400  # --extend: past a year the VM's clock arithmetic overflows; nobody means it
 
 
 class Session:
@@ -288,6 +291,8 @@ class Session:
             seconds = parse_duration(extend)  # off: 0, the extension ends now
             if seconds is None:
                 raise LabvmError(f"--extend: must be a duration like 3h, 90m or 1h30m (or off), not {extend!r}")
+            if seconds > EXTEND_LIMIT:
+                raise LabvmError(f"--extend: at most {EXTEND_LIMIT // 3600}h (a year), not {extend!r}")
             until = int(time.time()) + seconds if seconds else 0
             report = steps.extend_autostop(self.profile, self.host, until)
             if report is None:
@@ -304,7 +309,10 @@ class Session:
             self._apply_autostop(self.profile.autostop, set_by="hosts.yml")
 
     def _apply_autostop(self, seconds: int, set_by: str, keep: bool = False) -> None:
-        print(f"autostop: {autostop_line(steps.apply_autostop(self.profile, self.host, seconds, set_by, keep))}")
+        report = steps.apply_autostop(self.profile, self.host, seconds, set_by, keep)
+        if report is None:
+            raise LabvmError(f"autostop: the VM kept no setting; `inv setup --host {self.profile.name}` tries again")
+        print(f"autostop: {autostop_line(report)}")
 
     # -- notebook ------------------------------------------------------------------------
 
@@ -399,8 +407,7 @@ class Session:
 
     def url(self, local_port: int, server: dict) -> str:
         """The browser's URL; with a password set, the login page asks for it instead of a token."""
-        url = f"http://127.0.0.1:{local_port}{server.get('base_url') or '/'}lab"
-        return url if self.profile.notebook.password else f"{url}?token={server['token']}"
+        return answers.lab_url(local_port, server, with_token=not self.profile.notebook.password)
 
     def ssh_login(self) -> list[str]:
         if self.is_local:

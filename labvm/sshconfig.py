@@ -8,15 +8,19 @@ Remote-SSH, rsync and the tunnel all read the same blocks.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import CONTROL, JUMP, Profile, host_problem, jump_problem
+from .config import CONTROL, JUMP, USER, Profile, host_problem, jump_problem
 from .errors import LabvmError
 
 JUMP_SUFFIX = "+jump"  # '+' is not allowed in profile names, so no profile's alias can collide
+# labvm-<profile name> (config.py's rule: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 32), +w<n> for a
+# cluster's worker; nothing OpenSSH reads as a pattern ('*', '?', '!', ',') or a separator.
+ALIAS = re.compile(r"labvm-[A-Za-z0-9][A-Za-z0-9_.-]{0,31}(?:\+w[0-9]{1,3})?")
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class SshHome:
             raise LabvmError(f"{root}: not a folder; {origin} must name the folder for labvm's SSH files")
         if CONTROL.search(str(root)) or '"' in str(root):
             raise LabvmError(f"{origin}: {str(root)!r} holds a double quote or a control character; use a plain path")
+        for folder in (root, root / "labvm"):
+            _check_owner(folder, origin)
         return cls(root)
 
     @property
@@ -56,13 +62,20 @@ class SshHome:
     @property
     def run(self) -> Path:
         path = self.labvm / "run"
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.ensure_folders()
+        _private_folder(path)
         return path
+
+    def ensure_folders(self) -> None:
+        """~/.ssh (made 0700 if missing; never group- or world-writable) and ~/.ssh/labvm (0700)."""
+        _private_folder(self.root)
+        os.chmod(self.root, os.stat(self.root).st_mode & 0o755 | 0o700)
+        _private_folder(self.labvm)
+        os.chmod(self.labvm, 0o700)
 
     def ensure_key(self) -> str:
         """labvm's ed25519 key pair (0600/0644), made once; returns the public key line."""
-        self.labvm.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.root, os.stat(self.root).st_mode & 0o755 | 0o700)
+        self.ensure_folders()
         if not self.key.exists():
             result = subprocess.run(
                 ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "labvm", "-f", str(self.key)],
@@ -77,7 +90,7 @@ class SshHome:
         return self.key.with_suffix(".pub").read_text().strip()
 
     def ensure_known_hosts(self) -> None:
-        self.labvm.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.ensure_folders()
         self.known_hosts.touch(mode=0o600, exist_ok=True)
 
     def forget_host(self, hostname: str, port: int) -> None:
@@ -108,11 +121,10 @@ class SshHome:
         """Adds or replaces the profile's blocks in ~/.ssh/labvm/config; other blocks stay.
 
         Call it once the host was reached with these values: a failed task keeps the last good block.
+        Every value is checked here, whatever its origin (hosts.yml, a cloud's metadata such as
+        GCE's OS Login user): no value can end its line and start a directive of its own.
         """
-        if host_problem(hostname) is not None:
-            raise LabvmError(f"{profile.name}: {hostname!r} is not a host name or IP address; nothing was written")
-        if profile.jump and jump_problem(profile.jump) is not None:
-            raise LabvmError(f"{profile.key('jump')}: {profile.jump!r} is not [user@]host[:port]")
+        _check_values(profile, hostname)
         with _WRITING:  # a cluster's machines are set up in parallel: each keeps the others' blocks
             blocks = _read_blocks(self.config)
             jump_alias = profile.alias + JUMP_SUFFIX
@@ -149,6 +161,45 @@ class SshHome:
         return ["ssh", "-F", str(self.user_config), *options, profile.alias]
 
 
+def _check_values(profile: Profile, hostname: str) -> None:
+    nothing = "nothing was written to the ssh config"
+    if not ALIAS.fullmatch(profile.alias):
+        raise LabvmError(f"{profile.source}: profiles.{profile.name}: {profile.alias!r} cannot be an ssh alias; rename it "
+                         f"(letters, digits, '.', '_', '-'; at most 32); {nothing}")
+    if host_problem(hostname) is not None:
+        raise LabvmError(f"{profile.name}: {hostname!r} is not a host name or IP address; {nothing}")
+    if profile.user and not (isinstance(profile.user, str) and USER.fullmatch(profile.user)):
+        raise LabvmError(f"{profile.key('user')}: the login {profile.user!r} (from hosts.yml or the cloud's "
+                         f"metadata) is not a login name (letters, digits, '.', '_', '-'); {nothing}")
+    if isinstance(profile.port, bool) or not isinstance(profile.port, int) or not 0 < profile.port < 65536:
+        raise LabvmError(f"{profile.key('port')}: {profile.port!r} is not a port from 1 to 65535; {nothing}")
+    if profile.jump and jump_problem(profile.jump) is not None:
+        raise LabvmError(f"{profile.key('jump')}: {profile.jump!r} is not [user@]host[:port]; {nothing}")
+    if profile.identity is not None:
+        _literal(profile.identity)
+
+
+def _private_folder(path: Path) -> None:
+    """A folder made 0700 (mkdir's parents=True makes folders with the umask's mode: 0755)."""
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
+def _check_owner(folder: Path, origin: str) -> None:
+    """labvm's key, its known_hosts and its ssh config live there: only the user may write it
+    (another user's folder could hold a `Match exec` of theirs, or read the key)."""
+    if not hasattr(os, "getuid") or not folder.is_dir():
+        return
+    info = folder.stat()
+    if info.st_uid != os.getuid():
+        raise LabvmError(f"{origin}: {folder} belongs to another user (uid {info.st_uid}); "
+                         f"name a folder of your own")
+    if info.st_mode & 0o022:
+        raise LabvmError(f"{origin}: {folder} can be written by other users (mode {info.st_mode & 0o777:o}); "
+                         f"run: chmod go-w '{folder}'")
+
+
 def parse_jump(jump: str) -> tuple[str, str, int]:
     match = JUMP.fullmatch(jump)
     if not match or jump_problem(jump) is not None:
@@ -162,7 +213,7 @@ def _block(alias, hostname, port, user, identities, known_hosts, proxy) -> str:
     # '%' starts an OpenSSH token in these directives and '\\' an escape: both are written doubled.
     lines = [f"Host {alias}", f"    HostName {_literal(hostname)}", f"    Port {int(port)}"]
     if user:
-        lines.append(f"    User {user}")
+        lines.append(f"    User {_literal(user)}")
     lines += [f'    IdentityFile "{_literal(path)}"' for path in identities]
     lines += [
         "    IdentitiesOnly yes",
@@ -205,7 +256,7 @@ def _write_if_changed(path: Path, text: str, keep_mode: bool = False) -> None:
     data = text.encode("utf-8", "surrogateescape")
     if path.exists() and path.read_bytes() == data:
         return
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_folder(path.parent)
     mode = path.stat().st_mode & 0o777 if keep_mode and path.exists() else 0o600
     tmp = path.with_name(f"{path.name}.labvm-tmp-{os.getpid()}-{threading.get_ident()}")
     tmp.write_bytes(data)

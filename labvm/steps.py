@@ -5,33 +5,22 @@ Each step's script ends by printing one JSON line; `run_json` is the one place t
 
 from __future__ import annotations
 
-import json
 import os
 
+from . import answers
 from .config import Profile
-from .errors import LabvmError
 from .sshconfig import SshHome
 
-ANSWER_LIMIT = 64 * 1024  # a step's JSON line is a few hundred bytes; more is not an answer
+def _run(host, profile: Profile, script: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """The host's environment prefix goes with every step: a host without python3 uses the env's."""
+    return host.run(script, *args, env={"LABVM_ENV_PREFIX": profile.env.prefix, **(env or {})})
 
 
 def run_json(host, profile: Profile, script: str, *args: str, env: dict[str, str] | None = None):
-    """The script's last line as JSON (an object, or null for "nothing there"); anything else is one line.
-    The host's environment prefix goes with every step: a host without python3 uses the env's."""
-    out = host.run(script, *args, env={"LABVM_ENV_PREFIX": profile.env.prefix, **(env or {})})
-    lines = out.strip().splitlines()
-    last = lines[-1] if lines else ""
-    try:
-        if len(last) > ANSWER_LIMIT:
-            raise ValueError("too long")
-        answer = json.loads(last)
-        if answer is not None and not isinstance(answer, dict):
-            raise ValueError("not an object")
-    except ValueError:
-        shown = last[:80].encode("ascii", "backslashreplace").decode()
-        raise LabvmError(f"{host.label}: the {script.split('.')[0]} step answered {shown!r}, not labvm's JSON; "
-                         f"run the task again, or look at ~/.labvm on the host") from None
-    return answer
+    """The script's last line as JSON, bounded and strict (labvm.answers); anything else is one line."""
+    step = f"the {script.split('.')[0]} step"
+    fix = f"`inv setup --host {profile.name.split('+')[0]}` installs labvm's scripts on the host again"
+    return answers.json_line(_run(host, profile, script, *args, env=env), host.label, step, fix)
 
 
 def keys(ssh: SshHome, host) -> None:
@@ -80,7 +69,7 @@ def store_password_hash(host, password: str) -> None:
 
 def notebook(profile: Profile, host, action: str, auth: str = "", force: bool = False) -> dict:
     spec = profile.notebook
-    return run_json(host, profile, "notebook.sh", action, env={
+    out = _run(host, profile, "notebook.sh", action, env={
         "LABVM_PORT": str(spec.port),
         "LABVM_WORKSPACE": spec.workspace,
         "LABVM_MUX": spec.multiplexer,
@@ -88,12 +77,17 @@ def notebook(profile: Profile, host, action: str, auth: str = "", force: bool = 
         "LABVM_TIMEOUT": str(spec.start_timeout),
         "LABVM_FORCE": "1" if force else "0",
     })
+    if action == "config":
+        return {}
+    if action == "stop":
+        return answers.notebook_stopped(out, host.label, profile.name)
+    return answers.notebook_status(out, host.label, profile.name)
 
 
-def apply_autostop(profile: Profile, host, seconds: int, set_by: str, keep: bool = False, scheduler: str = "") -> dict:
+def apply_autostop(profile: Profile, host, seconds: int, set_by: str, keep: bool = False, scheduler: str = "") -> dict | None:
     """keep: leave a setting made with `inv autostop` as it is (what setup does).
     scheduler: a cluster worker's; it stops once that scheduler has been gone a while."""
-    return run_json(host, profile, "autostop.sh", "apply", env={
+    return answers.autostop_report(_run(host, profile, "autostop.sh", "apply", env={
         "LABVM_AUTOSTOP_IDLE": str(seconds),
         "LABVM_AUTOSTOP_LOAD": str(profile.autostop_load),
         # Tests and labs with their own power-off action set this; empty means shutdown -h.
@@ -102,9 +96,10 @@ def apply_autostop(profile: Profile, host, seconds: int, set_by: str, keep: bool
         "LABVM_AUTOSTOP_KEEP": "1" if keep else "0",
         "LABVM_PORT": str(profile.notebook.port),
         "LABVM_AUTOSTOP_SCHEDULER": scheduler,
-    })
+    }), host.label, profile.name)
 
 
 def extend_autostop(profile: Profile, host, until: int) -> dict | None:
     """The VM counts as in use until this epoch second (0: the extension ends); None: no autostop there yet."""
-    return run_json(host, profile, "autostop.sh", "extend", env={"LABVM_AUTOSTOP_UNTIL": str(until)})
+    return answers.autostop_report(_run(host, profile, "autostop.sh", "extend", env={"LABVM_AUTOSTOP_UNTIL": str(until)}),
+                                   host.label, profile.name)

@@ -7,12 +7,20 @@ mtime).  A file that differs from that record was changed here:
   - the host's copy changed as well  -> the local edit is kept as NAME.local-<time>.EXT, reported,
                                         and the host's version takes the name.
 rsync's --backup-dir catches anything else a pull replaces; a replaced file that was not
-exactly the last synced copy is kept the same way.  One rsync in the usual case.
+exactly the last synced copy is kept the same way.  A dry run first says what would come (and
+stops a sync over its size budget); when nothing would, it is the only rsync.
+
+What the VM holds is data, never a command: paths reach the remote rsync through its protocol
+(--protect-args), dot-files and dot-folders never travel, invoke's files (tasks.py, invoke.yaml, ...)
+never come home (`inv` started in the folder would run them), a file over `sync_max_file` stays on
+the host (said), sparse files stay sparse, and a sync that would bring more than `sync_max_total`
+stops with one line.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import shlex
@@ -31,6 +39,10 @@ from .sshconfig import SshHome
 MANIFEST = ".labvm-sync.json"
 SKIPPED_DIRS = (".*", "__pycache__", "node_modules")  # checkpoints, venvs, git: not notebooks
 BACKUP_MARK = ".local-"
+# What invoke loads from the folder it starts in (its collection `tasks` as module, package or
+# compiled module, and its project config files): a VM's copy must never land where `inv` may run.
+INVOKE_FILES = ("tasks.py", "tasks.pyc", "tasks.so", "tasks.*.so", "tasks/__init__.py*",
+                "invoke.py", "invoke.pyc", "invoke.yaml", "invoke.yml", "invoke.json")
 
 
 @dataclass
@@ -39,16 +51,18 @@ class Outcome:
     unchanged: int = 0
     kept_as: dict[str, str] = field(default_factory=dict)  # local edit -> its dated backup
     local_only_changes: list[str] = field(default_factory=list)
+    too_large: list[str] = field(default_factory=list)  # over sync_max_file: left where they are
+    held_back: list[str] = field(default_factory=list)  # invoke's files: left on the host
     notes: list[str] = field(default_factory=list)
 
-    def tally(self, listing: list[tuple[str, str]], transferred: str) -> set[str]:
+    def tally(self, listing: list[tuple[str, str, int]], transferred: str) -> set[str]:
         """Counts rsync's itemized files as updated or unchanged; returns their names."""
-        for flags, rel in listing:
+        for flags, rel, _ in listing:
             if flags.startswith(transferred):
                 self.updated.append(rel)
             else:
                 self.unchanged += 1
-        return {rel for _, rel in listing}
+        return {rel for _, rel, _ in listing}
 
     def lines(self, where: str, direction: str) -> list[str]:
         moved = "sent to the host" if direction == "push" else "brought home"
@@ -56,9 +70,15 @@ class Outcome:
         lines += [f"sync: your local edit of {name} was kept as {backup}; {name} is now the host's version"
                   for name, backup in self.kept_as.items()]
         if self.local_only_changes:
-            shown = ", ".join(self.local_only_changes[:5]) + (" ..." if len(self.local_only_changes) > 5 else "")
-            lines.append(f"sync: changed here only (kept; --push sends them): {shown}")
+            lines.append(f"sync: changed here only (kept; --push sends them): {_shown(self.local_only_changes)}")
+        if self.too_large:
+            lines.append(f"sync: over sync_max_file, left where they are: {_shown(self.too_large)}")
+        if self.held_back:
+            lines.append(f"sync: left on the host, as invoke would run them from this folder: {_shown(self.held_back)}")
         return lines + [f"sync: {note}" for note in self.notes]
+
+
+OVER_MAX_SIZE = " is over max-size"  # rsync's --info=skip1 line for a file --max-size left out
 
 
 class _NoWorkspace(Exception):
@@ -101,17 +121,38 @@ class NotebookSync:
             with tempfile.TemporaryDirectory(dir=self.local, prefix=".labvm-sync-replaced-") as replaced:
                 excluded = Path(replaced) / ".labvm-sync-keep"
                 excluded.write_text("".join(_anchored(rel) + "\0" for rel in keep))
+                options = ["-ii", "--from0", f"--exclude-from={excluded}"]
+                listing = self._preview(options, outcome)
                 try:
-                    listing = self._rsync(
-                        ["-ii", f"--backup-dir={replaced}", "--backup", "--from0", f"--exclude-from={excluded}"],
-                        self.remote, f"{self.local}/", outcome,
-                    )
+                    if any(flags.startswith(">f") for flags, _, _ in listing):  # else one rsync was enough
+                        listing = self._rsync(
+                            [*options, f"--backup-dir={replaced}", "--backup"],
+                            self.remote, f"{self.local}/", outcome, budget=self.profile.sync_max_total,
+                        )
                 finally:  # even when rsync broke off: what it replaced must not go with the folder
                     for rel in _files_under(Path(replaced)):
                         if record.get(rel) != self._stat_of(Path(replaced) / rel) or record[rel][2:]:
                             outcome.kept_as[rel] = self._keep_aside(rel, stamp, Path(replaced) / rel)
             self._write_manifest(record, keep, identical | outcome.tally(listing, ">f"))
+        outcome.too_large = sorted(set(outcome.too_large))
         return outcome
+
+    def _preview(self, options: list[str], outcome: Outcome) -> list[tuple[str, str, int]]:
+        """What the pull would bring, before it brings anything (the listing, invoke's files left
+        out): invoke's files among it are named (the pull leaves them on the host), and more than
+        sync_max_total stops it here."""
+        listing = self._rsync(["--dry-run", *options], self.remote, f"{self.local}/", outcome,
+                              filters=self._filters(hold_back_invoke_files=False))
+        outcome.held_back = sorted(rel for flags, rel, _ in listing if flags.startswith(">f") and _is_invoke_file(rel))
+        listing = [entry for entry in listing if not _is_invoke_file(entry[1])]
+        total = sum(size for flags, _, size in listing if flags.startswith(">f"))
+        if total > self.profile.sync_max_total:
+            raise LabvmError(
+                f"sync: the host offers {_megabytes(total)}, more than sync_max_total "
+                f"({_megabytes(self.profile.sync_max_total)}); nothing was copied; narrow sync: or raise "
+                f"{self.profile.key('sync_max_total')}"
+            )
+        return listing
 
     def push(self) -> Outcome:
         if not self.local.is_dir():
@@ -130,29 +171,55 @@ class NotebookSync:
 
     # -- rsync ---------------------------------------------------------------------------
 
-    def _filters(self) -> list[str]:
-        rules = [f"--exclude={name}/" for name in SKIPPED_DIRS]
-        rules += ["--exclude=.labvm-sync*", "--include=*/"]
-        rules += [f"--include={pattern}" for pattern in self.profile.sync_patterns]
+    def _filters(self, hold_back_invoke_files: bool = True) -> list[str]:
+        """rsync's rules: no dot-file or dot-folder (rsync's * matches a leading dot, so a pattern
+        like *rc would reach .bashrc), no invoke file, then the sync patterns."""
+        rules = _safe_rules() + [f"--exclude={name}" for name in INVOKE_FILES if hold_back_invoke_files]
+        rules += ["--include=*/"] + [f"--include={pattern}" for pattern in self.profile.sync_patterns]
         return rules + ["--exclude=*"]
 
-    def _rsync(self, options: list[str], source: str, destination: str, outcome: Outcome) -> list[tuple[str, str]]:
-        """Runs rsync; returns (itemized flags, path) for each file it listed."""
+    def _rsync(self, options: list[str], source: str, destination: str, outcome: Outcome,
+               filters: list[str] | None = None, budget: int = 0) -> list[tuple[str, str, int]]:
+        """Runs rsync; returns (itemized flags, path, size) for each file it listed.
+        budget: bytes the files it transfers may hold in all (0: no limit); past it rsync is ended
+        (a host that grows its files after the preview: rsync reports a file once it has it)."""
+        # -S: runs of zeros become holes, so a sparse file stays sparse here; safe because labvm never
+        # uses --inplace (rsync.1, --sparse: rsync truncates and rewrites the file).
         command = [
-            "rsync", "-rt", "--prune-empty-dirs", "--out-format=%i|%n", "-e", self.ssh_command,
-            *options, *self._filters(), source, destination,
+            "rsync", "-rtS", *_rsync_options(), f"--max-size={self.profile.sync_max_file}",
+            "--prune-empty-dirs", "--out-format=%i|%l|%n", "-e", self.ssh_command,
+            *options, *(self._filters() if filters is None else filters), source, destination,
         ]
         files = []
-        for line in self._run(command, outcome).splitlines():
-            flags, _, rel = line.partition("|")
+        for line in self._run(command, outcome, budget=budget):
+            flags, _, rest = line.partition("|")
+            size, _, rel = rest.partition("|")
             if len(flags) > 1 and flags[1] == "f":
-                files.append((flags, rel))
+                files.append((flags, rel, _size(size)))
         return files
 
-    def _run(self, command: list[str], outcome: Outcome, names_may_be_missing: bool = False) -> str:
+    def _run(self, command: list[str], outcome: Outcome, names_may_be_missing: bool = False,
+             budget: int = 0) -> list[str]:
+        """rsync's output lines, read as they come: a sync past `budget` bytes is ended there."""
         if not shutil.which("rsync"):
             raise LabvmError("sync needs rsync on this machine; install it (apt-get install rsync / brew install rsync)")
-        result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        lines, moved = [], 0
+        with tempfile.TemporaryFile("w+", errors="replace") as stderr, subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
+                errors="replace") as process:
+            for line in process.stdout:
+                line = line.rstrip("\n")
+                if line.endswith(OVER_MAX_SIZE):
+                    outcome.too_large.append(line[: -len(OVER_MAX_SIZE)])
+                    continue
+                lines.append(line)
+                moved += _transferred_bytes(line)
+                if budget and moved > budget:
+                    process.terminate()  # not kill: rsync removes its half-written temporary file
+                    raise LabvmError(self._over_budget(moved))
+            process.wait()
+            stderr.seek(0)
+            result = subprocess.CompletedProcess(command, process.returncode, "", stderr.read())
         if "change_dir" in result.stderr and "No such file or directory" in result.stderr:
             raise _NoWorkspace
         if result.returncode == 23 and not names_may_be_missing:  # some files could not be read: say which
@@ -160,7 +227,12 @@ class NotebookSync:
             outcome.notes += [f"not transferred: {line}" for line in problems[:5]]
         elif result.returncode not in (0, 23, 24):  # 24: a file vanished on the host while listing
             raise LabvmError(self._explain(result))
-        return result.stdout
+        return lines
+
+    def _over_budget(self, moved: int) -> str:
+        return (f"sync: stopped after {_megabytes(moved)} from the host, more than sync_max_total "
+                f"({_megabytes(self.profile.sync_max_total)}); what came is in {self.local}, the rest stays on "
+                f"the host; raise {self.profile.key('sync_max_total')} to bring it home")
 
     def _explain(self, result: subprocess.CompletedProcess) -> str:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
@@ -181,12 +253,12 @@ class NotebookSync:
             names.write("\0".join(changed))
             names.flush()
             command = [
-                "rsync", "-rt", "--dry-run", "-ii", "--from0", f"--files-from={names.name}",
+                "rsync", "-rt", *_rsync_options(), "--dry-run", "-ii", "--from0", f"--files-from={names.name}",
                 "--out-format=%i|%l|%M|%n", "-e", self.ssh_command, self.remote, f"{self.local}/",
             ]
             listing = self._run(command, outcome, names_may_be_missing=True)
         conflicts, identical = set(), set()
-        for line in listing.splitlines():
+        for line in listing:
             flags, size, mtime, rel = (line.split("|", 3) + ["", "", ""])[:4]
             if len(flags) < 2 or flags[1] != "f":
                 continue
@@ -261,6 +333,56 @@ class _Lock:
 
     def __exit__(self, *exc):
         self.file.close()
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def _safe_rules() -> list[str]:
+    """Filter rules first in every rsync: nothing hidden (.ssh, .aws, .bashrc; checkpoints, git),
+    no caches or node_modules."""
+    return ["--exclude=.*"] + [f"--exclude={name}/" for name in SKIPPED_DIRS if name != ".*"]
+
+
+@functools.lru_cache(maxsize=None)
+def _rsync_options() -> tuple[str, ...]:
+    """rsync's -s where the local rsync has it: paths go to the remote rsync through the protocol,
+    never through the remote shell, whatever RSYNC_OLD_ARGS / RSYNC_PROTECT_ARGS say (an explicit
+    option overrides them). -s is --protect-args from rsync 3.0.0, named --secluded-args since 3.2.6
+    (rsync.1, "--secluded-args, -s": https://download.samba.org/pub/rsync/rsync.1, and
+    https://github.com/RsyncProject/rsync/blob/master/rsync.1.md). macOS's rsync 2.6.9 predates it
+    and openrsync's options have none (https://github.com/kristapsdz/openrsync/blob/master/openrsync.1):
+    there the remote shell reads the path, and config.py's workspace check (plain characters only)
+    is what keeps it a path. Also --info=skip1 (3.1.0+), so a file --max-size leaves out is named;
+    --max-size (2.6.4+) and --sparse are in 2.6.9 as well."""
+    try:
+        help_text = subprocess.run(["rsync", "--help"], capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout
+    except OSError:
+        return ()
+    protect = ["-s"] if ("--protect-args" in help_text or "--secluded-args" in help_text) else []
+    return tuple(protect + (["--info=skip1"] if "--info=" in help_text else []))
+
+
+def _transferred_bytes(line: str) -> int:
+    """The size of a file rsync's `%i|%l|%n` line says it sent (0 for anything else)."""
+    flags, _, rest = line.partition("|")
+    return _size(rest.partition("|")[0]) if flags[:2] in (">f", "<f") else 0
+
+
+def _size(text: str) -> int:
+    """rsync's %l (digits, grouped with , or . where the locale says so)."""
+    digits = text.replace(",", "").replace(".", "")
+    return int(digits) if digits.isdigit() else 0
+
+
+def _is_invoke_file(rel: str) -> bool:
+    """rel matches an INVOKE_FILES rule as rsync reads it (a pattern with / matches the path's end)."""
+    return any(fnmatch(rel, name) or fnmatch(rel, f"*/{name}") for name in INVOKE_FILES)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
 
 
 def _files_under(root: Path) -> list[str]:

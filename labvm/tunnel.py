@@ -27,6 +27,7 @@ from .config import Profile
 from .errors import LabvmError
 from .keeper import ACCEPT_TIMEOUT, CONNECT_TIMEOUT, KEEPER_MODULE
 from .sshconfig import SshHome
+from .text import clean
 
 PORT_SEARCH = 50
 ANSWER_WITHIN = 3  # seconds an authorised request through a healthy tunnel needs, at most
@@ -208,7 +209,7 @@ class Tunnels:
         if not record or record.get("state") != "up":
             reason = (record or {}).get("reason") or "the keeper did not start (see its log)"
             self._clear(profile)
-            raise LabvmError(f"tunnel to {profile.alias} failed: {reason} (log: {self._log_path(profile)})")
+            raise LabvmError(f"tunnel to {profile.alias} failed: {clean(reason)} (log: {self._log_path(profile)})")
         print(f"tunnel: 127.0.0.1:{local_port} -> host port {remote_port}"
               f"{_dashboard_words(dashboard_port, dashboard)} "
               f"(kept by pid {record['keeper_pid']}, ssh pid {record['ssh_pid']})")
@@ -328,8 +329,9 @@ def _parent(pid: int) -> int:
 
 
 def _describe(record: dict) -> str:
-    state = record.get("state", "")
-    reason = record.get("reason") or ""
+    """The keeper's state in words; its reason quotes ssh (and so a jump host or the VM): cleaned."""
+    state = clean(str(record.get("state", "")))
+    reason = clean(str(record.get("reason") or ""))
     if state == "reconnecting":
         return f"reconnecting since {_local_time(record.get('since', ''))}" + (f" ({reason})" if reason else "")
     if state in ("stopped", "failed"):
@@ -359,5 +361,5 @@ def wait_until_answering(port: int, token: str, timeout: float = 20) -> None:
         except OSError as e:  # HTTPError included
             error = e
         if time.monotonic() > deadline:
-            raise LabvmError(f"tunnel: Jupyter did not answer on 127.0.0.1:{port} ({error})")
+            raise LabvmError(f"tunnel: Jupyter did not answer on 127.0.0.1:{port} ({clean(str(error))})")
         time.sleep(0.1)

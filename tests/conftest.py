@@ -44,8 +44,11 @@ def lab() -> Lab:
 @pytest.fixture(scope="module")
 def moto():
     """moto's EC2 server, one per test module (its state is shared by the module's tests): the endpoint URL."""
+    from moto_ec2_rules import ec2_rules
+
     server, endpoint = moto_server()
-    yield endpoint
+    with ec2_rules():  # names and descriptions as EC2 checks them, DeleteAssociatedSnapshots honoured
+        yield endpoint
     server.stop()
 
 

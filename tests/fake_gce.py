@@ -45,10 +45,20 @@ wildcard. ``maxResults``/``pageToken`` paginate.
 
 Knobs: ``quota_exceeded`` (instances.insert -> 403 quotaExceeded), ``zone_exhausted`` (insert's
 operation ends with ZONE_RESOURCE_POOL_EXHAUSTED, HTTP 503 in the operation, no instance left),
-``api_disabled`` (every Compute call -> 403 accessNotConfigured), ``oslogin_enforced``,
-``orgpolicy_denied``, ``project_metadata``, ``quota_limits``. ``.requests`` logs (method, path).
+``api_disabled`` (every Compute call -> 403 accessNotConfigured), ``rate_limited`` (the next N Compute
+calls -> 403 rateLimitExceeded, or 429 with ``rate_limit_status``), ``oslogin_enforced``,
+``orgpolicy_denied``, ``project_metadata``, ``quota_limits`` (regional: CPUS and the families' N2_CPUS,
+... PREEMPTIBLE_CPUS, addresses), ``project_quota_limits`` (CPUS_ALL_REGIONS); insert, start and resume
+check the CPU metric of the machine's family.  ``suspend(name)`` leaves an instance SUSPENDED: only
+instances.resume runs it again.  Names are RFC 1035, label keys and values as GCE checks them.
 Only project ``proj``, zone ``us-west1-b`` and region ``us-west1`` exist (plus read-only
 ``debian-cloud`` images); selfLinks use the real https://www.googleapis.com/compute/v1/ prefix.
+
+Two faces, one state.  ``endpoint``: a loopback emulator (plain HTTP, anonymous, as LABVM_GCE_ENDPOINT
+names it); any credential sent to it is kept in ``leaked_credentials``.  ``google_environment()``: the
+environment (HTTPS proxy + a CA to trust) under which the real clients' https://*.googleapis.com
+requests reach the fake as Google itself, which answers 401 without a Bearer token it issued (``tokens``).
+``requests`` logs (method, path) of every request either face served, in order.
 
 Client configuration: ``ClientOptions(api_endpoint="http://127.0.0.1:PORT")`` with
 ``transport="rest"`` keeps the http scheme (the transport only adds https when no scheme is given).
@@ -61,9 +71,13 @@ import itertools
 import json
 import random
 import re
+import shutil
+import ssl
+import tempfile
 import threading
 import zlib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -73,19 +87,37 @@ P = "/compute/v1/projects/(?P<project>[^/]+)"
 # Resource names (instances, firewalls, addresses, images, ...): RFC 1035, 1-63 characters
 # (https://cloud.google.com/compute/docs/naming-resources#resource-name-format).
 NAME_RE = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+LABEL_KEY_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}$")
+LABEL_VALUE_RE = re.compile(r"[a-z0-9_-]{0,63}$")
 MACHINE_TYPES = {  # name: (guestCpus, memoryMb, shared core)
     "e2-micro": (2, 1024, True), "e2-small": (2, 2048, True), "e2-medium": (2, 4096, True),
     "e2-standard-2": (2, 8192, False), "e2-standard-4": (4, 16384, False),
     "e2-standard-8": (8, 32768, False), "e2-highmem-2": (2, 16384, False),
     "n2-standard-2": (2, 8192, False), "n2-standard-4": (4, 16384, False),
     "n2-standard-8": (8, 32768, False), "n1-standard-1": (1, 3840, False),
+    "n2d-standard-2": (2, 8192, False), "c2-standard-4": (4, 16384, False),
 }
+# The regional CPU quota of each machine family (its name's first part): E2, N1 (and F1, G1) count
+# against CPUS, N2, N2D, C2, ... against their own; every vCPU also counts against the project's
+# CPUS_ALL_REGIONS; Spot and preemptible VMs count against PREEMPTIBLE_CPUS instead where the region
+# grants it (limit above 0) (https://cloud.google.com/compute/resource-usage, CPU quota and preemptible quota).
+FAMILY_QUOTA = {"n2": "N2_CPUS", "n2d": "N2D_CPUS", "c2": "C2_CPUS", "c2d": "C2D_CPUS", "c3": "C3_CPUS",
+                "t2d": "T2D_CPUS", "m1": "M1_CPUS", "m2": "M2_CPUS", "a2": "A2_CPUS"}
 QUOTA_MESSAGE = f"Quota 'CPUS' exceeded. Limit: 8.0 in region {REGION}."
 DISABLED_MESSAGE = (f"Compute Engine API has not been used in project {PROJECT} before or it is disabled. "
                     f"Enable it by visiting https://console.developers.google.com/apis/api/compute.googleapis.com/"
                     f"overview?project={PROJECT} then retry.")
 EXHAUSTED_MESSAGE = (f"The zone 'projects/{PROJECT}/zones/{ZONE}' does not have enough resources available to "
                      "fulfill the request.  Try a different zone, or try again later.")
+# A request to Google without a valid OAuth 2.0 access token: HTTP 401, status UNAUTHENTICATED
+# (https://cloud.google.com/compute/docs/api/how-tos/authorization: "all requests ... must be authorized";
+# the body as https://cloud.google.com/apis/design/errors#handling_errors gives it for UNAUTHENTICATED).
+MISSING_CREDENTIALS = ("Request is missing required authentication credential. Expected OAuth 2 access token, "
+                       "login cookie or other valid authentication credential.")
+INVALID_CREDENTIALS = ("Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                       "login cookie or other valid authentication credential.")
+RATE_429_MESSAGE = (f"Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service "
+                    f"'compute.googleapis.com' for consumer 'project_number:{zlib.crc32(PROJECT.encode())}'.")
 ROUTES = []  # (method, compiled path pattern, FakeGce method name)
 
 
@@ -104,10 +136,51 @@ def other_route(method: str, pattern: str):
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, reason: str, message: str, domain: str = "global"):
+    def __init__(self, code: int, reason: str, message: str, domain: str = "global", status: str = ""):
         super().__init__(message)
         self.code, self.body = code, {"error": {"code": code, "message": message, "errors": [
-            {"message": message, "domain": domain, "reason": reason}]}}
+            {"message": message, "domain": domain, "reason": reason}], **({"status": status} if status else {})}}
+
+
+def _tls_context(directory: Path) -> ssl.SSLContext:
+    """A CA (written to DIRECTORY/ca.pem for the client to trust) and a server certificate it signs
+    for *.googleapis.com: TLS as Google's front ends serve it, from a key only this test holds."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def certificate(subject: str, key, issuer: str, issuer_key, ca: bool, names=()):
+        start = datetime.now(timezone.utc) - timedelta(hours=1)
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(start).not_valid_after(start + timedelta(days=2))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False), critical=True).add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        else:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                                            critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("fake-gce test CA", ca_key, "fake-gce test CA", ca_key, True)
+    server = certificate("*.googleapis.com", server_key, "fake-gce test CA", ca_key, False,
+                         ["*.googleapis.com", "googleapis.com"])
+    pem = serialization.Encoding.PEM
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "server.pem").write_bytes(server.public_bytes(pem) + server_key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "server.pem")
+    return context
 
 
 def not_found(path: str) -> ApiError:
@@ -212,7 +285,9 @@ class FakeGce:
         self.orgpolicy_denied = False  # the caller lacks orgpolicy.policy.get: getEffectiveOrgPolicy -> 403
         self.oslogin_profiles: dict[str, dict] = {}  # account email -> {"username", "keys"}
         self.tokens: dict[str, str] = {}  # access token -> account email, as Google's OAuth server issued them
-        self.quota_limits = {"CPUS": 8.0, "IN_USE_ADDRESSES": 8.0, "STATIC_ADDRESSES": 8.0}
+        self.quota_limits = {"CPUS": 8.0, "N2_CPUS": 8.0, "N2D_CPUS": 8.0, "C2_CPUS": 8.0, "PREEMPTIBLE_CPUS": 0.0,
+                             "IN_USE_ADDRESSES": 8.0, "STATIC_ADDRESSES": 8.0}  # regional
+        self.project_quota_limits = {"CPUS_ALL_REGIONS": 32.0}
         self.instances: dict[str, dict] = {}
         self.disks: dict[str, dict] = {}
         self.images: dict[str, dict] = {}
@@ -220,8 +295,10 @@ class FakeGce:
         self.firewalls: dict[str, dict] = {}
         self.operations: dict[str, dict] = {}
         self.public_images = {"debian-cloud": {"debian-12-bookworm-v20240515": self._public_image()}}
-        self.requests: list[tuple[str, str]] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request served, in order
+        self.leaked_credentials: list[str] = []  # Authorization headers sent to the loopback emulator
         self.quota_exceeded = self.zone_exhausted = self.api_disabled = False
+        self.rate_limited, self.rate_limit_status = 0, 403  # the next N Compute calls answer a rate limit
         self._pending: dict[str, callable] = {}  # operation name -> completes its change, may return error
         self._ips = itertools.count(2)
         self._lock = threading.RLock()
@@ -234,15 +311,37 @@ class FakeGce:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True
+            google = False  # reached as https://*.googleapis.com through the proxy (else: the loopback emulator)
 
             def do_request(self):
                 fake._handle(self)
 
             do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = do_request
 
+            def do_CONNECT(self):
+                """An HTTPS proxy for *.googleapis.com only: the tunnel's TLS ends here, with a certificate
+                of the fake's own CA (google_environment() makes the client trust it)."""
+                host = self.path.rsplit(":", 1)[0]
+                if not host.endswith(".googleapis.com"):
+                    self.send_error(403, f"this proxy serves *.googleapis.com only, not {host}")
+                    return
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    tunnel = fake._tls.wrap_socket(self.connection, server_side=True)
+                except (ssl.SSLError, OSError):
+                    return
+                GoogleHandler(tunnel, self.client_address, self.server)
+
             def log_message(self, *args):
                 pass
 
+        class GoogleHandler(Handler):
+            google = True
+
+        self._directory = Path(tempfile.mkdtemp(prefix="fake-gce-"))
+        self._tls = _tls_context(self._directory)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -253,6 +352,7 @@ class FakeGce:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            shutil.rmtree(self._directory, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
@@ -262,7 +362,14 @@ class FakeGce:
 
     @property
     def endpoint(self) -> str:
+        """The loopback emulator: plain HTTP, anonymous (what LABVM_GCE_ENDPOINT names)."""
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def google_environment(self) -> dict[str, str]:
+        """Environment under which the real clients' https://*.googleapis.com requests reach this fake as
+        Google itself: through it as an HTTPS proxy, trusting its CA.  There the credentials are checked."""
+        return {"HTTPS_PROXY": self.endpoint, "https_proxy": self.endpoint, "NO_PROXY": "", "no_proxy": "",
+                "REQUESTS_CA_BUNDLE": str(self._directory / "ca.pem")}
 
     # --- HTTP plumbing --------------------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
@@ -271,6 +378,7 @@ class FakeGce:
         raw = h.rfile.read(length) if length else b""
         self.requests.append((h.command, url.path))
         try:
+            self._authorize(h.google, h.headers.get("Authorization", ""), url.path)
             status, payload = 200, self._dispatch(h.command, url, raw, h.headers.get("Content-Type", ""))
         except ApiError as e:
             status, payload = e.code, e.body
@@ -282,6 +390,23 @@ class FakeGce:
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
+
+    def _authorize(self, google: bool, authorization: str, path: str) -> None:
+        """Google: every API call carries `Authorization: Bearer <access token>` of an issued token, else 401
+        (https://cloud.google.com/compute/docs/api/how-tos/authorization); tokeninfo takes the token as a
+        parameter instead.  The loopback emulator serves anyone, and keeps every token sent to it: a
+        token that reaches an endpoint other than Google's has leaked."""
+        if not google:
+            if authorization:
+                self.leaked_credentials.append(authorization)
+            return
+        if path == "/tokeninfo":
+            return
+        scheme, _, token = authorization.partition(" ")
+        if scheme != "Bearer" or not token:
+            raise ApiError(401, "required", MISSING_CREDENTIALS, status="UNAUTHENTICATED")
+        if token not in self.tokens:
+            raise ApiError(401, "authError", INVALID_CREDENTIALS, status="UNAUTHENTICATED")
 
     def _dispatch(self, method: str, url, raw: bytes, content_type: str) -> dict:
         query = dict(parse_qsl(url.query))
@@ -296,6 +421,7 @@ class FakeGce:
                     return getattr(self, name)({k: unquote(v) for k, v in m.groupdict().items()}, query, body)
         if self.api_disabled:
             raise ApiError(403, "accessNotConfigured", DISABLED_MESSAGE, domain="usageLimits")
+        self._rate_limit()
         for verb, pattern, name in ROUTES:
             m = pattern.match(url.path)
             if m and verb == method:
@@ -304,6 +430,18 @@ class FakeGce:
                 with self._lock:
                     return getattr(self, name)(params, query, body)
         raise ApiError(404, "notFound", f"Not Found: {method} {url.path}")
+
+    def _rate_limit(self) -> None:
+        """The next `rate_limited` Compute calls are refused as a rate quota refuses them: 403 rateLimitExceeded
+        (https://cloud.google.com/compute/api-quota), or with rate_limit_status 429 RESOURCE_EXHAUSTED
+        (https://cloud.google.com/apis/design/errors, RESOURCE_EXHAUSTED)."""
+        with self._lock:
+            if self.rate_limited <= 0:
+                return
+            self.rate_limited -= 1
+        if self.rate_limit_status == 429:
+            raise ApiError(429, "rateLimitExceeded", RATE_429_MESSAGE, status="RESOURCE_EXHAUSTED")
+        raise ApiError(403, "rateLimitExceeded", "Rate Limit Exceeded", domain="usageLimits")
 
     def _check_scope(self, p: dict, method: str, path: str) -> None:
         public = p["project"] in self.public_images and method == "GET" and "/global/images" in path
@@ -326,6 +464,7 @@ class FakeGce:
         return table[name]
 
     def _new_name(self, table: dict, body: dict, path: str) -> str:
+        self._check_labels(body.get("labels") or {})
         name = body.get("name", "")
         if not NAME_RE.match(name):
             raise ApiError(400, "invalid", f"Invalid value for field 'resource.name': '{name}'. "
@@ -333,6 +472,16 @@ class FakeGce:
         if name in table:
             raise ApiError(409, "alreadyExists", f"The resource 'projects/{self.project}/{path}/{name}' already exists")
         return name
+
+    @staticmethod
+    def _check_labels(labels: dict) -> None:
+        """https://cloud.google.com/compute/docs/labeling-resources#requirements: keys 1-63 characters starting
+        with a lowercase letter, values 0-63; both only lowercase letters, digits, "_" and "-"."""
+        for key, value in labels.items():
+            if not LABEL_KEY_RE.match(key) or not LABEL_VALUE_RE.match(value):
+                raise ApiError(400, "invalid", f"Invalid value for field 'resource.labels': '{key}={value}'. Label "
+                               "keys and values can only contain lowercase letters, numeric characters, underscores "
+                               "and dashes, at most 63 characters; keys start with a lowercase letter.")
 
     def _list(self, kind: str, table: dict, scope: str, q: dict) -> dict:
         items = [r for r in table.values() if matches(r, parse_filter(q.get("filter")))]
@@ -387,6 +536,9 @@ class FakeGce:
         items = [{"key": k, "value": v} for k, v in self.project_metadata.items()]
         return {"kind": "compute#project", "id": str(zlib.crc32(self.project.encode())), "name": self.project,
                 "commonInstanceMetadata": {"kind": "compute#metadata", "fingerprint": "cGFyaXM=", "items": items},
+                # https://cloud.google.com/compute/docs/reference/rest/v1/projects/get: quotas[] of the project
+                "quotas": [{"metric": m, "limit": limit, "usage": self.usage()[m]}
+                           for m, limit in self.project_quota_limits.items()],
                 "defaultNetworkTier": "PREMIUM", "selfLink": API + f"projects/{self.project}"}
 
     @route("GET", r"/zones/(?P<zone>[^/]+)")
@@ -394,13 +546,39 @@ class FakeGce:
         return {"kind": "compute#zone", "id": "2000", "name": ZONE, "status": "UP",
                 "region": self._link("regions", REGION), "selfLink": self._link("zones", ZONE)}
 
+    def cpu_metric(self, inst: dict) -> str:
+        scheduling = inst.get("scheduling", {})
+        spot = scheduling.get("provisioningModel") == "SPOT" or scheduling.get("preemptible")
+        if spot and self.quota_limits.get("PREEMPTIBLE_CPUS", 0) > 0:
+            return "PREEMPTIBLE_CPUS"
+        return FAMILY_QUOTA.get(tail(inst["machineType"]).split("-", 1)[0], "CPUS")
+
     def usage(self) -> dict:
-        """Regional quota usage as GCE counts it: vCPUs of instances not TERMINATED, external IPs in use
-        by them, and reserved static addresses (https://cloud.google.com/compute/resource-usage)."""
-        live = [i for i in self.instances.values() if i["status"] != "TERMINATED"]
-        return {"CPUS": float(sum(MACHINE_TYPES[tail(i["machineType"])][0] for i in live)),
-                "IN_USE_ADDRESSES": float(sum(1 for i in live for a in i["networkInterfaces"][0]["accessConfigs"])),
-                "STATIC_ADDRESSES": float(len(self.addresses))}
+        """Quota usage as GCE counts it: vCPUs of instances not TERMINATED (or SUSPENDED) under their
+        family's metric and CPUS_ALL_REGIONS, external IPs in use by them, and reserved static addresses
+        (https://cloud.google.com/compute/resource-usage)."""
+        live = [i for i in self.instances.values() if i["status"] not in ("TERMINATED", "SUSPENDED")]
+        counted = {metric: 0.0 for metric in (*self.quota_limits, *self.project_quota_limits)}
+        for inst in live:
+            cpus = MACHINE_TYPES[tail(inst["machineType"])][0]
+            counted[self.cpu_metric(inst)] = counted.get(self.cpu_metric(inst), 0.0) + cpus
+            counted["CPUS_ALL_REGIONS"] += cpus
+        counted["IN_USE_ADDRESSES"] = float(sum(1 for i in live for a in i["networkInterfaces"][0]["accessConfigs"]))
+        counted["STATIC_ADDRESSES"] = float(len(self.addresses))
+        return counted
+
+    def _check_cpu_quota(self, inst: dict) -> None:
+        """instances.insert and instances.start: 403 quotaExceeded naming the metric that has no room."""
+        cpus, usage = MACHINE_TYPES[tail(inst["machineType"])][0], self.usage()
+        metric = self.cpu_metric(inst)
+        limit = self.quota_limits.get(metric, 0.0)
+        if usage.get(metric, 0.0) + cpus > limit:
+            raise ApiError(403, "quotaExceeded", f"Quota '{metric}' exceeded. Limit: {limit} in region {REGION}.",
+                           domain="usageLimits")
+        limit = self.project_quota_limits["CPUS_ALL_REGIONS"]
+        if usage["CPUS_ALL_REGIONS"] + cpus > limit:
+            raise ApiError(403, "quotaExceeded", f"Quota 'CPUS_ALL_REGIONS' exceeded. Limit: {limit} globally.",
+                           domain="usageLimits")
 
     @route("GET", r"/regions/(?P<region>[^/]+)")
     def get_region(self, p, q, body):
@@ -723,9 +901,9 @@ class FakeGce:
         if mt not in MACHINE_TYPES:
             raise ApiError(400, "invalid", f"Invalid value for field 'resource.machineType': "
                            f"'{body.get('machineType', '')}'. Machine type with name '{mt}' does not exist in zone '{ZONE}'.")
-        cpus = MACHINE_TYPES[mt][0]
-        if self.quota_exceeded or self.usage()["CPUS"] + cpus > self.quota_limits["CPUS"]:
+        if self.quota_exceeded:
             raise ApiError(403, "quotaExceeded", QUOTA_MESSAGE, domain="usageLimits")
+        self._check_cpu_quota({"machineType": mt, "scheduling": body.get("scheduling", {})})
         nics = body.get("networkInterfaces") or [{}]
         network, subnetwork = self._interface(nics[0])
         boot = next((d for d in body.get("disks", []) if d.get("boot")), (body.get("disks") or [{}])[0])
@@ -837,11 +1015,14 @@ class FakeGce:
 
     @route("POST", r"/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)/start")
     def start_instance(self, p, q, body):
+        """A SUSPENDED instance cannot be started, only resumed (instances.resume; Terraform's provider calls
+        resume instead of start for it: GoogleCloudPlatform/magic-modules#11672)."""
         inst = self._instance(p)
         if inst["status"] not in ("RUNNING", "TERMINATED"):
             raise self._not_ready(inst)
         if inst["status"] == "RUNNING":
             return self._operation("start", inst, f"zones/{ZONE}")
+        self._check_cpu_quota(inst)
         inst["status"] = "STAGING"
 
         def complete():
@@ -849,6 +1030,25 @@ class FakeGce:
                 a.setdefault("natIP", self._new_external_ip())
             inst.update(status="RUNNING", lastStartTimestamp=now())
         return self._operation("start", inst, f"zones/{ZONE}", complete)
+
+    @route("POST", r"/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)/resume")
+    def resume_instance(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/instances/resume: "Resumes an instance that
+        was suspended"; only a SUSPENDED one (https://cloud.google.com/compute/docs/troubleshooting/
+        troubleshooting-suspend-resume), which then counts against the CPU quota again."""
+        inst = self._instance(p)
+        if inst["status"] != "SUSPENDED":
+            raise ApiError(400, "unsupportedOperation", "UNSUPPORTED_OPERATION: only a suspended instance can be resumed")
+        self._check_cpu_quota(inst)
+        inst["status"] = "RESUMING"
+        return self._operation("resume", inst, f"zones/{ZONE}",
+                               lambda: inst.update(status="RUNNING", lastStartTimestamp=now()))
+
+    def suspend(self, name: str) -> None:
+        """What instances.suspend leaves (https://cloud.google.com/compute/docs/instances/suspend-resume-instance):
+        the instance SUSPENDED, its memory kept on disk; no CPU quota used."""
+        with self._lock:
+            self.instances[name].update(status="SUSPENDED", lastSuspendedTimestamp=now())
 
     @route("POST", r"/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)/setMachineType")
     def set_machine_type(self, p, q, body):

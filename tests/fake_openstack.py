@@ -19,11 +19,16 @@ the API references describe:
 Nova makes a boot volume itself for a block_device_mapping_v2 entry with destination volume; a
 snapshot (createImage) of such a server is a 0-byte Glance image naming a Cinder snapshot of it.
 State is plain dicts (`.servers`, `.images`, `.flavors`, `.keypairs`, `.networks`, `.subnets`,
-`.ports`, `.security_groups`, `.floating_ips`, `.volumes`, `.snapshots`); `.quota` holds Nova's and
-Cinder's limits (usage is counted from the state, as Nova and Cinder count it); knobs inject
-failures: `fail_next_resize` (NoValidHost), `fail_next_boot` (a fault message: the server goes ERROR),
-`floating_ips_exhausted`, `shelved_offload_time` (Nova's option: 0 offloads at once, -1 never);
-`max_microversion` is what Nova advertises; `.requests` logs (method, path) as received.
+`.ports`, `.security_groups`, `.floating_ips`, `.volumes`, `.snapshots`); `.quota` holds Nova's,
+Cinder's and Neutron's limits (usage is counted from the state, as Nova and Cinder count it); knobs
+inject failures: `fail_next_resize` (NoValidHost), `fail_next_boot` (a fault message: the server goes
+ERROR), `floating_ips_exhausted`, `shelved_offload_time` (Nova's option: 0 offloads at once, -1 never),
+`count_usage_from_placement` (Nova's option, default False: offloaded servers keep counting cores and
+RAM), `in_flight` (usage of other boots Nova has accepted but not yet counted: a boot beyond quota is
+accepted, then ERROR), `fail_next_snapshot` (the snapshot image ends `killed`); the network
+"dual-net" is dual-stack (an IPv6 and an IPv4 subnet).  `max_microversion` is what Nova advertises;
+`.requests` logs every request served as (method, path with its query), the login included, so a
+test can tell that nothing but reads reached the cloud.
 Auth: a password, or an application credential (`app_credential_clouds_yaml()`);
 `FakeOpenStack(tls=True)` serves HTTPS with a certificate of its own CA (`.ca_file`).
 openstacksdk 4.x fetches only GET /identity/v3, /compute/v2.1, /image and /volume/v3/ as version
@@ -138,14 +143,17 @@ class FakeOpenStack:
     def __init__(self, tls: bool = False):
         self.tls = tls
         self.lock = threading.Lock()
-        self.requests: list[tuple[str, str]] = []  # (method, path) as received, for debugging tests
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request served, in order
         self.tokens: set[str] = set()
         self.max_microversion = "2.79"  # set before the client's first compute call (discovery is cached)
         self.fail_next_resize = False
         self.fail_next_boot = ""
         self.shelved_offload_time = 0
-        # Nova's and Cinder's project limits (GET /limits of each); usage is counted from the state.
-        self.quota = {"instances": 10, "cores": 8, "ram": 51200, "volumes": 10, "gigabytes": 1000}
+        self.count_usage_from_placement = False
+        self.in_flight = {"instances": 0, "cores": 0, "ram": 0}
+        self.fail_next_snapshot = False
+        # Nova's, Cinder's and Neutron's project limits (GET /limits, quotas/details); usage is counted from the state.
+        self.quota = {"instances": 10, "cores": 8, "ram": 51200, "volumes": 10, "gigabytes": 1000, "floatingip": 50}
         self.floating_ips_exhausted = False
         self.app_credentials: dict[str, str] = {}  # id -> secret
         self.pending: dict[str, list] = {}  # id -> [GETs still to see the old state, updates]
@@ -169,6 +177,7 @@ class FakeOpenStack:
         self.subnets: dict[str, dict] = {}
         self._network("lab-net", "10.0.0", external=False)
         self._network("public", "203.0.113", external=True)
+        self._network("dual-net", "10.1.0", external=False, ipv6_prefix="2001:db8:1::")
         self.ports: dict[str, dict] = {}
         self.security_groups: dict[str, dict] = {}
         self.security_group_rules: dict[str, dict] = {}
@@ -272,7 +281,9 @@ class FakeOpenStack:
         self.images[image["id"]] = image
         return image
 
-    def _network(self, name, prefix, external) -> None:
+    def _network(self, name, prefix, external, ipv6_prefix="") -> None:
+        """A network with an IPv4 subnet; with ipv6_prefix a dual-stack one whose IPv6 subnet comes first
+        (a port gets an address of each subnet, in the network's subnet order)."""
         net, sub = new_id(), new_id()
         self.networks[net] = {"id": net, "name": name, "status": "ACTIVE", "admin_state_up": True, "shared": False,
                               "router:external": external, "subnets": [sub], "mtu": 1500, "description": "",
@@ -280,11 +291,26 @@ class FakeOpenStack:
         self.subnets[sub] = {"id": sub, "name": f"{name}-subnet", "network_id": net, "ip_version": 4,
                              "cidr": f"{prefix}.0/24", "gateway_ip": f"{prefix}.1", "enable_dhcp": True,
                              "project_id": self.project_id, "tenant_id": self.project_id, "_next": 10}
+        if ipv6_prefix:
+            six = new_id()
+            self.networks[net]["subnets"].insert(0, six)
+            self.subnets[six] = {**self.subnets[sub], "id": six, "name": f"{name}-subnet-v6", "ip_version": 6,
+                                 "cidr": f"{ipv6_prefix}/64", "gateway_ip": f"{ipv6_prefix}1"}
+
+    def _addresses(self, network_id) -> list[dict]:
+        """A new port's fixed_ips: the next address of each of the network's subnets."""
+        fixed = []
+        for subnet_id in self.networks[network_id]["subnets"]:
+            subnet = self.subnets[subnet_id]
+            subnet["_next"] += 1
+            separator = "." if subnet["ip_version"] == 4 else ""
+            base = subnet["cidr"].rsplit(".", 1)[0] if separator else subnet["cidr"].split("/")[0]
+            fixed.append({"subnet_id": subnet_id, "ip_address": f"{base}{separator}{subnet['_next'] - 1}"})
+        return fixed
 
     def _address(self, network_id) -> tuple[str, str]:
-        subnet = self.subnets[self.networks[network_id]["subnets"][0]]
-        subnet["_next"] += 1
-        return subnet["id"], subnet["cidr"].rsplit(".", 1)[0] + f".{subnet['_next'] - 1}"
+        (first,) = self._addresses(network_id)[:1]
+        return first["subnet_id"], first["ip_address"]
 
     def _security_group(self, name, description) -> dict:
         group = {"id": new_id(), "name": name, "description": description, "security_group_rules": [],
@@ -332,12 +358,14 @@ class FakeOpenStack:
             if port["device_id"] != server["id"]:
                 continue
             entries = addresses.setdefault(self.networks[port["network_id"]]["name"], [])
-            mac = {"version": 4, "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]}
+            mac = {"OS-EXT-IPS-MAC:mac_addr": port["mac_address"]}
             for fixed in port["fixed_ips"]:
-                entries.append({"addr": fixed["ip_address"], "OS-EXT-IPS:type": "fixed", **mac})
+                version = 6 if ":" in fixed["ip_address"] else 4
+                entries.append({"addr": fixed["ip_address"], "version": version, "OS-EXT-IPS:type": "fixed", **mac})
             for fip in self.floating_ips.values():
                 if fip["port_id"] == port["id"]:
-                    entries.append({"addr": fip["floating_ip_address"], "OS-EXT-IPS:type": "floating", **mac})
+                    entries.append({"addr": fip["floating_ip_address"], "version": 4, "OS-EXT-IPS:type": "floating",
+                                    **mac})
         server["addresses"] = addresses
         view = {k: v for k, v in server.items() if k != "fault"}
         # Nova shows an instance's last fault only while it is ERROR or DELETED
@@ -427,6 +455,14 @@ class FakeOpenStack:
     @route("POST", r"/compute/v2\.1/os-keypairs")
     def create_keypair(self, req):
         spec = req.body["keypair"]
+        # nova/api/openstack/compute/schemas/keypairs.py: create_v210 takes parameter_types
+        # keypair_name_special_chars, ^[_\- a-zA-Z0-9]+$ (255); "." and "@" only from 2.92
+        # (keypair_name_special_chars_v292).  A schema failure is a 400 worded by
+        # nova/api/validation/validators.py ("Invalid input for field/attribute ...").
+        pattern = r"^[_\-\@\. a-zA-Z0-9]+$" if self._microversion(req.headers) >= (2, 92) else r"^[_\- a-zA-Z0-9]+$"
+        if not re.match(pattern, spec.get("name", "")) or len(spec["name"]) > 255:
+            raise nova_error(400, f"Invalid input for field/attribute name. Value: {spec.get('name')}. "
+                                  f"{spec.get('name')!r} does not match {pattern!r}")
         if spec["name"] in self.keypairs:
             raise nova_error(409, f"Key pair '{spec['name']}' already exists.")
         if not spec.get("public_key"):
@@ -479,31 +515,28 @@ class FakeOpenStack:
             networks = [{"uuid": next(i for i, n in self.networks.items() if not n["router:external"])}]
         server_id = new_id()
         volumes = []
-        if boot and boot.get("destination_type") == "volume":
+        on_volume = bool(boot and boot.get("destination_type") == "volume")
+        rechecked = self._recheck_quota(wanted)
+        if rechecked:
+            image_view = "" if on_volume else {"id": image_id, "links": []}
+            return self._accept_then_error(server_id, spec, flavor, groups, image_view, rechecked)
+        if on_volume:
             volume = self._volume(server_id, boot.get("volume_size") or flavor["disk"], image)
             volume["snapshot_id"] = boot.get("snapshot_id")
             volumes.append({"id": volume["id"], "delete_on_termination": bool(boot.get("delete_on_termination"))})
         for net in networks:
             self._find(self.networks, net.get("uuid", ""),
                        nova_error(400, f"Network {net.get('uuid')} could not be found."))
-            subnet_id, ip = self._address(net["uuid"])
             port_id = new_id()
             self.ports[port_id] = {"id": port_id, "name": "", "network_id": net["uuid"], "device_id": server_id,
                                    "device_owner": "compute:nova", "status": "ACTIVE", "admin_state_up": True,
                                    "mac_address": "fa:16:3e:" + ":".join(uuid.uuid4().hex[i:i + 2] for i in (0, 2, 4)),
-                                   "fixed_ips": [{"subnet_id": subnet_id, "ip_address": ip}],
+                                   "fixed_ips": self._addresses(net["uuid"]),
                                    "security_groups": [g["id"] for g in self.security_groups.values()
                                                        if g["name"] in groups or g["id"] in groups],
                                    "project_id": self.project_id, "tenant_id": self.project_id}
-        server = {"id": server_id, "name": spec["name"], "metadata": dict(spec.get("metadata") or {}),
-                  "flavor": self._embedded_flavor(flavor), "key_name": spec.get("key_name"),
-                  "image": "" if volumes else {"id": image_id, "links": []},
-                  "os-extended-volumes:volumes_attached": volumes, "security_groups": [{"name": n} for n in groups],
-                  "user_id": self.user_id, "tenant_id": self.project_id, "created": now(), "hostId": uuid.uuid4().hex,
-                  "OS-SRV-USG:launched_at": None, "OS-SRV-USG:terminated_at": None,
-                  "OS-EXT-AZ:availability_zone": "nova",
-                  "OS-DCF:diskConfig": "MANUAL", "accessIPv4": "", "accessIPv6": "", "config_drive": "", "progress": 0,
-                  "locked": False, "description": None, "tags": [], "links": []}
+        server = self._new_server(server_id, spec, flavor, groups, "" if volumes else {"id": image_id, "links": []})
+        server["os-extended-volumes:volumes_attached"] = volumes
         self._server_status(server, "BUILD", "spawning")
         self.servers[server_id] = server
         self._server_view(server)
@@ -513,8 +546,47 @@ class FakeOpenStack:
             self._later(server_id, status="ERROR")
         else:
             self._later(server_id, status="ACTIVE", **{"OS-SRV-USG:launched_at": now(precise=True)})
-        return 202, {"server": {"id": server_id, "links": [], "OS-DCF:diskConfig": "MANUAL",
+        return self._accepted(server)
+
+    def _recheck_quota(self, wanted: dict) -> str:
+        """Nova's second look at quota, after the API accepted the boot (nova/conductor/manager.py
+        schedule_and_build_instances -> _recheck_quota, `[quota] recheck_quota` default True): boots in
+        flight that the API's count did not see (build requests are not counted until the conductor
+        makes their instances) count now.  The TooManyInstances message of what is over, or ""."""
+        used = self.compute_usage()
+        for resource in ("instances", "cores", "ram"):
+            total = used[resource] + self.in_flight[resource]
+            if self.in_flight[resource] and total + wanted[resource] > self.quota[resource]:
+                return (f"Quota exceeded for {resource}: Requested {wanted[resource]}, but already used "
+                        f"{total} of {self.quota[resource]} {resource}")
+        return ""
+
+    def _accept_then_error(self, server_id: str, spec: dict, flavor: dict, groups: list, image, fault: str):
+        """A boot over quota at the recheck: 202, then ERROR with the fault, no host, no port, no volume
+        (nova/conductor/manager.py _cleanup_build_artifacts stores the instance in ERROR and its BDMs only;
+        ports and volumes are made on a compute host, which it never reaches)."""
+        server = self._new_server(server_id, spec, flavor, groups, image)
+        server.update(hostId="")
+        server["fault"] = {"code": 500, "message": fault, "created": now()}
+        self._server_status(server, "BUILD", "scheduling")
+        self.servers[server_id] = server
+        self._server_view(server)
+        self._later(server_id, status="ERROR")
+        return self._accepted(server)
+
+    def _accepted(self, server: dict):
+        return 202, {"server": {"id": server["id"], "links": [], "OS-DCF:diskConfig": "MANUAL",
                                 "security_groups": server["security_groups"], "adminPass": uuid.uuid4().hex[:12]}}
+
+    def _new_server(self, server_id: str, spec: dict, flavor: dict, groups: list, image) -> dict:
+        return {"id": server_id, "name": spec["name"], "metadata": dict(spec.get("metadata") or {}),
+                "flavor": self._embedded_flavor(flavor), "key_name": spec.get("key_name"), "image": image,
+                "os-extended-volumes:volumes_attached": [], "security_groups": [{"name": n} for n in groups],
+                "user_id": self.user_id, "tenant_id": self.project_id, "created": now(), "hostId": uuid.uuid4().hex,
+                "OS-SRV-USG:launched_at": None, "OS-SRV-USG:terminated_at": None,
+                "OS-EXT-AZ:availability_zone": "nova",
+                "OS-DCF:diskConfig": "MANUAL", "accessIPv4": "", "accessIPv6": "", "config_drive": "", "progress": 0,
+                "locked": False, "description": None, "tags": [], "links": []}
 
     def _microversion(self, headers: dict) -> tuple[int, ...]:
         value = headers.get("OpenStack-API-Version", "compute 2.1").split()[-1]
@@ -598,7 +670,14 @@ class FakeOpenStack:
                 image = self._volume_backed_snapshot(server, args["name"], properties)
             else:
                 image = self._image(args["name"], **properties)
-                self._later(image["id"], gets=1, status="active", size=1024, updated_at=now())
+                if self.fail_next_snapshot:
+                    # An upload that fails leaves the image `killed` ("an error occurred during the uploading
+                    # of an image's data, and the image is not readable",
+                    # https://docs.openstack.org/glance/latest/user/statuses.html); Glance has no "error".
+                    self.fail_next_snapshot = False
+                    self._later(image["id"], gets=1, status="killed", updated_at=now())
+                else:
+                    self._later(image["id"], gets=1, status="active", size=1024, updated_at=now())
             if self._microversion(req.headers) >= (2, 45):
                 body = {"image_id": image["id"]}
             else:
@@ -652,8 +731,12 @@ class FakeOpenStack:
         return [s for s in self.snapshots.values() if s["volume_id"] == volume_id]
 
     def compute_usage(self) -> dict:
-        """What Nova counts against the quota: every server, and the cores and RAM of those not offloaded."""
-        placed = [s for s in self.servers.values() if s["status"] != "SHELVED_OFFLOADED"]
+        """What Nova counts against the quota: every server; the cores and RAM of every server from the cell
+        databases (nova/quota.py _instances_cores_ram_count_legacy: offloaded ones too), or with
+        `count_usage_from_placement` (nova/conf/quota.py, default False) from placement's allocations, which
+        a shelved-offloaded server no longer has."""
+        placed = [s for s in self.servers.values()
+                  if not (self.count_usage_from_placement and s["status"] == "SHELVED_OFFLOADED")]
         return {"instances": len(self.servers), "cores": sum(s["flavor"]["vcpus"] for s in placed),
                 "ram": sum(s["flavor"]["ram"] for s in placed)}
 
@@ -771,11 +854,12 @@ class FakeOpenStack:
     def create_security_group_rule(self, req):
         spec = req.body["security_group_rule"]
         self._network_item("security-groups", spec.get("security_group_id", ""))
-        # neutron/extensions/securitygroup.py SecurityGroupRemoteGroupAndRemoteIpPrefix (400): a rule's
-        # source is an address range or a group, not both.
-        if spec.get("remote_ip_prefix") and spec.get("remote_group_id"):
-            raise neutron_error(400, "SecurityGroupRemoteGroupAndRemoteIpPrefix",
-                                "Only remote_ip_prefix or remote_group_id may be provided.")
+        # neutron/extensions/securitygroup.py SecurityGroupMultipleRemoteEntites (400, raised by
+        # neutron/db/securitygroups_db.py _validate_security_group_rule): one source per rule.
+        if sum(bool(spec.get(k)) for k in ("remote_ip_prefix", "remote_group_id", "remote_address_group_id")) > 1:
+            raise neutron_error(400, "SecurityGroupMultipleRemoteEntites",
+                                "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id "
+                                "may be provided.")
         # neutron/db/securitygroups_db.py _validate_security_group_rule: the remote group must exist (404).
         if spec.get("remote_group_id"):
             self._network_item("security-groups", spec["remote_group_id"])
@@ -816,9 +900,26 @@ class FakeOpenStack:
         fip["description"] = spec.get("description", fip["description"])
         if "port_id" in spec:
             port = spec["port_id"] and self._network_item("ports", spec["port_id"])
-            fip.update(port_id=port and port["id"], fixed_ip_address=port and port["fixed_ips"][0]["ip_address"],
+            fixed = port and self._fip_fixed_address(port)
+            fip.update(port_id=port and port["id"], fixed_ip_address=fixed,
                        status="ACTIVE" if port else "DOWN", updated_at=now())
         return fip
+
+    @staticmethod
+    def _fip_fixed_address(port: dict) -> str:
+        """The port's one IPv4 fixed address a floating IP maps to (neutron/db/l3_db.py
+        _internal_fip_assoc_data: none or several IPv4 addresses is a 400 without fixed_ip_address)."""
+        ipv4 = [ip["ip_address"] for ip in port["fixed_ips"] if ":" not in ip["ip_address"]]
+        if len(ipv4) != 1:
+            raise neutron_error(400, "BadRequest", f"Bad floatingip request: Port {port['id']} has no or several "
+                                                   f"fixed IPv4 addresses.")
+        return ipv4[0]
+
+    @route("GET", r"/network/v2\.0/quotas/(?P<project>[^/]+)/details")
+    def network_quota_details(self, req):
+        # https://docs.openstack.org/api-ref/network/v2/#show-quota-details-for-a-project
+        return 200, {"quota": {"floatingip": {"limit": self.quota["floatingip"], "reserved": 0,
+                                              "used": len(self.floating_ips)}}}
 
     @route("DELETE", r"/network/v2\.0/(?P<kind>security-groups|security-group-rules|floatingips)/(?P<id>[^/]+)")
     def delete_network_resource(self, req):

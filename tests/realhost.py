@@ -58,6 +58,15 @@ def http_status(url: str, token: str | None = None) -> int | None:
         return None
 
 
+def url_of(output: str) -> str:
+    return re.search(r"JupyterLab is ready: (\S+)", output).group(1)
+
+
+def answers(url: str) -> bool:
+    base, token = url.split("/lab?token=")
+    return http_status(f"{base}/api/status", token) == 200
+
+
 def notebook_answers(output: str) -> bool:
     """The URL an `inv up` printed answers an authorised /api/status."""
     url = re.search(r"JupyterLab is ready: (\S+)", output).group(1)

@@ -18,10 +18,10 @@ from google.cloud import compute_v1
 
 from fake_gce import FakeGce
 from fake_openstack import FakeOpenStack
-from test_aws import REGION, aws_env, moto  # noqa: F401 (moto is a fixture)
-from test_fake_gce import PROJECT, ZONE, Clients, instance_resource
-from test_fake_gce import REGION as GCE_REGION
-from test_fake_openstack import FAST, boot
+from aws_world import REGION, aws_env
+from gce_world import PROJECT, ZONE, Clients, instance_resource
+from gce_world import REGION as GCE_REGION
+from openstack_world import FAST, boot
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
 CLOSED = "http://127.0.0.1:9"  # nothing listens: where the AWS Pricing API is, for these tests

@@ -24,7 +24,7 @@ import pytest
 import websocket
 
 from realhost import Lab, User, ssh_profile
-from test_aws import REGION, aws_env, moto  # noqa: F401  (moto is a fixture)
+from aws_world import REGION, aws_env
 
 from labvm import cluster
 from labvm.config import load

@@ -4,7 +4,6 @@ through AWS_ENDPOINT_URL_EC2), with the SSH half on a real sshd pinned by `addre
 Where moto is known to differ from AWS the test says so at that step.
 """
 
-import logging
 import os
 import re
 import shutil
@@ -12,70 +11,8 @@ import subprocess
 
 import pytest
 
-from realhost import Sshd, free_port, http_status, ssh_profile
-
-REGION = "us-west-2"
-
-
-@pytest.fixture(scope="module")
-def moto():
-    os.environ["MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION"] = "true"
-    import moto.settings
-
-    # EC2 refuses to launch from an AMI that does not exist or was deregistered (InvalidAMIID.NotFound,
-    # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html); moto only warns
-    # unless told (moto/ec2/models/instances.py, run_instances: settings.ENABLE_AMI_VALIDATION).
-    moto.settings.ENABLE_AMI_VALIDATION = True
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def ec2(moto, monkeypatch):
-    import boto3
-
-    for name, value in aws_env(moto).items():
-        monkeypatch.setenv(name, value)
-    return boto3.client("ec2", region_name=REGION)
-
-
-def aws_env(endpoint: str) -> dict:
-    return {
-        "AWS_ENDPOINT_URL_EC2": endpoint,
-        "AWS_ENDPOINT_URL_SSM": endpoint,
-        "AWS_ENDPOINT_URL_STS": endpoint,  # `inv check` (and `up`'s checks) ask who is calling
-        "AWS_ENDPOINT_URL_SERVICE_QUOTAS": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }
-
-
-def tags(resource) -> dict:
-    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
-
-
-def labvm_instances(ec2, *states):
-    filters = [{"Name": "tag:labvm:profile", "Values": ["aws"]}]
-    if states:
-        filters.append({"Name": "instance-state-name", "Values": list(states)})
-    return [i for r in ec2.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
-
-
-def url_of(output: str) -> str:
-    return re.search(r"JupyterLab is ready: (\S+)", output).group(1)
-
-
-def answers(url: str) -> bool:
-    base, token = url.split("/lab?token=")
-    return http_status(f"{base}/api/status", token) == 200
-
+from aws_world import REGION, aws_env, labvm_instances, tags
+from realhost import Sshd, answers, ssh_profile, url_of
 
 def test_lifecycle(lab, user, ec2, moto, tmp_path):
     vm = Sshd(tmp_path / "vm")
@@ -142,7 +79,7 @@ def test_lifecycle(lab, user, ec2, moto, tmp_path):
 
         # resize: validated first, then stop -> type -> start, notebook back.
         typo = lab.inv("resize", "--host", "aws", "--size", "t3.mediun", check=False)
-        assert typo.returncode == 1 and "not an instance type in us-west-2; closest: t3.medium" in typo.stderr
+        assert typo.returncode == 1 and "--size: no instance type 't3.mediun'; closest: t3.medium" in typo.stderr
         resized = lab.inv("resize", "--host", "aws", "--size", "t3.medium").output
         assert answers(url_of(resized))
         assert labvm_instances(ec2)[0]["InstanceType"] == "t3.medium"
@@ -183,8 +120,15 @@ def test_spot_is_persistent_and_stops_on_interruption(lab, user, sshd, ec2, moto
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     lab.write_hosts({"spot": ssh_profile(user, sshd, provider="aws", region=REGION, image=ami, spot=True,
                                          ssh_cidr="127.0.0.1/32")})
-    lab.inv("create", "--host", "spot")
-    # moto keeps no spot request object: the instance's lifecycle shows the market it runs in.
+    from moto_ec2_rules import SpotRequests
+
+    with SpotRequests() as requests:
+        lab.inv("create", "--host", "spot")
+    # moto keeps no spot request object: what EC2 received says persistent and stop on interruption
+    # (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_SpotMarketOptions.html), and the
+    # instance's lifecycle shows the market it runs in.
+    assert requests.received == [{"MarketType": "spot", "SpotOptions": {
+        "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}}]
     spots = [i for r in ec2.describe_instances(Filters=[{"Name": "tag:labvm:owner", "Values": ["spotty"]}])["Reservations"]
              for i in r["Instances"]]
     assert [i.get("InstanceLifecycle") for i in spots] == ["spot"]
@@ -209,11 +153,11 @@ def test_plan_prints_the_calls_and_makes_none(lab, user, sshd, ec2, moto):
 
     for dry in (["up", "--host", "plan", "--plan"], ["--dry", "up", "--host", "plan"]):
         planned = lab.inv(*dry).stdout
-        calls = [line.split("(")[0] for line in planned.splitlines() if line.startswith("plan: ec2.")]
+        calls = [line.split("(")[0] for line in planned.splitlines() if line.startswith("plan: aws: ec2.")]
         assert calls == [
-            "plan: ec2.import_key_pair", "plan: ec2.create_security_group",
-            "plan: ec2.authorize_security_group_ingress", "plan: ec2.run_instances",
-            "plan: ec2.allocate_address", "plan: ec2.associate_address",
+            "plan: aws: ec2.import_key_pair", "plan: aws: ec2.create_security_group",
+            "plan: aws: ec2.authorize_security_group_ingress", "plan: aws: ec2.run_instances",
+            "plan: aws: ec2.allocate_address", "plan: aws: ec2.associate_address",
         ], planned
         assert "FromPort': 22" in planned and "InstanceInitiatedShutdownBehavior='stop'" in planned
         assert everything() == ([], [], [], [])
@@ -221,9 +165,11 @@ def test_plan_prints_the_calls_and_makes_none(lab, user, sshd, ec2, moto):
     lab.inv("create", "--host", "plan")
     before = everything()
     stop = lab.inv("stop", "--host", "plan", "--plan").stdout
-    assert "plan: ec2.stop_instances(InstanceIds=" in stop
+    assert "plan: aws: ec2.stop_instances(InstanceIds=" in stop
     gone = lab.inv("terminate", "--host", "plan", "--plan", "--force").stdout
-    assert "plan: ec2.terminate_instances(" in gone and "plan: ec2.release_address(" in gone
+    assert "plan: aws: ec2.terminate_instances(" in gone and "plan: aws: ec2.release_address(" in gone
+    # What terminate deletes once the instance is gone is in the plan too.
+    assert "plan: aws: ec2.delete_security_group(" in gone and "plan: aws: ec2.delete_key_pair(" in gone
     assert everything() == before
     lab.inv("terminate", "--host", "plan", "--yes", "--force")
     user.end_processes()
@@ -279,26 +225,29 @@ def test_live_lifecycle_on_a_real_account(lab):
     assert shutil.which("ssh")
 
 
-@pytest.mark.parametrize("code,next_step", [
-    ("UnauthorizedOperation", "ask your admin for EC2 rights"),
-    ("InsufficientInstanceCapacity", "try again later or change"),
-    ("VcpuLimitExceeded", "request more in Service Quotas"),
-    ("InsufficientSpotCapacity", "spot: false or try later"),
+@pytest.mark.parametrize("code,spot,next_step", [
+    ("UnauthorizedOperation", False, "ask your admin for EC2 rights"),
+    ("InsufficientInstanceCapacity", False, "try again later or change"),
+    ("VcpuLimitExceeded", False, "request more in Service Quotas"),
+    # Spot shortfalls are these two codes (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html);
+    # EC2 has no InsufficientSpotCapacity.
+    ("InsufficientInstanceCapacity", True, "no spot capacity for this type here now; try later"),
+    ("UnfulfillableCapacity", True, "profiles.aws.spot: false"),
 ])
-def test_errors_moto_cannot_produce_still_say_what_to_do(lab, code, next_step):
+def test_errors_moto_cannot_produce_still_say_what_to_do(lab, code, spot, next_step):
     """moto never runs out of capacity: botocore's Stubber makes EC2 answer with these errors."""
     from botocore.stub import Stubber
 
     from labvm import config
+    from labvm.errors import LabvmError
     from labvm.providers.aws import AwsProvider
 
-    lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu"}})
+    lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu", "spot": spot}})
     provider = AwsProvider(config.load(lab.hosts).profile("aws"))
     with Stubber(provider.ec2) as stub:
         stub.add_client_error("run_instances", service_error_code=code, service_message="EC2 said no")
-        with pytest.raises(Exception) as raised:
-            provider._call("run_instances", ImageId="ami-12345678", MinCount=1, MaxCount=1)
+        with pytest.raises(LabvmError) as raised:  # the one exception a user sees, as one line
+            provider.call(provider.ec2.run_instances, ImageId="ami-12345678", MinCount=1, MaxCount=1)
     message = str(raised.value)
-    assert type(raised.value).__name__ == "LabvmError"
     assert message.startswith(f"AWS {code}: EC2 said no; ") and next_step in message
     assert "\n" not in message

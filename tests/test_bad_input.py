@@ -136,7 +136,7 @@ def test_missing_variable_names_it_only_for_the_profile_used(lab):
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"labvm: {lab.hosts}: profiles.gpu.address: ${{LAB_GPU_HOST}} is not set; set LAB_GPU_HOST "
-        "in the environment or in .env beside hosts.yml (see .env.example)"
+        "in .env beside hosts.yml (see .env.example)"
     )
     (lab.directory / ".env").write_text("LAB_GPU_HOST=bad host name\n")
     result = lab.inv("keys", "--host", "gpu", check=False)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from realhost import Sshd, ssh_profile
-from test_aws import REGION, aws_env, ec2, labvm_instances, moto  # noqa: F401 (fixtures)
+from aws_world import REGION, aws_env, labvm_instances
 
 
 def adas(ec2, *states):

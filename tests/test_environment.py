@@ -78,8 +78,13 @@ def test_conda_installer_checksum_is_checked(lab, user, sshd):
 def test_hostile_values_are_data_not_commands(lab, user, sshd):
     hostile_workspace = "~/ws; touch PWNED1 $(touch PWNED2) `touch PWNED3` 'q\" x"
     lab.write_hosts({"vm": ssh_profile(user, sshd, notebook={"workspace": hostile_workspace})})
+    refused = lab.inv("up", "--host", "vm", "--no-browser", check=False)
+    assert refused.returncode == 1
+    assert "profiles.vm.notebook.workspace: must be a plain folder path on the host" in refused.stderr.splitlines()[-1]
+    plain = "~/ws+1,a=b@c_d-e.f"  # every character the check lets through reaches the VM as data
+    lab.write_hosts({"vm": ssh_profile(user, sshd, notebook={"workspace": plain})})
     lab.inv("up", "--host", "vm", "--no-browser")
-    assert (user.home / hostile_workspace[2:]).is_dir()
+    assert (user.home / plain[2:]).is_dir()
     lab.inv("down", "--host", "vm")
 
     lab.write_hosts({"vm": ssh_profile(user, sshd, env={"packages": ["jupyterlab", "numpy; touch PWNED4", "$(touch PWNED5)"]})})

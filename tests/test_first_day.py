@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from realhost import Sshd, ssh_profile
-from test_aws import REGION, aws_env, ec2, labvm_instances, moto, url_of, answers  # noqa: F401 (fixtures)
+from realhost import Sshd, answers, ssh_profile, url_of
+from aws_world import REGION, aws_env, labvm_instances
 
 
 def graces(ec2, *states):

@@ -1,14 +1,17 @@
 """Fuzzed hosts.yml values (hypothesis): control characters, quotes, newlines, `%` tokens,
-`-o...`, `$(...)`, `${...}`, non-UTF-8 and very long strings in every string field, written
-directly, through `${VAR}` from the environment, and through `.env`.
+`-o...`, `$(...)`, `${...}`, non-UTF-8 and very long strings in every string field of every
+provider (lists and tag values included: cluster.hosts, env.packages, sync, security_groups,
+tags), written directly, through `${VAR}` from the environment, and through `.env`.
 
 Whatever the value: labvm answers with its own error or a working profile, never a
-traceback; the ssh config it writes holds exactly labvm's directives (read back with
-`ssh -G`, which would also run an injected `Match exec`); no payload ever runs.
+traceback; the ssh config it writes holds exactly labvm's blocks and directives, every line of
+it, and OpenSSH reads from it (`ssh -G`, which would also run an injected `Match exec`) nothing
+but what labvm set: any directive injected anywhere changes an option and fails; no payload runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -22,7 +25,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from labvm import config as labvm_config
 from labvm.errors import LabvmError
-from labvm.sshconfig import SshHome
+from labvm.sshconfig import SshHome, parse_jump
 from realhost import INV, free_port
 
 MARKER = "PWNED"
@@ -32,15 +35,38 @@ FRAGMENTS = [
     "`touch {m}`", "-oProxyCommand=touch {m}", "\n    ProxyCommand sh -c 'touch {m}'",
     '\nMatch exec "touch {m}"', '"\n    LocalCommand touch {m}\n#', "127.0.0.1", "ws1.example.org", "lab",
 ]
-STRING_FIELDS = [
+# A working profile per provider; `address` pins where SSH goes, so each writes an ssh config.
+BASES = {
+    "ssh": {"provider": "ssh", "address": "127.0.0.1", "user": "lab"},
+    "openstack": {"provider": "openstack", "address": "127.0.0.1", "user": "lab", "cloud": "c", "image": "i",
+                  "flavor": "f"},
+    "aws": {"provider": "aws", "address": "127.0.0.1", "user": "lab", "region": "us-west-2", "image": "ami-1",
+            "instance_type": "t3.micro"},
+    "gce": {"provider": "gce", "address": "127.0.0.1", "user": "lab", "project": "p", "zone": "us-west1-b",
+            "machine_type": "e2-small"},
+}
+# (provider, field); "[]" marks a list (the value is one of its items), "{}" a mapping's value.
+STRING_FIELDS = [("ssh", field) for field in (
     "address", "user", "identity", "jump", "sync_dir", "notebook.workspace", "notebook.password",
-    "env.prefix", "env.python", "env.conda_root", "env.conda_installer_url",
-]
-NUMBER_FIELDS = ["port", "notebook.port", "notebook.local_port", "autostop"]
+    "env.prefix", "env.python", "env.conda_root", "env.conda_installer_url", "env.conda_installer_sha256",
+    "env.packages[]", "sync[]", "cluster.hosts[]", "cluster.worker_size", "cluster.memory_limit",
+)] + [("openstack", field) for field in (
+    "cloud", "image", "flavor", "network", "floating_ip_pool", "security_groups[]", "ssh_cidr",
+)] + [("aws", field) for field in (
+    "region", "instance_type", "image", "subnet", "ssh_cidr", "tags{}", "user",
+)] + [("gce", field) for field in (
+    "project", "zone", "machine_type", "image_family", "image_project", "ssh_cidr", "network", "subnetwork",
+    "cluster.worker_size",
+)]
+NUMBER_FIELDS = [("ssh", field) for field in ("port", "notebook.port", "notebook.local_port", "autostop")]
 LABVM_DIRECTIVES = [  # what labvm writes for a profile, in order; anything else is injected
     "HostName", "Port", "User", "IdentityFile", "IdentitiesOnly", "UserKnownHostsFile",
     "StrictHostKeyChecking", "ServerAliveInterval", "ServerAliveCountMax", "ProxyJump",
 ]
+# ...and what OpenSSH derives from them: UpdateHostKeys is on by default only while UserKnownHostsFile
+# is the default (OpenSSH 8.5 release notes; readconf.c fill_default_options).
+LABVM_OPTIONS = {directive.lower() for directive in LABVM_DIRECTIVES} | {"updatehostkeys"}
+HEADER = "# Written by labvm (inv keys); edits are replaced."
 
 
 def hostile(marker: Path):
@@ -61,10 +87,15 @@ def scratch():
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def write_laptop(directory: Path, field: str, value, how: str) -> None:
-    profile = {"provider": "ssh", "address": "127.0.0.1", "user": "lab"}
+def write_laptop(directory: Path, where: tuple[str, str], value, how: str) -> None:
+    provider, field = where
+    profile = dict(BASES[provider])
     written = value if how == "direct" else "${FUZZ}"
     section, _, key = field.rpartition(".")
+    if key.endswith("[]"):
+        key, written = key[:-2], [written, "h2" if key == "hosts[]" else "numpy"]
+    elif key.endswith("{}"):
+        key, written = key[:-2], {"Project": written}
     (profile.setdefault(section, {}) if section else profile)[key] = written
     (directory / "hosts.yml").write_text(yaml.safe_dump({"profiles": {"vm": profile}}))
     os.environ["FUZZ_INNER"] = f"x\n    ProxyCommand touch {directory / MARKER}"
@@ -85,20 +116,60 @@ def same_host(read: str, written: str) -> bool:
         return read == written.lower()
 
 
-def check_ssh_config(directory: Path, profile) -> None:
-    config = directory / "ssh" / "labvm" / "config"
-    block = [line.split()[0] for line in config.read_text().split("Host labvm-vm\n", 1)[1].split("\n") if line.strip()]
-    expected = [d for d in LABVM_DIRECTIVES if not (d == "User" and not profile.user)
-                and not (d == "ProxyJump" and not profile.jump)]
-    if profile.identity:
-        expected.insert(expected.index("IdentityFile"), "IdentityFile")
-    assert [d for d in block if d != "Host"][: len(expected)] == expected, config.read_text()
-    read = subprocess.run(["ssh", "-G", "-F", str(config), "labvm-vm"], capture_output=True, text=True,
+def machines(profile) -> list:
+    """The profile and its cluster's ssh workers, as session.py makes them (alias labvm-vm+wN)."""
+    workers = []
+    for index, host in enumerate(profile.cluster.hosts if profile.cluster else (), 1):
+        user, address, port = parse_jump(host)
+        workers.append(dataclasses.replace(profile, name=f"{profile.name}+w{index}", address=address,
+                                           port=port or profile.port, user=user or profile.user, cluster=None))
+    return [profile, *workers]
+
+
+def directives(user: str, identity, proxy: bool) -> list[str]:
+    """What labvm writes for one block, in order."""
+    written = [d for d in LABVM_DIRECTIVES if not (d == "User" and not user) and not (d == "ProxyJump" and not proxy)]
+    if identity:
+        written.insert(written.index("IdentityFile"), "IdentityFile")
+    return written
+
+
+def expected_blocks(profile) -> dict[str, list[str]]:
+    """Alias -> the directives labvm writes for it: the profile's block and its jump host's."""
+    blocks = {profile.alias: directives(profile.user, profile.identity, bool(profile.jump))}
+    if profile.jump:
+        blocks[profile.alias + "+jump"] = directives(parse_jump(profile.jump)[0], profile.identity, False)
+    return blocks
+
+
+def ssh_g(config: Path, alias: str) -> dict[str, str]:
+    read = subprocess.run(["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=10)
     assert read.returncode == 0, read.stderr
-    options = dict(line.split(" ", 1) for line in read.stdout.splitlines() if " " in line)
-    assert same_host(options["hostname"], profile.address)
-    assert "localcommand" not in options and options.get("proxycommand", "none") == "none"
+    return dict(line.split(" ", 1) for line in read.stdout.splitlines() if " " in line)
+
+
+def check_ssh_config(directory: Path, written: list) -> None:
+    """Every line of the file is labvm's, and OpenSSH reads nothing else from it."""
+    config = directory / "ssh" / "labvm" / "config"
+    expected = {alias: directives for profile in written for alias, directives in expected_blocks(profile).items()}
+    found: dict[str, list[str]] = {}
+    for line in config.read_text().split("\n"):
+        if line.startswith("Host "):
+            alias = line[len("Host "):]
+            assert alias in expected and alias not in found, config.read_text()
+            found[alias] = []
+        elif line.strip() and line != HEADER:
+            assert line.startswith("    ") and not line[4:].startswith(" "), config.read_text()
+            found[alias].append(line.split()[0])
+    assert found == expected, config.read_text()
+    for profile in written:
+        options, default = ssh_g(config, profile.alias), ssh_g(Path("/dev/null"), profile.alias)
+        changed = {key for key in options.keys() | default.keys() if options.get(key) != default.get(key)}
+        assert changed <= LABVM_OPTIONS, (changed - LABVM_OPTIONS, config.read_text())
+        assert same_host(options["hostname"], profile.address)
+        assert (options["port"], options["user"]) == (str(profile.port), profile.user or default["user"])
+        assert options.get("proxyjump") == (profile.alias + "+jump" if profile.jump else None)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -115,13 +186,15 @@ def test_no_value_breaks_out_of_its_place(data):
             if how == "environment" and "\x00" in value:
                 how = ".env"
         write_laptop(directory, field, value, how)
+        written = []
         try:
-            profile = labvm_config.load(directory / "hosts.yml").profile("vm")
-            SshHome(directory / "ssh").write_host(profile, profile.address)
+            for machine in machines(labvm_config.load(directory / "hosts.yml").profile("vm")):
+                SshHome(directory / "ssh").write_host(machine, machine.address)
+                written.append(machine)
         except LabvmError as e:
             assert str(e).strip() and "Traceback" not in str(e)
-        else:
-            check_ssh_config(directory, profile)
+        if written:
+            check_ssh_config(directory, written)
         assert not marker.exists()
 
 
@@ -131,7 +204,7 @@ def test_inv_answers_any_value_with_one_clean_failure(data):
     """As a user runs it: `inv keys` on a profile with a fuzzed value and nothing listening."""
     with scratch() as directory:
         marker = directory / MARKER
-        field = data.draw(st.sampled_from(STRING_FIELDS), label="field")
+        field = data.draw(st.sampled_from([f for f in STRING_FIELDS if f[0] == "ssh"]), label="field")
         value = data.draw(hostile(marker), label="value").replace("\x00", "")
         how = data.draw(st.sampled_from(["direct", "environment"]), label="how")
         write_laptop(directory, field, value, how)

@@ -91,7 +91,8 @@ def test_lifecycle(lab, user, gce, tmp_path):
 def test_errors_say_what_to_do(lab, user, sshd, gce):
     lab.write_hosts({"gce": profile(user, sshd, machine_type="e2-smal")})
     typo = lab.inv("up", "--host", "gce", "--no-browser", check=False)
-    assert "profiles.gce.machine_type: 'e2-smal' is not a machine type in us-west1-b; closest: e2-small" in typo.stderr
+    assert "profiles.gce.machine_type: no machine type 'e2-smal'; closest: e2-small" in typo.stderr
+    assert "(gcloud compute machine-types list --zones us-west1-b)" in typo.stderr
 
     lab.write_hosts({"gce": profile(user, sshd)})
     gce.api_disabled = True
@@ -114,6 +115,17 @@ def test_errors_say_what_to_do(lab, user, sshd, gce):
     lab.extra_env.update(no_adc)
     missing = lab.inv("up", "--host", "gce", "--no-browser", check=False)
     assert "no Google Application Default Credentials; run `gcloud auth application-default login`" in missing.stderr
+
+
+def test_up_and_cluster_under_plan_only_read(lab, user, sshd, gce):
+    """`inv up --plan` on an empty project: the plan is printed, only GETs reach the cloud, nothing is made."""
+    lab.write_hosts({"gce": profile(user, sshd, cluster={"workers": 2})})
+    planned = lab.inv("up", "--host", "gce", "--plan", "--no-browser").output
+    for line in ["plan: gce: create firewall rule labvm-gce-hedy-ssh", "plan: gce: reserve static IP labvm-gce-hedy",
+                 "plan: gce: create instance labvm-gce-hedy (e2-small) in us-west1-b", "plan: then the cluster"]:
+        assert line in planned, planned
+    assert [r for r in gce.requests if r[0] != "GET" and not r[1].endswith(":getEffectiveOrgPolicy")] == []
+    assert not gce.instances and not gce.firewalls and not gce.addresses
 
 
 @pytest.mark.live_gce

@@ -8,6 +8,10 @@ import re
 import pytest
 
 from fake_openstack import FakeOpenStack
+from labvm import config
+from labvm.providers import Instance
+from labvm.providers.openstack import OpenStackProvider
+from openstack_world import new_key
 from realhost import Sshd, ssh_profile
 from realhost import notebook_answers as answers
 
@@ -188,3 +192,36 @@ def test_live_lifecycle_on_a_real_cloud(lab):
         lab.inv("images", "--host", "cades", "--prune", "--keep", "0")
     finally:
         lab.inv("terminate", "--host", "cades", "--yes", "--force", "--no-sync", check=False)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
+def test_plan_on_the_command_line_changes_nothing(lab, cloud, monkeypatch):
+    """Issue 17: `--plan` prints each change and makes none: only reads (and the login) reach the cloud."""
+    def changes():
+        return [r for r in cloud.requests[before:] if r[0] != "GET" and r != ("POST", "/identity/v3/auth/tokens")]
+
+    lab.write_hosts({"cades": dict(provider="openstack", cloud="cades", image="Ubuntu 22.04", flavor="m1.medium",
+                                   volume_size=40, network="lab-net", floating_ip_pool="public", user="cades",
+                                   stop_action="shelve", cluster={"workers": 2})})
+    before = len(cloud.requests)
+    up = lab.inv("up", "--host", "cades", "--plan", "--no-browser").output
+    assert "plan: openstack: boot m1.medium labvm-cades-hedy in cades" in up
+    cluster = lab.inv("cluster", "--host", "cades", "--plan", "--workers", "2").output
+    assert "plan: openstack: boot m1.medium labvm-cades-hedy-w2 in cades" in cluster
+    assert changes() == [] and cloud.servers == {} and cloud.keypairs == {}
+
+    for name in ("OS_CLIENT_CONFIG_FILE", "LABVM_OWNER"):  # a head made in-process (`inv create` waits for SSH)
+        monkeypatch.setenv(name, lab.extra_env[name])
+    OpenStackProvider(config.load(lab.hosts).profile("cades")).create(public_key=new_key())
+    (server,) = mine(cloud)
+    lab.inv("cluster", "--host", "cades", "--plan", "--workers", "2")  # beside a real head
+    cades_id = server["id"]
+    before, images = len(cloud.requests), dict(cloud.images)
+    for verb in (["stop", "--no-sync"], ["resize", "--size", "m1.large", "--no-sync"], ["snapshot"],
+                 ["terminate", "--yes", "--force", "--no-sync"]):
+        out = lab.inv(verb[0], "--host", "cades", "--plan", *verb[1:]).output
+        assert "plan: openstack: " in out and cades_id in out
+    assert changes() == [] and cloud.images == images
+    assert [(s["id"], s["status"], s["flavor"]["original_name"]) for s in mine(cloud)] == [(cades_id, "ACTIVE", "m1.medium")]
+    OpenStackProvider(config.load(lab.hosts).profile("cades")).terminate(Instance(cades_id, "", "running", ""))
+    assert mine(cloud) == []

@@ -4,114 +4,10 @@ sharing one hosts.yml.  Provider-level: each test builds AwsProvider from a host
 """
 
 import json
-import urllib.request
 
 import pytest
 
-from test_aws import REGION, aws_env, moto, tags  # noqa: F401 (moto is a fixture)
-
-
-@pytest.fixture
-def ec2(moto, monkeypatch):
-    import boto3
-
-    for name, value in aws_env(moto).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("LABVM_OWNER", "hedy")
-    yield boto3.client("ec2", region_name=REGION)
-    # moto's state is one per process, shared with every other module's moto server.
-    urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"), timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def strict_ec2():
-    """moto makes what EC2 refuses; these are EC2's refusals, checked before moto makes anything."""
-    from moto.ec2.exceptions import EC2ClientError, InvalidParameterCombination, VPCIdNotSpecifiedError
-    from moto.ec2.models.instances import InstanceBackend
-    from moto.ec2.models.security_groups import SecurityGroupBackend
-
-    original = InstanceBackend.run_instances
-    original_group = SecurityGroupBackend.create_security_group
-
-    def create_security_group(backend, name, description, vpc_id=None, **kwargs):
-        # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSecurityGroup.html, VpcId:
-        # "Required for a nondefault VPC"; without a default VPC EC2 answers VPCIdNotSpecified
-        # (moto would make the group in the deleted default VPC).
-        if not vpc_id and backend.get_default_vpc() is None:
-            raise VPCIdNotSpecifiedError()
-        return original_group(backend, name, description, vpc_id, **kwargs)
-
-    def run_instances(backend, image_id, count, user_data, security_group_names, **kwargs):
-        nics = kwargs.get("nics") or []
-        # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html, SecurityGroupId:
-        # "If you specify a network interface, you must specify any security groups as part of the
-        # network interface instead."
-        if nics and (kwargs.get("security_group_ids") or security_group_names):
-            raise InvalidParameterCombination(
-                "Network interfaces and an instance-level security groups may not be specified on the same request")
-        subnet_id = kwargs.get("subnet_id") or next((n["SubnetId"] for n in nics if "SubnetId" in n), None)
-        groups = kwargs.get("security_group_ids") or [g for n in nics for g in n.get("Groups", [])]
-        # https://docs.aws.amazon.com/vpc/latest/userguide/vpc-security-groups.html: "Security groups
-        # are specific to a VPC"; an instance can only use groups of its subnet's VPC.
-        if subnet_id:
-            vpc = backend.get_subnet(subnet_id).vpc_id
-            for group_id in groups:
-                if backend.get_security_group_from_id(group_id).vpc_id != vpc:
-                    raise EC2ClientError("InvalidParameter",
-                        f"Security group {group_id} and subnet {subnet_id} belong to different networks.")
-        return original(backend, image_id, count, user_data, security_group_names, **kwargs)
-
-    InstanceBackend.run_instances = run_instances
-    SecurityGroupBackend.create_security_group = create_security_group
-    yield
-    InstanceBackend.run_instances = original
-    SecurityGroupBackend.create_security_group = original_group
-
-
-def public_key() -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate().public_key()
-    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-
-
-def provider_for(lab, **settings):
-    from labvm import config
-    from labvm.providers.aws import AwsProvider
-
-    lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu", "instance_type": "t3.small",
-                             "ssh_cidr": "127.0.0.1/32", **settings}})
-    return AwsProvider(config.load(lab.hosts).profile("aws"))
-
-
-def shared_image(ec2) -> str:
-    return ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-
-
-def delete_default_vpc(ec2) -> None:
-    """Control Tower and many institutional accounts have no default VPC."""
-    (vpc,) = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
-    vpc_filter = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
-    for subnet in ec2.describe_subnets(Filters=vpc_filter)["Subnets"]:
-        ec2.delete_subnet(SubnetId=subnet["SubnetId"])
-    for gateway in ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc["VpcId"]]}])["InternetGateways"]:
-        ec2.detach_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"], VpcId=vpc["VpcId"])
-        ec2.delete_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"])
-    ec2.delete_vpc(VpcId=vpc["VpcId"])
-
-
-def lab_subnet(ec2) -> dict:
-    """A VPC of the lab's own with a subnet that does not give instances a public address."""
-    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
-    gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
-    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24", AvailabilityZone=f"{REGION}a")["Subnet"]
-    # "By default, nondefault subnets have the IPv4 public addressing attribute set to false"
-    # (https://docs.aws.amazon.com/vpc/latest/userguide/subnet-public-ip.html); moto sets it true on
-    # the first subnet of a zone, so it is set here as EC2 would have it.
-    ec2.modify_subnet_attribute(SubnetId=subnet["SubnetId"], MapPublicIpOnLaunch={"Value": False})
-    return ec2.describe_subnets(SubnetIds=[subnet["SubnetId"]])["Subnets"][0]
+from aws_world import REGION, delete_default_vpc, lab_subnet, owned, provider_for, public_key, shared_image, tags
 
 
 def test_without_a_default_vpc_a_subnet_is_asked_for_in_one_line(lab, ec2):
@@ -159,18 +55,6 @@ def test_unknown_subnet_names_the_key(lab, ec2):
     with pytest.raises(LabvmError) as raised:
         provider.create(public_key=public_key())
     assert "profiles.aws.subnet" in str(raised.value) and "aws ec2 describe-subnets" in str(raised.value)
-
-
-def owned(ec2, owner: str) -> dict:
-    """What EC2 holds for one owner: live instances, security groups, key pairs, Elastic IPs."""
-    mine = [{"Name": "tag:labvm:owner", "Values": [owner]}]
-    live = mine + [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
-    return {
-        "instances": [i["InstanceId"] for r in ec2.describe_instances(Filters=live)["Reservations"] for i in r["Instances"]],
-        "groups": [g["GroupName"] for g in ec2.describe_security_groups(Filters=mine)["SecurityGroups"]],
-        "keys": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=mine)["KeyPairs"]],
-        "addresses": [a["PublicIp"] for a in ec2.describe_addresses(Filters=mine)["Addresses"]],
-    }
 
 
 def test_a_class_of_three_owners_from_one_shared_image(lab, ec2, monkeypatch):
@@ -291,3 +175,92 @@ def test_terminate_waits_out_the_group_dependency_and_deletes_the_key(lab, ec2, 
     said = capsys.readouterr()
     assert "security group labvm-aws-hedy is still in use" in said.err and "aws ec2 delete-security-group" in said.err
     assert owned(ec2, "hedy")["keys"] == [] and owned(ec2, "hedy")["groups"] == ["labvm-aws-hedy"]
+
+
+NOTHING = {"instances": [], "groups": [], "keys": [], "addresses": []}
+
+
+@pytest.mark.parametrize("owner", ["hedy.lamarr", "hedy@lab.org", "Hedy Lamarr", "o'brien"])
+def test_every_owner_name_gives_names_ec2_accepts(lab, ec2, monkeypatch, owner):
+    """The moto fixture checks group names, descriptions and key names as EC2 does (moto_ec2_rules.py)."""
+    monkeypatch.setenv("LABVM_OWNER", owner)
+    provider = provider_for(lab, image=shared_image(ec2), elastic_ip=True)
+    made = provider.create(public_key=public_key())
+    assert provider.find().id == made.id
+    assert [len(things) for things in owned(ec2, owner).values()] == [1, 1, 1, 1]
+    provider.terminate(made)
+    assert owned(ec2, owner) == NOTHING
+
+
+def test_what_ec2_has_just_made_may_be_not_found_at_first(lab, ec2):
+    from moto_ec2_rules import Lagging
+
+    provider = provider_for(lab, image=shared_image(ec2), elastic_ip=True)
+    provider.settle_delay = 0.01  # EC2 takes seconds; the refusals here are counted, not timed
+    with Lagging() as lag:
+        made = provider.create(public_key=public_key())
+    assert sorted(lag.refused) == ["InvalidAllocationID.NotFound", "InvalidGroup.NotFound", "InvalidKeyPair.NotFound"]
+    assert made.state == "running" and [len(things) for things in owned(ec2, "hedy").values()] == [1, 1, 1, 1]
+    (address,) = ec2.describe_addresses(Filters=[{"Name": "tag:labvm:owner", "Values": ["hedy"]}])["Addresses"]
+    assert address["InstanceId"] == made.id
+
+
+def everything(ec2) -> tuple:
+    """All moto holds that a verb could change."""
+    instances = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    return (instances, ec2.describe_security_groups()["SecurityGroups"], ec2.describe_key_pairs()["KeyPairs"],
+            ec2.describe_addresses()["Addresses"], ec2.describe_images(Owners=["self"])["Images"],
+            ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"])
+
+
+class Plans:
+    """Each verb first under --plan, then for real: under the plan moto is unchanged and no changing request
+    leaves the provider; what the plan printed is what the verb then sends."""
+
+    def __init__(self, ec2, capsys):
+        self.ec2, self.capsys, self.sent = ec2, capsys, []
+
+    def watch(self, provider):
+        from botocore import xform_name
+
+        def record(model, **_):
+            if not model.name.startswith(("Describe", "Get")):
+                self.sent.append(xform_name(model.name))
+
+        provider.ec2.meta.events.register("before-call.ec2", record)
+        return provider
+
+    def check(self, provider, verb, *args):
+        before = everything(self.ec2)
+        self.capsys.readouterr()
+        provider.plan = True
+        verb(*args)
+        planned = [line.split("(")[0].removeprefix("plan: aws: ec2.") for line in self.capsys.readouterr().out.splitlines()
+                   if line.startswith("plan: aws: ec2.")]
+        assert self.sent == [] and everything(self.ec2) == before, verb.__name__
+        provider.plan = False
+        made = verb(*args)
+        assert planned == self.sent, (verb.__name__, planned, self.sent)
+        self.sent = []
+        return made
+
+
+def test_plan_changes_nothing_and_prints_every_change_of_each_verb(lab, ec2, capsys):
+    plans = Plans(ec2, capsys)
+    provider = plans.watch(provider_for(lab, image=shared_image(ec2), elastic_ip=True))
+    key = public_key()
+    head = plans.check(provider, provider.create, None, key)
+    stopped = plans.check(provider, provider.stop, head)
+    head = plans.check(provider, provider.start, stopped)
+    # moto drops an Elastic IP on stop, AWS keeps it: resize is planned on a profile without one.
+    plain = plans.watch(provider_for(lab, image=shared_image(ec2)))
+    head = plans.check(plain, plain.resize, head, "t3.medium")
+    assert head.size == "t3.medium"
+    image = plans.check(provider, provider.snapshot, head, "labvm", ("123456789012",))
+    plans.check(provider, provider.delete_image, image)
+    workers = plans.check(provider, provider.create_workers, [1, 2], "", "", key)
+    assert len(workers) == 2
+    plans.check(provider, provider.allow_cluster)
+    plans.check(provider, provider.terminate_workers)
+    plans.check(provider, provider.terminate, head)
+    assert owned(ec2, "hedy") == NOTHING

@@ -4,8 +4,7 @@ with the next step, and nothing made."""
 import pytest
 from botocore.stub import Stubber
 
-from test_aws_network import (REGION, delete_default_vpc, ec2, moto, owned, provider_for, public_key,  # noqa: F401
-                              shared_image)
+from aws_world import REGION, delete_default_vpc, owned, provider_for, public_key, shared_image
 
 
 @pytest.fixture
@@ -84,3 +83,37 @@ def test_ssh_rule_check_says_what_up_will_change(lab, sts):
     provider_for(lab, image=image, ssh_cidr="203.0.113.5/32").create(public_key=public_key())
     rule = by_name(provider_for(lab, image=image, ssh_cidr="198.51.100.7/32").preflight(public_key()))["ssh rule"]
     assert rule.ok and rule.detail == "labvm-aws-hedy admits 203.0.113.5/32; `inv up` changes it to 198.51.100.7/32"
+
+
+def region(status: str) -> dict:
+    """DescribeRegions' answer (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Region.html)."""
+    return {"Regions": [{"RegionName": REGION, "Endpoint": f"ec2.{REGION}.amazonaws.com", "OptInStatus": status}]}
+
+
+@pytest.mark.parametrize("status,said", [
+    ("not-opted-in", f"region {REGION} is not enabled for this account; enable it in the AWS console"),
+    ("opt-in-not-required", "AWS rejected the credentials; check AWS_PROFILE"),
+])
+def test_auth_failure_names_a_region_not_opted_in(lab, status, said):
+    """A region the account has not enabled answers every call AuthFailure, as bad credentials do
+    (https://docs.aws.amazon.com/accounts/latest/reference/manage-acct-regions.html): labvm asks an enabled
+    region (DescribeRegions, AllRegions) which of the two it is."""
+    from labvm.errors import LabvmError
+
+    provider = provider_for(lab, image="ami-12345678")
+    with Stubber(provider.ec2) as stub, Stubber(provider._enabled_region_ec2) as enabled:
+        stub.add_client_error("describe_instances", "AuthFailure", "AWS was not able to validate the provided access credentials")
+        enabled.add_response("describe_regions", region(status), {
+            "AllRegions": True, "Filters": [{"Name": "region-name", "Values": [REGION]}]})
+        with pytest.raises(LabvmError) as raised:
+            provider.find()
+    assert str(raised.value).startswith("AWS AuthFailure: AWS was not able to validate") and said in str(raised.value)
+    assert provider._enabled_region_ec2.meta.region_name == "us-east-1" and "\n" not in str(raised.value)
+
+
+def test_region_check_asks_an_enabled_region(lab, sts):
+    provider = provider_for(lab, image=shared_image(sts))
+    with Stubber(provider._enabled_region_ec2) as enabled:
+        enabled.add_response("describe_regions", region("not-opted-in"))
+        found = by_name(provider.preflight(public_key()))["region"]
+    assert not found.ok and f"profiles.aws.region: {REGION} is not enabled for this account" in found.detail

@@ -5,55 +5,13 @@ the session builds it, no SSH.  Issue 11, items 3, 4, 9-13, 18 and `inv check`'s
 import socket
 
 import pytest
-import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from fake_openstack import FakeOpenStack, fingerprint
-from labvm import audit, config
+from openstack_world import KEY, new_key, one_line, provider
+from labvm import audit
 from labvm.errors import LabvmError
-from labvm.providers.openstack import OpenStackProvider
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
-SETTINGS = dict(provider="openstack", cloud="cades", image="Ubuntu 22.04", flavor="m1.medium", volume_size=40,
-                network="lab-net", floating_ip_pool="public", user="cades")
-
-
-def new_key(comment: str = "labvm") -> str:
-    key = ed25519.Ed25519PrivateKey.generate().public_key()
-    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode() + " " + comment
-
-
-KEY = new_key()
-
-
-@pytest.fixture
-def fake():
-    with FakeOpenStack() as server:
-        yield server
-
-
-@pytest.fixture
-def place(fake, tmp_path, monkeypatch):
-    """A laptop: clouds.yaml for the fake, LABVM_OWNER=hedy, and a writer of hosts.yml."""
-    clouds = tmp_path / "clouds.yaml"
-    clouds.write_text(fake.clouds_yaml("cades"))
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
-    monkeypatch.delenv("OS_CLOUD", raising=False)
-    monkeypatch.setenv("LABVM_OWNER", "hedy")
-    return tmp_path
-
-
-def provider(place, **settings) -> OpenStackProvider:
-    hosts = place / "hosts.yml"
-    hosts.write_text(yaml.safe_dump({"profiles": {"cades": {**SETTINGS, **settings}}}))
-    return OpenStackProvider(config.load(hosts).profile("cades"))
-
-
-def one_line(error) -> str:
-    message = str(error.value)
-    assert "\n" not in message and "Traceback" not in message
-    return message
 
 
 # -- 9. a boot-from-volume snapshot is a Cinder snapshot; the volume outlives the server -------
@@ -338,3 +296,123 @@ def test_preflight_quota_key_pair_and_credentials(fake, place):
 def test_preflight_before_labvm_has_a_key(fake, place):
     found = {c.name: c for c in provider(place).preflight("")}
     assert found["key pair"].ok and "the first `inv up` makes it" in found["key pair"].detail
+
+
+# -- issue 17 ------------------------------------------------------------------------------------
+
+TABLES = ("servers", "keypairs", "security_groups", "security_group_rules", "floating_ips", "ports", "volumes",
+          "snapshots", "images")
+
+
+def cloud_state(fake) -> dict:
+    import copy
+
+    return copy.deepcopy({table: getattr(fake, table) for table in TABLES})
+
+
+def changes(fake, before: int) -> list:
+    """Requests since `before` that could change the cloud: anything but reads and the login."""
+    return [r for r in fake.requests[before:] if r[0] != "GET" and r != ("POST", "/identity/v3/auth/tokens")]
+
+
+def test_plan_makes_nothing_on_an_empty_project(fake, place, capsys):
+    cades = provider(place)
+    cades.plan = True
+    before, state = len(fake.requests), cloud_state(fake)
+    made = cades.create(public_key=KEY)
+    assert changes(fake, before) == [] and cloud_state(fake) == state
+    assert made.name == "labvm-cades-hedy" and made.size == "m1.medium"
+    out = capsys.readouterr().out
+    for step in ("import labvm's public key as keypair labvm-hedy-", "create security group labvm-cades-hedy",
+                 "boot m1.medium labvm-cades-hedy", "take a floating IP from public"):
+        assert f"plan: openstack: {step}" in out, out
+
+
+def test_plan_changes_nothing_for_any_verb(fake, place, capsys):
+    cades = provider(place, stop_action="shelve")
+    head = cades.create(public_key=KEY)
+    (first,) = cades.create_workers([1], "", "", KEY)
+    image = cades.snapshot(head, "labvm")
+    stopped = cades.stop(first)
+    cades.find()  # the head's snapshot task ends at its next look
+    assert fake.pending == {}  # every transition has completed: a read under plan changes nothing
+    cades.plan = True
+    before, state = len(fake.requests), cloud_state(fake)
+    verbs = [lambda: cades.stop(head), lambda: cades.start(stopped), lambda: cades.resize(head, "m1.large"),
+             lambda: cades.snapshot(head, "labvm"), lambda: cades.delete_image(image),
+             lambda: cades.create_workers([2, 3], "", "", new_key("another-laptop")), cades.allow_cluster,
+             cades.admit_caller, cades.terminate_workers, lambda: cades.terminate(head)]
+    for verb in verbs:
+        verb()
+        assert changes(fake, before) == [] and cloud_state(fake) == state
+    out = capsys.readouterr().out
+    for step in (f"stop {head.id}", f"shelve {head.id}", f"unshelve {first.id}", f"resize {head.id} to m1.large",
+                 f"confirm the resize of {head.id}", "make image labvm-cades-", f"delete image {image.id}",
+                 "boot m1.medium labvm-cades-hedy-w2", "let the cluster's machines reach each other",
+                 f"delete server {first.id}", f"delete server {head.id}"):
+        assert f"plan: openstack: {step}" in out, step
+    assert "plan: openstack: then wait until" in out
+
+
+@pytest.mark.parametrize("owner", ["hedy.lamarr", "hedy@lab.org", "Hedy Lamarr"])
+def test_names_nova_and_neutron_take_for_any_owner(fake, place, monkeypatch, owner):
+    monkeypatch.setenv("LABVM_OWNER", owner)
+    cades = provider(place)
+    inst = cades.create(public_key=KEY)
+    (keypair,) = fake.keypairs
+    assert keypair.startswith("labvm-") and all(c.isalnum() or c in "_- " for c in keypair)
+    server = fake.servers[inst.id]
+    assert server["metadata"]["labvm:owner"] == owner  # found by the owner as it is
+    assert all(c.isalnum() or c in "._-:+" for c in server["name"]) and cades.find().id == inst.id
+    (worker,) = cades.create_workers([1], "", "", KEY)
+    assert worker.name.endswith("-w1") and [w.id for w in cades.workers()] == [worker.id]
+    cades.terminate_workers()
+    cades.terminate(inst)
+    assert fake.servers == {} and not [g for g in fake.security_groups.values() if g["name"] != "default"]
+    assert fake.floating_ips == {}
+
+
+def test_image_states_are_labvm_s_words_and_a_killed_snapshot_ends_the_wait(fake, place):
+    from labvm.providers.base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING
+
+    cades = provider(place, volume_size=None)
+    inst = cades.create(public_key=KEY)
+    image = cades.snapshot(inst, "labvm")
+    assert image.state == IMAGE_AVAILABLE and [i.state for i in cades.images()] == [IMAGE_AVAILABLE]
+    fake.images[image.id]["status"] = "saving"
+    assert [i.state for i in cades.images()] == [IMAGE_PENDING]
+    fake.fail_next_snapshot = True
+    with pytest.raises(LabvmError) as killed:  # openstacksdk's own wait looks for "error" only: 30 minutes
+        cades.snapshot(inst, "labvm")
+    assert "went killed" in one_line(killed) and "openstack --os-cloud cades image delete" in one_line(killed)
+    assert sorted(i.state for i in cades.images()) == [IMAGE_FAILED, IMAGE_PENDING]
+
+
+def test_on_a_dual_stack_network_the_cluster_address_is_the_ipv4_one(fake, place):
+    cades = provider(place, network="dual-net")
+    inst = cades.create(public_key=KEY)
+    assert inst.private_address == "10.1.0.10"  # the cluster rule is IPv4; the IPv6 address comes first
+    assert cades.find().private_address == "10.1.0.10"
+
+
+def test_preflight_counts_the_cluster_s_workers_and_their_floating_ips(fake, place):
+    cluster = {"workers": 2, "worker_size": "m1.large"}
+    fake.quota["cores"] = 2 + 4 * 2 - 1  # the head and two m1.large workers need one more
+    fake.quota["floatingip"] = 2
+    found = {c.name: c for c in provider(place, cluster=cluster).preflight(KEY)}
+    assert not found["quota"].ok and found["quota"].detail == (
+        "cores: 0 of 9 used, the head (m1.medium) and 2 workers (m1.large) need 10; "
+        "floating IPs: 0 of 2 used, 3 more; free some (openstack server list) or ask for more "
+        "(cades-help@ornl.gov raises CADES quotas)")
+    fake.quota.update(cores=10, floatingip=3)
+    found = {c.name: c for c in provider(place, cluster=cluster).preflight(KEY)}
+    assert found["quota"].ok and found["quota"].detail.startswith("room for the head and 2 workers: instances 0/10, ")
+    assert "floating IPs 0/3, volumes 0/10" in found["quota"].detail
+
+
+def test_preflight_names_an_unknown_worker_size(fake, place):
+    found = {c.name: c for c in provider(place, cluster={"workers": 1, "worker_size": "m1.larg"}).preflight(KEY)}
+    assert [c.name for c in found.values() if not c.ok] == ["size"]
+    assert found["size"].detail.endswith(
+        "hosts.yml: profiles.cades.cluster.worker_size: no flavor 'm1.larg'; closest: m1.large, m1.small "
+        "(list: openstack flavor list)")

@@ -1,47 +1,15 @@
 """The real google-cloud-compute clients (REST transport) against tests/fake_gce.py."""
 
+import google.auth.exceptions
 import pytest
+import requests
 from google.api_core import exceptions
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
 from fake_gce import DISABLED_MESSAGE, QUOTA_MESSAGE, FakeGce
-
-PROJECT, ZONE, REGION = "proj", "us-west1-b", "us-west1"
-DEBIAN = "projects/debian-cloud/global/images/family/debian-12"
-
-
-class Clients:
-    def __init__(self, endpoint: str):
-        def make(cls):
-            return cls(credentials=AnonymousCredentials(), transport="rest",
-                       client_options=ClientOptions(api_endpoint=endpoint))
-        self.instances = make(compute_v1.InstancesClient)
-        self.zone_ops = make(compute_v1.ZoneOperationsClient)
-        self.region_ops = make(compute_v1.RegionOperationsClient)
-        self.global_ops = make(compute_v1.GlobalOperationsClient)
-        self.addresses = make(compute_v1.AddressesClient)
-        self.firewalls = make(compute_v1.FirewallsClient)
-        self.images = make(compute_v1.ImagesClient)
-        self.machine_types = make(compute_v1.MachineTypesClient)
-        self.networks = make(compute_v1.NetworksClient)
-        self.projects = make(compute_v1.ProjectsClient)
-        self.regions = make(compute_v1.RegionsClient)
-        self.zones = make(compute_v1.ZonesClient)
-
-    def wait_zone(self, op):
-        return self.zone_ops.wait(project=PROJECT, zone=ZONE, operation=op.name)
-
-    def wait_region(self, op):
-        return self.region_ops.wait(project=PROJECT, region=REGION, operation=op.name)
-
-    def wait_global(self, op):
-        return self.global_ops.wait(project=PROJECT, operation=op.name)
-
-    def instance(self, name):
-        return self.instances.get(project=PROJECT, zone=ZONE, instance=name)
-
+from gce_world import PROJECT, REGION, ZONE, Clients, instance_resource
 
 @pytest.fixture
 def fake():
@@ -52,22 +20,6 @@ def fake():
 @pytest.fixture
 def gce(fake):
     return Clients(fake.endpoint)
-
-
-def instance_resource(name="lab-1", nat_ip=None, machine_type="e2-medium"):
-    access = compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT", network_tier="PREMIUM")
-    if nat_ip:
-        access.nat_i_p = nat_ip
-    return compute_v1.Instance(
-        name=name,
-        machine_type=f"zones/{ZONE}/machineTypes/{machine_type}",
-        disks=[compute_v1.AttachedDisk(boot=True, auto_delete=True, initialize_params=compute_v1.AttachedDiskInitializeParams(
-            source_image=DEBIAN, disk_size_gb=20))],
-        network_interfaces=[compute_v1.NetworkInterface(network="global/networks/default", access_configs=[access])],
-        metadata=compute_v1.Metadata(items=[compute_v1.Items(key="ssh-keys", value="hedy:ssh-ed25519 AAAA hedy")]),
-        labels={"labvm-profile": "gce", "labvm": "yes"},
-        scheduling=compute_v1.Scheduling(provisioning_model="SPOT", instance_termination_action="STOP"),
-    )
 
 
 def insert_instance(gce, **kw):
@@ -317,3 +269,96 @@ def test_project_metadata_quotas_and_os_login(fake, gce):
         insert_instance(gce, name="lab-2")
     with pytest.raises(exceptions.NotFound):
         gce.zones.get(project=PROJECT, zone="us-west1-z")
+
+
+def test_google_checks_credentials_and_the_emulator_keeps_any_it_is_sent(fake, monkeypatch):
+    """Reached as https://compute.googleapis.com (through the fake as HTTPS proxy), every call needs an
+    issued OAuth 2.0 access token: none or an unknown one is 401.  The loopback emulator serves anyone
+    and records a token sent to it (a leak)."""
+    from google.oauth2.credentials import Credentials
+
+    for name, value in fake.google_environment().items():
+        monkeypatch.setenv(name, value)
+    fake.tokens["test-token"] = "hedy@example.org"
+
+    def instances(credentials):
+        return compute_v1.InstancesClient(credentials=credentials, transport="rest")
+
+    url = f"https://compute.googleapis.com/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances"
+    # (google.auth's session answers a 401 by refreshing the credentials: read the 401 itself with requests)
+    missing = requests.get(url, timeout=10)
+    assert missing.status_code == 401 and missing.json()["error"]["status"] == "UNAUTHENTICATED"
+    assert "missing required authentication credential" in missing.json()["error"]["message"]
+    stolen = requests.get(url, headers={"Authorization": "Bearer stolen"}, timeout=10)
+    assert stolen.status_code == 401 and "invalid authentication credentials" in stolen.json()["error"]["message"]
+    with pytest.raises(google.auth.exceptions.GoogleAuthError):  # the client cannot refresh its way past
+        list(instances(AnonymousCredentials()).list(project=PROJECT, zone=ZONE))
+    assert list(instances(Credentials(token="test-token")).list(project=PROJECT, zone=ZONE)) == []
+    assert fake.requests[-1] == ("GET", f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances")
+    assert fake.leaked_credentials == []
+
+    emulator = compute_v1.InstancesClient(credentials=Credentials(token="test-token"), transport="rest",
+                                          client_options=ClientOptions(api_endpoint=fake.endpoint))
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.delenv("https_proxy")
+    assert list(emulator.list(project=PROJECT, zone=ZONE)) == []
+    assert fake.leaked_credentials == ["Bearer test-token"]
+
+
+def test_cpu_quota_by_machine_family_and_for_the_project(fake, gce):
+    """N2 draws from N2_CPUS, E2 from CPUS, every vCPU from the project's CPUS_ALL_REGIONS; spot from
+    PREEMPTIBLE_CPUS only where the region grants it."""
+    fake.quota_limits["N2_CPUS"] = 3.0
+    with pytest.raises(exceptions.Forbidden, match="Quota 'N2_CPUS' exceeded. Limit: 3.0 in region us-west1"):
+        insert_instance(gce, machine_type="n2-standard-4")
+    gce.wait_zone(insert_instance(gce, machine_type="n2-standard-2"))
+    quotas = {q.metric: q.usage for q in gce.regions.get(project=PROJECT, region=REGION).quotas}
+    assert (quotas["N2_CPUS"], quotas["CPUS"], quotas["PREEMPTIBLE_CPUS"]) == (2.0, 0.0, 0.0)  # spot, none granted
+    (project,) = gce.projects.get(project=PROJECT).quotas
+    assert (project.metric, project.usage, project.limit) == ("CPUS_ALL_REGIONS", 2.0, 32.0)
+
+    fake.project_quota_limits["CPUS_ALL_REGIONS"] = 5.0
+    with pytest.raises(exceptions.Forbidden, match="Quota 'CPUS_ALL_REGIONS' exceeded. Limit: 5.0 globally"):
+        insert_instance(gce, name="lab-2", machine_type="e2-standard-4")
+    fake.quota_limits["PREEMPTIBLE_CPUS"] = 8.0
+    fake.project_quota_limits["CPUS_ALL_REGIONS"] = 32.0
+    gce.wait_zone(insert_instance(gce, name="lab-3", machine_type="e2-standard-4"))
+    quotas = {q.metric: q.usage for q in gce.regions.get(project=PROJECT, region=REGION).quotas}
+    assert (quotas["PREEMPTIBLE_CPUS"], quotas["CPUS"]) == (6.0, 0.0)
+
+
+def test_a_suspended_instance_is_resumed_not_started(fake, gce):
+    gce.wait_zone(insert_instance(gce))
+    fake.suspend("lab-1")
+    with pytest.raises(exceptions.BadRequest, match="not ready"):
+        gce.instances.start(project=PROJECT, zone=ZONE, instance="lab-1")
+    gce.wait_zone(gce.instances.resume(project=PROJECT, zone=ZONE, instance="lab-1"))
+    assert gce.instance("lab-1").status == "RUNNING"
+    with pytest.raises(exceptions.BadRequest, match="only a suspended instance can be resumed"):
+        gce.instances.resume(project=PROJECT, zone=ZONE, instance="lab-1")
+
+
+def test_rate_limits_answer_403_or_429_then_pass(fake, gce):
+    fake.rate_limited = 2
+    for _ in range(2):
+        with pytest.raises(exceptions.Forbidden) as info:
+            list(gce.instances.list(project=PROJECT, zone=ZONE))
+        assert info.value.errors[0]["reason"] == "rateLimitExceeded"
+    assert list(gce.instances.list(project=PROJECT, zone=ZONE)) == []
+    fake.rate_limited, fake.rate_limit_status = 1, 429
+    with pytest.raises(exceptions.TooManyRequests, match="Queries per minute"):
+        insert_instance(gce)
+    assert not fake.instances
+
+
+def test_label_values_are_checked(gce):
+    bad = instance_resource()
+    bad.labels = {"labvm-owner": "hedy.lamarr"}
+    with pytest.raises(exceptions.BadRequest, match="resource.labels"):
+        gce.instances.insert(project=PROJECT, zone=ZONE, instance_resource=bad)
+    with pytest.raises(exceptions.BadRequest, match="resource.labels"):
+        gce.addresses.insert(project=PROJECT, region=REGION, address_resource=compute_v1.Address(
+            name="ip", labels={"Owner": "hedy"}))
+    ok = instance_resource()
+    ok.labels = {"labvm-owner": "hedy_lamarr-1", "empty": ""}
+    gce.wait_zone(gce.instances.insert(project=PROJECT, zone=ZONE, instance_resource=ok))

@@ -4,7 +4,7 @@ only between the cluster's servers (a rule whose remote group is labvm's group i
 
 import pytest
 
-from test_openstack_real_cloud import KEY, fake, one_line, place, provider  # noqa: F401 (fixtures)
+from openstack_world import KEY, one_line, provider
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 
@@ -64,17 +64,59 @@ def test_a_rerun_makes_only_the_missing_workers_and_one_failure_keeps_the_others
 
     cades = provider(place)
     cades.create(public_key=KEY)
-    fake.quota["cores"] = 2 + 2 * 2  # the head and two m1.medium workers: Nova refuses the third
+    fake.fail_next_boot = "No valid host was found. There are not enough hosts available."
     with pytest.raises(LabvmError) as raised:
         cades.create_workers([1, 2, 3], "", "", KEY)
     message = one_line(raised)
-    assert "1 worker(s) not made (w" in message and "Quota exceeded for cores" in message
+    assert "1 worker(s) not made (w" in message and "went ERROR: No valid host was found" in message
     assert "inv up --host cades" in message
+    (broken,) = [w for w in cades.workers() if w.state == "error"]
+    cades.terminate(broken, True)  # what the session does with a worker in ERROR
     assert len(cades.workers()) == 2
     missing = sorted({1, 2, 3} - {int(w.name.rsplit("-w", 1)[1]) for w in cades.workers()})
-    fake.quota["cores"] = 8
     cades.create_workers(missing, "", "", KEY)
     assert [w.name.rsplit("-", 1)[1] for w in cades.workers()] == ["w1", "w2", "w3"]
+
+
+def test_workers_beyond_nova_s_limits_are_refused_before_any_boot(fake, place):
+    from labvm.errors import LabvmError
+
+    cades = provider(place)
+    cades.create(public_key=KEY)
+    fake.quota["cores"] = 2 + 2 * 2  # the head and two m1.medium workers: not a third
+    before = len(fake.servers)
+    with pytest.raises(LabvmError) as raised:
+        cades.create_workers([1, 2, 3], "", "", KEY)
+    assert one_line(raised) == (
+        "OpenStack quota: room for 2 of 3 workers (m1.medium): cores: 2 of 6 used, each needs 2; "
+        "`inv cluster --host cades --workers 2`, or free some (openstack server list) or ask for more "
+        "(cades-help@ornl.gov raises CADES quotas)")
+    assert len(fake.servers) == before
+
+
+def test_a_worker_nova_puts_in_error_at_its_quota_recheck_is_reported_and_deleted_whole(fake, place):
+    """Nova accepts boots whose quota it checks again once their instances exist (recheck_quota); one
+    beyond it goes ERROR and stays (nova/conductor/manager.py)."""
+    from labvm.errors import LabvmError
+
+    cades = provider(place)
+    cades.create(public_key=KEY)
+    fake.quota["cores"] = 2 + 2 * 2
+    fake.in_flight = {"instances": 1, "cores": 2, "ram": 4096}  # a colleague's boot, not yet counted
+    with pytest.raises(LabvmError) as raised:
+        cades.create_workers([1, 2], "", "", KEY)
+    assert "1 worker(s) not made" in one_line(raised) and "Quota exceeded for cores" in one_line(raised)
+    (broken,) = [w for w in cades.workers() if w.state == "error"]
+    assert len(cades.workers()) == 2
+    cades.terminate(broken, True)
+    assert broken.id not in fake.servers and len(cades.workers()) == 1
+    assert not [p for p in fake.ports.values() if p["device_id"] == broken.id]
+    assert not [ip for ip in fake.floating_ips.values() if ip["description"].startswith(f"labvm:cades+{broken.name[-2:]}")]
+    assert len(fake.volumes) == 2  # the head's and the worker's that made it
+    fake.in_flight = {"instances": 0, "cores": 0, "ram": 0}  # the colleague's boot is done and deleted
+    index = int(broken.name.rsplit("-w", 1)[1])
+    (again,) = cades.create_workers([index], "", "", KEY)
+    assert again.state == "running" and again.name == broken.name
 
 
 def test_dask_ports_are_open_only_between_the_cluster_servers(fake, place):
@@ -97,7 +139,8 @@ def test_the_fake_refuses_what_neutron_refuses(fake, place):
     group = cades._ssh_group()
     network = cades.conn.network
     rule = dict(security_group_id=group.id, direction="ingress", ethertype="IPv4", protocol="tcp")
-    with pytest.raises(Exception, match="Only remote_ip_prefix or remote_group_id"):
+    # Current Neutron's words (neutron/extensions/securitygroup.py SecurityGroupMultipleRemoteEntites).
+    with pytest.raises(Exception, match="Only one of remote_ip_prefix or remote_group_id or remote_address_group_id"):
         network.create_security_group_rule(**rule, remote_group_id=group.id, remote_ip_prefix="0.0.0.0/0")
     with pytest.raises(Exception, match="could not be found"):
         network.create_security_group_rule(**rule, remote_group_id="no-such-group")

@@ -4,7 +4,7 @@ between instances carrying the cluster's network tag (source tags = target tags)
 
 import pytest
 
-from test_gce_provider import KEY, fake, provider  # noqa: F401 (fake is a fixture)
+from gce_world import KEY, provider
 
 
 def test_workers_are_made_beside_the_head_and_found_by_labels(fake, tmp_path):
@@ -37,7 +37,7 @@ def test_worker_machine_type_is_checked_with_the_closest_names(fake, tmp_path):
     with pytest.raises(LabvmError) as raised:
         gce.create_workers([1], "", "e2-mediun", KEY)
     message = str(raised.value)
-    assert "profiles.gce.cluster.worker_size: 'e2-mediun' is not a machine type" in message and "e2-medium" in message
+    assert "profiles.gce.cluster.worker_size: no machine type 'e2-mediun'; closest: e2-medium" in message
     assert gce.workers() == []
     (worker,) = gce.create_workers([1], "", "e2-medium", KEY)
     assert worker.size == "e2-medium"

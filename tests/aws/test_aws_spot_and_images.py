@@ -5,7 +5,9 @@ takes its time.  botocore's Stubber answers as EC2 does, in the shapes of the EC
 import pytest
 from botocore.stub import Stubber
 
-from test_aws_network import REGION, ec2, moto, provider_for, public_key, shared_image  # noqa: F401 (fixtures)
+from aws_world import REGION, provider_for, public_key, shared_image
+
+from labvm.providers.base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING
 
 LAUNCHED = "2026-11-02T09:00:00+00:00"
 
@@ -100,8 +102,9 @@ def test_snapshot_waits_as_long_as_an_ami_takes_and_says_how_it_goes(lab, capsys
     provider = snapshot_provider(lab)
     with Stubber(provider.ec2) as stub:
         stub.add_response("create_image", {"ImageId": "ami-0new"})
-        # Just after CreateImage the image may not be listed yet (eventual consistency), then pending.
-        stub.add_response("describe_images", {"Images": []})
+        # Just after CreateImage EC2 may not know the image yet: InvalidAMIID.NotFound, then pending
+        # (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html).
+        stub.add_client_error("describe_images", "InvalidAMIID.NotFound", "The image id '[ami-0new]' does not exist")
         for _ in range(3):
             stub.add_response("describe_images", image("pending"))
         stub.add_response("describe_images", image("available", CreationDate=LAUNCHED))
@@ -109,24 +112,70 @@ def test_snapshot_waits_as_long_as_an_ami_takes_and_says_how_it_goes(lab, capsys
         stub.assert_no_pending_responses()
     out = capsys.readouterr().out
     assert out.count("snapshot: ami-0new pending (0m)") == 4 and "snapshot: ami-0new available" in out
-    assert shot.state == "available"
+    assert shot.state == IMAGE_AVAILABLE
 
 
 @pytest.mark.parametrize("answers,said", [
     ([image("failed", StateReason={"Code": "InternalError", "Message": "snapshot failed"})],
      "snapshot: ami-0new is failed: snapshot failed; `inv snapshot --host aws` tries again"),
     ([image("pending")], "is still pending after 0m; EC2 goes on making it: `inv images --host aws`"),
+    # Still unknown to EC2 after the first minutes: not a lag any more.
+    (["InvalidAMIID.NotFound"], "AWS InvalidAMIID.NotFound: The image id '[ami-0new]' does not exist"),
 ])
 def test_an_image_that_fails_or_takes_too_long_is_one_line(lab, answers, said):
     from labvm.errors import LabvmError
     from labvm.providers import Instance
 
     provider = snapshot_provider(lab)
-    provider.image_timeout = 0
+    provider.image_timeout = provider.image_unlisted_limit = 0
     with Stubber(provider.ec2) as stub:
         stub.add_response("create_image", {"ImageId": "ami-0new"})
         for answer in answers:
-            stub.add_response("describe_images", answer)
+            if isinstance(answer, str):
+                stub.add_client_error("describe_images", answer, "The image id '[ami-0new]' does not exist")
+            else:
+                stub.add_response("describe_images", answer)
         with pytest.raises(LabvmError) as raised:
             provider.snapshot(Instance("i-0spot", "labvm-aws", "running", "", "t3.small"), "labvm")
     assert said in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_an_ami_ec2_does_not_list_yet_is_pending(lab, ec2):
+    """On moto with EC2's lag (moto_ec2_rules.Lagging): DescribeImages answers NotFound right after CreateImage."""
+    from moto_ec2_rules import Lagging
+
+    provider = provider_for(lab, image=shared_image(ec2))
+    provider.poll_seconds = 0
+    made = provider.create(public_key=public_key())
+    with Lagging() as lag:
+        shot = provider.snapshot(made, "labvm", no_reboot=True)
+    assert lag.refused == ["InvalidAMIID.NotFound"] and shot.state == IMAGE_AVAILABLE
+    assert [i.id for i in provider.images()] == [shot.id]
+    provider.terminate(made)
+
+
+def test_pruning_an_image_deletes_its_snapshots_while_ec2_catches_up(lab, ec2):
+    """Right after DeregisterImage, DeleteSnapshot may answer InvalidSnapshot.InUse (Lagging refuses the first);
+    DeregisterImage's DeleteAssociatedSnapshots deletes them in the same call."""
+    from moto_ec2_rules import Lagging
+
+    provider = provider_for(lab, image=shared_image(ec2))
+    made = provider.create(public_key=public_key())
+    shot = provider.snapshot(made, "labvm", no_reboot=True)
+    (data,) = ec2.describe_images(ImageIds=[shot.id])["Images"]
+    snapshots = {m["Ebs"]["SnapshotId"] for m in data["BlockDeviceMappings"]}
+    with Lagging():
+        provider.delete_image(shot)
+    assert provider.images() == []
+    assert snapshots and not snapshots & {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    provider.terminate(made)
+
+
+@pytest.mark.parametrize("state,normalised", [("available", IMAGE_AVAILABLE), ("pending", IMAGE_PENDING),
+                                               ("transient", IMAGE_PENDING), ("deregistered", IMAGE_FAILED),
+                                               ("invalid", IMAGE_FAILED), ("error", IMAGE_FAILED)])
+def test_image_states_are_labvms_words(lab, state, normalised):
+    provider = stubbed(lab)
+    with Stubber(provider.ec2) as stub:
+        stub.add_response("describe_images", image(state, CreationDate=LAUNCHED))
+        assert [i.state for i in provider.images()] == [normalised]

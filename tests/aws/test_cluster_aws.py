@@ -3,9 +3,7 @@ tagged, found, stopped, started, deleted; the Dask ports open only between the c
 
 import pytest
 
-from test_aws_network import (  # noqa: F401 (fixtures)
-    REGION, ec2, lab_subnet, moto, owned, provider_for, public_key, shared_image, strict_ec2, tags,
-)
+from aws_world import aws_env, lab_subnet, owned, provider_for, public_key, shared_image, tags
 
 KEY = public_key()
 
@@ -76,7 +74,7 @@ def test_worker_size_is_checked_with_the_closest_names(lab, ec2):
     with pytest.raises(LabvmError) as raised:
         provider.create_workers([1], "", "t3.mediun", KEY)
     message = str(raised.value)
-    assert "profiles.aws.cluster.worker_size: 't3.mediun'" in message and "t3.medium" in message and "\n" not in message
+    assert "profiles.aws.cluster.worker_size: no instance type 't3.mediun'; closest: t3.medium" in message and "t3.medium" in message and "\n" not in message
     assert provider.workers() == []
     (worker,) = provider.create_workers([1], "", "t3.medium", KEY)
     assert worker.size == "t3.medium"
@@ -199,7 +197,6 @@ def test_audit_lists_workers_and_a_worker_whose_head_is_gone(lab, ec2):
 
 def test_pruning_images_keeps_the_one_new_workers_are_made_from(lab, ec2, moto):
     """A head made from a labvm image: `images --prune` keeps that image, or the next worker could not be made."""
-    from test_aws import aws_env
 
     first_head = provider_for(lab, image=shared_image(ec2)).create(public_key=KEY)
     provider = provider_for(lab, image=shared_image(ec2))

@@ -8,6 +8,7 @@ import pytest
 from openstack import exceptions
 
 from fake_openstack import FakeOpenStack
+from openstack_world import FAST, LABELS, boot
 
 # A real ed25519 public key (Nova parses keys it imports) and its Nova fingerprint (MD5 of the blob).
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJfd3lXKGeMUspDZPp/5diS12zbGBGlZN4u27ud2jlsu hedy"
@@ -15,37 +16,6 @@ FINGERPRINT = "5a:81:60:0b:20:42:a7:b1:a6:bb:27:ac:bf:3c:c6:c2"
 
 # openstacksdk's own notices of future removals (RemovedInSDK50Warning, RemovedInSDK60Warning)
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
-LABELS = {"labvm:profile": "cades", "labvm:owner": "hedy"}
-FAST = dict(wait=10, interval=0.01)
-
-
-@pytest.fixture
-def fake():
-    with FakeOpenStack() as server:
-        yield server
-
-
-@pytest.fixture
-def conn(fake, tmp_path, monkeypatch):
-    clouds = tmp_path / "clouds.yaml"
-    clouds.write_text(fake.clouds_yaml("cades"))
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
-    monkeypatch.delenv("OS_CLOUD", raising=False)
-    connection = openstack.connect(cloud="cades")
-    yield connection
-    connection.close()
-
-
-def boot(conn, name="labvm-cades", flavor="m1.medium", metadata=LABELS):
-    image = conn.image.find_image("Ubuntu 22.04")
-    network = conn.network.find_network("lab-net")
-    return conn.compute.create_server(
-        name=name, flavor_id=conn.compute.find_flavor(flavor).id, networks=[{"uuid": network.id}],
-        metadata=metadata, block_device_mapping=[{
-            "boot_index": 0, "uuid": image.id, "source_type": "image", "destination_type": "volume",
-            "volume_size": 40, "delete_on_termination": True}])
-
-
 def test_auth(fake, conn, tmp_path, monkeypatch):
     assert conn.compute.find_flavor("m1.small").vcpus == 1
     assert fake.requests[:2] == [("GET", "/identity/v3"), ("POST", "/identity/v3/auth/tokens")]
@@ -261,3 +231,78 @@ def test_application_credential_and_private_ca(tmp_path, monkeypatch):
         clouds.write_text(fake.app_credential_clouds_yaml("cades"))
         with pytest.raises(keystoneauth1.exceptions.SSLError):
             openstack.connect(cloud="cades").compute.find_flavor("m1.small")
+
+
+# -- issue 17: what Nova, Neutron and Glance do that the fake used to hide ------------------------
+
+def test_the_request_log_holds_every_request_served(fake, conn):
+    conn.compute.find_flavor("m1.small")
+    assert {r for r in fake.requests if r[0] != "GET"} == {("POST", "/identity/v3/auth/tokens")}  # reads and login
+    served = len(fake.requests)
+    conn.compute.create_keypair(name="labvm-hedy", public_key=PUBLIC_KEY)
+    assert fake.requests[served:] == [("POST", "/compute/v2.1/os-keypairs")]
+
+
+@pytest.mark.parametrize("name", ["labvm-hedy.lamarr", "labvm-hedy@lab.org", "labvm-hédy"])
+def test_key_pair_names_at_microversion_2_10(fake, conn, name):
+    """openstacksdk sends key pairs at 2.10, where "." and "@" are refused (they pass from 2.92)."""
+    with pytest.raises(exceptions.BadRequestException, match="Invalid input for field/attribute name"):
+        conn.compute.create_keypair(name=name, public_key=PUBLIC_KEY)
+    conn.compute.create_keypair(name="labvm-Hedy Lamarr_1", public_key=PUBLIC_KEY)
+    assert list(fake.keypairs) == ["labvm-Hedy Lamarr_1"]
+
+
+def test_offloaded_servers_keep_counting_cores_unless_placement_counts(fake, conn):
+    server = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
+    conn.compute.shelve_server(server)
+    conn.compute.wait_for_server(server, status="SHELVED_OFFLOADED", **FAST)
+    limits = conn.compute.get_limits().absolute
+    assert (limits.instances_used, limits.total_cores_used, limits.total_ram_used) == (1, 2, 4096)
+    fake.count_usage_from_placement = True
+    limits = conn.compute.get_limits().absolute
+    assert (limits.instances_used, limits.total_cores_used, limits.total_ram_used) == (1, 0, 0)
+
+
+def test_a_boot_beyond_quota_at_the_recheck_is_accepted_then_error(fake, conn):
+    fake.quota["cores"] = 4
+    fake.in_flight = {"instances": 1, "cores": 2, "ram": 4096}  # another boot the API has not counted yet
+    first = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)  # 2 + 2 in flight: fits
+    assert conn.compute.get_limits().absolute.total_cores_used == 2  # the boot in flight is not shown
+    second = boot(conn, name="second")  # the API's count (2 used) lets it in
+    with pytest.raises(exceptions.ResourceFailure):
+        conn.compute.wait_for_server(second, status="ACTIVE", failures=["ERROR"], **FAST)
+    second = conn.compute.get_server(second.id)
+    assert second.fault["message"] == "Quota exceeded for cores: Requested 2, but already used 4 of 4 cores"
+    assert second.addresses == {} and second.attached_volumes == []  # never reached a compute host
+    assert list(conn.network.ports(device_id=second.id)) == []
+    conn.compute.delete_server(second)
+    conn.compute.wait_for_delete(second, **FAST)
+    assert list(fake.servers) == [first.id]
+
+
+def test_a_dual_stack_port_has_both_addresses_and_its_floating_ip_maps_the_ipv4_one(fake, conn):
+    network = conn.network.find_network("dual-net")
+    server = conn.compute.create_server(name="dual", flavor_id="2", networks=[{"uuid": network.id}],
+                                        image_id=conn.image.find_image("Ubuntu 22.04").id)
+    server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
+    assert [(a["version"], a["addr"]) for a in server.addresses["dual-net"]] == [(6, "2001:db8:1::10"), (4, "10.1.0.10")]
+    (port,) = conn.network.ports(device_id=server.id)
+    ip = conn.network.create_ip(floating_network_id=conn.network.find_network("public").id)
+    assert conn.network.update_ip(ip, port_id=port.id).fixed_ip_address == "10.1.0.10"
+
+
+def test_a_snapshot_whose_upload_fails_ends_killed(fake, conn):
+    image = conn.image.find_image("Ubuntu 22.04")
+    server = conn.compute.create_server(name="img", flavor_id="2", image_id=image.id,
+                                        networks=[{"uuid": conn.network.find_network("lab-net").id}])
+    server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
+    fake.fail_next_snapshot = True
+    shot = conn.compute.create_server_image(server, "labvm-cades-1", metadata=LABELS)
+    assert shot.status == "queued"  # the SDK's own look right after createImage
+    assert [conn.image.get_image(shot.id).status for _ in range(2)] == ["killed", "killed"]
+
+
+def test_neutron_reports_floating_ip_quota_details(fake, conn):
+    conn.network.create_ip(floating_network_id=conn.network.find_network("public").id)
+    details = conn.network.get_quota(conn.current_project_id, details=True)
+    assert details.floating_ips == {"limit": 50, "reserved": 0, "used": 1}

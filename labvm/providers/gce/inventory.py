@@ -1,0 +1,49 @@
+"""`inv audit`: everything labvm labelled in the project, every zone and region, every profile and owner."""
+
+from __future__ import annotations
+
+from ..base import IMAGE_FAILED, Resource, parse_time
+from .api import IMAGE_STATES, STATES, GceApi
+
+
+class Inventory(GceApi):
+    @property
+    def scope(self) -> str:
+        return self.project
+
+    def inventory(self) -> list[Resource]:
+        """Every instance, static address and image labvm labelled in the project, in every zone and
+        region, whatever its profile or owner.  Compute Engine publishes no price to read here."""
+        labelled = "labels.labvm-profile:*"
+        where = f"--project {self.project}"
+
+        def resource(kind: str, data, state: str, since: str, delete: str, **extra) -> Resource:
+            profile = data.labels.get("labvm-profile", "")
+            if data.labels.get("labvm-role") == "worker":  # named as the session names a worker: gce+w2
+                profile = f"{data.labels.get('labvm-cluster', profile)}+w{data.labels.get('labvm-index', '?')}"
+            return Resource("gce", self.project, kind, data.name, profile,
+                            data.labels.get("labvm-owner", ""), state, parse_time(since), f"{delete} {where}", **extra)
+
+        found = []
+        request = self.compute.AggregatedListInstancesRequest(project=self.project, filter=labelled)
+        for _, scoped in self.call(lambda: list(self.instances.aggregated_list(request=request))):
+            for data in scoped.instances:
+                found.append(resource(
+                    "instance", data, STATES.get(data.status, data.status.lower()),
+                    data.last_start_timestamp or data.creation_timestamp,
+                    f"gcloud compute instances delete {data.name} --zone {data.zone.rsplit('/', 1)[-1]}",
+                    type=data.machine_type.rsplit("/", 1)[-1]))
+        request = self.compute.AggregatedListAddressesRequest(project=self.project, filter=labelled)
+        for _, scoped in self.call(lambda: list(self.addresses.aggregated_list(request=request))):
+            for data in scoped.addresses:
+                found.append(resource(
+                    "address", data, {"RESERVED": "unattached", "IN_USE": "attached"}.get(data.status, data.status.lower()),
+                    data.creation_timestamp,
+                    f"gcloud compute addresses delete {data.name} --region {data.region.rsplit('/', 1)[-1]}",
+                    address=data.address))
+        request = self.compute.ListImagesRequest(project=self.project, filter=labelled)
+        for data in self.call(lambda: list(self.images_client.list(request=request))):
+            found.append(resource("image", data, IMAGE_STATES.get(data.status, IMAGE_FAILED), data.creation_timestamp,
+                                  f"gcloud compute images delete {data.name}",
+                                  size_gb=data.archive_size_bytes / 1024**3 if data.archive_size_bytes else None))
+        return found

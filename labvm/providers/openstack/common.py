@@ -1,0 +1,232 @@
+"""What every part of the OpenStack provider stands on: the connection and its one-line errors, the
+server's view in labvm's words, waits, and the stand-ins of --plan (whose id is PLANNED: nothing is ever
+read by that id).  Every call that changes the project passes `mutate`, the gate of cloud.CloudProvider."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from types import SimpleNamespace
+
+from ...config import Profile
+from ...errors import LabvmError
+from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Instance
+from ..cloud import OPENSTACK_NAME, CloudProvider, cloud_name
+
+SHELVED = ("SHELVED", "SHELVED_OFFLOADED")  # SHELVED stays so where the cloud does not offload at once
+STATES = {"ACTIVE": "running", "SHUTOFF": "stopped", "SHELVED": "stopped", "SHELVED_OFFLOADED": "stopped",
+          "ERROR": "error"}
+# Glance's image statuses (https://docs.openstack.org/glance/latest/user/statuses.html) in labvm's words:
+# "killed" is an upload that failed; Glance has no "error", the only failure openstacksdk's wait knows.
+IMAGE_STATES = {"active": IMAGE_AVAILABLE, "queued": IMAGE_PENDING, "saving": IMAGE_PENDING,
+                "uploading": IMAGE_PENDING, "importing": IMAGE_PENDING, "killed": IMAGE_FAILED,
+                "deleted": IMAGE_FAILED, "pending_delete": IMAGE_FAILED, "deactivated": IMAGE_FAILED}
+WAIT = 900  # seconds a server transition may take
+IMAGE_WAIT = 1800  # seconds a snapshot may take
+PLANNED = "(planned)"  # the id of what --plan would make (cloud.CloudProvider.planned_instance's too)
+QUOTA_HELP = "free some (openstack server list) or ask for more (cades-help@ornl.gov raises CADES quotas)"
+
+
+def nova_fingerprint(public_key: str) -> str:
+    """What Nova shows as a key pair's fingerprint: MD5 of the decoded key blob, colon-separated
+    (nova/crypto.py generate_fingerprint)."""
+    digest = hashlib.md5(base64.b64decode(public_key.split()[1]), usedforsecurity=False).hexdigest()
+    return ":".join(a + b for a, b in zip(digest[::2], digest[1::2]))
+
+
+def image_state(glance_status: str) -> str:
+    return IMAGE_STATES.get(glance_status, IMAGE_PENDING)
+
+
+def planned(thing) -> bool:
+    """Whether this is a stand-in for something --plan only printed (never to be read from the cloud)."""
+    return getattr(thing, "id", None) == PLANNED
+
+
+def more(count: int) -> str:
+    return "one more" if count == 1 else f"{count} more"
+
+
+class OpenStackBase(CloudProvider):
+    """The connection to one clouds.yaml entry and what every part of the provider uses."""
+
+    cloud = "openstack"
+
+    def __init__(self, profile: Profile):
+        import openstack
+        from openstack import exceptions
+
+        super().__init__(profile)
+        self.exceptions = exceptions
+        self.labels = {"labvm:profile": profile.name, "labvm:owner": self.owner}
+        self.name = cloud_name(OPENSTACK_NAME, "labvm", profile.name, self.owner)
+        entry = self.settings.get("cloud") or os.environ.get("OS_CLOUD")
+        if not entry:
+            raise LabvmError(f"{self._where('cloud')}: not set; name an entry of your clouds.yaml (or set OS_CLOUD)")
+        self.entry = str(entry)  # the clouds.yaml entry
+        self.cli = f"openstack --os-cloud {self.entry}"
+        try:
+            self.conn = openstack.connect(cloud=self.entry)
+        except exceptions.ConfigException as e:
+            if self.entry == "envvars":  # openstacksdk's name for "the OS_* variables of an openrc"
+                raise LabvmError(
+                    f"{self._where('cloud')}: envvars reads OS_AUTH_URL, OS_USERNAME, ... from the environment: "
+                    f"`source` your openrc file (Horizon: API Access, Download OpenStack RC File) first"
+                ) from None
+            raise LabvmError(
+                f"{self._where('cloud')}: {e}; add {self.entry!r} to clouds.yaml "
+                f"(~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)"
+            ) from None
+        self._require_password()
+        # Log in now: the SDK would otherwise do it inside the first proxy attribute access.
+        self.call(self.conn.session.get_token)
+
+    def _require_password(self) -> None:
+        """keystoneauth raises a bare Exception("password is a required attribute") at login."""
+        config = self.conn.config.config
+        if config.get("auth_type") not in ("password", "v3password") or config.get("auth", {}).get("password"):
+            return
+        if self.entry == "envvars":
+            raise LabvmError("OS_PASSWORD is not set: `source` your openrc file again (it asks for the password)")
+        raise LabvmError(
+            f"clouds.yaml entry {self.entry!r} has no password (Horizon's download leaves it out): add "
+            f"`password:` under its auth, put it in secure.yaml, or use an application credential "
+            f"(auth_type: v3applicationcredential)"
+        )
+
+    def call(self, action, *args, **kwargs):
+        """One SDK call, its errors turned into one line with the next step."""
+        from keystoneauth1 import exceptions as ksa
+
+        refused = LabvmError(
+            f"OpenStack refused the credentials of clouds.yaml entry {self.entry!r}; check its auth "
+            f"section (`{self.cli} token issue` tries them)"
+        )
+        auth_url = self.conn.config.config.get("auth", {}).get("auth_url", "")
+        untrusted = LabvmError(
+            f"the TLS certificate of {auth_url} is not trusted here; set `cacert: /path/to/your-site-ca.pem` "
+            f"in clouds.yaml entry {self.entry!r} (your site's CA bundle)"
+        )
+        unreachable = LabvmError(
+            f"cannot reach the OpenStack API of {self.entry!r} ({auth_url}): no answer; is the VPN up? "
+            f"(`{self.cli} token issue` tries the same)"
+        )
+        try:
+            return action(*args, **kwargs)
+        except (ksa.Unauthorized, ksa.auth.AuthorizationFailure):
+            raise refused from None
+        except ksa.SSLError:
+            raise untrusted from None
+        except (ksa.ConnectFailure, ksa.ConnectTimeout):
+            raise unreachable from None
+        except ksa.DiscoveryFailure as e:
+            # The generic password plugin reports a TLS or connection failure of its version discovery
+            # in the message only (keystoneauth1/identity/generic/base.py get_auth_ref).
+            if "SSL exception connecting" in str(e):
+                raise untrusted from None
+            if "timed out" in str(e) or "Unable to establish connection" in str(e):
+                raise unreachable from None
+            raise LabvmError(f"{auth_url}: {e}; check auth_url in clouds.yaml entry {self.entry!r}") from None
+        except self.exceptions.HttpException as e:
+            if e.status_code == 401:
+                raise refused from None
+            message = str(e.details or e.message or e)
+            if "Quota exceeded" in message or "quota" in message.lower():
+                raise LabvmError(
+                    f"OpenStack quota: {message}; free resources or ask for more (CADES Birthright "
+                    f"defaults are small and raised by request to cades-help@ornl.gov)"
+                ) from None
+            if "No more IP addresses" in message:
+                raise LabvmError(
+                    f"OpenStack: {message}; release floating IPs you no longer use (openstack floating ip list) "
+                    f"or set {self._where('floating_ip_pool')} to another external network"
+                ) from None
+            raise LabvmError(f"OpenStack: {message}") from None
+        except self.exceptions.SDKException as e:  # a wait that failed or timed out, among others
+            raise LabvmError(f"OpenStack: {e}") from None
+
+    def _done(self, line: str) -> None:
+        """A line saying what was made or changed: under --plan the gate has said what would be."""
+        if not self.plan:
+            print(line, flush=True)
+
+    def _instance(self, server) -> Instance:
+        return Instance(server.id, server.name, STATES.get(server.status, server.status.lower()),
+                        self._address(server), (server.flavor or {}).get("original_name") or (server.flavor or {}).get("id", ""),
+                        private_address=self._address(server, "fixed"))
+
+    def _address(self, server, kind: str = "floating") -> str:
+        """The server's address of this kind (Nova's OS-EXT-IPS:type), else its first fixed one.  IPv4
+        first: a dual-stack network lists IPv6 too, and floating IPs and the cluster rule are IPv4
+        (neutron/db/l3_db.py _internal_fip_assoc_data maps a floating IP to the IPv4 fixed address)."""
+        entries = [e for group in (server.addresses or {}).values() for e in group]
+        entries.sort(key=lambda e: e.get("version", 4) != 4)
+        for entry in entries:
+            if entry.get("OS-EXT-IPS:type") == kind:
+                return entry["addr"]
+        return next((e.get("addr", "") for e in entries if e.get("OS-EXT-IPS:type", "fixed") == "fixed"), "")
+
+    def _server(self, server_id: str):
+        return self.call(self.conn.compute.get_server, server_id)
+
+    def _fault(self, server) -> str:
+        """Nova shows the last fault only while a server is ERROR (views/servers.py _fault_statuses)."""
+        return (server.fault or {}).get("message") or "Nova recorded no fault message"
+
+    def _replace_hint(self) -> str:
+        return f"`inv up --host {self.profile.name} --replace` deletes it and makes a new one"
+
+    def _wait(self, server, statuses: tuple[str, ...], what: str):
+        """Until the server is in one of `statuses` with no task running; ERROR ends the wait with its fault.
+        Under --plan only printed: the server as it would then be."""
+        if self.plan:
+            self.wait_until(what, None, WAIT)
+            return self._as_if(server, statuses[0])
+
+        def settled():
+            current = self._server(server.id)
+            if current.status == "ERROR":
+                raise LabvmError(f"{server.id} went ERROR: {self._fault(current)}; {self._replace_hint()}")
+            return current if current.status in statuses and not current.task_state else None
+
+        return self.wait_until(what, settled, WAIT, late=f"`{self.cli} server show {server.id}`")
+
+    @staticmethod
+    def _as_if(server, status: str):
+        """A stand-in of the server in another status (--plan: what a change would leave)."""
+        fields = ("id", "name", "metadata", "addresses", "flavor", "attached_volumes", "image", "created_at",
+                  "launched_at")
+        return SimpleNamespace(**{f: getattr(server, f, None) for f in fields}, status=status, task_state=None,
+                               fault=None)
+
+    def _planned_server(self, name: str, flavor, metadata: dict):
+        return SimpleNamespace(id=PLANNED, name=name, status="BUILD", task_state=None, metadata=metadata,
+                               addresses={}, flavor={"original_name": flavor.name}, attached_volumes=[], image=None,
+                               created_at="", launched_at=None, fault=None)
+
+    def _mine(self) -> list:
+        """Every server of this profile and owner: the head and its workers (they carry the labels too)."""
+        return [s for s in self.call(self.conn.compute.servers, details=True)
+                if all((s.metadata or {}).get(k) == v for k, v in self.labels.items())]
+
+    def _network(self):
+        wanted = str(self.settings.get("network") or "")
+        network = self.call(self.conn.network.find_network, wanted, ignore_missing=True)
+        if network is None:
+            raise LabvmError(f"{self._where('network')}: {self.settings.get('network')!r} not found; list: openstack network list")
+        return network
+
+    def _flavor(self, wanted: str, key: str = ""):
+        flavor = self.call(self.conn.compute.find_flavor, wanted, ignore_missing=True)
+        if flavor is None:
+            names = [f.name for f in self.call(self.conn.compute.flavors)]
+            raise self.unknown(key or self._where("flavor"), "flavor", wanted, names, "list: openstack flavor list")
+        return flavor
+
+    def _image(self, image: str | None) -> str:
+        wanted = image or str(self.settings.get("image") or "")
+        found = self.call(self.conn.image.find_image, wanted, ignore_missing=True)
+        if found is None:
+            raise LabvmError(f"{self._where('image')}: no image {wanted!r} (list: openstack image list)")
+        return found.id

@@ -1,0 +1,230 @@
+"""moto's EC2 server as strict as EC2 where moto is lenient, patched in the test process (the
+ThreadedMotoServer runs in it, so `inv` in a subprocess meets the same rules).
+
+- `ec2_rules()`: the texts EC2 accepts (names, descriptions) and DeregisterImage's
+  DeleteAssociatedSnapshots; the `moto` fixture of test_aws.py holds them for every module using it.
+- `Lagging`: EC2's eventual consistency, which moto never shows: the first use of a resource just
+  made answers NotFound, as EC2 may for a while.
+- `SpotRequests`: what EC2 receives as InstanceMarketOptions (moto keeps no spot request object).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError
+from moto.ec2.models.amis import AmiBackend
+from moto.ec2.models.elastic_block_store import EBSBackend
+from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend
+from moto.ec2.models.instances import InstanceBackend
+from moto.ec2.models.key_pairs import KeyPairBackend
+from moto.ec2.models.security_groups import SecurityGroupBackend
+from moto.ec2.responses.amis import AmisResponse
+from moto.ec2.responses.instances import InstanceResponse
+
+# botocore's ec2 service model (CreateSecurityGroupRequest GroupName/Description, IpRange/UserIdGroupPair
+# Description): "Up to 255 characters in length ... a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*".
+EC2_TEXT = re.compile(r"[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{1,255}")
+# EC2's answer to another character in a rule description (quoted in aws-cloudformation/cfn-lint#173).
+BAD_RULE = ("Invalid rule description. Valid descriptions are strings less than 256 characters from the "
+            "following set:  a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*")
+# CreateImage Name (botocore's ec2 model): "3-128 alphanumeric characters, parentheses (()), square
+# brackets ([]), spaces ( ), periods (.), slashes (/), dashes (-), single quotes ('), at-signs (@), or
+# underscores(_)"; refused as InvalidAMIName.Malformed (API reference, errors-overview.html).
+AMI_NAME = re.compile(r"[a-zA-Z0-9()\[\] ./\-'@_]{3,128}")
+
+
+@contextlib.contextmanager
+def patched(owner, **methods):
+    """owner's methods replaced for the block; each replacement gets the original as its first argument."""
+    originals = {name: getattr(owner, name) for name in methods}
+    for name, method in methods.items():
+        setattr(owner, name, (lambda original, method: lambda *a, **k: method(original, *a, **k))(originals[name], method))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(owner, name, original)
+
+
+def _check_group_text(name: str, description: str) -> None:
+    for parameter, value in (("GroupName", name), ("GroupDescription", description)):
+        if not EC2_TEXT.fullmatch(value or ""):
+            raise EC2ClientError("InvalidParameterValue", f"Value ({value}) for parameter {parameter} is invalid. "
+                                 "Valid characters are a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*")
+
+
+def _check_rule_text(kwargs: dict) -> None:
+    entries = [*(kwargs.get("ip_ranges") or []), *(kwargs.get("source_groups") or []), *(kwargs.get("prefix_list_ids") or [])]
+    if any("Description" in entry and not EC2_TEXT.fullmatch(entry["Description"]) for entry in entries):
+        raise EC2ClientError("InvalidParameterValue", BAD_RULE)
+
+
+def _rule_kwargs(args: tuple, kwargs: dict) -> dict:
+    """The backend's authorize_* arguments by name (moto passes them by name; a test patch may not)."""
+    names = ("group_name_or_id", "ip_protocol", "from_port", "to_port", "ip_ranges")
+    return {**dict(zip(names, args)), **kwargs}
+
+
+def create_security_group(original, backend, name, description, *args, **kwargs):
+    _check_group_text(name, description)
+    return original(backend, name, description, *args, **kwargs)
+
+
+def authorize(original, backend, *args, **kwargs):
+    _check_rule_text(_rule_kwargs(args, kwargs))
+    return original(backend, *args, **kwargs)
+
+
+def import_key_pair(original, backend, key_name, *args, **kwargs):
+    # CreateKeyPair/ImportKeyPair KeyName: "Constraints: Up to 255 ASCII characters"
+    # (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateKeyPair.html).
+    if not key_name.isascii() or not 0 < len(key_name) <= 255:
+        raise EC2ClientError("InvalidParameterValue", f"Value ({key_name}) for parameter KeyName is invalid.")
+    return original(backend, key_name, *args, **kwargs)
+
+
+def create_image(original, backend, instance_id, name, *args, **kwargs):
+    if not AMI_NAME.fullmatch(name or ""):
+        raise EC2ClientError("InvalidAMIName.Malformed", "AMI names must be between 3 and 128 characters long, and may "
+                             "contain letters, numbers, '(', ')', '[', ']', ' ', '.', '/', '-', ''', '@' and '_'")
+    return original(backend, instance_id, name, *args, **kwargs)
+
+
+def deregister_image(original, response):
+    """DeleteAssociatedSnapshots=true: EC2 deletes the AMI's snapshots in the same call, each one's outcome in
+    DeleteSnapshotResults; "If a snapshot is associated with multiple AMIs, it is not deleted"
+    (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeregisterImage.html). moto ignores it."""
+    backend, image_id = response.ec2_backend, response._get_param("ImageId")
+    wanted = str(response._get_param("DeleteAssociatedSnapshots")).lower() == "true"
+    image = backend.amis.get(image_id)
+    snapshots = [m["Ebs"]["SnapshotId"] for m in image.block_device_mappings] if wanted and image else []
+    answer = original(response)
+    if not wanted:
+        return answer
+    results = []
+    for snapshot_id in snapshots:
+        shared = any(snapshot_id in [m["Ebs"]["SnapshotId"] for m in other.block_device_mappings]
+                     for other in backend.amis.values())
+        if not shared:
+            backend.snapshots.pop(snapshot_id, None)
+        results.append({"SnapshotId": snapshot_id, "ReturnCode": "skipped" if shared else "success"})
+    answer.result["DeleteSnapshotResults"] = results
+    return answer
+
+
+@contextlib.contextmanager
+def ec2_rules():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(patched(SecurityGroupBackend, create_security_group=create_security_group,
+                                    authorize_security_group_ingress=authorize, authorize_security_group_egress=authorize))
+        stack.enter_context(patched(KeyPairBackend, import_key_pair=import_key_pair))
+        stack.enter_context(patched(AmiBackend, create_image=create_image))
+        stack.enter_context(patched(AmisResponse, deregister_image=deregister_image))
+        yield
+
+
+class Lagging:
+    """EC2 right after it made something: "if you run a command to modify or describe the resource that you just
+    created, its ID might not have propagated throughout the system, and you will get an error responding that
+    the resource does not exist" (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html).
+    Here the first use of each new security group, key pair, Elastic IP and AMI answers NotFound, and the
+    first DeleteSnapshot of a just deregistered AMI's snapshot InvalidSnapshot.InUse, with EC2's codes
+    (errors-overview.html); `refused` lists each refusal, so a test shows that it happened."""
+
+    def __init__(self):
+        self.new: dict[str, str] = {}  # resource id or name -> the NotFound code its first use answers
+        self.refused: list[str] = []
+
+    def _first_use(self, resource: str | None, message: str) -> None:
+        code = self.new.pop(resource, None) if resource else None
+        if code:
+            self.refused.append(code)
+            raise InvalidAMIIdError(resource) if code == "InvalidAMIID.NotFound" else EC2ClientError(code, message)
+
+    def _made(self, code: str, made, resource_of):
+        resource = resource_of(made)
+        self.new[resource] = code
+        return made
+
+    def __enter__(self):
+        self._stack = contextlib.ExitStack().__enter__()
+        new = self._made
+        self._stack.enter_context(patched(
+            SecurityGroupBackend,
+            create_security_group=lambda original, *a, **k: new("InvalidGroup.NotFound", original(*a, **k), lambda g: g.id),
+            authorize_security_group_ingress=self._authorize))
+        self._stack.enter_context(patched(
+            KeyPairBackend,
+            import_key_pair=lambda original, *a, **k: new("InvalidKeyPair.NotFound", original(*a, **k), lambda pair: pair.key_name)))
+        self._stack.enter_context(patched(InstanceBackend, run_instances=self._run_instances))
+        self._stack.enter_context(patched(
+            ElasticAddressBackend,
+            allocate_address=lambda original, *a, **k: new("InvalidAllocationID.NotFound", original(*a, **k),
+                                                           lambda address: address.allocation_id),
+            associate_address=self._associate))
+        self._stack.enter_context(patched(
+            AmiBackend,
+            create_image=lambda original, *a, **k: new("InvalidAMIID.NotFound", original(*a, **k), lambda image: image.id),
+            describe_images=self._describe_images, deregister_image=self._deregister_image))
+        self._stack.enter_context(patched(EBSBackend, delete_snapshot=self._delete_snapshot))
+        return self
+
+    def __exit__(self, *exc):
+        return self._stack.__exit__(*exc)
+
+    def _authorize(self, original, backend, *args, **kwargs):
+        group = _rule_kwargs(args, kwargs)["group_name_or_id"]
+        self._first_use(group, f"The security group '{group}' does not exist")
+        return original(backend, *args, **kwargs)
+
+    def _run_instances(self, original, backend, *args, **kwargs):
+        key = kwargs.get("key_name")
+        self._first_use(key, f"The key pair '{key}' does not exist")
+        groups = list(kwargs.get("security_group_ids") or []) + [g for n in kwargs.get("nics") or [] for g in n.get("Groups", [])]
+        for group in groups:
+            self._first_use(group, f"The security group '{group}' does not exist")
+        return original(backend, *args, **kwargs)
+
+    def _associate(self, original, backend, *args, **kwargs):
+        allocation = kwargs.get("allocation_id")
+        self._first_use(allocation, f"The allocation ID '{allocation}' does not exist")
+        return original(backend, *args, **kwargs)
+
+    def _describe_images(self, original, backend, *args, **kwargs):
+        for image in kwargs.get("ami_ids") or []:
+            self._first_use(image, "")
+        return original(backend, *args, **kwargs)
+
+
+    def _deregister_image(self, original, backend, image_id):
+        for mapping in backend.amis[image_id].block_device_mappings if image_id in backend.amis else []:
+            self.new[mapping["Ebs"]["SnapshotId"]] = "InvalidSnapshot.InUse"
+        return original(backend, image_id)
+
+    def _delete_snapshot(self, original, backend, snapshot_id):
+        self._first_use(snapshot_id, f"The snapshot {snapshot_id} is currently in use")
+        return original(backend, snapshot_id)
+
+
+class SpotRequests:
+    """The InstanceMarketOptions of each RunInstances as EC2 receives them: moto keeps only the market type
+    (moto/ec2/responses/instances.py reads InstanceMarketOptions.MarketType) and no spot request object."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+
+    def __enter__(self):
+        def run_instances(original, response):
+            options = response._get_param("InstanceMarketOptions")
+            if options:
+                self.received.append(options)
+            return original(response)
+
+        self._patch = patched(InstanceResponse, run_instances=run_instances)
+        self._patch.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._patch.__exit__(*exc)
