@@ -4,9 +4,7 @@ through AWS_ENDPOINT_URL_EC2), with the SSH half on a real sshd pinned by `addre
 Where moto is known to differ from AWS the test says so at that step.
 """
 
-import os
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -201,28 +199,6 @@ def test_errors_are_one_line_with_the_next_step(lab, ec2, moto):
     result = subprocess.run([*INV, "up", "--host", "aws"], env=no_credentials, capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "no AWS credentials found; set AWS_PROFILE" in result.stderr
-
-
-@pytest.mark.live_aws
-def test_live_lifecycle_on_a_real_account(lab):
-    """Opt in with `pytest -m live_aws` (and LABVM_LIVE_AWS_AMI, an AMI in the region)."""
-    import boto3
-
-    if boto3.Session().get_credentials() is None or not os.environ.get("LABVM_LIVE_AWS_AMI"):
-        pytest.skip("no AWS credentials or LABVM_LIVE_AWS_AMI: nothing to run against")
-    region = boto3.Session().region_name or REGION
-    lab.write_hosts({"aws": {"provider": "aws", "region": region, "instance_type": "t3.nano",
-                             "user": os.environ.get("LABVM_LIVE_AWS_USER", "ubuntu"),
-                             "image": os.environ["LABVM_LIVE_AWS_AMI"], "volume_size": 8}})
-    try:
-        lab.inv("create", "--host", "aws")
-        assert "down --host aws" in lab.inv("audit").output  # running: billed, and said so
-        lab.inv("stop", "--host", "aws", "--no-sync")  # nothing was set up on it to bring home
-        lab.inv("snapshot", "--host", "aws", "--no-reboot")
-        lab.inv("images", "--host", "aws", "--prune", "--keep", "0")
-    finally:
-        lab.inv("terminate", "--host", "aws", "--yes", "--force", "--no-sync", check=False)
-    assert shutil.which("ssh")
 
 
 @pytest.mark.parametrize("code,spot,next_step", [

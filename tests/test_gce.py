@@ -2,7 +2,6 @@
 exists), reached by `inv` in a subprocess through LABVM_GCE_ENDPOINT with anonymous credentials;
 the SSH half on a real sshd pinned by `address:`."""
 
-import os
 import re
 
 import pytest
@@ -126,27 +125,3 @@ def test_up_and_cluster_under_plan_only_read(lab, user, sshd, gce):
         assert line in planned, planned
     assert [r for r in gce.requests if r[0] != "GET" and not r[1].endswith(":getEffectiveOrgPolicy")] == []
     assert not gce.instances and not gce.firewalls and not gce.addresses
-
-
-@pytest.mark.live_gce
-def test_live_lifecycle_on_a_real_project(lab):
-    """Opt in with `pytest -m live_gce`, ADC and GCE_PROJECT / GCE_ZONE set."""
-    import google.auth
-    from google.auth.exceptions import DefaultCredentialsError
-
-    try:
-        google.auth.default()
-    except DefaultCredentialsError:
-        pytest.skip("no Google Application Default Credentials")
-    if not (os.environ.get("GCE_PROJECT") and os.environ.get("GCE_ZONE")):
-        pytest.skip("set GCE_PROJECT and GCE_ZONE")
-    lab.write_hosts({"gce": {"provider": "gce", "project": os.environ["GCE_PROJECT"], "zone": os.environ["GCE_ZONE"],
-                             "machine_type": "e2-micro", "image_family": "debian-12"}})
-    try:
-        lab.inv("create", "--host", "gce")
-        assert "down --host gce" in lab.inv("audit").output  # running: billed, and said so
-        lab.inv("stop", "--host", "gce", "--no-sync")  # nothing was set up on it to bring home
-        lab.inv("snapshot", "--host", "gce")
-        lab.inv("images", "--host", "gce", "--prune", "--keep", "0")
-    finally:
-        lab.inv("terminate", "--host", "gce", "--yes", "--force", "--no-sync", check=False)

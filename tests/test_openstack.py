@@ -172,28 +172,6 @@ def test_bad_input(lab, user, sshd, cloud):
     assert missing.returncode == 1 and "add 'cades' to clouds.yaml" in missing.stderr
 
 
-@pytest.mark.live_openstack
-def test_live_lifecycle_on_a_real_cloud(lab):
-    """Opt in with `pytest -m live_openstack`, OS_CLOUD naming a clouds.yaml entry, and
-    LABVM_LIVE_OS_IMAGE / LABVM_LIVE_OS_FLAVOR / LABVM_LIVE_OS_NETWORK naming what to use."""
-    needed = ("OS_CLOUD", "LABVM_LIVE_OS_IMAGE", "LABVM_LIVE_OS_FLAVOR", "LABVM_LIVE_OS_NETWORK")
-    if not all(os.environ.get(name) for name in needed):
-        pytest.skip(f"set {', '.join(needed)} to run against a real OpenStack cloud")
-    lab.extra_env.update({name: os.environ[name] for name in needed})
-    lab.write_hosts({"cades": {"provider": "openstack", "cloud": os.environ["OS_CLOUD"],
-                               "image": os.environ["LABVM_LIVE_OS_IMAGE"], "flavor": os.environ["LABVM_LIVE_OS_FLAVOR"],
-                               "network": os.environ["LABVM_LIVE_OS_NETWORK"], "stop_action": "shelve",
-                               "user": os.environ.get("LABVM_LIVE_OS_USER", "cades")}})
-    try:
-        lab.inv("create", "--host", "cades")
-        assert "down --host cades" in lab.inv("audit").output  # running: billed, and said so
-        lab.inv("stop", "--host", "cades", "--no-sync")  # nothing was set up on it to bring home
-        lab.inv("snapshot", "--host", "cades")
-        lab.inv("images", "--host", "cades", "--prune", "--keep", "0")
-    finally:
-        lab.inv("terminate", "--host", "cades", "--yes", "--force", "--no-sync", check=False)
-
-
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
 def test_plan_on_the_command_line_changes_nothing(lab, cloud, monkeypatch):
     """Issue 17: `--plan` prints each change and makes none: only reads (and the login) reach the cloud."""
