@@ -69,6 +69,9 @@ def _rule_kwargs(args: tuple, kwargs: dict) -> dict:
 
 def create_security_group(original, backend, name, description, *args, **kwargs):
     _check_group_text(name, description)
+    # CreateSecurityGroup GroupName: "Constraints: ... Can't start with sg-" (API_CreateSecurityGroup.html).
+    if name.startswith("sg-"):
+        raise EC2ClientError("InvalidParameterValue", "Group names may not be in the format sg-*")
     return original(backend, name, description, *args, **kwargs)
 
 

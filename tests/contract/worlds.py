@@ -290,10 +290,16 @@ def ec2_as_aws():
     """moto made to answer where it differs from EC2 (patched into moto's backend, the server side, for the
     AWS world): names and descriptions EC2 refuses, and an Elastic IP kept across stop and start.
     Returns the undo."""
-    undo_names, undo_addresses = strict_ec2_names(), elastic_ip_kept()
+    import contextlib
+
+    from moto_ec2_rules import ec2_rules  # EC2's rules for names and descriptions, kept in one place
+
+    rules = contextlib.ExitStack()
+    rules.enter_context(ec2_rules())
+    undo_addresses = elastic_ip_kept()
 
     def undo() -> None:
-        undo_names()
+        rules.close()
         undo_addresses()
     return undo
 
@@ -328,64 +334,6 @@ def elastic_ip_kept():
         NetworkInterface.stop, NetworkInterface.start = originals
     return undo
 
-
-def strict_ec2_names():
-    """moto accepts any text; EC2 refuses what its model's constraints exclude."""
-    import inspect
-    import re
-
-    from moto.ec2.exceptions import EC2ClientError
-    from moto.ec2.models.key_pairs import KeyPairBackend
-    from moto.ec2.models.security_groups import SecurityGroupBackend
-
-    # botocore/data/ec2/2016-11-15/service-2.json: CreateSecurityGroupRequest GroupName and Description,
-    # IpRange and UserIdGroupPair Description: "Up to 255 characters ... a-z, A-Z, 0-9, spaces, and
-    # ._-:/()#,@[]+=&;{}!$*"; GroupName "Can't start with sg-".  CreateKeyPairRequest KeyName: "Up to 255
-    # ASCII characters".
-    vpc_text = re.compile(r"[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{0,255}")
-
-    def check(field: str, value) -> None:
-        if value is not None and not vpc_text.fullmatch(str(value)):
-            raise EC2ClientError("InvalidParameterValue", f"Invalid {field}: {value!r}; allowed characters are "
-                                 "a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*")
-
-    originals = (SecurityGroupBackend.create_security_group, SecurityGroupBackend.authorize_security_group_ingress,
-                 KeyPairBackend.import_key_pair)
-
-    def arguments(original, *args, **kwargs) -> dict:
-        return inspect.signature(original).bind(*args, **kwargs).arguments
-
-    def create_security_group(*args, **kwargs):
-        given = arguments(originals[0], *args, **kwargs)
-        check("group name", given["name"])
-        check("group description", given["description"])
-        if given["name"].startswith("sg-"):
-            raise EC2ClientError("InvalidParameterValue", "Group names may not be in the format sg-*")
-        return originals[0](*args, **kwargs)
-
-    def authorize_security_group_ingress(*args, **kwargs):
-        given = arguments(originals[1], *args, **kwargs)
-        for entry in [*(given.get("ip_ranges") or []), *(given.get("source_groups") or [])]:
-            check("rule description", entry.get("Description"))
-        return originals[1](*args, **kwargs)
-
-    def import_key_pair(*args, **kwargs):
-        key_name = arguments(originals[2], *args, **kwargs)["key_name"]
-        if len(key_name) > 255 or not key_name.isascii():
-            raise EC2ClientError("InvalidParameterValue", f"Invalid key name {key_name!r}: up to 255 ASCII characters")
-        return originals[2](*args, **kwargs)
-
-    SecurityGroupBackend.create_security_group = create_security_group
-    SecurityGroupBackend.authorize_security_group_ingress = authorize_security_group_ingress
-    KeyPairBackend.import_key_pair = import_key_pair
-
-    def undo() -> None:
-        (SecurityGroupBackend.create_security_group, SecurityGroupBackend.authorize_security_group_ingress,
-         KeyPairBackend.import_key_pair) = originals
-    return undo
-
-
-# -- OpenStack: the fake of tests/fake_openstack.py, or a real cloud ---------------------------------------
 
 class OpenStackWorld(World):
     cloud = "openstack"
