@@ -15,6 +15,11 @@ What the VM holds is data, never a command: paths reach the remote rsync through
 never come home (`inv` started in the folder would run them), a file over `sync_max_file` stays on
 the host (said), sparse files stay sparse, and a sync that would bring more than `sync_max_total`
 stops with one line.
+
+File names are the VM's too: rsync's listing shows every control byte and every byte the locale
+cannot print as \\#ooo (rsync.1, --8-bit-output), so each file is one line whatever its name;
+labvm reads a name back to its bytes (os.fsdecode, as os.walk gives it), hands names to rsync
+NUL-separated as bytes, and prints them only through text.clean.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import fcntl
 import functools
 import json
 import os
+import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -31,10 +38,12 @@ import time
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import NamedTuple
 
 from .config import Profile
 from .errors import LabvmError
 from .sshconfig import SshHome
+from .text import clean
 
 MANIFEST = ".labvm-sync.json"
 SKIPPED_DIRS = (".*", "__pycache__", "node_modules")  # checkpoints, venvs, git: not notebooks
@@ -43,6 +52,14 @@ BACKUP_MARK = ".local-"
 # compiled module, and its project config files): a VM's copy must never land where `inv` may run.
 INVOKE_FILES = ("tasks.py", "tasks.pyc", "tasks.so", "tasks.*.so", "tasks/__init__.py*",
                 "invoke.py", "invoke.pyc", "invoke.yaml", "invoke.yml", "invoke.json")
+
+
+class Listed(NamedTuple):
+    """One file of rsync's itemized listing: its flags (`>f+++++++++`), size, time and path."""
+    flags: str
+    size: int
+    mtime: str
+    rel: str
 
 
 @dataclass
@@ -55,14 +72,14 @@ class Outcome:
     held_back: list[str] = field(default_factory=list)  # invoke's files: left on the host
     notes: list[str] = field(default_factory=list)
 
-    def tally(self, listing: list[tuple[str, str, int]], transferred: str) -> set[str]:
+    def tally(self, listing: list[Listed], transferred: str) -> set[str]:
         """Counts rsync's itemized files as updated or unchanged; returns their names."""
-        for flags, rel, _ in listing:
-            if flags.startswith(transferred):
-                self.updated.append(rel)
+        for entry in listing:
+            if entry.flags.startswith(transferred):
+                self.updated.append(entry.rel)
             else:
                 self.unchanged += 1
-        return {rel for _, rel, _ in listing}
+        return {entry.rel for entry in listing}
 
     def lines(self, where: str, direction: str) -> list[str]:
         moved = "sent to the host" if direction == "push" else "brought home"
@@ -75,10 +92,12 @@ class Outcome:
             lines.append(f"sync: over sync_max_file, left where they are: {_shown(self.too_large)}")
         if self.held_back:
             lines.append(f"sync: left on the host, as invoke would run them from this folder: {_shown(self.held_back)}")
-        return lines + [f"sync: {note}" for note in self.notes]
+        # File names and rsync's messages come from the VM: each line is cleaned as a whole.
+        return [clean(line) for line in lines + [f"sync: {note}" for note in self.notes]]
 
 
-OVER_MAX_SIZE = " is over max-size"  # rsync's --info=skip1 line for a file --max-size left out
+OVER_MAX_SIZE = b" is over max-size"  # rsync's --info=skip1 line for a file --max-size left out
+RSYNC_ESCAPE = re.compile(rb"\\#([0-3][0-7]{2})")  # a byte rsync would not print (rsync.1, --8-bit-output)
 
 
 class _NoWorkspace(Exception):
@@ -96,6 +115,9 @@ class NotebookSync:
         # rsync's path on the host: relative to the login directory, so ~ needs no shell.
         remote = workspace[2:] if workspace.startswith("~/") else "." if workspace == "~" else workspace
         self.remote = f"{profile.alias}:{remote.rstrip('/')}/"
+        # Starts each line of rsync's listing: a file name the VM chose before this sync cannot
+        # hold it, so no name makes a listing line of its own or hides one as a skip message.
+        self.listed_mark = f"labvm-{secrets.token_hex(8)}|".encode()
 
     # -- the two directions ------------------------------------------------------------------
 
@@ -120,11 +142,11 @@ class NotebookSync:
             outcome.local_only_changes = sorted(rel for rel in keep if rel in record and not record[rel][2:])
             with tempfile.TemporaryDirectory(dir=self.local, prefix=".labvm-sync-replaced-") as replaced:
                 excluded = Path(replaced) / ".labvm-sync-keep"
-                excluded.write_text("".join(_anchored(rel) + "\0" for rel in keep))
+                excluded.write_bytes(b"".join(os.fsencode(_anchored(rel)) + b"\0" for rel in keep))
                 options = ["-ii", "--from0", f"--exclude-from={excluded}"]
                 listing = self._preview(options, outcome)
                 try:
-                    if any(flags.startswith(">f") for flags, _, _ in listing):  # else one rsync was enough
+                    if any(entry.flags.startswith(">f") for entry in listing):  # else one rsync was enough
                         listing = self._rsync(
                             [*options, f"--backup-dir={replaced}", "--backup"],
                             self.remote, f"{self.local}/", outcome, budget=self.profile.sync_max_total,
@@ -137,15 +159,16 @@ class NotebookSync:
         outcome.too_large = sorted(set(outcome.too_large))
         return outcome
 
-    def _preview(self, options: list[str], outcome: Outcome) -> list[tuple[str, str, int]]:
+    def _preview(self, options: list[str], outcome: Outcome) -> list[Listed]:
         """What the pull would bring, before it brings anything (the listing, invoke's files left
         out): invoke's files among it are named (the pull leaves them on the host), and more than
         sync_max_total stops it here."""
         listing = self._rsync(["--dry-run", *options], self.remote, f"{self.local}/", outcome,
                               filters=self._filters(hold_back_invoke_files=False))
-        outcome.held_back = sorted(rel for flags, rel, _ in listing if flags.startswith(">f") and _is_invoke_file(rel))
-        listing = [entry for entry in listing if not _is_invoke_file(entry[1])]
-        total = sum(size for flags, _, size in listing if flags.startswith(">f"))
+        outcome.held_back = sorted(entry.rel for entry in listing
+                                   if entry.flags.startswith(">f") and _is_invoke_file(entry.rel))
+        listing = [entry for entry in listing if not _is_invoke_file(entry.rel)]
+        total = sum(entry.size for entry in listing if entry.flags.startswith(">f"))
         if total > self.profile.sync_max_total:
             raise LabvmError(
                 f"sync: the host offers {_megabytes(total)}, more than sync_max_total "
@@ -179,41 +202,49 @@ class NotebookSync:
         return rules + ["--exclude=*"]
 
     def _rsync(self, options: list[str], source: str, destination: str, outcome: Outcome,
-               filters: list[str] | None = None, budget: int = 0) -> list[tuple[str, str, int]]:
-        """Runs rsync; returns (itemized flags, path, size) for each file it listed.
+               filters: list[str] | None = None, budget: int = 0) -> list[Listed]:
+        """Runs rsync; returns each file it listed.
         budget: bytes the files it transfers may hold in all (0: no limit); past it rsync is ended
         (a host that grows its files after the preview: rsync reports a file once it has it)."""
         # -S: runs of zeros become holes, so a sparse file stays sparse here; safe because labvm never
         # uses --inplace (rsync.1, --sparse: rsync truncates and rewrites the file).
         command = [
             "rsync", "-rtS", *_rsync_options(), f"--max-size={self.profile.sync_max_file}",
-            "--prune-empty-dirs", "--out-format=%i|%l|%n", "-e", self.ssh_command,
+            "--prune-empty-dirs", self._out_format(), "-e", self.ssh_command,
             *options, *(self._filters() if filters is None else filters), source, destination,
         ]
-        files = []
-        for line in self._run(command, outcome, budget=budget):
-            flags, _, rest = line.partition("|")
-            size, _, rel = rest.partition("|")
-            if len(flags) > 1 and flags[1] == "f":
-                files.append((flags, rel, _size(size)))
-        return files
+        return self._run(command, outcome, budget=budget)
+
+    def _out_format(self) -> str:
+        return f"--out-format={self.listed_mark.decode()}%i|%l|%M|%n"
+
+    def _parse(self, line: bytes, outcome: Outcome) -> Listed | None:
+        """A file of rsync's listing (None for a folder or a message); a file --max-size left out
+        joins outcome.too_large.  %n is last, so a | in a name stays in the name."""
+        if not line.startswith(self.listed_mark):
+            if line.endswith(OVER_MAX_SIZE):
+                outcome.too_large.append(_name(line[: -len(OVER_MAX_SIZE)]))
+            return None
+        flags, size, mtime, rel = (line[len(self.listed_mark):].split(b"|", 3) + [b"", b"", b""])[:4]
+        if flags[1:2] != b"f":
+            return None
+        return Listed(flags.decode("ascii", "replace"), _size(size.decode("ascii", "replace")),
+                      mtime.decode("ascii", "replace"), _name(rel))
 
     def _run(self, command: list[str], outcome: Outcome, names_may_be_missing: bool = False,
-             budget: int = 0) -> list[str]:
-        """rsync's output lines, read as they come: a sync past `budget` bytes is ended there."""
+             budget: int = 0) -> list[Listed]:
+        """The files rsync lists, read as they come: a sync past `budget` bytes is ended there."""
         if not shutil.which("rsync"):
             raise LabvmError("sync needs rsync on this machine; install it (apt-get install rsync / brew install rsync)")
-        lines, moved = [], 0
+        listing, moved = [], 0
         with tempfile.TemporaryFile("w+", errors="replace") as stderr, subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
-                errors="replace") as process:
+                command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL) as process:
             for line in process.stdout:
-                line = line.rstrip("\n")
-                if line.endswith(OVER_MAX_SIZE):
-                    outcome.too_large.append(line[: -len(OVER_MAX_SIZE)])
+                entry = self._parse(line.rstrip(b"\n"), outcome)
+                if entry is None:
                     continue
-                lines.append(line)
-                moved += _transferred_bytes(line)
+                listing.append(entry)
+                moved += entry.size if entry.flags[:2] in (">f", "<f") else 0
                 if budget and moved > budget:
                     process.terminate()  # not kill: rsync removes its half-written temporary file
                     raise LabvmError(self._over_budget(moved))
@@ -227,7 +258,7 @@ class NotebookSync:
             outcome.notes += [f"not transferred: {line}" for line in problems[:5]]
         elif result.returncode not in (0, 23, 24):  # 24: a file vanished on the host while listing
             raise LabvmError(self._explain(result))
-        return lines
+        return listing
 
     def _over_budget(self, moved: int) -> str:
         return (f"sync: stopped after {_megabytes(moved)} from the host, more than sync_max_total "
@@ -236,7 +267,7 @@ class NotebookSync:
 
     def _explain(self, result: subprocess.CompletedProcess) -> str:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        last = lines[-1] if lines else f"exit status {result.returncode}"
+        last = clean(lines[-1]) if lines else f"exit status {result.returncode}"  # the host's words
         if "command not found" in result.stderr or result.returncode == 127:
             return "sync: rsync is not installed on the host; install it there (sudo apt-get install rsync)"
         if result.returncode == 255 or any(line.startswith(("ssh:", "Connection")) for line in lines):
@@ -249,24 +280,23 @@ class NotebookSync:
     def _compare_with_host(self, changed: list[str], record: dict, outcome: Outcome) -> tuple[set[str], set[str]]:
         """Of the files changed here: those whose host copy changed too (or was never synced),
         and those the host holds an identical copy of."""
-        with tempfile.NamedTemporaryFile("w", dir=self.local, prefix=".labvm-sync-list-") as names:
-            names.write("\0".join(changed))
+        with tempfile.NamedTemporaryFile("wb", dir=self.local, prefix=".labvm-sync-list-") as names:
+            names.write(b"\0".join(os.fsencode(rel) for rel in changed))
             names.flush()
             command = [
                 "rsync", "-rt", *_rsync_options(), "--dry-run", "-ii", "--from0", f"--files-from={names.name}",
-                "--out-format=%i|%l|%M|%n", "-e", self.ssh_command, self.remote, f"{self.local}/",
+                self._out_format(), "-e", self.ssh_command, self.remote, f"{self.local}/",
             ]
             listing = self._run(command, outcome, names_may_be_missing=True)
-        conflicts, identical = set(), set()
-        for line in listing:
-            flags, size, mtime, rel = (line.split("|", 3) + ["", "", ""])[:4]
-            if len(flags) < 2 or flags[1] != "f":
+        conflicts, identical, asked = set(), set(), set(changed)
+        for entry in listing:
+            if entry.rel not in asked:  # only what was asked: a name from the host is never a local path
                 continue
-            synced = record.get(rel)
-            if flags.startswith("."):
-                identical.add(rel)
-            elif not synced or synced[2:] or [int(size.replace(",", "")), mtime] != [synced[0], _rsync_time(synced[1])]:
-                conflicts.add(rel)
+            synced = record.get(entry.rel)
+            if entry.flags.startswith("."):
+                identical.add(entry.rel)
+            elif not synced or synced[2:] or [entry.size, entry.mtime] != [synced[0], _rsync_time(synced[1])]:
+                conflicts.add(entry.rel)
         return conflicts, identical
 
     # -- local state ---------------------------------------------------------------------
@@ -364,10 +394,11 @@ def _rsync_options() -> tuple[str, ...]:
     return tuple(protect + (["--info=skip1"] if "--info=" in help_text else []))
 
 
-def _transferred_bytes(line: str) -> int:
-    """The size of a file rsync's `%i|%l|%n` line says it sent (0 for anything else)."""
-    flags, _, rest = line.partition("|")
-    return _size(rest.partition("|")[0]) if flags[:2] in (">f", "<f") else 0
+def _name(shown: bytes) -> str:
+    """A path as rsync's listing shows it, back to the name on disk (undecodable bytes kept as
+    os.fsdecode keeps them, so it equals what os.walk finds); a literal \\#ddd in a name rsync
+    shows with its backslash escaped, so reading every \\#ooo back is exact."""
+    return os.fsdecode(RSYNC_ESCAPE.sub(lambda escape: bytes([int(escape[1], 8)]), shown))
 
 
 def _size(text: str) -> int:

@@ -72,3 +72,28 @@ def test_status_shows_each_worker_vm_and_what_the_scheduler_sees(cluster_lab, ec
     assert f"cluster: labvm-aws-w1 ({first['InstanceId']}): VM running" in shown
     assert f"cluster: labvm-aws-w2 ({second['InstanceId']}): VM stopp" in shown  # stopping, then stopped
     assert "cluster: no scheduler answers" in shown and "`inv up` starts it" in shown  # no `inv cluster` yet
+
+
+def test_a_cluster_step_failing_after_the_workers_exist_stops_them(cluster_lab, ec2, monkeypatch):
+    """Issue 17 item 1: EC2 refused the Dask rule after the worker VMs were running, before their autostop
+    was armed.  Whatever fails there, no worker is left running unwatched: they stop, and labvm says so."""
+    from botocore.exceptions import ClientError
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.security_groups import SecurityGroupBackend
+
+    def full_group(*args, **kwargs):
+        # A group at its rule quota: "RulesPerSecurityGroupLimitExceeded" (EC2 API errors-overview.html).
+        raise EC2ClientError("RulesPerSecurityGroupLimitExceeded",
+                             "The maximum number of rules per security group has been reached.")
+
+    monkeypatch.setattr(SecurityGroupBackend, "authorize_security_group_ingress", full_group)
+    # The fault is in place before labvm runs (moto's server serves from this process): were it not,
+    # labvm would go on to SSH to moto's made-up public addresses, which are no test hosts.
+    (group,) = ec2.describe_security_groups(GroupNames=["labvm-aws-ada"])["SecurityGroups"]
+    with pytest.raises(ClientError, match="RulesPerSecurityGroupLimitExceeded"):
+        ec2.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "IpRanges": [{"CidrIp": "127.0.0.1/32"}]}])
+    failed = cluster_lab.inv("cluster", "--host", "aws", check=False)
+    assert failed.returncode == 1 and "RulesPerSecurityGroupLimitExceeded" in failed.output, failed.output
+    assert "cluster: stopped labvm-aws-w1, labvm-aws-w2 so no worker runs without autostop" in failed.output
+    assert [w["State"]["Name"] for w in workers_of(ec2)] == ["stopped", "stopped"]

@@ -2,10 +2,12 @@
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +192,112 @@ def test_bad_sync_patterns_name_the_key(lab, user, sshd):
     result = lab.inv("sync", "--host", "vm", check=False)
     assert result.returncode == 1
     assert "profiles.vm.sync: must be a list of strings" in result.output
+
+
+# File names a VM's user may choose (bytes, as on the VM's disk), each with how labvm must show it.
+# rsync prints control bytes, DEL and bytes the locale cannot print as \#ooo (tabs raw; rsync.1,
+# --8-bit-output), so its listing is one line per file; labvm reads that back to the real name and
+# shows names only through labvm.text.clean.
+HOSTILE_NAMES = [
+    (b"new\nline.ipynb", "new\\x0aline.ipynb"),
+    (b"forged\n>f+++++++++|1|invented.ipynb", "forged\\x0a>f+++++++++|1|invented.ipynb"),
+    (b"pipe|99|shifted.ipynb", "pipe|99|shifted.ipynb"),
+    (b"tab\there.ipynb", "tab\\x09here.ipynb"),
+    (b"\x1b]0;owned\x07title.ipynb", "\\x1b]0;owned\\x07title.ipynb"),
+    (b"\x1b[2J\x1b[Hcleared.ipynb", "\\x1b[2J\\x1b[Hcleared.ipynb"),
+    ("c1\u009b31mred.ipynb".encode(), "c1\\x9b31mred.ipynb"),
+    ("\u202egnp.ipynb".encode(), "\\u202egnp.ipynb"),
+    (b"bad\xff\xfeutf8.ipynb", "bad\\udcff\\udcfeutf8.ipynb"),
+    (b"-rf --delete.ipynb", "-rf --delete.ipynb"),
+    (b"literal\\#012escape.ipynb", "literal\\#012escape.ipynb"),
+    ("caf\u00e9.ipynb".encode(), "caf\u00e9.ipynb"),
+    (b"CR\rreturn.ipynb", "CR\\x0dreturn.ipynb"),
+]
+RAW_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]")
+
+
+def put_raw(user, name: bytes, text: str) -> Path:
+    """A file on "the VM" whose name is any bytes."""
+    path = os.path.join(bytes(user.home / "work"), name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as file:
+        file.write(text)
+    os.chown(os.path.dirname(path), user.uid, user.uid)
+    os.chown(path, user.uid, user.uid)
+    return Path(os.fsdecode(path))
+
+
+def names_in(folder: Path) -> set[bytes]:
+    return {name for name in os.listdir(bytes(folder)) if not name.startswith(b".labvm-sync")}
+
+
+def test_hostile_file_names_come_home_intact_and_are_shown_escaped(lab, user, sshd, workspace):
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    for name, _ in HOSTILE_NAMES:
+        put_raw(user, name, name.hex())
+    home = lab.directory / "notebooks" / "vm"
+
+    first = lab.inv("sync", "--host", "vm")
+    assert f"{len(HOSTILE_NAMES)} file(s) brought home, 0 unchanged" in first.output
+    assert names_in(home) == {name for name, _ in HOSTILE_NAMES}  # no name split, none invented
+    for name, _ in HOSTILE_NAMES:
+        assert open(os.path.join(bytes(home), name)).read() == name.hex()
+    again = lab.inv("sync", "--host", "vm")
+    assert f"0 file(s) brought home, {len(HOSTILE_NAMES)} unchanged" in again.output
+
+    # Every file edited on both sides: each local edit kept aside, each named as clean() shows it.
+    later = time.time() + 60
+    for name, _ in HOSTILE_NAMES:
+        with open(os.path.join(bytes(home), name), "w") as file:
+            file.write("edited here")
+        os.utime(put_raw(user, name, "edited on the VM"), (later, later))
+    conflict = lab.inv("sync", "--host", "vm")
+    for name, shown in HOSTILE_NAMES:
+        assert f"your local edit of {shown} was kept as " in conflict.output
+        assert open(os.path.join(bytes(home), name)).read() == "edited on the VM"
+    assert len(names_in(home)) == 2 * len(HOSTILE_NAMES)
+    for output in (first.output, again.output, conflict.output):
+        assert not RAW_CONTROL.search(output), output
+
+
+def test_hostile_file_names_go_back_with_push_and_down_still_stops(lab, user, sshd, workspace):
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    for name, _ in HOSTILE_NAMES:
+        put_raw(user, name, "from the VM")
+    home = lab.directory / "notebooks" / "vm"
+    lab.inv("sync", "--host", "vm")
+    for name, _ in HOSTILE_NAMES:
+        with open(os.path.join(bytes(home), name), "w") as file:
+            file.write("edited here")
+
+    edited = lab.inv("sync", "--host", "vm")
+    assert "changed here only (kept; --push sends them): " in edited.output
+    pushed = lab.inv("sync", "--host", "vm", "--push")
+    assert f"{len(HOSTILE_NAMES)} file(s) sent to the host" in pushed.output
+    assert names_in(workspace) == {name for name, _ in HOSTILE_NAMES}
+    for name, _ in HOSTILE_NAMES:
+        assert open(os.path.join(bytes(workspace), name)).read() == "edited here"
+    assert "changed here only" not in lab.inv("sync", "--host", "vm").output
+
+    # `down` meets a file edited on both sides: it keeps the local edit aside and still stops.
+    name, shown = HOSTILE_NAMES[0]
+    with open(os.path.join(bytes(home), name), "w") as file:
+        file.write("edited here again")
+    later = time.time() + 60
+    os.utime(put_raw(user, name, "edited on the VM again"), (later, later))
+    down = lab.inv("down", "--host", "vm")
+    assert "1 file(s) brought home" in down.output and f"your local edit of {shown} was kept" in down.output
+    assert down.output.index("brought home") < down.output.index("notebook:")
+    for output in (edited.output, pushed.output, down.output):
+        assert not RAW_CONTROL.search(output), output
+
+
+def test_a_name_that_looks_like_rsyncs_skip_line_is_not_misread(lab, user, sshd, workspace):
+    lab.write_hosts({"vm": ssh_profile(user, sshd, sync=["*"], sync_max_file="1K")})
+    put_raw(user, b"notes is over max-size", "small")
+    put_raw(user, b">f+++++++++|5|invented.ipynb", "x" * 4096)  # over max-size: rsync names it
+    home = lab.directory / "notebooks" / "vm"
+    result = lab.inv("sync", "--host", "vm")
+    assert names_in(home) == {b"notes is over max-size"}
+    assert "1 file(s) brought home" in result.output
+    assert "over sync_max_file, left where they are: >f+++++++++|5|invented.ipynb" in result.output
