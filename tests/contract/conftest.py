@@ -2,33 +2,19 @@
 on every one of them.  The live worlds run only when their marker is asked for (pytest -m live_aws ...)."""
 
 import contextlib
-import logging
-import os
 import sys
 
 import pytest
 
-from realhost import free_port
+from aws_world import moto_server
 from worlds import AwsWorld, GceWorld, MemoryWorld, OpenStackWorld, ec2_as_aws
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """moto's EC2 server, one for the session (each test resets its state)."""
-    os.environ["MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION"] = "true"
-    import moto.settings
-
-    # EC2 refuses to launch from an AMI that does not exist (InvalidAMIID.NotFound,
-    # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html); moto only warns
-    # unless told (moto/ec2/models/instances.py, run_instances: settings.ENABLE_AMI_VALIDATION).
-    moto.settings.ENABLE_AMI_VALIDATION = True
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
+    server, endpoint = moto_server()
+    yield endpoint
     server.stop()
 
 
