@@ -42,6 +42,9 @@ def ensure(profile: Profile, ssh: SshHome, head: SshHost, workers: list[SshHost]
     _each(hosts, lambda host: _push_certificates(host, files, HEAD_ROLES if host is head else ("worker",)))
     scheduler = _scheduler_address(head.cluster_address)
     spec = profile.cluster
+    # Before anything starts (new workers would wait for a scheduler that cannot start): labvm
+    # forwards this port, and whoever holds it would serve JupyterLab's Dask panel.
+    _script(head, "check-dashboard", LABVM_DASK_HOST=head.hostname, LABVM_DASK_DASHBOARD=DASHBOARD_PORT)
 
     def start(host: SshHost, restart: bool = False) -> dict:
         if host is head:

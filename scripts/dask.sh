@@ -1,12 +1,13 @@
 #!/bin/sh
-# Dask distributed on the host: dask.sh versions|install-certificates|start-scheduler|start-worker|stop|status
+# Dask distributed on the host: dask.sh versions|install-certificates|check-dashboard|start-scheduler|start-worker|stop|status
 #   LABVM_ENV_PREFIX      the environment holding dask and distributed (all but stop)
 #   LABVM_DASK_HOST       this host's address as the cluster's other machines reach it: dask
 #                         binds it, and it names this host's state (homes and /tmp may be shared)
 #   LABVM_DASK_LISTEN     start-*: the address dask binds (and, for the scheduler, Client() uses)
 #                         when not LABVM_DASK_HOST (a cloud VM's private address)
 #   LABVM_DASK_SCHEDULER  tls://HEAD:PORT (start-worker); status asks the one Client() is configured for
-#   LABVM_DASK_PORT       the scheduler's port; LABVM_DASK_DASHBOARD its dashboard port (127.0.0.1 only)
+#   LABVM_DASK_PORT       the scheduler's port; LABVM_DASK_DASHBOARD its dashboard port (127.0.0.1 only):
+#                         check-dashboard and start-scheduler fail when anyone else listens there
 #   LABVM_DASK_THREADS, LABVM_DASK_MEMORY   per worker; empty: what the machine has
 #   LABVM_DASK_RESTART    1: start again even when running with the same settings (a new scheduler)
 #   LABVM_DASK_ROLE       stop: scheduler | worker
@@ -80,7 +81,9 @@ run_process() {
     pidfile=$1 log=$2
     shift 2
     printf '%s\n' "$$" > "$pidfile"
-    exec env DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True "$@" >> "$log" 2>&1
+    # The dashboard link as distributed's default writes it: dask.sh reads the port from the log.
+    exec env DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True DASK_DISTRIBUTED__DASHBOARD__LINK='{scheme}://{host}:{port}/status' \
+        "$@" >> "$log" 2>&1
 }
 
 last_error() {
@@ -143,13 +146,62 @@ described() {
 start_scheduler() {
     need_env
     port=${LABVM_DASK_PORT:-8786}
+    dashboard=${LABVM_DASK_DASHBOARD:-8787}
     select_process scheduler
     listen=${LABVM_DASK_LISTEN:-$host}
     write_client_config "tls://$(bracketed "$listen"):$port"
-    start_process scheduler "Scheduler at:" \
+    # One started before labvm checked its dashboard may serve it elsewhere: start it again.
+    if running && [ "$(dashboard_logged)" != "$dashboard" ]; then LABVM_DASK_RESTART=1; fi
+    # "dashboard at:" is logged after "Scheduler at:", in the same step (Scheduler.start).
+    start_process scheduler "dashboard at:" \
         --host "$listen" --port "$port" --protocol tls \
         --tls-ca-file "$DASK/ca.pem" --tls-cert "$DASK/scheduler.pem" --tls-key "$DASK/scheduler.key" \
-        --dashboard-address "127.0.0.1:${LABVM_DASK_DASHBOARD:-8787}"
+        --dashboard-address "127.0.0.1:$dashboard"
+    # Taken between check-dashboard and the bind: dask then serves it on another port, silently.
+    if [ "$(dashboard_logged)" != "$dashboard" ]; then
+        stop_process
+        dashboard_taken "$dashboard" "the scheduler's dashboard went to another port"
+    fi
+}
+
+# Before any start: labvm forwards JupyterLab's Dask panel (proxy/PORT) and the laptop's dashboard
+# port to this port, so whoever listens there would serve their page on JupyterLab's origin.
+check_dashboard() {
+    dashboard=${LABVM_DASK_DASHBOARD:-8787}
+    select_process scheduler
+    if running && [ "$(dashboard_logged)" = "$dashboard" ]; then
+        printf '{"dashboard": "ours"}\n'  # labvm's scheduler holds it
+        return
+    fi
+    dashboard_taken "$dashboard" ""
+    printf '{"dashboard": "free"}\n'
+}
+
+# dashboard_taken PORT WHY: one line naming who listens on PORT (when anyone does, or WHY is given).
+dashboard_taken() {
+    holder=$(port_holder "$1")
+    if [ -n "$holder" ] && [ "$holder" != "$(id -u)" ]; then
+        user=$(getent passwd "$holder" | cut -d: -f1)
+        die "port $1 on $host is held by user ${user:-uid $holder}, not you: labvm forwards the Dask dashboard there and will not show you their page; ask them to free it, then run inv up again"
+    fi
+    if [ -n "$holder" ]; then
+        die "port $1 on $host is held by another program of yours (a Dask cluster started in a notebook?), not labvm's scheduler: end it, then run inv up again"
+    fi
+    [ -z "$2" ] || die "$2 (log: $log); run inv up again"
+}
+
+# uid listening on TCP port $1 on any address, another user's first; empty when none. As
+# scripts/nbctl.py port_owner: /proc/net/tcp{,6}, st 0A = LISTEN, uid the 8th column (proc(5)).
+port_holder() {
+    awk -v port="$(printf ':%04X' "$1")" -v me="$(id -u)" '
+        $4 == "0A" && substr($2, length($2) - 4) == port { if ($8 != me) { print $8; found = 1; exit } mine = 1 }
+        END { if (mine && !found) print me }' /proc/net/tcp /proc/net/tcp6 2>/dev/null || true
+}
+
+# The dashboard port the scheduler logged ("dashboard at:  http://127.0.0.1:8787/status"): dask takes
+# another one when the one asked for is taken (distributed/node.py, start_http_server).
+dashboard_logged() {
+    sed -n 's/.*dashboard at: *[^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" 2>/dev/null | tail -n 1
 }
 
 start_worker() {
@@ -280,10 +332,11 @@ ${LABVM_PACKAGES:-}
 END
         versions "$@" ;;
     start-scheduler) start_scheduler ;;
+    check-dashboard) check_dashboard ;;
     start-worker) start_worker ;;
     install-certificates) install_certificates ;;
     stop) stop ;;
     status) status ;;
     run) shift; run_process "$@" ;;
-    *) die "usage: dask.sh versions|start-scheduler|start-worker|stop|status" ;;
+    *) die "usage: dask.sh versions|install-certificates|check-dashboard|start-scheduler|start-worker|stop|status" ;;
 esac

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import subprocess
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,6 +308,72 @@ def test_a_worker_on_other_versions_is_named_before_anything_starts(machines, us
     message = str(failure.value)
     assert f"cluster: dask 2024.1.0 on {workers[1].address} but " in message and head.address in message, message
     assert "profiles.head.env.packages" in message
+    assert dask_processes(user) == []
+
+
+
+@pytest.fixture
+def colleague(tmp_path):
+    """Another login of the head: a shared lab VM or workstation."""
+    other = User.create(tmp_path)
+    yield other
+    other.remove()
+
+
+@contextmanager
+def listening(host: netns.NetnsHost, login: User, port: int):
+    """login listens on 127.0.0.1:port inside host's namespace until the block ends (setpriv execs,
+    so the listener is the process ended here)."""
+    program = (f"import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+               f"s.bind(('127.0.0.1', {port})); s.listen(); print('listening', flush=True); time.sleep(600)")
+    squatter = subprocess.Popen(["ip", "netns", "exec", host.namespace, "setpriv", f"--reuid={login.uid}",
+                                 f"--regid={pwd.getpwuid(login.uid).pw_gid}", "--clear-groups",
+                                 "/usr/bin/python3", "-c", program], stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline().strip() == "listening"
+        yield
+    finally:
+        squatter.kill()
+        squatter.wait(10)
+
+
+def test_a_dashboard_port_another_user_holds_is_named_and_nothing_starts(machines, user, colleague):
+    """Dask would serve its dashboard on another port, silently, while labvm forwards JupyterLab's
+    Dask panel (proxy/8787) and the laptop's dashboard port to the colleague's program."""
+    stop_all(machines)
+    profile, ssh, head_host, worker_hosts = connect(machines)
+    with listening(machines.head, colleague, cluster.DASHBOARD_PORT):
+        with pytest.raises(LabvmError) as failure:
+            cluster.ensure(profile, ssh, head_host, worker_hosts)
+    message = str(failure.value)
+    assert (f"port {cluster.DASHBOARD_PORT} on {machines.head.address} is held by user {colleague.name}, "
+            "not you") in message and "run inv up again" in message, message
+    assert len(message.splitlines()) == 1
+    assert dask_processes(user) == []
+
+
+def test_a_dashboard_port_a_program_of_ones_own_holds_is_named_and_nothing_starts(machines, user):
+    stop_all(machines)
+    profile, ssh, head_host, worker_hosts = connect(machines)
+    with listening(machines.head, user, cluster.DASHBOARD_PORT):
+        with pytest.raises(LabvmError) as failure:
+            cluster.ensure(profile, ssh, head_host, worker_hosts)
+    message = str(failure.value)
+    assert f"port {cluster.DASHBOARD_PORT} on {machines.head.address} is held by another program of yours" in message
+    assert dask_processes(user) == []
+
+
+def test_a_dashboard_port_taken_after_the_check_stops_the_scheduler_and_names_the_holder(machines, user, colleague):
+    """The colleague binds between labvm's check and the scheduler's bind: start-scheduler reads the
+    port the scheduler logged, and does not leave it serving elsewhere."""
+    stop_all(machines)
+    profile, ssh, head_host, worker_hosts = connect(machines)
+    cluster._push_certificates(head_host, cluster.certificates(ssh, profile), cluster.HEAD_ROLES)
+    with listening(machines.head, colleague, cluster.DASHBOARD_PORT):
+        with pytest.raises(LabvmError) as failure:
+            cluster._script(head_host, "start-scheduler", **cluster._start_env(head_host),
+                            LABVM_DASK_PORT=cluster.SCHEDULER_PORT, LABVM_DASK_DASHBOARD=cluster.DASHBOARD_PORT)
+    assert f"is held by user {colleague.name}, not you" in str(failure.value), failure.value
     assert dask_processes(user) == []
 
 
