@@ -12,6 +12,12 @@ cloud profile, after repeated failures it asks the provider whether the VM still
 trying when it is stopped or gone.  SIGTERM ends it and its ssh; SIGUSR1 makes it replace its
 ssh at once (what `inv up` does to a tunnel that does not answer).
 
+Before each ssh forwards, and every few seconds while it does, it asks the VM who listens on the
+remote ports (one short `ssh -T`, scripts/nbctl.py owner, which reads /proc and connects to
+nobody): a port held by another login of a shared VM gets no forward (the browser's token and
+cookies would go to that user); the state is then "refused", its reason names the user, and the
+keeper asks again every minute, or at once on SIGUSR1.
+
 While the tunnel is up it asks the VM for its autostop report (one short non-interactive ssh,
 no pty: a pty login would count as activity) right after each connection and then every minute
 (SIGUSR2: now), and warns once per idle stretch, in its log and as a desktop notification, when
@@ -19,7 +25,7 @@ the VM will stop itself within autostop's own warning window.
 
 Its state is one JSON file, ~/.ssh/labvm/run/<profile>.json (written whole, atomically):
 keeper_pid, ssh_pid, local_port, remote_port, dashboard_local_port, dashboard_remote_port (0
-without a dashboard), state ("starting", "up", "reconnecting", "stopped", "failed"), since (ISO
+without a dashboard), state ("starting", "up", "reconnecting", "refused", "stopped", "failed"), since (ISO
 time), reason (ssh's last line, or why it stopped), autostop_asked (ISO time of the last question
 about autostop that was answered, to the microsecond).
 """
@@ -60,6 +66,15 @@ AUTOSTOP_WARN_WITHIN = 300  # seconds, or half a shorter period: scripts/autosto
 AUTOSTOP_STATUS = "python3 .labvm/scripts/autostop.py status"
 AUTOSTOP_ANSWER_LIMIT = 64 * 1024  # bytes of the VM's answer kept (its report is under 1 KB)
 SSH_LINES_LOGGED = 200  # of one ssh's stderr (a jump host's banner may never end)
+# Who listens on the VM's ports (scripts/nbctl.py owner, read from /proc: no connection to them),
+# asked before each ssh forwards, then every OWNER_ASK_EVERY seconds while it does.
+OWNER_QUESTION = "python3 .labvm/scripts/nbctl.py owner"
+OWNER_ASK_EVERY = 10  # seconds
+OWNER_ASK_TIMEOUT = 15  # seconds for the whole question, connection included
+OWNER_ANSWER_LIMIT = 4096  # bytes: one short JSON line per port
+OWNER_FIELDS = {"port", "uid", "mine", "user"}
+ROOT_UID = 0
+REFUSED_RETRY = 60  # seconds between questions while another login holds a port
 
 
 def now_iso() -> str:
@@ -90,6 +105,15 @@ def ssh_command(ssh_config: str, alias: str, forwards: list[tuple[int, int]]) ->
 
 
 def autostop_command(ssh_config: str, alias: str) -> list[str]:
+    return question_command(ssh_config, alias, AUTOSTOP_STATUS)
+
+
+def owner_command(ssh_config: str, alias: str, ports: list[int]) -> list[str]:
+    dashboard = f" --dashboard-port {ports[1]}" if len(ports) > 1 else ""
+    return question_command(ssh_config, alias, f"{OWNER_QUESTION} --port {ports[0]}{dashboard}")
+
+
+def question_command(ssh_config: str, alias: str, question: str) -> list[str]:
     """One question to the VM: -T, as a pty login would count as activity and keep the VM up."""
     return [
         "ssh", "-F", ssh_config, "-T",
@@ -97,8 +121,40 @@ def autostop_command(ssh_config: str, alias: str) -> list[str]:
         "-o", "ClearAllForwardings=yes",  # the tunnel's ports are the keeper's ssh's
         "-o", "BatchMode=yes",
         "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
-        alias, AUTOSTOP_STATUS,
+        alias, question,
     ]
+
+
+def port_holders(out: str, ports: list[int]) -> dict[int, dict]:
+    """nbctl.py owner's answer, checked line by line: {port: its line} for exactly the ports
+    asked; ValueError for anything else (the answer comes from the VM)."""
+    held: dict[int, dict] = {}
+    for line in out.splitlines():
+        entry = json.loads(line)
+        if not isinstance(entry, dict) or set(entry) != OWNER_FIELDS:
+            raise ValueError(f"a line that is not {{{', '.join(sorted(OWNER_FIELDS))}}}")
+        port, uid, mine, user = entry["port"], entry["uid"], entry["mine"], entry["user"]
+        if type(port) is not int or port not in ports or port in held:
+            raise ValueError(f"port {port!r} was not asked")
+        nobody = uid is None and mine is False and user is None
+        somebody = type(uid) is int and uid >= 0 and type(mine) is bool and isinstance(user, str) and user
+        if not (nobody or somebody):
+            raise ValueError(f"port {port}: uid {uid!r}, mine {mine!r}, user {user!r}")
+        held[port] = entry
+    if set(held) != set(ports):
+        raise ValueError(f"no word on port {min(set(ports) - set(held))}")
+    return held
+
+
+def refusal(held: dict[int, dict]) -> str:
+    """Why the browser must not be forwarded: "" when each port is the user's own, root's or free.
+    Root reads the token file and the user's sessions anyway: refusing it protects nothing (and a
+    system service, a test's stand-in, may serve a port as root)."""
+    for port, entry in held.items():
+        if entry["uid"] not in (None, ROOT_UID) and not entry["mine"]:
+            return (f"port {port} on the VM is held by user {entry['user']}, not you; not forwarding there "
+                    f"(asking again every {REFUSED_RETRY}s, or at `inv up`)")
+    return ""
 
 
 def forward_accepts(port: int) -> bool:
@@ -282,6 +338,9 @@ class Keeper:
         self.last_line = ""
         self.stopping = False
         self.wake = threading.Event()
+        self.recheck = threading.Event()  # ask who holds the ports now (or ssh ended)
+        self.question: subprocess.Popen | None = None
+        self.unchecked_said = False
         self.record_lock = threading.Lock()  # the loop and the autostop watch both write the record
         self.watch = AutostopWatch(self)
         self.state = {"keeper_pid": os.getpid(), "ssh_pid": 0, "local_port": local_port,
@@ -310,6 +369,9 @@ class Keeper:
     def on_term(self, *_):
         self.stopping = True
         self.end_child()
+        question = self.question
+        if question and question.poll() is None:
+            question.terminate()
         self.wake.set()
 
     def on_reconnect(self, *_):
@@ -331,10 +393,18 @@ class Keeper:
         command = ssh_command(self.ssh_config, self.alias, self.forwards)
         self.child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE)
-        self.reader = threading.Thread(target=self.read_errors, args=(self.child,), daemon=True)
+        self.ssh_gone = threading.Event()
+        self.reader = threading.Thread(target=self.read_errors, args=(self.child, self.ssh_gone), daemon=True)
         self.reader.start()
 
-    def read_errors(self, child: subprocess.Popen) -> None:
+    def read_errors(self, child: subprocess.Popen, gone: threading.Event) -> None:
+        try:
+            self.log_errors(child)
+        finally:  # stderr closed: ssh ended; the loop waiting on it goes on at once
+            gone.set()
+            self.recheck.set()
+
+    def log_errors(self, child: subprocess.Popen) -> None:
         """ssh's stderr, one bounded line at a time; the first lines logged, the last one kept."""
         logged = 0
         while line := child.stderr.readline(LINE_LIMIT):
@@ -348,6 +418,8 @@ class Keeper:
                 self.log(f"ssh: more than {SSH_LINES_LOGGED} lines; only its last one is kept")
             if "open failed" not in line:  # a probe of the forward before Jupyter listened
                 self.last_line = line
+            else:  # nobody listens there now (Jupyter stopped): someone else may take the port next
+                self.recheck.set()
 
     def wait_until_accepting(self) -> bool:
         deadline = time.monotonic() + ACCEPT_TIMEOUT
@@ -379,17 +451,26 @@ class Keeper:
         self.set_state("starting")
         while not self.stopping:
             self.last_line = ""
-            self.start_child()
-            if self.wait_until_accepting():
-                was_up, failures, backoff = True, 0, BACKOFF_FIRST
-                self.set_state("up")
-                self.watch.ring()  # a new connection, maybe after a long gap: how close is the stop?
-            else:
-                self.end_child()
-            self.child.wait()
-            self.reader.join(2)  # ssh's last words, for the reason
-            if self.stopping:
-                break
+            refused = self.port_refusal()
+            if refused:
+                self.refuse(refused)
+                continue
+            if refused == "":
+                self.start_child()
+                if self.wait_until_accepting():
+                    was_up, failures, backoff = True, 0, BACKOFF_FIRST
+                    self.set_state("up")
+                    self.watch.ring()  # a new connection, maybe after a long gap: how close is the stop?
+                    refused = self.hold()
+                else:
+                    self.end_child()
+                self.child.wait()
+                self.reader.join(2)  # ssh's last words, for the reason
+                if self.stopping:
+                    break
+                if refused:
+                    self.refuse(refused)
+                    continue
             reason = self.last_line or f"ssh exited with status {self.child.returncode}"
             if not was_up:  # the first connection never worked: say why, do not insist
                 self.set_state("failed", reason)
@@ -416,6 +497,69 @@ class Keeper:
         self.record.unlink(missing_ok=True)
         self.log("stopped by labvm")
         return 0
+
+    # -- who holds the VM's ports ---------------------------------------------------------
+
+    def hold(self) -> str:
+        """While ssh forwards: asks who holds the ports every OWNER_ASK_EVERY seconds, and at
+        once when a connection found nobody listening; ends ssh and returns the refusal when
+        another login took a port; returns "" when ssh ended."""
+        while True:
+            if self.recheck.wait(OWNER_ASK_EVERY):
+                self.recheck.clear()
+            if self.stopping or self.ssh_gone.is_set():
+                return ""
+            refused = self.port_refusal()
+            if refused:
+                self.end_child()
+                return refused
+
+    def refuse(self, reason: str) -> None:
+        """No forward while another login holds a port: said once, asked again later."""
+        self.child = None
+        if (self.state["state"], self.state["reason"]) != ("refused", reason):
+            self.set_state("refused", reason)
+        if self.wake.wait(REFUSED_RETRY):  # `inv up` (SIGUSR1) asks again at once
+            self.wake.clear()
+
+    def port_refusal(self) -> str | None:
+        """Why the forwards must not run ("" when each remote port is the user's or free); None
+        when the VM could not be asked (ssh's own failure, in last_line); a VM that answers what labvm cannot
+        read gets no forward."""
+        ports = [remote for _, remote in self.forwards]
+        code, out, err = self.ask(owner_command(self.ssh_config, self.alias, ports))
+        why = clean(err.strip().splitlines()[-1]) if err.strip() else ""
+        if self.stopping:
+            return ""
+        if code == 255:
+            self.last_line = why or "ssh could not reach the VM"
+            return None
+        if code != 0:  # the VM lacks labvm's scripts (an older labvm set it up): `inv up` puts them there
+            if not self.unchecked_said:
+                self.unchecked_said = True
+                self.log(f"ports: cannot ask {self.alias} who holds port {ports[0]} ({why or f'status {code}'}); "
+                         f"`inv up --host {self.profile}` installs the check")
+            return ""
+        try:
+            if not out and err:
+                raise ValueError(why)
+            return refusal(port_holders(out, ports))
+        except (ValueError, RecursionError) as e:  # an answer labvm cannot trust: no forward
+            return f"could not tell who holds port {ports[0]} on the VM ({clean(str(e), 200)}); not forwarding there"
+
+    def ask(self, command: list[str]) -> tuple[int, str, str]:
+        """(exit status, stdout, stderr) of one bounded question to the VM; 255 when it did not answer."""
+        self.question = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE)
+        try:
+            out, err, too_much = communicate_bounded(self.question, OWNER_ASK_TIMEOUT, OWNER_ANSWER_LIMIT)
+        except subprocess.TimeoutExpired:
+            self.question.kill()
+            self.question.wait()
+            return 255, "", f"no answer within {OWNER_ASK_TIMEOUT}s"
+        if too_much:  # a VM that says more than asked: its answer is not read at all
+            return 0, "", f"its answer was larger than {OWNER_ANSWER_LIMIT} bytes"
+        return self.question.returncode, decode(out), decode(err)
 
     def vm_not_running(self) -> str:
         """For a cloud profile: "VM stopped"/"VM gone" when the provider says so; else ""."""

@@ -68,8 +68,8 @@ def _describe(session: Session, status: dict) -> list[str]:
         if status.get("autostop") else []
     holder = status.get("port_holder")
     if holder:  # another login of the VM listens where the tunnel forwards: never the user's browser
-        return [f"  notebook: port {status['port']} is held by user {holder['user']}, not you; the tunnel must not "
-                f"forward there: `inv tunnel --host {session.profile.name} --stop`, then set notebook.port",
+        return [f"  notebook: port {status['port']} is held by user {holder['user']}, not you; the tunnel does not "
+                f"forward there: set notebook.port, or wait for them to leave, then `inv up --host {session.profile.name}`",
                 *autostop, machine]
     if not server:
         other = status.get("other")

@@ -334,7 +334,7 @@ def _describe(record: dict) -> str:
     reason = clean(str(record.get("reason") or ""))
     if state == "reconnecting":
         return f"reconnecting since {_local_time(record.get('since', ''))}" + (f" ({reason})" if reason else "")
-    if state in ("stopped", "failed"):
+    if state in ("stopped", "failed", "refused"):
         return f"{state}: {reason}"
     return state
 

@@ -243,13 +243,23 @@ def status(args):
         # Another login of this machine listens where labvm forwards: a browser's token would go to it.
         result["port_holder"] = {"uid": owner, "user": owner_name(owner)}
     if not mine or mine.get("port") != args.port:
-        result["port_busy"] = port_open(args.port)
+        # Never a connection to another login's socket: it would see labvm knocking (and could answer).
+        result["port_busy"] = bool(result.get("port_holder")) or port_open(args.port)
         for directory in OTHER_RUNTIME_DIRS:
             other = next((s for s in servers(directory) if s.get("port") == args.port), None)
             if other:
                 result["other"] = {"pid": other["pid"], "runtime_file": other["runtime_file"]}
                 break
     return result
+
+
+def owner(args):
+    """Who listens on each port the tunnel forwards to: one JSON line per port, read from
+    /proc only (no connection to the holder).  labvm's keeper asks before it forwards."""
+    for port in [args.port] + ([args.dashboard_port] if args.dashboard_port else []):
+        uid = port_owner(port)
+        print(json.dumps({"port": port, "uid": uid, "mine": uid is not None and uid == os.geteuid(),
+                          "user": None if uid is None else owner_name(uid)}))
 
 
 def plan(args):
@@ -385,14 +395,18 @@ def stop(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["config", "status", "plan", "wait", "stop"])
+    parser.add_argument("command", choices=["config", "status", "plan", "wait", "stop", "owner"])
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--workspace", default="~/work")
     parser.add_argument("--prefix", default=sys.prefix, help="the environment Jupyter runs from")
     parser.add_argument("--auth", choices=["token", "password"], default="token")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--dashboard-port", type=int, default=0, help="owner: a second port to tell about")
     args = parser.parse_args()
+    if args.command == "owner":
+        owner(args)
+        return
     result = {"config": config, "status": status, "plan": plan, "wait": wait, "stop": stop}[args.command](args)
     print(json.dumps(result))
 

@@ -3,11 +3,15 @@
 A second throwaway Unix user plays the colleague; the VM is a real sshd with a real Jupyter.
 """
 
+import pwd
 import subprocess
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
-from realhost import User, ssh_profile, wait_for_port
+from realhost import User, http_status, ssh_profile, url_of, wait_for_port
 
 
 @pytest.fixture
@@ -38,3 +42,90 @@ def test_a_port_another_user_took_is_named_and_never_served(lab, user, sshd, col
     finally:
         squatter.kill()
         lab.inv("down", "--host", "vm", "--no-sync", check=False)
+
+
+# What the colleague runs: a socket on the notebook port that writes a file when anyone connects.
+TATTLER = ("import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+           "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); s.accept(); open(sys.argv[2], 'w').write('reached')")
+
+
+def wait_for_record(lab, state: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while (record := lab.tunnel_record("vm"))["state"] != state:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"keeper still {record['state']!r} after {timeout:.0f}s, not {state!r}: {record}")
+        time.sleep(0.1)
+    return record
+
+
+def test_the_kept_tunnel_never_forwards_to_a_port_another_user_took(lab, user, sshd, colleague):
+    profile = ssh_profile(user, sshd)
+    port = profile["notebook"]["port"]
+    lab.write_hosts({"vm": profile})
+    url = url_of(lab.inv("up", "--host", "vm", "--no-browser").output)
+    base, token = url.split("/lab?token=")
+    lab.inv("stop-notebook", "--host", "vm")
+    evidence = Path(tempfile.mkdtemp(prefix="colleague-"))
+    evidence.chmod(0o777)  # the colleague writes there
+    reached = evidence / "reached"
+    squatter = subprocess.Popen(["python3", "-c", TATTLER, str(port), str(reached)], cwd=evidence,
+                                user=colleague.uid, group=pwd.getpwnam(colleague.name).pw_gid, extra_groups=[])
+    try:
+        wait_for_port_owned_by(colleague, port)
+        record = wait_for_record(lab, "refused")
+        assert f"port {port} on the VM is held by user {colleague.name}, not you" in record["reason"], record
+        assert http_status(f"{base}/api/status", token) is None  # the local URL leads nowhere now
+        status = lab.inv("status", "--host", "vm").stdout
+        assert f"port {port} is held by user {colleague.name}, not you" in status, status
+        assert not reached.exists(), "the colleague's socket received a connection"
+        log = (lab.ssh_dir / "labvm" / "run" / "vm.log").read_text()
+        assert log.count(f"refused: port {port} on the VM is held by user {colleague.name}") == 1, log
+    finally:
+        squatter.kill()
+        squatter.wait()
+    again = url_of(lab.inv("up", "--host", "vm", "--no-browser").output)
+    assert lab.tunnel_record("vm")["state"] == "up"
+    assert again.split("/lab?token=")[0] == base  # the same local URL
+    assert http_status(f"{base}/api/status", again.split("/lab?token=")[1]) == 200
+    assert not reached.exists()
+    lab.inv("down", "--host", "vm", "--no-sync", check=False)
+
+
+def wait_for_port_owned_by(colleague, port: int, timeout: float = 10) -> None:
+    """The colleague's socket listens (seen in /proc, as labvm sees it: no connection to it)."""
+    deadline = time.monotonic() + timeout
+    while not any(line.split()[3] == "0A" and int(line.split()[1].rsplit(":", 1)[1], 16) == port
+                  and int(line.split()[7]) == colleague.uid for line in Path("/proc/net/tcp").read_text().splitlines()[1:]):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the colleague's socket on port {port} did not appear")
+        time.sleep(0.05)
+
+
+
+NOBODY = '{"port": 8888, "uid": null, "mine": false, "user": null}'
+
+
+@pytest.mark.parametrize("answer, refused", [
+    (NOBODY, ""),
+    ('{"port": 8888, "uid": 1000, "mine": true, "user": "me"}', ""),
+    ('{"port": 8888, "uid": 0, "mine": false, "user": "root"}', ""),  # root reads the token anyway
+    ('{"port": 8888, "uid": 1001, "mine": false, "user": "bob\\u001b]0;x\\u0007"}', "held by user bob"),
+])
+def test_the_owner_answer_decides_the_forward(answer, refused):
+    from labvm.keeper import port_holders, refusal
+
+    reason = refusal(port_holders(answer, [8888]))
+    assert refused in reason if refused else reason == ""
+
+
+@pytest.mark.parametrize("answer", [
+    "", "not json", "[" * 5000, '{"port": 8888}', NOBODY + "\n" + NOBODY, NOBODY.replace("8888", "9999"),
+    '{"port": 8888, "uid": true, "mine": false, "user": "x"}', '{"port": 8888, "uid": 5, "mine": 1, "user": "x"}',
+    '{"port": 8888, "uid": -1, "mine": false, "user": "x"}', '{"port": 8888, "uid": 5, "mine": false, "user": ""}',
+    NOBODY[:-1] + ', "extra": 1}',
+])
+def test_an_owner_answer_labvm_cannot_read_is_refused(answer):
+    from labvm.keeper import port_holders
+
+    with pytest.raises((ValueError, RecursionError)):
+        port_holders(answer, [8888])
