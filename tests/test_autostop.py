@@ -23,7 +23,7 @@ import boto3
 import pytest
 import websocket
 
-from realhost import Lab, User, ssh_profile
+from realhost import Lab, User, free_port, ssh_profile
 from aws_world import REGION, aws_env
 
 from labvm import cluster
@@ -385,9 +385,15 @@ def dask_cluster(vm, sshd, tmp_path_factory):
     head = SshHost(config.profile("aws"), "127.0.0.1", ssh, cluster_address=SCHEDULER_HOST)
     worker = SshHost(config.profile("worker"), "localhost", ssh)
     worker.run("authorize-key.sh", env={"LABVM_PUBKEY": ssh.ensure_key()})
+    # This "VM" is the laptop's own loopback, where other test files' tunnel keepers forward the
+    # laptop's 127.0.0.1:8787 to their dashboards: labvm refuses a dashboard port someone else holds
+    # (as it must on a real VM), so this head's dashboard gets a port of its own.
+    dashboard = pytest.MonkeyPatch()
+    dashboard.setattr(cluster, "DASHBOARD_PORT", free_port())
     try:
         yield head, Vm(vm.lab, second, 0, 0), worker, config.profile("aws")
     finally:
+        dashboard.undo()
         cluster.stop(config.profile("aws"), head, [worker])
         head.close()
         worker.close()
