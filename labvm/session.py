@@ -243,8 +243,21 @@ class Session:
 
     def _stop_unguarded(self) -> str:
         """A cluster step failed before every worker VM's autostop was armed: they stop, nothing runs unwatched."""
-        stopped = [self.provider.stop(w).name for w in self.provider.workers() if w.state not in ("stopped", "stopping")]
+        stopped, running = [], []
+        try:
+            workers = self.provider.workers()
+        except LabvmError:
+            return f"cluster: the worker VMs could not be listed to stop them; `inv down --host {self.profile.name}` stops them"
+        for worker in workers:
+            if worker.state in ("stopped", "stopping"):
+                continue
+            try:
+                stopped.append(self.provider.stop(worker).name)
+            except LabvmError:  # the cloud went away too: say which still run, and how to stop them
+                running.append(worker.name)
         said = f"stopped {', '.join(stopped)} so no worker runs without autostop" if stopped else "no worker VM was left running"
+        if running:
+            said += f"; {', '.join(running)} may still run: `inv down --host {self.profile.name}` stops them"
         return f"cluster: {said}; `inv cluster --host {self.profile.name}` tries again"
 
     def _end_dask(self, host) -> None:
