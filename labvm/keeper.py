@@ -36,7 +36,6 @@ import json
 import math
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -46,7 +45,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import answers
+from . import answers, platforms
 from .errors import LabvmError
 from .text import LINE_LIMIT, clean, communicate_bounded, decode
 
@@ -163,24 +162,6 @@ def forward_accepts(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def notify(title: str, message: str) -> None:
-    """A desktop notification where the system has one (best effort); the texts are arguments,
-    never parsed by a shell or by AppleScript."""
-    if sys.platform == "darwin" and shutil.which("osascript"):
-        # osascript(1): "Any arguments following the script will be passed as a list of strings
-        # to the direct parameter of the run handler."
-        command = ["osascript", "-e", "on run argv",
-                   "-e", "display notification (item 2 of argv) with title (item 1 of argv)",
-                   "-e", "end run", title, message]
-    elif shutil.which("notify-send"):
-        command = ["notify-send", title, message]
-    else:
-        return
-    try:
-        subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        pass
 
 
 def duration(seconds: float) -> str:
@@ -322,7 +303,7 @@ class AutostopWatch:
             profile = self.keeper.profile
             advice = f"use Jupyter or `inv autostop --host {profile} --extend 1h`"
             self.keeper.log(f"autostop: {profile} {warning}; {advice}")
-            notify(f"labvm: {profile}", f"{warning}; {advice}")
+            platforms.notify(f"labvm: {profile}", f"{warning}; {advice}")
 
 
 class Keeper:
@@ -483,7 +464,7 @@ class Keeper:
                 if verdict:
                     self.child = None
                     self.set_state("stopped", verdict)
-                    notify(f"labvm: {self.profile}", f"tunnel closed: {verdict}")
+                    platforms.notify(f"labvm: {self.profile}", f"tunnel closed: {verdict}")
                     return 0
             if self.wake.wait(backoff):
                 backoff = BACKOFF_FIRST  # asked to reconnect: no waiting

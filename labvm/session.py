@@ -10,10 +10,9 @@ import html
 import os
 import sys
 import time
-import webbrowser
 from concurrent.futures import ThreadPoolExecutor
 
-from . import answers, preflight, steps
+from . import answers, platforms, preflight, steps
 from .autostop import autostop_line
 from .config import Profile, parse_duration
 from .errors import LabvmError, Unsupported
@@ -404,7 +403,7 @@ class Session:
         print(f"\nJupyterLab is ready: {url}")
         if dashboard:
             print(f"Dask dashboard: http://127.0.0.1:{dashboard}/status (and in JupyterLab's Dask panel)")
-        if browser and _has_browser():
+        if browser and platforms.has_browser():
             self._open_browser(url)
         return url
 
@@ -416,7 +415,7 @@ class Session:
         with os.fdopen(fd, "w") as f:
             f.write(f'<!DOCTYPE html><meta http-equiv="refresh" content="0;url={html.escape(url)}">'
                     f'<a href="{html.escape(url)}">JupyterLab</a>\n')
-        webbrowser.open(page.as_uri())
+        platforms.open_browser(page.as_uri())
 
     def url(self, local_port: int, server: dict) -> str:
         """The browser's URL; with a password set, the login page asks for it instead of a token."""
@@ -620,10 +619,3 @@ def _worker_index(worker: Instance) -> int:
     """Providers name worker N `...-wN`."""
     return int(worker.name.rsplit("-w", 1)[1])
 
-
-def _has_browser() -> bool:
-    # Without a display, webbrowser would start a console browser inside the terminal.
-    return bool(
-        sys.platform == "darwin" or os.environ.get("BROWSER")
-        or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    )

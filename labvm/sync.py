@@ -24,7 +24,6 @@ NUL-separated as bytes, and prints them only through text.clean.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import os
@@ -40,6 +39,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import NamedTuple
 
+from . import platforms
 from .config import Profile
 from .errors import LabvmError
 from .sshconfig import SshHome
@@ -348,21 +348,8 @@ class NotebookSync:
         os.replace(tmp, self.manifest_path)
 
     def _lock(self):
-        return _Lock(self.local / ".labvm-sync.lock")
-
-
-class _Lock:
-    """One sync at a time per folder (a --watch and a `down` may meet)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        self.file = open(self.path, "w")
-        fcntl.flock(self.file, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc):
-        self.file.close()
+        """One sync at a time per folder (a --watch and a `down` may meet)."""
+        return platforms.file_lock(self.local / ".labvm-sync.lock")
 
 
 def _shown(names: list[str]) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from . import platforms
 from .config import Profile
 from .errors import LabvmError
 from .keeper import ACCEPT_TIMEOUT, CONNECT_TIMEOUT, KEEPER_MODULE
@@ -65,51 +66,10 @@ def port_free(port: int) -> bool:
     return True
 
 
-def _argv(pid: int) -> list[str]:
-    """A process's command line ([] when it is gone)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-    except FileNotFoundError:
-        if Path("/proc/self").exists():
-            return []
-    except OSError:
-        return []
-    out = subprocess.run(["ps", "-ww", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
-    return out.stdout.split()
 
 
-def _own_processes() -> dict[int, list[str]]:
-    """This user's processes and their command lines."""
-    if Path("/proc/self").exists():
-        found = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if entry.stat().st_uid == os.getuid():
-                        found[int(entry.name)] = _argv(int(entry.name))
-                except OSError:
-                    continue
-        return found
-    out = subprocess.run(["ps", "-ww", "-U", str(os.getuid()), "-o", "pid=", "-o", "command="],
-                         capture_output=True, text=True)
-    return {int(line.split()[0]): line.split()[1:] for line in out.stdout.splitlines() if line.strip()}
 
 
-def _end(pids: list[int], timeout: float = 5) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_argv(p) for p in pids):
-        time.sleep(0.05)
-    for pid in pids:
-        if _argv(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _local_time(iso: str) -> str:
@@ -140,7 +100,7 @@ class Tunnels:
         return self.ssh.run / f"{profile.name}.sock"
 
     def _is_keeper(self, pid: int, profile: Profile) -> bool:
-        argv = _argv(pid) if pid else []
+        argv = platforms.process_argv(pid) if pid else []
         if KEEPER_MODULE not in argv:
             return False
         rest = argv[argv.index(KEEPER_MODULE) + 1:]
@@ -151,12 +111,12 @@ class Tunnels:
         whose keeper was killed, or a master (or failed master) of the ControlMaster design."""
         sock = str(self.control_socket(profile))
         found = []
-        for pid, argv in _own_processes().items():
+        for pid, argv in platforms.own_processes().items():
             if not argv or Path(argv[0]).name != "ssh" or argv[-1] != profile.alias or "-N" not in argv:
                 continue
             old_design = sock in argv
             kept = "ControlPath=none" in argv and str(self.ssh.user_config) in argv
-            if (old_design or kept) and not self._is_keeper(_parent(pid), profile):
+            if (old_design or kept) and not self._is_keeper(platforms.parent_pid(pid), profile):
                 found.append(pid)
         return found
 
@@ -167,9 +127,9 @@ class Tunnels:
         keeper = int(record.get("keeper_pid") or 0)
         if self._is_keeper(keeper, profile):
             ended.append(keeper)
-            _end([keeper])  # it ends its ssh itself
+            platforms.end_processes([keeper])  # it ends its ssh itself
         strays = self._strays(profile)
-        _end(strays)
+        platforms.end_processes(strays)
         self.control_socket(profile).unlink(missing_ok=True)
         self._record_path(profile).unlink(missing_ok=True)
         return bool(ended or strays)
@@ -275,16 +235,13 @@ class Tunnels:
         mode = "w" if log.exists() and log.stat().st_size > LOG_LIMIT else "a"
         package_root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        # Detached: its own session, so closing the terminal that ran `inv` does not end it.
-        detach = ({"creationflags": subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP}
-                  if os.name == "nt" else {"start_new_session": True})
         with open(log, mode) as out:
             subprocess.Popen(
                 [sys.executable, "-m", KEEPER_MODULE, profile.name, str(local_port), str(remote_port),
                  str(self.ssh.run), str(self.ssh.user_config), profile.alias, str(profile.source),
                  str(dashboard_local_port), str(dashboard_remote_port)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.ssh.run),
-                env=env, close_fds=True, **detach,
+                env=env, close_fds=True, **platforms.detached(),
             )
 
 
@@ -319,13 +276,6 @@ def _dashboard_words(local_port: int, remote_port: int) -> str:
     return f", 127.0.0.1:{local_port} -> dashboard port {remote_port}" if remote_port else ""
 
 
-def _parent(pid: int) -> int:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        out = subprocess.run(["ps", "-o", "ppid=", "-p", str(pid)], capture_output=True, text=True)
-        return int(out.stdout.strip() or 0)
 
 
 def _describe(record: dict) -> str:
