@@ -75,11 +75,12 @@ def end_processes(pids: list[int], timeout: float = 5) -> None:
                 pass
 
 
-def detached() -> dict:
-    """Popen arguments for a process that outlives the terminal (and the `inv`) that started it."""
+def spawn_detached(argv: list[str], **popen) -> subprocess.Popen:
+    """A process that outlives the terminal (and the `inv`) that started it."""
     if os.name == "nt":
-        return {"creationflags": subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
+        flags = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
+        return subprocess.Popen(argv, creationflags=flags, **popen)
+    return subprocess.Popen(argv, start_new_session=True, **popen)
 
 
 @contextmanager

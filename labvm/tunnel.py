@@ -236,12 +236,12 @@ class Tunnels:
         package_root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         with open(log, mode) as out:
-            subprocess.Popen(
+            platforms.spawn_detached(
                 [sys.executable, "-m", KEEPER_MODULE, profile.name, str(local_port), str(remote_port),
                  str(self.ssh.run), str(self.ssh.user_config), profile.alias, str(profile.source),
                  str(dashboard_local_port), str(dashboard_remote_port)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.ssh.run),
-                env=env, close_fds=True, **platforms.detached(),
+                env=env, close_fds=True,
             )
 
 
