@@ -16,22 +16,25 @@ from . import answers, platforms, preflight, steps
 from .autostop import autostop_line
 from .config import Profile, parse_duration
 from .errors import LabvmError, Unsupported
-from .providers import IMAGE_AVAILABLE, Instance, for_profile, parse_time
+from .providers import IMAGE_AVAILABLE, Instance, Provider, for_profile, parse_time
 from .remote import LocalHost, SshHost
-from .sshconfig import SshHome, parse_jump
+from .sshconfig import SshHome
 from .tunnel import Tunnels, wait_until_answering
+from .workers import ClusterMachines
 
 
 EXTEND_LIMIT = 366 * 86400  # --extend: past a year the VM's clock arithmetic overflows; nobody means it
 
 
 class Session:
-    def __init__(self, profile: Profile, context, plan: bool = False):
+    def __init__(self, profile: Profile, context, plan: bool = False, provider: Provider | None = None):
+        """provider: the profile's provider when it is not one of hosts.yml's (the contract suite's
+        in-memory cloud); by default the registry's."""
         self.profile = profile
         self.context = context
         self.ssh = SshHome.current()
         self.tunnels = Tunnels(self.ssh)
-        self.provider = for_profile(profile)
+        self.provider = provider or for_profile(profile)
         self._host = None
         self.plan = plan
         if plan:
@@ -161,131 +164,38 @@ class Session:
         if self.provider.owns_machine:
             self._apply_autostop(self.profile.autostop, set_by="hosts.yml", keep=True)
 
-    # -- a Dask cluster beside the notebook (labvm.cluster does the Dask part) ------------------
-
-    def _member(self, index: int, address: str, key: str, user: str = "", port: int = 0,
-                cluster_address: str = "") -> SshHost:
-        """Worker N as an SSH host of its own (alias labvm-<profile>+w<N>; '+' is in no profile name).
-        key: the hosts.yml key its address comes from, for messages."""
-        member = dataclasses.replace(self.profile, name=f"{self.profile.name}+w{index}", address=address,
-                                     port=port or self.profile.port, user=user or self.profile.user, cluster=None,
-                                     worker_key=key)
-        return SshHost(member, address, self.ssh, cluster_address)
-
-    def _ssh_workers(self) -> list[SshHost]:
-        return [self._member(index, host, f"cluster.hosts[{index - 1}]", user, port)
-                for index, (user, host, port) in enumerate(map(parse_jump, self.profile.cluster.hosts), 1)]
-
-    def _cloud_workers(self, count: int) -> list[SshHost]:
-        """Worker VMs 1..count running (made from the head's image where missing); the others stopped."""
-        spec = self.profile.cluster
-        found = {_worker_index(w): w for w in self.provider.workers()}
-        for index, worker in sorted(found.items()):
-            if worker.state == "error" and index <= count:  # e.g. Nova's quota recheck after a joint boot
-                print(f"cluster: {worker.name} ({worker.id}) is in ERROR; deleting it and making it again", flush=True)
-                self.provider.terminate(worker, True)
-                del found[index]
-        missing = [index for index in range(1, count + 1) if index not in found]
-        if missing:
-            print(f"cluster: making worker(s) {', '.join(f'w{i}' for i in missing)}", flush=True)
-            for made in self.provider.create_workers(missing, "", spec.worker_size, self.ssh.ensure_key()):
-                found[_worker_index(made)] = made
-        self.provider.allow_cluster()
-        for index, worker in sorted(found.items()):
-            if index > count and worker.state not in ("stopped", "stopping"):
-                print(f"cluster: stopping {worker.name} (--workers {count})")
-                self.provider.stop(worker)
-        wanted = [found[index] for index in range(1, count + 1)]
-        with ThreadPoolExecutor(max(1, len(wanted))) as pool:
-            running = list(pool.map(lambda w: w if w.state == "running" else self.provider.start(w), wanted))
-        hosts = [self._member(_worker_index(w), w.address, "cluster.workers", cluster_address=w.private_address)
-                 for w in running]
-        if self.plan:
-            return hosts
-        for host in hosts:
-            host.wait_for_sshd()
-        return hosts
+    # -- a Dask cluster beside the notebook (labvm.workers: the machines; labvm.cluster: Dask) ----
 
     def cluster(self, count: int | None = None) -> None:
         """Workers (made, started or stopped to match), keys and env on each in parallel, then
         labvm.cluster: the scheduler, the workers and Client()'s config."""
         from . import cluster
 
-        spec = self.profile.cluster
-        if not spec:
+        if not self.profile.cluster:
             raise LabvmError(f"{self.profile.source}: profiles.{self.profile.name} has no cluster: (see the README)")
-        if spec.hosts:
-            workers = self._ssh_workers()
-            count = len(workers) if count is None else count
-            if count > len(workers):
-                raise LabvmError(f"--workers: {self.profile.name} lists {len(workers)} worker hosts (cluster.hosts), not {count}")
-            kept, ended = workers[:count], workers[count:]
+        machines = self.cluster_machines
         try:
-            if not spec.hosts:
-                kept, ended = self._cloud_workers(spec.workers if count is None else count), []
+            kept, ended = machines.wanted(count)
             if self.plan:
                 print(f"plan: then over SSH to {len(kept)} worker(s): keys, env, autostop; the scheduler and workers")
                 return
             with ThreadPoolExecutor(max(1, len(kept))) as pool:
                 list(pool.map(lambda host: (self.keys(host), self.env(host)), kept))
-            if not spec.hosts:  # first: a worker VM never runs unguarded, whatever fails after
+            if not machines.listed:  # first: a worker VM never runs unguarded, whatever fails after
                 for line in cluster.arm_worker_autostop(self.profile, self.host, kept):
                     print(line)
         except LabvmError as e:
-            if spec.hosts:
+            if machines.listed:
                 raise
-            raise LabvmError(f"{str(e).splitlines()[0]}\n{self._stop_unguarded()}") from None
+            raise LabvmError(f"{str(e).splitlines()[0]}\n{machines.stop_unguarded()}") from None
         for line in cluster.ensure(self.profile, self.ssh, self.host, kept):
             print(line)
         for host in ended:
-            self._end_dask(host)
+            machines.end_dask(host)
 
-    def _stop_unguarded(self) -> str:
-        """A cluster step failed before every worker VM's autostop was armed: they stop, nothing runs unwatched."""
-        stopped, running = [], []
-        try:
-            workers = self.provider.workers()
-        except LabvmError:
-            return f"cluster: the worker VMs could not be listed to stop them; `inv down --host {self.profile.name}` stops them"
-        for worker in workers:
-            if worker.state in ("stopped", "stopping"):
-                continue
-            try:
-                stopped.append(self.provider.stop(worker).name)
-            except LabvmError:  # the cloud went away too: say which still run, and how to stop them
-                running.append(worker.name)
-        said = f"stopped {', '.join(stopped)} so no worker runs without autostop" if stopped else "no worker VM was left running"
-        if running:
-            said += f"; {', '.join(running)} may still run: `inv down --host {self.profile.name}` stops them"
-        return f"cluster: {said}; `inv cluster --host {self.profile.name}` tries again"
-
-    def _end_dask(self, host) -> None:
-        from . import cluster
-
-        try:
-            for line in cluster.stop(self.profile, None, [host]):
-                print(line)
-        except LabvmError as e:  # one unreachable worker does not keep the others running
-            print(f"cluster: {host.label}: {str(e).splitlines()[0]}")
-        finally:
-            host.close()
-
-    def _stop_cluster(self, head_running: bool) -> None:
-        """ssh workers: their dask processes end; cloud workers: the VMs stop (even with the head stopped)."""
-        from . import cluster
-
-        # Workers first: with their scheduler gone they would end by themselves, at a moment of their own.
-        for host in self._ssh_workers() if self.profile.cluster.hosts else []:
-            self._end_dask(host)
-        if head_running:
-            for line in cluster.stop(self.profile, self.host, []):
-                print(line)
-        if self.profile.cluster.hosts:
-            return
-        for worker in self.provider.workers():
-            if worker.state not in ("stopped", "stopping"):
-                worker = self.provider.stop(worker)
-            print(f"cluster: {worker.name} is {worker.state}")
+    @property
+    def cluster_machines(self) -> ClusterMachines:
+        return ClusterMachines(self.profile, self.provider, self.ssh, self.plan)
 
     # -- idle auto-stop (cloud profiles) ---------------------------------------------------
 
@@ -596,26 +506,17 @@ class Session:
         self._sync_first(sync, instance)
         if self.plan:
             print("plan: then over SSH: stop Jupyter and the cluster's processes; close the tunnel")
-            for worker in self.provider.workers() if self.profile.cluster and not self.profile.cluster.hosts else []:
-                if worker.state not in ("stopped", "stopping"):
-                    self.provider.stop(worker)
+            if self.profile.cluster:
+                self.cluster_machines.plan_stop()
             if instance:
                 self.provider.stop(instance)
             return
         head_running = not self.provider.owns_machine or (instance is not None and instance.state == "running")
         if self.profile.cluster:
-            self._stop_cluster(head_running)
+            self.cluster_machines.stop(self.host if head_running else None)
         if head_running:
             self.stop_notebook(force)
         self.close_tunnel()
         if instance:  # stop is idempotent, and may still shelve a stopped OpenStack server
             instance = self.provider.stop(instance)
             print(f"{self.profile.name}: {instance.id} is {instance.state}; nothing is billed but its disk")
-
-
-
-
-def _worker_index(worker: Instance) -> int:
-    """Providers name worker N `...-wN`."""
-    return int(worker.name.rsplit("-w", 1)[1])
-

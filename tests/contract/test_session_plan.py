@@ -1,0 +1,70 @@
+"""`--plan` at the level a user types it: each verb of labvm.session.Session on a profile whose VM
+exists (and, for `up` and `create`, one whose VM does not), on every world.  Nothing reaches the
+cloud but questions; every verb says what it would do.  The in-memory cloud comes in through
+Session's provider argument, the others through the registry, as `inv` builds them."""
+
+import dataclasses
+
+import pytest
+from invoke import Context
+
+from labvm.config import ClusterSpec
+from labvm.session import Session
+from worlds import public_key
+
+KEY = public_key()
+
+
+@pytest.fixture
+def laptop(tmp_path, monkeypatch):
+    """A laptop of the test's own: labvm's key and ssh files land under it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("LABVM_SSH_DIR", raising=False)
+    return home
+
+
+def session(world, plan: bool, **settings) -> Session:
+    provider = world.provider(**settings)
+    profile = dataclasses.replace(provider.profile, cluster=ClusterSpec(workers=1))
+    provider.profile = profile
+    return Session(profile, Context(), plan=plan, provider=provider)
+
+
+def test_every_verb_under_plan_changes_nothing(world, laptop, capsys):
+    def planned(verb: str, action):
+        before = world.state()
+        world.mark()
+        capsys.readouterr()
+        action(session(world, plan=True, **world.keep_address))
+        printed = capsys.readouterr()
+        assert world.mutations() == [], f"{verb} --plan sent mutating requests"
+        assert world.state() == before, f"{verb} --plan changed the cloud"
+        assert any(line.startswith("plan: ") for line in printed.out.splitlines()), f"{verb} --plan: {printed.out}"
+
+    planned("up (no VM yet)", lambda s: s.up(browser=False))
+    planned("create", lambda s: s.create())
+
+    lab = world.provider(**world.keep_address)
+    head = lab.create(public_key=KEY)
+    lab.snapshot(head, "contract")
+    lab.snapshot(head, "contract-2")
+    lab.create_workers([1], "", "", KEY)
+    for verb, action in [("up", lambda s: s.up(browser=False)),
+                         ("cluster --workers 2", lambda s: s.cluster(2)),
+                         ("down", lambda s: s.down()),
+                         ("stop", lambda s: s.stop()),
+                         ("resize", lambda s: s.resize(world.other_size)),
+                         ("snapshot", lambda s: s.snapshot("planned")),
+                         ("images --prune --keep 1", lambda s: s.images(prune=True, keep=1)),
+                         ("terminate --force", lambda s: s.terminate(yes=True, force=True))]:
+        planned(verb, action)
+
+    # A positive control: the same watch sees what a verb without --plan changes.
+    before = world.state()
+    world.mark()
+    session(world, plan=False, **world.keep_address).stop(sync=False)
+    assert world.mutations() and world.state() != before
+    planned("start (stopped)", lambda s: s.start())
+    planned("up (stopped)", lambda s: s.up(browser=False))
