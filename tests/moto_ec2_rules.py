@@ -136,12 +136,14 @@ class Lagging:
     first DeleteSnapshot of a just deregistered AMI's snapshot InvalidSnapshot.InUse, with EC2's codes
     (errors-overview.html); `refused` lists each refusal, so a test shows that it happened."""
 
-    def __init__(self):
+    def __init__(self, never_caught_up: bool = False):
+        """never_caught_up: every use answers NotFound, as for a resource someone deleted meanwhile."""
         self.new: dict[str, str] = {}  # resource id or name -> the NotFound code its first use answers
         self.refused: list[str] = []
+        self.never_caught_up = never_caught_up
 
     def _first_use(self, resource: str | None, message: str) -> None:
-        code = self.new.pop(resource, None) if resource else None
+        code = (self.new.get if self.never_caught_up else self.new.pop)(resource, None) if resource else None
         if code:
             self.refused.append(code)
             raise InvalidAMIIdError(resource) if code == "InvalidAMIID.NotFound" else EC2ClientError(code, message)

@@ -1,4 +1,5 @@
-"""What the three clouds share: owner naming, the mutation gate (--plan), waits with progress, did-you-mean.
+"""What the three clouds share: owner naming, the mutation gate (--plan), waits with progress, did-you-mean,
+the create-workers outline and the resize flow.
 
 A cloud module implements the primitives; a rule every cloud keeps lives here once.  A cloud that
 needs an exception says so in its own module, next to the cited reason.
@@ -12,11 +13,11 @@ import hashlib
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import Profile
 from ..errors import LabvmError
-from .base import Instance, Provider
+from .base import Instance, Provider, in_parallel, partial_cluster
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,15 @@ def cloud_name(rules: NameRules, *parts: str) -> str:
         return name
     digest = hashlib.sha256(text.encode()).hexdigest()[:6]
     return f"{name[:rules.limit - 7].rstrip('- ')}-{digest}"
+
+
+@dataclass(frozen=True)
+class WorkerRecipe:
+    """What every new worker of one create_workers call is made of: the head's unless given."""
+
+    size: str  # the cloud's name of the size
+    image: str  # the image, as the cloud's lines name it
+    beside: dict = field(default_factory=dict)  # what else the cloud takes from the head (network, group, key)
 
 
 def owner() -> str:
@@ -131,3 +141,68 @@ class CloudProvider(Provider):
     def planned_instance(self, name: str, size: str = "") -> Instance:
         """What a planned create answers: enough for the verb to print the rest of its plan."""
         return Instance("(planned)", name, "running", "(planned)", size)
+
+    # -- the create-workers outline ----------------------------------------------------------------
+    def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
+        """Workers of these indexes, made in parallel beside the head (its network, rules and key; its
+        image and size unless given), waited for, then found again by their tags.  One that fails leaves
+        the others made, and the error names each."""
+        head = self.find()
+        if head is None and not self.plan:
+            raise self.no_head()
+        recipe = self._worker_recipe(head, indexes, image, size, public_key)
+        if not self.plan:
+            print(f"{self.cloud}: creating {len(indexes)} worker(s) {recipe.size} from {recipe.image}", flush=True)
+        made, failed = in_parallel(lambda index: self._make_worker(recipe, index), indexes)
+        if made:
+            self._workers_made(list(made.values()))
+        if failed:
+            raise LabvmError(partial_cluster(self.profile.name, made, failed))
+        if self.plan:
+            return [self.planned_instance(self._worker_name(index), recipe.size) for index in sorted(made)]
+        ids = set(made.values())
+        return [worker for worker in self.workers() if worker.id in ids]
+
+    def no_head(self) -> LabvmError:
+        return LabvmError(f"profile {self.profile.name!r} has no VM to make workers beside; "
+                          f"`inv up --host {self.profile.name}`")
+
+    def _worker_recipe(self, head: Instance | None, indexes: list[int], image: str, size: str,
+                       public_key: str) -> WorkerRecipe:
+        """The cloud's part: size and image checked (did-you-mean) or taken from the head, and what else
+        a worker needs from it.  head is None only under --plan, before the head exists."""
+        raise NotImplementedError
+
+    def _make_worker(self, recipe: WorkerRecipe, index: int) -> str:
+        """The cloud's part: one worker made through the mutation gate; its id (as Instance.id says it)."""
+        raise NotImplementedError
+
+    def _workers_made(self, ids: list[str]) -> None:
+        """Waits until the made workers run, for a cloud whose make returns before that."""
+
+    def _worker_name(self, index: int) -> str:
+        raise NotImplementedError
+
+    # -- the resize flow ---------------------------------------------------------------------------
+    def resize(self, inst: Instance, size: str) -> Instance:
+        """The size checked first (did-you-mean, and what the cloud refuses for this machine); nothing
+        done when the machine has it already; else the cloud's change of size."""
+        size = self._resize_target(inst, size)
+        if inst.size == size:
+            print(f"{self.cloud}: {inst.id} is already {size}")
+            return inst
+        return self._change_size(inst, size)
+
+    def _resize_target(self, inst: Instance, size: str) -> str:
+        """The cloud's part: the size checked; its name as Instance.size says it."""
+        raise NotImplementedError
+
+    def _change_size(self, inst: Instance, size: str) -> Instance:
+        """Stopped, given the new size, started again (same disk, same address); a cloud that resizes
+        in place says so in its own module."""
+        stopped = self.stop(inst)
+        self._set_size(stopped, size)
+        return self.start(stopped)
+
+    def _set_size(self, inst: Instance, size: str) -> None:
+        raise NotImplementedError

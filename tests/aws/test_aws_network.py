@@ -205,6 +205,19 @@ def test_what_ec2_has_just_made_may_be_not_found_at_first(lab, ec2):
     assert address["InstanceId"] == made.id
 
 
+def test_a_resource_that_stays_not_found_ends_the_retries_with_one_line(lab, ec2):
+    """The retries of EC2's lag are bounded: what stays NotFound (a group deleted meanwhile) fails the verb."""
+    from labvm.errors import LabvmError
+    from moto_ec2_rules import Lagging
+
+    provider = provider_for(lab, image=shared_image(ec2))
+    provider.settle_delay, provider.settle_limit = 0.01, 0.1
+    with Lagging(never_caught_up=True) as lag, pytest.raises(LabvmError) as failed:
+        provider.create(public_key=public_key())
+    assert "\n" not in str(failed.value) and "NotFound" in str(failed.value)
+    assert 1 < len(lag.refused) < 10 and set(lag.refused) == {"InvalidGroup.NotFound"}
+
+
 def everything(ec2) -> tuple:
     """All moto holds that a verb could change."""
     instances = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]

@@ -13,10 +13,8 @@ import re
 from datetime import datetime, timezone
 
 from labvm.errors import LabvmError
-from labvm.providers.base import (
-    IMAGE_AVAILABLE, Image, Instance, Resource, in_parallel, partial_cluster,
-)
-from labvm.providers.cloud import CloudProvider, NameRules, cloud_name
+from labvm.providers.base import IMAGE_AVAILABLE, Image, Instance, Resource
+from labvm.providers.cloud import CloudProvider, NameRules, WorkerRecipe, cloud_name
 
 # The memory cloud's names are as strict as the strictest cloud's (GCE, RFC 1035), so a name that
 # passes here is not passing by leniency.
@@ -179,13 +177,11 @@ class MemoryProvider(CloudProvider):
         self.mutate(f"stop {instance.id}", self.backend.set_state, instance.id, "stopped")
         return self._current(instance.id, instance)
 
-    def resize(self, instance: Instance, size: str) -> Instance:
-        self._size(size, "size")
-        if instance.size == size:
-            return instance
-        stopped = self.stop(instance)
+    def _resize_target(self, instance: Instance, size: str) -> str:
+        return self._size(size, "size")
+
+    def _set_size(self, instance: Instance, size: str) -> None:
         self.mutate(f"resize {instance.id} to {size}", self.backend.set_size, instance.id, size)
-        return self.start(stopped)
 
     def terminate(self, instance: Instance, keep_ip: bool = False) -> None:
         worker = self.backend.instances[instance.id]["labels"].get("labvm:role") == "worker"
@@ -226,25 +222,22 @@ class MemoryProvider(CloudProvider):
         head = self._head()
         return head["image"] if head else ""
 
-    def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
-        head = self._head()
-        if head is None:
-            raise LabvmError(f"memory: {self.name} has no head: `inv up --host {self.profile.name}` first")
-        size = self._size(size, "cluster.worker_size") if size else head["size"]
-        image = image or head["image"]
+    def _worker_name(self, index: int) -> str:
+        return f"{self.name}-w{index}"
 
-        def make(index: int) -> str:
-            name = f"{self.name}-w{index}"
-            labels = {**self.labels, "labvm:cluster": self.profile.name, "labvm:role": "worker", "labvm:index": str(index)}
-            return self.mutate(f"create {name} ({size}) from {image}", self.backend.run_instance, name, size, image,
-                               head["network"], labels, self.group, planned=f"(planned w{index})")
+    def _worker_recipe(self, head, indexes, image, size, public_key) -> WorkerRecipe:
+        data = self._head()
+        if data is None:
+            raise self.no_head()
+        size = self._size(size, "cluster.worker_size") if size else data["size"]
+        return WorkerRecipe(size, image or data["image"], {"network": data["network"]})
 
-        made, failed = in_parallel(make, indexes)
-        if failed:
-            raise LabvmError(partial_cluster(self.profile.name, made, failed))
-        if self.plan:
-            return [self.planned_instance(f"{self.name}-w{index}", size) for index in indexes]
-        return [self._instance(made[index], self.backend.instances[made[index]]) for index in indexes]
+    def _make_worker(self, recipe: WorkerRecipe, index: int) -> str:
+        name = self._worker_name(index)
+        labels = {**self.labels, "labvm:cluster": self.profile.name, "labvm:role": "worker", "labvm:index": str(index)}
+        return self.mutate(f"create {name} ({recipe.size}) from {recipe.image}", self.backend.run_instance, name,
+                           recipe.size, recipe.image, recipe.beside["network"], labels, self.group,
+                           planned=f"(planned w{index})")
 
     def allow_cluster(self) -> None:
         if (ALL_PORTS, CLUSTER) not in self.backend.groups.get(self.group, set()):

@@ -209,7 +209,7 @@ class Lifecycle(AwsBase):
                       f"delete it later: aws ec2 delete-snapshot --snapshot-id {result['SnapshotId']} --region {self.scope}",
                       file=sys.stderr)
 
-    def resize(self, inst: Instance, size: str) -> Instance:
+    def _resize_target(self, inst: Instance, size: str) -> str:
         self._check_type(size)
         if self._describe(inst.id).get("InstanceLifecycle") == "spot":
             # "While a Spot Instance is stopped, you can modify some of its instance attributes, but
@@ -220,13 +220,11 @@ class Lifecycle(AwsBase):
                 f"`inv snapshot --host {p}`, `inv terminate --host {p}`, set {self._where('instance_type')}: {size}, "
                 f"then `inv up --host {p} --from-image latest`"
             )
-        if inst.size == size:
-            print(f"aws: {inst.id} is already {size}")
-            return inst
-        stopped = self.stop(inst)
+        return size
+
+    def _set_size(self, inst: Instance, size: str) -> None:
         self._change("modify_instance_attribute", InstanceId=inst.id, InstanceType={"Value": size})
         print(f"aws: {inst.id} is now {size}")
-        return self.start(stopped)
 
     def last_start(self, inst: Instance) -> datetime:
         return self._describe(inst.id)["LaunchTime"]

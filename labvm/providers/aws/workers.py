@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-
-from ...errors import LabvmError
-from ..base import Instance, in_parallel, partial_cluster
+from ..base import Instance
+from ..cloud import WorkerRecipe
 from .core import AwsBase, LIVE, Network, tags_of
 
 
@@ -30,7 +29,7 @@ class Workers(AwsBase):
     def _head(self) -> dict:
         head = self.find()
         if head is None:
-            raise LabvmError(f"profile {self.profile.name!r} has no VM to make workers beside; `inv up --host {self.profile.name}`")
+            raise self.no_head()
         return self._describe(head.id)
 
     def cluster_image(self) -> str:
@@ -38,31 +37,26 @@ class Workers(AwsBase):
         head = self.find()
         return self._describe(head.id)["ImageId"] if head else ""
 
-    def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
-        """Workers of these indexes, made in parallel beside the head: its subnet, group and key pair.
-        image "" is the head's AMI, size "" its type.  One that fails leaves the others made."""
-        head = self._head()
-        size = size or head["InstanceType"]
-        if size != head["InstanceType"]:
+    def _worker_name(self, index: int) -> str:
+        return f"{self.name}-w{index}"
+
+    def _worker_recipe(self, head: Instance | None, indexes: list[int], image: str, size: str,
+                       public_key: str) -> WorkerRecipe:
+        """Beside the head: its subnet, group and key pair; its AMI and type unless given."""
+        data = self._head()
+        size = size or data["InstanceType"]
+        if size != data["InstanceType"]:
             self._check_type(size, self._where("cluster.worker_size"))
-        ami = image or head["ImageId"]
-        placement = self._placement(self._head_network(head), self._find_group(head["VpcId"])["GroupId"])
-        key_name = self._key_pair(public_key)
-        print(f"aws: creating {len(indexes)} worker(s) {size} from {ami}", flush=True)
+        placement = self._placement(self._head_network(data), self._find_group(data["VpcId"])["GroupId"])
+        return WorkerRecipe(size, image or data["ImageId"], {"placement": placement, "key": self._key_pair(public_key)})
 
-        def launch(index: int) -> str:
-            request = self._launch(ami, size, key_name, placement, self._clustertags_of(index))
-            return self._change("run_instances", **request)["Instances"][0]["InstanceId"]
+    def _make_worker(self, recipe: WorkerRecipe, index: int) -> str:
+        request = self._launch(recipe.image, recipe.size, recipe.beside["key"], recipe.beside["placement"],
+                               self._clustertags_of(index))
+        return self._change("run_instances", **request)["Instances"][0]["InstanceId"]
 
-        made, failed = in_parallel(launch, indexes)
-        if made:
-            self._wait("instance_running", f"{len(made)} worker(s) running", InstanceIds=list(made.values()))
-        if failed:
-            raise LabvmError(partial_cluster(self.profile.name, made, failed))
-        if self.plan:
-            return [self.planned_instance(f"{self.name}-w{n}", size) for n in sorted(made)]
-        ids = set(made.values())
-        return [self._instance(i) for i in self._worker_data() if i["InstanceId"] in ids]
+    def _workers_made(self, ids: list[str]) -> None:
+        self._wait("instance_running", f"{len(ids)} worker(s) running", InstanceIds=ids)
 
     def _head_network(self, head: dict) -> Network:
         """The head's own subnet, whatever the profile says now: the cluster is one network."""

@@ -94,17 +94,14 @@ class Lifecycle(GceApi):
             return dataclasses.replace(inst, state="stopped")
         return self._instance(self._get(inst.id))
 
-    def resize(self, inst: Instance, size: str) -> Instance:
-        self._check_type(size, key="--size")
-        if inst.size == size:
-            print(f"gce: {inst.id} is already {size}")
-            return inst
-        stopped = self.stop(inst)  # in place: same disk, same address, no cloning
+    def _resize_target(self, inst: Instance, size: str) -> str:
+        return self._check_type(size, key="--size")
+
+    def _set_size(self, inst: Instance, size: str) -> None:
         request = self.compute.InstancesSetMachineTypeRequest(machine_type=f"zones/{self.zone}/machineTypes/{size}")
         self._change(f"set the machine type of {inst.id} to {size}", self.instances.set_machine_type, "zone",
                      f"{inst.id} is {size}", zone=self.zone, instance=inst.id,
                      instances_set_machine_type_request_resource=request)
-        return self.start(stopped)
 
     def last_start(self, inst: Instance) -> datetime:
         data = self._get(inst.id)

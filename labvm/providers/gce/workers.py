@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ...errors import LabvmError
-from ..base import Instance, in_parallel, partial_cluster
-from ..cloud import GCE_NAME, cloud_name
+from ..base import Instance
+from ..cloud import GCE_NAME, WorkerRecipe, cloud_name
 from .api import GceApi
 
 
@@ -26,45 +25,32 @@ class Workers(GceApi):
     def _worker_name(self, index: int) -> str:
         return cloud_name(GCE_NAME, "labvm", self.profile.name, self.owner, f"w{index}")
 
-    def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
-        """Workers of these indexes, inserted in parallel beside the head: its network, tags (so its SSH
-        rule), login metadata and scheduling.  image "" is the head's boot image (its boot disk's
-        sourceImage), size "" its machine type.  One that fails leaves the others made."""
+    def _worker_recipe(self, head: Instance | None, indexes: list[int], image: str, size: str,
+                       public_key: str) -> WorkerRecipe:
+        """Beside the head: its network, tags (so its SSH rule), login metadata and scheduling; its boot
+        image (its boot disk's sourceImage) and machine type unless given."""
+        if head is None:
+            raise self.no_head()
+        data = self._get(head.id)
+        machine_type = self._check_type(size, key=self._where("cluster.worker_size")) if size else head.size
+        return WorkerRecipe(machine_type, self._source_image(image) if image else self._head_image(data), {"head": data})
 
-        found = self.find()
-        if found is None:
-            raise LabvmError(f"profile {self.profile.name!r} has no VM to make workers beside; `inv up --host {self.profile.name}`")
-        head = self._get(found.id)
-        machine_type = self._check_type(size, key=self._where("cluster.worker_size")) if size else found.size
-        source_image = self._source_image(image) if image else self._head_image(head)
-        compute = self.compute
-
-        def insert(index: int) -> str:
-            name = self._worker_name(index)
-            nic = head.network_interfaces[0]
-            instance = compute.Instance(
-                name=name, machine_type=f"zones/{self.zone}/machineTypes/{machine_type}",
-                labels=self._worker_labels(index), tags=compute.Tags(items=list(head.tags.items)),
-                disks=[self._boot_disk(source_image)],
-                network_interfaces=[compute.NetworkInterface(
-                    network=nic.network, subnetwork=nic.subnetwork,
-                    access_configs=[compute.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")])],
-                metadata=compute.Metadata(items=[compute.Items(key=i.key, value=i.value) for i in head.metadata.items]),
-                scheduling=head.scheduling,
-            )
-            self._change(f"create worker {name} ({machine_type}) in {self.zone}", self.instances.insert, "zone",
-                         f"{name} is created", zone=self.zone, instance_resource=instance)
-            return name
-
-        if not self.plan:
-            print(f"gce: creating {len(indexes)} worker(s) {machine_type} in {self.zone}", flush=True)
-        made, failed = in_parallel(insert, indexes)
-        if failed:
-            raise LabvmError(partial_cluster(self.profile.name, made, failed))
-        if self.plan:
-            return [self.planned_instance(made[index], machine_type) for index in sorted(made)]
-        names = set(made.values())
-        return [self._instance(i) for i in self._workers_data() if i.name in names]
+    def _make_worker(self, recipe: WorkerRecipe, index: int) -> str:
+        compute, head, name = self.compute, recipe.beside["head"], self._worker_name(index)
+        nic = head.network_interfaces[0]
+        instance = compute.Instance(
+            name=name, machine_type=f"zones/{self.zone}/machineTypes/{recipe.size}",
+            labels=self._worker_labels(index), tags=compute.Tags(items=list(head.tags.items)),
+            disks=[self._boot_disk(recipe.image)],
+            network_interfaces=[compute.NetworkInterface(
+                network=nic.network, subnetwork=nic.subnetwork,
+                access_configs=[compute.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")])],
+            metadata=compute.Metadata(items=[compute.Items(key=i.key, value=i.value) for i in head.metadata.items]),
+            scheduling=head.scheduling,
+        )
+        self._change(f"create worker {name} ({recipe.size}) in {self.zone}", self.instances.insert, "zone",
+                     f"{name} is created", zone=self.zone, instance_resource=instance)
+        return name
 
     def cluster_image(self) -> str:
         """The image new workers are made from (the head's boot image, by name as images() lists it)."""

@@ -111,12 +111,14 @@ class Lifecycle(OpenStackBase):
             print(f"openstack: boot volume {volume_id} stays: the snapshots of labvm images depend on it; "
                   f"`inv audit` shows the command that deletes them and it")
 
-    def resize(self, inst: Instance, size: str) -> Instance:
+    def _resize_target(self, inst: Instance, size: str) -> str:
+        flavor = self._flavor(size, key="--size")
+        return inst.size if inst.size == flavor.id else flavor.name  # an older Nova shows the flavor's id
+
+    def _change_size(self, inst: Instance, size: str) -> Instance:
+        """Nova resizes in place, running or not, then waits for a confirm (no stop of labvm's)."""
         flavor = self._flavor(size, key="--size")
         server = self._server(inst.id)
-        if flavor.name == inst.size or flavor.id == inst.size:
-            print(f"openstack: {inst.id} is already {flavor.name}")
-            return inst
         before = server.status  # a SHUTOFF server is resized and stays SHUTOFF after the confirm
         self.mutate(f"resize {inst.id} to {flavor.name}", self.conn.compute.resize_server, server, flavor.id)
         server = self._wait(server, ("VERIFY_RESIZE", before), f"{inst.id} is resized")

@@ -4,8 +4,8 @@ asked before any boot (servers booted together beyond them are accepted, then pu
 from __future__ import annotations
 
 from ...errors import LabvmError
-from ..base import Instance, in_parallel, partial_cluster
-from ..cloud import OPENSTACK_NAME, cloud_name
+from ..base import Instance
+from ..cloud import OPENSTACK_NAME, WorkerRecipe, cloud_name
 from .common import QUOTA_HELP, OpenStackBase
 
 
@@ -28,45 +28,28 @@ class Workers(OpenStackBase):
         Nova put in ERROR (a quota recheck, no valid host) has state "error": delete it and boot it again."""
         return [self._instance(s) for s in self._workers_data()]
 
-    def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
-        """Workers of these indexes, booted in parallel on the head's network with its groups and key.
-        image "" is the head's image, size "" its flavor.  Refused before any boot when Nova's limits
-        have no room for all of them; one that fails leaves the others made."""
-
-        flavor, image_id, network_id = self._beside_head(image, size)
-        self._room_for_workers(indexes, flavor)
-        key_name = self._keypair(public_key)
-
-        def boot(index: int):
-            server = self._boot(self._worker_name(index), flavor, image_id, network_id, key_name,
-                                self._worker_labels(index))
-            self._floating_ip(server)
-            return server.id
-
-        made, failed = in_parallel(boot, indexes)
-        if failed:
-            raise LabvmError(partial_cluster(self.profile.name, made, failed))
-        if self.plan:
-            return [self.planned_instance(self._worker_name(index), flavor.name) for index in indexes]
-        ids = set(made.values())
-        return [self._instance(s) for s in self._workers_data() if s.id in ids]
-
-    def _beside_head(self, image: str, size: str):
-        """The flavor, image and network of new workers: the head's unless given.  Under --plan a head
-        that is only planned is the profile's settings."""
-        found = self.find()
-        if found is None and not self.plan:
-            raise LabvmError(f"profile {self.profile.name!r} has no VM to make workers beside; "
-                             f"`inv up --host {self.profile.name}`")
-        if found is None:
+    def _worker_recipe(self, head: Instance | None, indexes: list[int], image: str, size: str,
+                       public_key: str) -> WorkerRecipe:
+        """Beside the head: its network, groups and key; its image and flavor unless given.  Refused
+        before any boot when Nova's limits have no room for all of them.  Under --plan a head that is
+        only planned is the profile's settings."""
+        if head is None:
             head_flavor = str(self.settings.get("flavor") or "m1.small")
             image_id, network_id = self._image(image or None), self._network().id
         else:
-            head = self._server(found.id)
-            head_flavor, image_id = found.size, self._image(image) if image else self._head_image(head)
-            network_id = list(self.call(self.conn.network.ports, device_id=head.id))[0].network_id
+            server = self._server(head.id)
+            head_flavor, image_id = head.size, self._image(image) if image else self._head_image(server)
+            network_id = list(self.call(self.conn.network.ports, device_id=server.id))[0].network_id
         flavor = self._flavor(size, key=self._where("cluster.worker_size")) if size else self._flavor(head_flavor)
-        return flavor, image_id, network_id
+        self._room_for_workers(indexes, flavor)
+        return WorkerRecipe(flavor.name, image_id, {"flavor": flavor, "network": network_id,
+                                                    "key": self._keypair(public_key)})
+
+    def _make_worker(self, recipe: WorkerRecipe, index: int) -> str:
+        server = self._boot(self._worker_name(index), recipe.beside["flavor"], recipe.image, recipe.beside["network"],
+                            recipe.beside["key"], self._worker_labels(index))
+        self._floating_ip(server)
+        return server.id
 
     def _room_for_workers(self, indexes: list[int], flavor) -> None:
         """Nova's absolute limits hold all the new workers, or none is booted: servers booted together
