@@ -51,14 +51,14 @@ GCE_LABEL = NameRules(r"a-z0-9_\-", 63, lower=True)
 
 def cloud_name(rules: NameRules, *parts: str) -> str:
     """A name of these parts joined by "-" that `rules` accept: other characters become "-" (runs of them
-    one), a name cut to the limit ends with a hash of the whole, so two long names stay apart."""
+    one), uppercase lowercase where the cloud wants it.  A name that had to change, or be cut to the
+    limit, ends with a hash of the parts as given: `hedy.lamarr` and `Hedy Lamarr` are two lab members,
+    and a cloud that would fold both into `hedy-lamarr` must not give one the other's machine or key."""
     text = "-".join(str(part) for part in parts)
-    if rules.lower:
-        text = text.lower()
-    name = re.sub(f"[^{rules.allowed}]+", "-", text).strip("- ") or "x"
+    name = re.sub(f"[^{rules.allowed}]+", "-", text.lower() if rules.lower else text).strip("- ") or "x"
     if rules.first_letter and not name[0].isalpha():
         name = f"x-{name}"
-    if len(name) <= rules.limit:
+    if name == text and len(name) <= rules.limit:
         return name
     digest = hashlib.sha256(text.encode()).hexdigest()[:6]
     return f"{name[:rules.limit - 7].rstrip('- ')}-{digest}"

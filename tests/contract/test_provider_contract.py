@@ -46,6 +46,16 @@ def test_owners_sharing_an_account_each_find_only_their_own(world):
         assert (mine.id, mine.state) == (made[owner].id, "running")
 
 
+def test_owners_whose_names_a_cloud_would_make_one_stay_apart(world):
+    """`hedy.lamarr` and `Hedy Lamarr` are two lab members: where a cloud's name rules fold both into
+    `hedy-lamarr`, neither may find, stop or delete the other's machine."""
+    owners = ("hedy.lamarr", "Hedy Lamarr", "hedy-lamarr")
+    made = {owner: world.provider(owner=owner).create(public_key=KEY) for owner in owners}
+    assert len({instance.id for instance in made.values()}) == 3
+    for owner, instance in made.items():
+        assert world.provider(owner=owner).find().id == instance.id
+
+
 @pytest.mark.parametrize("owner", ["hedy.lamarr", "hedy@lab.org", "Hedy Lamarr"])
 def test_every_name_made_from_an_owner_is_one_the_cloud_accepts(world, owner):
     """Every resource labvm names after its owner (machine, group, key pair, address, image, workers, the

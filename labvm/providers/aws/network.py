@@ -33,7 +33,7 @@ class Networking(AwsBase):
     def _key_name_for(owner: str, public_key: str) -> str:
         """Named by the key itself, so a second laptop's key never hides behind the first one's name."""
         blob = base64.b64decode(public_key.split()[1])
-        return cloud_name(EC2_NAME, "labvm", owner, hashlib.sha256(blob).hexdigest()[:12])
+        return f"{cloud_name(EC2_NAME, 'labvm', owner)}-{hashlib.sha256(blob).hexdigest()[:12]}"
 
     def _existing_key_pair(self, public_key: str) -> tuple[str, bool]:
         """labvm's key pair name for this key, and whether EC2 has it; another key under that name stops here."""
