@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import shlex
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 
+from . import prices
 from .config import Config
 from .errors import LabvmError
 from .providers import Resource, for_profile
@@ -26,8 +27,9 @@ NONE = "—"  # no age, no price
 NO_PRICE = {
     "aws": "the AWS Pricing API (or its spot price history) did not answer",
     "openstack": "OpenStack publishes no prices",
-    "gce": "Compute Engine publishes no price to read here",
+    "gce": "the Cloud Billing Catalog did not answer or does not price that machine type",
 }
+OVERRIDE = "price_per_hour: in hosts.yml gives a profile's price"
 
 
 def report(config: Config, as_json: bool) -> str:
@@ -45,8 +47,13 @@ def report(config: Config, as_json: bool) -> str:
     running = [row for row in rows if row["kind"] == "instance" and row["state"] == "running"]
     priced = [row["hourly_usd"] for row in running if row["hourly_usd"] is not None]
     if as_json:
+        by_owner: dict[str, float] = {}
+        for row in running:
+            if row["hourly_usd"] is not None:
+                by_owner[row["owner"]] = round(by_owner.get(row["owner"], 0) + row["hourly_usd"], 6)
         return json.dumps({"resources": rows, "unreachable": unreachable, "not_audited": skipped,
-                           "running_usd_per_hour": round(sum(priced), 6) if priced else None}, indent=2)
+                           "running_usd_per_hour": round(sum(priced), 6) if priced else None,
+                           "running_usd_per_hour_by_owner": by_owner}, indent=2)
 
     lines = _table(rows) if rows else [f"nothing labvm made is left in {', '.join(answered)}"] if answered else []
     if not places and not unreachable:
@@ -61,10 +68,28 @@ def report(config: Config, as_json: bool) -> str:
     if priced:
         summary += f" (≈ ${_money(sum(priced))}/h for the {len(priced)} with a price)"
     lines.append(summary)
+    lines += [f"  {owner or '(no owner tag)'}: {spend}" for owner, spend in _by_owner(running).items()]
     unpriced = sorted({row["cloud"] for row in running if row["hourly_usd"] is None})
     if unpriced:
-        lines.append(f"$/h {NONE}: " + "; ".join(NO_PRICE[cloud] for cloud in unpriced))
+        lines.append(f"$/h {NONE}: " + "; ".join(NO_PRICE[cloud] for cloud in unpriced) + f" ({OVERRIDE})")
     return "\n".join(lines)
+
+
+def _by_owner(running: list[dict]) -> dict[str, str]:
+    """What each owner's running VMs cost an hour, the most expensive owner first."""
+    owners: dict[str, list] = {}
+    for row in running:
+        owners.setdefault(row["owner"], []).append(row["hourly_usd"])
+    spend = {}
+    for owner, hourly in sorted(owners.items(), key=lambda item: -sum(h or 0 for h in item[1])):
+        known = [h for h in hourly if h is not None]
+        words = f"{len(hourly)} running VM{'s' if len(hourly) > 1 else ''}"
+        if known:
+            words += f", ≈ ${_money(sum(known))}/h"
+        if len(known) < len(hourly):
+            words += f" ({len(hourly) - len(known)} without a price)" if known else " (no price known)"
+        spend[owner] = words
+    return spend
 
 
 def _places(config: Config):
@@ -87,9 +112,25 @@ def _places(config: Config):
 
 def _inventory(providers: list) -> tuple[list[Resource], str]:
     try:
-        return providers[0].inventory(), ""
+        return _priced(providers[0].inventory(), providers), ""
     except LabvmError as e:
         return [], str(e).splitlines()[0]
+
+
+def _priced(resources: list[Resource], providers: list) -> list[Resource]:
+    """Each instance with its price an hour: its profile's price_per_hour: where hosts.yml gives one for
+    its type, else the cloud's (labvm.prices: cached, never failing) where it runs in the providers' region."""
+    profiles = {next(iter(provider.labels.values())): provider for provider in providers}  # profile tag -> its provider
+    priced = []
+    for r in resources:
+        if r.kind == "instance" and r.hourly_usd is None:
+            provider = profiles.get(_member(r.profile)[0])
+            usd = prices.override(provider.profile, provider, r.type) if provider else None
+            if usd is None and r.region in ("", providers[0].where()):
+                usd = prices.lookup(providers[0], r.type, r.spot)
+            r = replace(r, hourly_usd=usd)
+        priced.append(r)
+    return priced
 
 
 def _judge(resources: list[Resource], providers: list, all_profiles: tuple[str, ...]) -> list[dict]:

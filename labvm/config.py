@@ -73,8 +73,10 @@ COMMON_KEYS = {
     "sync_dir": "local_path",
     "sync_max_file": "size",
     "sync_max_total": "size",
+    "price_per_hour": "price",  # USD an hour of the profile's machine: instead of the cloud's price list
     "cluster": {
         "workers": "count", "worker_size": "str", "threads": "int", "memory_limit": "str", "hosts": "hosts",
+        "price_per_hour": "price",  # USD an hour of one worker whose worker_size differs from the profile's
     },
 }
 # Each cloud provider's own keys (Profile.cloud_settings).
@@ -190,6 +192,7 @@ class ClusterSpec:
     workers: int = 0  # cloud profiles: how many worker VMs
     hosts: tuple[str, ...] = ()  # ssh profiles: [user@]host[:port] of each worker
     worker_size: str = ""  # default: the head's size
+    price_per_hour: float | None = None  # USD an hour of one worker of worker_size; None: the cloud's price
     threads: int = 0  # per worker; 0: what the machine has
     memory_limit: str = ""  # per worker, e.g. 8GiB; empty: what the machine has
 
@@ -218,6 +221,7 @@ class Profile:
     sync_max_file: int = DEFAULT_SYNC_MAX_FILE  # bytes; a larger file stays on the host
     sync_max_total: int = DEFAULT_SYNC_MAX_TOTAL  # bytes one sync may bring; past it the sync stops
     cluster: ClusterSpec | None = None
+    price_per_hour: float | None = None  # USD an hour of the machine, from hosts.yml; None: the cloud's price
     # A cluster worker's own hosts.yml key ("cluster.hosts[0]"); its other values are the head profile's.
     worker_key: str = ""
 
@@ -556,6 +560,9 @@ def _type_problem(kind: str, value: Any) -> str:
     if kind == "number":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
         return "" if ok else f"must be a positive number, e.g. 0.5, not {value!r}"
+    if kind == "price":  # 0 is a price too: a machine the lab does not pay for by the hour
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 10_000
+        return "" if ok else f"must be US dollars an hour, a number like 0.085, not {value!r}"
     if kind == "bool":
         return "" if isinstance(value, bool) else f"must be true or false, not {value!r}"
     if kind == "list":
@@ -682,7 +689,7 @@ def _coerce(raw: dict, data: dict, schema: dict) -> None:
         if isinstance(kind, dict):
             if isinstance(value, dict) and isinstance(written, dict):
                 _coerce(written, value, kind)
-        elif kind in ("int", "port", "number", "bool") and isinstance(value, str) \
+        elif kind in ("int", "port", "number", "price", "bool") and isinstance(value, str) \
                 and isinstance(written, str) and VAR.search(written):
             text = value.strip()
             if re.fullmatch(r"[+-]?[0-9]+", text):
@@ -765,6 +772,7 @@ def _build(name: str, data: dict, source: Path) -> Profile:
         sync_max_file=parse_size(data.get("sync_max_file") or DEFAULT_SYNC_MAX_FILE),
         sync_max_total=parse_size(data.get("sync_max_total") or DEFAULT_SYNC_MAX_TOTAL),
         cluster=_cluster(data.get("cluster")),
+        price_per_hour=_price(data.get("price_per_hour")),
     )
 
 
@@ -774,5 +782,9 @@ def _cluster(data: dict | None) -> ClusterSpec | None:
     return ClusterSpec(
         workers=int(data.get("workers") or 0), hosts=tuple(data.get("hosts") or ()),
         worker_size=str(data.get("worker_size") or ""), threads=int(data.get("threads") or 0),
-        memory_limit=str(data.get("memory_limit") or ""),
+        memory_limit=str(data.get("memory_limit") or ""), price_per_hour=_price(data.get("price_per_hour")),
     )
+
+
+def _price(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -57,7 +57,7 @@ class Session:
     def host(self):
         if self._host is None:
             if self.is_local:
-                self._host = LocalHost(self.profile, self.context)
+                self._host = LocalHost(self.profile)
             else:
                 self._host = self._connect(self._running_instance())
         return self._host
@@ -286,6 +286,12 @@ class Session:
 
     def up(self, browser: bool = True, image: str | None = None, replace: bool = False, yes: bool = False) -> str:
         self.ensure_machine(image, replace, yes)
+        if self.provider.owns_machine:
+            from .prices import size_words  # a price looked up once, then from the laptop's cache
+
+            words = size_words(self.profile, self.provider)
+            if words:
+                print(f"{self.profile.name}: {words}")
         if self.plan:
             if self.profile.cluster:
                 print(f"plan: then the cluster: `inv cluster --host {self.profile.name} --plan` once the VM runs")

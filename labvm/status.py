@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 from .autostop import autostop_line, duration, last_autostop
 from .config import Config
 from .errors import LabvmError
+from .prices import per_hour, price_per_hour
+from .providers import Instance
 from .session import Session
 from .sshconfig import SshHome
 from .tunnel import Tunnels
 
 
 def report(config: Config, names: list[str], context) -> list[str]:
-    """One block per profile: reachable, notebook, URL, kernels, idle time, memory, disk."""
+    """One block per profile: reachable, its machine's size and price, notebook, URL, kernels, idle time,
+    memory, disk; each cluster worker's state and price."""
     def one(name: str) -> list[str]:
         try:
             profile = config.profile(name)
             with Session(profile, context) as session:
                 status = session.notebook_status()
                 where = "this machine" if session.is_local else f"{session.host.hostname}:{profile.port}"
-                lines = [f"{name} ({profile.provider}, {where}): reachable", *_describe(session, status)]
+                lines = [f"{name} ({profile.provider}, {where}): reachable", *_machine(session), *_describe(session, status)]
                 return lines + _cluster_status(session)
         except LabvmError as e:
             return [f"{name}: {str(e).splitlines()[0]}", *_kept_tunnel(config, name)]
@@ -49,11 +53,43 @@ def _cluster_status(session: Session) -> list[str]:
 
     machines = []
     if not session.profile.cluster.hosts:  # worker VMs: running or stopped, as the cloud says
-        machines = [f"  cluster: {worker.name} ({worker.id}): VM {worker.state}" for worker in session.provider.workers()]
+        machines = [f"  cluster: {worker.name} ({worker.id}): VM {worker.state}{_priced(session, worker)}"
+                    for worker in session.provider.workers()]
     try:
         return machines + [f"  {line}" for line in cluster.status(session.profile, session.host)]
     except LabvmError as e:
         return machines + [f"  cluster: {str(e).splitlines()[0]}"]
+
+
+def _machine(session: Session) -> list[str]:
+    """The VM's size, region and price an hour, and how long it has run since its last start; for a
+    machine labvm does not make, only hosts.yml's price_per_hour: if it gives one."""
+    provider = session.provider
+    if not provider.owns_machine:
+        price = price_per_hour(session.profile, provider)
+        return [] if price is None else [f"  machine: {per_hour(price)} (price_per_hour: in hosts.yml)"]
+    try:
+        instance = provider.find()
+    except LabvmError:  # it answered a moment ago: this line is not worth the profile's block
+        return []
+    if instance is None:
+        return []
+    where = provider.where()
+    return [f"  machine: {instance.size}{f' in {where}' if where else ''}{_priced(session, instance, size=False)}"]
+
+
+def _priced(session: Session, instance: Instance, size: bool = True) -> str:
+    """", c5.large, about $0.085/h, running 3h05m since its last start" as far as each is known; a
+    stopped machine is billed no hourly price."""
+    parts = [instance.size] if size and instance.size else []
+    if instance.state == "running":
+        price = price_per_hour(session.profile, session.provider, instance.size or None)
+        if price is not None:
+            parts.append(per_hour(price))
+        if instance.started:
+            seconds = int((datetime.now(timezone.utc) - instance.started).total_seconds())
+            parts.append(f"running {duration(max(seconds, 0))} since its last start")
+    return "".join(f", {part}" for part in parts)
 
 
 def _describe(session: Session, status: dict) -> list[str]:

@@ -32,6 +32,7 @@ def aws_env(endpoint: str) -> dict:
         "AWS_ENDPOINT_URL_SSM": endpoint,
         "AWS_ENDPOINT_URL_STS": endpoint,  # `inv check` (and `up`'s checks) ask who is calling
         "AWS_ENDPOINT_URL_SERVICE_QUOTAS": endpoint,
+        "AWS_ENDPOINT_URL_PRICING": endpoint,  # moto has no Price List API: no price, and no call leaves the machine
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,

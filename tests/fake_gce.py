@@ -30,7 +30,8 @@ pages at https://cloud.google.com/compute/docs/reference/rest/v1 describe:
   network needs a subnetwork.
 - Beside Compute, on the same port: the OAuth 2.0 tokeninfo endpoint (tokens in ``tokens``), the OS Login API's
   users.importSshPublicKey and Resource Manager's projects.getEffectiveOrgPolicy (for
-  constraints/compute.requireOsLogin). ``login_keys(instance)`` says which keys a login accepts: OS Login
+  constraints/compute.requireOsLogin), and the Cloud Billing Catalog's services.skus.list of Compute Engine
+  (``billing_skus``, see ``catalog_sku``). ``login_keys(instance)`` says which keys a login accepts: OS Login
   (project or instance ``enable-oslogin``, or ``oslogin_enforced``) ignores ``ssh-keys`` metadata.
 - Errors use the JSON error body of https://cloud.google.com/compute/docs/api/handling-errors
   ({"error": {"code", "message", "errors": [{"domain", "reason", "message"}]}}), which
@@ -47,7 +48,7 @@ Knobs: ``quota_exceeded`` (instances.insert -> 403 quotaExceeded), ``zone_exhaus
 operation ends with ZONE_RESOURCE_POOL_EXHAUSTED, HTTP 503 in the operation, no instance left),
 ``api_disabled`` (every Compute call -> 403 accessNotConfigured), ``rate_limited`` (the next N Compute
 calls -> 403 rateLimitExceeded, or 429 with ``rate_limit_status``), ``oslogin_enforced``,
-``orgpolicy_denied``, ``project_metadata``, ``quota_limits`` (regional: CPUS and the families' N2_CPUS,
+``orgpolicy_denied``, ``billing_disabled`` (services.skus.list -> 403 SERVICE_DISABLED), ``project_metadata``, ``quota_limits`` (regional: CPUS and the families' N2_CPUS,
 ... PREEMPTIBLE_CPUS, addresses), ``project_quota_limits`` (CPUS_ALL_REGIONS); insert, start and resume
 check the CPU metric of the machine's family.  ``suspend(name)`` leaves an instance SUSPENDED: only
 instances.resume runs it again.  Names are RFC 1035, label keys and values as GCE checks them.
@@ -119,6 +120,57 @@ INVALID_CREDENTIALS = ("Request had invalid authentication credentials. Expected
 RATE_429_MESSAGE = (f"Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service "
                     f"'compute.googleapis.com' for consumer 'project_number:{zlib.crc32(PROJECT.encode())}'.")
 ROUTES = []  # (method, compiled path pattern, FakeGce method name)
+COMPUTE_SERVICE = "6F81-5844-456A"  # Compute Engine in the Cloud Billing Catalog (https://cloud.google.com/skus)
+AMERICAS = ["us-central1", "us-east1", "us-east4", "us-west1", "us-west2", "us-west3", "us-west4"]
+BILLING_DISABLED_MESSAGE = (f"Cloud Billing API has not been used in project {PROJECT} before or it is disabled. "
+                            f"Enable it by visiting https://console.developers.google.com/apis/api/cloudbilling.googleapis.com/"
+                            f"overview?project={PROJECT} then retry.")
+
+
+def catalog_sku(description: str, resource_group: str, usage_type: str, usd: float, unit: str = "h",
+                regions=tuple(AMERICAS), family: str = "Compute") -> dict:
+    """One SKU as https://cloud.google.com/billing/docs/reference/rest/v1/services.skus/list answers it
+    (the Sku resource: category, serviceRegions, pricingInfo[].pricingExpression.tieredRates[].unitPrice
+    as Money {currencyCode, units, nanos}); usageUnit "h" for a vCPU-hour, "GiBy.h" for a GiB-hour."""
+    sku_id = f"{zlib.crc32(description.encode()):08X}"
+    sku_id = f"{sku_id[:4]}-{sku_id[4:]}-{zlib.crc32(usage_type.encode()) % 10000:04d}"
+    units = int(usd)
+    return {
+        "name": f"services/{COMPUTE_SERVICE}/skus/{sku_id}", "skuId": sku_id, "description": description,
+        "category": {"serviceDisplayName": "Compute Engine", "resourceFamily": family,
+                     "resourceGroup": resource_group, "usageType": usage_type},
+        "serviceRegions": list(regions),
+        "pricingInfo": [{"summary": "", "pricingExpression": {
+            "usageUnit": unit, "displayQuantity": 1,
+            "tieredRates": [{"startUsageAmount": 0, "unitPrice": {
+                "currencyCode": "USD", "units": str(units), "nanos": round((usd - units) * 1e9)}}],
+            "usageUnitDescription": "hour" if unit == "h" else "gibibyte hour", "baseUnit": "s" if unit == "h" else "By.s",
+            "baseUnitDescription": "second" if unit == "h" else "byte second",
+            "baseUnitConversionFactor": 3600 if unit == "h" else 3865470566400},
+            "currencyConversionRate": 1, "effectiveTime": "2026-11-01T00:00:00.000Z"}],
+        "serviceProviderName": "Google",
+        "geoTaxonomy": {"type": "MULTI_REGIONAL", "regions": list(regions)},
+    }
+
+
+# Compute Engine's list prices in the Americas regions (https://cloud.google.com/compute/vm-instance-pricing,
+# 2026-11), the SKUs named as the catalog names them, with neighbours a price lookup must not take:
+# commitments, custom machine types, sole tenancy, another region's, storage.
+CATALOG = [
+    catalog_sku("E2 Instance Core running in Americas", "CPU", "OnDemand", 0.021811),
+    catalog_sku("E2 Instance Ram running in Americas", "RAM", "OnDemand", 0.002923, "GiBy.h"),
+    catalog_sku("Spot Preemptible E2 Instance Core running in Americas", "CPU", "Preemptible", 0.006543),
+    catalog_sku("Spot Preemptible E2 Instance Ram running in Americas", "RAM", "Preemptible", 0.000877, "GiBy.h"),
+    catalog_sku("Commitment v1: E2 Cpu in Americas for 1 Year", "CPU", "Commit1Yr", 0.013741),
+    catalog_sku("E2 Custom Instance Core running in Americas", "CPU", "OnDemand", 0.022902),
+    catalog_sku("E2 Instance Core running in Belgium", "CPU", "OnDemand", 0.023992, regions=("europe-west1",)),
+    catalog_sku("N2 Instance Core running in Americas", "CPU", "OnDemand", 0.031611),
+    catalog_sku("N2 Instance Ram running in Americas", "RAM", "OnDemand", 0.004237, "GiBy.h"),
+    catalog_sku("N2 Sole Tenancy Instance Core running in Americas", "CPU", "OnDemand", 0.034772),
+    catalog_sku("N1 Predefined Instance Core running in Americas", "N1Standard", "OnDemand", 0.031611),
+    catalog_sku("N1 Predefined Instance Ram running in Americas", "N1Standard", "OnDemand", 0.004237, "GiBy.h"),
+    catalog_sku("Storage PD Capacity", "PDStandard", "OnDemand", 0.04, "GiBy.mo", family="Storage"),
+]
 
 
 OTHER_ROUTES = []  # the same, for the other Google APIs labvm calls (full paths)
@@ -283,6 +335,8 @@ class FakeGce:
         self.project_metadata: dict[str, str] = {}  # commonInstanceMetadata, e.g. enable-oslogin=TRUE
         self.oslogin_enforced = False  # constraints/compute.requireOsLogin enforced on the project
         self.orgpolicy_denied = False  # the caller lacks orgpolicy.policy.get: getEffectiveOrgPolicy -> 403
+        self.billing_skus: list[dict] = list(CATALOG)  # Compute Engine's SKUs in the Cloud Billing Catalog
+        self.billing_disabled = False  # the Cloud Billing API is not enabled for the caller's project
         self.oslogin_profiles: dict[str, dict] = {}  # account email -> {"username", "keys"}
         self.tokens: dict[str, str] = {}  # access token -> account email, as Google's OAuth server issued them
         self.quota_limits = {"CPUS": 8.0, "N2_CPUS": 8.0, "N2D_CPUS": 8.0, "C2_CPUS": 8.0, "PREEMPTIBLE_CPUS": 0.0,
@@ -677,6 +731,22 @@ class FakeGce:
         enforced = body.get("constraint") == "constraints/compute.requireOsLogin" and self.oslogin_enforced
         return {"constraint": body.get("constraint"), "etag": "BwYT9a2e2ME=",
                 "booleanPolicy": {"enforced": True} if enforced else {}}
+
+    @other_route("GET", r"/v1/services/(?P<service>[^/]+)/skus")
+    def list_skus(self, p, q, body):
+        """https://cloud.google.com/billing/docs/reference/rest/v1/services.skus/list: {"skus": [...],
+        "nextPageToken": ""} (an empty token on the last page), pageSize at most 5000; currencyCode picks the
+        currency (USD here: other currencies are 400 in this fake).  An unknown service is 404."""
+        if self.billing_disabled:
+            raise ApiError(403, "SERVICE_DISABLED", BILLING_DISABLED_MESSAGE, domain="googleapis.com",
+                           status="PERMISSION_DENIED")
+        if p["service"] != COMPUTE_SERVICE:
+            raise ApiError(404, "notFound", f"Service services/{p['service']} not found.", status="NOT_FOUND")
+        if q.get("currencyCode", "USD") != "USD":
+            raise ApiError(400, "badRequest", "This fake answers in USD only.", status="INVALID_ARGUMENT")
+        start, size = int(q.get("pageToken") or 0), min(int(q.get("pageSize") or 5000), 5000)
+        end = start + size
+        return {"skus": self.billing_skus[start:end], "nextPageToken": str(end) if end < len(self.billing_skus) else ""}
 
     @other_route("POST", r"/v1/users/(?P<user>[^/:]+):importSshPublicKey")
     def import_ssh_public_key(self, p, q, body):

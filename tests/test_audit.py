@@ -231,11 +231,12 @@ def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
     assert cloud["other_ip"] not in table
     assert line_of(table, cloud["image"]).endswith(" ok")
 
-    # GCE: a running VM, a reserved address of a profile and one of no profile; no price to read.
+    # GCE: a running spot VM priced from the billing catalog, a reserved address of a profile and one of no profile.
     assert line_of(table, "labvm-gce-1").endswith(" ok") and " 1.4 GB " in line_of(table, "labvm-gce-1")
     gce_lines = [line for line in table.splitlines() if line.startswith("gce proj ")]
     (vm,) = [line for line in gce_lines if " instance " in line]
-    assert " labvm-gce " in vm and " — " in vm and vm.endswith("running: billed by the hour: inv down --host gce")
+    assert " labvm-gce " in vm and " 0.01005 " in vm and vm.endswith("running: billed by the hour: inv down --host gce")
+    # an e2-medium on spot: 1 vCPU (shared core) and 4 GiB at fake_gce.CATALOG's Spot Preemptible E2 prices
     assert "not-labvm" not in table
     assert line_of(table, "labvm-gone").endswith(
         "no profile 'gone' in hosts.yml: gcloud compute addresses delete labvm-gone --region us-west1 --project proj")
@@ -244,14 +245,17 @@ def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
                             "--region us-west1 --project proj")
 
     assert "not audited: local (local and ssh profiles: labvm owns no cloud resources there)" in table
-    assert "resources: 21, with a next step: 13, running instances: 4 (≈ $0.00001/h for the 1 with a price)" in table
-    assert ("$/h —: the AWS Pricing API (or its spot price history) did not answer; Compute Engine publishes no price to read here"
-            in table)  # the OpenStack VM is not running: no OpenStack price is missing
+    assert "resources: 21, with a next step: 13, running instances: 4 (≈ $0.01006/h for the 2 with a price)" in table
+    assert ("$/h —: the AWS Pricing API (or its spot price history) did not answer (price_per_hour: in hosts.yml "
+            "gives a profile's price)" in table)  # the OpenStack VM is not running: no OpenStack price is missing
+    assert "  hedy: 3 running VMs, ≈ $0.01005/h (2 without a price)" in table.splitlines()
+    assert "  ada: 1 running VM, ≈ $0.00001/h" in table.splitlines()
 
     data = json.loads(lab.inv("audit", "--json").stdout)
     rows = {row["id"]: row for row in data["resources"]}
     assert len(data["resources"]) == 21 and data["unreachable"] == [] and data["not_audited"] == ["local"]
-    assert data["running_usd_per_hour"] == pytest.approx(0.00001)
+    assert data["running_usd_per_hour"] == pytest.approx(0.010061)
+    assert data["running_usd_per_hour_by_owner"] == {"hedy": pytest.approx(0.010051), "ada": pytest.approx(0.00001)}
     running = rows[aws["running"]]
     assert {k: running[k] for k in ("cloud", "scope", "kind", "profile", "owner", "state", "type", "hourly_usd", "next_step")} == {
         "cloud": "aws", "scope": "us-west-2", "kind": "instance", "profile": "aws", "owner": "hedy", "state": "running",

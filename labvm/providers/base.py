@@ -26,6 +26,7 @@ class Instance:
     size: str = ""
     user: str = ""  # the login the cloud decided (GCE OS Login's POSIX user); empty: the profile's user
     private_address: str = ""  # inside the cloud network: where its cluster's machines reach it
+    started: datetime | None = None  # its last start (AWS LaunchTime, GCE lastStartTimestamp), where the cloud says
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Resource:
     type: str = ""  # instance type, flavor, machine type
     hourly_usd: float | None = None  # where the cloud publishes a price
     address: str = ""  # an address's IP
+    spot: bool = False  # an instance on spot (preemptible) capacity: priced as such
+    region: str = ""  # where an instance runs when the scope spans regions (a GCE project); "": the scope's
 
 
 @dataclass(frozen=True)
@@ -207,3 +210,20 @@ class Provider:
     def inventory(self) -> list[Resource]:
         """`inv audit`: everything labvm made in this credential scope, every owner's."""
         return []
+
+    # -- prices (labvm.prices caches them on the laptop and never lets a failure reach a verb) --------
+    def size(self) -> str:
+        """The size a machine of this profile gets (instance type, machine type, flavor); "" where labvm makes none."""
+        return ""
+
+    def where(self) -> str:
+        """Where the profile's machines run, as far as a price depends on it: an AWS or GCE region, a
+        clouds.yaml entry; "" where labvm makes none."""
+        return ""
+
+    def price_per_hour(self, size: str, spot: bool) -> float | None:
+        """USD an hour for one running machine of this size in `where()`, on spot capacity or on demand, as
+        the cloud publishes it; None when the cloud publishes none or the size is not in its price list.
+        It may raise anything (no rights to the price API, no network, an answer not understood):
+        labvm.prices turns every failure into "no price", so callers never see one."""
+        return None

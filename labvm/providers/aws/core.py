@@ -208,7 +208,7 @@ class AwsBase(CloudProvider):
         address = data.get("PublicIpAddress") or data.get("PrivateIpAddress") or ""
         name = next((t["Value"] for t in data.get("Tags", []) if t["Key"] == "Name"), data["InstanceId"])
         return Instance(data["InstanceId"], name, data["State"]["Name"], address, data["InstanceType"],
-                        private_address=data.get("PrivateIpAddress", ""))
+                        private_address=data.get("PrivateIpAddress", ""), started=data.get("LaunchTime"))
 
     def _describe(self, instance_id: str) -> dict:
         reservations = self._read("describe_instances", InstanceIds=[instance_id])["Reservations"]

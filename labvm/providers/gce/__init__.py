@@ -11,7 +11,7 @@ at one address.
 
 One module per seam, each a part of GceProvider: `api` (clients, credentials, call, waits, names),
 `lifecycle` (the head VM and its images), `network` (network, SSH rule, static IP), `oslogin`,
-`workers` (a Dask cluster's VMs), `preflight` (`inv check`, quota by machine family), `inventory` (`inv audit`).
+`workers` (a Dask cluster's VMs), `preflight` (`inv check`, quota by machine family), `inventory` (`inv audit`), `price` (the billing catalog).
 """
 
 from .api import loopback_endpoint
@@ -20,10 +20,11 @@ from .lifecycle import Lifecycle
 from .network import Network
 from .oslogin import OsLogin
 from .preflight import Preflight
+from .price import Price
 from .workers import Workers
 
 __all__ = ["GceProvider", "loopback_endpoint"]
 
 
-class GceProvider(Lifecycle, Workers, Network, OsLogin, Preflight, Inventory):
+class GceProvider(Lifecycle, Workers, Network, Price, OsLogin, Preflight, Inventory):
     """A GCE profile: the head VM, its workers, network and login, `inv check` and `inv audit`, one module each."""

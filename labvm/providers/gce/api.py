@@ -11,7 +11,7 @@ import time
 
 from ...config import Profile
 from ...errors import LabvmError
-from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Image, Instance
+from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Image, Instance, parse_time
 from ..cloud import GCE_LABEL, GCE_NAME, CloudProvider, cloud_name
 
 # A SUSPENDED instance bills only its disks and saved memory, as a stopped one; start() resumes it.
@@ -204,7 +204,8 @@ class GceApi(CloudProvider):
             address = (configs[0].nat_i_p if configs else "") or interface.network_i_p
         login = next((item.value for item in data.metadata.items if item.key == LOGIN_METADATA), "")
         return Instance(data.name, data.name, STATES.get(data.status, data.status.lower()), address,
-                        data.machine_type.rsplit("/", 1)[-1], login, interface.network_i_p if interface else "")
+                        data.machine_type.rsplit("/", 1)[-1], login, interface.network_i_p if interface else "",
+                        parse_time(data.last_start_timestamp or None))
 
     def _get(self, name: str):
         return self.call(self.instances.get, project=self.project, zone=self.zone, instance=name)

@@ -13,7 +13,7 @@ class Inventory(GceApi):
 
     def inventory(self) -> list[Resource]:
         """Every instance, static address and image labvm labelled in the project, in every zone and
-        region, whatever its profile or owner.  Compute Engine publishes no price to read here."""
+        region, whatever its profile or owner (labvm.prices adds what each instance costs)."""
         labelled = "labels.labvm-profile:*"
         where = f"--project {self.project}"
 
@@ -32,7 +32,8 @@ class Inventory(GceApi):
                     "instance", data, STATES.get(data.status, data.status.lower()),
                     data.last_start_timestamp or data.creation_timestamp,
                     f"gcloud compute instances delete {data.name} --zone {data.zone.rsplit('/', 1)[-1]}",
-                    type=data.machine_type.rsplit("/", 1)[-1]))
+                    type=data.machine_type.rsplit("/", 1)[-1], region=data.zone.rsplit("/", 1)[-1].rsplit("-", 1)[0],
+                    spot=data.scheduling.provisioning_model == "SPOT" or data.scheduling.preemptible))
         request = self.compute.AggregatedListAddressesRequest(project=self.project, filter=labelled)
         for _, scoped in self.call(lambda: list(self.addresses.aggregated_list(request=request))):
             for data in scoped.addresses:

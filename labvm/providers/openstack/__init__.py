@@ -27,3 +27,11 @@ __all__ = ["OpenStackProvider"]
 
 class OpenStackProvider(Lifecycle, Network, Workers, Preflight, Inventory):
     """An OpenStack profile: the contract of base.Provider on Nova, Neutron, Glance and Cinder."""
+
+    # OpenStack publishes no prices: price_per_hour stays the contract's None; hosts.yml's price_per_hour:
+    # gives one.  The flavor and the clouds.yaml entry name what it is priced for.
+    def size(self) -> str:
+        return str(self.settings.get("flavor") or "m1.small")
+
+    def where(self) -> str:
+        return self.entry

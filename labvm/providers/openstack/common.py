@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from ...config import Profile
 from ...errors import LabvmError
-from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Instance
+from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Instance, parse_time
 from ..cloud import OPENSTACK_NAME, CloudProvider, cloud_name
 
 SHELVED = ("SHELVED", "SHELVED_OFFLOADED")  # SHELVED stays so where the cloud does not offload at once
@@ -154,7 +154,7 @@ class OpenStackBase(CloudProvider):
     def _instance(self, server) -> Instance:
         return Instance(server.id, server.name, STATES.get(server.status, server.status.lower()),
                         self._address(server), (server.flavor or {}).get("original_name") or (server.flavor or {}).get("id", ""),
-                        private_address=self._address(server, "fixed"))
+                        private_address=self._address(server, "fixed"), started=parse_time(server.launched_at))
 
     def _address(self, server, kind: str = "floating") -> str:
         """The server's address of this kind (Nova's OS-EXT-IPS:type), else its first fixed one.  IPv4

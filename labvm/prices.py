@@ -1,0 +1,199 @@
+"""What a VM costs an hour: hosts.yml's `price_per_hour:`, else the cloud's price list, cached on the laptop.
+
+A price is an estimate that helps decide whether to stop a VM; it never decides anything itself.  So
+no failure here reaches a verb: no rights to the price API, no network, an answer not understood or
+a lookup slower than LOOKUP_SECONDS all mean "no price", and nothing is shown rather than a guess.
+
+The cache is one JSON file (0600) in labvm's run folder of the SSH home (~/.ssh/labvm/run/prices.json):
+labvm keeps all its laptop state there already (keys, tunnels, keepers' logs), in a 0700 folder that
+exists on every platform and follows LABVM_SSH_DIR, so tests and several checkouts never share one.
+A price is kept CACHE_DAYS; an older one is asked again, and used while the cloud cannot be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+
+from .config import Profile
+from .errors import LabvmError
+from .providers import Provider
+
+CACHE_DAYS = 7
+LOOKUP_SECONDS = 15.0  # one price lookup, however the cloud's SDK retries; past it: no price
+CACHE_LIMIT = 1_000_000  # bytes: a larger file is not labvm's cache, and is started over
+_lock = threading.Lock()  # one writer at a time in this process; between processes a lost write is a miss
+# (cloud, place, spot) whose lookup failed once: not asked again in this run (spot and on-demand prices
+# may come from different APIs, as on AWS).
+_unreachable: set[tuple[str, str, bool]] = set()
+
+
+def price_per_hour(profile: Profile, provider: Provider, size: str | None = None) -> float | None:
+    """USD an hour of one machine of `size` (None: the profile's own size) for this profile: hosts.yml's
+    override, else the cached price, else the cloud's answer (cached).  None when none is known."""
+    try:
+        given = override(profile, provider, size)
+        if given is not None:
+            return given
+        if not provider.owns_machine:
+            return None
+        spot = bool(profile.cloud_settings.get("spot"))
+        key = _key(provider, size or provider.size(), spot)
+        price = lookup(provider, size or provider.size(), spot)
+        if size is None:  # what known_price reads for this profile, without a provider
+            _store("profiles", _profile_id(profile), {"key": key, "settings": _fingerprint(profile)})
+        return price
+    except Exception:  # a price never fails a verb (see the module's note)
+        return None
+
+
+def lookup(provider: Provider, size: str, spot: bool) -> float | None:
+    """The cloud's price of `size` where the provider's profile runs: the cache while fresh, else asked
+    (under LOOKUP_SECONDS) and kept; when the cloud cannot be reached, the cached price however old."""
+    try:
+        key = _key(provider, size, spot)
+        entry = _read().get("prices", {}).get(key)
+        if entry and time.time() - entry["at"] < CACHE_DAYS * 86400:
+            return entry["usd"]
+        place = (provider.profile.provider, provider.where(), spot)
+        answered, price = (False, None) if place in _unreachable else _ask(provider, size, spot)
+        if not answered:
+            _unreachable.add(place)
+            return entry["usd"] if entry else None
+        _store("prices", key, {"usd": price, "at": time.time()})
+        return price
+    except Exception:
+        return None
+
+
+def known_price(profile_name: str, hosts_path: str) -> float | None:
+    """What labvm knows of the profile's price without asking any cloud: hosts.yml's override, else the
+    price its last lookup cached (of any age), if the profile's cloud settings are still those it was
+    asked for.  For the keeper, which must not wait on the network; never raises."""
+    try:
+        from . import config
+
+        profile = config.load(Path(hosts_path)).profile(profile_name)
+        if profile.price_per_hour is not None:
+            return profile.price_per_hour
+        cache = _read()
+        record = cache.get("profiles", {}).get(_profile_id(profile))
+        if not record or record.get("settings") != _fingerprint(profile):
+            return None
+        entry = cache.get("prices", {}).get(record["key"])
+        return float(entry["usd"]) if entry and entry.get("usd") is not None else None
+    except Exception:
+        return None
+
+
+def per_hour(price: float) -> str:
+    """"about $0.085/h": cents from 10 cents up, three places below that, two significant figures below a cent."""
+    if price >= 0.1:
+        shown = f"{price:.2f}"
+    elif price >= 0.01:
+        shown = f"{price:.3f}".rstrip("0")
+    elif price > 0:
+        shown = f"{price:.{1 - math.floor(math.log10(price))}f}".rstrip("0")
+    else:
+        shown = "0"
+    return f"about ${shown}/h"
+
+
+def size_words(profile: Profile, provider: Provider) -> str:
+    """"c5.large in us-west-2, about $0.085/h"; without the price when none is known; "" when labvm
+    knows neither (a local or ssh profile without price_per_hour:)."""
+    try:
+        size, where = provider.size(), provider.where()
+    except Exception:
+        size, where = "", ""
+    price = price_per_hour(profile, provider)
+    spot = " (spot)" if size and profile.cloud_settings.get("spot") else ""
+    parts = [f"{size}{spot}" + (f" in {where}" if where else "")] if size else []
+    if price is not None:
+        parts.append(per_hour(price))
+    return ", ".join(parts)
+
+
+def override(profile: Profile, provider: Provider, size: str | None) -> float | None:
+    """hosts.yml's price of this size: the profile's for its own size (and workers of that size), the
+    cluster's for workers of another worker_size; None when it gives none.  Never raises."""
+    try:
+        own = size is None or size == provider.size()
+    except Exception:
+        own = False
+    if own:
+        return profile.price_per_hour
+    if profile.cluster and size == profile.cluster.worker_size:
+        return profile.cluster.price_per_hour
+    return None
+
+
+def _ask(provider: Provider, size: str, spot: bool) -> tuple[bool, float | None]:
+    """(whether the cloud answered, its price) within LOOKUP_SECONDS.  A daemon thread: a lookup that
+    hangs past the limit is left behind and never holds up the verb or the exit."""
+    outcome: list = []
+
+    def ask():
+        try:
+            price = provider.price_per_hour(size, spot)
+            outcome.append(float(price) if price is not None and math.isfinite(price) and price >= 0 else None)
+        except Exception:
+            pass
+
+    thread = threading.Thread(target=ask, daemon=True, name=f"price {size}")
+    thread.start()
+    thread.join(LOOKUP_SECONDS)
+    return (True, outcome[0]) if outcome else (False, None)
+
+
+def _key(provider: Provider, size: str, spot: bool) -> str:
+    return "/".join((provider.profile.provider, provider.where(), size, "spot" if spot else "on-demand"))
+
+
+def _profile_id(profile: Profile) -> str:
+    return f"{Path(profile.source).resolve()}#{profile.name}"
+
+
+def _fingerprint(profile: Profile) -> str:
+    return json.dumps(dict(profile.cloud_settings), sort_keys=True, default=str)
+
+
+def _path() -> Path:
+    from .sshconfig import SshHome
+
+    return SshHome.current().run / "prices.json"
+
+
+def _read() -> dict:
+    try:
+        path = _path()
+        if not path.is_file() or path.stat().st_size > CACHE_LIMIT:
+            return {}
+        cache = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, LabvmError):  # no cache (or no SSH home to keep one in) is an empty one
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _store(section: str, key: str, value: dict) -> None:
+    """cache[section][key] = value: read, changed, written whole (a new 0600 file put in place), so a
+    reader never sees half a file.  A cache that cannot be written is only a lookup more next time."""
+    with _lock:
+        cache = _read()
+        cache.setdefault(section, {})[key] = value
+        try:
+            path = _path()
+        except LabvmError:
+            return
+        temporary = path.with_name(f".prices.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                json.dump(cache, file)
+            os.replace(temporary, path)
+        except OSError:
+            temporary.unlink(missing_ok=True)

@@ -1,0 +1,81 @@
+"""What a Compute Engine VM costs an hour, from the Cloud Billing Catalog API: the per-vCPU and per-GiB
+SKUs of the machine's series in the profile's region, times the machine type's vCPUs and memory
+(machineTypes.get).  google-cloud-compute has no billing client: the catalog is read over REST with the
+provider's credentials, at LABVM_GCE_ENDPOINT when an emulator serves it.  labvm.prices caches the
+answers and turns any failure into "no price"."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from .oslogin import OsLogin
+
+# https://cloud.google.com/skus: Compute Engine's service id in the catalog.
+COMPUTE_SERVICE = "services/6F81-5844-456A"
+# How a series' vCPU and memory SKUs begin ("E2 Instance Core running in Americas", "Spot Preemptible E2
+# Instance Ram running in Americas", "N1 Predefined Instance Core ..."), as the catalog names them
+# (the same table as SkyPilot's catalog fetcher, sky/catalog/data_fetchers/fetch_gcp.py).  f1/g1 (one SKU
+# for the whole machine) and custom machine types are not priced here.
+SERIES = {
+    "a2": "A2 Instance", "a3": "A3 Instance", "c2": "Compute optimized", "c2d": "C2D AMD Instance",
+    "c3": "C3 Instance", "e2": "E2 Instance", "g2": "G2 Instance", "m1": "Memory-optimized Instance",
+    "m3": "M3 Memory-optimized Instance", "n1": "N1 Predefined Instance", "n2": "N2 Instance",
+    "n2d": "N2D AMD Instance", "t2a": "T2A Arm Instance", "t2d": "T2D AMD Instance",
+}
+# Shared-core E2 types are billed for a fraction of their 2 vCPUs
+# (https://cloud.google.com/compute/vm-instance-pricing#e2_sharedcore_machine_types).
+SHARED_CORE_VCPUS = {"e2-micro": 0.25, "e2-small": 0.5, "e2-medium": 1.0}
+PAGE_SIZE, MAX_PAGES = 5000, 20  # the catalog's largest page; Compute Engine has a few pages of SKUs
+
+
+class Price(OsLogin):  # OsLogin: how labvm reaches Google's other APIs (or the emulator) with the credentials
+    def size(self) -> str:
+        return str(self.settings.get("machine_type") or "e2-small")
+
+    def where(self) -> str:
+        return self.region
+
+    def price_per_hour(self, size: str, spot: bool) -> float | None:
+        series = SERIES.get(size.split("-")[0])
+        if series is None or "custom" in size:
+            return None
+        machine = self.call(self.machine_types.get, project=self.project, zone=self.zone, machine_type=size)
+        vcpus = SHARED_CORE_VCPUS.get(size, float(machine.guest_cpus))
+        core, ram = (self._unit_price(series, part, spot) for part in ("Core", "Ram"))
+        if core is None or ram is None:
+            return None
+        return core * vcpus + ram * machine.memory_mb / 1024
+
+    def _unit_price(self, series: str, part: str, spot: bool) -> float | None:
+        """USD per vCPU-hour (Core) or per GiB-hour (Ram) of the series in this region."""
+        starts = re.compile(rf"(?:spot preemptible |preemptible )?{re.escape(series.lower())} {part.lower()}\b")
+        usage, unit = ("Preemptible" if spot else "OnDemand"), ("h" if part == "Core" else "GiBy.h")
+        for sku in self._compute_skus:
+            category = sku.get("category", {})
+            if (category.get("resourceFamily") == "Compute" and category.get("usageType") == usage
+                    and self.region in sku.get("serviceRegions", []) and starts.match(sku.get("description", "").lower())):
+                expression = sku["pricingInfo"][0]["pricingExpression"]
+                if expression.get("usageUnit") != unit:
+                    continue
+                price = expression["tieredRates"][-1]["unitPrice"]
+                return int(price.get("units") or 0) + price.get("nanos", 0) / 1e9
+        return None
+
+    @functools.cached_property
+    def _compute_skus(self) -> list[dict]:
+        """Every Compute Engine SKU, in USD (services.skus.list,
+        https://cloud.google.com/billing/docs/reference/rest/v1/services.skus/list): {"skus": [...],
+        "nextPageToken": ""}.  Read once per provider, for however many sizes it prices."""
+        session, skus, token = self._session(), [], ""
+        url = self._google(f"https://cloudbilling.googleapis.com/v1/{COMPUTE_SERVICE}/skus")
+        for _ in range(MAX_PAGES):
+            answer = session.get(url, params={"currencyCode": "USD", "pageSize": PAGE_SIZE, "pageToken": token},
+                                 timeout=10)
+            answer.raise_for_status()
+            page = answer.json()
+            skus += page.get("skus", [])
+            token = page.get("nextPageToken", "")
+            if not token:
+                break
+        return skus

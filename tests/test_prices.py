@@ -1,0 +1,303 @@
+"""Prices: each cloud's price list as its API answers it, hosts.yml's override, the laptop's cache (used
+offline), a failed lookup that shows nothing and fails nothing, and `status` / `audit` showing them.
+
+AWS answers come from botocore's Stubber in the shapes of botocore's service models (pricing
+2017-10-15 GetProducts: PriceList is a list of JSON strings, one product each,
+https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_pricing_GetProducts.html;
+ec2 2016-11-15 DescribeSpotPriceHistory,
+https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeSpotPriceHistory.html), or from a
+loopback Price List server where `inv` runs in a subprocess.  GCE's come from tests/fake_gce.py's Cloud
+Billing Catalog (https://cloud.google.com/billing/docs/reference/rest/v1/services.skus/list).
+"""
+
+import json
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from aws_world import REGION, aws_env
+from fake_gce import FakeGce
+from gce_world import PROJECT, ZONE
+from realhost import ssh_profile
+from test_audit import CLOSED, PriceList, line_of, tagged
+
+from labvm import config, prices
+from labvm.providers import for_profile
+
+E2_CORE, E2_RAM = 0.021811, 0.002923  # fake_gce.CATALOG: E2 on demand in the Americas, per vCPU-hour and GiB-hour
+E2_SPOT_CORE, E2_SPOT_RAM = 0.006543, 0.000877
+
+
+def product(usd: str, instance_type: str = "c5.large") -> str:
+    """One GetProducts product, a JSON string as PriceList holds it (on-demand Linux, shared tenancy)."""
+    return json.dumps({
+        "product": {"productFamily": "Compute Instance", "sku": "SKU1", "attributes": {
+            "instanceType": instance_type, "regionCode": REGION, "operatingSystem": "Linux", "tenancy": "Shared",
+            "preInstalledSw": "NA", "capacitystatus": "Used", "licenseModel": "No License required"}},
+        "serviceCode": "AmazonEC2",
+        "terms": {"OnDemand": {"SKU1.JRTCKXETXF": {
+            "offerTermCode": "JRTCKXETXF", "sku": "SKU1", "effectiveDate": "2026-11-01T00:00:00Z", "termAttributes": {},
+            "priceDimensions": {"SKU1.JRTCKXETXF.6YS6EN2CT7": {
+                "unit": "Hrs", "beginRange": "0", "endRange": "Inf", "appliesTo": [],
+                "rateCode": "SKU1.JRTCKXETXF.6YS6EN2CT7", "pricePerUnit": {"USD": usd},
+                "description": f"${usd} per On Demand Linux {instance_type} Instance Hour"}}}}},
+        "version": "20261101000000", "publicationDate": "2026-11-01T00:00:00Z"})
+
+
+def profile_of(lab, name: str, settings: dict):
+    lab.write_hosts({name: settings})
+    return config.load(lab.hosts).profile(name)
+
+
+@pytest.fixture
+def moto_ec2(moto, lab):
+    """moto's EC2 for `inv` in a subprocess; moto's state is one per process, so it is reset around the test."""
+    def reset():
+        urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"))
+
+    reset()
+    lab.extra_env.update(aws_env(moto), LABVM_OWNER="hedy")
+    yield boto3.client("ec2", endpoint_url=moto, region_name=REGION, aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    reset()
+
+
+@pytest.fixture
+def aws_offline(lab, monkeypatch):
+    """AWS credentials for the SDK, every AWS endpoint closed: only a stub answers."""
+    monkeypatch.setenv("LABVM_SSH_DIR", str(lab.ssh_dir))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", CLOSED)
+    monkeypatch.setattr(prices, "_unreachable", set())
+    return lab
+
+
+def test_aws_on_demand_price_is_the_price_list_s_hourly_rate(aws_offline):
+    provider = for_profile(profile_of(aws_offline, "aws", {"provider": "aws", "region": REGION, "instance_type": "c5.large"}))
+    with Stubber(provider.pricing) as stub:
+        stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [product("0.0850000000")]}, {
+            "ServiceCode": "AmazonEC2", "MaxResults": 10, "Filters": [
+                {"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in {
+                    "instanceType": "c5.large", "regionCode": REGION, "operatingSystem": "Linux", "tenancy": "Shared",
+                    "preInstalledSw": "NA", "capacitystatus": "Used", "licenseModel": "No License required"}.items()]})
+        assert provider.price_per_hour("c5.large", spot=False) == pytest.approx(0.085)
+        stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []}, None)
+        assert provider.price_per_hour("c5.nosuch", spot=False) is None  # not in the price list: no price
+
+
+def test_aws_spot_price_is_the_latest_of_each_zone_and_the_highest_zone(aws_offline):
+    provider = for_profile(profile_of(aws_offline, "aws", {"provider": "aws", "region": REGION, "spot": True}))
+    now = datetime.now(timezone.utc)
+
+    def entry(zone, usd, minutes_ago):
+        return {"AvailabilityZone": zone, "InstanceType": "t3.small", "ProductDescription": "Linux/UNIX",
+                "SpotPrice": usd, "Timestamp": now - timedelta(minutes=minutes_ago)}
+
+    history = [entry(f"{REGION}a", "0.0070", 5), entry(f"{REGION}a", "0.0300", 90),  # a's latest is 0.0070
+               entry(f"{REGION}b", "0.0081", 1), entry(f"{REGION}c", "0.0064", 30)]
+    with Stubber(provider.ec2) as stub:
+        stub.add_response("describe_spot_price_history", {"SpotPriceHistory": history},
+                          {"InstanceTypes": ["t3.small"], "ProductDescriptions": ["Linux/UNIX"], "StartTime": ANY})
+        assert provider.price_per_hour("t3.small", spot=True) == pytest.approx(0.0081)
+
+
+def test_aws_spot_price_of_a_profile_with_a_subnet_is_its_zone_s(aws_offline):
+    provider = for_profile(profile_of(aws_offline, "aws", {"provider": "aws", "region": REGION, "spot": True,
+                                                          "subnet": "subnet-0b"}))
+    zone = f"{REGION}b"
+    with Stubber(provider.ec2) as stub:  # DescribeSubnets: API_DescribeSubnets.html
+        stub.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-0b", "VpcId": "vpc-1", "AvailabilityZone": zone,
+                                                            "MapPublicIpOnLaunch": True}]}, {"SubnetIds": ["subnet-0b"]})
+        stub.add_response("describe_spot_price_history", {"SpotPriceHistory": [
+            {"AvailabilityZone": zone, "InstanceType": "t3.small", "ProductDescription": "Linux/UNIX", "SpotPrice": "0.0066",
+             "Timestamp": datetime.now(timezone.utc)}]},
+            {"InstanceTypes": ["t3.small"], "ProductDescriptions": ["Linux/UNIX"], "StartTime": ANY, "AvailabilityZone": zone})
+        assert provider.price_per_hour("t3.small", spot=True) == pytest.approx(0.0066)
+
+
+@pytest.fixture
+def google(lab, monkeypatch, tmp_path):
+    """The GCE fake as Google itself, with a user's ADC: the catalog is read with their token."""
+    monkeypatch.setenv("LABVM_SSH_DIR", str(lab.ssh_dir))
+    for name, value in {"NO_GCE_CHECK": "true", "GCE_METADATA_HOST": "127.0.0.1:9", "GCE_METADATA_IP": "127.0.0.1:9",
+                        "LABVM_OWNER": "hedy"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("LABVM_GCE_ENDPOINT", raising=False)
+    monkeypatch.setattr(prices, "_unreachable", set())
+    with FakeGce() as fake:
+        for name, value in fake.google_environment().items():
+            monkeypatch.setenv(name, value)
+        adc = tmp_path / "adc.json"
+        adc.write_text(json.dumps({"type": "authorized_user", "client_id": "id.apps.googleusercontent.com",
+                                   "client_secret": "secret", "refresh_token": "1//refresh", "token": "ya29.hedy",
+                                   "expiry": "2999-01-01T00:00:00Z"}))
+        fake.tokens["ya29.hedy"] = "hedy@example.org"
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+        yield fake
+
+
+def test_gce_price_is_the_family_s_vcpu_and_gib_skus_of_the_region(lab, google):
+    provider = for_profile(profile_of(lab, "gce", {"provider": "gce", "project": PROJECT, "zone": ZONE}))
+    assert provider.price_per_hour("e2-standard-2", spot=False) == pytest.approx(2 * E2_CORE + 8 * E2_RAM)
+    assert provider.price_per_hour("e2-highmem-2", spot=True) == pytest.approx(2 * E2_SPOT_CORE + 16 * E2_SPOT_RAM)
+    # e2-small has 2 vCPUs that it shares: billed as half of one.
+    assert provider.price_per_hour("e2-small", spot=False) == pytest.approx(0.5 * E2_CORE + 2 * E2_RAM)
+    assert provider.price_per_hour("n1-standard-1", spot=False) == pytest.approx(0.031611 + 3.75 * 0.004237)
+    assert provider.price_per_hour("c2-standard-4", spot=False) is None  # no C2 SKU in this catalog: no price
+    skus = [path for method, path in google.requests if path.endswith("/skus")]
+    assert skus == ["/v1/services/6F81-5844-456A/skus"]  # read once by a provider, for every size it prices
+
+
+def test_the_catalog_is_read_page_by_page(lab, google, monkeypatch):
+    import labvm.providers.gce.price as gce_price
+
+    monkeypatch.setattr(gce_price, "PAGE_SIZE", 2)  # the 13 SKUs of the fake on 7 pages
+    provider = for_profile(profile_of(lab, "gce", {"provider": "gce", "project": PROJECT, "zone": ZONE}))
+    assert provider.price_per_hour("n2-standard-2", spot=False) == pytest.approx(2 * 0.031611 + 8 * 0.004237)
+    assert sum(path.endswith("/skus") for _, path in google.requests) == 7
+
+
+def test_hosts_yml_price_wins_and_a_bad_one_is_one_line(lab, google):
+    cades = profile_of(lab, "cades", {"provider": "ssh", "address": "ws1.example.org", "price_per_hour": 0.5})
+    provider = for_profile(cades)
+    assert prices.price_per_hour(cades, provider) == 0.5 and prices.size_words(cades, provider) == "about $0.50/h"
+    gce = {"provider": "gce", "project": PROJECT, "zone": ZONE, "machine_type": "e2-standard-2", "price_per_hour": 0.07,
+           "cluster": {"workers": 2, "worker_size": "n2-standard-2", "price_per_hour": 0.09}}
+    profile = profile_of(lab, "gce", gce)
+    provider = for_profile(profile)
+    assert prices.size_words(profile, provider) == "e2-standard-2 in us-west1, about $0.07/h"
+    assert prices.price_per_hour(profile, provider, "n2-standard-2") == 0.09
+    assert not [path for _, path in google.requests if path.endswith("/skus")]  # hosts.yml answered: no lookup
+    # A worker size hosts.yml gives no price for is looked up.
+    assert prices.price_per_hour(profile, provider, "e2-small") == pytest.approx(0.5 * E2_CORE + 2 * E2_RAM)
+
+    lab.write_hosts({"gce": {**gce, "price_pre_hour": "cheap"}})
+    with pytest.raises(config.LabvmError) as refused:
+        config.load(lab.hosts)
+    assert str(refused.value) == (f"{lab.hosts}: profiles.gce.price_pre_hour: unknown key (did you mean 'price_per_hour'?); "
+                                  f"valid keys: {', '.join([*config.COMMON_KEYS, *config.CLOUD_KEYS['gce']])}")
+    lab.write_hosts({"gce": {**gce, "price_per_hour": "cheap"}})
+    with pytest.raises(config.LabvmError) as refused:
+        config.load(lab.hosts)
+    assert str(refused.value) == f"{lab.hosts}: profiles.gce.price_per_hour: must be US dollars an hour, a number like 0.085, not 'cheap'"
+    lab.write_hosts({"gce": {**gce, "price_per_hour": 0}})  # a machine the lab does not pay by the hour: a positive control
+    assert config.load(lab.hosts).profile("gce").price_per_hour == 0
+
+
+def test_the_cache_answers_for_days_and_offline_for_longer(lab, google):
+    profile = profile_of(lab, "gce", {"provider": "gce", "project": PROJECT, "zone": ZONE, "machine_type": "e2-standard-2"})
+    expected = 2 * E2_CORE + 8 * E2_RAM
+    assert prices.size_words(profile, for_profile(profile)) == "e2-standard-2 in us-west1, about $0.067/h"
+    cache = lab.ssh_dir / "labvm" / "run" / "prices.json"
+    assert cache.stat().st_mode & 0o777 == 0o600
+    assert prices.known_price("gce", str(lab.hosts)) == pytest.approx(expected)  # the keeper's question: no network
+
+    google.billing_skus = []  # the catalog changes; a price younger than 7 days is not asked again
+    assert prices.price_per_hour(profile, for_profile(profile)) == pytest.approx(expected)
+    assert sum(path.endswith("/skus") for _, path in google.requests) == 1
+
+    stored = json.loads(cache.read_text())
+    for entry in stored["prices"].values():
+        entry["at"] = time.time() - 8 * 86400
+    cache.write_text(json.dumps(stored))
+    google.billing_disabled = True  # 8 days old and the catalog refuses: the old price still stands
+    assert prices.price_per_hour(profile, for_profile(profile)) == pytest.approx(expected)
+
+    google.billing_disabled = False  # the catalog answers again: asked, and its answer (none) is kept
+    prices._unreachable.clear()  # a new run (this process remembered the failure)
+    assert prices.price_per_hour(profile, for_profile(profile)) is None
+    assert prices.size_words(profile, for_profile(profile)) == "e2-standard-2 in us-west1"
+
+    # known_price trusts a cached price only for the settings it was asked for.
+    lab.write_hosts({"gce": {"provider": "gce", "project": PROJECT, "zone": ZONE, "machine_type": "n2-standard-2"}})
+    assert prices.known_price("gce", str(lab.hosts)) is None
+    assert prices.known_price("nosuch", str(lab.hosts)) is None and prices.known_price("gce", "/nonexistent") is None
+
+
+def test_a_failed_lookup_is_no_price(aws_offline):
+    profile = profile_of(aws_offline, "aws", {"provider": "aws", "region": REGION, "instance_type": "c5.large"})
+    provider = for_profile(profile)
+    assert prices.price_per_hour(profile, provider) is None  # nothing listens at the Pricing API
+    assert prices.size_words(profile, provider) == "c5.large in us-west-2"
+    assert prices.lookup(provider, "c5.xlarge", False) is None
+    assert not (aws_offline.ssh_dir / "labvm" / "run" / "prices.json").exists() or \
+        not json.loads((aws_offline.ssh_dir / "labvm" / "run" / "prices.json").read_text()).get("prices")
+
+
+@pytest.mark.parametrize("usd, words", [(0.0042, "about $0.0042/h"), (0.085, "about $0.085/h"), (0.0167515, "about $0.017/h"),
+                                        (0.5, "about $0.50/h"), (1.5, "about $1.50/h"), (32.7712, "about $32.77/h"),
+                                        (0.00001, "about $0.00001/h"), (0, "about $0/h")])
+def test_per_hour_rounds_to_what_a_reader_needs(usd, words):
+    assert prices.per_hour(usd) == words
+
+
+def test_audit_prices_every_instance_and_sums_each_owner(lab, moto_ec2):
+    ec2, price_list = moto_ec2, PriceList("0.0208000000")
+    lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = price_list.endpoint
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+    def run(profile, owner, count=1):
+        return [i["InstanceId"] for i in ec2.run_instances(
+            ImageId=ami, MinCount=count, MaxCount=count, InstanceType="t3.small",
+            TagSpecifications=tagged(profile, owner))["Instances"]]
+
+    hedy = run("aws", "hedy", 2)
+    ada = run("aws", "ada")
+    cheap = run("fixed", "ada")
+    lab.write_hosts({"aws": {"provider": "aws", "region": REGION},
+                     "fixed": {"provider": "aws", "region": REGION, "price_per_hour": 0.01}})
+    try:
+        table = lab.inv("audit").stdout
+        data = json.loads(lab.inv("audit", "--json").stdout)
+    finally:
+        price_list.server.shutdown()
+    assert all(" 0.0208 " in line_of(table, instance) for instance in hedy + ada)
+    assert " 0.01 " in line_of(table, cheap[0])  # hosts.yml's price for its profile
+    assert "  hedy: 2 running VMs, ≈ $0.0416/h" in table.splitlines()
+    assert "  ada: 2 running VMs, ≈ $0.0308/h" in table.splitlines()
+    assert data["running_usd_per_hour_by_owner"] == {"hedy": pytest.approx(0.0416), "ada": pytest.approx(0.0308)}
+    assert len(price_list.requests) == 1  # asked once, then the cache answered (the second audit too)
+
+
+def test_status_shows_the_machine_s_price_and_its_hours_since_the_last_start(lab, user, sshd, moto_ec2):
+    ec2, price_list = moto_ec2, PriceList("0.0208000000")
+    lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = price_list.endpoint
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small", TagSpecifications=tagged("aws", "hedy"))
+    worker_tags = {"labvm:cluster": "aws", "labvm:role": "worker", "labvm:index": "1", "Name": "labvm-aws-w1"}
+    (worker,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.medium", TagSpecifications=[
+        {"ResourceType": "instance", "Tags": tagged("aws", "hedy")[0]["Tags"] + [
+            {"Key": k, "Value": v} for k, v in worker_tags.items()]}])["Instances"]
+    cluster = {"workers": 1, "worker_size": "t3.medium", "price_per_hour": 0.05}
+    lab.write_hosts({"aws": ssh_profile(user, sshd, provider="aws", region=REGION, instance_type="t3.small", image=ami,
+                                        cluster=cluster),
+                     "ws": ssh_profile(user, sshd, price_per_hour=0.25), "plain": ssh_profile(user, sshd)})
+    try:
+        shown = lab.inv("status").stdout.splitlines()
+    finally:
+        price_list.server.shutdown()
+    assert shown[shown.index("aws (aws, 127.0.0.1:%d): reachable" % sshd.port) + 1].startswith(
+        "  machine: t3.small in us-west-2, about $0.021/h, running ")
+    assert shown[shown.index("aws (aws, 127.0.0.1:%d): reachable" % sshd.port) + 1].endswith(" since its last start")
+    (line,) = [line for line in shown if line.startswith(f"  cluster: labvm-aws-w1 ({worker['InstanceId']}): VM running, ")]
+    assert line.startswith(f"  cluster: labvm-aws-w1 ({worker['InstanceId']}): VM running, t3.medium, about $0.05/h, running ")
+    assert shown[shown.index("ws (ssh, 127.0.0.1:%d): reachable" % sshd.port) + 1] == \
+        "  machine: about $0.25/h (price_per_hour: in hosts.yml)"
+    assert not shown[shown.index("plain (ssh, 127.0.0.1:%d): reachable" % sshd.port) + 1].startswith("  machine:")
+
+
+def test_status_of_a_failed_lookup_shows_no_price_and_succeeds(lab, user, sshd, moto_ec2):
+    ec2 = moto_ec2
+    lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = CLOSED
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    (instance,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small",
+                                    TagSpecifications=tagged("aws", "hedy"))["Instances"]
+    lab.write_hosts({"aws": ssh_profile(user, sshd, provider="aws", region=REGION, instance_type="t3.small", image=ami)})
+    result = lab.inv("status", "--host", "aws")
+    machine = next(line for line in result.stdout.splitlines() if line.startswith("  machine: "))
+    assert machine.startswith("  machine: t3.small in us-west-2, running ") and "$" not in result.stdout
