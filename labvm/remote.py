@@ -1,4 +1,4 @@
-"""Where labvm's scripts run: this machine (invoke Context) or one SSH connection (Fabric).
+"""Where labvm's scripts run: this machine (a child process) or one SSH connection (Fabric).
 
 A step is `sh scripts/NAME.sh ARGS` with its inputs as environment variables; every
 value is shlex-quoted on the command line, so nothing from hosts.yml is ever parsed by
@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -40,6 +41,19 @@ def command_line(script: str, args: tuple[str, ...], env: dict[str, str]) -> str
     return " ".join([*assignments, "sh", shlex.quote(script), *map(shlex.quote, args)])
 
 
+def _show_and_keep(stream, kept: list[str]) -> None:
+    """A local step's stderr: each line shown as it comes, the last OUTPUT_LIMIT bytes kept."""
+    size = 0
+    for raw in iter(lambda: stream.readline(OUTPUT_LIMIT), b""):
+        line = decode(raw)
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        kept.append(line)
+        size += len(line)
+        while size > OUTPUT_LIMIT and len(kept) > 1:
+            size -= len(kept.pop(0))
+
+
 def _failure(label: str, script: str, stderr: str) -> LabvmError:
     # Lines end at "\n" only: splitlines() would also break at a carriage return or a separator the host sent.
     lines = [line for line in stderr.strip().split("\n") if line.strip()]
@@ -56,26 +70,34 @@ def _size(kib: int) -> str:
 
 
 class LocalHost:
-    """This machine, through invoke's Context: no SSH, no tunnel."""
+    """This machine: no SSH, no tunnel."""
 
     is_local = True
 
-    def __init__(self, profile: Profile, context):
+    def __init__(self, profile: Profile):
         self.profile = profile
-        self.context = context
         self.label = profile.name
 
     def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> str:
-        path = str(SCRIPTS / script)
+        """`sh SCRIPT ARGS` as an argument list: no shell parses them, and no shell's start-up hooks
+        (BASH_ENV, ENV) run before it.  stderr is shown as it comes (an install's progress) and kept."""
         # The tools labvm was installed with (uv in its virtualenv) come first on PATH.
         tools = os.path.dirname(sys.executable)
-        result = self.context.run(
-            command_line(path, args, env or {}), hide="stdout", warn=True, in_stream=False,
-            env={"PATH": f"{tools}:{os.environ.get('PATH', '/usr/bin:/bin')}"},
-        )
-        if result.exited != 0:
-            raise _failure(self.label, script, result.stderr)
-        return result.stdout
+        hooks = ("BASH_ENV", "ENV")
+        environment = {**{k: v for k, v in os.environ.items() if k not in hooks}, **{k: str(v) for k, v in (env or {}).items()},
+                       "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        process = subprocess.Popen(["sh", str(SCRIPTS / script), *args], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
+        said: list[str] = []
+        shown = threading.Thread(target=_show_and_keep, args=(process.stderr, said), daemon=True)
+        shown.start()
+        out = process.stdout.read(OUTPUT_LIMIT)
+        process.stdout.read()  # the rest is not kept, but the script must not block on a full pipe
+        process.wait()
+        shown.join()
+        if process.returncode != 0:
+            raise _failure(self.label, script, "".join(said))
+        return decode(out)
 
     def write(self, path: str, content: str) -> None:
         target = Path.home() / path

@@ -75,6 +75,20 @@ def test_a_dotenv_name_that_redirects_or_runs_something_is_refused_with_its_line
              "set it in your own shell if you mean it")
 
 
+def test_local_steps_run_no_shell_start_up_hooks(lab):
+    """A local step is `sh SCRIPT ARGS` from an argument list: BASH_ENV or ENV in the environment (which
+    a non-interactive bash reads first) runs nothing before labvm's script."""
+    marker, hook = lab.directory / "HOOKED", lab.directory / "hook.sh"
+    hook.write_text(f"touch '{marker}'\n")
+    lab.write_hosts({"local": {"provider": "local"}})
+    lab.extra_env.update(BASH_ENV=str(hook), ENV=str(hook))
+    subprocess.run(["bash", "-c", "true"], env=lab.env, check=True)  # the positive control: bash runs the hook
+    assert marker.exists()
+    marker.unlink()
+    result = lab.inv("status", "--host", "local")
+    assert "local" in result.output and not marker.exists()
+
+
 def test_dotenv_feeds_variables_and_only_the_allow_list_enters_the_environment():
     dotenv = ("AWS_PROFILE=lab\nLABVM_OWNER=ann\nOS_CLOUD=cades\nGITHUB_TOKEN=from-dotenv\n"
               "AWS_SECRET_ACCESS_KEY=abc\nLAB_HOST=ws1.example.org\n")
