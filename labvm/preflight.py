@@ -2,7 +2,8 @@
 
 The provider answers for its cloud (credentials, region, network, image, size, quota, key pair,
 SSH rule, OS Login); this module adds what every profile shares: labvm's key and the identity,
-the jump host, and an SSH login to the VM when one runs.  `up` asks the provider's questions
+the laptop itself (laptop.py: OpenSSH, rsync, notifications, WSL, the keeper), the jump host,
+and an SSH login to the VM when one runs.  `up` asks the provider's questions
 before it creates a VM, so a misconfigured account fails in seconds with nothing made.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 
+from . import laptop
 from .errors import LabvmError
 from .providers import Check
 from .text import clean, decode
@@ -30,7 +32,8 @@ def checks(session) -> list[Check]:
         results.append(_jump(profile))
     if all(check.ok for check in results):
         results.append(_login(session))
-    return results
+    # The laptop's own lines (OpenSSH, rsync, notifications, WSL, the keeper) after labvm's key.
+    return results[:1] + laptop.checks() + results[1:]
 
 
 def before_create(session) -> None:

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import platforms
 from .config import CONTROL, JUMP, USER, Profile, host_problem, jump_problem
 from .errors import LabvmError
 
@@ -84,7 +85,7 @@ class SshHome:
             if result.returncode != 0:
                 raise LabvmError(f"ssh-keygen could not make {self.key}: {result.stderr.strip()}")
             print(f"keys: made labvm's key pair {self.key}")
-        os.chmod(self.key, 0o600)
+        platforms.make_private(self.key)  # an ACL on Windows, as its OpenSSH demands
         os.chmod(self.key.with_suffix(".pub"), 0o644)
         self.ensure_known_hosts()
         return self.key.with_suffix(".pub").read_text().strip()
@@ -110,10 +111,10 @@ class SshHome:
         where = profile.key("identity")
         if not path.is_file():
             raise LabvmError(f"{where}: {path} not found")
-        mode = path.stat().st_mode
-        if path.stat().st_uid == os.getuid() and mode & 0o077:
+        ownership = platforms.owned_mode(path)  # None on Windows: its OpenSSH reads the ACL itself
+        if ownership and ownership[0] and ownership[1] & 0o077:
             raise LabvmError(
-                f"{where}: {path} is readable by others (mode {mode & 0o777:o}) and OpenSSH refuses it; "
+                f"{where}: {path} is readable by others (mode {ownership[1]:o}) and OpenSSH refuses it; "
                 f"run: chmod 600 '{path}'"
             )
 
@@ -147,7 +148,8 @@ class SshHome:
 
         A symlinked config (a dotfiles repository) is edited where it points; CRLF stays CRLF.
         """
-        line = f'Include "{self.config}"'
+        # Forward slashes on Windows: OpenSSH reads a backslash in a config value as an escape, and Windows takes /.
+        line = f'Include "{self.config.as_posix() if platforms.is_windows() else self.config}"'
         target = self.user_config.resolve() if self.user_config.is_symlink() else self.user_config
         current = target.read_bytes().decode("utf-8", "surrogateescape") if target.exists() else ""
         if line in (existing.strip() for existing in current.splitlines()):
@@ -189,14 +191,15 @@ def _private_folder(path: Path) -> None:
 def _check_owner(folder: Path, origin: str) -> None:
     """labvm's key, its known_hosts and its ssh config live there: only the user may write it
     (another user's folder could hold a `Match exec` of theirs, or read the key)."""
-    if not hasattr(os, "getuid") or not folder.is_dir():
+    ownership = platforms.owned_mode(folder) if folder.is_dir() else None  # None on Windows (ACLs)
+    if ownership is None:
         return
-    info = folder.stat()
-    if info.st_uid != os.getuid():
-        raise LabvmError(f"{origin}: {folder} belongs to another user (uid {info.st_uid}); "
+    mine, mode = ownership
+    if not mine:
+        raise LabvmError(f"{origin}: {folder} belongs to another user (uid {folder.stat().st_uid}); "
                          f"name a folder of your own")
-    if info.st_mode & 0o022:
-        raise LabvmError(f"{origin}: {folder} can be written by other users (mode {info.st_mode & 0o777:o}); "
+    if mode & 0o022:
+        raise LabvmError(f"{origin}: {folder} can be written by other users (mode {mode:o}); "
                          f"run: chmod go-w '{folder}'")
 
 

@@ -7,14 +7,20 @@ mtime).  A file that differs from that record was changed here:
   - the host's copy changed as well  -> the local edit is kept as NAME.local-<time>.EXT, reported,
                                         and the host's version takes the name.
 rsync's --backup-dir catches anything else a pull replaces; a replaced file that was not
-exactly the last synced copy is kept the same way.  A dry run first says what would come (and
-stops a sync over its size budget); when nothing would, it is the only rsync.
+exactly the last synced copy is kept the same way.  A dry run first lists what the host offers
+(which also tells which local edits meet a host edit, and stops a sync over its size budget);
+when nothing would come, it is the only rsync and the only SSH connection.
 
 What the VM holds is data, never a command: paths reach the remote rsync through its protocol
 (--protect-args), dot-files and dot-folders never travel, invoke's files (tasks.py, invoke.yaml, ...)
 never come home (`inv` started in the folder would run them), a file over `sync_max_file` stays on
 the host (said), sparse files stay sparse, and a sync that would bring more than `sync_max_total`
 stops with one line.
+
+Without a usable rsync here (none on PATH, or macOS's own: see local_rsync) sync_fallback.py
+keeps the same promises through these rules, over one ssh connection and python3 on the host.
+Every ssh labvm runs for a sync passes ControlMaster=no and ControlPath=none, so a user's own
+multiplexing (which breaks Windows' ssh) cannot interfere; a sync is one connection.
 
 File names are the VM's too: rsync's listing shows every control byte and every byte the locale
 cannot print as \\#ooo (rsync.1, --8-bit-output), so each file is one line whatever its name;
@@ -34,8 +40,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
+from fnmatch import translate as fnmatch_translate
 from pathlib import Path
 from typing import NamedTuple
 
@@ -96,6 +104,10 @@ class Outcome:
         return [clean(line) for line in lines + [f"sync: {note}" for note in self.notes]]
 
 
+# What Windows cannot hold in a file name (learn.microsoft.com/windows/win32/fileio/naming-a-file).
+WINDOWS_FORBIDDEN = re.compile(r'[<>:"\\|?*\x00-\x1f]')
+WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)), *(f"LPT{n}" for n in range(1, 10))}
+
 OVER_MAX_SIZE = b" is over max-size"  # rsync's --info=skip1 line for a file --max-size left out
 RSYNC_ESCAPE = re.compile(rb"\\#([0-3][0-7]{2})")  # a byte rsync would not print (rsync.1, --8-bit-output)
 
@@ -109,12 +121,16 @@ class NotebookSync:
         self.profile = profile
         self.local = profile.sync_dir
         self.manifest_path = self.local / MANIFEST
-        ssh_command = ssh.ssh_command(profile, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
-        self.ssh_command = shlex.join(ssh_command[:-1])
+        self.ssh_argv = ssh.ssh_command(profile, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                                        "-o", "ControlMaster=no", "-o", "ControlPath=none")[:-1]
+        self.ssh_command = shlex.join(self.ssh_argv)
         workspace = profile.notebook.workspace
-        # rsync's path on the host: relative to the login directory, so ~ needs no shell.
+        # The path on the host: relative to the login directory, so ~ needs no shell.
         remote = workspace[2:] if workspace.startswith("~/") else "." if workspace == "~" else workspace
+        self.remote_path = remote.rstrip("/") or "/"
         self.remote = f"{profile.alias}:{remote.rstrip('/')}/"
+        self.patterns = _matcher(profile.sync_patterns)
+        self.rsync = local_rsync()
         # Starts each line of rsync's listing: a file name the VM chose before this sync cannot
         # hold it, so no name makes a listing line of its own or hides one as a skip message.
         self.listed_mark = f"labvm-{secrets.token_hex(8)}|".encode()
@@ -123,73 +139,102 @@ class NotebookSync:
 
     def pull(self) -> Outcome:
         self.local.mkdir(parents=True, exist_ok=True)
+        if not self.rsync.usable:
+            from . import sync_fallback
+
+            return sync_fallback.pull(self)
         try:
             return self._pull()
         except _NoWorkspace:
-            return Outcome(notes=[f"{self.profile.notebook.workspace} is not on the host yet; nothing to bring home"])
+            return self.no_workspace()
+
+    def no_workspace(self) -> Outcome:
+        return Outcome(notes=[f"{self.profile.notebook.workspace} is not on the host yet; nothing to bring home"])
 
     def _pull(self) -> Outcome:
-        with self._lock():
-            record = self._read_manifest()
-            changed = [rel for rel, stat in self._scan().items() if record.get(rel, [None, None])[:2] != stat]
+        """One rsync lists what the host offers (while this side reads its manifest and folder),
+        and tells which local edits meet a host edit; a second one brings what differs, if anything."""
+        with self.lock():
             outcome = Outcome()
-            conflicts, identical = self._compare_with_host(changed, record, outcome) if changed else (set(), set())
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            for rel in sorted(conflicts):
-                outcome.kept_as[rel] = self._keep_aside(rel, stamp)
+            seen: dict = {}
+
+            def look_here() -> None:  # while rsync connects and lists the host
+                seen.update(record=self.read_manifest(), here=self.scan())
+
+            offered = self._preview(outcome, look_here)
+            record, here = seen["record"], seen["here"]
+            changed = [rel for rel, stat in here.items() if record.get(rel, [None, None])[:2] != stat]
+            conflicts, identical = self._compare_with_host(changed, record, offered)
             # Local edits of files the host did not change: never pulled over.
             keep = [rel for rel in changed if rel not in conflicts and rel not in identical]
             outcome.local_only_changes = sorted(rel for rel in keep if rel in record and not record[rel][2:])
-            with tempfile.TemporaryDirectory(dir=self.local, prefix=".labvm-sync-replaced-") as replaced:
-                excluded = Path(replaced) / ".labvm-sync-keep"
-                excluded.write_bytes(b"".join(os.fsencode(_anchored(rel)) + b"\0" for rel in keep))
-                options = ["-ii", "--from0", f"--exclude-from={excluded}"]
-                listing = self._preview(options, outcome)
-                try:
-                    if any(entry.flags.startswith(">f") for entry in listing):  # else one rsync was enough
-                        listing = self._rsync(
-                            [*options, f"--backup-dir={replaced}", "--backup"],
-                            self.remote, f"{self.local}/", outcome, budget=self.profile.sync_max_total,
-                        )
-                finally:  # even when rsync broke off: what it replaced must not go with the folder
-                    for rel in _files_under(Path(replaced)):
-                        if record.get(rel) != self._stat_of(Path(replaced) / rel) or record[rel][2:]:
-                            outcome.kept_as[rel] = self._keep_aside(rel, stamp, Path(replaced) / rel)
-            self._write_manifest(record, keep, identical | outcome.tally(listing, ">f"))
+            kept = set(keep)
+            listing = [entry for entry in offered if entry.rel not in kept]
+            self.check_total(sum(entry.size for entry in listing if entry.flags.startswith(">f")))
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for rel in sorted(conflicts):
+                outcome.kept_as[rel] = self.keep_aside(rel, stamp)
+            if any(entry.flags.startswith(">f") for entry in listing):  # else one rsync was enough
+                listing = self._bring(keep, record, stamp, outcome)
+            on_host = identical | outcome.tally(listing, ">f")
+            # Nothing came and nothing was set aside: the local scan still holds (1,000 unchanged
+            # notebooks are not walked twice).
+            self.write_manifest(record, keep, on_host, None if outcome.updated or outcome.kept_as else here)
         outcome.too_large = sorted(set(outcome.too_large))
         return outcome
 
-    def _preview(self, options: list[str], outcome: Outcome) -> list[Listed]:
-        """What the pull would bring, before it brings anything (the listing, invoke's files left
-        out): invoke's files among it are named (the pull leaves them on the host), and more than
-        sync_max_total stops it here."""
-        listing = self._rsync(["--dry-run", *options], self.remote, f"{self.local}/", outcome,
-                              filters=self._filters(hold_back_invoke_files=False))
+    def _bring(self, keep: list[str], record: dict, stamp: str, outcome: Outcome) -> list[Listed]:
+        """The transfer: local edits excluded, and anything else it replaces caught in a backup
+        folder; a replaced file that was not exactly the last synced copy is kept aside."""
+        with tempfile.TemporaryDirectory(dir=self.local, prefix=".labvm-sync-replaced-") as replaced:
+            excluded = Path(replaced) / ".labvm-sync-keep"
+            excluded.write_bytes(b"".join(os.fsencode(_anchored(rel)) + b"\0" for rel in keep))
+            try:
+                return self._rsync(
+                    ["-ii", "--from0", f"--exclude-from={excluded}", f"--backup-dir={replaced}", "--backup"],
+                    self.remote, f"{self.local}/", outcome, budget=self.profile.sync_max_total,
+                )
+            finally:  # even when rsync broke off: what it replaced must not go with the folder
+                for rel in _files_under(Path(replaced)):
+                    if record.get(rel) != self.stat_of(Path(replaced) / rel) or record[rel][2:]:
+                        outcome.kept_as[rel] = self.keep_aside(rel, stamp, Path(replaced) / rel)
+
+    def _preview(self, outcome: Outcome, meanwhile: Callable[[], None]) -> list[Listed]:
+        """Everything the host offers, each file flagged against the local folder, before
+        anything comes (a dry run); invoke's files among what differs are named (the pull leaves
+        them on the host) and left out.  meanwhile runs while rsync connects."""
+        listing = self._rsync(["--dry-run", "-ii"], self.remote, f"{self.local}/", outcome,
+                              filters=self._filters(hold_back_invoke_files=False), meanwhile=meanwhile)
         outcome.held_back = sorted(entry.rel for entry in listing
-                                   if entry.flags.startswith(">f") and _is_invoke_file(entry.rel))
-        listing = [entry for entry in listing if not _is_invoke_file(entry.rel)]
-        total = sum(entry.size for entry in listing if entry.flags.startswith(">f"))
+                                   if entry.flags.startswith(">f") and is_invoke_file(entry.rel))
+        return [entry for entry in listing if not is_invoke_file(entry.rel)]
+
+    def check_total(self, total: int) -> None:
+        """Stops a pull whose files hold more than sync_max_total, before anything is copied."""
         if total > self.profile.sync_max_total:
             raise LabvmError(
                 f"sync: the host offers {_megabytes(total)}, more than sync_max_total "
                 f"({_megabytes(self.profile.sync_max_total)}); nothing was copied; narrow sync: or raise "
                 f"{self.profile.key('sync_max_total')}"
             )
-        return listing
 
     def push(self) -> Outcome:
         if not self.local.is_dir():
             raise LabvmError(f"sync: nothing to push; {self.local} does not exist yet (`inv sync` fills it)")
-        with self._lock():
-            record = self._read_manifest()
+        if not self.rsync.usable:
+            from . import sync_fallback
+
+            return sync_fallback.push(self)
+        with self.lock():
+            record = self.read_manifest()
             # --update: a file that is newer on the host is left alone there.
             outcome = Outcome()
             listing = self._rsync(["-ii", "--update", f"--exclude=*{BACKUP_MARK}[0-9]*"], f"{self.local}/",
                                   self.remote, outcome)
             sent = outcome.tally(listing, "<f")
-            current = self._scan()
+            current = self.scan()
             record.update({rel: current[rel] for rel in sent if rel in current})
-            self._save(record)
+            self.save_manifest(record)
         return outcome
 
     # -- rsync ---------------------------------------------------------------------------
@@ -202,18 +247,19 @@ class NotebookSync:
         return rules + ["--exclude=*"]
 
     def _rsync(self, options: list[str], source: str, destination: str, outcome: Outcome,
-               filters: list[str] | None = None, budget: int = 0) -> list[Listed]:
+               filters: list[str] | None = None, budget: int = 0,
+               meanwhile: Callable[[], None] | None = None) -> list[Listed]:
         """Runs rsync; returns each file it listed.
         budget: bytes the files it transfers may hold in all (0: no limit); past it rsync is ended
         (a host that grows its files after the preview: rsync reports a file once it has it)."""
         # -S: runs of zeros become holes, so a sparse file stays sparse here; safe because labvm never
         # uses --inplace (rsync.1, --sparse: rsync truncates and rewrites the file).
         command = [
-            "rsync", "-rtS", *_rsync_options(), f"--max-size={self.profile.sync_max_file}",
+            self.rsync.path or "rsync", "-rtS", *self.rsync.options, f"--max-size={self.profile.sync_max_file}",
             "--prune-empty-dirs", self._out_format(), "-e", self.ssh_command,
             *options, *(self._filters() if filters is None else filters), source, destination,
         ]
-        return self._run(command, outcome, budget=budget)
+        return self._run(command, outcome, budget=budget, meanwhile=meanwhile)
 
     def _out_format(self) -> str:
         return f"--out-format={self.listed_mark.decode()}%i|%l|%M|%n"
@@ -231,14 +277,20 @@ class NotebookSync:
         return Listed(flags.decode("ascii", "replace"), _size(size.decode("ascii", "replace")),
                       mtime.decode("ascii", "replace"), _name(rel))
 
-    def _run(self, command: list[str], outcome: Outcome, names_may_be_missing: bool = False,
-             budget: int = 0) -> list[Listed]:
-        """The files rsync lists, read as they come: a sync past `budget` bytes is ended there."""
-        if not shutil.which("rsync"):
-            raise LabvmError("sync needs rsync on this machine; install it (apt-get install rsync / brew install rsync)")
+    def _run(self, command: list[str], outcome: Outcome, budget: int = 0,
+             meanwhile: Callable[[], None] | None = None) -> list[Listed]:
+        """The files rsync lists, read as they come: a sync past `budget` bytes is ended there.
+        meanwhile: work of this side done while rsync connects (the SSH handshake is most of it)."""
         listing, moved = [], 0
         with tempfile.TemporaryFile("w+", errors="replace") as stderr, subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL) as process:
+            assert process.stdout is not None  # for mypy: stdout=PIPE
+            if meanwhile is not None:
+                try:
+                    meanwhile()
+                except BaseException:
+                    process.terminate()
+                    raise
             for line in process.stdout:
                 entry = self._parse(line.rstrip(b"\n"), outcome)
                 if entry is None:
@@ -247,25 +299,25 @@ class NotebookSync:
                 moved += entry.size if entry.flags[:2] in (">f", "<f") else 0
                 if budget and moved > budget:
                     process.terminate()  # not kill: rsync removes its half-written temporary file
-                    raise LabvmError(self._over_budget(moved))
+                    raise LabvmError(self.over_budget(moved))
             process.wait()
             stderr.seek(0)
             result = subprocess.CompletedProcess(command, process.returncode, "", stderr.read())
         if "change_dir" in result.stderr and "No such file or directory" in result.stderr:
             raise _NoWorkspace
-        if result.returncode == 23 and not names_may_be_missing:  # some files could not be read: say which
+        if result.returncode == 23:  # some files could not be read: say which
             problems = [line for line in result.stderr.splitlines() if line.startswith("rsync:")]
             outcome.notes += [f"not transferred: {line}" for line in problems[:5]]
         elif result.returncode not in (0, 23, 24):  # 24: a file vanished on the host while listing
-            raise LabvmError(self._explain(result))
+            raise LabvmError(self.explain(result))
         return listing
 
-    def _over_budget(self, moved: int) -> str:
+    def over_budget(self, moved: int) -> str:
         return (f"sync: stopped after {_megabytes(moved)} from the host, more than sync_max_total "
                 f"({_megabytes(self.profile.sync_max_total)}); what came is in {self.local}, the rest stays on "
                 f"the host; raise {self.profile.key('sync_max_total')} to bring it home")
 
-    def _explain(self, result: subprocess.CompletedProcess) -> str:
+    def explain(self, result: subprocess.CompletedProcess) -> str:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
         last = clean(lines[-1]) if lines else f"exit status {result.returncode}"  # the host's words
         if "command not found" in result.stderr or result.returncode == 127:
@@ -277,31 +329,33 @@ class NotebookSync:
             return f"sync: the connection to the host broke ({last}); your local copies in {self.local} are safe"
         return f"sync: rsync failed ({last})"
 
-    def _compare_with_host(self, changed: list[str], record: dict, outcome: Outcome) -> tuple[set[str], set[str]]:
+    def _compare_with_host(self, changed: list[str], record: dict,
+                           offered: list[Listed]) -> tuple[set[str], set[str]]:
         """Of the files changed here: those whose host copy changed too (or was never synced),
-        and those the host holds an identical copy of."""
-        with tempfile.NamedTemporaryFile("wb", dir=self.local, prefix=".labvm-sync-list-") as names:
-            names.write(b"\0".join(os.fsencode(rel) for rel in changed))
-            names.flush()
-            command = [
-                "rsync", "-rt", *_rsync_options(), "--dry-run", "-ii", "--from0", f"--files-from={names.name}",
-                self._out_format(), "-e", self.ssh_command, self.remote, f"{self.local}/",
-            ]
-            listing = self._run(command, outcome, names_may_be_missing=True)
-        conflicts, identical, asked = set(), set(), set(changed)
-        for entry in listing:
-            if entry.rel not in asked:  # only what was asked: a name from the host is never a local path
+        and those the host holds an identical copy of (rsync's listing flags them '.')."""
+        conflicts, identical = set(), set()
+        on_host = {entry.rel: entry for entry in offered}
+        for rel in changed:  # only local names: a name from the host is never taken as a local path
+            entry = on_host.get(rel)
+            if entry is None:
                 continue
-            synced = record.get(entry.rel)
             if entry.flags.startswith("."):
-                identical.add(entry.rel)
-            elif not synced or synced[2:] or [entry.size, entry.mtime] != [synced[0], _rsync_time(synced[1])]:
-                conflicts.add(entry.rel)
+                identical.add(rel)
+            elif self.host_changed(record.get(rel), entry.size, 0, entry.mtime):
+                conflicts.add(rel)
         return conflicts, identical
+
+    @staticmethod
+    def host_changed(synced: list | None, size: int, mtime_ns: int, shown_mtime: str = "") -> bool:
+        """The host's copy (size, mtime; or the mtime as rsync's %M shows it) is not the one the
+        last sync left here (or none was synced, or it was local-only): an edit here as well is
+        a conflict.  Whole seconds, as rsync's quick check compares them."""
+        return (not synced or bool(synced[2:])
+                or [size, shown_mtime or _rsync_time(mtime_ns)] != [synced[0], _rsync_time(synced[1])])
 
     # -- local state ---------------------------------------------------------------------
 
-    def _keep_aside(self, rel: str, stamp: str, current: Path | None = None) -> str:
+    def keep_aside(self, rel: str, stamp: str, current: Path | None = None) -> str:
         """Moves the local version of rel to NAME.local-STAMP.EXT beside it; returns that name."""
         target = self.local / rel
         source = current or target
@@ -313,41 +367,54 @@ class NotebookSync:
         os.replace(source, backup)
         return str(backup.relative_to(self.local))
 
-    def _scan(self) -> dict[str, list[int]]:
+    def scan(self) -> dict[str, list[int]]:
+        """Each local file a sync pattern names, as [size, mtime_ns]."""
         found = {}
         for rel in _files_under(self.local):
-            if any(fnmatch(Path(rel).name, p) for p in self.profile.sync_patterns):
-                found[rel] = self._stat_of(self.local / rel)
+            if self.patterns(rel):
+                found[rel] = self.stat_of(self.local / rel)
         return found
 
+    def travels(self, rel: str) -> bool:
+        """What the rsync filters let through (_filters, without invoke's files): no dot-file or
+        dot-folder, nothing under a skipped folder, and a sync pattern matches."""
+        parts = rel.split("/")
+        if any(part.startswith(".") for part in parts):
+            return False
+        if any(fnmatch(part, skip) for part in parts[:-1] for skip in SKIPPED_DIRS):
+            return False
+        return self.patterns(rel)
+
     @staticmethod
-    def _stat_of(path: Path) -> list[int]:
+    def stat_of(path: Path) -> list[int]:
         stat = path.stat()
         return [stat.st_size, stat.st_mtime_ns]
 
-    def _read_manifest(self) -> dict[str, list]:
+    def read_manifest(self) -> dict[str, list]:
         try:
             return json.loads(self.manifest_path.read_text())
         except (OSError, ValueError):
             return {}
 
-    def _write_manifest(self, record: dict, edited: list[str], on_host: set[str]) -> None:
-        """Every local file as it is now, a file the host lacks marked local-only; a local edit
-        keeps its old entry, so it still shows as changed here."""
+    def write_manifest(self, record: dict, edited: list[str], on_host: set[str],
+                       scanned: dict[str, list[int]] | None = None) -> None:
+        """Every local file as it is now (scanned: a scan still current), a file the host lacks
+        marked local-only; a local edit keeps its old entry, so it still shows as changed here."""
         updated = {}
-        for rel, stat in self._scan().items():
+        for rel, stat in (self.scan() if scanned is None else scanned).items():
             if rel in edited and rel in record and not record[rel][2:]:
                 updated[rel] = record[rel]
             else:
                 updated[rel] = stat if rel in on_host else [*stat, "local"]
-        self._save(updated)
+        if updated != record:
+            self.save_manifest(updated)
 
-    def _save(self, record: dict) -> None:
+    def save_manifest(self, record: dict) -> None:
         tmp = self.manifest_path.with_name(MANIFEST + ".tmp")
         tmp.write_text(json.dumps(record, sort_keys=True))
         os.replace(tmp, self.manifest_path)
 
-    def _lock(self):
+    def lock(self):
         """One sync at a time per folder (a --watch and a `down` may meet)."""
         return platforms.file_lock(self.local / ".labvm-sync.lock")
 
@@ -362,23 +429,57 @@ def _safe_rules() -> list[str]:
     return ["--exclude=.*"] + [f"--exclude={name}/" for name in SKIPPED_DIRS if name != ".*"]
 
 
+class LocalRsync(NamedTuple):
+    """The laptop's rsync: where, which, whether labvm's rsync path can use it, and its options."""
+    path: str | None
+    version: str  # "3.2.7", "openrsync", "" when none
+    usable: bool
+    options: tuple[str, ...]
+
+    def summary(self) -> str:
+        if self.path is None:
+            return "none: the built-in fallback (ssh + python3 on the host) is used"
+        if not self.usable:
+            return (f"{self.path} is {self.version}: the built-in fallback is used "
+                    f"(`brew install rsync` gives rsync 3.x, which labvm then uses)")
+        return f"{self.path}, rsync {self.version}"
+
+
 @functools.lru_cache(maxsize=None)
-def _rsync_options() -> tuple[str, ...]:
-    """rsync's -s where the local rsync has it: paths go to the remote rsync through the protocol,
-    never through the remote shell, whatever RSYNC_OLD_ARGS / RSYNC_PROTECT_ARGS say (an explicit
-    option overrides them). -s is --protect-args from rsync 3.0.0, named --secluded-args since 3.2.6
-    (rsync.1, "--secluded-args, -s": https://download.samba.org/pub/rsync/rsync.1, and
-    https://github.com/RsyncProject/rsync/blob/master/rsync.1.md). macOS's rsync 2.6.9 predates it
-    and openrsync's options have none (https://github.com/kristapsdz/openrsync/blob/master/openrsync.1):
-    there the remote shell reads the path, and config.py's workspace check (plain characters only)
-    is what keeps it a path. Also --info=skip1 (3.1.0+), so a file --max-size leaves out is named;
-    --max-size (2.6.4+) and --sparse are in 2.6.9 as well."""
+def local_rsync() -> LocalRsync:
+    """Which rsync this machine has, decided per option labvm's rsync path needs:
+
+    - the listing it reads (-ii, --out-format with %i %l %M %n), --from0 with --exclude-from,
+      --backup-dir, --max-size, --prune-empty-dirs, -S: in rsync 3.x (rsync.1,
+      https://download.samba.org/pub/rsync/rsync.1).  macOS 15+'s /usr/bin/rsync is openrsync, whose
+      manual has neither --out-format nor -i nor --prune-empty-dirs (openrsync.1, macOS 15:
+      https://leancrew.com/all-this/man/man1/openrsync.html; upstream
+      https://github.com/kristapsdz/openrsync/blob/master/openrsync.1): not usable.
+    - -s (--protect-args from 3.0.0, --secluded-args since 3.2.6): paths reach the remote rsync
+      through its protocol, never through the remote shell, whatever RSYNC_OLD_ARGS /
+      RSYNC_PROTECT_ARGS say.  Older macOS's rsync 2.6.9 predates it (and %M in --out-format is
+      3.x's too): not usable either.  Both then take sync_fallback, which needs neither.
+    - --info=skip1 (3.1.0+), so a file --max-size leaves out is named; older 3.0.x: not named.
+    """
+    path = shutil.which("rsync")
+    if path is None:
+        return LocalRsync(None, "", False, ())
     try:
-        help_text = subprocess.run(["rsync", "--help"], capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout
-    except OSError:
-        return ()
-    protect = ["-s"] if ("--protect-args" in help_text or "--secluded-args" in help_text) else []
-    return tuple(protect + (["--info=skip1"] if "--info=" in help_text else []))
+        shown = subprocess.run([path, "--version"], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                               timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return LocalRsync(None, "", False, ())
+    text = shown.stdout + shown.stderr
+    if "openrsync" in text:
+        return LocalRsync(path, "openrsync", False, ())
+    found = re.search(r"version\s+v?(\d+)\.(\d+)\.(\d+)", text)
+    if not found:
+        return LocalRsync(path, "an rsync labvm does not know", False, ())
+    version = tuple(int(part) for part in found.groups())
+    shown_version = ".".join(found.groups())
+    if version < (3, 0, 0):
+        return LocalRsync(path, f"rsync {shown_version}", False, ())
+    return LocalRsync(path, shown_version, True, ("-s",) + (("--info=skip1",) if version >= (3, 1, 0) else ()))
 
 
 def _name(shown: bytes) -> str:
@@ -394,9 +495,37 @@ def _size(text: str) -> int:
     return int(digits) if digits.isdigit() else 0
 
 
-def _is_invoke_file(rel: str) -> bool:
-    """rel matches an INVOKE_FILES rule as rsync reads it (a pattern with / matches the path's end)."""
-    return any(fnmatch(rel, name) or fnmatch(rel, f"*/{name}") for name in INVOKE_FILES)
+def _matcher(patterns) -> Callable[[str], bool]:
+    """Whether a path matches one of the patterns as rsync's include/exclude reads them: a
+    pattern without / matches the name, one with / the path's end (one regex: 1,000 notebooks
+    are checked in a blink)."""
+    names = [fnmatch_translate(p) for p in patterns if "/" not in p]
+    ends = [fnmatch_translate(p) for p in patterns if "/" in p]
+    by_name = re.compile("|".join(names)).match if names else None
+    by_end = re.compile("|".join(f"(?:.*/)?{p}" for p in ends)).match if ends else None
+
+    def matches(rel: str) -> bool:
+        return bool((by_name and by_name(rel.rpartition("/")[2])) or (by_end and by_end(rel)))
+
+    return matches
+
+
+is_invoke_file = _matcher(INVOKE_FILES)  # rel is one of invoke's files, as rsync reads the rules
+is_backup = _matcher([f"*{BACKUP_MARK}[0-9]*"])  # a kept-aside local copy: it never travels
+
+
+def safe_relative_path(root: Path, rel: str) -> Path | None:
+    """root/rel for a name from the host, or None when that is not a plain path below root on
+    this machine: an empty, . or .. part, an absolute name, and on Windows a character or
+    name Windows cannot hold (or reads as a separator or a device)."""
+    parts = rel.split("/")
+    if not rel or any(part in ("", ".", "..") for part in parts) or "\0" in rel:
+        return None
+    if platforms.is_windows() and any(
+            WINDOWS_FORBIDDEN.search(part) or part.rstrip(". ") != part
+            or part.split(".")[0].upper() in WINDOWS_DEVICES for part in parts):
+        return None
+    return root.joinpath(*parts)
 
 
 def _megabytes(size: int) -> str:
@@ -408,7 +537,9 @@ def _files_under(root: Path) -> list[str]:
     for folder, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if not any(fnmatch(d, skip) for skip in SKIPPED_DIRS)]
         base = Path(folder).relative_to(root)
-        files += [str(base / name) if str(base) != "." else name for name in names if not name.startswith(".labvm-sync")]
+        # Names with / whatever the platform: the manifest and the host use them as they are.
+        files += [(base / name).as_posix() if str(base) != "." else name
+                  for name in names if not name.startswith(".labvm-sync")]
     return files
 
 

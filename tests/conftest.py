@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -32,6 +33,14 @@ def jump_sshd(user, tmp_path_factory) -> Sshd:
     server = Sshd(tmp_path_factory.mktemp("jump"), log_level="DEBUG1")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def workspace(user):
+    """An empty ~/work on the VM for each test."""
+    subprocess.run(["rm", "-rf", str(user.home / "work")], check=True)
+    yield user.home / "work"
+    subprocess.run(["rm", "-rf", str(user.home / "work")], check=True)
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from realhost import INV, Sshd, ssh_profile
 
 
@@ -21,14 +19,6 @@ def put(user, relative: str, text: str) -> None:
     path.write_text(text)
     for part in [path, *path.relative_to(user.home).parents]:
         os.chown(user.home / part, user.uid, user.uid)
-
-
-@pytest.fixture
-def workspace(user):
-    """An empty ~/work on the VM for each test."""
-    subprocess.run(["rm", "-rf", str(user.home / "work")], check=True)
-    yield user.home / "work"
-    subprocess.run(["rm", "-rf", str(user.home / "work")], check=True)
 
 
 def test_pull_brings_notebooks_home_and_never_deletes(lab, user, sshd, workspace):
