@@ -22,7 +22,10 @@ from .sshconfig import SshHome
 from .text import clean
 
 SCHEDULER_PORT = 8786
-DASHBOARD_PORT = 8787
+# The dashboard is no TCP port: a unix socket on the head only its user can open
+# (~/.labvm/dask/dashboard.sock, scripts/dask_dashboard.py), shown in JupyterLab at this route
+# (jupyter-server-proxy, behind Jupyter's token; scripts/nbctl.py DASHBOARD_ROUTE).
+DASHBOARD_ROUTE = "dask-dashboard"
 REMOTE_DIR = ".labvm/dask"  # relative to the login directory, as SFTP sees it
 ROLES = ("scheduler", "worker", "client")
 HEAD_ROLES = ("scheduler", "client")
@@ -42,14 +45,10 @@ def ensure(profile: Profile, ssh: SshHome, head: SshHost, workers: list[SshHost]
     _each(hosts, lambda host: _push_certificates(host, files, HEAD_ROLES if host is head else ("worker",)))
     scheduler = _scheduler_address(head.cluster_address)
     spec = profile.cluster
-    # Before anything starts (new workers would wait for a scheduler that cannot start): labvm
-    # forwards this port, and whoever holds it would serve JupyterLab's Dask panel.
-    _script(head, "check-dashboard", LABVM_DASK_HOST=head.hostname, LABVM_DASK_DASHBOARD=DASHBOARD_PORT)
 
     def start(host: SshHost, restart: bool = False) -> dict:
         if host is head:
-            return _script(head, "start-scheduler", **_start_env(head), LABVM_DASK_PORT=SCHEDULER_PORT,
-                           LABVM_DASK_DASHBOARD=DASHBOARD_PORT)
+            return _script(head, "start-scheduler", **_start_env(head), LABVM_DASK_PORT=SCHEDULER_PORT)
         return _script(host, "start-worker", **_start_env(host), LABVM_DASK_SCHEDULER=scheduler,
                        LABVM_DASK_RESTART=int(restart), LABVM_DASK_THREADS=spec.threads if spec and spec.threads else "",
                        LABVM_DASK_MEMORY=spec.memory_limit if spec else "")
@@ -61,7 +60,7 @@ def ensure(profile: Profile, ssh: SshHome, head: SshHost, workers: list[SshHost]
         for i, action in zip(stale, _each([workers[i] for i in stale], lambda w: start(w, restart=True))):
             actions[i] = action
     lines = [f"cluster: scheduler {scheduler} on {head.hostname}: {_said(started)}; "
-             f"dashboard on the head at 127.0.0.1:{DASHBOARD_PORT}"]
+             f"dashboard in JupyterLab at {DASHBOARD_ROUTE}/status (a socket on the head only you can open)"]
     for worker, action in zip(workers, actions):
         memory = action["memory"] or "no memory limit"
         lines.append(f"cluster: worker {worker.hostname}: {_said(action)}, {action['threads']} threads, {memory}")

@@ -26,6 +26,7 @@ Standard library only, Python 3.8+; it shares nbctl.py's view of labvm's Jupyter
 
 import fcntl
 import glob
+import http.client
 import json
 import os
 import pwd
@@ -48,9 +49,6 @@ LOG = os.path.join(nbctl.STATE, "autostop.log")
 LOG_KEEP = 5000  # lines; a check a minute is about three and a half days
 DEFAULT_COMMAND = "sudo -n shutdown -h now"
 SSH_PTY_SESSION = re.compile(r"sshd(?:-session)?: (\S+)@(pts/\d+)")
-# Scheduler.start logs "dashboard at:  http://HOST:PORT/status" (distributed/scheduler.py; the link's
-# form is the user's distributed.dashboard.link, which may hide the port: then the one asked for).
-DASHBOARD_AT = re.compile(r"dashboard at: +\S*:(\d+)(?:/|\s|$)", re.M)
 # What outlives a new boot and a new setting: the last autostop, and an extension until its time.
 CARRIED = ("stopped_at", "stopped_after", "extended_until")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -186,7 +184,7 @@ def jupyter_activity(port, period, now):
 
 
 def labvm_schedulers():
-    """(host name, dashboard port) of each Dask scheduler dask.sh runs here, from its pid, args and log files."""
+    """The host name of each Dask scheduler dask.sh runs here, from its pid files."""
     found = []
     for pidfile in sorted(glob.glob(os.path.join(DASK, "scheduler-*.pid"))):
         try:
@@ -194,48 +192,65 @@ def labvm_schedulers():
                 pid = int(f.read().strip())
             with open("/proc/%d/cmdline" % pid, "rb") as f:
                 command = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(pidfile[:-len(".pid")] + ".args") as f:
-                args = f.read().splitlines()
-            with open(pidfile[:-len(".pid")] + ".log", errors="replace") as f:
-                logged = DASHBOARD_AT.findall(f.read())
         except (OSError, ValueError):
             continue
         # setproctitle, when the env has it, renames the scheduler "dask scheduler [tls://...]"
         if "distributed.cli.dask_scheduler" not in command and not command.startswith("dask scheduler ["):
             continue
-        # The port it logged: dask takes another one when the one asked for is taken (distributed/node.py).
-        asked = args[args.index("--dashboard-address") + 1] if "--dashboard-address" in args else ":8787"
-        port = int(logged[-1] if logged else asked.rsplit(":", 1)[1])
-        found.append((os.path.basename(pidfile)[len("scheduler-"):-len(".pid")], port))
+        found.append(os.path.basename(pidfile)[len("scheduler-"):-len(".pid")])
     return found
 
 
-def dask_counts(port):
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP to a server on a unix socket (the dashboard: dask_dashboard.py)."""
+
+    def __init__(self, socket_path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+COUNTS_LIMIT = 64 * 1024  # the answer is a few hundred bytes
+
+
+def dask_counts():
     # distributed serves /json/counts.json on the dashboard's HTTP server with or without bokeh
     # (distributed/http/scheduler/json.py, CountsJSON; in distributed.scheduler.http.routes by default):
     # "processing" sums every worker's processing tasks, "waiting" counts tasks waiting on others.
-    with nbctl.LOOPBACK.open("http://127.0.0.1:%d/json/counts.json" % port, timeout=5) as response:
-        return json.load(response)
+    connection = UnixHTTPConnection(nbctl.DASHBOARD_SOCKET, timeout=5)
+    try:
+        connection.request("GET", "/json/counts.json")
+        response = connection.getresponse()
+        if response.status != 200:
+            raise ValueError("HTTP %d" % response.status)
+        return json.loads(response.read(COUNTS_LIMIT))
+    finally:
+        connection.close()
 
 
 def dask_activity():
-    reasons = []
-    for host, port in labvm_schedulers():
-        try:
-            counts = dask_counts(port)
-            processing, waiting, workers = counts["processing"], counts["waiting"], counts["workers"]
-        except (OSError, ValueError, KeyError, TypeError, urllib.error.URLError):
-            reasons.append("dask scheduler runs but its dashboard does not answer (not idle while unsure)")
-            continue
-        if processing or waiting:
-            reasons.append("dask: %d task(s) processing%s on %d worker(s)"
-                           % (processing, ", %d waiting" % waiting if waiting else "", workers))
-    return reasons
+    """A scheduler of labvm's runs here: what its dashboard counts (one dashboard socket per home,
+    the one Jupyter's proxy names)."""
+    if not labvm_schedulers():
+        return []
+    try:
+        counts = dask_counts()
+        processing, waiting, workers = counts["processing"], counts["waiting"], counts["workers"]
+    except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException):
+        return ["dask scheduler runs but its dashboard does not answer (not idle while unsure)"]
+    if processing or waiting:
+        return ["dask: %d task(s) processing%s on %d worker(s)"
+                % (processing, ", %d waiting" % waiting if waiting else "", workers)]
+    return []
 
 
 def end_dask_schedulers():
     """Ends labvm's schedulers the way `inv down` does, so the workers see their head gone at once."""
-    for host, _ in labvm_schedulers():
+    for host in labvm_schedulers():
         result = subprocess.run(["/bin/sh", os.path.join(HERE, "dask.sh"), "stop"], stdin=subprocess.DEVNULL,
                                 env=dict(os.environ, LABVM_DASK_ROLE="scheduler", LABVM_DASK_HOST=host),
                                 capture_output=True, text=True, timeout=60, check=False)

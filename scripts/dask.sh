@@ -1,13 +1,12 @@
 #!/bin/sh
-# Dask distributed on the host: dask.sh versions|install-certificates|check-dashboard|start-scheduler|start-worker|stop|status
+# Dask distributed on the host: dask.sh versions|install-certificates|start-scheduler|start-worker|stop|status
 #   LABVM_ENV_PREFIX      the environment holding dask and distributed (all but stop)
 #   LABVM_DASK_HOST       this host's address as the cluster's other machines reach it: dask
 #                         binds it, and it names this host's state (homes and /tmp may be shared)
 #   LABVM_DASK_LISTEN     start-*: the address dask binds (and, for the scheduler, Client() uses)
 #                         when not LABVM_DASK_HOST (a cloud VM's private address)
 #   LABVM_DASK_SCHEDULER  tls://HEAD:PORT (start-worker); status asks the one Client() is configured for
-#   LABVM_DASK_PORT       the scheduler's port; LABVM_DASK_DASHBOARD its dashboard port (127.0.0.1 only):
-#                         check-dashboard and start-scheduler fail when anyone else listens there
+#   LABVM_DASK_PORT       the scheduler's port
 #   LABVM_DASK_THREADS, LABVM_DASK_MEMORY   per worker; empty: what the machine has
 #   LABVM_DASK_RESTART    1: start again even when running with the same settings (a new scheduler)
 #   LABVM_DASK_ROLE       stop: scheduler | worker
@@ -15,8 +14,9 @@
 #   LABVM_PACKAGES        versions: requirements whose installed versions are reported, one a line
 #   LABVM_MUX             tmux | screen | nohup: what keeps dask alive after logout
 #   LABVM_TIMEOUT         seconds a start may take (a worker: until the scheduler registered it)
-# Certificates are in ~/.labvm/dask (put there by labvm). Prints one JSON object on stdout;
-# progress and errors go to stderr.
+# Certificates are in ~/.labvm/dask (put there by labvm), and the scheduler's dashboard is a unix
+# socket there, ~/.labvm/dask/dashboard.sock (dask_dashboard.py), which JupyterLab proxies.
+# Prints one JSON object on stdout; progress and errors go to stderr.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -25,6 +25,8 @@ prefix=$(expand_home "${LABVM_ENV_PREFIX:-}")
 py="$prefix/bin/python"
 mux=${LABVM_MUX:-tmux}
 DASK="$STATE/dask"
+# As scripts/nbctl.py DASHBOARD_SOCKET, where Jupyter's proxy and autostop look for it.
+DASHBOARD_SOCKET="$DASK/dashboard.sock"
 WORKER_PORTS=8790:8799  # fixed ranges, so a firewall can open exactly these between the machines
 NANNY_PORTS=8800:8809
 
@@ -81,13 +83,12 @@ run_process() {
     pidfile=$1 log=$2
     shift 2
     printf '%s\n' "$$" > "$pidfile"
-    # The dashboard link as distributed's default writes it: dask.sh reads the port from the log.
-    exec env DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True DASK_DISTRIBUTED__DASHBOARD__LINK='{scheme}://{host}:{port}/status' \
+    exec env DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True LABVM_DASK_DASHBOARD_SOCKET="$DASHBOARD_SOCKET" \
         "$@" >> "$log" 2>&1
 }
 
 last_error() {
-    grep -E 'Error|error|refused|denied|Timed out' "$log" 2>/dev/null | tail -n 1 | cut -c1-300
+    grep -E 'Error|error|refused|denied|Timed out' "$log" 2>/dev/null | tail -n 1 | sed 's/^.* - labvm: error: //' | cut -c1-300
 }
 
 # start ROLE READY-MARKER DASK-ARGS...: already running with these arguments: nothing to do.
@@ -146,62 +147,28 @@ described() {
 start_scheduler() {
     need_env
     port=${LABVM_DASK_PORT:-8786}
-    dashboard=${LABVM_DASK_DASHBOARD:-8787}
     select_process scheduler
     listen=${LABVM_DASK_LISTEN:-$host}
     write_client_config "tls://$(bracketed "$listen"):$port"
-    # One started before labvm checked its dashboard may serve it elsewhere: start it again.
-    if running && [ "$(dashboard_logged)" != "$dashboard" ]; then LABVM_DASK_RESTART=1; fi
-    # "dashboard at:" is logged after "Scheduler at:", in the same step (Scheduler.start).
-    start_process scheduler "dashboard at:" \
+    # One started before its dashboard moved to the socket, or whose socket was removed: start it again.
+    if running && [ ! -S "$DASHBOARD_SOCKET" ]; then LABVM_DASK_RESTART=1; fi
+    # The dashboard's TCP listener lives from the scheduler's __init__ until dask_dashboard.py moves
+    # it to the socket: port 0 on loopback, which no one can take ahead and nothing forwards to.
+    start_process scheduler "labvm: dashboard on unix socket" \
         --host "$listen" --port "$port" --protocol tls \
         --tls-ca-file "$DASK/ca.pem" --tls-cert "$DASK/scheduler.pem" --tls-key "$DASK/scheduler.key" \
-        --dashboard-address "127.0.0.1:$dashboard"
-    # Taken between check-dashboard and the bind: dask then serves it on another port, silently.
-    if [ "$(dashboard_logged)" != "$dashboard" ]; then
-        stop_process
-        dashboard_taken "$dashboard" "the scheduler's dashboard went to another port"
-    fi
+        --dashboard-address 127.0.0.1:0 --preload "$here/dask_dashboard.py"
+    check_dashboard
 }
 
-# Before any start: labvm forwards JupyterLab's Dask panel (proxy/PORT) and the laptop's dashboard
-# port to this port, so whoever listens there would serve their page on JupyterLab's origin.
+# The socket JupyterLab proxies: labvm's scheduler bound it, it is yours and only you can open it.
 check_dashboard() {
-    dashboard=${LABVM_DASK_DASHBOARD:-8787}
-    select_process scheduler
-    if running && [ "$(dashboard_logged)" = "$dashboard" ]; then
-        printf '{"dashboard": "ours"}\n'  # labvm's scheduler holds it
-        return
+    [ -S "$DASHBOARD_SOCKET" ] || die "the dask scheduler on $host serves no dashboard at $DASHBOARD_SOCKET (log: $log); run inv up again"
+    owner=$(stat -c %u "$DASHBOARD_SOCKET")
+    mode=$(stat -c %a "$DASHBOARD_SOCKET")
+    if [ "$owner" != "$(id -u)" ] || [ "$mode" != 600 ]; then
+        die "$DASHBOARD_SOCKET on $host is not yours alone (owner uid $owner, mode $mode); remove it, then run inv up again"
     fi
-    dashboard_taken "$dashboard" ""
-    printf '{"dashboard": "free"}\n'
-}
-
-# dashboard_taken PORT WHY: one line naming who listens on PORT (when anyone does, or WHY is given).
-dashboard_taken() {
-    holder=$(port_holder "$1")
-    if [ -n "$holder" ] && [ "$holder" != "$(id -u)" ]; then
-        user=$(getent passwd "$holder" | cut -d: -f1)
-        die "port $1 on $host is held by user ${user:-uid $holder}, not you: labvm forwards the Dask dashboard there and will not show you their page; ask them to free it, then run inv up again"
-    fi
-    if [ -n "$holder" ]; then
-        die "port $1 on $host is held by another program of yours (a Dask cluster started in a notebook?), not labvm's scheduler: end it, then run inv up again"
-    fi
-    [ -z "$2" ] || die "$2 (log: $log); run inv up again"
-}
-
-# uid listening on TCP port $1 on any address, another user's first; empty when none. As
-# scripts/nbctl.py port_owner: /proc/net/tcp{,6}, st 0A = LISTEN, uid the 8th column (proc(5)).
-port_holder() {
-    awk -v port="$(printf ':%04X' "$1")" -v me="$(id -u)" '
-        $4 == "0A" && substr($2, length($2) - 4) == port { if ($8 != me) { print $8; found = 1; exit } mine = 1 }
-        END { if (mine && !found) print me }' /proc/net/tcp /proc/net/tcp6 2>/dev/null || true
-}
-
-# The dashboard port the scheduler logged ("dashboard at:  http://127.0.0.1:8787/status"): dask takes
-# another one when the one asked for is taken (distributed/node.py, start_http_server).
-dashboard_logged() {
-    sed -n 's/.*dashboard at: *[^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" 2>/dev/null | tail -n 1
 }
 
 start_worker() {
@@ -228,9 +195,12 @@ write_client_config() {
     mkdir -p "$folder"
     new="$folder/.labvm.yaml.$$"
     cat > "$new" <<END
-# Written by labvm: Client() with no arguments connects to this profile's Dask cluster.
+# Written by labvm: Client() with no arguments connects to this profile's Dask cluster; its
+# dashboard link is JupyterLab's route to the scheduler's dashboard socket (same origin as the lab).
 scheduler-address: "$1"
 distributed:
+  dashboard:
+    link: "/dask-dashboard/status"
   comm:
     require-encryption: true
     tls:
@@ -324,7 +294,10 @@ END
 }
 
 mkdir -p "$STATE"
-mkdir -p -m 700 "$DASK"  # -p: machines sharing a home may make it at the same moment
+# -p: machines sharing a home may make it at the same moment; chmod: labvm's SFTP upload of the
+# certificates may have made it first, with the umask. It holds keys and the dashboard's socket.
+mkdir -p "$DASK"
+chmod 700 "$DASK"
 case ${1:-} in
     versions) shift; set --
         while IFS= read -r requirement; do [ -n "$requirement" ] && set -- "$@" "$requirement"; done <<END
@@ -332,11 +305,10 @@ ${LABVM_PACKAGES:-}
 END
         versions "$@" ;;
     start-scheduler) start_scheduler ;;
-    check-dashboard) check_dashboard ;;
     start-worker) start_worker ;;
     install-certificates) install_certificates ;;
     stop) stop ;;
     status) status ;;
     run) shift; run_process "$@" ;;
-    *) die "usage: dask.sh versions|install-certificates|check-dashboard|start-scheduler|start-worker|stop|status" ;;
+    *) die "usage: dask.sh versions|install-certificates|start-scheduler|start-worker|stop|status" ;;
 esac

@@ -29,10 +29,17 @@ LOG = os.path.join(STATE, "jupyter.log")
 RUNNER_PID = os.path.join(STATE, "runner.pid")
 # dask-labextension's panel opens the cluster's dashboard with nothing typed: its setting defaultURL
 # (schema/plugin.json of the plugin "dask-labextension:plugin") takes a path relative to Jupyter's
-# base URL (src/dashboard.tsx normalizeDashboardUrl), and jupyter-server-proxy serves /proxy/<port>/
-# from the head's loopback, where dask.sh puts the dashboard (labvm/cluster.py DASHBOARD_PORT).
+# base URL (src/dashboard.tsx normalizeDashboardUrl).  The dashboard is a unix socket only its user
+# can open (dask.sh, dask_dashboard.py), served in JupyterLab behind its token by a named server of
+# jupyter-server-proxy: a ServerProcess with no command proxies to one running already, and
+# unix_socket is the path of its socket (jupyter_server_proxy/config.py, 4.x).  Not "dask": that
+# prefix is dask-labextension's own API (dask/clusters, dask/dashboard-check).
 DASK_PLUGIN = "dask-labextension:plugin"
-DASK_DASHBOARD = "proxy/8787"
+DASHBOARD_ROUTE = "dask-dashboard"  # as labvm/cluster.py DASHBOARD_ROUTE
+DASHBOARD_SOCKET = os.path.join(STATE, "dask", "dashboard.sock")  # as dask.sh DASHBOARD_SOCKET
+# Jupyter signs its login cookie with a secret kept here (jupyter_server serverapp.py
+# cookie_secret_file, in JUPYTER_RUNTIME_DIR): a cookie outlives a new token unless it changes too.
+COOKIE_SECRET = os.path.join(RUNTIME, "jupyter_cookie_secret")
 OTHER_RUNTIME_DIRS = [
     os.path.expanduser("~/.local/share/jupyter/runtime"),
     os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent"), "jupyter"),
@@ -71,6 +78,9 @@ def config(args):
     # No news feed or update check from the server (jupyterlab/labapp.py: news_url "Set to None
     # to turn off fetching announcements"; docs user/announcements: NeverCheckForUpdate).
     settings["LabApp"] = {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}
+    if has_dask_panel(args.prefix):
+        settings["ServerProxy"] = {"servers": {DASHBOARD_ROUTE: {
+            "unix_socket": DASHBOARD_SOCKET, "launcher_entry": {"enabled": False}}}}
     defaults_changed = settings_overrides(args.prefix)
     if args.auth == "password":
         with open(PASSWORD_HASH) as f:
@@ -104,8 +114,8 @@ def settings_overrides(prefix):
     while its setting fetchNews is "none" (apputils-extension/src/announcements.ts); "false"
     answers it, and the user may still turn news on."""
     overrides = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
-    if os.path.isdir(os.path.join(prefix, "share", "jupyter", "labextensions", "dask-labextension")):
-        overrides[DASK_PLUGIN] = {"defaultURL": DASK_DASHBOARD}
+    if has_dask_panel(prefix):
+        overrides[DASK_PLUGIN] = {"defaultURL": DASHBOARD_ROUTE}
     folder = os.path.join(prefix, "share", "jupyter", "lab", "settings", "overrides.d")
     text = json.dumps(overrides, indent=1) + "\n"
     path = os.path.join(folder, "labvm.json")
@@ -119,6 +129,28 @@ def settings_overrides(prefix):
     with open(path, "w") as f:
         f.write(text)
     return True
+
+
+def has_dask_panel(prefix):
+    """dask-labextension (which brings jupyter-server-proxy) is in the env: a cluster's profile."""
+    return os.path.isdir(os.path.join(prefix, "share", "jupyter", "labextensions", "dask-labextension"))
+
+
+def new_token(args):
+    """Before every start of a Jupyter: a new token and login-cookie secret.  Whoever held the
+    port while none ran (after a stop, a crash, a reboot) received the open tab's token and
+    cookie: neither opens the new server.  A running server keeps both (status reports its own)."""
+    write_private(TOKEN, secrets.token_hex(24) + "\n")
+    with open(CONFIG) as f:
+        settings = json.load(f)
+    with open(TOKEN) as f:
+        settings["IdentityProvider"]["token"] = f.read().strip()
+    write_private(CONFIG, json.dumps(settings, indent=1, sort_keys=True) + "\n")  # as config() writes it
+    try:
+        os.remove(COOKIE_SECRET)  # Jupyter writes a new one when it starts
+    except FileNotFoundError:
+        pass
+    return {"token": "new"}
 
 
 def alive(pid):
@@ -254,12 +286,11 @@ def status(args):
 
 
 def owner(args):
-    """Who listens on each port the tunnel forwards to: one JSON line per port, read from
-    /proc only (no connection to the holder).  labvm's keeper asks before it forwards."""
-    for port in [args.port] + ([args.dashboard_port] if args.dashboard_port else []):
-        uid = port_owner(port)
-        print(json.dumps({"port": port, "uid": uid, "mine": uid is not None and uid == os.geteuid(),
-                          "user": None if uid is None else owner_name(uid)}))
+    """Who listens on the port the tunnel forwards to: one JSON line, read from /proc only (no
+    connection to the holder).  labvm's keeper asks before it forwards."""
+    uid = port_owner(args.port)
+    print(json.dumps({"port": args.port, "uid": uid, "mine": uid is not None and uid == os.geteuid(),
+                      "user": None if uid is None else owner_name(uid)}))
 
 
 def plan(args):
@@ -395,19 +426,19 @@ def stop(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["config", "status", "plan", "wait", "stop", "owner"])
+    parser.add_argument("command", choices=["config", "status", "plan", "new-token", "wait", "stop", "owner"])
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--workspace", default="~/work")
     parser.add_argument("--prefix", default=sys.prefix, help="the environment Jupyter runs from")
     parser.add_argument("--auth", choices=["token", "password"], default="token")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--force", action="store_true")
-    parser.add_argument("--dashboard-port", type=int, default=0, help="owner: a second port to tell about")
     args = parser.parse_args()
     if args.command == "owner":
         owner(args)
         return
-    result = {"config": config, "status": status, "plan": plan, "wait": wait, "stop": stop}[args.command](args)
+    result = {"config": config, "status": status, "plan": plan, "new-token": new_token, "wait": wait,
+              "stop": stop}[args.command](args)
     print(json.dumps(result))
 
 

@@ -7,6 +7,7 @@
 #   LABVM_AUTH        token | password (~/.labvm/password_hash, put there by labvm)
 #   LABVM_TIMEOUT     seconds to wait for an authorised /api/status
 #   LABVM_FORCE       1: stop also ends a Jupyter labvm did not start on that port
+# Every start of Jupyter gets a new token (nbctl.py new-token); a running one keeps its own.
 # Prints one JSON object on stdout; progress and errors go to stderr.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,6 +50,7 @@ start() {
             stop_all > /dev/null ;;
     esac
     need_multiplexer
+    "$py" "$nbctl" new-token > /dev/null
     rm -f "$STATE/runner.pid"
     case $mux in
         tmux)

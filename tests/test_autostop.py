@@ -23,7 +23,7 @@ import boto3
 import pytest
 import websocket
 
-from realhost import Lab, User, free_port, ssh_profile
+from realhost import Lab, User, ssh_profile
 from aws_world import REGION, aws_env
 
 from labvm import cluster
@@ -385,15 +385,9 @@ def dask_cluster(vm, sshd, tmp_path_factory):
     head = SshHost(config.profile("aws"), "127.0.0.1", ssh, cluster_address=SCHEDULER_HOST)
     worker = SshHost(config.profile("worker"), "localhost", ssh)
     worker.run("authorize-key.sh", env={"LABVM_PUBKEY": ssh.ensure_key()})
-    # This "VM" is the laptop's own loopback, where other test files' tunnel keepers forward the
-    # laptop's 127.0.0.1:8787 to their dashboards: labvm refuses a dashboard port someone else holds
-    # (as it must on a real VM), so this head's dashboard gets a port of its own.
-    dashboard = pytest.MonkeyPatch()
-    dashboard.setattr(cluster, "DASHBOARD_PORT", free_port())
     try:
         yield head, Vm(vm.lab, second, 0, 0), worker, config.profile("aws")
     finally:
-        dashboard.undo()
         cluster.stop(config.profile("aws"), head, [worker])
         head.close()
         worker.close()
@@ -436,7 +430,8 @@ sys.stdin.read()  # until the test closes stdin: then the client leaves and its 
 def test_a_busy_dask_computation_keeps_the_head_and_its_workers_up(vm, dask_cluster):
     head, worker_vm, worker, profile = dask_cluster
     cluster.stop(profile, head, [worker])
-    with socket.socket() as taken:  # another program has the dashboard's port: dask takes another, the check follows
+    # Another program on 8787 (the dashboard's TCP port before it became a unix socket): nothing changes.
+    with socket.socket() as taken:
         try:
             taken.bind(("127.0.0.1", 8787))
             taken.listen()

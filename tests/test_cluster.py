@@ -16,8 +16,10 @@ import os
 import pwd
 import re
 import subprocess
+import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -162,6 +164,11 @@ def test_client_with_nothing_typed_in_the_notebook_runs_tasks_on_both_workers_an
                                    capture_output=True, text=True, check=True).stdout.splitlines()
         addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening if "sshd" not in line}
         assert addresses and addresses <= {host.address, "127.0.0.1"}, listening
+    # The scheduler's one TCP port is the cluster's: its dashboard is a unix socket, on no port at all.
+    scheduler_pid = (user.home / ".labvm" / "dask" / f"scheduler-{head.address}.pid").read_text().strip()
+    listening = subprocess.run(["ip", "netns", "exec", head.namespace, "ss", "-ltnpH"],
+                               capture_output=True, text=True, check=True).stdout.splitlines()
+    assert [line.split()[3] for line in listening if f"pid={scheduler_pid}," in line] == [f"{head.address}:8786"], listening
 
     # The browser's way: a kernel of the head's JupyterLab, through the tunnel `inv up` opened.
     seen = json.loads(run_cell(notebook.base, notebook.token, NOTEBOOK_CELL, timeout=120).strip().splitlines()[-1])
@@ -213,33 +220,114 @@ def test_client_with_nothing_typed_in_the_notebook_runs_tasks_on_both_workers_an
 def test_jupyterlab_shows_the_clusters_dashboard_with_nothing_typed(notebook):
     """dask-labextension's panel starts from its defaultURL setting, made absolute with Jupyter's
     base URL, and asks <that>/individual-plots.json through Jupyter (src/dashboard.tsx
-    testDaskDashboard); labvm's default is the head's dashboard behind jupyter-server-proxy."""
-    assert dashboard_default(notebook) == "proxy/8787"
-    status, page = notebook.get("proxy/8787/status")  # the scheduler's own page, through the tunnel
+    testDaskDashboard); labvm's default is jupyter-server-proxy's route to the dashboard's socket."""
+    assert dashboard_default(notebook) == cluster.DASHBOARD_ROUTE
+    status, page = notebook.get(f"{cluster.DASHBOARD_ROUTE}/status")  # the scheduler's own page, through the tunnel
     assert status == 200 and b"Dask" in page, page[:500]
-    _, plots = notebook.get("proxy/8787/individual-plots.json")
+    _, plots = notebook.get(f"{cluster.DASHBOARD_ROUTE}/individual-plots.json")
     assert "Individual Task Stream" in json.loads(plots), plots[:500]
+    # Without Jupyter's token: the login page, never the dashboard.
+    status, location = without_token(f"{notebook.base}/{cluster.DASHBOARD_ROUTE}/status")
+    assert status == 302 and location.startswith("/login?next="), (status, location)
+    assert without_token(f"{notebook.base}/{cluster.DASHBOARD_ROUTE}/json/counts.json")[0] == 302
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def without_token(url: str) -> tuple[int, str]:
+    """A request with no token or cookie: (status, Location)."""
+    try:
+        with urllib.request.build_opener(NoRedirect).open(url, timeout=30) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Location", "")
 
 
 def test_a_running_jupyterlab_takes_the_dashboard_default_at_the_next_up(machines, notebook):
     """A profile that gets `cluster:` later: its JupyterLab already runs, with settings defaults read
-    when it started (jupyterlab_server handlers.py loads overrides once); the next `up` restarts it."""
+    when it started (jupyterlab_server handlers.py loads overrides once); the next `up` restarts it,
+    with a new token."""
     lab, user = machines.lab, machines.user
     lab.inv("stop-notebook", "--host", "head")
     overrides = user.home / ".labvm" / "env" / "share" / "jupyter" / "lab" / "settings" / "overrides.d" / "labvm.json"
     before = {name: value for name, value in json.loads(overrides.read_text()).items() if not name.startswith("dask")}
     overrides.write_text(json.dumps(before))  # in place: the file stays the VM user's
     lab.inv("start-notebook", "--host", "head")
+    notebook.token = re.search(r"url: \S+/lab\?token=(\S+)", lab.inv("status", "--host", "head").stdout).group(1)
     assert dashboard_default(notebook) == ""  # as labvm without a cluster left it
 
     up = lab.inv("up", "--host", "head", "--no-browser").output
-    assert "restarting" in up and f"{notebook.base}/lab?token={notebook.token}" in up
-    assert dashboard_default(notebook) == "proxy/8787"
+    base, token = re.search(r"JupyterLab is ready: (\S+)", up).group(1).split("/lab?token=")
+    assert "restarting" in up and base == notebook.base and token != notebook.token
+    notebook.token = token
+    assert dashboard_default(notebook) == cluster.DASHBOARD_ROUTE
 
 
 def dashboard_default(notebook: Notebook) -> str:
     _, body = notebook.get("lab/api/settings/dask-labextension:plugin")
     return json.loads(body)["schema"]["properties"]["defaultURL"]["default"]
+
+
+def test_the_dashboard_socket_opens_only_for_its_user_and_a_squatted_8787_changes_nothing(
+        machines, notebook, user, colleague):
+    """Another login of the head can reach any TCP port on its loopback; the dashboard is a socket
+    0600 in a 0700 folder.  What held 8787 before (the port JupyterLab's panel used) gets nothing."""
+    head = machines.head
+    socket_path = user.home / ".labvm" / "dask" / "dashboard.sock"
+    assert socket_path.is_socket() and socket_path.stat().st_uid == user.uid
+    assert oct(socket_path.stat().st_mode & 0o777) == "0o600"
+    assert oct(socket_path.parent.stat().st_mode & 0o777) == "0o700"
+    # The colleague's own program on 127.0.0.1:8787 of the head, recording any connection.
+    evidence = Path(tempfile.mkdtemp(prefix="colleague-"))
+    evidence.chmod(0o777)  # the colleague writes there
+    # Homes on shared VMs are often open to others (Debian: 0755): only labvm's own modes may stand
+    # between the colleague and the socket.  Each layer alone refuses: the folder, then the socket.
+    opened = [user.home, user.home / ".labvm"]
+    modes = [folder.stat().st_mode for folder in opened]
+    with listening(head, colleague, 8787, record=evidence / "reached"):
+        try:
+            for folder in opened:
+                folder.chmod(0o755)
+            assert counts_as(head, colleague, socket_path) == "PermissionError"
+            socket_path.parent.chmod(0o755)
+            assert counts_as(head, colleague, socket_path) == "PermissionError"
+        finally:
+            socket_path.parent.chmod(0o700)
+            for folder, mode in zip(opened, modes):
+                folder.chmod(mode)
+        # The positive control: the same request as the socket's owner.
+        answer = counts_as(head, user, socket_path)
+        assert json.loads(answer)["workers"] == len(machines.workers), answer
+        profile, ssh, head_host, worker_hosts = connect(machines)
+        assert "already running" in cluster.ensure(profile, ssh, head_host, worker_hosts)[0]
+        status, page = notebook.get(f"{cluster.DASHBOARD_ROUTE}/status")
+        assert status == 200 and b"Dask" in page
+        assert dashboard_default(notebook) == cluster.DASHBOARD_ROUTE
+    assert not (evidence / "reached").exists(), "the colleague's port 8787 received a connection"
+
+
+# GET /json/counts.json on the dashboard's socket: its body, or the name of the error.
+COUNTS = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print(type(e).__name__)
+    sys.exit()
+s.sendall(b"GET /json/counts.json HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n")
+print(b"".join(iter(lambda: s.recv(65536), b"")).split(b"\\r\\n\\r\\n", 1)[1].decode())
+"""
+
+
+def counts_as(host: netns.NetnsHost, login: User, path: Path) -> str:
+    return subprocess.run(["ip", "netns", "exec", host.namespace, "setpriv", f"--reuid={login.uid}",
+                           f"--regid={pwd.getpwuid(login.uid).pw_gid}", "--clear-groups",
+                           "/usr/bin/python3", "-c", COUNTS, str(path)],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_a_worker_whose_sshd_dies_during_ensure_is_named_and_a_rerun_completes_the_cluster(machines, user):
@@ -321,14 +409,15 @@ def colleague(tmp_path):
 
 
 @contextmanager
-def listening(host: netns.NetnsHost, login: User, port: int):
-    """login listens on 127.0.0.1:port inside host's namespace until the block ends (setpriv execs,
-    so the listener is the process ended here)."""
-    program = (f"import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-               f"s.bind(('127.0.0.1', {port})); s.listen(); print('listening', flush=True); time.sleep(600)")
+def listening(host: netns.NetnsHost, login: User, port: int, record: Path):
+    """login listens on 127.0.0.1:port inside host's namespace until the block ends, and writes the
+    file record when anything connects (setpriv execs, so the listener is the process ended here)."""
+    program = (f"import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+               f"s.bind(('127.0.0.1', {port})); s.listen(); print('listening', flush=True); s.accept(); "
+               f"open(sys.argv[1], 'w').write('reached')")
     squatter = subprocess.Popen(["ip", "netns", "exec", host.namespace, "setpriv", f"--reuid={login.uid}",
                                  f"--regid={pwd.getpwuid(login.uid).pw_gid}", "--clear-groups",
-                                 "/usr/bin/python3", "-c", program], stdout=subprocess.PIPE, text=True)
+                                 "/usr/bin/python3", "-c", program, str(record)], stdout=subprocess.PIPE, text=True)
     try:
         assert squatter.stdout.readline().strip() == "listening"
         yield
@@ -337,44 +426,27 @@ def listening(host: netns.NetnsHost, login: User, port: int):
         squatter.wait(10)
 
 
-def test_a_dashboard_port_another_user_holds_is_named_and_nothing_starts(machines, user, colleague):
-    """Dask would serve its dashboard on another port, silently, while labvm forwards JupyterLab's
-    Dask panel (proxy/8787) and the laptop's dashboard port to the colleague's program."""
-    stop_all(machines)
-    profile, ssh, head_host, worker_hosts = connect(machines)
-    with listening(machines.head, colleague, cluster.DASHBOARD_PORT):
-        with pytest.raises(LabvmError) as failure:
-            cluster.ensure(profile, ssh, head_host, worker_hosts)
-    message = str(failure.value)
-    assert (f"port {cluster.DASHBOARD_PORT} on {machines.head.address} is held by user {colleague.name}, "
-            "not you") in message and "run inv up again" in message, message
-    assert len(message.splitlines()) == 1
-    assert dask_processes(user) == []
-
-
-def test_a_dashboard_port_a_program_of_ones_own_holds_is_named_and_nothing_starts(machines, user):
-    stop_all(machines)
-    profile, ssh, head_host, worker_hosts = connect(machines)
-    with listening(machines.head, user, cluster.DASHBOARD_PORT):
-        with pytest.raises(LabvmError) as failure:
-            cluster.ensure(profile, ssh, head_host, worker_hosts)
-    message = str(failure.value)
-    assert f"port {cluster.DASHBOARD_PORT} on {machines.head.address} is held by another program of yours" in message
-    assert dask_processes(user) == []
-
-
-def test_a_dashboard_port_taken_after_the_check_stops_the_scheduler_and_names_the_holder(machines, user, colleague):
-    """The colleague binds between labvm's check and the scheduler's bind: start-scheduler reads the
-    port the scheduler logged, and does not leave it serving elsewhere."""
+def test_a_file_in_the_dashboards_place_is_named_and_the_scheduler_does_not_run(machines, user):
+    """The scheduler never runs with its dashboard left on TCP: a file where the socket goes stops it."""
     stop_all(machines)
     profile, ssh, head_host, worker_hosts = connect(machines)
     cluster._push_certificates(head_host, cluster.certificates(ssh, profile), cluster.HEAD_ROLES)
-    with listening(machines.head, colleague, cluster.DASHBOARD_PORT):
+    in_the_way = user.home / ".labvm" / "dask" / "dashboard.sock"
+    in_the_way.write_text("not a socket\n")
+    try:
         with pytest.raises(LabvmError) as failure:
             cluster._script(head_host, "start-scheduler", **cluster._start_env(head_host),
-                            LABVM_DASK_PORT=cluster.SCHEDULER_PORT, LABVM_DASK_DASHBOARD=cluster.DASHBOARD_PORT)
-    assert f"is held by user {colleague.name}, not you" in str(failure.value), failure.value
-    assert dask_processes(user) == []
+                            LABVM_DASK_PORT=cluster.SCHEDULER_PORT)
+        message = str(failure.value)
+        assert f"the dashboard cannot be served on {in_the_way}" in message and "not a socket" in message, message
+        assert dask_processes(user) == []
+    finally:
+        in_the_way.unlink()
+    # The positive control: the same start with the place free.
+    started = cluster._script(head_host, "start-scheduler", **cluster._start_env(head_host),
+                              LABVM_DASK_PORT=cluster.SCHEDULER_PORT)
+    assert started["action"] == "started" and in_the_way.is_socket()
+    stop_all(machines)
 
 
 def kill_sshd(host) -> None:

@@ -101,7 +101,11 @@ def test_a_snapshot_that_reboots_the_vm_brings_the_notebook_back(aws_lab, user, 
     assert "the VM rebooted for a consistent disk (--no-reboot skips that); starting the notebook again" in shot
     again = url_of(shot)
     assert answers(again)
-    assert again.split("?token=")[1] == url.split("?token=")[1]  # the same token: the old URL still works
+    old_base, old_token = url.split("?token=")
+    base, token = again.split("?token=")
+    assert base == old_base  # the same local address: the tab's URL
+    # A new token at every Jupyter start (docs/security.md): the old one opens nothing now.
+    assert token != old_token and not answers(url)
     kept = aws_lab.inv("snapshot", "--host", "aws", "--no-reboot").output
     assert "rebooted" not in kept and answers(again)
 

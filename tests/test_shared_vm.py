@@ -4,9 +4,12 @@ A second throwaway Unix user plays the colleague; the VM is a real sshd with a r
 """
 
 import pwd
+import re
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -89,6 +92,41 @@ def test_the_kept_tunnel_never_forwards_to_a_port_another_user_took(lab, user, s
     assert http_status(f"{base}/api/status", again.split("/lab?token=")[1]) == 200
     assert not reached.exists()
     lab.inv("down", "--host", "vm", "--no-sync", check=False)
+
+
+def test_every_start_of_jupyter_has_a_new_token_and_a_rerun_keeps_the_open_tab(lab, user, sshd):
+    """Whoever held the port while no Jupyter ran received the open tab's token and cookie: neither
+    may open the next Jupyter.  A re-run while it runs changes nothing for the tab."""
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    first = url_of(lab.inv("up", "--host", "vm", "--no-browser").output)
+    base, token = first.split("/lab?token=")
+    tab = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor())
+    with tab.open(first, timeout=30) as page:  # what the browser does with the URL: a login cookie
+        assert page.status == 200
+    try:
+        assert url_of(lab.inv("up", "--host", "vm", "--no-browser").output) == first
+        assert lab.inv("start-notebook", "--host", "vm").returncode == 0
+        assert cookie_status(tab, base) == 200  # the open tab, by its cookie alone
+        lab.inv("stop-notebook", "--host", "vm")
+        lab.inv("start-notebook", "--host", "vm")
+        url = re.search(r"url: (\S+)", lab.inv("status", "--host", "vm").stdout).group(1)
+        assert url.split("/lab?token=")[0] == base
+        new = url.split("/lab?token=")[1]
+        assert new != token and (user.home / ".labvm" / "token").read_text().strip() == new
+        assert http_status(f"{base}/api/status", token) == 403
+        assert cookie_status(tab, base) == 403  # its cookie was signed with the old secret
+        assert http_status(f"{base}/api/status", new) == 200  # the positive control
+        assert url_of(lab.inv("up", "--host", "vm", "--no-browser").output) == url
+    finally:
+        lab.inv("down", "--host", "vm", "--no-sync", check=False)
+
+
+def cookie_status(tab, base: str) -> int:
+    try:
+        with tab.open(f"{base}/api/status", timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def wait_for_port_owned_by(colleague, port: int, timeout: float = 10) -> None:
