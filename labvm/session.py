@@ -284,6 +284,16 @@ class Session:
         closed = self.tunnels.close(self.profile)
         print("tunnel: closed" if closed else "tunnel: none was open")
 
+    def _sleep_tunnel(self, why: str) -> None:
+        """The VM stopped: its keeper keeps the local URL and serves the asleep page there
+        (labvm.asleep, a Start button); a profile whose machine labvm does not own just closes."""
+        if self.provider.owns_machine and self.tunnels.sleep(self.profile, why):
+            tunnel = self.tunnels.find(self.profile)
+            port = f"127.0.0.1:{tunnel.local_port}" if tunnel else "the notebook's URL"
+            print(f"tunnel: asleep; http://{port}/ says why and has a Start button")
+        else:
+            self.close_tunnel()
+
     def up(self, browser: bool = True, image: str | None = None, replace: bool = False, yes: bool = False) -> str:
         self.ensure_machine(image, replace, yes)
         if self.provider.owns_machine:
@@ -309,16 +319,17 @@ class Session:
                     self.close_tunnel()
                 raise
             local_port = opening.result()
-        dashboard = 0
         if self.is_local:
             wait_until_answering(local_port, server["token"])
         else:  # a tunnel that does not carry an authorised request at once is replaced, whatever its state
-            tunnel = self.tunnels.ensure(self.profile, server["port"], server["token"])
-            local_port, dashboard = tunnel.local_port, tunnel.dashboard_port
+            local_port = self.tunnels.ensure(self.profile, server["port"], server["token"]).local_port
         url = self.url(local_port, server)
         print(f"\nJupyterLab is ready: {url}")
-        if dashboard:
-            print(f"Dask dashboard: http://127.0.0.1:{dashboard}/status (and in JupyterLab's Dask panel)")
+        if self.profile.cluster:
+            from .cluster import DASHBOARD_ROUTE  # here, not at the top: labvm.cluster loads Fabric
+
+            print(f"Dask dashboard: http://127.0.0.1:{local_port}/{DASHBOARD_ROUTE}/status "
+                  f"(also in JupyterLab's Dask panel)")
         if browser and platforms.has_browser():
             self._open_browser(url)
         return url
@@ -327,7 +338,7 @@ class Session:
         """The browser gets a 0600 local page that forwards to the URL: the token never shows in `ps`."""
         page = self.ssh.run / f"open-{self.profile.name}.html"
         fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
+        platforms.make_private(page)  # an older page may have been made with other permissions
         with os.fdopen(fd, "w") as f:
             f.write(f'<!DOCTYPE html><meta http-equiv="refresh" content="0;url={html.escape(url)}">'
                     f'<a href="{html.escape(url)}">JupyterLab</a>\n')
@@ -424,7 +435,7 @@ class Session:
         instance = self.provider.stop(instance)
         if self.plan:
             return
-        self.close_tunnel()
+        self._sleep_tunnel("stopped by inv stop")
         print(f"{self.profile.name}: {instance.id} is {instance.state}")
 
     def snapshot(self, name: str, share: tuple[str, ...] = (), no_reboot: bool = False) -> None:
@@ -522,7 +533,9 @@ class Session:
             self.cluster_machines.stop(self.host if head_running else None)
         if head_running:
             self.stop_notebook(force)
-        self.close_tunnel()
-        if instance:  # stop is idempotent, and may still shelve a stopped OpenStack server
-            instance = self.provider.stop(instance)
-            print(f"{self.profile.name}: {instance.id} is {instance.state}; nothing is billed but its disk")
+        if not instance:
+            self.close_tunnel()
+            return
+        instance = self.provider.stop(instance)  # idempotent; may still shelve a stopped OpenStack server
+        self._sleep_tunnel("stopped by inv down")
+        print(f"{self.profile.name}: {instance.id} is {instance.state}; nothing is billed but its disk")

@@ -12,7 +12,7 @@ from .prices import per_hour, price_per_hour
 from .providers import Instance
 from .session import Session
 from .sshconfig import SshHome
-from .tunnel import Tunnels
+from .tunnel import Tunnel, Tunnels
 
 
 def report(config: Config, names: list[str], context) -> list[str]:
@@ -42,8 +42,20 @@ def _kept_tunnel(config: Config, name: str) -> list[str]:
         return []
     if tunnel is None:
         return []
-    hint = f"; `inv up --host {name}`" if not tunnel.keeper_pid else "; the URL comes back by itself"
-    return [f"  tunnel: {tunnel.state}{hint}"]
+    return [f"  tunnel: {tunnel.state}{_tunnel_hint(tunnel, name)}"]
+
+
+def _tunnel_hint(tunnel: Tunnel, name: str) -> str:
+    """What the user does next about a tunnel that is not up; "" when nothing."""
+    if tunnel.is_up:
+        return ""
+    if not tunnel.keeper_pid:
+        return f"; `inv up --host {name}`"
+    if tunnel.state.startswith("asleep"):
+        return f"; or `inv up --host {name}`"
+    if tunnel.state.startswith("gone"):
+        return f"; `inv up --host {name}` makes a new VM"
+    return "; the URL comes back by itself"
 
 
 def _cluster_status(session: Session) -> list[str]:
@@ -125,8 +137,8 @@ def _describe(session: Session, status: dict) -> list[str]:
         tunnel = session.tunnels.find(session.profile)
         if tunnel and tunnel.remote_port == server["port"] and tunnel.keeper_pid:
             lines.append(f"  url: {session.url(tunnel.local_port, server)}")
-            lines.append(f"  tunnel: {tunnel.state}" + ("" if tunnel.is_up else "; the URL comes back by itself")
-                         + f" (keeper pid {tunnel.keeper_pid})")
+            lines.append(f"  tunnel: {tunnel.state}{_tunnel_hint(tunnel, session.profile.name)}"
+                         f" (keeper pid {tunnel.keeper_pid})")
         else:
             lines.append(f"  url: no tunnel open; `inv tunnel --host {session.profile.name}`")
     lines += [*autostop, machine]

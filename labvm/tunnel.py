@@ -1,19 +1,22 @@
 """The way in: the system's OpenSSH forwarding 127.0.0.1:LOCAL to 127.0.0.1:REMOTE on the host
-(and, for a profile with a cluster, a second local port to the Dask dashboard on the head), kept
-alive by labvm.keeper (one detached process per profile, restarting ssh on the same ports).
+(one forward, also for a profile with a cluster: its Dask dashboard is inside JupyterLab), kept
+alive by labvm.keeper (one detached process per profile, restarting ssh on the same port).
 
-The keeper's record, ~/.ssh/labvm/run/<profile>.json, says which processes are labvm's; a pid is
-ended only after its command line shows it is labvm's keeper or ssh for that profile.  What an
-unclean end leaves (a keeper killed with its ssh still running, a stale record, the control
-socket and background ssh of the earlier ControlMaster design) is cleared by the next open or
-close.  Fabric/paramiko forwarding is never used (measured 31x slower).
+The keeper's record, ~/.ssh/labvm/run/<profile>.json, says which processes are labvm's and
+where the keeper's control socket listens (labvm.keeper.tell: reconnect, wake, sleep, end; no
+signals); a pid is ended only after its command line shows it is labvm's keeper or ssh for that
+profile.  What an unclean end leaves (a keeper killed with its ssh still running, a stale record,
+the control socket and background ssh of the earlier ControlMaster design) is cleared by the
+next open or close.  Fabric/paramiko forwarding is never used (measured 31x slower).
+
+A profile's local port is its own for good: ~/.ssh/labvm/run/ports.json remembers it (close
+leaves it), so `down` then `up` gives the URL the browser's tab already has.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +29,7 @@ from pathlib import Path
 from . import platforms
 from .config import Profile
 from .errors import LabvmError
-from .keeper import ACCEPT_TIMEOUT, CONNECT_TIMEOUT, KEEPER_MODULE
+from .keeper import ACCEPT_TIMEOUT, CONNECT_TIMEOUT, KEEPER_MODULE, WAKE_WITHIN, tell, write_state
 from .sshconfig import SshHome
 from .text import clean
 
@@ -34,6 +37,9 @@ PORT_SEARCH = 50
 ANSWER_WITHIN = 3  # seconds an authorised request through a healthy tunnel needs, at most
 REPLACE_TIMEOUT = 2 * CONNECT_TIMEOUT + 10  # seconds for a replaced ssh to carry requests again
 LOG_LIMIT = 1 << 20  # a keeper's log starts over beyond this many bytes
+END_WAIT = 10  # seconds for a keeper told to end to go (it ends its ssh first) before it is killed
+SLEEP_WAIT = 10  # seconds for a keeper told to sleep to serve its page
+ASLEEP = ("asleep", "gone")  # the keeper's states without ssh, serving the asleep page
 
 # Requests to 127.0.0.1 never go through a proxy (http_proxy without no_proxy is common on lab
 # networks, and urllib honours it for 127.0.0.1).
@@ -45,9 +51,8 @@ class Tunnel:
     local_port: int
     remote_port: int
     pid: int  # the ssh carrying the forward; 0 while none runs
-    state: str = "up"  # "up", "starting", "reconnecting since 14:02:11 (reason)", "stopped: VM stopped"
+    state: str = "up"  # "up", "starting", "reconnecting since 14:02:11 (reason)", "asleep: stopped by inv down"
     keeper_pid: int = 0
-    dashboard_port: int = 0  # the local port of the head's Dask dashboard; 0 without a cluster
 
     @property
     def is_up(self) -> bool:
@@ -64,12 +69,6 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-
-
-
-
 
 
 def _local_time(iso: str) -> str:
@@ -127,7 +126,9 @@ class Tunnels:
         keeper = int(record.get("keeper_pid") or 0)
         if self._is_keeper(keeper, profile):
             ended.append(keeper)
-            platforms.end_processes([keeper])  # it ends its ssh itself
+            # Told through its control socket, it ends its ssh and goes; killed only when it does not.
+            if self._tell(record, "end") != "ok" or not self._ends(keeper, profile, END_WAIT):
+                platforms.end_processes([keeper])
         strays = self._strays(profile)
         platforms.end_processes(strays)
         self.control_socket(profile).unlink(missing_ok=True)
@@ -141,37 +142,30 @@ class Tunnels:
         record = self._read_record(profile)
         if not record or "keeper_pid" not in record:
             return None
-        alive = self._is_keeper(int(record["keeper_pid"]), profile)
-        if not alive and record.get("state") != "stopped":
+        if not self._is_keeper(int(record["keeper_pid"]), profile):
             return None  # stale: cleared by the next open or close
-        return Tunnel(int(record["local_port"]), int(record["remote_port"]),
-                      int(record.get("ssh_pid") or 0) if alive else 0, _describe(record),
-                      int(record["keeper_pid"]) if alive else 0, int(record.get("dashboard_local_port") or 0))
+        return Tunnel(int(record["local_port"]), int(record["remote_port"]), int(record.get("ssh_pid") or 0),
+                      _describe(record), int(record["keeper_pid"]))
 
     def open(self, profile: Profile, remote_port: int) -> Tunnel:
-        """Starts (or finds) the profile's keeper; returns once its forwards accept."""
+        """Starts (or finds) the profile's keeper; returns once its forward accepts."""
         current = self.find(profile)
-        dashboard = _dashboard_remote_port(profile)
         previous = self._read_record(profile) or {}
-        forwards = (int(previous.get("remote_port") or 0), int(previous.get("dashboard_remote_port") or 0))
-        if current and current.keeper_pid and forwards == (remote_port, dashboard):
-            if not current.is_up:
+        if current and int(previous.get("remote_port") or 0) == remote_port and previous.get("control_port"):
+            if not current.is_up:  # asleep too: woken, its port goes from the page to ssh
                 current = self._reconnect(profile, current)
-            print(f"tunnel: already open, 127.0.0.1:{current.local_port} -> host port {remote_port}"
-                  f"{_dashboard_words(current.dashboard_port, dashboard)} ({current.state})")
+            print(f"tunnel: already open, 127.0.0.1:{current.local_port} -> host port {remote_port} ({current.state})")
             return current
         self._clear(profile)
         local_port = self._local_port(profile, int(previous.get("local_port") or 0))
-        dashboard_port = self._dashboard_local_port(int(previous.get("dashboard_local_port") or 0), dashboard,
-                                                    local_port) if dashboard else 0
-        self._start_keeper(profile, local_port, remote_port, dashboard_port, dashboard)
+        self._remember_port(profile, local_port)
+        self._start_keeper(profile, local_port, remote_port)
         record = self._wait_for(profile, lambda r: r.get("state") != "starting", ACCEPT_TIMEOUT + 10)
         if not record or record.get("state") != "up":
             reason = (record or {}).get("reason") or "the keeper did not start (see its log)"
             self._clear(profile)
             raise LabvmError(f"tunnel to {profile.alias} failed: {clean(reason)} (log: {self._log_path(profile)})")
-        print(f"tunnel: 127.0.0.1:{local_port} -> host port {remote_port}"
-              f"{_dashboard_words(dashboard_port, dashboard)} "
+        print(f"tunnel: 127.0.0.1:{local_port} -> host port {remote_port} "
               f"(kept by pid {record['keeper_pid']}, ssh pid {record['ssh_pid']})")
         return self.find(profile)
 
@@ -188,20 +182,48 @@ class Tunnels:
         return tunnel
 
     def close(self, profile: Profile) -> bool:
-        """Ends the keeper and its ssh (and what an unclean end left); True if any ran."""
+        """Ends the keeper and its ssh, or its asleep page (and what an unclean end left); True
+        if any ran.  The profile keeps its local port (ports.json)."""
         return self._clear(profile)
+
+    def sleep(self, profile: Profile, why: str) -> bool:
+        """Tells a running keeper its VM is stopped (why: "stopped by inv down"): it ends ssh and
+        serves the asleep page on the same port.  True if a keeper was told (and now serves it)."""
+        record = self._read_record(profile) or {}
+        if not self._is_keeper(int(record.get("keeper_pid") or 0), profile):
+            return False
+        if self._tell(record, f"sleep {why}") != "ok":
+            return False
+        now = self._wait_for(profile, lambda r: r.get("state") in ASLEEP, SLEEP_WAIT)
+        return bool(now and now.get("state") in ASLEEP)
 
     # -- helpers ----------------------------------------------------------------------------
 
     def _reconnect(self, profile: Profile, tunnel: Tunnel) -> Tunnel:
-        """Asks the keeper for a new ssh now; waits until it is up (or the wait is over)."""
-        try:
-            os.kill(tunnel.keeper_pid, signal.SIGUSR1)
-        except ProcessLookupError:
-            pass
-        self._wait_for(profile, lambda r: r.get("state") == "up" and r.get("ssh_pid") != tunnel.pid,
-                       REPLACE_TIMEOUT)
+        """Asks the keeper for a new ssh now (an asleep one hands its page's port over to ssh);
+        waits until it is up (or the wait is over)."""
+        record = self._read_record(profile) or {}
+        self._tell(record, "reconnect")
+        if record.get("state") in ASLEEP:
+            # Up, or a first attempt failed (the VM does not run): the state says which.
+            self._wait_for(profile, lambda r: r.get("state") not in (*ASLEEP, "starting"), WAKE_WITHIN)
+        else:
+            self._wait_for(profile, lambda r: r.get("state") == "up" and r.get("ssh_pid") != tunnel.pid,
+                           REPLACE_TIMEOUT)
         return self.find(profile) or tunnel
+
+    def _tell(self, record: dict, command: str) -> str | None:
+        """One command to the keeper of this record (found alive by the caller); its answer."""
+        port, secret = int(record.get("control_port") or 0), str(record.get("control_secret") or "")
+        return tell(port, secret, command) if port and secret else None
+
+    def _ends(self, keeper: int, profile: Profile, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._is_keeper(keeper, profile):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def _wait_for(self, profile: Profile, condition, timeout: float) -> dict | None:
         deadline = time.monotonic() + timeout
@@ -215,22 +237,43 @@ class Tunnels:
             time.sleep(0.05)
 
     def _local_port(self, profile: Profile, previous: int) -> int:
-        """The port the browser used last (kept across restarts), else notebook.local_port, else
-        the next free one."""
-        return _pick_port(previous, profile.notebook.local_port, "", (),
+        """The profile's own port (ports.json: the one its first `up` took, for as long as
+        notebook.local_port stays what it was then), else the port the browser used last, else
+        notebook.local_port, else the next free one that is no other profile's."""
+        remembered = self._remembered_ports()
+        own = remembered.get(profile.name, {})
+        mine = own.get("port") if own.get("wanted") == profile.notebook.local_port else 0
+        others = tuple(entry["port"] for name, entry in remembered.items() if name != profile.name)
+        return _pick_port(mine or previous, profile.notebook.local_port, others,
                           f"set profiles.{profile.name}.notebook.local_port")
 
-    def _dashboard_local_port(self, previous: int, wanted: int, notebook_port: int) -> int:
-        """The same rule for the Dask dashboard: the port used last, else its own port number
-        (8787, as on the head), else the next free one."""
-        return _pick_port(previous, wanted, " (the Dask dashboard)", (notebook_port,),
-                          "end what listens there (`ss -ltnp` lists them)")
+    def _ports_path(self) -> Path:
+        return self.ssh.run / "ports.json"
+
+    def _remembered_ports(self) -> dict[str, dict]:
+        """{profile: {"port": its local port, "wanted": notebook.local_port then}}; entries that
+        are not that are left out."""
+        try:
+            data = json.loads(self._ports_path().read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {name: entry for name, entry in data.items()
+                if isinstance(entry, dict) and all(type(entry.get(key)) is int and 0 < entry[key] < 65536
+                                                   for key in ("port", "wanted"))}
+
+    def _remember_port(self, profile: Profile, port: int) -> None:
+        with platforms.file_lock(self.ssh.run / "ports.lock"):  # another profile's `up` may write too
+            remembered = self._remembered_ports()
+            entry = {"port": port, "wanted": profile.notebook.local_port}
+            if remembered.get(profile.name) != entry:
+                write_state(self._ports_path(), {**remembered, profile.name: entry})
 
     def _log_path(self, profile: Profile) -> Path:
         return self.ssh.run / f"{profile.name}.log"
 
-    def _start_keeper(self, profile: Profile, local_port: int, remote_port: int, dashboard_local_port: int,
-                      dashboard_remote_port: int) -> None:
+    def _start_keeper(self, profile: Profile, local_port: int, remote_port: int) -> None:
         log = self._log_path(profile)
         mode = "w" if log.exists() and log.stat().st_size > LOG_LIMIT else "a"
         package_root = str(Path(__file__).resolve().parent.parent)
@@ -238,14 +281,13 @@ class Tunnels:
         with open(log, mode) as out:
             platforms.spawn_detached(
                 [sys.executable, "-m", KEEPER_MODULE, profile.name, str(local_port), str(remote_port),
-                 str(self.ssh.run), str(self.ssh.user_config), profile.alias, str(profile.source),
-                 str(dashboard_local_port), str(dashboard_remote_port)],
+                 str(self.ssh.run), str(self.ssh.user_config), profile.alias, str(profile.source)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.ssh.run),
                 env=env, close_fds=True,
             )
 
 
-def _pick_port(previous: int, wanted: int, what: str, taken: tuple[int, ...], remedy: str) -> int:
+def _pick_port(previous: int, wanted: int, taken: tuple[int, ...], remedy: str) -> int:
     """previous when it is free again (a killed ssh may hold it for a moment), else wanted, else
     the next free port after it that is not taken."""
     if previous:
@@ -257,23 +299,10 @@ def _pick_port(previous: int, wanted: int, what: str, taken: tuple[int, ...], re
     search = range(wanted, min(wanted + PORT_SEARCH, 65536))
     port = next((p for p in search if p not in taken and port_free(p)), None)
     if port is None:
-        raise LabvmError(f"tunnel: local ports {wanted}-{search[-1]}{what} are all busy; {remedy}")
+        raise LabvmError(f"tunnel: local ports {wanted}-{search[-1]} are all busy; {remedy}")
     if port != wanted:
-        print(f"tunnel: local port {wanted}{what} is busy; using {port} instead")
+        print(f"tunnel: local port {wanted} is busy; using {port} instead")
     return port
-
-
-def _dashboard_remote_port(profile: Profile) -> int:
-    """The head's Dask dashboard port for a profile with a cluster; 0 otherwise."""
-    if profile.cluster is None:
-        return 0
-    from .cluster import DASHBOARD_PORT  # here, not at the top: labvm.cluster loads Fabric
-
-    return DASHBOARD_PORT
-
-
-def _dashboard_words(local_port: int, remote_port: int) -> str:
-    return f", 127.0.0.1:{local_port} -> dashboard port {remote_port}" if remote_port else ""
 
 
 
@@ -284,8 +313,12 @@ def _describe(record: dict) -> str:
     reason = clean(str(record.get("reason") or ""))
     if state == "reconnecting":
         return f"reconnecting since {_local_time(record.get('since', ''))}" + (f" ({reason})" if reason else "")
-    if state in ("stopped", "failed", "refused"):
+    if state in ("failed", "refused"):
         return f"{state}: {reason}"
+    if state == "asleep":
+        return f"asleep: {reason} (its URL has a Start button)"
+    if state == "gone":
+        return f"gone: {reason}"
     return state
 
 

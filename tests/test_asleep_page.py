@@ -17,11 +17,11 @@ import threading
 import urllib.request
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from chromium import chromium_tab, playwright_or_skip
 from labvm.asleep import AsleepPage, PageFacts
 
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -434,27 +434,18 @@ def test_no_request_gets_a_traceback_or_a_start(fuzzed, method, path, host, head
 
 # -- a real browser -----------------------------------------------------------------------
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, as tests/test_browser.py; `playwright install` is never run
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                 "--host-resolver-rules=MAP evil.example 127.0.0.1"]  # a DNS-rebinding name, on loopback
+REBINDING = "--host-resolver-rules=MAP evil.example 127.0.0.1"  # a DNS-rebinding name, on loopback
 
 
 @pytest.fixture(scope="module")
 def sync_api():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    return pytest.importorskip("playwright.sync_api", reason="Playwright is missing (pip install playwright)")
+    return playwright_or_skip()
 
 
 @pytest.fixture
 def tab(sync_api):
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+    with chromium_tab(sync_api, (REBINDING,)) as opened:
+        yield opened
 
 
 @contextmanager

@@ -12,16 +12,13 @@ import json
 import re
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 import netns
+from chromium import chromium_tab, dismiss_connection_dialogs, kernel_status, open_new_notebook, playwright_or_skip, run_cell
 from test_keeper import Vm as KeptTunnel, kept_vm
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `playwright install` is never run
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 FREEZE = 60  # seconds of total loss, the issue's fault
 # JupyterLab retries a lost kernel websocket after random waits of up to 1, 3, 7, ... 63 s
 # (@jupyterlab/services KernelConnection._reconnect): the kernel may take that long to come back.
@@ -32,9 +29,7 @@ RECONNECTED_KERNEL = re.compile(r"\(ipykernel\) \| (Unknown|Idle)$")
 
 @pytest.fixture(scope="module")
 def sync_api():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    api = pytest.importorskip("playwright.sync_api", reason="Playwright is missing (pip install playwright)")
+    api = playwright_or_skip()
     missing = netns.available()
     if missing:
         pytest.skip(missing)
@@ -49,19 +44,14 @@ def vm(sync_api, user, sshd, tmp_path_factory):
 
 @pytest.fixture
 def page(sync_api):
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+    with chromium_tab(sync_api) as tab:
+        yield tab
 
 
 def test_a_notebook_survives_a_minute_without_network_in_the_same_kernel_and_page(vm, page, sync_api):
     expect = sync_api.expect
     page.goto(f"{vm.base}/lab?token={vm.token}")
-    page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
-    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    notebook = open_new_notebook(page)
     expect(kernel_status(page)).to_have_text(IDLE_KERNEL, timeout=60_000)
     run_cell(page, notebook, "x = 41")
     expect(notebook.locator(".jp-CodeCell").nth(0).locator(".jp-InputPrompt")).to_have_text("[1]:", timeout=30_000)
@@ -87,26 +77,6 @@ def test_a_notebook_survives_a_minute_without_network_in_the_same_kernel_and_pag
     expect(kernel_status(page)).to_have_text(IDLE_KERNEL, timeout=30_000)
     assert page.evaluate("window.labvmLoadedOnce") is True
     assert the_only_kernel(vm) == kernel
-
-
-def kernel_status(page):
-    """The status bar's "Python 3 (ipykernel) | Idle": the kernel is started and connected."""
-    return page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')
-
-
-def run_cell(page, notebook, code: str) -> None:
-    """Types into the last cell and runs it with Shift+Enter, as a user does."""
-    notebook.locator(".jp-CodeCell").last.locator(".cm-content").click()
-    page.keyboard.type(code)
-    page.keyboard.press("Shift+Enter")
-
-
-def dismiss_connection_dialogs(page) -> None:
-    """JupyterLab may have said "Server Connection Error" while the network was gone; a user
-    clicks Dismiss.  (A dialog still open would swallow the keys typed into the cell.)"""
-    dialog = page.locator(".jp-Dialog")
-    while dialog.count():
-        dialog.first.locator("button").last.click()
 
 
 def the_only_kernel(vm: KeptTunnel) -> str:

@@ -1,5 +1,5 @@
 """What the tunnel's keeper does beside the tunnel, against a real "VM": a network namespace with
-its own sshd and its own 127.0.0.1 (tests/netns.py), so its port 8787 is no other test's.
+its own sshd and its own 127.0.0.1 (tests/netns.py).
 
 - A warning a few minutes before the VM stops itself: the keeper asks the VM for its autostop
   report (scripts/autostop.py status, over a non-interactive ssh) and notifies through the
@@ -7,11 +7,9 @@ its own sshd and its own 127.0.0.1 (tests/netns.py), so its port 8787 is no othe
   Autostop is configured with the VM's own scripts and no crontab line, so no idle check runs
   but the test's own and nothing is ever stopped; the minutes the test cannot wait for are made
   by moving back the moment the VM recorded itself idle from, as tests/test_autostop.py does.
-  The keeper asks right after it connects and on SIGUSR2; the test waits for the record to say
-  a question asked after the change was answered.
-- A second forward, to the Dask dashboard's port on the head, for a profile with a cluster: a
-  plain `python -m http.server` on the VM's 127.0.0.1:8787 answers through it, also after the
-  keeper's ssh and then the keeper itself are killed.
+  The keeper asks right after it connects and when told `autostop` on its control socket; the
+  test waits for the record to say a question asked after the change was answered.
+- One forward only, also for a profile with a cluster: the Dask dashboard is in JupyterLab.
 
 No pty login and no connection to a Jupyter port is ever opened: tests/test_autostop.py, running
 beside this file, counts those on this machine.
@@ -20,11 +18,7 @@ beside this file, counts those on this machine.
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -32,9 +26,9 @@ import pytest
 import yaml
 
 import netns
+from labvm.keeper import tell
 from realhost import Lab, ssh_profile
 
-LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 PERIOD = 30 * 60
 
 
@@ -68,9 +62,10 @@ class Vm:
         self.state_file.write_text(json.dumps(state))  # in place: the file stays the VM user's
 
     def ask_now(self) -> None:
-        """SIGUSR2: the keeper asks the VM now; returns once a question asked after this call was answered."""
+        """`autostop`: the keeper asks the VM now; returns once a question asked after this call was answered."""
         before = datetime.now(timezone.utc)
-        os.kill(self.record()["keeper_pid"], signal.SIGUSR2)
+        record = self.record()
+        assert tell(record["control_port"], record["control_secret"], "autostop") == "ok"
         wait_until(lambda: datetime.fromisoformat(self.record().get("autostop_asked", "2000-01-01T00:00:00+00:00"))
                    >= before, "the keeper to ask the VM about autostop", self)
 
@@ -157,54 +152,15 @@ def test_a_warning_once_per_idle_stretch_before_the_stop(vm):
     configure_autostop(vm, 0)  # off: the keepers the next tests start have nothing to say
 
 
-# -- the Dask dashboard's forward --------------------------------------------------------------
+# -- no second forward: the Dask dashboard is in JupyterLab ------------------------------------
 
 
-@pytest.fixture
-def dashboard(vm, tmp_path):
-    """Something real on the head's 127.0.0.1:8787, inside the VM's namespace."""
-    (tmp_path / "status").write_text("dashboard of the head\n")
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", vm.host.namespace, sys.executable, "-m", "http.server", "8787",
-         "--bind", "127.0.0.1", "--directory", str(tmp_path)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    yield server
-    server.kill()
-    server.wait()
-
-
-def dashboard_answers(port: int) -> bool:
-    try:
-        with LOOPBACK.open(f"http://127.0.0.1:{port}/status", timeout=5) as response:
-            return response.read() == b"dashboard of the head\n"
-    except OSError:
-        return False
-
-
-def test_the_dashboard_is_forwarded_and_stays_on_its_port(vm, dashboard):
+def test_a_profile_with_a_cluster_has_no_dashboard_forward(vm):
+    """The dashboard is a unix socket on the head behind Jupyter's proxy (labvm.cluster), not a port."""
     record = vm.record()
-    port = record["dashboard_local_port"]
-    assert record["dashboard_remote_port"] == 8787
-    assert f"127.0.0.1:{port} -> dashboard port 8787" in vm.tunnel_output
-    # 8787 here, unless something on this machine holds it: then the next free port, said so.
-    assert port == 8787 or f"local port 8787 (the Dask dashboard) is busy; using {port} instead" in vm.tunnel_output
-    wait_until(lambda: dashboard_answers(port), "the dashboard through the tunnel", vm)
-
-    os.kill(record["ssh_pid"], signal.SIGKILL)
-    wait_until(lambda: vm.record()["ssh_pid"] != record["ssh_pid"] and vm.record()["state"] == "up",
-               "a new ssh", vm)
-    wait_until(lambda: dashboard_answers(port), "the dashboard after kill -9 of the ssh", vm)
-    assert vm.record()["dashboard_local_port"] == port
-
-    keeper = vm.record()
-    os.kill(keeper["keeper_pid"], signal.SIGKILL)
-    again = vm.lab.inv("tunnel", "--host", "vm").output  # clears the orphan, starts a keeper
-    assert f"127.0.0.1:{keeper['local_port']} -> host port {keeper['remote_port']}, 127.0.0.1:{port} -> " \
-           f"dashboard port 8787" in again
-    assert vm.record()["keeper_pid"] != keeper["keeper_pid"]
-    wait_until(lambda: dashboard_answers(port), "the dashboard after kill -9 of the keeper", vm)
-    assert "127.0.0.1:{port} -> dashboard port 8787".format(port=port) in vm.lab.inv("tunnel", "--host", "vm").output
+    assert "dashboard" not in vm.tunnel_output
+    ssh = Path(f"/proc/{record['ssh_pid']}/cmdline").read_bytes().split(b"\0")
+    assert ssh.count(b"-L") == 1, ssh
 
 
 def test_a_profile_without_a_cluster_has_no_dashboard_forward(vm):
@@ -214,7 +170,6 @@ def test_a_profile_without_a_cluster_has_no_dashboard_forward(vm):
     try:
         output = vm.lab.inv("tunnel", "--host", "plain").output
         record = vm.lab.tunnel_record("plain")
-        assert (record["dashboard_local_port"], record["dashboard_remote_port"]) == (0, 0)
         assert "dashboard" not in output
         ssh = Path(f"/proc/{record['ssh_pid']}/cmdline").read_bytes().split(b"\0")
         assert ssh.count(b"-L") == 1, ssh
