@@ -95,7 +95,7 @@ CHILD_END_WAIT = 2  # seconds for an ssh to end when asked before it is killed (
 ASLEEP_CHECK_EVERY = 60  # seconds: asleep, it looks whether its profile is still in hosts.yml
 PAGE_RETRY = 10  # seconds between tries to serve the asleep page on a port something else holds
 URL_WAIT = 5  # seconds for the start's URL line to reach the keeper after that start's `up` woke it
-HANDOVER_NOTICE = 5  # seconds the page has to pass the URL to the browser before ssh takes the port
+HANDOVER_NOTICE = 10  # seconds the page has to pass the URL to the browser before ssh takes the port
 WAKE_WITHIN = URL_WAIT + HANDOVER_NOTICE + OWNER_ASK_TIMEOUT + ACCEPT_TIMEOUT  # asleep to up, at most
 START_MODULE = "labvm.asleep_start"  # what the page's Start runs: `inv up` without a browser
 START_LINES = 200  # of the start's output, the last ones the page shows
@@ -323,7 +323,7 @@ class AutostopWatch:
             asked = datetime.now(timezone.utc).isoformat()
             self.question = subprocess.Popen(
                 autostop_command(self.keeper.ssh_config, self.keeper.alias), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **platforms.windowless())
         try:
             out, err, too_much = communicate_bounded(self.question, AUTOSTOP_ASK_TIMEOUT, AUTOSTOP_ANSWER_LIMIT)
         except subprocess.TimeoutExpired:
@@ -439,6 +439,7 @@ class Keeper:
         self.started: dict = {"lines": [], "state": "idle", "url": None, "error": ""}
         self.url_known = threading.Event()
         self.url_delivered = threading.Event()  # the page handed the URL to the browser
+        self.url_answered: str | None = None  # the URL the page's last /progress answer held
         self.state = {"keeper_pid": os.getpid(), "ssh_pid": 0, "local_port": local_port,
                       "remote_port": remote_port, "state": "starting",
                       "since": now_iso(), "reason": ""}
@@ -535,7 +536,7 @@ class Keeper:
         command = ssh_command(self.ssh_config, self.alias, self.local_port, self.remote_port)
         self.ssh_ending = False
         self.child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE)
+                                      stderr=subprocess.PIPE, **platforms.windowless())
         self.ssh_gone = threading.Event()
         self.reader = threading.Thread(target=self.read_errors, args=(self.child, self.ssh_gone), daemon=True)
         self.reader.start()
@@ -733,8 +734,11 @@ class Keeper:
         once the lab answers on its port)."""
         with self.start_lock:
             seen = {**self.started, "lines": list(self.started["lines"])}
-        if seen["url"]:
-            self.url_delivered.set()
+            # Delivered once the page asks again after an answer that held it: the tab asks only
+            # after reading the last answer, and one cut off by the hand-over never arrived.
+            if seen["url"] and self.url_answered == seen["url"]:
+                self.url_delivered.set()
+            self.url_answered = seen["url"]
         return seen
 
     def start_from_page(self) -> None:
@@ -751,7 +755,8 @@ class Keeper:
         command = [sys.executable, "-m", START_MODULE, self.hosts, self.profile, str(self.local_port)]
         try:
             child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                     **platforms.windowless())
         except OSError as e:
             self.start_said(f"could not start {START_MODULE}: {e}", failed=True)
             return
@@ -818,7 +823,10 @@ class Keeper:
             return 0.0
 
     def profile_removed(self) -> bool:
-        """hosts.yml changed and no longer has this profile (a file being edited does not count)."""
+        """hosts.yml changed and no longer has this profile (a file being edited does not count),
+        or its folder is gone (the repository was deleted)."""
+        if not Path(self.hosts).parent.exists():
+            return True
         seen = self.hosts_mtime()
         if seen == self.hosts_seen:
             return False
@@ -881,7 +889,7 @@ class Keeper:
     def ask(self, command: list[str]) -> tuple[int, str, str]:
         """(exit status, stdout, stderr) of one bounded question to the VM; 255 when it did not answer."""
         self.question = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE)
+                                         stderr=subprocess.PIPE, **platforms.windowless())
         try:
             out, err, too_much = communicate_bounded(self.question, OWNER_ASK_TIMEOUT, OWNER_ANSWER_LIMIT)
         except subprocess.TimeoutExpired:

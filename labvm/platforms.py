@@ -36,6 +36,7 @@ PLATFORMS = (LINUX, MACOS, WINDOWS, WSL)
 DETACHED_PROCESS = getattr(subprocess, "DETACHED_PROCESS", 0x00000008)
 CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200)
 CREATE_BREAKAWAY_FROM_JOB = getattr(subprocess, "CREATE_BREAKAWAY_FROM_JOB", 0x01000000)
+CREATE_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
 
 _simulated: str | None = None
 
@@ -233,6 +234,13 @@ def spawn_detached(argv: list[str], launch: Callable[..., subprocess.Popen] = su
         except OSError:  # PermissionError when the job forbids breakaway
             return launch(argv, creationflags=flags, **popen)
     return launch(argv, start_new_session=True, **popen)
+
+
+def windowless() -> dict:
+    """Popen's arguments for a console program (ssh, python) started by the detached keeper: on
+    Windows a process without a console gives each such child a console window of its own, one
+    flashing up at every question to the VM, unless it is made with CREATE_NO_WINDOW; elsewhere none."""
+    return {"creationflags": CREATE_NO_WINDOW} if is_windows() else {}
 
 
 def can_detach() -> str:

@@ -1,7 +1,11 @@
-"""The AWS test world: moto's EC2 server, and what the tests say of it (shared through conftest.py)."""
+"""The AWS test world: moto's EC2 server, a Price List stand-in, and what the tests say of them
+(shared through conftest.py)."""
 
+import json
 import logging
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from realhost import free_port
 
@@ -106,3 +110,51 @@ def owned(ec2, owner: str) -> dict:
         "keys": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=mine)["KeyPairs"]],
         "addresses": [a["PublicIp"] for a in ec2.describe_addresses(Filters=mine)["Addresses"]],
     }
+
+
+CLOSED = "http://127.0.0.1:9"  # nothing listens: where the AWS Pricing API is, for these tests
+
+
+def tagged(profile, owner="hedy", kind="instance"):
+    return [{"ResourceType": kind, "Tags": [{"Key": "labvm:profile", "Value": profile},
+                                            {"Key": "labvm:owner", "Value": owner}]}]
+
+
+class PriceList:
+    """The AWS Price List Query API's GetProducts (awsJson1_1, X-Amz-Target AWSPriceListService.GetProducts)
+    on loopback, answering one on-demand price as https://docs.aws.amazon.com/aws-cost-management/latest/
+    APIReference/API_pricing_GetProducts.html shows it: PriceList holds each product as a JSON string."""
+
+    def __init__(self, usd_per_hour: str):
+        product = {"product": {"productFamily": "Compute Instance", "sku": "SKU1", "attributes": {}},
+                   "serviceCode": "AmazonEC2", "terms": {"OnDemand": {"SKU1.JRTCKXETXF": {
+                       "offerTermCode": "JRTCKXETXF", "sku": "SKU1", "effectiveDate": "2026-11-01T00:00:00Z",
+                       "termAttributes": {}, "priceDimensions": {"SKU1.JRTCKXETXF.6YS6EN2CT7": {
+                           "unit": "Hrs", "beginRange": "0", "endRange": "Inf", "appliesTo": [],
+                           "rateCode": "SKU1.JRTCKXETXF.6YS6EN2CT7", "pricePerUnit": {"USD": usd_per_hour},
+                           "description": f"${usd_per_hour} per On Demand Linux Instance Hour"}}}}}}
+        self.requests = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                fake.requests.append((self.headers["X-Amz-Target"], json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+                body = json.dumps({"FormatVersion": "aws_v1", "PriceList": [json.dumps(product)]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def line_of(table: str, resource_id: str) -> str:
+    """The one table line of a resource: listed once, however many profiles see it."""
+    (line,) = [line for line in table.splitlines() if f" {resource_id} " in line]
+    return line

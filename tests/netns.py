@@ -9,6 +9,8 @@ a link that can fail for real.
 
     with namespaced_lab(user, sshd, tmp_path_factory, ["head", "w1"]) as (lab, hosts):
         ...                     # a laptop and VMs whose env is built; removed on leaving
+    with kept_vm(user, sshd, tmp_path_factory, "vm") as vm:
+        ...                     # profile "vm" after `inv up`: vm.base, vm.token, vm.record()
 
 Everything runs inside the namespace through `ip netns exec`, so an SSH session (and the
 Jupyter it starts) is inside it too.  Names carry a per-run prefix; `remove_all()` is the
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from realhost import Lab, sshd_config, ssh_profile
+from realhost import Lab, http_status, sshd_config, ssh_profile
 
 RUN = f"{os.getpid() % 0xFFFF:04x}"
 SUBNET = "10.231"
@@ -214,3 +216,60 @@ def namespaced_lab(user, sshd, tmp_path_factory, names: list[str], packages: tup
         remove_all()
         subprocess.run(["sysctl", "-qw", f"net.ipv4.ip_forward={forwarding}"], check=True)
         shutil.rmtree(lab.directory, ignore_errors=True)
+
+
+class KeptVm:
+    """A namespaced VM after `inv up` on the laptop `lab`: its kept tunnel, as the browser uses it."""
+
+    def __init__(self, lab, host, url):
+        self.lab, self.host = lab, host
+        self.base, self.token = url.split("/lab?token=")
+        self.local_port = int(re.search(r"127\.0\.0\.1:(\d+)/", url).group(1))
+
+    def record(self) -> dict:
+        return self.lab.tunnel_record("vm")
+
+    def answers(self) -> bool:
+        try:
+            return http_status(f"{self.base}/api/status", self.token) == 200
+        except TimeoutError:  # accepted, never answered: a stalled link
+            return False
+
+    def seconds_until_answering(self, timeout: float) -> float:
+        started = time.monotonic()
+        while not self.answers():
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"no answer through the tunnel within {timeout:.0f}s; "
+                                     f"keeper log: {self.keeper_log()[-1500:]}")
+            time.sleep(0.1)
+        return time.monotonic() - started
+
+    def keeper_log(self) -> str:
+        log = self.lab.ssh_dir / "labvm" / "run" / "vm.log"
+        return log.read_text() if log.exists() else ""
+
+    def labvm_processes(self) -> list[str]:
+        """Every process whose command line names this laptop's ssh folder: keepers and ssh."""
+        out = subprocess.run(["pgrep", "-af", str(self.lab.ssh_dir)], capture_output=True, text=True).stdout
+        return [line for line in out.splitlines() if "pgrep" not in line]
+
+    def tunnel_ssh(self) -> list[str]:
+        return [line for line in self.labvm_processes() if re.search(r"^\d+ ssh .*ControlPath=none.*-L ", line)]
+
+    def assert_one_tunnel(self) -> None:
+        assert len(self.tunnel_ssh()) == 1, self.labvm_processes()
+        assert self.record()["local_port"] == self.local_port  # the browser's URL still holds
+
+
+@contextmanager
+def kept_vm(user, sshd, tmp_path_factory, name: str, proxies: dict | None = None):
+    """Profile "vm": a namespaced VM after `inv up` (proxies set on both sides), `down` at the end."""
+    with namespaced_lab(user, sshd, tmp_path_factory, [name], sshd_env=proxies) as (lab, [host]):
+        lab.extra_env.update(proxies or {})
+        # nohup: a tmux server of another test would run Jupyter outside the namespace.
+        lab.write_hosts({"vm": ssh_profile(user, host, address=host.address, notebook={"multiplexer": "nohup"})})
+        try:
+            up = lab.inv("up", "--host", "vm", "--no-browser")
+            yield KeptVm(lab, host, re.search(r"JupyterLab is ready: (\S+)", up.stdout).group(1))
+        finally:
+            lab.inv("down", "--host", "vm", check=False, timeout=120)

@@ -5,11 +5,9 @@ No SSH: audit reads cloud APIs only.  Where moto differs from AWS the test says 
 """
 
 import json
-import threading
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import openstack
@@ -18,52 +16,19 @@ from google.cloud import compute_v1
 
 from fake_gce import FakeGce
 from fake_openstack import FakeOpenStack
-from aws_world import REGION, aws_env
+from aws_world import CLOSED, REGION, PriceList, aws_env, line_of, tagged
 from gce_world import PROJECT, ZONE, Clients, instance_resource
 from gce_world import REGION as GCE_REGION
 from openstack_world import FAST, boot
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
-CLOSED = "http://127.0.0.1:9"  # nothing listens: where the AWS Pricing API is, for these tests
 
 
-def tagged(profile, owner="hedy", kind="instance"):
-    return [{"ResourceType": kind, "Tags": [{"Key": "labvm:profile", "Value": profile},
-                                            {"Key": "labvm:owner", "Value": owner}]}]
 
 
-class PriceList:
-    """The AWS Price List Query API's GetProducts (awsJson1_1, X-Amz-Target AWSPriceListService.GetProducts)
-    on loopback, answering one on-demand price as https://docs.aws.amazon.com/aws-cost-management/latest/
-    APIReference/API_pricing_GetProducts.html shows it: PriceList holds each product as a JSON string."""
 
-    def __init__(self, usd_per_hour: str):
-        product = {"product": {"productFamily": "Compute Instance", "sku": "SKU1", "attributes": {}},
-                   "serviceCode": "AmazonEC2", "terms": {"OnDemand": {"SKU1.JRTCKXETXF": {
-                       "offerTermCode": "JRTCKXETXF", "sku": "SKU1", "effectiveDate": "2026-11-01T00:00:00Z",
-                       "termAttributes": {}, "priceDimensions": {"SKU1.JRTCKXETXF.6YS6EN2CT7": {
-                           "unit": "Hrs", "beginRange": "0", "endRange": "Inf", "appliesTo": [],
-                           "rateCode": "SKU1.JRTCKXETXF.6YS6EN2CT7", "pricePerUnit": {"USD": usd_per_hour},
-                           "description": f"${usd_per_hour} per On Demand Linux Instance Hour"}}}}}}
-        self.requests = []
-        fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                fake.requests.append((self.headers["X-Amz-Target"], json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-                body = json.dumps({"FormatVersion": "aws_v1", "PriceList": [json.dumps(product)]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
 @pytest.fixture
@@ -108,10 +73,7 @@ CADES = {"provider": "openstack", "cloud": "cades", "user": "cades"}
 GCE = {"provider": "gce", "project": PROJECT, "zone": ZONE}
 
 
-def line_of(table: str, resource_id: str) -> str:
-    """The one table line of a resource: listed once, however many profiles see it."""
-    (line,) = [line for line in table.splitlines() if f" {resource_id} " in line]
-    return line
+
 
 
 def plant_aws(ec2):

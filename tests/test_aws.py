@@ -61,9 +61,9 @@ def test_lifecycle(lab, user, ec2, moto, tmp_path):
         permissions = ec2.describe_image_attribute(ImageId=image_id, Attribute="launchPermission")["LaunchPermissions"]
         assert {"UserId": "123456789012"} in permissions
 
-        # down: notebook stopped, tunnel closed, instance stopped (not terminated).
+        # down: notebook stopped, instance stopped (not terminated), the URL asleep (docs/asleep.md).
         down = lab.inv("down", "--host", "aws").output
-        assert "stopped Jupyter" in down and "tunnel: closed" in down
+        assert "stopped Jupyter" in down and "tunnel: asleep" in down
         assert labvm_instances(ec2)[0]["State"]["Name"] == "stopped"
         assert user.processes("jupyter-lab") == []
 
@@ -71,6 +71,7 @@ def test_lifecycle(lab, user, ec2, moto, tmp_path):
         # (moto, unlike AWS, drops the association on stop: labvm re-associates after every start).
         resumed = lab.inv("up", "--host", "aws", "--no-browser").output
         assert f"resuming {instance['InstanceId']}" in resumed and answers(url_of(resumed))
+        assert url_of(resumed).split("?token=")[0] == url_of(first).split("?token=")[0]  # the tab's address
         (instance,) = labvm_instances(ec2)
         assert instance["State"]["Name"] == "running"
         assert ec2.describe_addresses(AllocationIds=[address["AllocationId"]])["Addresses"][0]["InstanceId"] == instance["InstanceId"]

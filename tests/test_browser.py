@@ -16,8 +16,8 @@ import urllib.request
 import pytest
 
 import netns
+from netns import KeptVm, kept_vm
 from chromium import chromium_tab, dismiss_connection_dialogs, kernel_status, open_new_notebook, playwright_or_skip, run_cell
-from test_keeper import Vm as KeptTunnel, kept_vm
 
 FREEZE = 60  # seconds of total loss, the fault
 # JupyterLab retries a lost kernel websocket after random waits of up to 1, 3, 7, ... 63 s
@@ -79,7 +79,7 @@ def test_a_notebook_survives_a_minute_without_network_in_the_same_kernel_and_pag
     assert the_only_kernel(vm) == kernel
 
 
-def the_only_kernel(vm: KeptTunnel) -> str:
+def the_only_kernel(vm: KeptVm) -> str:
     request = urllib.request.Request(f"{vm.base}/api/kernels", headers={"Authorization": f"token {vm.token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         kernels = json.load(response)

@@ -16,18 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from realhost import free_port, ssh_profile
+from realhost import free_port, one_line, ssh_profile
 
 
-def one_line(result, *fragments: str) -> str:
-    """The task failed with one labvm line (progress lines may come before it), holding each fragment."""
-    assert result.returncode == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("labvm: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
+
 
 
 def laptop_state(lab) -> dict:

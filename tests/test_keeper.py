@@ -8,61 +8,21 @@ scripts it runs have them).  After each fault the URL answers again with no `inv
 """
 
 import os
-import re
 import signal
 import subprocess
 import time
-from contextlib import contextmanager
 
 import pytest
 
-import netns
-from realhost import free_port, http_status, ssh_profile
+from netns import kept_vm
+from realhost import free_port
 
 DEAD_PROXY = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 PROXIES = {"http_proxy": DEAD_PROXY, "https_proxy": DEAD_PROXY, "HTTP_PROXY": DEAD_PROXY, "HTTPS_PROXY": DEAD_PROXY}
 HEAL_WITHIN = 10  # seconds from the network's return to an authorised answer (the issue's target)
 
 
-class Vm:
-    def __init__(self, lab, host, url):
-        self.lab, self.host = lab, host
-        self.base, self.token = url.split("/lab?token=")
-        self.local_port = int(re.search(r"127\.0\.0\.1:(\d+)/", url).group(1))
 
-    def record(self) -> dict:
-        return self.lab.tunnel_record("vm")
-
-    def answers(self) -> bool:
-        try:
-            return http_status(f"{self.base}/api/status", self.token) == 200
-        except TimeoutError:  # accepted, never answered: a stalled link
-            return False
-
-    def seconds_until_answering(self, timeout: float) -> float:
-        started = time.monotonic()
-        while not self.answers():
-            if time.monotonic() - started > timeout:
-                raise AssertionError(f"no answer through the tunnel within {timeout:.0f}s; "
-                                     f"keeper log: {self.keeper_log()[-1500:]}")
-            time.sleep(0.1)
-        return time.monotonic() - started
-
-    def keeper_log(self) -> str:
-        log = self.lab.ssh_dir / "labvm" / "run" / "vm.log"
-        return log.read_text() if log.exists() else ""
-
-    def labvm_processes(self) -> list[str]:
-        """Every process whose command line names this laptop's ssh folder: keepers and ssh."""
-        out = subprocess.run(["pgrep", "-af", str(self.lab.ssh_dir)], capture_output=True, text=True).stdout
-        return [line for line in out.splitlines() if "pgrep" not in line]
-
-    def tunnel_ssh(self) -> list[str]:
-        return [line for line in self.labvm_processes() if re.search(r"^\d+ ssh .*ControlPath=none.*-L ", line)]
-
-    def assert_one_tunnel(self) -> None:
-        assert len(self.tunnel_ssh()) == 1, self.labvm_processes()
-        assert self.record()["local_port"] == self.local_port  # the browser's URL still holds
 
 
 def ended(pid: int) -> bool:
@@ -73,18 +33,7 @@ def ended(pid: int) -> bool:
         return True
 
 
-@contextmanager
-def kept_vm(user, sshd, tmp_path_factory, name: str, proxies: dict | None = None):
-    """Profile "vm": a namespaced VM after `inv up` (proxies set on both sides), `down` at the end."""
-    with netns.namespaced_lab(user, sshd, tmp_path_factory, [name], sshd_env=proxies) as (lab, [host]):
-        lab.extra_env.update(proxies or {})
-        # nohup: a tmux server of another test would run Jupyter outside the namespace.
-        lab.write_hosts({"vm": ssh_profile(user, host, address=host.address, notebook={"multiplexer": "nohup"})})
-        try:
-            up = lab.inv("up", "--host", "vm", "--no-browser")
-            yield Vm(lab, host, re.search(r"JupyterLab is ready: (\S+)", up.stdout).group(1))
-        finally:
-            lab.inv("down", "--host", "vm", check=False, timeout=120)
+
 
 
 @pytest.fixture(scope="module")

@@ -252,6 +252,31 @@ def test_tunnels_sleep_tells_a_running_keeper_and_no_other(kept, monkeypatch):
     assert not tunnels.sleep(profile, "stopped by inv stop")  # no keeper: nobody told
 
 
+def test_an_asleep_keeper_ends_once_its_profile_leaves_hosts_yml(kept):
+    """It looks once a minute (ASLEEP_CHECK_EVERY): a profile removed from hosts.yml leaves no
+    process holding a port; the other profile's keeper goes on."""
+    from labvm.keeper import ASLEEP_CHECK_EVERY
+
+    lab = kept.lab
+    profiles = yaml.safe_load(lab.hosts.read_text())["profiles"]
+    lab.write_hosts({**profiles, "leaving": {**profiles["vm"], "notebook": {
+        **profiles["vm"]["notebook"], "local_port": free_port()}}}, default="vm")
+    try:
+        lab.inv("tunnel", "--host", "leaving")
+        leaving = kept.record("leaving")
+        assert tell(leaving["control_port"], leaving["control_secret"], "sleep stopped by inv down") == "ok"
+        kept.wait_until(lambda: kept.record("leaving")["state"] == "asleep", "the keeper to sleep")
+        lab.write_hosts(profiles, default="vm")
+        kept.wait_until(lambda: ended(leaving["keeper_pid"]), "the keeper to end", ASLEEP_CHECK_EVERY + 30)
+        assert f"profile leaving is no longer in {lab.hosts}: ending" in kept.log("leaving")
+        assert get(leaving["local_port"], "/")[0] is None
+        assert not ended(kept.record()["keeper_pid"]) and stand_in_answers(kept.record()["local_port"])
+    finally:
+        lab.write_hosts({**profiles, "leaving": profiles["vm"]}, default="vm")
+        lab.inv("tunnel", "--host", "leaving", "--stop", check=False)
+        lab.write_hosts(profiles, default="vm")
+
+
 # -- the port kept for good -----------------------------------------------------------------
 
 

@@ -96,6 +96,25 @@ def test_windows_detaches_with_its_creation_flags_and_retries_without_breakaway(
     assert (platforms.DETACHED_PROCESS, platforms.CREATE_NEW_PROCESS_GROUP) == (0x8, 0x200)  # Windows' values
 
 
+def test_the_keepers_console_children_get_no_window_of_their_own_on_windows():
+    """The keeper has no console (DETACHED_PROCESS): on Windows each ssh it starts, every minute,
+    would open a console window unless made with CREATE_NO_WINDOW; every Popen in the keeper asks."""
+    import ast
+
+    from labvm import keeper
+
+    with platforms.simulating("windows"):
+        assert platforms.windowless() == {"creationflags": 0x08000000}  # Windows' CREATE_NO_WINDOW
+    assert platforms.windowless() == {}  # Linux's Popen refuses creationflags
+    tree = ast.parse(Path(keeper.__file__).read_text())
+    popens = [node for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and ast.unparse(node.func) == "subprocess.Popen"]
+    assert len(popens) == 4  # the forward's ssh, two kinds of question to the VM, the page's Start
+    for call in popens:
+        assert any(k.arg is None and ast.unparse(k.value) == "platforms.windowless()" for k in call.keywords), \
+            ast.unparse(call)
+
+
 def test_linux_detaches_into_a_session_of_its_own():
     child = platforms.spawn_detached([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

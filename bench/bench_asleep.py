@@ -1,0 +1,139 @@
+"""The asleep page's costs, as ratios against baselines measured in the same run.
+
+    sudo .venv/bin/python bench/bench_asleep.py   (root: it creates a throwaway user + sshd)
+
+1. Click to lab: from a profile asleep (Jupyter stopped on the host, the keeper serving the asleep
+   page), Start on the page (POST /start, as the button does) until an authorised /api/status
+   answers through the same local port, against `inv up` from the same state (target <= 1.1).
+   The "VM" is a loopback sshd: what is measured is labvm's own work around the cloud's start,
+   which takes the same time either way.
+2. The keeper while asleep: its RSS against an idle Python interpreter's, and its CPU seconds per
+   hour, measured over a minute (psutil).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))
+
+import psutil  # noqa: E402
+
+from realhost import Lab, Sshd, User, http_status, ssh_profile, url_of  # noqa: E402
+
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+CPU_WINDOW = 60  # seconds the asleep keeper is watched
+
+
+def report(name: str, ours: float, base: float, unit: str, target: str) -> None:
+    print(f"{name:<34} labvm {ours:8.3f} {unit:<5} baseline {base:8.3f} {unit:<5} ratio {ours / base:5.2f}  ({target})")
+
+
+def put_to_sleep(lab: Lab) -> int:
+    """Jupyter stopped and the keeper asleep, as `inv down` leaves a cloud profile; its port."""
+    from labvm.keeper import tell
+
+    lab.inv("stop-notebook", "--host", "vm")
+    record = lab.tunnel_record("vm")
+    assert tell(record["control_port"], record["control_secret"], "sleep stopped for the benchmark") == "ok"
+    while lab.tunnel_record("vm").get("state") != "asleep":
+        time.sleep(0.05)
+    return int(record["local_port"])
+
+
+def answers(port: int, token: str) -> bool:
+    return http_status(f"http://127.0.0.1:{port}/api/status", token) == 200
+
+
+def click_to_lab(port: int) -> float:
+    """What the page's button and script do: POST /start with the page's secret, then read
+    /progress until the lab holds the port; seconds until an authorised answer there."""
+    with LOOPBACK.open(f"http://127.0.0.1:{port}/lab", timeout=10) as response:
+        secret = re.search(r'data-secret="([^"]+)"', response.read().decode()).group(1)
+    start = time.perf_counter()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/start", data=json.dumps({"secret": secret}).encode(),
+                                     headers={"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"},
+                                     method="POST")
+    LOOPBACK.open(request, timeout=10).close()
+    token = ""
+    while True:
+        progress = urllib.request.Request(f"http://127.0.0.1:{port}/progress", headers={"Sec-Fetch-Dest": "empty"})
+        try:
+            with LOOPBACK.open(progress, timeout=5) as response:
+                said = json.loads(response.read())
+        except (OSError, ValueError):  # the hand-over to ssh, or the lab's own answer
+            said = {}
+        if said.get("state") == "failed":
+            raise RuntimeError(f"the start failed: {said}")
+        token = (said.get("url") or "").partition("token=")[2] or token
+        if token and answers(port, token):
+            return time.perf_counter() - start
+        time.sleep(0.05)
+
+
+def bench_click(lab: Lab, rounds: int = 3) -> None:
+    clicks, ups = [], []
+    for _ in range(rounds):
+        port = put_to_sleep(lab)
+        clicks.append(click_to_lab(port))
+        put_to_sleep(lab)
+        start = time.perf_counter()
+        url = url_of(lab.inv("up", "--host", "vm", "--no-browser").output)
+        ups.append(time.perf_counter() - start)
+        assert f"127.0.0.1:{port}/" in url
+    report("Start on the page -> lab answers", statistics.median(clicks), statistics.median(ups), "s",
+           "vs `inv up` from the same state; target <= 1.1")
+
+
+def bench_keeper_asleep(lab: Lab) -> None:
+    put_to_sleep(lab)
+    keeper = psutil.Process(lab.tunnel_record("vm")["keeper_pid"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    try:
+        time.sleep(1)  # the interpreter's start-up done
+        baseline = psutil.Process(idle.pid).memory_info().rss / 1e6
+        before = sum(keeper.cpu_times()[:2])
+        time.sleep(CPU_WINDOW)  # the quantity measured is what the keeper does meanwhile
+        cpu_per_hour = (sum(keeper.cpu_times()[:2]) - before) * 3600 / CPU_WINDOW
+        report("asleep keeper RSS", keeper.memory_info().rss / 1e6, baseline, "MB", "vs an idle python -c sleep")
+        print(f"{'asleep keeper CPU':<34} labvm {cpu_per_hour:8.3f} s/h   (over {CPU_WINDOW} s)")
+    finally:
+        idle.kill()
+        idle.wait()
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        sys.exit("bench_asleep.py creates a throwaway user and sshd: run it as root")
+    print(f"labvm asleep-page benchmarks, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    user = User.create(Path(tempfile.mkdtemp()))
+    sshd = Sshd(Path(tempfile.mkdtemp()) / "sshd")
+    lab = Lab.create()
+    try:
+        lab.write_hosts({"vm": ssh_profile(user, sshd)})
+        lab.inv("up", "--host", "vm", "--no-browser", timeout=900)
+        bench_click(lab)
+        bench_keeper_asleep(lab)
+    finally:
+        lab.inv("tunnel", "--host", "vm", "--stop", check=False)
+        lab.inv("down", "--host", "vm", check=False)
+        shutil.rmtree(lab.directory, ignore_errors=True)
+        sshd.stop()
+        user.remove()
+
+
+if __name__ == "__main__":
+    main()
