@@ -440,6 +440,7 @@ class Keeper:
         self.url_known = threading.Event()
         self.url_delivered = threading.Event()  # the page handed the URL to the browser
         self.url_answered: str | None = None  # the URL the page's last /progress answer held
+        self.asked_on_waking: list[str | None] | None = None  # port_refusal()'s answer, asked while waking
         self.state = {"keeper_pid": os.getpid(), "ssh_pid": 0, "local_port": local_port,
                       "remote_port": remote_port, "state": "starting",
                       "since": now_iso(), "reason": ""}
@@ -603,8 +604,11 @@ class Keeper:
                 was_up, failures, backoff, asked_cloud = True, 0, BACKOFF_FIRST, 0.0
                 self.set_state("starting")
                 continue
-            self.last_line = ""
-            refused = self.port_refusal()
+            if self.asked_on_waking:
+                [refused], self.asked_on_waking = self.asked_on_waking, None
+            else:
+                self.last_line = ""
+                refused = self.port_refusal()
             if self.stopping or self.sleep_request:
                 continue
             if refused:
@@ -683,7 +687,14 @@ class Keeper:
                     self.log(f"profile {self.profile} is no longer in {self.hosts}: ending")
                     self.stopping = True
             if not self.stopping:
+                # Who holds the VM's port is asked while the page still hands the URL over: the
+                # forward starts the moment the page lets the port go.
+                self.last_line, answer = "", []
+                asking = threading.Thread(target=lambda: answer.append(self.port_refusal()), daemon=True)
+                asking.start()
                 self.notice_before_handover()
+                asking.join()
+                self.asked_on_waking = answer or None
         finally:
             if page:
                 page.close()
