@@ -24,12 +24,18 @@ STOPPED_DAYS = 7  # a VM nobody started for this long is forgotten, and its disk
 KEEP_IMAGES = 3  # what `inv images --prune` keeps by default
 KINDS = ("instance", "address", "volume", "image", "snapshot")  # the table's order
 NONE = "—"  # no age, no price
+KEPT = "disks, addresses, images and snapshots"  # what bills by the month, VM or no VM
 NO_PRICE = {
     "aws": "the AWS Pricing API (or its spot price history) did not answer",
     "openstack": "OpenStack publishes no prices",
     "gce": "the Cloud Billing Catalog did not answer or does not price that machine type",
 }
 OVERRIDE = "price_per_hour: in hosts.yml gives a profile's price"
+NO_MONTHLY_PRICE = {
+    "aws": "the AWS Pricing API did not answer",
+    "openstack": "OpenStack publishes no prices",
+    "gce": "the Cloud Billing Catalog did not answer, or the size is not known",
+}
 
 
 def report(config: Config, as_json: bool) -> str:
@@ -37,23 +43,23 @@ def report(config: Config, as_json: bool) -> str:
     with ThreadPoolExecutor() as pool:  # clouds answer in parallel: the audit takes as long as the slowest
         listed = list(pool.map(_inventory, places.values()))
     rows, answered = [], []
-    for ((cloud, scope), providers), (resources, error) in zip(places.items(), listed):
+    for ((cloud, scope), providers), (resources, monthly, error) in zip(places.items(), listed):
         if error:
             unreachable.append({"cloud": cloud, "scope": scope, "profiles": [p.profile.name for p in providers], "error": error})
         else:
             answered.append(f"{cloud} {scope}")
-        rows += _judge(resources, providers, config.names)
+        rows += _judge(resources, providers, config.names, monthly)
     rows.sort(key=lambda row: (row["cloud"], row["scope"], KINDS.index(row["kind"]), row["profile"], row["since"] or ""))
     running = [row for row in rows if row["kind"] == "instance" and row["state"] == "running"]
+    kept = [row for row in rows if row["kind"] != "instance"]
     priced = [row["hourly_usd"] for row in running if row["hourly_usd"] is not None]
+    kept_priced = [row["monthly_usd"] for row in kept if row["monthly_usd"] is not None]
     if as_json:
-        by_owner: dict[str, float] = {}
-        for row in running:
-            if row["hourly_usd"] is not None:
-                by_owner[row["owner"]] = round(by_owner.get(row["owner"], 0) + row["hourly_usd"], 6)
         return json.dumps({"resources": rows, "unreachable": unreachable, "not_audited": skipped,
                            "running_usd_per_hour": round(sum(priced), 6) if priced else None,
-                           "running_usd_per_hour_by_owner": by_owner}, indent=2)
+                           "running_usd_per_hour_by_owner": _sums(running, "hourly_usd"),
+                           "kept_usd_per_month": round(sum(kept_priced), 6) if kept_priced else None,
+                           "kept_usd_per_month_by_owner": _sums(kept, "monthly_usd")}, indent=2)
 
     lines = _table(rows) if rows else [f"nothing labvm made is left in {', '.join(answered)}"] if answered else []
     if not places and not unreachable:
@@ -67,27 +73,48 @@ def report(config: Config, as_json: bool) -> str:
     summary = f"resources: {len(rows)}, with a next step: {zombies}, running instances: {len(running)}"
     if priced:
         summary += f" (≈ ${_money(sum(priced))}/h for the {len(priced)} with a price)"
+    if kept_priced:
+        summary += f", {KEPT}: ≈ ${_month(sum(kept_priced))}/month for the {len(kept_priced)} with a price"
     lines.append(summary)
-    lines += [f"  {owner or '(no owner tag)'}: {spend}" for owner, spend in _by_owner(running).items()]
+    lines += [f"  {owner or '(no owner tag)'}: {spend}" for owner, spend in _by_owner(running, kept).items()]
     unpriced = sorted({row["cloud"] for row in running if row["hourly_usd"] is None})
     if unpriced:
         lines.append(f"$/h {NONE}: " + "; ".join(NO_PRICE[cloud] for cloud in unpriced) + f" ({OVERRIDE})")
+    unpriced = sorted({row["cloud"] for row in kept if row["monthly_usd"] is None})
+    if unpriced:
+        lines.append(f"$/mo {NONE}: " + "; ".join(NO_MONTHLY_PRICE[cloud] for cloud in unpriced))
     return "\n".join(lines)
 
 
-def _by_owner(running: list[dict]) -> dict[str, str]:
-    """What each owner's running VMs cost an hour, the most expensive owner first."""
+def _sums(rows: list[dict], price: str) -> dict[str, float]:
+    """Each owner's sum of the known prices (`price` of each row); owners without one are left out."""
+    sums: dict[str, float] = {}
+    for row in rows:
+        if row[price] is not None:
+            sums[row["owner"]] = round(sums.get(row["owner"], 0) + row[price], 6)
+    return sums
+
+
+def _by_owner(running: list[dict], kept: list[dict]) -> dict[str, str]:
+    """What each owner's running VMs cost an hour and their disks, addresses, images and snapshots a
+    month, the most expensive owner first (by the hour, then by the month)."""
+    hours, months = _sums(running, "hourly_usd"), _sums(kept, "monthly_usd")
     owners: dict[str, list] = {}
     for row in running:
         owners.setdefault(row["owner"], []).append(row["hourly_usd"])
     spend = {}
-    for owner, hourly in sorted(owners.items(), key=lambda item: -sum(h or 0 for h in item[1])):
+    for owner in sorted({*owners, *months}, key=lambda owner: (-hours.get(owner, 0), -months.get(owner, 0))):
+        hourly = owners.get(owner, [])
         known = [h for h in hourly if h is not None]
-        words = f"{len(hourly)} running VM{'s' if len(hourly) > 1 else ''}"
+        words = f"{len(hourly)} running VM{'s' if len(hourly) > 1 else ''}" if hourly else "no running VM"
         if known:
             words += f", ≈ ${_money(sum(known))}/h"
         if len(known) < len(hourly):
             words += f" ({len(hourly) - len(known)} without a price)" if known else " (no price known)"
+        if owner in months:
+            mine = [row for row in kept if row["owner"] == owner]
+            missing = sum(row["monthly_usd"] is None for row in mine)
+            words += f"; ≈ ${_month(months[owner])}/month for {KEPT}" + (f" ({missing} without a price)" if missing else "")
         spend[owner] = words
     return spend
 
@@ -110,11 +137,20 @@ def _places(config: Config):
     return places, unreachable, skipped
 
 
-def _inventory(providers: list) -> tuple[list[Resource], str]:
+def _inventory(providers: list) -> tuple[list[Resource], dict, str]:
     try:
-        return _priced(providers[0].inventory(), providers), ""
+        resources = _priced(providers[0].inventory(), providers)
     except LabvmError as e:
-        return [], str(e).splitlines()[0]
+        return [], {}, str(e).splitlines()[0]
+    return resources, _monthly(resources, providers[0]), ""
+
+
+def _monthly(resources: list[Resource], provider) -> dict[tuple[str, str], float | None]:
+    """(kind, id) -> what each volume, image, snapshot and address costs a month where the provider's profile
+    runs (labvm.prices: the cloud's price list, cached, never failing); None where no price is known."""
+    return {(r.kind, r.id): prices.per_month(provider, r.kind, r.size_gb, r.state, r.type)
+            if r.region in ("", provider.where()) else None
+            for r in resources if r.kind in prices.MONTHLY_KINDS}
 
 
 def _priced(resources: list[Resource], providers: list) -> list[Resource]:
@@ -133,8 +169,10 @@ def _priced(resources: list[Resource], providers: list) -> list[Resource]:
     return priced
 
 
-def _judge(resources: list[Resource], providers: list, all_profiles: tuple[str, ...]) -> list[dict]:
-    """Each resource as a row, with why it is a zombie and the next step ("" for both when it is not)."""
+def _judge(resources: list[Resource], providers: list, all_profiles: tuple[str, ...],
+           monthly: dict[tuple[str, str], float | None] | None = None) -> list[dict]:
+    """Each resource as a row, with why it is a zombie and the next step ("" for both when it is not), and
+    what it costs a month (`monthly`, by kind and id) where it is no instance."""
     known = {}
     me = ""
     for provider in providers:
@@ -180,7 +218,8 @@ def _judge(resources: list[Resource], providers: list, all_profiles: tuple[str, 
             why, step = "a volume attached to nothing", r.delete
         elif r.kind == "address" and r.state == "unattached":
             why, step = "an address attached to nothing, billed", f"{inv} up --host {profile} uses it again, or {r.delete}"
-        rows.append({**asdict(r), "role": "" if index is None else "worker", "index": index,
+        rows.append({**asdict(r), "monthly_usd": (monthly or {}).get((r.kind, r.id)),
+                     "role": "" if index is None else "worker", "index": index,
                      "since": r.since.isoformat() if r.since else None,
                      "age_seconds": int(age) if age is not None else None, "why": why, "next_step": step})
     return rows
@@ -193,11 +232,12 @@ def _member(profile: str) -> tuple[str, int | None]:
 
 
 def _table(rows: list[dict]) -> list[str]:
-    header = ("CLOUD", "KIND", "PROFILE", "OWNER", "ID", "STATE", "AGE", "DETAIL", "$/H", "NEXT STEP")
+    header = ("CLOUD", "KIND", "PROFILE", "OWNER", "ID", "STATE", "AGE", "DETAIL", "$/H", "$/MO", "NEXT STEP")
     cells = [header] + [tuple(clean(cell) for cell in (
         f"{row['cloud']} {row['scope']}", row["role"] if row["kind"] == "instance" and row["role"] else row["kind"], row["profile"], row["owner"], row["id"], row["state"],
         _age(row["age_seconds"]), _detail(row),
         "" if row["kind"] != "instance" else NONE if row["hourly_usd"] is None else _money(row["hourly_usd"]),
+        "" if row["kind"] == "instance" else NONE if row["monthly_usd"] is None else _month(row["monthly_usd"]),
         f"{row['why']}: {row['next_step']}" if row["next_step"] else "ok",
     )) for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(header) - 1)]
@@ -225,3 +265,8 @@ def _age(seconds: float | None) -> str:
 
 def _money(usd: float) -> str:
     return f"{usd:.5f}".rstrip("0").rstrip(".")
+
+
+def _month(usd: float) -> str:
+    """A month's price in cents, as a bill shows it; below a cent, as _money shows an hour's."""
+    return f"{usd:.2f}" if usd >= 0.01 else _money(usd)

@@ -1,4 +1,5 @@
-"""What a VM costs an hour: hosts.yml's `price_per_hour:`, else the cloud's price list, cached on the laptop.
+"""What a VM costs an hour (hosts.yml's `price_per_hour:`, else the cloud's price list) and what its disks,
+images, snapshots and addresses cost a month (the cloud's price list), cached on the laptop.
 
 A price is an estimate that helps decide whether to stop a VM; it never decides anything itself.  So
 no failure here reaches a verb: no rights to the price API, no network, an answer not understood or
@@ -27,9 +28,10 @@ CACHE_DAYS = 7
 LOOKUP_SECONDS = 15.0  # one price lookup, however the cloud's SDK retries; past it: no price
 CACHE_LIMIT = 1_000_000  # bytes: a larger file is not labvm's cache, and is started over
 _lock = threading.Lock()  # one writer at a time in this process; between processes a lost write is a miss
-# (cloud, place, spot) whose lookup failed once: not asked again in this run (spot and on-demand prices
-# may come from different APIs, as on AWS).
-_unreachable: set[tuple[str, str, bool]] = set()
+# (cloud, place, what: spot, on-demand or month) whose lookup failed once: not asked again in this run (spot,
+# on-demand and monthly prices may come from different APIs, as on AWS).
+_unreachable: set[tuple[str, str, bool | str]] = set()
+MONTHLY_KINDS = ("volume", "image", "snapshot", "address")
 
 
 def price_per_hour(profile: Profile, provider: Provider, size: str | None = None) -> float | None:
@@ -55,19 +57,41 @@ def lookup(provider: Provider, size: str, spot: bool) -> float | None:
     """The cloud's price of `size` where the provider's profile runs: the cache while fresh, else asked
     (under LOOKUP_SECONDS) and kept; when the cloud cannot be reached, the cached price however old."""
     try:
-        key = _key(provider, size, spot)
-        entry = _read().get("prices", {}).get(key)
-        if entry and time.time() - entry["at"] < CACHE_DAYS * 86400:
-            return entry["usd"]
-        place = (provider.profile.provider, provider.where(), spot)
-        answered, price = (False, None) if place in _unreachable else _ask(provider, size, spot)
-        if not answered:
-            _unreachable.add(place)
-            return entry["usd"] if entry else None
-        _store("prices", key, {"usd": price, "at": time.time()})
-        return price
+        return _cached(provider, _key(provider, size, spot), spot, lambda: provider.price_per_hour(size, spot), size)
     except Exception:
         return None
+
+
+def per_month(provider: Provider, kind: str, size_gb: float | None, state: str = "", volume_type: str = "") -> float | None:
+    """USD a month of one volume, image or snapshot of `size_gb` (the cloud's price per GB-month times it),
+    or of one address in `state`, where the provider's profile runs; cached as `lookup` caches an hourly
+    price.  None when the cloud publishes no price, the size is unknown, or anything fails."""
+    try:
+        if kind not in MONTHLY_KINDS or (kind != "address" and size_gb is None):
+            return None
+        key = "/".join((provider.profile.provider, provider.where(), "month", kind,
+                        state if kind == "address" else volume_type or "-"))
+        unit = _cached(provider, key, "month", lambda: provider.price_per_month(kind, state, volume_type), kind)
+        if unit is None or kind == "address":
+            return unit
+        return unit * size_gb if size_gb is not None else None
+    except Exception:
+        return None
+
+
+def _cached(provider: Provider, key: str, what: bool | str, ask, name: str) -> float | None:
+    """The cache's price under `key` while fresh, else ask() (under LOOKUP_SECONDS) and kept; when the
+    cloud cannot be reached, the cached price however old (None without one)."""
+    entry = _read().get("prices", {}).get(key)
+    if entry and time.time() - entry["at"] < CACHE_DAYS * 86400:
+        return entry["usd"]
+    place = (provider.profile.provider, provider.where(), what)
+    answered, price = (False, None) if place in _unreachable else _ask(ask, name)
+    if not answered:
+        _unreachable.add(place)
+        return entry["usd"] if entry else None
+    _store("prices", key, {"usd": price, "at": time.time()})
+    return price
 
 
 def known_price(profile_name: str, hosts_path: str) -> float | None:
@@ -132,19 +156,19 @@ def override(profile: Profile, provider: Provider, size: str | None) -> float | 
     return None
 
 
-def _ask(provider: Provider, size: str, spot: bool) -> tuple[bool, float | None]:
+def _ask(ask, name: str) -> tuple[bool, float | None]:
     """(whether the cloud answered, its price) within LOOKUP_SECONDS.  A daemon thread: a lookup that
     hangs past the limit is left behind and never holds up the verb or the exit."""
     outcome: list = []
 
-    def ask():
+    def asking():
         try:
-            price = provider.price_per_hour(size, spot)
+            price = ask()
             outcome.append(float(price) if price is not None and math.isfinite(price) and price >= 0 else None)
         except Exception:
             pass
 
-    thread = threading.Thread(target=ask, daemon=True, name=f"price {size}")
+    thread = threading.Thread(target=asking, daemon=True, name=f"price {name}")
     thread.start()
     thread.join(LOOKUP_SECONDS)
     return (True, outcome[0]) if outcome else (False, None)

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from realhost import free_port
@@ -120,12 +121,46 @@ def tagged(profile, owner="hedy", kind="instance"):
                                             {"Key": "labvm:owner", "Value": owner}]}]
 
 
+def price_product(usd: str, unit: str, family: str, usagetype: str, service: str = "AmazonEC2", **attributes) -> dict:
+    """One product of GetProducts' PriceList (before it is made a JSON string), as
+    https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_pricing_GetProducts.html and the
+    awscli example (awscli/examples/pricing/get-products.rst: a "Storage" product priced per "GB-Mo") show it."""
+    sku = f"SKU{zlib.crc32(usagetype.encode()):010d}"
+    rate = f"{sku}.JRTCKXETXF.6YS6EN2CT7"
+    return {"product": {"productFamily": family, "sku": sku, "attributes": {
+                "usagetype": usagetype, "locationType": "AWS Region", "regionCode": REGION, "servicecode": service,
+                **attributes}},
+            "serviceCode": service, "terms": {"OnDemand": {f"{sku}.JRTCKXETXF": {
+                "offerTermCode": "JRTCKXETXF", "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z",
+                "termAttributes": {}, "priceDimensions": {rate: {
+                    "unit": unit, "beginRange": "0", "endRange": "Inf", "appliesTo": [], "rateCode": rate,
+                    "pricePerUnit": {"USD": usd}, "description": f"${usd} per {unit}"}}}}},
+            "version": "20261101000000", "publicationDate": "2026-11-01T00:00:00Z"}
+
+
+# us-west-2's rates of what bills while no instance runs (https://aws.amazon.com/ebs/pricing/,
+# https://aws.amazon.com/vpc/pricing/, 2026-11), as the Price List names them, with the neighbours a
+# monthly price must not take (the snapshot archive tier in the same family).
+STORAGE_PRICES = {
+    ("AmazonEC2", "Storage", "gp3"): [price_product("0.0800000000", "GB-Mo", "Storage", "USW2-EBS:VolumeUsage.gp3",
+                                                    volumeApiName="gp3")],
+    ("AmazonEC2", "Storage Snapshot", ""): [
+        price_product("0.0500000000", "GB-Mo", "Storage Snapshot", "USW2-EBS:SnapshotUsage"),
+        price_product("0.0125000000", "GB-Mo", "Storage Snapshot", "USW2-EBS:SnapshotArchiveStorage")],
+    ("AmazonVPC", "", ""): [  # public IPv4: AmazonVPC's since 2024-02-01, group VPCPublicIPv4Address, no productFamily
+        price_product("0.0050000000", "Hrs", "", "USW2-PublicIPv4:InUseAddress", "AmazonVPC", group="VPCPublicIPv4Address"),
+        price_product("0.0050000000", "Hrs", "", "USW2-PublicIPv4:IdleAddress", "AmazonVPC", group="VPCPublicIPv4Address")],
+}
+
+
 class PriceList:
     """The AWS Price List Query API's GetProducts (awsJson1_1, X-Amz-Target AWSPriceListService.GetProducts)
     on loopback, answering one on-demand price as https://docs.aws.amazon.com/aws-cost-management/latest/
-    APIReference/API_pricing_GetProducts.html shows it: PriceList holds each product as a JSON string."""
+    APIReference/API_pricing_GetProducts.html shows it: PriceList holds each product as a JSON string.  With
+    `storage` (STORAGE_PRICES) it also answers EBS volumes, snapshots and public IPv4 addresses by the
+    request's ServiceCode and filters; anything else gets an empty PriceList."""
 
-    def __init__(self, usd_per_hour: str):
+    def __init__(self, usd_per_hour: str, storage: dict | None = None):
         product = {"product": {"productFamily": "Compute Instance", "sku": "SKU1", "attributes": {}},
                    "serviceCode": "AmazonEC2", "terms": {"OnDemand": {"SKU1.JRTCKXETXF": {
                        "offerTermCode": "JRTCKXETXF", "sku": "SKU1", "effectiveDate": "2026-11-01T00:00:00Z",
@@ -136,10 +171,18 @@ class PriceList:
         self.requests = []
         fake = self
 
+        def answer(request: dict) -> list[dict]:
+            asked = {f["Field"]: f["Value"] for f in request.get("Filters", [])}
+            if "instanceType" in asked:
+                return [product]
+            key = (request["ServiceCode"], asked.get("productFamily", ""), asked.get("volumeApiName", ""))
+            return (storage or {}).get(key, []) if asked.get("regionCode") == REGION else []
+
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                fake.requests.append((self.headers["X-Amz-Target"], json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-                body = json.dumps({"FormatVersion": "aws_v1", "PriceList": [json.dumps(product)]}).encode()
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append((self.headers["X-Amz-Target"], request))
+                body = json.dumps({"FormatVersion": "aws_v1", "PriceList": [json.dumps(p) for p in answer(request)]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-amz-json-1.1")
                 self.send_header("Content-Length", str(len(body)))

@@ -156,7 +156,7 @@ def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
     lab.write_hosts({"aws": AWS, "aws2": AWS, "cades": CADES, "gce": GCE, "local": {"provider": "local"}})
     table = lab.inv("audit").stdout
     header = table.splitlines()[0].split()
-    assert header == ["CLOUD", "KIND", "PROFILE", "OWNER", "ID", "STATE", "AGE", "DETAIL", "$/H", "NEXT", "STEP"]
+    assert header == ["CLOUD", "KIND", "PROFILE", "OWNER", "ID", "STATE", "AGE", "DETAIL", "$/H", "$/MO", "NEXT", "STEP"]
 
     # AWS: a running VM bills now; another owner's is theirs to stop; a stopped one is fine for a week.
     assert line_of(table, aws["running"]).endswith("running: billed by the hour: inv down --host aws")
@@ -175,8 +175,8 @@ def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
     assert line_of(table, aws["snapshot"]).endswith(
         f"a snapshot of no image (its AMI is gone): aws ec2 delete-snapshot --snapshot-id {aws['snapshot']} --region us-west-2")
     assert line_of(table, aws["volume"]).endswith(f"aws ec2 delete-volume --volume-id {aws['volume']} --region us-west-2")
-    assert line_of(table, aws["attached_ip"]).split()[-3:] == ["—", ec2.describe_addresses(
-        AllocationIds=[aws["attached_ip"]])["Addresses"][0]["PublicIp"], "ok"]
+    assert line_of(table, aws["attached_ip"]).split()[-4:] == ["—", ec2.describe_addresses(
+        AllocationIds=[aws["attached_ip"]])["Addresses"][0]["PublicIp"], "—", "ok"]  # no age; no $/mo: Pricing API closed
     assert line_of(table, aws["loose_ip"]).endswith(
         f"an address attached to nothing, billed: inv up --host aws2 uses it again, "
         f"or aws ec2 release-address --allocation-id {aws['loose_ip']} --region us-west-2")
@@ -210,7 +210,13 @@ def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
     assert "resources: 21, with a next step: 13, running instances: 4 (≈ $0.01006/h for the 2 with a price)" in table
     assert ("$/h —: the AWS Pricing API (or its spot price history) did not answer (price_per_hour: in hosts.yml "
             "gives a profile's price)" in table)  # the OpenStack VM is not running: no OpenStack price is missing
-    assert "  hedy: 3 running VMs, ≈ $0.01005/h (2 without a price)" in table.splitlines()
+    # By the month: GCE's two reserved addresses (Static Ip Charge, $0.01/h) and its 1.4 GB image (Storage
+    # Image, $0.05 per GiB-month) from fake_gce.CATALOG; AWS's Pricing API is closed, OpenStack has no prices.
+    assert " 7.30 " in address and " 0.07 " in line_of(table, "labvm-gce-1")
+    assert " — " in line_of(table, aws["volume"]) and " — " in line_of(table, cloud["gone_ip"])
+    assert ("  hedy: 3 running VMs, ≈ $0.01005/h (2 without a price); ≈ $14.67/month for disks, addresses, images "
+            "and snapshots (12 without a price)") in table.splitlines()
+    assert "$/mo —: the AWS Pricing API did not answer; OpenStack publishes no prices" in table.splitlines()
     assert "  ada: 1 running VM, ≈ $0.00001/h" in table.splitlines()
 
     data = json.loads(lab.inv("audit", "--json").stdout)
@@ -218,6 +224,9 @@ def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
     assert len(data["resources"]) == 21 and data["unreachable"] == [] and data["not_audited"] == ["local"]
     assert data["running_usd_per_hour"] == pytest.approx(0.010061)
     assert data["running_usd_per_hour_by_owner"] == {"hedy": pytest.approx(0.010051), "ada": pytest.approx(0.00001)}
+    image_usd = rows["labvm-gce-1"]["size_gb"] * 0.05
+    assert rows["labvm-gce-1"]["monthly_usd"] == pytest.approx(image_usd) and rows[aws["volume"]]["monthly_usd"] is None
+    assert data["kept_usd_per_month_by_owner"] == {"hedy": pytest.approx(2 * 7.3 + image_usd)}
     running = rows[aws["running"]]
     assert {k: running[k] for k in ("cloud", "scope", "kind", "profile", "owner", "state", "type", "hourly_usd", "next_step")} == {
         "cloud": "aws", "scope": "us-west-2", "kind": "instance", "profile": "aws", "owner": "hedy", "state": "running",

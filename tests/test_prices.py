@@ -19,8 +19,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from aws_world import CLOSED, REGION, PriceList, aws_env, line_of, tagged
-from fake_gce import FakeGce
+from aws_world import CLOSED, REGION, STORAGE_PRICES, PriceList, aws_env, line_of, tagged
+from fake_gce import CATALOG, FakeGce
 from gce_world import PROJECT, ZONE
 from realhost import ssh_profile
 
@@ -155,10 +155,10 @@ def test_gce_price_is_the_family_s_vcpu_and_gib_skus_of_the_region(lab, google):
 def test_the_catalog_is_read_page_by_page(lab, google, monkeypatch):
     import labvm.providers.gce.price as gce_price
 
-    monkeypatch.setattr(gce_price, "PAGE_SIZE", 2)  # the 13 SKUs of the fake on 7 pages
+    monkeypatch.setattr(gce_price, "PAGE_SIZE", 2)  # the fake's SKUs two by two
     provider = for_profile(profile_of(lab, "gce", {"provider": "gce", "project": PROJECT, "zone": ZONE}))
     assert provider.price_per_hour("n2-standard-2", spot=False) == pytest.approx(2 * 0.031611 + 8 * 0.004237)
-    assert sum(path.endswith("/skus") for _, path in google.requests) == 7
+    assert sum(path.endswith("/skus") for _, path in google.requests) == (len(CATALOG) + 1) // 2 > 1
 
 
 def test_hosts_yml_price_wins_and_a_bad_one_is_one_line(lab, google):
@@ -300,3 +300,112 @@ def test_status_of_a_failed_lookup_shows_no_price_and_succeeds(lab, user, sshd, 
     result = lab.inv("status", "--host", "aws")
     machine = next(line for line in result.stdout.splitlines() if line.startswith("  machine: "))
     assert machine.startswith("  machine: t3.small in us-west-2, running ") and "$" not in result.stdout
+
+
+def test_aws_monthly_prices_are_the_price_list_s_storage_and_address_rates(aws_offline):
+    provider = for_profile(profile_of(aws_offline, "aws", {"provider": "aws", "region": REGION}))
+
+    def filters(**wanted):
+        return [{"Type": "TERM_MATCH", "Field": field, "Value": value}
+                for field, value in {"regionCode": REGION, "locationType": "AWS Region", **wanted}.items()]
+
+    def answer(key):
+        return {"FormatVersion": "aws_v1", "PriceList": [json.dumps(p) for p in STORAGE_PRICES[key]]}
+
+    with Stubber(provider.pricing) as stub:
+        stub.add_response("get_products", answer(("AmazonEC2", "Storage", "gp3")), {
+            "ServiceCode": "AmazonEC2", "MaxResults": 100, "Filters": filters(productFamily="Storage", volumeApiName="gp3")})
+        assert provider.price_per_month("volume") == pytest.approx(0.08)  # labvm's volumes are gp3: per GB-month
+        snapshots = {"ServiceCode": "AmazonEC2", "MaxResults": 100, "Filters": filters(productFamily="Storage Snapshot")}
+        stub.add_response("get_products", answer(("AmazonEC2", "Storage Snapshot", "")), snapshots)
+        assert provider.price_per_month("snapshot") == pytest.approx(0.05)  # not the archive tier beside it
+        stub.add_response("get_products", answer(("AmazonEC2", "Storage Snapshot", "")), snapshots)
+        assert provider.price_per_month("image") == pytest.approx(0.05)  # an AMI is billed for its snapshots
+        addresses = {"ServiceCode": "AmazonVPC", "MaxResults": 100, "Filters": filters(group="VPCPublicIPv4Address")}
+        for state in ("unattached", "attached"):
+            stub.add_response("get_products", answer(("AmazonVPC", "", "")), addresses)
+            assert provider.price_per_month("address", state) == pytest.approx(0.005 * 730)  # $/h x 730 hours
+        stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []}, None)
+        assert provider.price_per_month("volume", volume_type="io9") is None  # not in the price list: no price
+        stub.assert_no_pending_responses()
+
+
+def test_gce_monthly_prices_are_the_catalog_s_storage_and_address_skus(lab, google):
+    provider = for_profile(profile_of(lab, "gce", {"provider": "gce", "project": PROJECT, "zone": ZONE}))
+    assert provider.price_per_month("volume") == pytest.approx(0.04)  # pd-standard, not the regional disk's 0.08
+    assert provider.price_per_month("volume", volume_type="pd-balanced") == pytest.approx(0.1)
+    assert provider.price_per_month("volume", volume_type="pd-extreme") is None  # no such SKU here: no price
+    assert provider.price_per_month("image") == pytest.approx(0.05)  # a global SKU
+    assert provider.price_per_month("snapshot") == pytest.approx(0.05)  # not the early-deletion charge
+    assert provider.price_per_month("address", "unattached") == pytest.approx(0.01 * 730)  # not Belgium's
+    assert provider.price_per_month("address", "attached") == pytest.approx(0.005 * 730)
+    assert sum(path.endswith("/skus") for _, path in google.requests) == 1
+
+
+def test_monthly_prices_are_cached_used_offline_and_a_failure_is_silent(lab, google):
+    profile = profile_of(lab, "gce", {"provider": "gce", "project": PROJECT, "zone": ZONE})
+    assert prices.per_month(for_profile(profile), "image", 10.0) == pytest.approx(0.5)
+    assert prices.per_month(for_profile(profile), "address", None, "unattached") == pytest.approx(7.3)
+    assert prices.per_month(for_profile(profile), "image", None) is None  # a size nobody knows: no price
+    google.billing_skus = []  # a cached price is not asked again for 7 days
+    assert prices.per_month(for_profile(profile), "image", 20.0) == pytest.approx(1.0)
+    assert sum(path.endswith("/skus") for _, path in google.requests) == 2  # once per provider: image, address
+
+    cache = lab.ssh_dir / "labvm" / "run" / "prices.json"
+    stored = json.loads(cache.read_text())
+    assert stored["prices"]["gce/us-west1/month/image/-"]["usd"] == pytest.approx(0.05)
+    for entry in stored["prices"].values():
+        entry["at"] = time.time() - 8 * 86400
+    cache.write_text(json.dumps(stored))
+    google.billing_disabled = True  # too old, and the catalog refuses: the old price stands
+    assert prices.per_month(for_profile(profile), "image", 10.0) == pytest.approx(0.5)
+    assert prices.per_month(for_profile(profile), "snapshot", 10.0) is None  # never cached: no price, no error
+    assert "gce/us-west1/month/snapshot/-" not in json.loads(cache.read_text())["prices"]
+
+
+def test_a_failed_monthly_lookup_is_no_price(aws_offline):
+    provider = for_profile(profile_of(aws_offline, "aws", {"provider": "aws", "region": REGION}))
+    assert prices.per_month(provider, "volume", 30.0) is None  # nothing listens at the Pricing API
+    assert prices.per_month(provider, "address", None, "unattached") is None
+    cache = aws_offline.ssh_dir / "labvm" / "run" / "prices.json"
+    assert not cache.exists() or not json.loads(cache.read_text()).get("prices")
+
+
+def test_audit_prices_disks_addresses_images_and_snapshots_by_the_month(lab, moto_ec2):
+    ec2, price_list = moto_ec2, PriceList("0.0208000000", STORAGE_PRICES)
+    lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = price_list.endpoint
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    (running,) = [i["InstanceId"] for i in ec2.run_instances(
+        ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small", TagSpecifications=tagged("aws", "hedy"))["Instances"]]
+    volume = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=5, VolumeType="gp3",
+                               TagSpecifications=tagged("aws", "hedy", kind="volume"))["VolumeId"]
+    snapshot = ec2.create_snapshot(VolumeId=volume, TagSpecifications=tagged("aws", "hedy", kind="snapshot"))["SnapshotId"]
+    image = ec2.create_image(InstanceId=running, Name="labvm-aws-1", TagSpecifications=tagged("aws", "hedy", kind="image"))["ImageId"]
+    image_gb = sum(m["Ebs"]["VolumeSize"] for m in ec2.describe_images(ImageIds=[image])["Images"][0]["BlockDeviceMappings"])
+    attached = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("aws", "hedy", kind="elastic-ip"))["AllocationId"]
+    ec2.associate_address(InstanceId=running, AllocationId=attached)
+    loose = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("aws", "ada", kind="elastic-ip"))["AllocationId"]
+    lab.write_hosts({"aws": {"provider": "aws", "region": REGION}})
+    try:
+        table = lab.inv("audit").stdout
+        asked = len(price_list.requests)
+        data = json.loads(lab.inv("audit", "--json").stdout)
+    finally:
+        price_list.server.shutdown()
+
+    assert table.splitlines()[0].split()[8:10] == ["$/H", "$/MO"]
+    assert " 0.40 " in line_of(table, volume)  # 5 GB x $0.08
+    assert " 0.25 " in line_of(table, snapshot)  # 5 GB x $0.05
+    assert f" {image_gb * 0.05:.2f} " in line_of(table, image)
+    assert " 3.65 " in line_of(table, attached) and " 3.65 " in line_of(table, loose)  # $0.005/h x 730 hours
+    hedy = 0.4 + 0.25 + image_gb * 0.05 + 3.65
+    assert f"  hedy: 1 running VM, ≈ $0.0208/h; ≈ ${hedy:.2f}/month for disks, addresses, images and snapshots" \
+        in table.splitlines()
+    assert "  ada: no running VM; ≈ $3.65/month for disks, addresses, images and snapshots" in table.splitlines()
+    assert "$/mo —" not in table
+    rows = {row["id"]: row for row in data["resources"]}
+    assert rows[volume]["monthly_usd"] == pytest.approx(0.4) and rows[running]["monthly_usd"] is None
+    assert data["kept_usd_per_month_by_owner"] == {"hedy": pytest.approx(hedy), "ada": pytest.approx(3.65)}
+    assert data["kept_usd_per_month"] == pytest.approx(hedy + 3.65)
+    # the instance type, the volume, snapshot and image rates, both address rates; then the cache answered
+    assert asked == 6 and len(price_list.requests) == 6

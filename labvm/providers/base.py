@@ -227,3 +227,10 @@ class Provider:
         It may raise anything (no rights to the price API, no network, an answer not understood):
         labvm.prices turns every failure into "no price", so callers never see one."""
         return None
+
+    def price_per_month(self, kind: str, state: str = "", volume_type: str = "") -> float | None:
+        """USD a month in `where()` for what bills while no machine runs, as the cloud publishes it: per GB
+        of a volume (of `volume_type`; "": the type labvm makes), an image or a snapshot; per address for
+        an address (its `state`, attached or unattached, may change the rate).  None when the cloud
+        publishes none; it may raise anything, as price_per_hour may."""
+        return None

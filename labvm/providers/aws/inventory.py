@@ -54,7 +54,8 @@ class Inventory(AwsBase):
         loose = labvm + [{"Name": "status", "Values": ["available"]}]
         for volume in self._read("describe_volumes", Filters=loose)["Volumes"]:
             found.append(resource("volume", volume["VolumeId"], volume, "unattached", volume.get("CreateTime"),
-                                  aws(f"delete-volume --volume-id {volume['VolumeId']}"), size_gb=volume.get("Size")))
+                                  aws(f"delete-volume --volume-id {volume['VolumeId']}"), size_gb=volume.get("Size"),
+                                  type=volume.get("VolumeType", "")))
         for address in self._read("describe_addresses", Filters=labvm)["Addresses"]:
             found.append(resource("address", address["AllocationId"], address,
                                   "attached" if address.get("AssociationId") or address.get("InstanceId") else "unattached",

@@ -1,5 +1,6 @@
 """What an EC2 instance costs an hour: on demand from the AWS Price List Query API, spot from EC2's spot
-price history.  labvm.prices caches the answers and turns any failure into "no price"."""
+price history; what EBS volumes and snapshots (so AMIs) and public IPv4 addresses cost a month, from the
+same Price List.  labvm.prices caches the answers and turns any failure into "no price"."""
 
 from __future__ import annotations
 
@@ -14,6 +15,32 @@ from .core import AwsBase
 # Attribute names as `aws pricing describe-services --service-code AmazonEC2` lists them.
 ON_DEMAND_LINUX = {"operatingSystem": "Linux", "tenancy": "Shared", "preInstalledSw": "NA",
                    "capacitystatus": "Used", "licenseModel": "No License required"}
+# The type of the volumes labvm makes (lifecycle.py's BlockDeviceMappings): a volume the inventory lists
+# without its type is one of these.
+VOLUME_TYPE = "gp3"
+# AWS bills an hourly rate for a month of 730 hours (https://aws.amazon.com/ec2/pricing/on-demand/: "730 hours
+# in a month"): an address priced by the hour is shown by the month at that many hours.
+HOURS_PER_MONTH = 730
+# What bills while no instance runs, as GetProducts lists it (a product's attributes and the OnDemand
+# priceDimensions' unit), each product narrowed to the region's own (locationType "AWS Region", not an Outpost
+# or a Local Zone) and told apart by the end of its usagetype ("USW2-EBS:VolumeUsage.gp3"; us-east-1's have no
+# prefix):
+# - EBS volumes: AmazonEC2, productFamily "Storage", volumeApiName gp3/gp2/io1/st1/sc1/standard, USD per
+#   "GB-Mo" (the awscli example of `aws pricing get-products`, awscli/examples/pricing/get-products.rst, shows
+#   such a product: "unit":"GB-Mo", "$0.138 per GB-month of Provisioned IOPS SSD (io1) provisioned storage");
+# - EBS snapshots: AmazonEC2, productFamily "Storage Snapshot", usagetype ...EBS:SnapshotUsage, "GB-Mo" (the
+#   family also holds the archive tier, EBS:SnapshotArchiveStorage, and other charges: not these);
+# - public IPv4 addresses: since the public IPv4 charge of 2024-02-01
+#   (https://aws.amazon.com/blogs/aws/new-aws-public-ipv4-address-charge-public-ip-insights/) the Elastic IP
+#   rates are AmazonVPC's, group "VPCPublicIPv4Address", usagetype ...PublicIPv4:InUseAddress (attached) or
+#   ...PublicIPv4:IdleAddress (attached to nothing), USD per "Hrs" (AmazonEC2's old "IP Address" family no
+#   longer holds them).
+MONTHLY = {
+    "volume": ("AmazonEC2", {"productFamily": "Storage"}, "GB-Mo", "EBS:VolumeUsage"),
+    "snapshot": ("AmazonEC2", {"productFamily": "Storage Snapshot"}, "GB-Mo", "EBS:SnapshotUsage"),
+    "attached": ("AmazonVPC", {"group": "VPCPublicIPv4Address"}, "Hrs", "PublicIPv4:InUseAddress"),
+    "unattached": ("AmazonVPC", {"group": "VPCPublicIPv4Address"}, "Hrs", "PublicIPv4:IdleAddress"),
+}
 
 
 class Price(AwsBase):
@@ -35,6 +62,40 @@ class Price(AwsBase):
 
     def price_per_hour(self, size: str, spot: bool) -> float | None:
         return self._spot_price(size) if spot else self._on_demand_price(size)
+
+    def price_per_month(self, kind: str, state: str = "", volume_type: str = "") -> float | None:
+        """USD per GB-month of a volume or a snapshot, of an AMI as the snapshots it keeps (an AMI is billed
+        for nothing else); USD a month of an Elastic IP (its hourly rate x HOURS_PER_MONTH)."""
+        if kind == "image":
+            kind = "snapshot"
+        if kind == "address":
+            kind = "attached" if state == "attached" else "unattached"
+        if kind not in MONTHLY:
+            return None
+        service, attributes, unit, usage = MONTHLY[kind]
+        if kind == "volume":
+            attributes = {**attributes, "volumeApiName": volume_type or VOLUME_TYPE}
+        rate = self._rate(service, attributes, unit, usage)
+        return rate * HOURS_PER_MONTH if rate is not None and unit == "Hrs" else rate
+
+    def _rate(self, service: str, attributes: dict, unit: str, usage: str) -> float | None:
+        """The region's on-demand rate in `unit` of the products with these attributes whose usagetype names
+        `usage` (the highest where several do: an estimate should not promise less than the bill)."""
+        wanted = {"regionCode": self.scope, "locationType": "AWS Region", **attributes}
+        products = self.pricing.get_products(ServiceCode=service, MaxResults=100, Filters=[
+            {"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in wanted.items()])["PriceList"]
+        rates = []
+        for text in products:
+            product = json.loads(text)
+            usagetype = product["product"]["attributes"].get("usagetype", "")
+            region_code, dash, rest = usagetype.partition("-")
+            named = rest if dash and ":" not in region_code else usagetype  # "USW2-EBS:VolumeUsage.gp3" -> "EBS:..."
+            if named != usage and not named.startswith(usage + "."):  # "EBS:VolumeUsage.gp3": its type after a dot
+                continue
+            rates += [float(dimension["pricePerUnit"]["USD"]) for term in product["terms"].get("OnDemand", {}).values()
+                      for dimension in term["priceDimensions"].values() if dimension.get("unit") == unit]
+        paid = [usd for usd in rates if usd > 0]
+        return max(paid) if paid else None
 
     def _on_demand_price(self, instance_type: str) -> float | None:
         """GetProducts' PriceList is a list of JSON strings, one product each; the hourly rate is

@@ -41,7 +41,7 @@ class Inventory(GceApi):
                     "address", data, {"RESERVED": "unattached", "IN_USE": "attached"}.get(data.status, data.status.lower()),
                     data.creation_timestamp,
                     f"gcloud compute addresses delete {data.name} --region {data.region.rsplit('/', 1)[-1]}",
-                    address=data.address))
+                    address=data.address, region=data.region.rsplit("/", 1)[-1]))
         request = self.compute.ListImagesRequest(project=self.project, filter=labelled)
         for data in self.call(lambda: list(self.images_client.list(request=request))):
             found.append(resource("image", data, IMAGE_STATES.get(data.status, IMAGE_FAILED), data.creation_timestamp,

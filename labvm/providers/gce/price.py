@@ -1,7 +1,8 @@
 """What a Compute Engine VM costs an hour, from the Cloud Billing Catalog API: the per-vCPU and per-GiB
 SKUs of the machine's series in the profile's region, times the machine type's vCPUs and memory
-(machineTypes.get).  google-cloud-compute has no billing client: the catalog is read over REST with the
-provider's credentials, at LABVM_GCE_ENDPOINT when an emulator serves it.  labvm.prices caches the
+(machineTypes.get); what disks, images, snapshots and static addresses cost a month, from the same
+catalog.  google-cloud-compute has no billing client: the catalog is read over REST with the provider's
+credentials, at LABVM_GCE_ENDPOINT when an emulator serves it.  labvm.prices caches the
 answers and turns any failure into "no price"."""
 
 from __future__ import annotations
@@ -26,6 +27,20 @@ SERIES = {
 # Shared-core E2 types are billed for a fraction of their 2 vCPUs
 # (https://cloud.google.com/compute/vm-instance-pricing#e2_sharedcore_machine_types).
 SHARED_CORE_VCPUS = {"e2-micro": 0.25, "e2-small": 0.5, "e2-medium": 1.0}
+# What bills while no VM runs, as the catalog names its SKUs (the descriptions infracost matches for
+# google_compute_image/_snapshot/_address, infracost internal/resources/google/compute_*.go; prices on
+# https://cloud.google.com/compute/disks-image-pricing and https://cloud.google.com/vpc/network-pricing#ipaddress):
+# USD per GiB-month ("GiBy.mo") for storage, per hour ("h") for an address.  A description may go on with
+# where (" in Oregon"); other SKUs that begin alike (Regional ..., ... Early Deletion) are not these.
+STORAGE_SKUS = {
+    # labvm's boot disks take instances.insert's default type, pd-standard (AttachedDiskInitializeParams.diskType:
+    # "If not specified, the default is pd-standard"), so a disk of no known type is one.
+    ("volume", ""): "Storage PD Capacity", ("volume", "pd-standard"): "Storage PD Capacity",
+    ("volume", "pd-balanced"): "Balanced PD Capacity", ("volume", "pd-ssd"): "SSD backed PD Capacity",
+    ("image", ""): "Storage Image", ("snapshot", ""): "Storage PD Snapshot",
+}
+ADDRESS_SKUS = {"unattached": "Static Ip Charge", "attached": "External IP Charge on a Standard VM"}
+HOURS_PER_MONTH = 730  # Google's month of an hourly price (https://cloud.google.com/compute/vm-instance-pricing)
 PAGE_SIZE, MAX_PAGES = 5000, 20  # the catalog's largest page; Compute Engine has a few pages of SKUs
 
 
@@ -47,6 +62,32 @@ class Price(OsLogin):  # OsLogin: how labvm reaches Google's other APIs (or the 
             return None
         return core * vcpus + ram * machine.memory_mb / 1024
 
+    def price_per_month(self, kind: str, state: str = "", volume_type: str = "") -> float | None:
+        """USD per GiB-month of a disk, an image or a snapshot; USD a month of a static external address,
+        reserved and unused ("Static Ip Charge") or in use by a standard VM (its "External IP Charge")."""
+        if kind == "address":
+            hourly = self._sku_price(ADDRESS_SKUS.get(state, ADDRESS_SKUS["unattached"]), "h")
+            return None if hourly is None else hourly * HOURS_PER_MONTH
+        description = STORAGE_SKUS.get((kind, volume_type if kind == "volume" else ""))
+        return None if description is None else self._sku_price(description, "GiBy.mo")
+
+    def _sku_price(self, description: str, unit: str) -> float | None:
+        """The on-demand price of the SKU so named (or so named " in <place>") in this region, or in every
+        region ("global"), the region's own first."""
+        named = re.compile(rf"{re.escape(description.lower())}(?: in .*)?")
+        found = [sku for sku in self._compute_skus
+                 if sku.get("category", {}).get("usageType") == "OnDemand" and named.fullmatch(sku.get("description", "").lower())
+                 and sku["pricingInfo"][0]["pricingExpression"].get("usageUnit") == unit
+                 and {self.region, "global"} & set(sku.get("serviceRegions", []))]
+        found.sort(key=lambda sku: self.region not in sku["serviceRegions"])
+        return self._money(found[0]) if found else None
+
+    @staticmethod
+    def _money(sku: dict) -> float:
+        """The SKU's price past any free tier (its last tiered rate), Money {units, nanos} as a float."""
+        price = sku["pricingInfo"][0]["pricingExpression"]["tieredRates"][-1]["unitPrice"]
+        return int(price.get("units") or 0) + price.get("nanos", 0) / 1e9
+
     def _unit_price(self, series: str, part: str, spot: bool) -> float | None:
         """USD per vCPU-hour (Core) or per GiB-hour (Ram) of the series in this region."""
         starts = re.compile(rf"(?:spot preemptible |preemptible )?{re.escape(series.lower())} {part.lower()}\b")
@@ -58,8 +99,7 @@ class Price(OsLogin):  # OsLogin: how labvm reaches Google's other APIs (or the 
                 expression = sku["pricingInfo"][0]["pricingExpression"]
                 if expression.get("usageUnit") != unit:
                     continue
-                price = expression["tieredRates"][-1]["unitPrice"]
-                return int(price.get("units") or 0) + price.get("nanos", 0) / 1e9
+                return self._money(sku)
         return None
 
     @functools.cached_property
