@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent))
 
-from realhost import INV, Lab, Sshd, User, free_port, http_status, ssh_profile  # noqa: E402
+from realhost import INV, Lab, Sshd, User, free_port, http_status, path_without, ssh_profile  # noqa: E402
 
 
 def timed(command, **kwargs) -> float:
@@ -206,23 +206,6 @@ def bench_sync(user: User, sshd: Sshd, lab: Lab, rounds: int = 5) -> None:
     report("  of which start-up (inv --list)", startup, base, "s", "the floor for the two lines above")
     shutil.rmtree(plain_copy)
     shutil.rmtree(hidden)
-
-
-def path_without(program: str, under: Path) -> str:
-    """This PATH with every folder that holds `program` replaced by links (in `under`) to the rest
-    of it: ssh, python and the others stay reachable."""
-    folders = []
-    for index, folder in enumerate(os.environ["PATH"].split(os.pathsep)):
-        if not (Path(folder) / program).exists():
-            folders.append(folder)
-            continue
-        copy = under / str(index)
-        copy.mkdir()
-        for entry in Path(folder).iterdir():
-            if entry.name != program:
-                (copy / entry.name).symlink_to(entry)
-        folders.append(str(copy))
-    return os.pathsep.join(folders)
 
 
 def main() -> None:

@@ -307,3 +307,27 @@ def put_raw(user, name: bytes, text: str) -> Path:
 
 def names_in(folder: Path) -> set[bytes]:
     return {name for name in os.listdir(bytes(folder)) if not name.startswith(b".labvm-sync")}
+
+
+def ended(pid: int) -> bool:
+    """Gone, or a zombie waiting for a parent that does not reap (pid 1 in a container)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def path_without(program: str, tmp_path: Path, path: str | None = None) -> str:
+    """This PATH (or `path`) with each folder that holds `program` replaced by links to everything else in it."""
+    folders = []
+    for index, folder in enumerate((path or os.environ["PATH"]).split(os.pathsep)):
+        if not (Path(folder) / program).exists():
+            folders.append(folder)
+            continue
+        copy = tmp_path / f"path{index}"
+        copy.mkdir()
+        for entry in Path(folder).iterdir():
+            if entry.name != program:
+                (copy / entry.name).symlink_to(entry)
+        folders.append(str(copy))
+    return os.pathsep.join(folders)

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from netns import kept_vm
-from realhost import free_port
+from realhost import ended, free_port
 
 DEAD_PROXY = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 PROXIES = {"http_proxy": DEAD_PROXY, "https_proxy": DEAD_PROXY, "HTTP_PROXY": DEAD_PROXY, "HTTPS_PROXY": DEAD_PROXY}
@@ -23,14 +23,6 @@ HEAL_WITHIN = 10  # seconds from the network's return to an authorised answer (t
 
 
 
-
-
-def ended(pid: int) -> bool:
-    """Gone, or a zombie waiting for a parent that does not reap (pid 1 in a container)."""
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from labvm.keeper import autostop_stopped_it, tell
-from realhost import Lab, free_port, ssh_profile, url_of, wait_for_port
+from realhost import Lab, ended, free_port, ssh_profile, url_of, wait_for_port
 
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 STAND_IN = b"the VM's own server\n"
@@ -63,9 +63,10 @@ class Laptop:
         return [line for line in out.splitlines() if line.split()[1] == "ssh" and " -N " in line and " -L " in line]
 
 
-def get(port: int, path: str) -> tuple[int | None, str, bytes]:
-    """(status, content type, body) of a GET on the laptop's port, as a browser's tab sends it."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Sec-Fetch-Dest": "document"})
+def get(port: int, path: str, dest: str = "document") -> tuple[int | None, str, bytes]:
+    """(status, content type, body) of a GET on the laptop's port, as a browser's tab sends it
+    (dest "empty": as a script in a background tab fetches it)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Sec-Fetch-Dest": dest})
     try:
         with LOOPBACK.open(request, timeout=5) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()
@@ -76,27 +77,11 @@ def get(port: int, path: str) -> tuple[int | None, str, bytes]:
 
 
 def fetch(port: int, path: str) -> tuple[int | None, str, bytes]:
-    """The same from a script in a background tab (fetch: Sec-Fetch-Dest empty)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Sec-Fetch-Dest": "empty"})
-    try:
-        with LOOPBACK.open(request, timeout=5) as response:
-            return response.status, response.headers.get("Content-Type", ""), response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type", ""), e.read()
-    except (ConnectionError, urllib.error.URLError, TimeoutError):
-        return None, "", b""
+    return get(port, path, "empty")
 
 
 def stand_in_answers(port: int) -> bool:
     return get(port, "/status")[2] == STAND_IN
-
-
-def ended(pid: int) -> bool:
-    """Gone, or a zombie waiting for a parent that does not reap (pid 1 in a container)."""
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 @pytest.fixture(scope="module")

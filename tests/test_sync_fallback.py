@@ -9,23 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from realhost import HOSTILE_NAMES, RAW_CONTROL, Sshd, names_in, put, put_raw, ssh_profile
-
-
-def path_without(program: str, tmp_path: Path, path: str | None = None) -> str:
-    """This PATH (or `path`) with each folder that holds `program` replaced by links to everything else in it."""
-    folders = []
-    for index, folder in enumerate((path or os.environ["PATH"]).split(os.pathsep)):
-        if not (Path(folder) / program).exists():
-            folders.append(folder)
-            continue
-        copy = tmp_path / f"path{index}"
-        copy.mkdir()
-        for entry in Path(folder).iterdir():
-            if entry.name != program:
-                (copy / entry.name).symlink_to(entry)
-        folders.append(str(copy))
-    return os.pathsep.join(folders)
+from realhost import HOSTILE_NAMES, RAW_CONTROL, Sshd, names_in, path_without, put, put_raw, ssh_profile
 
 
 @pytest.fixture
