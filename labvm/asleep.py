@@ -428,7 +428,8 @@ let timer = null;
 
 function schedule() {
   clearTimeout(timer);
-  timer = setTimeout(poll, following ? 500 : 5000);
+  // The URL known: the keeper hands the port over once the page has asked again after it.
+  timer = setTimeout(poll, labUrl ? 100 : following ? 500 : 5000);
 }
 
 function intoLab() {

@@ -737,7 +737,7 @@ class Keeper:
             url = self.started["url"]
             if url:
                 self.started["state"] = "ready"
-        if url:  # the page polls twice a second while a start is under way
+        if url:  # the page asks again within 0.1 s of an answer that held it
             self.url_delivered.wait(HANDOVER_NOTICE)
 
     def progress(self) -> dict:
