@@ -129,6 +129,19 @@ def _holder(data) -> dict | None:
     return {"uid": _int(data["uid"], "port_holder.uid", 0, MAX_PID), "user": _text(data["user"], "port_holder.user")}
 
 
+def notebook_launched(out: str, where: str, profile: str) -> dict:
+    """nbctl.py's launched: {"port", "token", "base_url"} of a Jupyter started a moment ago (or
+    running already), what the browser's URL needs before Jupyter answers."""
+    fix = _setup_again(profile)
+
+    def parse(data) -> dict:
+        data = _required(_mapping(data, "the answer"), "", "port", "token", "base_url")
+        return {"port": _int(data["port"], "port", 1, 65535), "token": token(data["token"]),
+                "base_url": base_url(data["base_url"])}
+
+    return _checked(parse, json_line(out, where, "notebook launch", fix), where, "notebook launch", fix)
+
+
 def notebook_stopped(out: str, where: str, profile: str) -> dict:
     """nbctl.py's stop: {"stopped": [pid, ...], "other": None or {"pid", "runtime_file"}}."""
     fix = _setup_again(profile)

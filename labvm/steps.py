@@ -81,6 +81,8 @@ def notebook(profile: Profile, host, action: str, auth: str = "", force: bool = 
         return {}
     if action == "stop":
         return answers.notebook_stopped(out, host.label, profile.name)
+    if action == "launch":
+        return answers.notebook_launched(out, host.label, profile.name)
     return answers.notebook_status(out, host.label, profile.name)
 
 

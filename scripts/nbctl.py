@@ -153,6 +153,20 @@ def new_token(args):
     return {"token": "new"}
 
 
+def launched(args):
+    """Right after a start is launched, before Jupyter answers: what the browser's URL needs (the
+    asleep page hands its port to the tunnel while Jupyter boots).  Jupyter serves the token and
+    base_url of CONFIG, which new-token and config wrote; one that runs already, its own."""
+    running = [s for s in servers(RUNTIME) if s.get("port") == args.port]
+    if running:
+        return {"port": args.port, "token": running[0].get("token"), "base_url": running[0].get("base_url", "/")}
+    with open(CONFIG) as f:
+        settings = json.load(f)
+    with open(TOKEN) as f:
+        token = f.read().strip()
+    return {"port": args.port, "token": token, "base_url": settings.get("ServerApp", {}).get("base_url", "/")}
+
+
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -426,7 +440,7 @@ def stop(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["config", "status", "plan", "new-token", "wait", "stop", "owner"])
+    parser.add_argument("command", choices=["config", "status", "plan", "new-token", "launched", "wait", "stop", "owner"])
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--workspace", default="~/work")
     parser.add_argument("--prefix", default=sys.prefix, help="the environment Jupyter runs from")
@@ -437,7 +451,7 @@ def main():
     if args.command == "owner":
         owner(args)
         return
-    result = {"config": config, "status": status, "plan": plan, "new-token": new_token, "wait": wait,
+    result = {"config": config, "status": status, "plan": plan, "new-token": new_token, "launched": launched, "wait": wait,
               "stop": stop}[args.command](args)
     print(json.dumps(result))
 

@@ -1,5 +1,6 @@
 #!/bin/sh
-# JupyterLab on the host: notebook.sh config|start|stop|status
+# JupyterLab on the host: notebook.sh config|start|launch|wait|stop|status
+#   (start = launch, which returns at once with the URL's token, then wait)
 #   LABVM_ENV_PREFIX  the environment holding jupyter
 #   LABVM_PORT        port on the host (Jupyter binds 127.0.0.1 only)
 #   LABVM_WORKSPACE   Jupyter's root directory (~ allowed)
@@ -36,14 +37,16 @@ stop_all() {
     if command -v screen >/dev/null 2>&1; then screen -S "$SESSION" -X quit >/dev/null 2>&1 || true; fi
 }
 
-start() {
+# Starts Jupyter and returns at once (running=1: one runs already, left as it is).
+launch_jupyter() {
     [ -x "$prefix/bin/jupyter" ] || die "no jupyter in $prefix yet; run the env step first (inv setup)"
     [ -f "$STATE/jupyter_config.json" ] || die "no Jupyter config yet; run inv setup first"
     plan=$("$py" "$nbctl" plan --port "$port") || exit 1
+    running=0
     case $plan in
         *'"action": "running"'*)
             say "notebook: already running on port $port; nothing started"
-            printf '%s\n' "$plan"
+            running=1
             return ;;
         *'"action": "restart"'*)
             say "notebook: settings changed since Jupyter started; restarting it"
@@ -64,13 +67,28 @@ start() {
         *) die "notebook.multiplexer must be tmux, screen or nohup, not $mux" ;;
     esac
     say "notebook: starting JupyterLab in $mux (session $SESSION) on 127.0.0.1:$port"
+}
+
+# Until Jupyter answers, then its status; a Jupyter that does not is stopped.
+wait_for_jupyter() {
     "$py" "$nbctl" wait --port "$port" --timeout "${LABVM_TIMEOUT:-120}" || { stop_all > /dev/null; exit 1; }
+}
+
+start() {
+    launch_jupyter
+    if [ "$running" = 1 ]; then
+        printf '%s\n' "$plan"
+    else
+        wait_for_jupyter
+    fi
 }
 
 case ${1:-} in
     config) "$py" "$nbctl" config --port "$port" --prefix "$prefix" --workspace "$(expand_home "${LABVM_WORKSPACE:-~/work}")" --auth "${LABVM_AUTH:-token}" ;;
     start) start ;;
+    launch) launch_jupyter; "$py" "$nbctl" launched --port "$port" ;;
+    wait) wait_for_jupyter ;;
     stop) stop_all ;;
     status) "$py" "$nbctl" status --port "$port" ;;
-    *) die "usage: notebook.sh config|start|stop|status" ;;
+    *) die "usage: notebook.sh config|start|launch|wait|stop|status" ;;
 esac

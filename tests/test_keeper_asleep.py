@@ -348,16 +348,14 @@ def follow_the_page(port: int, timeout: float = 300) -> dict:
     raise AssertionError(f"the lab did not answer on port {port} within {timeout:.0f}s; the page said {last}")
 
 
-def test_start_on_the_asleep_page_brings_the_lab_back_on_the_same_url(lab_up):
-    lab, url = lab_up
-    base, token = url.split("/lab?token=")
-    port = int(re.search(r"127\.0\.0\.1:(\d+)/", url).group(1))
+def press_start(lab: Lab, port: int) -> None:
+    """Jupyter stopped and the keeper asleep, as `inv down` leaves a cloud profile; then Start, as
+    the page's button sends it."""
     lab.inv("stop-notebook", "--host", "nb")
     record = lab.tunnel_record("nb")
     assert tell(record["control_port"], record["control_secret"], "sleep stopped by inv down") == "ok"
-    laptop = Laptop(lab, record["remote_port"])
-    laptop.wait_until(lambda: lab.tunnel_record("nb")["state"] == "asleep", "the keeper to sleep")
-
+    Laptop(lab, record["remote_port"]).wait_until(lambda: lab.tunnel_record("nb")["state"] == "asleep",
+                                                  "the keeper to sleep")
     status, _, body = get(port, "/lab")  # the tab left open, reloaded
     assert status == 200
     secret = re.search(r'data-secret="([^"]+)"', body.decode()).group(1)
@@ -367,14 +365,50 @@ def test_start_on_the_asleep_page_brings_the_lab_back_on_the_same_url(lab_up):
     with LOOPBACK.open(start, timeout=10) as response:
         assert json.loads(response.read())["state"] == "starting"
 
+
+def test_start_on_the_asleep_page_brings_the_lab_back_on_the_same_url(lab_up):
+    lab, url = lab_up
+    base, token = url.split("/lab?token=")
+    port = int(re.search(r"127\.0\.0\.1:(\d+)/", url).group(1))
+    press_start(lab, port)
     said = follow_the_page(port)
     new_url = said["url"]
     assert new_url.startswith(f"{base}/lab?token=") and new_url != url  # the same port, Jupyter's new token
-    assert any(line.startswith("notebook: JupyterLab on the host") for line in said["lines"]), said["lines"]
+    # The page hands its port over while Jupyter boots: its last word is the launch.
+    assert any(line.startswith("notebook: starting JupyterLab") for line in said["lines"]), said["lines"]
     assert get(port, f"/api/status?token={new_url.split('token=')[1]}")[0] == 200
     assert token not in (log := (lab.ssh_dir / "labvm" / "run" / "nb.log").read_text()) and new_url not in log
     record = lab.tunnel_record("nb")
     assert (record["state"], record["local_port"]) == ("up", port)
+
+
+def test_a_jupyter_that_fails_after_the_hand_over_brings_the_page_back_saying_why(lab_up, user):
+    """The page gave its port to ssh while Jupyter booted; Jupyter then exits at once (a stand-in
+    for it on the VM): the keeper sleeps again, and the page says the start failed, with Retry."""
+    lab, url = lab_up
+    port = int(re.search(r"127\.0\.0\.1:(\d+)/", url).group(1))
+    jupyter = user.home / ".labvm" / "env" / "bin" / "jupyter"
+    real = jupyter.with_name("jupyter.real")
+    jupyter.rename(real)
+    try:
+        jupyter.write_text("#!/bin/sh\necho 'jupyter: a stand-in that fails' >&2\nexit 1\n")
+        jupyter.chmod(0o755)
+        os.chown(jupyter, user.uid, user.uid)
+        press_start(lab, port)
+        deadline, said = time.monotonic() + 120, {}
+        while said.get("state") != "failed":
+            assert time.monotonic() < deadline, f"the page did not come back to say why; it said {said}"
+            status, _, body = fetch(port, "/progress")
+            said = json.loads(body) if status == 200 else {}
+            time.sleep(0.1)
+        assert "Jupyter did not start" in said["error"], said
+        record = lab.tunnel_record("nb")
+        assert (record["state"], record["local_port"]) == ("asleep", port)
+        assert record["reason"].startswith("the start failed: "), record
+    finally:
+        jupyter.unlink(missing_ok=True)
+        real.rename(jupyter)
+    lab.inv("up", "--host", "nb", "--no-browser")  # as it was, for the tests after this one
 
 
 # -- a cloud VM stopped behind the keeper's back ---------------------------------------------
