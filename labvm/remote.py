@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import os
+import secrets
 import shlex
 import socket
 import subprocess
@@ -245,7 +246,8 @@ class SshHost:
         except (paramiko.SSHException, EOFError, OSError) as e:
             # paramiko quotes what the other end sent (a banner, a reason): cleaned
             reason = clean(getattr(e, "strerror", None) or str(e) or type(e).__name__, 300)
-            if "size mismatch" in reason or "No space left" in reason or (connected and self._disk_full()):
+            # A put whose size came out short is a full disk only when the host says so.
+            if "No space left" in reason or (("size mismatch" in reason or connected) and self._disk_full()):
                 raise self._disk_full_error() from None
             if connected:
                 raise LabvmError(
@@ -287,14 +289,25 @@ class SshHost:
         """Upload scripts/ (with put) only when their digest differs from the host's copy."""
         files = sorted(p for p in SCRIPTS.iterdir() if p.is_file())
         digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
-        conn = self.connection
         self._step = "the upload of labvm's scripts"
         if self.read(f"{REMOTE_SCRIPTS}/.digest").strip() != digest:
             self._checked(f"mkdir -p {REMOTE_SCRIPTS} && chmod 700 .labvm")
-            for path in files:
-                self._try(conn.put, str(path), f"{REMOTE_SCRIPTS}/{path.name}")
-            self._try(conn.put, io.BytesIO(digest.encode()), f"{REMOTE_SCRIPTS}/.digest")
+            self._put([(str(path), f"{REMOTE_SCRIPTS}/{path.name}") for path in files])
+            self._put([(io.BytesIO(digest.encode()), f"{REMOTE_SCRIPTS}/.digest")])  # last: all or nothing
         self._scripts_ready = True
+
+    def _put(self, files: list[tuple], private: bool = False) -> None:
+        """Puts each (source, path) under a name of its own, then renames them into place. Two tasks
+        on one host at once (`inv status` of two profiles on one VM, the keeper and `inv up`) never
+        write into one file together, and a script another task is running keeps the copy it
+        started with. private: created 0600 (and any missing folder 0700) before any byte is written."""
+        suffix = f".labvm-{secrets.token_hex(6)}"
+        if private:
+            self._checked("umask 077 && " + " && ".join(
+                f"mkdir -p {shlex.quote(str(Path(path).parent))} && : > {shlex.quote(path + suffix)}" for _, path in files))
+        for source, path in files:
+            self._try(self.connection.put, source, path + suffix)
+        self._checked(" && ".join(f"mv -f {shlex.quote(path + suffix)} {shlex.quote(path)}" for _, path in files))
 
     def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> str:
         if not self._scripts_ready:
@@ -339,13 +352,9 @@ class SshHost:
             raise LabvmError(f"{self.label}: {self._step}: {clean(reason)}")
 
     def write(self, path: str, content: str) -> None:
-        conn = self.connection
-        folder, target = shlex.quote(str(Path(path).parent)), shlex.quote(path)
-        # Created 0600 before any byte is written; put keeps an existing file's mode.
-        make = f"mkdir -p {folder} && rm -f {target} && (umask 077 && : > {target})"
+        """A file only its owner may read, whole or not at all."""
         self._step = f"writing {path}"
-        self._checked(make)
-        self._try(conn.put, io.BytesIO(content.encode()), path)
+        self._put([(io.BytesIO(content.encode()), path)], private=True)
 
     def read(self, path: str) -> str:
         """A small file of labvm's on the host ("" when there is none): its first READ_LIMIT bytes."""
@@ -354,7 +363,7 @@ class SshHost:
 
     def upload(self, local: Path, path: str) -> None:
         self._step = f"the upload of {local.name}"
-        self._try(self.connection.put, str(local), path)
+        self._put([(str(local), path)])
 
     def close(self) -> None:
         if self._connection is not None:

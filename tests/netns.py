@@ -268,6 +268,7 @@ def kept_vm(user, sshd, tmp_path_factory, name: str, proxies: dict | None = None
         lab.extra_env.update(proxies or {})
         # nohup: a tmux server of another test would run Jupyter outside the namespace.
         lab.write_hosts({"vm": ssh_profile(user, host, address=host.address, notebook={"multiplexer": "nohup"})})
+        user.forget_jupyterlab_layout()
         try:
             up = lab.inv("up", "--host", "vm", "--no-browser")
             yield KeptVm(lab, host, re.search(r"JupyterLab is ready: (\S+)", up.stdout).group(1))

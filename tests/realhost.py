@@ -116,6 +116,11 @@ class User:
                 return
             time.sleep(0.05)
 
+    def forget_jupyterlab_layout(self) -> None:
+        """A new VM has no JupyterLab layout saved. This user plays every test's VM: without this,
+        a notebook one test left open is restored in the next one's first page, with no launcher."""
+        shutil.rmtree(self.home / ".jupyter" / "lab" / "workspaces", ignore_errors=True)
+
     def shell(self, command: str) -> subprocess.CompletedProcess:
         """A command as this user, with their own environment (tmux ls, screen -ls, ...)."""
         return subprocess.run(

@@ -58,6 +58,7 @@ def cloud_lab(moto, ec2, user, sshd, tmp_path_factory, powered):
         lab.write_hosts({"aws": ssh_profile(user, host, address=host.address, provider="aws", region=REGION,
                                             instance_type="t3.small", image=ami, ssh_cidr="127.0.0.1/32",
                                             autostop="off", notebook={"multiplexer": "nohup"})})
+        user.forget_jupyterlab_layout()
         try:
             yield sync_api, lab, url_of(lab.inv("up", "--host", "aws", "--no-browser").output)
         finally:

@@ -1,7 +1,9 @@
 """Bad input: each case exits non-zero with one clear message naming file, profile and key,
 never a traceback (the helper fails on any), and changes nothing it should not."""
 
+import random
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -213,25 +215,38 @@ def test_local_profile_has_no_ssh(lab):
 
 def test_local_ports_all_busy(lab, user, sshd):
     profile = ssh_profile(user, sshd)
-    wanted = free_port()
+    blockers = ports_held_below_the_ephemeral_range(50)
+    wanted = blockers[0].getsockname()[1]
     profile["notebook"]["local_port"] = wanted
     lab.write_hosts({"vm": profile})
-    blockers = []
     try:
-        for port in range(wanted, wanted + 50):
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                s.close()
-                continue
-            blockers.append(s)
         result = lab.inv("tunnel", "--host", "vm", check=False)
     finally:
         for s in blockers:
             s.close()
     assert result.returncode == 1
     assert f"local ports {wanted}-{wanted + 49} are all busy; set profiles.vm.notebook.local_port" in result.stderr
+
+
+def ports_held_below_the_ephemeral_range(count: int) -> list[socket.socket]:
+    """count consecutive loopback ports, bound here. Below the kernel's ephemeral range, so no
+    passing connection of a test running alongside holds one for a moment and frees it later."""
+    lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for first in random.sample(range(10000, lowest_ephemeral - count), 200):
+        held = []
+        for port in range(first, first + count):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                break
+            held.append(s)
+        if len(held) == count:
+            return held
+        for s in held:
+            s.close()
+    raise AssertionError(f"no {count} free ports in a row below {lowest_ephemeral}")
 
 
 def test_status_reports_every_profile_even_when_one_is_down(lab, user):

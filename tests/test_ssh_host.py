@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from realhost import INV, http_status, ssh_profile
+from realhost import INV, ROOT, http_status, ssh_profile
 
 
 def url_from(output: str) -> str:
@@ -207,3 +207,18 @@ def test_machines_set_up_at_the_same_time_each_keep_their_ssh_alias(tmp_path):
                               check=True).stdout.splitlines()
         assert f"hostname {worker.address}" in seen, worker.alias
     assert sorted(p.name for p in ssh.config.parent.iterdir()) == ["config"]  # no temporary file left
+
+
+def test_tasks_at_once_on_one_vm_each_get_whole_scripts(lab, user, sshd):
+    """Several profiles on one VM, asked at once by `inv status` when labvm's scripts are new there:
+    each task uploads them; none may read a file another is still writing."""
+    scripts = user.home / ".labvm" / "scripts"
+    user.shell(f"rm -f {scripts}/.digest")
+    names = [f"vm{i}" for i in range(8)]
+    lab.write_hosts({name: ssh_profile(user, sshd) for name in names})
+    shown = lab.inv("status").stdout.splitlines()
+    assert sorted(line for line in shown if not line.startswith(" ")) == \
+        sorted(f"{name} (ssh, 127.0.0.1:{sshd.port}): reachable" for name in names)
+    for script in (p for p in (ROOT / "scripts").iterdir() if p.is_file()):
+        assert (scripts / script.name).read_bytes() == script.read_bytes()
+    assert [p.name for p in scripts.iterdir() if ".labvm-" in p.name] == []  # no half-way copies left
