@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
     try:
         profile = load(Path(hosts)).profile(name)
         with StartFromPage(profile, Context(), int(local_port)) as session:
-            if session.provider.owns_machine and session.provider.find() is None:
+            if session.provider.find() is None:
                 print(f"error: the VM of profile {name} was deleted; `inv up --host {name}` in a terminal makes a new one")
                 return GONE_STATUS
             url = session.up(browser=False)

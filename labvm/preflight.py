@@ -26,8 +26,7 @@ def checks(session) -> list[Check]:
         return [Check("local", True, "this machine: no cloud, no SSH")]
     public_key = _public_key(session)
     results = [_identity(session)]
-    if session.provider.owns_machine:
-        results += session.provider.preflight(public_key)
+    results += session.provider.preflight(public_key)
     if profile.jump:
         results.append(_jump(profile))
     if all(check.ok for check in results):
@@ -87,12 +86,11 @@ def _jump(profile) -> Check:
 
 
 def _login(session) -> Check:
-    if session.provider.owns_machine:
-        instance = session.provider.find()
-        if instance is None:
-            return Check("ssh login", True, "no VM yet; `inv up` makes one")
-        if instance.state != "running":
-            return Check("ssh login", True, f"the VM ({instance.id}) is {instance.state}; `inv up` starts it")
+    instance = session.provider.find()
+    if instance is None:
+        return Check("ssh login", True, "no VM yet; `inv up` makes one")
+    if instance.state != "running":
+        return Check("ssh login", True, f"the VM ({instance.id}) is {instance.state}; `inv up` starts it")
     try:
         session.host.login()
     except LabvmError as e:

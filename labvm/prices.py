@@ -41,11 +41,12 @@ def price_per_hour(profile: Profile, provider: Provider, size: str | None = None
         given = override(profile, provider, size)
         if given is not None:
             return given
-        if not provider.owns_machine:
+        wanted = size or provider.size()
+        if not wanted:  # a machine labvm does not make has no size, and no published price
             return None
         spot = bool(profile.cloud_settings.get("spot"))
-        key = _key(provider, size or provider.size(), spot)
-        price = lookup(provider, size or provider.size(), spot)
+        key = _key(provider, wanted, spot)
+        price = lookup(provider, wanted, spot)
         if size is None:  # what known_price reads for this profile, without a provider
             _store("profiles", _profile_id(profile), {"key": key, "settings": _fingerprint(profile)})
         return price

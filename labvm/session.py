@@ -38,9 +38,7 @@ class Session:
         self._host = None
         self.plan = plan
         if plan:
-            if not self.provider.owns_machine:
-                raise LabvmError(f"--plan shows cloud API calls; profile {profile.name!r} makes none")
-            self.provider.plan = True
+            self.provider.start_planning()
 
     def __enter__(self) -> "Session":
         return self
@@ -296,12 +294,11 @@ class Session:
 
     def up(self, browser: bool = True, image: str | None = None, replace: bool = False, yes: bool = False) -> str:
         self.ensure_machine(image, replace, yes)
-        if self.provider.owns_machine:
-            from .prices import size_words  # a price looked up once, then from the laptop's cache
+        from .prices import size_words  # a price looked up once, then from the laptop's cache
 
-            words = size_words(self.profile, self.provider)
-            if words:
-                print(f"{self.profile.name}: {words}")
+        words = size_words(self.profile, self.provider)  # "" where neither size nor price is known
+        if words:
+            print(f"{self.profile.name}: {words}")
         if self.plan:
             if self.profile.cluster:
                 print(f"plan: then the cluster: `inv cluster --host {self.profile.name} --plan` once the VM runs")
@@ -397,7 +394,7 @@ class Session:
         """Before the VM stops or goes: notebooks home (a failure stops the task, with the way past it)."""
         if not sync or self.is_local:
             return
-        if self.provider.owns_machine and (instance is None or instance.state != "running"):
+        if instance is None or instance.state != "running":
             if instance:
                 print(f"sync: skipped, the VM is {instance.state} (`inv start` then `inv sync` brings notebooks home)")
             return
@@ -519,7 +516,7 @@ class Session:
             print(f"{self.profile.name}: {instance.id} terminated")
 
     def down(self, force: bool = False, sync: bool = True) -> None:
-        instance = self.provider.find() if self.provider.owns_machine else None
+        instance = self.provider.find()
         self._sync_first(sync, instance)
         if self.plan:
             print("plan: then over SSH: stop Jupyter and the cluster's processes; close the tunnel")
@@ -528,12 +525,12 @@ class Session:
             if instance:
                 self.provider.stop(instance)
             return
-        head_running = not self.provider.owns_machine or (instance is not None and instance.state == "running")
+        head_running = instance is not None and instance.state == "running"
         if self.profile.cluster:
             self.cluster_machines.stop(self.host if head_running else None)
         if head_running:
             self.stop_notebook(force)
-        if not instance:
+        if instance is None or not self.provider.owns_machine:  # labvm does not power it off
             self.close_tunnel()
             return
         instance = self.provider.stop(instance)  # idempotent; may still shelve a stopped OpenStack server

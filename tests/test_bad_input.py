@@ -277,6 +277,15 @@ def test_lifecycle_verbs_are_not_supported_on_machines_labvm_does_not_manage(lab
         )
 
 
+@pytest.mark.parametrize("verb", [["up"], ["down"], ["terminate", "--force"], ["cluster"]])
+def test_plan_is_refused_where_labvm_makes_no_cloud_call(lab, verb):
+    lab.write_hosts({}, raw="profiles:\n  lab: {provider: ssh, address: ws1.example.org}\n" + GOOD_LOCAL)
+    for profile in ("lab", "local"):
+        result = lab.inv(verb[0], "--host", profile, *verb[1:], "--plan", check=False)
+        assert result.returncode == 1
+        assert result.stderr.strip() == f"labvm: --plan shows cloud API calls; profile {profile!r} makes none"
+
+
 def test_listing_tasks_imports_no_cloud_sdk_fabric_or_yaml():
     import subprocess
     import sys

@@ -263,6 +263,16 @@ def test_audit_prices_every_instance_and_sums_each_owner(lab, moto_ec2):
     assert len(price_list.requests) == 1  # asked once, then the cache answered (the second audit too)
 
 
+def test_up_of_a_machine_labvm_does_not_make_says_the_price_hosts_yml_gives(lab, user, sshd):
+    lab.write_hosts({"ws": ssh_profile(user, sshd, price_per_hour=0.25), "plain": ssh_profile(user, sshd)})
+    try:
+        assert "ws: about $0.25/h" in lab.inv("up", "--host", "ws", "--no-browser").stdout.splitlines()
+        assert "$" not in lab.inv("up", "--host", "plain", "--no-browser").stdout  # none given: none shown
+    finally:
+        lab.inv("down", "--host", "ws", check=False)
+        lab.inv("down", "--host", "plain", check=False)
+
+
 def test_status_shows_the_machine_s_price_and_its_hours_since_the_last_start(lab, user, sshd, moto_ec2):
     ec2, price_list = moto_ec2, PriceList("0.0208000000")
     lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = price_list.endpoint

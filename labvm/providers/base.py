@@ -124,11 +124,19 @@ class Provider:
     do a verb raises Unsupported naming the profile (the default below).
     """
 
-    owns_machine = False  # labvm makes, powers and deletes this machine (a cloud) or only uses it
+    # labvm powers this machine (a cloud): only then does a verb start, stop, resize or delete it, arm
+    # autostop, or keep an asleep page; `down` of any other machine leaves it on, `stop` refuses. The one
+    # capability a caller asks: the rest follows from each verb's own answer (this null provider's
+    # machine is always there and running, it plans nothing, asks the cloud nothing, has no size).
+    owns_machine = False
     plan = False  # --plan: print each change instead of making it
 
     def __init__(self, profile: Profile):
         self.profile = profile
+
+    def start_planning(self) -> None:
+        """--plan: from now on each change is printed, not made; refused where labvm changes nothing."""
+        raise LabvmError(f"--plan shows cloud API calls; profile {self.profile.name!r} makes none")
 
     def _unsupported(self, verb: str):
         raise Unsupported(

@@ -90,6 +90,9 @@ class CloudProvider(Provider):
         self.owner = owner()
         self.plan = False
 
+    def start_planning(self) -> None:
+        self.plan = True
+
     def _where(self, key: str) -> str:
         return f"{self.profile.source}: profiles.{self.profile.name}.{key}"
 
