@@ -354,14 +354,16 @@ def notification_command(title: str, message: str) -> tuple[list[str], dict[str,
 
 
 def notify(title: str, message: str) -> None:
-    """A desktop notification where the system has one (best effort: never a failure)."""
+    """A desktop notification where the system has one (best effort: never a failure). The keeper
+    calls it, detached: on Windows the toast's PowerShell must not flash a console window up."""
     found = notification_command(title, message)
     if found is None:
         return
     command, extra_env = found
     try:
         subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=10, check=False, env={**os.environ, **extra_env} if extra_env else None)
+                       timeout=10, check=False, env={**os.environ, **extra_env} if extra_env else None,
+                       **windowless())
     except (OSError, subprocess.SubprocessError):
         pass
 

@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,10 +39,6 @@ LOG_LIMIT = 1 << 20  # a keeper's log starts over beyond this many bytes
 END_WAIT = 10  # seconds for a keeper told to end to go (it ends its ssh first) before it is killed
 SLEEP_WAIT = 10  # seconds for a keeper told to sleep to serve its page
 ASLEEP = ("asleep", "gone")  # the keeper's states without ssh, serving the asleep page
-
-# Requests to 127.0.0.1 never go through a proxy (http_proxy without no_proxy is common on lab
-# networks, and urllib honours it for 127.0.0.1).
-LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -333,13 +328,18 @@ def answers(port: int, token: str, within: float) -> bool:
 
 def wait_until_answering(port: int, token: str, timeout: float = 20) -> None:
     """Until an authorised /api/status answers through the tunnel (it accepts before that)."""
+    import urllib.request  # here: http.client, ssl and email are no part of the tasks that never wait
+
+    # Requests to 127.0.0.1 never go through a proxy (http_proxy without no_proxy is common on lab
+    # networks, and urllib honours it for 127.0.0.1).
+    loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status")
     request.add_header("Authorization", f"token {token}")
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         try:
-            with LOOPBACK.open(request, timeout=max(0.5, min(5, left))):
+            with loopback.open(request, timeout=max(0.5, min(5, left))):
                 return
         except OSError as e:  # HTTPError included
             error = e

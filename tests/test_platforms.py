@@ -179,13 +179,21 @@ def test_wsl_is_detected_from_its_kernel_or_its_variable(monkeypatch):
     assert detect() == "wsl"
 
 
-def test_windows_notifies_through_powershell_with_the_texts_out_of_its_script(bin_dir, tmp_path):
+def test_windows_notifies_through_powershell_with_the_texts_out_of_its_script(bin_dir, tmp_path, monkeypatch):
     record = tmp_path / "toast"
     stand_in(bin_dir, "powershell.exe",
              f'printf "%s|%s|%s\\n" "$LABVM_NOTIFY_TITLE" "$LABVM_NOTIFY_MESSAGE" "$*" > {record}\n')
     hostile = "'); Remove-Item -Recurse C:\\ #"
+    flags, run = [], subprocess.run
+
+    def run_as_windows_would(*args, creationflags=0, **kwargs):  # Linux's Popen refuses the flag itself
+        flags.append(creationflags)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run_as_windows_would)
     with platforms.simulating("windows"):
         platforms.notify("labvm: vm", hostile)
+    assert flags == [0x08000000]  # CREATE_NO_WINDOW: the detached keeper's toast flashes no console up
     title, message, command = record.read_text().rstrip("\n").split("|", 2)
     assert (title, message) == ("labvm: vm", hostile)
     assert hostile not in command and "-NoProfile" in command
