@@ -292,8 +292,9 @@ class SshHost:
         self._step = "the upload of labvm's scripts"
         if self.read(f"{REMOTE_SCRIPTS}/.digest").strip() != digest:
             self._checked(f"mkdir -p {REMOTE_SCRIPTS} && chmod 700 .labvm")
-            self._put([(str(path), f"{REMOTE_SCRIPTS}/{path.name}") for path in files])
-            self._put([(io.BytesIO(digest.encode()), f"{REMOTE_SCRIPTS}/.digest")])  # last: all or nothing
+            # One rename command, in this order: the digest is renamed last, only once every script was.
+            self._put([(str(path), f"{REMOTE_SCRIPTS}/{path.name}") for path in files]
+                      + [(io.BytesIO(digest.encode()), f"{REMOTE_SCRIPTS}/.digest")])
         self._scripts_ready = True
 
     def _put(self, files: list[tuple], private: bool = False) -> None:
