@@ -178,7 +178,7 @@ class SshHost:
             self._jump = connection(jump_host, jump_user, jump_port)
         return self._jump
 
-    def wait_for_sshd(self, timeout: float = 300) -> None:
+    def wait_for_sshd(self, timeout: float) -> None:
         """Until the host's sshd sends its banner (a new VM boots for a while after 'running').
 
         Behind `jump:` the VM is reachable only from the jump host, so the banner is read

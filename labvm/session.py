@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import answers, platforms, preflight, steps
 from .autostop import autostop_line
 from .config import Profile, parse_duration
-from .errors import LabvmError, Unsupported
+from .errors import LabvmError
 from .providers import IMAGE_AVAILABLE, Instance, Provider, for_profile, parse_time
 from .remote import LocalHost, SshHost
 from .sshconfig import SshHome
@@ -35,7 +35,7 @@ class Session:
         self.ssh = SshHome.current()
         self.tunnels = Tunnels(self.ssh)
         self.provider = provider or for_profile(profile)
-        self._host = None
+        self._host: LocalHost | SshHost | None = None
         self.plan = plan
         if plan:
             self.provider.start_planning()
@@ -83,9 +83,11 @@ class Session:
 
         replace: a VM the cloud put in ERROR is deleted (asked first) and made again.
         """
-        if self.is_local or not self.provider.owns_machine:
-            if replace:
-                raise Unsupported(f"--replace is for cloud profiles; labvm does not make {self.profile.name!r}")
+        if replace:
+            self.provider.require("--replace")
+        if image:
+            self.provider.require("--from-image")
+        if self.is_local:  # this machine: nothing to reach
             return
         instance = self.provider.find()
         if replace and instance is not None:
@@ -113,8 +115,9 @@ class Session:
         if self.plan:
             print(f"plan: then over SSH to {self.profile.address or instance.address}: keys, env, Jupyter, tunnel")
             return
-        self._host = self._connect(instance)
-        self._host.wait_for_sshd()
+        self._host = host = self._connect(instance)
+        if self.provider.boot_timeout:  # elsewhere connecting says at once why SSH does not answer
+            host.wait_for_sshd(self.provider.boot_timeout)
 
     def check(self) -> list:
         return preflight.checks(self)
@@ -159,8 +162,9 @@ class Session:
         self.keys()
         self.env()
         self.jupyter_config()
-        if self.provider.owns_machine:
-            self._apply_autostop(self.profile.autostop, set_by="hosts.yml", keep=True)
+        seconds = self.provider.autostop_seconds()
+        if seconds is not None:
+            self._apply_autostop(seconds, set_by="hosts.yml", keep=True)
 
     # -- a Dask cluster beside the notebook (labvm.workers: the machines; labvm.cluster: Dask) ----
 
@@ -202,11 +206,7 @@ class Session:
 
         extend: the VM counts as in use until then (a long job outside Jupyter), then idle time counts again.
         """
-        if not self.provider.owns_machine:
-            raise Unsupported(
-                f"autostop is for cloud profiles; labvm does not power off {self.profile.name!r} "
-                f"(provider {self.profile.provider})"
-            )
+        self.provider.require("autostop")
         if extend:
             seconds = parse_duration(extend)  # off: 0, the extension ends now
             if seconds is None:
@@ -226,7 +226,7 @@ class Session:
                 raise LabvmError(f"--idle: must be a duration like 60m, 2h or 1h30m, not {idle!r}")
             self._apply_autostop(seconds, set_by="inv autostop")
         else:
-            self._apply_autostop(self.profile.autostop, set_by="hosts.yml")
+            self._apply_autostop(self.provider.autostop_seconds() or 0, set_by="hosts.yml")
 
     def _apply_autostop(self, seconds: int, set_by: str, keep: bool = False) -> None:
         report = steps.apply_autostop(self.profile, self.host, seconds, set_by, keep)
@@ -284,8 +284,8 @@ class Session:
 
     def _sleep_tunnel(self, why: str) -> None:
         """The VM stopped: its keeper keeps the local URL and serves the asleep page there
-        (labvm.asleep, a Start button); a profile whose machine labvm does not own just closes."""
-        if self.provider.owns_machine and self.tunnels.sleep(self.profile, why):
+        (labvm.asleep, a Start button); without a keeper the tunnel just closes."""
+        if self.tunnels.sleep(self.profile, why):
             tunnel = self.tunnels.find(self.profile)
             port = f"127.0.0.1:{tunnel.local_port}" if tunnel else "the notebook's URL"
             print(f"tunnel: asleep; http://{port}/ says why and has a Start button")
@@ -384,11 +384,13 @@ class Session:
             print(line, flush=True)
 
     def _ensure_ssh_alias(self) -> None:
-        """`ssh labvm-<profile>` reaches the VM where it is now (rsync goes that way)."""
-        if self.provider.owns_machine:
-            self.ssh.write_host(self.profile, self.profile.address or self._running_instance().address)
-        elif not self._has_ssh_alias():
+        """`ssh labvm-<profile>` reaches the machine where it is now (rsync goes that way): the first time
+        from this laptop the key is authorised there; then only the address is brought up to date (a
+        cloud VM's may change each time it starts)."""
+        if not self._has_ssh_alias():
             self.keys()
+        else:
+            self.ssh.write_host(self.profile, self.profile.address or self._running_instance().address)
 
     def _sync_first(self, sync: bool, instance: Instance | None) -> None:
         """Before the VM stops or goes: notebooks home (a failure stops the task, with the way past it)."""
@@ -415,20 +417,19 @@ class Session:
         return instance
 
     def create(self, image: str | None = None) -> None:
-        if not self.provider.owns_machine:
-            self.provider.create(image)
+        self.provider.require("create")
         self.ensure_machine(image)
         if not self.plan:
             print(f"{self.profile.name}: {self.provider.find()}")
 
     def start(self) -> None:
-        if not self.provider.owns_machine:
-            self.provider.start(self._instance())
+        self.provider.require("start")
         self.ensure_machine()
 
     def stop(self, sync: bool = True) -> None:
+        self.provider.require("stop")
         instance = self._instance()
-        self._sync_first(sync and self.provider.owns_machine, instance)  # elsewhere stop is unsupported
+        self._sync_first(sync, instance)
         instance = self.provider.stop(instance)
         if self.plan:
             return
@@ -436,6 +437,7 @@ class Session:
         print(f"{self.profile.name}: {instance.id} is {instance.state}")
 
     def snapshot(self, name: str, share: tuple[str, ...] = (), no_reboot: bool = False) -> None:
+        self.provider.require("snapshot")
         instance = self._instance()
         serving = not self.plan and instance.state == "running" and self._notebook_running()
         image = self.provider.snapshot(instance, name, share, no_reboot)
@@ -484,10 +486,11 @@ class Session:
             print(f"{image.id}  {image.created}  {image.state:<10} {image.name}")
 
     def resize(self, size: str, sync: bool = True) -> str:
+        self.provider.require("resize")
         if not size:
             raise LabvmError("--size is required, e.g. --size m5.xlarge")
         instance = self._instance()
-        self._sync_first(sync and self.provider.owns_machine, instance)
+        self._sync_first(sync, instance)
         self.provider.resize(instance, size)
         if self.plan:
             return ""
@@ -523,16 +526,16 @@ class Session:
             if self.profile.cluster:
                 self.cluster_machines.plan_stop()
             if instance:
-                self.provider.stop(instance)
+                self.provider.power_off(instance)
             return
         head_running = instance is not None and instance.state == "running"
         if self.profile.cluster:
             self.cluster_machines.stop(self.host if head_running else None)
         if head_running:
             self.stop_notebook(force)
-        if instance is None or not self.provider.owns_machine:  # labvm does not power it off
+        stopped = self.provider.power_off(instance) if instance else None  # may still shelve a stopped server
+        if stopped is None:  # no VM, or a machine labvm does not power: it stays as it is
             self.close_tunnel()
             return
-        instance = self.provider.stop(instance)  # idempotent; may still shelve a stopped OpenStack server
         self._sleep_tunnel("stopped by inv down")
-        print(f"{self.profile.name}: {instance.id} is {instance.state}; nothing is billed but its disk")
+        print(f"{self.profile.name}: {stopped.id} is {stopped.state}; nothing is billed but its disk")

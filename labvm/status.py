@@ -74,12 +74,9 @@ def _cluster_status(session: Session) -> list[str]:
 
 
 def _machine(session: Session) -> list[str]:
-    """The VM's size, region and price an hour, and how long it has run since its last start; for a
-    machine labvm does not make, only hosts.yml's price_per_hour: if it gives one."""
+    """The machine's size, region and price an hour, and how long it has run since its last start, as far
+    as each is known (a machine labvm does not make has only hosts.yml's price_per_hour:, if it gives one)."""
     provider = session.provider
-    if not provider.owns_machine:
-        price = price_per_hour(session.profile, provider)
-        return [] if price is None else [f"  machine: {per_hour(price)} (price_per_hour: in hosts.yml)"]
     try:
         instance = provider.find()
     except LabvmError:  # it answered a moment ago: this line is not worth the profile's block
@@ -87,7 +84,8 @@ def _machine(session: Session) -> list[str]:
     if instance is None:
         return []
     where = provider.where()
-    return [f"  machine: {instance.size}{f' in {where}' if where else ''}{_priced(session, instance, size=False)}"]
+    shown = f"{instance.size}{f' in {where}' if where else ''}{_priced(session, instance, size=False)}"
+    return [f"  machine: {shown.removeprefix(', ')}"] if shown else []
 
 
 def _priced(session: Session, instance: Instance, size: bool = True) -> str:

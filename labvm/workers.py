@@ -74,7 +74,7 @@ class ClusterMachines:
         if self.plan:
             return hosts
         for host in hosts:
-            host.wait_for_sshd()
+            host.wait_for_sshd(self.provider.boot_timeout)
         return hosts
 
     def stop_unguarded(self) -> str:

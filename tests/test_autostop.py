@@ -213,7 +213,8 @@ def test_autostop_is_for_cloud_profiles_only(lab, user, sshd):
     lab.write_hosts({"lab": ssh_profile(user, sshd)})
     result = lab.inv("autostop", "--host", "lab", "--idle", "1h", check=False)
     assert result.returncode == 1
-    assert "autostop is for cloud profiles; labvm does not power off 'lab' (provider ssh)" in result.output
+    assert result.stderr.strip() == (
+        "labvm: autostop is not supported for profile 'lab' (provider ssh: labvm uses the machine, it does not manage it)")
 
 
 def test_a_bad_period_is_one_line(vm):

@@ -277,6 +277,36 @@ def test_lifecycle_verbs_are_not_supported_on_machines_labvm_does_not_manage(lab
         )
 
 
+@pytest.mark.parametrize("args, refused", [
+    (["up", "--no-browser", "--replace", "--yes"], "--replace"),
+    (["up", "--no-browser", "--from-image", "latest"], "--from-image"),
+    (["autostop", "--idle", "1h"], "autostop"), (["autostop", "--off"], "autostop"),
+])
+def test_options_that_make_or_power_a_machine_are_refused_before_anything_happens(lab, args, refused):
+    # ws1.example.org does not resolve: a task that tried to reach it first would say so instead.
+    lab.write_hosts({}, raw="profiles:\n  lab: {provider: ssh, address: ws1.example.org}\n" + GOOD_LOCAL)
+    for profile, provider in (("lab", "ssh"), ("local", "local")):
+        result = lab.inv(args[0], "--host", profile, *args[1:], check=False)
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            f"labvm: {refused} is not supported for profile {profile!r} "
+            f"(provider {provider}: labvm uses the machine, it does not manage it)"
+        )
+
+
+def test_up_of_a_machine_labvm_does_not_start_says_at_once_why_ssh_fails(lab, user):
+    # A cloud VM boots for minutes after it runs, so up waits for its SSH; a lab server is up or it is
+    # not: the connection's own error comes at once, with the key to check.
+    closed = free_port()
+    lab.write_hosts({}, raw="profiles:\n  gone: {provider: ssh, address: 127.0.0.1, port: %d, user: %s}\n"
+                    % (closed, user.name))
+    result = lab.inv("up", "--host", "gone", "--no-browser", check=False, timeout=60)
+    assert result.returncode == 1
+    assert "waiting for SSH" not in result.output
+    assert result.stderr.strip().startswith(f"labvm: gone ({user.name}@127.0.0.1:{closed}): SSH failed: ")
+    assert result.stderr.strip().endswith(f"; check {lab.hosts}: profiles.gone.address/port")
+
+
 @pytest.mark.parametrize("verb", [["up"], ["down"], ["terminate", "--force"], ["cluster"]])
 def test_plan_is_refused_where_labvm_makes_no_cloud_call(lab, verb):
     lab.write_hosts({}, raw="profiles:\n  lab: {provider: ssh, address: ws1.example.org}\n" + GOOD_LOCAL)

@@ -296,7 +296,7 @@ def test_status_shows_the_machine_s_price_and_its_hours_since_the_last_start(lab
     (line,) = [line for line in shown if line.startswith(f"  cluster: labvm-aws-w1 ({worker['InstanceId']}): VM running, ")]
     assert line.startswith(f"  cluster: labvm-aws-w1 ({worker['InstanceId']}): VM running, t3.medium, about $0.05/h, running ")
     assert shown[shown.index("ws (ssh, 127.0.0.1:%d): reachable" % sshd.port) + 1] == \
-        "  machine: about $0.25/h (price_per_hour: in hosts.yml)"
+        "  machine: about $0.25/h"
     assert not shown[shown.index("plain (ssh, 127.0.0.1:%d): reachable" % sshd.port) + 1].startswith("  machine:")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NoReturn
 
 from ..config import Profile
 from ..errors import LabvmError, Unsupported
@@ -124,12 +125,10 @@ class Provider:
     do a verb raises Unsupported naming the profile (the default below).
     """
 
-    # labvm powers this machine (a cloud): only then does a verb start, stop, resize or delete it, arm
-    # autostop, or keep an asleep page; `down` of any other machine leaves it on, `stop` refuses. The one
-    # capability a caller asks: the rest follows from each verb's own answer (this null provider's
-    # machine is always there and running, it plans nothing, asks the cloud nothing, has no size).
-    owns_machine = False
     plan = False  # --plan: print each change instead of making it
+    # Seconds SSH may take to answer once the machine reports running: a VM boots for a while after its
+    # cloud says so.  0: the machine is up or it is not, and connecting says which (at once, not in 5 minutes).
+    boot_timeout = 0
 
     def __init__(self, profile: Profile):
         self.profile = profile
@@ -138,7 +137,23 @@ class Provider:
         """--plan: from now on each change is printed, not made; refused where labvm changes nothing."""
         raise LabvmError(f"--plan shows cloud API calls; profile {self.profile.name!r} makes none")
 
-    def _unsupported(self, verb: str):
+    def require(self, verb: str) -> None:
+        """Raises Unsupported naming the profile where this provider cannot do `verb` (create, start, stop,
+        resize, snapshot, autostop, --replace, --from-image) to its machine.  A session verb asks before
+        its first side effect: `stop` refuses before it syncs, `--replace` before it asks a question."""
+        self._unsupported(verb)
+
+    def power_off(self, instance: Instance) -> Instance | None:
+        """`down`: the machine stopped as `stop` stops it; None where labvm does not power it (it stays on,
+        only Jupyter and the tunnel end)."""
+        return None
+
+    def autostop_seconds(self) -> int | None:
+        """Idle seconds after which the machine stops itself (hosts.yml's autostop:, 0: off); None where labvm
+        does not power it: nothing is armed, labvm never shuts down a machine it did not make."""
+        return None
+
+    def _unsupported(self, verb: str) -> NoReturn:
         raise Unsupported(
             f"{verb} is not supported for profile {self.profile.name!r} "
             f"(provider {self.profile.provider}: labvm uses the machine, it does not manage it)"

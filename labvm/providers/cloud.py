@@ -81,8 +81,8 @@ def owner() -> str:
 class CloudProvider(Provider):
     """The template of the clouds: a cloud sets `cloud` and implements the contract's verbs from its primitives."""
 
-    owns_machine = True
     cloud = ""  # aws, openstack, gce: the prefix of its lines
+    boot_timeout = 300  # a new or restarted VM's sshd answers minutes after the cloud says running
 
     def __init__(self, profile: Profile):
         super().__init__(profile)
@@ -92,6 +92,15 @@ class CloudProvider(Provider):
 
     def start_planning(self) -> None:
         self.plan = True
+
+    def require(self, verb: str) -> None:
+        """A cloud does every verb to the machines labvm makes there."""
+
+    def power_off(self, instance: Instance) -> Instance:
+        return self.stop(instance)
+
+    def autostop_seconds(self) -> int:
+        return self.profile.autostop
 
     def _where(self, key: str) -> str:
         return f"{self.profile.source}: profiles.{self.profile.name}.{key}"
