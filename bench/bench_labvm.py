@@ -10,7 +10,8 @@
 4. Throughput through labvm's tunnel against a plain `ssh -N -L` to the same server.
 5. `inv sync` of an unchanged tree of 1,000 notebooks against the seed's plain
    `rsync -az --include='*.ipynb' --exclude='*'` of the same tree (target <= 1.2, one SSH
-   connection), and the same sync with rsync hidden from the laptop's PATH (the fallback).
+   connection), and the same sync with rsync hidden from the laptop's PATH (the fallback);
+   both again with the tunnel up (after `inv up`), where the sync rides the keeper's login.
    Then both again with the VM at a 50 ms round trip, as a cloud region is from a laptop
    (loopback has none; this kernel has no netem, so a relay holds each byte 25 ms each way):
    labvm's fixed start-up weighs there what it weighs in use.
@@ -246,6 +247,15 @@ def bench_sync(user: User, sshd: Sshd, lab: Lab, rounds: int = 5, where: str = "
             connections.append(sshd.log.read_text().count("Accepted publickey") - before)
         report(f"{name}, 1,000 unchanged .ipynb{where}", statistics.median(times), base, "s",
                f"target <= 1.2; SSH connections per run {max(connections)}")
+    # What a user has after `inv up`: the tunnel's keeper, whose login the sync rides (no handshake).
+    # Its own questions to the VM log in now and then, so logins are not counted here.
+    lab.inv("tunnel", "--host", "vm")
+    try:
+        for name, run_env in (("inv sync, tunnel up", env), ("inv sync, tunnel up, no rsync here", without_rsync)):
+            times = [timed([*INV, "sync", "--host", "vm"], env=run_env) for _ in range(rounds)]
+            report(f"{name}{where}", statistics.median(times), base, "s", "target <= 1.2; rides the tunnel's login")
+    finally:
+        lab.inv("tunnel", "--host", "vm", "--stop")
     # The floor under both: Python, invoke and tasks.py starting, before any SSH (not a target).
     startup = statistics.median(timed([*INV, "--list"], env=env) for _ in range(rounds))
     report("  of which start-up (inv --list)", startup, base, "s", "the floor for the two lines above")

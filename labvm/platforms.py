@@ -83,6 +83,12 @@ def is_windows() -> bool:
     return current() == WINDOWS
 
 
+def ssh_shares_connections() -> bool:
+    """OpenSSH's ControlMaster (one login carries other ssh sessions): not in Windows' OpenSSH, whose
+    client fails on a control socket ("getsockname failed: Not a socket")."""
+    return not is_windows()
+
+
 # -- processes ------------------------------------------------------------------------------
 
 def _has_proc() -> bool:

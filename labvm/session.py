@@ -376,7 +376,7 @@ class Session:
         from .sync import NotebookSync
 
         self._ensure_ssh_alias()
-        syncer = NotebookSync(self.profile, self.ssh)
+        syncer = NotebookSync(self.profile, self.ssh, self.tunnels.shared_connection(self.profile))
         outcome = syncer.push() if push else syncer.pull()
         if quiet_when_unchanged and not (outcome.updated or outcome.kept_as):
             return

@@ -19,8 +19,10 @@ stops with one line.
 
 Without a usable rsync here (none on PATH, or macOS's own: see local_rsync) sync_fallback.py
 keeps the same promises through these rules, over one ssh connection and python3 on the host.
-Every ssh labvm runs for a sync passes ControlMaster=no and ControlPath=none, so a user's own
-multiplexing (which breaks Windows' ssh) cannot interfere; a sync is one connection.
+Every ssh labvm runs for a sync passes ControlMaster=no and its own ControlPath, so a user's own
+multiplexing (which breaks Windows' ssh) cannot interfere: while the profile's tunnel is up (and the
+platform's ssh can share, labvm.keeper.shared_connection) the sync rides the keeper's login and
+logs in no more; otherwise (ControlPath=none) a sync is one connection.
 
 File names are the VM's too: rsync's listing shows every control byte and every byte the locale
 cannot print as \\#ooo (rsync.1, --8-bit-output), so each file is one line whatever its name;
@@ -117,12 +119,13 @@ class _NoWorkspace(Exception):
 
 
 class NotebookSync:
-    def __init__(self, profile: Profile, ssh: SshHome):
+    def __init__(self, profile: Profile, ssh: SshHome, shared: Path | None = None):
+        """shared: the tunnel keeper's login to ride (Tunnels.shared_connection); None: a login of its own."""
         self.profile = profile
         self.local = profile.sync_dir
         self.manifest_path = self.local / MANIFEST
         self.ssh_argv = ssh.ssh_command(profile, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-                                        "-o", "ControlMaster=no", "-o", "ControlPath=none")[:-1]
+                                        "-o", "ControlMaster=no", "-o", f"ControlPath={shared or 'none'}")[:-1]
         self.ssh_command = shlex.join(self.ssh_argv)
         workspace = profile.notebook.workspace
         # The path on the host: relative to the login directory, so ~ needs no shell.

@@ -28,7 +28,7 @@ from pathlib import Path
 from . import platforms
 from .config import Profile
 from .errors import LabvmError
-from .keeper import ACCEPT_TIMEOUT, CONNECT_TIMEOUT, KEEPER_MODULE, WAKE_WITHIN, tell, write_state
+from .keeper import ACCEPT_TIMEOUT, CONNECT_TIMEOUT, KEEPER_MODULE, WAKE_WITHIN, shared_connection, tell, write_state
 from .sshconfig import SshHome
 from .text import clean
 
@@ -89,8 +89,7 @@ class Tunnels:
             return None
 
     def control_socket(self, profile: Profile) -> Path:
-        """The earlier design's ControlMaster socket: nothing opens it now; open and close remove
-        a stale one, and a sync passing it finds none and opens its own connection."""
+        """The earlier design's ControlMaster socket: nothing opens it now; open and close remove a stale one."""
         return self.ssh.run / f"{profile.name}.sock"
 
     def _is_keeper(self, pid: int, profile: Profile) -> bool:
@@ -109,7 +108,7 @@ class Tunnels:
             if not argv or Path(argv[0]).name != "ssh" or argv[-1] != profile.alias or "-N" not in argv:
                 continue
             old_design = sock in argv
-            kept = "ControlPath=none" in argv and str(self.ssh.user_config) in argv
+            kept = ("ControlPath=none" in argv or "ControlMaster=yes" in argv) and str(self.ssh.user_config) in argv
             if (old_design or kept) and not self._is_keeper(platforms.parent_pid(pid), profile):
                 found.append(pid)
         return found
@@ -127,10 +126,20 @@ class Tunnels:
         strays = self._strays(profile)
         platforms.end_processes(strays)
         self.control_socket(profile).unlink(missing_ok=True)
+        shared = shared_connection(self.ssh.run, profile.name)
+        if shared:  # the kept ssh's, if it was killed before it could remove it
+            shared.unlink(missing_ok=True)
         self._record_path(profile).unlink(missing_ok=True)
         return bool(ended or strays)
 
     # -- the API the session uses ----------------------------------------------------------
+
+    def shared_connection(self, profile: Profile) -> Path | None:
+        """The kept tunnel's login, for another ssh to ride (labvm.keeper.shared_connection): its socket
+        while the tunnel is up, else None (that ssh then logs in itself)."""
+        tunnel = self.find(profile)
+        shared = shared_connection(self.ssh.run, profile.name)
+        return shared if tunnel and tunnel.is_up and shared and shared.exists() else None
 
     def find(self, profile: Profile) -> Tunnel | None:
         """The kept tunnel (any state), or one whose keeper stopped and said why; None otherwise."""

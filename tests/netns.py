@@ -254,7 +254,7 @@ class KeptVm:
         return [line for line in out.splitlines() if "pgrep" not in line]
 
     def tunnel_ssh(self) -> list[str]:
-        return [line for line in self.labvm_processes() if re.search(r"^\d+ ssh .*ControlPath=none.*-L ", line)]
+        return [line for line in self.labvm_processes() if re.search(r"^\d+ ssh .* -o ControlPath=\S+ .*-L ", line)]
 
     def assert_one_tunnel(self) -> None:
         assert len(self.tunnel_ssh()) == 1, self.labvm_processes()

@@ -115,6 +115,26 @@ def test_the_keepers_console_children_get_no_window_of_their_own_on_windows():
             ast.unparse(call)
 
 
+def test_the_tunnels_login_is_shared_where_ssh_can_and_never_on_windows(tmp_path):
+    """A sync rides the keeper's ssh through its ControlMaster socket (tests/test_sync.py runs it for
+    real); Windows' OpenSSH has none, and a path ssh would misread or that no socket can hold means
+    no sharing rather than a tunnel that does not start."""
+    from labvm.keeper import shared_connection, ssh_command
+
+    for platform, shares in (("linux", True), ("macos", True), ("wsl", True), ("windows", False)):
+        with platforms.simulating(platform):
+            shared = shared_connection(tmp_path, "vm")
+        command = ssh_command("config", "labvm-vm", 8888, 8888, shared)
+        if shares:
+            assert shared == tmp_path / "vm.mux"
+            assert ["-o", "ControlMaster=yes", "-o", f"ControlPath={shared}"] == command[4:8]
+        else:
+            assert shared is None
+            assert ["-o", "ControlMaster=no", "-o", "ControlPath=none"] == command[4:8]
+    for odd in (tmp_path / "John Smith", tmp_path / "100%", tmp_path / "it's", tmp_path / ("x" * 70)):
+        assert shared_connection(odd, "vm") is None
+
+
 def test_linux_detaches_into_a_session_of_its_own():
     child = platforms.spawn_detached([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

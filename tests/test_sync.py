@@ -36,6 +36,29 @@ def test_pull_brings_notebooks_home_and_never_deletes(lab, user, sshd, workspace
     assert (home / "second.ipynb").exists()
 
 
+def test_while_the_tunnel_is_up_sync_rides_its_login(lab, user, sshd, workspace):
+    """The keeper's ssh shares its login (ControlMaster): a sync makes no handshake of its own, so it
+    works even while the VM refuses every new login; once the tunnel is closed it logs in itself."""
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    put(user, "analysis.ipynb", '{"cells": []}')
+    home = lab.directory / "notebooks" / "vm"
+    lab.inv("tunnel", "--host", "vm")
+    keys = user.home / ".ssh" / "authorized_keys"
+    allowed = keys.read_text()
+    try:
+        keys.write_text("")  # from now on the VM accepts no new login
+        ridden = lab.inv("sync", "--host", "vm")
+        assert "1 file(s) brought home" in ridden.output
+        assert (home / "analysis.ipynb").read_text() == '{"cells": []}'
+        lab.inv("tunnel", "--host", "vm", "--stop")
+        alone = lab.inv("sync", "--host", "vm", check=False)  # the control: a login of its own is refused
+        assert alone.returncode == 1 and "cannot reach labvm-vm" in alone.output
+    finally:
+        keys.write_text(allowed)
+    put(user, "second.ipynb", "{}")
+    assert "1 file(s) brought home, 1 unchanged" in lab.inv("sync", "--host", "vm").output
+
+
 def test_local_edit_is_never_overwritten_silently(lab, user, sshd, workspace):
     lab.write_hosts({"vm": ssh_profile(user, sshd)})
     put(user, "model.ipynb", "version 1")
