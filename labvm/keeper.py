@@ -25,8 +25,8 @@ its `up` wakes the keeper, which tells the page the URL, then hands the port ove
 Asleep it runs no ssh and wakes once a minute (to end when its profile left hosts.yml).
 
 Before each ssh forwards, and every few seconds while it does, it asks the VM who listens on the
-remote ports (one short `ssh -T`, scripts/nbctl.py owner, which reads /proc and connects to
-nobody): a port held by another login of a shared VM gets no forward (the browser's token and
+remote ports (one short `ssh -T`, riding the forward's login while it runs, scripts/nbctl.py
+owner, which reads /proc and connects to nobody): a port held by another login of a shared VM gets no forward (the browser's token and
 cookies would go to that user); the state is then "refused", its reason names the user, and the
 keeper asks again every minute, or at once on `reconnect`.
 
@@ -146,19 +146,22 @@ def ssh_command(ssh_config: str, alias: str, local_port: int, remote_port: int, 
     ]
 
 
-def autostop_command(ssh_config: str, alias: str) -> list[str]:
-    return question_command(ssh_config, alias, AUTOSTOP_STATUS)
+def autostop_command(ssh_config: str, alias: str, shared: Path | None = None) -> list[str]:
+    return question_command(ssh_config, alias, AUTOSTOP_STATUS, shared)
 
 
-def owner_command(ssh_config: str, alias: str, port: int) -> list[str]:
-    return question_command(ssh_config, alias, f"{OWNER_QUESTION} --port {port}")
+def owner_command(ssh_config: str, alias: str, port: int, shared: Path | None = None) -> list[str]:
+    return question_command(ssh_config, alias, f"{OWNER_QUESTION} --port {port}", shared)
 
 
-def question_command(ssh_config: str, alias: str, question: str) -> list[str]:
-    """One question to the VM: -T, as a pty login would count as activity and keep the VM up."""
+def question_command(ssh_config: str, alias: str, question: str, shared: Path | None = None) -> list[str]:
+    """One question to the VM: -T, as a pty login would count as activity and keep the VM up.
+    shared: the forward's ssh's socket; while that ssh runs the question rides its login (no new
+    login on the VM every 10 s, and an answer even while the VM takes no new login); otherwise,
+    the socket absent, ssh logs in itself."""
     return [
         "ssh", "-F", ssh_config, "-T",
-        "-o", "ControlMaster=no", "-o", "ControlPath=none",
+        "-o", "ControlMaster=no", "-o", f"ControlPath={shared or 'none'}",
         "-o", "ClearAllForwardings=yes",  # the tunnel's ports are the keeper's ssh's
         "-o", "BatchMode=yes",
         "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
@@ -338,7 +341,7 @@ class AutostopWatch:
                 return None
             asked = datetime.now(timezone.utc).isoformat()
             self.question = subprocess.Popen(
-                autostop_command(self.keeper.ssh_config, self.keeper.alias), stdin=subprocess.DEVNULL,
+                autostop_command(self.keeper.ssh_config, self.keeper.alias, self.keeper.shared), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, **platforms.windowless())
         try:
             out, err, too_much = communicate_bounded(self.question, AUTOSTOP_ASK_TIMEOUT, AUTOSTOP_ANSWER_LIMIT)
@@ -898,7 +901,7 @@ class Keeper:
         """Why the forward must not run ("" when the remote port is the user's or free); None
         when the VM could not be asked (ssh's own failure, in last_line); a VM that answers what labvm cannot
         read gets no forward."""
-        code, out, err = self.ask(owner_command(self.ssh_config, self.alias, self.remote_port))
+        code, out, err = self.ask(owner_command(self.ssh_config, self.alias, self.remote_port, self.shared))
         why = clean(err.strip().splitlines()[-1]) if err.strip() else ""
         if self.stopping or self.sleep_request:  # the question was ended: no word on the ports
             return ""

@@ -94,6 +94,36 @@ def test_the_kept_tunnel_never_forwards_to_a_port_another_user_took(lab, user, s
     lab.inv("down", "--host", "vm", "--no-sync", check=False)
 
 
+def test_a_port_taken_is_noticed_even_while_the_vm_refuses_new_logins(lab, user, sshd, colleague):
+    """The keeper asks who holds the port over the forward's own login (ControlMaster): a VM that takes
+    no new login for a while (fail2ban, MaxStartups, authorized_keys rewritten) cannot blind it."""
+    profile = ssh_profile(user, sshd)
+    port = profile["notebook"]["port"]
+    lab.write_hosts({"vm": profile})
+    lab.inv("up", "--host", "vm", "--no-browser")
+    lab.inv("stop-notebook", "--host", "vm")
+    keys = user.home / ".ssh" / "authorized_keys"
+    allowed = keys.read_text()
+    evidence = Path(tempfile.mkdtemp(prefix="colleague-"))
+    evidence.chmod(0o777)
+    reached = evidence / "reached"
+    squatter = None
+    try:
+        keys.write_text("")  # no new login from now on; the tunnel's login goes on
+        squatter = subprocess.Popen(["python3", "-c", TATTLER, str(port), str(reached)], cwd=evidence,
+                                    user=colleague.uid, group=pwd.getpwnam(colleague.name).pw_gid, extra_groups=[])
+        wait_for_port_owned_by(colleague, port)
+        record = wait_for_record(lab, "refused")
+        assert f"port {port} on the VM is held by user {colleague.name}, not you" in record["reason"], record
+        assert not reached.exists(), "the colleague's socket received a connection"
+    finally:
+        keys.write_text(allowed)
+        if squatter:
+            squatter.kill()
+            squatter.wait()
+        lab.inv("down", "--host", "vm", "--no-sync", check=False)
+
+
 def test_every_start_of_jupyter_has_a_new_token_and_a_rerun_keeps_the_open_tab(lab, user, sshd):
     """Whoever held the port while no Jupyter ran received the open tab's token and cookie: neither
     may open the next Jupyter.  A re-run while it runs changes nothing for the tab."""
