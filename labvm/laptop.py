@@ -46,7 +46,22 @@ def openssh() -> Check:
         shown = subprocess.run([ssh, "-V"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=10)
     except (OSError, subprocess.SubprocessError) as e:
         return Check("openssh", False, f"{ssh} -V failed ({e}); {advice}")
-    return openssh_line(ssh, (shown.stderr or shown.stdout).strip(), advice)
+    line = openssh_line(ssh, (shown.stderr or shown.stdout).strip(), advice)
+    return Check(line.name, True, f"{line.detail}; {sharing()}") if line.ok else line
+
+
+def sharing() -> str:
+    """Whether a sync can ride the tunnel keeper's login here (labvm.keeper.shared_connection)."""
+    from .keeper import shared_connection
+    from .sshconfig import SshHome
+
+    if not platforms.ssh_shares_connections():
+        return "no ControlMaster in Windows' OpenSSH: each sync logs in"
+    run = SshHome.current().run
+    if shared_connection(run, "profile") is None:
+        return (f"no ControlMaster: {run} cannot hold a socket ssh reads (a space, quote or %, or too long): "
+                f"each sync logs in")
+    return "ControlMaster: while the tunnel is up, a sync rides its login"
 
 
 def openssh_line(ssh: str, version_text: str, advice: str) -> Check:

@@ -260,6 +260,9 @@ def test_openssh_line_reads_each_platforms_version():
     assert not old.ok and "labvm needs 7.6+" in old.detail and old.detail.endswith("install it")
     here = laptop.openssh()
     assert here.ok and here.detail.startswith("OpenSSH_"), here.detail
+    assert here.detail.endswith("; ControlMaster: while the tunnel is up, a sync rides its login")
+    with platforms.simulating("windows"):
+        assert laptop.sharing() == "no ControlMaster in Windows' OpenSSH: each sync logs in"
 
 
 def test_rsync_line_names_the_rsync_or_the_fallback(tmp_path, monkeypatch):
