@@ -26,9 +26,10 @@ Asleep it runs no ssh and wakes once a minute (to end when its profile left host
 
 Before each ssh forwards, and every few seconds while it does, it asks the VM who listens on the
 remote ports (one short `ssh -T`, riding the forward's login while it runs, scripts/nbctl.py
-owner, which reads /proc and connects to nobody): a port held by another login of a shared VM gets no forward (the browser's token and
-cookies would go to that user); the state is then "refused", its reason names the user, and the
-keeper asks again every minute, or at once on `reconnect`.
+owner, which reads /proc and connects to nobody): a port held by another login of a shared VM
+gets no forward (the browser's token and cookies would go to that user); the state is then
+"refused", its reason names the user, and the keeper asks again every minute, or at once on
+`reconnect`.
 
 While the tunnel is up it asks the VM for its autostop report (one short non-interactive ssh,
 no pty: a pty login would count as activity) right after each connection and then every minute
@@ -132,7 +133,7 @@ def shared_connection(run_dir: Path, profile: str) -> Path | None:
 def ssh_command(ssh_config: str, alias: str, local_port: int, remote_port: int, shared: Path | None = None) -> list[str]:
     """shared: the socket through which other ssh may use this login (ControlMaster); None: no sharing,
     whatever the user's own ssh config says (Windows' OpenSSH breaks on it)."""
-    sharing = [f"ControlMaster={'yes' if shared else 'no'}", f"ControlPath={shared or 'none'}"]
+    sharing = ["ControlMaster=yes", f"ControlPath={shared}"] if shared else ["ControlMaster=no", "ControlPath=none"]
     return [
         "ssh", "-F", ssh_config, "-N",
         "-o", sharing[0], "-o", sharing[1],
@@ -550,7 +551,7 @@ class Keeper:
         except subprocess.TimeoutExpired:
             self.child.kill()
             self.child.wait()
-        if self.shared:  # a killed ssh leaves its socket: a sync would be refused by it, not fall back
+        if self.shared:  # a killed ssh leaves its socket: each ssh pointed at it would complain, then log in
             self.shared.unlink(missing_ok=True)
 
     # -- one ssh ------------------------------------------------------------------------
