@@ -3,7 +3,7 @@
     sudo .venv/bin/python bench/bench_asleep.py   (root: it creates a throwaway user + sshd)
 
 1. Click to lab: from a profile asleep (Jupyter stopped on the host, the keeper serving the asleep
-   page), Start on the page (POST /start, as the button does) until an authorised /api/status
+   page), Start on the page (POST /.labvm/start, as the button does) until an authorised /api/status
    answers through the same local port, against `inv up` from the same state (target <= 1.1).
    The "VM" is a loopback sshd: what is measured is labvm's own work around the cloud's start,
    which takes the same time either way.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -58,28 +57,25 @@ def answers(port: int, token: str) -> bool:
     return http_status(f"http://127.0.0.1:{port}/api/status", token) == 200
 
 
-def click_to_lab(port: int) -> float:
-    """What the page's button and script do: POST /start with the page's secret, then read
-    /progress until the lab holds the port; seconds until an authorised answer there."""
-    with LOOPBACK.open(f"http://127.0.0.1:{port}/lab", timeout=10) as response:
-        secret = re.search(r'data-secret="([^"]+)"', response.read().decode()).group(1)
+def click_to_lab(lab: Lab, port: int) -> float:
+    """What the page's button and script do in the user's browser: POST /.labvm/start with the
+    browser's proof, then read /.labvm/progress until the keeper says the lab is ready; seconds
+    until an authorised answer on the port."""
+    proof = (lab.ssh_dir / "labvm" / "run" / "vm.proof").read_text()
     start = time.perf_counter()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/start", data=json.dumps({"secret": secret}).encode(),
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/.labvm/start", data=json.dumps({"proof": proof}).encode(),
                                      headers={"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"},
                                      method="POST")
     LOOPBACK.open(request, timeout=10).close()
     token = ""
     while True:
-        progress = urllib.request.Request(f"http://127.0.0.1:{port}/progress", headers={"Sec-Fetch-Dest": "empty"})
-        try:
-            with LOOPBACK.open(progress, timeout=5) as response:
-                said = json.loads(response.read())
-        except (OSError, ValueError):  # the hand-over to ssh, or the lab's own answer
-            said = {}
+        progress = urllib.request.Request(f"http://127.0.0.1:{port}/.labvm/progress", headers={"X-Labvm-Proof": proof})
+        with LOOPBACK.open(progress, timeout=5) as response:
+            said = json.loads(response.read())
         if said.get("state") == "failed":
             raise RuntimeError(f"the start failed: {said}")
         token = (said.get("url") or "").partition("token=")[2] or token
-        if token and answers(port, token):
+        if said.get("state") == "ready" and answers(port, token):
             return time.perf_counter() - start
         time.sleep(0.05)
 
@@ -88,7 +84,7 @@ def bench_click(lab: Lab, rounds: int = 3) -> None:
     clicks, ups = [], []
     for _ in range(rounds):
         port = put_to_sleep(lab)
-        clicks.append(click_to_lab(port))
+        clicks.append(click_to_lab(lab, port))
         put_to_sleep(lab)
         start = time.perf_counter()
         url = url_of(lab.inv("up", "--host", "vm", "--no-browser").output)

@@ -2,12 +2,15 @@
 
     sudo .venv/bin/python bench/bench_labvm.py        (root: it creates a throwaway user + sshd)
     sudo .venv/bin/python bench/bench_labvm.py sync   (only 5., with rsync and with the fallback)
+    sudo .venv/bin/python bench/bench_labvm.py tunnel (only 4.)
 
 1. `inv --list` against an empty invoke collection (no cloud SDK on the start-up path).
 2. `inv up` on a prepared host (env installed, nothing running) to the first authorised
    response, against the seeds' commands by hand: ssh + tmux jupyter, ssh -f -N -L, poll.
 3. `inv up` again when everything is up: seconds and SSH connections (counted in sshd's log).
-4. Throughput through labvm's tunnel against a plain `ssh -N -L` to the same server.
+4. Throughput through labvm's tunnel against a plain `ssh -N -L` to the same server, and the time
+   of a small request (kept-alive, and on a new connection each; an authorised /api/status of a
+   real Jupyter): the keeper's gate relays every connection to its ssh's unix-socket forward.
 5. `inv sync` of an unchanged tree of 1,000 notebooks against the seed's plain
    `rsync -az --include='*.ipynb' --exclude='*'` of the same tree (target <= 1.2, one SSH
    connection), and the same sync with rsync hidden from the laptop's PATH (the fallback);
@@ -119,65 +122,135 @@ def bench_up(user: User, sshd: Sshd, rounds: int = 3) -> Lab:
 
 
 class Blaster:
-    """A loopback TCP server on "the host" that sends SIZE bytes to each client; one that goes away
-    early (the tunnel keeper's probe that its forward accepts) does not end it."""
+    """An HTTP/1.1 server on "the host", keep-alive: GET /big sends SIZE bytes, any other GET two."""
 
     SIZE = 512 * 1024 * 1024
 
     def __init__(self):
-        self.server = socket.socket()
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen()
+        self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
+        threading.Thread(target=self.accept, daemon=True).start()
 
-    def serve(self):
-        chunk = b"\0" * (1 << 20)
+    def accept(self):
         while True:
             client, _ = self.server.accept()
-            with client:
-                try:
-                    for _ in range(self.SIZE // len(chunk)):
-                        client.sendall(chunk)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+
+    def serve(self, client: socket.socket) -> None:
+        chunk = b"\0" * (1 << 20)
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with client, client.makefile("rb") as reader:
+            try:
+                while request := reader.readline():
+                    while reader.readline() not in (b"\r\n", b""):
+                        pass
+                    if request.startswith(b"GET /big "):
+                        client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.SIZE)
+                        for _ in range(self.SIZE // len(chunk)):
+                            client.sendall(chunk)
+                    else:
+                        client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
 
 def download_rate(port: int) -> float:
     with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         received, start = 0, time.perf_counter()
         while chunk := s.recv(1 << 20):
             received += len(chunk)
+            if received >= Blaster.SIZE:
+                break
         return received / (time.perf_counter() - start) / 1e6
 
 
+def request_time(port: int, path: str = "/small", headers: str = "", count: int = 1000,
+                 fresh: bool = False) -> float:
+    """Median seconds of one small GET and its whole answer, on one kept-alive connection (as a
+    browser's tab polls) or, `fresh`, a new connection each time."""
+    import http.client
+
+    def connect() -> http.client.HTTPConnection:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.connect()
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection
+
+    extra = dict(line.split(": ", 1) for line in headers.splitlines() if line)
+    connection, times = connect(), []
+    for _ in range(count):
+        start = time.perf_counter()
+        if fresh:
+            connection.close()
+            connection = connect()
+        connection.request("GET", path, headers=extra)
+        connection.getresponse().read()
+        times.append(time.perf_counter() - start)
+    connection.close()
+    return statistics.median(times)
+
+
+def plain_forward(user: User, sshd: Sshd, remote_port: int) -> tuple[subprocess.Popen, int]:
+    """The seeds' `ssh -N -L` to the same sshd."""
+    from labvm.gate import port_free
+
+    port = free_port()
+    plain = subprocess.Popen(
+        ["ssh", "-F", "/dev/null", "-N", "-i", str(user.key), "-p", str(sshd.port),
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+         "-L", f"127.0.0.1:{port}:127.0.0.1:{remote_port}", f"{user.name}@127.0.0.1"],
+        stdin=subprocess.DEVNULL,
+    )
+    while port_free(port) and plain.poll() is None:  # until ssh listens
+        time.sleep(0.05)
+    return plain, port
+
+
 def bench_tunnel(user: User, sshd: Sshd, lab: Lab, rounds: int = 3) -> None:
+    """The kept tunnel (the keeper's gate, relaying to its ssh's unix-socket forward) against a
+    plain `ssh -N -L`: throughput, then small requests as a tab makes them."""
     os.environ["LABVM_SSH_DIR"] = str(lab.ssh_dir)
     from labvm import config
     from labvm.sshconfig import SshHome
-    from labvm.tunnel import Tunnels, port_free
+    from labvm.tunnel import Tunnels
 
     blaster = Blaster()
     profile = config.load(lab.hosts).profile("vm")
     tunnels = Tunnels(SshHome.current())
     tunnels.close(profile)
     ours_port = tunnels.open(profile, blaster.port).local_port
-    plain_port = free_port()
-    plain = subprocess.Popen(
-        ["ssh", "-F", "/dev/null", "-N", "-i", str(user.key), "-p", str(sshd.port),
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-         "-L", f"127.0.0.1:{plain_port}:127.0.0.1:{blaster.port}", f"{user.name}@127.0.0.1"],
-        stdin=subprocess.DEVNULL,
-    )
-    while port_free(plain_port) and plain.poll() is None:  # until ssh listens
-        time.sleep(0.05)
+    plain, plain_port = plain_forward(user, sshd, blaster.port)
     ours, base = [], []
     for _ in range(rounds):
         base.append(download_rate(plain_port))
         ours.append(download_rate(ours_port))
+    report("tunnel throughput", statistics.median(ours), statistics.median(base), "MB/s", "target >= 0.9")
+    for fresh in (False, True):
+        ours, base = [], []
+        for _ in range(rounds):
+            base.append(request_time(plain_port, fresh=fresh, count=300 if fresh else 1000))
+            ours.append(request_time(ours_port, fresh=fresh, count=300 if fresh else 1000))
+        name = "small request, new connection" if fresh else "small request, kept-alive"
+        report(name, statistics.median(ours) * 1e3, statistics.median(base) * 1e3, "ms", "target <= 1.1")
     plain.terminate()
     tunnels.close(profile)
-    report("tunnel throughput", statistics.median(ours), statistics.median(base), "MB/s", "target >= 0.9")
+
+
+def bench_jupyter_requests(user: User, sshd: Sshd, lab: Lab, url: str, rounds: int = 3) -> None:
+    """An authorised /api/status (what JupyterLab's tab asks over and over) through the kept
+    tunnel, against a plain `ssh -N -L` to the same Jupyter."""
+    base_url, token = url.split("/lab?token=")
+    ours_port = int(base_url.rsplit(":", 1)[1])
+    plain, plain_port = plain_forward(user, sshd, lab.tunnel_record("vm")["remote_port"])
+    headers = f"Authorization: token {token}"
+    ours, base = [], []
+    for _ in range(rounds):
+        base.append(request_time(plain_port, "/api/status", headers, count=300))
+        ours.append(request_time(ours_port, "/api/status", headers, count=300))
+    plain.terminate()
+    report("Jupyter /api/status, kept-alive", statistics.median(ours) * 1e3, statistics.median(base) * 1e3, "ms",
+           "target <= 1.1")
 
 
 class SlowLink:
@@ -278,21 +351,29 @@ def bench_sync_far(user: User, sshd: Sshd, rtt: float = 0.05) -> None:
 def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench_labvm.py creates a throwaway user and sshd: run it as root")
-    only_sync = sys.argv[1:] == ["sync"]
+    only_sync, only_tunnel = sys.argv[1:] == ["sync"], sys.argv[1:] == ["tunnel"]
     print(f"labvm benchmarks, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    if not only_sync:
+    if not (only_sync or only_tunnel):
         bench_list()
     key_dir = Path(tempfile.mkdtemp())
     user = User.create(key_dir)
     sshd = Sshd(Path(tempfile.mkdtemp()) / "sshd")
     try:
-        if only_sync:
+        if only_sync or only_tunnel:
             lab = Lab.create()
             lab.write_hosts({"vm": ssh_profile(user, sshd)})
-            bench_sync(user, sshd, lab)
-            bench_sync_far(user, sshd)
+            if only_sync:
+                bench_sync(user, sshd, lab)
+                bench_sync_far(user, sshd)
+                return
+            url = lab.inv("up", "--host", "vm", "--no-browser").stdout.split("JupyterLab is ready: ")[1].split()[0]
+            bench_jupyter_requests(user, sshd, lab, url)
+            bench_tunnel(user, sshd, lab)
+            lab.inv("down", "--host", "vm")
             return
         lab = bench_up(user, sshd)
+        url = lab.inv("up", "--host", "vm", "--no-browser").stdout.split("JupyterLab is ready: ")[1].split()[0]
+        bench_jupyter_requests(user, sshd, lab, url)
         lab.inv("tunnel", "--host", "vm", "--stop")  # its keeper's own questions to the VM are no sync's
         bench_sync(user, sshd, lab)
         bench_sync_far(user, sshd)

@@ -6,6 +6,9 @@ they read, so each answer here is: bounded (a few KB), parsed strictly (no NaN o
 field of the type and range labvm expects, strings cleaned for the terminal, and the two values
 that build the browser's URL (token, base_url) restricted to characters that cannot move it to
 another host.  A bad answer is one LabvmError line: where it came from, what came back, what to do.
+
+The sync fallback's program (labvm.sync_fallback) talks in messages of one line each: they pass
+here too, each bounded, strict and checked against what labvm asked for.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import LabvmError
-from .text import clean
+from .text import clean, decode
 
 ANSWER_LIMIT = 16 * 1024  # bytes of a status line; labvm's own are under 2 KB
 MAX_COUNT = 10 ** 6  # kernels, connections, pids in one answer: more is not a real VM's
@@ -191,6 +194,89 @@ def _autostop(data) -> dict | None:
         "dask_scheduler": _text(data.get("dask_scheduler") or "", "autostop.dask_scheduler"),
         "worker_grace": _optional_int(data.get("worker_grace"), "autostop.worker_grace", 0, MAX_SECONDS),
     }
+
+
+# -- the sync fallback's messages (sync_fallback.HOST_PROGRAM) -----------------------------------
+
+SYNC_LINE_LIMIT = 16 * 1024  # bytes of one message: a name of PATH_MAX (4096 bytes) is 8,192 hex digits
+MAX_FILE_SIZE = (1 << 63) - 1  # off_t: no file system holds more
+# File times from 1970 to the year 3000: sync compares and shows them through localtime(), which
+# ends there on Windows (learn.microsoft.com/cpp/c-runtime-library/reference/localtime-s-localtime32-s-localtime64-s).
+MAX_FILE_TIME_NS = 32503680000 * 10**9 - 1
+HEX_NAME = re.compile(r"(?:[0-9a-f]{2})+")
+
+
+class ListedFile(NamedTuple):
+    """One regular file of the host's listing: its name's bytes, size and modification time."""
+    name: bytes
+    size: int
+    mtime_ns: int
+
+
+def sync_listed(line: bytes) -> ListedFile | str:
+    """A line of the listing: a file, or "missing" (no workspace there) or "end"; raises BadAnswer."""
+    data = _sync_message(line)
+    for word in ("missing", "end"):
+        if data == {word: True} and data[word] is True:
+            return word
+    _exactly(data, "f", "s", "m")
+    if not isinstance(data["f"], str) or not HEX_NAME.fullmatch(data["f"]):
+        raise BadAnswer(f"f: {_shown(data['f'])} is not a name in hex digits")
+    return ListedFile(bytes.fromhex(data["f"]), _int(data["s"], "s", 0, MAX_FILE_SIZE), _file_time(data["m"], "m"))
+
+
+def sync_sending(line: bytes, asked: int) -> int | str:
+    """The host's answer to a request for `asked` bytes of a file: their modification time (the bytes
+    follow), or the host's reason it sends none; raises BadAnswer."""
+    data = _sync_message(line)
+    if "error" in data:
+        return _reason(data)
+    _exactly(data, "size", "m")
+    if _int(data["size"], "size", 0, MAX_FILE_SIZE) != asked:
+        raise BadAnswer(f"size: {_shown(data['size'])} bytes, not the {asked} asked for")
+    return _file_time(data["m"], "m")
+
+
+def sync_done(line: bytes) -> str | None:
+    """What ends a file's bytes, or answers a file sent: None when all is well, else the host's reason;
+    raises BadAnswer."""
+    data = _sync_message(line)
+    if "error" in data:
+        return _reason(data)
+    if data != {"ok": True} or data["ok"] is not True:
+        raise BadAnswer(f"{_shown(data)} is neither {{\"ok\": true}} nor {{\"error\": ...}}")
+    return None
+
+
+def _sync_message(line: bytes) -> dict:
+    if len(line) > SYNC_LINE_LIMIT:
+        raise BadAnswer(f"a line longer than {SYNC_LINE_LIMIT // 1024} KiB")
+    if not line.endswith(b"\n"):
+        raise BadAnswer(f"an unfinished line: {clean(decode(line), 80)}")
+    try:
+        data = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise BadAnswer(f"not JSON: {clean(decode(line[:-1]), 80)}") from None
+    return _mapping(data, "the message")
+
+
+def _exactly(data: dict, *keys: str) -> None:
+    _required(data, "", *keys)
+    extra = sorted(set(data) - set(keys))
+    if extra:
+        raise BadAnswer(f"{clean(', '.join(extra), 80)}: not a field labvm's program sends")
+
+
+def _reason(data: dict) -> str:
+    _exactly(data, "error")
+    return _text(data["error"], "error")
+
+
+def _file_time(value, name: str) -> int:
+    whole = int(value) if isinstance(value, float) and math.isfinite(value) and value.is_integer() else value
+    if isinstance(whole, bool) or not isinstance(whole, int) or not 0 <= whole <= MAX_FILE_TIME_NS:
+        raise BadAnswer(f"{name}: {_shown(value)} is not a file time from 1970 to 3000 (nanoseconds)")
+    return whole
 
 
 # -- the browser's URL ---------------------------------------------------------------------

@@ -131,7 +131,7 @@ def _places(config: Config):
             provider = for_profile(config.profile(name))
         except LabvmError as e:
             unreachable.append({"cloud": config.raw[name]["provider"], "scope": None, "profiles": [name],
-                                "error": str(e).splitlines()[0]})
+                                "error": clean(str(e).splitlines()[0])})
             continue
         places.setdefault((provider.profile.provider, provider.scope), []).append(provider)
     return places, unreachable, skipped
@@ -141,7 +141,7 @@ def _inventory(providers: list) -> tuple[list[Resource], dict, str]:
     try:
         resources = _priced(providers[0].inventory(), providers)
     except LabvmError as e:
-        return [], {}, str(e).splitlines()[0]
+        return [], {}, clean(str(e).splitlines()[0])
     return resources, _monthly(resources, providers[0]), ""
 
 
@@ -192,9 +192,9 @@ def _judge(resources: list[Resource], providers: list, all_profiles: tuple[str, 
         # labvm finds resources by owner too; the owner tag is anyone's text in the account: quoted.
         inv = f"{'' if r.owner == me else f'LABVM_OWNER={shlex.quote(r.owner)} '}inv"
         why, step = "", ""
-        if profile is None:
-            why = (f"profile {cluster!r} of hosts.yml does not look in {r.cloud} {r.scope}" if cluster in all_profiles
-                   else f"no profile {cluster!r} in hosts.yml")
+        if profile is None:  # the tag as the Resource holds it, cleaned: quoted, not repr()'d again
+            why = (f"profile '{cluster}' of hosts.yml does not look in {r.cloud} {r.scope}" if cluster in all_profiles
+                   else f"no profile '{cluster}' in hosts.yml")
             step = r.delete
         elif index is not None and r.kind == "instance" and (cluster, r.owner) not in heads:
             why, step = f"a worker of {profile} whose head VM is gone", r.delete

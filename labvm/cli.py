@@ -12,6 +12,7 @@ from pathlib import Path
 from invoke.exceptions import Exit
 
 from .errors import LabvmError
+from .text import clean
 
 HOSTS_FILE = Path(__file__).resolve().parent.parent / "hosts.yml"
 HOST_HELP = "profile in hosts.yml (default: $LABVM_HOST, then `default:`)"
@@ -86,8 +87,8 @@ def guarded(body):
     def run(*args, **kwargs):
         try:
             return body(*args, **kwargs)
-        except LabvmError as e:
-            raise Exit("\n".join(f"labvm: {line}" for line in str(e).splitlines()), code=1) from None
+        except LabvmError as e:  # its words may come from a cloud, a VM or hosts.yml: cleaned here, whatever forgot to
+            raise Exit("\n".join(f"labvm: {clean(line)}" for line in str(e).splitlines()), code=1) from None
         except KeyboardInterrupt:
             raise Exit("labvm: interrupted; run the same task again to resume", code=130) from None
 

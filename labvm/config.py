@@ -9,8 +9,12 @@ Both files may come from a colleague or a repository, so each is a trust boundar
   and a name that changes where labvm talks or what it (or a shell it starts) runs is refused.
 - `${VAR}` reads `.env` and, from the environment, only ENVIRON_TO_HOSTS names: a shared
   hosts.yml cannot carry GITHUB_TOKEN or AWS_SECRET_ACCESS_KEY out in a host name.
-- paths stay in hosts.yml's folder (sync_dir), on the VM they are plain (workspace), and sync
+- a local path hosts.yml names (environment_file, which goes to the VM; sync_dir, which labvm writes
+  and sends from) is what the checkout could have shipped: inside hosts.yml's folder, no dot part, none
+  of labvm's own state (_checkout_path_problem); on the VM paths are plain (workspace), and sync
   patterns never reach a dot-folder.
+- the cloud SDKs' own files are named by the user alone: their variables never come from .env, and
+  from the shell only as full paths (sdk_files_problem), never read from the current folder.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import LabvmError
+from .text import unsafe
 
 PROVIDERS = ("local", "ssh", "openstack", "aws", "gce")
 ENV_MANAGERS = ("conda", "uv", "venv")
@@ -119,20 +124,31 @@ SIZE = re.compile(r"([0-9]{1,15})\s*([KMG]?)i?B?", re.IGNORECASE)
 # What .env may put into os.environ: what labvm (cloud.py, openstack.py, gce.py, Config.resolve)
 # and the SDKs read to pick an account's profile or region, nothing that says where to connect.
 DOTENV_TO_ENVIRON = frozenset({
-    "AWS_PROFILE", "AWS_DEFAULT_REGION", "OS_CLOUD", "GOOGLE_CLOUD_PROJECT",
-    "LABVM_HOST", "LABVM_OWNER", "LABVM_GCE_OSLOGIN",
+    "AWS_PROFILE", "AWS_DEFAULT_REGION", "OS_CLOUD", "GOOGLE_CLOUD_PROJECT", "LABVM_HOST", "LABVM_GCE_OSLOGIN",
 })
-# Names that change where labvm talks (endpoints, proxies, certificates, credential files that can
-# name a program), what it or a shell it starts runs (BASH_ENV, PYTHON*, LD_*, RSYNC_*, SSH_*,
-# GIT_*), or where its keys live: a shared .env must not set them; your own shell may.
+# The variables that name a cloud SDK's configuration or credential files (openstack/config/loader.py,
+# botocore/configprovider.py and credentials.py, google/auth/_default.py and _cloud_sdk.py): such a file
+# can move the endpoint your password goes to, or name a program to run.  Your own shell may set them,
+# with a full path (sdk_files_problem); a shared .env never.
+SDK_FILE_VARIABLES = {
+    "openstack": ("OS_CLIENT_CONFIG_FILE", "OS_CLIENT_SECURE_FILE"),
+    "aws": ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_DATA_PATH", "BOTO_CONFIG"),
+    "gce": ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG"),
+}
+SDK_PATH_LISTS = ("AWS_DATA_PATH",)  # folders separated by os.pathsep (botocore/loaders.py)
+# Names that change where labvm talks (endpoints, proxies, certificates, the SDKs' files), what it or
+# a shell it starts runs (BASH_ENV, PYTHON*, LD_*, RSYNC_*, SSH_*, GIT_*), or where its keys live:
+# a shared .env must not set them; your own shell may.
 DOTENV_REFUSED = re.compile(
     r"LABVM_(SSH_DIR|HOSTS|AUTOSTOP_COMMAND)|.*ENDPOINT.*|.*_PROXY|.*CA_BUNDLE|SSL_CERT_.*|"
     r"BASH_ENV|ENV|PATH|HOME|SHELL|IFS|PS4|PROMPT_COMMAND|CDPATH|TMPDIR|BROWSER|EDITOR|VISUAL|PAGER|"
-    r"PYTHON.*|LD_.*|DYLD_.*|RSYNC_.*|SSH_.*|GIT_.*|INVOKE_.*|XDG_.*|"
-    r"AWS_CONFIG_FILE|AWS_SHARED_CREDENTIALS_FILE|GOOGLE_APPLICATION_CREDENTIALS|CLOUDSDK_.*|"
-    r"OS_AUTH_URL|OS_CLIENT_CONFIG_FILE|OS_CACERT",
+    r"PYTHON.*|LD_.*|DYLD_.*|RSYNC_.*|SSH_.*|GIT_.*|INVOKE_.*|XDG_.*|CLOUDSDK_.*|OS_AUTH_URL|OS_CACERT|"
+    + "|".join(name for names in SDK_FILE_VARIABLES.values() for name in names),
     re.IGNORECASE,
 )
+# Whose cloud machines labvm finds, starts, stops and deletes (labvm:owner): a colleague's .env saying
+# LABVM_OWNER=alice would point bob's `inv terminate` at alice's VM.  Only your own shell says so.
+DOTENV_OWNER = "LABVM_OWNER"
 # What hosts.yml's ${VAR} may read from the environment (besides .env): labvm's own names, the
 # login name, and the account-choosing names above. Anything else (tokens, keys) stays unread.
 ENVIRON_TO_HOSTS = ("LABVM_*", "USER", "AWS_PROFILE", "AWS_DEFAULT_REGION", "OS_CLOUD", "GOOGLE_CLOUD_PROJECT")
@@ -421,6 +437,10 @@ def _read_dotenv(path: Path) -> dict[str, str]:
                              f"e.g. NAME=\"a b\"); see .env.example")
         if binding.key is None or binding.value is None:
             continue
+        if binding.key.upper() == DOTENV_OWNER:
+            raise LabvmError(f"{line}: {DOTENV_OWNER} is refused from .env (it decides whose cloud machines labvm "
+                             f"starts, stops and deletes); remove the line, and if you mean it set it in your own "
+                             f"shell: export {DOTENV_OWNER}=...")
         if DOTENV_REFUSED.fullmatch(binding.key):
             raise LabvmError(f"{line}: {binding.key} is refused from .env (it changes where labvm connects "
                              f"or what it runs); remove the line, or set it in your own shell if you mean it")
@@ -506,6 +526,8 @@ def _holds_variable(value: Any) -> bool:
 def _type_problem(kind: str, value: Any) -> str:
     if kind == "str":
         ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        if ok and isinstance(value, str) and unsafe(value):  # it is printed: a size, a zone, a project
+            return f"must be plain text (no control, escape or bidi-override character), not {value!r}"
         return "" if ok else f"must be a string, not {value!r}"
     if kind == "host":
         return "" if host_problem(value) is None else f"must be a host name or IP address, not {value!r}"
@@ -533,8 +555,9 @@ def _type_problem(kind: str, value: Any) -> str:
             and not any(part == ".." or part.startswith("-") for part in parts)
         return "" if ok else (f"must be a plain folder path on the host (~/work, work, /data/work: letters, "
                               f"digits and . _ - + @ , = /), not {value!r}")
-    if kind == "patterns":
-        problem = _type_problem("list", value)
+    if kind == "patterns":  # control characters too are the pattern rule's to refuse
+        problem = "" if isinstance(value, list) and all(isinstance(v, str) and v for v in value) else \
+            f"must be a list of strings, e.g. [numpy, pandas], not {value!r}"
         bad = next((p for p in value if _pattern_problem(p)), None) if not problem else None
         return problem or ("" if bad is None else (
             f"each pattern names files under the workspace: relative, no '..' and no dot-folder or dot-file "
@@ -566,10 +589,13 @@ def _type_problem(kind: str, value: Any) -> str:
     if kind == "bool":
         return "" if isinstance(value, bool) else f"must be true or false, not {value!r}"
     if kind == "list":
-        ok = isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-        return "" if ok else f"must be a list of strings, e.g. [numpy, pandas], not {value!r}"
+        if not (isinstance(value, list) and all(isinstance(v, str) and v for v in value)):
+            return f"must be a list of strings, e.g. [numpy, pandas], not {value!r}"
+        bad = next((v for v in value if unsafe(v)), None)
+        return "" if bad is None else f"each must be plain text (no control, escape or bidi-override character), not {bad!r}"
     if kind == "map":
-        return "" if isinstance(value, dict) else f"must be a mapping, not {value!r}"
+        ok = isinstance(value, dict) and not any(unsafe(str(item)) for pair in value.items() for item in pair)
+        return "" if ok else f"must be a mapping of plain text, not {value!r}"
     raise AssertionError(kind)
 
 
@@ -701,32 +727,79 @@ def _coerce(raw: dict, data: dict, schema: dict) -> None:
 
 
 def _environment_file_problem(folder: Path, env_file: str) -> str | None:
-    """Only a file in hosts.yml's folder may go to the VM: a shared hosts.yml must not upload a key."""
-    base = folder.resolve()
-    target = (base / Path(env_file).expanduser()).resolve()
-    if not target.is_relative_to(base):
-        return f"is outside {base}; put the environment file in hosts.yml's folder (a symlink out is refused too)"
-    if not target.is_file():
-        return "not found"
+    """The environment file goes to the VM: only a file the checkout could ship (a shared hosts.yml
+    must not upload .env, .git/config or a key)."""
+    target, problem = _checkout_path_problem(folder, env_file)
+    if not problem and not target.is_file():
+        problem = "not found"
+    if problem:
+        return f"{problem}; put the environment file in hosts.yml's folder under a plain name, e.g. environment.yml"
     return None
 
 
 def _sync_dir_problem(folder: Path, profile: str, sync_dir: Any) -> str | None:
-    """sync writes what the VM holds into sync_dir: it must be a folder of its own inside hosts.yml's
-    folder, never a dot-folder, and never meet the code labvm runs (its package, bin/, scripts/,
-    its Python environment) nor hold tasks.py's folder."""
+    """sync writes what the VM holds into sync_dir and sends from it: a folder of its own that the
+    checkout could ship, never hosts.yml's folder itself, never meeting the code labvm runs (its package,
+    bin/, scripts/) nor holding tasks.py's folder."""
     written = str(sync_dir or "notebooks/{profile}")
-    base = folder.resolve()
-    target = (base / Path(written.replace("{profile}", profile)).expanduser()).resolve()
-    if not target.is_relative_to(base) or target == base:
-        return (f"{written} is not a folder inside {base}; sync into a folder beside hosts.yml, "
-                f"e.g. notebooks/{{profile}} (a symlink out is refused too)")
-    if any(part.startswith(".") for part in target.relative_to(base).parts):
-        return f"{written} is a hidden folder; sync into a plain folder, e.g. notebooks/{{profile}}"
+    target, problem = _checkout_path_problem(folder, written.replace("{profile}", profile))
     checkout = PACKAGE_DIR.parent
-    code = [PACKAGE_DIR, checkout / "bin", checkout / "scripts", Path(sys.prefix).resolve()]
-    if checkout.is_relative_to(target) or any(target.is_relative_to(c) or c.is_relative_to(target) for c in code):
-        return f"{written} holds code labvm runs; sync into a folder of its own, e.g. notebooks/{{profile}}"
+    code = [PACKAGE_DIR, checkout / "bin", checkout / "scripts"]
+    if target == folder.resolve():
+        problem = "is hosts.yml's folder itself"
+    elif checkout.is_relative_to(target) or any(_meet(target, c) for c in code):
+        problem = "holds code labvm runs"
+    return f"{written} {problem}; sync into a folder of its own beside hosts.yml, e.g. notebooks/{{profile}}" \
+        if problem else None
+
+
+def _checkout_path_problem(folder: Path, written: str) -> tuple[Path, str | None]:
+    """A local path hosts.yml names, resolved (symlinks followed), and why it may not leave the laptop
+    or be written by labvm (None: it may): the rule sync already keeps, for every such path.  It must
+    be inside hosts.yml's folder, with no dot-file or dot-folder in it (.env, .git/config, .ssh, .venv),
+    and meet none of labvm's own state: its ssh folder (keys, known_hosts, the run folder) and the
+    Python environment it runs from."""
+    base = folder.resolve()
+    given = base / Path(written).expanduser()
+    try:
+        target = given.resolve()
+    except RuntimeError:  # Python before 3.13 raises for a symlink loop
+        return given, "is a symlink loop"
+    if not target.is_relative_to(base):
+        return target, f"is outside {base} (a symlink out counts)"
+    hidden = next((part for part in target.relative_to(base).parts if part.startswith(".")), None)
+    if hidden:
+        return target, f"is hidden ({hidden}): labvm neither sends a dot-file off the laptop nor writes into one"
+    state = next((s for s in _labvm_state(base) if _meet(target, s)), None)
+    if state:
+        return target, f"is or holds labvm's own state ({state}): its keys and environment never leave the laptop"
+    return target, None
+
+
+def _labvm_state(base: Path) -> list[Path]:
+    """What labvm keeps on this machine: the ssh folder it writes (LABVM_SSH_DIR, else ~/.ssh, as
+    sshconfig.SshHome reads it), and the Python environment it runs from where that is in the checkout
+    (a .venv beside hosts.yml; a checkout under a system-wide prefix such as /usr/src is not in it)."""
+    ssh_home = Path(os.environ.get("LABVM_SSH_DIR") or "~/.ssh").expanduser().resolve()
+    prefix = Path(sys.prefix).resolve()
+    return [ssh_home, *([prefix] if prefix.is_relative_to(base) else [])]
+
+
+def _meet(one: Path, other: Path) -> bool:
+    """Whether one path holds the other (or is it)."""
+    return one.is_relative_to(other) or other.is_relative_to(one)
+
+
+def sdk_files_problem(cloud: str) -> str | None:
+    """The cloud's SDK reads the file each of its SDK_FILE_VARIABLES names (only your own shell sets
+    them): a relative path would be read from the current folder, maybe a checkout's file.  None when
+    each is unset or a full path (~ allowed; AWS_DATA_PATH is a list of them)."""
+    for name in SDK_FILE_VARIABLES[cloud]:
+        setting = os.environ.get(name, "")
+        for value in setting.split(os.pathsep) if name in SDK_PATH_LISTS else [setting]:
+            if value and not Path(value).expanduser().is_absolute():
+                return (f"{name}={value} is a relative path: the cloud SDK would read it from the current "
+                        f"folder ({Path.cwd()}); give the full path: {name}={Path(value).absolute()}")
     return None
 
 

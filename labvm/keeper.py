@@ -2,27 +2,35 @@
 
     python -m labvm.keeper PROFILE LOCAL_PORT REMOTE_PORT RUN_DIR SSH_CONFIG ALIAS HOSTS
 
-It runs the system's OpenSSH in the foreground (`ssh -N -L 127.0.0.1:L:127.0.0.1:R`, one forward:
-a cluster's Dask dashboard is inside JupyterLab, labvm.cluster), with keep-alives that notice a
-dead link within 45 s, and starts it again on the SAME local port with a backoff capped at a few
-seconds, so the browser's URLs stay valid and the link is back within seconds of the network.
-Where the platform's ssh can (not Windows'), that ssh is also a ControlMaster at RUN_DIR/PROFILE.mux:
-`inv sync` rides its login instead of making one (see shared_connection).
+It holds the profile's URL for good: 127.0.0.1:LOCAL_PORT and [::1]:LOCAL_PORT are bound once,
+when it starts, and kept until it ends (labvm.gate); no reconnect, sleep or wake ever frees them,
+so no other user of the laptop can take the port the browser's tab, its cookies and its token go
+to.  Behind them it runs the system's OpenSSH in the foreground (`ssh -N -L RUN_DIR/PROFILE.fwd:
+127.0.0.1:REMOTE_PORT`: a unix socket in the 0700 run folder, which no other user can open; on
+Windows, whose OpenSSH forwards no unix socket, a loopback port whose listener is checked to be
+that ssh, connection by connection), with keep-alives that notice a dead link within 45 s, and
+starts it again with a backoff capped at a few seconds; the gate relays each connection to it, and
+a connection that comes while ssh reconnects waits for it (labvm.gate.HOLD).  One forward: a
+cluster's Dask dashboard is inside JupyterLab (labvm.cluster).  Where the platform's ssh can (not
+Windows'), that ssh is also a ControlMaster at RUN_DIR/PROFILE.mux: `inv sync` rides its login
+instead of making one (see shared_connection).
 
 Its control channel is a loopback TCP socket of its own (the same on every platform, no
 signals): the record names its port and a random secret; a caller sends one line
 "<secret> <command>" and reads one answer line ("ok").  Commands: `reconnect` (a new ssh now,
 what `inv up` asks of a tunnel that does not answer, and wakes an asleep keeper), `wake`,
-`autostop` (ask the VM about autostop now), `sleep <why>`, `end`.  A wrong secret is ignored
-(and logged once).  SIGTERM still ends it, as a fallback.
+`autostop` (ask the VM about autostop now), `sleep <why>`, `lab <url>` (the lab's URL with its
+current token, from `inv up`), `end`.  A wrong secret is ignored (and logged once).  SIGTERM
+still ends it, as a fallback.
 
 Asleep: when a cloud profile's VM is stopped (`sleep <why>` from `inv down`/`inv stop`, or the
-cloud says so after repeated failures), the keeper ends ssh but keeps the local port: it serves
-the asleep page there (labvm.asleep), which names the profile, why and when it stopped, the
-price, and offers a Start button (state "gone", no Start, when the VM was deleted).  Start runs
-`python -m labvm.asleep_start` (what `inv up` does) as a child whose output the page shows;
-its `up` wakes the keeper, which tells the page the URL, then hands the port over to ssh.
-Asleep it runs no ssh and wakes once a minute (to end when its profile left hosts.yml).
+cloud says so after repeated failures), the keeper ends ssh and the same sockets answer with the
+asleep page (labvm.asleep), which names the profile, why and when it stopped, the price, and offers
+a Start button (state "gone", no Start, when the VM was deleted) to the user's own browser only.
+Start runs `python -m labvm.asleep_start` (what `inv up` does) as a child whose output the page
+shows; its `up` wakes the keeper, whose ssh then carries the port's connections again, and the
+page moves into the lab once the child says it answers.  Asleep it runs no ssh and wakes once a
+minute (to end when its profile left hosts.yml).
 
 Before each ssh forwards, and every few seconds while it does, it asks the VM who listens on the
 remote ports (one short `ssh -T`, riding the forward's login while it runs, scripts/nbctl.py
@@ -40,7 +48,8 @@ Its state is one JSON file, ~/.ssh/labvm/run/<profile>.json (0600, written whole
 keeper_pid, ssh_pid, local_port, remote_port, control_port, control_secret, state ("starting", "up", "reconnecting",
 "refused", "asleep", "gone", "failed"), since (ISO time), reason (ssh's last line, or why it
 sleeps), autostop_asked (ISO time of the last question about autostop that was answered, to the
-microsecond).
+microsecond).  The browser's proof (labvm.asleep) is ~/.ssh/labvm/run/<profile>.proof, 0600, made
+once and kept, so a tab that has it keeps its Start across keepers.
 """
 
 from __future__ import annotations
@@ -61,8 +70,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import answers, platforms
+from . import answers, platforms, ssh_options
+from .asleep import PageFacts, Pages
 from .errors import LabvmError
+from .gate import Gate, Handler, Request, Response, free_port
 from .text import LINE_LIMIT, clean, communicate_bounded, decode
 
 KEEPALIVE_INTERVAL = 10  # seconds; 3 missed answers end ssh: a dead link is noticed in 30-40 s
@@ -73,7 +84,8 @@ ASK_CLOUD_AFTER = 3  # failed attempts in a row before asking the cloud whether 
 ASK_CLOUD_EVERY = 60  # seconds between those questions
 ACCEPT_TIMEOUT = 30  # seconds for the first ssh to reach the point where its forward accepts
 KEEPER_MODULE = "labvm.keeper"
-SOCKET_PATH = re.compile(r"[\w./+-]+")  # what ssh takes as a ControlPath as it is (no spaces, quotes, %)
+SOCKET_PATH = re.compile(r"[\w./+-]+")  # what ssh takes as a path as it is (no spaces, quotes, %, $, :)
+UNIX_PATH_LIMIT = 104  # bytes of a unix socket's path, with its NUL: macOS's sun_path (Linux: 108)
 AUTOSTOP_ASK_EVERY = 60  # seconds: the VM's check runs every minute
 AUTOSTOP_ASK_TIMEOUT = 30  # seconds for the whole question, connection included
 AUTOSTOP_WARN_WITHIN = 300  # seconds, or half a shorter period: scripts/autostop.py's `wall` warning
@@ -91,20 +103,20 @@ OWNER_ANSWER_LIMIT = 4096  # bytes: one short JSON line per port
 OWNER_FIELDS = {"port", "uid", "mine", "user"}
 ROOT_UID = 0
 REFUSED_RETRY = 60  # seconds between questions while another login holds a port
-CONTROL_TIMEOUT = 5  # seconds either side waits for one control line
+CONTROL_TIMEOUT = 5  # seconds a caller has for its whole control line, and waits for the answer
 CONTROL_LINE_LIMIT = 1024  # bytes of one control line
+CONTROL_CALLERS = 8  # control connections served at once; beyond, a new one is closed unanswered
 SLEEP_WHY_LIMIT = 300  # characters of why it sleeps
 CHILD_END_WAIT = 2  # seconds for an ssh to end when asked before it is killed (a stopped one never would)
 ASLEEP_CHECK_EVERY = 60  # seconds: asleep, it looks whether its profile is still in hosts.yml
-PAGE_RETRY = 10  # seconds between tries to serve the asleep page on a port something else holds
-URL_WAIT = 5  # seconds for the start's URL line to reach the keeper after that start's `up` woke it
-HANDOVER_NOTICE = 10  # seconds the page has to pass the URL to the browser before ssh takes the port
-WAKE_WITHIN = URL_WAIT + HANDOVER_NOTICE + OWNER_ASK_TIMEOUT + ACCEPT_TIMEOUT  # asleep to up, at most
+WAKE_WITHIN = OWNER_ASK_TIMEOUT + ACCEPT_TIMEOUT  # asleep to up, at most
+COMING = ("starting", "reconnecting")  # states in which the forward is on its way: connections wait
 START_MODULE = "labvm.asleep_start"  # what the page's Start runs: `inv up` without a browser
 START_LINES = 200  # of the start's output, the last ones the page shows
 GONE_STATUS = 3  # asleep_start's exit status when the VM was deleted: no new VM is made from a page
 AUTOSTOP_DUE_WITHIN = 2 * AUTOSTOP_ASK_EVERY  # this close to its autostop when last asked: autostop stopped it
 TOKEN = re.compile(r"(token=)[^&\s]+")  # kept out of the log and the page's lines (the page gets the URL)
+PROOF = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 
 
 def now_iso() -> str:
@@ -112,37 +124,75 @@ def now_iso() -> str:
 
 
 def write_state(path: Path, state: dict) -> None:
+    write_private(path, json.dumps(state))
+
+
+def write_private(path: Path, text: str) -> None:
+    """The file whole (a reader sees the old one or the new one), 0600 from its first byte."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(state, f)
+        f.write(text)
     os.replace(tmp, path)
+
+
+def own_proof(run_dir: Path, profile: str) -> str:
+    """What the profile's page takes as proof that a browser is the user's (labvm.asleep): made
+    once, kept in a 0600 file of the run folder (0700), so a tab that holds it keeps its Start
+    across keepers."""
+    path = run_dir / f"{profile}.proof"
+    try:
+        kept = path.read_text().strip()
+        if PROOF.fullmatch(kept):
+            return kept
+    except OSError:
+        pass
+    proof = secrets.token_urlsafe(32)
+    write_private(path, proof)
+    return proof
+
+
+def socket_path(run_dir: Path, name: str, added: int = 0) -> Path | None:
+    """RUN_DIR/NAME where ssh can take it as a unix socket's path as it is: no character ssh reads as
+    its own syntax (whitespace, quotes, %, $, and : in a forward), and short enough for macOS with
+    the `added` characters ssh puts on it while binding."""
+    path = run_dir / name
+    if not SOCKET_PATH.fullmatch(str(path)) or len(os.fsencode(path)) + added >= UNIX_PATH_LIMIT:
+        return None
+    return path
 
 
 def shared_connection(run_dir: Path, profile: str) -> Path | None:
     """Where the keeper's ssh lets another ssh ride its login (a sync: no handshake of its own, 0.2 s
     less on loopback, 0.4 s at a 50 ms round trip); None where the platform's ssh cannot share, or the
-    path cannot be a socket's: ssh binds it with "." and 16 characters added (mux.c), macOS holds 104
-    bytes, and ssh reads whitespace, quotes and % in ControlPath as its own syntax."""
-    path = run_dir / f"{profile}.mux"
-    if not platforms.ssh_shares_connections() or not SOCKET_PATH.fullmatch(str(path)):
+    path cannot be a socket's: ssh binds it with "." and 16 characters added (mux.c)."""
+    if not platforms.ssh_shares_connections():
         return None
-    return path if len(os.fsencode(path)) + 17 < 104 else None
+    return socket_path(run_dir, f"{profile}.mux", added=17)
 
 
-def ssh_command(ssh_config: str, alias: str, local_port: int, remote_port: int, shared: Path | None = None) -> list[str]:
-    """shared: the socket through which other ssh may use this login (ControlMaster); None: no sharing,
-    whatever the user's own ssh config says (Windows' OpenSSH breaks on it)."""
+def forward_socket(run_dir: Path, profile: str) -> Path | None:
+    """The unix socket ssh forwards the lab to: in the 0700 run folder, so no other user can connect;
+    None where this laptop has no unix-socket forward (Windows) or the path cannot be one."""
+    return socket_path(run_dir, f"{profile}.fwd") if platforms.has_unix_sockets() else None
+
+
+def ssh_command(ssh_config: str, alias: str, forward: str, remote_port: int, shared: Path | None = None) -> list[str]:
+    """forward: where ssh listens for the gate's connections (a unix socket's path, or on Windows
+    127.0.0.1:PORT); shared: the socket through which other ssh may use this login (ControlMaster);
+    None: no sharing, whatever the user's own ssh config says (Windows' OpenSSH breaks on it)."""
     sharing = ["ControlMaster=yes", f"ControlPath={shared}"] if shared else ["ControlMaster=no", "ControlPath=none"]
     return [
         "ssh", "-F", ssh_config, "-N",
-        "-o", sharing[0], "-o", sharing[1],
+        "-o", sharing[0], "-o", sharing[1], *ssh_options.for_forward(),
         "-o", "ExitOnForwardFailure=yes",
+        "-o", "StreamLocalBindUnlink=yes",  # a socket an ssh killed left behind is replaced
+        "-o", "StreamLocalBindMask=0177",  # 0600, whatever the user's config says (the folder is 0700 too)
         "-o", f"ServerAliveInterval={KEEPALIVE_INTERVAL}",
         "-o", f"ServerAliveCountMax={KEEPALIVE_COUNT}",
         "-o", "BatchMode=yes",
         "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
-        "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}",
+        "-L", f"{forward}:127.0.0.1:{remote_port}",
         alias,
     ]
 
@@ -163,7 +213,7 @@ def question_command(ssh_config: str, alias: str, question: str, shared: Path | 
     return [
         "ssh", "-F", ssh_config, "-T",
         "-o", "ControlMaster=no", "-o", f"ControlPath={shared or 'none'}",
-        "-o", "ClearAllForwardings=yes",  # the tunnel's ports are the keeper's ssh's
+        *ssh_options.for_commands(),  # no forward: the tunnel's ports are the keeper's ssh's
         "-o", "BatchMode=yes",
         "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
         alias, question,
@@ -202,10 +252,14 @@ def refusal(held: dict[int, dict]) -> str:
     return ""
 
 
-def read_line(conn: socket.socket) -> str:
-    """One control line (without its newline), at most CONTROL_LINE_LIMIT bytes."""
+def read_line(conn: socket.socket, deadline: float) -> str:
+    """One control line (without its newline), at most CONTROL_LINE_LIMIT bytes, whole by the deadline."""
     data = b""
     while b"\n" not in data and len(data) < CONTROL_LINE_LIMIT:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no whole line in time")
+        conn.settimeout(left)
         chunk = conn.recv(CONTROL_LINE_LIMIT - len(data))
         if not chunk:
             break
@@ -218,15 +272,9 @@ def tell(port: int, secret: str, command: str) -> str | None:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=CONTROL_TIMEOUT) as conn:
             conn.sendall(f"{secret} {command}\n".encode())
-            return read_line(conn) or None
+            return read_line(conn, time.monotonic() + CONTROL_TIMEOUT) or None
     except OSError:
         return None
-
-
-def forward_accepts(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def duration(seconds: float) -> str:
@@ -393,7 +441,9 @@ def autostop_stopped_it(report: dict | None, reasons: list[str]) -> str:
 
 class Control:
     """The keeper's control socket: 127.0.0.1, a port of its own, one line in, one line out.
-    Its own thread; one caller at a time (each has CONTROL_TIMEOUT to say its line)."""
+    Another user of the laptop can connect too (a loopback port is open to all): without the
+    secret from the 0600 record nothing happens, and a caller that sends slowly holds only its own
+    connection, for CONTROL_TIMEOUT at most.  Commands are carried out one at a time."""
 
     def __init__(self, keeper: "Keeper"):
         self.keeper = keeper
@@ -401,6 +451,8 @@ class Control:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.wrong_said = False
+        self.callers = threading.BoundedSemaphore(CONTROL_CALLERS)
+        self.one_at_a_time = threading.Lock()
 
     def serve(self) -> None:
         while True:
@@ -408,35 +460,52 @@ class Control:
                 conn, _ = self.server.accept()
             except OSError:  # closed: the keeper ends
                 return
-            then = None
+            if not self.callers.acquire(blocking=False):
+                conn.close()
+                continue
+            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
+
+    def answer(self, conn: socket.socket) -> None:
+        then = None
+        try:
             with conn:
-                try:
-                    conn.settimeout(CONTROL_TIMEOUT)
-                    line = read_line(conn)
-                    secret, _, request = line.partition(" ")
-                    if not hmac.compare_digest(secret.encode(), self.secret.encode()):
-                        if not self.wrong_said:
-                            self.wrong_said = True
-                            self.keeper.log("control: a request with a wrong secret was ignored (said once)")
-                        continue
+                line = read_line(conn, time.monotonic() + CONTROL_TIMEOUT)
+                secret, _, request = line.partition(" ")
+                if not hmac.compare_digest(secret.encode(), self.secret.encode()):
+                    if not self.wrong_said:
+                        self.wrong_said = True
+                        self.keeper.log("control: a request with a wrong secret was ignored (said once)")
+                    return
+                with self.one_at_a_time:
                     answer, then = self.keeper.command(request)
-                    conn.sendall(f"{answer}\n".encode())
-                except OSError:  # the caller left: what it asked is done all the same
-                    pass
-            if then:  # after the answer: `end` ends the process
-                then()
+                    try:
+                        conn.sendall(f"{answer}\n".encode())
+                    except OSError:  # the caller left: what it asked is done all the same
+                        pass
+                    if then:  # after the answer: `end` ends the process
+                        then()
+        except OSError:  # a caller too slow, or gone
+            pass
+        finally:
+            self.callers.release()
 
     def close(self) -> None:
         self.server.close()
 
 
 class Keeper:
+    """The loop (keep), what it is told (command), and the URL's routes (labvm.gate.Routes)."""
+
     def __init__(self, profile: str, local_port: int, remote_port: int, run_dir: Path, ssh_config: str,
                  alias: str, hosts: str):
         self.profile, self.local_port, self.remote_port = profile, local_port, remote_port
         self.record = run_dir / f"{profile}.json"
         self.shared = shared_connection(run_dir, profile)
+        self.forward_path = forward_socket(run_dir, profile)
+        self.inner_port = 0  # without a unix socket (Windows): the loopback port the ssh listens on
         self.ssh_config, self.alias, self.hosts = ssh_config, alias, hosts
+        self.forward_config = ssh_config  # the forwarding ssh's config (see run)
+        self.labvm_config = str(run_dir.parent / "config")  # labvm's own blocks (labvm.sshconfig.SshHome.config)
         self.child: subprocess.Popen | None = None
         self.ssh_ending = False  # asked to end: a stopped (stalled) ssh never closes its stderr
         self.last_line = ""
@@ -446,22 +515,18 @@ class Keeper:
         self.question: subprocess.Popen | None = None
         self.unchecked_said = False
         self.record_lock = threading.Lock()  # the loop, the autostop watch and the start write the record
+        self.forwarding = threading.Condition()  # notified at each change of state: the gate's connections wait on it
         self.watch = AutostopWatch(self)
         # Asleep: set by `sleep` (control thread) or the cloud's answer (loop); read by the loop.
         self.sleep_request: tuple[str, bool] | None = None  # (why, gone)
         self.awaken = False  # `wake`/`reconnect` while asleep
         self.asleep_why, self.asleep_since, self.gone = "", "", False
-        self.page_stale = False  # the page's facts changed: serve it anew
-        self.page_trouble = ""  # why the page could not be served, said once
         self.hosts_seen = self.hosts_mtime()
-        # The page's Start: a child running `up`, its output, the URL it said.
+        # The page's Start: a child running `up`, its output; the lab's URL once known.
         self.start_lock = threading.Lock()
-        self.start_process: subprocess.Popen | None = None
-        self.started: dict = {"lines": [], "state": "idle", "url": None, "error": ""}
-        self.url_known = threading.Event()
-        self.url_delivered = threading.Event()  # the page handed the URL to the browser
-        self.url_answered: str | None = None  # the URL the page's last /progress answer held
-        self.asked_on_waking: list[str | None] | None = None  # port_refusal()'s answer, asked while waking
+        self.started: dict = {"lines": [], "state": "idle", "error": ""}
+        self.lab_url: str | None = None
+        self.pages = Pages(local_port, own_proof(run_dir, profile), self.start_from_page, self.progress)
         self.state = {"keeper_pid": os.getpid(), "ssh_pid": 0, "local_port": local_port,
                       "remote_port": remote_port, "state": "starting",
                       "since": now_iso(), "reason": ""}
@@ -475,6 +540,8 @@ class Keeper:
         if not (keep_since and self.state["state"] == state):
             fields["since"] = now_iso()
         self.note(**fields)
+        with self.forwarding:
+            self.forwarding.notify_all()
         self.log(f"{state}{': ' + reason if reason else ''}")
 
     def note(self, **fields) -> None:
@@ -495,9 +562,20 @@ class Keeper:
             return "ok", self.watch.ring
         if command == "sleep":
             return "ok", lambda: self.on_sleep(clean(words.strip(), SLEEP_WHY_LIMIT) or "VM stopped")
+        if command == "lab":
+            return ("ok", None) if self.learn_url(words.strip()) else ("not a URL of this port", None)
         if command == "end":
             return "ok", self.on_end
         return f"unknown command {clean(command, 40)!r}", None
+
+    def learn_url(self, url: str) -> bool:
+        """The lab's URL with its current token (from `inv up`, or the page's start): the page moves
+        there, and a browser opening it gets the page's proof.  Only a URL on this port."""
+        if not (url.startswith(self.pages.lab_prefixes) and url.isprintable() and " " not in url):
+            return False
+        token = TOKEN.search(url)
+        self.lab_url, self.pages.token = url, token.group(0)[len("token="):] if token else None
+        return True
 
     def on_end(self) -> None:
         self.log("asked to end")
@@ -507,7 +585,6 @@ class Keeper:
         self.stopping = True
         self.end_child()
         self.end_question()
-        self.url_delivered.set()
         self.wake.set()
 
     def on_reconnect(self, *_):
@@ -553,13 +630,20 @@ class Keeper:
             self.child.wait()
         if self.shared:  # a killed ssh leaves its socket: each ssh pointed at it would complain, then log in
             self.shared.unlink(missing_ok=True)
+        if self.forward_path:
+            self.forward_path.unlink(missing_ok=True)
 
     # -- one ssh ------------------------------------------------------------------------
 
     def start_child(self) -> None:
         if self.shared:  # one left by an ssh killed with its keeper: ssh would not share through it
             self.shared.unlink(missing_ok=True)
-        command = ssh_command(self.ssh_config, self.alias, self.local_port, self.remote_port, self.shared)
+        if self.forward_path:
+            forward = str(self.forward_path)
+        else:
+            self.inner_port = free_port()
+            forward = f"127.0.0.1:{self.inner_port}"
+        command = ssh_command(self.forward_config, self.alias, forward, self.remote_port, self.shared)
         self.ssh_ending = False
         self.child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, **platforms.windowless())
@@ -595,10 +679,59 @@ class Keeper:
         deadline = time.monotonic() + ACCEPT_TIMEOUT
         while (self.child.poll() is None and time.monotonic() < deadline
                and not (self.stopping or self.sleep_request or self.ssh_ending)):
-            if forward_accepts(self.local_port):
+            probe = self.connect_forward()
+            if probe:
+                probe.close()
                 return self.child.poll() is None
             time.sleep(0.05)
         return False
+
+    def connect_forward(self) -> socket.socket | None:
+        """A connection to the lab through this ssh's forward; None when it does not accept.  The
+        unix socket is in the 0700 run folder; a loopback port (Windows) is anyone's to take while
+        its ssh is gone, so each connection there is checked to be that ssh's."""
+        child = self.child
+        try:
+            if self.forward_path:
+                return platforms.connect_unix(self.forward_path, CONNECT_TIMEOUT)
+            connection = socket.create_connection(("127.0.0.1", self.inner_port), timeout=CONNECT_TIMEOUT)
+        except OSError:
+            return None
+        connection.settimeout(None)
+        if child and platforms.answered_by(child.pid, connection):
+            return connection
+        connection.close()
+        self.log(f"127.0.0.1:{self.inner_port} is not this keeper's ssh (another program took it): a new ssh")
+        self.end_child()
+        return None
+
+    # -- the URL's sockets (labvm.gate.Routes) ------------------------------------------------
+
+    def own(self, request: Request) -> Handler | None:
+        return self.pages.own(request)
+
+    def page(self, request: Request) -> Response | None:
+        return self.pages.page(request)
+
+    def upstream(self, wait: float) -> socket.socket | None:
+        """A connection through ssh's forward, waiting while ssh (re)connects; None when asleep,
+        refused, failed, or the forward is not back within `wait`."""
+        deadline = time.monotonic() + wait
+        while True:
+            with self.forwarding:
+                self.forwarding.wait_for(lambda: self.state["state"] not in COMING or self.stopping,
+                                         max(0.0, deadline - time.monotonic()))
+                state = "ended" if self.stopping else self.state["state"]
+            connection = self.connect_forward() if state == "up" else None
+            if connection or time.monotonic() >= deadline or state not in ("up", *COMING):
+                return connection
+            time.sleep(0.1)  # "up" a moment after its ssh ended: the loop is about to say so
+
+    def unavailable(self) -> Response:
+        state, reason = str(self.state["state"]), str(self.state["reason"])
+        words = f"{state}: {reason}" if reason else state
+        return Response(503, (json.dumps({"message": f"labvm: no way to the VM of {self.profile} now ({clean(words)})",
+                                          "reason": state}) + "\n").encode())
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -607,6 +740,15 @@ class Keeper:
         signal.signal(signal.SIGINT, self.on_term)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal that started `inv` may close
+        platforms.raise_open_files_limit()
+        try:
+            gate = Gate(self.local_port, self)
+        except OSError as e:  # another program took the port since `inv up` chose it
+            self.set_state("failed", f"127.0.0.1:{self.local_port} is taken ({e.strerror or e}); "
+                                     f"`inv up --host {self.profile}` again picks another port")
+            self.record.unlink(missing_ok=True)
+            return 1
+        self.leave_out_forwards_of_the_users_config()
         control = Control(self)
         self.state.update(control_port=control.port, control_secret=control.secret)
         threading.Thread(target=control.serve, daemon=True).start()
@@ -616,6 +758,17 @@ class Keeper:
         finally:
             control.close()
             self.watch.end()
+            gate.close()
+
+    def leave_out_forwards_of_the_users_config(self) -> None:
+        """A `Host *` that forwards ports for every host would make the forwarding ssh bind them too
+        (and end it where one is taken, ExitOnForwardFailure); that ssh then reads labvm's own
+        blocks only.  Forwards add up in OpenSSH, so no `-o` can take them back one by one."""
+        found = ssh_options.forwards_in(self.ssh_config, self.alias)
+        if found:
+            self.forward_config = self.labvm_config
+            self.log(f"{self.ssh_config} forwards ports for {self.alias} ({clean(found[0], 80)}): the tunnel's "
+                     f"ssh reads only {self.labvm_config}")
 
     def keep(self) -> int:
         backoff, failures, was_up, asked_cloud = BACKOFF_FIRST, 0, False, 0.0
@@ -628,12 +781,10 @@ class Keeper:
                 # Woken for a VM that runs again: never given up on, asked about at the third failure.
                 was_up, failures, backoff, asked_cloud = True, 0, BACKOFF_FIRST, 0.0
                 self.set_state("starting")
+                self.pages.facts = None  # connections now wait for the forward
                 continue
-            if self.asked_on_waking:
-                [refused], self.asked_on_waking = self.asked_on_waking, None
-            else:
-                self.last_line = ""
-                refused = self.port_refusal()
+            self.last_line = ""
+            refused = self.port_refusal()
             if self.stopping or self.sleep_request:
                 continue
             if refused:
@@ -687,94 +838,41 @@ class Keeper:
     # -- asleep: the port serves the asleep page --------------------------------------------
 
     def sleep(self) -> None:
-        """No ssh; the local port serves the asleep page until `wake`/`reconnect` (then the port
-        goes to ssh: the page's server closes first) or the end."""
+        """No ssh; the port answers with the asleep page until `wake`/`reconnect` or the end."""
         self.child = None
-        page = None
-        try:
-            while not self.stopping:
-                request, self.sleep_request = self.sleep_request, None
-                if request:
-                    self.be_asleep(*request)
-                if self.awaken:
-                    break
-                if self.page_stale and page:
-                    page.close()
-                    page = None
-                if page is None:
-                    page = self.serve_page()
-                said = ("gone" if self.gone else "asleep", self.asleep_why)
-                if (self.state["state"], self.state["reason"]) != said:  # once the page answers (or cannot)
-                    self.set_state(*said)
-                woken = self.wake.wait(ASLEEP_CHECK_EVERY if page else PAGE_RETRY)
-                self.wake.clear()
-                if not woken and self.profile_removed():
-                    self.log(f"profile {self.profile} is no longer in {self.hosts}: ending")
-                    self.stopping = True
-            if not self.stopping:
-                # Who holds the VM's port is asked while the page still hands the URL over: the
-                # forward starts the moment the page lets the port go.
-                self.last_line, answer = "", []
-                asking = threading.Thread(target=lambda: answer.append(self.port_refusal()), daemon=True)
-                asking.start()
-                self.notice_before_handover()
-                asking.join()
-                self.asked_on_waking = answer or None
-        finally:
-            if page:
-                page.close()
-            self.awaken = False
+        while not self.stopping:
+            request, self.sleep_request = self.sleep_request, None
+            if request:
+                self.be_asleep(*request)
+            if self.awaken:
+                break
+            woken = self.wake.wait(ASLEEP_CHECK_EVERY)
+            self.wake.clear()
+            if not woken and self.profile_removed():
+                self.log(f"profile {self.profile} is no longer in {self.hosts}: ending")
+                self.stopping = True
+        self.awaken = False
 
     def be_asleep(self, why: str, gone: bool) -> None:
-        if (why, gone) == (self.asleep_why, self.gone) and self.state["state"] in ("asleep", "gone"):
-            return
         if self.state["state"] not in ("asleep", "gone"):  # from awake: a new stop, a new start
             self.asleep_since = now_iso()
             self.watch.last_report, self.watch.last_reasons = None, []  # said; the next stop has its own
             with self.start_lock:
-                self.started = {"lines": [], "state": "idle", "url": None, "error": ""}
-        self.asleep_why, self.gone, self.page_stale = why, gone, True
-
-    def serve_page(self):
-        """The asleep page on the local port; None when it cannot be served now (said once)."""
-        self.page_stale = False
-        try:
-            from .asleep import AsleepPage, PageFacts
-
-            size, region = self.profile_facts()
-            facts = PageFacts(profile=self.profile, size=size, region=region, stopped_at=self.asleep_since,
-                              why=self.asleep_why, price=self.price_words(), gone=self.gone)
-            return AsleepPage(self.local_port, facts, self.start_from_page, self.progress)
-        except Exception as e:  # the port taken by something else meanwhile: tried again, said once
-            said = f"asleep page: not served on 127.0.0.1:{self.local_port} ({type(e).__name__}: {e}); trying again"
-            if said != self.page_trouble:
-                self.page_trouble = said
-                self.log(said)
-            return None
-
-    def notice_before_handover(self) -> None:
-        """Woken by the page's own start: the page tells the browser the URL before ssh takes
-        its port (the browser cannot learn it once the page is gone); a tab that does not poll
-        is waited for no longer than HANDOVER_NOTICE."""
-        if self.start_process and self.start_process.poll() is None:
-            self.url_known.wait(URL_WAIT)
-        with self.start_lock:
-            url = self.started["url"]
-            if url:
-                self.started["state"] = "ready"
-        if url:  # the page asks again within 0.1 s of an answer that held it
-            self.url_delivered.wait(HANDOVER_NOTICE)
+                self.started = {"lines": [], "state": "idle", "error": ""}
+        self.asleep_why, self.gone = why, gone
+        self.pages.token = None  # the stopped lab's token opens nothing now, and gives no proof
+        size, region = self.profile_facts()
+        self.pages.facts = PageFacts(profile=self.profile, size=size, region=region, stopped_at=self.asleep_since,
+                                     why=why, price=self.price_words(), gone=gone)
+        if (self.state["state"], self.state["reason"]) != ("gone" if gone else "asleep", why):
+            self.set_state("gone" if gone else "asleep", why)
 
     def progress(self) -> dict:
-        """What the page shows of a start; the URL as soon as it is known (the page goes there
-        once the lab answers on its port)."""
+        """What the page shows of a start, and the lab's URL where it answers (after the page's
+        start, or while the lab is up: a tab left on the page goes into it)."""
         with self.start_lock:
             seen = {**self.started, "lines": list(self.started["lines"])}
-            # Delivered once the page asks again after an answer that held it: the tab asks only
-            # after reading the last answer, and one cut off by the hand-over never arrived.
-            if seen["url"] and self.url_answered == seen["url"]:
-                self.url_delivered.set()
-            self.url_answered = seen["url"]
+        seen["url"] = self.lab_url if seen["state"] in ("idle", "ready") and not self.pages.facts else None
         return seen
 
     def start_from_page(self) -> None:
@@ -782,13 +880,12 @@ class Keeper:
         with self.start_lock:
             if self.gone or self.started["state"] in ("starting", "ready"):
                 return
-            self.started = {"lines": [], "state": "starting", "url": None, "error": ""}
-            self.url_known.clear()
+            self.started = {"lines": [], "state": "starting", "error": ""}
         self.log("asleep page: Start")
         threading.Thread(target=self.run_start, daemon=True).start()
 
     def run_start(self) -> None:
-        command = [sys.executable, "-m", START_MODULE, self.hosts, self.profile, str(self.local_port)]
+        command = [sys.executable, "-m", START_MODULE, self.hosts, self.profile]
         try:
             child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -796,30 +893,24 @@ class Keeper:
         except OSError as e:
             self.start_said(f"could not start {START_MODULE}: {e}", failed=True)
             return
-        self.start_process = child
-        last = ""
+        last, url = "", None
         while raw := child.stdout.readline(LINE_LIMIT):
             line = clean(decode(raw).rstrip("\r\n"))
             if line.startswith("url: "):
                 url = line[len("url: "):]
-                if url.startswith(f"http://127.0.0.1:{self.local_port}/") and url != self.started["url"]:
-                    with self.start_lock:
-                        self.url_delivered.clear()
-                        self.started["url"] = url
-                    self.url_known.set()
-                continue
-            if line.strip():
+            elif line.strip():
                 last = line
                 self.start_said(line)
         code = child.wait()
         if code == GONE_STATUS:
             self.start_said(last, failed=True)
             self.fall_asleep("VM gone: it was deleted", gone=True)
-        elif code != 0 or not self.started["url"]:
+        elif code != 0 or not url or not self.learn_url(url):
             self.start_said(last or f"the start ended with status {code}", failed=True)
         else:
+            with self.start_lock:
+                self.started["state"] = "ready"
             self.log("asleep page: started")
-        self.url_known.set()
 
     def start_said(self, line: str, failed: bool = False) -> None:
         shown = TOKEN.sub(r"\1…", line)

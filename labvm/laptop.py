@@ -47,7 +47,7 @@ def openssh() -> Check:
     except (OSError, subprocess.SubprocessError) as e:
         return Check("openssh", False, f"{ssh} -V failed ({e}); {advice}")
     line = openssh_line(ssh, (shown.stderr or shown.stdout).strip(), advice)
-    return Check(line.name, True, f"{line.detail}; {sharing()}") if line.ok else line
+    return Check(line.name, True, f"{line.detail}; {sharing()}; {forwarding()}") if line.ok else line
 
 
 def sharing() -> str:
@@ -62,6 +62,19 @@ def sharing() -> str:
         return (f"no ControlMaster: {run} cannot hold a socket ssh reads (a space, quote or %, or too long): "
                 f"each sync logs in")
     return "ControlMaster: while the tunnel is up, a sync rides its login"
+
+
+def forwarding() -> str:
+    """How the keeper reaches its ssh's forward here (labvm.keeper.forward_socket)."""
+    from .keeper import forward_socket
+    from .sshconfig import SshHome
+
+    run = SshHome.current().run
+    if forward_socket(run, "profile") is not None:
+        return f"the tunnel's ssh forwards to a unix socket in {run} (0700): no other user of this machine can reach it"
+    why = "Windows' OpenSSH forwards no unix socket" if platforms.is_windows() else \
+        f"{run} cannot hold a socket ssh reads (a space, quote, % or $, or too long)"
+    return f"{why}: the tunnel's ssh listens on a loopback port, and each connection is checked to reach that ssh"
 
 
 def openssh_line(ssh: str, version_text: str, advice: str) -> Check:

@@ -363,8 +363,10 @@ class SshHost:
         return self._try(self._exec, command, limit=READ_LIMIT)[1]
 
     def upload(self, local: Path, path: str) -> None:
+        """A file of the laptop's to the host: its folder made if missing (a VM labvm never set up),
+        the file 0600 before its first byte (an environment file may name a private index)."""
         self._step = f"the upload of {local.name}"
-        self._put([(str(local), path)])
+        self._put([(str(local), path)], private=True)
 
     def close(self) -> None:
         if self._connection is not None:

@@ -10,6 +10,7 @@ import html
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from . import answers, platforms, preflight, steps
@@ -19,6 +20,7 @@ from .errors import LabvmError
 from .providers import IMAGE_AVAILABLE, Instance, Provider, for_profile, parse_time
 from .remote import LocalHost, SshHost
 from .sshconfig import SshHome
+from .text import clean
 from .tunnel import Tunnels, wait_until_answering
 from .workers import ClusterMachines
 
@@ -316,11 +318,13 @@ class Session:
                     self.close_tunnel()
                 raise
             local_port = opening.result()
-        if self.is_local:
-            wait_until_answering(local_port, server["token"])
+        if self.is_local:  # the token goes to this Jupyter's own socket, whoever else took a port
+            wait_until_answering(local_port, server["token"], server["pid"])
         else:  # a tunnel that does not carry an authorised request at once is replaced, whatever its state
             local_port = self.tunnels.ensure(self.profile, server["port"], server["token"]).local_port
         url = self.url(local_port, server)
+        if not self.is_local:
+            self.tunnels.tell_url(self.profile, url)
         print(f"\nJupyterLab is ready: {url}")
         if self.profile.cluster:
             from .cluster import DASHBOARD_ROUTE  # here, not at the top: labvm.cluster loads Fabric
@@ -393,7 +397,7 @@ class Session:
             self.ssh.write_host(self.profile, self.profile.address or self._running_instance().address)
 
     def _sync_first(self, sync: bool, instance: Instance | None) -> None:
-        """Before the VM stops or goes: notebooks home (a failure stops the task, with the way past it)."""
+        """Before the VM stops or goes: notebooks home."""
         if not sync or self.is_local:
             return
         if instance is None or instance.state != "running":
@@ -403,10 +407,39 @@ class Session:
         if self.plan:
             print(f"plan: first sync notebooks home into {self.profile.sync_dir} (rsync over ssh {self.profile.alias})")
             return
+        self._sync_once()
+
+    def _sync_or_refuse(self, sync: bool, instance: Instance, unchanged: str) -> None:
+        """Before a verb that takes the VM's disk (terminate) or changes the VM (resize): a sync that fails,
+        however it fails, stops the verb with nothing done and the way past it."""
         try:
-            self._sync_once()
-        except LabvmError as e:
-            raise LabvmError(f"{e}\nnothing was stopped; pass --no-sync to go on without bringing notebooks home") from None
+            self._sync_first(sync, instance)
+        except Exception as e:  # whatever the sync raised, the disk must not go unasked
+            raise LabvmError(f"{_one_line(e)}; {unchanged}; pass --no-sync to go on without bringing "
+                             f"notebooks home") from None
+
+    def _attempt(self, failed: list[str], step: str, action: Callable[[], object]) -> None:
+        """One step of down or stop before (or after) the VM stops: whatever it raises is said in one line
+        and added to `failed`, and the VM is stopped all the same (only Ctrl-C stops that)."""
+        try:
+            action()
+        except Exception as e:  # no failure of a step may leave the VM running and billed
+            failed.append(step)
+            print(f"{step} failed: {_one_line(e)}", flush=True)
+
+    def _went_on(self, verb: str, failed: list[str], stopped: Instance | None) -> None:
+        """down or stop went past failed steps: the exit status says so, and one line what to do now."""
+        if not failed:
+            return
+        steps = failed[0] if len(failed) == 1 else f"{', '.join(failed[:-1])} and {failed[-1]}"
+        name = self.profile.name
+        if stopped is not None:
+            done = f"{stopped.id} is {stopped.state} anyway"
+            later = f"; its disk keeps the notebooks: `inv start --host {name}` then `inv sync --host {name}` brings them home"
+        else:  # a machine labvm does not power: the rest of down was done
+            done = "the rest was done"
+            later = f"; `inv sync --host {name}` brings the notebooks home once the host answers"
+        raise LabvmError(f"{verb}: {steps} failed (said above); {done}{later if 'the sync' in failed else ''}")
 
     # -- the VM's lifecycle (cloud profiles) ------------------------------------------------
 
@@ -429,12 +462,14 @@ class Session:
     def stop(self, sync: bool = True) -> None:
         self.provider.require("stop")
         instance = self._instance()
-        self._sync_first(sync, instance)
+        failed: list[str] = []
+        self._attempt(failed, "the sync", lambda: self._sync_first(sync, instance))
         instance = self.provider.stop(instance)
         if self.plan:
             return
-        self._sleep_tunnel("stopped by inv stop")
+        self._attempt(failed, "putting the tunnel to sleep", lambda: self._sleep_tunnel("stopped by inv stop"))
         print(f"{self.profile.name}: {instance.id} is {instance.state}")
+        self._went_on("stop", failed, instance)
 
     def snapshot(self, name: str, share: tuple[str, ...] = (), no_reboot: bool = False) -> None:
         self.provider.require("snapshot")
@@ -490,7 +525,7 @@ class Session:
         if not size:
             raise LabvmError("--size is required, e.g. --size m5.xlarge")
         instance = self._instance()
-        self._sync_first(sync, instance)
+        self._sync_or_refuse(sync, instance, "nothing was resized and nothing was stopped")
         self.provider.resize(instance, size)
         if self.plan:
             return ""
@@ -506,7 +541,8 @@ class Session:
                 f"{instance.id} has no labvm image newer than its last start ({started:%Y-%m-%d %H:%M}); "
                 f"`inv snapshot --host {self.profile.name}` keeps its disk, or pass --force to lose it"
             )
-        self._sync_first(sync, instance)
+        # The disk goes: a sync that failed stops terminate, whatever failed (--no-sync is the user's say).
+        self._sync_or_refuse(sync, instance, "nothing was deleted and nothing was stopped")
         if not yes and not self.plan:
             self._confirm(f"Terminate {instance.id} ({instance.name}) and delete its disk?",
                           f"terminate deletes {instance.id} and its disk; pass --yes to confirm")
@@ -519,23 +555,36 @@ class Session:
             print(f"{self.profile.name}: {instance.id} terminated")
 
     def down(self, force: bool = False, sync: bool = True) -> None:
+        """Every step is tried, and the VM stopped whatever failed before (a running VM bills; its disk keeps
+        everything); what failed is said, and the exit status says it."""
         instance = self.provider.find()
-        self._sync_first(sync, instance)
         if self.plan:
+            self._sync_first(sync, instance)
             print("plan: then over SSH: stop Jupyter and the cluster's processes; close the tunnel")
             if self.profile.cluster:
                 self.cluster_machines.plan_stop()
             if instance:
                 self.provider.power_off(instance)
             return
+        failed: list[str] = []
+        self._attempt(failed, "the sync", lambda: self._sync_first(sync, instance))
         head_running = instance is not None and instance.state == "running"
         if self.profile.cluster:
-            self.cluster_machines.stop(self.host if head_running else None)
+            self._attempt(failed, "stopping the cluster",
+                          lambda: self.cluster_machines.stop(self.host if head_running else None))
         if head_running:
-            self.stop_notebook(force)
+            self._attempt(failed, "stopping Jupyter", lambda: self.stop_notebook(force))
         stopped = self.provider.power_off(instance) if instance else None  # may still shelve a stopped server
         if stopped is None:  # no VM, or a machine labvm does not power: it stays as it is
-            self.close_tunnel()
-            return
-        self._sleep_tunnel("stopped by inv down")
-        print(f"{self.profile.name}: {stopped.id} is {stopped.state}; nothing is billed but its disk")
+            self._attempt(failed, "closing the tunnel", self.close_tunnel)
+        else:
+            self._attempt(failed, "putting the tunnel to sleep", lambda: self._sleep_tunnel("stopped by inv down"))
+            print(f"{self.profile.name}: {stopped.id} is {stopped.state}; nothing is billed but its disk")
+        self._went_on("down", failed, stopped)
+
+
+def _one_line(error: Exception) -> str:
+    """What a failed step raised, as one line: labvm's own message, or (a fault of labvm's) its type and text."""
+    if isinstance(error, LabvmError):
+        return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return f"{type(error).__name__}: {clean(str(error), 300)} (a fault in labvm: please report it)"

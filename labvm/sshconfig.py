@@ -11,8 +11,9 @@ import os
 import re
 import subprocess
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from . import platforms
 from .config import CONTROL, JUMP, USER, Profile, host_problem, jump_problem
@@ -22,6 +23,21 @@ JUMP_SUFFIX = "+jump"  # '+' is not allowed in profile names, so no profile's al
 # labvm-<profile name> (config.py's rule: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 32), +w<n> for a
 # cluster's worker; nothing OpenSSH reads as a pattern ('*', '?', '!', ',') or a separator.
 ALIAS = re.compile(r"labvm-[A-Za-z0-9][A-Za-z0-9_.-]{0,31}(?:\+w[0-9]{1,3})?")
+# What OpenSSH does to a value of its config, on every version labvm supports (7.6+), so that ssh reads
+# back exactly the path or name labvm checked.  Values are written double-quoted.
+# - Quotes and escapes: from 8.7 argv_split (misc.c) ends a quoted value at the next '"' and reads \\, \"
+#   and \' as escapes; before 8.7 strdelim ends it at the next '"' and reads no escape.  No '"' and no
+#   '\\' can be written the same way for both: both are refused (Windows paths are written with '/').
+# - %TOKENS (percent_expand, misc.c): IdentityFile and HostName read %% as % in every version: '%' is
+#   written doubled.  UserKnownHostsFile reads tokens only from 8.4 and Include from 9.9 (before, '%%'
+#   stays two characters): labvm's own folder, which both name, must hold no '%'.
+# - ${NAME} (dollar_expand, misc.c; IdentityFile, CertificateFile, ControlPath, IdentityAgent and
+#   UserKnownHostsFile from 8.4, Include from 9.9, User from 10.0) is the environment's NAME, and no
+#   escape writes a literal '${' (ssh_config(5), ENVIRONMENT VARIABLES): refused.
+# - Include globs its path (readconf.c, glob(3)): labvm's own folder holds no '*', '?' or '['.
+UNWRITABLE = {'"': "a double quote", "\\": "a backslash", "${": "'${' (OpenSSH reads ${NAME} as a variable)"}
+UNWRITABLE_HOME = {"%": "'%' (an OpenSSH token)", "*": "a '*' (Include globs)", "?": "a '?' (Include globs)",
+                   "[": "a '[' (Include globs)"}
 
 
 @dataclass(frozen=True)
@@ -31,11 +47,14 @@ class SshHome:
     @classmethod
     def current(cls) -> "SshHome":
         origin = "LABVM_SSH_DIR" if os.environ.get("LABVM_SSH_DIR") else "~/.ssh"
-        root = Path(os.environ.get("LABVM_SSH_DIR") or "~/.ssh").expanduser()
+        # Absolute: OpenSSH reads a relative Include in ~/.ssh, a relative IdentityFile in its working folder.
+        root = Path(os.environ.get("LABVM_SSH_DIR") or "~/.ssh").expanduser().absolute()
         if root.exists() and not root.is_dir():
             raise LabvmError(f"{root}: not a folder; {origin} must name the folder for labvm's SSH files")
-        if CONTROL.search(str(root)) or '"' in str(root):
-            raise LabvmError(f"{origin}: {str(root)!r} holds a double quote or a control character; use a plain path")
+        problem = value_problem(config_path(root), {**UNWRITABLE, **UNWRITABLE_HOME})
+        if problem:
+            raise LabvmError(f"{origin}: {str(root)!r} holds {problem}, which OpenSSH would not read back as "
+                             f"written; set LABVM_SSH_DIR to a folder whose path holds none")
         for folder in (root, root / "labvm"):
             _check_owner(folder, origin)
         return cls(root)
@@ -104,11 +123,13 @@ class SshHome:
                 print(f"keys: forgot the old host key of {name} (a new VM answers there)")
 
     def check_identity(self, profile: Profile) -> None:
-        """The profile's own key exists and only its owner may read it (else OpenSSH refuses it)."""
+        """The profile's own key exists and only its owner may read it (else OpenSSH refuses it), at a
+        path the ssh config can name so that OpenSSH opens that same file."""
         path = profile.identity
         if path is None:
             return
         where = profile.key("identity")
+        _check_identity_path(profile, path)
         if not path.is_file():
             raise LabvmError(f"{where}: {path} not found")
         ownership = platforms.owned_mode(path)  # None on Windows: its OpenSSH reads the ACL itself
@@ -131,7 +152,7 @@ class SshHome:
             jump_alias = profile.alias + JUMP_SUFFIX
             for alias in (profile.alias, jump_alias):
                 blocks.pop(alias, None)
-            identities = [self.key] + ([profile.identity] if profile.identity else [])
+            identities = [self.key] + ([profile.identity.absolute()] if profile.identity else [])
             if profile.jump:
                 user, host, port = parse_jump(profile.jump)
                 blocks[jump_alias] = _block(jump_alias, host, port, user, identities, self.known_hosts, None)
@@ -148,8 +169,7 @@ class SshHome:
 
         A symlinked config (a dotfiles repository) is edited where it points; CRLF stays CRLF.
         """
-        # Forward slashes on Windows: OpenSSH reads a backslash in a config value as an escape, and Windows takes /.
-        line = f'Include "{self.config.as_posix() if platforms.is_windows() else self.config}"'
+        line = f'Include "{config_path(self.config)}"'  # current() refused what OpenSSH reads as syntax there
         target = self.user_config.resolve() if self.user_config.is_symlink() else self.user_config
         current = target.read_bytes().decode("utf-8", "surrogateescape") if target.exists() else ""
         if line in (existing.strip() for existing in current.splitlines()):
@@ -178,7 +198,16 @@ def _check_values(profile: Profile, hostname: str) -> None:
     if profile.jump and jump_problem(profile.jump) is not None:
         raise LabvmError(f"{profile.key('jump')}: {profile.jump!r} is not [user@]host[:port]; {nothing}")
     if profile.identity is not None:
-        _literal(profile.identity)
+        _check_identity_path(profile, profile.identity)
+
+
+def _check_identity_path(profile: Profile, path: Path) -> None:
+    """labvm checks the identity's file (its mode, Fabric's login): OpenSSH must open that same file."""
+    written = config_path(path)
+    problem = value_problem(written)
+    if problem:
+        raise LabvmError(f"{profile.key('identity')}: {written!r} holds {problem}, so OpenSSH would open another "
+                         f"file than labvm checks; move or link the key to a path without it")
 
 
 def _private_folder(path: Path) -> None:
@@ -212,8 +241,8 @@ def parse_jump(jump: str) -> tuple[str, str, int]:
 
 
 def _block(alias, hostname, port, user, identities, known_hosts, proxy) -> str:
-    # Each value was validated (no whitespace, quotes or control characters can reach here);
-    # '%' starts an OpenSSH token in these directives and '\\' an escape: both are written doubled.
+    # Each value was validated (no whitespace, quotes or control characters can reach here); _literal
+    # says how each is written (UNWRITABLE).
     lines = [f"Host {alias}", f"    HostName {_literal(hostname)}", f"    Port {int(port)}"]
     if user:
         lines.append(f"    User {_literal(user)}")
@@ -230,11 +259,26 @@ def _block(alias, hostname, port, user, identities, known_hosts, proxy) -> str:
     return "\n".join(lines) + "\n"
 
 
+def config_path(path: PurePath) -> str:
+    """A local path as an ssh config names it: with '/' on Windows, whose paths take it and whose
+    OpenSSH (8.7+) reads a backslash as an escape."""
+    return path.as_posix() if platforms.is_windows() else str(path)
+
+
+def value_problem(text: str, unwritable: Mapping[str, str] = UNWRITABLE) -> str | None:
+    """What in `text` no ssh config can hold so that OpenSSH reads back exactly it; None when nothing."""
+    if CONTROL.search(text):
+        return "a control character"
+    return next((what for piece, what in unwritable.items() if piece in text), None)
+
+
 def _literal(value) -> str:
-    text = str(value)
-    if CONTROL.search(text) or '"' in text:
-        raise LabvmError(f"{text!r} cannot go into an ssh config (a double quote or a control character)")
-    return text.replace("%", "%%").replace("\\", "\\\\")
+    """A value as the ssh config writes it (inside double quotes, or bare where it holds no space)."""
+    text = config_path(value) if isinstance(value, PurePath) else str(value)
+    problem = value_problem(text)
+    if problem:
+        raise LabvmError(f"{text!r} cannot go into an ssh config ({problem})")
+    return text.replace("%", "%%")
 
 
 def _read_blocks(path: Path) -> dict[str, str]:

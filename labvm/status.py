@@ -12,6 +12,7 @@ from .prices import per_hour, price_per_hour
 from .providers import Instance
 from .session import Session
 from .sshconfig import SshHome
+from .text import clean
 from .tunnel import Tunnel, Tunnels
 
 
@@ -27,7 +28,7 @@ def report(config: Config, names: list[str], context) -> list[str]:
                 lines = [f"{name} ({profile.provider}, {where}): reachable", *_machine(session), *_describe(session, status)]
                 return lines + _cluster_status(session)
         except LabvmError as e:
-            return [f"{name}: {str(e).splitlines()[0]}", *_kept_tunnel(config, name)]
+            return [f"{name}: {clean(str(e).splitlines()[0])}", *_kept_tunnel(config, name)]
 
     # Every profile at once: an unreachable one costs one timeout, in parallel with the others.
     with ThreadPoolExecutor(max(1, min(len(names), 16))) as pool:
@@ -70,7 +71,7 @@ def _cluster_status(session: Session) -> list[str]:
     try:
         return machines + [f"  {line}" for line in cluster.status(session.profile, session.host)]
     except LabvmError as e:
-        return machines + [f"  cluster: {str(e).splitlines()[0]}"]
+        return machines + [f"  cluster: {clean(str(e).splitlines()[0])}"]
 
 
 def _machine(session: Session) -> list[str]:

@@ -17,10 +17,12 @@ never come home (`inv` started in the folder would run them), a file over `sync_
 the host (said), sparse files stay sparse, and a sync that would bring more than `sync_max_total`
 stops with one line.
 
-Without a usable rsync here (none on PATH, or macOS's own: see local_rsync) sync_fallback.py
-keeps the same promises through these rules, over one ssh connection and python3 on the host.
+Without a usable rsync here (none on PATH, macOS's own, or one older than the fixes for what a
+VM's rsync can send it: see local_rsync) sync_fallback.py keeps the same promises through these
+rules, over one ssh connection and python3 on the host, every answer checked by labvm.answers.
 Every ssh labvm runs for a sync passes ControlMaster=no and its own ControlPath, so a user's own
-multiplexing (which breaks Windows' ssh) cannot interfere: while the profile's tunnel is up (and the
+multiplexing (which breaks Windows' ssh) cannot interfere, nor anything else of a `Host *` that would
+break a transport (labvm.ssh_options: no forwards, no pty, no remote command): while the profile's tunnel is up (and the
 platform's ssh can share, labvm.keeper.shared_connection) the sync rides the keeper's login and
 logs in no more; otherwise (ControlPath=none) a sync is one connection.
 
@@ -49,13 +51,14 @@ from fnmatch import translate as fnmatch_translate
 from pathlib import Path
 from typing import NamedTuple
 
-from . import platforms
+from . import platforms, ssh_options
 from .config import Profile
 from .errors import LabvmError
 from .sshconfig import SshHome
 from .text import clean
 
 MANIFEST = ".labvm-sync.json"
+_SAID: set[str] = set()  # what this run already said once (the rsync labvm leaves alone)
 SKIPPED_DIRS = (".*", "__pycache__", "node_modules")  # checkpoints, venvs, git: not notebooks
 BACKUP_MARK = ".local-"
 # What invoke loads from the folder it starts in (its collection `tasks` as module, package or
@@ -106,8 +109,9 @@ class Outcome:
         return [clean(line) for line in lines + [f"sync: {note}" for note in self.notes]]
 
 
-# What Windows cannot hold in a file name (learn.microsoft.com/windows/win32/fileio/naming-a-file).
-WINDOWS_FORBIDDEN = re.compile(r'[<>:"\\|?*\x00-\x1f]')
+# What Windows cannot hold in a file name (learn.microsoft.com/windows/win32/fileio/naming-a-file),
+# and lone surrogates: a VM's bytes that are not UTF-8, which Windows' file names cannot spell.
+WINDOWS_FORBIDDEN = re.compile(r'[<>:"\\|?*\x00-\x1f\ud800-\udfff]')
 WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)), *(f"LPT{n}" for n in range(1, 10))}
 
 OVER_MAX_SIZE = b" is over max-size"  # rsync's --info=skip1 line for a file --max-size left out
@@ -125,7 +129,8 @@ class NotebookSync:
         self.local = profile.sync_dir
         self.manifest_path = self.local / MANIFEST
         self.ssh_argv = ssh.ssh_command(profile, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-                                        "-o", "ControlMaster=no", "-o", f"ControlPath={shared or 'none'}")[:-1]
+                                        "-o", "ControlMaster=no", "-o", f"ControlPath={shared or 'none'}",
+                                        *ssh_options.for_commands())[:-1]
         self.ssh_command = shlex.join(self.ssh_argv)
         workspace = profile.notebook.workspace
         # The path on the host: relative to the login directory, so ~ needs no shell.
@@ -143,13 +148,21 @@ class NotebookSync:
     def pull(self) -> Outcome:
         self.local.mkdir(parents=True, exist_ok=True)
         if not self.rsync.usable:
-            from . import sync_fallback
-
-            return sync_fallback.pull(self)
+            return self._fallback(push=False)
         try:
             return self._pull()
         except _NoWorkspace:
             return self.no_workspace()
+
+    def _fallback(self, push: bool) -> Outcome:
+        """sync_fallback instead of rsync; an rsync here that labvm leaves alone is named once a run."""
+        from . import sync_fallback
+
+        outcome = sync_fallback.push(self) if push else sync_fallback.pull(self)
+        if self.rsync.path and self.rsync.summary() not in _SAID:
+            _SAID.add(self.rsync.summary())
+            outcome.notes.insert(0, self.rsync.summary())
+        return outcome
 
     def no_workspace(self) -> Outcome:
         return Outcome(notes=[f"{self.profile.notebook.workspace} is not on the host yet; nothing to bring home"])
@@ -225,9 +238,7 @@ class NotebookSync:
         if not self.local.is_dir():
             raise LabvmError(f"sync: nothing to push; {self.local} does not exist yet (`inv sync` fills it)")
         if not self.rsync.usable:
-            from . import sync_fallback
-
-            return sync_fallback.push(self)
+            return self._fallback(push=True)
         with self.lock():
             record = self.read_manifest()
             # --update: a file that is newer on the host is left alone there.
@@ -438,19 +449,41 @@ class LocalRsync(NamedTuple):
     version: str  # "3.2.7", "openrsync", "" when none
     usable: bool
     options: tuple[str, ...]
+    why_not: str = ""  # why labvm leaves it alone, and what would change that
 
     def summary(self) -> str:
         if self.path is None:
             return "none: the built-in fallback (ssh + python3 on the host) is used"
         if not self.usable:
-            return (f"{self.path} is {self.version}: the built-in fallback is used "
-                    f"(`brew install rsync` gives rsync 3.x, which labvm then uses)")
+            return f"{self.path} is {self.version}: the built-in fallback is used ({self.why_not})"
         return f"{self.path}, rsync {self.version}"
+
+
+# The first rsync labvm lets meet a VM: the VM is the sender in `inv sync` and the receiver in
+# --push, and whoever controls it controls what its rsync says.  What older releases let such a peer
+# do to this machine's rsync, from rsync's NEWS (https://download.samba.org/pub/rsync/NEWS, and
+# NEWS.md in each release):
+#   3.2.5  CVE-2022-29154: a sender writes files outside the destination;
+#   3.4.0  CVE-2024-12084/12085: a receiver overflows the sender's heap and reads its stack;
+#          CVE-2024-12086: a sender reads any file of the receiver's; CVE-2024-12087: it writes
+#          outside the destination;
+#   3.4.3  CVE-2026-43620: a sender crashes any client that pulls (inc_recurse, the default);
+#   3.5.0  CVE-2026-70458: a sender's file entry makes the receiver write out of bounds (the
+#          companion CVE-2026-70459 reproduced on 3.2.7, 3.4.0 and 3.4.1); CVE-2026-53792: a
+#          receiver's zero block length drives the sender's arithmetic negative.
+# Distributions backport fixes without changing the number (Debian's and Ubuntu's 3.2.7 carry the
+# 2024 ones): `rsync --version` cannot tell a patched build, so an older number takes
+# sync_fallback, whose every byte from the VM passes labvm.answers.
+SAFE_RSYNC = (3, 5, 0)
+SAFE_RSYNC_SHOWN = ".".join(map(str, SAFE_RSYNC))
+OLD_RSYNC = (f"rsync before {SAFE_RSYNC_SHOWN} lacks fixes for what a VM's rsync can send it: CVE-2024-12086, "
+             f"CVE-2024-12087, CVE-2026-43620, CVE-2026-70458, ...; rsync {SAFE_RSYNC_SHOWN}+ is used")
+BREW_RSYNC = f"`brew install rsync` gives rsync {SAFE_RSYNC_SHOWN}+, which labvm then uses"
 
 
 @functools.lru_cache(maxsize=None)
 def local_rsync() -> LocalRsync:
-    """Which rsync this machine has, decided per option labvm's rsync path needs:
+    """Which rsync this machine has, decided per option labvm's rsync path needs, then by SAFE_RSYNC:
 
     - the listing it reads (-ii, --out-format with %i %l %M %n), --from0 with --exclude-from,
       --backup-dir, --max-size, --prune-empty-dirs, -S: in rsync 3.x (rsync.1,
@@ -462,7 +495,8 @@ def local_rsync() -> LocalRsync:
       through its protocol, never through the remote shell, whatever RSYNC_OLD_ARGS /
       RSYNC_PROTECT_ARGS say.  Older macOS's rsync 2.6.9 predates it (and %M in --out-format is
       3.x's too): not usable either.  Both then take sync_fallback, which needs neither.
-    - --info=skip1 (3.1.0+), so a file --max-size leaves out is named; older 3.0.x: not named.
+    - --info=skip1 (3.1.0+), so a file --max-size leaves out is named.
+    - SAFE_RSYNC: an older release is not trusted with a VM's data (above).
     """
     path = shutil.which("rsync")
     if path is None:
@@ -474,15 +508,17 @@ def local_rsync() -> LocalRsync:
         return LocalRsync(None, "", False, ())
     text = shown.stdout + shown.stderr
     if "openrsync" in text:
-        return LocalRsync(path, "openrsync", False, ())
+        return LocalRsync(path, "openrsync", False, (), BREW_RSYNC)
     found = re.search(r"version\s+v?(\d+)\.(\d+)\.(\d+)", text)
     if not found:
-        return LocalRsync(path, "an rsync labvm does not know", False, ())
+        return LocalRsync(path, "an rsync labvm does not know", False, (), BREW_RSYNC)
     version = tuple(int(part) for part in found.groups())
     shown_version = ".".join(found.groups())
     if version < (3, 0, 0):
-        return LocalRsync(path, f"rsync {shown_version}", False, ())
-    return LocalRsync(path, shown_version, True, ("-s",) + (("--info=skip1",) if version >= (3, 1, 0) else ()))
+        return LocalRsync(path, f"rsync {shown_version}", False, (), BREW_RSYNC)
+    if version < SAFE_RSYNC:
+        return LocalRsync(path, f"rsync {shown_version}", False, (), OLD_RSYNC)
+    return LocalRsync(path, shown_version, True, ("-s", "--info=skip1"))
 
 
 def _name(shown: bytes) -> str:

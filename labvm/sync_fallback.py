@@ -1,5 +1,6 @@
 """`inv sync` where the laptop has no usable rsync (every Windows PC; macOS's own openrsync and
-2.6.9, see sync.local_rsync): the same promises over one ssh connection.
+2.6.9; an rsync older than the fixes for what a hostile VM can send it: see sync.local_rsync): the
+same promises over one ssh connection.
 
 sync.py's rules decide everything (which files travel, the manifest, what is a conflict, the
 NAME.local-<time>.EXT copies, sync_max_file and sync_max_total, invoke's files held back); this
@@ -8,14 +9,22 @@ sets up has; not rsync) lists the workspace and then answers requests, all throu
 `ssh` that started it:
 
     host -> laptop   a mark line (what a chatty login script printed before it is skipped),
+                     {"missing": true} when the workspace is not there,
                      one JSON line per regular file {"f": hex name, "s": size, "m": mtime_ns},
                      {"end": true}
-    laptop -> host   {"get": hex, "max": bytes}  ->  {"size": n, "m": mtime_ns} + n bytes, or {"error": ...}
+    laptop -> host   {"get": hex, "size": n}  ->  {"size": n, "m": mtime_ns}, exactly n bytes, then
+                                                  {"ok": true} or {"error": ...} (it changed while read);
+                                                  or {"error": ...} alone
                      {"put": hex, "size": n, "m": mtime_ns} + n bytes  ->  {"ok": true} or {"error": ...}
                      {"done": true}
 
-Names travel as hex of their bytes, so no name can end a line or forge a record; a name from
-the host becomes a local path only after sync.safe_relative_path accepts it.  Nothing is
+Whoever controls the VM can answer anything instead, so every line from the host passes
+labvm.answers (bounded, strict, checked against what was asked), and labvm alone decides how
+much it reads: a file's size as listed (at most sync_max_file), in chunks straight into a file
+beside its place, never whole in memory.  A host that sends more, less or something else is
+refused in one line naming it and the file, and that file's bytes are removed.  Names travel as
+hex of their bytes, so no name can end a line or forge a record; a name from the host becomes a
+local path only after sync.safe_relative_path accepts it, else it is never asked for.  Nothing is
 deleted on either side; a file is written next to its place under a .labvm-sync- name and
 renamed over it only when sync.py's rules allow (else the local copy is kept aside first).
 """
@@ -30,25 +39,84 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from . import answers
 from .errors import LabvmError
-from .text import clean
 from .sync import SKIPPED_DIRS, NotebookSync, Outcome, is_backup, is_invoke_file, safe_relative_path
+from .text import clean
 
 # The host's side: Python 3.6+ standard library only.  Symbolic links and other non-regular
 # files are not listed (rsync -r without -l skips them too); a file is opened without
-# following a link that replaced it after the listing.
+# following a link that replaced it after the listing.  It sends a file only at the size
+# labvm asks for (the listed one), and says after its bytes whether it changed while read.
 HOST_PROGRAM = r"""
 import json, os, stat, sys
 from fnmatch import fnmatch
 root, mark, skipped = os.fsencode(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 out, inp = sys.stdout.buffer, sys.stdin.buffer
+CHUNK = 1 << 20
 def say(**message):
     out.write(json.dumps(message).encode() + b"\n")
+def send(ask):
+    try:
+        fd = os.open(os.path.join(root, bytes.fromhex(ask["get"])), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        return say(error=e.strerror or str(e))
+    with os.fdopen(fd, "rb") as file:
+        info, left, changed = os.fstat(fd), ask["size"], False
+        if info.st_size != left:
+            return say(error="changed on the host since it was listed; sync again")
+        say(size=left, m=info.st_mtime_ns)
+        while left:
+            data = file.read(min(left, CHUNK))
+            if not data:  # it shrank: the promised count all the same, then why it is no good
+                changed, data = True, bytes(min(left, CHUNK))
+            out.write(data)
+            left -= len(data)
+        if changed or file.read(1) or os.fstat(fd).st_mtime_ns != info.st_mtime_ns:
+            say(error="changed on the host while it was read; sync again")
+        else:
+            say(ok=True)
+def receive(ask):
+    path = os.path.join(root, bytes.fromhex(ask["put"]))
+    temporary = os.path.join(os.path.dirname(path), b".labvm-sync-incoming-%d" % os.getpid())
+    left, problem, file = ask["size"], None, None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        file = open(temporary, "wb")
+    except OSError as e:
+        problem = e.strerror or str(e)
+    try:
+        while left:
+            data = inp.read(min(left, CHUNK))
+            if not data:
+                return False  # the laptop went away: nothing half-written stays
+            left -= len(data)
+            if file and not problem:
+                try:
+                    file.write(data)
+                except OSError as e:
+                    problem = e.strerror or str(e)
+        if file and not problem:
+            try:
+                file.close()
+                os.utime(temporary, ns=(ask["m"], ask["m"]))
+                os.replace(temporary, path)
+            except OSError as e:
+                problem = e.strerror or str(e)
+        say(error=problem) if problem else say(ok=True)
+        return True
+    finally:
+        if file:
+            file.close()
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass  # renamed into place
 out.write(mark.encode() + b"\n")
 if not os.path.isdir(root):
     say(missing=True)  # a push makes it
@@ -67,36 +135,17 @@ out.flush()
 while True:
     ask = json.loads(inp.readline() or b'{"done": true}')
     if "get" in ask:
-        try:
-            fd = os.open(os.path.join(root, bytes.fromhex(ask["get"])), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            with os.fdopen(fd, "rb") as file:
-                data, info = file.read(ask["max"] + 1), os.fstat(fd)
-        except OSError as e:
-            say(error=e.strerror or str(e))
-        else:
-            if len(data) > ask["max"]:
-                say(error="grew over sync_max_file")
-            else:
-                say(size=len(data), m=info.st_mtime_ns)
-                out.write(data)
-    elif "put" in ask:
-        data = inp.read(ask["size"])
-        path = os.path.join(root, bytes.fromhex(ask["put"]))
-        temporary = os.path.join(os.path.dirname(path), b".labvm-sync-incoming-%d" % os.getpid())
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(temporary, "wb") as file:
-                file.write(data)
-            os.utime(temporary, ns=(ask["m"], ask["m"]))
-            os.replace(temporary, path)
-        except OSError as e:
-            say(error=e.strerror or str(e))
-        else:
-            say(ok=True)
-    else:
+        send(ask)
+    elif "put" not in ask or not receive(ask):
         break
     out.flush()
 """
+
+CHUNK = 1 << 20  # bytes read or sent at a time: a file never sits whole in memory
+BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+# What one listing may hold in names (each counted with ~100 bytes of bookkeeping): a workspace
+# of 300,000 notebooks fits; a VM that lists without end is stopped there.
+LISTING_BUDGET = 64 << 20
 
 HostFiles = dict[str, tuple[int, int]]  # name -> (size, mtime_ns)
 
@@ -105,98 +154,163 @@ class _HostGone(Exception):
     """The connection ended before the host answered."""
 
 
+class _CutShort(Exception):
+    """The connection ended inside a file's bytes."""
+
+    def __init__(self, rel: str, got: int, size: int):
+        super().__init__(rel)
+        self.rel, self.got, self.size = rel, got, size
+
+
+class Replies:
+    """What the host's program says, read from its output: each line through labvm.answers, each
+    file's bytes exactly as many as labvm asked for, nothing sized or ended by the host."""
+
+    def __init__(self, stream: IO[bytes], alias: str, local: Path, mark: str, narrow: str):
+        """narrow: the hosts.yml key that narrows what a sync takes (a listing too large names it)."""
+        self.stream, self.alias, self.local, self.mark, self.narrow = stream, alias, local, mark.encode(), narrow
+
+    def refusal(self, what: str) -> LabvmError:
+        """One line for a host that does not answer as labvm's program: who, what, and what to do."""
+        return LabvmError(f"sync: {self.alias} {what}; the sync stopped there, your local copies in {self.local} "
+                          f"are safe; `ssh {self.alias} command -v python3` shows which python3 answered "
+                          f"(labvm's copy program runs in it; one someone else put there answers as they like)")
+
+    def _message(self, parse: Callable[[bytes], Any], lie: str) -> Any:
+        """The host's next line, parsed; a line out of shape is refused, `lie` saying what the host did."""
+        line = self.stream.readline(answers.SYNC_LINE_LIMIT + 1)
+        if len(line) <= answers.SYNC_LINE_LIMIT and not line.endswith(b"\n"):
+            raise _HostGone  # the connection ended, between lines or inside one
+        try:
+            return parse(line)
+        except answers.BadAnswer as e:
+            raise self.refusal(f"{lie} ({e})") from None
+
+    def listing(self, keep: Callable[[str], bool]) -> HostFiles | None:
+        """The workspace's regular files whose names `keep` accepts (None when the workspace is not there)."""
+        while (line := self.stream.readline(answers.SYNC_LINE_LIMIT + 1)) and line.rstrip(b"\r\n") != self.mark:
+            continue  # a login script's chatter
+        if not line:
+            raise _HostGone
+        files: HostFiles = {}
+        missing, budget = False, LISTING_BUDGET
+        while (entry := self._message(answers.sync_listed, "sent a listing labvm's program never sends")) != "end":
+            if not isinstance(entry, answers.ListedFile):
+                missing = True
+                continue
+            rel = _local_name(entry.name)
+            if not keep(rel):
+                continue
+            budget -= len(entry.name) + 100
+            if budget < 0:
+                raise LabvmError(f"sync: {self.alias} lists more matching files than one sync takes "
+                                 f"({len(files):,}); narrow {self.narrow}")
+            files[rel] = (entry.size, entry.mtime_ns)
+        return None if missing else files
+
+    def next_file(self, rel: str, size: int, into: IO[bytes] | None) -> int | str:
+        """The next asked-for file: exactly `size` bytes (as listed) written to `into` (None: read and
+        dropped), then their mtime_ns; or why they are not to be kept (the host's reason, or this machine's)."""
+        shown = clean(rel)
+        sent = self._message(lambda line: answers.sync_sending(line, size),
+                             f"answered for {shown} as labvm's program never does")
+        if isinstance(sent, str):
+            return sent
+        problem, left = None, size
+        while left:
+            data = self.stream.read(min(left, CHUNK))
+            if not data:
+                raise _CutShort(rel, size - left, size)
+            left -= len(data)
+            if into is not None and problem is None:
+                try:
+                    into.write(data)
+                except OSError as e:  # this machine's disk: the rest is read all the same
+                    problem = e.strerror or str(e)
+        changed = self._message(answers.sync_done, f"sent something else than the {size} bytes it listed for {shown}")
+        return changed or problem or sent
+
+    def written(self, rel: str) -> str | None:
+        """The host's answer to a file sent: None when it wrote it, else its reason."""
+        return self._message(answers.sync_done, f"answered {clean(rel)} (sent from here) as labvm's program never does")
+
+
 class Host:
-    """The program on the host behind one ssh connection."""
+    """The program on the host behind one ssh connection: requests go in, Replies come out."""
 
     def __init__(self, sync: NotebookSync):
         self.sync = sync
-        self.mark = f"labvm-sync-{secrets.token_hex(8)}"
-        remote = sync.remote_path
-        command = shlex.join(["python3", "-c", HOST_PROGRAM, remote, self.mark,
-                              json.dumps(SKIPPED_DIRS)])
+        alias = sync.profile.alias
+        mark = f"labvm-sync-{secrets.token_hex(8)}"
+        command = shlex.join(["python3", "-c", HOST_PROGRAM, sync.remote_path, mark, json.dumps(SKIPPED_DIRS)])
         self.stderr: IO[str] = tempfile.TemporaryFile("w+", errors="replace")
         try:
-            self.process = subprocess.Popen([*sync.ssh_argv, sync.profile.alias, command],
+            self.process = subprocess.Popen([*sync.ssh_argv, alias, command],
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
         except OSError as e:
             self.stderr.close()
             raise LabvmError(f"sync: cannot start ssh ({e.strerror or e}); `inv check` says what this machine lacks") from None
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.send, self.receive = self.process.stdin, self.process.stdout
+        self.send = self.process.stdin
+        self.replies = Replies(self.process.stdout, alias, sync.local, mark, sync.profile.key("sync"))
 
     def close(self) -> None:
         if self.process.poll() is None:
             try:
                 self.send.write(b'{"done": true}\n')
-                self.send.close()
             except OSError:
                 pass
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        try:
+            self.send.close()  # the end of its input: the host's program ends there, whatever it is
+        except OSError:  # what was left to flush into a pipe the host closed
+            pass
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.replies.stream.close()
         self.stderr.close()
 
-    def _line(self) -> dict:
-        line = self.receive.readline()
-        if not line:
-            raise _HostGone
-        try:
-            return json.loads(line)
-        except ValueError:
-            raise LabvmError(f"sync: the host answered something else than labvm's program "
-                             f"({line[:80]!r}); your local copies in {self.sync.local} are safe") from None
-
-    def listing(self) -> HostFiles | None:
-        """Every regular file in the workspace (None when the workspace is not there)."""
-        while (line := self.receive.readline()) and line.rstrip(b"\r\n") != self.mark.encode():
-            continue  # a login script's chatter
-        if not line:
-            raise _HostGone
-        files: HostFiles = {}
-        missing = False
-        while "end" not in (entry := self._line()):
-            if entry.get("missing"):
-                missing = True
-                continue
-            name = os.fsdecode(bytes.fromhex(entry["f"]))
-            files[name] = (int(entry["s"]), int(entry["m"]))
-        return None if missing else files
-
-    def ask_for(self, names: list[str], limit: int) -> None:
-        """Sends the requests from a thread of their own, so neither side waits on a full pipe."""
+    def ask_for(self, wanted: list[tuple[str, int]]) -> None:
+        """Asks for each (name, listed size) from a thread of its own, so neither side waits on a full pipe."""
         def write() -> None:
             try:
-                for name in names:
-                    self.send.write(json.dumps({"get": os.fsencode(name).hex(), "max": limit}).encode() + b"\n")
+                for name, size in wanted:
+                    self.send.write(json.dumps({"get": os.fsencode(name).hex(), "size": size}).encode() + b"\n")
                 self.send.flush()
-            except OSError:  # the host went away: the reader says so
+            except (OSError, ValueError):  # the host went away, or the sync ended: the reader says why
                 pass
 
         threading.Thread(target=write, daemon=True).start()
 
-    def answer(self) -> tuple[bytes, int] | str:
-        """The next requested file's bytes and mtime_ns, or the host's reason it could not send it."""
-        reply = self._line()
-        if "error" in reply:
-            return str(reply["error"])
-        size = int(reply["size"])
-        data = self.receive.read(size)
-        if len(data) != size:
-            raise _HostGone
-        return data, int(reply["m"])
-
-    def put(self, name: str, path: Path) -> str | None:
-        """Sends one local file; the host's reason when it could not write it."""
-        data = path.read_bytes()
-        header = {"put": os.fsencode(name).hex(), "size": len(data), "m": path.stat().st_mtime_ns}
-        self.send.write(json.dumps(header).encode() + b"\n" + data)
+    def put(self, rel: str, path: Path) -> str | None:
+        """Sends one local file, in chunks; the host's reason when it could not write it."""
+        try:
+            fd = os.open(path, os.O_RDONLY | BINARY)
+        except OSError as e:
+            return f"cannot read it here ({e.strerror or e})"
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(fd)
+            header = {"put": os.fsencode(rel).hex(), "size": info.st_size, "m": info.st_mtime_ns}
+            self.send.write(json.dumps(header).encode() + b"\n")
+            left = info.st_size
+            while left:
+                try:
+                    data = file.read(min(left, CHUNK))
+                except OSError as e:
+                    data, problem = b"", e.strerror or str(e)
+                else:
+                    problem = "it changed here while it was sent"
+                if not data:  # the host keeps nothing of a file cut short
+                    raise LabvmError(f"sync: {clean(rel)}: {problem}; `inv sync --host {self.sync.profile.name} "
+                                     f"--push` sends it again")
+                self.send.write(data)
+                left -= len(data)
         self.send.flush()
-        reply = self._line()
-        return str(reply["error"]) if "error" in reply else None
+        return self.replies.written(rel)
 
-    def failure(self) -> LabvmError:
+    def failure(self, short: _CutShort | None = None) -> LabvmError:
         """Why the connection ended, in sync.py's words."""
         try:
             self.process.wait(30)
@@ -212,8 +326,20 @@ class Host:
         if result.returncode == 255 or any(line.startswith(("ssh:", "Connection")) for line in lines):
             return LabvmError(self.sync.explain(result))  # the connection's failure, in sync.py's words
         last = clean(lines[-1]) if lines else f"exit status {result.returncode}"  # the host's words
+        if short:
+            return self.replies.refusal(f"sent {short.got} of the {short.size} bytes it listed for "
+                                        f"{clean(short.rel)}, then stopped ({last})")
         return LabvmError(f"sync: labvm's copy program on the host stopped ({last}); "
                           f"your local copies in {self.sync.local} are safe")
+
+
+def _local_name(raw: bytes) -> str:
+    """A name from the host as os.walk gives names here; on Windows (strict UTF-8 names) bytes that are
+    not UTF-8 stay lone surrogates, which safe_relative_path refuses there."""
+    try:
+        return os.fsdecode(raw)
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "surrogateescape")
 
 
 @contextmanager
@@ -223,7 +349,9 @@ def _host(sync: NotebookSync) -> Iterator[Host]:
         yield host
     except (_HostGone, BrokenPipeError):
         raise host.failure() from None
-    except BaseException:  # a stop of labvm's own (sync_max_total, Ctrl-C): the host may be mid-file
+    except _CutShort as short:
+        raise host.failure(short) from None
+    except BaseException:  # a stop of labvm's own (a refused answer, sync_max_total, Ctrl-C): the host may be mid-file
         host.process.kill()
         raise
     finally:
@@ -234,22 +362,12 @@ def pull(sync: NotebookSync) -> Outcome:
     with sync.lock(), _host(sync) as host:
         record = sync.read_manifest()  # while ssh connects
         here = sync.scan()
-        listed = host.listing()
+        listed = host.replies.listing(sync.travels)
         if listed is None:
             return sync.no_workspace()
         changed = [rel for rel, stat in here.items() if record.get(rel, [None, None])[:2] != stat]
         outcome = Outcome()
-        offered = {}
-        for rel, (size, mtime_ns) in listed.items():
-            if not sync.travels(rel):
-                continue
-            if size > sync.profile.sync_max_file:
-                outcome.too_large.append(rel)
-            elif is_invoke_file(rel):
-                if _differs(here.get(rel), size, mtime_ns):
-                    outcome.held_back.append(rel)
-            else:
-                offered[rel] = (size, mtime_ns)
+        offered = _offered(sync, listed, here, outcome)
         conflicts, identical = set(), set()
         for rel in changed:
             if rel in offered:
@@ -264,57 +382,78 @@ def pull(sync: NotebookSync) -> Outcome:
         wanted = sorted(rel for rel, (size, mtime_ns) in listing.items()
                         if rel in conflicts or _differs(here.get(rel), size, mtime_ns))
         sync.check_total(sum(listing[rel][0] for rel in wanted))
-
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for rel in sorted(conflicts):
-            outcome.kept_as[rel] = sync.keep_aside(rel, stamp)
-        _fetch(sync, host, wanted, record, stamp, outcome)
+        _fetch(sync, host, [(rel, listing[rel][0]) for rel in wanted], record, outcome)
+        # A file that did not come is not in step with the host: its entry stays as it was (a
+        # local edit still an edit, a never-synced file local-only), so no later sync replaces it unseen.
+        missed = set(wanted) - set(outcome.updated)
         # Nothing came and nothing was set aside: the scan still holds (no second walk).
-        sync.write_manifest(record, keep, identical | set(listing),
+        sync.write_manifest(record, keep + sorted(missed), identical | set(listing) - missed,
                             None if outcome.updated or outcome.kept_as else here)
-        outcome.unchanged = len(listing) - len(outcome.updated)
+        outcome.unchanged = len(listing) - len(wanted)
     outcome.held_back.sort()
     outcome.too_large.sort()
     return outcome
 
 
-def _fetch(sync: NotebookSync, host: Host, wanted: list[str], record: dict, stamp: str, outcome: Outcome) -> None:
-    """The wanted files, each written beside its place and renamed over it; a local file that
-    is not exactly the last synced copy is kept aside first (as rsync's --backup-dir catches it)."""
-    host.ask_for(wanted, sync.profile.sync_max_file)
-    moved = 0
-    for rel in wanted:
-        answer = host.answer()
+def _offered(sync: NotebookSync, listed: HostFiles, here: dict, outcome: Outcome) -> HostFiles:
+    """What of the host's listing may come: a name this machine can hold, within sync_max_file, not
+    invoke's (those are named in outcome, and never asked for)."""
+    offered = {}
+    for rel, (size, mtime_ns) in listed.items():
+        if safe_relative_path(sync.local, rel) is None:
+            outcome.notes.append(f"not transferred: {rel}: not a name this machine can hold")
+        elif size > sync.profile.sync_max_file:
+            outcome.too_large.append(rel)
+        elif is_invoke_file(rel):
+            if _differs(here.get(rel), size, mtime_ns):
+                outcome.held_back.append(rel)
+        else:
+            offered[rel] = (size, mtime_ns)
+    return offered
+
+
+def _fetch(sync: NotebookSync, host: Host, wanted: list[tuple[str, int]], record: dict, outcome: Outcome) -> None:
+    """The wanted files (name, listed size), each read into a file beside its place and renamed over
+    it; a local file that is not exactly the last synced copy is kept aside first (as rsync's
+    --backup-dir catches it), once the host's version is here whole."""
+    host.ask_for(wanted)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for rel, size in wanted:
+        target = sync.local.joinpath(*rel.split("/"))  # _offered: safe_relative_path accepted it
+        incoming = target.with_name(f".labvm-sync-incoming-{os.getpid()}")
+        try:
+            answer = _receive(host, rel, size, incoming)
+            if isinstance(answer, int):
+                os.utime(incoming, ns=(answer, answer))
+                if target.exists() and (record.get(rel) != sync.stat_of(target) or record[rel][2:]):
+                    outcome.kept_as[rel] = sync.keep_aside(rel, stamp)
+                os.replace(incoming, target)
+                outcome.updated.append(rel)
+        except OSError as e:
+            answer = e.strerror or str(e)
+        finally:  # a refused answer, Ctrl-C, a full disk: no half-written file stays
+            incoming.unlink(missing_ok=True)
         if isinstance(answer, str):
             outcome.notes.append(f"not transferred: {rel}: {answer}")
-            continue
-        data, mtime_ns = answer
-        moved += len(data)
-        if moved > sync.profile.sync_max_total:
-            raise LabvmError(sync.over_budget(moved))
-        target = safe_relative_path(sync.local, rel)
-        if target is None:
-            outcome.notes.append(f"not transferred: {rel}: not a name this machine can hold")
-            continue
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            incoming = target.with_name(f".labvm-sync-incoming-{os.getpid()}")
-            incoming.write_bytes(data)
-            os.utime(incoming, ns=(mtime_ns, mtime_ns))
-            if target.exists() and (record.get(rel) != sync.stat_of(target) or record[rel][2:]):
-                outcome.kept_as[rel] = sync.keep_aside(rel, stamp)
-            os.replace(incoming, target)
-        except OSError as e:
-            outcome.notes.append(f"not transferred: {rel}: {e.strerror or e}")
-            continue
-        outcome.updated.append(rel)
+
+
+def _receive(host: Host, rel: str, size: int, incoming: Path) -> int | str:
+    """The host's next answer written to `incoming` (made with its folder): the file's mtime_ns, or why not."""
+    try:
+        incoming.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(incoming, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | BINARY, 0o666)
+    except OSError as e:
+        host.replies.next_file(rel, size, None)  # read and dropped: the next answer follows it
+        return e.strerror or str(e)
+    with os.fdopen(fd, "wb") as file:
+        return host.replies.next_file(rel, size, file)
 
 
 def push(sync: NotebookSync) -> Outcome:
     with sync.lock(), _host(sync) as host:
         record = sync.read_manifest()  # while ssh connects
         here = sync.scan()
-        listed = host.listing() or {}  # no workspace yet: the host makes it
+        listed = host.replies.listing(sync.travels) or {}  # no workspace yet: the host makes it
         outcome = Outcome()
         sent = []
         for rel, (size, mtime_ns) in sorted(here.items()):

@@ -21,6 +21,12 @@ LINE_LIMIT = 2000  # characters of one line from outside shown on the terminal
 ANSWER_LIMIT = 64 * 1024  # bytes of one answer (JSON, a report, a banner) kept from outside
 
 
+def unsafe(text: str) -> bool:
+    """Whether a text holds a character `clean` would have to write visibly (a control, an escape,
+    a bidi override): what hosts.yml's plain values may not hold."""
+    return bool(_UNSAFE.search(text))
+
+
 def _visible(match: re.Match) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

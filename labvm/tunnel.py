@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,9 @@ from pathlib import Path
 from . import platforms
 from .config import Profile
 from .errors import LabvmError
-from .keeper import ACCEPT_TIMEOUT, CONNECT_TIMEOUT, KEEPER_MODULE, WAKE_WITHIN, shared_connection, tell, write_state
+from .gate import port_free
+from .keeper import (ACCEPT_TIMEOUT, CONNECT_TIMEOUT, KEEPER_MODULE, WAKE_WITHIN, forward_socket, shared_connection,
+                     tell, write_state)
 from .sshconfig import SshHome
 from .text import clean
 
@@ -52,18 +53,6 @@ class Tunnel:
     @property
     def is_up(self) -> bool:
         return self.state == "up"
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        if os.name != "nt":
-            # As ssh binds its forward: closed connections in TIME_WAIT do not make the port busy.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _local_time(iso: str) -> str:
@@ -108,7 +97,8 @@ class Tunnels:
             if not argv or Path(argv[0]).name != "ssh" or argv[-1] != profile.alias or "-N" not in argv:
                 continue
             old_design = sock in argv
-            kept = ("ControlPath=none" in argv or "ControlMaster=yes" in argv) and str(self.ssh.user_config) in argv
+            kept = ("ControlPath=none" in argv or "ControlMaster=yes" in argv) and \
+                (str(self.ssh.user_config) in argv or str(self.ssh.config) in argv)
             if (old_design or kept) and not self._is_keeper(platforms.parent_pid(pid), profile):
                 found.append(pid)
         return found
@@ -126,9 +116,9 @@ class Tunnels:
         strays = self._strays(profile)
         platforms.end_processes(strays)
         self.control_socket(profile).unlink(missing_ok=True)
-        shared = shared_connection(self.ssh.run, profile.name)
-        if shared:  # the kept ssh's, if it was killed before it could remove it
-            shared.unlink(missing_ok=True)
+        for left in (shared_connection(self.ssh.run, profile.name), forward_socket(self.ssh.run, profile.name)):
+            if left:  # the kept ssh's, if it was killed before it could remove it
+                left.unlink(missing_ok=True)
         self._record_path(profile).unlink(missing_ok=True)
         return bool(ended or strays)
 
@@ -175,15 +165,23 @@ class Tunnels:
 
     def ensure(self, profile: Profile, remote_port: int, token: str) -> Tunnel:
         """open(), then an authorised /api/status must answer through it within a few seconds;
-        else its ssh is replaced, whatever its state says (a stalled link looks healthy)."""
+        else its ssh is replaced, whatever its state says (a stalled link looks healthy).  The
+        token goes only to the keeper itself (labvm.platforms.answered_by)."""
         tunnel = self.open(profile, remote_port)
-        if answers(tunnel.local_port, token, ANSWER_WITHIN):
+        if answers(tunnel.local_port, token, tunnel.keeper_pid, ANSWER_WITHIN):
             return tunnel
         print(f"tunnel: no answer through 127.0.0.1:{tunnel.local_port} within {ANSWER_WITHIN}s; "
               f"replacing its ssh")
         tunnel = self._reconnect(profile, tunnel)
-        wait_until_answering(tunnel.local_port, token, REPLACE_TIMEOUT)
+        wait_until_answering(tunnel.local_port, token, tunnel.keeper_pid, REPLACE_TIMEOUT)
         return tunnel
+
+    def tell_url(self, profile: Profile, url: str) -> None:
+        """The lab's URL, with its token, to the keeper: its asleep page moves a tab there, and a
+        browser that opens it gets the page's proof (labvm.asleep)."""
+        record = self._read_record(profile) or {}
+        if self._is_keeper(int(record.get("keeper_pid") or 0), profile):
+            self._tell(record, f"lab {url}")
 
     def close(self, profile: Profile) -> bool:
         """Ends the keeper and its ssh, or its asleep page (and what an unclean end left); True
@@ -326,32 +324,47 @@ def _describe(record: dict) -> str:
     return state
 
 
-def answers(port: int, token: str, within: float) -> bool:
+def answers(port: int, token: str, peer: int, within: float) -> bool:
     """An authorised /api/status answers through 127.0.0.1:port within so many seconds."""
     try:
-        wait_until_answering(port, token, within)
+        wait_until_answering(port, token, peer, within)
         return True
+    except NotOurs:
+        raise
     except LabvmError:
         return False
 
 
-def wait_until_answering(port: int, token: str, timeout: float = 20) -> None:
-    """Until an authorised /api/status answers through the tunnel (it accepts before that)."""
-    import urllib.request  # here: http.client, ssl and email are no part of the tasks that never wait
+class NotOurs(LabvmError):
+    """Something else than labvm's process answers on the port: no token goes there."""
 
-    # Requests to 127.0.0.1 never go through a proxy (http_proxy without no_proxy is common on lab
-    # networks, and urllib honours it for 127.0.0.1).
-    loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status")
-    request.add_header("Authorization", f"token {token}")
+
+def wait_until_answering(port: int, token: str, peer: int, timeout: float = 20) -> None:
+    """Until an authorised /api/status answers on 127.0.0.1:port (a tunnel accepts before that).
+    peer: the process that must hold the other end (the keeper, or the local profile's Jupyter):
+    the token goes to no other, whoever took the port (labvm.platforms.answered_by).  http.client:
+    no proxy (http_proxy without no_proxy is common on lab networks)."""
+    import http.client  # here: http.client, ssl and email are no part of the tasks that never wait
+
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=max(0.5, min(5, left)))
         try:
-            with loopback.open(request, timeout=max(0.5, min(5, left))):
+            connection.connect()
+            if not platforms.answered_by(peer, connection.sock):
+                raise NotOurs(f"tunnel: 127.0.0.1:{port} is answered by another program than labvm's "
+                              f"(pid {peer} is not at its other end): no token sent there; `inv down` then "
+                              f"`inv up` gives the profile a port of its own")
+            connection.request("GET", "/api/status", headers={"Authorization": f"token {token}"})
+            status = connection.getresponse().status
+            if status == 200:
                 return
-        except OSError as e:  # HTTPError included
-            error = e
+            error = f"HTTP {status}"
+        except OSError as e:
+            error = str(e)
+        finally:
+            connection.close()
         if time.monotonic() > deadline:
-            raise LabvmError(f"tunnel: Jupyter did not answer on 127.0.0.1:{port} ({clean(str(error))})")
+            raise LabvmError(f"tunnel: Jupyter did not answer on 127.0.0.1:{port} ({clean(error)})")
         time.sleep(0.1)

@@ -12,8 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from .config import Profile
 from .errors import LabvmError
 from .providers import Instance, Provider
+from .providers.cloud import tag_number
 from .remote import SshHost
 from .sshconfig import SshHome, parse_jump
+from .text import clean
 
 
 class ClusterMachines:
@@ -103,7 +105,7 @@ class ClusterMachines:
             for line in cluster.stop(self.profile, None, [host]):
                 print(line)
         except LabvmError as e:  # one unreachable worker does not keep the others running
-            print(f"cluster: {host.label}: {str(e).splitlines()[0]}")
+            print(f"cluster: {host.label}: {clean(str(e).splitlines()[0])}")
         finally:
             host.close()
 
@@ -133,5 +135,5 @@ class ClusterMachines:
 
 
 def worker_index(worker: Instance) -> int:
-    """Providers name worker N `...-wN`."""
-    return int(worker.name.rsplit("-w", 1)[1])
+    """Providers name worker N `...-wN`; 0 for a name that says no number (not one of labvm's)."""
+    return tag_number(worker.name.rsplit("-w", 1)[-1])

@@ -21,6 +21,15 @@ def user(tmp_path_factory) -> User:
 
 
 @pytest.fixture(scope="session")
+def neighbour(user, tmp_path_factory) -> User:
+    """Another user of the laptop (a lab's shared workstation): a login of its own, no root; it can
+    bind any free loopback port and connect to any bound one, as every local user can."""
+    created = User.create(tmp_path_factory.mktemp("neighbourkey"))
+    yield created
+    created.remove()
+
+
+@pytest.fixture(scope="session")
 def sshd(user, tmp_path_factory) -> Sshd:
     server = Sshd(tmp_path_factory.mktemp("sshd"))
     yield server

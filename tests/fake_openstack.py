@@ -28,7 +28,8 @@ RAM), `in_flight` (usage of other boots Nova has accepted but not yet counted: a
 accepted, then ERROR), `fail_next_snapshot` (the snapshot image ends `killed`); the network
 "dual-net" is dual-stack (an IPv6 and an IPv4 subnet).  `max_microversion` is what Nova advertises;
 `.requests` logs every request served as (method, path with its query), the login included, so a
-test can tell that nothing but reads reached the cloud.
+test can tell that nothing but reads reached the cloud; `.bodies` keeps each request's body as sent (a
+test can tell whether a password reached this endpoint).
 Auth: a password, or an application credential (`app_credential_clouds_yaml()`);
 `FakeOpenStack(tls=True)` serves HTTPS with a certificate of its own CA (`.ca_file`).
 openstacksdk 4.x fetches only GET /identity/v3, /compute/v2.1, /image and /volume/v3/ as version
@@ -144,6 +145,7 @@ class FakeOpenStack:
         self.tls = tls
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request served, in order
+        self.bodies: list[bytes] = []  # the body of each of those requests, as it arrived
         self.tokens: set[str] = set()
         self.max_microversion = "2.79"  # set before the client's first compute call (discovery is cached)
         self.fail_next_resize = False
@@ -989,6 +991,7 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         with fake.lock:
             fake.requests.append((self.command, self.path))
+            fake.bodies.append(raw)
             status, body, headers = self._dispatch(fake, path, url.query, raw)
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)

@@ -48,7 +48,7 @@ def _execute(connection, code: str, deadline: float) -> str:
         try:
             message = json.loads(connection.recv())
         except websocket.WebSocketTimeoutException:
-            raise AssertionError(f"the cell did not finish in time; output so far: {''.join(output)[-2000:]}")
+            raise AssertionError(f"the cell did not finish in time; output so far: {''.join(output)[-2000:]}") from None
         if message.get("parent_header", {}).get("msg_id") != request:
             continue
         kind, content = message["msg_type"], message["content"]

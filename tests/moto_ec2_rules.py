@@ -40,7 +40,8 @@ def patched(owner, **methods):
     """owner's methods replaced for the block; each replacement gets the original as its first argument."""
     originals = {name: getattr(owner, name) for name in methods}
     for name, method in methods.items():
-        setattr(owner, name, (lambda original, method: lambda *a, **k: method(original, *a, **k))(originals[name], method))
+        # The outer lambda binds this loop's method (a function, so that an instance passes itself on).
+        setattr(owner, name, (lambda original, method: lambda *a, **k: method(original, *a, **k))(originals[name], method))  # noqa: B023
     try:
         yield
     finally:

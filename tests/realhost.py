@@ -336,3 +336,85 @@ def path_without(program: str, tmp_path: Path, path: str | None = None) -> str:
                 (copy / entry.name).symlink_to(entry)
         folders.append(str(copy))
     return os.pathsep.join(folders)
+
+
+SQUATTER = r'''
+import json, socket, sys, time
+port, report = int(sys.argv[1]), sys.argv[2]
+held = {}
+
+
+def note(what):
+    with open(report, "a") as out:
+        out.write(json.dumps(what) + "\n")
+
+
+note({"started": True})
+while True:
+    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        if address in held:
+            continue
+        listener = socket.socket(family)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((address, port))
+            listener.listen()
+        except OSError:
+            listener.close()
+            continue
+        listener.setblocking(False)
+        held[address] = listener
+        note({"bound": address})
+    for listener in held.values():
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            continue
+        connection.settimeout(2)
+        try:
+            note({"request": connection.recv(65536).decode("latin-1")})
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        except OSError:
+            pass
+        connection.close()
+    time.sleep(0.005)
+'''
+
+
+class Squatter:
+    """Another user of the laptop who tries all along to bind a port (127.0.0.1 and ::1, as a
+    browser's `localhost` may go to either), and notes every request that reaches it."""
+
+    def __init__(self, neighbour: User, port: int):
+        self.neighbour, self.port = neighbour, port
+        self.script = neighbour.home / "squat.py"
+        self.report = neighbour.home / f"squat-{port}.log"
+        self.script.write_text(SQUATTER)
+        self.report.write_text("")
+        os.chown(self.report, neighbour.uid, neighbour.uid)
+        self.process = subprocess.Popen(["su", "-s", "/bin/sh", neighbour.name, "-c",
+                                         f"exec python3 {self.script} {port} {self.report}"],
+                                        stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while "started" not in self.report.read_text():
+            assert time.monotonic() < deadline and self.process.poll() is None, "the squatter did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        subprocess.run(["pkill", "-u", self.neighbour.name, "-f", str(self.script)], capture_output=True)
+        self.process.wait(10)
+
+    def __enter__(self) -> "Squatter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def noted(self) -> list[dict]:
+        return [json.loads(line) for line in self.report.read_text().splitlines()]
+
+    def bound(self) -> list[str]:
+        return [entry["bound"] for entry in self.noted() if "bound" in entry]
+
+    def requests(self) -> list[str]:
+        return [entry["request"] for entry in self.noted() if "request" in entry]

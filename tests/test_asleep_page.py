@@ -1,9 +1,10 @@
-"""The asleep page (labvm/asleep.py): what a profile's local URL answers while its VM is stopped.
+"""The asleep page and the keeper's own calls (labvm/asleep.py), behind a real gate (labvm/gate.py).
 
-Real HTTP on loopback (http.client, and urllib without proxies), then Debian's chromium driven by
-Playwright: a click on Start, each step shown, and the move into the lab once the port is handed
-over to a stand-in lab; a page on another local port, and a DNS-rebinding name, that try to start
-the VM.  The keeper's side is `Keeper` below: the two callbacks of AsleepPage's contract.
+Real HTTP on loopback (http.client), then Debian's chromium driven by Playwright: the proof a
+browser gets by opening the lab with its token, a click on Start, each step shown, and the move
+into the lab once it is ready; a browser without the proof (another user of the laptop), a page
+on another local port and a DNS-rebinding name, that try to start the VM or read its URL.  The
+keeper's side is `Front` below: a gate whose routes are the page, or a stand-in lab.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import re
 import socket
 import threading
-import urllib.request
+import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
@@ -22,12 +23,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from chromium import chromium_tab, playwright_or_skip
-from labvm.asleep import AsleepPage, PageFacts
+from labvm.asleep import PageFacts, Pages
+from labvm.gate import Gate, Response
 
-LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 FACTS = PageFacts(profile="aws", size="c5.large", region="us-west-2", stopped_at="2026-12-02T06:30:00+00:00",
                   why="autostop: no kernel busy for 60 min", price="about $0.085/h", gone=False)
-ANSWERS = {200, 403, 404, 405, 413, 503}
+PROOF = "p" * 43  # what the keeper keeps in the run folder (labvm.keeper.own_proof)
+TOKEN = "the-lab-token"
+ANSWERS = {200, 400, 403, 404, 405, 408, 413, 431, 503}
 
 
 class Keeper:
@@ -58,26 +61,63 @@ class Keeper:
             assert self.changed.wait_for(lambda: self.calls >= calls, timeout=30), f"start() called {self.calls} times"
 
 
+class Front:
+    """A profile's URL: the gate, and behind it the asleep page (`facts`) or a stand-in lab."""
+
+    def __init__(self, facts: PageFacts | None, keeper: Keeper, port: int = 0):
+        self.keeper, self.lab_port = keeper, 0
+        self.gate = Gate(port, self)
+        self.port = self.gate.port
+        self.pages = Pages(self.port, PROOF, keeper.start, keeper.progress)
+        self.pages.facts = facts
+        self.pages.token = TOKEN
+
+    def close(self) -> None:
+        self.gate.close()
+
+    def __enter__(self) -> Front:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def wake(self, lab_port: int) -> None:
+        self.pages.facts, self.lab_port = None, lab_port
+
+    # labvm.gate.Routes, as the keeper answers
+    def own(self, request):
+        return self.pages.own(request)
+
+    def page(self, request):
+        return self.pages.page(request)
+
+    def upstream(self, wait: float):
+        return socket.create_connection(("127.0.0.1", self.lab_port)) if self.lab_port else None
+
+    def unavailable(self) -> Response:
+        return Response(503, b'{"message": "labvm: reconnecting", "reason": "reconnecting"}\n')
+
+
 @pytest.fixture
 def keeper():
     return Keeper()
 
 
 @pytest.fixture
-def page(keeper):
-    with AsleepPage(0, FACTS, keeper.start, keeper.progress) as page:
-        yield page
+def front(keeper):
+    with Front(FACTS, keeper) as opened:
+        yield opened
 
 
-def ask(page: AsleepPage, method: str, path: str, headers: dict | None = None, body: bytes | None = None,
+def ask(front: Front, method: str, path: str, headers: dict | None = None, body: bytes | None = None,
         host: str | None = "127.0.0.1") -> tuple[int, dict, bytes]:
-    """One request with exactly these headers.  `host`: a name (the page's port is added), a
-    whole Host header (with a colon), or None for none at all."""
-    connection = http.client.HTTPConnection("127.0.0.1", page.port, timeout=30)
+    """One request with exactly these headers.  `host`: a name (the port is added), a whole Host
+    header (with a colon), or None for none at all."""
+    connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
     try:
         connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         if host is not None:
-            connection.putheader("Host", host if ":" in host else f"{host}:{page.port}")
+            connection.putheader("Host", host if ":" in host else f"{host}:{front.port}")
         for name, value in (headers or {}).items():
             connection.putheader(name, value)
         if body is not None:
@@ -89,21 +129,22 @@ def ask(page: AsleepPage, method: str, path: str, headers: dict | None = None, b
         connection.close()
 
 
-def load(page: AsleepPage, path: str = "/", host: str = "127.0.0.1") -> str:
-    with LOOPBACK.open(f"http://{host}:{page.port}{path}", timeout=30) as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
-        return response.read().decode()
+def load(front: Front, path: str = "/", host: str = "127.0.0.1") -> str:
+    status, headers, body = ask(front, "GET", path, {"Sec-Fetch-Dest": "document"}, host=host)
+    assert (status, headers["content-type"]) == (200, "text/html; charset=utf-8")
+    return body.decode()
 
 
-def secret_of(html: str) -> str:
-    return re.search(r'data-secret="([^"]*)"', html).group(1)
+def progress(front: Front, proof: str | None = PROOF) -> dict:
+    status, headers, body = ask(front, "GET", "/.labvm/progress", {"X-Labvm-Proof": proof} if proof else {})
+    assert (status, headers["x-labvm"]) == (200, "asleep")
+    return one_json_line(body)
 
 
-def a_start(page: AsleepPage, secret: str) -> dict:
+def a_start(front: Front, proof: str = PROOF) -> dict:
     """What the page's Start button sends."""
-    return {"method": "POST", "path": "/start", "body": json.dumps({"secret": secret}).encode(),
-            "headers": {"Origin": f"http://127.0.0.1:{page.port}", "Content-Type": "application/json"}}
+    return {"method": "POST", "path": "/.labvm/start", "body": json.dumps({"proof": proof}).encode(),
+            "headers": {"Origin": f"http://127.0.0.1:{front.port}", "Content-Type": "application/json"}}
 
 
 def one_json_line(body: bytes) -> dict:
@@ -117,23 +158,24 @@ def test_the_page_names_the_vm_when_and_why_it_stopped_its_price_and_offers_star
     stopped = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=5, minutes=12, seconds=10)
     facts = PageFacts("aws", "c5.large", "us-west-2", stopped.isoformat(), "autostop: no kernel busy for 60 min",
                       "about $0.085/h", False)
-    with AsleepPage(0, facts, keeper.start, keeper.progress) as page:
-        with LOOPBACK.open(f"http://127.0.0.1:{page.port}/lab/tree/analysis.ipynb", timeout=30) as response:
-            html, headers = response.read().decode(), response.headers
-    assert "The VM of profile aws is asleep" in html
+    with Front(facts, keeper) as front:
+        status, headers, body = ask(front, "GET", "/lab/tree/analysis.ipynb")
+    html = body.decode()
+    assert status == 200 and "The VM of profile aws is asleep" in html
     assert "<dd>c5.large</dd>" in html and "<dd>us-west-2</dd>" in html
     assert f"{stopped.astimezone():%H:%M}" in html and "(5 h 12 min ago)" in html
     assert "<dd>autostop: no kernel busy for 60 min</dd>" in html
     assert "<dd>about $0.085/h while it runs</dd>" in html
-    assert '<button id="start" type="button">Start</button>' in html
-    nonce = re.search(r"script-src 'nonce-([^']+)'", headers["Content-Security-Policy"]).group(1)
-    assert headers["Content-Security-Policy"] == (
+    # Hidden until the page's script has the proof's word (another user's browser never shows it)
+    assert '<button id="start" type="button" hidden disabled>Start</button>' in html
+    nonce = re.search(r"script-src 'nonce-([^']+)'", headers["content-security-policy"]).group(1)
+    assert headers["content-security-policy"] == (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
     assert f'<script nonce="{nonce}">' in html and f'<style nonce="{nonce}">' in html
-    assert headers["X-Frame-Options"] == "DENY"
-    assert headers["Cache-Control"] == "no-store"
-    assert headers["Referrer-Policy"] == "no-referrer"
+    assert (headers["x-frame-options"], headers["cache-control"], headers["referrer-policy"]) == \
+        ("DENY", "no-store", "no-referrer")
+    assert PROOF not in html and TOKEN not in html
     assert keeper.calls == 0
 
 
@@ -141,8 +183,8 @@ def test_facts_from_outside_are_text_on_the_page_never_markup(keeper):
     hostile = PageFacts(profile="<script>alert(1)</script>", size='"><img src=x onerror=alert(2)>',
                         region="</style><script>alert(3)</script>", stopped_at="<b>yesterday</b>",
                         why="idle & <i>quiet</i> \u202eevil", price="<u>$1</u>", gone=False)
-    with AsleepPage(0, hostile, keeper.start, keeper.progress) as page:
-        html = load(page)
+    with Front(hostile, keeper) as front:
+        html = load(front)
     for raw in ("<script>alert", "<img", "</style><script>", "<b>yesterday", "<i>quiet", "<u>$1"):
         assert raw not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -154,17 +196,18 @@ def test_facts_from_outside_are_text_on_the_page_never_markup(keeper):
 
 def test_without_a_known_price_the_page_shows_none(keeper):
     facts = PageFacts("os1", "m1.large", "RegionOne", "2026-12-02T06:30:00Z", "stopped by inv down", "", False)
-    with AsleepPage(0, facts, keeper.start, keeper.progress) as page:
-        html = load(page)
+    with Front(facts, keeper) as front:
+        html = load(front)
     assert "<dd>m1.large</dd>" in html and "<dd>stopped by inv down</dd>" in html
     assert "Price" not in html and "$" not in html
 
 
 @pytest.mark.parametrize("path", ["/", "/lab", "/lab/tree/a.ipynb", "/lab/workspaces/auto-x", "/tree",
                                   "/notebooks/a.ipynb", "/doc/tree/a.ipynb?factory=Notebook", "/lab?token=abc"])
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-def test_a_top_level_page_load_gets_the_page(page, path, host):
-    status, headers, body = ask(page, "GET", path, {"Sec-Fetch-Dest": "document", "Accept": "text/html"}, host=host)
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_a_top_level_page_load_gets_the_page(front, path, host):
+    status, headers, body = ask(front, "GET", path, {"Sec-Fetch-Dest": "document", "Accept": "text/html"},
+                                host=f"{host}:{front.port}")
     assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
     assert b"The VM of profile aws is asleep" in body
 
@@ -187,35 +230,81 @@ WEBSOCKET = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Ver
     ("POST", "/api/kernels", {"Content-Type": "application/json"}),
     ("DELETE", "/api/sessions/1", {}),
 ])
-def test_everything_but_a_page_load_gets_503_saying_asleep_and_starts_nothing(page, keeper, method, path, headers):
-    status, answer_headers, body = ask(page, method, path, headers, body=b"{}" if method == "POST" else None)
+def test_everything_but_a_page_load_gets_503_saying_asleep_and_starts_nothing(front, keeper, method, path, headers):
+    status, answer_headers, body = ask(front, method, path, headers, body=b"{}" if method == "POST" else None)
     assert status == 503 and answer_headers["content-type"] == "application/json"
     assert one_json_line(body) == {
-        "message": f"labvm: the VM of profile aws is asleep; open http://127.0.0.1:{page.port}/ to start it",
+        "message": f"labvm: the VM of profile aws is asleep; open http://127.0.0.1:{front.port}/ to start it",
         "reason": "asleep"}
     assert keeper.calls == 0
 
 
 @pytest.mark.parametrize("host", ["evil.example", "127.0.0.2", "LOCALHOST", None])
-def test_another_host_name_learns_nothing(page, host):
-    """A DNS-rebinding name (or a wrong port) gets neither the page, its secret, nor the profile."""
-    for path in ("/", "/progress", "/api/kernels"):
-        status, _, body = ask(page, "GET", path, host=host)
+def test_another_host_name_learns_nothing(front, host):
+    """A DNS-rebinding name (or a wrong port) gets neither the page, its progress, nor the profile."""
+    for path in ("/", "/.labvm/progress", "/api/kernels"):
+        status, _, body = ask(front, "GET", path, {"X-Labvm-Proof": PROOF}, host=host)
         assert status == 403
         assert one_json_line(body)["reason"] == "host"
         assert b"aws" not in body
-    assert ask(page, "GET", "/")[0] == 200  # control: the right name
+    assert ask(front, "GET", "/")[0] == 200  # control: the right name
+
+
+# -- the proof --------------------------------------------------------------------------
+
+NAVIGATION = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "none"}
+
+
+def test_a_browser_that_opens_the_lab_with_its_token_gets_the_proof_then_the_lab(front, keeper):
+    with serving(0, "<title>stand-in lab</title>") as lab:
+        front.wake(lab)
+        status, headers, body = ask(front, "GET", f"/lab?token={TOKEN}", NAVIGATION)
+        assert (status, headers["content-type"]) == (200, "text/html; charset=utf-8")
+        assert f'data-proof="{PROOF}"' in body.decode() and "localStorage.setItem" in body.decode()
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        # its reload, from the page itself: on to the lab
+        assert b"stand-in lab" in ask(front, "GET", f"/lab?token={TOKEN}", {**NAVIGATION, "Sec-Fetch-Site": "same-origin"})[2]
+
+
+@pytest.mark.parametrize("case", ["a wrong token", "no token", "a background fetch", "no fetch metadata",
+                                  "another host", "a POST"])
+def test_nothing_else_gets_the_proof(front, case):
+    path, headers, method, host = f"/lab?token={TOKEN}", dict(NAVIGATION), "GET", "127.0.0.1"
+    if case == "a wrong token":
+        path = f"/lab?token={TOKEN}x"
+    elif case == "no token":
+        path = "/lab"
+    elif case == "a background fetch":
+        headers.update({"Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"})
+    elif case == "no fetch metadata":
+        headers = {}
+    elif case == "another host":
+        host = "evil.example"
+    elif case == "a POST":
+        method = "POST"
+    with serving(0, "<title>stand-in lab</title>") as lab:
+        front.wake(lab)
+        assert PROOF.encode() not in ask(front, method, path, headers, host=host)[2]
+    front.pages.facts, front.pages.token, front.lab_port = FACTS, None, 0  # asleep: no token known
+    assert PROOF.encode() not in ask(front, "GET", f"/lab?token={TOKEN}", NAVIGATION)[2]
+
+
+def test_without_the_proof_progress_carries_the_state_alone(front, keeper):
+    keeper.say(state="ready", lines=["Starting i-0abc"], url=f"http://127.0.0.1:{front.port}/lab?token=new")
+    for proof in (None, "", PROOF[:-1] + "q", PROOF + "p"):
+        assert progress(front, proof) == {"asleep": True, "state": "ready", "proven": False}
+    assert progress(front)["url"] == f"http://127.0.0.1:{front.port}/lab?token=new"  # control
 
 
 # -- the start ------------------------------------------------------------------------
 
-def with_body(json_of_secret):
-    return lambda request, port, secret: {**request, "body": json.dumps(json_of_secret(secret)).encode()}
+def with_body(body):
+    return lambda request, port: {**request, "body": json.dumps(body).encode()}
 
 
 def with_headers(**changes):
     """Headers changed (None: left out); PORT is the page's port, OTHER another one."""
-    def change(request, port, secret):
+    def change(request, port):
         headers = {**request["headers"], **{name.replace("_", "-"): value for name, value in changes.items()}}
         return {**request, "headers": {name: value.replace("PORT", str(port)).replace("OTHER", str(port + 1))
                                        for name, value in headers.items() if value is not None}}
@@ -224,17 +313,17 @@ def with_headers(**changes):
 
 def with_host(host: str):
     """Another Host, with the Origin a page of that name would send."""
-    def change(request, port, secret):
+    def change(request, port):
         named = host.replace("PORT", str(port)).replace("OTHER", str(port + 1))
         return {**request, "host": named, "headers": {**request["headers"], "Origin": f"http://{named}"}}
     return change
 
 
 REFUSALS = {
-    "no secret": (403, "secret", with_body(lambda secret: {})),
-    "wrong secret": (403, "secret", with_body(lambda secret: {"secret": secret[:-1] + ("B" if secret[-1] == "A" else "A")})),
-    "secret not text": (403, "secret", with_body(lambda secret: {"secret": [secret]})),
-    "body not JSON": (403, "secret", lambda request, port, secret: {**request, "body": b"secret=" + secret.encode()}),
+    "no proof": (403, "proof", with_body({})),
+    "wrong proof": (403, "proof", with_body({"proof": PROOF[:-1] + "q"})),
+    "proof not text": (403, "proof", with_body({"proof": [PROOF]})),
+    "body not JSON": (403, "proof", lambda request, port: {**request, "body": b"proof=" + PROOF.encode()}),
     "evil Host": (403, "host", with_host("evil.example:PORT")),
     "Host of another port": (403, "host", with_host("127.0.0.1:OTHER")),
     "no Origin": (403, "origin", with_headers(Origin=None)),
@@ -245,141 +334,93 @@ REFUSALS = {
     "text/plain": (403, "content-type", with_headers(Content_Type="text/plain")),
     "form": (403, "content-type", with_headers(Content_Type="application/x-www-form-urlencoded")),
     "no content type": (403, "content-type", with_headers(Content_Type=None)),
-    "oversize": (413, "size", with_body(lambda secret: {"secret": secret, "pad": "x" * 8000})),
-    "GET": (405, "method", lambda request, port, secret: {**request, "method": "GET", "body": None}),
+    "oversize": (413, "bad-request", with_body({"proof": PROOF, "pad": "x" * 8000})),
+    "GET": (405, "method", lambda request, port: {**request, "method": "GET", "body": None}),
 }
 
 
-def send(page: AsleepPage, request: dict) -> tuple[int, dict, bytes]:
-    return ask(page, request["method"], request["path"], request["headers"], request["body"],
+def send(front: Front, request: dict) -> tuple[int, dict, bytes]:
+    return ask(front, request["method"], request["path"], request["headers"], request["body"],
                host=request.get("host", "127.0.0.1"))
 
 
 @pytest.mark.parametrize("case", REFUSALS)
-def test_a_start_not_from_the_page_itself_is_refused(page, keeper, case):
+def test_a_start_not_from_the_users_page_is_refused(front, keeper, case):
     code, reason, change = REFUSALS[case]
-    secret = secret_of(load(page))
-    status, headers, body = send(page, change(a_start(page, secret), page.port, secret))
+    status, headers, body = send(front, change(a_start(front), front.port))
     assert status == code and headers["content-type"] == "application/json"
     assert one_json_line(body)["reason"] == reason
     assert keeper.calls == 0
-    # control: the page's own request, on the same page
-    status, _, body = send(page, a_start(page, secret))
+    # control: the page's own request
+    status, _, body = send(front, a_start(front))
     assert (status, json.loads(body)) == (200, {"state": "starting", "started": True})
     assert keeper.calls == 1
 
 
-def test_a_chunked_start_is_refused(page, keeper):
-    secret = secret_of(load(page))
-    request = a_start(page, secret)
-    connection = http.client.HTTPConnection("127.0.0.1", page.port, timeout=30)
-    connection.request("POST", "/start", body=iter([request["body"]]), encode_chunked=True,
+def test_a_chunked_start_is_refused(front, keeper):
+    request = a_start(front)
+    connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
+    connection.request("POST", request["path"], body=iter([request["body"]]), encode_chunked=True,
                        headers={**request["headers"], "Transfer-Encoding": "chunked"})
     response = connection.getresponse()
-    assert response.status == 413 and one_json_line(response.read())["reason"] == "size"
+    assert response.status == 413 and one_json_line(response.read())["reason"] == "bad-request"
     connection.close()
     assert keeper.calls == 0
-    assert send(page, request)[0] == 200 and keeper.calls == 1  # control
+    assert send(front, request)[0] == 200 and keeper.calls == 1  # control
 
 
-def test_the_start_button_starts_once_and_a_retry_after_a_failure_starts_again(page, keeper):
-    html = load(page, host="localhost")
-    request = a_start(page, secret_of(html))
-    request["host"] = "localhost"
-    request["headers"]["Origin"] = f"http://localhost:{page.port}"
-    status, _, body = send(page, request)
+def test_the_start_button_starts_once_and_a_retry_after_a_failure_starts_again(front, keeper):
+    request = {**a_start(front), "host": "localhost"}
+    request["headers"]["Origin"] = f"http://localhost:{front.port}"
+    status, _, body = send(front, request)
     assert (status, one_json_line(body)) == (200, {"state": "starting", "started": True})
     assert keeper.calls == 1
     # a second click, or a second tab, while the VM starts: no second start
-    status, _, body = send(page, request)
+    status, _, body = send(front, request)
     assert (status, json.loads(body)) == (200, {"state": "starting", "started": False})
     assert keeper.calls == 1
     keeper.say(state="failed", error="InsufficientInstanceCapacity")
-    assert send(page, request)[0] == 200
+    assert send(front, request)[0] == 200
     assert keeper.calls == 2
 
 
 def test_a_deleted_vm_says_how_to_make_a_new_one_and_starts_nothing(keeper):
     gone = PageFacts("aws", "c5.large", "us-west-2", "2026-12-02T06:30:00+00:00", "terminated by inv terminate",
                      "about $0.085/h", True)
-    with AsleepPage(0, gone, keeper.start, keeper.progress) as page:
-        html = load(page)
+    with Front(gone, keeper) as front:
+        html = load(front)
         assert "The VM of profile aws was deleted" in html
         assert "<code>inv up --host aws</code>" in html
-        assert "<button" not in html and "<script" not in html and "$0.085" not in html
-        assert secret_of(html) == ""
-        status, _, body = send(page, a_start(page, secret_of(html)))
+        assert "<button" not in html and "$0.085" not in html
+        status, _, body = send(front, a_start(front))
         assert status == 403
         assert one_json_line(body) == {
             "message": "labvm: the VM of profile aws was deleted; make a new one with inv up --host aws",
             "reason": "gone"}
     assert keeper.calls == 0
-    with AsleepPage(0, FACTS, keeper.start, keeper.progress) as page:  # control: the same profile, not deleted
-        assert send(page, a_start(page, secret_of(load(page))))[0] == 200
+    with Front(FACTS, keeper) as front:  # control: the same profile, not deleted
+        assert send(front, a_start(front))[0] == 200
     assert keeper.calls == 1
 
 
-def test_progress_is_shown_cleaned_and_only_a_url_on_this_port_is_passed_on(page, keeper):
+def test_progress_is_shown_cleaned_and_only_a_url_on_this_port_is_passed_on(front, keeper):
     keeper.say(state="starting", lines=["Starting i-0abc", "\x1b]52;c;ZXZpbA==\x07 <b>x</b>"],
                url="http://evil.example/lab?token=t")
-    status, headers, body = ask(page, "GET", "/progress")
-    assert status == 200 and headers["x-labvm"] == "asleep"
-    assert one_json_line(body) == {"asleep": True, "lines": ["Starting i-0abc", "\\x1b]52;c;ZXZpbA==\\x07 <b>x</b>"],
-                                   "state": "starting", "url": None, "error": ""}
-    for url in (f"http://localhost:{page.port}/lab?token=t", f"http://127.0.0.1:{page.port}/lab?token=t"):
+    assert progress(front) == {"asleep": True, "lines": ["Starting i-0abc", "\\x1b]52;c;ZXZpbA==\\x07 <b>x</b>"],
+                               "state": "starting", "url": None, "error": "", "proven": True}
+    for url in (f"http://localhost:{front.port}/lab?token=t", f"http://127.0.0.1:{front.port}/lab?token=t"):
         keeper.say(url=url)
-        assert json.loads(ask(page, "GET", "/progress")[2])["url"] == url
-    for url in (f"http://127.0.0.1:{page.port}@evil.example/", f"http://127.0.0.1:{page.port + 1}/lab",
-                f"https://127.0.0.1:{page.port}/lab", f"javascript:alert(1)//http://127.0.0.1:{page.port}/"):
+        assert progress(front)["url"] == url
+    for url in (f"http://127.0.0.1:{front.port}@evil.example/", f"http://127.0.0.1:{front.port + 1}/lab",
+                f"https://127.0.0.1:{front.port}/lab", f"javascript:alert(1)//http://127.0.0.1:{front.port}/"):
         keeper.say(url=url)
-        assert json.loads(ask(page, "GET", "/progress")[2])["url"] is None
+        assert progress(front)["url"] is None
     keeper.say(state="<bogus>")
-    answer = json.loads(ask(page, "GET", "/progress")[2])
+    answer = progress(front)
     assert (answer["state"], answer["error"]) == ("failed", "unknown state <bogus>")
-    assert ask(page, "POST", "/progress", body=b"")[0] == 405
+    assert ask(front, "POST", "/.labvm/progress", body=b"")[0] == 405
+    assert ask(front, "GET", "/.labvm/other")[0] == 404
     assert keeper.calls == 0
-
-
-# -- the port ---------------------------------------------------------------------------
-
-def bind_as_ssh_does(port: int) -> socket.socket:
-    """ssh binds its -L forward with SO_REUSEADDR (channels.c, channel_setup_fwd_listener_tcpip)."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen()
-    return listener
-
-
-def test_close_frees_the_port_at_once_even_with_a_client_connected(keeper):
-    page = AsleepPage(0, FACTS, keeper.start, keeper.progress)
-    assert load(page)  # a served connection (TIME_WAIT on the page's side)
-    idle = socket.create_connection(("127.0.0.1", page.port))  # a client that says nothing
-    idle.sendall(b"GET / HTTP/1.1\r\n")
-    page.close()
-    assert idle.recv(1024) == b""  # closed by the page, not left to time out
-    idle.close()
-    with bind_as_ssh_does(page.port):
-        pass
-    page.close()  # twice: nothing happens
-
-
-def test_a_taken_port_raises_oserror(keeper):
-    with bind_as_ssh_does(0) as taken:
-        with pytest.raises(OSError):
-            AsleepPage(taken.getsockname()[1], FACTS, keeper.start, keeper.progress)
-
-
-def test_the_port_can_be_taken_back_right_after_close_again_and_again(keeper):
-    """The keeper's hand-over both ways: page, ssh, page, on one port."""
-    page = AsleepPage(0, FACTS, keeper.start, keeper.progress)
-    port = page.port
-    for _ in range(3):
-        load(page)
-        page.close()
-        bind_as_ssh_does(port).close()
-        page = AsleepPage(port, FACTS, keeper.start, keeper.progress)
-    page.close()
 
 
 # -- fuzz ---------------------------------------------------------------------------------
@@ -387,8 +428,8 @@ def test_the_port_can_be_taken_back_right_after_close_again_and_again(keeper):
 @pytest.fixture(scope="module")
 def fuzzed():
     keeper = Keeper()
-    with AsleepPage(0, FACTS, keeper.start, keeper.progress) as page:
-        yield page, keeper
+    with Front(FACTS, keeper) as front:
+        yield front, keeper
 
 
 HEADER_TEXT = st.text(st.characters(codec="latin-1", exclude_categories=("Cc",)), max_size=120)
@@ -398,22 +439,25 @@ URL_TEXT = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7e), max_si
 @settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "G%T"]),
-       path=st.tuples(st.sampled_from(["/", "/lab", "/lab/", "/api/", "/start", "/progress", "/tree/", "//", ""]),
+       path=st.tuples(st.sampled_from(["/", "/lab", "/lab/", "/api/", "/.labvm/start", "/.labvm/progress",
+                                       "/.labvm/", f"/lab?token={TOKEN}", "/tree/", "//", ""]),
                       URL_TEXT).map("".join),
        host=st.one_of(st.none(), st.sampled_from(["127.0.0.1", "localhost", "evil.example"]), HEADER_TEXT),
        headers=st.dictionaries(st.sampled_from(["Origin", "Content-Type", "Upgrade", "Sec-Fetch-Dest", "Connection",
-                                                "Accept", "Cookie", "Expect", "X-Forwarded-Host"]),
-                               st.one_of(st.sampled_from(["application/json", "websocket", "document", "null",
-                                                          "http://127.0.0.1:PORT", "100-continue"]), HEADER_TEXT)),
+                                                "Sec-Fetch-Mode", "Sec-Fetch-Site", "X-Labvm-Proof", "Accept",
+                                                "Cookie", "Expect", "X-Forwarded-Host"]),
+                               st.one_of(st.sampled_from(["application/json", "websocket", "document", "navigate",
+                                                          "null", "http://127.0.0.1:PORT", "100-continue"]),
+                                         HEADER_TEXT)),
        body=st.one_of(st.none(), st.binary(max_size=6000)))
-def test_no_request_gets_a_traceback_or_a_start(fuzzed, method, path, host, headers, body):
-    page, keeper = fuzzed
-    headers = {name: value.replace("PORT", str(page.port)) for name, value in headers.items()}
-    connection = http.client.HTTPConnection("127.0.0.1", page.port, timeout=30)
+def test_no_request_gets_a_traceback_a_start_or_the_proof(fuzzed, method, path, host, headers, body):
+    front, keeper = fuzzed
+    headers = {name: value.replace("PORT", str(front.port)) for name, value in headers.items()}
+    connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
     connection.putrequest(method, path or "/", skip_host=True, skip_accept_encoding=True)
     if host is not None:
         named = host in ("127.0.0.1", "localhost", "evil.example")  # a name and the port, or any text
-        connection.putheader("Host", f"{host}:{page.port}" if named else host)
+        connection.putheader("Host", f"{host}:{front.port}" if named else host)
     for name, value in headers.items():
         connection.putheader(name, value)
     if body is not None:
@@ -429,6 +473,7 @@ def test_no_request_gets_a_traceback_or_a_start(fuzzed, method, path, host, head
         assert one_json_line(answer)["message"].startswith("labvm: ")
     else:
         assert response.status == 200 and b"<!DOCTYPE html>" in answer
+    assert PROOF.encode() not in answer or "Sec-Fetch-Mode" in headers
     assert keeper.calls == 0
 
 
@@ -463,7 +508,7 @@ def serving(port: int, html: str):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Answer)  # SO_REUSEADDR, as ssh
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Answer)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -473,87 +518,128 @@ def serving(port: int, html: str):
         server.server_close()
 
 
-def test_in_a_browser_start_shows_each_step_then_moves_into_the_lab_on_the_same_url(tab, sync_api, keeper):
+def open_the_lab(tab, front: Front, lab: int) -> None:
+    """What `inv up` does for the user's browser: the lab's URL with its token, from outside the
+    origin (labvm's opener is a local file); the tab keeps the proof."""
+    front.wake(lab)
+    tab.goto(f"http://127.0.0.1:{front.port}/lab?token={TOKEN}")
+    tab.wait_for_function("document.title === 'stand-in lab'")
+    assert tab.evaluate("localStorage.getItem('labvm-proof')") == PROOF
+
+
+def test_in_a_browser_start_shows_each_step_then_moves_into_the_lab_on_the_same_url(tab, sync_api, keeper, front):
     expect = sync_api.expect
-    page = AsleepPage(0, FACTS, keeper.start, keeper.progress)
-    port = page.port
-    lab = f"http://127.0.0.1:{port}/lab?token=the-same-token"
-    try:
-        tab.goto(f"http://127.0.0.1:{port}/lab/tree/analysis.ipynb")
+    with serving(0, "<title>stand-in lab</title>") as lab:
+        open_the_lab(tab, front, lab)
+        front.pages.facts, front.lab_port = FACTS, 0  # the VM stops
+        tab.goto(f"http://127.0.0.1:{front.port}/lab/tree/analysis.ipynb")  # the tab reloaded
         expect(tab.get_by_role("heading")).to_have_text("The VM of profile aws is asleep")
         tab.get_by_role("button", name="Start").click()
         keeper.wait_for_calls(1)
-        keeper.say(lines=["Starting i-0abc in us-west-2", "<b>Jupyter</b> answers"], url=lab)
+        keeper.say(lines=["Starting i-0abc in us-west-2", "<b>Jupyter</b> answers"])
         expect(tab.locator("#log li")).to_have_text(["Starting i-0abc in us-west-2", "<b>Jupyter</b> answers"])
         keeper.say(state="failed", error="the cloud said <no>")
         expect(tab.get_by_role("alert")).to_have_text("the cloud said <no>")
         tab.get_by_role("button", name="Retry").click()
         keeper.wait_for_calls(2)
-        keeper.say(state="ready", lines=["Starting i-0abc in us-west-2", "The lab answers"])
-        expect(tab.get_by_role("status")).to_have_text("Ready: opening the lab…")
-        assert tab.url == f"http://127.0.0.1:{port}/lab/tree/analysis.ipynb"  # not before the lab holds the port
-    finally:
-        page.close()  # the keeper's hand-over: the page lets the port go, ssh -L binds it
-    with serving(port, "<title>stand-in lab</title>"):
-        tab.wait_for_url(lab, timeout=30_000)
+        front.wake(lab)  # the keeper's ssh carries the port again
+        time.sleep(1)
+        assert tab.url == f"http://127.0.0.1:{front.port}/lab/tree/analysis.ipynb"  # not before the lab is ready
+        lab_url = f"http://127.0.0.1:{front.port}/lab?token=the-new-token"
+        keeper.say(state="ready", lines=["Starting i-0abc in us-west-2", "The lab answers"], url=lab_url)
+        tab.wait_for_url(lab_url, timeout=30_000)
         expect(tab).to_have_title("stand-in lab")
     assert keeper.calls == 2
 
 
-def test_in_a_browser_a_tab_left_on_the_page_goes_back_into_the_lab_started_elsewhere(tab, sync_api, keeper):
-    """`inv up` in a terminal: the keeper hands the port over without a click on the page."""
-    page = AsleepPage(0, FACTS, keeper.start, keeper.progress)
-    tab.goto(f"http://127.0.0.1:{page.port}/lab")
-    sync_api.expect(tab.get_by_role("button", name="Start")).to_be_visible()
-    page.close()
-    with serving(page.port, "<title>stand-in lab</title>"):
-        sync_api.expect(tab).to_have_title("stand-in lab", timeout=30_000)  # its next look, within 5 s
-    assert tab.url == f"http://127.0.0.1:{page.port}/lab"
+def test_in_a_browser_a_tab_left_on_the_page_goes_back_into_the_lab_started_elsewhere(tab, sync_api, keeper, front):
+    """`inv up` in a terminal: the tab left on the page moves into the lab without a click."""
+    with serving(0, "<title>stand-in lab</title>") as lab:
+        open_the_lab(tab, front, lab)
+        front.pages.facts, front.lab_port = FACTS, 0
+        tab.goto(f"http://127.0.0.1:{front.port}/lab")
+        sync_api.expect(tab.get_by_role("button", name="Start")).to_be_visible()
+        front.wake(lab)
+        keeper.say(url=f"http://127.0.0.1:{front.port}/lab?token=from-up")
+        tab.wait_for_url(f"http://127.0.0.1:{front.port}/lab?token=from-up", timeout=30_000)  # its next look, within 5 s
+        sync_api.expect(tab).to_have_title("stand-in lab")
     assert keeper.calls == 0
 
 
+def test_in_a_browser_without_the_proof_there_is_no_start_and_no_url(tab, sync_api, keeper, front):
+    """Another user of the laptop, or a browser that never opened the lab: the page says how to
+    start it from a terminal; its script's own calls get no start and no URL."""
+    keeper.say(url=f"http://127.0.0.1:{front.port}/lab?token=secret-of-the-user")
+    tab.goto(f"http://127.0.0.1:{front.port}/lab")
+    sync_api.expect(tab.locator("#stranger")).to_be_visible()
+    sync_api.expect(tab.get_by_role("button", name="Start")).to_be_hidden()
+    attempt = """async () => {
+        const start = await fetch("/.labvm/start", {method: "POST", headers: {"Content-Type": "application/json"},
+                                                     body: JSON.stringify({proof: ""})});
+        const progress = await (await fetch("/.labvm/progress")).text();
+        return [start.status, progress.includes("secret-of-the-user")];
+    }"""
+    assert tab.evaluate(attempt) == [403, False]
+    assert keeper.calls == 0
+
+
+def test_in_a_browser_a_start_needs_the_page_seen_for_a_moment(tab, sync_api, keeper, front):
+    """Double-clickjacking: a page that opens this one under the pointer gets no Start from the
+    second half of a double click; a script's synthetic click gets none at all."""
+    with serving(0, "<title>stand-in lab</title>") as lab:
+        open_the_lab(tab, front, lab)
+    front.pages.facts, front.lab_port = FACTS, 0
+    tab.goto(f"http://127.0.0.1:{front.port}/lab")
+    button = tab.locator("#start")
+    sync_api.expect(button).to_be_visible()
+    tab.evaluate("window.dispatchEvent(new Event('focus'))")  # the moment it comes in front
+    button.click(force=True)  # at once, as the second click of a double click lands
+    button.dispatch_event("click")  # not trusted
+    time.sleep(1)
+    assert keeper.calls == 0
+    button.click()  # once enabled: a click the user meant
+    keeper.wait_for_calls(1)
+
+
 ATTACK = """<title>attacker</title><script>
-const target = "http://127.0.0.1:PORT/start";
-const body = JSON.stringify({secret: "SECRET"});
+const target = "http://127.0.0.1:PORT/.labvm/start";
+const body = JSON.stringify({proof: "PROOF"});
 Promise.allSettled([
   fetch(target, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body}),
   fetch(target, {method: "POST", headers: {"Content-Type": "application/json"}, body}),
-  fetch(target, {method: "POST", mode: "no-cors", body: new URLSearchParams({secret: "SECRET"})}),
+  fetch(target, {method: "POST", mode: "no-cors", body: new URLSearchParams({proof: "PROOF"})}),
 ]).then((results) => { document.title = results.map((result) => result.status).join(" "); });
 </script>"""
 
 
-def test_in_a_browser_a_page_on_another_local_port_cannot_start_the_vm(tab, sync_api, page, keeper):
-    """Even knowing the secret: a simple POST is sent (and refused), a JSON one dies at its preflight."""
-    secret = secret_of(load(page))
-    with serving(0, ATTACK.replace("PORT", str(page.port)).replace("SECRET", secret)) as attacker:
+def test_in_a_browser_a_page_on_another_local_port_cannot_start_the_vm(tab, sync_api, front, keeper):
+    """Even knowing the proof: a simple POST is sent (and refused), a JSON one dies at its preflight."""
+    with serving(0, ATTACK.replace("PORT", str(front.port)).replace("PROOF", PROOF)) as attacker:
         tab.goto(f"http://127.0.0.1:{attacker}/")
         sync_api.expect(tab).to_have_title("fulfilled rejected fulfilled")  # the two simple POSTs were answered
     assert keeper.calls == 0
     # control: the same JSON fetch from the page itself
-    tab.goto(f"http://127.0.0.1:{page.port}/")
-    status = tab.evaluate("""async () => (await fetch("/start", {method: "POST",
-        headers: {"Content-Type": "application/json"},
-        body: JSON.stringify({secret: document.querySelector("main").dataset.secret})})).status""")
+    tab.goto(f"http://127.0.0.1:{front.port}/")
+    status = tab.evaluate("""async (proof) => (await fetch("/.labvm/start", {method: "POST",
+        headers: {"Content-Type": "application/json"}, body: JSON.stringify({proof})})).status""", PROOF)
     assert status == 200 and keeper.calls == 1
 
 
 def test_in_a_browser_a_dns_rebinding_name_cannot_read_the_page_or_start_the_vm(tab, sync_api, keeper):
     """evil.example resolves to 127.0.0.1 (--host-resolver-rules): its page was served from the
-    port before the asleep page took it, so the asleep page is same-origin to it."""
+    port before the gate took it, so the gate is same-origin to it."""
     with serving(0, "<title>evil</title>") as port:
         tab.goto(f"http://evil.example:{port}/")
         sync_api.expect(tab).to_have_title("evil")
-    with AsleepPage(port, FACTS, keeper.start, keeper.progress) as page:
-        secret = secret_of(load(page))  # even given the secret
-        attempt = """async (secret) => {
+    with Front(FACTS, keeper, port):
+        attempt = """async (proof) => {
             const read = await fetch("/api/kernels");
-            const start = await fetch("/start", {method: "POST", headers: {"Content-Type": "application/json"},
-                                                 body: JSON.stringify({secret})});
+            const start = await fetch("/.labvm/start", {method: "POST", headers: {"Content-Type": "application/json"},
+                                                        body: JSON.stringify({proof})});
             return [read.status, start.status, (await read.text()).includes("aws")];
         }"""
-        assert tab.evaluate(attempt, secret) == [403, 403, False]
+        assert tab.evaluate(attempt, PROOF) == [403, 403, False]  # even given the proof
         assert keeper.calls == 0
         tab.goto(f"http://127.0.0.1:{port}/")  # control: the same script from the page's own name
-        assert tab.evaluate(attempt, secret) == [503, 200, True]
+        assert tab.evaluate(attempt, PROOF) == [503, 200, True]
         assert keeper.calls == 1

@@ -1,6 +1,7 @@
 """The guards of the verbs that stop or delete a cloud VM, where they matter: on a cloud profile (moto).
 
-Sync first, and a sync that fails stops nothing; terminate without --force goes ahead only with an
+Sync first: a sync that fails stops resize and terminate with nothing done, while down and stop
+stop the VM anyway and exit 1 (its disk keeps the notebooks); terminate without --force goes ahead only with an
 image newer than the VM's last start.  The "VM" answers no SSH: its address is a closed port.
 """
 
@@ -26,15 +27,22 @@ def cloud_vm(lab, ec2, moto):
     ec2.terminate_instances(InstanceIds=[made["InstanceId"]])
 
 
-@pytest.mark.parametrize("verb", [
-    ["down"], ["stop"], ["resize", "--size", "t3.medium"], ["terminate", "--yes", "--force"],
-])
-def test_a_sync_that_fails_stops_nothing_on_a_cloud_vm(lab, ec2, cloud_vm, verb):
+@pytest.mark.parametrize("verb", [["resize", "--size", "t3.medium"], ["terminate", "--yes", "--force"]])
+def test_a_sync_that_fails_stops_nothing_that_cannot_be_undone(lab, ec2, cloud_vm, verb):
     failed = lab.inv(*verb, "--host", "aws", check=False)
     assert failed.returncode == 1, failed.output
     assert "nothing was stopped; pass --no-sync" in failed.output
     (instance,) = [i for i in labvm_instances(ec2) if i["InstanceId"] == cloud_vm]
     assert instance["State"]["Name"] == "running" and instance["InstanceType"] == "t3.small"
+
+
+@pytest.mark.parametrize("verb", ["down", "stop"])
+def test_a_sync_that_fails_still_lets_down_and_stop_stop_the_vm(lab, ec2, cloud_vm, verb):
+    failed = lab.inv(verb, "--host", "aws", check=False)
+    assert failed.returncode == 1, failed.output
+    assert "the sync failed" in failed.output and f"{cloud_vm} is stopped anyway" in failed.output
+    (instance,) = [i for i in labvm_instances(ec2) if i["InstanceId"] == cloud_vm]
+    assert instance["State"]["Name"] == "stopped" and instance["InstanceType"] == "t3.small"
 
 
 def test_terminate_goes_ahead_without_force_once_an_image_is_newer_than_the_last_start(lab, ec2, cloud_vm):

@@ -7,12 +7,15 @@ Whatever the value: labvm answers with its own error or a working profile, never
 traceback; the ssh config it writes holds exactly labvm's blocks and directives, every line of
 it, and OpenSSH reads from it (`ssh -G`, which would also run an injected `Match exec`) nothing
 but what labvm set: any directive injected anywhere changes an option and fails; no payload runs.
+The identity OpenSSH opens (after its `~`, `%` token and `${VAR}` expansion, which `ssh -G` does not
+show: read from `ssh -v`) is the very file labvm checked, or labvm refused the value.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -149,6 +152,20 @@ def ssh_g(config: Path, alias: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in read.stdout.splitlines() if " " in line)
 
 
+def opened_identities(config: Path, alias: str) -> list[str]:
+    """The identity files OpenSSH opens for the alias, after every expansion: it names each in its debug
+    log once the connection is up (here a ProxyCommand that ends at once), a backslash doubled and bytes
+    outside printable ASCII as octal escapes (log.c: strnvis with VIS_SAFE|VIS_OCTAL)."""
+    run = subprocess.run(["ssh", "-v", "-F", str(config), "-o", "ProxyCommand=exec true", "-o", "BatchMode=yes",
+                          alias, "true"], capture_output=True, stdin=subprocess.DEVNULL, timeout=10, check=False)
+    log = run.stderr.decode("ascii", "replace")
+    files = re.findall(r"^debug1: identity file (.*) type -?\d+\r?$", log, re.MULTILINE)[0::2]  # each then its -cert
+    assert files, log
+    escape = re.compile(r"\\(\\|[0-3][0-7]{2})")
+    return [os.fsdecode(escape.sub(lambda m: chr(int(m[1], 8)) if m[1] != "\\" else m[1], f).encode("latin-1"))
+            for f in files]
+
+
 def check_ssh_config(directory: Path, written: list) -> None:
     """Every line of the file is labvm's, and OpenSSH reads nothing else from it."""
     config = directory / "ssh" / "labvm" / "config"
@@ -170,6 +187,10 @@ def check_ssh_config(directory: Path, written: list) -> None:
         assert same_host(options["hostname"], profile.address)
         assert (options["port"], options["user"]) == (str(profile.port), profile.user or default["user"])
         assert options.get("proxyjump") == (profile.alias + "+jump" if profile.jump else None)
+        assert options["userknownhostsfile"] == str(directory / "ssh" / "labvm" / "known_hosts")
+        if profile.identity:
+            labvm_key = str(directory / "ssh" / "labvm" / "id_ed25519")
+            assert opened_identities(config, profile.alias) == [labvm_key, str(profile.identity.absolute())]
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -196,6 +217,29 @@ def test_no_value_breaks_out_of_its_place(data):
         if written:
             check_ssh_config(directory, written)
         assert not marker.exists()
+
+
+# What OpenSSH reads as its own syntax in a path (tokens, variables, escapes, quotes, tilde, comments).
+PATH_FRAGMENTS = ["%", "%d", "%h", "%u", "%%", "${HOME}", "${FUZZ_INNER}", "$", "{", "}", "\\", "\\\\", '"', "'",
+                  "~", "~/", "/", " ", "#", "=", "*", "é", "..", "k", "-cert"]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_identity_ssh_opens_is_the_file_labvm_checked(data):
+    """identity: OpenSSH opens the path labvm checked (its mode, Fabric's login), or labvm refuses it in one line."""
+    with scratch() as directory:
+        pieces = st.one_of(st.sampled_from(PATH_FRAGMENTS), st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=3))
+        value = data.draw(st.lists(pieces, min_size=1, max_size=6).map("".join), label="identity")
+        how = data.draw(st.sampled_from(["direct", "environment", ".env"]), label="how")
+        write_laptop(directory, ("ssh", "identity"), value, how)
+        try:
+            profile = labvm_config.load(directory / "hosts.yml").profile("vm")
+            SshHome(directory / "ssh").write_host(profile, profile.address)
+        except LabvmError as e:
+            assert len(str(e).splitlines()) == 1 and "Traceback" not in str(e)
+            return
+        check_ssh_config(directory, [profile])
 
 
 @settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

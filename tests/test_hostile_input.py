@@ -223,6 +223,77 @@ def test_an_identity_readable_by_others_is_refused_with_the_chmod(lab, user, ssh
     assert not (lab.ssh_dir / "labvm" / "config").exists()
 
 
+# -- OpenSSH opens the identity labvm checked ------------------------------------------------------
+
+def opened(config: Path, alias: str, cwd: Path) -> dict[str, str]:
+    """identity file -> its key type as a real login through the config, run from `cwd`, reads them
+    (ssh -v: "identity file PATH type N"; -1: nothing there)."""
+    run = subprocess.run(["ssh", "-v", "-F", str(config), "-o", "BatchMode=yes", alias, "true"], cwd=cwd,
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30, check=False)
+    assert run.returncode == 0, run.stderr
+    found = [line.split(" ", 3)[3].rsplit(" type ", 1) for line in run.stderr.splitlines()
+             if line.startswith("debug1: identity file ")]
+    return dict(found)
+
+
+def test_an_identity_in_this_folder_is_the_file_ssh_opens_from_any_folder(reached, user):
+    """A relative identity (hosts.yml's folder is the working folder) and OpenSSH's own syntax in its name."""
+    keys = reached.directory / "keys"
+    keys.mkdir()
+    key = keys / "lab's %d key"  # '%d' would be OpenSSH's home-folder token
+    key.write_bytes(user.key.read_bytes())
+    key.chmod(0o600)
+    rewrite_vm(reached, identity="keys/lab's %d key")
+    reached.inv("keys", "--host", "vm")
+    assert opened(reached.ssh_dir / "config", "labvm-vm", Path("/"))[str(key)] == "3"  # ED25519, read
+
+
+@pytest.mark.parametrize("name,problem", [
+    ("k${HOME}", "'${'"),  # OpenSSH 8.4+ opens k<your home>: another file than labvm checked
+    ("k\\id", "a backslash"),  # OpenSSH 8.7+ reads \\ as one backslash, older ones as two
+])
+def test_an_identity_ssh_would_read_as_another_file_is_refused(reached, user, name, problem):
+    keys = reached.directory / "keys"
+    keys.mkdir()
+    key = keys / name  # the file labvm would check (its mode) and log in with (Fabric)
+    key.write_bytes(user.key.read_bytes())
+    key.chmod(0o600)
+    (reached.directory / ".env").write_text(f"LAB_KEY='{key}'\n")  # a colleague's .env: taken literally
+    rewrite_vm(reached, identity="${LAB_KEY}")
+    good = laptop_state(reached)
+    one_line(reached.inv("keys", "--host", "vm", check=False), "profiles.vm.identity", problem, "move or link the key")
+    checked = reached.inv("check", "--host", "vm", check=False)
+    (line,) = [line for line in checked.stdout.splitlines() if "profiles.vm.identity" in line]
+    assert checked.returncode == 1 and problem in line and "move or link the key" in line, checked.stdout
+    assert laptop_state(reached) == good
+
+
+@pytest.mark.parametrize("folder,problem", [
+    ("a%b", "'%'"), ("a${HOME}", "'${'"), ("a*", "'*'"), ("a?", "'?'"), ("a[1]", "'['"), ("a\\b", "a backslash"),
+    ('a"b', "a double quote"),
+])
+def test_an_ssh_folder_openssh_would_read_as_syntax_is_refused(lab, folder, problem):
+    """labvm's folder is named by Include (globbed; tokens from 9.9), UserKnownHostsFile (tokens from 8.4)
+    and IdentityFile in the ssh config."""
+    lab.write_hosts({}, raw="profiles:\n  vm: {provider: ssh, address: ws1.example.org}\n")
+    lab.extra_env["LABVM_SSH_DIR"] = str(lab.directory / folder)
+    one_line(lab.inv("keys", "--host", "vm", check=False), "LABVM_SSH_DIR", problem, "set LABVM_SSH_DIR to a folder")
+    assert not (lab.directory / folder).exists()
+
+
+def test_an_ssh_folder_with_a_space_and_a_quote_is_read_back_by_openssh(lab, monkeypatch):
+    from labvm import config as labvm_config
+    from labvm.sshconfig import SshHome
+
+    lab.write_hosts({}, raw="profiles:\n  vm: {provider: ssh, address: ws1.example.org}\n")
+    monkeypatch.setenv("LABVM_SSH_DIR", str(lab.directory / "lab's ssh"))
+    home = SshHome.current()
+    home.write_host(labvm_config.load(lab.hosts).profile("vm"), "ws1.example.org")
+    read = ssh_g(home.user_config, "labvm-vm")  # through the Include line
+    assert read["hostname"] == ["ws1.example.org"]
+    assert read["userknownhostsfile"] == [str(home.known_hosts)]
+
+
 # -- tracebacks and unclear errors -------------------------------------------------------------------
 
 def test_labvm_paths_of_the_wrong_kind(lab):
@@ -249,6 +320,25 @@ def test_bytes_that_are_not_utf8(lab):
 def test_host_names_that_dns_would_refuse(lab, address):
     lab.write_hosts({}, raw=f"profiles:\n  vm: {{provider: ssh, address: '{address}'}}\n")
     one_line(lab.inv("keys", "--host", "vm", check=False), f"profiles.vm.address: must be a host name or IP address, not {address!r}")
+
+
+def test_a_region_name_botocore_refuses_is_one_line(lab):
+    region = "us west 2"
+    lab.write_hosts({"aws": {"provider": "aws", "region": region, "user": "ubuntu"}})
+    one_line(lab.inv("up", "--host", "aws", check=False), "profiles.aws.region", "is not a region name", repr(region))
+    audited = lab.inv("audit", check=False)  # every cloud profile's credentials are asked: no traceback either
+    assert "profiles.aws.region" in audited.stdout
+
+
+@pytest.mark.parametrize("key, value", [("region", "us-west-2\x1b[2J"), ("instance_type", "c5.large\u202e"),
+                                        ("tags", {"Project": "ocean\x9b31m"})])
+def test_a_hosts_yml_value_a_terminal_would_read_as_an_escape_is_refused_where_it_is_read(lab, key, value):
+    """Every text of hosts.yml is printed somewhere (a size, a region, a tag): one with a control,
+    escape or bidi-override character never gets that far."""
+    lab.write_hosts({"aws": {"provider": "aws", "region": "us-west-2", "user": "ubuntu", key: value}})
+    refused = lab.inv("status", check=False)
+    line = one_line(refused, f"profiles.aws.{key}: must be")
+    assert "plain text" in line and "\x1b" not in refused.output and "\u202e" not in refused.output
 
 
 @pytest.mark.parametrize("args,message", [

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from netns import kept_vm
-from realhost import ended, free_port
+from realhost import Squatter, ended, free_port
 
 DEAD_PROXY = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 PROXIES = {"http_proxy": DEAD_PROXY, "https_proxy": DEAD_PROXY, "HTTP_PROXY": DEAD_PROXY, "HTTPS_PROXY": DEAD_PROXY}
@@ -81,8 +81,10 @@ def test_a_stalled_ssh_is_replaced_by_up(vm):
 def test_a_killed_keeper_is_cleared_by_the_next_up(vm):
     record = vm.record()
     os.kill(record["keeper_pid"], signal.SIGKILL)
-    time.sleep(0.2)
-    assert vm.answers()  # its ssh still forwards, unkept
+    while not ended(record["keeper_pid"]):
+        time.sleep(0.05)
+    assert not vm.answers()  # the URL's sockets went with it; its ssh is an orphan
+    assert not ended(record["ssh_pid"])
     up = vm.lab.inv("up", "--host", "vm", "--no-browser")
     assert f"{vm.base}/lab?token={vm.token}" in up.stdout  # same local port
     assert ended(record["ssh_pid"])  # the orphan was ended, not left beside the new one
@@ -130,21 +132,28 @@ def test_stale_control_socket_and_old_ssh_are_cleared_and_others_untouched(vm):
         users.wait()
 
 
-def test_total_loss_for_60s_then_180s(vm):
-    for seconds in (60, 180):
-        vm.host.drop_all()
-        lost = time.monotonic()
-        try:
-            while vm.record()["state"] == "up":  # keep-alives notice within 45 s
-                assert time.monotonic() - lost < 45, vm.keeper_log()[-1500:]
-                time.sleep(0.5)
-            assert vm.record()["state"] == "reconnecting"
-            time.sleep(max(0.0, seconds - (time.monotonic() - lost)))
-        finally:
-            vm.host.restore()
-        healed = vm.seconds_until_answering(30)
-        assert healed <= HEAL_WITHIN, f"after {seconds}s of loss the tunnel answered {healed:.1f}s after the network"
-        vm.assert_one_tunnel()
+def test_total_loss_for_60s_then_180s_while_another_user_tries_to_take_the_port(vm, neighbour):
+    """While the link is gone, ssh ends and starts again and again; another user of the laptop tries
+    to bind the URL's port (127.0.0.1 and ::1) all along, as a squatter would: the keeper holds it
+    throughout, and nothing the browser (or `inv up`) sends ever reaches the squatter."""
+    with Squatter(neighbour, vm.local_port) as squatter:
+        for seconds in (60, 180):
+            vm.host.drop_all()
+            lost = time.monotonic()
+            try:
+                while vm.record()["state"] == "up":  # keep-alives notice within 45 s
+                    assert time.monotonic() - lost < 45, vm.keeper_log()[-1500:]
+                    time.sleep(0.5)
+                assert vm.record()["state"] == "reconnecting"
+                time.sleep(max(0.0, seconds - (time.monotonic() - lost)))
+            finally:
+                vm.host.restore()
+            healed = vm.seconds_until_answering(30)
+            assert healed <= HEAL_WITHIN, f"after {seconds}s of loss the tunnel answered {healed:.1f}s after the network"
+            vm.assert_one_tunnel()
+        up = vm.lab.inv("up", "--host", "vm", "--no-browser")
+        assert f"{vm.base}/lab?token={vm.token}" in up.stdout
+        assert squatter.bound() == [] and squatter.requests() == [], squatter.noted()
 
 
 def test_stop_leaves_no_labvm_process(vm):

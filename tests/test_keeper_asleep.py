@@ -7,7 +7,6 @@ or the keeper's asleep page), not Jupyter.  Every command to the keeper goes thr
 socket (labvm.keeper.tell, as labvm.tunnel does): no signal is sent to it.
 """
 
-import http.client
 import json
 import os
 import re
@@ -63,10 +62,10 @@ class Laptop:
         return [line for line in out.splitlines() if line.split()[1] == "ssh" and " -N " in line and " -L " in line]
 
 
-def get(port: int, path: str, dest: str = "document") -> tuple[int | None, str, bytes]:
+def get(port: int, path: str, dest: str = "document", headers: dict | None = None) -> tuple[int | None, str, bytes]:
     """(status, content type, body) of a GET on the laptop's port, as a browser's tab sends it
     (dest "empty": as a script in a background tab fetches it)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Sec-Fetch-Dest": dest})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Sec-Fetch-Dest": dest, **(headers or {})})
     try:
         with LOOPBACK.open(request, timeout=5) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()
@@ -76,8 +75,8 @@ def get(port: int, path: str, dest: str = "document") -> tuple[int | None, str, 
         return None, "", b""
 
 
-def fetch(port: int, path: str) -> tuple[int | None, str, bytes]:
-    return get(port, path, "empty")
+def fetch(port: int, path: str, headers: dict | None = None) -> tuple[int | None, str, bytes]:
+    return get(port, path, "empty", headers)
 
 
 def stand_in_answers(port: int) -> bool:
@@ -326,55 +325,57 @@ def lab_up(user, sshd):
         shutil.rmtree(lab.directory, ignore_errors=True)
 
 
-def follow_the_page(port: int, timeout: float = 300) -> dict:
-    """What the page's script does after Start: reads /progress until something else (the lab)
-    answers on the port; returns the page's last answer."""
-    deadline, last = time.monotonic() + timeout, {}
+def proof_of(lab: Lab, profile: str) -> str:
+    """What the user's browser holds once it opened the lab (labvm.asleep): the profile's proof."""
+    return (lab.ssh_dir / "labvm" / "run" / f"{profile}.proof").read_text()
+
+
+def progress(port: int, proof: str) -> dict:
+    """The page's script's look at the start (labvm/pages/asleep.js)."""
+    status, _, body = fetch(port, "/.labvm/progress", {"X-Labvm-Proof": proof})
+    assert status == 200, body
+    return json.loads(body)
+
+
+def follow_the_page(port: int, proof: str, timeout: float = 300) -> dict:
+    """What the page's script does after Start: reads its progress until the keeper says the lab
+    is ready; returns that last answer."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/progress", headers={"Sec-Fetch-Dest": "empty"})
-        try:
-            with LOOPBACK.open(request, timeout=5) as response:
-                ours, body = response.headers.get("X-Labvm") == "asleep", response.read()
-        except urllib.error.HTTPError as e:
-            ours, body = e.headers.get("X-Labvm") == "asleep", e.read()
-        except (ConnectionError, urllib.error.URLError, TimeoutError, http.client.HTTPException):
-            time.sleep(0.2)  # the hand-over: an answer cut off, then nothing listens for a moment
-            continue
-        if not ours:
-            return last
-        last = json.loads(body)
-        assert last["state"] != "failed", last
+        said = progress(port, proof)
+        assert said["state"] != "failed", said
+        if said["state"] == "ready":
+            return said
         time.sleep(0.2)
-    raise AssertionError(f"the lab did not answer on port {port} within {timeout:.0f}s; the page said {last}")
+    raise AssertionError(f"the lab was not ready on port {port} within {timeout:.0f}s; the page said {said}")
 
 
-def press_start(lab: Lab, port: int) -> None:
+def press_start(lab: Lab, port: int) -> str:
     """Jupyter stopped and the keeper asleep, as `inv down` leaves a cloud profile; then Start, as
-    the page's button sends it."""
+    the page's button sends it from the user's browser; returns the proof it sent."""
     lab.inv("stop-notebook", "--host", "nb")
     record = lab.tunnel_record("nb")
     assert tell(record["control_port"], record["control_secret"], "sleep stopped by inv down") == "ok"
     Laptop(lab, record["remote_port"]).wait_until(lambda: lab.tunnel_record("nb")["state"] == "asleep",
                                                   "the keeper to sleep")
-    status, _, body = get(port, "/lab")  # the tab left open, reloaded
-    assert status == 200
-    secret = re.search(r'data-secret="([^"]+)"', body.decode()).group(1)
-    start = urllib.request.Request(f"http://127.0.0.1:{port}/start", data=json.dumps({"secret": secret}).encode(),
+    assert get(port, "/lab")[0] == 200  # the tab left open, reloaded
+    proof = proof_of(lab, "nb")
+    start = urllib.request.Request(f"http://127.0.0.1:{port}/.labvm/start", data=json.dumps({"proof": proof}).encode(),
                                    headers={"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"},
                                    method="POST")
     with LOOPBACK.open(start, timeout=10) as response:
         assert json.loads(response.read())["state"] == "starting"
+    return proof
 
 
 def test_start_on_the_asleep_page_brings_the_lab_back_on_the_same_url(lab_up):
     lab, url = lab_up
     base, token = url.split("/lab?token=")
     port = int(re.search(r"127\.0\.0\.1:(\d+)/", url).group(1))
-    press_start(lab, port)
-    said = follow_the_page(port)
+    proof = press_start(lab, port)
+    said = follow_the_page(port, proof)
     new_url = said["url"]
     assert new_url.startswith(f"{base}/lab?token=") and new_url != url  # the same port, Jupyter's new token
-    # The page hands its port over while Jupyter boots: its last word is the launch.
     assert any(line.startswith("notebook: starting JupyterLab") for line in said["lines"]), said["lines"]
     assert get(port, f"/api/status?token={new_url.split('token=')[1]}")[0] == 200
     assert token not in (log := (lab.ssh_dir / "labvm" / "run" / "nb.log").read_text()) and new_url not in log
@@ -394,12 +395,11 @@ def test_a_jupyter_that_fails_after_the_hand_over_brings_the_page_back_saying_wh
         jupyter.write_text("#!/bin/sh\necho 'jupyter: a stand-in that fails' >&2\nexit 1\n")
         jupyter.chmod(0o755)
         os.chown(jupyter, user.uid, user.uid)
-        press_start(lab, port)
+        proof = press_start(lab, port)
         deadline, said = time.monotonic() + 120, {}
         while said.get("state") != "failed":
             assert time.monotonic() < deadline, f"the page did not come back to say why; it said {said}"
-            status, _, body = fetch(port, "/progress")
-            said = json.loads(body) if status == 200 else {}
+            said = progress(port, proof)
             time.sleep(0.1)
         assert "Jupyter did not start" in said["error"], said
         record = lab.tunnel_record("nb")
@@ -448,7 +448,7 @@ def test_a_vm_the_cloud_says_is_stopped_or_gone_puts_the_keeper_to_sleep(moto, e
         status, _, body = get(port, "/lab")
         page = body.decode()
         assert status == 200 and all(word in page for word in (title, "t3.small", REGION, reason)), page
-        assert ('data-secret=""' in page) == (state == "gone")  # no start for a deleted VM
+        assert ('id="start"' in page) == (state == "asleep")  # no start for a deleted VM
         assert fetch(port, "/api/kernels")[0] == 503
     finally:
         lab.inv("tunnel", "--host", "aws", "--stop", check=False)

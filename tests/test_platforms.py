@@ -9,11 +9,16 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from unittest import mock
+from xml.etree import ElementTree
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labvm import laptop, platforms
 from labvm.errors import LabvmError
+from realhost import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 POSIX_ONLY = ("fcntl", "pwd", "grp", "termios", "pty", "resource")
@@ -135,6 +140,50 @@ def test_the_tunnels_login_is_shared_where_ssh_can_and_never_on_windows(tmp_path
         assert shared_connection(odd, "vm") is None
 
 
+def test_the_way_to_the_lab_is_a_private_socket_and_on_windows_a_port_checked_to_be_ssh(tmp_path, neighbour):
+    """The gate reaches ssh's forward through a unix socket in the 0700 run folder where the laptop
+    has one; Windows' OpenSSH forwards no unix socket, so there ssh listens on a loopback port, which
+    anyone may take while ssh is gone: the keeper relays there only over a connection whose other end
+    is its own ssh (psutil, as on Windows), never to another user's listener on that port."""
+    from labvm.keeper import Keeper, forward_socket, ssh_command
+    from realhost import Squatter
+
+    for platform in ("linux", "macos", "wsl"):
+        with platforms.simulating(platform):
+            assert forward_socket(tmp_path, "vm") == tmp_path / "vm.fwd"
+    for odd in (tmp_path / "John Smith", tmp_path / "a:b", tmp_path / "${HOME}", tmp_path / ("x" * 90)):
+        assert forward_socket(odd, "vm") is None
+    with platforms.simulating("windows"):
+        assert forward_socket(tmp_path, "vm") is None
+        keeper = Keeper("vm", 0, 1, tmp_path, "config", "labvm-vm", str(tmp_path / "hosts.yml"))
+    assert "-L" in (command := ssh_command("config", "labvm-vm", "127.0.0.1:5000", 8888))
+    assert command[command.index("-L") + 1] == "127.0.0.1:5000:127.0.0.1:8888"
+
+    listener = ("import socket, sys; s = socket.create_server(('127.0.0.1', int(sys.argv[1]))); print(flush=True); "
+                "held = [s.accept() for _ in range(10)]")  # accepts, as ssh does at once
+    keeper.inner_port = free_port()
+    keeper.child = subprocess.Popen([sys.executable, "-c", listener, str(keeper.inner_port)], stdout=subprocess.PIPE)
+    try:
+        keeper.child.stdout.readline()  # it listens
+        connection = keeper.connect_forward()
+        assert connection is not None  # control: its own ssh's listener is reached
+        connection.close()
+    finally:
+        keeper.child.kill()
+        keeper.child.wait()
+    with Squatter(neighbour, free_port()) as squatter:
+        while "127.0.0.1" not in squatter.bound():
+            pass
+        keeper.inner_port = squatter.port
+        keeper.child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the keeper's ssh, gone from the port
+        try:
+            assert keeper.connect_forward() is None
+            assert keeper.child.wait(10) is not None  # that ssh is ended: a new one listens elsewhere
+        finally:
+            keeper.child.kill()
+        assert squatter.requests() in ([], [""])  # it got a connection, never a byte
+
+
 def test_linux_detaches_into_a_session_of_its_own():
     child = platforms.spawn_detached([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
@@ -230,6 +279,53 @@ def test_macos_notifies_through_osascript_with_the_texts_as_arguments(bin_dir, t
     assert record.read_text().splitlines()[-2:] == ["labvm: vm", 'quote " and \\ stay text']
 
 
+# What a VM may put in an autostop reason, as markup: a link, bold, an image, entities, a comment.
+MARKUP = ['<a href="https://evil.example/login">sign in again</a>', "<b>1</b> & 2 &amp; 3 &#60;", "]]>",
+          "<img src='file:///etc/passwd' alt='x'/>", "<!-- hidden -->", "</i>", "<u"]
+
+
+def as_markup(body: str) -> str:
+    """The text a notification server that reads the body as markup shows (the markup is XML-based,
+    https://specifications.freedesktop.org/notification/latest/markup.html): no element may be in it."""
+    root = ElementTree.fromstring(f"<markup>{body}</markup>")
+    assert [element.tag for element in root.iter()] == ["markup"], body  # nothing bold, linked or shown
+    return "".join(root.itertext())
+
+
+def recorded_argv(record: Path) -> list[str]:
+    return record.read_text().split("\0")[:-1]
+
+
+@pytest.mark.parametrize("where", ["linux", "macos", "windows"])
+def test_a_vm_s_words_in_a_notification_are_shown_as_text(bin_dir, tmp_path, monkeypatch, where):
+    """notify-send's body is markup: escaped there; osascript's argv and the toast's XML text nodes take text."""
+    record = tmp_path / "argv"
+    tool = {"linux": "notify-send", "macos": "osascript", "windows": "powershell.exe"}[where]
+    stand_in(bin_dir, tool, f'printf "%s\\0" "$@" "$LABVM_NOTIFY_TITLE" "$LABVM_NOTIFY_MESSAGE" > {record}\n')
+    run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda *args, creationflags=0, **kwargs: run(*args, **kwargs))
+    for said in MARKUP:
+        message = f"stopped by its autostop (idle 30m of 30m: last in use for {said}); http://127.0.0.1:8888/"
+        with platforms.simulating(where):
+            platforms.notify("labvm: vm", message)
+        *argv, title, text = recorded_argv(record)  # the last two: the toast's environment
+        if where == "linux":
+            assert argv == ["labvm: vm", argv[1]] and as_markup(argv[1]) == message
+        elif where == "macos":  # the run handler's argv: text as it is
+            assert argv[-2:] == ["labvm: vm", message]
+        else:  # the environment, which the toast puts in XML text nodes
+            assert (title, text) == ("labvm: vm", message)
+
+
+@settings(max_examples=200, deadline=None)
+@given(said=st.text(st.characters(blacklist_categories=("Cc", "Cs", "Cn"))))
+def test_any_text_a_vm_says_is_one_text_node_for_notify_send(said):
+    with mock.patch.object(platforms.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "notify-send" else None), \
+            platforms.simulating("linux"):
+        (command, title, body), _ = platforms.notification_command("labvm: vm", said)
+    assert (command, title, as_markup(body)) == ("notify-send", "labvm: vm", said)
+
+
 def test_private_key_permissions_windows_acl_and_posix_mode(bin_dir, tmp_path, monkeypatch):
     key = tmp_path / "id_ed25519"
     key.write_text("secret")
@@ -260,9 +356,12 @@ def test_openssh_line_reads_each_platforms_version():
     assert not old.ok and "labvm needs 7.6+" in old.detail and old.detail.endswith("install it")
     here = laptop.openssh()
     assert here.ok and here.detail.startswith("OpenSSH_"), here.detail
-    assert here.detail.endswith("; ControlMaster: while the tunnel is up, a sync rides its login")
+    assert "; ControlMaster: while the tunnel is up, a sync rides its login; " in here.detail
+    assert here.detail.endswith("(0700): no other user of this machine can reach it")
     with platforms.simulating("windows"):
         assert laptop.sharing() == "no ControlMaster in Windows' OpenSSH: each sync logs in"
+        assert laptop.forwarding().startswith("Windows' OpenSSH forwards no unix socket: the tunnel's ssh listens "
+                                              "on a loopback port, and each connection is checked")
 
 
 def test_rsync_line_names_the_rsync_or_the_fallback(tmp_path, monkeypatch):

@@ -77,7 +77,9 @@ def test_the_kept_tunnel_never_forwards_to_a_port_another_user_took(lab, user, s
         wait_for_port_owned_by(colleague, port)
         record = wait_for_record(lab, "refused")
         assert f"port {port} on the VM is held by user {colleague.name}, not you" in record["reason"], record
-        assert http_status(f"{base}/api/status", token) is None  # the local URL leads nowhere now
+        # The local URL is still labvm's (no other user of the laptop can take it either), and says why
+        # it leads nowhere now.
+        assert http_status(f"{base}/api/status", token) == 503
         status = lab.inv("status", "--host", "vm").stdout
         assert f"port {port} is held by user {colleague.name}, not you" in status, status
         assert not reached.exists(), "the colleague's socket received a connection"

@@ -59,6 +59,8 @@ REFUSED_FROM_DOTENV = [
     "LABVM_AUTOSTOP_COMMAND", "RSYNC_OLD_ARGS", "RSYNC_RSH", "PYTHONPATH", "PYTHONSTARTUP", "LD_PRELOAD",
     "DYLD_INSERT_LIBRARIES", "PATH", "HOME", "GIT_SSH_COMMAND", "SSH_AUTH_SOCK", "https_proxy",
     "AWS_CONFIG_FILE", "GOOGLE_APPLICATION_CREDENTIALS", "OS_AUTH_URL", "LABVM_HOSTS",
+    "OS_CLIENT_CONFIG_FILE", "OS_CLIENT_SECURE_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_DATA_PATH", "BOTO_CONFIG",
+    "CLOUDSDK_CONFIG",
 ]
 
 
@@ -88,23 +90,23 @@ def test_local_steps_run_no_shell_start_up_hooks(lab):
 
 
 def test_dotenv_feeds_variables_and_only_the_allow_list_enters_the_environment():
-    dotenv = ("AWS_PROFILE=lab\nLABVM_OWNER=ann\nOS_CLOUD=cades\nGITHUB_TOKEN=from-dotenv\n"
+    dotenv = ("AWS_PROFILE=lab\nLABVM_HOST=vm\nOS_CLOUD=cades\nGITHUB_TOKEN=from-dotenv\n"
               "AWS_SECRET_ACCESS_KEY=abc\nLAB_HOST=ws1.example.org\n")
     hosts = {"vm": unreachable_vm(address="${LAB_HOST}", notebook={"password": "${GITHUB_TOKEN}"})}
     with laptop(hosts, dotenv) as directory:
-        for name in ("AWS_PROFILE", "LABVM_OWNER", "OS_CLOUD", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "LAB_HOST"):
+        for name in ("AWS_PROFILE", "LABVM_HOST", "OS_CLOUD", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "LAB_HOST"):
             os.environ.pop(name, None)
         profile = labvm_config.load(directory / "hosts.yml").profile("vm")
         assert (profile.address, profile.notebook.password) == ("ws1.example.org", "from-dotenv")
-        assert {k: os.environ.get(k) for k in ("AWS_PROFILE", "LABVM_OWNER", "OS_CLOUD")} == \
-            {"AWS_PROFILE": "lab", "LABVM_OWNER": "ann", "OS_CLOUD": "cades"}
+        assert {k: os.environ.get(k) for k in ("AWS_PROFILE", "LABVM_HOST", "OS_CLOUD")} == \
+            {"AWS_PROFILE": "lab", "LABVM_HOST": "vm", "OS_CLOUD": "cades"}
         assert not {"GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "LAB_HOST"} & os.environ.keys()
 
 
 def test_your_own_environment_still_wins_over_dotenv():
-    with laptop({"vm": unreachable_vm()}, "LABVM_OWNER=from-dotenv\n", {"LABVM_OWNER": "mine"}) as directory:
+    with laptop({"vm": unreachable_vm()}, "AWS_PROFILE=from-dotenv\n", {"AWS_PROFILE": "mine"}) as directory:
         labvm_config.load(directory / "hosts.yml").profile("vm")
-        assert os.environ["LABVM_OWNER"] == "mine"
+        assert os.environ["AWS_PROFILE"] == "mine"
 
 
 def test_a_dotenv_value_is_literal_and_never_reads_the_environment():
@@ -118,7 +120,7 @@ def test_a_dotenv_value_is_literal_and_never_reads_the_environment():
 
 
 ENTERS_ENVIRONMENT = {"AWS_PROFILE", "AWS_DEFAULT_REGION", "OS_CLOUD", "GOOGLE_CLOUD_PROJECT", "LABVM_HOST",
-                      "LABVM_OWNER", "LABVM_GCE_OSLOGIN"}
+                      "LABVM_GCE_OSLOGIN"}
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

@@ -2,24 +2,51 @@
 
 A provider answers for one profile.  `Provider` lists every verb with its promise; `existing`
 (local, ssh) is the null provider, `cloud.CloudProvider` the template the three clouds share.
+
+The values a provider returns (Instance, Image, Resource, Check) are where a cloud's text enters
+labvm: names, tags, ids, states and messages that co-members of the account (or the cloud) wrote.
+Each cleans its own text as it is made (`Shown`), so whatever prints one, now or in a later
+feature, prints no escape sequence and no bidi override.  A cloud's error text is cleaned where each
+cloud turns an SDK error into a LabvmError (`from_cloud`).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from typing import NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from ..config import Profile
 from ..errors import LabvmError, Unsupported
+from ..text import clean
 
 # An image's state in labvm's words, whatever the cloud calls it.
 IMAGE_AVAILABLE, IMAGE_PENDING, IMAGE_FAILED = "available", "pending", "failed"
 
 
+def from_cloud(text: Any) -> str:
+    """Text a cloud said (an SDK error, a fault, a state reason) as labvm shows it: every control,
+    escape and bidi character written visibly (labvm.text.clean), nothing cut."""
+    shown = str(text)
+    return clean(shown, len(shown))
+
+
+class Shown:
+    """A frozen record of text from a cloud: each of its str fields is cleaned (`from_cloud`) as the
+    record is made.  Cleaning twice changes nothing, so a record `replace`d from another stays as it was."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # each subclass is a dataclass
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, str):
+                object.__setattr__(self, field.name, from_cloud(value))
+
+
 @dataclass(frozen=True)
-class Instance:
+class Instance(Shown):
     id: str
     name: str
     state: str
@@ -31,7 +58,7 @@ class Instance:
 
 
 @dataclass(frozen=True)
-class Image:
+class Image(Shown):
     id: str
     name: str
     created: str
@@ -39,7 +66,7 @@ class Image:
 
 
 @dataclass(frozen=True)
-class Resource:
+class Resource(Shown):
     """Something labvm made that a cloud keeps (and bills), as `inv audit` lists it."""
 
     cloud: str  # aws, openstack, gce
@@ -60,7 +87,7 @@ class Resource:
 
 
 @dataclass(frozen=True)
-class Check:
+class Check(Shown):
     """One line of `inv check`: a read-only question to the cloud, answered before anything is billed."""
 
     name: str  # credentials, region, network, image, size, quota, key pair, ssh rule, os login, ...

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..config import Profile
 from ..errors import LabvmError
-from .base import Instance, Provider, in_parallel, partial_cluster
+from .base import Instance, Provider, from_cloud, in_parallel, partial_cluster
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,13 @@ class WorkerRecipe:
     size: str  # the cloud's name of the size
     image: str  # the image, as the cloud's lines name it
     beside: dict = field(default_factory=dict)  # what else the cloud takes from the head (network, group, key)
+
+
+def tag_number(value: object) -> int:
+    """The number a labvm tag holds (labvm:index); 0 for anything else a co-member of the account may
+    have written there: no traceback, and no index of labvm's (workers count from 1)."""
+    text = str(value)
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else 0
 
 
 def owner() -> str:
@@ -144,9 +151,10 @@ class CloudProvider(Provider):
     # -- did-you-mean ------------------------------------------------------------------------------
     @staticmethod
     def unknown(key: str, kind: str, wanted: str, known: list[str], listing: str) -> LabvmError:
-        """The one line for a size, image or network the cloud does not have: the closest it has."""
+        """The one line for a size, image or network the cloud does not have: the closest it has (names
+        the cloud lists, an admin's or a co-member's text)."""
         close = difflib.get_close_matches(wanted, known, n=3, cutoff=0.5)
-        hint = f"; closest: {', '.join(close)}" if close else ""
+        hint = f"; closest: {', '.join(map(from_cloud, close))}" if close else ""
         return LabvmError(f"{key}: no {kind} {wanted!r}{hint} ({listing})")
 
     # -- planned stand-ins ------------------------------------------------------------------------

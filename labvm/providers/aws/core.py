@@ -8,9 +8,9 @@ import functools
 import time
 from typing import NamedTuple
 
-from ...config import Profile
+from ...config import Profile, sdk_files_problem
 from ...errors import LabvmError
-from ..base import Instance
+from ..base import Instance, from_cloud
 from ..cloud import EC2_NAME, CloudProvider, cloud_name
 
 UBUNTU_ALIASES = {
@@ -60,9 +60,16 @@ class AwsBase(CloudProvider):
     def __init__(self, profile: Profile):
         import boto3
         from botocore.config import Config
-        from botocore.exceptions import NoRegionError, ProfileNotFound
+        from botocore.exceptions import (
+            InvalidRegionError,
+            NoRegionError,
+            ProfileNotFound,
+        )
 
         super().__init__(profile)
+        problem = sdk_files_problem(self.cloud)  # boto3 reads no other file from the current folder
+        if problem:
+            raise LabvmError(problem)
         region = self.settings.get("region")
         # Throttling is retried by botocore, never shown to the user.
         config = Config(region_name=region, retries={"mode": "adaptive", "max_attempts": 10})
@@ -70,8 +77,11 @@ class AwsBase(CloudProvider):
             self.ec2 = boto3.client("ec2", config=config)
         except NoRegionError:
             raise LabvmError(f"{self._where('region')}: not set; e.g. region: us-west-2") from None
+        except InvalidRegionError:  # botocore's own check of the name (utils.validate_region_name)
+            raise LabvmError(f"{self._where('region')}: {region!r} is not a region name; e.g. region: us-west-2 "
+                             f"(`aws ec2 describe-regions` lists them)") from None
         except ProfileNotFound as e:
-            raise LabvmError(f"AWS_PROFILE: {e}; `aws configure list-profiles` lists the profiles there are") from None
+            raise LabvmError(f"AWS_PROFILE: {from_cloud(e)}; `aws configure list-profiles` lists the profiles there are") from None
         self._boto3 = boto3
         self._config = config
         self.labels = {"labvm:profile": profile.name, "labvm:owner": self.owner}
@@ -112,7 +122,7 @@ class AwsBase(CloudProvider):
         except ClientError as e:
             raise AwsError(self._explain(e), e.response["Error"]["Code"]) from None
         except EndpointConnectionError as e:
-            raise LabvmError(f"AWS did not answer at {e.kwargs.get('endpoint_url')}; check the network (a VPN or "
+            raise LabvmError(f"AWS did not answer at {from_cloud(e.kwargs.get('endpoint_url'))}; check the network (a VPN or "
                              f"proxy?) and {self._where('region')}") from None
 
     def _read(self, operation: str, **kwargs):
@@ -168,7 +178,7 @@ class AwsBase(CloudProvider):
         }
         hint = hints.get(code, "")
         hint = hint() if callable(hint) else hint
-        return f"AWS {code}: {message}" + (f"; {hint}" if hint else "")
+        return from_cloud(f"AWS {code}: {message}") + (f"; {hint}" if hint else "")
 
     def _auth_failure_hint(self) -> str:
         """A region the account has not opted in to answers every call AuthFailure, as bad credentials do
@@ -225,7 +235,7 @@ class AwsBase(CloudProvider):
         try:
             self.ec2.get_waiter(waiter).wait(**kwargs, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
         except WaiterError as e:
-            raise LabvmError(f"aws: {what} did not happen: {e}") from None
+            raise LabvmError(f"aws: {what} did not happen: {from_cloud(e)}") from None
         print(f"aws: {what} ({time.monotonic() - start:.0f}s)", flush=True)
 
     @property

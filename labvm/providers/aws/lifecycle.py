@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 
 from ...errors import LabvmError
-from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Image, Instance
+from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Image, Instance, from_cloud
 from ..cloud import NameRules, cloud_name
 from .core import AwsBase, AwsError, LIVE, tags_of
 
@@ -173,13 +173,13 @@ class Lifecycle(AwsBase):
                 print(f"snapshot: {image_id} available ({waited / 60:.0f}m)", flush=True)
                 return found
             if IMAGE_STATES.get(state) != IMAGE_PENDING:
-                reason = (found.get("StateReason") or {}).get("Message", "")
-                raise LabvmError(f"snapshot: {image_id} is {state}: {reason}; `inv snapshot --host {self.profile.name}` tries again")
+                reason = from_cloud(f"{state}: {(found.get('StateReason') or {}).get('Message', '')}")
+                raise LabvmError(f"snapshot: {image_id} is {reason}; `inv snapshot --host {self.profile.name}` tries again")
             if waited >= self.image_timeout:
-                raise LabvmError(f"snapshot: {image_id} is still {state} after {waited / 60:.0f}m; EC2 goes on making it: "
+                raise LabvmError(f"snapshot: {image_id} is still {from_cloud(state)} after {waited / 60:.0f}m; EC2 goes on making it: "
                                  f"`inv images --host {self.profile.name}` shows when it is available")
             if time.monotonic() - last_said >= self.progress_seconds:
-                print(f"snapshot: {image_id} {state} ({waited / 60:.0f}m)", flush=True)
+                print(f"snapshot: {image_id} {from_cloud(state)} ({waited / 60:.0f}m)", flush=True)
                 last_said = time.monotonic()
             time.sleep(self.poll_seconds)
 
@@ -205,7 +205,7 @@ class Lifecycle(AwsBase):
         answer = self._change("deregister_image", ImageId=image.id, DeleteAssociatedSnapshots=True)
         for result in answer.get("DeleteSnapshotResults", []):
             if result.get("ReturnCode") != "success":
-                print(f"aws: snapshot {result['SnapshotId']} of {image.id} was not deleted ({result.get('ReturnCode')}); "
+                print(f"aws: snapshot {result['SnapshotId']} of {image.id} was not deleted ({from_cloud(result.get('ReturnCode'))}); "
                       f"delete it later: aws ec2 delete-snapshot --snapshot-id {result['SnapshotId']} --region {self.scope}",
                       file=sys.stderr)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..base import Instance
-from ..cloud import WorkerRecipe
+from ..cloud import WorkerRecipe, tag_number
 from .core import AwsBase, LIVE, Network, tags_of
 
 
@@ -20,7 +20,7 @@ class Workers(AwsBase):
                    {"labvm:cluster": self.profile.name, "labvm:owner": self.owner, "labvm:role": "worker"}.items()]
         filters.append({"Name": "instance-state-name", "Values": list(LIVE)})
         found = [i for r in self._read("describe_instances", Filters=filters)["Reservations"] for i in r["Instances"]]
-        return sorted(found, key=lambda i: int(tags_of(i).get("labvm:index", 0)))
+        return sorted(found, key=lambda i: tag_number(tags_of(i).get("labvm:index")))
 
     def workers(self) -> list[Instance]:
         """This profile's worker VMs of this owner, by index; each name ends with -w<index>."""

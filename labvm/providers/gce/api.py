@@ -9,9 +9,9 @@ import dataclasses
 import os
 import time
 
-from ...config import Profile
+from ...config import Profile, sdk_files_problem
 from ...errors import LabvmError
-from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Image, Instance, parse_time
+from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Image, Instance, from_cloud, parse_time
 from ..cloud import GCE_LABEL, GCE_NAME, CloudProvider, cloud_name
 
 # A SUSPENDED instance bills only its disks and saved memory, as a stopped one; start() resumes it.
@@ -76,6 +76,9 @@ class GceApi(CloudProvider):
         self.name = cloud_name(INSTANCE_NAME, "labvm", profile.name, self.owner)
         self.rule = f"{self.name}-ssh"  # also the network tag of the head and its workers
         self.cluster_rule = cloud_name(GCE_NAME, self.name, "dask")
+        problem = sdk_files_problem(self.cloud)  # google-auth reads no other file from the current folder
+        if problem:
+            raise LabvmError(problem)
         self.endpoint = loopback_endpoint(os.environ.get("LABVM_GCE_ENDPOINT", ""))
         if self.endpoint:  # an emulator on this machine: the user's Google token never goes to it
             credentials = AnonymousCredentials()
@@ -137,7 +140,7 @@ class GceApi(CloudProvider):
 
     def _explain(self, error) -> str:
         reasons = {e.get("reason") for e in (error.errors or []) if isinstance(e, dict)}
-        message = str(error.message).split(": ", 1)[-1] if ": " in str(error.message) else str(error.message)
+        message = from_cloud(str(error.message).split(": ", 1)[-1])
         if "accessNotConfigured" in reasons or "has not been used in project" in message:
             return (f"the Compute Engine API is not enabled in project {self.project}; "
                     f"gcloud services enable compute.googleapis.com --project {self.project}")
@@ -173,7 +176,7 @@ class GceApi(CloudProvider):
                 f"{self._where('zone')} to another zone of {self.region}"
             )
         if errors:
-            raise LabvmError(f"GCE: {what} failed: {'; '.join(e.message for e in errors)}")
+            raise LabvmError(f"GCE: {what} failed: {from_cloud('; '.join(e.message for e in errors))}")
 
     def _change(self, what: str, action, scope: str, waited: str, **kwargs) -> None:
         """One change through the --plan gate, then waited for until `waited` holds."""

@@ -8,6 +8,7 @@ import os
 import re
 
 from ...errors import LabvmError
+from ..base import from_cloud
 from .api import LOGIN_METADATA, GceApi
 
 
@@ -104,7 +105,7 @@ class OsLogin(GceApi):
         answer = self._session().post(url, params={"projectId": self.project}, json={"key": public_key}, timeout=30)
         if answer.status_code != 200:
             message = answer.json().get("error", {}).get("message", answer.text) if answer.content else answer.reason
-            raise LabvmError(f"OS Login would not take labvm's key for {account}: {message}; "
+            raise LabvmError(f"OS Login would not take labvm's key for {account}: {from_cloud(message)}; "
                              "ask for roles/compute.osLogin on the project")
         accounts = answer.json()["loginProfile"]["posixAccounts"]
         return next((a for a in accounts if a.get("primary")), accounts[0])["username"]

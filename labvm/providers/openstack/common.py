@@ -5,13 +5,22 @@ read by that id).  Every call that changes the project passes `mutate`, the gate
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
+import sys
 from types import SimpleNamespace
 
-from ...config import Profile
+from ...config import Profile, sdk_files_problem
 from ...errors import LabvmError
-from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Instance, parse_time
+from ..base import (
+    IMAGE_AVAILABLE,
+    IMAGE_FAILED,
+    IMAGE_PENDING,
+    Instance,
+    from_cloud,
+    parse_time,
+)
 from ..cloud import OPENSTACK_NAME, CloudProvider, cloud_name
 
 SHELVED = ("SHELVED", "SHELVED_OFFLOADED")  # SHELVED stays so where the cloud does not offload at once
@@ -26,6 +35,9 @@ WAIT = 900  # seconds a server transition may take
 IMAGE_WAIT = 1800  # seconds a snapshot may take
 PLANNED = "(planned)"  # the id of what --plan would make (cloud.CloudProvider.planned_instance's too)
 QUOTA_HELP = "free some (openstack server list) or ask for more (cades-help@ornl.gov raises CADES quotas)"
+# openstacksdk's files, each as .yaml, .yml or .json; it reads the first of each it finds along its search
+# path (openstack/config/loader.py: CONFIG_FILES, SECURE_FILES, VENDOR_FILES over CONFIG_SEARCH_PATH).
+SDK_FILES = ("clouds", "secure", "clouds-public")
 
 
 def nova_fingerprint(public_key: str) -> str:
@@ -48,13 +60,35 @@ def more(count: int) -> str:
     return "one more" if count == 1 else f"{count} more"
 
 
+def config_folders() -> list[str]:
+    """Where labvm lets openstacksdk look for its files: its own search path without its first folder, the
+    current one (loader.CONFIG_SEARCH_PATH starts with os.getcwd()).  A checkout's clouds.yaml there
+    would redefine an entry, and your secure.yaml's password would go to the auth_url it names."""
+    from openstack.config import loader
+
+    return list(dict.fromkeys([loader.CONFIG_HOME, loader.UNIX_CONFIG_HOME, loader.SITE_CONFIG_HOME,
+                               loader.UNIX_SITE_CONFIG_HOME]))
+
+
+def sdk_files(kind: str, folder: str) -> list[str]:
+    """The names openstacksdk gives one of its files (SDK_FILES) in a folder."""
+    from openstack.config import loader
+
+    return [os.path.join(folder, kind + suffix) for suffix in loader.YAML_SUFFIXES + loader.JSON_SUFFIXES]
+
+
+@functools.cache
+def say_once(note: str) -> None:
+    """A note on stderr once per process, however many profiles connect (`inv audit`)."""
+    print(note, file=sys.stderr, flush=True)
+
+
 class OpenStackBase(CloudProvider):
     """The connection to one clouds.yaml entry and what every part of the provider uses."""
 
     cloud = "openstack"
 
     def __init__(self, profile: Profile):
-        import openstack
         from openstack import exceptions
 
         super().__init__(profile)
@@ -66,21 +100,57 @@ class OpenStackBase(CloudProvider):
             raise LabvmError(f"{self._where('cloud')}: not set; name an entry of your clouds.yaml (or set OS_CLOUD)")
         self.entry = str(entry)  # the clouds.yaml entry
         self.cli = f"openstack --os-cloud {self.entry}"
-        try:
-            self.conn = openstack.connect(cloud=self.entry)
-        except exceptions.ConfigException as e:
-            if self.entry == "envvars":  # openstacksdk's name for "the OS_* variables of an openrc"
-                raise LabvmError(
-                    f"{self._where('cloud')}: envvars reads OS_AUTH_URL, OS_USERNAME, ... from the environment: "
-                    f"`source` your openrc file (Horizon: API Access, Download OpenStack RC File) first"
-                ) from None
-            raise LabvmError(
-                f"{self._where('cloud')}: {e}; add {self.entry!r} to clouds.yaml "
-                f"(~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)"
-            ) from None
+        self.conn = self._connect()
         self._require_password()
         # Log in now: the SDK would otherwise do it inside the first proxy attribute access.
         self.call(self.conn.session.get_token)
+
+    def _connect(self):
+        """A connection to the entry, from the user's own files only (config_folders; OS_CLIENT_CONFIG_FILE
+        and OS_CLIENT_SECURE_FILE from the shell come first, as openstacksdk puts them)."""
+        from openstack import connection, exceptions
+        from openstack.config import loader
+
+        problem = sdk_files_problem(self.cloud)
+        if problem:
+            raise LabvmError(problem)
+        folders = config_folders()
+        files = {kind: [name for folder in folders for name in sdk_files(kind, folder)] for kind in SDK_FILES}
+        try:
+            config = loader.OpenStackConfig(config_files=files["clouds"], secure_files=files["secure"],
+                                            vendor_files=files["clouds-public"])
+        except exceptions.ConfigException as e:
+            raise LabvmError(f"{self._where('cloud')}: {from_cloud(e)}") from None
+        looked = f"OS_CLIENT_CONFIG_FILE, then {', '.join(folders)}"
+        ignored = self._ignored_here(config, folders)
+        for name in ignored:
+            say_once(f"openstack: {name} is not read: labvm reads openstacksdk's files only from {looked} (one "
+                     f"here may have come with a checkout); the `openstack` CLI run in this folder reads it first")
+        if self.entry not in config.cloud_config["clouds"]:
+            if self.entry == "envvars":  # openstacksdk's name for "the OS_* variables of an openrc"
+                raise LabvmError(
+                    f"{self._where('cloud')}: envvars reads OS_AUTH_URL, OS_USERNAME, ... from the environment: "
+                    f"`source` your openrc file (Horizon: API Access, Download OpenStack RC File) first")
+            unread = "".join(f"; {name} is not read" for name in ignored)
+            raise LabvmError(
+                f"{self._where('cloud')}: no entry {self.entry!r} in {config.config_filename or 'any clouds.yaml'} "
+                f"(labvm reads clouds.yaml from {looked}, never from the current folder{unread}); add "
+                f"{self.entry!r} to clouds.yaml (~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)")
+        try:
+            return connection.Connection(config=config.get_one(cloud=self.entry))
+        except exceptions.ConfigException as e:
+            raise LabvmError(f"{self._where('cloud')}: {from_cloud(e)} (clouds.yaml entry {self.entry!r} in "
+                             f"{config.config_filename})") from None
+
+    @staticmethod
+    def _ignored_here(config, folders: list[str]) -> list[str]:
+        """openstacksdk's files in the current folder that it would have read first and labvm did not."""
+        here = os.getcwd()
+        if any(os.path.realpath(here) == os.path.realpath(folder) for folder in folders):
+            return []
+        read = {os.path.realpath(name) for name in (config.config_filename, config.secure_config_filename) if name}
+        return [name for kind in SDK_FILES for name in sdk_files(kind, here)
+                if os.path.isfile(name) and os.path.realpath(name) not in read]
 
     def _require_password(self) -> None:
         """keystoneauth raises a bare Exception("password is a required attribute") at login."""
@@ -127,11 +197,11 @@ class OpenStackBase(CloudProvider):
                 raise untrusted from None
             if "timed out" in str(e) or "Unable to establish connection" in str(e):
                 raise unreachable from None
-            raise LabvmError(f"{auth_url}: {e}; check auth_url in clouds.yaml entry {self.entry!r}") from None
+            raise LabvmError(f"{auth_url}: {from_cloud(e)}; check auth_url in clouds.yaml entry {self.entry!r}") from None
         except self.exceptions.HttpException as e:
             if e.status_code == 401:
                 raise refused from None
-            message = str(e.details or e.message or e)
+            message = from_cloud(e.details or e.message or e)
             if "Quota exceeded" in message or "quota" in message.lower():
                 raise LabvmError(
                     f"OpenStack quota: {message}; free resources or ask for more (CADES Birthright "
@@ -144,7 +214,7 @@ class OpenStackBase(CloudProvider):
                 ) from None
             raise LabvmError(f"OpenStack: {message}") from None
         except self.exceptions.SDKException as e:  # a wait that failed or timed out, among others
-            raise LabvmError(f"OpenStack: {e}") from None
+            raise LabvmError(f"OpenStack: {from_cloud(e)}") from None
 
     def _done(self, line: str) -> None:
         """A line saying what was made or changed: under --plan the gate has said what would be."""
@@ -172,7 +242,7 @@ class OpenStackBase(CloudProvider):
 
     def _fault(self, server) -> str:
         """Nova shows the last fault only while a server is ERROR (views/servers.py _fault_statuses)."""
-        return (server.fault or {}).get("message") or "Nova recorded no fault message"
+        return from_cloud((server.fault or {}).get("message") or "Nova recorded no fault message")
 
     def _replace_hint(self) -> str:
         return f"`inv up --host {self.profile.name} --replace` deletes it and makes a new one"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from ...errors import LabvmError
+from ..base import from_cloud
 from ..cloud import NOVA_KEYPAIR, cloud_name
 from .common import PLANNED, OpenStackBase, nova_fingerprint, planned
 
@@ -81,7 +82,7 @@ class Network(OpenStackBase):
         return cloud_name(NOVA_KEYPAIR, "labvm", self.owner, fingerprint.replace(":", "")[:8]), fingerprint
 
     def _other_key(self, name: str, theirs: str, ours: str) -> LabvmError:
-        return LabvmError(f"key pair {name} holds another key ({theirs}, labvm's is {ours}); "
+        return LabvmError(f"key pair {name} holds another key ({from_cloud(theirs)}, labvm's is {ours}); "
                           f"`{self.cli} keypair delete {name}` if it is yours, and run again")
 
     def _keypair(self, public_key: str) -> str:

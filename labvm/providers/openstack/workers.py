@@ -4,8 +4,8 @@ asked before any boot (servers booted together beyond them are accepted, then pu
 from __future__ import annotations
 
 from ...errors import LabvmError
-from ..base import Instance
-from ..cloud import OPENSTACK_NAME, WorkerRecipe, cloud_name
+from ..base import Instance, from_cloud
+from ..cloud import OPENSTACK_NAME, WorkerRecipe, cloud_name, tag_number
 from .common import QUOTA_HELP, OpenStackBase
 
 
@@ -21,7 +21,7 @@ class Workers(OpenStackBase):
     def _workers_data(self) -> list:
         wanted = {"labvm:cluster": self.profile.name, "labvm:role": "worker"}
         mine = [s for s in self._mine() if all((s.metadata or {}).get(k) == v for k, v in wanted.items())]
-        return sorted(mine, key=lambda s: int(s.metadata.get("labvm:index", 0)))
+        return sorted(mine, key=lambda s: tag_number(s.metadata.get("labvm:index")))
 
     def workers(self) -> list[Instance]:
         """This profile's worker servers of this owner, by index; each name ends with -w<index>.  One that
@@ -65,8 +65,8 @@ class Workers(OpenStackBase):
             return
         short = [f"{what}: {used} of {limit} used, each needs {need}" for what, used, limit, need in bounded
                  if used + len(indexes) * need > limit]
-        kept = len([w for w in self._workers_data() if int(w.metadata.get("labvm:index", 0)) not in indexes])
-        raise LabvmError(f"OpenStack quota: room for {fits} of {len(indexes)} workers ({flavor.name}): {'; '.join(short)}; "
+        kept = len([w for w in self._workers_data() if tag_number(w.metadata.get("labvm:index")) not in indexes])
+        raise LabvmError(f"OpenStack quota: room for {fits} of {len(indexes)} workers ({from_cloud(flavor.name)}): {'; '.join(short)}; "
                          f"`inv cluster --host {self.profile.name} --workers {kept + fits}`, or {QUOTA_HELP}")
 
     def cluster_image(self) -> str:
