@@ -191,25 +191,45 @@ def request_time(port: int, path: str = "/small", headers: str = "", count: int 
     return statistics.median(times)
 
 
-def plain_forward(user: User, sshd: Sshd, remote_port: int) -> tuple[subprocess.Popen, int]:
-    """The seeds' `ssh -N -L` to the same sshd."""
+def plain_forward(user: User, sshd: Sshd, remote_port: int, ssh_port: int | None = None,
+                  forward: str | None = None) -> tuple[subprocess.Popen, int]:
+    """The seeds' `ssh -N -L` to the same sshd (at ssh_port: through a SlowLink); forward: a unix
+    socket's path to forward from instead of a loopback port (then the port is 0)."""
     from labvm.gate import port_free
 
-    port = free_port()
+    port = 0 if forward else free_port()
     plain = subprocess.Popen(
-        ["ssh", "-F", "/dev/null", "-N", "-i", str(user.key), "-p", str(sshd.port),
+        ["ssh", "-F", "/dev/null", "-N", "-i", str(user.key), "-p", str(ssh_port or sshd.port),
          "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-         "-L", f"127.0.0.1:{port}:127.0.0.1:{remote_port}", f"{user.name}@127.0.0.1"],
+         "-o", "StreamLocalBindUnlink=yes",
+         "-L", f"{forward or f'127.0.0.1:{port}'}:127.0.0.1:{remote_port}", f"{user.name}@127.0.0.1"],
         stdin=subprocess.DEVNULL,
     )
-    while port_free(port) and plain.poll() is None:  # until ssh listens
+    while (not Path(forward).exists() if forward else port_free(port)) and plain.poll() is None:  # until ssh listens
         time.sleep(0.05)
     return plain, port
 
 
+def c_relay(user: User, sshd: Sshd, remote_port: int) -> tuple[list[subprocess.Popen], int] | None:
+    """For reference, where socat is installed: the same one hop more as the keeper's gate (a
+    loopback port relayed to ssh's unix-socket forward), in C: `socat TCP-LISTEN UNIX-CONNECT`."""
+    if not shutil.which("socat"):
+        return None
+    forward = f"{tempfile.mkdtemp()}/f.sock"
+    plain, _ = plain_forward(user, sshd, remote_port, forward=forward)
+    port = free_port()
+    socat = subprocess.Popen(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay",
+                              f"UNIX-CONNECT:{forward}"], stdin=subprocess.DEVNULL)
+    from realhost import wait_for_port
+
+    wait_for_port(port)
+    return [plain, socat], port
+
+
 def bench_tunnel(user: User, sshd: Sshd, lab: Lab, rounds: int = 3) -> None:
     """The kept tunnel (the keeper's gate, relaying to its ssh's unix-socket forward) against a
-    plain `ssh -N -L`: throughput, then small requests as a tab makes them."""
+    plain `ssh -N -L`: throughput, then small requests as a tab makes them; a relay in C beside it
+    shows what one hop more costs whatever does it."""
     os.environ["LABVM_SSH_DIR"] = str(lab.ssh_dir)
     from labvm import config
     from labvm.sshconfig import SshHome
@@ -221,20 +241,57 @@ def bench_tunnel(user: User, sshd: Sshd, lab: Lab, rounds: int = 3) -> None:
     tunnels.close(profile)
     ours_port = tunnels.open(profile, blaster.port).local_port
     plain, plain_port = plain_forward(user, sshd, blaster.port)
+    relayed = c_relay(user, sshd, blaster.port)
     ours, base = [], []
     for _ in range(rounds):
         base.append(download_rate(plain_port))
         ours.append(download_rate(ours_port))
     report("tunnel throughput", statistics.median(ours), statistics.median(base), "MB/s", "target >= 0.9")
     for fresh in (False, True):
+        count = 300 if fresh else 1000
+        ours, base, in_c = [], [], []
+        for _ in range(rounds):
+            base.append(request_time(plain_port, fresh=fresh, count=count))
+            ours.append(request_time(ours_port, fresh=fresh, count=count))
+            if relayed:
+                in_c.append(request_time(relayed[1], fresh=fresh, count=count))
+        name = "small request, new connection" if fresh else "small request, kept-alive"
+        report(name, statistics.median(ours) * 1e3, statistics.median(base) * 1e3, "ms", "target <= 1.1")
+        if relayed:
+            report("  the same through socat (C)", statistics.median(in_c) * 1e3, statistics.median(base) * 1e3, "ms",
+                   "reference: one hop more")
+    plain.terminate()
+    for process in relayed[0] if relayed else []:
+        process.terminate()
+    tunnels.close(profile)
+
+
+def bench_tunnel_far(user: User, sshd: Sshd, rtt: float = 0.05, rounds: int = 3) -> None:
+    """4. again, the VM's sshd behind a SlowLink: a small request as a tab makes it from a laptop."""
+    link = SlowLink(sshd.port, rtt / 2)
+    lab = Lab.create()
+    lab.write_hosts({"vm": ssh_profile(user, sshd, port=link.port)})
+    os.environ["LABVM_SSH_DIR"] = str(lab.ssh_dir)
+    from labvm import config
+    from labvm.sshconfig import SshHome
+    from labvm.tunnel import Tunnels
+
+    blaster = Blaster()
+    profile = config.load(lab.hosts).profile("vm")
+    lab.inv("keys", "--host", "vm")
+    tunnels = Tunnels(SshHome.current())
+    ours_port = tunnels.open(profile, blaster.port).local_port
+    plain, plain_port = plain_forward(user, sshd, blaster.port, ssh_port=link.port)
+    for fresh in (False, True):
         ours, base = [], []
         for _ in range(rounds):
-            base.append(request_time(plain_port, fresh=fresh, count=300 if fresh else 1000))
-            ours.append(request_time(ours_port, fresh=fresh, count=300 if fresh else 1000))
-        name = "small request, new connection" if fresh else "small request, kept-alive"
+            base.append(request_time(plain_port, fresh=fresh, count=20))
+            ours.append(request_time(ours_port, fresh=fresh, count=20))
+        name = f"small request, {'new connection' if fresh else 'kept-alive'}, {rtt * 1000:.0f} ms"
         report(name, statistics.median(ours) * 1e3, statistics.median(base) * 1e3, "ms", "target <= 1.1")
     plain.terminate()
     tunnels.close(profile)
+    shutil.rmtree(lab.directory, ignore_errors=True)
 
 
 def bench_jupyter_requests(user: User, sshd: Sshd, lab: Lab, url: str, rounds: int = 3) -> None:
@@ -369,6 +426,7 @@ def main() -> None:
             url = lab.inv("up", "--host", "vm", "--no-browser").stdout.split("JupyterLab is ready: ")[1].split()[0]
             bench_jupyter_requests(user, sshd, lab, url)
             bench_tunnel(user, sshd, lab)
+            bench_tunnel_far(user, sshd)
             lab.inv("down", "--host", "vm")
             return
         lab = bench_up(user, sshd)
@@ -378,6 +436,7 @@ def main() -> None:
         bench_sync(user, sshd, lab)
         bench_sync_far(user, sshd)
         bench_tunnel(user, sshd, lab)
+        bench_tunnel_far(user, sshd)
         lab.inv("down", "--host", "vm")
         shutil.rmtree(lab.directory, ignore_errors=True)
     finally:

@@ -7,8 +7,9 @@ websockets, static files) gets 503 with a JSON body, so a background tab never s
 
 Only the user's own browser may start the VM or learn the lab's new URL (its token).  A loopback
 port is open to every user of the laptop, so the page cannot tell who asks; what it can tell is
-the proof: a secret of the profile's (a 0600 file in the run folder, labvm.keeper) that the keeper
-gives a browser which opens the lab with the lab's current token (a top-level navigation with
+the proof: a secret of the profile's (a 0600 file in the run folder, labvm.keeper) that reaches
+the browser labvm opens (its 0600 opener goes through WELCOME, the proof in the URL's fragment)
+and a browser which opens the lab with the lab's current token (a top-level navigation with
 `?token=` equal to it: only someone who holds the token, from `inv up` or the user's own files,
 can make one).  The proof goes into that origin's localStorage, which no other origin (another
 web site, another local port) can read; the page's script sends it with each call.  Without it
@@ -29,11 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Callable
+from urllib.parse import urlencode
 
 from .gate import Handler, Request, Response
 from .text import clean
 
 OWN_PREFIX = "/.labvm/"  # the keeper's own calls, answered in every state (never a path of Jupyter's)
+WELCOME = OWN_PREFIX + "welcome"  # where labvm's opener sends the browser, the proof in the fragment
 PROOF_HEADER = "x-labvm-proof"
 PROGRESS_LINES = 200  # the last lines of progress() shown
 STATES = ("idle", "starting", "ready", "failed")
@@ -76,6 +79,8 @@ class Pages:
     # -- gate.Routes' share ----------------------------------------------------------------
 
     def own(self, request: Request) -> Handler | None:
+        if request.path == WELCOME:
+            return self._welcome
         if request.path.startswith(OWN_PREFIX):
             return self._call
         if self._opens_the_lab(request):
@@ -176,13 +181,22 @@ class Pages:
         address bar, labvm's own opener): it gets the proof first.  A navigation from this origin
         (the proof's own reload, the page moving into the lab) goes on to the lab."""
         token = self.token
+        if not token or "token=" not in request.target:  # most requests: nothing to read further
+            return False
         offered = request.query("token")
         return bool(
-            token and offered and request.method == "GET" and request.header("host") in self.hosts
+            offered and request.method == "GET" and request.header("host") in self.hosts
             and request.header("sec-fetch-mode") == "navigate" and request.header("sec-fetch-dest") == "document"
             and request.header("sec-fetch-site") != "same-origin"
             and hmac.compare_digest(offered.encode("utf-8", "replace"), token.encode())
         )
+
+    def _welcome(self, request: Request) -> Response:
+        """Where labvm's opener sends the browser (welcome_url): the proof comes in the fragment."""
+        nonce = secrets.token_urlsafe(16)
+        return _html(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>JupyterLab · labvm</title>'
+                     f'</head><body>\n<script nonce="{nonce}">{_asset("welcome.js")}</script>\n'
+                     f'<noscript>JupyterLab needs JavaScript.</noscript>\n</body></html>\n', nonce)
 
     def _give_proof(self, request: Request) -> Response:
         nonce = secrets.token_urlsafe(16)
@@ -191,6 +205,13 @@ class Pages:
                 f'<script nonce="{nonce}">{_asset("proof.js")}</script>\n'
                 f'<noscript>JupyterLab needs JavaScript.</noscript>\n</body></html>\n')
         return _html(text, nonce)
+
+
+def welcome_url(url: str, proof: str) -> str:
+    """The lab's URL (on its port) as labvm's own opener gives it to the browser: through WELCOME,
+    with the proof in the fragment (a fragment never reaches a server, nor a log), then the lab."""
+    origin, _, rest = url.partition("//")[2].partition("/")
+    return f"http://{origin}{WELCOME}#" + urlencode({"proof": proof, "next": "/" + rest})
 
 
 def _is_page_load(request: Request) -> bool:

@@ -21,6 +21,8 @@ from .providers import IMAGE_AVAILABLE, Instance, Provider, for_profile, parse_t
 from .remote import LocalHost, SshHost
 from .sshconfig import SshHome
 from .text import clean
+from .asleep import welcome_url
+from .keeper import own_proof
 from .tunnel import Tunnels, wait_until_answering
 from .workers import ClusterMachines
 
@@ -336,7 +338,11 @@ class Session:
         return url
 
     def _open_browser(self, url: str) -> None:
-        """The browser gets a 0600 local page that forwards to the URL: the token never shows in `ps`."""
+        """The browser gets a 0600 local page that forwards to the URL: the token never shows in `ps`.
+        Through a tunnel it goes by the keeper's welcome, which gives the browser the asleep page's
+        proof (labvm.asleep): in password mode too, where the URL holds no token."""
+        if not self.is_local:
+            url = welcome_url(url, own_proof(self.ssh.run, self.profile.name))
         page = self.ssh.run / f"open-{self.profile.name}.html"
         fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         platforms.make_private(page)  # an older page may have been made with other permissions

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from chromium import chromium_tab, playwright_or_skip
-from labvm.asleep import PageFacts, Pages
+from labvm.asleep import PageFacts, Pages, welcome_url
 from labvm.gate import Gate, Response
 
 FACTS = PageFacts(profile="aws", size="c5.large", region="us-west-2", stopped_at="2026-12-02T06:30:00+00:00",
@@ -525,6 +525,24 @@ def open_the_lab(tab, front: Front, lab: int) -> None:
     tab.goto(f"http://127.0.0.1:{front.port}/lab?token={TOKEN}")
     tab.wait_for_function("document.title === 'stand-in lab'")
     assert tab.evaluate("localStorage.getItem('labvm-proof')") == PROOF
+
+
+def test_in_a_browser_labvms_opener_gives_the_proof_in_a_fragment_then_the_lab_without_a_token(tab, sync_api, front):
+    """What `inv up` opens: the keeper's welcome, the proof in the fragment (never sent to a server),
+    then the lab; in password mode too, where the lab's URL holds no token to give the proof for."""
+    with serving(0, "<title>stand-in lab</title>") as lab:
+        front.wake(lab)
+        front.pages.token = None  # password mode: no token known
+        tab.goto(welcome_url(f"http://127.0.0.1:{front.port}/lab", PROOF))
+        tab.wait_for_url(f"http://127.0.0.1:{front.port}/lab", timeout=30_000)
+        sync_api.expect(tab).to_have_title("stand-in lab")
+        assert tab.evaluate("localStorage.getItem('labvm-proof')") == PROOF
+        assert PROOF not in tab.evaluate("history.length > 0 && location.href")
+    # a fragment with anything else than a proof stores nothing, and goes nowhere off this origin
+    tab.evaluate("localStorage.clear()")
+    tab.goto(f"http://127.0.0.1:{front.port}/.labvm/welcome#proof=%3Cscript%3E&next=//evil.example/")
+    tab.wait_for_url(f"http://127.0.0.1:{front.port}/", timeout=30_000)
+    assert tab.evaluate("localStorage.getItem('labvm-proof')") is None
 
 
 def test_in_a_browser_start_shows_each_step_then_moves_into_the_lab_on_the_same_url(tab, sync_api, keeper, front):

@@ -189,10 +189,12 @@ def test_the_browser_gets_a_private_page_not_the_token_on_its_command_line(lab, 
             break
         time.sleep(0.05)
     argv = seen.read_text()
-    assert token not in argv
+    proof = (lab.ssh_dir / "labvm" / "run" / "vm.proof").read_text()
+    assert token not in argv and proof not in argv
     page = Path(argv.strip().removeprefix("file://"))
     assert page.stat().st_mode & 0o777 == 0o600
-    assert f"?token={token}" in page.read_text()
+    # The keeper's welcome gives the browser the asleep page's proof (in the fragment), then the lab.
+    assert f"/.labvm/welcome#proof={proof}&amp;next=%2Flab%3Ftoken%3D{token}" in page.read_text()
 
 
 def test_a_crlf_or_symlinked_ssh_config_keeps_its_form(lab, user, sshd):
