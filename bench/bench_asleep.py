@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import psutil  # noqa: E402
 
-from realhost import Lab, Sshd, User, http_status, ssh_profile, url_of  # noqa: E402
+from realhost import Lab, Sshd, User, http_status, put_to_sleep, ssh_profile, url_of  # noqa: E402
 
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 CPU_WINDOW = 150  # seconds the asleep keeper is watched: two of its once-a-minute looks at hosts.yml
@@ -39,18 +39,6 @@ CPU_WINDOW = 150  # seconds the asleep keeper is watched: two of its once-a-minu
 
 def report(name: str, ours: float, base: float, unit: str, target: str) -> None:
     print(f"{name:<34} labvm {ours:8.3f} {unit:<5} baseline {base:8.3f} {unit:<5} ratio {ours / base:5.2f}  ({target})")
-
-
-def put_to_sleep(lab: Lab) -> int:
-    """Jupyter stopped and the keeper asleep, as `inv down` leaves a cloud profile; its port."""
-    from labvm.keeper import tell
-
-    lab.inv("stop-notebook", "--host", "vm")
-    record = lab.tunnel_record("vm")
-    assert tell(record["control_port"], record["control_secret"], "sleep stopped for the benchmark") == "ok"
-    while lab.tunnel_record("vm").get("state") != "asleep":
-        time.sleep(0.05)
-    return int(record["local_port"])
 
 
 def answers(port: int, token: str) -> bool:
@@ -83,9 +71,9 @@ def click_to_lab(lab: Lab, port: int) -> float:
 def bench_click(lab: Lab, rounds: int = 3) -> None:
     clicks, ups = [], []
     for _ in range(rounds):
-        port = put_to_sleep(lab)
+        port = int(put_to_sleep(lab, "vm", "stopped for the benchmark")["local_port"])
         clicks.append(click_to_lab(lab, port))
-        put_to_sleep(lab)
+        put_to_sleep(lab, "vm", "stopped for the benchmark")
         start = time.perf_counter()
         url = url_of(lab.inv("up", "--host", "vm", "--no-browser").output)
         ups.append(time.perf_counter() - start)
@@ -95,7 +83,7 @@ def bench_click(lab: Lab, rounds: int = 3) -> None:
 
 
 def bench_keeper_asleep(lab: Lab) -> None:
-    put_to_sleep(lab)
+    put_to_sleep(lab, "vm", "stopped for the benchmark")
     keeper = psutil.Process(lab.tunnel_record("vm")["keeper_pid"])
     idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
     try:

@@ -63,8 +63,8 @@ class Pages:
     `start()` must return at once (the keeper starts the VM in a thread of its own) and make
     progress() say "starting" before it returns: a second click, or a second tab, then does not
     start twice.  `progress()` returns {"lines": [...], "state": "idle" | "starting" | "ready" |
-    "failed", "url": str | None, "error": str}; it names the lab's URL (with its token) as soon
-    as it is known, and says "ready" once the lab answers.  `facts` is set while the VM sleeps
+    "failed", "url": str | None, "error": str}; it says "ready", and names the lab's URL (with
+    its token), once the lab answers through the tunnel.  `facts` is set while the VM sleeps
     (the page is served) and None while the lab is behind the port; `token` is the lab's current
     token, when the keeper knows it.
     """
@@ -178,8 +178,8 @@ class Pages:
 
     def _opens_the_lab(self, request: Request) -> bool:
         """A browser opening the lab with its current token, from outside this origin (a link, the
-        address bar, labvm's own opener): it gets the proof first.  A navigation from this origin
-        (the proof's own reload, the page moving into the lab) goes on to the lab."""
+        address bar): it gets the proof first.  A navigation from this origin (the proof's own
+        reload, the welcome's, the page moving into the lab) goes on to the lab."""
         token = self.token
         if not token or "token=" not in request.target:  # most requests: nothing to read further
             return False
@@ -193,6 +193,8 @@ class Pages:
 
     def _welcome(self, request: Request) -> Response:
         """Where labvm's opener sends the browser (welcome_url): the proof comes in the fragment."""
+        if request.header("host") not in self.hosts:
+            return _refusal(403, f"labvm: this page answers only to http://127.0.0.1:{self.port}/", "host")
         nonce = secrets.token_urlsafe(16)
         return _html(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>JupyterLab · labvm</title>'
                      f'</head><body>\n<script nonce="{nonce}">{_asset("welcome.js")}</script>\n'

@@ -1,13 +1,15 @@
-"""The way in: the system's OpenSSH forwarding 127.0.0.1:LOCAL to 127.0.0.1:REMOTE on the host
-(one forward, also for a profile with a cluster: its Dask dashboard is inside JupyterLab), kept
-alive by labvm.keeper (one detached process per profile, restarting ssh on the same port).
+"""The way in: 127.0.0.1:LOCAL on the laptop to 127.0.0.1:REMOTE on the host (one forward, also for
+a profile with a cluster: its Dask dashboard is inside JupyterLab), held by labvm.keeper (one
+detached process per profile: it holds the local port for good, labvm.gate, and relays it to the
+system's OpenSSH forward, restarting ssh when it dies).
 
 The keeper's record, ~/.ssh/labvm/run/<profile>.json, says which processes are labvm's and
-where the keeper's control socket listens (labvm.keeper.tell: reconnect, wake, sleep, end; no
-signals); a pid is ended only after its command line shows it is labvm's keeper or ssh for that
-profile.  What an unclean end leaves (a keeper killed with its ssh still running, a stale record,
-the control socket and background ssh of the earlier ControlMaster design) is cleared by the
-next open or close.  Fabric/paramiko forwarding is never used (measured 31x slower).
+where the keeper's control socket listens (labvm.keeper.tell: reconnect, wake, sleep, lab, end;
+no signals); a pid is ended only after its command line shows it is labvm's keeper or ssh for
+that profile.  What an unclean end leaves (a keeper killed with its ssh still running, a stale
+record, a forward's socket, the control socket and background ssh of the earlier ControlMaster
+design) is cleared by the next open or close.  A token goes only to the keeper's own socket
+(wait_until_answering).  Fabric/paramiko forwarding is never used (measured 31x slower).
 
 A profile's local port is its own for good: ~/.ssh/labvm/run/ports.json remembers it (close
 leaves it), so `down` then `up` gives the URL the browser's tab already has.

@@ -1,5 +1,7 @@
 """The GCE test world: clients of the fake of fake_gce.py, and what the tests say of it."""
 
+from contextlib import contextmanager
+
 import yaml
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
@@ -8,6 +10,22 @@ from google.cloud import compute_v1
 from labvm import config
 
 PROJECT, ZONE, REGION = "proj", "us-west1-b", "us-west1"
+
+
+@contextmanager
+def fake_gce_for(lab):
+    """The fake Compute Engine, and a laptop whose `inv` reaches it (and nothing of Google's)."""
+    from fake_gce import FakeGce
+
+    with FakeGce() as fake:
+        lab.extra_env.update(
+            LABVM_GCE_ENDPOINT=fake.endpoint, LABVM_OWNER="hedy",
+            # google.auth must never probe a metadata server off this machine.
+            NO_GCE_CHECK="true", GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
+            CLOUDSDK_CONFIG=str(lab.directory / "gcloud"),
+        )
+        lab.extra_env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+        yield fake
 DEBIAN = "projects/debian-cloud/global/images/family/debian-12"
 
 

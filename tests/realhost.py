@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,6 +237,33 @@ class Lab:
 
     def tunnel_record(self, profile: str) -> dict:
         return json.loads((self.ssh_dir / "labvm" / "run" / f"{profile}.json").read_text())
+
+
+@contextmanager
+def lab_after_up(user: User, sshd: Sshd, profile: str = "nb"):
+    """(lab, url): an ssh profile after a real `inv up` (Jupyter on "the VM", a kept tunnel);
+    `down` and the lab gone on leaving."""
+    lab = Lab.create()
+    try:
+        lab.write_hosts({profile: ssh_profile(user, sshd)})
+        yield lab, url_of(lab.inv("up", "--host", profile, "--no-browser").output)
+    finally:
+        lab.inv("down", "--host", profile, check=False)
+        shutil.rmtree(lab.directory, ignore_errors=True)
+
+
+def put_to_sleep(lab: Lab, profile: str, why: str = "stopped by inv down") -> dict:
+    """Jupyter stopped and the keeper asleep, as `inv down` leaves a cloud profile; its record."""
+    from labvm.keeper import tell
+
+    lab.inv("stop-notebook", "--host", profile)
+    record = lab.tunnel_record(profile)
+    assert tell(record["control_port"], record["control_secret"], f"sleep {why}") == "ok"
+    deadline = time.monotonic() + 30
+    while lab.tunnel_record(profile).get("state") != "asleep":
+        assert time.monotonic() < deadline, "the keeper did not sleep"
+        time.sleep(0.05)
+    return record
 
 
 def ssh_profile(user: User, sshd: Sshd, **extra) -> dict:

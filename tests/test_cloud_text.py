@@ -21,7 +21,7 @@ import boto3
 import openstack
 import pytest
 from aws_world import CLOSED, REGION, aws_env
-from fake_gce import FakeGce
+from gce_world import fake_gce_for
 from fake_openstack import FakeOpenStack
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -211,14 +211,7 @@ def test_nova_metadata_in_the_audit(cades, lab):
 
 @pytest.fixture
 def gce(lab):
-    with FakeGce() as fake:
-        lab.extra_env.update(
-            LABVM_GCE_ENDPOINT=fake.endpoint, LABVM_OWNER="hedy",
-            # google.auth must never probe a metadata server off this machine.
-            NO_GCE_CHECK="true", GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
-            CLOUDSDK_CONFIG=str(lab.directory / "gcloud"),
-        )
-        lab.extra_env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    with fake_gce_for(lab) as fake:
         yield fake
 
 

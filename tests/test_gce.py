@@ -6,21 +6,14 @@ import re
 
 import pytest
 
-from fake_gce import FakeGce
+from gce_world import fake_gce_for
 from realhost import Sshd, ssh_profile
 from realhost import notebook_answers as answers
 
 
 @pytest.fixture
 def gce(lab):
-    with FakeGce() as fake:
-        lab.extra_env.update(
-            LABVM_GCE_ENDPOINT=fake.endpoint, LABVM_OWNER="hedy",
-            # google.auth must never probe a metadata server off this machine.
-            NO_GCE_CHECK="true", GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
-            CLOUDSDK_CONFIG=str(lab.directory / "gcloud"),
-        )
-        lab.extra_env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    with fake_gce_for(lab) as fake:
         yield fake
 
 

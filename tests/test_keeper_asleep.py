@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from labvm.keeper import autostop_stopped_it, tell
-from realhost import Lab, ended, free_port, ssh_profile, url_of, wait_for_port
+from realhost import Lab, ended, free_port, lab_after_up, put_to_sleep, ssh_profile, url_of, wait_for_port
 
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 STAND_IN = b"the VM's own server\n"
@@ -315,14 +315,8 @@ def test_a_vm_its_autostop_stopped_says_so_with_what_last_kept_it_up():
 
 @pytest.fixture(scope="module")
 def lab_up(user, sshd):
-    """Profile nb after a real `inv up`: Jupyter on "the VM", a kept tunnel, its URL."""
-    lab = Lab.create()
-    try:
-        lab.write_hosts({"nb": ssh_profile(user, sshd)})
-        yield lab, url_of(lab.inv("up", "--host", "nb", "--no-browser").output)
-    finally:
-        lab.inv("down", "--host", "nb", check=False)
-        shutil.rmtree(lab.directory, ignore_errors=True)
+    with lab_after_up(user, sshd) as (lab, url):
+        yield lab, url
 
 
 def proof_of(lab: Lab, profile: str) -> str:
@@ -353,11 +347,7 @@ def follow_the_page(port: int, proof: str, timeout: float = 300) -> dict:
 def press_start(lab: Lab, port: int) -> str:
     """Jupyter stopped and the keeper asleep, as `inv down` leaves a cloud profile; then Start, as
     the page's button sends it from the user's browser; returns the proof it sent."""
-    lab.inv("stop-notebook", "--host", "nb")
-    record = lab.tunnel_record("nb")
-    assert tell(record["control_port"], record["control_secret"], "sleep stopped by inv down") == "ok"
-    Laptop(lab, record["remote_port"]).wait_until(lambda: lab.tunnel_record("nb")["state"] == "asleep",
-                                                  "the keeper to sleep")
+    put_to_sleep(lab, "nb")
     assert get(port, "/lab")[0] == 200  # the tab left open, reloaded
     proof = proof_of(lab, "nb")
     start = urllib.request.Request(f"http://127.0.0.1:{port}/.labvm/start", data=json.dumps({"proof": proof}).encode(),

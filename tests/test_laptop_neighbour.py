@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import socket
 import subprocess
 import threading
@@ -22,9 +21,8 @@ import time
 
 import pytest
 
-from labvm.keeper import tell
 from labvm.tunnel import NotOurs, wait_until_answering
-from realhost import Lab, Squatter, ssh_profile, url_of
+from realhost import Squatter, lab_after_up, put_to_sleep, url_of
 
 ASKS = r'''
 import json, sys, urllib.request
@@ -72,36 +70,19 @@ class Neighbour:
 
 @pytest.fixture(scope="module")
 def lab_up(user, sshd):
-    """An ssh profile after a real `inv up`: Jupyter on "the VM", a kept tunnel, its URL."""
-    lab = Lab.create()
-    try:
-        lab.write_hosts({"nb": ssh_profile(user, sshd)})
-        yield lab, url_of(lab.inv("up", "--host", "nb", "--no-browser").output)
-    finally:
-        lab.inv("down", "--host", "nb", check=False)
-        shutil.rmtree(lab.directory, ignore_errors=True)
+    with lab_after_up(user, sshd) as (lab, url):
+        yield lab, url
 
 
 def port_of(url: str) -> int:
     return int(re.search(r"127\.0\.0\.1:(\d+)/", url).group(1))
 
 
-def asleep(lab: Lab) -> None:
-    """Jupyter stopped and the keeper asleep, as `inv down` leaves a cloud profile."""
-    lab.inv("stop-notebook", "--host", "nb")
-    record = lab.tunnel_record("nb")
-    assert tell(record["control_port"], record["control_secret"], "sleep stopped by inv down") == "ok"
-    deadline = time.monotonic() + 30
-    while lab.tunnel_record("nb")["state"] != "asleep":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def test_the_neighbour_gets_a_page_without_start_no_start_and_no_token(lab_up, neighbour):
     lab, url = lab_up
     port = port_of(url)
     neighbour_asks = Neighbour(neighbour, port)
-    asleep(lab)
+    put_to_sleep(lab, "nb")
     record = lab.tunnel_record("nb")
 
     status, page = neighbour_asks.ask("page")
@@ -173,7 +154,7 @@ def test_the_keepers_port_is_held_on_both_loopback_addresses_while_it_sleeps_and
     lab, url = lab_up
     port = port_of(url)
     with Squatter(neighbour, port) as squatter:
-        asleep(lab)
+        put_to_sleep(lab, "nb")
         lab.inv("up", "--host", "nb", "--no-browser")  # wakes it: ssh carries the port again
         assert lab.tunnel_record("nb")["state"] == "up"
         assert squatter.bound() == [] and squatter.requests() == []
