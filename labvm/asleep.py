@@ -55,6 +55,7 @@ class PageFacts:
     why: str  # autostop's last reasons, or "stopped by inv down"
     price: str  # "" or "about $0.085/h": never a guess
     gone: bool  # the VM was deleted: nothing to start
+    vm: bool = True  # a cloud VM; False: a machine labvm does not power (ssh), where only Jupyter stopped
 
 
 class Pages:
@@ -280,18 +281,20 @@ def _ago(seconds: float) -> str:
 
 def _page(pages: Pages, facts: PageFacts, nonce: str) -> str:
     e = html.escape
-    rows = [("Size", facts.size), ("Region", facts.region), ("Stopped", _when(facts.stopped_at)), ("Why", facts.why)]
+    where = [("Size", facts.size), ("Region", facts.region)] if facts.vm else [("Host", facts.region)]
+    rows = [*where, ("Stopped", _when(facts.stopped_at)), ("Why", facts.why)]
     if facts.price and not facts.gone:
         rows.append(("Price", f"{facts.price} while it runs"))
     details = "\n".join(f"<dt>{e(name)}</dt><dd>{e(value)}</dd>" for name, value in rows)
+    machine, started = ("The VM", "the VM, Jupyter and the tunnel") if facts.vm else ("The lab", "Jupyter and the tunnel")
     command = f"<code>inv up --host {e(facts.profile)}</code>"
     if facts.gone:
         title = f"The VM of profile {facts.profile} was deleted"
         body = f"<p>There is nothing to start. To make a new VM for this profile, run {command} in labvm's folder.</p>"
     else:
-        title = f"The VM of profile {facts.profile} is asleep"
-        body = ('<p>Start runs what <code>inv up</code> does: the VM, Jupyter and the tunnel. This page '
-                'shows each step and then moves into JupyterLab by itself, on this same address.</p>\n'
+        title = f"{machine} of profile {facts.profile} is asleep"
+        body = (f'<p>Start runs what <code>inv up</code> does: {started}. This page shows each step and '
+                'then moves into JupyterLab by itself, on this same address.</p>\n'
                 '<button id="start" type="button" hidden disabled>Start</button>\n'
                 f'<p id="stranger" hidden>This browser has not opened this lab yet, so it cannot start it: run '
                 f'{command} in labvm\'s folder (it opens the lab here, and this page then has a Start button).</p>\n')

@@ -29,8 +29,8 @@ asleep page (labvm.asleep), which names the profile, why and when it stopped, th
 a Start button (state "gone", no Start, when the VM was deleted) to the user's own browser only.
 Start runs `python -m labvm.asleep_start` (what `inv up` does) as a child whose output the page
 shows; its `up` wakes the keeper, whose ssh then carries the port's connections again, and the
-page moves into the lab once the child says it answers.  Asleep it runs no ssh and wakes once a
-minute (to end when its profile left hosts.yml).
+page moves into the lab once the child says it answers.  Asleep it runs no ssh and looks every
+few seconds whether its profile left hosts.yml (two stats; it ends then).
 
 Before each ssh forwards, and every few seconds while it does, it asks the VM who listens on the
 remote ports (one short `ssh -T`, riding the forward's login while it runs, scripts/nbctl.py
@@ -108,7 +108,7 @@ CONTROL_LINE_LIMIT = 1024  # bytes of one control line
 CONTROL_CALLERS = 8  # control connections served at once; beyond, a new one is closed unanswered
 SLEEP_WHY_LIMIT = 300  # characters of why it sleeps
 CHILD_END_WAIT = 2  # seconds for an ssh to end when asked before it is killed (a stopped one never would)
-ASLEEP_CHECK_EVERY = 60  # seconds: asleep, it looks whether its profile is still in hosts.yml
+ASLEEP_CHECK_EVERY = 5  # seconds: asleep, whether its profile is still in hosts.yml (two stats; read when changed)
 WAKE_WITHIN = OWNER_ASK_TIMEOUT + ACCEPT_TIMEOUT  # asleep to up, at most
 COMING = ("starting", "reconnecting")  # states in which the forward is on its way: connections wait
 START_MODULE = "labvm.asleep_start"  # what the page's Start runs: `inv up` without a browser
@@ -861,9 +861,9 @@ class Keeper:
                 self.started = {"lines": [], "state": "idle", "error": ""}
         self.asleep_why, self.gone = why, gone
         self.pages.token = None  # the stopped lab's token opens nothing now, and gives no proof
-        size, region = self.profile_facts()
+        size, region, vm = self.profile_facts()
         self.pages.facts = PageFacts(profile=self.profile, size=size, region=region, stopped_at=self.asleep_since,
-                                     why=why, price=self.price_words(), gone=gone)
+                                     why=why, price=self.price_words(), gone=gone, vm=vm)
         if (self.state["state"], self.state["reason"]) != ("gone" if gone else "asleep", why):
             self.set_state("gone" if gone else "asleep", why)
 
@@ -921,17 +921,21 @@ class Keeper:
                 self.started["lines"] = [*self.started["lines"], shown][-START_LINES:]
         self.log(f"start: {'failed: ' if failed else ''}{shown}")
 
-    def profile_facts(self) -> tuple[str, str]:
-        """The VM's size and region as hosts.yml names them ("", "" where it cannot be read)."""
+    def profile_facts(self) -> tuple[str, str, bool]:
+        """(size, region, whether it is a cloud VM) as hosts.yml names them; a machine labvm does
+        not power (ssh) gives its address for the region ("" where hosts.yml cannot be read)."""
         try:
             from .config import load
 
-            settings = load(Path(self.hosts)).profile(self.profile).cloud_settings
+            profile = load(Path(self.hosts)).profile(self.profile)
         except Exception:  # hosts.yml being edited: the page shows less
-            return "", ""
+            return "", "", True
+        settings = profile.cloud_settings
+        if profile.provider in ("ssh", "local"):
+            return "", clean(str(profile.address or ""), 100), False
         size = settings.get("instance_type") or settings.get("machine_type") or settings.get("flavor") or ""
         region = settings.get("region") or settings.get("zone") or settings.get("cloud") or ""
-        return clean(str(size), 100), clean(str(region), 100)
+        return clean(str(size), 100), clean(str(region), 100), True
 
     def price_words(self) -> str:
         """"about $0.085/h" when the price is known on this laptop (no network); else ""."""

@@ -581,8 +581,11 @@ class Session:
         if head_running:
             self._attempt(failed, "stopping Jupyter", lambda: self.stop_notebook(force))
         stopped = self.provider.power_off(instance) if instance else None  # may still shelve a stopped server
-        if stopped is None:  # no VM, or a machine labvm does not power: it stays as it is
+        if instance is None:  # no VM: no URL to keep
             self._attempt(failed, "closing the tunnel", self.close_tunnel)
+        elif stopped is None:  # a machine labvm does not power stays on, Jupyter stopped; the URL stays
+            # labvm's (no other user of the laptop takes its port) until `tunnel --stop`
+            self._attempt(failed, "putting the tunnel to sleep", lambda: self._sleep_tunnel("stopped by inv down"))
         else:
             self._attempt(failed, "putting the tunnel to sleep", lambda: self._sleep_tunnel("stopped by inv down"))
             print(f"{self.profile.name}: {stopped.id} is {stopped.state}; nothing is billed but its disk")

@@ -194,6 +194,16 @@ def test_facts_from_outside_are_text_on_the_page_never_markup(keeper):
     assert html.count("<script") == 1  # the page's own, with its nonce
 
 
+def test_a_machine_labvm_does_not_power_is_a_lab_asleep_with_its_host(keeper):
+    """An ssh profile after `down`: the machine stays on, Jupyter stopped; Start is `up`."""
+    facts = PageFacts("lab", "", "ws1.example.org", "2026-12-02T06:30:00Z", "stopped by inv down", "", False, vm=False)
+    with Front(facts, keeper) as front:
+        html = load(front)
+    assert "The lab of profile lab is asleep" in html and "VM" not in html
+    assert "<dt>Host</dt><dd>ws1.example.org</dd>" in html and "Region" not in html
+    assert "Start runs what <code>inv up</code> does: Jupyter and the tunnel." in html
+
+
 def test_without_a_known_price_the_page_shows_none(keeper):
     facts = PageFacts("os1", "m1.large", "RegionOne", "2026-12-02T06:30:00Z", "stopped by inv down", "", False)
     with Front(facts, keeper) as front:

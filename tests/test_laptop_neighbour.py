@@ -86,7 +86,7 @@ def test_the_neighbour_gets_a_page_without_start_no_start_and_no_token(lab_up, n
     record = lab.tunnel_record("nb")
 
     status, page = neighbour_asks.ask("page")
-    assert status == 200 and "The VM of profile nb is asleep" in page
+    assert status == 200 and "The lab of profile nb is asleep" in page  # an ssh profile: only Jupyter stopped
     assert 'hidden disabled>Start' in page  # shown only to a browser with the proof
     for guess in ("", "x" * 43, record["control_secret"][:43]):
         status, said = neighbour_asks.ask("start", guess)

@@ -67,10 +67,14 @@ def test_up_status_up_again_down(lab, user, sshd, multiplexer):
     running = laptop_processes(lab)
     assert any("labvm.keeper" in line for line in running) and any(" -N " in line for line in running), running
     down = lab.inv("down", "--host", "vm").stdout
-    assert "stopped Jupyter" in down and "tunnel: closed" in down
+    # Jupyter stops; the URL stays labvm's: asleep, no ssh, the keeper still holds the port.
+    assert "stopped Jupyter" in down and f"tunnel: asleep; http://127.0.0.1:{port}/ says why" in down
+    assert [line for line in laptop_processes(lab) if " -N " in line] == []
+    assert http_status(status_url, token_of(url)) == 503
+    assert "tunnel: closed" in lab.inv("tunnel", "--host", "vm", "--stop").stdout
     nothing_left(lab, user)
     with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", port)) != 0  # the tunnel's port is closed
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # the tunnel's port is closed now
 
 
 def test_keys_make_ssh_alias_work_once(lab, user, sshd):
@@ -118,6 +122,7 @@ def test_jump_host(lab, user, sshd, jump_sshd):
     assert lab.ssh("labvm-vm", "true").returncode == 0
 
     lab.inv("down", "--host", "vm")
+    lab.inv("tunnel", "--host", "vm", "--stop")  # down keeps the URL asleep; this ends it
     nothing_left(lab, user)
 
 

@@ -41,7 +41,7 @@ function schedule() {
 }
 
 function intoLab(url) {
-  // The URL comes from the VM side: only a path on this port, kept on this origin.
+  // The URL comes from the machine behind: only a path on this port, kept on this origin.
   const prefix = url && labPrefixes.find((p) => url.startsWith(p));
   location.replace(prefix ? location.origin + "/" + url.slice(prefix.length) : location.href);
 }
