@@ -159,7 +159,8 @@ def opened_identities(config: Path, alias: str) -> list[str]:
     run = subprocess.run(["ssh", "-v", "-F", str(config), "-o", "ProxyCommand=exec true", "-o", "BatchMode=yes",
                           alias, "true"], capture_output=True, stdin=subprocess.DEVNULL, timeout=10, check=False)
     log = run.stderr.decode("ascii", "replace")
-    files = re.findall(r"^debug1: identity file (.*) type -?\d+\r?$", log, re.MULTILINE)[0::2]  # each then its -cert
+    named = re.findall(r"^debug1: identity file (.*) type -?\d+\r?$", log, re.MULTILINE)
+    files = [name for name in named if not (name.endswith("-cert") and name[:-len("-cert")] in named)]  # each's -cert
     assert files, log
     escape = re.compile(r"\\(\\|[0-3][0-7]{2})")
     return [os.fsdecode(escape.sub(lambda m: chr(int(m[1], 8)) if m[1] != "\\" else m[1], f).encode("latin-1"))
