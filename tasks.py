@@ -74,9 +74,14 @@ def tunnel(c, host=None, stop=False):
             session.tunnel()
 
 
-@task(help={**HOST, "idle": "stop after this long idle, e.g. 90m or 2h (kept until `inv autostop` alone)",
-            "off": "turn autostop off on this VM",
-            "extend": "keep the VM up for this long even when idle, e.g. 3h (a long job outside Jupyter); off ends it"})
+@task(
+    help={
+        **HOST,
+        "idle": "stop after this long idle, e.g. 90m or 2h (kept until `inv autostop` alone)",
+        "off": "turn autostop off on this VM",
+        "extend": "keep the VM up for this long even when idle, e.g. 3h (a long job outside Jupyter); off ends it",
+    }
+)
 @cli.guarded
 def autostop(c, host=None, idle="", off=False, extend=""):
     """Let a cloud VM stop itself when Jupyter, SSH and the CPU have been idle (hosts.yml: autostop)."""
@@ -84,12 +89,14 @@ def autostop(c, host=None, idle="", off=False, extend=""):
         session.autostop(idle, off, extend)
 
 
-@task(help={
-    **HOST,
-    "watch": "keep syncing until Ctrl-C (survives the VM going away)",
-    "interval": "seconds between syncs with --watch (default 30, at least 1)",
-    "push": "send local notebooks to the VM instead (never overwrites a newer file there)",
-})
+@task(
+    help={
+        **HOST,
+        "watch": "keep syncing until Ctrl-C (survives the VM going away)",
+        "interval": "seconds between syncs with --watch (default 30, at least 1)",
+        "push": "send local notebooks to the VM instead (never overwrites a newer file there)",
+    }
+)
 @cli.guarded
 def sync(c, host=None, watch=False, interval=None, push=False):
     """Bring notebooks (hosts.yml: sync patterns) home from the VM; never deletes or silently overwrites."""
@@ -98,8 +105,13 @@ def sync(c, host=None, watch=False, interval=None, push=False):
         session.sync(watch, seconds, push)
 
 
-@task(help={**HOST, "workers": "how many workers run (default: cluster.workers, or all of cluster.hosts); the others end",
-            "plan": cli.PLAN_HELP})
+@task(
+    help={
+        **HOST,
+        "workers": "how many workers run (default: cluster.workers, or all of cluster.hosts); the others end",
+        "plan": cli.PLAN_HELP,
+    }
+)
 @cli.guarded
 def cluster(c, host=None, workers=None, plan=False):
     """The profile's Dask cluster: keys and env on each worker, the scheduler, the workers, Client() config."""
@@ -129,14 +141,16 @@ def audit(c, json=False):
     print(cli.audit(json))
 
 
-@task(help={
-    **HOST,
-    "browser": "open the URL in a browser (--no-browser to skip)",
-    "from_image": "cloud profiles: make the VM from this image id, or `latest`",
-    "plan": cli.PLAN_HELP,
-    "replace": "cloud profiles: delete a VM the cloud put in ERROR and make a new one (asks first)",
-    "yes": "with --replace: do not ask",
-})
+@task(
+    help={
+        **HOST,
+        "browser": "open the URL in a browser (--no-browser to skip)",
+        "from_image": "cloud profiles: make the VM from this image id, or `latest`",
+        "plan": cli.PLAN_HELP,
+        "replace": "cloud profiles: delete a VM the cloud put in ERROR and make a new one (asks first)",
+        "yes": "with --replace: do not ask",
+    }
+)
 @cli.guarded
 def up(c, host=None, browser=True, from_image=None, plan=False, replace=False, yes=False):
     """Everything: the VM (resumed or made), keys, env, Jupyter in tmux, tunnel; prints (and opens) the URL."""
@@ -144,8 +158,14 @@ def up(c, host=None, browser=True, from_image=None, plan=False, replace=False, y
         session.up(browser, from_image, replace, yes)
 
 
-@task(help={**HOST, "force": "also end a Jupyter labvm did not start on that port", "sync": cli.SYNC_HELP,
-            "plan": cli.PLAN_HELP})
+@task(
+    help={
+        **HOST,
+        "force": "also end a Jupyter labvm did not start on that port",
+        "sync": cli.SYNC_HELP,
+        "plan": cli.PLAN_HELP,
+    }
+)
 @cli.guarded
 def down(c, host=None, force=False, sync=True, plan=False):
     """Sync notebooks home, stop the notebook, close the tunnel, and stop the VM of a cloud profile."""
@@ -162,8 +182,13 @@ def ssh(c, host=None):
     os.execvp(command[0], command)
 
 
-@task(help={**HOST, "from_image": "an image id, or `latest` (the newest labvm image of this profile)",
-            "plan": cli.PLAN_HELP})
+@task(
+    help={
+        **HOST,
+        "from_image": "an image id, or `latest` (the newest labvm image of this profile)",
+        "plan": cli.PLAN_HELP,
+    }
+)
 @cli.guarded
 def create(c, host=None, from_image=None, plan=False):
     """Create the profile's VM (cloud profiles); an existing one is resumed, never doubled."""
@@ -187,14 +212,16 @@ def stop(c, host=None, sync=True, plan=False):
         session.stop(sync)
 
 
-@task(help={
-    **HOST,
-    "yes": "do not ask for confirmation",
-    "force": "terminate even without an image newer than the VM's last start",
-    "keep_ip": "keep the Elastic IP for the next VM",
-    "sync": cli.SYNC_HELP,
-    "plan": cli.PLAN_HELP,
-})
+@task(
+    help={
+        **HOST,
+        "yes": "do not ask for confirmation",
+        "force": "terminate even without an image newer than the VM's last start",
+        "keep_ip": "keep the Elastic IP for the next VM",
+        "sync": cli.SYNC_HELP,
+        "plan": cli.PLAN_HELP,
+    }
+)
 @cli.guarded
 def terminate(c, host=None, yes=False, force=False, keep_ip=False, sync=True, plan=False):
     """Sync notebooks home, then delete the profile's VM and what labvm made for it (asks first)."""
@@ -202,13 +229,16 @@ def terminate(c, host=None, yes=False, force=False, keep_ip=False, sync=True, pl
         session.terminate(yes, force, keep_ip, sync)
 
 
-@task(iterable=["share"], help={
-    **HOST,
-    "name": "image name prefix (a profile and time stamp follow)",
-    "share": "an AWS account id that may launch the image (repeatable)",
-    "no_reboot": "do not reboot the VM for a consistent disk",
-    "plan": cli.PLAN_HELP,
-})
+@task(
+    iterable=["share"],
+    help={
+        **HOST,
+        "name": "image name prefix (a profile and time stamp follow)",
+        "share": "an AWS account id that may launch the image (repeatable)",
+        "no_reboot": "do not reboot the VM for a consistent disk",
+        "plan": cli.PLAN_HELP,
+    },
+)
 @cli.guarded
 def snapshot(c, host=None, name="labvm", share=None, no_reboot=False, plan=False):
     """Make a tagged image of the profile's VM and wait until it is available (cloud profiles)."""
@@ -216,8 +246,14 @@ def snapshot(c, host=None, name="labvm", share=None, no_reboot=False, plan=False
         session.snapshot(name, tuple(share or ()), no_reboot)
 
 
-@task(help={**HOST, "prune": "delete older images and their snapshots", "keep": "how many --prune keeps (default 3)",
-            "plan": cli.PLAN_HELP})
+@task(
+    help={
+        **HOST,
+        "prune": "delete older images and their snapshots",
+        "keep": "how many --prune keeps (default 3)",
+        "plan": cli.PLAN_HELP,
+    }
+)
 @cli.guarded
 def images(c, host=None, prune=False, keep=None, plan=False):
     """List the profile's labvm images, oldest first (cloud profiles)."""
@@ -226,8 +262,9 @@ def images(c, host=None, prune=False, keep=None, plan=False):
         session.images(prune, count)
 
 
-@task(help={**HOST, "size": "the new instance type, flavor or machine type", "sync": cli.SYNC_HELP,
-            "plan": cli.PLAN_HELP})
+@task(
+    help={**HOST, "size": "the new instance type, flavor or machine type", "sync": cli.SYNC_HELP, "plan": cli.PLAN_HELP}
+)
 @cli.guarded
 def resize(c, host=None, size="", sync=True, plan=False):
     """Sync notebooks home, stop, change the VM's size, start; the notebook and tunnel come back."""

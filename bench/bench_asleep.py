@@ -51,9 +51,12 @@ def click_to_lab(lab: Lab, port: int) -> float:
     until an authorised answer on the port."""
     proof = (lab.ssh_dir / "labvm" / "run" / "vm.proof").read_text()
     start = time.perf_counter()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/.labvm/start", data=json.dumps({"proof": proof}).encode(),
-                                     headers={"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"},
-                                     method="POST")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/.labvm/start",
+        data=json.dumps({"proof": proof}).encode(),
+        headers={"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"},
+        method="POST",
+    )
     LOOPBACK.open(request, timeout=10).close()
     token = ""
     while True:
@@ -78,8 +81,13 @@ def bench_click(lab: Lab, rounds: int = 3) -> None:
         url = url_of(lab.inv("up", "--host", "vm", "--no-browser").output)
         ups.append(time.perf_counter() - start)
         assert f"127.0.0.1:{port}/" in url
-    report("Start on the page -> lab answers", statistics.median(clicks), statistics.median(ups), "s",
-           "vs `inv up` from the same state; target <= 1.1")
+    report(
+        "Start on the page -> lab answers",
+        statistics.median(clicks),
+        statistics.median(ups),
+        "s",
+        "vs `inv up` from the same state; target <= 1.1",
+    )
 
 
 def bench_keeper_asleep(lab: Lab) -> None:

@@ -36,13 +36,17 @@ from labvm.remote import SshHost  # noqa: E402
 from labvm.sshconfig import SshHome  # noqa: E402
 
 PACKAGES = ["jupyterlab", "dask", "distributed"]
-CLIENT = ("from dask.distributed import Client; c = Client(timeout=60); c.wait_for_workers(2, timeout=60); "
-          "print(len(c.scheduler_info(n_workers=-1)['workers']))")
-HAND_CLIENT = ("from dask.distributed import Client; from distributed.security import Security; "
-               "d = '{home}/.labvm/dask'; s = Security(tls_ca_file=d + '/ca.pem', tls_client_cert=d + '/client.pem', "
-               "tls_client_key=d + '/client.key', require_encryption=True); "
-               "c = Client('tls://{head}:8786', security=s, timeout=60); c.wait_for_workers(2, timeout=60); "
-               "print(len(c.scheduler_info(n_workers=-1)['workers']))")
+CLIENT = (
+    "from dask.distributed import Client; c = Client(timeout=60); c.wait_for_workers(2, timeout=60); "
+    "print(len(c.scheduler_info(n_workers=-1)['workers']))"
+)
+HAND_CLIENT = (
+    "from dask.distributed import Client; from distributed.security import Security; "
+    "d = '{home}/.labvm/dask'; s = Security(tls_ca_file=d + '/ca.pem', tls_client_cert=d + '/client.pem', "
+    "tls_client_key=d + '/client.key', require_encryption=True); "
+    "c = Client('tls://{head}:8786', security=s, timeout=60); c.wait_for_workers(2, timeout=60); "
+    "print(len(c.scheduler_info(n_workers=-1)['workers']))"
+)
 
 
 def report(name: str, ours: float, base: float) -> None:
@@ -67,23 +71,48 @@ def labvm_hosts(lab: Lab, head, workers):
 
 
 def ssh_command(user: User, host) -> list[str]:
-    return ["ssh", "-F", "/dev/null", "-i", str(user.key), "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{user.name}@{host.address}"]
+    return [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-i",
+        str(user.key),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        f"{user.name}@{host.address}",
+    ]
 
 
 def by_hand(user: User, head, workers) -> float:
     env = "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True ~/.labvm/env/bin/python -m distributed.cli"
     tls = "--tls-ca-file ~/.labvm/dask/ca.pem --tls-cert ~/.labvm/dask/{0}.pem --tls-key ~/.labvm/dask/{0}.key"
     start = time.perf_counter()
-    subprocess.run([*ssh_command(user, head), f"tmux -L hand-{head.address} new -d '{env}.dask_scheduler --host "
-                    f"{head.address} --protocol tls {tls.format('scheduler')} --dashboard-address 127.0.0.1:8787'"], check=True)
+    subprocess.run(
+        [
+            *ssh_command(user, head),
+            f"tmux -L hand-{head.address} new -d '{env}.dask_scheduler --host "
+            f"{head.address} --protocol tls {tls.format('scheduler')} --dashboard-address 127.0.0.1:8787'",
+        ],
+        check=True,
+    )
     for worker in workers:
-        subprocess.run([*ssh_command(user, worker), f"tmux -L hand-{worker.address} new -d '{env}.dask_worker --host "
-                        f"{worker.address} --name {worker.address} --no-dashboard {tls.format('worker')} "
-                        f"tls://{head.address}:8786'"], check=True)
+        subprocess.run(
+            [
+                *ssh_command(user, worker),
+                f"tmux -L hand-{worker.address} new -d '{env}.dask_worker --host "
+                f"{worker.address} --name {worker.address} --no-dashboard {tls.format('worker')} "
+                f"tls://{head.address}:8786'",
+            ],
+            check=True,
+        )
     client = HAND_CLIENT.format(home=user.home, head=head.address)
-    seen = subprocess.run([*ssh_command(user, head), f"~/.labvm/env/bin/python -c \"{client}\""],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    seen = subprocess.run(
+        [*ssh_command(user, head), f'~/.labvm/env/bin/python -c "{client}"'], check=True, capture_output=True, text=True
+    ).stdout.strip()
     elapsed = time.perf_counter() - start
     assert seen == "2", seen
     for host in [head, *workers]:
@@ -96,8 +125,9 @@ def with_labvm(user: User, lab: Lab, head, workers) -> float:
     profile, ssh, head_host, worker_hosts = labvm_hosts(lab, head, workers)
     start = time.perf_counter()
     cluster.ensure(profile, ssh, head_host, worker_hosts)
-    seen = subprocess.run([*ssh_command(user, head), f"~/.labvm/env/bin/python -c \"{CLIENT}\""],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    seen = subprocess.run(
+        [*ssh_command(user, head), f'~/.labvm/env/bin/python -c "{CLIENT}"'], check=True, capture_output=True, text=True
+    ).stdout.strip()
     elapsed = time.perf_counter() - start
     assert seen == "2", seen
     cluster.stop(profile, head_host, worker_hosts)
@@ -126,11 +156,18 @@ def main(rounds: int = 3) -> None:
         lab.write_hosts({"prep": ssh_profile(user, sshd, env={"packages": PACKAGES})})
         lab.inv("env", "--host", "prep", timeout=900)
         head, workers = make_machines(user, tmp)
-        lab.write_hosts({
-            "head": ssh_profile(user, head, address=head.address, env={"packages": PACKAGES},
-                                cluster={"hosts": [w.address for w in workers]}),
-            **{w.name: ssh_profile(user, w, address=w.address, env={"packages": PACKAGES}) for w in workers},
-        })
+        lab.write_hosts(
+            {
+                "head": ssh_profile(
+                    user,
+                    head,
+                    address=head.address,
+                    env={"packages": PACKAGES},
+                    cluster={"hosts": [w.address for w in workers]},
+                ),
+                **{w.name: ssh_profile(user, w, address=w.address, env={"packages": PACKAGES}) for w in workers},
+            }
+        )
         profile, ssh, head_host, worker_hosts = labvm_hosts(lab, head, workers)
         public_key = ssh.ensure_key()
         for host in [head_host, *worker_hosts]:  # prepared: keys, certificates, a first run

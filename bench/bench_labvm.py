@@ -72,15 +72,39 @@ def wait_authorised(port: int, token: str, timeout: float = 120) -> None:
 
 def by_hand(user: User, sshd: Sshd, remote_port: int) -> float:
     """The seeds' recipe: jupyter in tmux over ssh, a tunnel with ssh -f -N -L, the browser."""
-    ssh = ["ssh", "-F", "/dev/null", "-i", str(user.key), "-p", str(sshd.port),
-           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-           f"{user.name}@127.0.0.1"]
+    ssh = [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-i",
+        str(user.key),
+        "-p",
+        str(sshd.port),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        f"{user.name}@127.0.0.1",
+    ]
     token, local_port = "handtoken", free_port()
     start = time.perf_counter()
-    subprocess.run([*ssh, f"tmux new-session -d -s hand 'JUPYTER_TOKEN={token} ~/.labvm/env/bin/jupyter lab "
-                    f"--no-browser --ServerApp.ip=127.0.0.1 --port={remote_port}'"], check=True)
-    subprocess.run([*ssh[:1], "-f", "-N", "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}", *ssh[1:]],
-                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            *ssh,
+            f"tmux new-session -d -s hand 'JUPYTER_TOKEN={token} ~/.labvm/env/bin/jupyter lab "
+            f"--no-browser --ServerApp.ip=127.0.0.1 --port={remote_port}'",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [*ssh[:1], "-f", "-N", "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}", *ssh[1:]],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_authorised(local_port, token)
     elapsed = time.perf_counter() - start
     subprocess.run([*ssh, "tmux kill-session -t hand"], check=True)
@@ -116,8 +140,10 @@ def bench_up(user: User, sshd: Sshd, rounds: int = 3) -> Lab:
         lab.inv("up", "--host", "vm", "--no-browser")
         again.append(time.perf_counter() - start)
         connections.append(sshd.log.read_text().count("Accepted publickey") - before)
-    print(f"{'inv up again (all up)':<34} labvm {statistics.median(again):8.3f} s     "
-          f"SSH connections per run {max(connections)}  (target <= 2 s, 1 connection)")
+    print(
+        f"{'inv up again (all up)':<34} labvm {statistics.median(again):8.3f} s     "
+        f"SSH connections per run {max(connections)}  (target <= 2 s, 1 connection)"
+    )
     return lab
 
 
@@ -165,8 +191,7 @@ def download_rate(port: int) -> float:
         return received / (time.perf_counter() - start) / 1e6
 
 
-def request_time(port: int, path: str = "/small", headers: str = "", count: int = 1000,
-                 fresh: bool = False) -> float:
+def request_time(port: int, path: str = "/small", headers: str = "", count: int = 1000, fresh: bool = False) -> float:
     """Median seconds of one small GET and its whole answer, on one kept-alive connection (as a
     browser's tab polls) or, `fresh`, a new connection each time."""
     import http.client
@@ -191,18 +216,36 @@ def request_time(port: int, path: str = "/small", headers: str = "", count: int 
     return statistics.median(times)
 
 
-def plain_forward(user: User, sshd: Sshd, remote_port: int, ssh_port: int | None = None,
-                  forward: str | None = None) -> tuple[subprocess.Popen, int]:
+def plain_forward(
+    user: User, sshd: Sshd, remote_port: int, ssh_port: int | None = None, forward: str | None = None
+) -> tuple[subprocess.Popen, int]:
     """The seeds' `ssh -N -L` to the same sshd (at ssh_port: through a SlowLink); forward: a unix
     socket's path to forward from instead of a loopback port (then the port is 0)."""
     from labvm.gate import port_free
 
     port = 0 if forward else free_port()
     plain = subprocess.Popen(
-        ["ssh", "-F", "/dev/null", "-N", "-i", str(user.key), "-p", str(ssh_port or sshd.port),
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-         "-o", "StreamLocalBindUnlink=yes",
-         "-L", f"{forward or f'127.0.0.1:{port}'}:127.0.0.1:{remote_port}", f"{user.name}@127.0.0.1"],
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-N",
+            "-i",
+            str(user.key),
+            "-p",
+            str(ssh_port or sshd.port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "StreamLocalBindUnlink=yes",
+            "-L",
+            f"{forward or f'127.0.0.1:{port}'}:127.0.0.1:{remote_port}",
+            f"{user.name}@127.0.0.1",
+        ],
         stdin=subprocess.DEVNULL,
     )
     while (not Path(forward).exists() if forward else port_free(port)) and plain.poll() is None:  # until ssh listens
@@ -218,8 +261,10 @@ def c_relay(user: User, sshd: Sshd, remote_port: int) -> tuple[list[subprocess.P
     forward = f"{tempfile.mkdtemp()}/f.sock"
     plain, _ = plain_forward(user, sshd, remote_port, forward=forward)
     port = free_port()
-    socat = subprocess.Popen(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay",
-                              f"UNIX-CONNECT:{forward}"], stdin=subprocess.DEVNULL)
+    socat = subprocess.Popen(
+        ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay", f"UNIX-CONNECT:{forward}"],
+        stdin=subprocess.DEVNULL,
+    )
     from realhost import wait_for_port
 
     wait_for_port(port)
@@ -258,8 +303,13 @@ def bench_tunnel(user: User, sshd: Sshd, lab: Lab, rounds: int = 3) -> None:
         name = "small request, new connection" if fresh else "small request, kept-alive"
         report(name, statistics.median(ours) * 1e3, statistics.median(base) * 1e3, "ms", "target <= 1.1")
         if relayed:
-            report("  the same through socat (C)", statistics.median(in_c) * 1e3, statistics.median(base) * 1e3, "ms",
-                   "reference: one hop more")
+            report(
+                "  the same through socat (C)",
+                statistics.median(in_c) * 1e3,
+                statistics.median(base) * 1e3,
+                "ms",
+                "reference: one hop more",
+            )
     plain.terminate()
     for process in relayed[0] if relayed else []:
         process.terminate()
@@ -306,8 +356,13 @@ def bench_jupyter_requests(user: User, sshd: Sshd, lab: Lab, url: str, rounds: i
         base.append(request_time(plain_port, "/api/status", headers, count=300))
         ours.append(request_time(ours_port, "/api/status", headers, count=300))
     plain.terminate()
-    report("Jupyter /api/status, kept-alive", statistics.median(ours) * 1e3, statistics.median(base) * 1e3, "ms",
-           "target <= 1.1")
+    report(
+        "Jupyter /api/status, kept-alive",
+        statistics.median(ours) * 1e3,
+        statistics.median(base) * 1e3,
+        "ms",
+        "target <= 1.1",
+    )
 
 
 class SlowLink:
@@ -363,8 +418,17 @@ def bench_sync(user: User, sshd: Sshd, lab: Lab, rounds: int = 5, where: str = "
     env = {k: v for k, v in lab.env.items() if k != "PYTHONDONTWRITEBYTECODE"}
     subprocess.run([*INV, "sync", "--host", "vm"], env=env, check=True, capture_output=True)
     plain_copy = Path(tempfile.mkdtemp())
-    by_hand = ["rsync", "-az", "--include=*/", "--include=*.ipynb", "--exclude=*",
-               "-e", f"ssh -F {lab.ssh_dir / 'config'}", "labvm-vm:work/", f"{plain_copy}/"]
+    by_hand = [
+        "rsync",
+        "-az",
+        "--include=*/",
+        "--include=*.ipynb",
+        "--exclude=*",
+        "-e",
+        f"ssh -F {lab.ssh_dir / 'config'}",
+        "labvm-vm:work/",
+        f"{plain_copy}/",
+    ]
     subprocess.run(by_hand, check=True)
     base = statistics.median(timed(by_hand) for _ in range(rounds))
     hidden = Path(tempfile.mkdtemp())
@@ -375,8 +439,13 @@ def bench_sync(user: User, sshd: Sshd, lab: Lab, rounds: int = 5, where: str = "
             before = sshd.log.read_text().count("Accepted publickey")
             times.append(timed([*INV, "sync", "--host", "vm"], env=run_env))
             connections.append(sshd.log.read_text().count("Accepted publickey") - before)
-        report(f"{name}, 1,000 unchanged .ipynb{where}", statistics.median(times), base, "s",
-               f"target <= 1.2; SSH connections per run {max(connections)}")
+        report(
+            f"{name}, 1,000 unchanged .ipynb{where}",
+            statistics.median(times),
+            base,
+            "s",
+            f"target <= 1.2; SSH connections per run {max(connections)}",
+        )
     # What a user has after `inv up`: the tunnel's keeper, whose login the sync (and the keeper's own
     # questions to the VM) ride: no handshake, no login in sshd's log.
     lab.inv("tunnel", "--host", "vm")
@@ -385,8 +454,13 @@ def bench_sync(user: User, sshd: Sshd, lab: Lab, rounds: int = 5, where: str = "
             before = sshd.log.read_text().count("Accepted publickey")
             times = [timed([*INV, "sync", "--host", "vm"], env=run_env) for _ in range(rounds)]
             logins = sshd.log.read_text().count("Accepted publickey") - before
-            report(f"{name}{where}", statistics.median(times), base, "s",
-                   f"target <= 1.2; new SSH logins in {rounds} runs: {logins}")
+            report(
+                f"{name}{where}",
+                statistics.median(times),
+                base,
+                "s",
+                f"target <= 1.2; new SSH logins in {rounds} runs: {logins}",
+            )
     finally:
         lab.inv("tunnel", "--host", "vm", "--stop")
     # The floor under both: Python, invoke and tasks.py starting, before any SSH (not a target).

@@ -41,8 +41,7 @@ NO_TMUX = {"multiplexer": "nohup"}  # Jupyter must start inside the namespace's 
 
 
 def answers(port: int, token: str) -> bool:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status",
-                                     headers={"Authorization": f"token {token}"})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"token {token}"})
     try:
         with urllib.request.urlopen(request, timeout=1) as response:
             return response.status == 200
@@ -81,9 +80,23 @@ class Browser:
 def plain_tunnel(user: User, host: netns.NetnsHost, remote_port: int) -> tuple[subprocess.Popen, int]:
     port = free_port()
     ssh = subprocess.Popen(
-        ["ssh", "-F", "/dev/null", "-N", "-i", str(user.key), "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-         "-L", f"127.0.0.1:{port}:127.0.0.1:{remote_port}", f"{user.name}@{host.address}"],
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-N",
+            "-i",
+            str(user.key),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-L",
+            f"127.0.0.1:{port}:127.0.0.1:{remote_port}",
+            f"{user.name}@{host.address}",
+        ],
         stdin=subprocess.DEVNULL,
     )
     return ssh, port
@@ -105,8 +118,10 @@ def bench_recovery(user: User, host: netns.NetnsHost, lab: Lab, url: str) -> Non
         base_time = by_hand.answered_after(back, timeout=300)
         kept.stop.set()
         by_hand.stop.set()
-        print(f"{f'network back after {seconds}s loss':<34} labvm {_seconds(ours)} plain ssh -L "
-              f"{_seconds(base_time)} (target labvm <= 10 s)")
+        print(
+            f"{f'network back after {seconds}s loss':<34} labvm {_seconds(ours)} plain ssh -L "
+            f"{_seconds(base_time)} (target labvm <= 10 s)"
+        )
     plain.terminate()
     plain.wait()
 
@@ -155,10 +170,12 @@ def main() -> None:
     try:
         host = netns.NetnsHost.create("bench")
         host.start_sshd(Path(tempfile.mkdtemp()) / "netns-sshd")
-        lab.write_hosts({
-            "loop": ssh_profile(user, sshd, notebook=NO_TMUX),
-            "vm": ssh_profile(user, host, address=host.address, notebook=NO_TMUX),
-        })
+        lab.write_hosts(
+            {
+                "loop": ssh_profile(user, sshd, notebook=NO_TMUX),
+                "vm": ssh_profile(user, host, address=host.address, notebook=NO_TMUX),
+            }
+        )
         # The namespace has no way to PyPI: the env is built over the loopback sshd (same home).
         lab.inv("setup", "--host", "loop")
         up = lab.inv("up", "--host", "vm", "--no-browser")

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent  # where tasks.py and hosts.yml li
 
 
 def main() -> None:
+    """Runs invoke's Program over tasks.py with this command line's arguments, as bin/inv does."""
     try:
         version = metadata.version("labvm")
     except metadata.PackageNotFoundError:  # run from a checkout that was not installed

@@ -32,7 +32,8 @@ from importlib import resources
 from typing import Callable
 from urllib.parse import urlencode
 
-from .gate import Handler, Request, Response
+from .gate import Handler
+from .http1 import Request, Response
 from .text import clean
 
 OWN_PREFIX = "/.labvm/"  # the keeper's own calls, answered in every state (never a path of Jupyter's)
@@ -48,6 +49,9 @@ NOT_PAGE_PREFIXES = ("/lab/api", "/lab/extensions", "/terminals/websocket")
 
 @dataclass(frozen=True)
 class PageFacts:
+    """What the asleep page says of a sleeping VM (the keeper fills it in from its record and the cloud's
+    words); every field is escaped where the page shows it."""
+
     profile: str
     size: str
     region: str
@@ -80,6 +84,8 @@ class Pages:
     # -- gate.Routes' share ----------------------------------------------------------------
 
     def own(self, request: Request) -> Handler | None:
+        """gate.Routes.own: the welcome, a call under /.labvm/, or the proof for a browser that opens the
+        lab with its token; None for the rest, which the lab (or page()) answers."""
         if request.path == WELCOME:
             return self._welcome
         if request.path.startswith(OWN_PREFIX):
@@ -129,22 +135,31 @@ class Pages:
         except (ValueError, AttributeError, RecursionError):
             offered = None
         if not self._proven(offered):
-            return _refusal(403, "labvm: this browser has not opened this lab; start it with "
-                                 "`inv up` in labvm's folder (it opens the lab here)", "proof")
+            return _refusal(
+                403,
+                "labvm: this browser has not opened this lab; start it with "
+                "`inv up` in labvm's folder (it opens the lab here)",
+                "proof",
+            )
         facts = self.facts
         if facts is None:
             return _json(200, {"state": self.progress(True)["state"], "started": False})
         if facts.gone:
             profile = clean(facts.profile)
-            return _refusal(403, f"labvm: the VM of profile {profile} was deleted; "
-                                 f"make a new one with inv up --host {profile}", "gone")
+            return _refusal(
+                403,
+                f"labvm: the VM of profile {profile} was deleted; make a new one with inv up --host {profile}",
+                "gone",
+            )
         try:
             return _json(200, self.start_once())
         except Exception as error:  # the keeper's start failed at once: say it, keep serving
             return _refusal(503, f"labvm: the start failed: {clean(str(error))}", "error")
 
     def _proven(self, offered: object) -> bool:
-        return isinstance(offered, str) and hmac.compare_digest(offered.encode("utf-8", "replace"), self._proof.encode())
+        return isinstance(offered, str) and hmac.compare_digest(
+            offered.encode("utf-8", "replace"), self._proof.encode()
+        )
 
     def start_once(self) -> dict:
         """Calls start() unless a start is already under way or done; says which."""
@@ -164,16 +179,22 @@ class Pages:
         if not proven:
             return shown
         url = answer.get("url")
-        return {**shown,
-                "lines": [clean(str(line)) for line in list(answer.get("lines") or [])[-PROGRESS_LINES:]],
-                "url": url if isinstance(url, str) and url.startswith(self.lab_prefixes) and url.isprintable()
-                and " " not in url else None,
-                "error": clean(str(answer.get("error") or "")) if answer.get("state") in STATES
-                else f"unknown state {clean(str(answer.get('state')))}"}
+        return {
+            **shown,
+            "lines": [clean(str(line)) for line in list(answer.get("lines") or [])[-PROGRESS_LINES:]],
+            "url": url
+            if isinstance(url, str) and url.startswith(self.lab_prefixes) and url.isprintable() and " " not in url
+            else None,
+            "error": clean(str(answer.get("error") or ""))
+            if answer.get("state") in STATES
+            else f"unknown state {clean(str(answer.get('state')))}",
+        }
 
     def asleep_message(self, facts: PageFacts) -> str:
-        return (f"labvm: the VM of profile {clean(facts.profile)} is asleep; "
-                f"open http://127.0.0.1:{self.port}/ to start it")
+        """The one line a call that is no page load gets while the VM sleeps: where to start it."""
+        return (
+            f"labvm: the VM of profile {clean(facts.profile)} is asleep; open http://127.0.0.1:{self.port}/ to start it"
+        )
 
     # -- the proof -----------------------------------------------------------------------------
 
@@ -186,8 +207,11 @@ class Pages:
             return False
         offered = request.query("token")
         return bool(
-            offered and request.method == "GET" and request.header("host") in self.hosts
-            and request.header("sec-fetch-mode") == "navigate" and request.header("sec-fetch-dest") == "document"
+            offered
+            and request.method == "GET"
+            and request.header("host") in self.hosts
+            and request.header("sec-fetch-mode") == "navigate"
+            and request.header("sec-fetch-dest") == "document"
             and request.header("sec-fetch-site") != "same-origin"
             and hmac.compare_digest(offered.encode("utf-8", "replace"), token.encode())
         )
@@ -197,16 +221,21 @@ class Pages:
         if request.header("host") not in self.hosts:
             return _refusal(403, f"labvm: this page answers only to http://127.0.0.1:{self.port}/", "host")
         nonce = secrets.token_urlsafe(16)
-        return _html(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>JupyterLab · labvm</title>'
-                     f'</head><body>\n<script nonce="{nonce}">{_asset("welcome.js")}</script>\n'
-                     f'<noscript>JupyterLab needs JavaScript.</noscript>\n</body></html>\n', nonce)
+        return _html(
+            f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>JupyterLab · labvm</title>'
+            f'</head><body>\n<script nonce="{nonce}">{_asset("welcome.js")}</script>\n'
+            f"<noscript>JupyterLab needs JavaScript.</noscript>\n</body></html>\n",
+            nonce,
+        )
 
     def _give_proof(self, request: Request) -> Response:
         nonce = secrets.token_urlsafe(16)
-        text = (f'<!DOCTYPE html>\n<html lang="en" data-proof="{html.escape(self._proof)}"><head>'
-                f'<meta charset="utf-8"><title>JupyterLab · labvm</title></head><body>\n'
-                f'<script nonce="{nonce}">{_asset("proof.js")}</script>\n'
-                f'<noscript>JupyterLab needs JavaScript.</noscript>\n</body></html>\n')
+        text = (
+            f'<!DOCTYPE html>\n<html lang="en" data-proof="{html.escape(self._proof)}"><head>'
+            f'<meta charset="utf-8"><title>JupyterLab · labvm</title></head><body>\n'
+            f'<script nonce="{nonce}">{_asset("proof.js")}</script>\n'
+            f"<noscript>JupyterLab needs JavaScript.</noscript>\n</body></html>\n"
+        )
         return _html(text, nonce)
 
 
@@ -230,9 +259,11 @@ def _is_page_load(request: Request) -> bool:
 
 
 def _json(status: int, body: dict) -> Response:
-    return Response(status, (json.dumps(body) + "\n").encode(),
-                    headers=(("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
-                             ("X-Labvm", "asleep")))
+    return Response(
+        status,
+        (json.dumps(body) + "\n").encode(),
+        headers=(("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"), ("X-Labvm", "asleep")),
+    )
 
 
 def _refusal(status: int, message: str, reason: str) -> Response:
@@ -240,10 +271,13 @@ def _refusal(status: int, message: str, reason: str) -> Response:
 
 
 def _html(text: str, nonce: str) -> Response:
-    policy = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-              "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-    return Response(200, text.encode(), "text/html; charset=utf-8",
-                    (("Content-Security-Policy", policy), ("X-Labvm", "asleep")))
+    policy = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return Response(
+        200, text.encode(), "text/html; charset=utf-8", (("Content-Security-Policy", policy), ("X-Labvm", "asleep"))
+    )
 
 
 def _asset(name: str) -> str:
@@ -252,6 +286,7 @@ def _asset(name: str) -> str:
 
 
 # -- the page itself ------------------------------------------------------------------
+
 
 def _when(stopped_at: str, now: datetime | None = None) -> str:
     """'Wed 2 Dec 2026, 14:02 CET (5 h 12 min ago)' in the laptop's time; the text as given
@@ -286,18 +321,22 @@ def _page(pages: Pages, facts: PageFacts, nonce: str) -> str:
     if facts.price and not facts.gone:
         rows.append(("Price", f"{facts.price} while it runs"))
     details = "\n".join(f"<dt>{e(name)}</dt><dd>{e(value)}</dd>" for name, value in rows)
-    machine, started = ("The VM", "the VM, Jupyter and the tunnel") if facts.vm else ("The lab", "Jupyter and the tunnel")
+    machine, started = (
+        ("The VM", "the VM, Jupyter and the tunnel") if facts.vm else ("The lab", "Jupyter and the tunnel")
+    )
     command = f"<code>inv up --host {e(facts.profile)}</code>"
     if facts.gone:
         title = f"The VM of profile {facts.profile} was deleted"
         body = f"<p>There is nothing to start. To make a new VM for this profile, run {command} in labvm's folder.</p>"
     else:
         title = f"{machine} of profile {facts.profile} is asleep"
-        body = (f'<p>Start runs what <code>inv up</code> does: {started}. This page shows each step and '
-                'then moves into JupyterLab by itself, on this same address.</p>\n'
-                '<button id="start" type="button" hidden disabled>Start</button>\n'
-                f'<p id="stranger" hidden>This browser has not opened this lab yet, so it cannot start it: run '
-                f'{command} in labvm\'s folder (it opens the lab here, and this page then has a Start button).</p>\n')
+        body = (
+            f"<p>Start runs what <code>inv up</code> does: {started}. This page shows each step and "
+            "then moves into JupyterLab by itself, on this same address.</p>\n"
+            '<button id="start" type="button" hidden disabled>Start</button>\n'
+            f'<p id="stranger" hidden>This browser has not opened this lab yet, so it cannot start it: run '
+            f"{command} in labvm's folder (it opens the lab here, and this page then has a Start button).</p>\n"
+        )
     body += '<p id="status" role="status"></p><p id="error" role="alert"></p>\n<ol id="log"></ol>'
     prefixes = e(json.dumps(pages.lab_prefixes))
     return f"""<!DOCTYPE html>

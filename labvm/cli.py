@@ -19,6 +19,7 @@ HOST_HELP = "profile in hosts.yml (default: $LABVM_HOST, then `default:`)"
 
 
 def load():
+    """hosts.yml read and checked (labvm.config); imported only when a task runs, for `inv --list`."""
     from . import config
 
     return config.load(HOSTS_FILE)
@@ -36,6 +37,7 @@ PLAN_HELP = "print the cloud API calls that would be made, and make none (invoke
 
 
 def status(context, host: str | None) -> str:
+    """`inv status`: one block per profile of hosts.yml, or only --host's."""
     from . import status as status_module
 
     config = load()
@@ -63,6 +65,7 @@ def check(context, host: str | None, as_json: bool) -> None:
 
 
 def audit(as_json: bool) -> str:
+    """`inv audit`: what labvm left in the clouds of hosts.yml, as a table or as JSON."""
     from .audit import report
 
     return report(load(), as_json)

@@ -14,19 +14,19 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import steps
+from . import autostop, steps, vm
 from .config import Profile
 from .errors import LabvmError
 from .remote import SshHost
 from .sshconfig import SshHome
 from .text import clean
 
-SCHEDULER_PORT = 8786
+SCHEDULER_PORT = int(vm.layout.SCHEDULER_PORT)
 # The dashboard is no TCP port: a unix socket on the head only its user can open
-# (~/.labvm/dask/dashboard.sock, scripts/dask_dashboard.py), shown in JupyterLab at this route
-# (jupyter-server-proxy, behind Jupyter's token; scripts/nbctl.py DASHBOARD_ROUTE).
-DASHBOARD_ROUTE = "dask-dashboard"
-REMOTE_DIR = ".labvm/dask"  # relative to the login directory, as SFTP sees it
+# (layout DASHBOARD_SOCKET, scripts/dask_dashboard.py), shown in JupyterLab at this route
+# (jupyter-server-proxy, behind Jupyter's token).
+DASHBOARD_ROUTE = vm.layout.DASHBOARD_ROUTE
+REMOTE_DIR = vm.layout.DASK_DIR  # relative to the login directory, as SFTP sees it
 ROLES = ("scheduler", "worker", "client")
 HEAD_ROLES = ("scheduler", "client")
 CERT_DAYS = 3650  # the CA lives with the profile on the laptop; a lab cluster outlives a year
@@ -49,9 +49,15 @@ def ensure(profile: Profile, ssh: SshHome, head: SshHost, workers: list[SshHost]
     def start(host: SshHost, restart: bool = False) -> dict:
         if host is head:
             return _script(head, "start-scheduler", **_start_env(head), LABVM_DASK_PORT=SCHEDULER_PORT)
-        return _script(host, "start-worker", **_start_env(host), LABVM_DASK_SCHEDULER=scheduler,
-                       LABVM_DASK_RESTART=int(restart), LABVM_DASK_THREADS=spec.threads if spec and spec.threads else "",
-                       LABVM_DASK_MEMORY=spec.memory_limit if spec else "")
+        return _script(
+            host,
+            "start-worker",
+            **_start_env(host),
+            LABVM_DASK_SCHEDULER=scheduler,
+            LABVM_DASK_RESTART=int(restart),
+            LABVM_DASK_THREADS=spec.threads if spec and spec.threads else "",
+            LABVM_DASK_MEMORY=spec.memory_limit if spec else "",
+        )
 
     # All at once: a new worker retries until the scheduler listens, and waits until it is registered.
     started, *actions = _each(hosts, start)
@@ -59,8 +65,10 @@ def ensure(profile: Profile, ssh: SshHome, head: SshHost, workers: list[SshHost]
         stale = [i for i, action in enumerate(actions) if action["action"] == "running"]
         for i, action in zip(stale, _each([workers[i] for i in stale], lambda w: start(w, restart=True))):
             actions[i] = action
-    lines = [f"cluster: scheduler {scheduler} on {head.hostname}: {_said(started)}; "
-             f"dashboard in JupyterLab at {DASHBOARD_ROUTE}/status (a socket on the head only you can open)"]
+    lines = [
+        f"cluster: scheduler {scheduler} on {head.hostname}: {_said(started)}; "
+        f"dashboard in JupyterLab at {DASHBOARD_ROUTE}/status (a socket on the head only you can open)"
+    ]
     for worker, action in zip(workers, actions):
         memory = action["memory"] or "no memory limit"
         lines.append(f"cluster: worker {worker.hostname}: {_said(action)}, {action['threads']} threads, {memory}")
@@ -68,17 +76,18 @@ def ensure(profile: Profile, ssh: SshHome, head: SshHost, workers: list[SshHost]
 
 
 def stop(profile: Profile, head: SshHost | None, workers: list[SshHost]) -> list[str]:
-    """Ends labvm's dask processes (its own, found by their pid files) on each host given."""
+    """Stops labvm's dask processes (its own, found by their pid files) on each host given."""
     roles = [(worker, "worker") for worker in workers] + ([(head, "scheduler")] if head else [])
 
-    def end(pair):
+    def stop_one(pair):
         host, role = pair
-        result = _script(host, "stop", LABVM_ENV_PREFIX=host.profile.env.prefix, LABVM_DASK_HOST=host.hostname,
-                         LABVM_DASK_ROLE=role)
+        result = _script(
+            host, "stop", LABVM_ENV_PREFIX=host.profile.env.prefix, LABVM_DASK_HOST=host.hostname, LABVM_DASK_ROLE=role
+        )
         where = f"worker {host.hostname}" if role == "worker" else f"scheduler on {host.hostname}"
         return f"cluster: {where}: {'stopped' if result['stopped'] else 'was not running'}"
 
-    return _each(roles, end)
+    return _each(roles, stop_one)
 
 
 def arm_worker_autostop(profile: Profile, head: SshHost, workers: list[SshHost]) -> list[str]:
@@ -91,11 +100,17 @@ def arm_worker_autostop(profile: Profile, head: SshHost, workers: list[SshHost])
     address = f"{_bracketed(head.cluster_address)}:{SCHEDULER_PORT}"
 
     def arm(host: SshHost) -> str:
-        report = steps.apply_autostop(host.profile, host, profile.autostop, "hosts.yml", scheduler=address)
+        report = autostop.apply_setting(host.profile, host, profile.autostop, "hosts.yml", scheduler=address)
+        if report is None:
+            raise LabvmError(
+                f"{host.label}: autostop: the VM kept no setting; `inv cluster --host {profile.name}` tries again"
+            )
         if not report["idle_seconds"]:
             return f"cluster: worker {host.hostname}: autostop off, as on the head"
-        return (f"cluster: worker {host.hostname}: stops itself {report['worker_grace'] // 60}m after the "
-                f"scheduler {address} is gone")
+        return (
+            f"cluster: worker {host.hostname}: stops itself {report['worker_grace'] // 60}m after the "
+            f"scheduler {address} is gone"
+        )
 
     return _each(workers, arm)
 
@@ -106,25 +121,34 @@ def status(profile: Profile, head: SshHost) -> list[str]:
     try:
         seen = _workers(head)
     except LabvmError as e:
-        return [f"cluster: no scheduler answers on {head.hostname} ({clean(str(e).splitlines()[0])}); `inv up` starts it"]
+        return [
+            f"cluster: no scheduler answers on {head.hostname} ({clean(str(e).splitlines()[0])}); `inv up` starts it"
+        ]
     if not seen["workers"]:
         return [f"cluster: scheduler {seen['scheduler']} has no workers"]
-    return [f"cluster: worker {clean(str(w['name']))} ({clean(str(w['address']))}): {w['threads']} threads, {_gib(w['memory'])}, "
-            f"{w['processing']} tasks processing" for w in seen["workers"]]
+    return [
+        f"cluster: worker {clean(str(w['name']))} ({clean(str(w['address']))}): {w['threads']} threads, "
+        f"{_gib(w['memory'])}, {w['processing']} tasks processing"
+        for w in seen["workers"]
+    ]
 
 
 # -- versions ------------------------------------------------------------------------------
 
+
 def _check_versions(profile: Profile, hosts: list[SshHost]) -> None:
     packages = "\n".join(profile.env.packages)
-    found = _each(hosts, lambda host: _script(host, "versions", LABVM_ENV_PREFIX=host.profile.env.prefix,
-                                              LABVM_PACKAGES=packages))
+    found = _each(
+        hosts, lambda host: _script(host, "versions", LABVM_ENV_PREFIX=host.profile.env.prefix, LABVM_PACKAGES=packages)
+    )
     where = f"{profile.source}: profiles.{profile.name}.env.packages"
     for host, versions in zip(hosts, found):
         missing = [name for name in ("dask", "distributed") if not versions.get(name)]
         if missing:
-            raise LabvmError(f"cluster: {' and '.join(missing)} not installed in {host.profile.env.prefix} on "
-                             f"{host.hostname}; add dask and distributed to {where} and run inv setup")
+            raise LabvmError(
+                f"cluster: {' and '.join(missing)} not installed in {host.profile.env.prefix} on "
+                f"{host.hostname}; add dask and distributed to {where} and run inv setup"
+            )
     reference, ours = hosts[0], found[0]
     for host, versions in zip(hosts[1:], found[1:]):
         for name, version in versions.items():
@@ -143,6 +167,7 @@ def _minor(version: str | None) -> str | None:
 
 
 # -- certificates --------------------------------------------------------------------------
+
 
 def certificates(ssh: SshHome, profile: Profile) -> dict[str, bytes]:
     """The cluster's CA and one certificate + key per role, made once under ~/.ssh/labvm/cluster/<profile>."""
@@ -163,23 +188,41 @@ def _make_certificates(folder: Path, cluster: str) -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
 
     def name(common: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "labvm"),
-                          x509.NameAttribute(NameOID.COMMON_NAME, common)])
+        return x509.Name(
+            [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "labvm"), x509.NameAttribute(NameOID.COMMON_NAME, common)]
+        )
 
     def certificate(subject, key, issuer, issuer_key, ca: bool):
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if ca:
-            builder = builder.add_extension(x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False), critical=True)
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
         else:  # every dask node both serves and connects
-            builder = builder.add_extension(x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
         return builder.sign(issuer_key, hashes.SHA256())
 
     def save(filename: str, data: bytes) -> None:
@@ -188,8 +231,9 @@ def _make_certificates(folder: Path, cluster: str) -> None:
             f.write(data)
 
     def key_bytes(key) -> bytes:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = name(f"labvm {cluster} dask CA")
@@ -197,8 +241,12 @@ def _make_certificates(folder: Path, cluster: str) -> None:
     for role in ROLES:
         key = ec.generate_private_key(ec.SECP256R1())
         save(f"{role}.key", key_bytes(key))
-        save(f"{role}.pem", certificate(name(f"labvm {cluster} dask {role}"), key, ca_name, ca_key, ca=False)
-             .public_bytes(serialization.Encoding.PEM))
+        save(
+            f"{role}.pem",
+            certificate(name(f"labvm {cluster} dask {role}"), key, ca_name, ca_key, ca=False).public_bytes(
+                serialization.Encoding.PEM
+            ),
+        )
     save("ca.pem", ca.public_bytes(serialization.Encoding.PEM))
     save("ca.key", key_bytes(ca_key))  # written last: its presence means the set is complete
 
@@ -217,8 +265,13 @@ def _push_certificates(host: SshHost, files: dict[str, bytes], roles: tuple[str,
     staging = f"{REMOTE_DIR}/incoming-{_safe(host.hostname)}"
     for name, data in [*wanted.items(), (marker, digest.encode())]:  # the marker last: all or nothing
         host.write(f"{staging}/{name}", data.decode())
-    _script(host, "install-certificates", LABVM_ENV_PREFIX=host.profile.env.prefix, LABVM_DASK_HOST=host.hostname,
-            LABVM_DASK_FILES="\n".join([*wanted, marker]))
+    _script(
+        host,
+        "install-certificates",
+        LABVM_ENV_PREFIX=host.profile.env.prefix,
+        LABVM_DASK_HOST=host.hostname,
+        LABVM_DASK_FILES="\n".join([*wanted, marker]),
+    )
 
 
 def _safe(name: str) -> str:
@@ -227,6 +280,7 @@ def _safe(name: str) -> str:
 
 
 # -- running dask.sh -----------------------------------------------------------------------
+
 
 def _scheduler_address(host: str) -> str:
     return f"tls://{_bracketed(host)}:{SCHEDULER_PORT}"
@@ -237,9 +291,13 @@ def _bracketed(host: str) -> str:  # an IPv6 address beside a port
 
 
 def _start_env(host: SshHost) -> dict:
-    return {"LABVM_ENV_PREFIX": host.profile.env.prefix, "LABVM_DASK_HOST": host.hostname,
-            "LABVM_DASK_LISTEN": host.cluster_address,
-            "LABVM_MUX": host.profile.notebook.multiplexer, "LABVM_TIMEOUT": START_TIMEOUT}
+    return {
+        "LABVM_ENV_PREFIX": host.profile.env.prefix,
+        "LABVM_DASK_HOST": host.hostname,
+        "LABVM_DASK_LISTEN": host.cluster_address,
+        "LABVM_MUX": host.profile.notebook.multiplexer,
+        "LABVM_TIMEOUT": START_TIMEOUT,
+    }
 
 
 def _workers(head: SshHost) -> dict:
@@ -255,7 +313,7 @@ def _said(result: dict) -> str:
 
 
 def _gib(size: int) -> str:  # as dask.utils.format_bytes says it
-    return f"{size / 1024 ** 3:.2f} GiB" if size else "no memory limit"
+    return f"{size / 1024**3:.2f} GiB" if size else "no memory limit"
 
 
 def _each(items: list, action) -> list:

@@ -26,11 +26,16 @@ INSTALL_OPENSSH = {
     platforms.WINDOWS: "Settings > System > Optional features > add OpenSSH Client",
     platforms.MACOS: "it comes with macOS; `brew install openssh` for a newer one",
 }
-PLATFORM_NAMES = {platforms.LINUX: "Linux", platforms.MACOS: "macOS", platforms.WINDOWS: "Windows",
-                  platforms.WSL: "WSL (Linux inside Windows): the browser opens on the Windows side"}
+PLATFORM_NAMES = {
+    platforms.LINUX: "Linux",
+    platforms.MACOS: "macOS",
+    platforms.WINDOWS: "Windows",
+    platforms.WSL: "WSL (Linux inside Windows): the browser opens on the Windows side",
+}
 
 
 def checks() -> list[Check]:
+    """Every laptop check of `inv check`, in the order shown."""
     results = [Check("laptop", True, PLATFORM_NAMES[platforms.current()]), openssh(), rsync(), notifications()]
     if platforms.current() == platforms.WSL:
         results.append(wsl_localhost(_wslconfig()))
@@ -38,6 +43,7 @@ def checks() -> list[Check]:
 
 
 def openssh() -> Check:
+    """The system's ssh: there, new enough for what labvm writes, and its sharing and forwarding."""
     advice = INSTALL_OPENSSH.get(platforms.current(), "install it (sudo apt-get install openssh-client)")
     ssh = shutil.which("ssh")
     if ssh is None:
@@ -59,8 +65,10 @@ def sharing() -> str:
         return "no ControlMaster in Windows' OpenSSH: each sync logs in"
     run = SshHome.current().run
     if shared_connection(run, "profile") is None:
-        return (f"no ControlMaster: {run} cannot hold a socket ssh reads (a space, quote or %, or too long): "
-                f"each sync logs in")
+        return (
+            f"no ControlMaster: {run} cannot hold a socket ssh reads (a space, quote or %, or too long): "
+            f"each sync logs in"
+        )
     return "ControlMaster: while the tunnel is up, a sync rides its login"
 
 
@@ -72,8 +80,11 @@ def forwarding() -> str:
     run = SshHome.current().run
     if forward_socket(run, "profile") is not None:
         return f"the tunnel's ssh forwards to a unix socket in {run} (0700): no other user of this machine can reach it"
-    why = "Windows' OpenSSH forwards no unix socket" if platforms.is_windows() else \
-        f"{run} cannot hold a socket ssh reads (a space, quote, % or $, or too long)"
+    why = (
+        "Windows' OpenSSH forwards no unix socket"
+        if platforms.is_windows()
+        else f"{run} cannot hold a socket ssh reads (a space, quote, % or $, or too long)"
+    )
     return f"{why}: the tunnel's ssh listens on a loopback port, and each connection is checked to reach that ssh"
 
 
@@ -82,20 +93,28 @@ def openssh_line(ssh: str, version_text: str, advice: str) -> Check:
     found = re.search(r"OpenSSH_(?:for_Windows_)?(\d+)\.(\d+)", version_text)
     shown = clean(version_text.splitlines()[0] if version_text else "", 80)
     if not found:
-        return Check("openssh", False, f"{ssh} is not OpenSSH ({shown}); labvm needs OpenSSH {_dotted(OPENSSH_NEEDED)}+; {advice}")
+        return Check(
+            "openssh",
+            False,
+            f"{ssh} is not OpenSSH ({shown}); labvm needs OpenSSH {_dotted(OPENSSH_NEEDED)}+; {advice}",
+        )
     version = (int(found[1]), int(found[2]))
     if version < OPENSSH_NEEDED:
-        return Check("openssh", False, f"{shown}: labvm needs {_dotted(OPENSSH_NEEDED)}+ ({OPENSSH_FEATURES}); {advice}")
+        return Check(
+            "openssh", False, f"{shown}: labvm needs {_dotted(OPENSSH_NEEDED)}+ ({OPENSSH_FEATURES}); {advice}"
+        )
     return Check("openssh", True, f"{shown} ({OPENSSH_FEATURES}: {_dotted(OPENSSH_NEEDED)}+ needed)")
 
 
 def rsync() -> Check:
+    """The laptop's rsync, or why `inv sync` uses the built-in fallback: never a failure."""
     from .sync import local_rsync
 
     return Check("rsync", True, local_rsync().summary())
 
 
 def notifications() -> Check:
+    """How the keeper's warnings reach the user's desktop here; none is no failure."""
     found = platforms.notification_command("labvm", "check")
     if found is None:
         return Check("notifications", True, "none here: the keeper's warnings go to `inv status` and its log")
@@ -105,8 +124,14 @@ def notifications() -> Check:
 def _wslconfig() -> str | None:
     """The Windows user's %USERPROFILE%\\.wslconfig as text (None when there is none or it cannot be read)."""
     try:
-        profile = subprocess.run(["cmd.exe", "/c", "echo %USERPROFILE%"], capture_output=True, text=True,
-                                 stdin=subprocess.DEVNULL, timeout=10, cwd="/").stdout.strip()
+        profile = subprocess.run(
+            ["cmd.exe", "/c", "echo %USERPROFILE%"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=10,
+            cwd="/",
+        ).stdout.strip()
         linux = subprocess.run(["wslpath", "-u", profile], capture_output=True, text=True, timeout=10).stdout.strip()
         return (Path(linux) / ".wslconfig").read_text(errors="replace")
     except (OSError, subprocess.SubprocessError):
@@ -121,12 +146,18 @@ def wsl_localhost(wslconfig: str | None) -> Check:
     try:
         settings.read_string(wslconfig or "")
     except configparser.Error:
-        return Check("wsl localhost", True, "%USERPROFILE%\\.wslconfig could not be read; WSL forwards localhost by default")
+        return Check(
+            "wsl localhost", True, "%USERPROFILE%\\.wslconfig could not be read; WSL forwards localhost by default"
+        )
     if settings.get("wsl2", "networkingMode", fallback="").strip().lower() == "mirrored":
         return Check("wsl localhost", True, "mirrored networking: Windows' browser reaches labvm's local ports")
     if settings.get("wsl2", "localhostForwarding", fallback="true").strip().lower() == "false":
-        return Check("wsl localhost", False, "localhostForwarding=false in %USERPROFILE%\\.wslconfig: Windows' browser "
-                                             "cannot reach the tunnel; set it to true under [wsl2], then `wsl --shutdown`")
+        return Check(
+            "wsl localhost",
+            False,
+            "localhostForwarding=false in %USERPROFILE%\\.wslconfig: Windows' browser "
+            "cannot reach the tunnel; set it to true under [wsl2], then `wsl --shutdown`",
+        )
     return Check("wsl localhost", True, "localhost forwarding is on: Windows' browser reaches labvm's local ports")
 
 
@@ -139,15 +170,27 @@ def keeper_detach() -> Check:
         return subprocess.Popen(argv, **options)
 
     try:
-        process = platforms.spawn_detached([sys.executable, "-c", ""], launch=launch, stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = platforms.spawn_detached(
+            [sys.executable, "-c", ""],
+            launch=launch,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         process.wait(30)
     except (OSError, ValueError, subprocess.SubprocessError) as e:
-        return Check("keeper", False, f"cannot start a detached process ({clean(str(e), 120)}); the tunnel's keeper "
-                                      f"would end with this terminal")
+        return Check(
+            "keeper",
+            False,
+            f"cannot start a detached process ({clean(str(e), 120)}); the tunnel's keeper would end with this terminal",
+        )
     if platforms.is_windows() and not used.get("creationflags", 0) & platforms.CREATE_BREAKAWAY_FROM_JOB:
-        return Check("keeper", True, "detached, but this terminal's job forbids breaking away: the keeper ends when "
-                                     "the terminal closes; start `inv up` from a plain PowerShell window to keep it")
+        return Check(
+            "keeper",
+            True,
+            "detached, but this terminal's job forbids breaking away: the keeper ends when "
+            "the terminal closes; start `inv up` from a plain PowerShell window to keep it",
+        )
     return Check("keeper", True, f"detaches from this terminal: {platforms.can_detach()}")
 
 

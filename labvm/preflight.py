@@ -21,9 +21,9 @@ BANNER_BYTES = 255  # an SSH identification line is at most 255 characters (RFC 
 
 
 def checks(session) -> list[Check]:
+    """`inv check` of a machine over SSH (Session.checks; this machine is asked nothing): labvm's key and
+    identity, the laptop, the provider's questions, the jump host, an SSH login."""
     profile = session.profile
-    if session.is_local:
-        return [Check("local", True, "this machine: no cloud, no SSH")]
     public_key = _public_key(session)
     results = [_identity(session)]
     results += session.provider.preflight(public_key)
@@ -39,13 +39,16 @@ def before_create(session) -> None:
     """The provider's checks, run by `up` before a VM is made: a failure stops it with nothing made."""
     failed = [c for c in session.provider.preflight(_public_key(session)) if not c.ok]
     if failed:
-        raise LabvmError("\n".join(
-            [f"check {c.name}: {clean(c.detail)}" for c in failed]
-            + [f"nothing was created; `inv check --host {session.profile.name}` asks again"]
-        ))
+        raise LabvmError(
+            "\n".join(
+                [f"check {c.name}: {clean(c.detail)}" for c in failed]
+                + [f"nothing was created; `inv check --host {session.profile.name}` asks again"]
+            )
+        )
 
 
 def report(results: list[Check], as_json: bool) -> str:
+    """The checks as aligned lines (cleaned), or as JSON."""
     if as_json:  # json.dumps escapes every control character itself
         return json.dumps([{"check": c.name, "ok": c.ok, "detail": c.detail} for c in results], indent=2)
     width = max(len(c.name) for c in results)
@@ -63,8 +66,11 @@ def _identity(session) -> Check:
         session.ssh.check_identity(session.profile)
     except LabvmError as e:
         return Check("identity", False, str(e))
-    return Check("identity", True, f"labvm's key {session.ssh.key}"
-                 + (f" and {session.profile.identity}" if session.profile.identity else ""))
+    return Check(
+        "identity",
+        True,
+        f"labvm's key {session.ssh.key}" + (f" and {session.profile.identity}" if session.profile.identity else ""),
+    )
 
 
 def _jump(profile) -> Check:
@@ -76,8 +82,12 @@ def _jump(profile) -> Check:
             s.settimeout(10)
             banner = s.recv(BANNER_BYTES)
     except OSError as e:
-        return Check("jump host", False, f"{host}:{port} does not answer ({clean(e.strerror or str(e))}); "
-                                         f"check profiles.{profile.name}.jump and your VPN")
+        return Check(
+            "jump host",
+            False,
+            f"{host}:{port} does not answer ({clean(e.strerror or str(e))}); "
+            f"check profiles.{profile.name}.jump and your VPN",
+        )
     if not banner.startswith(b"SSH-"):
         return Check("jump host", False, f"{host}:{port} answers but is not an SSH server")
     # The jump host wrote it: shown cleaned, its first line only.

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import time
 from pathlib import Path
 
 from .config import Profile
 from .errors import LabvmError
+from .files import write_private
 from .providers import Provider
 
 CACHE_DAYS = 7
@@ -44,7 +44,7 @@ def price_per_hour(profile: Profile, provider: Provider, size: str | None = None
         wanted = size or provider.size()
         if not wanted:  # a machine labvm does not make has no size, and no published price
             return None
-        spot = bool(profile.cloud_settings.get("spot"))
+        spot = provider.describe().spot
         key = _key(provider, wanted, spot)
         price = lookup(provider, wanted, spot)
         if size is None:  # what known_price reads for this profile, without a provider
@@ -63,15 +63,24 @@ def lookup(provider: Provider, size: str, spot: bool) -> float | None:
         return None
 
 
-def per_month(provider: Provider, kind: str, size_gb: float | None, state: str = "", volume_type: str = "") -> float | None:
+def per_month(
+    provider: Provider, kind: str, size_gb: float | None, state: str = "", volume_type: str = ""
+) -> float | None:
     """USD a month of one volume, image or snapshot of `size_gb` (the cloud's price per GB-month times it),
     or of one address in `state`, where the provider's profile runs; cached as `lookup` caches an hourly
     price.  None when the cloud publishes no price, the size is unknown, or anything fails."""
     try:
         if kind not in MONTHLY_KINDS or (kind != "address" and size_gb is None):
             return None
-        key = "/".join((provider.profile.provider, provider.where(), "month", kind,
-                        state if kind == "address" else volume_type or "-"))
+        key = "/".join(
+            (
+                provider.profile.provider,
+                provider.where(),
+                "month",
+                kind,
+                state if kind == "address" else volume_type or "-",
+            )
+        )
         unit = _cached(provider, key, "month", lambda: provider.price_per_month(kind, state, volume_type), kind)
         if unit is None or kind == "address":
             return unit
@@ -116,7 +125,8 @@ def known_price(profile_name: str, hosts_path: str) -> float | None:
 
 
 def per_hour(price: float) -> str:
-    """"about $0.085/h": cents from 10 cents up, three places below that, two significant figures below a cent."""
+    """The words "about $0.085/h": cents from 10 cents up, three places below that, two significant figures
+    below a cent."""
     if price >= 0.1:
         shown = f"{price:.2f}"
     elif price >= 0.01:
@@ -129,15 +139,15 @@ def per_hour(price: float) -> str:
 
 
 def size_words(profile: Profile, provider: Provider) -> str:
-    """"c5.large in us-west-2, about $0.085/h"; without the price when none is known; "" when labvm
+    """The words "c5.large in us-west-2, about $0.085/h"; without the price when none is known; "" when labvm
     knows neither (a local or ssh profile without price_per_hour:)."""
     try:
-        size, where = provider.size(), provider.where()
+        size, where, spot = provider.size(), provider.where(), provider.describe().spot
     except Exception:
-        size, where = "", ""
+        size, where, spot = "", "", False
     price = price_per_hour(profile, provider)
-    spot = " (spot)" if size and profile.cloud_settings.get("spot") else ""
-    parts = [f"{size}{spot}" + (f" in {where}" if where else "")] if size else []
+    shown = f"{size} (spot)" if spot else size
+    parts = [shown + (f" in {where}" if where else "")] if size else []
     if price is not None:
         parts.append(per_hour(price))
     return ", ".join(parts)
@@ -214,11 +224,7 @@ def _store(section: str, key: str, value: dict) -> None:
             path = _path()
         except LabvmError:
             return
-        temporary = path.with_name(f".prices.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-                json.dump(cache, file)
-            os.replace(temporary, path)
-        except OSError:
-            temporary.unlink(missing_ok=True)
+            write_private(path, json.dumps(cache))
+        except OSError:  # a cache: the price is asked again next time
+            pass

@@ -8,7 +8,6 @@ a shell.  Scripts print progress on stderr (shown live) and data on stdout (retu
 from __future__ import annotations
 
 import codecs
-import hashlib
 import io
 import logging
 import os
@@ -21,14 +20,13 @@ import threading
 import time
 from pathlib import Path
 
+from . import vm
 from .config import Profile
 from .errors import LabvmError
 from .sshconfig import SshHome, parse_jump
 from .text import CleanStream, clean, decode
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 BANNER_TIMEOUT = 20
-REMOTE_SCRIPTS = ".labvm/scripts"  # relative to the login directory, for SFTP too
 OUTPUT_LIMIT = 1 << 20  # bytes of a remote command's stdout, and of its stderr, kept: the last ones
 READ_LIMIT = 64 * 1024  # bytes of a small file read back from the host (a digest, a password hash)
 
@@ -38,6 +36,7 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def command_line(script: str, args: tuple[str, ...], env: dict[str, str]) -> str:
+    """`NAME=value ... sh SCRIPT ARGS`, every value shlex-quoted: no shell parses anything from hosts.yml."""
     assignments = [f"{name}={shlex.quote(str(value))}" for name, value in env.items()]
     return " ".join([*assignments, "sh", shlex.quote(script), *map(shlex.quote, args)])
 
@@ -58,13 +57,13 @@ def _show_and_keep(stream, kept: list[str]) -> None:
 def _failure(label: str, script: str, stderr: str) -> LabvmError:
     # Lines end at "\n" only: splitlines() would also break at a carriage return or a separator the host sent.
     lines = [line for line in stderr.strip().split("\n") if line.strip()]
-    errors = [line[len("error: "):] for line in lines if line.startswith("error: ")]
+    errors = [line[len("error: ") :] for line in lines if line.startswith("error: ")]
     reason = errors[-1] if errors else (lines[-1] if lines else "no output")
     return LabvmError(f"{label}: {Path(script).stem} failed: {clean(reason)}")
 
 
 def _size(kib: int) -> str:
-    for unit, scale in (("GiB", 1024 ** 2), ("MiB", 1024)):
+    for unit, scale in (("GiB", 1024**2), ("MiB", 1024)):
         if kib >= 10 * scale:
             return f"{kib // scale} {unit}"
     return f"{kib} KiB"
@@ -73,11 +72,10 @@ def _size(kib: int) -> str:
 class LocalHost:
     """This machine: no SSH, no tunnel."""
 
-    is_local = True
-
     def __init__(self, profile: Profile):
         self.profile = profile
         self.label = profile.name
+        self.where = "this machine"
 
     def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> str:
         """`sh SCRIPT ARGS` as an argument list: no shell parses them, and no shell's start-up hooks
@@ -85,10 +83,19 @@ class LocalHost:
         # The tools labvm was installed with (uv in its virtualenv) come first on PATH.
         tools = os.path.dirname(sys.executable)
         hooks = ("BASH_ENV", "ENV")
-        environment = {**{k: v for k, v in os.environ.items() if k not in hooks}, **{k: str(v) for k, v in (env or {}).items()},
-                       "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"}
-        process = subprocess.Popen(["sh", str(SCRIPTS / script), *args], stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
+        environment = {
+            **{k: v for k, v in os.environ.items() if k not in hooks},
+            **{k: str(v) for k, v in (env or {}).items()},
+            "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        }
+        process = subprocess.Popen(
+            ["sh", str(vm.SCRIPTS / script), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environment,
+        )
+        assert process.stdout is not None and process.stderr is not None  # for mypy: both are PIPE
         said: list[str] = []
         shown = threading.Thread(target=_show_and_keep, args=(process.stderr, said), daemon=True)
         shown.start()
@@ -101,6 +108,7 @@ class LocalHost:
         return decode(out)
 
     def write(self, path: str, content: str) -> None:
+        """A file under the home folder, 0600 from its first byte (its folders made)."""
         target = Path.home() / path
         target.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -108,17 +116,21 @@ class LocalHost:
             f.write(content)
 
     def read(self, path: str) -> str:
+        """A file under the home folder; "" when there is none."""
         target = Path.home() / path
         return target.read_text() if target.exists() else ""
 
+    def upload(self, local: Path, path: str) -> str:
+        """Nothing to copy: the scripts read the laptop's file where it is."""
+        return str(local)
+
     def close(self) -> None:
+        """Nothing to close: no connection was opened."""
         pass
 
 
 class SshHost:
     """One Fabric connection for the whole task; scripts uploaded with put when they changed."""
-
-    is_local = False
 
     def __init__(self, profile: Profile, hostname: str, ssh: SshHome, cluster_address: str = ""):
         """cluster_address: where the other machines of its Dask cluster reach it, when not at
@@ -128,6 +140,7 @@ class SshHost:
         self.cluster_address = cluster_address or hostname
         self.ssh = ssh
         self.label = f"{profile.name} ({profile.user + '@' if profile.user else ''}{hostname}:{profile.port})"
+        self.where = f"{hostname}:{profile.port}"
         self._connection = None
         self._scripts_ready = False
         self._step = "connecting"  # what a dropped connection interrupted
@@ -135,6 +148,7 @@ class SshHost:
 
     @property
     def connection(self):
+        """The Fabric connection, opened on first use (through the jump host when the profile has one)."""
         if self._connection is None:
             self._connection = self._open()
         return self._connection
@@ -161,8 +175,12 @@ class SshHost:
 
         def connection(host, user, port, gateway=None):
             conn = Connection(
-                host=host, user=user or None, port=port, connect_timeout=10,
-                connect_kwargs=dict(connect_kwargs), gateway=gateway,
+                host=host,
+                user=user or None,
+                port=port,
+                connect_timeout=10,
+                connect_kwargs=dict(connect_kwargs),
+                gateway=gateway,
                 config=Config(ssh_config=SSHConfig()),
             )
             # First contact: accept and remember the key (accept-new); later: strict.
@@ -206,7 +224,9 @@ class SshHost:
             jump = self._jump or self._gateway(self._connection_factory())
             if not (jump.is_connected and jump.transport.is_active()):
                 self._try(jump.open)
-            channel = jump.transport.open_channel("direct-tcpip", (self.hostname, self.profile.port), ("127.0.0.1", 0), timeout=5)
+            channel = jump.transport.open_channel(
+                "direct-tcpip", (self.hostname, self.profile.port), ("127.0.0.1", 0), timeout=5
+            )
             try:
                 channel.settimeout(5)
                 return channel.recv(4).startswith(b"SSH-")
@@ -285,16 +305,18 @@ class SshHost:
         """Logs in and runs nothing: what `inv check` asks of the SSH path."""
         self._try(self._exec, "true")
 
-    def _upload_scripts(self) -> None:
+    def ensure_scripts(self) -> None:
         """Upload scripts/ (with put) only when their digest differs from the host's copy."""
-        files = sorted(p for p in SCRIPTS.iterdir() if p.is_file())
-        digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
+        digest = vm.digest()
         self._step = "the upload of labvm's scripts"
-        if self.read(f"{REMOTE_SCRIPTS}/.digest").strip() != digest:
-            self._checked(f"mkdir -p {REMOTE_SCRIPTS} && chmod 700 .labvm")
+        if self.read(vm.DIGEST_FILE).strip() != digest:
+            folder = vm.layout.SCRIPTS_DIR
+            self._checked(f"mkdir -p {folder} && chmod 700 {vm.layout.STATE_DIR}")
             # One rename command, in this order: the digest is renamed last, only once every script was.
-            self._put([(str(path), f"{REMOTE_SCRIPTS}/{path.name}") for path in files]
-                      + [(io.BytesIO(digest.encode()), f"{REMOTE_SCRIPTS}/.digest")])
+            self._put(
+                [(str(path), f"{folder}/{path.name}") for path in vm.files()]
+                + [(io.BytesIO(digest.encode()), vm.DIGEST_FILE)]
+            )
         self._scripts_ready = True
 
     def _put(self, files: list[tuple], private: bool = False) -> None:
@@ -304,18 +326,25 @@ class SshHost:
         started with. private: created 0600 (and any missing folder 0700) before any byte is written."""
         suffix = f".labvm-{secrets.token_hex(6)}"
         if private:
-            self._checked("umask 077 && " + " && ".join(
-                f"mkdir -p {shlex.quote(str(Path(path).parent))} && : > {shlex.quote(path + suffix)}" for _, path in files))
+            self._checked(
+                "umask 077 && "
+                + " && ".join(
+                    f"mkdir -p {shlex.quote(str(Path(path).parent))} && : > {shlex.quote(path + suffix)}"
+                    for _, path in files
+                )
+            )
         for source, path in files:
             self._try(self.connection.put, source, path + suffix)
         self._checked(" && ".join(f"mv -f {shlex.quote(path + suffix)} {shlex.quote(path)}" for _, path in files))
 
     def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> str:
+        """`sh SCRIPT ARGS` on the host (the scripts uploaded first where they changed): its stdout;
+        its stderr shown as it comes, cleaned; a failure is one line, its last `error:` line."""
         if not self._scripts_ready:
-            self._upload_scripts()
+            self.ensure_scripts()
         self._step = f"the {Path(script).stem} step"
-        exited, stdout, stderr = self._try(self._exec, command_line(f"{REMOTE_SCRIPTS}/{script}", args, env or {}),
-                                           live=True)
+        line = command_line(f"{vm.layout.SCRIPTS_DIR}/{script}", args, env or {})
+        exited, stdout, stderr = self._try(self._exec, line, live=True)
         if exited != 0:
             if "No space left on device" in stderr or self._disk_full():
                 raise self._disk_full_error()
@@ -342,7 +371,9 @@ class SshHost:
         finally:
             channel.close()
         if exited == -1:
-            raise LabvmError(f"{self.label}: the connection dropped during {self._step}; run the same task again to resume")
+            raise LabvmError(
+                f"{self.label}: the connection dropped during {self._step}; run the same task again to resume"
+            )
         return exited, decode(bytes(out)), decode(bytes(err))
 
     def _checked(self, command: str) -> None:
@@ -362,13 +393,16 @@ class SshHost:
         command = f"head -c {READ_LIMIT} {shlex.quote(path)} 2>/dev/null || true"
         return self._try(self._exec, command, limit=READ_LIMIT)[1]
 
-    def upload(self, local: Path, path: str) -> None:
+    def upload(self, local: Path, path: str) -> str:
         """A file of the laptop's to the host: its folder made if missing (a VM labvm never set up),
-        the file 0600 before its first byte (an environment file may name a private index)."""
+        the file 0600 before its first byte (an environment file may name a private index).
+        Returns the path the scripts read it at."""
         self._step = f"the upload of {local.name}"
         self._put([(str(local), path)], private=True)
+        return path
 
     def close(self) -> None:
+        """Closes the connection and the jump host's, when they were opened."""
         if self._connection is not None:
             self._connection.close()
         if self._jump is not None:

@@ -31,8 +31,9 @@ def ssh_version() -> tuple[int, int]:
     """The system ssh's (major, minor); (0, 0) when it cannot be told (then no 8.7 option is given)."""
     ssh = shutil.which("ssh")
     try:
-        shown = subprocess.run([ssh or "ssh", "-V"], capture_output=True, stdin=subprocess.DEVNULL, timeout=10,
-                               **platforms.windowless())
+        shown = subprocess.run(
+            [ssh or "ssh", "-V"], capture_output=True, stdin=subprocess.DEVNULL, timeout=10, **platforms.windowless()
+        )
     except (OSError, subprocess.SubprocessError):
         return (0, 0)
     found = re.search(r"OpenSSH_(?:for_Windows_)?(\d+)\.(\d+)", decode(shown.stderr + shown.stdout))
@@ -44,6 +45,7 @@ def _options(pairs: list[tuple[str, str]]) -> list[str]:
 
 
 def common() -> list[tuple[str, str]]:
+    """The options every ssh of labvm's takes, whatever the user's config says (see the module's docstring)."""
     pairs = [
         ("ForwardAgent", "no"),  # the user's agent never goes to a VM others may hold root on
         ("ForwardX11", "no"),
@@ -75,9 +77,17 @@ def forwards_in(ssh_config: str, alias: str) -> list[str]:
     """The forwards the user's config sets for this host (`ssh -G`): LocalForward, RemoteForward,
     DynamicForward lines a `Host *` block may carry; [] when it sets none (or ssh cannot tell)."""
     try:
-        shown = subprocess.run(["ssh", "-G", "-F", ssh_config, alias], capture_output=True,
-                               stdin=subprocess.DEVNULL, timeout=10, **platforms.windowless())
+        shown = subprocess.run(
+            ["ssh", "-G", "-F", ssh_config, alias],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=10,
+            **platforms.windowless(),
+        )
     except (OSError, subprocess.SubprocessError):
         return []
-    return [line for line in decode(shown.stdout).splitlines()
-            if line.split(" ", 1)[0] in ("localforward", "remoteforward", "dynamicforward")]
+    return [
+        line
+        for line in decode(shown.stdout).splitlines()
+        if line.split(" ", 1)[0] in ("localforward", "remoteforward", "dynamicforward")
+    ]

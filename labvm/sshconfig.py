@@ -17,12 +17,14 @@ from pathlib import Path, PurePath
 
 from . import platforms
 from .config import CONTROL, JUMP, USER, Profile, host_problem, jump_problem
+from .config.member import PATTERN as MEMBER
 from .errors import LabvmError
+from .files import write_private
 
 JUMP_SUFFIX = "+jump"  # '+' is not allowed in profile names, so no profile's alias can collide
-# labvm-<profile name> (config.py's rule: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 32), +w<n> for a
-# cluster's worker; nothing OpenSSH reads as a pattern ('*', '?', '!', ',') or a separator.
-ALIAS = re.compile(r"labvm-[A-Za-z0-9][A-Za-z0-9_.-]{0,31}(?:\+w[0-9]{1,3})?")
+# labvm-<profile name> (config's rule: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 32), +w<n> for a cluster's
+# worker (config.Member); nothing OpenSSH reads as a pattern ('*', '?', '!', ',') or a separator.
+ALIAS = re.compile(rf"labvm-[A-Za-z0-9][A-Za-z0-9_.-]{{0,31}}(?:{MEMBER})?")
 # What OpenSSH does to a value of its config, on every version labvm supports (7.6+), so that ssh reads
 # back exactly the path or name labvm checked.  Values are written double-quoted.
 # - Quotes and escapes: from 8.7 argv_split (misc.c) ends a quoted value at the next '"' and reads \\, \"
@@ -36,16 +38,24 @@ ALIAS = re.compile(r"labvm-[A-Za-z0-9][A-Za-z0-9_.-]{0,31}(?:\+w[0-9]{1,3})?")
 #   escape writes a literal '${' (ssh_config(5), ENVIRONMENT VARIABLES): refused.
 # - Include globs its path (readconf.c, glob(3)): labvm's own folder holds no '*', '?' or '['.
 UNWRITABLE = {'"': "a double quote", "\\": "a backslash", "${": "'${' (OpenSSH reads ${NAME} as a variable)"}
-UNWRITABLE_HOME = {"%": "'%' (an OpenSSH token)", "*": "a '*' (Include globs)", "?": "a '?' (Include globs)",
-                   "[": "a '[' (Include globs)"}
+UNWRITABLE_HOME = {
+    "%": "'%' (an OpenSSH token)",
+    "*": "a '*' (Include globs)",
+    "?": "a '?' (Include globs)",
+    "[": "a '[' (Include globs)",
+}
 
 
 @dataclass(frozen=True)
 class SshHome:
+    """Where labvm's SSH files live: `root` is ~/.ssh, or LABVM_SSH_DIR."""
+
     root: Path
 
     @classmethod
     def current(cls) -> "SshHome":
+        """The SSH home of this process, refused in one line when OpenSSH would not read it back as
+        written or when another user could write it."""
         origin = "LABVM_SSH_DIR" if os.environ.get("LABVM_SSH_DIR") else "~/.ssh"
         # Absolute: OpenSSH reads a relative Include in ~/.ssh, a relative IdentityFile in its working folder.
         root = Path(os.environ.get("LABVM_SSH_DIR") or "~/.ssh").expanduser().absolute()
@@ -53,37 +63,48 @@ class SshHome:
             raise LabvmError(f"{root}: not a folder; {origin} must name the folder for labvm's SSH files")
         problem = value_problem(config_path(root), {**UNWRITABLE, **UNWRITABLE_HOME})
         if problem:
-            raise LabvmError(f"{origin}: {str(root)!r} holds {problem}, which OpenSSH would not read back as "
-                             f"written; set LABVM_SSH_DIR to a folder whose path holds none")
+            raise LabvmError(
+                f"{origin}: {str(root)!r} holds {problem}, which OpenSSH would not read back as "
+                f"written; set LABVM_SSH_DIR to a folder whose path holds none"
+            )
         for folder in (root, root / "labvm"):
             _check_owner(folder, origin)
         return cls(root)
 
     @property
     def labvm(self) -> Path:
+        """~/.ssh/labvm: labvm's key, known_hosts, config and run folder."""
         return self.root / "labvm"
 
     @property
     def key(self) -> Path:
+        """labvm's private key (its public half beside it, .pub)."""
         return self.labvm / "id_ed25519"
 
     @property
     def known_hosts(self) -> Path:
+        """labvm's own known_hosts: the host keys of the VMs it made or reached."""
         return self.labvm / "known_hosts"
 
     @property
     def config(self) -> Path:
+        """labvm's ssh config, with its `Host labvm-<profile>` blocks."""
         return self.labvm / "config"
 
     @property
     def user_config(self) -> Path:
+        """The user's ~/.ssh/config, which gets the one `Include` line."""
         return self.root / "config"
 
     @property
     def run(self) -> Path:
+        """~/.ssh/labvm/run, the keepers' records, logs and sockets: made (0700, in 0700 folders) once per
+        process, and again only if it went; a task reads it dozens of times."""
         path = self.labvm / "run"
-        self.ensure_folders()
-        _private_folder(path)
+        if path not in _RUN_FOLDERS_MADE or not path.is_dir():
+            self.ensure_folders()
+            _private_folder(path)
+            _RUN_FOLDERS_MADE.add(path)
         return path
 
     def ensure_folders(self) -> None:
@@ -99,7 +120,8 @@ class SshHome:
         if not self.key.exists():
             result = subprocess.run(
                 ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "labvm", "-f", str(self.key)],
-                capture_output=True, text=True,
+                capture_output=True,
+                text=True,
             )
             if result.returncode != 0:
                 raise LabvmError(f"ssh-keygen could not make {self.key}: {result.stderr.strip()}")
@@ -110,6 +132,7 @@ class SshHome:
         return self.key.with_suffix(".pub").read_text().strip()
 
     def ensure_known_hosts(self) -> None:
+        """labvm's known_hosts, made empty (0600) when missing, in its folders."""
         self.ensure_folders()
         self.known_hosts.touch(mode=0o600, exist_ok=True)
 
@@ -117,8 +140,9 @@ class SshHome:
         """Drops a host key from labvm's known_hosts (the VM at that address is new)."""
         name = hostname if port == 22 else f"[{hostname}]:{port}"
         if self.known_hosts.exists():
-            result = subprocess.run(["ssh-keygen", "-R", name, "-f", str(self.known_hosts)],
-                                    capture_output=True, text=True)
+            result = subprocess.run(
+                ["ssh-keygen", "-R", name, "-f", str(self.known_hosts)], capture_output=True, text=True
+            )
             if "updated" in result.stdout + result.stderr:
                 print(f"keys: forgot the old host key of {name} (a new VM answers there)")
 
@@ -157,7 +181,12 @@ class SshHome:
                 user, host, port = parse_jump(profile.jump)
                 blocks[jump_alias] = _block(jump_alias, host, port, user, identities, self.known_hosts, None)
             blocks[profile.alias] = _block(
-                profile.alias, hostname, profile.port, profile.user, identities, self.known_hosts,
+                profile.alias,
+                hostname,
+                profile.port,
+                profile.user,
+                identities,
+                self.known_hosts,
                 jump_alias if profile.jump else None,
             )
             text = "# Written by labvm (inv keys); edits are replaced.\n\n" + "\n".join(blocks.values())
@@ -186,13 +215,17 @@ class SshHome:
 def _check_values(profile: Profile, hostname: str) -> None:
     nothing = "nothing was written to the ssh config"
     if not ALIAS.fullmatch(profile.alias):
-        raise LabvmError(f"{profile.source}: profiles.{profile.name}: {profile.alias!r} cannot be an ssh alias; rename it "
-                         f"(letters, digits, '.', '_', '-'; at most 32); {nothing}")
+        raise LabvmError(
+            f"{profile.source}: profiles.{profile.name}: {profile.alias!r} cannot be an ssh alias; "
+            f"rename it (letters, digits, '.', '_', '-'; at most 32); {nothing}"
+        )
     if host_problem(hostname) is not None:
         raise LabvmError(f"{profile.name}: {hostname!r} is not a host name or IP address; {nothing}")
     if profile.user and not (isinstance(profile.user, str) and USER.fullmatch(profile.user)):
-        raise LabvmError(f"{profile.key('user')}: the login {profile.user!r} (from hosts.yml or the cloud's "
-                         f"metadata) is not a login name (letters, digits, '.', '_', '-'); {nothing}")
+        raise LabvmError(
+            f"{profile.key('user')}: the login {profile.user!r} (from hosts.yml or the cloud's "
+            f"metadata) is not a login name (letters, digits, '.', '_', '-'); {nothing}"
+        )
     if isinstance(profile.port, bool) or not isinstance(profile.port, int) or not 0 < profile.port < 65536:
         raise LabvmError(f"{profile.key('port')}: {profile.port!r} is not a port from 1 to 65535; {nothing}")
     if profile.jump and jump_problem(profile.jump) is not None:
@@ -206,8 +239,10 @@ def _check_identity_path(profile: Profile, path: Path) -> None:
     written = config_path(path)
     problem = value_problem(written)
     if problem:
-        raise LabvmError(f"{profile.key('identity')}: {written!r} holds {problem}, so OpenSSH would open another "
-                         f"file than labvm checks; move or link the key to a path without it")
+        raise LabvmError(
+            f"{profile.key('identity')}: {written!r} holds {problem}, so OpenSSH would open another "
+            f"file than labvm checks; move or link the key to a path without it"
+        )
 
 
 def _private_folder(path: Path) -> None:
@@ -225,14 +260,17 @@ def _check_owner(folder: Path, origin: str) -> None:
         return
     mine, mode = ownership
     if not mine:
-        raise LabvmError(f"{origin}: {folder} belongs to another user (uid {folder.stat().st_uid}); "
-                         f"name a folder of your own")
+        raise LabvmError(
+            f"{origin}: {folder} belongs to another user (uid {folder.stat().st_uid}); name a folder of your own"
+        )
     if mode & 0o022:
-        raise LabvmError(f"{origin}: {folder} can be written by other users (mode {mode:o}); "
-                         f"run: chmod go-w '{folder}'")
+        raise LabvmError(
+            f"{origin}: {folder} can be written by other users (mode {mode:o}); run: chmod go-w '{folder}'"
+        )
 
 
 def parse_jump(jump: str) -> tuple[str, str, int]:
+    """A profile's jump as (user or "", host, port); one line naming the key when it is no [user@]host[:port]."""
     match = JUMP.fullmatch(jump)
     if not match or jump_problem(jump) is not None:
         raise LabvmError(f"jump: {jump!r} is not [user@]host[:port]")
@@ -297,6 +335,7 @@ def _read_blocks(path: Path) -> dict[str, str]:
 
 
 _WRITING = threading.Lock()
+_RUN_FOLDERS_MADE: set[Path] = set()  # SshHome.run's folders this process made private
 
 
 def _write_if_changed(path: Path, text: str, keep_mode: bool = False) -> None:
@@ -305,7 +344,4 @@ def _write_if_changed(path: Path, text: str, keep_mode: bool = False) -> None:
         return
     _private_folder(path.parent)
     mode = path.stat().st_mode & 0o777 if keep_mode and path.exists() else 0o600
-    tmp = path.with_name(f"{path.name}.labvm-tmp-{os.getpid()}-{threading.get_ident()}")
-    tmp.write_bytes(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    write_private(path, data, mode)

@@ -19,13 +19,17 @@ from .tunnel import Tunnel, Tunnels
 def report(config: Config, names: list[str], context) -> list[str]:
     """One block per profile: reachable, its machine's size and price, notebook, URL, kernels, idle time,
     memory, disk; each cluster worker's state and price."""
+
     def one(name: str) -> list[str]:
         try:
             profile = config.profile(name)
             with Session(profile, context) as session:
                 status = session.notebook_status()
-                where = "this machine" if session.is_local else f"{session.host.hostname}:{profile.port}"
-                lines = [f"{name} ({profile.provider}, {where}): reachable", *_machine(session), *_describe(session, status)]
+                lines = [
+                    f"{name} ({profile.provider}, {session.host.where}): reachable",
+                    *_machine(session),
+                    *_describe(session, status),
+                ]
                 return lines + _cluster_status(session)
         except LabvmError as e:
             return [f"{name}: {clean(str(e).splitlines()[0])}", *_kept_tunnel(config, name)]
@@ -66,8 +70,10 @@ def _cluster_status(session: Session) -> list[str]:
 
     machines = []
     if not session.profile.cluster.hosts:  # worker VMs: running or stopped, as the cloud says
-        machines = [f"  cluster: {worker.name} ({worker.id}): VM {worker.state}{_priced(session, worker)}"
-                    for worker in session.provider.workers()]
+        machines = [
+            f"  cluster: {worker.name} ({worker.id}): VM {worker.state}{_priced(session, worker)}"
+            for worker in session.provider.workers()
+        ]
     try:
         return machines + [f"  {line}" for line in cluster.status(session.profile, session.host)]
     except LabvmError as e:
@@ -90,8 +96,8 @@ def _machine(session: Session) -> list[str]:
 
 
 def _priced(session: Session, instance: Instance, size: bool = True) -> str:
-    """", c5.large, about $0.085/h, running 3h05m since its last start" as far as each is known; a
-    stopped machine is billed no hourly price."""
+    """The words ", c5.large, about $0.085/h, running 3h05m since its last start", as far as each is
+    known; a stopped machine is billed no hourly price."""
     parts = [instance.size] if size and instance.size else []
     if instance.state == "running":
         price = price_per_hour(session.profile, session.provider, instance.size or None)
@@ -104,20 +110,27 @@ def _priced(session: Session, instance: Instance, size: bool = True) -> str:
 
 
 def _describe(session: Session, status: dict) -> list[str]:
-    gib = 1024 ** 3
+    gib = 1024**3
     machine = (
         f"  memory {(status['mem_total'] - status['mem_available']) / gib:.1f} of "
         f"{status['mem_total'] / gib:.1f} GiB used, disk {status['disk_free'] / gib:.1f} GiB free "
         f"of {status['disk_total'] / gib:.1f}, load {status['load']:.2f}"
     )
     server = status["server"]
-    autostop = [f"  autostop: {autostop_line(status['autostop'])}", *last_autostop(status["autostop"])] \
-        if status.get("autostop") else []
+    autostop = (
+        [f"  autostop: {autostop_line(status['autostop'])}", *last_autostop(status["autostop"])]
+        if status.get("autostop")
+        else []
+    )
     holder = status.get("port_holder")
     if holder:  # another login of the VM listens where the tunnel forwards: never the user's browser
-        return [f"  notebook: port {status['port']} is held by user {holder['user']}, not you; the tunnel does not "
-                f"forward there: set notebook.port, or wait for them to leave, then `inv up --host {session.profile.name}`",
-                *autostop, machine]
+        return [
+            f"  notebook: port {status['port']} is held by user {holder['user']}, not you; the tunnel does not "
+            f"forward there: set notebook.port, or wait for them to leave, "
+            f"then `inv up --host {session.profile.name}`",
+            *autostop,
+            machine,
+        ]
     if not server:
         other = status.get("other")
         note = f" (a Jupyter labvm did not start holds port {status['port']}, pid {other['pid']})" if other else ""
@@ -130,15 +143,15 @@ def _describe(session: Session, status: dict) -> list[str]:
         )
     else:
         lines.append("  notebook: its API does not answer")
-    if session.is_local:
-        lines.append(f"  url: {session.url(server['port'], server)}")
+    port = session.reach.browser_port(server)
+    tunnel = session.tunnels.find(session.profile)  # none on this machine: the browser reaches Jupyter itself
+    if port is None:
+        lines.append(f"  url: no tunnel open; `inv tunnel --host {session.profile.name}`")
     else:
-        tunnel = session.tunnels.find(session.profile)
-        if tunnel and tunnel.remote_port == server["port"] and tunnel.keeper_pid:
-            lines.append(f"  url: {session.url(tunnel.local_port, server)}")
-            lines.append(f"  tunnel: {tunnel.state}{_tunnel_hint(tunnel, session.profile.name)}"
-                         f" (keeper pid {tunnel.keeper_pid})")
-        else:
-            lines.append(f"  url: no tunnel open; `inv tunnel --host {session.profile.name}`")
+        lines.append(f"  url: {session.url(port, server)}")
+    if port is not None and tunnel and tunnel.remote_port == server["port"] and tunnel.keeper_pid:
+        lines.append(
+            f"  tunnel: {tunnel.state}{_tunnel_hint(tunnel, session.profile.name)} (keeper pid {tunnel.keeper_pid})"
+        )
     lines += [*autostop, machine]
     return lines

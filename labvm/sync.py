@@ -1,11 +1,7 @@
 """Notebooks home: rsync over `ssh labvm-<profile>` between the host's workspace and a local
-folder per profile.  Nothing local is ever deleted, and nothing local is overwritten silently.
+folder per profile.  Nothing local is ever deleted, and nothing local is overwritten silently
+(labvm.sync_rules: the manifest, conflicts, what travels).
 
-`.labvm-sync.json` in the local folder records each file as it was after the last sync (size,
-mtime).  A file that differs from that record was changed here:
-  - the host's copy unchanged since  -> the local edit stays (`--push` sends it);
-  - the host's copy changed as well  -> the local edit is kept as NAME.local-<time>.EXT, reported,
-                                        and the host's version takes the name.
 rsync's --backup-dir catches anything else a pull replaces; a replaced file that was not
 exactly the last synced copy is kept the same way.  A dry run first lists what the host offers
 (which also tells which local edits meet a host edit, and stops a sync over its size budget);
@@ -18,8 +14,9 @@ the host (said), sparse files stay sparse, and a sync that would bring more than
 stops with one line.
 
 Without a usable rsync here (none on PATH, macOS's own, or one older than the fixes for what a
-VM's rsync can send it: see local_rsync) sync_fallback.py keeps the same promises through these
-rules, over one ssh connection and python3 on the host, every answer checked by labvm.answers.
+VM's rsync can send it: see local_rsync) sync_fallback.py keeps the same promises through the same
+rules, over one ssh connection and labvm's program on the host (scripts/sync_host.py), every answer
+checked.
 Every ssh labvm runs for a sync passes ControlMaster=no and its own ControlPath, so a user's own
 multiplexing (which breaks Windows' ssh) cannot interfere, nor anything else of a `Host *` that would
 break a transport (labvm.ssh_options: no forwards, no pty, no remote command): while the profile's tunnel is up (and the
@@ -35,7 +32,6 @@ NUL-separated as bytes, and prints them only through text.clean.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import secrets
@@ -45,77 +41,49 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from fnmatch import fnmatch
-from fnmatch import translate as fnmatch_translate
 from pathlib import Path
 from typing import NamedTuple
 
-from . import platforms, ssh_options
+from . import ssh_options, sync_fallback
 from .config import Profile
 from .errors import LabvmError
 from .sshconfig import SshHome
+from .sync_rules import (
+    BACKUP_MARK,
+    INVOKE_FILES,
+    SKIPPED_DIRS,
+    NotebookFolder,
+    Outcome,
+    Remote,
+    files_under,
+    is_invoke_file,
+)
 from .text import clean
 
-MANIFEST = ".labvm-sync.json"
 _SAID: set[str] = set()  # what this run already said once (the rsync labvm leaves alone)
-SKIPPED_DIRS = (".*", "__pycache__", "node_modules")  # checkpoints, venvs, git: not notebooks
-BACKUP_MARK = ".local-"
-# What invoke loads from the folder it starts in (its collection `tasks` as module, package or
-# compiled module, and its project config files): a VM's copy must never land where `inv` may run.
-INVOKE_FILES = ("tasks.py", "tasks.pyc", "tasks.so", "tasks.*.so", "tasks/__init__.py*",
-                "invoke.py", "invoke.pyc", "invoke.yaml", "invoke.yml", "invoke.json")
 
 
 class Listed(NamedTuple):
     """One file of rsync's itemized listing: its flags (`>f+++++++++`), size, time and path."""
+
     flags: str
     size: int
     mtime: str
     rel: str
 
 
-@dataclass
-class Outcome:
-    updated: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    kept_as: dict[str, str] = field(default_factory=dict)  # local edit -> its dated backup
-    local_only_changes: list[str] = field(default_factory=list)
-    too_large: list[str] = field(default_factory=list)  # over sync_max_file: left where they are
-    held_back: list[str] = field(default_factory=list)  # invoke's files: left on the host
-    notes: list[str] = field(default_factory=list)
-
-    def tally(self, listing: list[Listed], transferred: str) -> set[str]:
-        """Counts rsync's itemized files as updated or unchanged; returns their names."""
-        for entry in listing:
-            if entry.flags.startswith(transferred):
-                self.updated.append(entry.rel)
-            else:
-                self.unchanged += 1
-        return {entry.rel for entry in listing}
-
-    def lines(self, where: str, direction: str) -> list[str]:
-        moved = "sent to the host" if direction == "push" else "brought home"
-        lines = [f"sync: {len(self.updated)} file(s) {moved}, {self.unchanged} unchanged ({where})"]
-        lines += [f"sync: your local edit of {name} was kept as {backup}; {name} is now the host's version"
-                  for name, backup in self.kept_as.items()]
-        if self.local_only_changes:
-            lines.append(f"sync: changed here only (kept; --push sends them): {_shown(self.local_only_changes)}")
-        if self.too_large:
-            lines.append(f"sync: over sync_max_file, left where they are: {_shown(self.too_large)}")
-        if self.held_back:
-            lines.append(f"sync: left on the host, as invoke would run them from this folder: {_shown(self.held_back)}")
-        # File names and rsync's messages come from the VM: each line is cleaned as a whole.
-        return [clean(line) for line in lines + [f"sync: {note}" for note in self.notes]]
-
-
-# What Windows cannot hold in a file name (learn.microsoft.com/windows/win32/fileio/naming-a-file),
-# and lone surrogates: a VM's bytes that are not UTF-8, which Windows' file names cannot spell.
-WINDOWS_FORBIDDEN = re.compile(r'[<>:"\\|?*\x00-\x1f\ud800-\udfff]')
-WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)), *(f"LPT{n}" for n in range(1, 10))}
-
 OVER_MAX_SIZE = b" is over max-size"  # rsync's --info=skip1 line for a file --max-size left out
 RSYNC_ESCAPE = re.compile(rb"\\#([0-3][0-7]{2})")  # a byte rsync would not print (rsync.1, --8-bit-output)
+
+
+def _tally(outcome: Outcome, listing: list[Listed], transferred: str) -> set[str]:
+    """Counts rsync's itemized files as updated or unchanged; returns their names."""
+    for entry in listing:
+        if entry.flags.startswith(transferred):
+            outcome.updated.append(entry.rel)
+        else:
+            outcome.unchanged += 1
+    return {entry.rel for entry in listing}
 
 
 class _NoWorkspace(Exception):
@@ -123,21 +91,39 @@ class _NoWorkspace(Exception):
 
 
 class NotebookSync:
-    def __init__(self, profile: Profile, ssh: SshHome, shared: Path | None = None):
-        """shared: the tunnel keeper's login to ride (Tunnels.shared_connection); None: a login of its own."""
+    """One sync of the profile's notebooks, by rsync where this machine has a usable one, else by
+    labvm.sync_fallback; either way under labvm.sync_rules' promises."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        ssh: SshHome,
+        shared: Path | None = None,
+        ensure_scripts: Callable[[], None] = lambda: None,
+    ):
+        """shared: the tunnel keeper's login to ride (Tunnels.shared_connection); None: a login of its own.
+        ensure_scripts: labvm's scripts current on the host (the fallback runs one of them there)."""
         self.profile = profile
-        self.local = profile.sync_dir
-        self.manifest_path = self.local / MANIFEST
-        self.ssh_argv = ssh.ssh_command(profile, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-                                        "-o", "ControlMaster=no", "-o", f"ControlPath={shared or 'none'}",
-                                        *ssh_options.for_commands())[:-1]
-        self.ssh_command = shlex.join(self.ssh_argv)
+        self.folder = NotebookFolder(profile)
+        self.local = self.folder.local
+        ssh_argv = ssh.ssh_command(
+            profile,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            f"ControlPath={shared or 'none'}",
+            *ssh_options.for_commands(),
+        )[:-1]
+        self.ssh_command = shlex.join(ssh_argv)
         workspace = profile.notebook.workspace
         # The path on the host: relative to the login directory, so ~ needs no shell.
         remote = workspace[2:] if workspace.startswith("~/") else "." if workspace == "~" else workspace
-        self.remote_path = remote.rstrip("/") or "/"
+        self.host = Remote(ssh_argv, profile.alias, remote.rstrip("/") or "/", ensure_scripts)
         self.remote = f"{profile.alias}:{remote.rstrip('/')}/"
-        self.patterns = _matcher(profile.sync_patterns)
         self.rsync = local_rsync()
         # Starts each line of rsync's listing: a file name the VM chose before this sync cannot
         # hold it, so no name makes a listing line of its own or hides one as a skip message.
@@ -146,36 +132,32 @@ class NotebookSync:
     # -- the two directions ------------------------------------------------------------------
 
     def pull(self) -> Outcome:
+        """What the host's workspace holds that this folder lacks or has older, brought home."""
         self.local.mkdir(parents=True, exist_ok=True)
         if not self.rsync.usable:
             return self._fallback(push=False)
         try:
             return self._pull()
         except _NoWorkspace:
-            return self.no_workspace()
+            return self.folder.no_workspace()
 
     def _fallback(self, push: bool) -> Outcome:
         """sync_fallback instead of rsync; an rsync here that labvm leaves alone is named once a run."""
-        from . import sync_fallback
-
-        outcome = sync_fallback.push(self) if push else sync_fallback.pull(self)
+        outcome = sync_fallback.push(self.folder, self.host) if push else sync_fallback.pull(self.folder, self.host)
         if self.rsync.path and self.rsync.summary() not in _SAID:
             _SAID.add(self.rsync.summary())
             outcome.notes.insert(0, self.rsync.summary())
         return outcome
 
-    def no_workspace(self) -> Outcome:
-        return Outcome(notes=[f"{self.profile.notebook.workspace} is not on the host yet; nothing to bring home"])
-
     def _pull(self) -> Outcome:
         """One rsync lists what the host offers (while this side reads its manifest and folder),
         and tells which local edits meet a host edit; a second one brings what differs, if anything."""
-        with self.lock():
+        with self.folder.lock():
             outcome = Outcome()
             seen: dict = {}
 
             def look_here() -> None:  # while rsync connects and lists the host
-                seen.update(record=self.read_manifest(), here=self.scan())
+                seen.update(record=self.folder.read_manifest(), here=self.folder.scan())
 
             offered = self._preview(outcome, look_here)
             record, here = seen["record"], seen["here"]
@@ -186,16 +168,16 @@ class NotebookSync:
             outcome.local_only_changes = sorted(rel for rel in keep if rel in record and not record[rel][2:])
             kept = set(keep)
             listing = [entry for entry in offered if entry.rel not in kept]
-            self.check_total(sum(entry.size for entry in listing if entry.flags.startswith(">f")))
+            self.folder.check_total(sum(entry.size for entry in listing if entry.flags.startswith(">f")))
             stamp = time.strftime("%Y%m%d-%H%M%S")
             for rel in sorted(conflicts):
-                outcome.kept_as[rel] = self.keep_aside(rel, stamp)
+                outcome.kept_as[rel] = self.folder.keep_aside(rel, stamp)
             if any(entry.flags.startswith(">f") for entry in listing):  # else one rsync was enough
                 listing = self._bring(keep, record, stamp, outcome)
-            on_host = identical | outcome.tally(listing, ">f")
+            on_host = identical | _tally(outcome, listing, ">f")
             # Nothing came and nothing was set aside: the local scan still holds (1,000 unchanged
             # notebooks are not walked twice).
-            self.write_manifest(record, keep, on_host, None if outcome.updated or outcome.kept_as else here)
+            self.folder.write_manifest(record, keep, on_host, None if outcome.updated or outcome.kept_as else here)
         outcome.too_large = sorted(set(outcome.too_large))
         return outcome
 
@@ -208,47 +190,50 @@ class NotebookSync:
             try:
                 return self._rsync(
                     ["-ii", "--from0", f"--exclude-from={excluded}", f"--backup-dir={replaced}", "--backup"],
-                    self.remote, f"{self.local}/", outcome, budget=self.profile.sync_max_total,
+                    self.remote,
+                    f"{self.local}/",
+                    outcome,
+                    budget=self.profile.sync_max_total,
                 )
             finally:  # even when rsync broke off: what it replaced must not go with the folder
-                for rel in _files_under(Path(replaced)):
-                    if record.get(rel) != self.stat_of(Path(replaced) / rel) or record[rel][2:]:
-                        outcome.kept_as[rel] = self.keep_aside(rel, stamp, Path(replaced) / rel)
+                for rel in files_under(Path(replaced)):
+                    if record.get(rel) != self.folder.stat_of(Path(replaced) / rel) or record[rel][2:]:
+                        outcome.kept_as[rel] = self.folder.keep_aside(rel, stamp, Path(replaced) / rel)
 
     def _preview(self, outcome: Outcome, meanwhile: Callable[[], None]) -> list[Listed]:
         """Everything the host offers, each file flagged against the local folder, before
         anything comes (a dry run); invoke's files among what differs are named (the pull leaves
         them on the host) and left out.  meanwhile runs while rsync connects."""
-        listing = self._rsync(["--dry-run", "-ii"], self.remote, f"{self.local}/", outcome,
-                              filters=self._filters(hold_back_invoke_files=False), meanwhile=meanwhile)
-        outcome.held_back = sorted(entry.rel for entry in listing
-                                   if entry.flags.startswith(">f") and is_invoke_file(entry.rel))
+        listing = self._rsync(
+            ["--dry-run", "-ii"],
+            self.remote,
+            f"{self.local}/",
+            outcome,
+            filters=self._filters(hold_back_invoke_files=False),
+            meanwhile=meanwhile,
+        )
+        outcome.held_back = sorted(
+            entry.rel for entry in listing if entry.flags.startswith(">f") and is_invoke_file(entry.rel)
+        )
         return [entry for entry in listing if not is_invoke_file(entry.rel)]
 
-    def check_total(self, total: int) -> None:
-        """Stops a pull whose files hold more than sync_max_total, before anything is copied."""
-        if total > self.profile.sync_max_total:
-            raise LabvmError(
-                f"sync: the host offers {_megabytes(total)}, more than sync_max_total "
-                f"({_megabytes(self.profile.sync_max_total)}); nothing was copied; narrow sync: or raise "
-                f"{self.profile.key('sync_max_total')}"
-            )
-
     def push(self) -> Outcome:
+        """This folder's edits sent to the host; a file newer there is left alone."""
         if not self.local.is_dir():
             raise LabvmError(f"sync: nothing to push; {self.local} does not exist yet (`inv sync` fills it)")
         if not self.rsync.usable:
             return self._fallback(push=True)
-        with self.lock():
-            record = self.read_manifest()
+        with self.folder.lock():
+            record = self.folder.read_manifest()
             # --update: a file that is newer on the host is left alone there.
             outcome = Outcome()
-            listing = self._rsync(["-ii", "--update", f"--exclude=*{BACKUP_MARK}[0-9]*"], f"{self.local}/",
-                                  self.remote, outcome)
-            sent = outcome.tally(listing, "<f")
-            current = self.scan()
+            listing = self._rsync(
+                ["-ii", "--update", f"--exclude=*{BACKUP_MARK}[0-9]*"], f"{self.local}/", self.remote, outcome
+            )
+            sent = _tally(outcome, listing, "<f")
+            current = self.folder.scan()
             record.update({rel: current[rel] for rel in sent if rel in current})
-            self.save_manifest(record)
+            self.folder.save_manifest(record)
         return outcome
 
     # -- rsync ---------------------------------------------------------------------------
@@ -260,18 +245,34 @@ class NotebookSync:
         rules += ["--include=*/"] + [f"--include={pattern}" for pattern in self.profile.sync_patterns]
         return rules + ["--exclude=*"]
 
-    def _rsync(self, options: list[str], source: str, destination: str, outcome: Outcome,
-               filters: list[str] | None = None, budget: int = 0,
-               meanwhile: Callable[[], None] | None = None) -> list[Listed]:
+    def _rsync(
+        self,
+        options: list[str],
+        source: str,
+        destination: str,
+        outcome: Outcome,
+        filters: list[str] | None = None,
+        budget: int = 0,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> list[Listed]:
         """Runs rsync; returns each file it listed.
         budget: bytes the files it transfers may hold in all (0: no limit); past it rsync is ended
         (a host that grows its files after the preview: rsync reports a file once it has it)."""
         # -S: runs of zeros become holes, so a sparse file stays sparse here; safe because labvm never
         # uses --inplace (rsync.1, --sparse: rsync truncates and rewrites the file).
         command = [
-            self.rsync.path or "rsync", "-rtS", *self.rsync.options, f"--max-size={self.profile.sync_max_file}",
-            "--prune-empty-dirs", self._out_format(), "-e", self.ssh_command,
-            *options, *(self._filters() if filters is None else filters), source, destination,
+            self.rsync.path or "rsync",
+            "-rtS",
+            *self.rsync.options,
+            f"--max-size={self.profile.sync_max_file}",
+            "--prune-empty-dirs",
+            self._out_format(),
+            "-e",
+            self.ssh_command,
+            *options,
+            *(self._filters() if filters is None else filters),
+            source,
+            destination,
         ]
         return self._run(command, outcome, budget=budget, meanwhile=meanwhile)
 
@@ -285,19 +286,26 @@ class NotebookSync:
             if line.endswith(OVER_MAX_SIZE):
                 outcome.too_large.append(_name(line[: -len(OVER_MAX_SIZE)]))
             return None
-        flags, size, mtime, rel = (line[len(self.listed_mark):].split(b"|", 3) + [b"", b"", b""])[:4]
+        flags, size, mtime, rel = (line[len(self.listed_mark) :].split(b"|", 3) + [b"", b"", b""])[:4]
         if flags[1:2] != b"f":
             return None
-        return Listed(flags.decode("ascii", "replace"), _size(size.decode("ascii", "replace")),
-                      mtime.decode("ascii", "replace"), _name(rel))
+        return Listed(
+            flags.decode("ascii", "replace"),
+            _size(size.decode("ascii", "replace")),
+            mtime.decode("ascii", "replace"),
+            _name(rel),
+        )
 
-    def _run(self, command: list[str], outcome: Outcome, budget: int = 0,
-             meanwhile: Callable[[], None] | None = None) -> list[Listed]:
+    def _run(
+        self, command: list[str], outcome: Outcome, budget: int = 0, meanwhile: Callable[[], None] | None = None
+    ) -> list[Listed]:
         """The files rsync lists, read as they come: a sync past `budget` bytes is ended there.
         meanwhile: work of this side done while rsync connects (the SSH handshake is most of it)."""
         listing, moved = [], 0
-        with tempfile.TemporaryFile("w+", errors="replace") as stderr, subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL) as process:
+        with (
+            tempfile.TemporaryFile("w+", errors="replace") as stderr,
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL) as process,
+        ):
             assert process.stdout is not None  # for mypy: stdout=PIPE
             if meanwhile is not None:
                 try:
@@ -313,7 +321,7 @@ class NotebookSync:
                 moved += entry.size if entry.flags[:2] in (">f", "<f") else 0
                 if budget and moved > budget:
                     process.terminate()  # not kill: rsync removes its half-written temporary file
-                    raise LabvmError(self.over_budget(moved))
+                    raise LabvmError(self.folder.over_budget(moved))
             process.wait()
             stderr.seek(0)
             result = subprocess.CompletedProcess(command, process.returncode, "", stderr.read())
@@ -326,25 +334,19 @@ class NotebookSync:
             raise LabvmError(self.explain(result))
         return listing
 
-    def over_budget(self, moved: int) -> str:
-        return (f"sync: stopped after {_megabytes(moved)} from the host, more than sync_max_total "
-                f"({_megabytes(self.profile.sync_max_total)}); what came is in {self.local}, the rest stays on "
-                f"the host; raise {self.profile.key('sync_max_total')} to bring it home")
-
     def explain(self, result: subprocess.CompletedProcess) -> str:
+        """Why rsync failed, in one line (its last line is the host's words: cleaned)."""
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
         last = clean(lines[-1]) if lines else f"exit status {result.returncode}"  # the host's words
         if "command not found" in result.stderr or result.returncode == 127:
             return "sync: rsync is not installed on the host; install it there (sudo apt-get install rsync)"
         if result.returncode == 255 or any(line.startswith(("ssh:", "Connection")) for line in lines):
-            return (f"sync: cannot reach {self.profile.alias} ({last}); "
-                    f"your local copies in {self.local} are safe; `inv up --host {self.profile.name}` starts the VM")
+            return self.folder.cannot_reach(last)
         if result.returncode in (10, 12, 20, 30, 35):
             return f"sync: the connection to the host broke ({last}); your local copies in {self.local} are safe"
         return f"sync: rsync failed ({last})"
 
-    def _compare_with_host(self, changed: list[str], record: dict,
-                           offered: list[Listed]) -> tuple[set[str], set[str]]:
+    def _compare_with_host(self, changed: list[str], record: dict, offered: list[Listed]) -> tuple[set[str], set[str]]:
         """Of the files changed here: those whose host copy changed too (or was never synced),
         and those the host holds an identical copy of (rsync's listing flags them '.')."""
         conflicts, identical = set(), set()
@@ -355,86 +357,9 @@ class NotebookSync:
                 continue
             if entry.flags.startswith("."):
                 identical.add(rel)
-            elif self.host_changed(record.get(rel), entry.size, 0, entry.mtime):
+            elif self.folder.host_changed(record.get(rel), entry.size, 0, entry.mtime):
                 conflicts.add(rel)
         return conflicts, identical
-
-    @staticmethod
-    def host_changed(synced: list | None, size: int, mtime_ns: int, shown_mtime: str = "") -> bool:
-        """The host's copy (size, mtime; or the mtime as rsync's %M shows it) is not the one the
-        last sync left here (or none was synced, or it was local-only): an edit here as well is
-        a conflict.  Whole seconds, as rsync's quick check compares them."""
-        return (not synced or bool(synced[2:])
-                or [size, shown_mtime or _rsync_time(mtime_ns)] != [synced[0], _rsync_time(synced[1])])
-
-    # -- local state ---------------------------------------------------------------------
-
-    def keep_aside(self, rel: str, stamp: str, current: Path | None = None) -> str:
-        """Moves the local version of rel to NAME.local-STAMP.EXT beside it; returns that name."""
-        target = self.local / rel
-        source = current or target
-        backup = target.with_name(f"{target.stem}{BACKUP_MARK}{stamp}{target.suffix}")
-        n = 1
-        while backup.exists():
-            n += 1
-            backup = target.with_name(f"{target.stem}{BACKUP_MARK}{stamp}-{n}{target.suffix}")
-        os.replace(source, backup)
-        return str(backup.relative_to(self.local))
-
-    def scan(self) -> dict[str, list[int]]:
-        """Each local file a sync pattern names, as [size, mtime_ns]."""
-        found = {}
-        for rel in _files_under(self.local):
-            if self.patterns(rel):
-                found[rel] = self.stat_of(self.local / rel)
-        return found
-
-    def travels(self, rel: str) -> bool:
-        """What the rsync filters let through (_filters, without invoke's files): no dot-file or
-        dot-folder, nothing under a skipped folder, and a sync pattern matches."""
-        parts = rel.split("/")
-        if any(part.startswith(".") for part in parts):
-            return False
-        if any(fnmatch(part, skip) for part in parts[:-1] for skip in SKIPPED_DIRS):
-            return False
-        return self.patterns(rel)
-
-    @staticmethod
-    def stat_of(path: Path) -> list[int]:
-        stat = path.stat()
-        return [stat.st_size, stat.st_mtime_ns]
-
-    def read_manifest(self) -> dict[str, list]:
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def write_manifest(self, record: dict, edited: list[str], on_host: set[str],
-                       scanned: dict[str, list[int]] | None = None) -> None:
-        """Every local file as it is now (scanned: a scan still current), a file the host lacks
-        marked local-only; a local edit keeps its old entry, so it still shows as changed here."""
-        updated = {}
-        for rel, stat in (self.scan() if scanned is None else scanned).items():
-            if rel in edited and rel in record and not record[rel][2:]:
-                updated[rel] = record[rel]
-            else:
-                updated[rel] = stat if rel in on_host else [*stat, "local"]
-        if updated != record:
-            self.save_manifest(updated)
-
-    def save_manifest(self, record: dict) -> None:
-        tmp = self.manifest_path.with_name(MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(record, sort_keys=True))
-        os.replace(tmp, self.manifest_path)
-
-    def lock(self):
-        """One sync at a time per folder (a --watch and a `down` may meet)."""
-        return platforms.file_lock(self.local / ".labvm-sync.lock")
-
-
-def _shown(names: list[str]) -> str:
-    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
 
 
 def _safe_rules() -> list[str]:
@@ -445,6 +370,7 @@ def _safe_rules() -> list[str]:
 
 class LocalRsync(NamedTuple):
     """The laptop's rsync: where, which, whether labvm's rsync path can use it, and its options."""
+
     path: str | None
     version: str  # "3.2.7", "openrsync", "" when none
     usable: bool
@@ -452,6 +378,7 @@ class LocalRsync(NamedTuple):
     why_not: str = ""  # why labvm leaves it alone, and what would change that
 
     def summary(self) -> str:
+        """What `inv check` says of it: its path and version, or why the built-in fallback is used."""
         if self.path is None:
             return "none: the built-in fallback (ssh + python3 on the host) is used"
         if not self.usable:
@@ -476,8 +403,10 @@ class LocalRsync(NamedTuple):
 # sync_fallback, whose every byte from the VM passes labvm.answers.
 SAFE_RSYNC = (3, 5, 0)
 SAFE_RSYNC_SHOWN = ".".join(map(str, SAFE_RSYNC))
-OLD_RSYNC = (f"rsync before {SAFE_RSYNC_SHOWN} lacks fixes for what a VM's rsync can send it: CVE-2024-12086, "
-             f"CVE-2024-12087, CVE-2026-43620, CVE-2026-70458, ...; rsync {SAFE_RSYNC_SHOWN}+ is used")
+OLD_RSYNC = (
+    f"rsync before {SAFE_RSYNC_SHOWN} lacks fixes for what a VM's rsync can send it: CVE-2024-12086, "
+    f"CVE-2024-12087, CVE-2026-43620, CVE-2026-70458, ...; rsync {SAFE_RSYNC_SHOWN}+ is used"
+)
 BREW_RSYNC = f"`brew install rsync` gives rsync {SAFE_RSYNC_SHOWN}+, which labvm then uses"
 
 
@@ -502,8 +431,9 @@ def local_rsync() -> LocalRsync:
     if path is None:
         return LocalRsync(None, "", False, ())
     try:
-        shown = subprocess.run([path, "--version"], capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                               timeout=10)
+        shown = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return LocalRsync(None, "", False, ())
     text = shown.stdout + shown.stderr
@@ -534,62 +464,9 @@ def _size(text: str) -> int:
     return int(digits) if digits.isdigit() else 0
 
 
-def _matcher(patterns) -> Callable[[str], bool]:
-    """Whether a path matches one of the patterns as rsync's include/exclude reads them: a
-    pattern without / matches the name, one with / the path's end (one regex: 1,000 notebooks
-    are checked in a blink)."""
-    names = [fnmatch_translate(p) for p in patterns if "/" not in p]
-    ends = [fnmatch_translate(p) for p in patterns if "/" in p]
-    by_name = re.compile("|".join(names)).match if names else None
-    by_end = re.compile("|".join(f"(?:.*/)?{p}" for p in ends)).match if ends else None
-
-    def matches(rel: str) -> bool:
-        return bool((by_name and by_name(rel.rpartition("/")[2])) or (by_end and by_end(rel)))
-
-    return matches
-
-
-is_invoke_file = _matcher(INVOKE_FILES)  # rel is one of invoke's files, as rsync reads the rules
-is_backup = _matcher([f"*{BACKUP_MARK}[0-9]*"])  # a kept-aside local copy: it never travels
-
-
-def safe_relative_path(root: Path, rel: str) -> Path | None:
-    """root/rel for a name from the host, or None when that is not a plain path below root on
-    this machine: an empty, . or .. part, an absolute name, and on Windows a character or
-    name Windows cannot hold (or reads as a separator or a device)."""
-    parts = rel.split("/")
-    if not rel or any(part in ("", ".", "..") for part in parts) or "\0" in rel:
-        return None
-    if platforms.is_windows() and any(
-            WINDOWS_FORBIDDEN.search(part) or part.rstrip(". ") != part
-            or part.split(".")[0].upper() in WINDOWS_DEVICES for part in parts):
-        return None
-    return root.joinpath(*parts)
-
-
-def _megabytes(size: int) -> str:
-    return f"{size / 2**20:.1f} MB"
-
-
-def _files_under(root: Path) -> list[str]:
-    files = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not any(fnmatch(d, skip) for skip in SKIPPED_DIRS)]
-        base = Path(folder).relative_to(root)
-        # Names with / whatever the platform: the manifest and the host use them as they are.
-        files += [(base / name).as_posix() if str(base) != "." else name
-                  for name in names if not name.startswith(".labvm-sync")]
-    return files
-
-
 def _anchored(rel: str) -> str:
     """An rsync rule matching exactly this path from the top (wildcards escaped)."""
     name = "/" + rel
     if any(c in name for c in "*?["):
         name = "".join("\\" + c if c in "*?[\\" else c for c in name)
     return name
-
-
-def _rsync_time(mtime_ns: int) -> str:
-    """A file time as rsync's %M shows it (local time, whole seconds)."""
-    return time.strftime("%Y/%m/%d-%H:%M:%S", time.localtime(mtime_ns // 1_000_000_000))

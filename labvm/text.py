@@ -59,6 +59,7 @@ class CleanStream:
         self.target, self.budget, self.pending = target, budget, ""
 
     def write(self, data: str) -> int:
+        """Passes on each whole line, cleaned; keeps the rest until its line ends (or grows too long)."""
         self.pending += data
         *lines, self.pending = self.pending.split("\n")
         for line in lines:
@@ -69,6 +70,7 @@ class CleanStream:
         return len(data)
 
     def flush(self) -> None:
+        """Passes on what is left of the last line, then flushes the target."""
         if self.pending:
             self._emit(self.pending)
             self.pending = ""
@@ -94,7 +96,9 @@ def read_bounded(stream: IO[bytes], limit: int = ANSWER_LIMIT) -> tuple[bytes, b
     return bytes(data[:limit]), True
 
 
-def communicate_bounded(process: subprocess.Popen, timeout: float, limit: int = ANSWER_LIMIT) -> tuple[bytes, bytes, bool]:
+def communicate_bounded(
+    process: subprocess.Popen, timeout: float, limit: int = ANSWER_LIMIT
+) -> tuple[bytes, bytes, bool]:
     """communicate() that keeps at most `limit` bytes of stdout and of stderr (binary pipes):
     a process sending more is ended.  (stdout, stderr, whether one said too much); raises
     subprocess.TimeoutExpired as communicate() does (the process is then still running)."""
@@ -105,8 +109,10 @@ def communicate_bounded(process: subprocess.Popen, timeout: float, limit: int = 
         if results[name][1]:
             process.kill()  # enough: the rest is not read, and the sender must not block forever
 
-    readers = [threading.Thread(target=drain, args=(name, stream), daemon=True)
-               for name, stream in (("out", process.stdout), ("err", process.stderr))]
+    readers = [
+        threading.Thread(target=drain, args=(name, stream), daemon=True)
+        for name, stream in (("out", process.stdout), ("err", process.stderr))
+    ]
     for reader in readers:
         reader.start()
     process.wait(timeout)

@@ -30,8 +30,24 @@ from . import platforms
 from .config import Profile
 from .errors import LabvmError
 from .gate import port_free
-from .keeper import (ACCEPT_TIMEOUT, CONNECT_TIMEOUT, KEEPER_MODULE, WAKE_WITHIN, forward_socket, shared_connection,
-                     tell, write_state)
+from .files import write_private
+from .keeper import (
+    ACCEPT_TIMEOUT,
+    CONNECT_TIMEOUT,
+    KEEPER_MODULE,
+    OK,
+    SLEEPING,
+    WAKE_WITHIN,
+    Command,
+    Record,
+    State,
+    forward_socket,
+    log_path,
+    read_record,
+    record_path,
+    shared_connection,
+    tell,
+)
 from .sshconfig import SshHome
 from .text import clean
 
@@ -41,11 +57,12 @@ REPLACE_TIMEOUT = 2 * CONNECT_TIMEOUT + 10  # seconds for a replaced ssh to carr
 LOG_LIMIT = 1 << 20  # a keeper's log starts over beyond this many bytes
 END_WAIT = 10  # seconds for a keeper told to end to go (it ends its ssh first) before it is killed
 SLEEP_WAIT = 10  # seconds for a keeper told to sleep to serve its page
-ASLEEP = ("asleep", "gone")  # the keeper's states without ssh, serving the asleep page
 
 
 @dataclass(frozen=True)
 class Tunnel:
+    """A profile's kept tunnel, as its keeper's record says it is."""
+
     local_port: int
     remote_port: int
     pid: int  # the ssh carrying the forward; 0 while none runs
@@ -54,6 +71,7 @@ class Tunnel:
 
     @property
     def is_up(self) -> bool:
+        """The forward carries requests now (not starting, reconnecting or asleep)."""
         return self.state == "up"
 
 
@@ -65,19 +83,19 @@ def _local_time(iso: str) -> str:
 
 
 class Tunnels:
+    """The keepers of every profile under one SSH home: found, opened, told and closed through their
+    records and control sockets (labvm.keeper)."""
+
     def __init__(self, ssh: SshHome):
         self.ssh = ssh
 
     # -- what is labvm's -----------------------------------------------------------------
 
     def _record_path(self, profile: Profile) -> Path:
-        return self.ssh.run / f"{profile.name}.json"
+        return record_path(self.ssh.run, profile.name)
 
-    def _read_record(self, profile: Profile) -> dict | None:
-        try:
-            return json.loads(self._record_path(profile).read_text())
-        except (OSError, ValueError):
-            return None
+    def _read_record(self, profile: Profile) -> Record | None:
+        return read_record(self._record_path(profile))
 
     def control_socket(self, profile: Profile) -> Path:
         """The earlier design's ControlMaster socket: nothing opens it now; open and close remove a stale one."""
@@ -87,7 +105,7 @@ class Tunnels:
         argv = platforms.process_argv(pid) if pid else []
         if KEEPER_MODULE not in argv:
             return False
-        rest = argv[argv.index(KEEPER_MODULE) + 1:]
+        rest = argv[argv.index(KEEPER_MODULE) + 1 :]
         return len(rest) >= 4 and rest[0] == profile.name and rest[3] == str(self.ssh.run)
 
     def _strays(self, profile: Profile) -> list[int]:
@@ -99,8 +117,9 @@ class Tunnels:
             if not argv or Path(argv[0]).name != "ssh" or argv[-1] != profile.alias or "-N" not in argv:
                 continue
             old_design = sock in argv
-            kept = ("ControlPath=none" in argv or "ControlMaster=yes" in argv) and \
-                (str(self.ssh.user_config) in argv or str(self.ssh.config) in argv)
+            kept = ("ControlPath=none" in argv or "ControlMaster=yes" in argv) and (
+                str(self.ssh.user_config) in argv or str(self.ssh.config) in argv
+            )
             if (old_design or kept) and not self._is_keeper(platforms.parent_pid(pid), profile):
                 found.append(pid)
         return found
@@ -113,7 +132,7 @@ class Tunnels:
         if self._is_keeper(keeper, profile):
             ended.append(keeper)
             # Told through its control socket, it ends its ssh and goes; killed only when it does not.
-            if self._tell(record, "end") != "ok" or not self._ends(keeper, profile, END_WAIT):
+            if self._tell(record, Command.END) != OK or not self._ends(keeper, profile, END_WAIT):
                 platforms.end_processes([keeper])
         strays = self._strays(profile)
         platforms.end_processes(strays)
@@ -140,40 +159,59 @@ class Tunnels:
             return None
         if not self._is_keeper(int(record["keeper_pid"]), profile):
             return None  # stale: cleared by the next open or close
-        return Tunnel(int(record["local_port"]), int(record["remote_port"]), int(record.get("ssh_pid") or 0),
-                      _describe(record), int(record["keeper_pid"]))
+        return Tunnel(
+            int(record["local_port"]),
+            int(record["remote_port"]),
+            int(record.get("ssh_pid") or 0),
+            _describe(record),
+            int(record["keeper_pid"]),
+        )
+
+    def _kept(self, profile: Profile, remote_port: int) -> Tunnel | None:
+        """The profile's keeper, where it forwards (or would) to this remote port; else None."""
+        current = self.find(profile)
+        record = self._read_record(profile) or {}
+        if current and int(record.get("remote_port") or 0) == remote_port and record.get("control_port"):
+            return current
+        return None
 
     def open(self, profile: Profile, remote_port: int) -> Tunnel:
         """Starts (or finds) the profile's keeper; returns once its forward accepts."""
-        current = self.find(profile)
-        previous = self._read_record(profile) or {}
-        if current and int(previous.get("remote_port") or 0) == remote_port and previous.get("control_port"):
+        current = self._kept(profile, remote_port)
+        if current:
             if not current.is_up:  # asleep too: woken, its port goes from the page to ssh
                 current = self._reconnect(profile, current)
             print(f"tunnel: already open, 127.0.0.1:{current.local_port} -> host port {remote_port} ({current.state})")
             return current
+        previous = self._read_record(profile) or {}
         self._clear(profile)
         local_port = self._local_port(profile, int(previous.get("local_port") or 0))
         self._remember_port(profile, local_port)
         self._start_keeper(profile, local_port, remote_port)
-        record = self._wait_for(profile, lambda r: r.get("state") != "starting", ACCEPT_TIMEOUT + 10)
-        if not record or record.get("state") != "up":
+        record = self._wait_for(profile, lambda r: r.get("state") != State.STARTING, ACCEPT_TIMEOUT + 10)
+        if not record or record.get("state") != State.UP:
             reason = (record or {}).get("reason") or "the keeper did not start (see its log)"
             self._clear(profile)
             raise LabvmError(f"tunnel to {profile.alias} failed: {clean(reason)} (log: {self._log_path(profile)})")
-        print(f"tunnel: 127.0.0.1:{local_port} -> host port {remote_port} "
-              f"(kept by pid {record['keeper_pid']}, ssh pid {record['ssh_pid']})")
-        return self.find(profile)
+        print(
+            f"tunnel: 127.0.0.1:{local_port} -> host port {remote_port} "
+            f"(kept by pid {record['keeper_pid']}, ssh pid {record['ssh_pid']})"
+        )
+        opened = self.find(profile)
+        if opened is None:
+            raise LabvmError(f"tunnel to {profile.alias}: its keeper ended at once (log: {self._log_path(profile)})")
+        return opened
 
     def ensure(self, profile: Profile, remote_port: int, token: str) -> Tunnel:
         """open(), then an authorised /api/status must answer through it within a few seconds;
         else its ssh is replaced, whatever its state says (a stalled link looks healthy).  The
-        token goes only to the keeper itself (labvm.platforms.answered_by)."""
-        tunnel = self.open(profile, remote_port)
+        token goes only to the keeper itself (labvm.platforms.answered_by).  A tunnel `up` has just
+        opened is not opened again (nor said again)."""
+        kept = self._kept(profile, remote_port)
+        tunnel = kept if kept and kept.is_up else self.open(profile, remote_port)
         if answers(tunnel.local_port, token, tunnel.keeper_pid, ANSWER_WITHIN):
             return tunnel
-        print(f"tunnel: no answer through 127.0.0.1:{tunnel.local_port} within {ANSWER_WITHIN}s; "
-              f"replacing its ssh")
+        print(f"tunnel: no answer through 127.0.0.1:{tunnel.local_port} within {ANSWER_WITHIN}s; replacing its ssh")
         tunnel = self._reconnect(profile, tunnel)
         wait_until_answering(tunnel.local_port, token, tunnel.keeper_pid, REPLACE_TIMEOUT)
         return tunnel
@@ -183,7 +221,7 @@ class Tunnels:
         browser that opens it gets the page's proof (labvm.asleep)."""
         record = self._read_record(profile) or {}
         if self._is_keeper(int(record.get("keeper_pid") or 0), profile):
-            self._tell(record, f"lab {url}")
+            self._tell(record, Command.LAB, url)
 
     def close(self, profile: Profile) -> bool:
         """Ends the keeper and its ssh, or its asleep page (and what an unclean end left); True
@@ -196,10 +234,10 @@ class Tunnels:
         record = self._read_record(profile) or {}
         if not self._is_keeper(int(record.get("keeper_pid") or 0), profile):
             return False
-        if self._tell(record, f"sleep {why}") != "ok":
+        if self._tell(record, Command.SLEEP, why) != OK:
             return False
-        now = self._wait_for(profile, lambda r: r.get("state") in ASLEEP, SLEEP_WAIT)
-        return bool(now and now.get("state") in ASLEEP)
+        now = self._wait_for(profile, lambda r: r.get("state") in SLEEPING, SLEEP_WAIT)
+        return bool(now and now.get("state") in SLEEPING)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -207,19 +245,20 @@ class Tunnels:
         """Asks the keeper for a new ssh now (an asleep one hands its page's port over to ssh);
         waits until it is up (or the wait is over)."""
         record = self._read_record(profile) or {}
-        self._tell(record, "reconnect")
-        if record.get("state") in ASLEEP:
+        self._tell(record, Command.RECONNECT)
+        if record.get("state") in SLEEPING:
             # Up, or a first attempt failed (the VM does not run): the state says which.
-            self._wait_for(profile, lambda r: r.get("state") not in (*ASLEEP, "starting"), WAKE_WITHIN)
+            self._wait_for(profile, lambda r: r.get("state") not in (*SLEEPING, State.STARTING), WAKE_WITHIN)
         else:
-            self._wait_for(profile, lambda r: r.get("state") == "up" and r.get("ssh_pid") != tunnel.pid,
-                           REPLACE_TIMEOUT)
+            self._wait_for(
+                profile, lambda r: r.get("state") == State.UP and r.get("ssh_pid") != tunnel.pid, REPLACE_TIMEOUT
+            )
         return self.find(profile) or tunnel
 
-    def _tell(self, record: dict, command: str) -> str | None:
+    def _tell(self, record: Record, command: Command, words: str = "") -> str | None:
         """One command to the keeper of this record (found alive by the caller); its answer."""
         port, secret = int(record.get("control_port") or 0), str(record.get("control_secret") or "")
-        return tell(port, secret, command) if port and secret else None
+        return tell(port, secret, command, words) if port and secret else None
 
     def _ends(self, keeper: int, profile: Profile, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -229,7 +268,7 @@ class Tunnels:
             time.sleep(0.05)
         return True
 
-    def _wait_for(self, profile: Profile, condition, timeout: float) -> dict | None:
+    def _wait_for(self, profile: Profile, condition, timeout: float) -> Record | None:
         deadline = time.monotonic() + timeout
         while True:
             record = self._read_record(profile)
@@ -248,8 +287,9 @@ class Tunnels:
         own = remembered.get(profile.name, {})
         mine = own.get("port") if own.get("wanted") == profile.notebook.local_port else 0
         others = tuple(entry["port"] for name, entry in remembered.items() if name != profile.name)
-        return _pick_port(mine or previous, profile.notebook.local_port, others,
-                          f"set profiles.{profile.name}.notebook.local_port")
+        return _pick_port(
+            mine or previous, profile.notebook.local_port, others, f"set profiles.{profile.name}.notebook.local_port"
+        )
 
     def _ports_path(self) -> Path:
         return self.ssh.run / "ports.json"
@@ -263,19 +303,22 @@ class Tunnels:
             return {}
         if not isinstance(data, dict):
             return {}
-        return {name: entry for name, entry in data.items()
-                if isinstance(entry, dict) and all(type(entry.get(key)) is int and 0 < entry[key] < 65536
-                                                   for key in ("port", "wanted"))}
+        return {
+            name: entry
+            for name, entry in data.items()
+            if isinstance(entry, dict)
+            and all(type(entry.get(key)) is int and 0 < entry[key] < 65536 for key in ("port", "wanted"))
+        }
 
     def _remember_port(self, profile: Profile, port: int) -> None:
         with platforms.file_lock(self.ssh.run / "ports.lock"):  # another profile's `up` may write too
             remembered = self._remembered_ports()
             entry = {"port": port, "wanted": profile.notebook.local_port}
             if remembered.get(profile.name) != entry:
-                write_state(self._ports_path(), {**remembered, profile.name: entry})
+                write_private(self._ports_path(), json.dumps({**remembered, profile.name: entry}))
 
     def _log_path(self, profile: Profile) -> Path:
-        return self.ssh.run / f"{profile.name}.log"
+        return log_path(self.ssh.run, profile.name)
 
     def _start_keeper(self, profile: Profile, local_port: int, remote_port: int) -> None:
         log = self._log_path(profile)
@@ -284,10 +327,24 @@ class Tunnels:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         with open(log, mode) as out:
             platforms.spawn_detached(
-                [sys.executable, "-m", KEEPER_MODULE, profile.name, str(local_port), str(remote_port),
-                 str(self.ssh.run), str(self.ssh.user_config), profile.alias, str(profile.source)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.ssh.run),
-                env=env, close_fds=True,
+                [
+                    sys.executable,
+                    "-m",
+                    KEEPER_MODULE,
+                    profile.name,
+                    str(local_port),
+                    str(remote_port),
+                    str(self.ssh.run),
+                    str(self.ssh.user_config),
+                    profile.alias,
+                    str(profile.source),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=str(self.ssh.run),
+                env=env,
+                close_fds=True,
             )
 
 
@@ -309,9 +366,7 @@ def _pick_port(previous: int, wanted: int, taken: tuple[int, ...], remedy: str) 
     return port
 
 
-
-
-def _describe(record: dict) -> str:
+def _describe(record: Record) -> str:
     """The keeper's state in words; its reason quotes ssh (and so a jump host or the VM): cleaned."""
     state = clean(str(record.get("state", "")))
     reason = clean(str(record.get("reason") or ""))
@@ -355,9 +410,11 @@ def wait_until_answering(port: int, token: str, peer: int, timeout: float = 20) 
         try:
             connection.connect()
             if not platforms.answered_by(peer, connection.sock):
-                raise NotOurs(f"tunnel: 127.0.0.1:{port} is answered by another program than labvm's "
-                              f"(pid {peer} is not at its other end): no token sent there; `inv down` then "
-                              f"`inv up` gives the profile a port of its own")
+                raise NotOurs(
+                    f"tunnel: 127.0.0.1:{port} is answered by another program than labvm's "
+                    f"(pid {peer} is not at its other end): no token sent there; `inv down` then "
+                    f"`inv up` gives the profile a port of its own"
+                )
             connection.request("GET", "/api/status", headers={"Authorization": f"token {token}"})
             status = connection.getresponse().status
             if status == 200:

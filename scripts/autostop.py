@@ -13,15 +13,16 @@ Idle means all of these, at every check through the period:
     head): a computation keeps the head, and so its workers, up.
 Then it ends labvm's Dask scheduler (its workers see it gone at once) and runs the stop command
 (`sudo -n shutdown -h now`: no cloud credential on the host; EC2 launched with shutdown
-behaviour stop, GCE and OpenStack stop on a guest shutdown), once per boot.  Every decision is one line in ~/.labvm/autostop.log with its reasons; the last
-check's reasons, an extension and the last autostop are in the state file, which outlives the
-stop (it is in ~/.labvm, not /run), so `inv status` can say why the VM stopped after it restarts.
+behaviour stop, GCE and OpenStack stop on a guest shutdown), once per boot.  Every decision is
+one line in ~/.labvm/autostop.log with its reasons; the last check's reasons, an extension and
+the last autostop are in the state file, which outlives the stop (it is in ~/.labvm, not /run),
+so `inv status` can say why the VM stopped after it restarts.
 
 A cluster's worker VM watches its head instead (settings "dask_scheduler": host:port): it stops
 itself once the head's scheduler has not accepted a TCP connection for WORKER_GRACE and no one
 is logged in over SSH.  No cloud credential and no SSH between the machines: each decides alone.
 
-Standard library only, Python 3.8+; it shares nbctl.py's view of labvm's Jupyter.
+Standard library only, Python 3.8+; it shares nbctl.py's view of labvm's Jupyter (common.py).
 """
 
 import fcntl
@@ -41,30 +42,24 @@ import urllib.error
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-import nbctl
+import layout
+from common import RUNTIME, api, home_path, parse_time, read_json, say, servers, write_private
+from words import duration
 
-SETTINGS = os.path.join(nbctl.STATE, "autostop.json")
-STATE = os.path.join(nbctl.STATE, "autostop-state.json")
-LOG = os.path.join(nbctl.STATE, "autostop.log")
+SETTINGS = home_path(layout.AUTOSTOP_SETTINGS)
+STATE = home_path(layout.AUTOSTOP_STATE)
+LOG = home_path(layout.AUTOSTOP_LOG)
 LOG_KEEP = 5000  # lines; a check a minute is about three and a half days
 DEFAULT_COMMAND = "sudo -n shutdown -h now"
 SSH_PTY_SESSION = re.compile(r"sshd(?:-session)?: (\S+)@(pts/\d+)")
 # What outlives a new boot and a new setting: the last autostop, and an extension until its time.
 CARRIED = ("stopped_at", "stopped_after", "extended_until")
 HERE = os.path.dirname(os.path.abspath(__file__))
-DASK = os.path.join(nbctl.STATE, "dask")  # dask.sh's pid and args files, one set per role and host
+DASK = home_path(layout.DASK_DIR)  # dask.sh's pid and args files, one set per role and host
 # A worker whose head's scheduler is gone this long (whole minutes) stops itself.  Checks come a
 # minute apart, so a worker stops within 4 minutes of its head (its first check without the
 # scheduler, then the grace to the next minute): the cluster within the idle period + 5 minutes.
 WORKER_GRACE = 120
-
-
-def read_json(path, default):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return default
 
 
 @contextmanager
@@ -82,6 +77,7 @@ def current_state():
 
 
 def fresh_state(old):
+    """A new boot's state: only what outlives a boot (CARRIED) taken from the old one."""
     state = {key: old[key] for key in CARRIED if key in old}
     state["boot_id"] = boot_id()
     return state
@@ -94,16 +90,8 @@ def clock(epoch):
     return time.strftime("%H:%M UTC" if today else "%Y-%m-%d %H:%M UTC", moment)
 
 
-def minutes(seconds):
-    seconds = int(seconds)
-    if seconds < 120:
-        return "%ds" % seconds
-    if seconds < 7200:
-        return "%dm" % (seconds // 60)
-    return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)
-
-
 def log(line):
+    """One line in ~/.labvm/autostop.log with its UTC time; past LOG_KEEP lines, the older half goes."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         with open(LOG) as f:
@@ -112,7 +100,7 @@ def log(line):
         lines = []
     if len(lines) >= LOG_KEEP:
         with open(LOG, "w") as f:
-            f.writelines(lines[-LOG_KEEP // 2:])
+            f.writelines(lines[-LOG_KEEP // 2 :])
     with open(LOG, "a") as f:
         f.write("%s %s\n" % (stamp, line))
 
@@ -151,20 +139,23 @@ def ssh_sessions():
 
 
 def age(text, now):
-    return (now - nbctl.parse_time(text)).total_seconds() if text else float("inf")
+    """Seconds since an ISO time of Jupyter's or the state's; infinite when there is none."""
+    return (now - parse_time(text)).total_seconds() if text else float("inf")
 
 
 def jupyter_activity(port, period, now):
-    server = next((s for s in nbctl.servers(nbctl.RUNTIME) if s.get("port") == port), None)
+    """Why labvm's Jupyter on this port is in use: busy kernels, kernels or terminals used within the
+    period, open kernel websockets."""
+    server = next((s for s in servers(RUNTIME) if s.get("port") == port), None)
     if not server:
         return []
     try:
-        status = nbctl.api(server, "status")
-        kernels = nbctl.api(server, "kernels")
+        status = api(server, "status")
+        kernels = api(server, "kernels")
     except (OSError, ValueError, urllib.error.URLError):
         return ["Jupyter runs but its API does not answer (not idle while unsure)"]
     try:
-        terminals = nbctl.api(server, "terminals")
+        terminals = api(server, "terminals")
     except (OSError, ValueError, urllib.error.URLError):
         terminals = []  # no terminal extension: no terminals
     reasons = []
@@ -174,7 +165,7 @@ def jupyter_activity(port, period, now):
     recent = [k for k in kernels if k not in busy and age(k.get("last_activity"), now) < period]
     if recent:
         latest = min(age(k["last_activity"], now) for k in recent)
-        reasons.append("kernel activity %s ago" % minutes(latest))
+        reasons.append("kernel activity %s ago" % duration(latest))
     used = [t for t in terminals if age(t.get("last_activity"), now) < period]
     if used:
         reasons.append("%d terminal(s) used within the period" % len(used))
@@ -197,7 +188,7 @@ def labvm_schedulers():
         # setproctitle, when the env has it, renames the scheduler "dask scheduler [tls://...]"
         if "distributed.cli.dask_scheduler" not in command and not command.startswith("dask scheduler ["):
             continue
-        found.append(os.path.basename(pidfile)[len("scheduler-"):-len(".pid")])
+        found.append(os.path.basename(pidfile)[len("scheduler-") : -len(".pid")])
     return found
 
 
@@ -209,6 +200,7 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.socket_path = socket_path
 
     def connect(self):
+        """Connects to the unix socket instead of a TCP port."""
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self.timeout)
         self.sock.connect(self.socket_path)
@@ -218,10 +210,10 @@ COUNTS_LIMIT = 64 * 1024  # the answer is a few hundred bytes
 
 
 def dask_counts():
-    # distributed serves /json/counts.json on the dashboard's HTTP server with or without bokeh
-    # (distributed/http/scheduler/json.py, CountsJSON; in distributed.scheduler.http.routes by default):
-    # "processing" sums every worker's processing tasks, "waiting" counts tasks waiting on others.
-    connection = UnixHTTPConnection(nbctl.DASHBOARD_SOCKET, timeout=5)
+    """The dashboard's /json/counts.json, served with or without bokeh (distributed/http/scheduler/json.py,
+    CountsJSON; in distributed.scheduler.http.routes by default): "processing" sums every worker's
+    processing tasks, "waiting" counts tasks waiting on others."""
+    connection = UnixHTTPConnection(home_path(layout.DASHBOARD_SOCKET), timeout=5)
     try:
         connection.request("GET", "/json/counts.json")
         response = connection.getresponse()
@@ -243,19 +235,30 @@ def dask_activity():
     except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException):
         return ["dask scheduler runs but its dashboard does not answer (not idle while unsure)"]
     if processing or waiting:
-        return ["dask: %d task(s) processing%s on %d worker(s)"
-                % (processing, ", %d waiting" % waiting if waiting else "", workers)]
+        return [
+            "dask: %d task(s) processing%s on %d worker(s)"
+            % (processing, ", %d waiting" % waiting if waiting else "", workers)
+        ]
     return []
 
 
-def end_dask_schedulers():
+def stop_dask_schedulers():
     """Ends labvm's schedulers the way `inv down` does, so the workers see their head gone at once."""
     for host in labvm_schedulers():
-        result = subprocess.run(["/bin/sh", os.path.join(HERE, "dask.sh"), "stop"], stdin=subprocess.DEVNULL,
-                                env=dict(os.environ, LABVM_DASK_ROLE="scheduler", LABVM_DASK_HOST=host),
-                                capture_output=True, text=True, timeout=60, check=False)
-        log("ended the dask scheduler (%s): its workers stop themselves" % host if result.returncode == 0
-            else "could not end the dask scheduler (%s): %s" % (host, result.stderr.strip()[-300:]))
+        result = subprocess.run(
+            ["/bin/sh", os.path.join(HERE, "dask.sh"), "stop"],
+            stdin=subprocess.DEVNULL,
+            env=dict(os.environ, LABVM_DASK_ROLE="scheduler", LABVM_DASK_HOST=host),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        log(
+            "ended the dask scheduler (%s): its workers stop themselves" % host
+            if result.returncode == 0
+            else "could not end the dask scheduler (%s): %s" % (host, result.stderr.strip()[-300:])
+        )
 
 
 def scheduler_answers(address):
@@ -280,6 +283,7 @@ def scheduler_answers(address):
 
 
 def ssh_activity():
+    """The interactive SSH logins, as one reason."""
     sessions = ssh_sessions()
     return ["interactive SSH: " + ", ".join(sessions)] if sessions else []
 
@@ -310,6 +314,7 @@ def worker_activity(scheduler):
 
 
 def boot_id():
+    """This boot's id (the kernel's); "" when it cannot be read."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             return f.read().strip()
@@ -320,11 +325,19 @@ def boot_id():
 def warn_users(message):
     """A line on every logged-in terminal (best effort: wall may be missing or refused)."""
     if shutil.which("wall"):
-        subprocess.run(["wall", message], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=10, check=False)
+        subprocess.run(
+            ["wall", message],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
+        )
 
 
 def check():
+    """The minute's check: its reasons noted (state and log), and the idle count, or a worker's
+    count of its head gone, taken on to the stop."""
     settings = read_json(SETTINGS, {})
     period = settings.get("idle_seconds", 0)
     now = datetime.now(timezone.utc)
@@ -346,7 +359,7 @@ def check():
                 count_head_gone(state, settings, now)
             else:
                 count_idle(state, settings, now)
-        nbctl.write_private(STATE, json.dumps(state) + "\n")
+        write_private(STATE, json.dumps(state) + "\n")
 
 
 def extension(state, now):
@@ -367,17 +380,21 @@ def count_idle(state, settings, now):
     idle = age(state["idle_since"], now)
     left = period - idle
     if left > 0:
-        log("idle %s of %s: no kernel busy or used, no connection, no SSH session, load under %.2f"
-            % (minutes(idle), minutes(period), settings["load_max"]))
+        log(
+            "idle %s of %s: no kernel busy or used, no connection, no SSH session, load under %.2f"
+            % (duration(idle), duration(period), settings["load_max"])
+        )
         if left <= min(300, period / 2) and not state.get("warned"):
-            warn_users("labvm: this machine has been idle %s and stops itself in %s; "
-                       "use Jupyter or log in to keep it running" % (minutes(idle), minutes(left)))
+            warn_users(
+                "labvm: this machine has been idle %s and stops itself in %s; "
+                "use Jupyter or log in to keep it running" % (duration(idle), duration(left))
+            )
             state["warned"] = now.isoformat()
-            log("warned logged-in users: stopping in %s" % minutes(left))
+            log("warned logged-in users: stopping in %s" % duration(left))
         return
     command = settings.get("stop_command") or DEFAULT_COMMAND
-    log("stopping: idle %s >= %s; running: %s" % (minutes(idle), minutes(period), command))
-    end_dask_schedulers()
+    log("stopping: idle %s >= %s; running: %s" % (duration(idle), duration(period), command))
+    stop_dask_schedulers()
     run_stop_command(state, command, idle, now)
 
 
@@ -387,23 +404,31 @@ def count_head_gone(state, settings, now):
     state.setdefault("idle_since", now.isoformat())
     gone = age(state["idle_since"], now)
     if gone < WORKER_GRACE:
-        log("head gone %s of %s: its dask scheduler %s does not answer, no SSH session"
-            % (minutes(gone), minutes(WORKER_GRACE), scheduler))
+        log(
+            "head gone %s of %s: its dask scheduler %s does not answer, no SSH session"
+            % (duration(gone), duration(WORKER_GRACE), scheduler)
+        )
         return
     command = settings.get("stop_command") or DEFAULT_COMMAND
-    log("stopping: the head's dask scheduler %s has not answered for %s >= %s; running: %s"
-        % (scheduler, minutes(gone), minutes(WORKER_GRACE), command))
+    log(
+        "stopping: the head's dask scheduler %s has not answered for %s >= %s; running: %s"
+        % (scheduler, duration(gone), duration(WORKER_GRACE), command)
+    )
     run_stop_command(state, command, gone, now)
 
 
 def run_stop_command(state, command, idle, now):
-    result = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, check=False)
+    """Runs the stop command; on success the state says when and after how long idle."""
+    result = subprocess.run(
+        ["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
     if result.returncode == 0:
         state.update(stop_requested=now.isoformat(), stopped_at=int(now.timestamp()), stopped_after=int(idle))
     else:
-        log("stop command failed (exit %d): %s; trying again next minute"
-            % (result.returncode, (result.stderr or result.stdout).strip()[-300:]))
+        log(
+            "stop command failed (exit %d): %s; trying again next minute"
+            % (result.returncode, (result.stderr or result.stdout).strip()[-300:])
+        )
 
 
 def extend():
@@ -419,9 +444,9 @@ def extend():
             log("extended by the user: in use until %s" % clock(until))
         elif state.pop("extended_until", None):
             log("extension ended by the user: idle time counts from the next check")
-        nbctl.write_private(STATE, json.dumps(state) + "\n")
+        write_private(STATE, json.dumps(state) + "\n")
     if state.get("stop_requested"):
-        nbctl.say("autostop: this machine already asked to stop itself at %s" % state["stop_requested"])
+        say("autostop: this machine already asked to stop itself at %s" % state["stop_requested"])
 
 
 def configure():
@@ -440,24 +465,27 @@ def configure():
     if os.environ.get("LABVM_AUTOSTOP_KEEP") == "1" and current and current.get("set_by") == "inv autostop":
         # The period stays as the user set it; the port and the rest follow hosts.yml.
         wanted.update(idle_seconds=current["idle_seconds"], set_by="inv autostop")
-        nbctl.say("autostop: keeping the setting made with `inv autostop` (%s); `inv autostop` alone "
-                  "applies hosts.yml again" % (minutes(current["idle_seconds"]) if current["idle_seconds"] else "off"))
+        say(
+            "autostop: keeping the setting made with `inv autostop` (%s); `inv autostop` alone "
+            "applies hosts.yml again" % (duration(current["idle_seconds"]) if current["idle_seconds"] else "off")
+        )
     if wanted != current:
-        nbctl.write_private(SETTINGS, json.dumps(wanted, indent=1, sort_keys=True) + "\n")
+        write_private(SETTINGS, json.dumps(wanted, indent=1, sort_keys=True) + "\n")
     if wanted != current or explicit:
         # A new setting, or the user saying so, starts a new count (a stop asked for too).
         with state_lock():
-            nbctl.write_private(STATE, json.dumps(fresh_state(read_json(STATE, {}))) + "\n")
+            write_private(STATE, json.dumps(fresh_state(read_json(STATE, {}))) + "\n")
     return wanted["idle_seconds"]
 
 
 def scheduler():
+    """What runs the minute's check for this user: "systemd timer", "cron", or "" when neither."""
     user = pwd.getpwuid(os.getuid()).pw_name
-    if os.path.exists("/etc/systemd/system/labvm-autostop-%s.timer" % user):
+    if os.path.exists("/etc/systemd/system/%s%s.timer" % (layout.AUTOSTOP_UNIT_PREFIX, user)):
         return "systemd timer"
     if shutil.which("crontab"):
         listing = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False).stdout
-        if "# labvm-autostop" in listing:
+        if layout.AUTOSTOP_CRON_MARK in listing:
             return "cron"
     return ""
 
@@ -489,8 +517,9 @@ def report():
 
 
 def main():
+    """`autostop.py check|configure|extend|status`, as autostop.sh and nbctl.py run it."""
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    os.makedirs(nbctl.STATE, exist_ok=True)
+    os.makedirs(home_path(layout.STATE_DIR), exist_ok=True)
     if command == "check":
         check()
     elif command == "configure":
@@ -500,7 +529,7 @@ def main():
     elif command == "status":
         print(json.dumps(report()))
     else:
-        nbctl.say("usage: autostop.py check|configure|extend|status")
+        say("usage: autostop.py check|configure|extend|status")
         sys.exit(2)
 
 

@@ -9,7 +9,7 @@
 #   LABVM_AUTOSTOP_SCHEDULER  HOST:PORT on a cluster's worker VM: it stops itself once its head's
 #                           Dask scheduler there stops answering (autostop.py WORKER_GRACE), not
 #                           when Jupyter is idle; empty on the head and on a single VM
-# Writes ~/.labvm/autostop.json, then runs autostop.py check every minute: a systemd timer
+# Writes layout.py AUTOSTOP_SETTINGS, then runs autostop.py check every minute: a systemd timer
 # where systemd runs and sudo is allowed, else the user's crontab.  Prints the status as JSON.
 # extend: the machine counts as in use until LABVM_AUTOSTOP_UNTIL (epoch seconds; 0 ends an
 # extension now), then idle time counts again by itself.  Prints the status as JSON.
@@ -21,8 +21,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 py=$(command -v python3 || true)
 [ -n "$py" ] || py=$(env_python "$(expand_home "${LABVM_ENV_PREFIX:-~/.labvm/env}")")
 user=$(id -un)
-unit="labvm-autostop-$user"
-mark="# labvm-autostop"
+unit="$AUTOSTOP_UNIT_PREFIX$user"
+mark=$AUTOSTOP_CRON_MARK
 
 can_sudo() { [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
@@ -92,7 +92,7 @@ apply() {
         else
             die "autostop needs systemd (with sudo) or cron on the host; install cron (sudo apt-get install cron) or set autostop: off"
         fi
-        say "autostop: checked every minute by $how; decisions in ~/.labvm/autostop.log"
+        say "autostop: checked every minute by $how; decisions in ~/$AUTOSTOP_LOG"
         if [ -z "${LABVM_AUTOSTOP_COMMAND:-}" ] && ! can_sudo; then
             say "autostop: warning: $user may not run 'sudo -n shutdown', so the machine cannot stop itself; allow it in sudoers"
         fi

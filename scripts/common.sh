@@ -1,7 +1,7 @@
-# Sourced by labvm's scripts on the host: state paths and small helpers.
+# Sourced by labvm's scripts on the host: state paths (layout.py, which labvm reads too) and small helpers.
 # Every value from hosts.yml arrives as an environment variable and stays quoted.
-STATE="$HOME/.labvm"
-SESSION=labvm-notebook
+. "$(dirname "$0")/layout.py"
+STATE="$HOME/$STATE_DIR"
 
 say() { printf '%s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -10,12 +10,12 @@
 #   LABVM_DASK_THREADS, LABVM_DASK_MEMORY   per worker; empty: what the machine has
 #   LABVM_DASK_RESTART    1: start again even when running with the same settings (a new scheduler)
 #   LABVM_DASK_ROLE       stop: scheduler | worker
-#   LABVM_DASK_FILES      install-certificates: the files labvm put in ~/.labvm/dask/incoming-HOST, one a line
+#   LABVM_DASK_FILES      install-certificates: the files labvm put in DASK_DIR/incoming-HOST, one a line
 #   LABVM_PACKAGES        versions: requirements whose installed versions are reported, one a line
 #   LABVM_MUX             tmux | screen | nohup: what keeps dask alive after logout
 #   LABVM_TIMEOUT         seconds a start may take (a worker: until the scheduler registered it)
-# Certificates are in ~/.labvm/dask (put there by labvm), and the scheduler's dashboard is a unix
-# socket there, ~/.labvm/dask/dashboard.sock (dask_dashboard.py), which JupyterLab proxies.
+# Certificates are in DASK_DIR (layout.py; put there by labvm), and the scheduler's dashboard is a
+# unix socket there, DASHBOARD_SOCKET (dask_dashboard.py), which JupyterLab proxies.
 # Prints one JSON object on stdout; progress and errors go to stderr.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,9 +24,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 prefix=$(expand_home "${LABVM_ENV_PREFIX:-}")
 py="$prefix/bin/python"
 mux=${LABVM_MUX:-tmux}
-DASK="$STATE/dask"
-# As scripts/nbctl.py DASHBOARD_SOCKET, where Jupyter's proxy and autostop look for it.
-DASHBOARD_SOCKET="$DASK/dashboard.sock"
+DASK="$HOME/$DASK_DIR"
+DASHBOARD_SOCKET="$HOME/$DASHBOARD_SOCKET"  # where Jupyter's proxy (nbctl.py) and autostop.py look for it
 WORKER_PORTS=8790:8799  # fixed ranges, so a firewall can open exactly these between the machines
 NANNY_PORTS=8800:8809
 

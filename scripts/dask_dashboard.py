@@ -5,7 +5,7 @@ LABVM_DASK_DASHBOARD_SOCKET).
 On a shared VM any login can connect to a TCP port on 127.0.0.1, and the dashboard has no
 authentication of its own; a socket file 0600 in a 0700 folder opens only for its user (and
 root). JupyterLab reaches it through jupyter-server-proxy's named server, behind Jupyter's token
-(scripts/nbctl.py DASHBOARD_ROUTE).
+(layout.py DASHBOARD_ROUTE).
 
 distributed (2026.8) has no option for this: Scheduler.__init__ builds its HTTP server and binds
 it on TCP at once (distributed/node.py start_http_server; dask/distributed#9363 proposes a unix
@@ -38,6 +38,7 @@ def private_folder(path):
 
 
 async def dask_setup(scheduler):
+    """The preload's hook at the end of Scheduler.start: the dashboard served on the socket, TCP closed."""
     path = os.environ["LABVM_DASK_DASHBOARD_SOCKET"]
     try:
         private_folder(path)
@@ -57,6 +58,7 @@ async def dask_setup(scheduler):
 
 
 async def dask_teardown(scheduler):
+    """The preload's hook when the scheduler closes: its socket removed, unless a newer scheduler's."""
     served = getattr(scheduler, "labvm_dashboard", None)
     if served is None:
         return

@@ -89,24 +89,24 @@ install_uv() {
     rm -f "$tmp"
 }
 
-# Runs an installer with its output in ~/.labvm/env.log; shows its progress lines (uv's
+# Runs an installer with its output in ~/$ENV_LOG; shows its progress lines (uv's
 # "Resolved/Prepared/Installed N packages", warnings, errors) but not one line per package,
 # and ends with a one-line summary.  Keeps the installer's exit status.
 quietly() {
     what=$1; shift
     started=$(date +%s)
-    : > "$STATE/env.log"
+    : > "$HOME/$ENV_LOG"
     # Its own status file: a run cut off by a dropped connection may still be ending, and
     # machines sharing a home (NFS) run this at the same time.
     status_file=$(mktemp "$STATE/env.status.XXXXXX")
-    { "$@" 2>&1; echo "$?" > "$status_file"; } | tee -a "$STATE/env.log" | awk '
+    { "$@" 2>&1; echo "$?" > "$status_file"; } | tee -a "$HOME/$ENV_LOG" | awk '
         /^ *[-+~] [A-Za-z0-9_.-]+[=@ ]/ { next }
         NF { print "env:   " $0; fflush() }' >&2
     status=$(cat "$status_file"); rm -f "$status_file"
     [ "$status" = 0 ] || return "${status:-1}"
-    count=$(grep -c '^ *+ ' "$STATE/env.log" || true)
-    if [ "$count" -gt 0 ]; then say "env: installed $what: $count packages in $(( $(date +%s) - started ))s (list: ~/.labvm/env.log)"
-    else say "env: installed $what in $(( $(date +%s) - started ))s (details: ~/.labvm/env.log)"; fi
+    count=$(grep -c '^ *+ ' "$HOME/$ENV_LOG" || true)
+    if [ "$count" -gt 0 ]; then say "env: installed $what: $count packages in $(( $(date +%s) - started ))s (list: ~/$ENV_LOG)"
+    else say "env: installed $what in $(( $(date +%s) - started ))s (details: ~/$ENV_LOG)"; fi
 }
 
 file_changed() {
@@ -165,13 +165,13 @@ if [ -n "$missing" ]; then
 $missing
 END
     say "env: installing $*"
-    quietly "$*" pip_install "$@" || die "installing $* failed (see the lines above; all of it in ~/.labvm/env.log)"
+    quietly "$*" pip_install "$@" || die "installing $* failed (see the lines above; all of it in ~/$ENV_LOG)"
     changed=1
 fi
 if file_changed; then
     say "env: applying $env_file"
     if [ "$manager" = conda ]; then quietly "$env_file" "$conda" env update -q -p "$prefix" -f "$env_file"
-    else quietly "$env_file" pip_install -r "$env_file"; fi || die "applying $env_file failed (see the lines above; all of it in ~/.labvm/env.log)"
+    else quietly "$env_file" pip_install -r "$env_file"; fi || die "applying $env_file failed (see the lines above; all of it in ~/$ENV_LOG)"
     remember_file
     changed=1
 fi

@@ -2,7 +2,7 @@
 
 Standard library only (it also runs before the env exists, for `inv status`), and
 Python 3.8+ (older cloud images).  Prints one JSON object on stdout; messages go to stderr.
-labvm's own servers are the ones whose runtime files are in ~/.labvm/runtime
+labvm's own servers are the ones whose runtime files are in layout.RUNTIME_DIR
 (JUPYTER_RUNTIME_DIR, set by jupyter-run.sh); any other Jupyter is someone else's.
 """
 
@@ -17,26 +17,24 @@ import socket
 import sys
 import time
 import urllib.error
-import urllib.request
 from datetime import datetime, timezone
 
-STATE = os.path.expanduser("~/.labvm")
-RUNTIME = os.path.join(STATE, "runtime")
-CONFIG = os.path.join(STATE, "jupyter_config.json")
-TOKEN = os.path.join(STATE, "token")
-PASSWORD_HASH = os.path.join(STATE, "password_hash")
-LOG = os.path.join(STATE, "jupyter.log")
-RUNNER_PID = os.path.join(STATE, "runner.pid")
+import layout
+from common import RUNTIME, alive, api, home_path, parse_time, say, servers, write_private
+
+CONFIG = home_path(layout.JUPYTER_CONFIG)
+TOKEN = home_path(layout.TOKEN_FILE)
+PASSWORD_HASH = home_path(layout.PASSWORD_HASH)
+LOG = home_path(layout.JUPYTER_LOG)
+RUNNER_PID = home_path(layout.RUNNER_PID)
 # dask-labextension's panel opens the cluster's dashboard with nothing typed: its setting defaultURL
 # (schema/plugin.json of the plugin "dask-labextension:plugin") takes a path relative to Jupyter's
 # base URL (src/dashboard.tsx normalizeDashboardUrl).  The dashboard is a unix socket only its user
 # can open (dask.sh, dask_dashboard.py), served in JupyterLab behind its token by a named server of
 # jupyter-server-proxy: a ServerProcess with no command proxies to one running already, and
-# unix_socket is the path of its socket (jupyter_server_proxy/config.py, 4.x).  Not "dask": that
-# prefix is dask-labextension's own API (dask/clusters, dask/dashboard-check).
+# unix_socket is the path of its socket (jupyter_server_proxy/config.py, 4.x).
 DASK_PLUGIN = "dask-labextension:plugin"
-DASHBOARD_ROUTE = "dask-dashboard"  # as labvm/cluster.py DASHBOARD_ROUTE
-DASHBOARD_SOCKET = os.path.join(STATE, "dask", "dashboard.sock")  # as dask.sh DASHBOARD_SOCKET
+DASHBOARD_SOCKET = home_path(layout.DASHBOARD_SOCKET)
 # Jupyter signs its login cookie with a secret kept here (jupyter_server serverapp.py
 # cookie_secret_file, in JUPYTER_RUNTIME_DIR): a cookie outlives a new token unless it changes too.
 COOKIE_SECRET = os.path.join(RUNTIME, "jupyter_cookie_secret")
@@ -46,18 +44,8 @@ OTHER_RUNTIME_DIRS = [
 ]
 
 
-def say(message):
-    print(message, file=sys.stderr, flush=True)
-
-
-def write_private(path, text):
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-
 def config(args):
+    """`config`: the workspace, the token and Jupyter's config file written; says whether it changed."""
     workspace = os.path.expanduser(args.workspace)
     os.makedirs(workspace, exist_ok=True)
     os.makedirs(RUNTIME, mode=0o700, exist_ok=True)
@@ -79,8 +67,9 @@ def config(args):
     # to turn off fetching announcements"; docs user/announcements: NeverCheckForUpdate).
     settings["LabApp"] = {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}
     if has_dask_panel(args.prefix):
-        settings["ServerProxy"] = {"servers": {DASHBOARD_ROUTE: {
-            "unix_socket": DASHBOARD_SOCKET, "launcher_entry": {"enabled": False}}}}
+        settings["ServerProxy"] = {
+            "servers": {layout.DASHBOARD_ROUTE: {"unix_socket": DASHBOARD_SOCKET, "launcher_entry": {"enabled": False}}}
+        }
     defaults_changed = settings_overrides(args.prefix)
     if args.auth == "password":
         with open(PASSWORD_HASH) as f:
@@ -93,7 +82,7 @@ def config(args):
         changed = True
     if changed:
         write_private(CONFIG, text)
-        say("notebook: Jupyter config written to ~/.labvm/jupyter_config.json")
+        say("notebook: Jupyter config written to ~/%s" % layout.JUPYTER_CONFIG)
     elif defaults_changed:
         # Newer than the running server's runtime file: `plan` restarts Jupyter, which reads the
         # defaults (and loads a newly installed server extension) only when it starts.
@@ -115,7 +104,7 @@ def settings_overrides(prefix):
     answers it, and the user may still turn news on."""
     overrides = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
     if has_dask_panel(prefix):
-        overrides[DASK_PLUGIN] = {"defaultURL": DASHBOARD_ROUTE}
+        overrides[DASK_PLUGIN] = {"defaultURL": layout.DASHBOARD_ROUTE}
     folder = os.path.join(prefix, "share", "jupyter", "lab", "settings", "overrides.d")
     text = json.dumps(overrides, indent=1) + "\n"
     path = os.path.join(folder, "labvm.json")
@@ -153,45 +142,8 @@ def new_token(args):
     return {"token": "new"}
 
 
-def launched(args):
-    """Right after a start is launched, before Jupyter answers: what the browser's URL needs (the
-    asleep page hands its port to the tunnel while Jupyter boots).  Jupyter serves the token and
-    base_url of CONFIG, which new-token and config wrote; one that runs already, its own."""
-    running = [s for s in servers(RUNTIME) if s.get("port") == args.port]
-    if running:
-        return {"port": args.port, "token": running[0].get("token"), "base_url": running[0].get("base_url", "/")}
-    with open(CONFIG) as f:
-        settings = json.load(f)
-    with open(TOKEN) as f:
-        token = f.read().strip()
-    return {"port": args.port, "token": token, "base_url": settings.get("ServerApp", {}).get("base_url", "/")}
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def servers(directory):
-    found = []
-    for path in glob.glob(os.path.join(directory, "jpserver-*.json")):
-        try:
-            with open(path) as f:
-                info = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if alive(int(info.get("pid", 0))):
-            info["runtime_file"] = path
-            found.append(info)
-    return found
-
-
 def port_open(port):
+    """Something accepts a TCP connection on 127.0.0.1:port."""
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -214,6 +166,7 @@ def port_owner(port):
 
 
 def owner_name(uid):
+    """The user name of a uid, or "uid N" when it has none."""
     import pwd
 
     try:
@@ -222,26 +175,8 @@ def owner_name(uid):
         return "uid %d" % uid
 
 
-# Lab networks set http_proxy without no_proxy for 127.0.0.1; a proxy cannot reach this host's
-# loopback, so labvm's own requests to Jupyter never go through one.
-LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def api(info, path):
-    # no_track_activity: labvm looking must not count as someone working (idle time, autostop).
-    url = "http://127.0.0.1:%d%sapi/%s?no_track_activity=1" % (info["port"], info.get("base_url", "/"), path)
-    request = urllib.request.Request(url)
-    if info.get("token"):
-        request.add_header("Authorization", "token " + info["token"])
-    with LOOPBACK.open(request, timeout=5) as response:
-        return json.load(response)
-
-
-def parse_time(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def machine():
+    """The host's memory, disk of the home folder, and 1-minute load, for `inv status`."""
     meminfo = {}
     with open("/proc/meminfo") as f:
         for line in f:
@@ -258,16 +193,16 @@ def machine():
 
 
 def status(args):
+    """`status`: labvm's Jupyter on the port (its token, kernels, idle time), who else holds the port,
+    the machine and autostop."""
     own = servers(RUNTIME)
     mine = next((s for s in own if s.get("port") == args.port), own[0] if own else None)
-    import autostop  # beside this file
+    import autostop  # beside this file; only status needs it (`owner` runs every 10 s)
 
     result = {"port": args.port, "server": None, "other": None, "port_busy": False}
     result.update(machine(), autostop=autostop.report())
     if mine:
-        result["server"] = {
-            k: mine.get(k) for k in ("pid", "port", "token", "base_url", "root_dir", "runtime_file")
-        }
+        result["server"] = {k: mine.get(k) for k in ("pid", "port", "token", "base_url", "root_dir", "runtime_file")}
         try:
             api_status = api(mine, "status")
             kernels = api(mine, "kernels")
@@ -303,8 +238,16 @@ def owner(args):
     """Who listens on the port the tunnel forwards to: one JSON line, read from /proc only (no
     connection to the holder).  labvm's keeper asks before it forwards."""
     uid = port_owner(args.port)
-    print(json.dumps({"port": args.port, "uid": uid, "mine": uid is not None and uid == os.geteuid(),
-                      "user": None if uid is None else owner_name(uid)}))
+    print(
+        json.dumps(
+            {
+                "port": args.port,
+                "uid": uid,
+                "mine": uid is not None and uid == os.geteuid(),
+                "user": None if uid is None else owner_name(uid),
+            }
+        )
+    )
 
 
 def plan(args):
@@ -312,8 +255,10 @@ def plan(args):
     result = status(args)
     server = result["server"]
     if result.get("port_holder"):
-        say("error: port %d on the host is held by user %s, not you: labvm will not forward your browser there; "
-            "set notebook.port to another port" % (args.port, result["port_holder"]["user"]))
+        say(
+            "error: port %d on the host is held by user %s, not you: labvm will not forward your browser there; "
+            "set notebook.port to another port" % (args.port, result["port_holder"]["user"])
+        )
         sys.exit(1)
     if server and server["port"] == args.port and server.get("answering"):
         stale = os.path.getmtime(CONFIG) > os.path.getmtime(server["runtime_file"])
@@ -323,8 +268,7 @@ def plan(args):
     elif result["other"]:
         say(
             "error: port %d on the host is taken by a Jupyter labvm did not start (pid %d); "
-            "end it with: inv stop-notebook --force, or set notebook.port"
-            % (args.port, result["other"]["pid"])
+            "end it with: inv stop-notebook --force, or set notebook.port" % (args.port, result["other"]["pid"])
         )
         sys.exit(1)
     elif result["port_busy"]:
@@ -355,12 +299,13 @@ def last_start_log():
     except OSError:
         return []
     starts = [i for i, line in enumerate(lines) if line.startswith("--- labvm: starting JupyterLab")]
-    return lines[starts[-1]:] if starts else lines
+    return lines[starts[-1] :] if starts else lines
 
 
 def log_tail(lines=20):
+    """The last lines of the last start's log, for a start that failed."""
     tail = last_start_log()[-lines:]
-    return "\n".join(tail) + "\n" if tail else "(no log at ~/.labvm/jupyter.log)\n"
+    return "\n".join(tail) + "\n" if tail else "(no log at ~/%s)\n" % layout.JUPYTER_LOG
 
 
 JUPYTER_ERROR = re.compile(r"^\[(E|C) |\b(ERROR|CRITICAL)\b")
@@ -382,6 +327,8 @@ def failure_causes(lines, keep=5):
 
 
 def wait(args):
+    """`wait`: status once Jupyter answers; else the log's errors and exit status 1 (its runner exited,
+    or the timeout)."""
     deadline = time.monotonic() + args.timeout
     started = time.monotonic()
     reported = 0
@@ -402,20 +349,30 @@ def wait(args):
             reported = waited
             say("notebook: waiting for Jupyter to answer (%ds)" % waited)
         time.sleep(0.05)
-    say("notebook: Jupyter did not start; last lines of ~/.labvm/jupyter.log:")
+    say("notebook: Jupyter did not start; last lines of ~/%s:" % layout.JUPYTER_LOG)
     sys.stderr.write(log_tail())
     causes = failure_causes(last_start_log())
     if causes:
         say("notebook: the errors in that log:")
         sys.stderr.write("".join("  %s\n" % line for line in causes))
     # The last `error:` line is the one-line message labvm shows.
-    say("error: Jupyter did not start: %s (~/.labvm/jupyter.log)"
-        % (causes[-1] if causes else "it exited without an error in its log" if exited
-           else "no answer within %ds and no error in its log" % args.timeout))
+    say(
+        "error: Jupyter did not start: %s (~/%s)"
+        % (
+            causes[-1]
+            if causes
+            else "it exited without an error in its log"
+            if exited
+            else "no answer within %ds and no error in its log" % args.timeout,
+            layout.JUPYTER_LOG,
+        )
+    )
     sys.exit(1)
 
 
 def stop(args):
+    """`stop`: labvm's Jupyter ended (SIGTERM, SIGKILL after 20 s), and with --force the other one on the
+    port; the dead servers' runtime files removed."""
     targets = [s["pid"] for s in servers(RUNTIME)]
     current = status(args)
     if current["other"] and args.force:
@@ -439,8 +396,9 @@ def stop(args):
 
 
 def main():
+    """`nbctl.py COMMAND [options]`: one JSON object on stdout (`owner` prints its own line)."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["config", "status", "plan", "new-token", "launched", "wait", "stop", "owner"])
+    parser.add_argument("command", choices=["config", "status", "plan", "new-token", "wait", "stop", "owner"])
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--workspace", default="~/work")
     parser.add_argument("--prefix", default=sys.prefix, help="the environment Jupyter runs from")
@@ -451,8 +409,9 @@ def main():
     if args.command == "owner":
         owner(args)
         return
-    result = {"config": config, "status": status, "plan": plan, "new-token": new_token, "launched": launched, "wait": wait,
-              "stop": stop}[args.command](args)
+    result = {"config": config, "status": status, "plan": plan, "new-token": new_token, "wait": wait, "stop": stop}[
+        args.command
+    ](args)
     print(json.dumps(result))
 
 

@@ -1,11 +1,10 @@
 #!/bin/sh
-# JupyterLab on the host: notebook.sh config|start|launch|wait|stop|status
-#   (start = launch, which returns at once with the URL's token, then wait)
+# JupyterLab on the host: notebook.sh config|start|stop|status
 #   LABVM_ENV_PREFIX  the environment holding jupyter
 #   LABVM_PORT        port on the host (Jupyter binds 127.0.0.1 only)
 #   LABVM_WORKSPACE   Jupyter's root directory (~ allowed)
 #   LABVM_MUX         tmux | screen | nohup: what keeps Jupyter alive after logout
-#   LABVM_AUTH        token | password (~/.labvm/password_hash, put there by labvm)
+#   LABVM_AUTH        token | password (layout.py PASSWORD_HASH, put there by labvm)
 #   LABVM_TIMEOUT     seconds to wait for an authorised /api/status
 #   LABVM_FORCE       1: stop also ends a Jupyter labvm did not start on that port
 # Every start of Jupyter gets a new token (nbctl.py new-token); a running one keeps its own.
@@ -33,14 +32,14 @@ need_multiplexer() {
 stop_all() {
     if [ "${LABVM_FORCE:-0}" = 1 ]; then "$py" "$nbctl" stop --port "$port" --force
     else "$py" "$nbctl" stop --port "$port"; fi
-    if command -v tmux >/dev/null 2>&1; then tmux kill-session -t "$SESSION" 2>/dev/null || true; fi
-    if command -v screen >/dev/null 2>&1; then screen -S "$SESSION" -X quit >/dev/null 2>&1 || true; fi
+    if command -v tmux >/dev/null 2>&1; then tmux kill-session -t "$NOTEBOOK_SESSION" 2>/dev/null || true; fi
+    if command -v screen >/dev/null 2>&1; then screen -S "$NOTEBOOK_SESSION" -X quit >/dev/null 2>&1 || true; fi
 }
 
 # Starts Jupyter and returns at once (running=1: one runs already, left as it is).
 launch_jupyter() {
     [ -x "$prefix/bin/jupyter" ] || die "no jupyter in $prefix yet; run the env step first (inv setup)"
-    [ -f "$STATE/jupyter_config.json" ] || die "no Jupyter config yet; run inv setup first"
+    [ -f "$HOME/$JUPYTER_CONFIG" ] || die "no Jupyter config yet; run inv setup first"
     plan=$("$py" "$nbctl" plan --port "$port") || exit 1
     running=0
     case $plan in
@@ -54,19 +53,19 @@ launch_jupyter() {
     esac
     need_multiplexer
     "$py" "$nbctl" new-token > /dev/null
-    rm -f "$STATE/runner.pid"
+    rm -f "$HOME/$RUNNER_PID"
     case $mux in
         tmux)
-            tmux kill-session -t "$SESSION" 2>/dev/null || true
-            tmux new-session -d -s "$SESSION" sh "$here/jupyter-run.sh" "$prefix" ;;
+            tmux kill-session -t "$NOTEBOOK_SESSION" 2>/dev/null || true
+            tmux new-session -d -s "$NOTEBOOK_SESSION" sh "$here/jupyter-run.sh" "$prefix" ;;
         screen)
-            screen -S "$SESSION" -X quit >/dev/null 2>&1 || true
-            screen -dmS "$SESSION" sh "$here/jupyter-run.sh" "$prefix" ;;
+            screen -S "$NOTEBOOK_SESSION" -X quit >/dev/null 2>&1 || true
+            screen -dmS "$NOTEBOOK_SESSION" sh "$here/jupyter-run.sh" "$prefix" ;;
         nohup)
             nohup sh "$here/jupyter-run.sh" "$prefix" </dev/null >/dev/null 2>&1 & ;;
         *) die "notebook.multiplexer must be tmux, screen or nohup, not $mux" ;;
     esac
-    say "notebook: starting JupyterLab in $mux (session $SESSION) on 127.0.0.1:$port"
+    say "notebook: starting JupyterLab in $mux (session $NOTEBOOK_SESSION) on 127.0.0.1:$port"
 }
 
 # Until Jupyter answers, then its status; a Jupyter that does not is stopped.
@@ -86,9 +85,7 @@ start() {
 case ${1:-} in
     config) "$py" "$nbctl" config --port "$port" --prefix "$prefix" --workspace "$(expand_home "${LABVM_WORKSPACE:-~/work}")" --auth "${LABVM_AUTH:-token}" ;;
     start) start ;;
-    launch) launch_jupyter; "$py" "$nbctl" launched --port "$port" ;;
-    wait) wait_for_jupyter ;;
     stop) stop_all ;;
     status) "$py" "$nbctl" status --port "$port" ;;
-    *) die "usage: notebook.sh config|start|launch|wait|stop|status" ;;
+    *) die "usage: notebook.sh config|start|stop|status" ;;
 esac

@@ -67,8 +67,18 @@ def provider_for(lab, **settings):
     from labvm import config
     from labvm.providers.aws import AwsProvider
 
-    lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu", "instance_type": "t3.small",
-                             "ssh_cidr": "127.0.0.1/32", **settings}})
+    lab.write_hosts(
+        {
+            "aws": {
+                "provider": "aws",
+                "region": REGION,
+                "user": "ubuntu",
+                "instance_type": "t3.small",
+                "ssh_cidr": "127.0.0.1/32",
+                **settings,
+            }
+        }
+    )
     return AwsProvider(config.load(lab.hosts).profile("aws"))
 
 
@@ -82,7 +92,9 @@ def delete_default_vpc(ec2) -> None:
     vpc_filter = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
     for subnet in ec2.describe_subnets(Filters=vpc_filter)["Subnets"]:
         ec2.delete_subnet(SubnetId=subnet["SubnetId"])
-    for gateway in ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc["VpcId"]]}])["InternetGateways"]:
+    for gateway in ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc["VpcId"]]}])[
+        "InternetGateways"
+    ]:
         ec2.detach_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"], VpcId=vpc["VpcId"])
         ec2.delete_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"])
     ec2.delete_vpc(VpcId=vpc["VpcId"])
@@ -106,7 +118,9 @@ def owned(ec2, owner: str) -> dict:
     mine = [{"Name": "tag:labvm:owner", "Values": [owner]}]
     live = mine + [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
     return {
-        "instances": [i["InstanceId"] for r in ec2.describe_instances(Filters=live)["Reservations"] for i in r["Instances"]],
+        "instances": [
+            i["InstanceId"] for r in ec2.describe_instances(Filters=live)["Reservations"] for i in r["Instances"]
+        ],
         "groups": [g["GroupName"] for g in ec2.describe_security_groups(Filters=mine)["SecurityGroups"]],
         "keys": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=mine)["KeyPairs"]],
         "addresses": [a["PublicIp"] for a in ec2.describe_addresses(Filters=mine)["Addresses"]],
@@ -117,8 +131,12 @@ CLOSED = "http://127.0.0.1:9"  # nothing listens: where the AWS Pricing API is, 
 
 
 def tagged(profile, owner="hedy", kind="instance"):
-    return [{"ResourceType": kind, "Tags": [{"Key": "labvm:profile", "Value": profile},
-                                            {"Key": "labvm:owner", "Value": owner}]}]
+    return [
+        {
+            "ResourceType": kind,
+            "Tags": [{"Key": "labvm:profile", "Value": profile}, {"Key": "labvm:owner", "Value": owner}],
+        }
+    ]
 
 
 def price_product(usd: str, unit: str, family: str, usagetype: str, service: str = "AmazonEC2", **attributes) -> dict:
@@ -127,29 +145,64 @@ def price_product(usd: str, unit: str, family: str, usagetype: str, service: str
     awscli example (awscli/examples/pricing/get-products.rst: a "Storage" product priced per "GB-Mo") show it."""
     sku = f"SKU{zlib.crc32(usagetype.encode()):010d}"
     rate = f"{sku}.JRTCKXETXF.6YS6EN2CT7"
-    return {"product": {"productFamily": family, "sku": sku, "attributes": {
-                "usagetype": usagetype, "locationType": "AWS Region", "regionCode": REGION, "servicecode": service,
-                **attributes}},
-            "serviceCode": service, "terms": {"OnDemand": {f"{sku}.JRTCKXETXF": {
-                "offerTermCode": "JRTCKXETXF", "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z",
-                "termAttributes": {}, "priceDimensions": {rate: {
-                    "unit": unit, "beginRange": "0", "endRange": "Inf", "appliesTo": [], "rateCode": rate,
-                    "pricePerUnit": {"USD": usd}, "description": f"${usd} per {unit}"}}}}},
-            "version": "20261101000000", "publicationDate": "2026-11-01T00:00:00Z"}
+    return {
+        "product": {
+            "productFamily": family,
+            "sku": sku,
+            "attributes": {
+                "usagetype": usagetype,
+                "locationType": "AWS Region",
+                "regionCode": REGION,
+                "servicecode": service,
+                **attributes,
+            },
+        },
+        "serviceCode": service,
+        "terms": {
+            "OnDemand": {
+                f"{sku}.JRTCKXETXF": {
+                    "offerTermCode": "JRTCKXETXF",
+                    "sku": sku,
+                    "effectiveDate": "2026-11-01T00:00:00Z",
+                    "termAttributes": {},
+                    "priceDimensions": {
+                        rate: {
+                            "unit": unit,
+                            "beginRange": "0",
+                            "endRange": "Inf",
+                            "appliesTo": [],
+                            "rateCode": rate,
+                            "pricePerUnit": {"USD": usd},
+                            "description": f"${usd} per {unit}",
+                        }
+                    },
+                }
+            }
+        },
+        "version": "20261101000000",
+        "publicationDate": "2026-11-01T00:00:00Z",
+    }
 
 
 # us-west-2's rates of what bills while no instance runs (https://aws.amazon.com/ebs/pricing/,
 # https://aws.amazon.com/vpc/pricing/, 2026-11), as the Price List names them, with the neighbours a
 # monthly price must not take (the snapshot archive tier in the same family).
 STORAGE_PRICES = {
-    ("AmazonEC2", "Storage", "gp3"): [price_product("0.0800000000", "GB-Mo", "Storage", "USW2-EBS:VolumeUsage.gp3",
-                                                    volumeApiName="gp3")],
+    ("AmazonEC2", "Storage", "gp3"): [
+        price_product("0.0800000000", "GB-Mo", "Storage", "USW2-EBS:VolumeUsage.gp3", volumeApiName="gp3")
+    ],
     ("AmazonEC2", "Storage Snapshot", ""): [
         price_product("0.0500000000", "GB-Mo", "Storage Snapshot", "USW2-EBS:SnapshotUsage"),
-        price_product("0.0125000000", "GB-Mo", "Storage Snapshot", "USW2-EBS:SnapshotArchiveStorage")],
+        price_product("0.0125000000", "GB-Mo", "Storage Snapshot", "USW2-EBS:SnapshotArchiveStorage"),
+    ],
     ("AmazonVPC", "", ""): [  # public IPv4: AmazonVPC's since 2024-02-01, group VPCPublicIPv4Address, no productFamily
-        price_product("0.0050000000", "Hrs", "", "USW2-PublicIPv4:InUseAddress", "AmazonVPC", group="VPCPublicIPv4Address"),
-        price_product("0.0050000000", "Hrs", "", "USW2-PublicIPv4:IdleAddress", "AmazonVPC", group="VPCPublicIPv4Address")],
+        price_product(
+            "0.0050000000", "Hrs", "", "USW2-PublicIPv4:InUseAddress", "AmazonVPC", group="VPCPublicIPv4Address"
+        ),
+        price_product(
+            "0.0050000000", "Hrs", "", "USW2-PublicIPv4:IdleAddress", "AmazonVPC", group="VPCPublicIPv4Address"
+        ),
+    ],
 }
 
 
@@ -161,13 +214,31 @@ class PriceList:
     request's ServiceCode and filters; anything else gets an empty PriceList."""
 
     def __init__(self, usd_per_hour: str, storage: dict | None = None):
-        product = {"product": {"productFamily": "Compute Instance", "sku": "SKU1", "attributes": {}},
-                   "serviceCode": "AmazonEC2", "terms": {"OnDemand": {"SKU1.JRTCKXETXF": {
-                       "offerTermCode": "JRTCKXETXF", "sku": "SKU1", "effectiveDate": "2026-11-01T00:00:00Z",
-                       "termAttributes": {}, "priceDimensions": {"SKU1.JRTCKXETXF.6YS6EN2CT7": {
-                           "unit": "Hrs", "beginRange": "0", "endRange": "Inf", "appliesTo": [],
-                           "rateCode": "SKU1.JRTCKXETXF.6YS6EN2CT7", "pricePerUnit": {"USD": usd_per_hour},
-                           "description": f"${usd_per_hour} per On Demand Linux Instance Hour"}}}}}}
+        product = {
+            "product": {"productFamily": "Compute Instance", "sku": "SKU1", "attributes": {}},
+            "serviceCode": "AmazonEC2",
+            "terms": {
+                "OnDemand": {
+                    "SKU1.JRTCKXETXF": {
+                        "offerTermCode": "JRTCKXETXF",
+                        "sku": "SKU1",
+                        "effectiveDate": "2026-11-01T00:00:00Z",
+                        "termAttributes": {},
+                        "priceDimensions": {
+                            "SKU1.JRTCKXETXF.6YS6EN2CT7": {
+                                "unit": "Hrs",
+                                "beginRange": "0",
+                                "endRange": "Inf",
+                                "appliesTo": [],
+                                "rateCode": "SKU1.JRTCKXETXF.6YS6EN2CT7",
+                                "pricePerUnit": {"USD": usd_per_hour},
+                                "description": f"${usd_per_hour} per On Demand Linux Instance Hour",
+                            }
+                        },
+                    }
+                }
+            },
+        }
         self.requests = []
         fake = self
 
@@ -182,7 +253,9 @@ class PriceList:
             def do_POST(self):
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append((self.headers["X-Amz-Target"], request))
-                body = json.dumps({"FormatVersion": "aws_v1", "PriceList": [json.dumps(p) for p in answer(request)]}).encode()
+                body = json.dumps(
+                    {"FormatVersion": "aws_v1", "PriceList": [json.dumps(p) for p in answer(request)]}
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-amz-json-1.1")
                 self.send_header("Content-Length", str(len(body)))

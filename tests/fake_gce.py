@@ -91,47 +91,82 @@ NAME_RE = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 LABEL_KEY_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE_RE = re.compile(r"[a-z0-9_-]{0,63}$")
 MACHINE_TYPES = {  # name: (guestCpus, memoryMb, shared core)
-    "e2-micro": (2, 1024, True), "e2-small": (2, 2048, True), "e2-medium": (2, 4096, True),
-    "e2-standard-2": (2, 8192, False), "e2-standard-4": (4, 16384, False),
-    "e2-standard-8": (8, 32768, False), "e2-highmem-2": (2, 16384, False),
-    "n2-standard-2": (2, 8192, False), "n2-standard-4": (4, 16384, False),
-    "n2-standard-8": (8, 32768, False), "n1-standard-1": (1, 3840, False),
-    "n2d-standard-2": (2, 8192, False), "c2-standard-4": (4, 16384, False),
+    "e2-micro": (2, 1024, True),
+    "e2-small": (2, 2048, True),
+    "e2-medium": (2, 4096, True),
+    "e2-standard-2": (2, 8192, False),
+    "e2-standard-4": (4, 16384, False),
+    "e2-standard-8": (8, 32768, False),
+    "e2-highmem-2": (2, 16384, False),
+    "n2-standard-2": (2, 8192, False),
+    "n2-standard-4": (4, 16384, False),
+    "n2-standard-8": (8, 32768, False),
+    "n1-standard-1": (1, 3840, False),
+    "n2d-standard-2": (2, 8192, False),
+    "c2-standard-4": (4, 16384, False),
 }
 # The regional CPU quota of each machine family (its name's first part): E2, N1 (and F1, G1) count
 # against CPUS, N2, N2D, C2, ... against their own; every vCPU also counts against the project's
 # CPUS_ALL_REGIONS; Spot and preemptible VMs count against PREEMPTIBLE_CPUS instead where the region
 # grants it (limit above 0) (https://cloud.google.com/compute/resource-usage, CPU quota and preemptible quota).
-FAMILY_QUOTA = {"n2": "N2_CPUS", "n2d": "N2D_CPUS", "c2": "C2_CPUS", "c2d": "C2D_CPUS", "c3": "C3_CPUS",
-                "t2d": "T2D_CPUS", "m1": "M1_CPUS", "m2": "M2_CPUS", "a2": "A2_CPUS"}
+FAMILY_QUOTA = {
+    "n2": "N2_CPUS",
+    "n2d": "N2D_CPUS",
+    "c2": "C2_CPUS",
+    "c2d": "C2D_CPUS",
+    "c3": "C3_CPUS",
+    "t2d": "T2D_CPUS",
+    "m1": "M1_CPUS",
+    "m2": "M2_CPUS",
+    "a2": "A2_CPUS",
+}
 QUOTA_MESSAGE = f"Quota 'CPUS' exceeded. Limit: 8.0 in region {REGION}."
-DISABLED_MESSAGE = (f"Compute Engine API has not been used in project {PROJECT} before or it is disabled. "
-                    f"Enable it by visiting https://console.developers.google.com/apis/api/compute.googleapis.com/"
-                    f"overview?project={PROJECT} then retry.")
-EXHAUSTED_MESSAGE = (f"The zone 'projects/{PROJECT}/zones/{ZONE}' does not have enough resources available to "
-                     "fulfill the request.  Try a different zone, or try again later.")
+DISABLED_MESSAGE = (
+    f"Compute Engine API has not been used in project {PROJECT} before or it is disabled. "
+    f"Enable it by visiting https://console.developers.google.com/apis/api/compute.googleapis.com/"
+    f"overview?project={PROJECT} then retry."
+)
+EXHAUSTED_MESSAGE = (
+    f"The zone 'projects/{PROJECT}/zones/{ZONE}' does not have enough resources available to "
+    "fulfill the request.  Try a different zone, or try again later."
+)
 # A request to Google without a valid OAuth 2.0 access token: HTTP 401, status UNAUTHENTICATED
 # (https://cloud.google.com/compute/docs/api/how-tos/authorization: "all requests ... must be authorized";
 # the body as https://cloud.google.com/apis/design/errors#handling_errors gives it for UNAUTHENTICATED).
-MISSING_CREDENTIALS = ("Request is missing required authentication credential. Expected OAuth 2 access token, "
-                       "login cookie or other valid authentication credential.")
-INVALID_CREDENTIALS = ("Request had invalid authentication credentials. Expected OAuth 2 access token, "
-                       "login cookie or other valid authentication credential.")
-RATE_429_MESSAGE = (f"Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service "
-                    f"'compute.googleapis.com' for consumer 'project_number:{zlib.crc32(PROJECT.encode())}'.")
+MISSING_CREDENTIALS = (
+    "Request is missing required authentication credential. Expected OAuth 2 access token, "
+    "login cookie or other valid authentication credential."
+)
+INVALID_CREDENTIALS = (
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+    "login cookie or other valid authentication credential."
+)
+RATE_429_MESSAGE = (
+    f"Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service "
+    f"'compute.googleapis.com' for consumer 'project_number:{zlib.crc32(PROJECT.encode())}'."
+)
 ROUTES = []  # (method, compiled path pattern, FakeGce method name)
 COMPUTE_SERVICE = "6F81-5844-456A"  # Compute Engine in the Cloud Billing Catalog (https://cloud.google.com/skus)
 AMERICAS = ["us-central1", "us-east1", "us-east4", "us-west1", "us-west2", "us-west3", "us-west4"]
-BILLING_DISABLED_MESSAGE = (f"Cloud Billing API has not been used in project {PROJECT} before or it is disabled. "
-                            f"Enable it by visiting https://console.developers.google.com/apis/api/cloudbilling.googleapis.com/"
-                            f"overview?project={PROJECT} then retry.")
+BILLING_DISABLED_MESSAGE = (
+    f"Cloud Billing API has not been used in project {PROJECT} before or it is disabled. "
+    f"Enable it by visiting https://console.developers.google.com/apis/api/cloudbilling.googleapis.com/"
+    f"overview?project={PROJECT} then retry."
+)
 
 
 UNIT_WORDS = {"h": "hour", "GiBy.h": "gibibyte hour", "GiBy.mo": "gibibyte month"}
 
 
-def catalog_sku(description: str, resource_group: str, usage_type: str, usd: float, unit: str = "h",
-                regions=tuple(AMERICAS), family: str = "Compute") -> dict:
+def catalog_sku(
+    description: str,
+    resource_group: str,
+    usage_type: str,
+    usd: float,
+    unit: str = "h",
+    regions=tuple(AMERICAS),
+    family: str = "Compute",
+) -> dict:
     """One SKU as https://cloud.google.com/billing/docs/reference/rest/v1/services.skus/list answers it
     (the Sku resource: category, serviceRegions, pricingInfo[].pricingExpression.tieredRates[].unitPrice
     as Money {currencyCode, units, nanos}); usageUnit "h" for a vCPU-hour (or an address-hour), "GiBy.h" for
@@ -140,19 +175,42 @@ def catalog_sku(description: str, resource_group: str, usage_type: str, usd: flo
     sku_id = f"{sku_id[:4]}-{sku_id[4:]}-{zlib.crc32(usage_type.encode()) % 10000:04d}"
     units = int(usd)
     return {
-        "name": f"services/{COMPUTE_SERVICE}/skus/{sku_id}", "skuId": sku_id, "description": description,
-        "category": {"serviceDisplayName": "Compute Engine", "resourceFamily": family,
-                     "resourceGroup": resource_group, "usageType": usage_type},
+        "name": f"services/{COMPUTE_SERVICE}/skus/{sku_id}",
+        "skuId": sku_id,
+        "description": description,
+        "category": {
+            "serviceDisplayName": "Compute Engine",
+            "resourceFamily": family,
+            "resourceGroup": resource_group,
+            "usageType": usage_type,
+        },
         "serviceRegions": list(regions),
-        "pricingInfo": [{"summary": "", "pricingExpression": {
-            "usageUnit": unit, "displayQuantity": 1,
-            "tieredRates": [{"startUsageAmount": 0, "unitPrice": {
-                "currencyCode": "USD", "units": str(units), "nanos": round((usd - units) * 1e9)}}],
-            "usageUnitDescription": UNIT_WORDS[unit], "baseUnit": "s" if unit == "h" else "By.s",
-            "baseUnitDescription": "second" if unit == "h" else "byte second",
-            # a GiB-month is 2^30 bytes for 31 days of seconds, as the catalog converts it
-            "baseUnitConversionFactor": {"h": 3600, "GiBy.h": 3865470566400, "GiBy.mo": 2875910101401600}[unit]},
-            "currencyConversionRate": 1, "effectiveTime": "2026-11-01T00:00:00.000Z"}],
+        "pricingInfo": [
+            {
+                "summary": "",
+                "pricingExpression": {
+                    "usageUnit": unit,
+                    "displayQuantity": 1,
+                    "tieredRates": [
+                        {
+                            "startUsageAmount": 0,
+                            "unitPrice": {
+                                "currencyCode": "USD",
+                                "units": str(units),
+                                "nanos": round((usd - units) * 1e9),
+                            },
+                        }
+                    ],
+                    "usageUnitDescription": UNIT_WORDS[unit],
+                    "baseUnit": "s" if unit == "h" else "By.s",
+                    "baseUnitDescription": "second" if unit == "h" else "byte second",
+                    # a GiB-month is 2^30 bytes for 31 days of seconds, as the catalog converts it
+                    "baseUnitConversionFactor": {"h": 3600, "GiBy.h": 3865470566400, "GiBy.mo": 2875910101401600}[unit],
+                },
+                "currencyConversionRate": 1,
+                "effectiveTime": "2026-11-01T00:00:00.000Z",
+            }
+        ],
         "serviceProviderName": "Google",
         "geoTaxonomy": {"type": "MULTI_REGIONAL", "regions": list(regions)},
     }
@@ -185,8 +243,12 @@ CATALOG = [
     catalog_sku("Storage PD Snapshot", "PDSnapshot", "OnDemand", 0.05, "GiBy.mo", family="Storage"),
     catalog_sku("Storage PD Snapshot Early Deletion", "PDSnapshot", "OnDemand", 0.019, "GiBy.mo", family="Storage"),
     catalog_sku("Static Ip Charge", "IpAddress", "OnDemand", 0.01, family="Network"),
-    catalog_sku("Static Ip Charge in Belgium", "IpAddress", "OnDemand", 0.012, regions=("europe-west1",), family="Network"),
-    catalog_sku("External IP Charge on a Standard VM", "IpAddress", "OnDemand", 0.005, regions=("global",), family="Network"),
+    catalog_sku(
+        "Static Ip Charge in Belgium", "IpAddress", "OnDemand", 0.012, regions=("europe-west1",), family="Network"
+    ),
+    catalog_sku(
+        "External IP Charge on a Standard VM", "IpAddress", "OnDemand", 0.005, regions=("global",), family="Network"
+    ),
 ]
 
 
@@ -197,6 +259,7 @@ def route(method: str, pattern: str, table: list = ROUTES, prefix: str = P):
     def register(fn):
         table.append((method, re.compile(prefix + pattern + "$"), fn.__name__))
         return fn
+
     return register
 
 
@@ -207,8 +270,17 @@ def other_route(method: str, pattern: str):
 class ApiError(Exception):
     def __init__(self, code: int, reason: str, message: str, domain: str = "global", status: str = ""):
         super().__init__(message)
-        self.code, self.body = code, {"error": {"code": code, "message": message, "errors": [
-            {"message": message, "domain": domain, "reason": reason}], **({"status": status} if status else {})}}
+        self.code, self.body = (
+            code,
+            {
+                "error": {
+                    "code": code,
+                    "message": message,
+                    "errors": [{"message": message, "domain": domain, "reason": reason}],
+                    **({"status": status} if status else {}),
+                }
+            },
+        )
 
 
 def _tls_context(directory: Path) -> ssl.SSLContext:
@@ -221,32 +293,51 @@ def _tls_context(directory: Path) -> ssl.SSLContext:
 
     def certificate(subject: str, key, issuer: str, issuer_key, ca: bool, names=()):
         start = datetime.now(timezone.utc) - timedelta(hours=1)
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(start).not_valid_after(start + timedelta(days=2))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if ca:
-            builder = builder.add_extension(x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False), critical=True).add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         else:
-            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-            builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-                                            critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            )
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+            )
         return builder.sign(issuer_key, hashes.SHA256())
 
     ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = certificate("fake-gce test CA", ca_key, "fake-gce test CA", ca_key, True)
-    server = certificate("*.googleapis.com", server_key, "fake-gce test CA", ca_key, False,
-                         ["*.googleapis.com", "googleapis.com"])
+    server = certificate(
+        "*.googleapis.com", server_key, "fake-gce test CA", ca_key, False, ["*.googleapis.com", "googleapis.com"]
+    )
     pem = serialization.Encoding.PEM
     (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
-    (directory / "server.pem").write_bytes(server.public_bytes(pem) + server_key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (directory / "server.pem").write_bytes(
+        server.public_bytes(pem)
+        + server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(directory / "server.pem")
     return context
@@ -303,7 +394,9 @@ def parse_filter(text: str) -> list[list[tuple]]:
     while pos < len(text):
         m = GROUP.match(text, pos)
         if not m:
-            raise ApiError(400, "invalid", f"Invalid value for field 'filter': '{text}'. Invalid list filter expression.")
+            raise ApiError(
+                400, "invalid", f"Invalid value for field 'filter': '{text}'. Invalid list filter expression."
+            )
         if join == "OR":
             clauses[-1].append(_term(m))
         else:
@@ -356,8 +449,15 @@ class FakeGce:
         self.billing_disabled = False  # the Cloud Billing API is not enabled for the caller's project
         self.oslogin_profiles: dict[str, dict] = {}  # account email -> {"username", "keys"}
         self.tokens: dict[str, str] = {}  # access token -> account email, as Google's OAuth server issued them
-        self.quota_limits = {"CPUS": 8.0, "N2_CPUS": 8.0, "N2D_CPUS": 8.0, "C2_CPUS": 8.0, "PREEMPTIBLE_CPUS": 0.0,
-                             "IN_USE_ADDRESSES": 8.0, "STATIC_ADDRESSES": 8.0}  # regional
+        self.quota_limits = {
+            "CPUS": 8.0,
+            "N2_CPUS": 8.0,
+            "N2D_CPUS": 8.0,
+            "C2_CPUS": 8.0,
+            "PREEMPTIBLE_CPUS": 0.0,
+            "IN_USE_ADDRESSES": 8.0,
+            "STATIC_ADDRESSES": 8.0,
+        }  # regional
         self.project_quota_limits = {"CPUS_ALL_REGIONS": 32.0}
         self.instances: dict[str, dict] = {}
         self.disks: dict[str, dict] = {}
@@ -439,8 +539,13 @@ class FakeGce:
     def google_environment(self) -> dict[str, str]:
         """Environment under which the real clients' https://*.googleapis.com requests reach this fake as
         Google itself: through it as an HTTPS proxy, trusting its CA.  There the credentials are checked."""
-        return {"HTTPS_PROXY": self.endpoint, "https_proxy": self.endpoint, "NO_PROXY": "", "no_proxy": "",
-                "REQUESTS_CA_BUNDLE": str(self._directory / "ca.pem")}
+        return {
+            "HTTPS_PROXY": self.endpoint,
+            "https_proxy": self.endpoint,
+            "NO_PROXY": "",
+            "no_proxy": "",
+            "REQUESTS_CA_BUNDLE": str(self._directory / "ca.pem"),
+        }
 
     # --- HTTP plumbing --------------------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
@@ -538,8 +643,12 @@ class FakeGce:
         self._check_labels(body.get("labels") or {})
         name = body.get("name", "")
         if not NAME_RE.match(name):
-            raise ApiError(400, "invalid", f"Invalid value for field 'resource.name': '{name}'. "
-                           "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'")
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field 'resource.name': '{name}'. "
+                "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'",
+            )
         if name in table:
             raise ApiError(409, "alreadyExists", f"The resource 'projects/{self.project}/{path}/{name}' already exists")
         return name
@@ -550,16 +659,24 @@ class FakeGce:
         with a lowercase letter, values 0-63; both only lowercase letters, digits, "_" and "-"."""
         for key, value in labels.items():
             if not LABEL_KEY_RE.match(key) or not LABEL_VALUE_RE.match(value):
-                raise ApiError(400, "invalid", f"Invalid value for field 'resource.labels': '{key}={value}'. Label "
-                               "keys and values can only contain lowercase letters, numeric characters, underscores "
-                               "and dashes, at most 63 characters; keys start with a lowercase letter.")
+                raise ApiError(
+                    400,
+                    "invalid",
+                    f"Invalid value for field 'resource.labels': '{key}={value}'. Label "
+                    "keys and values can only contain lowercase letters, numeric characters, underscores "
+                    "and dashes, at most 63 characters; keys start with a lowercase letter.",
+                )
 
     def _list(self, kind: str, table: dict, scope: str, q: dict) -> dict:
         items = [r for r in table.values() if matches(r, parse_filter(q.get("filter")))]
         items.sort(key=lambda r: r["name"])
         start, size = int(q.get("pageToken") or 0), int(q.get("maxResults") or 500)
-        out = {"kind": f"compute#{kind}List", "id": f"projects/{self.project}/{scope}",
-               "items": items[start:start + size], "selfLink": self._link(scope)}
+        out = {
+            "kind": f"compute#{kind}List",
+            "id": f"projects/{self.project}/{scope}",
+            "items": items[start : start + size],
+            "selfLink": self._link(scope),
+        }
         if start + size < len(items):
             out["nextPageToken"] = str(start + size)
         return out
@@ -567,21 +684,49 @@ class FakeGce:
     def _aggregated(self, kind: str, table: dict, scope: str, q: dict) -> dict:
         items = [r for r in table.values() if matches(r, parse_filter(q.get("filter")))]
         plural = f"{kind}es" if kind.endswith("s") else f"{kind}s"
-        listed = {plural: sorted(items, key=lambda r: r["name"])} if items else {"warning": {
-            "code": "NO_RESULTS_ON_PAGE", "message": f"There are no results for scope '{scope}' on this page.",
-            "data": [{"key": "scope", "value": scope}]}}
-        return {"kind": f"compute#{kind}AggregatedList", "id": f"projects/{self.project}/aggregated/{plural}",
-                "items": {scope: listed}, "selfLink": self._link("aggregated", plural)}
+        listed = (
+            {plural: sorted(items, key=lambda r: r["name"])}
+            if items
+            else {
+                "warning": {
+                    "code": "NO_RESULTS_ON_PAGE",
+                    "message": f"There are no results for scope '{scope}' on this page.",
+                    "data": [{"key": "scope", "value": scope}],
+                }
+            }
+        )
+        return {
+            "kind": f"compute#{kind}AggregatedList",
+            "id": f"projects/{self.project}/aggregated/{plural}",
+            "items": {scope: listed},
+            "selfLink": self._link("aggregated", plural),
+        }
 
     def _operation(self, op_type: str, target: dict, scope: str, complete=None) -> dict:
         """An Operation in status RUNNING; `complete` runs when it is first fetched/waited."""
         name = f"operation-{int(datetime.now().timestamp() * 1000)}-{new_id()[:12]}"
-        where = {"zone": self._link("zones", ZONE)} if scope.startswith("zones") else \
-            {"region": self._link("regions", REGION)} if scope.startswith("regions") else {}
-        op = {"kind": "compute#operation", "id": new_id(), "name": name, "operationType": op_type,
-              "targetLink": target["selfLink"], "targetId": target["id"], "status": "RUNNING",
-              "user": "tester@example.com", "progress": 0, "insertTime": now(), "startTime": now(),
-              "selfLink": self._link(scope, "operations", name), **where}
+        where = (
+            {"zone": self._link("zones", ZONE)}
+            if scope.startswith("zones")
+            else {"region": self._link("regions", REGION)}
+            if scope.startswith("regions")
+            else {}
+        )
+        op = {
+            "kind": "compute#operation",
+            "id": new_id(),
+            "name": name,
+            "operationType": op_type,
+            "targetLink": target["selfLink"],
+            "targetId": target["id"],
+            "status": "RUNNING",
+            "user": "tester@example.com",
+            "progress": 0,
+            "insertTime": now(),
+            "startTime": now(),
+            "selfLink": self._link(scope, "operations", name),
+            **where,
+        }
         self.operations[name] = op
         self._pending[name] = complete or (lambda: None)
         return op
@@ -595,8 +740,11 @@ class FakeGce:
             op.update(status="DONE", progress=100, endTime=now())
             if isinstance(error, tuple):  # (code, message, (http status, http message))
                 code, message, http = error
-                op.update(error={"errors": [{"code": code, "message": message}]},
-                          httpErrorStatusCode=http[0], httpErrorMessage=http[1])
+                op.update(
+                    error={"errors": [{"code": code, "message": message}]},
+                    httpErrorStatusCode=http[0],
+                    httpErrorMessage=http[1],
+                )
         return op
 
     # --- project, zone, region (quotas) -----------------------------------------------------------
@@ -605,17 +753,30 @@ class FakeGce:
         """https://cloud.google.com/compute/docs/reference/rest/v1/projects/get: commonInstanceMetadata
         holds project-wide keys such as enable-oslogin."""
         items = [{"key": k, "value": v} for k, v in self.project_metadata.items()]
-        return {"kind": "compute#project", "id": str(zlib.crc32(self.project.encode())), "name": self.project,
-                "commonInstanceMetadata": {"kind": "compute#metadata", "fingerprint": "cGFyaXM=", "items": items},
-                # https://cloud.google.com/compute/docs/reference/rest/v1/projects/get: quotas[] of the project
-                "quotas": [{"metric": m, "limit": limit, "usage": self.usage()[m]}
-                           for m, limit in self.project_quota_limits.items()],
-                "defaultNetworkTier": "PREMIUM", "selfLink": API + f"projects/{self.project}"}
+        return {
+            "kind": "compute#project",
+            "id": str(zlib.crc32(self.project.encode())),
+            "name": self.project,
+            "commonInstanceMetadata": {"kind": "compute#metadata", "fingerprint": "cGFyaXM=", "items": items},
+            # https://cloud.google.com/compute/docs/reference/rest/v1/projects/get: quotas[] of the project
+            "quotas": [
+                {"metric": m, "limit": limit, "usage": self.usage()[m]}
+                for m, limit in self.project_quota_limits.items()
+            ],
+            "defaultNetworkTier": "PREMIUM",
+            "selfLink": API + f"projects/{self.project}",
+        }
 
     @route("GET", r"/zones/(?P<zone>[^/]+)")
     def get_zone(self, p, q, body):
-        return {"kind": "compute#zone", "id": "2000", "name": ZONE, "status": "UP",
-                "region": self._link("regions", REGION), "selfLink": self._link("zones", ZONE)}
+        return {
+            "kind": "compute#zone",
+            "id": "2000",
+            "name": ZONE,
+            "status": "UP",
+            "region": self._link("regions", REGION),
+            "selfLink": self._link("zones", ZONE),
+        }
 
     def cpu_metric(self, inst: dict) -> str:
         scheduling = inst.get("scheduling", {})
@@ -644,20 +805,34 @@ class FakeGce:
         metric = self.cpu_metric(inst)
         limit = self.quota_limits.get(metric, 0.0)
         if usage.get(metric, 0.0) + cpus > limit:
-            raise ApiError(403, "quotaExceeded", f"Quota '{metric}' exceeded. Limit: {limit} in region {REGION}.",
-                           domain="usageLimits")
+            raise ApiError(
+                403,
+                "quotaExceeded",
+                f"Quota '{metric}' exceeded. Limit: {limit} in region {REGION}.",
+                domain="usageLimits",
+            )
         limit = self.project_quota_limits["CPUS_ALL_REGIONS"]
         if usage["CPUS_ALL_REGIONS"] + cpus > limit:
-            raise ApiError(403, "quotaExceeded", f"Quota 'CPUS_ALL_REGIONS' exceeded. Limit: {limit} globally.",
-                           domain="usageLimits")
+            raise ApiError(
+                403,
+                "quotaExceeded",
+                f"Quota 'CPUS_ALL_REGIONS' exceeded. Limit: {limit} globally.",
+                domain="usageLimits",
+            )
 
     @route("GET", r"/regions/(?P<region>[^/]+)")
     def get_region(self, p, q, body):
         """https://cloud.google.com/compute/docs/reference/rest/v1/regions/get: quotas[] of metric, limit, usage."""
         usage = self.usage()
-        return {"kind": "compute#region", "id": "1210", "name": REGION, "status": "UP",
-                "zones": [self._link("zones", ZONE)], "selfLink": self._link("regions", REGION),
-                "quotas": [{"metric": m, "limit": limit, "usage": usage[m]} for m, limit in self.quota_limits.items()]}
+        return {
+            "kind": "compute#region",
+            "id": "1210",
+            "name": REGION,
+            "status": "UP",
+            "zones": [self._link("zones", ZONE)],
+            "selfLink": self._link("regions", REGION),
+            "quotas": [{"metric": m, "limit": limit, "usage": usage[m]} for m, limit in self.quota_limits.items()],
+        }
 
     # --- networks ---------------------------------------------------------------------------------
     def add_network(self, name: str, auto: bool = False, subnetwork: str | None = None) -> None:
@@ -665,13 +840,25 @@ class FakeGce:
         those made for it (https://cloud.google.com/vpc/docs/vpc#subnet-ranges)."""
         link = self._link("global/networks", name)
         subnets = [name] if auto else [subnetwork] if subnetwork else []
-        self.networks[name] = {"kind": "compute#network", "id": new_id(), "name": name, "selfLink": link,
-                               "autoCreateSubnetworks": auto, "routingConfig": {"routingMode": "REGIONAL"},
-                               "subnetworks": [self._link("regions", REGION, "subnetworks", n) for n in subnets]}
+        self.networks[name] = {
+            "kind": "compute#network",
+            "id": new_id(),
+            "name": name,
+            "selfLink": link,
+            "autoCreateSubnetworks": auto,
+            "routingConfig": {"routingMode": "REGIONAL"},
+            "subnetworks": [self._link("regions", REGION, "subnetworks", n) for n in subnets],
+        }
         for n in subnets:
-            self.subnetworks[n] = {"kind": "compute#subnetwork", "id": new_id(), "name": n, "network": link,
-                                   "ipCidrRange": "10.138.0.0/20", "region": self._link("regions", REGION),
-                                   "selfLink": self._link("regions", REGION, "subnetworks", n)}
+            self.subnetworks[n] = {
+                "kind": "compute#subnetwork",
+                "id": new_id(),
+                "name": n,
+                "network": link,
+                "ipCidrRange": "10.138.0.0/20",
+                "region": self._link("regions", REGION),
+                "selfLink": self._link("regions", REGION, "subnetworks", n),
+            }
 
     @route("GET", r"/global/networks/(?P<network>[^/]+)")
     def get_network(self, p, q, body):
@@ -691,8 +878,11 @@ class FakeGce:
         projects without `default` (e.g. GoogleCloudPlatform DataflowTemplates' troubleshooting page)."""
         network = self.networks.get(tail(value))
         if network is None:
-            raise ApiError(400, "invalid", f"Invalid value for field '{field}': '{value}'. "
-                           "The referenced network resource cannot be found.")
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field '{field}': '{value}'. The referenced network resource cannot be found.",
+            )
         return network
 
     def _interface(self, nic: dict) -> tuple[str, str]:
@@ -703,13 +893,21 @@ class FakeGce:
         if nic.get("subnetwork"):
             subnet = self.subnetworks.get(tail(nic["subnetwork"]))
             if subnet is None:
-                raise ApiError(400, "invalid", f"Invalid value for field '{field}.subnetwork': '{nic['subnetwork']}'. "
-                               "The referenced subnetwork resource cannot be found.")
+                raise ApiError(
+                    400,
+                    "invalid",
+                    f"Invalid value for field '{field}.subnetwork': '{nic['subnetwork']}'. "
+                    "The referenced subnetwork resource cannot be found.",
+                )
             return subnet["network"], subnet["selfLink"]
         network = self._network_of(f"{field}.network", nic.get("network") or "global/networks/default")
         if not network["autoCreateSubnetworks"]:
-            raise ApiError(400, "invalid", f"Invalid value for field '{field}': '{json.dumps(nic)}'. "
-                           "Subnetwork should be specified for custom subnetmode network")
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field '{field}': '{json.dumps(nic)}'. "
+                "Subnetwork should be specified for custom subnetmode network",
+            )
         return network["selfLink"], network["subnetworks"][0]
 
     # --- who may log in (what the guest agent would install) --------------------------------------
@@ -746,8 +944,11 @@ class FakeGce:
         if self.orgpolicy_denied:
             raise ApiError(403, "forbidden", "The caller does not have permission")
         enforced = body.get("constraint") == "constraints/compute.requireOsLogin" and self.oslogin_enforced
-        return {"constraint": body.get("constraint"), "etag": "BwYT9a2e2ME=",
-                "booleanPolicy": {"enforced": True} if enforced else {}}
+        return {
+            "constraint": body.get("constraint"),
+            "etag": "BwYT9a2e2ME=",
+            "booleanPolicy": {"enforced": True} if enforced else {},
+        }
 
     @other_route("GET", r"/v1/services/(?P<service>[^/]+)/skus")
     def list_skus(self, p, q, body):
@@ -755,8 +956,9 @@ class FakeGce:
         "nextPageToken": ""} (an empty token on the last page), pageSize at most 5000; currencyCode picks the
         currency (USD here: other currencies are 400 in this fake).  An unknown service is 404."""
         if self.billing_disabled:
-            raise ApiError(403, "SERVICE_DISABLED", BILLING_DISABLED_MESSAGE, domain="googleapis.com",
-                           status="PERMISSION_DENIED")
+            raise ApiError(
+                403, "SERVICE_DISABLED", BILLING_DISABLED_MESSAGE, domain="googleapis.com", status="PERMISSION_DENIED"
+            )
         if p["service"] != COMPUTE_SERVICE:
             raise ApiError(404, "notFound", f"Service services/{p['service']} not found.", status="NOT_FOUND")
         if q.get("currencyCode", "USD") != "USD":
@@ -771,16 +973,31 @@ class FakeGce:
         the account's login profile and answers it; the POSIX username is the email with '@' and '.' as
         '_' (a service account: sa_ and its unique id) (https://cloud.google.com/compute/docs/oslogin)."""
         email = p["user"]
-        name = f"sa_{zlib.crc32(email.encode())}" if email.endswith(".gserviceaccount.com") \
+        name = (
+            f"sa_{zlib.crc32(email.encode())}"
+            if email.endswith(".gserviceaccount.com")
             else re.sub(r"[@.]", "_", email)
+        )
         profile = self.oslogin_profiles.setdefault(email, {"username": name, "keys": []})
         if body["key"] not in profile["keys"]:
             profile["keys"].append(body["key"])
-        return {"loginProfile": {"name": email, "posixAccounts": [
-            {"primary": True, "username": name, "uid": str(zlib.crc32(name.encode()) % 2**31),
-             "gid": "1000", "homeDirectory": f"/home/{name}", "operatingSystemType": "LINUX",
-             "accountId": q.get("projectId", self.project)}],
-            "sshPublicKeys": {str(zlib.crc32(k.encode())): {"key": k} for k in profile["keys"]}}}
+        return {
+            "loginProfile": {
+                "name": email,
+                "posixAccounts": [
+                    {
+                        "primary": True,
+                        "username": name,
+                        "uid": str(zlib.crc32(name.encode()) % 2**31),
+                        "gid": "1000",
+                        "homeDirectory": f"/home/{name}",
+                        "operatingSystemType": "LINUX",
+                        "accountId": q.get("projectId", self.project),
+                    }
+                ],
+                "sshPublicKeys": {str(zlib.crc32(k.encode())): {"key": k} for k in profile["keys"]},
+            }
+        }
 
     # --- operations -----------------------------------------------------------------------------
     @route("GET", r"/zones/(?P<zone>[^/]+)/operations/(?P<operation>[^/]+)")
@@ -803,11 +1020,21 @@ class FakeGce:
         if name not in MACHINE_TYPES:
             raise not_found(f"projects/{self.project}/zones/{ZONE}/machineTypes/{name}")
         cpus, mem, shared = MACHINE_TYPES[name]
-        return {"kind": "compute#machineType", "id": str(zlib.crc32(name.encode())), "name": name,
-                "description": f"{cpus} vCPUs, {mem / 1024:g} GB RAM", "guestCpus": cpus, "memoryMb": mem,
-                "isSharedCpu": shared, "maximumPersistentDisks": 128, "maximumPersistentDisksSizeGb": "263168",
-                "zone": ZONE, "selfLink": self._link("zones", ZONE, "machineTypes", name),
-                "creationTimestamp": "2015-01-01T00:00:00.000-07:00", "architecture": "X86_64"}
+        return {
+            "kind": "compute#machineType",
+            "id": str(zlib.crc32(name.encode())),
+            "name": name,
+            "description": f"{cpus} vCPUs, {mem / 1024:g} GB RAM",
+            "guestCpus": cpus,
+            "memoryMb": mem,
+            "isSharedCpu": shared,
+            "maximumPersistentDisks": 128,
+            "maximumPersistentDisksSizeGb": "263168",
+            "zone": ZONE,
+            "selfLink": self._link("zones", ZONE, "machineTypes", name),
+            "creationTimestamp": "2015-01-01T00:00:00.000-07:00",
+            "architecture": "X86_64",
+        }
 
     @route("GET", r"/zones/(?P<zone>[^/]+)/machineTypes")
     def list_machine_types(self, p, q, body):
@@ -821,25 +1048,43 @@ class FakeGce:
     # --- images ---------------------------------------------------------------------------------
     def _public_image(self) -> dict:
         name = "debian-12-bookworm-v20240515"
-        return {"kind": "compute#image", "id": new_id(), "creationTimestamp": "2024-05-15T00:00:00.000-07:00",
-                "name": name, "description": "Debian, Debian GNU/Linux, 12 (bookworm), amd64 built on 20240515",
-                "sourceType": "RAW", "status": "READY", "archiveSizeBytes": "1000000000", "diskSizeGb": "10",
-                "family": "debian-12", "architecture": "X86_64", "labels": {},
-                "licenses": [API + "projects/debian-cloud/global/licenses/debian-12-bookworm"],
-                "selfLink": API + f"projects/debian-cloud/global/images/{name}"}
+        return {
+            "kind": "compute#image",
+            "id": new_id(),
+            "creationTimestamp": "2024-05-15T00:00:00.000-07:00",
+            "name": name,
+            "description": "Debian, Debian GNU/Linux, 12 (bookworm), amd64 built on 20240515",
+            "sourceType": "RAW",
+            "status": "READY",
+            "archiveSizeBytes": "1000000000",
+            "diskSizeGb": "10",
+            "family": "debian-12",
+            "architecture": "X86_64",
+            "labels": {},
+            "licenses": [API + "projects/debian-cloud/global/licenses/debian-12-bookworm"],
+            "selfLink": API + f"projects/debian-cloud/global/images/{name}",
+        }
 
     def _image_table(self, project: str) -> dict:
         return self.images if project == self.project else self.public_images.get(project, {})
 
     def _resolve_image(self, url: str) -> dict:
-        m = re.match(r"projects/([^/]+)/global/images/(family/)?([^/]+)$", relative(url)) or \
-            re.match(r"()global/images/(family/)?([^/]+)$", relative(url))
+        m = re.match(r"projects/([^/]+)/global/images/(family/)?([^/]+)$", relative(url)) or re.match(
+            r"()global/images/(family/)?([^/]+)$", relative(url)
+        )
         if not m:
-            raise ApiError(400, "invalid", f"Invalid value for field 'resource.disks[0].initializeParams.sourceImage': '{url}'.")
+            raise ApiError(
+                400, "invalid", f"Invalid value for field 'resource.disks[0].initializeParams.sourceImage': '{url}'."
+            )
         project, family, name = m[1] or self.project, m[2], m[3]
         table = self._image_table(project)
-        found = [i for i in table.values() if i.get("family") == name and i["status"] == "READY"] if family \
-            else [table[name]] if name in table else []
+        found = (
+            [i for i in table.values() if i.get("family") == name and i["status"] == "READY"]
+            if family
+            else [table[name]]
+            if name in table
+            else []
+        )
         if not found:
             raise not_found(f"projects/{project}/global/images/{family or ''}{name}")
         return max(found, key=lambda i: i["creationTimestamp"])
@@ -864,17 +1109,35 @@ class FakeGce:
         disk = self._get(self.disks, disk_name, f"zones/{ZONE}/disks")
         users = [self.instances[tail(u)] for u in disk.get("users", []) if tail(u) in self.instances]
         if any(i["status"] != "TERMINATED" for i in users) and q.get("forceCreate", "").lower() != "true":
-            raise ApiError(400, "resourceInUseByAnotherResource",
-                           f"The disk resource 'projects/{self.project}/zones/{ZONE}/disks/{disk_name}' is already "
-                           f"being used by 'projects/{self.project}/zones/{ZONE}/instances/{tail(disk['users'][0])}'")
-        image = {"kind": "compute#image", "id": new_id(), "creationTimestamp": now(), "name": name,
-                 "description": body.get("description", ""), "sourceType": "RAW", "status": "PENDING",
-                 "archiveSizeBytes": "0", "diskSizeGb": disk["sizeGb"], "sourceDisk": disk["selfLink"],
-                 "sourceDiskId": disk["id"], "labels": body.get("labels", {}), "labelFingerprint": "42WmSpB8rSM=",
-                 "storageLocations": body.get("storageLocations", ["us"]), "architecture": "X86_64",
-                 "selfLink": self._link("global/images", name), **({"family": body["family"]} if body.get("family") else {})}
+            raise ApiError(
+                400,
+                "resourceInUseByAnotherResource",
+                f"The disk resource 'projects/{self.project}/zones/{ZONE}/disks/{disk_name}' is already "
+                f"being used by 'projects/{self.project}/zones/{ZONE}/instances/{tail(disk['users'][0])}'",
+            )
+        image = {
+            "kind": "compute#image",
+            "id": new_id(),
+            "creationTimestamp": now(),
+            "name": name,
+            "description": body.get("description", ""),
+            "sourceType": "RAW",
+            "status": "PENDING",
+            "archiveSizeBytes": "0",
+            "diskSizeGb": disk["sizeGb"],
+            "sourceDisk": disk["selfLink"],
+            "sourceDiskId": disk["id"],
+            "labels": body.get("labels", {}),
+            "labelFingerprint": "42WmSpB8rSM=",
+            "storageLocations": body.get("storageLocations", ["us"]),
+            "architecture": "X86_64",
+            "selfLink": self._link("global/images", name),
+            **({"family": body["family"]} if body.get("family") else {}),
+        }
         self.images[name] = image
-        return self._operation("insert", image, "global", lambda: image.update(status="READY", archiveSizeBytes="1500000000"))
+        return self._operation(
+            "insert", image, "global", lambda: image.update(status="READY", archiveSizeBytes="1500000000")
+        )
 
     @route("DELETE", r"/global/images/(?P<image>[^/]+)")
     def delete_image(self, p, q, body):
@@ -884,7 +1147,9 @@ class FakeGce:
 
     def _own(self, p: dict) -> None:
         if p["project"] != self.project:
-            raise ApiError(403, "forbidden", f"Required 'compute.images.create' permission for 'projects/{p['project']}'")
+            raise ApiError(
+                403, "forbidden", f"Required 'compute.images.create' permission for 'projects/{p['project']}'"
+            )
 
     # --- disks ---------------------------------------------------------------------------------
     @route("GET", r"/zones/(?P<zone>[^/]+)/disks/(?P<disk>[^/]+)")
@@ -905,15 +1170,28 @@ class FakeGce:
             body = {**body, "sourceRanges": ["0.0.0.0/0"]}
         if body.get("sourceTags") and body.get("sourceServiceAccounts"):
             # Same page (sourceServiceAccounts): "cannot be used at the same time as sourceTags or targetTags".
-            raise ApiError(400, "invalid", "Invalid value for field 'resource.sourceServiceAccounts': "
-                           "Source service accounts cannot be used with source tags.")
-        fw = {"kind": "compute#firewall", "id": new_id(), "creationTimestamp": now(), "name": name,
-              "description": body.get("description", ""),
-              "network": network["selfLink"],
-              "priority": body.get("priority", 1000), "direction": body.get("direction", "INGRESS"),
-              "sourceRanges": body.get("sourceRanges", []), "allowed": body.get("allowed", []),
-              "logConfig": {"enable": False}, "disabled": False, "selfLink": self._link("global/firewalls", name),
-              **{k: body[k] for k in ("targetTags", "sourceTags", "denied") if k in body}}
+            raise ApiError(
+                400,
+                "invalid",
+                "Invalid value for field 'resource.sourceServiceAccounts': "
+                "Source service accounts cannot be used with source tags.",
+            )
+        fw = {
+            "kind": "compute#firewall",
+            "id": new_id(),
+            "creationTimestamp": now(),
+            "name": name,
+            "description": body.get("description", ""),
+            "network": network["selfLink"],
+            "priority": body.get("priority", 1000),
+            "direction": body.get("direction", "INGRESS"),
+            "sourceRanges": body.get("sourceRanges", []),
+            "allowed": body.get("allowed", []),
+            "logConfig": {"enable": False},
+            "disabled": False,
+            "selfLink": self._link("global/firewalls", name),
+            **{k: body[k] for k in ("targetTags", "sourceTags", "denied") if k in body},
+        }
         self.firewalls[name] = fw
         return self._operation("insert", fw, "global")
 
@@ -930,8 +1208,11 @@ class FakeGce:
         """https://cloud.google.com/compute/docs/reference/rest/v1/firewalls/patch: the fields sent replace
         the rule's (JSON merge patch); name and network cannot change."""
         fw = self._get(self.firewalls, p["firewall"], "global/firewalls")
-        changes = {k: v for k, v in body.items() if k in ("sourceRanges", "allowed", "denied", "targetTags",
-                                                           "priority", "description", "disabled")}
+        changes = {
+            k: v
+            for k, v in body.items()
+            if k in ("sourceRanges", "allowed", "denied", "targetTags", "priority", "description", "disabled")
+        }
         return self._operation("patch", fw, "global", lambda: fw.update(changes))
 
     @route("DELETE", r"/global/firewalls/(?P<firewall>[^/]+)")
@@ -947,12 +1228,22 @@ class FakeGce:
     @route("POST", r"/regions/(?P<region>[^/]+)/addresses")
     def insert_address(self, p, q, body):
         name = self._new_name(self.addresses, body, f"regions/{REGION}/addresses")
-        addr = {"kind": "compute#address", "id": new_id(), "creationTimestamp": now(), "name": name,
-                "description": body.get("description", ""), "address": body.get("address") or self._new_external_ip(),
-                "status": "RESERVING", "region": self._link("regions", REGION),
-                "selfLink": self._link("regions", REGION, "addresses", name), "users": [],
-                "networkTier": body.get("networkTier", "PREMIUM"), "addressType": body.get("addressType", "EXTERNAL"),
-                "labels": body.get("labels", {}), "labelFingerprint": "42WmSpB8rSM="}
+        addr = {
+            "kind": "compute#address",
+            "id": new_id(),
+            "creationTimestamp": now(),
+            "name": name,
+            "description": body.get("description", ""),
+            "address": body.get("address") or self._new_external_ip(),
+            "status": "RESERVING",
+            "region": self._link("regions", REGION),
+            "selfLink": self._link("regions", REGION, "addresses", name),
+            "users": [],
+            "networkTier": body.get("networkTier", "PREMIUM"),
+            "addressType": body.get("addressType", "EXTERNAL"),
+            "labels": body.get("labels", {}),
+            "labelFingerprint": "42WmSpB8rSM=",
+        }
         self.addresses[name] = addr
         return self._operation("insert", addr, f"regions/{REGION}", lambda: addr.update(status="RESERVED"))
 
@@ -972,9 +1263,12 @@ class FakeGce:
     def delete_address(self, p, q, body):
         addr = self._get(self.addresses, p["address"], f"regions/{REGION}/addresses")
         if addr["users"]:
-            raise ApiError(400, "resourceInUseByAnotherResource",
-                           f"The address resource '{relative(addr['selfLink'])}' is already being used by "
-                           f"'{relative(addr['users'][0])}'")
+            raise ApiError(
+                400,
+                "resourceInUseByAnotherResource",
+                f"The address resource '{relative(addr['selfLink'])}' is already being used by "
+                f"'{relative(addr['users'][0])}'",
+            )
         return self._operation("delete", addr, f"regions/{REGION}", lambda: self.addresses.pop(addr["name"], None))
 
     # --- instances ------------------------------------------------------------------------------
@@ -986,8 +1280,12 @@ class FakeGce:
         name = self._new_name(self.instances, body, f"zones/{ZONE}/instances")
         mt = tail(body.get("machineType", ""))
         if mt not in MACHINE_TYPES:
-            raise ApiError(400, "invalid", f"Invalid value for field 'resource.machineType': "
-                           f"'{body.get('machineType', '')}'. Machine type with name '{mt}' does not exist in zone '{ZONE}'.")
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field 'resource.machineType': "
+                f"'{body.get('machineType', '')}'. Machine type with name '{mt}' does not exist in zone '{ZONE}'.",
+            )
         if self.quota_exceeded:
             raise ApiError(403, "quotaExceeded", QUOTA_MESSAGE, domain="usageLimits")
         self._check_cpu_quota({"machineType": mt, "scheduling": body.get("scheduling", {})})
@@ -998,42 +1296,107 @@ class FakeGce:
         image = self._resolve_image(init.get("sourceImage", ""))
         disk_name = init.get("diskName") or name
         if disk_name in self.disks:
-            raise ApiError(409, "alreadyExists", f"The resource 'projects/{self.project}/zones/{ZONE}/disks/{disk_name}' already exists")
+            raise ApiError(
+                409,
+                "alreadyExists",
+                f"The resource 'projects/{self.project}/zones/{ZONE}/disks/{disk_name}' already exists",
+            )
         access = [dict(a) for a in nics[0].get("accessConfigs", [])]
         static = None
         for a in access:
             if a.get("natIP"):
                 static = next((x for x in self.addresses.values() if x["address"] == a["natIP"]), None)
                 if static is None or static["users"]:
-                    raise ApiError(400, "invalid", f"Invalid value for field 'resource.networkInterfaces[0]."
-                                   f"accessConfigs[0].natIP': '{a['natIP']}'. The specified external IP address "
-                                   f"'{a['natIP']}' was not found in region '{REGION}'." if static is None else
-                                   f"IP address '{a['natIP']}' is already being used by another resource.")
-            a.update(kind="compute#accessConfig", type=a.get("type", "ONE_TO_ONE_NAT"), name=a.get("name", "External NAT"),
-                     natIP=a.get("natIP") or self._new_external_ip(), networkTier=a.get("networkTier", "PREMIUM"))
+                    raise ApiError(
+                        400,
+                        "invalid",
+                        f"Invalid value for field 'resource.networkInterfaces[0]."
+                        f"accessConfigs[0].natIP': '{a['natIP']}'. The specified external IP address "
+                        f"'{a['natIP']}' was not found in region '{REGION}'."
+                        if static is None
+                        else f"IP address '{a['natIP']}' is already being used by another resource.",
+                    )
+            a.update(
+                kind="compute#accessConfig",
+                type=a.get("type", "ONE_TO_ONE_NAT"),
+                name=a.get("name", "External NAT"),
+                natIP=a.get("natIP") or self._new_external_ip(),
+                networkTier=a.get("networkTier", "PREMIUM"),
+            )
         link = self._link("zones", ZONE, "instances", name)
-        disk = {"kind": "compute#disk", "id": new_id(), "name": disk_name, "sizeGb": str(init.get("diskSizeGb", image["diskSizeGb"])),
-                "sourceImage": image["selfLink"], "status": "READY", "users": [link], "creationTimestamp": now(),
-                "type": self._link("zones", ZONE, "diskTypes", tail(init.get("diskType", "pd-balanced"))),
-                "selfLink": self._link("zones", ZONE, "disks", disk_name)}
-        inst = {"kind": "compute#instance", "id": new_id(), "creationTimestamp": now(), "name": name,
-                "description": body.get("description", ""), "tags": {**body.get("tags", {}), "fingerprint": "42WmSpB8rSM="},
-                "machineType": self._link("zones", ZONE, "machineTypes", mt), "status": "PROVISIONING", "zone": self._link("zones", ZONE),
-                "networkInterfaces": [{"kind": "compute#networkInterface", "name": "nic0",
-                                       "network": network, "subnetwork": subnetwork,
-                                       "networkIP": f"10.138.0.{len(self.instances) + 2}", "accessConfigs": access,
-                                       "fingerprint": "ZxQ3Ox5QF2I=", "stackType": "IPV4_ONLY"}],
-                "disks": [{"kind": "compute#attachedDisk", "type": "PERSISTENT", "mode": "READ_WRITE", "source": disk["selfLink"],
-                           "deviceName": boot.get("deviceName", "persistent-disk-0"), "index": 0, "boot": True,
-                           "autoDelete": boot.get("autoDelete", True), "interface": "SCSI", "diskSizeGb": disk["sizeGb"],
-                           "licenses": image.get("licenses", []), "architecture": "X86_64"}],
-                "metadata": {"kind": "compute#metadata", "fingerprint": "k4bl9p2N8pQ=", "items": body.get("metadata", {}).get("items", [])},
-                "serviceAccounts": body.get("serviceAccounts", []), "selfLink": link,
-                "scheduling": {"onHostMaintenance": "MIGRATE", "automaticRestart": True, "preemptible": False,
-                               "provisioningModel": "STANDARD", **body.get("scheduling", {})},
-                "cpuPlatform": "Unknown CPU Platform", "labels": body.get("labels", {}), "labelFingerprint": "42WmSpB8rSM=",
-                "startRestricted": False, "deletionProtection": False, "fingerprint": "Pl5vU4VzWUk=",
-                "lastStartTimestamp": "", "_static": static["name"] if static else None}
+        disk = {
+            "kind": "compute#disk",
+            "id": new_id(),
+            "name": disk_name,
+            "sizeGb": str(init.get("diskSizeGb", image["diskSizeGb"])),
+            "sourceImage": image["selfLink"],
+            "status": "READY",
+            "users": [link],
+            "creationTimestamp": now(),
+            "type": self._link("zones", ZONE, "diskTypes", tail(init.get("diskType", "pd-balanced"))),
+            "selfLink": self._link("zones", ZONE, "disks", disk_name),
+        }
+        inst = {
+            "kind": "compute#instance",
+            "id": new_id(),
+            "creationTimestamp": now(),
+            "name": name,
+            "description": body.get("description", ""),
+            "tags": {**body.get("tags", {}), "fingerprint": "42WmSpB8rSM="},
+            "machineType": self._link("zones", ZONE, "machineTypes", mt),
+            "status": "PROVISIONING",
+            "zone": self._link("zones", ZONE),
+            "networkInterfaces": [
+                {
+                    "kind": "compute#networkInterface",
+                    "name": "nic0",
+                    "network": network,
+                    "subnetwork": subnetwork,
+                    "networkIP": f"10.138.0.{len(self.instances) + 2}",
+                    "accessConfigs": access,
+                    "fingerprint": "ZxQ3Ox5QF2I=",
+                    "stackType": "IPV4_ONLY",
+                }
+            ],
+            "disks": [
+                {
+                    "kind": "compute#attachedDisk",
+                    "type": "PERSISTENT",
+                    "mode": "READ_WRITE",
+                    "source": disk["selfLink"],
+                    "deviceName": boot.get("deviceName", "persistent-disk-0"),
+                    "index": 0,
+                    "boot": True,
+                    "autoDelete": boot.get("autoDelete", True),
+                    "interface": "SCSI",
+                    "diskSizeGb": disk["sizeGb"],
+                    "licenses": image.get("licenses", []),
+                    "architecture": "X86_64",
+                }
+            ],
+            "metadata": {
+                "kind": "compute#metadata",
+                "fingerprint": "k4bl9p2N8pQ=",
+                "items": body.get("metadata", {}).get("items", []),
+            },
+            "serviceAccounts": body.get("serviceAccounts", []),
+            "selfLink": link,
+            "scheduling": {
+                "onHostMaintenance": "MIGRATE",
+                "automaticRestart": True,
+                "preemptible": False,
+                "provisioningModel": "STANDARD",
+                **body.get("scheduling", {}),
+            },
+            "cpuPlatform": "Unknown CPU Platform",
+            "labels": body.get("labels", {}),
+            "labelFingerprint": "42WmSpB8rSM=",
+            "startRestricted": False,
+            "deletionProtection": False,
+            "fingerprint": "Pl5vU4VzWUk=",
+            "lastStartTimestamp": "",
+            "_static": static["name"] if static else None,
+        }
         if inst["scheduling"].get("provisioningModel") == "SPOT":
             inst["scheduling"].update(onHostMaintenance="TERMINATE", automaticRestart=False)
         self.instances[name], self.disks[disk_name] = inst, disk
@@ -1045,6 +1408,7 @@ class FakeGce:
                 self._remove_instance(inst)
                 return "ZONE_RESOURCE_POOL_EXHAUSTED", EXHAUSTED_MESSAGE, (503, "SERVICE UNAVAILABLE")
             inst.update(status="RUNNING", cpuPlatform="Intel Broadwell", lastStartTimestamp=now())
+
         return self._public(self._operation("insert", inst, f"zones/{ZONE}", complete))
 
     def _public(self, resource: dict) -> dict:
@@ -1098,6 +1462,7 @@ class FakeGce:
             if not inst.get("_static"):  # an ephemeral external IP is released on stop
                 for a in inst["networkInterfaces"][0]["accessConfigs"]:
                     a.pop("natIP", None)
+
         return self._operation("stop", inst, f"zones/{ZONE}", complete)
 
     @route("POST", r"/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)/start")
@@ -1116,6 +1481,7 @@ class FakeGce:
             for a in inst["networkInterfaces"][0]["accessConfigs"]:
                 a.setdefault("natIP", self._new_external_ip())
             inst.update(status="RUNNING", lastStartTimestamp=now())
+
         return self._operation("start", inst, f"zones/{ZONE}", complete)
 
     @route("POST", r"/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)/resume")
@@ -1125,11 +1491,14 @@ class FakeGce:
         troubleshooting-suspend-resume), which then counts against the CPU quota again."""
         inst = self._instance(p)
         if inst["status"] != "SUSPENDED":
-            raise ApiError(400, "unsupportedOperation", "UNSUPPORTED_OPERATION: only a suspended instance can be resumed")
+            raise ApiError(
+                400, "unsupportedOperation", "UNSUPPORTED_OPERATION: only a suspended instance can be resumed"
+            )
         self._check_cpu_quota(inst)
         inst["status"] = "RESUMING"
-        return self._operation("resume", inst, f"zones/{ZONE}",
-                               lambda: inst.update(status="RUNNING", lastStartTimestamp=now()))
+        return self._operation(
+            "resume", inst, f"zones/{ZONE}", lambda: inst.update(status="RUNNING", lastStartTimestamp=now())
+        )
 
     def suspend(self, name: str) -> None:
         """What instances.suspend leaves (https://cloud.google.com/compute/docs/instances/suspend-resume-instance):
@@ -1142,12 +1511,20 @@ class FakeGce:
         inst = self._instance(p)
         mt = tail(body.get("machineType", ""))
         if mt not in MACHINE_TYPES:
-            raise ApiError(400, "invalid", f"Invalid value for field 'machineType': '{body.get('machineType', '')}'. "
-                           f"Machine type with name '{mt}' does not exist in zone '{ZONE}'.")
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field 'machineType': '{body.get('machineType', '')}'. "
+                f"Machine type with name '{mt}' does not exist in zone '{ZONE}'.",
+            )
         if inst["status"] != "TERMINATED":
             raise ApiError(400, "invalidResourceUsage", "Invalid resource usage: 'Instance is starting or running.'")
-        return self._operation("setMachineType", inst, f"zones/{ZONE}",
-                               lambda: inst.update(machineType=self._link("zones", ZONE, "machineTypes", mt)))
+        return self._operation(
+            "setMachineType",
+            inst,
+            f"zones/{ZONE}",
+            lambda: inst.update(machineType=self._link("zones", ZONE, "machineTypes", mt)),
+        )
 
     def preempt(self, name: str) -> None:
         """What GCE does to a SPOT VM with instanceTerminationAction STOP when it reclaims capacity."""

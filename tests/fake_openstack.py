@@ -59,6 +59,7 @@ def route(method: str, pattern: str):
     def register(fn):
         ROUTES.append((method, re.compile(pattern + "/?$"), fn))
         return fn
+
     return register
 
 
@@ -115,14 +116,25 @@ def fingerprint(public_key: str) -> str:
 
 def matches(item: dict, query: dict) -> bool:
     """List filters: query keys that are fields of the item compare as strings."""
-    return all(str(item[k]).lower() == v.lower() if isinstance(item[k], bool) else str(item[k]) == v
-               for k, v in query.items() if k in item)
+    return all(
+        str(item[k]).lower() == v.lower() if isinstance(item[k], bool) else str(item[k]) == v
+        for k, v in query.items()
+        if k in item
+    )
 
 
 # -- what each server status means in the extended attributes -------------------------
-VM_STATE = {"BUILD": "building", "ACTIVE": "active", "SHUTOFF": "stopped", "SHELVED": "shelved",
-            "SHELVED_OFFLOADED": "shelved_offloaded",
-            "RESIZE": "active", "VERIFY_RESIZE": "resized", "REVERT_RESIZE": "resized", "ERROR": "error"}
+VM_STATE = {
+    "BUILD": "building",
+    "ACTIVE": "active",
+    "SHUTOFF": "stopped",
+    "SHELVED": "shelved",
+    "SHELVED_OFFLOADED": "shelved_offloaded",
+    "RESIZE": "active",
+    "VERIFY_RESIZE": "resized",
+    "REVERT_RESIZE": "resized",
+    "ERROR": "error",
+}
 POWER_STATE = {"ACTIVE": 1, "RESIZE": 1, "VERIFY_RESIZE": 1, "REVERT_RESIZE": 1, "SHUTOFF": 4}
 # action -> (statuses it is allowed from, status and task_state meanwhile, status after the next GET)
 ACTIONS = {
@@ -162,13 +174,28 @@ class FakeOpenStack:
         self.resizing: dict[str, tuple] = {}  # server id -> (old flavor, status before the resize)
         self.project_id = uuid.uuid4().hex
         self.user_id = uuid.uuid4().hex
-        self.flavors = {fid: {"id": fid, "name": name, "vcpus": vcpus, "ram": ram, "disk": disk, "swap": 0,
-                              "OS-FLV-EXT-DATA:ephemeral": 0, "OS-FLV-DISABLED:disabled": False, "rxtx_factor": 1.0,
-                              "os-flavor-access:is_public": True, "description": None, "extra_specs": {},
-                              "links": []}
-                        for fid, name, vcpus, ram, disk in [("2", "m1.small", 1, 2048, 20),
-                                                            ("3", "m1.medium", 2, 4096, 40),
-                                                            ("4", "m1.large", 4, 8192, 80)]}
+        self.flavors = {
+            fid: {
+                "id": fid,
+                "name": name,
+                "vcpus": vcpus,
+                "ram": ram,
+                "disk": disk,
+                "swap": 0,
+                "OS-FLV-EXT-DATA:ephemeral": 0,
+                "OS-FLV-DISABLED:disabled": False,
+                "rxtx_factor": 1.0,
+                "os-flavor-access:is_public": True,
+                "description": None,
+                "extra_specs": {},
+                "links": [],
+            }
+            for fid, name, vcpus, ram, disk in [
+                ("2", "m1.small", 1, 2048, 20),
+                ("3", "m1.medium", 2, 4096, 40),
+                ("4", "m1.large", 4, 8192, 80),
+            ]
+        }
         self.keypairs: dict[str, dict] = {}
         self.servers: dict[str, dict] = {}
         self.volumes: dict[str, dict] = {}
@@ -219,20 +246,24 @@ class FakeOpenStack:
         """A clouds.yaml for OS_CLIENT_CONFIG_FILE; another password makes Keystone answer 401, None
         leaves it out as Horizon's download does; `extra` adds cloud-level lines (cacert, api_timeout)."""
         secret = f"      password: {password}\n" if password is not None else ""
-        return (f"clouds:\n  {cloud_name}:\n    auth_type: password\n    auth:\n      auth_url: {self.auth_url}\n"
-                f"      username: {USERNAME}\n{secret}      project_name: {PROJECT}\n"
-                f"      user_domain_name: Default\n      project_domain_name: Default\n"
-                f"    region_name: RegionOne\n    interface: public\n    identity_api_version: 3\n{extra}")
+        return (
+            f"clouds:\n  {cloud_name}:\n    auth_type: password\n    auth:\n      auth_url: {self.auth_url}\n"
+            f"      username: {USERNAME}\n{secret}      project_name: {PROJECT}\n"
+            f"      user_domain_name: Default\n      project_domain_name: Default\n"
+            f"    region_name: RegionOne\n    interface: public\n    identity_api_version: 3\n{extra}"
+        )
 
     def app_credential_clouds_yaml(self, cloud_name: str = "cades") -> str:
         """An application credential as `openstack application credential create` and Horizon give it
         (https://docs.openstack.org/keystone/latest/user/application_credentials.html)."""
         credential_id, secret = uuid.uuid4().hex, uuid.uuid4().hex
         self.app_credentials[credential_id] = secret
-        return (f"clouds:\n  {cloud_name}:\n    auth_type: v3applicationcredential\n    auth:\n"
-                f"      auth_url: {self.auth_url}\n      application_credential_id: {credential_id}\n"
-                f"      application_credential_secret: {secret}\n"
-                f"    region_name: RegionOne\n    interface: public\n    identity_api_version: 3\n")
+        return (
+            f"clouds:\n  {cloud_name}:\n    auth_type: v3applicationcredential\n    auth:\n"
+            f"      auth_url: {self.auth_url}\n      application_credential_id: {credential_id}\n"
+            f"      application_credential_secret: {secret}\n"
+            f"    region_name: RegionOne\n    interface: public\n    identity_api_version: 3\n"
+        )
 
     def _tls_context(self):
         """A CA of the test's own (like a site's private CA) and a certificate for 127.0.0.1 signed by it."""
@@ -248,13 +279,20 @@ class FakeOpenStack:
 
         def cert(subject, issuer, key, signer, ca):
             start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
-            builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
-                       .serial_number(x509.random_serial_number()).not_valid_before(start)
-                       .not_valid_after(start + dt.timedelta(days=1))
-                       .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(issuer)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(start)
+                .not_valid_after(start + dt.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            )
             if not ca:
-                builder = builder.add_extension(x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                builder = builder.add_extension(
+                    x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+                )
             return builder.sign(signer, hashes.SHA256())
 
         ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
@@ -267,18 +305,37 @@ class FakeOpenStack:
             out.write(ca_cert.public_bytes(serialization.Encoding.PEM))
         with open(f"{self.directory}/server.pem", "wb") as out:
             out.write(server.public_bytes(serialization.Encoding.PEM))
-            out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()))
+            out.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(f"{self.directory}/server.pem")
         return context
 
     # -- helpers for state ------------------------------------------------------------------
     def _image(self, name, status="queued", **properties) -> dict:
-        image = {"id": new_id(), "name": name, "status": status, "visibility": properties.pop("visibility", "private"),
-                 "container_format": "bare", "disk_format": "qcow2", "size": 0, "min_disk": 0, "min_ram": 0,
-                 "protected": False, "os_hidden": False, "tags": [], "owner": self.project_id, "checksum": None,
-                 "created_at": now(), "updated_at": now(), "schema": "/v2/schemas/image", **properties}
+        image = {
+            "id": new_id(),
+            "name": name,
+            "status": status,
+            "visibility": properties.pop("visibility", "private"),
+            "container_format": "bare",
+            "disk_format": "qcow2",
+            "size": 0,
+            "min_disk": 0,
+            "min_ram": 0,
+            "protected": False,
+            "os_hidden": False,
+            "tags": [],
+            "owner": self.project_id,
+            "checksum": None,
+            "created_at": now(),
+            "updated_at": now(),
+            "schema": "/v2/schemas/image",
+            **properties,
+        }
         image.update(self=f"/v2/images/{image['id']}", file=f"/v2/images/{image['id']}/file")
         self.images[image["id"]] = image
         return image
@@ -287,17 +344,42 @@ class FakeOpenStack:
         """A network with an IPv4 subnet; with ipv6_prefix a dual-stack one whose IPv6 subnet comes first
         (a port gets an address of each subnet, in the network's subnet order)."""
         net, sub = new_id(), new_id()
-        self.networks[net] = {"id": net, "name": name, "status": "ACTIVE", "admin_state_up": True, "shared": False,
-                              "router:external": external, "subnets": [sub], "mtu": 1500, "description": "",
-                              "project_id": self.project_id, "tenant_id": self.project_id}
-        self.subnets[sub] = {"id": sub, "name": f"{name}-subnet", "network_id": net, "ip_version": 4,
-                             "cidr": f"{prefix}.0/24", "gateway_ip": f"{prefix}.1", "enable_dhcp": True,
-                             "project_id": self.project_id, "tenant_id": self.project_id, "_next": 10}
+        self.networks[net] = {
+            "id": net,
+            "name": name,
+            "status": "ACTIVE",
+            "admin_state_up": True,
+            "shared": False,
+            "router:external": external,
+            "subnets": [sub],
+            "mtu": 1500,
+            "description": "",
+            "project_id": self.project_id,
+            "tenant_id": self.project_id,
+        }
+        self.subnets[sub] = {
+            "id": sub,
+            "name": f"{name}-subnet",
+            "network_id": net,
+            "ip_version": 4,
+            "cidr": f"{prefix}.0/24",
+            "gateway_ip": f"{prefix}.1",
+            "enable_dhcp": True,
+            "project_id": self.project_id,
+            "tenant_id": self.project_id,
+            "_next": 10,
+        }
         if ipv6_prefix:
             six = new_id()
             self.networks[net]["subnets"].insert(0, six)
-            self.subnets[six] = {**self.subnets[sub], "id": six, "name": f"{name}-subnet-v6", "ip_version": 6,
-                                 "cidr": f"{ipv6_prefix}/64", "gateway_ip": f"{ipv6_prefix}1"}
+            self.subnets[six] = {
+                **self.subnets[sub],
+                "id": six,
+                "name": f"{name}-subnet-v6",
+                "ip_version": 6,
+                "cidr": f"{ipv6_prefix}/64",
+                "gateway_ip": f"{ipv6_prefix}1",
+            }
 
     def _addresses(self, network_id) -> list[dict]:
         """A new port's fixed_ips: the next address of each of the network's subnets."""
@@ -315,18 +397,36 @@ class FakeOpenStack:
         return first["subnet_id"], first["ip_address"]
 
     def _security_group(self, name, description) -> dict:
-        group = {"id": new_id(), "name": name, "description": description, "security_group_rules": [],
-                 "project_id": self.project_id, "tenant_id": self.project_id, "stateful": True,
-                 "created_at": now(), "updated_at": now()}
+        group = {
+            "id": new_id(),
+            "name": name,
+            "description": description,
+            "security_group_rules": [],
+            "project_id": self.project_id,
+            "tenant_id": self.project_id,
+            "stateful": True,
+            "created_at": now(),
+            "updated_at": now(),
+        }
         self.security_groups[group["id"]] = group
         for ethertype in ("IPv4", "IPv6"):
             self._rule({"security_group_id": group["id"], "direction": "egress", "ethertype": ethertype})
         return group
 
     def _rule(self, spec: dict) -> dict:
-        rule = {"id": new_id(), "protocol": None, "port_range_min": None, "port_range_max": None,
-                "remote_ip_prefix": None, "remote_group_id": None, "description": "", "ethertype": "IPv4",
-                "project_id": self.project_id, "tenant_id": self.project_id, **spec}
+        rule = {
+            "id": new_id(),
+            "protocol": None,
+            "port_range_min": None,
+            "port_range_max": None,
+            "remote_ip_prefix": None,
+            "remote_group_id": None,
+            "description": "",
+            "ethertype": "IPv4",
+            "project_id": self.project_id,
+            "tenant_id": self.project_id,
+            **spec,
+        }
         self.security_group_rules[rule["id"]] = rule
         self.security_groups[rule["security_group_id"]]["security_group_rules"].append(rule)
         return rule
@@ -349,9 +449,15 @@ class FakeOpenStack:
 
     def _server_status(self, server: dict, status: str | None, task: str | None) -> None:
         status = status or server["status"]
-        server.update({"status": status, "OS-EXT-STS:task_state": task, "updated": now(),
-                       "OS-EXT-STS:vm_state": VM_STATE.get(status, status.lower()),
-                       "OS-EXT-STS:power_state": POWER_STATE.get(status, 0)})
+        server.update(
+            {
+                "status": status,
+                "OS-EXT-STS:task_state": task,
+                "updated": now(),
+                "OS-EXT-STS:vm_state": VM_STATE.get(status, status.lower()),
+                "OS-EXT-STS:power_state": POWER_STATE.get(status, 0),
+            }
+        )
 
     def _server_view(self, server: dict, req=None) -> dict:
         """The server with its current addresses; the flavor as {"id", "links"} before microversion 2.47."""
@@ -366,8 +472,9 @@ class FakeOpenStack:
                 entries.append({"addr": fixed["ip_address"], "version": version, "OS-EXT-IPS:type": "fixed", **mac})
             for fip in self.floating_ips.values():
                 if fip["port_id"] == port["id"]:
-                    entries.append({"addr": fip["floating_ip_address"], "version": 4, "OS-EXT-IPS:type": "floating",
-                                    **mac})
+                    entries.append(
+                        {"addr": fip["floating_ip_address"], "version": 4, "OS-EXT-IPS:type": "floating", **mac}
+                    )
         server["addresses"] = addresses
         view = {k: v for k, v in server.items() if k != "fault"}
         # Nova shows an instance's last fault only while it is ERROR or DELETED
@@ -386,9 +493,13 @@ class FakeOpenStack:
 
     # -- Keystone -----------------------------------------------------------------------------
     def _identity_version(self) -> dict:
-        return {"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
-                "links": [{"rel": "self", "href": f"{self.base}/identity/v3/"}],
-                "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]}
+        return {
+            "id": "v3.14",
+            "status": "stable",
+            "updated": "2020-04-07T00:00:00Z",
+            "links": [{"rel": "self", "href": f"{self.base}/identity/v3/"}],
+            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
+        }
 
     @route("GET", r"/identity")
     def identity_versions(self, req):
@@ -410,28 +521,67 @@ class FakeOpenStack:
         else:
             accepted = user.get("name") == USERNAME and user.get("password") == PASSWORD
         if not accepted:
-            raise ApiError(401, {"error": {"code": 401, "title": "Unauthorized",
-                                           "message": "The request you have made requires authentication."}})
+            raise ApiError(
+                401,
+                {
+                    "error": {
+                        "code": 401,
+                        "title": "Unauthorized",
+                        "message": "The request you have made requires authentication.",
+                    }
+                },
+            )
         token = uuid.uuid4().hex
         self.tokens.add(token)
         domain = {"id": "default", "name": "Default"}
-        catalog = [{"type": kind, "name": name, "id": uuid.uuid4().hex,
-                    "endpoints": [{"id": uuid.uuid4().hex, "interface": "public", "region": "RegionOne",
-                                   "region_id": "RegionOne", "url": f"{self.base}{path}"}]}
-                   for kind, name, path in [("identity", "keystone", "/identity"), ("compute", "nova", "/compute/v2.1"),
-                                            ("network", "neutron", "/network"), ("image", "glance", "/image"),
-                                            ("block-storage", "cinderv3", f"/volume/v3/{self.project_id}")]]
-        body = {"token": {"methods": ["application_credential" if credential else "password"], "expires_at": "2099-01-01T00:00:00.000000Z", "issued_at": now(),
-                          "user": {"id": self.user_id, "name": USERNAME, "domain": domain, "password_expires_at": None},
-                          "project": {"id": self.project_id, "name": PROJECT, "domain": domain},
-                          "roles": [{"id": uuid.uuid4().hex, "name": "member"}], "catalog": catalog,
-                          "is_domain": False, "audit_ids": [uuid.uuid4().hex[:22]]}}
+        catalog = [
+            {
+                "type": kind,
+                "name": name,
+                "id": uuid.uuid4().hex,
+                "endpoints": [
+                    {
+                        "id": uuid.uuid4().hex,
+                        "interface": "public",
+                        "region": "RegionOne",
+                        "region_id": "RegionOne",
+                        "url": f"{self.base}{path}",
+                    }
+                ],
+            }
+            for kind, name, path in [
+                ("identity", "keystone", "/identity"),
+                ("compute", "nova", "/compute/v2.1"),
+                ("network", "neutron", "/network"),
+                ("image", "glance", "/image"),
+                ("block-storage", "cinderv3", f"/volume/v3/{self.project_id}"),
+            ]
+        ]
+        body = {
+            "token": {
+                "methods": ["application_credential" if credential else "password"],
+                "expires_at": "2099-01-01T00:00:00.000000Z",
+                "issued_at": now(),
+                "user": {"id": self.user_id, "name": USERNAME, "domain": domain, "password_expires_at": None},
+                "project": {"id": self.project_id, "name": PROJECT, "domain": domain},
+                "roles": [{"id": uuid.uuid4().hex, "name": "member"}],
+                "catalog": catalog,
+                "is_domain": False,
+                "audit_ids": [uuid.uuid4().hex[:22]],
+            }
+        }
         return 201, body, {"X-Subject-Token": token}
 
     # -- Nova -----------------------------------------------------------------------------------
     def _compute_version(self) -> dict:
-        return {"id": "v2.1", "status": "CURRENT", "version": self.max_microversion, "min_version": "2.1",
-                "updated": "2013-07-23T11:33:21Z", "links": [{"rel": "self", "href": f"{self.base}/compute/v2.1/"}]}
+        return {
+            "id": "v2.1",
+            "status": "CURRENT",
+            "version": self.max_microversion,
+            "min_version": "2.1",
+            "updated": "2013-07-23T11:33:21Z",
+            "links": [{"rel": "self", "href": f"{self.base}/compute/v2.1/"}],
+        }
 
     @route("GET", r"/compute")
     def compute_versions(self, req):
@@ -447,8 +597,11 @@ class FakeOpenStack:
 
     @route("GET", r"/compute/v2\.1/flavors/(?P<id>[^/]+)")
     def get_flavor(self, req):
-        return 200, {"flavor": self._find(self.flavors, req.params["id"],
-                                          nova_error(404, f"Flavor {req.params['id']} could not be found."))}
+        return 200, {
+            "flavor": self._find(
+                self.flavors, req.params["id"], nova_error(404, f"Flavor {req.params['id']} could not be found.")
+            )
+        }
 
     @route("GET", r"/compute/v2\.1/os-keypairs")
     def list_keypairs(self, req):
@@ -463,14 +616,22 @@ class FakeOpenStack:
         # nova/api/validation/validators.py ("Invalid input for field/attribute ...").
         pattern = r"^[_\-\@\. a-zA-Z0-9]+$" if self._microversion(req.headers) >= (2, 92) else r"^[_\- a-zA-Z0-9]+$"
         if not re.match(pattern, spec.get("name", "")) or len(spec["name"]) > 255:
-            raise nova_error(400, f"Invalid input for field/attribute name. Value: {spec.get('name')}. "
-                                  f"{spec.get('name')!r} does not match {pattern!r}")
+            raise nova_error(
+                400,
+                f"Invalid input for field/attribute name. Value: {spec.get('name')}. "
+                f"{spec.get('name')!r} does not match {pattern!r}",
+            )
         if spec["name"] in self.keypairs:
             raise nova_error(409, f"Key pair '{spec['name']}' already exists.")
         if not spec.get("public_key"):
             raise nova_error(400, "fake: keypair generation is not supported; pass public_key")
-        self.keypairs[spec["name"]] = {"name": spec["name"], "public_key": spec["public_key"], "type": "ssh",
-                                       "fingerprint": fingerprint(spec["public_key"]), "user_id": self.user_id}
+        self.keypairs[spec["name"]] = {
+            "name": spec["name"],
+            "public_key": spec["public_key"],
+            "type": "ssh",
+            "fingerprint": fingerprint(spec["public_key"]),
+            "user_id": self.user_id,
+        }
         return 200, {"keypair": self.keypairs[spec["name"]]}
 
     @route("GET", r"/compute/v2\.1/os-keypairs/(?P<name>[^/]+)")
@@ -487,24 +648,35 @@ class FakeOpenStack:
     @route("POST", r"/compute/v2\.1/servers")
     def create_server(self, req):
         spec = req.body["server"]
-        flavor = self._find(self.flavors, str(spec.get("flavorRef")),
-                            nova_error(400, f"Flavor {spec.get('flavorRef')} could not be found."))
+        flavor = self._find(
+            self.flavors,
+            str(spec.get("flavorRef")),
+            nova_error(400, f"Flavor {spec.get('flavorRef')} could not be found."),
+        )
         wanted = {"cores": flavor["vcpus"], "instances": 1, "ram": flavor["ram"]}
         used = self.compute_usage()
         for resource in ("instances", "cores", "ram"):
             if used[resource] + wanted[resource] > self.quota[resource]:  # nova.exception.TooManyInstances -> 403
-                raise nova_error(403, f"Quota exceeded for {resource}: Requested {wanted[resource]}, "
-                                      f"but already used {used[resource]} of {self.quota[resource]} {resource}")
+                raise nova_error(
+                    403,
+                    f"Quota exceeded for {resource}: Requested {wanted[resource]}, "
+                    f"but already used {used[resource]} of {self.quota[resource]} {resource}",
+                )
         devices = spec.get("block_device_mapping_v2") or []
         boot = next((d for d in devices if str(d.get("boot_index")) == "0"), None)
         image_id = boot["uuid"] if boot and boot.get("source_type") == "image" else spec.get("imageRef")
         image = self._find(self.images, image_id or "", nova_error(400, f"Image {image_id} could not be found."))
-        image_root = next((d for d in json.loads(image.get("block_device_mapping") or "[]") if d["boot_index"] == 0), None)
+        image_root = next(
+            (d for d in json.loads(image.get("block_device_mapping") or "[]") if d["boot_index"] == 0), None
+        )
         if image_root:
             # The image of a volume-backed server: its root mapping (a volume from its Cinder snapshot)
             # replaces the request's image->volume root (nova/compute/api.py _check_and_transform_bdm).
-            self._find(self.snapshots, image_root["snapshot_id"],
-                       nova_error(400, f"Snapshot {image_root['snapshot_id']} could not be found."))
+            self._find(
+                self.snapshots,
+                image_root["snapshot_id"],
+                nova_error(400, f"Snapshot {image_root['snapshot_id']} could not be found."),
+            )
             boot = image_root
         if spec.get("key_name") and spec["key_name"] not in self.keypairs:
             raise nova_error(400, "Invalid key_name provided.")
@@ -527,16 +699,26 @@ class FakeOpenStack:
             volume["snapshot_id"] = boot.get("snapshot_id")
             volumes.append({"id": volume["id"], "delete_on_termination": bool(boot.get("delete_on_termination"))})
         for net in networks:
-            self._find(self.networks, net.get("uuid", ""),
-                       nova_error(400, f"Network {net.get('uuid')} could not be found."))
+            self._find(
+                self.networks, net.get("uuid", ""), nova_error(400, f"Network {net.get('uuid')} could not be found.")
+            )
             port_id = new_id()
-            self.ports[port_id] = {"id": port_id, "name": "", "network_id": net["uuid"], "device_id": server_id,
-                                   "device_owner": "compute:nova", "status": "ACTIVE", "admin_state_up": True,
-                                   "mac_address": "fa:16:3e:" + ":".join(uuid.uuid4().hex[i:i + 2] for i in (0, 2, 4)),
-                                   "fixed_ips": self._addresses(net["uuid"]),
-                                   "security_groups": [g["id"] for g in self.security_groups.values()
-                                                       if g["name"] in groups or g["id"] in groups],
-                                   "project_id": self.project_id, "tenant_id": self.project_id}
+            self.ports[port_id] = {
+                "id": port_id,
+                "name": "",
+                "network_id": net["uuid"],
+                "device_id": server_id,
+                "device_owner": "compute:nova",
+                "status": "ACTIVE",
+                "admin_state_up": True,
+                "mac_address": "fa:16:3e:" + ":".join(uuid.uuid4().hex[i : i + 2] for i in (0, 2, 4)),
+                "fixed_ips": self._addresses(net["uuid"]),
+                "security_groups": [
+                    g["id"] for g in self.security_groups.values() if g["name"] in groups or g["id"] in groups
+                ],
+                "project_id": self.project_id,
+                "tenant_id": self.project_id,
+            }
         server = self._new_server(server_id, spec, flavor, groups, "" if volumes else {"id": image_id, "links": []})
         server["os-extended-volumes:volumes_attached"] = volumes
         self._server_status(server, "BUILD", "spawning")
@@ -559,8 +741,10 @@ class FakeOpenStack:
         for resource in ("instances", "cores", "ram"):
             total = used[resource] + self.in_flight[resource]
             if self.in_flight[resource] and total + wanted[resource] > self.quota[resource]:
-                return (f"Quota exceeded for {resource}: Requested {wanted[resource]}, but already used "
-                        f"{total} of {self.quota[resource]} {resource}")
+                return (
+                    f"Quota exceeded for {resource}: Requested {wanted[resource]}, but already used "
+                    f"{total} of {self.quota[resource]} {resource}"
+                )
         return ""
 
     def _accept_then_error(self, server_id: str, spec: dict, flavor: dict, groups: list, image, fault: str):
@@ -577,26 +761,58 @@ class FakeOpenStack:
         return self._accepted(server)
 
     def _accepted(self, server: dict):
-        return 202, {"server": {"id": server["id"], "links": [], "OS-DCF:diskConfig": "MANUAL",
-                                "security_groups": server["security_groups"], "adminPass": uuid.uuid4().hex[:12]}}
+        return 202, {
+            "server": {
+                "id": server["id"],
+                "links": [],
+                "OS-DCF:diskConfig": "MANUAL",
+                "security_groups": server["security_groups"],
+                "adminPass": uuid.uuid4().hex[:12],
+            }
+        }
 
     def _new_server(self, server_id: str, spec: dict, flavor: dict, groups: list, image) -> dict:
-        return {"id": server_id, "name": spec["name"], "metadata": dict(spec.get("metadata") or {}),
-                "flavor": self._embedded_flavor(flavor), "key_name": spec.get("key_name"), "image": image,
-                "os-extended-volumes:volumes_attached": [], "security_groups": [{"name": n} for n in groups],
-                "user_id": self.user_id, "tenant_id": self.project_id, "created": now(), "hostId": uuid.uuid4().hex,
-                "OS-SRV-USG:launched_at": None, "OS-SRV-USG:terminated_at": None,
-                "OS-EXT-AZ:availability_zone": "nova",
-                "OS-DCF:diskConfig": "MANUAL", "accessIPv4": "", "accessIPv6": "", "config_drive": "", "progress": 0,
-                "locked": False, "description": None, "tags": [], "links": []}
+        return {
+            "id": server_id,
+            "name": spec["name"],
+            "metadata": dict(spec.get("metadata") or {}),
+            "flavor": self._embedded_flavor(flavor),
+            "key_name": spec.get("key_name"),
+            "image": image,
+            "os-extended-volumes:volumes_attached": [],
+            "security_groups": [{"name": n} for n in groups],
+            "user_id": self.user_id,
+            "tenant_id": self.project_id,
+            "created": now(),
+            "hostId": uuid.uuid4().hex,
+            "OS-SRV-USG:launched_at": None,
+            "OS-SRV-USG:terminated_at": None,
+            "OS-EXT-AZ:availability_zone": "nova",
+            "OS-DCF:diskConfig": "MANUAL",
+            "accessIPv4": "",
+            "accessIPv6": "",
+            "config_drive": "",
+            "progress": 0,
+            "locked": False,
+            "description": None,
+            "tags": [],
+            "links": [],
+        }
 
     def _microversion(self, headers: dict) -> tuple[int, ...]:
         value = headers.get("OpenStack-API-Version", "compute 2.1").split()[-1]
         return tuple(int(part) for part in (self.max_microversion if value == "latest" else value).split("."))
 
     def _embedded_flavor(self, flavor: dict) -> dict:  # the microversion 2.47+ form
-        return {"original_name": flavor["name"], "vcpus": flavor["vcpus"], "ram": flavor["ram"], "disk": flavor["disk"],
-                "ephemeral": 0, "swap": 0, "extra_specs": {}}
+        return {
+            "original_name": flavor["name"],
+            "vcpus": flavor["vcpus"],
+            "ram": flavor["ram"],
+            "disk": flavor["disk"],
+            "ephemeral": 0,
+            "swap": 0,
+            "extra_specs": {},
+        }
 
     def _server(self, req) -> dict:
         server_id = req.params["id"]
@@ -604,9 +820,14 @@ class FakeOpenStack:
 
     @route("GET", r"/compute/v2\.1/servers(/detail)?")
     def list_servers(self, req):  # Nova filters no metadata; name is a regular expression
-        return 200, {"servers": [self._server_view(self._tick(s), req) for s in list(self.servers.values())
-                                 if re.search(req.query.get("name", ""), s["name"])
-                                 and matches(s, {k: v for k, v in req.query.items() if k == "status"})]}
+        return 200, {
+            "servers": [
+                self._server_view(self._tick(s), req)
+                for s in list(self.servers.values())
+                if re.search(req.query.get("name", ""), s["name"])
+                and matches(s, {k: v for k, v in req.query.items() if k == "status"})
+            ]
+        }
 
     @route("GET", r"/compute/v2\.1/servers/(?P<id>[^/]+)")
     def get_server(self, req):
@@ -633,13 +854,16 @@ class FakeOpenStack:
     @route("POST", r"/compute/v2\.1/servers/(?P<id>[^/]+)/action")
     def server_action(self, req):
         server = self._server(req)
-        (action, args), = req.body.items()
+        ((action, args),) = req.body.items()
         if action not in ACTIONS:
             raise nova_error(400, f"fake: unsupported action {action}")
         allowed, (status, task), final = ACTIONS[action]
         if server["OS-EXT-STS:task_state"] or server["status"] not in allowed:
-            state = (f"task_state {server['OS-EXT-STS:task_state']}" if server["OS-EXT-STS:task_state"]
-                     else f"vm_state {server['OS-EXT-STS:vm_state']}")
+            state = (
+                f"task_state {server['OS-EXT-STS:task_state']}"
+                if server["OS-EXT-STS:task_state"]
+                else f"vm_state {server['OS-EXT-STS:vm_state']}"
+            )
             raise nova_error(409, f"Cannot '{action}' instance {server['id']} while it is in {state}")
         before = server["status"]
         self._server_status(server, status, task)
@@ -647,8 +871,9 @@ class FakeOpenStack:
         if action == "shelve" and not self._volume_backed(server) and self.shelved_offload_time != 0:
             final = "SHELVED"
         if action == "resize":
-            flavor = self._find(self.flavors, str(args["flavorRef"]),
-                                nova_error(400, f"Flavor {args['flavorRef']} could not be found."))
+            flavor = self._find(
+                self.flavors, str(args["flavorRef"]), nova_error(400, f"Flavor {args['flavorRef']} could not be found.")
+            )
             if self.fail_next_resize:
                 # The API casts the resize to the conductor and answers 202; when the scheduler finds no
                 # host the conductor puts the instance back in its vm_state (ACTIVE, or SHUTOFF) on the
@@ -656,8 +881,11 @@ class FakeOpenStack:
                 # nova/conductor/manager.py _cold_migrate: NoValidHost).
                 self.fail_next_resize = False
                 final = before
-                server["fault"] = {"code": 500, "created": now(),
-                                   "message": "No valid host was found. No valid host found for resize"}
+                server["fault"] = {
+                    "code": 500,
+                    "created": now(),
+                    "message": "No valid host was found. No valid host found for resize",
+                }
             else:
                 self.resizing[server["id"]] = (server["flavor"], before)
                 server["flavor"] = self._embedded_flavor(flavor)
@@ -666,8 +894,13 @@ class FakeOpenStack:
             if action == "revertResize":
                 server["flavor"] = old_flavor
         elif action == "createImage":
-            properties = {**(args.get("metadata") or {}), "image_type": "snapshot", "instance_uuid": server["id"],
-                          "owner_user_name": USERNAME, "user_id": self.user_id}
+            properties = {
+                **(args.get("metadata") or {}),
+                "image_type": "snapshot",
+                "instance_uuid": server["id"],
+                "owner_user_name": USERNAME,
+                "user_id": self.user_id,
+            }
             if self._volume_backed(server):
                 image = self._volume_backed_snapshot(server, args["name"], properties)
             else:
@@ -701,30 +934,83 @@ class FakeOpenStack:
         mapping = []
         for index, attached in enumerate(server["os-extended-volumes:volumes_attached"]):
             volume = self.volumes[attached["id"]]
-            snapshot = {"id": new_id(), "name": f"snapshot for {name}", "description": volume["description"],
-                        "volume_id": volume["id"], "size": volume["size"], "status": "creating", "metadata": {},
-                        "created_at": now(), "updated_at": None, "os-extended-snapshot-attributes:progress": "0%",
-                        "os-extended-snapshot-attributes:project_id": self.project_id}
+            snapshot = {
+                "id": new_id(),
+                "name": f"snapshot for {name}",
+                "description": volume["description"],
+                "volume_id": volume["id"],
+                "size": volume["size"],
+                "status": "creating",
+                "metadata": {},
+                "created_at": now(),
+                "updated_at": None,
+                "os-extended-snapshot-attributes:progress": "0%",
+                "os-extended-snapshot-attributes:project_id": self.project_id,
+            }
             self.snapshots[snapshot["id"]] = snapshot
             self._later(snapshot["id"], status="available", **{"os-extended-snapshot-attributes:progress": "100%"})
-            mapping.append({"source_type": "snapshot", "destination_type": "volume", "snapshot_id": snapshot["id"],
-                            "volume_size": volume["size"], "boot_index": index, "device_name": "/dev/vda",
-                            "delete_on_termination": attached["delete_on_termination"], "disk_bus": "virtio",
-                            "volume_id": None, "image_id": None, "no_device": None, "tag": None, "guest_format": None,
-                            "device_type": "disk", "volume_type": None})
-        image = self._image(name, status="active", block_device_mapping=json.dumps(mapping), bdm_v2="True",
-                            root_device_name="/dev/vda", **properties)
+            mapping.append(
+                {
+                    "source_type": "snapshot",
+                    "destination_type": "volume",
+                    "snapshot_id": snapshot["id"],
+                    "volume_size": volume["size"],
+                    "boot_index": index,
+                    "device_name": "/dev/vda",
+                    "delete_on_termination": attached["delete_on_termination"],
+                    "disk_bus": "virtio",
+                    "volume_id": None,
+                    "image_id": None,
+                    "no_device": None,
+                    "tag": None,
+                    "guest_format": None,
+                    "device_type": "disk",
+                    "volume_type": None,
+                }
+            )
+        image = self._image(
+            name,
+            status="active",
+            block_device_mapping=json.dumps(mapping),
+            bdm_v2="True",
+            root_device_name="/dev/vda",
+            **properties,
+        )
         image.update(disk_format="raw", size=0)
         return image
 
     def _volume(self, server_id: str, size: int, image: dict) -> dict:
-        volume = {"id": new_id(), "name": "", "description": "", "status": "in-use", "size": size, "bootable": "true",
-                  "attachments": [{"server_id": server_id, "attachment_id": new_id(), "volume_id": None,
-                                   "device": "/dev/vda", "id": None, "host_name": None, "attached_at": now()}],
-                  "metadata": {}, "volume_image_metadata": {"image_id": image["id"], "image_name": image["name"]},
-                  "availability_zone": "nova", "snapshot_id": None, "source_volid": None, "volume_type": "__DEFAULT__",
-                  "multiattach": False, "encrypted": False, "created_at": now(), "updated_at": now(),
-                  "user_id": self.user_id, "os-vol-tenant-attr:tenant_id": self.project_id}
+        volume = {
+            "id": new_id(),
+            "name": "",
+            "description": "",
+            "status": "in-use",
+            "size": size,
+            "bootable": "true",
+            "attachments": [
+                {
+                    "server_id": server_id,
+                    "attachment_id": new_id(),
+                    "volume_id": None,
+                    "device": "/dev/vda",
+                    "id": None,
+                    "host_name": None,
+                    "attached_at": now(),
+                }
+            ],
+            "metadata": {},
+            "volume_image_metadata": {"image_id": image["id"], "image_name": image["name"]},
+            "availability_zone": "nova",
+            "snapshot_id": None,
+            "source_volid": None,
+            "volume_type": "__DEFAULT__",
+            "multiattach": False,
+            "encrypted": False,
+            "created_at": now(),
+            "updated_at": now(),
+            "user_id": self.user_id,
+            "os-vol-tenant-attr:tenant_id": self.project_id,
+        }
         volume["attachments"][0].update(volume_id=volume["id"], id=volume["id"])
         self.volumes[volume["id"]] = volume
         return volume
@@ -737,27 +1023,55 @@ class FakeOpenStack:
         databases (nova/quota.py _instances_cores_ram_count_legacy: offloaded ones too), or with
         `count_usage_from_placement` (nova/conf/quota.py, default False) from placement's allocations, which
         a shelved-offloaded server no longer has."""
-        placed = [s for s in self.servers.values()
-                  if not (self.count_usage_from_placement and s["status"] == "SHELVED_OFFLOADED")]
-        return {"instances": len(self.servers), "cores": sum(s["flavor"]["vcpus"] for s in placed),
-                "ram": sum(s["flavor"]["ram"] for s in placed)}
+        placed = [
+            s
+            for s in self.servers.values()
+            if not (self.count_usage_from_placement and s["status"] == "SHELVED_OFFLOADED")
+        ]
+        return {
+            "instances": len(self.servers),
+            "cores": sum(s["flavor"]["vcpus"] for s in placed),
+            "ram": sum(s["flavor"]["ram"] for s in placed),
+        }
 
     @route("GET", r"/compute/v2\.1/limits")
     def compute_limits(self, req):  # https://docs.openstack.org/api-ref/compute/#limits-limits
         used = self.compute_usage()
-        return 200, {"limits": {"rate": [], "absolute": {
-            "maxTotalInstances": self.quota["instances"], "totalInstancesUsed": used["instances"],
-            "maxTotalCores": self.quota["cores"], "totalCoresUsed": used["cores"],
-            "maxTotalRAMSize": self.quota["ram"], "totalRAMUsed": used["ram"],
-            # the fields left from microversion 2.57 on (network and personality limits are gone)
-            "maxServerMeta": 128, "maxImageMeta": 128, "maxTotalKeypairs": 100,
-            "maxServerGroups": 10, "maxServerGroupMembers": 10, "totalServerGroupsUsed": 0}}}
+        return 200, {
+            "limits": {
+                "rate": [],
+                "absolute": {
+                    "maxTotalInstances": self.quota["instances"],
+                    "totalInstancesUsed": used["instances"],
+                    "maxTotalCores": self.quota["cores"],
+                    "totalCoresUsed": used["cores"],
+                    "maxTotalRAMSize": self.quota["ram"],
+                    "totalRAMUsed": used["ram"],
+                    # the fields left from microversion 2.57 on (network and personality limits are gone)
+                    "maxServerMeta": 128,
+                    "maxImageMeta": 128,
+                    "maxTotalKeypairs": 100,
+                    "maxServerGroups": 10,
+                    "maxServerGroupMembers": 10,
+                    "totalServerGroupsUsed": 0,
+                },
+            }
+        }
 
     # -- Cinder ---------------------------------------------------------------------------------
     def _volume_versions(self) -> dict:  # https://docs.openstack.org/api-ref/block-storage/v3/#api-versions
-        return {"versions": [{"id": "v3.0", "status": "CURRENT", "version": "3.70", "min_version": "3.0",
-                              "updated": "2023-08-31T00:00:00Z",
-                              "links": [{"rel": "self", "href": f"{self.base}/volume/v3/"}]}]}
+        return {
+            "versions": [
+                {
+                    "id": "v3.0",
+                    "status": "CURRENT",
+                    "version": "3.70",
+                    "min_version": "3.0",
+                    "updated": "2023-08-31T00:00:00Z",
+                    "links": [{"rel": "self", "href": f"{self.base}/volume/v3/"}],
+                }
+            ]
+        }
 
     @route("GET", r"/volume(/v3)?")
     def volume_versions(self, req):
@@ -805,10 +1119,13 @@ class FakeOpenStack:
         volume = self._volume_item("volumes", req.params["id"])
         if volume["status"] != "available" or self._snapshots_of(volume["id"]):
             # cinder/volume/api.py API.delete (without cascade), answered as 400 InvalidVolume
-            raise nova_error(400, "Invalid volume: Volume status must be available or error or error_restoring or "
-                                  "error_extending or error_managing and must not be migrating, attached, belong to "
-                                  "a group, have snapshots, awaiting a transfer, or be disassociated from snapshots "
-                                  "after volume transfer.")
+            raise nova_error(
+                400,
+                "Invalid volume: Volume status must be available or error or error_restoring or "
+                "error_extending or error_managing and must not be migrating, attached, belong to "
+                "a group, have snapshots, awaiting a transfer, or be disassociated from snapshots "
+                "after volume transfer.",
+            )
         del self.volumes[volume["id"]]
         return 202, None
 
@@ -823,27 +1140,44 @@ class FakeOpenStack:
 
     @route("GET", r"/volume/v3/(?P<project>[^/]+)/limits")
     def volume_limits(self, req):  # https://docs.openstack.org/api-ref/block-storage/v3/#limits-limits
-        return 200, {"limits": {"rate": [], "absolute": {
-            "maxTotalVolumes": self.quota["volumes"], "totalVolumesUsed": len(self.volumes),
-            "maxTotalVolumeGigabytes": self.quota["gigabytes"],
-            "totalGigabytesUsed": sum(v["size"] for v in self.volumes.values())
-            + sum(s["size"] for s in self.snapshots.values()),
-            "maxTotalSnapshots": 10, "totalSnapshotsUsed": len(self.snapshots),
-            "maxTotalBackups": 10, "totalBackupsUsed": 0, "maxTotalBackupGigabytes": 1000, "totalBackupGigabytesUsed": 0}}}
+        return 200, {
+            "limits": {
+                "rate": [],
+                "absolute": {
+                    "maxTotalVolumes": self.quota["volumes"],
+                    "totalVolumesUsed": len(self.volumes),
+                    "maxTotalVolumeGigabytes": self.quota["gigabytes"],
+                    "totalGigabytesUsed": sum(v["size"] for v in self.volumes.values())
+                    + sum(s["size"] for s in self.snapshots.values()),
+                    "maxTotalSnapshots": 10,
+                    "totalSnapshotsUsed": len(self.snapshots),
+                    "maxTotalBackups": 10,
+                    "totalBackupsUsed": 0,
+                    "maxTotalBackupGigabytes": 1000,
+                    "totalBackupGigabytesUsed": 0,
+                },
+            }
+        }
 
     # -- Neutron ----------------------------------------------------------------------------------
     @route("GET", r"/network")
     def network_versions(self, req):
-        return 200, {"versions": [{"id": "v2.0", "status": "CURRENT",
-                                   "links": [{"rel": "self", "href": f"{self.base}/network/v2.0/"}]}]}
+        return 200, {
+            "versions": [
+                {"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": f"{self.base}/network/v2.0/"}]}
+            ]
+        }
 
     @route("GET", r"/network/v2\.0/(?P<kind>networks|subnets|ports|security-groups|security-group-rules|floatingips)")
     def list_network_resources(self, req):
         kind = req.params["kind"]
         return 200, {self._plural(kind): [self._public(i) for i in self._table(kind).values() if matches(i, req.query)]}
 
-    @route("GET", r"/network/v2\.0/(?P<kind>networks|subnets|ports|security-groups|security-group-rules|floatingips)"
-                  r"/(?P<id>[^/]+)")
+    @route(
+        "GET",
+        r"/network/v2\.0/(?P<kind>networks|subnets|ports|security-groups|security-group-rules|floatingips)"
+        r"/(?P<id>[^/]+)",
+    )
     def get_network_resource(self, req):
         return 200, {self._singular(req.params["kind"]): self._public(self._network_item(**req.params))}
 
@@ -859,20 +1193,30 @@ class FakeOpenStack:
         # neutron/extensions/securitygroup.py SecurityGroupMultipleRemoteEntites (400, raised by
         # neutron/db/securitygroups_db.py _validate_security_group_rule): one source per rule.
         if sum(bool(spec.get(k)) for k in ("remote_ip_prefix", "remote_group_id", "remote_address_group_id")) > 1:
-            raise neutron_error(400, "SecurityGroupMultipleRemoteEntites",
-                                "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id "
-                                "may be provided.")
+            raise neutron_error(
+                400,
+                "SecurityGroupMultipleRemoteEntites",
+                "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id may be provided.",
+            )
         # neutron/db/securitygroups_db.py _validate_security_group_rule: the remote group must exist (404).
         if spec.get("remote_group_id"):
             self._network_item("security-groups", spec["remote_group_id"])
         # neutron/db/securitygroups_db.py _check_for_duplicate_rules: the same rule twice is a 409.
-        fields = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix",
-                  "remote_group_id")
+        fields = (
+            "direction",
+            "ethertype",
+            "protocol",
+            "port_range_min",
+            "port_range_max",
+            "remote_ip_prefix",
+            "remote_group_id",
+        )
         wanted = {**{k: None for k in fields}, "ethertype": "IPv4", **{k: spec[k] for k in fields if k in spec}}
         for rule in self.security_groups[spec["security_group_id"]]["security_group_rules"]:
             if all(rule[k] == wanted[k] for k in fields):
-                raise neutron_error(409, "SecurityGroupRuleExists",
-                                    f"Security group rule already exists. Rule id is {rule['id']}.")
+                raise neutron_error(
+                    409, "SecurityGroupRuleExists", f"Security group rule already exists. Rule id is {rule['id']}."
+                )
         return 201, {"security_group_rule": self._rule(spec)}
 
     @route("POST", r"/network/v2\.0/floatingips")
@@ -881,15 +1225,28 @@ class FakeOpenStack:
         net_id = spec.get("floating_network_id", "")
         network = self._network_item("networks", net_id)
         if self.floating_ips_exhausted:
-            raise neutron_error(409, "IpAddressGenerationFailure",
-                                f"No more IP addresses available on network {net_id}.")
+            raise neutron_error(
+                409, "IpAddressGenerationFailure", f"No more IP addresses available on network {net_id}."
+            )
         if not network["router:external"]:
-            raise neutron_error(400, "BadRequest",
-                                f"Bad floatingip request: Network {net_id} is not a valid external network.")
-        fip = {"id": new_id(), "floating_ip_address": self._address(net_id)[1], "floating_network_id": net_id,
-               "port_id": None, "fixed_ip_address": None, "router_id": None, "status": "DOWN",
-               "description": spec.get("description", ""), "tags": [], "project_id": self.project_id,
-               "tenant_id": self.project_id, "created_at": now(), "updated_at": now()}
+            raise neutron_error(
+                400, "BadRequest", f"Bad floatingip request: Network {net_id} is not a valid external network."
+            )
+        fip = {
+            "id": new_id(),
+            "floating_ip_address": self._address(net_id)[1],
+            "floating_network_id": net_id,
+            "port_id": None,
+            "fixed_ip_address": None,
+            "router_id": None,
+            "status": "DOWN",
+            "description": spec.get("description", ""),
+            "tags": [],
+            "project_id": self.project_id,
+            "tenant_id": self.project_id,
+            "created_at": now(),
+            "updated_at": now(),
+        }
         self.floating_ips[fip["id"]] = fip
         return 201, {"floatingip": self._update_floating_ip(fip, spec)}
 
@@ -903,8 +1260,12 @@ class FakeOpenStack:
         if "port_id" in spec:
             port = spec["port_id"] and self._network_item("ports", spec["port_id"])
             fixed = port and self._fip_fixed_address(port)
-            fip.update(port_id=port and port["id"], fixed_ip_address=fixed,
-                       status="ACTIVE" if port else "DOWN", updated_at=now())
+            fip.update(
+                port_id=port and port["id"],
+                fixed_ip_address=fixed,
+                status="ACTIVE" if port else "DOWN",
+                updated_at=now(),
+            )
         return fip
 
     @staticmethod
@@ -913,20 +1274,24 @@ class FakeOpenStack:
         _internal_fip_assoc_data: none or several IPv4 addresses is a 400 without fixed_ip_address)."""
         ipv4 = [ip["ip_address"] for ip in port["fixed_ips"] if ":" not in ip["ip_address"]]
         if len(ipv4) != 1:
-            raise neutron_error(400, "BadRequest", f"Bad floatingip request: Port {port['id']} has no or several "
-                                                   f"fixed IPv4 addresses.")
+            raise neutron_error(
+                400, "BadRequest", f"Bad floatingip request: Port {port['id']} has no or several fixed IPv4 addresses."
+            )
         return ipv4[0]
 
     @route("GET", r"/network/v2\.0/quotas/(?P<project>[^/]+)/details")
     def network_quota_details(self, req):
         # https://docs.openstack.org/api-ref/network/v2/#show-quota-details-for-a-project
-        return 200, {"quota": {"floatingip": {"limit": self.quota["floatingip"], "reserved": 0,
-                                              "used": len(self.floating_ips)}}}
+        return 200, {
+            "quota": {"floatingip": {"limit": self.quota["floatingip"], "reserved": 0, "used": len(self.floating_ips)}}
+        }
 
     @route("DELETE", r"/network/v2\.0/(?P<kind>security-groups|security-group-rules|floatingips)/(?P<id>[^/]+)")
     def delete_network_resource(self, req):
         item = self._network_item(**req.params)
-        if req.params["kind"] == "security-groups" and any(item["id"] in p["security_groups"] for p in self.ports.values()):
+        if req.params["kind"] == "security-groups" and any(
+            item["id"] in p["security_groups"] for p in self.ports.values()
+        ):
             # https://docs.openstack.org/api-ref/network/v2/#delete-security-group: 409 while a port uses it
             raise neutron_error(409, "SecurityGroupInUse", f"Security Group {item['id']} in use.")
         del self._table(req.params["kind"])[item["id"]]
@@ -945,8 +1310,11 @@ class FakeOpenStack:
 
     def _network_item(self, kind: str, id: str) -> dict:
         name = {"floatingips": "Floating IP"}.get(kind, self._singular(kind).replace("_", " ").title())
-        return self._find(self._table(kind), id, neutron_error(
-            404, name.replace(" ", "") + "NotFound", f"{name} {id} could not be found."))
+        return self._find(
+            self._table(kind),
+            id,
+            neutron_error(404, name.replace(" ", "") + "NotFound", f"{name} {id} could not be found."),
+        )
 
     def _public(self, item: dict) -> dict:
         return {k: v for k, v in item.items() if not k.startswith("_")}
@@ -954,8 +1322,11 @@ class FakeOpenStack:
     # -- Glance -------------------------------------------------------------------------------------
     @route("GET", r"/image")
     def image_versions(self, req):
-        return 200, {"versions": [{"id": "v2.15", "status": "CURRENT",
-                                   "links": [{"rel": "self", "href": f"{self.base}/image/v2/"}]}]}
+        return 200, {
+            "versions": [
+                {"id": "v2.15", "status": "CURRENT", "links": [{"rel": "self", "href": f"{self.base}/image/v2/"}]}
+            ]
+        }
 
     @route("GET", r"/image/v2/images")
     def list_images(self, req):

@@ -19,21 +19,30 @@ def fake_gce_for(lab):
 
     with FakeGce() as fake:
         lab.extra_env.update(
-            LABVM_GCE_ENDPOINT=fake.endpoint, LABVM_OWNER="hedy",
+            LABVM_GCE_ENDPOINT=fake.endpoint,
+            LABVM_OWNER="hedy",
             # google.auth must never probe a metadata server off this machine.
-            NO_GCE_CHECK="true", GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
+            NO_GCE_CHECK="true",
+            GCE_METADATA_HOST="127.0.0.1:9",
+            GCE_METADATA_IP="127.0.0.1:9",
             CLOUDSDK_CONFIG=str(lab.directory / "gcloud"),
         )
         lab.extra_env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
         yield fake
+
+
 DEBIAN = "projects/debian-cloud/global/images/family/debian-12"
 
 
 class Clients:
     def __init__(self, endpoint: str):
         def make(cls):
-            return cls(credentials=AnonymousCredentials(), transport="rest",
-                       client_options=ClientOptions(api_endpoint=endpoint))
+            return cls(
+                credentials=AnonymousCredentials(),
+                transport="rest",
+                client_options=ClientOptions(api_endpoint=endpoint),
+            )
+
         self.instances = make(compute_v1.InstancesClient)
         self.zone_ops = make(compute_v1.ZoneOperationsClient)
         self.region_ops = make(compute_v1.RegionOperationsClient)
@@ -67,8 +76,13 @@ def instance_resource(name="lab-1", nat_ip=None, machine_type="e2-medium"):
     return compute_v1.Instance(
         name=name,
         machine_type=f"zones/{ZONE}/machineTypes/{machine_type}",
-        disks=[compute_v1.AttachedDisk(boot=True, auto_delete=True, initialize_params=compute_v1.AttachedDiskInitializeParams(
-            source_image=DEBIAN, disk_size_gb=20))],
+        disks=[
+            compute_v1.AttachedDisk(
+                boot=True,
+                auto_delete=True,
+                initialize_params=compute_v1.AttachedDiskInitializeParams(source_image=DEBIAN, disk_size_gb=20),
+            )
+        ],
         network_interfaces=[compute_v1.NetworkInterface(network="global/networks/default", access_configs=[access])],
         metadata=compute_v1.Metadata(items=[compute_v1.Items(key="ssh-keys", value="hedy:ssh-ed25519 AAAA hedy")]),
         labels={"labvm-profile": "gce", "labvm": "yes"},
@@ -85,8 +99,16 @@ def provider(tmp_path, owner=None, monkeypatch=None, **settings):
 
     if owner:
         monkeypatch.setenv("LABVM_OWNER", owner)
-    profile = {"provider": "gce", "project": "proj", "zone": ZONE, "user": "debian", "machine_type": "e2-small",
-               "image_family": "debian-12", "ssh_cidr": "198.51.100.7/32", **settings}
+    profile = {
+        "provider": "gce",
+        "project": "proj",
+        "zone": ZONE,
+        "user": "debian",
+        "machine_type": "e2-small",
+        "image_family": "debian-12",
+        "ssh_cidr": "198.51.100.7/32",
+        **settings,
+    }
     hosts = tmp_path / "hosts.yml"
     hosts.write_text(yaml.safe_dump({"default": "gce", "profiles": {"gce": profile}}))
     return GceProvider(config.load(hosts).profile("gce"))

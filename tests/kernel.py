@@ -33,13 +33,29 @@ def run_cell(base_url: str, token: str, code: str, timeout: float = 60) -> str:
 
 def _execute(connection, code: str, deadline: float) -> str:
     request = str(uuid.uuid4())
-    connection.send(json.dumps({
-        "header": {"msg_id": request, "msg_type": "execute_request", "username": "labvm-test",
-                   "session": str(uuid.uuid4()), "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False},
-    }))
+    connection.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": request,
+                    "msg_type": "execute_request",
+                    "username": "labvm-test",
+                    "session": str(uuid.uuid4()),
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                },
+            }
+        )
+    )
     output, replied, idle = [], False, False
     # The reply comes on the shell channel and the output on iopub, in no fixed order between
     # them; the kernel's "idle" on iopub follows the cell's last output.
@@ -64,8 +80,12 @@ def _execute(connection, code: str, deadline: float) -> str:
 
 
 def _api(base_url: str, token: str, method: str, path: str) -> dict:
-    request = urllib.request.Request(f"{base_url}/api/{path}", method=method, data=b"{}" if method == "POST" else None,
-                                     headers={"Authorization": f"token {token}"})
+    request = urllib.request.Request(
+        f"{base_url}/api/{path}",
+        method=method,
+        data=b"{}" if method == "POST" else None,
+        headers={"Authorization": f"token {token}"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         body = response.read()
     return json.loads(body) if body else {}

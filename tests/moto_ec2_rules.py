@@ -27,12 +27,19 @@ from moto.ec2.responses.instances import InstanceResponse
 # Description): "Up to 255 characters in length ... a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*".
 EC2_TEXT = re.compile(r"[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{1,255}")
 # EC2's answer to another character in a rule description (quoted in aws-cloudformation/cfn-lint#173).
-BAD_RULE = ("Invalid rule description. Valid descriptions are strings less than 256 characters from the "
-            "following set:  a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*")
+BAD_RULE = (
+    "Invalid rule description. Valid descriptions are strings less than 256 characters from the "
+    "following set:  a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*"
+)
 # CreateImage Name (botocore's ec2 model): "3-128 alphanumeric characters, parentheses (()), square
 # brackets ([]), spaces ( ), periods (.), slashes (/), dashes (-), single quotes ('), at-signs (@), or
 # underscores(_)"; refused as InvalidAMIName.Malformed (API reference, errors-overview.html).
 AMI_NAME = re.compile(r"[a-zA-Z0-9()\[\] ./\-'@_]{3,128}")
+
+
+def _calling(method, original):
+    """A function (so that an instance passes itself on) calling method with the original first."""
+    return lambda *a, **k: method(original, *a, **k)
 
 
 @contextlib.contextmanager
@@ -40,8 +47,7 @@ def patched(owner, **methods):
     """owner's methods replaced for the block; each replacement gets the original as its first argument."""
     originals = {name: getattr(owner, name) for name in methods}
     for name, method in methods.items():
-        # The outer lambda binds this loop's method (a function, so that an instance passes itself on).
-        setattr(owner, name, (lambda original, method: lambda *a, **k: method(original, *a, **k))(originals[name], method))  # noqa: B023
+        setattr(owner, name, _calling(method, originals[name]))
     try:
         yield
     finally:
@@ -52,12 +58,19 @@ def patched(owner, **methods):
 def _check_group_text(name: str, description: str) -> None:
     for parameter, value in (("GroupName", name), ("GroupDescription", description)):
         if not EC2_TEXT.fullmatch(value or ""):
-            raise EC2ClientError("InvalidParameterValue", f"Value ({value}) for parameter {parameter} is invalid. "
-                                 "Valid characters are a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*")
+            raise EC2ClientError(
+                "InvalidParameterValue",
+                f"Value ({value}) for parameter {parameter} is invalid. "
+                "Valid characters are a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*",
+            )
 
 
 def _check_rule_text(kwargs: dict) -> None:
-    entries = [*(kwargs.get("ip_ranges") or []), *(kwargs.get("source_groups") or []), *(kwargs.get("prefix_list_ids") or [])]
+    entries = [
+        *(kwargs.get("ip_ranges") or []),
+        *(kwargs.get("source_groups") or []),
+        *(kwargs.get("prefix_list_ids") or []),
+    ]
     if any("Description" in entry and not EC2_TEXT.fullmatch(entry["Description"]) for entry in entries):
         raise EC2ClientError("InvalidParameterValue", BAD_RULE)
 
@@ -91,8 +104,11 @@ def import_key_pair(original, backend, key_name, *args, **kwargs):
 
 def create_image(original, backend, instance_id, name, *args, **kwargs):
     if not AMI_NAME.fullmatch(name or ""):
-        raise EC2ClientError("InvalidAMIName.Malformed", "AMI names must be between 3 and 128 characters long, and may "
-                             "contain letters, numbers, '(', ')', '[', ']', ' ', '.', '/', '-', ''', '@' and '_'")
+        raise EC2ClientError(
+            "InvalidAMIName.Malformed",
+            "AMI names must be between 3 and 128 characters long, and may "
+            "contain letters, numbers, '(', ')', '[', ']', ' ', '.', '/', '-', ''', '@' and '_'",
+        )
     return original(backend, instance_id, name, *args, **kwargs)
 
 
@@ -109,8 +125,10 @@ def deregister_image(original, response):
         return answer
     results = []
     for snapshot_id in snapshots:
-        shared = any(snapshot_id in [m["Ebs"]["SnapshotId"] for m in other.block_device_mappings]
-                     for other in backend.amis.values())
+        shared = any(
+            snapshot_id in [m["Ebs"]["SnapshotId"] for m in other.block_device_mappings]
+            for other in backend.amis.values()
+        )
         if not shared:
             backend.snapshots.pop(snapshot_id, None)
         results.append({"SnapshotId": snapshot_id, "ReturnCode": "skipped" if shared else "success"})
@@ -121,8 +139,14 @@ def deregister_image(original, response):
 @contextlib.contextmanager
 def ec2_rules():
     with contextlib.ExitStack() as stack:
-        stack.enter_context(patched(SecurityGroupBackend, create_security_group=create_security_group,
-                                    authorize_security_group_ingress=authorize, authorize_security_group_egress=authorize))
+        stack.enter_context(
+            patched(
+                SecurityGroupBackend,
+                create_security_group=create_security_group,
+                authorize_security_group_ingress=authorize,
+                authorize_security_group_egress=authorize,
+            )
+        )
         stack.enter_context(patched(KeyPairBackend, import_key_pair=import_key_pair))
         stack.enter_context(patched(AmiBackend, create_image=create_image))
         stack.enter_context(patched(AmisResponse, deregister_image=deregister_image))
@@ -157,23 +181,43 @@ class Lagging:
     def __enter__(self):
         self._stack = contextlib.ExitStack().__enter__()
         new = self._made
-        self._stack.enter_context(patched(
-            SecurityGroupBackend,
-            create_security_group=lambda original, *a, **k: new("InvalidGroup.NotFound", original(*a, **k), lambda g: g.id),
-            authorize_security_group_ingress=self._authorize))
-        self._stack.enter_context(patched(
-            KeyPairBackend,
-            import_key_pair=lambda original, *a, **k: new("InvalidKeyPair.NotFound", original(*a, **k), lambda pair: pair.key_name)))
+        self._stack.enter_context(
+            patched(
+                SecurityGroupBackend,
+                create_security_group=lambda original, *a, **k: new(
+                    "InvalidGroup.NotFound", original(*a, **k), lambda g: g.id
+                ),
+                authorize_security_group_ingress=self._authorize,
+            )
+        )
+        self._stack.enter_context(
+            patched(
+                KeyPairBackend,
+                import_key_pair=lambda original, *a, **k: new(
+                    "InvalidKeyPair.NotFound", original(*a, **k), lambda pair: pair.key_name
+                ),
+            )
+        )
         self._stack.enter_context(patched(InstanceBackend, run_instances=self._run_instances))
-        self._stack.enter_context(patched(
-            ElasticAddressBackend,
-            allocate_address=lambda original, *a, **k: new("InvalidAllocationID.NotFound", original(*a, **k),
-                                                           lambda address: address.allocation_id),
-            associate_address=self._associate))
-        self._stack.enter_context(patched(
-            AmiBackend,
-            create_image=lambda original, *a, **k: new("InvalidAMIID.NotFound", original(*a, **k), lambda image: image.id),
-            describe_images=self._describe_images, deregister_image=self._deregister_image))
+        self._stack.enter_context(
+            patched(
+                ElasticAddressBackend,
+                allocate_address=lambda original, *a, **k: new(
+                    "InvalidAllocationID.NotFound", original(*a, **k), lambda address: address.allocation_id
+                ),
+                associate_address=self._associate,
+            )
+        )
+        self._stack.enter_context(
+            patched(
+                AmiBackend,
+                create_image=lambda original, *a, **k: new(
+                    "InvalidAMIID.NotFound", original(*a, **k), lambda image: image.id
+                ),
+                describe_images=self._describe_images,
+                deregister_image=self._deregister_image,
+            )
+        )
         self._stack.enter_context(patched(EBSBackend, delete_snapshot=self._delete_snapshot))
         return self
 
@@ -188,7 +232,9 @@ class Lagging:
     def _run_instances(self, original, backend, *args, **kwargs):
         key = kwargs.get("key_name")
         self._first_use(key, f"The key pair '{key}' does not exist")
-        groups = list(kwargs.get("security_group_ids") or []) + [g for n in kwargs.get("nics") or [] for g in n.get("Groups", [])]
+        groups = list(kwargs.get("security_group_ids") or []) + [
+            g for n in kwargs.get("nics") or [] for g in n.get("Groups", [])
+        ]
         for group in groups:
             self._first_use(group, f"The security group '{group}' does not exist")
         return original(backend, *args, **kwargs)
@@ -202,7 +248,6 @@ class Lagging:
         for image in kwargs.get("ami_ids") or []:
             self._first_use(image, "")
         return original(backend, *args, **kwargs)
-
 
     def _deregister_image(self, original, backend, image_id):
         for mapping in backend.amis[image_id].block_device_mappings if image_id in backend.amis else []:

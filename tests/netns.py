@@ -55,8 +55,9 @@ def _ip(*args: str, namespace: str | None = None) -> str:
 def _free_subnet() -> int:
     used = _ip("-o", "-4", "addr", "show")
     for other in Path("/run/netns").glob("*") if Path("/run/netns").exists() else []:
-        used += subprocess.run(["ip", "-n", other.name, "-o", "-4", "addr", "show"],
-                               capture_output=True, text=True).stdout
+        used += subprocess.run(
+            ["ip", "-n", other.name, "-o", "-4", "addr", "show"], capture_output=True, text=True
+        ).stdout
     taken = {int(n) for n in re.findall(rf"{re.escape(SUBNET)}\.(\d+)\.", used)}
     # pytest-xdist workers make hosts at the same time: each takes subnets from its own share.
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
@@ -65,8 +66,9 @@ def _free_subnet() -> int:
 
 
 class NetnsHost:
-    def __init__(self, name: str, namespace: str, outer_link: str, inner_link: str, subnet: int,
-                 behind: "NetnsHost | None"):
+    def __init__(
+        self, name: str, namespace: str, outer_link: str, inner_link: str, subnet: int, behind: "NetnsHost | None"
+    ):
         self.name, self.namespace = name, namespace
         self.outer_link, self.inner_link = outer_link, inner_link
         self.address = f"{SUBNET}.{subnet}.2"
@@ -99,8 +101,9 @@ class NetnsHost:
         return host
 
     def exec(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.namespace, *command], check=check,
-                              capture_output=True, text=True)
+        return subprocess.run(
+            ["ip", "netns", "exec", self.namespace, *command], check=check, capture_output=True, text=True
+        )
 
     # -- its sshd --------------------------------------------------------------------------
 
@@ -118,7 +121,8 @@ class NetnsHost:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         self.sshd = subprocess.Popen(
             ["ip", "netns", "exec", self.namespace, "/usr/sbin/sshd", "-D", "-e", "-f", str(self.sshd_config)],
-            stdin=subprocess.DEVNULL, stderr=self.sshd_log.open("a"),
+            stdin=subprocess.DEVNULL,
+            stderr=self.sshd_log.open("a"),
         )
         deadline = time.monotonic() + 10
         while f"{self.address}:{self.port} " not in self.exec("ss", "-Hltn").stdout:
@@ -188,8 +192,14 @@ def remove_all() -> None:
 
 
 @contextmanager
-def namespaced_lab(user, sshd, tmp_path_factory, names: list[str], packages: tuple[str, ...] = ("jupyterlab",),
-                   sshd_env: dict[str, str] | None = None):
+def namespaced_lab(
+    user,
+    sshd,
+    tmp_path_factory,
+    names: list[str],
+    packages: tuple[str, ...] = ("jupyterlab",),
+    sshd_env: dict[str, str] | None = None,
+):
     """(lab, hosts): a laptop and one "VM" per name, each in its own namespace with its own sshd
     (`sshd_env` reaching every session), all logging in as `user` with one home, where the env
     (`packages`, uv) is already built: through the loopback `sshd`, as the namespaces have no way
@@ -239,8 +249,9 @@ class KeptVm:
         started = time.monotonic()
         while not self.answers():
             if time.monotonic() - started > timeout:
-                raise AssertionError(f"no answer through the tunnel within {timeout:.0f}s; "
-                                     f"keeper log: {self.keeper_log()[-1500:]}")
+                raise AssertionError(
+                    f"no answer through the tunnel within {timeout:.0f}s; keeper log: {self.keeper_log()[-1500:]}"
+                )
             time.sleep(0.1)
         return time.monotonic() - started
 

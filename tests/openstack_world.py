@@ -7,8 +7,16 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from labvm import config
 from labvm.providers.openstack import OpenStackProvider
 
-SETTINGS = dict(provider="openstack", cloud="cades", image="Ubuntu 22.04", flavor="m1.medium", volume_size=40,
-                network="lab-net", floating_ip_pool="public", user="cades")
+SETTINGS = dict(
+    provider="openstack",
+    cloud="cades",
+    image="Ubuntu 22.04",
+    flavor="m1.medium",
+    volume_size=40,
+    network="lab-net",
+    floating_ip_pool="public",
+    user="cades",
+)
 LABELS = {"labvm:profile": "cades", "labvm:owner": "hedy"}
 FAST = dict(wait=10, interval=0.01)
 
@@ -37,7 +45,18 @@ def boot(conn, name="labvm-cades", flavor="m1.medium", metadata=LABELS):
     image = conn.image.find_image("Ubuntu 22.04")
     network = conn.network.find_network("lab-net")
     return conn.compute.create_server(
-        name=name, flavor_id=conn.compute.find_flavor(flavor).id, networks=[{"uuid": network.id}],
-        metadata=metadata, block_device_mapping=[{
-            "boot_index": 0, "uuid": image.id, "source_type": "image", "destination_type": "volume",
-            "volume_size": 40, "delete_on_termination": True}])
+        name=name,
+        flavor_id=conn.compute.find_flavor(flavor).id,
+        networks=[{"uuid": network.id}],
+        metadata=metadata,
+        block_device_mapping=[
+            {
+                "boot_index": 0,
+                "uuid": image.id,
+                "source_type": "image",
+                "destination_type": "volume",
+                "volume_size": 40,
+                "delete_on_termination": True,
+            }
+        ],
+    )

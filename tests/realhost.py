@@ -126,7 +126,9 @@ class User:
         """A command as this user, with their own environment (tmux ls, screen -ls, ...)."""
         return subprocess.run(
             ["su", "-s", "/bin/sh", self.name, "-c", command],
-            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(self.home)},
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(self.home)},
         )
 
 
@@ -168,7 +170,8 @@ class Sshd:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.config)],
-            stderr=self.log.open("a"), stdin=subprocess.DEVNULL,
+            stderr=self.log.open("a"),
+            stdin=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
 
@@ -218,10 +221,22 @@ class Lab:
         env.update(self.extra_env)
         return env
 
+    def remove(self, *profiles: str) -> None:
+        """The laptop gone: each profile's keeper ended (after `down` it keeps holding the URL, asleep)
+        and the folder removed."""
+        for profile in profiles:
+            self.inv("tunnel", "--host", profile, "--stop", check=False)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
     def inv(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [*INV, *args], capture_output=True, text=True, env=self.env, timeout=timeout,
-            stdin=subprocess.DEVNULL, cwd=self.directory,
+            [*INV, *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            cwd=self.directory,
         )
         result.output = output = result.stdout + result.stderr
         assert "Traceback" not in output, output
@@ -232,7 +247,10 @@ class Lab:
     def ssh(self, alias: str, command: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["ssh", "-F", str(self.ssh_dir / "config"), "-o", "BatchMode=yes", alias, command],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
         )
 
     def tunnel_record(self, profile: str) -> dict:
@@ -249,7 +267,7 @@ def lab_after_up(user: User, sshd: Sshd, profile: str = "nb"):
         yield lab, url_of(lab.inv("up", "--host", profile, "--no-browser").output)
     finally:
         lab.inv("down", "--host", profile, check=False)
-        shutil.rmtree(lab.directory, ignore_errors=True)
+        lab.remove(profile)
 
 
 def put_to_sleep(lab: Lab, profile: str, why: str = "stopped by inv down") -> dict:
@@ -366,7 +384,7 @@ def path_without(program: str, tmp_path: Path, path: str | None = None) -> str:
     return os.pathsep.join(folders)
 
 
-SQUATTER = r'''
+SQUATTER = r"""
 import json, socket, sys, time
 port, report = int(sys.argv[1]), sys.argv[2]
 held = {}
@@ -406,7 +424,7 @@ while True:
             pass
         connection.close()
     time.sleep(0.005)
-'''
+"""
 
 
 class Squatter:
@@ -420,9 +438,10 @@ class Squatter:
         self.script.write_text(SQUATTER)
         self.report.write_text("")
         os.chown(self.report, neighbour.uid, neighbour.uid)
-        self.process = subprocess.Popen(["su", "-s", "/bin/sh", neighbour.name, "-c",
-                                         f"exec python3 {self.script} {port} {self.report}"],
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["su", "-s", "/bin/sh", neighbour.name, "-c", f"exec python3 {self.script} {port} {self.report}"],
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while "started" not in self.report.read_text():
             assert time.monotonic() < deadline and self.process.poll() is None, "the squatter did not start"

@@ -55,9 +55,22 @@ def cloud_lab(moto, ec2, user, sshd, tmp_path_factory, powered):
         lab.extra_env.update(aws_env(moto), LABVM_OWNER="asleep")
         ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         # nohup: a tmux server of another test would run Jupyter outside the namespace.
-        lab.write_hosts({"aws": ssh_profile(user, host, address=host.address, provider="aws", region=REGION,
-                                            instance_type="t3.small", image=ami, ssh_cidr="127.0.0.1/32",
-                                            autostop="off", notebook={"multiplexer": "nohup"})})
+        lab.write_hosts(
+            {
+                "aws": ssh_profile(
+                    user,
+                    host,
+                    address=host.address,
+                    provider="aws",
+                    region=REGION,
+                    instance_type="t3.small",
+                    image=ami,
+                    ssh_cidr="127.0.0.1/32",
+                    autostop="off",
+                    notebook={"multiplexer": "nohup"},
+                )
+            }
+        )
         user.forget_jupyterlab_layout()
         try:
             yield sync_api, lab, url_of(lab.inv("up", "--host", "aws", "--no-browser").output)
@@ -97,5 +110,6 @@ def test_down_then_start_on_the_same_url_brings_a_lab_that_runs_a_cell(cloud_lab
         expect(kernel_status(tab)).to_have_text(IDLE_KERNEL, timeout=60_000)
         run_cell(tab, notebook, "6 * 7")
         expect(notebook.locator(".jp-CodeCell").nth(0).locator(".jp-OutputArea-output")).to_have_text(
-            "42", timeout=30_000)
+            "42", timeout=30_000
+        )
     assert lab.tunnel_record("aws")["state"] == "up"

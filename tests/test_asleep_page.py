@@ -24,10 +24,18 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from chromium import chromium_tab, playwright_or_skip
 from labvm.asleep import PageFacts, Pages, welcome_url
-from labvm.gate import Gate, Response
+from labvm.gate import Gate
+from labvm.http1 import Response
 
-FACTS = PageFacts(profile="aws", size="c5.large", region="us-west-2", stopped_at="2026-12-02T06:30:00+00:00",
-                  why="autostop: no kernel busy for 60 min", price="about $0.085/h", gone=False)
+FACTS = PageFacts(
+    profile="aws",
+    size="c5.large",
+    region="us-west-2",
+    stopped_at="2026-12-02T06:30:00+00:00",
+    why="autostop: no kernel busy for 60 min",
+    price="about $0.085/h",
+    gone=False,
+)
 PROOF = "p" * 43  # what the keeper keeps in the run folder (labvm.keeper.own_proof)
 TOKEN = "the-lab-token"
 ANSWERS = {200, 400, 403, 404, 405, 408, 413, 431, 503}
@@ -109,8 +117,14 @@ def front(keeper):
         yield opened
 
 
-def ask(front: Front, method: str, path: str, headers: dict | None = None, body: bytes | None = None,
-        host: str | None = "127.0.0.1") -> tuple[int, dict, bytes]:
+def ask(
+    front: Front,
+    method: str,
+    path: str,
+    headers: dict | None = None,
+    body: bytes | None = None,
+    host: str | None = "127.0.0.1",
+) -> tuple[int, dict, bytes]:
     """One request with exactly these headers.  `host`: a name (the port is added), a whole Host
     header (with a colon), or None for none at all."""
     connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
@@ -143,8 +157,12 @@ def progress(front: Front, proof: str | None = PROOF) -> dict:
 
 def a_start(front: Front, proof: str = PROOF) -> dict:
     """What the page's Start button sends."""
-    return {"method": "POST", "path": "/.labvm/start", "body": json.dumps({"proof": proof}).encode(),
-            "headers": {"Origin": f"http://127.0.0.1:{front.port}", "Content-Type": "application/json"}}
+    return {
+        "method": "POST",
+        "path": "/.labvm/start",
+        "body": json.dumps({"proof": proof}).encode(),
+        "headers": {"Origin": f"http://127.0.0.1:{front.port}", "Content-Type": "application/json"},
+    }
 
 
 def one_json_line(body: bytes) -> dict:
@@ -154,10 +172,18 @@ def one_json_line(body: bytes) -> dict:
 
 # -- the page -------------------------------------------------------------------------
 
+
 def test_the_page_names_the_vm_when_and_why_it_stopped_its_price_and_offers_start(keeper):
     stopped = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=5, minutes=12, seconds=10)
-    facts = PageFacts("aws", "c5.large", "us-west-2", stopped.isoformat(), "autostop: no kernel busy for 60 min",
-                      "about $0.085/h", False)
+    facts = PageFacts(
+        "aws",
+        "c5.large",
+        "us-west-2",
+        stopped.isoformat(),
+        "autostop: no kernel busy for 60 min",
+        "about $0.085/h",
+        False,
+    )
     with Front(facts, keeper) as front:
         status, headers, body = ask(front, "GET", "/lab/tree/analysis.ipynb")
     html = body.decode()
@@ -171,18 +197,28 @@ def test_the_page_names_the_vm_when_and_why_it_stopped_its_price_and_offers_star
     nonce = re.search(r"script-src 'nonce-([^']+)'", headers["content-security-policy"]).group(1)
     assert headers["content-security-policy"] == (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
     assert f'<script nonce="{nonce}">' in html and f'<style nonce="{nonce}">' in html
-    assert (headers["x-frame-options"], headers["cache-control"], headers["referrer-policy"]) == \
-        ("DENY", "no-store", "no-referrer")
+    assert (headers["x-frame-options"], headers["cache-control"], headers["referrer-policy"]) == (
+        "DENY",
+        "no-store",
+        "no-referrer",
+    )
     assert PROOF not in html and TOKEN not in html
     assert keeper.calls == 0
 
 
 def test_facts_from_outside_are_text_on_the_page_never_markup(keeper):
-    hostile = PageFacts(profile="<script>alert(1)</script>", size='"><img src=x onerror=alert(2)>',
-                        region="</style><script>alert(3)</script>", stopped_at="<b>yesterday</b>",
-                        why="idle & <i>quiet</i> \u202eevil", price="<u>$1</u>", gone=False)
+    hostile = PageFacts(
+        profile="<script>alert(1)</script>",
+        size='"><img src=x onerror=alert(2)>',
+        region="</style><script>alert(3)</script>",
+        stopped_at="<b>yesterday</b>",
+        why="idle & <i>quiet</i> \u202eevil",
+        price="<u>$1</u>",
+        gone=False,
+    )
     with Front(hostile, keeper) as front:
         html = load(front)
     for raw in ("<script>alert", "<img", "</style><script>", "<b>yesterday", "<i>quiet", "<u>$1"):
@@ -212,40 +248,60 @@ def test_without_a_known_price_the_page_shows_none(keeper):
     assert "Price" not in html and "$" not in html
 
 
-@pytest.mark.parametrize("path", ["/", "/lab", "/lab/tree/a.ipynb", "/lab/workspaces/auto-x", "/tree",
-                                  "/notebooks/a.ipynb", "/doc/tree/a.ipynb?factory=Notebook", "/lab?token=abc"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/lab",
+        "/lab/tree/a.ipynb",
+        "/lab/workspaces/auto-x",
+        "/tree",
+        "/notebooks/a.ipynb",
+        "/doc/tree/a.ipynb?factory=Notebook",
+        "/lab?token=abc",
+    ],
+)
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
 def test_a_top_level_page_load_gets_the_page(front, path, host):
-    status, headers, body = ask(front, "GET", path, {"Sec-Fetch-Dest": "document", "Accept": "text/html"},
-                                host=f"{host}:{front.port}")
+    status, headers, body = ask(
+        front, "GET", path, {"Sec-Fetch-Dest": "document", "Accept": "text/html"}, host=f"{host}:{front.port}"
+    )
     assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
     assert b"The VM of profile aws is asleep" in body
 
 
-WEBSOCKET = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+WEBSOCKET = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
-@pytest.mark.parametrize("method, path, headers", [
-    ("GET", "/api/kernels", {}),
-    ("GET", "/api/kernels/5e1c/channels?session_id=1", WEBSOCKET),
-    ("GET", "/lab", WEBSOCKET),
-    ("GET", "/terminals/websocket/1", WEBSOCKET),
-    ("GET", "/lab", {"Sec-Fetch-Dest": "empty"}),  # a fetch of a page path by a background tab
-    ("GET", "/lab/api/settings", {}),
-    ("GET", "/lab/extensions/x/remoteEntry.js", {}),
-    ("GET", "/static/lab/main.js", {}),
-    ("GET", "/favicon.ico", {}),
-    ("GET", "/kernels", {}),
-    ("POST", "/api/kernels", {"Content-Type": "application/json"}),
-    ("DELETE", "/api/sessions/1", {}),
-])
+@pytest.mark.parametrize(
+    "method, path, headers",
+    [
+        ("GET", "/api/kernels", {}),
+        ("GET", "/api/kernels/5e1c/channels?session_id=1", WEBSOCKET),
+        ("GET", "/lab", WEBSOCKET),
+        ("GET", "/terminals/websocket/1", WEBSOCKET),
+        ("GET", "/lab", {"Sec-Fetch-Dest": "empty"}),  # a fetch of a page path by a background tab
+        ("GET", "/lab/api/settings", {}),
+        ("GET", "/lab/extensions/x/remoteEntry.js", {}),
+        ("GET", "/static/lab/main.js", {}),
+        ("GET", "/favicon.ico", {}),
+        ("GET", "/kernels", {}),
+        ("POST", "/api/kernels", {"Content-Type": "application/json"}),
+        ("DELETE", "/api/sessions/1", {}),
+    ],
+)
 def test_everything_but_a_page_load_gets_503_saying_asleep_and_starts_nothing(front, keeper, method, path, headers):
     status, answer_headers, body = ask(front, method, path, headers, body=b"{}" if method == "POST" else None)
     assert status == 503 and answer_headers["content-type"] == "application/json"
     assert one_json_line(body) == {
         "message": f"labvm: the VM of profile aws is asleep; open http://127.0.0.1:{front.port}/ to start it",
-        "reason": "asleep"}
+        "reason": "asleep",
+    }
     assert keeper.calls == 0
 
 
@@ -273,11 +329,15 @@ def test_a_browser_that_opens_the_lab_with_its_token_gets_the_proof_then_the_lab
         assert f'data-proof="{PROOF}"' in body.decode() and "localStorage.setItem" in body.decode()
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
         # its reload, from the page itself: on to the lab
-        assert b"stand-in lab" in ask(front, "GET", f"/lab?token={TOKEN}", {**NAVIGATION, "Sec-Fetch-Site": "same-origin"})[2]
+        assert (
+            b"stand-in lab"
+            in ask(front, "GET", f"/lab?token={TOKEN}", {**NAVIGATION, "Sec-Fetch-Site": "same-origin"})[2]
+        )
 
 
-@pytest.mark.parametrize("case", ["a wrong token", "no token", "a background fetch", "no fetch metadata",
-                                  "another host", "a POST"])
+@pytest.mark.parametrize(
+    "case", ["a wrong token", "no token", "a background fetch", "no fetch metadata", "another host", "a POST"]
+)
 def test_nothing_else_gets_the_proof(front, case):
     path, headers, method, host = f"/lab?token={TOKEN}", dict(NAVIGATION), "GET", "127.0.0.1"
     if case == "a wrong token":
@@ -308,24 +368,35 @@ def test_without_the_proof_progress_carries_the_state_alone(front, keeper):
 
 # -- the start ------------------------------------------------------------------------
 
+
 def with_body(body):
     return lambda request, port: {**request, "body": json.dumps(body).encode()}
 
 
 def with_headers(**changes):
     """Headers changed (None: left out); PORT is the page's port, OTHER another one."""
+
     def change(request, port):
         headers = {**request["headers"], **{name.replace("_", "-"): value for name, value in changes.items()}}
-        return {**request, "headers": {name: value.replace("PORT", str(port)).replace("OTHER", str(port + 1))
-                                       for name, value in headers.items() if value is not None}}
+        return {
+            **request,
+            "headers": {
+                name: value.replace("PORT", str(port)).replace("OTHER", str(port + 1))
+                for name, value in headers.items()
+                if value is not None
+            },
+        }
+
     return change
 
 
 def with_host(host: str):
     """Another Host, with the Origin a page of that name would send."""
+
     def change(request, port):
         named = host.replace("PORT", str(port)).replace("OTHER", str(port + 1))
         return {**request, "host": named, "headers": {**request["headers"], "Origin": f"http://{named}"}}
+
     return change
 
 
@@ -350,8 +421,14 @@ REFUSALS = {
 
 
 def send(front: Front, request: dict) -> tuple[int, dict, bytes]:
-    return ask(front, request["method"], request["path"], request["headers"], request["body"],
-               host=request.get("host", "127.0.0.1"))
+    return ask(
+        front,
+        request["method"],
+        request["path"],
+        request["headers"],
+        request["body"],
+        host=request.get("host", "127.0.0.1"),
+    )
 
 
 @pytest.mark.parametrize("case", REFUSALS)
@@ -370,8 +447,13 @@ def test_a_start_not_from_the_users_page_is_refused(front, keeper, case):
 def test_a_chunked_start_is_refused(front, keeper):
     request = a_start(front)
     connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
-    connection.request("POST", request["path"], body=iter([request["body"]]), encode_chunked=True,
-                       headers={**request["headers"], "Transfer-Encoding": "chunked"})
+    connection.request(
+        "POST",
+        request["path"],
+        body=iter([request["body"]]),
+        encode_chunked=True,
+        headers={**request["headers"], "Transfer-Encoding": "chunked"},
+    )
     response = connection.getresponse()
     assert response.status == 413 and one_json_line(response.read())["reason"] == "bad-request"
     connection.close()
@@ -395,8 +477,15 @@ def test_the_start_button_starts_once_and_a_retry_after_a_failure_starts_again(f
 
 
 def test_a_deleted_vm_says_how_to_make_a_new_one_and_starts_nothing(keeper):
-    gone = PageFacts("aws", "c5.large", "us-west-2", "2026-12-02T06:30:00+00:00", "terminated by inv terminate",
-                     "about $0.085/h", True)
+    gone = PageFacts(
+        "aws",
+        "c5.large",
+        "us-west-2",
+        "2026-12-02T06:30:00+00:00",
+        "terminated by inv terminate",
+        "about $0.085/h",
+        True,
+    )
     with Front(gone, keeper) as front:
         html = load(front)
         assert "The VM of profile aws was deleted" in html
@@ -406,7 +495,8 @@ def test_a_deleted_vm_says_how_to_make_a_new_one_and_starts_nothing(keeper):
         assert status == 403
         assert one_json_line(body) == {
             "message": "labvm: the VM of profile aws was deleted; make a new one with inv up --host aws",
-            "reason": "gone"}
+            "reason": "gone",
+        }
     assert keeper.calls == 0
     with Front(FACTS, keeper) as front:  # control: the same profile, not deleted
         assert send(front, a_start(front))[0] == 200
@@ -414,15 +504,28 @@ def test_a_deleted_vm_says_how_to_make_a_new_one_and_starts_nothing(keeper):
 
 
 def test_progress_is_shown_cleaned_and_only_a_url_on_this_port_is_passed_on(front, keeper):
-    keeper.say(state="starting", lines=["Starting i-0abc", "\x1b]52;c;ZXZpbA==\x07 <b>x</b>"],
-               url="http://evil.example/lab?token=t")
-    assert progress(front) == {"asleep": True, "lines": ["Starting i-0abc", "\\x1b]52;c;ZXZpbA==\\x07 <b>x</b>"],
-                               "state": "starting", "url": None, "error": "", "proven": True}
+    keeper.say(
+        state="starting",
+        lines=["Starting i-0abc", "\x1b]52;c;ZXZpbA==\x07 <b>x</b>"],
+        url="http://evil.example/lab?token=t",
+    )
+    assert progress(front) == {
+        "asleep": True,
+        "lines": ["Starting i-0abc", "\\x1b]52;c;ZXZpbA==\\x07 <b>x</b>"],
+        "state": "starting",
+        "url": None,
+        "error": "",
+        "proven": True,
+    }
     for url in (f"http://localhost:{front.port}/lab?token=t", f"http://127.0.0.1:{front.port}/lab?token=t"):
         keeper.say(url=url)
         assert progress(front)["url"] == url
-    for url in (f"http://127.0.0.1:{front.port}@evil.example/", f"http://127.0.0.1:{front.port + 1}/lab",
-                f"https://127.0.0.1:{front.port}/lab", f"javascript:alert(1)//http://127.0.0.1:{front.port}/"):
+    for url in (
+        f"http://127.0.0.1:{front.port}@evil.example/",
+        f"http://127.0.0.1:{front.port + 1}/lab",
+        f"https://127.0.0.1:{front.port}/lab",
+        f"javascript:alert(1)//http://127.0.0.1:{front.port}/",
+    ):
         keeper.say(url=url)
         assert progress(front)["url"] is None
     keeper.say(state="<bogus>")
@@ -435,6 +538,7 @@ def test_progress_is_shown_cleaned_and_only_a_url_on_this_port_is_passed_on(fron
 
 # -- fuzz ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def fuzzed():
     keeper = Keeper()
@@ -443,23 +547,70 @@ def fuzzed():
 
 
 HEADER_TEXT = st.text(st.characters(codec="latin-1", exclude_categories=("Cc",)), max_size=120)
-URL_TEXT = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7e), max_size=80)
+URL_TEXT = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=80)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "G%T"]),
-       path=st.tuples(st.sampled_from(["/", "/lab", "/lab/", "/api/", "/.labvm/start", "/.labvm/progress",
-                                       "/.labvm/", f"/lab?token={TOKEN}", "/tree/", "//", ""]),
-                      URL_TEXT).map("".join),
-       host=st.one_of(st.none(), st.sampled_from(["127.0.0.1", "localhost", "evil.example"]), HEADER_TEXT),
-       headers=st.dictionaries(st.sampled_from(["Origin", "Content-Type", "Upgrade", "Sec-Fetch-Dest", "Connection",
-                                                "Sec-Fetch-Mode", "Sec-Fetch-Site", "X-Labvm-Proof", "Accept",
-                                                "Cookie", "Expect", "X-Forwarded-Host"]),
-                               st.one_of(st.sampled_from(["application/json", "websocket", "document", "navigate",
-                                                          "null", "http://127.0.0.1:PORT", "100-continue"]),
-                                         HEADER_TEXT)),
-       body=st.one_of(st.none(), st.binary(max_size=6000)))
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "G%T"]),
+    path=st.tuples(
+        st.sampled_from(
+            [
+                "/",
+                "/lab",
+                "/lab/",
+                "/api/",
+                "/.labvm/start",
+                "/.labvm/progress",
+                "/.labvm/",
+                f"/lab?token={TOKEN}",
+                "/tree/",
+                "//",
+                "",
+            ]
+        ),
+        URL_TEXT,
+    ).map("".join),
+    host=st.one_of(st.none(), st.sampled_from(["127.0.0.1", "localhost", "evil.example"]), HEADER_TEXT),
+    headers=st.dictionaries(
+        st.sampled_from(
+            [
+                "Origin",
+                "Content-Type",
+                "Upgrade",
+                "Sec-Fetch-Dest",
+                "Connection",
+                "Sec-Fetch-Mode",
+                "Sec-Fetch-Site",
+                "X-Labvm-Proof",
+                "Accept",
+                "Cookie",
+                "Expect",
+                "X-Forwarded-Host",
+            ]
+        ),
+        st.one_of(
+            st.sampled_from(
+                [
+                    "application/json",
+                    "websocket",
+                    "document",
+                    "navigate",
+                    "null",
+                    "http://127.0.0.1:PORT",
+                    "100-continue",
+                ]
+            ),
+            HEADER_TEXT,
+        ),
+    ),
+    body=st.one_of(st.none(), st.binary(max_size=6000)),
+)
 def test_no_request_gets_a_traceback_a_start_or_the_proof(fuzzed, method, path, host, headers, body):
     front, keeper = fuzzed
     headers = {name: value.replace("PORT", str(front.port)) for name, value in headers.items()}
@@ -589,7 +740,9 @@ def test_in_a_browser_a_tab_left_on_the_page_goes_back_into_the_lab_started_else
         sync_api.expect(tab.get_by_role("button", name="Start")).to_be_visible()
         front.wake(lab)
         keeper.say(url=f"http://127.0.0.1:{front.port}/lab?token=from-up")
-        tab.wait_for_url(f"http://127.0.0.1:{front.port}/lab?token=from-up", timeout=30_000)  # its next look, within 5 s
+        tab.wait_for_url(
+            f"http://127.0.0.1:{front.port}/lab?token=from-up", timeout=30_000
+        )  # its next look, within 5 s
         sync_api.expect(tab).to_have_title("stand-in lab")
     assert keeper.calls == 0
 
@@ -648,8 +801,11 @@ def test_in_a_browser_a_page_on_another_local_port_cannot_start_the_vm(tab, sync
     assert keeper.calls == 0
     # control: the same JSON fetch from the page itself
     tab.goto(f"http://127.0.0.1:{front.port}/")
-    status = tab.evaluate("""async (proof) => (await fetch("/.labvm/start", {method: "POST",
-        headers: {"Content-Type": "application/json"}, body: JSON.stringify({proof})})).status""", PROOF)
+    status = tab.evaluate(
+        """async (proof) => (await fetch("/.labvm/start", {method: "POST",
+        headers: {"Content-Type": "application/json"}, body: JSON.stringify({proof})})).status""",
+        PROOF,
+    )
     assert status == 200 and keeper.calls == 1
 
 

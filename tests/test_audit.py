@@ -24,13 +24,6 @@ from openstack_world import FAST, boot
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
 
 
-
-
-
-
-
-
-
 @pytest.fixture
 def ec2(moto, lab):
     def reset():  # moto's state is one per process, shared with every other module's moto server
@@ -38,8 +31,9 @@ def ec2(moto, lab):
 
     reset()
     lab.extra_env.update(aws_env(moto), AWS_ENDPOINT_URL_PRICING=CLOSED, LABVM_OWNER="hedy")
-    yield boto3.client("ec2", endpoint_url=moto, region_name=REGION,
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    yield boto3.client(
+        "ec2", endpoint_url=moto, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     reset()
 
 
@@ -62,7 +56,9 @@ def gce(lab, monkeypatch):
         lab.extra_env.update(
             LABVM_GCE_ENDPOINT=fake.endpoint,
             # google.auth must never probe a metadata server (it reads NO_GCE_CHECK as "true" only).
-            NO_GCE_CHECK="true", GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
+            NO_GCE_CHECK="true",
+            GCE_METADATA_HOST="127.0.0.1:9",
+            GCE_METADATA_IP="127.0.0.1:9",
             CLOUDSDK_CONFIG=str(lab.directory / "gcloud"),
         )
         yield Clients(fake.endpoint)
@@ -73,20 +69,29 @@ CADES = {"provider": "openstack", "cloud": "cades", "user": "cades"}
 GCE = {"provider": "gce", "project": PROJECT, "zone": ZONE}
 
 
-
-
-
 def plant_aws(ec2):
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
 
     def run(profile, owner="hedy", **extra):
-        return ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small",
-                                 TagSpecifications=tagged(profile, owner), **extra)["Instances"][0]["InstanceId"]
+        return ec2.run_instances(
+            ImageId=ami,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.small",
+            TagSpecifications=tagged(profile, owner),
+            **extra,
+        )["Instances"][0]["InstanceId"]
 
     planted = {
         "running": run("aws"),
-        "spot": run("aws2", "ada", InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {
-            "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}}),
+        "spot": run(
+            "aws2",
+            "ada",
+            InstanceMarketOptions={
+                "MarketType": "spot",
+                "SpotOptions": {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"},
+            },
+        ),
         "stopped": run("aws2"),
         "gone": run("gone"),
         "untagged": ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"],
@@ -94,23 +99,33 @@ def plant_aws(ec2):
     ec2.stop_instances(InstanceIds=[planted["stopped"]])
     images = []
     for n in range(4):
-        images.append(ec2.create_image(InstanceId=planted["running"], Name=f"labvm-aws-{n}",
-                                       TagSpecifications=tagged("aws", kind="image"))["ImageId"])
+        images.append(
+            ec2.create_image(
+                InstanceId=planted["running"], Name=f"labvm-aws-{n}", TagSpecifications=tagged("aws", kind="image")
+            )["ImageId"]
+        )
         if n == 0:
             time.sleep(1.1)  # moto's CreationDate has whole seconds: the first image is the oldest
     for image in ec2.describe_images(ImageIds=images)["Images"]:  # tagged as `inv snapshot` tags them
-        ec2.create_tags(Resources=[m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"]],
-                        Tags=tagged("aws")[0]["Tags"])
+        ec2.create_tags(
+            Resources=[m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"]], Tags=tagged("aws")[0]["Tags"]
+        )
     planted["old_image"], planted["images"] = images[0], images[1:]
-    planted["volume"] = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=5,
-                                          TagSpecifications=tagged("aws", kind="volume"))["VolumeId"]
-    planted["snapshot"] = ec2.create_snapshot(VolumeId=planted["volume"],
-                                              TagSpecifications=tagged("aws", kind="snapshot"))["SnapshotId"]
+    planted["volume"] = ec2.create_volume(
+        AvailabilityZone=f"{REGION}a", Size=5, TagSpecifications=tagged("aws", kind="volume")
+    )["VolumeId"]
+    planted["snapshot"] = ec2.create_snapshot(
+        VolumeId=planted["volume"], TagSpecifications=tagged("aws", kind="snapshot")
+    )["SnapshotId"]
     attached = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("aws", kind="elastic-ip"))
     ec2.associate_address(InstanceId=planted["running"], AllocationId=attached["AllocationId"])
     planted["attached_ip"] = attached["AllocationId"]
-    planted["loose_ip"] = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("aws2", kind="elastic-ip"))["AllocationId"]
-    planted["gone_ip"] = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("gone", kind="elastic-ip"))["AllocationId"]
+    planted["loose_ip"] = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("aws2", kind="elastic-ip"))[
+        "AllocationId"
+    ]
+    planted["gone_ip"] = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("gone", kind="elastic-ip"))[
+        "AllocationId"
+    ]
     return planted
 
 
@@ -129,7 +144,13 @@ def plant_openstack(fake, conn):
     attached = conn.network.create_ip(floating_network_id=public.id, description="labvm:cades:hedy", port_id=port.id)
     gone = conn.network.create_ip(floating_network_id=public.id, description="labvm:gone:hedy")
     other = conn.network.create_ip(floating_network_id=public.id, description="not labvm's")
-    return {"server": server.id, "image": image.id, "attached_ip": attached.id, "gone_ip": gone.id, "other_ip": other.id}
+    return {
+        "server": server.id,
+        "image": image.id,
+        "attached_ip": attached.id,
+        "gone_ip": gone.id,
+        "other_ip": other.id,
+    }
 
 
 def plant_gce(gce):
@@ -144,8 +165,11 @@ def plant_gce(gce):
         address = compute_v1.Address(name=name, labels={**labels, "labvm-profile": profile})
         gce.wait_region(gce.addresses.insert(project=PROJECT, region=GCE_REGION, address_resource=address))
     image = compute_v1.Image(name="labvm-gce-1", source_disk=gce.instance("labvm-gce").disks[0].source, labels=labels)
-    gce.wait_global(gce.images.insert(request=compute_v1.InsertImageRequest(
-        project=PROJECT, image_resource=image, force_create=True)))
+    gce.wait_global(
+        gce.images.insert(
+            request=compute_v1.InsertImageRequest(project=PROJECT, image_resource=image, force_create=True)
+        )
+    )
 
 
 def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
@@ -156,7 +180,20 @@ def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
     lab.write_hosts({"aws": AWS, "aws2": AWS, "cades": CADES, "gce": GCE, "local": {"provider": "local"}})
     table = lab.inv("audit").stdout
     header = table.splitlines()[0].split()
-    assert header == ["CLOUD", "KIND", "PROFILE", "OWNER", "ID", "STATE", "AGE", "DETAIL", "$/H", "$/MO", "NEXT", "STEP"]
+    assert header == [
+        "CLOUD",
+        "KIND",
+        "PROFILE",
+        "OWNER",
+        "ID",
+        "STATE",
+        "AGE",
+        "DETAIL",
+        "$/H",
+        "$/MO",
+        "NEXT",
+        "STEP",
+    ]
 
     # AWS: a running VM bills now; another owner's is theirs to stop; a stopped one is fine for a week.
     assert line_of(table, aws["running"]).endswith("running: billed by the hour: inv down --host aws")
@@ -166,30 +203,43 @@ def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
     assert " — " in line_of(table, aws["running"])
     assert line_of(table, aws["stopped"]).split()[-3:] == ["t3.small", "—", "ok"]
     assert line_of(table, aws["gone"]).endswith(
-        f"no profile 'gone' in hosts.yml: aws ec2 terminate-instances --instance-ids {aws['gone']} --region us-west-2")
+        f"no profile 'gone' in hosts.yml: aws ec2 terminate-instances --instance-ids {aws['gone']} --region us-west-2"
+    )
     assert aws["untagged"] not in table
     # Four images of one profile: the oldest goes by `inv images --prune`, its snapshot with it.
     assert line_of(table, aws["old_image"]).endswith(
-        "older than the newest 3 images of aws: inv images --host aws --prune --keep 3")
+        "older than the newest 3 images of aws: inv images --host aws --prune --keep 3"
+    )
     assert all(line_of(table, image).endswith(" ok") for image in aws["images"])
     assert line_of(table, aws["snapshot"]).endswith(
-        f"a snapshot of no image (its AMI is gone): aws ec2 delete-snapshot --snapshot-id {aws['snapshot']} --region us-west-2")
-    assert line_of(table, aws["volume"]).endswith(f"aws ec2 delete-volume --volume-id {aws['volume']} --region us-west-2")
-    assert line_of(table, aws["attached_ip"]).split()[-4:] == ["—", ec2.describe_addresses(
-        AllocationIds=[aws["attached_ip"]])["Addresses"][0]["PublicIp"], "—", "ok"]  # no age; no $/mo: Pricing API closed
+        f"a snapshot of no image (its AMI is gone): aws ec2 delete-snapshot --snapshot-id {aws['snapshot']} --region us-west-2"
+    )
+    assert line_of(table, aws["volume"]).endswith(
+        f"aws ec2 delete-volume --volume-id {aws['volume']} --region us-west-2"
+    )
+    assert line_of(table, aws["attached_ip"]).split()[-4:] == [
+        "—",
+        ec2.describe_addresses(AllocationIds=[aws["attached_ip"]])["Addresses"][0]["PublicIp"],
+        "—",
+        "ok",
+    ]  # no age; no $/mo: Pricing API closed
     assert line_of(table, aws["loose_ip"]).endswith(
         f"an address attached to nothing, billed: inv up --host aws2 uses it again, "
-        f"or aws ec2 release-address --allocation-id {aws['loose_ip']} --region us-west-2")
+        f"or aws ec2 release-address --allocation-id {aws['loose_ip']} --region us-west-2"
+    )
     assert line_of(table, aws["gone_ip"]).endswith(
-        f"no profile 'gone' in hosts.yml: aws ec2 release-address --allocation-id {aws['gone_ip']} --region us-west-2")
+        f"no profile 'gone' in hosts.yml: aws ec2 release-address --allocation-id {aws['gone_ip']} --region us-west-2"
+    )
 
     # OpenStack: a server stopped a month ago still holds its disk; a floating IP of no profile.
     assert line_of(table, cloud["server"]).endswith(
-        "stopped, not started for 30d: its disk is billed: inv snapshot --host cades, then inv terminate --host cades")
+        "stopped, not started for 30d: its disk is billed: inv snapshot --host cades, then inv terminate --host cades"
+    )
     assert " 30d " in line_of(table, cloud["server"])
     assert line_of(table, cloud["attached_ip"]).endswith(" ok")
     assert line_of(table, cloud["gone_ip"]).endswith(
-        f"no profile 'gone' in hosts.yml: openstack --os-cloud cades floating ip delete {cloud['gone_ip']}")
+        f"no profile 'gone' in hosts.yml: openstack --os-cloud cades floating ip delete {cloud['gone_ip']}"
+    )
     assert cloud["other_ip"] not in table
     assert line_of(table, cloud["image"]).endswith(" ok")
 
@@ -201,21 +251,27 @@ def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
     # an e2-medium on spot: 1 vCPU (shared core) and 4 GiB at fake_gce.CATALOG's Spot Preemptible E2 prices
     assert "not-labvm" not in table
     assert line_of(table, "labvm-gone").endswith(
-        "no profile 'gone' in hosts.yml: gcloud compute addresses delete labvm-gone --region us-west1 --project proj")
+        "no profile 'gone' in hosts.yml: gcloud compute addresses delete labvm-gone --region us-west1 --project proj"
+    )
     (address,) = [line for line in gce_lines if " address " in line and " gce " in line]
-    assert address.endswith("inv up --host gce uses it again, or gcloud compute addresses delete labvm-gce "
-                            "--region us-west1 --project proj")
+    assert address.endswith(
+        "inv up --host gce uses it again, or gcloud compute addresses delete labvm-gce --region us-west1 --project proj"
+    )
 
     assert "not audited: local (local and ssh profiles: labvm owns no cloud resources there)" in table
     assert "resources: 21, with a next step: 13, running instances: 4 (≈ $0.01006/h for the 2 with a price)" in table
-    assert ("$/h —: the AWS Pricing API (or its spot price history) did not answer (price_per_hour: in hosts.yml "
-            "gives a profile's price)" in table)  # the OpenStack VM is not running: no OpenStack price is missing
+    assert (
+        "$/h —: the AWS Pricing API (or its spot price history) did not answer (price_per_hour: in hosts.yml "
+        "gives a profile's price)" in table
+    )  # the OpenStack VM is not running: no OpenStack price is missing
     # By the month: GCE's two reserved addresses (Static Ip Charge, $0.01/h) and its 1.4 GB image (Storage
     # Image, $0.05 per GiB-month) from fake_gce.CATALOG; AWS's Pricing API is closed, OpenStack has no prices.
     assert " 7.30 " in address and " 0.07 " in line_of(table, "labvm-gce-1")
     assert " — " in line_of(table, aws["volume"]) and " — " in line_of(table, cloud["gone_ip"])
-    assert ("  hedy: 3 running VMs, ≈ $0.01005/h (2 without a price); ≈ $14.67/month for disks, addresses, images "
-            "and snapshots (12 without a price)") in table.splitlines()
+    assert (
+        "  hedy: 3 running VMs, ≈ $0.01005/h (2 without a price); ≈ $14.67/month for disks, addresses, images "
+        "and snapshots (12 without a price)"
+    ) in table.splitlines()
     assert "$/mo —: the AWS Pricing API did not answer; OpenStack publishes no prices" in table.splitlines()
     assert "  ada: 1 running VM, ≈ $0.00001/h" in table.splitlines()
 
@@ -228,9 +284,20 @@ def test_every_cloud_with_a_zombie_of_each_kind(lab, ec2, cades, gce):
     assert rows["labvm-gce-1"]["monthly_usd"] == pytest.approx(image_usd) and rows[aws["volume"]]["monthly_usd"] is None
     assert data["kept_usd_per_month_by_owner"] == {"hedy": pytest.approx(2 * 7.3 + image_usd)}
     running = rows[aws["running"]]
-    assert {k: running[k] for k in ("cloud", "scope", "kind", "profile", "owner", "state", "type", "hourly_usd", "next_step")} == {
-        "cloud": "aws", "scope": "us-west-2", "kind": "instance", "profile": "aws", "owner": "hedy", "state": "running",
-        "type": "t3.small", "hourly_usd": None, "next_step": "inv down --host aws"}
+    assert {
+        k: running[k]
+        for k in ("cloud", "scope", "kind", "profile", "owner", "state", "type", "hourly_usd", "next_step")
+    } == {
+        "cloud": "aws",
+        "scope": "us-west-2",
+        "kind": "instance",
+        "profile": "aws",
+        "owner": "hedy",
+        "state": "running",
+        "type": "t3.small",
+        "hourly_usd": None,
+        "next_step": "inv down --host aws",
+    }
     assert 0 <= running["age_seconds"] < 600 and datetime.fromisoformat(running["since"]).tzinfo
     assert rows[aws["spot"]]["hourly_usd"] == pytest.approx(0.00001)
     assert rows[aws["stopped"]]["why"] == rows[aws["stopped"]]["next_step"] == ""
@@ -243,8 +310,12 @@ def test_on_demand_price_from_the_pricing_api(lab, ec2):
     prices = PriceList("0.0208000000")  # t3.small, Linux, us-west-2, as AWS lists it in 2026
     lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = prices.endpoint
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    instances = [i["InstanceId"] for i in ec2.run_instances(
-        ImageId=ami, MinCount=2, MaxCount=2, InstanceType="t3.small", TagSpecifications=tagged("aws"))["Instances"]]
+    instances = [
+        i["InstanceId"]
+        for i in ec2.run_instances(
+            ImageId=ami, MinCount=2, MaxCount=2, InstanceType="t3.small", TagSpecifications=tagged("aws")
+        )["Instances"]
+    ]
     lab.write_hosts({"aws": AWS})
     try:
         table = lab.inv("audit").stdout
@@ -253,26 +324,38 @@ def test_on_demand_price_from_the_pricing_api(lab, ec2):
     assert all(" 0.0208 " in line_of(table, instance) for instance in instances)
     assert "running instances: 2 (≈ $0.0416/h for the 2 with a price)" in table
     assert "$/h —" not in table
-    (target, request), = prices.requests  # one question per instance type
+    ((target, request),) = prices.requests  # one question per instance type
     assert target == "AWSPriceListService.GetProducts" and request["ServiceCode"] == "AmazonEC2"
     assert {f["Field"]: f["Value"] for f in request["Filters"]} == {
-        "instanceType": "t3.small", "regionCode": "us-west-2", "operatingSystem": "Linux", "tenancy": "Shared",
-        "preInstalledSw": "NA", "capacitystatus": "Used", "licenseModel": "No License required"}
+        "instanceType": "t3.small",
+        "regionCode": "us-west-2",
+        "operatingSystem": "Linux",
+        "tenancy": "Shared",
+        "preInstalledSw": "NA",
+        "capacitystatus": "Used",
+        "licenseModel": "No License required",
+    }
 
 
 def test_a_cloud_out_of_reach_is_one_line_and_the_others_are_audited(lab, moto, cades, gce, monkeypatch):
     plant_gce(gce)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)  # no AWS credentials anywhere boto3 looks
-    lab.extra_env.update(AWS_ENDPOINT_URL_EC2=moto, AWS_CONFIG_FILE="/nonexistent",
-                         AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_EC2_METADATA_DISABLED="true")
+    lab.extra_env.update(
+        AWS_ENDPOINT_URL_EC2=moto,
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
     lab.write_hosts({"aws": AWS, "cades": CADES, "lost": {**CADES, "cloud": "nocloud"}, "gce": GCE})
     result = lab.inv("audit")
     lost, aws = [line for line in result.output.splitlines() if line.startswith("cannot audit")]
     assert lost.startswith(f"cannot audit openstack (profile lost): {lab.hosts}: profiles.lost.cloud: ")
     assert lost.endswith("add 'nocloud' to clouds.yaml (~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)")
-    assert aws == ("cannot audit aws us-west-2 (profile aws): no AWS credentials found; set AWS_PROFILE, run "
-                   "`aws configure`, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (labvm reads boto3's usual places)")
+    assert aws == (
+        "cannot audit aws us-west-2 (profile aws): no AWS credentials found; set AWS_PROFILE, run "
+        "`aws configure`, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (labvm reads boto3's usual places)"
+    )
     # The clouds that answer are audited all the same: GCE's four, and nothing left in OpenStack's cades.
     assert len([line for line in result.stdout.splitlines() if line.startswith("gce proj ")]) == 4
     assert "resources: 4, with a next step: 3, running instances: 1" in result.stdout
@@ -280,8 +363,14 @@ def test_a_cloud_out_of_reach_is_one_line_and_the_others_are_audited(lab, moto, 
     data = json.loads(lab.inv("audit", "--json").stdout)
     unreachable = {u["profiles"][0]: u for u in data["unreachable"]}
     assert unreachable.keys() == {"aws", "lost"}
-    assert unreachable["aws"] == {"cloud": "aws", "scope": None, "profiles": ["aws"], "error": (
-        "AWS_PROFILE: The config profile (nosuch) could not be found; `aws configure list-profiles` lists the profiles there are")}
+    assert unreachable["aws"] == {
+        "cloud": "aws",
+        "scope": None,
+        "profiles": ["aws"],
+        "error": (
+            "AWS_PROFILE: The config profile (nosuch) could not be found; `aws configure list-profiles` lists the profiles there are"
+        ),
+    }
     assert {row["cloud"] for row in data["resources"]} == {"gce"}
 
 

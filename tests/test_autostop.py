@@ -63,8 +63,12 @@ class Vm:
 
     def connections_to_jupyter(self) -> int:
         """Established TCP connections to Jupyter's port on the VM, as `ss` sees them."""
-        listing = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{self.port} )"],
-                                 capture_output=True, text=True, check=True).stdout
+        listing = subprocess.run(
+            ["ss", "-Htn", "state", "established", f"( sport = :{self.port} )"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return len(listing.splitlines())
 
     def stop_calls(self) -> int:
@@ -75,7 +79,9 @@ class Vm:
 
     def api(self, method: str, path: str) -> dict:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/api/{path}", method=method, data=b"{}" if method == "POST" else None,
+            f"http://127.0.0.1:{self.port}/api/{path}",
+            method=method,
+            data=b"{}" if method == "POST" else None,
             headers={"Authorization": f"token {self.token()}"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -87,18 +93,31 @@ class Vm:
 def vm(moto, user, sshd):  # noqa: F811
     lab = Lab.create()
     # Runs on the VM instead of `sudo -n shutdown -h now`.
-    lab.extra_env.update(aws_env(moto), LABVM_OWNER="autostop",
-                         LABVM_AUTOSTOP_COMMAND='echo stop >> "$HOME/.labvm/stop-called"')
-    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto, aws_access_key_id="testing",
-                       aws_secret_access_key="testing")
+    lab.extra_env.update(
+        aws_env(moto), LABVM_OWNER="autostop", LABVM_AUTOSTOP_COMMAND='echo stop >> "$HOME/.labvm/stop-called"'
+    )
+    ec2 = boto3.client(
+        "ec2", region_name=REGION, endpoint_url=moto, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    profile = ssh_profile(user, sshd, provider="aws", region=REGION, instance_type="t3.small", image=ami,
-                          ssh_cidr="127.0.0.1/32", autostop="1h", autostop_load=50, env={"packages": PACKAGES})
+    profile = ssh_profile(
+        user,
+        sshd,
+        provider="aws",
+        region=REGION,
+        instance_type="t3.small",
+        image=ami,
+        ssh_cidr="127.0.0.1/32",
+        autostop="1h",
+        autostop_load=50,
+        env={"packages": PACKAGES},
+    )
     lab.write_hosts({"aws": profile})
     up = lab.inv("up", "--host", "aws")
     assert "autostop: stops after 60m idle (set by hosts.yml, checked by cron); not checked yet" in up.output
     yield Vm(lab, user, profile["notebook"]["port"], profile["notebook"]["local_port"])
     lab.inv("down", "--host", "aws", "--no-sync", check=False)
+    lab.remove("aws")
     subprocess.run(["crontab", "-r", "-u", user.name], capture_output=True)
     user.end_processes()
     # The next module's "VM" is this same login: it starts, as a new VM does, with no autostop state.
@@ -110,7 +129,9 @@ def vm(moto, user, sshd):  # noqa: F811
 def test_setup_installs_the_check_and_status_shows_it(vm):
     assert "autostop.py' check" in vm.cron_line()
     vm.lab.inv("autostop", "--host", "aws")  # hosts.yml again; idempotent
-    assert vm.check().endswith("idle 0s of 60m: no kernel busy or used, no connection, no SSH session, load under 50.00")
+    assert vm.check().endswith(
+        "idle 0s of 60m: no kernel busy or used, no connection, no SSH session, load under 50.00"
+    )
     status = vm.lab.inv("status", "--host", "aws").output
     assert "autostop: stops after 60m idle (set by hosts.yml, checked by cron); idle" in status
 
@@ -177,7 +198,9 @@ def test_an_ssh_login_keeps_it_running(vm):
     vm.check()
     login = subprocess.Popen(
         ["ssh", "-F", str(vm.lab.ssh_dir / "config"), "-tt", "-o", "BatchMode=yes", "labvm-aws", "sleep 600"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_until(lambda: vm.user.processes(f"sshd(-session)?: {vm.user.name}@pts"), "the SSH login")
@@ -214,7 +237,8 @@ def test_autostop_is_for_cloud_profiles_only(lab, user, sshd):
     result = lab.inv("autostop", "--host", "lab", "--idle", "1h", check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "labvm: autostop is not supported for profile 'lab' (provider ssh: labvm uses the machine, it does not manage it)")
+        "labvm: autostop is not supported for profile 'lab' (provider ssh: labvm uses the machine, it does not manage it)"
+    )
 
 
 def test_a_bad_period_is_one_line(vm):
@@ -302,7 +326,9 @@ def test_the_reasons_name_a_busy_kernel_and_an_ssh_login(vm):
     kernel = vm.api("POST", "kernels")
     login = subprocess.Popen(
         ["ssh", "-F", str(vm.lab.ssh_dir / "config"), "-tt", "-o", "BatchMode=yes", "labvm-aws", "sleep 600"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         run_in_a_closed_tab(vm, kernel["id"], "import time; time.sleep(600)")
@@ -341,18 +367,38 @@ def test_after_an_autostop_status_says_when_and_after_how_long_idle_even_after_a
 def run_in_a_closed_tab(vm: Vm, kernel_id: str, code: str) -> None:
     """What a browser does to run a cell, then the tab closes while the cell still runs."""
     ws = websocket.create_connection(
-        f"ws://127.0.0.1:{vm.port}/api/kernels/{kernel_id}/channels?token={vm.token()}", timeout=30)
-    ws.send(json.dumps({
-        "header": {"msg_id": "run-1", "msg_type": "execute_request", "username": "t", "session": "s1",
-                   "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False},
-    }))
+        f"ws://127.0.0.1:{vm.port}/api/kernels/{kernel_id}/channels?token={vm.token()}", timeout=30
+    )
+    ws.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": "run-1",
+                    "msg_type": "execute_request",
+                    "username": "t",
+                    "session": "s1",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                },
+            }
+        )
+    )
     while True:
         message = json.loads(ws.recv())
-        if message.get("msg_type") == "status" and message["content"]["execution_state"] == "busy" \
-                and message["parent_header"].get("msg_id") == "run-1":
+        if (
+            message.get("msg_type") == "status"
+            and message["content"]["execution_state"] == "busy"
+            and message["parent_header"].get("msg_id") == "run-1"
+        ):
             break
     ws.close()
     wait_until(lambda: vm.connections_to_jupyter() == 0, "the closed tab's connection to end")
@@ -378,8 +424,9 @@ def dask_cluster(vm, sshd, tmp_path_factory):
     for folder in (vm.user.home, vm.user.home / ".labvm"):  # the worker runs the head's env
         folder.chmod(folder.stat().st_mode | 0o001)
     hosts = yaml.safe_load(vm.lab.hosts.read_text())
-    hosts["profiles"]["worker"] = ssh_profile(second, sshd, address="localhost",
-                                              env={"packages": PACKAGES, "prefix": str(env)})
+    hosts["profiles"]["worker"] = ssh_profile(
+        second, sshd, address="localhost", env={"packages": PACKAGES, "prefix": str(env)}
+    )
     vm.lab.hosts.write_text(yaml.safe_dump(hosts))
     config = load(vm.lab.hosts)
     ssh = SshHome(vm.lab.ssh_dir)
@@ -446,7 +493,11 @@ def test_a_busy_dask_computation_keeps_the_head_and_its_workers_up(vm, dask_clus
     # A notebook's Client() on the head, with nothing typed, runs a long task on the worker.
     client = subprocess.Popen(
         ["su", "-s", "/bin/sh", vm.user.name, "-c", f"~/.labvm/env/bin/python -c {shlex.quote(LONG_COMPUTATION)}"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(vm.user.home)})
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(vm.user.home)},
+    )
     try:
         assert client.stdout.readline().strip() == "submitted"
         running = "dask: 1 task(s) processing on 1 worker(s)"

@@ -12,13 +12,22 @@ import pytest
 from aws_world import REGION, aws_env, labvm_instances, tags
 from realhost import Sshd, answers, ssh_profile, url_of
 
+
 def test_lifecycle(lab, user, ec2, moto, tmp_path):
     vm = Sshd(tmp_path / "vm")
     lab.extra_env.update(aws_env(moto), LABVM_OWNER="hedy")
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     profile = ssh_profile(
-        user, vm, provider="aws", region=REGION, instance_type="t3.small", image=ami, volume_size=20,
-        elastic_ip=True, tags={"Project": "ocean"}, ssh_cidr="127.0.0.1/32",
+        user,
+        vm,
+        provider="aws",
+        region=REGION,
+        instance_type="t3.small",
+        image=ami,
+        volume_size=20,
+        elastic_ip=True,
+        tags={"Project": "ocean"},
+        ssh_cidr="127.0.0.1/32",
     )
     lab.write_hosts({"aws": profile})
     try:
@@ -26,12 +35,21 @@ def test_lifecycle(lab, user, ec2, moto, tmp_path):
         first = lab.inv("up", "--host", "aws", "--no-browser").output
         assert "aws: creating t3.small" in first and answers(url_of(first))
         (instance,) = labvm_instances(ec2)
-        assert tags(instance).items() >= {"labvm:profile": "aws", "labvm:owner": "hedy", "Name": "labvm-aws", "Project": "ocean"}.items()
-        behaviour = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="instanceInitiatedShutdownBehavior")
+        assert (
+            tags(instance).items()
+            >= {"labvm:profile": "aws", "labvm:owner": "hedy", "Name": "labvm-aws", "Project": "ocean"}.items()
+        )
+        behaviour = ec2.describe_instance_attribute(
+            InstanceId=instance["InstanceId"], Attribute="instanceInitiatedShutdownBehavior"
+        )
         assert behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
         (group,) = ec2.describe_security_groups(GroupNames=["labvm-aws-hedy"])["SecurityGroups"]
-        assert [(p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in group["IpPermissions"]] == [(22, 22, ["127.0.0.1/32"])]
-        volume = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}])["Volumes"][0]
+        assert [(p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in group["IpPermissions"]] == [
+            (22, 22, ["127.0.0.1/32"])
+        ]
+        volume = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}])[
+            "Volumes"
+        ][0]
         assert volume["Size"] == 20 and tags(volume)["labvm:profile"] == "aws"
         (address,) = ec2.describe_addresses(Filters=[{"Name": "tag:labvm:profile", "Values": ["aws"]}])["Addresses"]
         assert address["InstanceId"] == instance["InstanceId"]
@@ -74,7 +92,10 @@ def test_lifecycle(lab, user, ec2, moto, tmp_path):
         assert url_of(resumed).split("?token=")[0] == url_of(first).split("?token=")[0]  # the tab's address
         (instance,) = labvm_instances(ec2)
         assert instance["State"]["Name"] == "running"
-        assert ec2.describe_addresses(AllocationIds=[address["AllocationId"]])["Addresses"][0]["InstanceId"] == instance["InstanceId"]
+        assert (
+            ec2.describe_addresses(AllocationIds=[address["AllocationId"]])["Addresses"][0]["InstanceId"]
+            == instance["InstanceId"]
+        )
 
         # resize: validated first, then stop -> type -> start, notebook back.
         typo = lab.inv("resize", "--host", "aws", "--size", "t3.mediun", check=False)
@@ -117,8 +138,9 @@ def test_lifecycle(lab, user, ec2, moto, tmp_path):
 def test_spot_is_persistent_and_stops_on_interruption(lab, user, sshd, ec2, moto):
     lab.extra_env.update(aws_env(moto), LABVM_OWNER="spotty")
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    lab.write_hosts({"spot": ssh_profile(user, sshd, provider="aws", region=REGION, image=ami, spot=True,
-                                         ssh_cidr="127.0.0.1/32")})
+    lab.write_hosts(
+        {"spot": ssh_profile(user, sshd, provider="aws", region=REGION, image=ami, spot=True, ssh_cidr="127.0.0.1/32")}
+    )
     from moto_ec2_rules import SpotRequests
 
     with SpotRequests() as requests:
@@ -126,10 +148,17 @@ def test_spot_is_persistent_and_stops_on_interruption(lab, user, sshd, ec2, moto
     # moto keeps no spot request object: what EC2 received says persistent and stop on interruption
     # (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_SpotMarketOptions.html), and the
     # instance's lifecycle shows the market it runs in.
-    assert requests.received == [{"MarketType": "spot", "SpotOptions": {
-        "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}}]
-    spots = [i for r in ec2.describe_instances(Filters=[{"Name": "tag:labvm:owner", "Values": ["spotty"]}])["Reservations"]
-             for i in r["Instances"]]
+    assert requests.received == [
+        {
+            "MarketType": "spot",
+            "SpotOptions": {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"},
+        }
+    ]
+    spots = [
+        i
+        for r in ec2.describe_instances(Filters=[{"Name": "tag:labvm:owner", "Values": ["spotty"]}])["Reservations"]
+        for i in r["Instances"]
+    ]
     assert [i.get("InstanceLifecycle") for i in spots] == ["spot"]
     lab.inv("terminate", "--host", "spot", "--yes", "--force")
     user.end_processes()
@@ -138,14 +167,21 @@ def test_spot_is_persistent_and_stops_on_interruption(lab, user, sshd, ec2, moto
 def test_plan_prints_the_calls_and_makes_none(lab, user, sshd, ec2, moto):
     lab.extra_env.update(aws_env(moto), LABVM_OWNER="planner")
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    lab.write_hosts({"plan": ssh_profile(user, sshd, provider="aws", region=REGION, image=ami,
-                                         elastic_ip=True, ssh_cidr="127.0.0.1/32")})
+    lab.write_hosts(
+        {
+            "plan": ssh_profile(
+                user, sshd, provider="aws", region=REGION, image=ami, elastic_ip=True, ssh_cidr="127.0.0.1/32"
+            )
+        }
+    )
     mine = [{"Name": "tag:labvm:owner", "Values": ["planner"]}]
 
     def everything():
         return (
             ec2.describe_instances(Filters=mine)["Reservations"],
-            ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["labvm-plan-planner"]}])["SecurityGroups"],
+            ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["labvm-plan-planner"]}])[
+                "SecurityGroups"
+            ],
             ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": ["labvm-planner-*"]}])["KeyPairs"],
             ec2.describe_addresses(Filters=mine)["Addresses"],
         )
@@ -154,9 +190,12 @@ def test_plan_prints_the_calls_and_makes_none(lab, user, sshd, ec2, moto):
         planned = lab.inv(*dry).stdout
         calls = [line.split("(")[0] for line in planned.splitlines() if line.startswith("plan: aws: ec2.")]
         assert calls == [
-            "plan: aws: ec2.import_key_pair", "plan: aws: ec2.create_security_group",
-            "plan: aws: ec2.authorize_security_group_ingress", "plan: aws: ec2.run_instances",
-            "plan: aws: ec2.allocate_address", "plan: aws: ec2.associate_address",
+            "plan: aws: ec2.import_key_pair",
+            "plan: aws: ec2.create_security_group",
+            "plan: aws: ec2.authorize_security_group_ingress",
+            "plan: aws: ec2.run_instances",
+            "plan: aws: ec2.allocate_address",
+            "plan: aws: ec2.associate_address",
         ], planned
         assert "FromPort': 22" in planned and "InstanceInitiatedShutdownBehavior='stop'" in planned
         assert everything() == ([], [], [], [])
@@ -194,23 +233,31 @@ def test_errors_are_one_line_with_the_next_step(lab, ec2, moto):
     assert "profiles.aws.image to an ami-... id" in alias.stderr
 
     no_credentials = {k: v for k, v in lab.env.items() if not k.startswith("AWS_")}
-    no_credentials.update(AWS_ENDPOINT_URL_EC2=moto, AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
-                          AWS_EC2_METADATA_DISABLED="true")
+    no_credentials.update(
+        AWS_ENDPOINT_URL_EC2=moto,
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
     from realhost import INV
+
     result = subprocess.run([*INV, "up", "--host", "aws"], env=no_credentials, capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "no AWS credentials found; set AWS_PROFILE" in result.stderr
 
 
-@pytest.mark.parametrize("code,spot,next_step", [
-    ("UnauthorizedOperation", False, "ask your admin for EC2 rights"),
-    ("InsufficientInstanceCapacity", False, "try again later or change"),
-    ("VcpuLimitExceeded", False, "request more in Service Quotas"),
-    # Spot shortfalls are these two codes (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html);
-    # EC2 has no InsufficientSpotCapacity.
-    ("InsufficientInstanceCapacity", True, "no spot capacity for this type here now; try later"),
-    ("UnfulfillableCapacity", True, "profiles.aws.spot: false"),
-])
+@pytest.mark.parametrize(
+    "code,spot,next_step",
+    [
+        ("UnauthorizedOperation", False, "ask your admin for EC2 rights"),
+        ("InsufficientInstanceCapacity", False, "try again later or change"),
+        ("VcpuLimitExceeded", False, "request more in Service Quotas"),
+        # Spot shortfalls are these two codes (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html);
+        # EC2 has no InsufficientSpotCapacity.
+        ("InsufficientInstanceCapacity", True, "no spot capacity for this type here now; try later"),
+        ("UnfulfillableCapacity", True, "profiles.aws.spot: false"),
+    ],
+)
 def test_errors_moto_cannot_produce_still_say_what_to_do(lab, code, spot, next_step):
     """moto never runs out of capacity: botocore's Stubber makes EC2 answer with these errors."""
     from botocore.stub import Stubber
@@ -221,10 +268,10 @@ def test_errors_moto_cannot_produce_still_say_what_to_do(lab, code, spot, next_s
 
     lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu", "spot": spot}})
     provider = AwsProvider(config.load(lab.hosts).profile("aws"))
-    with Stubber(provider.ec2) as stub:
+    with Stubber(provider.api.ec2) as stub:
         stub.add_client_error("run_instances", service_error_code=code, service_message="EC2 said no")
         with pytest.raises(LabvmError) as raised:  # the one exception a user sees, as one line
-            provider.call(provider.ec2.run_instances, ImageId="ami-12345678", MinCount=1, MaxCount=1)
+            provider.api.call(provider.api.ec2.run_instances, ImageId="ami-12345678", MinCount=1, MaxCount=1)
     message = str(raised.value)
     assert message.startswith(f"AWS {code}: EC2 said no; ") and next_step in message
     assert "\n" not in message

@@ -123,16 +123,16 @@ def test_labvm_host_variable_picks_the_profile(lab):
     env["LABVM_HOST"] = "nope"
     import subprocess
     from realhost import INV
+
     result = subprocess.run([*INV, "setup"], env=env, capture_output=True, text=True)
     assert result.returncode == 1
     assert "no profile 'nope' (from LABVM_HOST)" in result.stderr
 
 
 def test_missing_variable_names_it_only_for_the_profile_used(lab):
-    lab.write_hosts({}, raw=(
-        "default: local\nprofiles:\n" + GOOD_LOCAL
-        + "  gpu: {provider: ssh, address: '${LAB_GPU_HOST}'}\n"
-    ))
+    lab.write_hosts(
+        {}, raw=("default: local\nprofiles:\n" + GOOD_LOCAL + "  gpu: {provider: ssh, address: '${LAB_GPU_HOST}'}\n")
+    )
     assert lab.inv("hosts").returncode == 0  # the other profiles still work
     result = lab.inv("keys", "--host", "gpu", check=False)
     assert result.returncode == 1
@@ -251,10 +251,13 @@ def ports_held_below_the_ephemeral_range(count: int) -> list[socket.socket]:
 
 def test_status_reports_every_profile_even_when_one_is_down(lab, user):
     closed = free_port()
-    lab.write_hosts({}, raw=(
-        "default: local\nprofiles:\n  local: {provider: local, env: {manager: uv}, notebook: {port: %d}}\n"
-        "  gone: {provider: ssh, address: 127.0.0.1, port: %d, user: %s}\n" % (free_port(), closed, user.name)
-    ))
+    lab.write_hosts(
+        {},
+        raw=(
+            "default: local\nprofiles:\n  local: {provider: local, env: {manager: uv}, notebook: {port: %d}}\n"
+            "  gone: {provider: ssh, address: 127.0.0.1, port: %d, user: %s}\n" % (free_port(), closed, user.name)
+        ),
+    )
     result = lab.inv("status")
     lines = result.stdout.splitlines()
     assert lines[0] == "local (local, this machine): reachable"
@@ -262,13 +265,22 @@ def test_status_reports_every_profile_even_when_one_is_down(lab, user):
     assert any(line.startswith(f"gone: gone ({user.name}@127.0.0.1:{closed}): ") for line in lines), lines
 
 
-@pytest.mark.parametrize("args, refused", [
-    (["create"], "create"), (["start"], "start"), (["stop"], "stop"), (["snapshot"], "snapshot"),
-    (["resize", "--size", "m5.large"], "resize"), (["images"], "images"), (["terminate", "--yes"], "terminate"),
-    (["up", "--no-browser", "--replace", "--yes"], "--replace"),
-    (["up", "--no-browser", "--from-image", "latest"], "--from-image"),
-    (["autostop", "--idle", "1h"], "autostop"), (["autostop", "--off"], "autostop"),
-])
+@pytest.mark.parametrize(
+    "args, refused",
+    [
+        (["create"], "create"),
+        (["start"], "start"),
+        (["stop"], "stop"),
+        (["snapshot"], "snapshot"),
+        (["resize", "--size", "m5.large"], "resize"),
+        (["images"], "images"),
+        (["terminate", "--yes"], "terminate"),
+        (["up", "--no-browser", "--replace", "--yes"], "--replace"),
+        (["up", "--no-browser", "--from-image", "latest"], "--from-image"),
+        (["autostop", "--idle", "1h"], "autostop"),
+        (["autostop", "--off"], "autostop"),
+    ],
+)
 def test_what_makes_or_powers_a_machine_is_refused_where_labvm_does_not_manage_it(lab, args, refused):
     # ws1.example.org does not resolve: a task that tried to reach it before refusing would say so instead.
     lab.write_hosts({}, raw="profiles:\n  lab: {provider: ssh, address: ws1.example.org}\n" + GOOD_LOCAL)
@@ -285,8 +297,9 @@ def test_up_of_a_machine_labvm_does_not_start_says_at_once_why_ssh_fails(lab, us
     # A cloud VM boots for minutes after it runs, so up waits for its SSH; a lab server is up or it is
     # not: the connection's own error comes at once, with the key to check.
     closed = free_port()
-    lab.write_hosts({}, raw="profiles:\n  gone: {provider: ssh, address: 127.0.0.1, port: %d, user: %s}\n"
-                    % (closed, user.name))
+    lab.write_hosts(
+        {}, raw="profiles:\n  gone: {provider: ssh, address: 127.0.0.1, port: %d, user: %s}\n" % (closed, user.name)
+    )
     result = lab.inv("up", "--host", "gone", "--no-browser", check=False, timeout=60)
     assert result.returncode == 1
     assert "waiting for SSH" not in result.output

@@ -18,7 +18,14 @@ import pytest
 import netns
 from netns import KeptVm, kept_vm
 from realhost import Squatter
-from chromium import chromium_tab, dismiss_connection_dialogs, kernel_status, open_new_notebook, playwright_or_skip, run_cell
+from chromium import (
+    chromium_tab,
+    dismiss_connection_dialogs,
+    kernel_status,
+    open_new_notebook,
+    playwright_or_skip,
+    run_cell,
+)
 
 FREEZE = 60  # seconds of total loss, the fault
 # JupyterLab retries a lost kernel websocket after random waits of up to 1, 3, 7, ... 63 s
@@ -79,7 +86,8 @@ def test_a_notebook_survives_a_minute_without_network_in_the_same_kernel_and_pag
     dismiss_connection_dialogs(page)
     run_cell(page, notebook, "x + 1")
     expect(notebook.locator(".jp-CodeCell").nth(1).locator(".jp-OutputArea-output")).to_have_text(
-        "42", timeout=KERNEL_BACK_WITHIN)
+        "42", timeout=KERNEL_BACK_WITHIN
+    )
     expect(kernel_status(page)).to_have_text(IDLE_KERNEL, timeout=30_000)
     assert page.evaluate("window.labvmLoadedOnce") is True
     assert the_only_kernel(vm) == kernel

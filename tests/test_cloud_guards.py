@@ -11,18 +11,37 @@ from realhost import free_port
 from aws_world import REGION, aws_env, labvm_instances
 
 
-
 @pytest.fixture
 def cloud_vm(lab, ec2, moto):
     """A running labvm instance of profile aws, owner hedy, whose SSH goes to a port nobody listens on."""
     lab.extra_env.update(aws_env(moto), LABVM_OWNER="hedy")
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "instance_type": "t3.small", "image": ami,
-                             "user": "ubuntu", "address": "127.0.0.1", "port": free_port(),
-                             "ssh_cidr": "127.0.0.1/32"}})
-    tags = [{"Key": "labvm:profile", "Value": "aws"}, {"Key": "labvm:owner", "Value": "hedy"}, {"Key": "Name", "Value": "labvm-aws"}]
-    (made,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small",
-                                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])["Instances"]
+    lab.write_hosts(
+        {
+            "aws": {
+                "provider": "aws",
+                "region": REGION,
+                "instance_type": "t3.small",
+                "image": ami,
+                "user": "ubuntu",
+                "address": "127.0.0.1",
+                "port": free_port(),
+                "ssh_cidr": "127.0.0.1/32",
+            }
+        }
+    )
+    tags = [
+        {"Key": "labvm:profile", "Value": "aws"},
+        {"Key": "labvm:owner", "Value": "hedy"},
+        {"Key": "Name", "Value": "labvm-aws"},
+    ]
+    (made,) = ec2.run_instances(
+        ImageId=ami,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.small",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )["Instances"]
     yield made["InstanceId"]
     ec2.terminate_instances(InstanceIds=[made["InstanceId"]])
 

@@ -63,8 +63,15 @@ def inv(lab, *args: str, answer: bytes | None = None) -> subprocess.CompletedPro
         keyboard, terminal = pty.openpty()
         os.write(keyboard, answer)
     try:
-        result = subprocess.run([*INV, *args], capture_output=True, env=lab.env, cwd=lab.directory, timeout=300,
-                                stdin=terminal if terminal is not None else subprocess.DEVNULL, check=False)
+        result = subprocess.run(
+            [*INV, *args],
+            capture_output=True,
+            env=lab.env,
+            cwd=lab.directory,
+            timeout=300,
+            stdin=terminal if terminal is not None else subprocess.DEVNULL,
+            check=False,
+        )
     finally:
         if terminal is not None:
             os.close(terminal)
@@ -87,14 +94,18 @@ def kept_in_order(said: str, value: str) -> bool:
 
 # -- the boundary: what a provider returns -----------------------------------------------------------
 
+
 @settings(max_examples=300, deadline=None)
 @given(said=st.text(st.characters(codec="utf-8")) | st.sampled_from([HOSTILE, "\ud800", "\x00\x85\u2028"]))
 def test_any_text_a_cloud_says_is_inert_visible_and_whole_in_what_a_provider_returns(said):
     """Instance, Image, Resource and Check (what every provider returns, whichever cloud, whichever verb)
     hold no character a terminal acts on, cut nothing, and stay as they are when made again."""
-    records = [Instance(said, said, said, said, said, said, said), Image(said, said, said, said),
-               Resource(said, said, said, said, said, said, said, None, said, type=said, address=said, region=said),
-               Check(said, False, said)]
+    records = [
+        Instance(said, said, said, said, said, said, said),
+        Image(said, said, said, said),
+        Resource(said, said, said, said, said, said, said, None, said, type=said, address=said, region=said),
+        Check(said, False, said),
+    ]
     for record in records:
         for value in (getattr(record, field.name) for field in dataclasses.fields(record)):
             if isinstance(value, str):
@@ -105,6 +116,7 @@ def test_any_text_a_cloud_says_is_inert_visible_and_whole_in_what_a_provider_ret
 
 # -- AWS ------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def aws(moto, lab):
     def reset():  # moto's state is one per process, shared with every other module's moto server
@@ -114,17 +126,34 @@ def aws(moto, lab):
     lab.extra_env.update(aws_env(moto), AWS_ENDPOINT_URL_PRICING=CLOSED, LABVM_OWNER="hedy")
     # EC2 "allows any character in its tags" (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/
     # Using_Tags.html, Tag restrictions).
-    lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu", "instance_type": "t3.small",
-                             "ssh_cidr": "127.0.0.1/32", "address": "127.0.0.1", "port": free_port()}})
-    yield boto3.client("ec2", endpoint_url=moto, region_name=REGION,
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    lab.write_hosts(
+        {
+            "aws": {
+                "provider": "aws",
+                "region": REGION,
+                "user": "ubuntu",
+                "instance_type": "t3.small",
+                "ssh_cidr": "127.0.0.1/32",
+                "address": "127.0.0.1",
+                "port": free_port(),
+            }
+        }
+    )
+    yield boto3.client(
+        "ec2", endpoint_url=moto, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     reset()
 
 
 def run_instance(ec2, **tags) -> str:
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    return ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small", TagSpecifications=[
-        {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}])["Instances"][0]["InstanceId"]
+    return ec2.run_instances(
+        ImageId=ami,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.small",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+    )["Instances"][0]["InstanceId"]
 
 
 def test_an_ec2_name_tag_in_terminate_s_question(aws, lab):
@@ -136,7 +165,9 @@ def test_an_ec2_name_tag_in_terminate_s_question(aws, lab):
 
 
 def test_ec2_tags_in_the_audit(aws, lab):
-    theirs = run_instance(aws, **{"labvm:profile": f"aws{HOSTILE_EC2}", "labvm:owner": HOSTILE_EC2, "Name": HOSTILE_EC2})
+    theirs = run_instance(
+        aws, **{"labvm:profile": f"aws{HOSTILE_EC2}", "labvm:owner": HOSTILE_EC2, "Name": HOSTILE_EC2}
+    )
     audited = inv(lab, "audit")
     (row,) = [line for line in shown(audited).splitlines() if theirs in line]
     assert re.search(f"  aws{re.escape(SHOWN_EC2)} +{re.escape(SHOWN_EC2)}  {theirs}  ", row), row
@@ -145,11 +176,31 @@ def test_ec2_tags_in_the_audit(aws, lab):
 
 
 def test_ec2_worker_names_in_status(aws, lab, user, sshd):
-    lab.write_hosts({"aws": ssh_profile(user, sshd, provider="aws", region=REGION, instance_type="t3.small",
-                                        ssh_cidr="127.0.0.1/32", cluster={"workers": 1})})
+    lab.write_hosts(
+        {
+            "aws": ssh_profile(
+                user,
+                sshd,
+                provider="aws",
+                region=REGION,
+                instance_type="t3.small",
+                ssh_cidr="127.0.0.1/32",
+                cluster={"workers": 1},
+            )
+        }
+    )
     run_instance(aws, **{"labvm:profile": "aws", "labvm:owner": "hedy", "Name": "labvm-aws"})
-    worker = run_instance(aws, **{"labvm:profile": "aws", "labvm:owner": "hedy", "labvm:cluster": "aws",
-                                  "labvm:role": "worker", "labvm:index": "1", "Name": f"{HOSTILE_EC2}-w1"})
+    worker = run_instance(
+        aws,
+        **{
+            "labvm:profile": "aws",
+            "labvm:owner": "hedy",
+            "labvm:cluster": "aws",
+            "labvm:role": "worker",
+            "labvm:index": "1",
+            "Name": f"{HOSTILE_EC2}-w1",
+        },
+    )
     status = inv(lab, "status", "--host", "aws")
     assert f"cluster: {SHOWN_EC2}-w1 ({worker}): VM running" in shown(status)
 
@@ -166,6 +217,7 @@ def test_an_ec2_error_message_that_echoes_text(aws, lab):
 
 # -- OpenStack ------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def cades(lab, monkeypatch):
     with FakeOpenStack() as fake:
@@ -173,7 +225,9 @@ def cades(lab, monkeypatch):
         clouds.write_text(fake.clouds_yaml("cades"))
         lab.extra_env.update(OS_CLIENT_CONFIG_FILE=str(clouds), OS_CLOUD="", LABVM_OWNER="hedy")
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))  # the co-member's SDK, in this process
-        lab.write_hosts({"cades": {**SETTINGS, "address": "127.0.0.1", "port": free_port(), "ssh_cidr": "127.0.0.1/32"}})
+        lab.write_hosts(
+            {"cades": {**SETTINGS, "address": "127.0.0.1", "port": free_port(), "ssh_cidr": "127.0.0.1/32"}}
+        )
         yield fake
 
 
@@ -209,6 +263,7 @@ def test_nova_metadata_in_the_audit(cades, lab):
 
 # -- GCE ------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def gce(lab):
     with fake_gce_for(lab) as fake:
@@ -218,9 +273,21 @@ def gce(lab):
 def test_a_hosts_yml_text_google_would_echo_back_never_reaches_google(gce, lab):
     """Google's refusals quote the resource they did not find (an image family a colleague's hosts.yml
     names): such a text is refused where hosts.yml is read, before any call to the cloud."""
-    lab.write_hosts({"gce": {"provider": "gce", "project": "proj", "zone": "us-west1-b", "machine_type": "e2-small",
-                             "image_family": f"debian-12{HOSTILE}", "ssh_cidr": "127.0.0.1/32",
-                             "address": "127.0.0.1", "port": free_port(), "user": "lab"}})
+    lab.write_hosts(
+        {
+            "gce": {
+                "provider": "gce",
+                "project": "proj",
+                "zone": "us-west1-b",
+                "machine_type": "e2-small",
+                "image_family": f"debian-12{HOSTILE}",
+                "ssh_cidr": "127.0.0.1/32",
+                "address": "127.0.0.1",
+                "port": free_port(),
+                "user": "lab",
+            }
+        }
+    )
     before = len(gce.requests)
     for args in (("up", "--host", "gce", "--no-browser"), ("up", "--host", "gce", "--plan")):
         refused = inv(lab, *args)

@@ -51,25 +51,37 @@ class Machines:
     workers: list[netns.NetnsHost]
     # One notebook for the whole module: every hosts.yml written here names the same ports.
     # nohup: a tmux server of another test would run Jupyter outside the head's namespace.
-    notebook: dict = field(default_factory=lambda: {"port": free_port(), "local_port": free_port(),
-                                                    "multiplexer": "nohup"})
+    notebook: dict = field(
+        default_factory=lambda: {"port": free_port(), "local_port": free_port(), "multiplexer": "nohup"}
+    )
 
     def write_hosts(self, threads: int = 2, prefixes: dict | None = None) -> None:
         def profile(host, **extra):
-            env = {"packages": PACKAGES, **({"prefix": prefixes[host.name]} if prefixes and host.name in prefixes else {})}
+            env = {
+                "packages": PACKAGES,
+                **({"prefix": prefixes[host.name]} if prefixes and host.name in prefixes else {}),
+            }
             return ssh_profile(self.user, host, address=host.address, env=env, **extra)
 
-        self.lab.write_hosts({
-            "head": profile(self.head, notebook=self.notebook, cluster={
-                "hosts": [w.address for w in self.workers], "threads": threads, "memory_limit": "1GiB"}),
-            **{w.name: profile(w) for w in self.workers},
-        })
+        self.lab.write_hosts(
+            {
+                "head": profile(
+                    self.head,
+                    notebook=self.notebook,
+                    cluster={"hosts": [w.address for w in self.workers], "threads": threads, "memory_limit": "1GiB"},
+                ),
+                **{w.name: profile(w) for w in self.workers},
+            }
+        )
 
 
 @pytest.fixture(scope="module")
 def machines(user, sshd, tmp_path_factory):
     """The head and two workers: namespaces that reach each other through this machine only."""
-    with netns.namespaced_lab(user, sshd, tmp_path_factory, ["head", "w1", "w2"], packages=tuple(PACKAGES)) as (lab, hosts):
+    with netns.namespaced_lab(user, sshd, tmp_path_factory, ["head", "w1", "w2"], packages=tuple(PACKAGES)) as (
+        lab,
+        hosts,
+    ):
         yield Machines(lab, user, hosts[0], hosts[1:])
 
 
@@ -143,32 +155,42 @@ def stop_all(machines: Machines) -> None:
 
 
 def test_client_with_nothing_typed_in_the_notebook_runs_tasks_on_both_workers_and_only_over_mutual_tls(
-        machines, notebook):
+    machines, notebook
+):
     lab, user, head, workers = machines.lab, machines.user, machines.head, machines.workers
     said = notebook.up.splitlines()
-    assert any(line.startswith(f"cluster: scheduler tls://{head.address}:8786 on {head.address}: started")
-               for line in said), notebook.up
+    assert any(
+        line.startswith(f"cluster: scheduler tls://{head.address}:8786 on {head.address}: started") for line in said
+    ), notebook.up
     for worker in workers:
         assert f"cluster: worker {worker.address}: started, 2 threads, 1.00 GiB" in said, notebook.up
 
     # Each process runs in its own machine's namespace, although home and /tmp are shared.
     def running(role, host):
-        return [line for line in dask_processes(user, host)
-                if (f"dask_{role}" in line or f"dask {role} [" in line) and "tmux" not in line]
+        return [
+            line
+            for line in dask_processes(user, host)
+            if (f"dask_{role}" in line or f"dask {role} [" in line) and "tmux" not in line
+        ]
+
     assert len(running("scheduler", head)) == 1 and not running("worker", head)
     assert all(running("worker", w) and not running("scheduler", w) for w in workers)
     assert any("dask scheduler [tls://" in line for line in running("scheduler", head))  # renamed, still found
     # Nothing new listens on every address: dask on its machine's cluster address, HTTP on loopback.
     for host in (head, *workers):
-        listening = subprocess.run(["ip", "netns", "exec", host.namespace, "ss", "-ltnpH"],
-                                   capture_output=True, text=True, check=True).stdout.splitlines()
+        listening = subprocess.run(
+            ["ip", "netns", "exec", host.namespace, "ss", "-ltnpH"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
         addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening if "sshd" not in line}
         assert addresses and addresses <= {host.address, "127.0.0.1"}, listening
     # The scheduler's one TCP port is the cluster's: its dashboard is a unix socket, on no port at all.
     scheduler_pid = (user.home / ".labvm" / "dask" / f"scheduler-{head.address}.pid").read_text().strip()
-    listening = subprocess.run(["ip", "netns", "exec", head.namespace, "ss", "-ltnpH"],
-                               capture_output=True, text=True, check=True).stdout.splitlines()
-    assert [line.split()[3] for line in listening if f"pid={scheduler_pid}," in line] == [f"{head.address}:8786"], listening
+    listening = subprocess.run(
+        ["ip", "netns", "exec", head.namespace, "ss", "-ltnpH"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert [line.split()[3] for line in listening if f"pid={scheduler_pid}," in line] == [f"{head.address}:8786"], (
+        listening
+    )
 
     # The browser's way: a kernel of the head's JupyterLab, through the tunnel `inv up` opened.
     seen = json.loads(run_cell(notebook.base, notebook.token, NOTEBOOK_CELL, timeout=120).strip().splitlines()[-1])
@@ -197,13 +219,21 @@ def test_client_with_nothing_typed_in_the_notebook_runs_tasks_on_both_workers_an
         for name, data in stranger.items():
             (folder / name).write_bytes(data)
         ours = ssh.labvm / "cluster" / "head"
-        security = Security(tls_ca_file=str(ours / "ca.pem"), tls_client_cert=str(folder / "client.pem"),
-                            tls_client_key=str(folder / "client.key"), require_encryption=True)
+        security = Security(
+            tls_ca_file=str(ours / "ca.pem"),
+            tls_client_cert=str(folder / "client.pem"),
+            tls_client_key=str(folder / "client.key"),
+            require_encryption=True,
+        )
         with pytest.raises(OSError):
             Client(f"tls://{head.address}:8786", timeout=3, security=security)
         # The positive control: the same address and CA with this cluster's own client certificate answers.
-        own = Security(tls_ca_file=str(ours / "ca.pem"), tls_client_cert=str(ours / "client.pem"),
-                       tls_client_key=str(ours / "client.key"), require_encryption=True)
+        own = Security(
+            tls_ca_file=str(ours / "ca.pem"),
+            tls_client_cert=str(ours / "client.pem"),
+            tls_client_key=str(ours / "client.key"),
+            require_encryption=True,
+        )
         with Client(f"tls://{head.address}:8786", timeout=10, security=own) as client:
             assert len(client.scheduler_info()["workers"]) == len(workers)
 
@@ -272,7 +302,8 @@ def dashboard_default(notebook: Notebook) -> str:
 
 
 def test_the_dashboard_socket_opens_only_for_its_user_and_a_squatted_8787_changes_nothing(
-        machines, notebook, user, colleague):
+    machines, notebook, user, colleague
+):
     """Another login of the head can reach any TCP port on its loopback; the dashboard is a socket
     0600 in a 0700 folder.  What held 8787 before (the port JupyterLab's panel used) gets nothing."""
     head = machines.head
@@ -324,10 +355,25 @@ print(b"".join(iter(lambda: s.recv(65536), b"")).split(b"\\r\\n\\r\\n", 1)[1].de
 
 
 def counts_as(host: netns.NetnsHost, login: User, path: Path) -> str:
-    return subprocess.run(["ip", "netns", "exec", host.namespace, "setpriv", f"--reuid={login.uid}",
-                           f"--regid={pwd.getpwuid(login.uid).pw_gid}", "--clear-groups",
-                           "/usr/bin/python3", "-c", COUNTS, str(path)],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            host.namespace,
+            "setpriv",
+            f"--reuid={login.uid}",
+            f"--regid={pwd.getpwuid(login.uid).pw_gid}",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            COUNTS,
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def test_a_worker_whose_sshd_dies_during_ensure_is_named_and_a_rerun_completes_the_cluster(machines, user):
@@ -367,7 +413,10 @@ def test_down_leaves_no_dask_process_on_any_machine(machines, user):
     profile, ssh, head_host, worker_hosts = connect(machines)
     cluster.ensure(profile, ssh, head_host, worker_hosts)
     down = machines.lab.inv("down", "--host", "head", "--no-sync").stdout.splitlines()
-    for line in [f"cluster: scheduler on {head.address}: stopped", *(f"cluster: worker {w.address}: stopped" for w in workers)]:
+    for line in [
+        f"cluster: scheduler on {head.address}: stopped",
+        *(f"cluster: worker {w.address}: stopped" for w in workers),
+    ]:
         assert line in down, down
     assert dask_processes(user) == []
     assert cluster.stop(profile, head_host, worker_hosts)[0].endswith("was not running")
@@ -399,7 +448,6 @@ def test_a_worker_on_other_versions_is_named_before_anything_starts(machines, us
     assert dask_processes(user) == []
 
 
-
 @pytest.fixture
 def colleague(tmp_path):
     """Another login of the head: a shared lab VM or workstation."""
@@ -412,12 +460,29 @@ def colleague(tmp_path):
 def listening(host: netns.NetnsHost, login: User, port: int, record: Path):
     """login listens on 127.0.0.1:port inside host's namespace until the block ends, and writes the
     file record when anything connects (setpriv execs, so the listener is the process ended here)."""
-    program = (f"import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-               f"s.bind(('127.0.0.1', {port})); s.listen(); print('listening', flush=True); s.accept(); "
-               f"open(sys.argv[1], 'w').write('reached')")
-    squatter = subprocess.Popen(["ip", "netns", "exec", host.namespace, "setpriv", f"--reuid={login.uid}",
-                                 f"--regid={pwd.getpwuid(login.uid).pw_gid}", "--clear-groups",
-                                 "/usr/bin/python3", "-c", program, str(record)], stdout=subprocess.PIPE, text=True)
+    program = (
+        f"import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        f"s.bind(('127.0.0.1', {port})); s.listen(); print('listening', flush=True); s.accept(); "
+        f"open(sys.argv[1], 'w').write('reached')"
+    )
+    squatter = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            host.namespace,
+            "setpriv",
+            f"--reuid={login.uid}",
+            f"--regid={pwd.getpwuid(login.uid).pw_gid}",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            program,
+            str(record),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert squatter.stdout.readline().strip() == "listening"
         yield
@@ -435,16 +500,18 @@ def test_a_file_in_the_dashboards_place_is_named_and_the_scheduler_does_not_run(
     in_the_way.write_text("not a socket\n")
     try:
         with pytest.raises(LabvmError) as failure:
-            cluster._script(head_host, "start-scheduler", **cluster._start_env(head_host),
-                            LABVM_DASK_PORT=cluster.SCHEDULER_PORT)
+            cluster._script(
+                head_host, "start-scheduler", **cluster._start_env(head_host), LABVM_DASK_PORT=cluster.SCHEDULER_PORT
+            )
         message = str(failure.value)
         assert f"the dashboard cannot be served on {in_the_way}" in message and "not a socket" in message, message
         assert dask_processes(user) == []
     finally:
         in_the_way.unlink()
     # The positive control: the same start with the place free.
-    started = cluster._script(head_host, "start-scheduler", **cluster._start_env(head_host),
-                              LABVM_DASK_PORT=cluster.SCHEDULER_PORT)
+    started = cluster._script(
+        head_host, "start-scheduler", **cluster._start_env(head_host), LABVM_DASK_PORT=cluster.SCHEDULER_PORT
+    )
     assert started["action"] == "started" and in_the_way.is_socket()
     stop_all(machines)
 

@@ -20,8 +20,10 @@ def adas(ec2, *states):
 
 
 def workers_of(ec2, *states):
-    return sorted((i for i in adas(ec2, *states) if {"Key": "labvm:role", "Value": "worker"} in i.get("Tags", [])),
-                  key=lambda i: next(t["Value"] for t in i["Tags"] if t["Key"] == "labvm:index"))
+    return sorted(
+        (i for i in adas(ec2, *states) if {"Key": "labvm:role", "Value": "worker"} in i.get("Tags", [])),
+        key=lambda i: next(t["Value"] for t in i["Tags"] if t["Key"] == "labvm:index"),
+    )
 
 
 @pytest.fixture
@@ -29,8 +31,13 @@ def cluster_lab(lab, user, ec2, moto, tmp_path, monkeypatch):
     vm = Sshd(tmp_path / "head")
     lab.extra_env.update(aws_env(moto), LABVM_OWNER="ada", AWS_ENDPOINT_URL_STS=moto)
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    lab.write_hosts({"aws": ssh_profile(user, vm, provider="aws", region=REGION, instance_type="t3.small",
-                                        image=ami, ssh_cidr="127.0.0.1/32")})
+    lab.write_hosts(
+        {
+            "aws": ssh_profile(
+                user, vm, provider="aws", region=REGION, instance_type="t3.small", image=ami, ssh_cidr="127.0.0.1/32"
+            )
+        }
+    )
     lab.inv("up", "--host", "aws", "--no-browser")  # the head, before the profile has a cluster
     document = yaml.safe_load(lab.hosts.read_text())
     document["profiles"]["aws"]["cluster"] = {"workers": 2}
@@ -83,16 +90,19 @@ def test_a_cluster_step_failing_after_the_workers_exist_stops_them(cluster_lab, 
 
     def full_group(*args, **kwargs):
         # A group at its rule quota: "RulesPerSecurityGroupLimitExceeded" (EC2 API errors-overview.html).
-        raise EC2ClientError("RulesPerSecurityGroupLimitExceeded",
-                             "The maximum number of rules per security group has been reached.")
+        raise EC2ClientError(
+            "RulesPerSecurityGroupLimitExceeded", "The maximum number of rules per security group has been reached."
+        )
 
     monkeypatch.setattr(SecurityGroupBackend, "authorize_security_group_ingress", full_group)
     # The fault is in place before labvm runs (moto's server serves from this process): were it not,
     # labvm would go on to SSH to moto's made-up public addresses, which are no test hosts.
     (group,) = ec2.describe_security_groups(GroupNames=["labvm-aws-ada"])["SecurityGroups"]
     with pytest.raises(ClientError, match="RulesPerSecurityGroupLimitExceeded"):
-        ec2.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "IpRanges": [{"CidrIp": "127.0.0.1/32"}]}])
+        ec2.authorize_security_group_ingress(
+            GroupId=group["GroupId"],
+            IpPermissions=[{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "IpRanges": [{"CidrIp": "127.0.0.1/32"}]}],
+        )
     failed = cluster_lab.inv("cluster", "--host", "aws", check=False)
     assert failed.returncode == 1 and "RulesPerSecurityGroupLimitExceeded" in failed.output, failed.output
     assert "cluster: stopped labvm-aws-w1, labvm-aws-w2 so no worker runs without autostop" in failed.output

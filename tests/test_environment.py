@@ -42,12 +42,12 @@ def test_conda_installs_once_then_only_what_was_added(lab, user, sshd):
     before = calls.read_text()
     again = lab.inv("conda", "--host", "vm").output  # the alias
     assert "env: nothing to do" in again
-    assert [c for c in calls.read_text()[len(before):].splitlines() if not c.startswith("list")] == []
+    assert [c for c in calls.read_text()[len(before) :].splitlines() if not c.startswith("list")] == []
 
     lab.write_hosts({"vm": conda_profile(user, sshd, root, packages=["jupyterlab", "numpy", "pandas"])})
     before = calls.read_text()
     lab.inv("env", "--host", "vm")
-    installs = [c for c in calls.read_text()[len(before):].splitlines() if c.startswith("install")]
+    installs = [c for c in calls.read_text()[len(before) :].splitlines() if c.startswith("install")]
     assert installs == [f"install -y -q -p {root}/envs/labvm pandas"]
 
 
@@ -87,7 +87,9 @@ def test_hostile_values_are_data_not_commands(lab, user, sshd):
     assert (user.home / plain[2:]).is_dir()
     lab.inv("down", "--host", "vm")
 
-    lab.write_hosts({"vm": ssh_profile(user, sshd, env={"packages": ["jupyterlab", "numpy; touch PWNED4", "$(touch PWNED5)"]})})
+    lab.write_hosts(
+        {"vm": ssh_profile(user, sshd, env={"packages": ["jupyterlab", "numpy; touch PWNED4", "$(touch PWNED5)"]})}
+    )
     result = lab.inv("env", "--host", "vm", check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("labvm: vm (")
@@ -142,7 +144,8 @@ def test_venv_installs_from_pypi_then_only_what_was_added(lab, user, sshd):
     assert (user.home / ".labvm" / "venv-env" / "bin" / "jupyter").exists()
     assert "env: nothing to do" in lab.inv("env", "--host", "vm").output
 
-    lab.write_hosts({"vm": ssh_profile(user, sshd, env={"manager": "venv", "prefix": prefix,
-                                                      "packages": ["jupyterlab", "toolz"]})})
+    lab.write_hosts(
+        {"vm": ssh_profile(user, sshd, env={"manager": "venv", "prefix": prefix, "packages": ["jupyterlab", "toolz"]})}
+    )
     added = lab.inv("env", "--host", "vm").output
     assert "env: installing toolz\n" in added

@@ -24,8 +24,13 @@ def aws_lab(lab, user, ec2, moto, tmp_path):
     vm = Sshd(tmp_path / "vm")
     lab.extra_env.update(aws_env(moto), LABVM_OWNER="grace", AWS_ENDPOINT_URL_STS=moto)
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    lab.write_hosts({"aws": ssh_profile(user, vm, provider="aws", region=REGION, instance_type="t3.small",
-                                        image=ami, ssh_cidr="127.0.0.1/32")})
+    lab.write_hosts(
+        {
+            "aws": ssh_profile(
+                user, vm, provider="aws", region=REGION, instance_type="t3.small", image=ami, ssh_cidr="127.0.0.1/32"
+            )
+        }
+    )
     lab.vm = vm
     yield lab
     for instance in graces(ec2, "pending", "running", "stopping", "stopped"):
@@ -140,9 +145,18 @@ def test_a_new_vm_behind_a_jump_host_is_waited_for_through_it(lab, user, sshd, e
         socket.create_connection((vm.address, vm.port), timeout=3)
     lab.extra_env.update(aws_env(moto), LABVM_OWNER="grace", AWS_ENDPOINT_URL_STS=moto)
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    profile = ssh_profile(user, jump, provider="aws", region=REGION, instance_type="t3.small", image=ami,
-                          ssh_cidr="127.0.0.1/32", address=vm.address, port=vm.port,
-                          jump=f"{user.name}@{jump.address}:{jump.port}")
+    profile = ssh_profile(
+        user,
+        jump,
+        provider="aws",
+        region=REGION,
+        instance_type="t3.small",
+        image=ami,
+        ssh_cidr="127.0.0.1/32",
+        address=vm.address,
+        port=vm.port,
+        jump=f"{user.name}@{jump.address}:{jump.port}",
+    )
     lab.write_hosts({"aws": profile})
     try:
         up = lab.inv("up", "--host", "aws", "--no-browser", timeout=240)

@@ -33,38 +33,148 @@ from realhost import INV, free_port
 
 MARKER = "PWNED"
 FRAGMENTS = [
-    "\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\u2028", '"', "'", "%", "%d", "%h", "%%", "-o", "-", " ", "#",
-    "\\", "..", "/", "~", ":", "@", "[", "]", "é", "a" * 300, "${HOME}", "${FUZZ_INNER}", "$(touch {m})",
-    "`touch {m}`", "-oProxyCommand=touch {m}", "\n    ProxyCommand sh -c 'touch {m}'",
-    '\nMatch exec "touch {m}"', '"\n    LocalCommand touch {m}\n#', "127.0.0.1", "ws1.example.org", "lab",
+    "\n",
+    "\r",
+    "\t",
+    "\x00",
+    "\x1b",
+    "\x7f",
+    "\u2028",
+    '"',
+    "'",
+    "%",
+    "%d",
+    "%h",
+    "%%",
+    "-o",
+    "-",
+    " ",
+    "#",
+    "\\",
+    "..",
+    "/",
+    "~",
+    ":",
+    "@",
+    "[",
+    "]",
+    "é",
+    "a" * 300,
+    "${HOME}",
+    "${FUZZ_INNER}",
+    "$(touch {m})",
+    "`touch {m}`",
+    "-oProxyCommand=touch {m}",
+    "\n    ProxyCommand sh -c 'touch {m}'",
+    '\nMatch exec "touch {m}"',
+    '"\n    LocalCommand touch {m}\n#',
+    "127.0.0.1",
+    "ws1.example.org",
+    "lab",
 ]
 # A working profile per provider; `address` pins where SSH goes, so each writes an ssh config.
 BASES = {
     "ssh": {"provider": "ssh", "address": "127.0.0.1", "user": "lab"},
-    "openstack": {"provider": "openstack", "address": "127.0.0.1", "user": "lab", "cloud": "c", "image": "i",
-                  "flavor": "f"},
-    "aws": {"provider": "aws", "address": "127.0.0.1", "user": "lab", "region": "us-west-2", "image": "ami-1",
-            "instance_type": "t3.micro"},
-    "gce": {"provider": "gce", "address": "127.0.0.1", "user": "lab", "project": "p", "zone": "us-west1-b",
-            "machine_type": "e2-small"},
+    "openstack": {
+        "provider": "openstack",
+        "address": "127.0.0.1",
+        "user": "lab",
+        "cloud": "c",
+        "image": "i",
+        "flavor": "f",
+    },
+    "aws": {
+        "provider": "aws",
+        "address": "127.0.0.1",
+        "user": "lab",
+        "region": "us-west-2",
+        "image": "ami-1",
+        "instance_type": "t3.micro",
+    },
+    "gce": {
+        "provider": "gce",
+        "address": "127.0.0.1",
+        "user": "lab",
+        "project": "p",
+        "zone": "us-west1-b",
+        "machine_type": "e2-small",
+    },
 }
 # (provider, field); "[]" marks a list (the value is one of its items), "{}" a mapping's value.
-STRING_FIELDS = [("ssh", field) for field in (
-    "address", "user", "identity", "jump", "sync_dir", "notebook.workspace", "notebook.password",
-    "env.prefix", "env.python", "env.conda_root", "env.conda_installer_url", "env.conda_installer_sha256",
-    "env.packages[]", "sync[]", "cluster.hosts[]", "cluster.worker_size", "cluster.memory_limit",
-)] + [("openstack", field) for field in (
-    "cloud", "image", "flavor", "network", "floating_ip_pool", "security_groups[]", "ssh_cidr",
-)] + [("aws", field) for field in (
-    "region", "instance_type", "image", "subnet", "ssh_cidr", "tags{}", "user",
-)] + [("gce", field) for field in (
-    "project", "zone", "machine_type", "image_family", "image_project", "ssh_cidr", "network", "subnetwork",
-    "cluster.worker_size",
-)]
+STRING_FIELDS = (
+    [
+        ("ssh", field)
+        for field in (
+            "address",
+            "user",
+            "identity",
+            "jump",
+            "sync_dir",
+            "notebook.workspace",
+            "notebook.password",
+            "env.prefix",
+            "env.python",
+            "env.conda_root",
+            "env.conda_installer_url",
+            "env.conda_installer_sha256",
+            "env.packages[]",
+            "sync[]",
+            "cluster.hosts[]",
+            "cluster.worker_size",
+            "cluster.memory_limit",
+        )
+    ]
+    + [
+        ("openstack", field)
+        for field in (
+            "cloud",
+            "image",
+            "flavor",
+            "network",
+            "floating_ip_pool",
+            "security_groups[]",
+            "ssh_cidr",
+        )
+    ]
+    + [
+        ("aws", field)
+        for field in (
+            "region",
+            "instance_type",
+            "image",
+            "subnet",
+            "ssh_cidr",
+            "tags{}",
+            "user",
+        )
+    ]
+    + [
+        ("gce", field)
+        for field in (
+            "project",
+            "zone",
+            "machine_type",
+            "image_family",
+            "image_project",
+            "ssh_cidr",
+            "network",
+            "subnetwork",
+            "cluster.worker_size",
+        )
+    ]
+)
 NUMBER_FIELDS = [("ssh", field) for field in ("port", "notebook.port", "notebook.local_port", "autostop")]
 LABVM_DIRECTIVES = [  # what labvm writes for a profile, in order; anything else is injected
-    "HostName", "Port", "User", "IdentityFile", "IdentitiesOnly", "UserKnownHostsFile",
-    "StrictHostKeyChecking", "ServerAliveInterval", "ServerAliveCountMax", "ProxyJump",
+    "HostName",
+    "Port",
+    "User",
+    "IdentityFile",
+    "IdentitiesOnly",
+    "UserKnownHostsFile",
+    "StrictHostKeyChecking",
+    "ServerAliveInterval",
+    "ServerAliveCountMax",
+    "ProxyJump",
 ]
 # ...and what OpenSSH derives from them: UpdateHostKeys is on by default only while UserKnownHostsFile
 # is the default (OpenSSH 8.5 release notes; readconf.c fill_default_options).
@@ -124,8 +234,16 @@ def machines(profile) -> list:
     workers = []
     for index, host in enumerate(profile.cluster.hosts if profile.cluster else (), 1):
         user, address, port = parse_jump(host)
-        workers.append(dataclasses.replace(profile, name=f"{profile.name}+w{index}", address=address,
-                                           port=port or profile.port, user=user or profile.user, cluster=None))
+        workers.append(
+            dataclasses.replace(
+                profile,
+                name=f"{profile.name}+w{index}",
+                address=address,
+                port=port or profile.port,
+                user=user or profile.user,
+                cluster=None,
+            )
+        )
     return [profile, *workers]
 
 
@@ -146,8 +264,9 @@ def expected_blocks(profile) -> dict[str, list[str]]:
 
 
 def ssh_g(config: Path, alias: str) -> dict[str, str]:
-    read = subprocess.run(["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=10)
+    read = subprocess.run(
+        ["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=10
+    )
     assert read.returncode == 0, read.stderr
     return dict(line.split(" ", 1) for line in read.stdout.splitlines() if " " in line)
 
@@ -156,15 +275,22 @@ def opened_identities(config: Path, alias: str) -> list[str]:
     """The identity files OpenSSH opens for the alias, after every expansion: it names each in its debug
     log once the connection is up (here a ProxyCommand that ends at once), a backslash doubled and bytes
     outside printable ASCII as octal escapes (log.c: strnvis with VIS_SAFE|VIS_OCTAL)."""
-    run = subprocess.run(["ssh", "-v", "-F", str(config), "-o", "ProxyCommand=exec true", "-o", "BatchMode=yes",
-                          alias, "true"], capture_output=True, stdin=subprocess.DEVNULL, timeout=10, check=False)
+    run = subprocess.run(
+        ["ssh", "-v", "-F", str(config), "-o", "ProxyCommand=exec true", "-o", "BatchMode=yes", alias, "true"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=10,
+        check=False,
+    )
     log = run.stderr.decode("ascii", "replace")
     named = re.findall(r"^debug1: identity file (.*) type -?\d+\r?$", log, re.MULTILINE)
-    files = [name for name in named if not (name.endswith("-cert") and name[:-len("-cert")] in named)]  # each's -cert
+    files = [name for name in named if not (name.endswith("-cert") and name[: -len("-cert")] in named)]  # each's -cert
     assert files, log
     escape = re.compile(r"\\(\\|[0-3][0-7]{2})")
-    return [os.fsdecode(escape.sub(lambda m: chr(int(m[1], 8)) if m[1] != "\\" else m[1], f).encode("latin-1"))
-            for f in files]
+    return [
+        os.fsdecode(escape.sub(lambda m: chr(int(m[1], 8)) if m[1] != "\\" else m[1], f).encode("latin-1"))
+        for f in files
+    ]
 
 
 def check_ssh_config(directory: Path, written: list) -> None:
@@ -174,7 +300,7 @@ def check_ssh_config(directory: Path, written: list) -> None:
     found: dict[str, list[str]] = {}
     for line in config.read_text().split("\n"):
         if line.startswith("Host "):
-            alias = line[len("Host "):]
+            alias = line[len("Host ") :]
             assert alias in expected and alias not in found, config.read_text()
             found[alias] = []
         elif line.strip() and line != HEADER:
@@ -221,8 +347,33 @@ def test_no_value_breaks_out_of_its_place(data):
 
 
 # What OpenSSH reads as its own syntax in a path (tokens, variables, escapes, quotes, tilde, comments).
-PATH_FRAGMENTS = ["%", "%d", "%h", "%u", "%%", "${HOME}", "${FUZZ_INNER}", "$", "{", "}", "\\", "\\\\", '"', "'",
-                  "~", "~/", "/", " ", "#", "=", "*", "é", "..", "k", "-cert"]
+PATH_FRAGMENTS = [
+    "%",
+    "%d",
+    "%h",
+    "%u",
+    "%%",
+    "${HOME}",
+    "${FUZZ_INNER}",
+    "$",
+    "{",
+    "}",
+    "\\",
+    "\\\\",
+    '"',
+    "'",
+    "~",
+    "~/",
+    "/",
+    " ",
+    "#",
+    "=",
+    "*",
+    "é",
+    "..",
+    "k",
+    "-cert",
+]
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -230,7 +381,9 @@ PATH_FRAGMENTS = ["%", "%d", "%h", "%u", "%%", "${HOME}", "${FUZZ_INNER}", "$", 
 def test_the_identity_ssh_opens_is_the_file_labvm_checked(data):
     """identity: OpenSSH opens the path labvm checked (its mode, Fabric's login), or labvm refuses it in one line."""
     with scratch() as directory:
-        pieces = st.one_of(st.sampled_from(PATH_FRAGMENTS), st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=3))
+        pieces = st.one_of(
+            st.sampled_from(PATH_FRAGMENTS), st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=3)
+        )
         value = data.draw(st.lists(pieces, min_size=1, max_size=6).map("".join), label="identity")
         how = data.draw(st.sampled_from(["direct", "environment", ".env"]), label="how")
         write_laptop(directory, ("ssh", "identity"), value, how)
@@ -257,10 +410,16 @@ def test_inv_answers_any_value_with_one_clean_failure(data):
         hosts["profiles"]["vm"].setdefault("port", free_port())  # nothing listens there
         (directory / "hosts.yml").write_text(yaml.safe_dump(hosts))
         env = {k: v for k, v in os.environ.items() if not k.startswith("LABVM_")}
-        env.update(LABVM_HOSTS=str(directory / "hosts.yml"), LABVM_SSH_DIR=str(directory / "ssh"),
-                   HOME=str(directory))
-        result = subprocess.run([*INV, "keys", "--host", "vm"], capture_output=True, text=True, env=env,
-                                stdin=subprocess.DEVNULL, timeout=120, cwd=directory)
+        env.update(LABVM_HOSTS=str(directory / "hosts.yml"), LABVM_SSH_DIR=str(directory / "ssh"), HOME=str(directory))
+        result = subprocess.run(
+            [*INV, "keys", "--host", "vm"],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+            cwd=directory,
+        )
         assert "Traceback" not in result.stdout + result.stderr, result.stderr
         assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("labvm: "), result.stderr
         assert not (directory / "ssh" / "labvm" / "config").exists()  # nothing reached, nothing written

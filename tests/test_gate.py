@@ -18,8 +18,9 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from labvm import gate, platforms
-from labvm.gate import Gate, Request, Response
+from labvm import gate, http1, platforms
+from labvm.gate import Gate
+from labvm.http1 import Request, Response
 from realhost import Squatter
 
 BIG = 64 << 20  # bytes of the large download and upload
@@ -55,7 +56,9 @@ class StandInLab:
                 headers = dict(line.split(": ", 1) for line in head[1:])
                 headers = {name.lower(): value for name, value in headers.items()}
                 if target == "/upgrade":
-                    connection.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+                    connection.sendall(
+                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"
+                    )
                     while data := reader.read1(65536):
                         connection.sendall(data)
                     return
@@ -71,10 +74,19 @@ class StandInLab:
                     connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {count}\r\n\r\n".encode())
                     chunk = bytes(range(256)) * 4096
                     while count:
-                        count -= connection.send(chunk[:min(count, len(chunk))])
+                        count -= connection.send(chunk[: min(count, len(chunk))])
                     continue
-                self._answer(connection, json.dumps({"method": method, "target": target, "length": len(body),
-                                                     "sha256": hashlib.sha256(body).hexdigest()}).encode())
+                self._answer(
+                    connection,
+                    json.dumps(
+                        {
+                            "method": method,
+                            "target": target,
+                            "length": len(body),
+                            "sha256": hashlib.sha256(body).hexdigest(),
+                        }
+                    ).encode(),
+                )
 
     @staticmethod
     def _head(reader) -> list[str] | None:
@@ -102,6 +114,7 @@ class Routes:
         def answer(whole: Request) -> Response:
             self.own_calls.append(whole)
             return Response(200, json.dumps({"own": whole.path, "body": whole.body.decode()}).encode())
+
         return answer
 
     def page(self, request: Request) -> Response | None:
@@ -134,8 +147,14 @@ def gate_of(request, lab):
     front.close()
 
 
-def ask(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-        connection: http.client.HTTPConnection | None = None) -> tuple[int, dict, bytes]:
+def ask(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict | None = None,
+    connection: http.client.HTTPConnection | None = None,
+) -> tuple[int, dict, bytes]:
     connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request(method, path, body=body, headers=headers or {})
     response = connection.getresponse()
@@ -143,6 +162,7 @@ def ask(port: int, method: str, path: str, body: bytes | None = None, headers: d
 
 
 # -- the relay ------------------------------------------------------------------------------
+
 
 def test_requests_on_one_connection_reach_the_lab_whole_bodies_included(gate_of):
     front, _ = gate_of
@@ -191,10 +211,19 @@ def test_the_keepers_own_request_is_answered_mid_connection_and_the_connection_t
     front, routes = gate_of
     connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
     assert ask(front.port, "GET", "/lab", connection=connection)[1]["x-lab"] == "yes"
-    status, headers, body = ask(front.port, "POST", "/.labvm/start", b'{"proof": "p"}',
-                                {"Content-Type": "application/json"}, connection=connection)
-    assert (status, json.loads(body), headers["connection"]) == (200, {"own": "/.labvm/start", "body": '{"proof": "p"}'},
-                                                                 "close")
+    status, headers, body = ask(
+        front.port,
+        "POST",
+        "/.labvm/start",
+        b'{"proof": "p"}',
+        {"Content-Type": "application/json"},
+        connection=connection,
+    )
+    assert (status, json.loads(body), headers["connection"]) == (
+        200,
+        {"own": "/.labvm/start", "body": '{"proof": "p"}'},
+        "close",
+    )
     assert routes.own_calls[-1].body == b'{"proof": "p"}'
     assert ask(front.port, "GET", "/lab")[1]["x-lab"] == "yes"  # a new connection goes on to the lab
 
@@ -218,6 +247,7 @@ def test_without_a_forward_a_request_gets_the_reason_not_a_reset(gate_of):
 
 # -- what a client may not do ---------------------------------------------------------------
 
+
 def raw_answer(port: int, data: bytes, timeout: float = 30) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as client:
         client.sendall(data)
@@ -228,24 +258,27 @@ def raw_answer(port: int, data: bytes, timeout: float = 30) -> bytes:
         return answer
 
 
-@pytest.mark.parametrize("sent, status", [
-    (b"NOT HTTP\r\n\r\n", 400),
-    (b"GET / SPDY/3\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 20\r\n\r\nx", 400),
-    (b"GET / HTTP/1.1\r\n folded: header\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nX: a\nHost: smuggled\r\n\r\n", 400),  # a bare LF: a line's end to some servers
-    (b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nX: \x00\r\n\r\n", 400),
-    (b"GET /\x7f HTTP/1.1\r\n\r\n", 400),
-    (b"GET / HTTP/1.2\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nX: " + b"a" * (gate.HEAD_LIMIT + 10) + b"\r\n\r\n", 431),
-    (b"GET / HTTP/1.1\r\nHost: x\r\n", 400),  # the client ended inside its head
-    (b"POST /.labvm/start HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413),
-    (b"POST /.labvm/start HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 413),
-    (b"POST /.labvm/start HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-    (b"POST /.labvm/start HTTP/1.1\r\nContent-Length: 10\r\n\r\nshort", 400),
-])
+@pytest.mark.parametrize(
+    "sent, status",
+    [
+        (b"NOT HTTP\r\n\r\n", 400),
+        (b"GET / SPDY/3\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 20\r\n\r\nx", 400),
+        (b"GET / HTTP/1.1\r\n folded: header\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX: a\nHost: smuggled\r\n\r\n", 400),  # a bare LF: a line's end to some servers
+        (b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX: \x00\r\n\r\n", 400),
+        (b"GET /\x7f HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.2\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * (http1.HEAD_LIMIT + 10) + b"\r\n\r\n", 431),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n", 400),  # the client ended inside its head
+        (b"POST /.labvm/start HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413),
+        (b"POST /.labvm/start HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 413),
+        (b"POST /.labvm/start HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST /.labvm/start HTTP/1.1\r\nContent-Length: 10\r\n\r\nshort", 400),
+    ],
+)
 def test_a_request_the_gate_cannot_read_gets_one_json_line_and_nothing_is_relayed(gate_of, lab, sent, status):
     front, routes = gate_of
     before = lab.requests
@@ -282,13 +315,24 @@ def test_slow_clients_are_cut_off_and_hold_nobody_else_up(gate_of):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.one_of(
-    st.binary(max_size=600),
-    st.builds(lambda line, rest: line + b"\r\n" + rest + b"\r\n\r\n",
-              st.sampled_from([b"GET / HTTP/1.1", b"POST /.labvm/start HTTP/1.1", b"GET /.labvm/x HTTP/1.0",
-                               b"HEAD / HTTP/1.1", b"GET /upgrade HTTP/1.1"]),
-              st.binary(max_size=300)),
-))
+@given(
+    data=st.one_of(
+        st.binary(max_size=600),
+        st.builds(
+            lambda line, rest: line + b"\r\n" + rest + b"\r\n\r\n",
+            st.sampled_from(
+                [
+                    b"GET / HTTP/1.1",
+                    b"POST /.labvm/start HTTP/1.1",
+                    b"GET /.labvm/x HTTP/1.0",
+                    b"HEAD / HTTP/1.1",
+                    b"GET /upgrade HTTP/1.1",
+                ]
+            ),
+            st.binary(max_size=300),
+        ),
+    )
+)
 def test_no_bytes_a_client_sends_end_the_gate(gate_of, data):
     front, _ = gate_of
     answer = raw_answer(front.port, data, timeout=gate.REQUEST_DEADLINE + 5)
@@ -297,6 +341,7 @@ def test_no_bytes_a_client_sends_end_the_gate(gate_of, data):
 
 
 # -- the sockets are held ---------------------------------------------------------------------
+
 
 def test_the_gate_holds_both_loopback_addresses_and_frees_them_only_at_close(lab):
     front = Gate(0, Routes(lab))
@@ -318,7 +363,9 @@ def test_the_gate_holds_both_loopback_addresses_and_frees_them_only_at_close(lab
 
 
 def test_a_port_taken_on_either_address_is_no_port_for_the_gate():
-    for address, family in [("127.0.0.1", socket.AF_INET)] + ([("::1", socket.AF_INET6)] if gate.has_ipv6_loopback() else []):
+    for address, family in [("127.0.0.1", socket.AF_INET)] + (
+        [("::1", socket.AF_INET6)] if gate.has_ipv6_loopback() else []
+    ):
         with socket.socket(family) as other:
             other.bind((address, 0))
             other.listen()

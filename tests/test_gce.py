@@ -18,8 +18,16 @@ def gce(lab):
 
 
 def profile(user, vm, **extra):
-    settings = dict(provider="gce", project="proj", zone="us-west1-b", machine_type="e2-small",
-                    image_family="debian-12", disk_size=10, static_ip=True, ssh_cidr="127.0.0.1/32")
+    settings = dict(
+        provider="gce",
+        project="proj",
+        zone="us-west1-b",
+        machine_type="e2-small",
+        image_family="debian-12",
+        disk_size=10,
+        static_ip=True,
+        ssh_cidr="127.0.0.1/32",
+    )
     return ssh_profile(user, vm, **{**settings, **extra})
 
 
@@ -35,7 +43,9 @@ def test_lifecycle(lab, user, gce, tmp_path):
         assert instance["metadata"]["items"][0]["value"].endswith(" labvm")
         assert instance["scheduling"]["provisioningModel"] == "SPOT"
         assert instance["scheduling"]["instanceTerminationAction"] == "STOP"  # preempted = stopped, disk kept
-        assert gce.disks[instance["disks"][0]["source"].rsplit("/", 1)[-1]]["sizeGb"] == "10"  # the REST API gives int64 as a string
+        assert (
+            gce.disks[instance["disks"][0]["source"].rsplit("/", 1)[-1]]["sizeGb"] == "10"
+        )  # the REST API gives int64 as a string
         static = gce.addresses["labvm-gce-hedy"]["address"]
         assert instance["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == static
         (rule,) = gce.firewalls.values()
@@ -113,8 +123,12 @@ def test_up_and_cluster_under_plan_only_read(lab, user, sshd, gce):
     """`inv up --plan` on an empty project: the plan is printed, only GETs reach the cloud, nothing is made."""
     lab.write_hosts({"gce": profile(user, sshd, cluster={"workers": 2})})
     planned = lab.inv("up", "--host", "gce", "--plan", "--no-browser").output
-    for line in ["plan: gce: create firewall rule labvm-gce-hedy-ssh", "plan: gce: reserve static IP labvm-gce-hedy",
-                 "plan: gce: create instance labvm-gce-hedy (e2-small) in us-west1-b", "plan: then the cluster"]:
+    for line in [
+        "plan: gce: create firewall rule labvm-gce-hedy-ssh",
+        "plan: gce: reserve static IP labvm-gce-hedy",
+        "plan: gce: create instance labvm-gce-hedy (e2-small) in us-west1-b",
+        "plan: then the cluster",
+    ]:
         assert line in planned, planned
     assert [r for r in gce.requests if r[0] != "GET" and not r[1].endswith(":getEffectiveOrgPolicy")] == []
     assert not gce.instances and not gce.firewalls and not gce.addresses

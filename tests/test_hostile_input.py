@@ -19,9 +19,6 @@ import yaml
 from realhost import free_port, one_line, ssh_profile
 
 
-
-
-
 def laptop_state(lab) -> dict:
     """The files a failed task must leave as they were."""
     paths = [lab.ssh_dir / "config", lab.ssh_dir / "labvm" / "config"]
@@ -30,8 +27,9 @@ def laptop_state(lab) -> dict:
 
 def ssh_g(config: Path, alias: str) -> dict[str, list[str]]:
     """What OpenSSH itself reads from a config for an alias (`ssh -G`), as option -> values."""
-    out = subprocess.run(["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL, timeout=10)
+    out = subprocess.run(
+        ["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=10
+    )
     assert out.returncode == 0, out.stderr
     options: dict[str, list[str]] = {}
     for line in out.stdout.splitlines():
@@ -56,11 +54,14 @@ def rewrite_vm(lab, **changes) -> None:
 
 # -- commands from hosts.yml never run on the laptop --------------------------------------------
 
+
 def test_an_identity_that_would_add_a_proxycommand_is_refused_everywhere(reached):
     marker = reached.directory / "PWNED"
     good = laptop_state(reached)
-    for identity in (f'/tmp/nokey"\n    ProxyCommand sh -c "touch {marker}"\n#',
-                     f"/tmp/nokey\n    ProxyCommand sh -c 'touch {marker}'"):
+    for identity in (
+        f'/tmp/nokey"\n    ProxyCommand sh -c "touch {marker}"\n#',
+        f"/tmp/nokey\n    ProxyCommand sh -c 'touch {marker}'",
+    ):
         rewrite_vm(reached, identity=identity)
         for task in (["up", "--no-browser"], ["tunnel"], ["sync"], ["keys"], ["ssh"]):
             result = reached.inv(task[0], "--host", "vm", *task[1:], check=False)
@@ -83,13 +84,16 @@ def test_a_variable_whose_value_holds_a_variable_is_still_checked(reached, sourc
         (reached.directory / ".env").write_text('LAB_ADDR="127.0.0.1\\n    ProxyCommand touch %s"\n' % marker)
     good = laptop_state(reached)
     for task in ("up", "tunnel", "sync"):
-        one_line(reached.inv(task, "--host", "vm", check=False), "profiles.vm.address: must be a host name or IP address")
+        one_line(
+            reached.inv(task, "--host", "vm", check=False), "profiles.vm.address: must be a host name or IP address"
+        )
     assert laptop_state(reached) == good
     reached.ssh("labvm-vm", "true")
     assert not marker.exists()
 
 
 # -- nothing half-done ---------------------------------------------------------------------------
+
 
 def silent_port() -> tuple[socket.socket, int]:
     """A server that accepts TCP and never says a word (no SSH banner)."""
@@ -106,7 +110,11 @@ def test_a_failed_connection_keeps_the_last_good_ssh_block(reached, user):
     closed = free_port()
     rewrite_vm(reached, port=closed)
     one_line(reached.inv("up", "--host", "vm", "--no-browser", check=False), f"127.0.0.1:{closed}")
-    rewrite_vm(reached, port=int(ssh_g(reached.ssh_dir / "labvm" / "config", "labvm-vm")["port"][0]), identity="/nonexistent/key")
+    rewrite_vm(
+        reached,
+        port=int(ssh_g(reached.ssh_dir / "labvm" / "config", "labvm-vm")["port"][0]),
+        identity="/nonexistent/key",
+    )
     one_line(reached.inv("keys", "--host", "vm", check=False), "profiles.vm.identity: /nonexistent/key not found")
     server, silent = silent_port()
     try:
@@ -128,6 +136,7 @@ def test_a_profile_name_too_long_is_refused_before_anything(lab):
 
 # -- other unsafe behaviour ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("where", ["parent folder", "absolute path", "symlink out"])
 def test_environment_file_outside_the_hosts_folder_is_refused(lab, where):
     secret = lab.directory.parent / f"{lab.directory.name}-secret"
@@ -141,11 +150,17 @@ def test_environment_file_outside_the_hosts_folder_is_refused(lab, where):
     if where == "symlink out":
         (lab.directory / "environment.yml").symlink_to(secret / "id_rsa")
     try:
-        lab.write_hosts({}, raw=(
-            f"profiles:\n  vm: {{provider: ssh, address: ws1.example.org, env: {{environment_file: '{value}'}}}}\n"
-        ))
-        one_line(lab.inv("env", "--host", "vm", check=False),
-                 "profiles.vm.env.environment_file", "put the environment file in hosts.yml's folder")
+        lab.write_hosts(
+            {},
+            raw=(
+                f"profiles:\n  vm: {{provider: ssh, address: ws1.example.org, env: {{environment_file: '{value}'}}}}\n"
+            ),
+        )
+        one_line(
+            lab.inv("env", "--host", "vm", check=False),
+            "profiles.vm.env.environment_file",
+            "put the environment file in hosts.yml's folder",
+        )
     finally:
         (secret / "id_rsa").unlink()
         secret.rmdir()
@@ -156,11 +171,14 @@ def test_jump_aliases_cannot_collide_with_another_profile(lab):
     from labvm import config as labvm_config
     from labvm.sshconfig import SshHome
 
-    lab.write_hosts({}, raw=(
-        "profiles:\n"
-        "  a: {provider: ssh, address: 10.0.0.5, jump: 'me@login.example.org:2222'}\n"
-        "  a-jump: {provider: ssh, address: evil.example.org}\n"
-    ))
+    lab.write_hosts(
+        {},
+        raw=(
+            "profiles:\n"
+            "  a: {provider: ssh, address: 10.0.0.5, jump: 'me@login.example.org:2222'}\n"
+            "  a-jump: {provider: ssh, address: evil.example.org}\n"
+        ),
+    )
     loaded = labvm_config.load(lab.hosts)
     home = SshHome(lab.ssh_dir)
     for name in ("a", "a-jump"):
@@ -220,21 +238,33 @@ def test_an_identity_readable_by_others_is_refused_with_the_chmod(lab, user, ssh
     key.write_bytes(user.key.read_bytes())
     key.chmod(0o644)
     lab.write_hosts({"vm": ssh_profile(user, sshd, identity=str(key))})
-    one_line(lab.inv("keys", "--host", "vm", check=False),
-             "profiles.vm.identity", "readable by others", f"chmod 600 '{key}'")
+    one_line(
+        lab.inv("keys", "--host", "vm", check=False), "profiles.vm.identity", "readable by others", f"chmod 600 '{key}'"
+    )
     assert not (lab.ssh_dir / "labvm" / "config").exists()
 
 
 # -- OpenSSH opens the identity labvm checked ------------------------------------------------------
 
+
 def opened(config: Path, alias: str, cwd: Path) -> dict[str, str]:
     """identity file -> its key type as a real login through the config, run from `cwd`, reads them
     (ssh -v: "identity file PATH type N"; -1: nothing there)."""
-    run = subprocess.run(["ssh", "-v", "-F", str(config), "-o", "BatchMode=yes", alias, "true"], cwd=cwd,
-                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30, check=False)
+    run = subprocess.run(
+        ["ssh", "-v", "-F", str(config), "-o", "BatchMode=yes", alias, "true"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
-    found = [line.split(" ", 3)[3].rsplit(" type ", 1) for line in run.stderr.splitlines()
-             if line.startswith("debug1: identity file ")]
+    found = [
+        line.split(" ", 3)[3].rsplit(" type ", 1)
+        for line in run.stderr.splitlines()
+        if line.startswith("debug1: identity file ")
+    ]
     return dict(found)
 
 
@@ -250,10 +280,13 @@ def test_an_identity_in_this_folder_is_the_file_ssh_opens_from_any_folder(reache
     assert opened(reached.ssh_dir / "config", "labvm-vm", Path("/"))[str(key)] == "3"  # ED25519, read
 
 
-@pytest.mark.parametrize("name,problem", [
-    ("k${HOME}", "'${'"),  # OpenSSH 8.4+ opens k<your home>: another file than labvm checked
-    ("k\\id", "a backslash"),  # OpenSSH 8.7+ reads \\ as one backslash, older ones as two
-])
+@pytest.mark.parametrize(
+    "name,problem",
+    [
+        ("k${HOME}", "'${'"),  # OpenSSH 8.4+ opens k<your home>: another file than labvm checked
+        ("k\\id", "a backslash"),  # OpenSSH 8.7+ reads \\ as one backslash, older ones as two
+    ],
+)
 def test_an_identity_ssh_would_read_as_another_file_is_refused(reached, user, name, problem):
     keys = reached.directory / "keys"
     keys.mkdir()
@@ -270,10 +303,18 @@ def test_an_identity_ssh_would_read_as_another_file_is_refused(reached, user, na
     assert laptop_state(reached) == good
 
 
-@pytest.mark.parametrize("folder,problem", [
-    ("a%b", "'%'"), ("a${HOME}", "'${'"), ("a*", "'*'"), ("a?", "'?'"), ("a[1]", "'['"), ("a\\b", "a backslash"),
-    ('a"b', "a double quote"),
-])
+@pytest.mark.parametrize(
+    "folder,problem",
+    [
+        ("a%b", "'%'"),
+        ("a${HOME}", "'${'"),
+        ("a*", "'*'"),
+        ("a?", "'?'"),
+        ("a[1]", "'['"),
+        ("a\\b", "a backslash"),
+        ('a"b', "a double quote"),
+    ],
+)
 def test_an_ssh_folder_openssh_would_read_as_syntax_is_refused(lab, folder, problem):
     """labvm's folder is named by Include (globbed; tokens from 9.9), UserKnownHostsFile (tokens from 8.4)
     and IdentityFile in the ssh config."""
@@ -298,6 +339,7 @@ def test_an_ssh_folder_with_a_space_and_a_quote_is_read_back_by_openssh(lab, mon
 
 # -- tracebacks and unclear errors -------------------------------------------------------------------
 
+
 def test_labvm_paths_of_the_wrong_kind(lab):
     lab.write_hosts({}, raw="profiles:\n  local: {provider: local}\n")
     folder = lab.directory / "folder"
@@ -321,7 +363,10 @@ def test_bytes_that_are_not_utf8(lab):
 @pytest.mark.parametrize("address", ["exa..mple.org", "a" * 64 + ".example.org", "-oProxyCommand=x", ".example.org"])
 def test_host_names_that_dns_would_refuse(lab, address):
     lab.write_hosts({}, raw=f"profiles:\n  vm: {{provider: ssh, address: '{address}'}}\n")
-    one_line(lab.inv("keys", "--host", "vm", check=False), f"profiles.vm.address: must be a host name or IP address, not {address!r}")
+    one_line(
+        lab.inv("keys", "--host", "vm", check=False),
+        f"profiles.vm.address: must be a host name or IP address, not {address!r}",
+    )
 
 
 def test_a_region_name_botocore_refuses_is_one_line(lab):
@@ -332,8 +377,10 @@ def test_a_region_name_botocore_refuses_is_one_line(lab):
     assert "profiles.aws.region" in audited.stdout
 
 
-@pytest.mark.parametrize("key, value", [("region", "us-west-2\x1b[2J"), ("instance_type", "c5.large\u202e"),
-                                        ("tags", {"Project": "ocean\x9b31m"})])
+@pytest.mark.parametrize(
+    "key, value",
+    [("region", "us-west-2\x1b[2J"), ("instance_type", "c5.large\u202e"), ("tags", {"Project": "ocean\x9b31m"})],
+)
 def test_a_hosts_yml_value_a_terminal_would_read_as_an_escape_is_refused_where_it_is_read(lab, key, value):
     """Every text of hosts.yml is printed somewhere (a size, a region, a tag): one with a control,
     escape or bidi-override character never gets that far."""
@@ -343,23 +390,33 @@ def test_a_hosts_yml_value_a_terminal_would_read_as_an_escape_is_refused_where_i
     assert "plain text" in line and "\x1b" not in refused.output and "\u202e" not in refused.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["sync", "--interval", "banana"], "--interval: must be a whole number, e.g. --interval 30, not 'banana'"),
-    (["sync", "--watch", "--interval", "0"], "--interval: must be at least 1, not 0"),
-    (["images", "--keep", "banana"], "--keep: must be a whole number, e.g. --keep 3, not 'banana'"),
-    (["images", "--prune", "--keep", "0"], "--keep: must be at least 1, not 0"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["sync", "--interval", "banana"], "--interval: must be a whole number, e.g. --interval 30, not 'banana'"),
+        (["sync", "--watch", "--interval", "0"], "--interval: must be at least 1, not 0"),
+        (["images", "--keep", "banana"], "--keep: must be a whole number, e.g. --keep 3, not 'banana'"),
+        (["images", "--prune", "--keep", "0"], "--keep: must be at least 1, not 0"),
+    ],
+)
 def test_numeric_options(lab, args, message):
     lab.write_hosts({}, raw="profiles:\n  local: {provider: local}\n")
     assert one_line(lab.inv(*args, check=False)) == f"labvm: {message}"
 
 
-@pytest.mark.parametrize("text,message", [
-    ("profiles:\n  vm: {provider: ssh, address: a.example.org}\n  vm: {provider: local}\n",
-     "line 3: not valid YAML (key 'vm' is given twice (line 2 and line 3); keep one)"),
-    ("profiles:\n  vm:\n    provider: ssh\n    address: a.example.org\n    address: b.example.org\n",
-     "line 5: not valid YAML (key 'address' is given twice (line 4 and line 5); keep one)"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (
+            "profiles:\n  vm: {provider: ssh, address: a.example.org}\n  vm: {provider: local}\n",
+            "line 3: not valid YAML (key 'vm' is given twice (line 2 and line 3); keep one)",
+        ),
+        (
+            "profiles:\n  vm:\n    provider: ssh\n    address: a.example.org\n    address: b.example.org\n",
+            "line 5: not valid YAML (key 'address' is given twice (line 4 and line 5); keep one)",
+        ),
+    ],
+)
 def test_duplicate_keys(lab, text, message):
     lab.write_hosts({}, raw=text)
     one_line(lab.inv("keys", "--host", "vm", check=False), message)
@@ -372,7 +429,10 @@ def test_a_number_from_a_variable_is_a_number(lab, user, sshd):
     lab.inv("keys", "--host", "vm")
     assert ssh_g(lab.ssh_dir / "labvm" / "config", "labvm-vm")["port"] == [str(sshd.port)]
     (lab.directory / ".env").write_text("VM_SSH_PORT=ssh\n")
-    one_line(lab.inv("keys", "--host", "vm", check=False), "profiles.vm.port: must be a port number from 1 to 65535, not 'ssh'")
+    one_line(
+        lab.inv("keys", "--host", "vm", check=False),
+        "profiles.vm.port: must be a port number from 1 to 65535, not 'ssh'",
+    )
 
 
 def test_a_malformed_env_line_is_named(lab):
@@ -385,14 +445,19 @@ def test_a_yaml_alias_bomb_is_refused_at_once(lab):
     levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
     for n in range(1, 9):
         levels.append(f"{'abcdefghij'[n]}: &{'abcdefghij'[n]} [" + ", ".join([f"*{'abcdefghij'[n - 1]}"] * 9) + "]")
-    lab.write_hosts({}, raw="defaults:\n  x-bomb:\n" + "".join(f"    {line}\n" for line in levels)
-                    + "profiles:\n  local: {provider: local}\n")
+    lab.write_hosts(
+        {},
+        raw="defaults:\n  x-bomb:\n"
+        + "".join(f"    {line}\n" for line in levels)
+        + "profiles:\n  local: {provider: local}\n",
+    )
     started = time.monotonic()
     one_line(lab.inv("up", check=False, timeout=60), "more than 10000 values once YAML anchors")
     assert time.monotonic() - started < 30  # before the fix: over 30 s of CPU, then an unknown-key error
 
 
 # -- the VM side: no banner, a dropped connection, a full disk --------------------------------------------
+
 
 def test_a_connection_that_drops_during_a_step_says_so_and_a_rerun_resumes(lab, user, sshd):
     lab.write_hosts({"vm": ssh_profile(user, sshd, env={"prefix": "~/.labvm/env-dropped"})})
@@ -423,7 +488,9 @@ def test_a_full_disk_on_the_vm_is_named_with_its_figure(lab, user, sshd):
     lab.write_hosts({"vm": ssh_profile(user, sshd)})
     state = user.home / ".labvm"
     user.shell('mkdir -p "$HOME/.labvm"')
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=256k,uid={user.uid},mode=0700", "tmpfs", str(state)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size=256k,uid={user.uid},mode=0700", "tmpfs", str(state)], check=True
+    )
     try:
         user.shell('dd if=/dev/zero of="$HOME/.labvm/filler" bs=4k 2>/dev/null; true')
         line = one_line(lab.inv("keys", "--host", "vm", check=False), "the VM's disk is full (0 KiB free of 256 KiB)")

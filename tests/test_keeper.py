@@ -22,12 +22,6 @@ PROXIES = {"http_proxy": DEAD_PROXY, "https_proxy": DEAD_PROXY, "HTTP_PROXY": DE
 HEAL_WITHIN = 10  # seconds from the network's return to an authorised answer (the target)
 
 
-
-
-
-
-
-
 @pytest.fixture(scope="module")
 def vm(user, sshd, tmp_path_factory):
     with kept_vm(user, sshd, tmp_path_factory, "vm", PROXIES) as kept:
@@ -107,19 +101,38 @@ def test_stale_control_socket_and_old_ssh_are_cleared_and_others_untouched(vm):
     config = str(vm.lab.ssh_dir / "config")
     sock = vm.lab.ssh_dir / "labvm" / "run" / "vm.sock"
     port, mine_port = free_port(), free_port()
-    old_master = ["ssh", "-F", config, "-f", "-N", "-M", "-S", str(sock), "-o", "BatchMode=yes",
-                  "-L", f"127.0.0.1:{port}:127.0.0.1:{vm.record()['remote_port']}", "labvm-vm"]
+    old_master = [
+        "ssh",
+        "-F",
+        config,
+        "-f",
+        "-N",
+        "-M",
+        "-S",
+        str(sock),
+        "-o",
+        "BatchMode=yes",
+        "-L",
+        f"127.0.0.1:{port}:127.0.0.1:{vm.record()['remote_port']}",
+        "labvm-vm",
+    ]
     subprocess.run(old_master, check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
     master = subprocess.run(["pgrep", "-f", "--", f"-S {sock}"], capture_output=True, text=True).stdout.split()
     os.kill(int(master[0]), signal.SIGKILL)
     assert sock.exists()
     # The old `up` then started a plain client ("disabling multiplexing") on the next port.
-    subprocess.run([*old_master[:-3], "-L", f"127.0.0.1:{free_port()}:127.0.0.1:1", "labvm-vm"],
-                   stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    subprocess.run(
+        [*old_master[:-3], "-L", f"127.0.0.1:{free_port()}:127.0.0.1:1", "labvm-vm"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+    )
     # The user's own forward to the same alias is not labvm's.
-    users = subprocess.Popen(["ssh", "-F", config, "-N", "-o", "BatchMode=yes",
-                              "-L", f"127.0.0.1:{mine_port}:127.0.0.1:22", "labvm-vm"],
-                             stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    users = subprocess.Popen(
+        ["ssh", "-F", config, "-N", "-o", "BatchMode=yes", "-L", f"127.0.0.1:{mine_port}:127.0.0.1:22", "labvm-vm"],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert "tunnel: closed" in vm.lab.inv("tunnel", "--host", "vm", "--stop").stdout
         assert not sock.exists()
@@ -149,7 +162,9 @@ def test_total_loss_for_60s_then_180s_while_another_user_tries_to_take_the_port(
             finally:
                 vm.host.restore()
             healed = vm.seconds_until_answering(30)
-            assert healed <= HEAL_WITHIN, f"after {seconds}s of loss the tunnel answered {healed:.1f}s after the network"
+            assert healed <= HEAL_WITHIN, (
+                f"after {seconds}s of loss the tunnel answered {healed:.1f}s after the network"
+            )
             vm.assert_one_tunnel()
         up = vm.lab.inv("up", "--host", "vm", "--no-browser")
         assert f"{vm.base}/lab?token={vm.token}" in up.stdout

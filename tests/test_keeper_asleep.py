@@ -65,7 +65,9 @@ class Laptop:
 def get(port: int, path: str, dest: str = "document", headers: dict | None = None) -> tuple[int | None, str, bytes]:
     """(status, content type, body) of a GET on the laptop's port, as a browser's tab sends it
     (dest "empty": as a script in a background tab fetches it)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Sec-Fetch-Dest": dest, **(headers or {})})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Sec-Fetch-Dest": dest, **(headers or {})}
+    )
     try:
         with LOOPBACK.open(request, timeout=5) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()
@@ -88,9 +90,12 @@ def laptop(user, sshd, tmp_path_factory):
     served = tmp_path_factory.mktemp("served")
     (served / "status").write_bytes(STAND_IN)
     remote_port = free_port()
-    stand_in = subprocess.Popen([sys.executable, "-m", "http.server", str(remote_port), "--bind", "127.0.0.1",
-                                 "--directory", str(served)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stand_in = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(remote_port), "--bind", "127.0.0.1", "--directory", str(served)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     lab = Lab.create()
     try:
         wait_for_port(remote_port)
@@ -126,8 +131,9 @@ def test_the_record_names_a_private_control_socket(kept):
 def test_reconnect_replaces_the_ssh_on_the_same_port(kept):
     before = kept.record()
     assert kept.tell("reconnect") == "ok"
-    kept.wait_until(lambda: kept.record()["state"] == "up" and kept.record()["ssh_pid"] != before["ssh_pid"],
-                    "a new ssh")
+    kept.wait_until(
+        lambda: kept.record()["state"] == "up" and kept.record()["ssh_pid"] != before["ssh_pid"], "a new ssh"
+    )
     assert stand_in_answers(before["local_port"])
     kept.wait_until(lambda: ended(before["ssh_pid"]), "the old ssh to end")
     assert kept.record()["local_port"] == before["local_port"]
@@ -138,8 +144,10 @@ def test_reconnect_replaces_the_ssh_on_the_same_port(kept):
 def test_autostop_is_asked_when_told(kept):
     before = datetime.now(timezone.utc)
     assert kept.tell("autostop") == "ok"
-    kept.wait_until(lambda: datetime.fromisoformat(kept.record().get("autostop_asked", "2000-01-01T00:00:00+00:00"))
-                    >= before, "a question about autostop asked after the command")
+    kept.wait_until(
+        lambda: datetime.fromisoformat(kept.record().get("autostop_asked", "2000-01-01T00:00:00+00:00")) >= before,
+        "a question about autostop asked after the command",
+    )
 
 
 def test_a_wrong_secret_does_nothing_and_is_logged_once(kept):
@@ -154,8 +162,9 @@ def test_a_wrong_secret_does_nothing_and_is_logged_once(kept):
     assert kept.log().count("control: a request with a wrong secret was ignored") == 1
     # The positive control: the right secret is obeyed.
     assert kept.tell("reconnect") == "ok"
-    kept.wait_until(lambda: kept.record()["ssh_pid"] not in (0, before["ssh_pid"]) and kept.record()["state"] == "up",
-                    "a new ssh")
+    kept.wait_until(
+        lambda: kept.record()["ssh_pid"] not in (0, before["ssh_pid"]) and kept.record()["state"] == "up", "a new ssh"
+    )
 
 
 def test_an_unknown_command_is_answered_and_changes_nothing(kept):
@@ -239,12 +248,17 @@ def test_tunnels_sleep_tells_a_running_keeper_and_no_other(kept, monkeypatch):
 def test_an_asleep_keeper_ends_once_its_profile_leaves_hosts_yml(kept):
     """It looks once a minute (ASLEEP_CHECK_EVERY): a profile removed from hosts.yml leaves no
     process holding a port; the other profile's keeper goes on."""
-    from labvm.keeper import ASLEEP_CHECK_EVERY
+    from labvm.keeper.core import ASLEEP_CHECK_EVERY
 
     lab = kept.lab
     profiles = yaml.safe_load(lab.hosts.read_text())["profiles"]
-    lab.write_hosts({**profiles, "leaving": {**profiles["vm"], "notebook": {
-        **profiles["vm"]["notebook"], "local_port": free_port()}}}, default="vm")
+    lab.write_hosts(
+        {
+            **profiles,
+            "leaving": {**profiles["vm"], "notebook": {**profiles["vm"]["notebook"], "local_port": free_port()}},
+        },
+        default="vm",
+    )
     try:
         lab.inv("tunnel", "--host", "leaving")
         leaving = kept.record("leaving")
@@ -294,16 +308,31 @@ def test_a_profile_keeps_the_port_its_first_up_took(laptop):
 # -- why it sleeps ----------------------------------------------------------------------------
 
 
-REPORT = {"idle_seconds": 1800, "set_by": "hosts.yml", "scheduler": "cron", "idle_for": 1740,
-          "last_check_ago": 30, "stop_requested": False, "reasons": [], "extended_until": None,
-          "stopped_at": None, "stopped_after": None, "dask_scheduler": None, "worker_grace": None}
+REPORT = {
+    "idle_seconds": 1800,
+    "set_by": "hosts.yml",
+    "scheduler": "cron",
+    "idle_for": 1740,
+    "last_check_ago": 30,
+    "stop_requested": False,
+    "reasons": [],
+    "extended_until": None,
+    "stopped_at": None,
+    "stopped_after": None,
+    "dask_scheduler": None,
+    "worker_grace": None,
+}
 
 
 def test_a_vm_its_autostop_stopped_says_so_with_what_last_kept_it_up():
-    assert autostop_stopped_it(REPORT, ["1 kernel(s) busy"]) == \
-        "stopped by its autostop (idle 30m of 30m: last in use for 1 kernel(s) busy)"
-    assert autostop_stopped_it({**REPORT, "stop_requested": True, "stopped_after": 1860, "idle_for": 5}, []) == \
-        "stopped by its autostop (idle 31m of 30m)"
+    assert (
+        autostop_stopped_it(REPORT, ["1 kernel(s) busy"])
+        == "stopped by its autostop (idle 30m of 30m: last in use for 1 kernel(s) busy)"
+    )
+    assert (
+        autostop_stopped_it({**REPORT, "stop_requested": True, "stopped_after": 1860, "idle_for": 5}, [])
+        == "stopped by its autostop (idle 31m of 30m)"
+    )
     # Far from its stop, or autostop off: something else stopped it.
     assert autostop_stopped_it({**REPORT, "idle_for": 600}, []) == ""
     assert autostop_stopped_it({**REPORT, "idle_seconds": 0}, []) == ""
@@ -350,9 +379,12 @@ def press_start(lab: Lab, port: int) -> str:
     put_to_sleep(lab, "nb")
     assert get(port, "/lab")[0] == 200  # the tab left open, reloaded
     proof = proof_of(lab, "nb")
-    start = urllib.request.Request(f"http://127.0.0.1:{port}/.labvm/start", data=json.dumps({"proof": proof}).encode(),
-                                   headers={"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"},
-                                   method="POST")
+    start = urllib.request.Request(
+        f"http://127.0.0.1:{port}/.labvm/start",
+        data=json.dumps({"proof": proof}).encode(),
+        headers={"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"},
+        method="POST",
+    )
     with LOOPBACK.open(start, timeout=10) as response:
         assert json.loads(response.read())["state"] == "starting"
     return proof
@@ -404,12 +436,16 @@ def test_a_jupyter_that_fails_after_the_hand_over_brings_the_page_back_saying_wh
 # -- a cloud VM stopped behind the keeper's back ---------------------------------------------
 
 
-@pytest.mark.parametrize("end, state, reason, title", [
-    ("stop_instances", "asleep", "VM stopped", "aws is asleep"),
-    ("terminate_instances", "gone", "VM gone", "aws is deleted"),
-])
-def test_a_vm_the_cloud_says_is_stopped_or_gone_puts_the_keeper_to_sleep(moto, ec2, user, sshd, end, state,
-                                                                          reason, title):
+@pytest.mark.parametrize(
+    "end, state, reason, title",
+    [
+        ("stop_instances", "asleep", "VM stopped", "aws is asleep"),
+        ("terminate_instances", "gone", "VM gone", "aws is deleted"),
+    ],
+)
+def test_a_vm_the_cloud_says_is_stopped_or_gone_puts_the_keeper_to_sleep(
+    moto, ec2, user, sshd, end, state, reason, title
+):
     """An aws profile on moto whose SSH goes to the sshd fixture (address:): after `up`, the VM
     is stopped (or terminated) in EC2 and its sshd no longer answers; the keeper asks the cloud,
     and its port serves the asleep page naming the VM's size and region instead of exiting."""
@@ -418,8 +454,16 @@ def test_a_vm_the_cloud_says_is_stopped_or_gone_puts_the_keeper_to_sleep(moto, e
     lab = Lab.create()
     lab.extra_env.update(aws_env(moto), LABVM_OWNER="keeper")
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    profile = ssh_profile(user, sshd, provider="aws", region=REGION, instance_type="t3.small", image=ami,
-                          ssh_cidr="127.0.0.1/32", autostop="off")
+    profile = ssh_profile(
+        user,
+        sshd,
+        provider="aws",
+        region=REGION,
+        instance_type="t3.small",
+        image=ami,
+        ssh_cidr="127.0.0.1/32",
+        autostop="off",
+    )
     lab.write_hosts({"aws": profile})
     laptop = Laptop(lab, profile["notebook"]["port"])
     try:
@@ -446,3 +490,14 @@ def test_a_vm_the_cloud_says_is_stopped_or_gone_puts_the_keeper_to_sleep(moto, e
         user.end_processes()
         shutil.rmtree(lab.directory, ignore_errors=True)
         urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"), timeout=10)
+
+
+def test_every_move_the_keepers_above_made_is_in_the_table(laptop):
+    """protocol.TRANSITIONS is the keeper's state machine: a move it does not list is logged as a
+    fault; the keepers of this module's tests (their logs kept across them) made none."""
+    from labvm.keeper.protocol import TRANSITIONS, State
+
+    assert set(TRANSITIONS) == set(State) and TRANSITIONS[State.FAILED] == frozenset()
+    log = laptop.log()
+    assert "asked to sleep" in log and "asked to reconnect now" in log  # control: the moves were made
+    assert "is not a transition it makes" not in log

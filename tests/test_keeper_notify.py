@@ -66,8 +66,11 @@ class Vm:
         before = datetime.now(timezone.utc)
         record = self.record()
         assert tell(record["control_port"], record["control_secret"], "autostop") == "ok"
-        wait_until(lambda: datetime.fromisoformat(self.record().get("autostop_asked", "2000-01-01T00:00:00+00:00"))
-                   >= before, "the keeper to ask the VM about autostop", self)
+        wait_until(
+            lambda: datetime.fromisoformat(self.record().get("autostop_asked", "2000-01-01T00:00:00+00:00")) >= before,
+            "the keeper to ask the VM about autostop",
+            self,
+        )
 
 
 def wait_until(condition, what: str, vm: Vm, timeout: float = 30) -> None:
@@ -90,8 +93,10 @@ def vm(user, tmp_path_factory):
         tools = lab.directory / "bin"
         tools.mkdir()
         stand_in = tools / "notify-send"  # the system's tool, not labvm's: one line per call, tab-separated
-        stand_in.write_text(f"#!/bin/sh\nfor a in \"$@\"; do printf '%s\\t' \"$a\"; done >> '{lab.directory}/notified'\n"
-                            f"echo >> '{lab.directory}/notified'\n")
+        stand_in.write_text(
+            f"#!/bin/sh\nfor a in \"$@\"; do printf '%s\\t' \"$a\"; done >> '{lab.directory}/notified'\n"
+            f"echo >> '{lab.directory}/notified'\n"
+        )
         stand_in.chmod(0o755)
         lab.extra_env["PATH"] = f"{tools}{os.pathsep}{os.environ['PATH']}"  # the keeper inherits it
         lab.write_hosts({"vm": ssh_profile(user, host, address=host.address, cluster={"threads": 1})})
@@ -115,7 +120,9 @@ def test_a_vm_without_autostop_is_one_log_line_and_the_tunnel_stays(vm):
     wait_until(lambda: "autostop_asked" in vm.record(), "the first question, right after connecting", vm)
     vm.ask_now()
     log = vm.keeper_log()
-    assert log.count("autostop: labvm-vm has none (not set up there); asking again when the tunnel reconnects") == 1, log
+    assert log.count("autostop: labvm-vm has none (not set up there); asking again when the tunnel reconnects") == 1, (
+        log
+    )
     assert vm.record()["state"] == "up"
     assert vm.notifications() == []
 
@@ -123,8 +130,10 @@ def test_a_vm_without_autostop_is_one_log_line_and_the_tunnel_stays(vm):
 def configure_autostop(vm: Vm, seconds: int) -> None:
     """What `autostop.sh apply` writes, without its crontab line: no idle check runs but the
     test's own; the load never counts, and the stop command does nothing."""
-    vm.on_vm(f"LABVM_AUTOSTOP_IDLE={seconds} LABVM_AUTOSTOP_LOAD=1000 LABVM_PORT=1 LABVM_AUTOSTOP_COMMAND=true "
-             f"python3 .labvm/scripts/autostop.py configure")
+    vm.on_vm(
+        f"LABVM_AUTOSTOP_IDLE={seconds} LABVM_AUTOSTOP_LOAD=1000 LABVM_PORT=1 LABVM_AUTOSTOP_COMMAND=true "
+        f"python3 .labvm/scripts/autostop.py configure"
+    )
 
 
 def test_a_warning_once_per_idle_stretch_before_the_stop(vm):

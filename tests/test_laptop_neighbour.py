@@ -24,7 +24,7 @@ import pytest
 from labvm.tunnel import NotOurs, wait_until_answering
 from realhost import Squatter, lab_after_up, put_to_sleep, url_of
 
-ASKS = r'''
+ASKS = r"""
 import json, sys, urllib.request
 port, what = int(sys.argv[1]), sys.argv[2]
 loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -49,7 +49,7 @@ elif what == "control":
         c.sendall(f"{sys.argv[4]} sleep taken over\n".encode())
         c.settimeout(10)
         print(json.dumps([0, c.recv(100).decode()]))
-'''
+"""
 
 
 class Neighbour:
@@ -61,9 +61,19 @@ class Neighbour:
         self.script.write_text(ASKS)
 
     def ask(self, what: str, *words: str) -> tuple[int, str]:
-        done = subprocess.run(["su", "-s", "/bin/sh", self.user.name, "-c",
-                               "exec python3 " + shlex.join([str(self.script), str(self.port), what, *words])],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [
+                "su",
+                "-s",
+                "/bin/sh",
+                self.user.name,
+                "-c",
+                "exec python3 " + shlex.join([str(self.script), str(self.port), what, *words]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         return tuple(json.loads(done.stdout))
 
@@ -87,7 +97,7 @@ def test_the_neighbour_gets_a_page_without_start_no_start_and_no_token(lab_up, n
 
     status, page = neighbour_asks.ask("page")
     assert status == 200 and "The lab of profile nb is asleep" in page  # an ssh profile: only Jupyter stopped
-    assert 'hidden disabled>Start' in page  # shown only to a browser with the proof
+    assert "hidden disabled>Start" in page  # shown only to a browser with the proof
     for guess in ("", "x" * 43, record["control_secret"][:43]):
         status, said = neighbour_asks.ask("start", guess)
         assert (status, json.loads(said)["reason"]) == (403, "proof")
@@ -110,15 +120,30 @@ def test_the_neighbour_gets_a_page_without_start_no_start_and_no_token(lab_up, n
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        request = ["curl", "-s", "-X", "POST", f"http://127.0.0.1:{port}/.labvm/start", "-H",
-                   "Content-Type: application/json", "-H", f"Origin: http://127.0.0.1:{port}",
-                   "--data", json.dumps({"proof": proof})]
+        request = [
+            "curl",
+            "-s",
+            "-X",
+            "POST",
+            f"http://127.0.0.1:{port}/.labvm/start",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            f"Origin: http://127.0.0.1:{port}",
+            "--data",
+            json.dumps({"proof": proof}),
+        ]
         assert json.loads(subprocess.run(request, capture_output=True, text=True, check=True).stdout)["started"]
         deadline, ours = time.monotonic() + 300, {}
         while ours.get("state") != "ready":
             assert time.monotonic() < deadline and ours.get("state") != "failed", ours
-            ours = json.loads(subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/.labvm/progress", "-H",
-                                              f"X-Labvm-Proof: {proof}"], capture_output=True, text=True).stdout)
+            ours = json.loads(
+                subprocess.run(
+                    ["curl", "-s", f"http://127.0.0.1:{port}/.labvm/progress", "-H", f"X-Labvm-Proof: {proof}"],
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            )
             time.sleep(0.2)
     finally:
         stop.set()

@@ -21,19 +21,29 @@ def aws_profile():
 
     if boto3.Session().get_credentials() is None or not os.environ.get("LABVM_LIVE_AWS_AMI"):
         pytest.skip("no AWS credentials or LABVM_LIVE_AWS_AMI: nothing to run against")
-    return {"provider": "aws", "region": boto3.Session().region_name or "us-west-2", "instance_type": "t3.small",
-            "user": os.environ.get("LABVM_LIVE_AWS_USER", "ubuntu"), "image": os.environ["LABVM_LIVE_AWS_AMI"],
-            "volume_size": 10}
+    return {
+        "provider": "aws",
+        "region": boto3.Session().region_name or "us-west-2",
+        "instance_type": "t3.small",
+        "user": os.environ.get("LABVM_LIVE_AWS_USER", "ubuntu"),
+        "image": os.environ["LABVM_LIVE_AWS_AMI"],
+        "volume_size": 10,
+    }
 
 
 def openstack_profile():
     needed = ("OS_CLOUD", "LABVM_LIVE_OS_IMAGE", "LABVM_LIVE_OS_FLAVOR", "LABVM_LIVE_OS_NETWORK")
     if not all(os.environ.get(name) for name in needed):
         pytest.skip(f"set {', '.join(needed)} to run against a real OpenStack cloud")
-    return {"provider": "openstack", "cloud": os.environ["OS_CLOUD"], "image": os.environ["LABVM_LIVE_OS_IMAGE"],
-            "flavor": os.environ["LABVM_LIVE_OS_FLAVOR"], "network": os.environ["LABVM_LIVE_OS_NETWORK"],
-            "floating_ip_pool": os.environ.get("LABVM_LIVE_OS_POOL") or None,
-            "user": os.environ.get("LABVM_LIVE_OS_USER", "cades")}
+    return {
+        "provider": "openstack",
+        "cloud": os.environ["OS_CLOUD"],
+        "image": os.environ["LABVM_LIVE_OS_IMAGE"],
+        "flavor": os.environ["LABVM_LIVE_OS_FLAVOR"],
+        "network": os.environ["LABVM_LIVE_OS_NETWORK"],
+        "floating_ip_pool": os.environ.get("LABVM_LIVE_OS_POOL") or None,
+        "user": os.environ.get("LABVM_LIVE_OS_USER", "cades"),
+    }
 
 
 def gce_profile():
@@ -46,15 +56,24 @@ def gce_profile():
         pytest.skip("no Google Application Default Credentials")
     if not (os.environ.get("GCE_PROJECT") and os.environ.get("GCE_ZONE")):
         pytest.skip("set GCE_PROJECT and GCE_ZONE")
-    return {"provider": "gce", "project": os.environ["GCE_PROJECT"], "zone": os.environ["GCE_ZONE"],
-            "machine_type": "e2-small", "image_family": "debian-12", "disk_size": 10}
+    return {
+        "provider": "gce",
+        "project": os.environ["GCE_PROJECT"],
+        "zone": os.environ["GCE_ZONE"],
+        "machine_type": "e2-small",
+        "image_family": "debian-12",
+        "disk_size": 10,
+    }
 
 
-@pytest.mark.parametrize("profile_of", [
-    pytest.param(aws_profile, marks=pytest.mark.live_aws, id="aws"),
-    pytest.param(openstack_profile, marks=pytest.mark.live_openstack, id="openstack"),
-    pytest.param(gce_profile, marks=pytest.mark.live_gce, id="gce"),
-])
+@pytest.mark.parametrize(
+    "profile_of",
+    [
+        pytest.param(aws_profile, marks=pytest.mark.live_aws, id="aws"),
+        pytest.param(openstack_profile, marks=pytest.mark.live_openstack, id="openstack"),
+        pytest.param(gce_profile, marks=pytest.mark.live_gce, id="gce"),
+    ],
+)
 def test_the_whole_lifecycle_on_a_real_account(lab, profile_of, monkeypatch):
     settings = {k: v for k, v in profile_of().items() if v is not None}
     name = f"live-{uuid.uuid4().hex[:6]}"  # this run's own: the cleanup can only touch what it made

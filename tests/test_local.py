@@ -8,11 +8,15 @@ from realhost import free_port, http_status
 
 def test_local_up_again_status_down(lab):
     port = free_port()
-    lab.write_hosts({"local": {
-        "provider": "local",
-        "env": {"manager": "uv", "packages": ["jupyterlab"]},
-        "notebook": {"port": port, "start_timeout": 180},
-    }})
+    lab.write_hosts(
+        {
+            "local": {
+                "provider": "local",
+                "env": {"manager": "uv", "packages": ["jupyterlab"]},
+                "notebook": {"port": port, "start_timeout": 180},
+            }
+        }
+    )
     first = lab.inv("up", "--no-browser").output  # the default profile
     assert "keys: the local profile needs no SSH key" in first
     url = re.search(r"JupyterLab is ready: (\S+)", first).group(1)

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aws_world import REGION, aws_env, labvm_instances
-from labvm import answers
+from labvm import answers, sync_messages
 from labvm.errors import LabvmError
 from realhost import INV, RAW_CONTROL, Sshd, one_line, path_without, ssh_profile
 
@@ -34,7 +34,7 @@ NOTEBOOK_TIME = 1_700_000_000 * 10**9
 
 # What every lie starts with: the helpers a liar would write, and the mark labvm's program prints
 # first (the liar sees it on its command line, as anyone on the VM can).
-PRELUDE = r'''
+PRELUDE = r"""
 import json, os, sys
 mark = sys.argv[4]
 out, inp = sys.stdout.buffer, sys.stdin.buffer
@@ -50,7 +50,7 @@ def flood(count):  # `count` bytes of zeros
 def asked():
     return json.loads(inp.readline())
 out.write(mark.encode() + b"\n")
-'''.replace("NOTEBOOK_TIME", str(NOTEBOOK_TIME))
+""".replace("NOTEBOOK_TIME", str(NOTEBOOK_TIME))
 EPILOGUE = "\nout.flush()\ninp.read()  # as labvm's own program does: wait until the laptop is done\n"
 
 # In front of the VM's python3: labvm's sync program (its mark is the fourth argument) meets the
@@ -121,13 +121,22 @@ def inv_measured(lab, *args: str, timeout: float = 60) -> subprocess.CompletedPr
     """`inv ARGS` as lab.inv runs it, and the largest resident memory it took (peak_mib); past `timeout`
     it is killed (a hang shows as a traceback of the measuring process)."""
     peak = lab.directory / "peak"
-    measure = ("import resource, subprocess, sys; "
-               "code = subprocess.run(sys.argv[3:], timeout=float(sys.argv[2])).returncode; "
-               "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
-               "sys.exit(code)")
-    result = subprocess.run([sys.executable, "-c", measure, str(peak), str(timeout), *INV, *args], check=False,
-                            capture_output=True, text=True, env=lab.env, timeout=timeout + 30,
-                            stdin=subprocess.DEVNULL, cwd=lab.directory)
+    measure = (
+        "import resource, subprocess, sys; "
+        "code = subprocess.run(sys.argv[3:], timeout=float(sys.argv[2])).returncode; "
+        "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+        "sys.exit(code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", measure, str(peak), str(timeout), *INV, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=lab.env,
+        timeout=timeout + 30,
+        stdin=subprocess.DEVNULL,
+        cwd=lab.directory,
+    )
     result.output = result.stdout + result.stderr
     assert "Traceback" not in result.output, result.output
     result.peak_mib = int(peak.read_text()) / 1024
@@ -145,18 +154,26 @@ LIES = {
     "a time past any calendar": ('lists("x.ipynb", 5, m=1e300)', "m: 1e+300 is not a file time"),
     "NaN": ('out.write(b\'{"f": "782e6970796e62", "s": NaN, "m": 0}\\n\')', "not JSON"),
     "not an object": ('out.write(b"[]\\n")', "[] is not a JSON object"),
-    "an answer of another size": (LISTED + 'say(size=50, m=0)\nflood(50)', "size: 50 bytes, not the 5 asked for"),
+    "an answer of another size": (LISTED + "say(size=50, m=0)\nflood(50)", "size: 50 bytes, not the 5 asked for"),
     "an answer of a text size": (LISTED + 'say(size="5", m=0)\nout.write(b"12345")', "size: '5'"),
-    "an answer's time past any calendar": (LISTED + 'say(size=5, m=1e300)\nout.write(b"12345")',
-                                           "m: 1e+300 is not a file time"),
+    "an answer's time past any calendar": (
+        LISTED + 'say(size=5, m=1e300)\nout.write(b"12345")',
+        "m: 1e+300 is not a file time",
+    ),
     "an answer that is not JSON": (LISTED + 'out.write(b"hello\\n")', "not JSON: hello"),
     "an answer that is a number": (LISTED + 'out.write(b"12345\\n")', "12345 is not a JSON object"),
-    "fewer bytes, then the end": (LISTED + 'say(size=5, m=0)\nout.write(b"123")\nout.flush()\nos._exit(0)',
-                                  "sent 3 of the 5 bytes it listed for x.ipynb"),
-    "more bytes than listed": (LISTED + 'say(size=5, m=0)\nout.write(b"1234567890\\n")',
-                               "sent something else than the 5 bytes it listed for x.ipynb"),
-    "a bad end of the bytes": (LISTED + 'say(size=5, m=0)\nout.write(b"12345")\nsay(ok="yes")',
-                               "sent something else than the 5 bytes it listed for x.ipynb"),
+    "fewer bytes, then the end": (
+        LISTED + 'say(size=5, m=0)\nout.write(b"123")\nout.flush()\nos._exit(0)',
+        "sent 3 of the 5 bytes it listed for x.ipynb",
+    ),
+    "more bytes than listed": (
+        LISTED + 'say(size=5, m=0)\nout.write(b"1234567890\\n")',
+        "sent something else than the 5 bytes it listed for x.ipynb",
+    ),
+    "a bad end of the bytes": (
+        LISTED + 'say(size=5, m=0)\nout.write(b"12345")\nsay(ok="yes")',
+        "sent something else than the 5 bytes it listed for x.ipynb",
+    ),
 }
 
 
@@ -170,13 +187,21 @@ def test_a_lie_is_one_line_and_local_work_stays(laptop, liar, lie):
     local_work_is_intact(laptop)
 
 
-@pytest.mark.parametrize("lie, fragment", [
-    ("lists('x.ipynb', 5)\nsay(end=True)\nout.flush()\nasked()\nsay(size=-1, m=0)\nflood(3 * GiB // 2)",
-     "size: -1"),
-    ("lists('x.ipynb', 5)\nsay(end=True)\nout.flush()\nasked()\nsay(size=5, m=0)\nflood(3 * GiB // 2)",
-     "sent something else than the 5 bytes it listed for x.ipynb"),
-    ("out.write(b'{\"f\": \"')\nflood(3 * GiB // 2)", "a line longer than 16 KiB"),
-], ids=["size -1, then 1.5 GiB", "5 bytes listed, then 1.5 GiB", "a listing line of 1.5 GiB"])
+@pytest.mark.parametrize(
+    "lie, fragment",
+    [
+        (
+            "lists('x.ipynb', 5)\nsay(end=True)\nout.flush()\nasked()\nsay(size=-1, m=0)\nflood(3 * GiB // 2)",
+            "size: -1",
+        ),
+        (
+            "lists('x.ipynb', 5)\nsay(end=True)\nout.flush()\nasked()\nsay(size=5, m=0)\nflood(3 * GiB // 2)",
+            "sent something else than the 5 bytes it listed for x.ipynb",
+        ),
+        ('out.write(b\'{"f": "\')\nflood(3 * GiB // 2)', "a line longer than 16 KiB"),
+    ],
+    ids=["size -1, then 1.5 GiB", "5 bytes listed, then 1.5 GiB", "a listing line of 1.5 GiB"],
+)
 def test_a_flood_is_not_read_and_memory_stays_bounded(laptop, liar, lie, fragment):
     """sync_max_total is 10M: labvm reads what it listed and asked for, in chunks, never a whole flood."""
     liar.tells(lie)
@@ -217,13 +242,17 @@ def test_names_the_laptop_cannot_hold_are_never_asked_for_and_reasons_are_cleane
 def test_a_file_that_changed_on_the_vm_while_read_is_not_kept_and_the_local_edit_stays_an_edit(laptop, liar):
     """The honest race, as labvm's program tells it: the bytes it promised, then why they are no good.
     The local edit it met stays where it is, and the next sync still treats it as an edit."""
-    liar.tells(LISTED + 'say(size=5, m=0)\nout.write(b"12\\0\\0\\0")\nsay(error="changed on the host while it was read")')
+    liar.tells(
+        LISTED + 'say(size=5, m=0)\nout.write(b"12\\0\\0\\0")\nsay(error="changed on the host while it was read")'
+    )
     result = laptop.inv("sync", "--host", "vm")
     assert "sync: not transferred: x.ipynb: changed on the host while it was read" in result.output
     local_work_is_intact(laptop)
 
-    liar.tells(LISTED + 'say(size=5, m=NOTEBOOK_TIME)\nout.write(b"fresh")\nsay(ok=True)'
-               .replace("NOTEBOOK_TIME", str(NOTEBOOK_TIME)))
+    liar.tells(
+        LISTED
+        + 'say(size=5, m=NOTEBOOK_TIME)\nout.write(b"fresh")\nsay(ok=True)'.replace("NOTEBOOK_TIME", str(NOTEBOOK_TIME))
+    )
     again = laptop.inv("sync", "--host", "vm")
     home = laptop.directory / "notebooks" / "vm"
     assert (home / "x.ipynb").read_text() == "fresh"
@@ -231,11 +260,15 @@ def test_a_file_that_changed_on_the_vm_while_read_is_not_kept_and_the_local_edit
     assert kept.read_text() == "my edit of x" and f"your local edit of x.ipynb was kept as {kept.name}" in again.output
 
 
-@pytest.mark.parametrize("reply, fragment", [
-    ('say(ok=1)', '{"ok": 1} is neither'),
-    ('say(ok=True, extra=1)', "neither"),
-    ('flood(3 * GiB // 2)', "a line longer than 16 KiB"),
-], ids=["ok is 1", "a field of its own", "1.5 GiB"])
+@pytest.mark.parametrize(
+    "reply, fragment",
+    [
+        ("say(ok=1)", '{"ok": 1} is neither'),
+        ("say(ok=True, extra=1)", "neither"),
+        ("flood(3 * GiB // 2)", "a line longer than 16 KiB"),
+    ],
+    ids=["ok is 1", "a field of its own", "1.5 GiB"],
+)
 def test_a_lying_answer_to_push_is_one_line(laptop, liar, reply, fragment):
     liar.tells(f"""
         say(end=True)
@@ -253,33 +286,42 @@ def test_a_lying_answer_to_push_is_one_line(laptop, liar, reply, fragment):
 # -- the parser alone: anything the VM may send ------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(1 << 70), max_value=1 << 70)
-    | st.floats(allow_nan=False) | st.text(max_size=30),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(1 << 70), max_value=1 << 70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=8,
 )
 field_names = st.sampled_from(["f", "s", "m", "size", "error", "ok", "end", "missing", "x"])
 messages = st.dictionaries(field_names, json_values | st.just(True) | st.just("782e6970796e62"), max_size=4)
-lines = (messages.map(lambda m: json.dumps(m).encode() + b"\n")
-         | st.binary(max_size=200)
-         | st.builds(lambda head, size: head + b"x" * size, st.binary(max_size=10), st.integers(16000, 17000)))
+lines = (
+    messages.map(lambda m: json.dumps(m).encode() + b"\n")
+    | st.binary(max_size=200)
+    | st.builds(lambda head, size: head + b"x" * size, st.binary(max_size=10), st.integers(16000, 17000))
+)
 
 
 @settings(max_examples=600, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(line=lines, asked=st.integers(0, 1 << 20))
 def test_the_parser_answers_anything_with_checked_values_or_one_clean_line(line, asked):
-    for parse in (answers.sync_listed, lambda text: answers.sync_sending(text, asked), answers.sync_done):
+    for parse in (
+        sync_messages.sync_listed,
+        lambda text: sync_messages.sync_sending(text, asked),
+        sync_messages.sync_done,
+    ):
         try:
             value = parse(line)
         except answers.BadAnswer as refused:
             text = str(refused)
             assert text and "\n" not in text and not RAW_CONTROL.search(text) and len(text) < 300, repr(text)
             continue
-        if isinstance(value, answers.ListedFile):
-            assert 0 <= value.size < 1 << 63 and 0 <= value.mtime_ns <= answers.MAX_FILE_TIME_NS
+        if isinstance(value, sync_messages.ListedFile):
+            assert 0 <= value.size < 1 << 63 and 0 <= value.mtime_ns <= sync_messages.MAX_FILE_TIME_NS
             assert value.name and isinstance(value.name, bytes)
         elif isinstance(value, int) and not isinstance(value, bool):  # an answer's time: its bytes follow
-            assert 0 <= value <= answers.MAX_FILE_TIME_NS
+            assert 0 <= value <= sync_messages.MAX_FILE_TIME_NS
             assert json.loads(line)["size"] == asked
         elif isinstance(value, str):  # "end", "missing", or the host's reason, cleaned and bounded
             assert not RAW_CONTROL.search(value) and len(value) <= answers.MAX_TEXT + 1
@@ -288,12 +330,22 @@ def test_the_parser_answers_anything_with_checked_values_or_one_clean_line(line,
 
 
 MARK = "labvm-sync-0123456789abcdef"
-LINE = answers.SYNC_LINE_LIMIT + 1  # the most one readline takes
+LINE = sync_messages.SYNC_LINE_LIMIT + 1  # the most one readline takes
 pieces = st.one_of(
     lines,
-    st.sampled_from([b'{"end": true}\n', b'{"missing": true}\n', b'{"size": 3, "m": 0}\n', b'{"ok": true}\n',
-                     b'{"error": "gone"}\n', b'{"f": "782e6970796e62", "s": 3, "m": 0}\n', b"abc", b"\n",
-                     MARK.encode() + b"\n"]),
+    st.sampled_from(
+        [
+            b'{"end": true}\n',
+            b'{"missing": true}\n',
+            b'{"size": 3, "m": 0}\n',
+            b'{"ok": true}\n',
+            b'{"error": "gone"}\n',
+            b'{"f": "782e6970796e62", "s": 3, "m": 0}\n',
+            b"abc",
+            b"\n",
+            MARK.encode() + b"\n",
+        ]
+    ),
     st.integers(0, 3 * LINE).map(lambda n: b"\0" * n),  # a flood, a line without end
 )
 
@@ -309,7 +361,7 @@ def test_the_reader_takes_what_it_asked_for_and_never_more(said, sizes):
     replies = Replies(stream, "labvm-vm", Path("/notebooks"), MARK, "hosts.yml: profiles.vm.sync")
     try:
         for rel, (size, mtime_ns) in (replies.listing(lambda rel: True) or {}).items():
-            assert 0 <= size < 1 << 63 and 0 <= mtime_ns <= answers.MAX_FILE_TIME_NS and rel
+            assert 0 <= size < 1 << 63 and 0 <= mtime_ns <= sync_messages.MAX_FILE_TIME_NS and rel
         for size in sizes:
             before, into = stream.tell(), io.BytesIO()
             answer = replies.next_file("x.ipynb", size, into)
@@ -327,6 +379,7 @@ def test_the_reader_takes_what_it_asked_for_and_never_more(said, sizes):
 
 # -- down, stop and terminate against the lying VM (a cloud profile: moto's EC2) -----------------------
 
+
 @pytest.fixture
 def cloud_liar(laptop, ec2, moto, user, liar):
     """The lying VM as profile aws's running instance: moto holds the instance, the liar answers its SSH."""
@@ -336,10 +389,18 @@ def cloud_liar(laptop, ec2, moto, user, liar):
     profile.update(provider="aws", region=REGION, instance_type="t3.small", image=ami, ssh_cidr="127.0.0.1/32")
     laptop.write_hosts({"aws": profile})
     (laptop.directory / "notebooks" / "vm").rename(laptop.directory / "notebooks" / "aws")
-    tags = [{"Key": "labvm:profile", "Value": "aws"}, {"Key": "labvm:owner", "Value": "hedy"},
-            {"Key": "Name", "Value": "labvm-aws"}]
-    (made,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small",
-                                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])["Instances"]
+    tags = [
+        {"Key": "labvm:profile", "Value": "aws"},
+        {"Key": "labvm:owner", "Value": "hedy"},
+        {"Key": "Name", "Value": "labvm-aws"},
+    ]
+    (made,) = ec2.run_instances(
+        ImageId=ami,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.small",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )["Instances"]
     yield made["InstanceId"]
     ec2.terminate_instances(InstanceIds=[made["InstanceId"]])
 
@@ -349,15 +410,16 @@ def state_of(ec2, instance_id: str) -> str:
     return instance["State"]["Name"]
 
 
-TYPE_ERROR_BEFORE = 'say(f=5, s=1, m=0)'  # before issue 26: a TypeError in labvm, a traceback, the VM left running
+TYPE_ERROR_BEFORE = "say(f=5, s=1, m=0)"  # before issue 26: a TypeError in labvm, a traceback, the VM left running
 
 
 @pytest.mark.parametrize("verb", ["down", "stop"])
 def test_down_and_stop_stop_a_lying_vm_and_say_what_failed(laptop, liar, ec2, cloud_liar, verb):
     liar.tells(TYPE_ERROR_BEFORE)
     result = laptop.inv(verb, "--host", "aws", check=False, timeout=120)
-    line = one_line(result, "the sync failed", f"{cloud_liar} is stopped",
-                    "`inv start --host aws` then `inv sync --host aws`")
+    line = one_line(
+        result, "the sync failed", f"{cloud_liar} is stopped", "`inv start --host aws` then `inv sync --host aws`"
+    )
     assert "f: 5 is not a name in hex digits" in result.output
     assert state_of(ec2, cloud_liar) == "stopped", result.output
     assert not RAW_CONTROL.search(line)
@@ -387,4 +449,3 @@ def test_a_sync_stopped_by_its_own_rules_still_lets_down_stop_the_vm(laptop, lia
     one_line(result, "the sync failed", f"{cloud_liar} is stopped")
     assert "more than sync_max_total" in result.output
     assert state_of(ec2, cloud_liar) == "stopped", result.output
-

@@ -31,8 +31,15 @@ def mine(fake):
 
 
 def cades(user, vm, **extra):
-    settings = dict(provider="openstack", cloud="cades", image="Ubuntu 22.04", flavor="m1.medium",
-                    volume_size=40, network="lab-net", floating_ip_pool="public")
+    settings = dict(
+        provider="openstack",
+        cloud="cades",
+        image="Ubuntu 22.04",
+        flavor="m1.medium",
+        volume_size=40,
+        network="lab-net",
+        floating_ip_pool="public",
+    )
     return ssh_profile(user, vm, **{**settings, **extra})
 
 
@@ -48,8 +55,11 @@ def test_lifecycle(lab, user, cloud, tmp_path):
         (volume,) = [v for v in cloud.volumes.values() if v["attachments"][0]["server_id"] == server["id"]]
         assert volume["size"] == 40 and volume["metadata"] == server["metadata"]  # booted from a labelled volume
         (group,) = [g for g in cloud.security_groups.values() if g["name"] == "labvm-cades-hedy"]
-        assert [(r["protocol"], r["port_range_min"], r["port_range_max"]) for r in group["security_group_rules"]
-                if r["direction"] == "ingress"] == [("tcp", 22, 22)]
+        assert [
+            (r["protocol"], r["port_range_min"], r["port_range_max"])
+            for r in group["security_group_rules"]
+            if r["direction"] == "ingress"
+        ] == [("tcp", 22, 22)]
         floating = [ip for ip in cloud.floating_ips.values() if ip.get("port_id")]
         assert len(floating) == 1
 
@@ -124,11 +134,15 @@ def test_bad_input(lab, user, sshd, cloud):
     assert "no flavor 'm1.meduim'; closest: m1.medium" in typo.stderr
 
     lab.write_hosts({"cades": cades(user, sshd, image="Ubuntu 99.04")})
-    assert "profiles.cades.image: no image 'Ubuntu 99.04' (list: openstack image list)" in lab.inv(
-        "up", "--host", "cades", "--no-browser", check=False).stderr
+    assert (
+        "profiles.cades.image: no image 'Ubuntu 99.04' (list: openstack image list)"
+        in lab.inv("up", "--host", "cades", "--no-browser", check=False).stderr
+    )
     lab.write_hosts({"cades": cades(user, sshd, network="nonet")})
-    assert "profiles.cades.network: 'nonet' not found; list: openstack network list" in lab.inv(
-        "up", "--host", "cades", "--no-browser", check=False).stderr
+    assert (
+        "profiles.cades.network: 'nonet' not found; list: openstack network list"
+        in lab.inv("up", "--host", "cades", "--no-browser", check=False).stderr
+    )
 
     lab.write_hosts({"cades": cades(user, sshd)})
     cloud.floating_ips_exhausted = True
@@ -175,12 +189,26 @@ def test_bad_input(lab, user, sshd, cloud):
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
 def test_plan_on_the_command_line_changes_nothing(lab, cloud, monkeypatch):
     """Issue 17: `--plan` prints each change and makes none: only reads (and the login) reach the cloud."""
+
     def changes():
         return [r for r in cloud.requests[before:] if r[0] != "GET" and r != ("POST", "/identity/v3/auth/tokens")]
 
-    lab.write_hosts({"cades": dict(provider="openstack", cloud="cades", image="Ubuntu 22.04", flavor="m1.medium",
-                                   volume_size=40, network="lab-net", floating_ip_pool="public", user="cades",
-                                   stop_action="shelve", cluster={"workers": 2})})
+    lab.write_hosts(
+        {
+            "cades": dict(
+                provider="openstack",
+                cloud="cades",
+                image="Ubuntu 22.04",
+                flavor="m1.medium",
+                volume_size=40,
+                network="lab-net",
+                floating_ip_pool="public",
+                user="cades",
+                stop_action="shelve",
+                cluster={"workers": 2},
+            )
+        }
+    )
     before = len(cloud.requests)
     up = lab.inv("up", "--host", "cades", "--plan", "--no-browser").output
     assert "plan: openstack: boot m1.medium labvm-cades-hedy in cades" in up
@@ -195,12 +223,18 @@ def test_plan_on_the_command_line_changes_nothing(lab, cloud, monkeypatch):
     lab.inv("cluster", "--host", "cades", "--plan", "--workers", "2")  # beside a real head
     cades_id = server["id"]
     before, images = len(cloud.requests), dict(cloud.images)
-    for verb in (["stop", "--no-sync"], ["resize", "--size", "m1.large", "--no-sync"], ["snapshot"],
-                 ["terminate", "--yes", "--force", "--no-sync"]):
+    for verb in (
+        ["stop", "--no-sync"],
+        ["resize", "--size", "m1.large", "--no-sync"],
+        ["snapshot"],
+        ["terminate", "--yes", "--force", "--no-sync"],
+    ):
         out = lab.inv(verb[0], "--host", "cades", "--plan", *verb[1:]).output
         assert "plan: openstack: " in out and cades_id in out
     assert changes() == [] and cloud.images == images
-    assert [(s["id"], s["status"], s["flavor"]["original_name"]) for s in mine(cloud)] == [(cades_id, "ACTIVE", "m1.medium")]
+    assert [(s["id"], s["status"], s["flavor"]["original_name"]) for s in mine(cloud)] == [
+        (cades_id, "ACTIVE", "m1.medium")
+    ]
     OpenStackProvider(config.load(lab.hosts).profile("cades")).terminate(Instance(cades_id, "", "running", ""))
     assert mine(cloud) == []
 
@@ -210,8 +244,19 @@ def test_a_worker_nova_put_in_error_is_deleted_and_made_again(lab, cloud, monkey
     """Nova's quota recheck after a joint boot leaves a worker in ERROR: `inv cluster` treats it as
     missing (deletes it, boots that one again, says so), never as present.  Shown under --plan, which
     stops before SSH: the decision is the session's, the calls are the ones a real run makes."""
-    lab.write_hosts({"cades": dict(provider="openstack", cloud="cades", image="Ubuntu 22.04", flavor="m1.medium",
-                                   network="lab-net", user="cades", cluster={"workers": 2})})
+    lab.write_hosts(
+        {
+            "cades": dict(
+                provider="openstack",
+                cloud="cades",
+                image="Ubuntu 22.04",
+                flavor="m1.medium",
+                network="lab-net",
+                user="cades",
+                cluster={"workers": 2},
+            )
+        }
+    )
     for name in ("OS_CLIENT_CONFIG_FILE", "LABVM_OWNER"):
         monkeypatch.setenv(name, lab.extra_env[name])
     provider = OpenStackProvider(config.load(lab.hosts).profile("cades"))

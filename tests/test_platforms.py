@@ -4,6 +4,7 @@ POSIX-only modules Windows lacks made unimportable, and stand-ins only for progr
 have (icacls, powershell.exe, explorer.exe, wslpath, osascript), each recording what it was given."""
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -43,8 +44,14 @@ BLOCKER = textwrap.dedent(f"""
 
 
 def run_blocked(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKER + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_labvm_imports_with_the_posix_only_modules_blocked():
@@ -81,7 +88,13 @@ def test_windows_finds_and_ends_processes_through_psutil_without_proc_or_a_uid()
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "linux branch needs getuid", "found child", "argv labvm-test-marker", "parent is us", "ended", "gone: []"]
+        "linux branch needs getuid",
+        "found child",
+        "argv labvm-test-marker",
+        "parent is us",
+        "ended",
+        "gone: []",
+    ]
 
 
 def test_windows_detaches_with_its_creation_flags_and_retries_without_breakaway():
@@ -111,13 +124,18 @@ def test_the_keepers_console_children_get_no_window_of_their_own_on_windows():
     with platforms.simulating("windows"):
         assert platforms.windowless() == {"creationflags": 0x08000000}  # Windows' CREATE_NO_WINDOW
     assert platforms.windowless() == {}  # Linux's Popen refuses creationflags
-    tree = ast.parse(Path(keeper.__file__).read_text())
-    popens = [node for node in ast.walk(tree)
-              if isinstance(node, ast.Call) and ast.unparse(node.func) == "subprocess.Popen"]
-    assert len(popens) == 4  # the forward's ssh, two kinds of question to the VM, the page's Start
+    trees = [ast.parse(module.read_text()) for module in Path(keeper.__file__).parent.glob("*.py")]
+    popens = [
+        node
+        for tree in trees
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "subprocess.Popen"
+    ]
+    assert len(popens) == 3  # the forward's ssh, the questions to the VM (each kind), the page's Start
     for call in popens:
-        assert any(k.arg is None and ast.unparse(k.value) == "platforms.windowless()" for k in call.keywords), \
+        assert any(k.arg is None and ast.unparse(k.value) == "platforms.windowless()" for k in call.keywords), (
             ast.unparse(call)
+        )
 
 
 def test_the_tunnels_login_is_shared_where_ssh_can_and_never_on_windows(tmp_path):
@@ -145,7 +163,8 @@ def test_the_way_to_the_lab_is_a_private_socket_and_on_windows_a_port_checked_to
     has one; Windows' OpenSSH forwards no unix socket, so there ssh listens on a loopback port, which
     anyone may take while ssh is gone: the keeper relays there only over a connection whose other end
     is its own ssh (psutil, as on Windows), never to another user's listener on that port."""
-    from labvm.keeper import Keeper, forward_socket, ssh_command
+    from labvm.keeper import forward_socket, ssh_command
+    from labvm.keeper.forward import Forward
     from realhost import Squatter
 
     for platform in ("linux", "macos", "wsl"):
@@ -155,32 +174,36 @@ def test_the_way_to_the_lab_is_a_private_socket_and_on_windows_a_port_checked_to
         assert forward_socket(odd, "vm") is None
     with platforms.simulating("windows"):
         assert forward_socket(tmp_path, "vm") is None
-        keeper = Keeper("vm", 0, 1, tmp_path, "config", "labvm-vm", str(tmp_path / "hosts.yml"))
+        forward = Forward(tmp_path, "vm", "config", "labvm-vm", 8888, print, lambda: None)
     assert "-L" in (command := ssh_command("config", "labvm-vm", "127.0.0.1:5000", 8888))
     assert command[command.index("-L") + 1] == "127.0.0.1:5000:127.0.0.1:8888"
 
-    listener = ("import socket, sys; s = socket.create_server(('127.0.0.1', int(sys.argv[1]))); print(flush=True); "
-                "held = [s.accept() for _ in range(10)]")  # accepts, as ssh does at once
-    keeper.inner_port = free_port()
-    keeper.child = subprocess.Popen([sys.executable, "-c", listener, str(keeper.inner_port)], stdout=subprocess.PIPE)
+    listener = (
+        "import socket, sys; s = socket.create_server(('127.0.0.1', int(sys.argv[1]))); print(flush=True); "
+        "held = [s.accept() for _ in range(10)]"
+    )  # accepts, as ssh does at once
+    forward.inner_port = free_port()
+    forward.child = subprocess.Popen([sys.executable, "-c", listener, str(forward.inner_port)], stdout=subprocess.PIPE)
     try:
-        keeper.child.stdout.readline()  # it listens
-        connection = keeper.connect_forward()
+        forward.child.stdout.readline()  # it listens
+        connection = forward.connect()
         assert connection is not None  # control: its own ssh's listener is reached
         connection.close()
     finally:
-        keeper.child.kill()
-        keeper.child.wait()
+        forward.child.kill()
+        forward.child.wait()
     with Squatter(neighbour, free_port()) as squatter:
         while "127.0.0.1" not in squatter.bound():
             pass
-        keeper.inner_port = squatter.port
-        keeper.child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the keeper's ssh, gone from the port
+        forward.inner_port = squatter.port
+        forward.child = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"]
+        )  # the keeper's ssh, gone from the port
         try:
-            assert keeper.connect_forward() is None
-            assert keeper.child.wait(10) is not None  # that ssh is ended: a new one listens elsewhere
+            assert forward.connect() is None
+            assert forward.child.wait(10) is not None  # that ssh is ended: a new one listens elsewhere
         finally:
-            keeper.child.kill()
+            forward.child.kill()
         assert squatter.requests() in ([], [""])  # it got a connection, never a byte
 
 
@@ -225,7 +248,11 @@ def test_wsl_opens_the_page_in_windows_browser(bin_dir, tmp_path):
     record = tmp_path / "called"
     stand_in(bin_dir, "explorer.exe", f'printf "%s\\n" "$@" > {record}\nexit 1\n')  # it answers 1 when it worked
     asked = tmp_path / "wslpath-asked"
-    stand_in(bin_dir, "wslpath", f'printf "%s\\n" "$@" > {asked}\ncat <<"EOF"\n\\\\wsl.localhost\\Debian\\open-vm.html\nEOF\n')
+    stand_in(
+        bin_dir,
+        "wslpath",
+        f'printf "%s\\n" "$@" > {asked}\ncat <<"EOF"\n\\\\wsl.localhost\\Debian\\open-vm.html\nEOF\n',
+    )
     page = tmp_path / "open-vm.html"
     with platforms.simulating("wsl"):
         assert platforms.has_browser()
@@ -250,8 +277,11 @@ def test_wsl_is_detected_from_its_kernel_or_its_variable(monkeypatch):
 
 def test_windows_notifies_through_powershell_with_the_texts_out_of_its_script(bin_dir, tmp_path, monkeypatch):
     record = tmp_path / "toast"
-    stand_in(bin_dir, "powershell.exe",
-             f'printf "%s|%s|%s\\n" "$LABVM_NOTIFY_TITLE" "$LABVM_NOTIFY_MESSAGE" "$*" > {record}\n')
+    stand_in(
+        bin_dir,
+        "powershell.exe",
+        f'printf "%s|%s|%s\\n" "$LABVM_NOTIFY_TITLE" "$LABVM_NOTIFY_MESSAGE" "$*" > {record}\n',
+    )
     hostile = "'); Remove-Item -Recurse C:\\ #"
     flags, run = [], subprocess.run
 
@@ -280,8 +310,15 @@ def test_macos_notifies_through_osascript_with_the_texts_as_arguments(bin_dir, t
 
 
 # What a VM may put in an autostop reason, as markup: a link, bold, an image, entities, a comment.
-MARKUP = ['<a href="https://evil.example/login">sign in again</a>', "<b>1</b> & 2 &amp; 3 &#60;", "]]>",
-          "<img src='file:///etc/passwd' alt='x'/>", "<!-- hidden -->", "</i>", "<u"]
+MARKUP = [
+    '<a href="https://evil.example/login">sign in again</a>',
+    "<b>1</b> & 2 &amp; 3 &#60;",
+    "]]>",
+    "<img src='file:///etc/passwd' alt='x'/>",
+    "<!-- hidden -->",
+    "</i>",
+    "<u",
+]
 
 
 def as_markup(body: str) -> str:
@@ -320,8 +357,10 @@ def test_a_vm_s_words_in_a_notification_are_shown_as_text(bin_dir, tmp_path, mon
 @settings(max_examples=200, deadline=None)
 @given(said=st.text(st.characters(blacklist_categories=("Cc", "Cs", "Cn"))))
 def test_any_text_a_vm_says_is_one_text_node_for_notify_send(said):
-    with mock.patch.object(platforms.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "notify-send" else None), \
-            platforms.simulating("linux"):
+    with (
+        mock.patch.object(shutil, "which", lambda name: f"/usr/bin/{name}" if name == "notify-send" else None),
+        platforms.simulating("linux"),
+    ):
         (command, title, body), _ = platforms.notification_command("labvm: vm", said)
     assert (command, title, as_markup(body)) == ("notify-send", "labvm: vm", said)
 
@@ -349,6 +388,7 @@ def test_private_key_permissions_windows_acl_and_posix_mode(bin_dir, tmp_path, m
 
 # -- inv check's laptop lines ---------------------------------------------------------------
 
+
 def test_openssh_line_reads_each_platforms_version():
     line = laptop.openssh_line("ssh", "OpenSSH_for_Windows_8.1p1, LibreSSL 3.0.2", "add OpenSSH Client")
     assert line.ok and line.detail.startswith("OpenSSH_for_Windows_8.1p1")
@@ -360,8 +400,10 @@ def test_openssh_line_reads_each_platforms_version():
     assert here.detail.endswith("(0700): no other user of this machine can reach it")
     with platforms.simulating("windows"):
         assert laptop.sharing() == "no ControlMaster in Windows' OpenSSH: each sync logs in"
-        assert laptop.forwarding().startswith("Windows' OpenSSH forwards no unix socket: the tunnel's ssh listens "
-                                              "on a loopback port, and each connection is checked")
+        assert laptop.forwarding().startswith(
+            "Windows' OpenSSH forwards no unix socket: the tunnel's ssh listens "
+            "on a loopback port, and each connection is checked"
+        )
 
 
 def test_rsync_line_names_the_rsync_or_the_fallback(tmp_path, monkeypatch):
@@ -409,10 +451,20 @@ def test_inv_check_shows_the_laptop_lines(lab, user, sshd):
 
 
 def test_python_dash_m_labvm_runs_the_tasks_without_a_shell_script(tmp_path):
-    listed = subprocess.run([sys.executable, "-m", "labvm", "--list"], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    listed = subprocess.run(
+        [sys.executable, "-m", "labvm", "--list"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert listed.returncode == 0, listed.stderr
     tasks = {line.split()[0] for line in listed.stdout.splitlines() if line.startswith("  ")}
     assert {"up", "sync", "check", "down"} <= tasks
-    assert "python -m labvm" in subprocess.run([sys.executable, "-m", "labvm", "--help"], capture_output=True,
-                                               text=True, cwd=tmp_path, timeout=120).stdout
+    assert (
+        "python -m labvm"
+        in subprocess.run(
+            [sys.executable, "-m", "labvm", "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        ).stdout
+    )

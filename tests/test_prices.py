@@ -33,18 +33,47 @@ E2_SPOT_CORE, E2_SPOT_RAM = 0.006543, 0.000877
 
 def product(usd: str, instance_type: str = "c5.large") -> str:
     """One GetProducts product, a JSON string as PriceList holds it (on-demand Linux, shared tenancy)."""
-    return json.dumps({
-        "product": {"productFamily": "Compute Instance", "sku": "SKU1", "attributes": {
-            "instanceType": instance_type, "regionCode": REGION, "operatingSystem": "Linux", "tenancy": "Shared",
-            "preInstalledSw": "NA", "capacitystatus": "Used", "licenseModel": "No License required"}},
-        "serviceCode": "AmazonEC2",
-        "terms": {"OnDemand": {"SKU1.JRTCKXETXF": {
-            "offerTermCode": "JRTCKXETXF", "sku": "SKU1", "effectiveDate": "2026-11-01T00:00:00Z", "termAttributes": {},
-            "priceDimensions": {"SKU1.JRTCKXETXF.6YS6EN2CT7": {
-                "unit": "Hrs", "beginRange": "0", "endRange": "Inf", "appliesTo": [],
-                "rateCode": "SKU1.JRTCKXETXF.6YS6EN2CT7", "pricePerUnit": {"USD": usd},
-                "description": f"${usd} per On Demand Linux {instance_type} Instance Hour"}}}}},
-        "version": "20261101000000", "publicationDate": "2026-11-01T00:00:00Z"})
+    return json.dumps(
+        {
+            "product": {
+                "productFamily": "Compute Instance",
+                "sku": "SKU1",
+                "attributes": {
+                    "instanceType": instance_type,
+                    "regionCode": REGION,
+                    "operatingSystem": "Linux",
+                    "tenancy": "Shared",
+                    "preInstalledSw": "NA",
+                    "capacitystatus": "Used",
+                    "licenseModel": "No License required",
+                },
+            },
+            "serviceCode": "AmazonEC2",
+            "terms": {
+                "OnDemand": {
+                    "SKU1.JRTCKXETXF": {
+                        "offerTermCode": "JRTCKXETXF",
+                        "sku": "SKU1",
+                        "effectiveDate": "2026-11-01T00:00:00Z",
+                        "termAttributes": {},
+                        "priceDimensions": {
+                            "SKU1.JRTCKXETXF.6YS6EN2CT7": {
+                                "unit": "Hrs",
+                                "beginRange": "0",
+                                "endRange": "Inf",
+                                "appliesTo": [],
+                                "rateCode": "SKU1.JRTCKXETXF.6YS6EN2CT7",
+                                "pricePerUnit": {"USD": usd},
+                                "description": f"${usd} per On Demand Linux {instance_type} Instance Hour",
+                            }
+                        },
+                    }
+                }
+            },
+            "version": "20261101000000",
+            "publicationDate": "2026-11-01T00:00:00Z",
+        }
+    )
 
 
 def profile_of(lab, name: str, settings: dict):
@@ -55,13 +84,15 @@ def profile_of(lab, name: str, settings: dict):
 @pytest.fixture
 def moto_ec2(moto, lab):
     """moto's EC2 for `inv` in a subprocess; moto's state is one per process, so it is reset around the test."""
+
     def reset():
         urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"))
 
     reset()
     lab.extra_env.update(aws_env(moto), LABVM_OWNER="hedy")
-    yield boto3.client("ec2", endpoint_url=moto, region_name=REGION, aws_access_key_id="testing",
-                       aws_secret_access_key="testing")
+    yield boto3.client(
+        "ec2", endpoint_url=moto, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     reset()
 
 
@@ -77,13 +108,30 @@ def aws_offline(lab, monkeypatch):
 
 
 def test_aws_on_demand_price_is_the_price_list_s_hourly_rate(aws_offline):
-    provider = for_profile(profile_of(aws_offline, "aws", {"provider": "aws", "region": REGION, "instance_type": "c5.large"}))
-    with Stubber(provider.pricing) as stub:
-        stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [product("0.0850000000")]}, {
-            "ServiceCode": "AmazonEC2", "MaxResults": 10, "Filters": [
-                {"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in {
-                    "instanceType": "c5.large", "regionCode": REGION, "operatingSystem": "Linux", "tenancy": "Shared",
-                    "preInstalledSw": "NA", "capacitystatus": "Used", "licenseModel": "No License required"}.items()]})
+    provider = for_profile(
+        profile_of(aws_offline, "aws", {"provider": "aws", "region": REGION, "instance_type": "c5.large"})
+    )
+    with Stubber(provider.parts.price.pricing) as stub:
+        stub.add_response(
+            "get_products",
+            {"FormatVersion": "aws_v1", "PriceList": [product("0.0850000000")]},
+            {
+                "ServiceCode": "AmazonEC2",
+                "MaxResults": 10,
+                "Filters": [
+                    {"Type": "TERM_MATCH", "Field": field, "Value": value}
+                    for field, value in {
+                        "instanceType": "c5.large",
+                        "regionCode": REGION,
+                        "operatingSystem": "Linux",
+                        "tenancy": "Shared",
+                        "preInstalledSw": "NA",
+                        "capacitystatus": "Used",
+                        "licenseModel": "No License required",
+                    }.items()
+                ],
+            },
+        )
         assert provider.price_per_hour("c5.large", spot=False) == pytest.approx(0.085)
         stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []}, None)
         assert provider.price_per_hour("c5.nosuch", spot=False) is None  # not in the price list: no price
@@ -94,28 +142,64 @@ def test_aws_spot_price_is_the_latest_of_each_zone_and_the_highest_zone(aws_offl
     now = datetime.now(timezone.utc)
 
     def entry(zone, usd, minutes_ago):
-        return {"AvailabilityZone": zone, "InstanceType": "t3.small", "ProductDescription": "Linux/UNIX",
-                "SpotPrice": usd, "Timestamp": now - timedelta(minutes=minutes_ago)}
+        return {
+            "AvailabilityZone": zone,
+            "InstanceType": "t3.small",
+            "ProductDescription": "Linux/UNIX",
+            "SpotPrice": usd,
+            "Timestamp": now - timedelta(minutes=minutes_ago),
+        }
 
-    history = [entry(f"{REGION}a", "0.0070", 5), entry(f"{REGION}a", "0.0300", 90),  # a's latest is 0.0070
-               entry(f"{REGION}b", "0.0081", 1), entry(f"{REGION}c", "0.0064", 30)]
-    with Stubber(provider.ec2) as stub:
-        stub.add_response("describe_spot_price_history", {"SpotPriceHistory": history},
-                          {"InstanceTypes": ["t3.small"], "ProductDescriptions": ["Linux/UNIX"], "StartTime": ANY})
+    history = [
+        entry(f"{REGION}a", "0.0070", 5),
+        entry(f"{REGION}a", "0.0300", 90),  # a's latest is 0.0070
+        entry(f"{REGION}b", "0.0081", 1),
+        entry(f"{REGION}c", "0.0064", 30),
+    ]
+    with Stubber(provider.api.ec2) as stub:
+        stub.add_response(
+            "describe_spot_price_history",
+            {"SpotPriceHistory": history},
+            {"InstanceTypes": ["t3.small"], "ProductDescriptions": ["Linux/UNIX"], "StartTime": ANY},
+        )
         assert provider.price_per_hour("t3.small", spot=True) == pytest.approx(0.0081)
 
 
 def test_aws_spot_price_of_a_profile_with_a_subnet_is_its_zone_s(aws_offline):
-    provider = for_profile(profile_of(aws_offline, "aws", {"provider": "aws", "region": REGION, "spot": True,
-                                                          "subnet": "subnet-0b"}))
+    provider = for_profile(
+        profile_of(aws_offline, "aws", {"provider": "aws", "region": REGION, "spot": True, "subnet": "subnet-0b"})
+    )
     zone = f"{REGION}b"
-    with Stubber(provider.ec2) as stub:  # DescribeSubnets: API_DescribeSubnets.html
-        stub.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-0b", "VpcId": "vpc-1", "AvailabilityZone": zone,
-                                                            "MapPublicIpOnLaunch": True}]}, {"SubnetIds": ["subnet-0b"]})
-        stub.add_response("describe_spot_price_history", {"SpotPriceHistory": [
-            {"AvailabilityZone": zone, "InstanceType": "t3.small", "ProductDescription": "Linux/UNIX", "SpotPrice": "0.0066",
-             "Timestamp": datetime.now(timezone.utc)}]},
-            {"InstanceTypes": ["t3.small"], "ProductDescriptions": ["Linux/UNIX"], "StartTime": ANY, "AvailabilityZone": zone})
+    with Stubber(provider.api.ec2) as stub:  # DescribeSubnets: API_DescribeSubnets.html
+        stub.add_response(
+            "describe_subnets",
+            {
+                "Subnets": [
+                    {"SubnetId": "subnet-0b", "VpcId": "vpc-1", "AvailabilityZone": zone, "MapPublicIpOnLaunch": True}
+                ]
+            },
+            {"SubnetIds": ["subnet-0b"]},
+        )
+        stub.add_response(
+            "describe_spot_price_history",
+            {
+                "SpotPriceHistory": [
+                    {
+                        "AvailabilityZone": zone,
+                        "InstanceType": "t3.small",
+                        "ProductDescription": "Linux/UNIX",
+                        "SpotPrice": "0.0066",
+                        "Timestamp": datetime.now(timezone.utc),
+                    }
+                ]
+            },
+            {
+                "InstanceTypes": ["t3.small"],
+                "ProductDescriptions": ["Linux/UNIX"],
+                "StartTime": ANY,
+                "AvailabilityZone": zone,
+            },
+        )
         assert provider.price_per_hour("t3.small", spot=True) == pytest.approx(0.0066)
 
 
@@ -123,8 +207,12 @@ def test_aws_spot_price_of_a_profile_with_a_subnet_is_its_zone_s(aws_offline):
 def google(lab, monkeypatch, tmp_path):
     """The GCE fake as Google itself, with a user's ADC: the catalog is read with their token."""
     monkeypatch.setenv("LABVM_SSH_DIR", str(lab.ssh_dir))
-    for name, value in {"NO_GCE_CHECK": "true", "GCE_METADATA_HOST": "127.0.0.1:9", "GCE_METADATA_IP": "127.0.0.1:9",
-                        "LABVM_OWNER": "hedy"}.items():
+    for name, value in {
+        "NO_GCE_CHECK": "true",
+        "GCE_METADATA_HOST": "127.0.0.1:9",
+        "GCE_METADATA_IP": "127.0.0.1:9",
+        "LABVM_OWNER": "hedy",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("LABVM_GCE_ENDPOINT", raising=False)
     monkeypatch.setattr(prices, "_unreachable", set())
@@ -132,9 +220,18 @@ def google(lab, monkeypatch, tmp_path):
         for name, value in fake.google_environment().items():
             monkeypatch.setenv(name, value)
         adc = tmp_path / "adc.json"
-        adc.write_text(json.dumps({"type": "authorized_user", "client_id": "id.apps.googleusercontent.com",
-                                   "client_secret": "secret", "refresh_token": "1//refresh", "token": "ya29.hedy",
-                                   "expiry": "2999-01-01T00:00:00Z"}))
+        adc.write_text(
+            json.dumps(
+                {
+                    "type": "authorized_user",
+                    "client_id": "id.apps.googleusercontent.com",
+                    "client_secret": "secret",
+                    "refresh_token": "1//refresh",
+                    "token": "ya29.hedy",
+                    "expiry": "2999-01-01T00:00:00Z",
+                }
+            )
+        )
         fake.tokens["ya29.hedy"] = "hedy@example.org"
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
         yield fake
@@ -165,8 +262,14 @@ def test_hosts_yml_price_wins_and_a_bad_one_is_one_line(lab, google):
     cades = profile_of(lab, "cades", {"provider": "ssh", "address": "ws1.example.org", "price_per_hour": 0.5})
     provider = for_profile(cades)
     assert prices.price_per_hour(cades, provider) == 0.5 and prices.size_words(cades, provider) == "about $0.50/h"
-    gce = {"provider": "gce", "project": PROJECT, "zone": ZONE, "machine_type": "e2-standard-2", "price_per_hour": 0.07,
-           "cluster": {"workers": 2, "worker_size": "n2-standard-2", "price_per_hour": 0.09}}
+    gce = {
+        "provider": "gce",
+        "project": PROJECT,
+        "zone": ZONE,
+        "machine_type": "e2-standard-2",
+        "price_per_hour": 0.07,
+        "cluster": {"workers": 2, "worker_size": "n2-standard-2", "price_per_hour": 0.09},
+    }
     profile = profile_of(lab, "gce", gce)
     provider = for_profile(profile)
     assert prices.size_words(profile, provider) == "e2-standard-2 in us-west1, about $0.07/h"
@@ -178,18 +281,27 @@ def test_hosts_yml_price_wins_and_a_bad_one_is_one_line(lab, google):
     lab.write_hosts({"gce": {**gce, "price_pre_hour": "cheap"}})
     with pytest.raises(config.LabvmError) as refused:
         config.load(lab.hosts)
-    assert str(refused.value) == (f"{lab.hosts}: profiles.gce.price_pre_hour: unknown key (did you mean 'price_per_hour'?); "
-                                  f"valid keys: {', '.join([*config.COMMON_KEYS, *config.CLOUD_KEYS['gce']])}")
+    assert str(refused.value) == (
+        f"{lab.hosts}: profiles.gce.price_pre_hour: unknown key (did you mean 'price_per_hour'?); "
+        f"valid keys: {', '.join([*config.COMMON_KEYS, *config.cloud_keys('gce')])}"
+    )
     lab.write_hosts({"gce": {**gce, "price_per_hour": "cheap"}})
     with pytest.raises(config.LabvmError) as refused:
         config.load(lab.hosts)
-    assert str(refused.value) == f"{lab.hosts}: profiles.gce.price_per_hour: must be US dollars an hour, a number like 0.085, not 'cheap'"
-    lab.write_hosts({"gce": {**gce, "price_per_hour": 0}})  # a machine the lab does not pay by the hour: a positive control
+    assert (
+        str(refused.value)
+        == f"{lab.hosts}: profiles.gce.price_per_hour: must be US dollars an hour, a number like 0.085, not 'cheap'"
+    )
+    lab.write_hosts(
+        {"gce": {**gce, "price_per_hour": 0}}
+    )  # a machine the lab does not pay by the hour: a positive control
     assert config.load(lab.hosts).profile("gce").price_per_hour == 0
 
 
 def test_the_cache_answers_for_days_and_offline_for_longer(lab, google):
-    profile = profile_of(lab, "gce", {"provider": "gce", "project": PROJECT, "zone": ZONE, "machine_type": "e2-standard-2"})
+    profile = profile_of(
+        lab, "gce", {"provider": "gce", "project": PROJECT, "zone": ZONE, "machine_type": "e2-standard-2"}
+    )
     expected = 2 * E2_CORE + 8 * E2_RAM
     assert prices.size_words(profile, for_profile(profile)) == "e2-standard-2 in us-west1, about $0.067/h"
     cache = lab.ssh_dir / "labvm" / "run" / "prices.json"
@@ -224,13 +336,24 @@ def test_a_failed_lookup_is_no_price(aws_offline):
     assert prices.price_per_hour(profile, provider) is None  # nothing listens at the Pricing API
     assert prices.size_words(profile, provider) == "c5.large in us-west-2"
     assert prices.lookup(provider, "c5.xlarge", False) is None
-    assert not (aws_offline.ssh_dir / "labvm" / "run" / "prices.json").exists() or \
-        not json.loads((aws_offline.ssh_dir / "labvm" / "run" / "prices.json").read_text()).get("prices")
+    assert not (aws_offline.ssh_dir / "labvm" / "run" / "prices.json").exists() or not json.loads(
+        (aws_offline.ssh_dir / "labvm" / "run" / "prices.json").read_text()
+    ).get("prices")
 
 
-@pytest.mark.parametrize("usd, words", [(0.0042, "about $0.0042/h"), (0.085, "about $0.085/h"), (0.0167515, "about $0.017/h"),
-                                        (0.5, "about $0.50/h"), (1.5, "about $1.50/h"), (32.7712, "about $32.77/h"),
-                                        (0.00001, "about $0.00001/h"), (0, "about $0/h")])
+@pytest.mark.parametrize(
+    "usd, words",
+    [
+        (0.0042, "about $0.0042/h"),
+        (0.085, "about $0.085/h"),
+        (0.0167515, "about $0.017/h"),
+        (0.5, "about $0.50/h"),
+        (1.5, "about $1.50/h"),
+        (32.7712, "about $32.77/h"),
+        (0.00001, "about $0.00001/h"),
+        (0, "about $0/h"),
+    ],
+)
 def test_per_hour_rounds_to_what_a_reader_needs(usd, words):
     assert prices.per_hour(usd) == words
 
@@ -241,15 +364,26 @@ def test_audit_prices_every_instance_and_sums_each_owner(lab, moto_ec2):
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
 
     def run(profile, owner, count=1):
-        return [i["InstanceId"] for i in ec2.run_instances(
-            ImageId=ami, MinCount=count, MaxCount=count, InstanceType="t3.small",
-            TagSpecifications=tagged(profile, owner))["Instances"]]
+        return [
+            i["InstanceId"]
+            for i in ec2.run_instances(
+                ImageId=ami,
+                MinCount=count,
+                MaxCount=count,
+                InstanceType="t3.small",
+                TagSpecifications=tagged(profile, owner),
+            )["Instances"]
+        ]
 
     hedy = run("aws", "hedy", 2)
     ada = run("aws", "ada")
     cheap = run("fixed", "ada")
-    lab.write_hosts({"aws": {"provider": "aws", "region": REGION},
-                     "fixed": {"provider": "aws", "region": REGION, "price_per_hour": 0.01}})
+    lab.write_hosts(
+        {
+            "aws": {"provider": "aws", "region": REGION},
+            "fixed": {"provider": "aws", "region": REGION, "price_per_hour": 0.01},
+        }
+    )
     try:
         table = lab.inv("audit").stdout
         data = json.loads(lab.inv("audit", "--json").stdout)
@@ -277,26 +411,47 @@ def test_status_shows_the_machine_s_price_and_its_hours_since_the_last_start(lab
     ec2, price_list = moto_ec2, PriceList("0.0208000000")
     lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = price_list.endpoint
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small", TagSpecifications=tagged("aws", "hedy"))
+    ec2.run_instances(
+        ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small", TagSpecifications=tagged("aws", "hedy")
+    )
     worker_tags = {"labvm:cluster": "aws", "labvm:role": "worker", "labvm:index": "1", "Name": "labvm-aws-w1"}
-    (worker,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.medium", TagSpecifications=[
-        {"ResourceType": "instance", "Tags": tagged("aws", "hedy")[0]["Tags"] + [
-            {"Key": k, "Value": v} for k, v in worker_tags.items()]}])["Instances"]
+    (worker,) = ec2.run_instances(
+        ImageId=ami,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.medium",
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": tagged("aws", "hedy")[0]["Tags"] + [{"Key": k, "Value": v} for k, v in worker_tags.items()],
+            }
+        ],
+    )["Instances"]
     cluster = {"workers": 1, "worker_size": "t3.medium", "price_per_hour": 0.05}
-    lab.write_hosts({"aws": ssh_profile(user, sshd, provider="aws", region=REGION, instance_type="t3.small", image=ami,
-                                        cluster=cluster),
-                     "ws": ssh_profile(user, sshd, price_per_hour=0.25), "plain": ssh_profile(user, sshd)})
+    lab.write_hosts(
+        {
+            "aws": ssh_profile(
+                user, sshd, provider="aws", region=REGION, instance_type="t3.small", image=ami, cluster=cluster
+            ),
+            "ws": ssh_profile(user, sshd, price_per_hour=0.25),
+            "plain": ssh_profile(user, sshd),
+        }
+    )
     try:
         shown = lab.inv("status").stdout.splitlines()
     finally:
         price_list.server.shutdown()
     assert shown[shown.index("aws (aws, 127.0.0.1:%d): reachable" % sshd.port) + 1].startswith(
-        "  machine: t3.small in us-west-2, about $0.021/h, running ")
+        "  machine: t3.small in us-west-2, about $0.021/h, running "
+    )
     assert shown[shown.index("aws (aws, 127.0.0.1:%d): reachable" % sshd.port) + 1].endswith(" since its last start")
-    (line,) = [line for line in shown if line.startswith(f"  cluster: labvm-aws-w1 ({worker['InstanceId']}): VM running, ")]
-    assert line.startswith(f"  cluster: labvm-aws-w1 ({worker['InstanceId']}): VM running, t3.medium, about $0.05/h, running ")
-    assert shown[shown.index("ws (ssh, 127.0.0.1:%d): reachable" % sshd.port) + 1] == \
-        "  machine: about $0.25/h"
+    (line,) = [
+        line for line in shown if line.startswith(f"  cluster: labvm-aws-w1 ({worker['InstanceId']}): VM running, ")
+    ]
+    assert line.startswith(
+        f"  cluster: labvm-aws-w1 ({worker['InstanceId']}): VM running, t3.medium, about $0.05/h, running "
+    )
+    assert shown[shown.index("ws (ssh, 127.0.0.1:%d): reachable" % sshd.port) + 1] == "  machine: about $0.25/h"
     assert not shown[shown.index("plain (ssh, 127.0.0.1:%d): reachable" % sshd.port) + 1].startswith("  machine:")
 
 
@@ -304,9 +459,12 @@ def test_status_of_a_failed_lookup_shows_no_price_and_succeeds(lab, user, sshd, 
     ec2 = moto_ec2
     lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = CLOSED
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    (instance,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small",
-                                    TagSpecifications=tagged("aws", "hedy"))["Instances"]
-    lab.write_hosts({"aws": ssh_profile(user, sshd, provider="aws", region=REGION, instance_type="t3.small", image=ami)})
+    (instance,) = ec2.run_instances(
+        ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small", TagSpecifications=tagged("aws", "hedy")
+    )["Instances"]
+    lab.write_hosts(
+        {"aws": ssh_profile(user, sshd, provider="aws", region=REGION, instance_type="t3.small", image=ami)}
+    )
     result = lab.inv("status", "--host", "aws")
     machine = next(line for line in result.stdout.splitlines() if line.startswith("  machine: "))
     assert machine.startswith("  machine: t3.small in us-west-2, running ") and "$" not in result.stdout
@@ -316,17 +474,30 @@ def test_aws_monthly_prices_are_the_price_list_s_storage_and_address_rates(aws_o
     provider = for_profile(profile_of(aws_offline, "aws", {"provider": "aws", "region": REGION}))
 
     def filters(**wanted):
-        return [{"Type": "TERM_MATCH", "Field": field, "Value": value}
-                for field, value in {"regionCode": REGION, "locationType": "AWS Region", **wanted}.items()]
+        return [
+            {"Type": "TERM_MATCH", "Field": field, "Value": value}
+            for field, value in {"regionCode": REGION, "locationType": "AWS Region", **wanted}.items()
+        ]
 
     def answer(key):
         return {"FormatVersion": "aws_v1", "PriceList": [json.dumps(p) for p in STORAGE_PRICES[key]]}
 
-    with Stubber(provider.pricing) as stub:
-        stub.add_response("get_products", answer(("AmazonEC2", "Storage", "gp3")), {
-            "ServiceCode": "AmazonEC2", "MaxResults": 100, "Filters": filters(productFamily="Storage", volumeApiName="gp3")})
+    with Stubber(provider.parts.price.pricing) as stub:
+        stub.add_response(
+            "get_products",
+            answer(("AmazonEC2", "Storage", "gp3")),
+            {
+                "ServiceCode": "AmazonEC2",
+                "MaxResults": 100,
+                "Filters": filters(productFamily="Storage", volumeApiName="gp3"),
+            },
+        )
         assert provider.price_per_month("volume") == pytest.approx(0.08)  # labvm's volumes are gp3: per GB-month
-        snapshots = {"ServiceCode": "AmazonEC2", "MaxResults": 100, "Filters": filters(productFamily="Storage Snapshot")}
+        snapshots = {
+            "ServiceCode": "AmazonEC2",
+            "MaxResults": 100,
+            "Filters": filters(productFamily="Storage Snapshot"),
+        }
         stub.add_response("get_products", answer(("AmazonEC2", "Storage Snapshot", "")), snapshots)
         assert provider.price_per_month("snapshot") == pytest.approx(0.05)  # not the archive tier beside it
         stub.add_response("get_products", answer(("AmazonEC2", "Storage Snapshot", "")), snapshots)
@@ -385,16 +556,31 @@ def test_audit_prices_disks_addresses_images_and_snapshots_by_the_month(lab, mot
     ec2, price_list = moto_ec2, PriceList("0.0208000000", STORAGE_PRICES)
     lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = price_list.endpoint
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    (running,) = [i["InstanceId"] for i in ec2.run_instances(
-        ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small", TagSpecifications=tagged("aws", "hedy"))["Instances"]]
-    volume = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=5, VolumeType="gp3",
-                               TagSpecifications=tagged("aws", "hedy", kind="volume"))["VolumeId"]
-    snapshot = ec2.create_snapshot(VolumeId=volume, TagSpecifications=tagged("aws", "hedy", kind="snapshot"))["SnapshotId"]
-    image = ec2.create_image(InstanceId=running, Name="labvm-aws-1", TagSpecifications=tagged("aws", "hedy", kind="image"))["ImageId"]
-    image_gb = sum(m["Ebs"]["VolumeSize"] for m in ec2.describe_images(ImageIds=[image])["Images"][0]["BlockDeviceMappings"])
-    attached = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("aws", "hedy", kind="elastic-ip"))["AllocationId"]
+    (running,) = [
+        i["InstanceId"]
+        for i in ec2.run_instances(
+            ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small", TagSpecifications=tagged("aws", "hedy")
+        )["Instances"]
+    ]
+    volume = ec2.create_volume(
+        AvailabilityZone=f"{REGION}a", Size=5, VolumeType="gp3", TagSpecifications=tagged("aws", "hedy", kind="volume")
+    )["VolumeId"]
+    snapshot = ec2.create_snapshot(VolumeId=volume, TagSpecifications=tagged("aws", "hedy", kind="snapshot"))[
+        "SnapshotId"
+    ]
+    image = ec2.create_image(
+        InstanceId=running, Name="labvm-aws-1", TagSpecifications=tagged("aws", "hedy", kind="image")
+    )["ImageId"]
+    image_gb = sum(
+        m["Ebs"]["VolumeSize"] for m in ec2.describe_images(ImageIds=[image])["Images"][0]["BlockDeviceMappings"]
+    )
+    attached = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("aws", "hedy", kind="elastic-ip"))[
+        "AllocationId"
+    ]
     ec2.associate_address(InstanceId=running, AllocationId=attached)
-    loose = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("aws", "ada", kind="elastic-ip"))["AllocationId"]
+    loose = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("aws", "ada", kind="elastic-ip"))[
+        "AllocationId"
+    ]
     lab.write_hosts({"aws": {"provider": "aws", "region": REGION}})
     try:
         table = lab.inv("audit").stdout
@@ -409,8 +595,10 @@ def test_audit_prices_disks_addresses_images_and_snapshots_by_the_month(lab, mot
     assert f" {image_gb * 0.05:.2f} " in line_of(table, image)
     assert " 3.65 " in line_of(table, attached) and " 3.65 " in line_of(table, loose)  # $0.005/h x 730 hours
     hedy = 0.4 + 0.25 + image_gb * 0.05 + 3.65
-    assert f"  hedy: 1 running VM, ≈ $0.0208/h; ≈ ${hedy:.2f}/month for disks, addresses, images and snapshots" \
+    assert (
+        f"  hedy: 1 running VM, ≈ $0.0208/h; ≈ ${hedy:.2f}/month for disks, addresses, images and snapshots"
         in table.splitlines()
+    )
     assert "  ada: no running VM; ≈ $3.65/month for disks, addresses, images and snapshots" in table.splitlines()
     assert "$/mo —" not in table
     rows = {row["id"]: row for row in data["resources"]}

@@ -87,6 +87,7 @@ def proxied(user, tmp_path_factory):
     lab.extra_env.update(LAPTOP_PROXIES)
     yield lab, sshd, proxy
     lab.inv("down", "--host", "vm", check=False)
+    lab.remove("vm")
     sshd.stop()
     proxy.shutdown()
 
@@ -94,8 +95,9 @@ def proxied(user, tmp_path_factory):
 def test_up_works_with_proxies_on_both_sides(proxied, user):
     lab, sshd, proxy = proxied
     # iniconfig: a small package the shared env does not have yet, so the env step installs something.
-    lab.write_hosts({"vm": ssh_profile(user, sshd, env={"packages": ["jupyterlab", "iniconfig"]},
-                                      notebook={"start_timeout": 40})})
+    lab.write_hosts(
+        {"vm": ssh_profile(user, sshd, env={"packages": ["jupyterlab", "iniconfig"]}, notebook={"start_timeout": 40})}
+    )
 
     up = lab.inv("up", "--host", "vm", "--no-browser")
 
@@ -117,8 +119,10 @@ def test_first_run_does_not_ask_about_jupyter_news(proxied):
     url = re.search(r"JupyterLab is ready: (\S+)", lab.inv("up", "--host", "vm", "--no-browser").stdout).group(1)
     base, token = url.split("/lab?token=")
     # The front end asks while fetchNews is "none" (apputils-extension/src/announcements.ts).
-    request = urllib.request.Request(f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification",
-                                     headers={"Authorization": f"token {token}"})
+    request = urllib.request.Request(
+        f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification",
+        headers={"Authorization": f"token {token}"},
+    )
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as answer:
         settings = json.load(answer)
     # Overrides become the schema's defaults (jupyterlab_server/settings_utils.py _override); the

@@ -32,8 +32,15 @@ def test_a_port_another_user_took_is_named_and_never_served(lab, user, sshd, col
     lab.inv("stop-notebook", "--host", "vm")
     # The colleague binds the port the tunnel forwards to (after a stop, a crash or a reboot).
     squatter = subprocess.Popen(
-        ["su", "-s", "/bin/sh", colleague.name, "-c",
-         f"exec python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"127.0.0.1\", {port})); s.listen(); time.sleep(600)'"])
+        [
+            "su",
+            "-s",
+            "/bin/sh",
+            colleague.name,
+            "-c",
+            f"exec python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"127.0.0.1\", {port})); s.listen(); time.sleep(600)'",
+        ]
+    )
     try:
         wait_for_port(port)
         status = lab.inv("status", "--host", "vm").stdout
@@ -48,8 +55,10 @@ def test_a_port_another_user_took_is_named_and_never_served(lab, user, sshd, col
 
 
 # What the colleague runs: a socket on the notebook port that writes a file when anyone connects.
-TATTLER = ("import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-           "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); s.accept(); open(sys.argv[2], 'w').write('reached')")
+TATTLER = (
+    "import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); s.accept(); open(sys.argv[2], 'w').write('reached')"
+)
 
 
 def wait_for_record(lab, state: str, timeout: float = 30) -> dict:
@@ -71,8 +80,13 @@ def test_the_kept_tunnel_never_forwards_to_a_port_another_user_took(lab, user, s
     evidence = Path(tempfile.mkdtemp(prefix="colleague-"))
     evidence.chmod(0o777)  # the colleague writes there
     reached = evidence / "reached"
-    squatter = subprocess.Popen(["python3", "-c", TATTLER, str(port), str(reached)], cwd=evidence,
-                                user=colleague.uid, group=pwd.getpwnam(colleague.name).pw_gid, extra_groups=[])
+    squatter = subprocess.Popen(
+        ["python3", "-c", TATTLER, str(port), str(reached)],
+        cwd=evidence,
+        user=colleague.uid,
+        group=pwd.getpwnam(colleague.name).pw_gid,
+        extra_groups=[],
+    )
     try:
         wait_for_port_owned_by(colleague, port)
         record = wait_for_record(lab, "refused")
@@ -112,8 +126,13 @@ def test_a_port_taken_is_noticed_even_while_the_vm_refuses_new_logins(lab, user,
     squatter = None
     try:
         keys.write_text("")  # no new login from now on; the tunnel's login goes on
-        squatter = subprocess.Popen(["python3", "-c", TATTLER, str(port), str(reached)], cwd=evidence,
-                                    user=colleague.uid, group=pwd.getpwnam(colleague.name).pw_gid, extra_groups=[])
+        squatter = subprocess.Popen(
+            ["python3", "-c", TATTLER, str(port), str(reached)],
+            cwd=evidence,
+            user=colleague.uid,
+            group=pwd.getpwnam(colleague.name).pw_gid,
+            extra_groups=[],
+        )
         wait_for_port_owned_by(colleague, port)
         record = wait_for_record(lab, "refused")
         assert f"port {port} on the VM is held by user {colleague.name}, not you" in record["reason"], record
@@ -164,23 +183,29 @@ def cookie_status(tab, base: str) -> int:
 def wait_for_port_owned_by(colleague, port: int, timeout: float = 10) -> None:
     """The colleague's socket listens (seen in /proc, as labvm sees it: no connection to it)."""
     deadline = time.monotonic() + timeout
-    while not any(line.split()[3] == "0A" and int(line.split()[1].rsplit(":", 1)[1], 16) == port
-                  and int(line.split()[7]) == colleague.uid for line in Path("/proc/net/tcp").read_text().splitlines()[1:]):
+    while not any(
+        line.split()[3] == "0A"
+        and int(line.split()[1].rsplit(":", 1)[1], 16) == port
+        and int(line.split()[7]) == colleague.uid
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+    ):
         if time.monotonic() > deadline:
             raise AssertionError(f"the colleague's socket on port {port} did not appear")
         time.sleep(0.05)
 
 
-
 NOBODY = '{"port": 8888, "uid": null, "mine": false, "user": null}'
 
 
-@pytest.mark.parametrize("answer, refused", [
-    (NOBODY, ""),
-    ('{"port": 8888, "uid": 1000, "mine": true, "user": "me"}', ""),
-    ('{"port": 8888, "uid": 0, "mine": false, "user": "root"}', ""),  # root reads the token anyway
-    ('{"port": 8888, "uid": 1001, "mine": false, "user": "bob\\u001b]0;x\\u0007"}', "held by user bob"),
-])
+@pytest.mark.parametrize(
+    "answer, refused",
+    [
+        (NOBODY, ""),
+        ('{"port": 8888, "uid": 1000, "mine": true, "user": "me"}', ""),
+        ('{"port": 8888, "uid": 0, "mine": false, "user": "root"}', ""),  # root reads the token anyway
+        ('{"port": 8888, "uid": 1001, "mine": false, "user": "bob\\u001b]0;x\\u0007"}', "held by user bob"),
+    ],
+)
 def test_the_owner_answer_decides_the_forward(answer, refused):
     from labvm.keeper import port_holders, refusal
 
@@ -188,12 +213,22 @@ def test_the_owner_answer_decides_the_forward(answer, refused):
     assert refused in reason if refused else reason == ""
 
 
-@pytest.mark.parametrize("answer", [
-    "", "not json", "[" * 5000, '{"port": 8888}', NOBODY + "\n" + NOBODY, NOBODY.replace("8888", "9999"),
-    '{"port": 8888, "uid": true, "mine": false, "user": "x"}', '{"port": 8888, "uid": 5, "mine": 1, "user": "x"}',
-    '{"port": 8888, "uid": -1, "mine": false, "user": "x"}', '{"port": 8888, "uid": 5, "mine": false, "user": ""}',
-    NOBODY[:-1] + ', "extra": 1}',
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "",
+        "not json",
+        "[" * 5000,
+        '{"port": 8888}',
+        NOBODY + "\n" + NOBODY,
+        NOBODY.replace("8888", "9999"),
+        '{"port": 8888, "uid": true, "mine": false, "user": "x"}',
+        '{"port": 8888, "uid": 5, "mine": 1, "user": "x"}',
+        '{"port": 8888, "uid": -1, "mine": false, "user": "x"}',
+        '{"port": 8888, "uid": 5, "mine": false, "user": ""}',
+        NOBODY[:-1] + ', "extra": 1}',
+    ],
+)
 def test_an_owner_answer_labvm_cannot_read_is_refused(answer):
     from labvm.keeper import port_holders
 

@@ -156,6 +156,7 @@ def test_hand_started_jupyter_is_reported_and_ended_only_with_force(lab, user, s
         f"--ServerApp.port_retries=0 >/dev/null 2>&1 &"
     )
     from realhost import wait_for_port
+
     wait_for_port(port, 60)
     hand = user.processes(f"jupyter-lab --no-browser --port={port}")
     assert len(hand) == 1
@@ -188,8 +189,12 @@ def test_failed_start_shows_the_jupyter_log(lab, user, sshd):
 def test_inv_ssh_logs_in_with_labvms_key(lab, user, sshd):
     lab.write_hosts({"vm": ssh_profile(user, sshd)})
     result = subprocess.run(
-        [*INV, "ssh", "--host", "vm"], input="id -un\n", capture_output=True, text=True,
-        env=lab.env, timeout=60,
+        [*INV, "ssh", "--host", "vm"],
+        input="id -un\n",
+        capture_output=True,
+        text=True,
+        env=lab.env,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == user.name
@@ -203,13 +208,16 @@ def test_machines_set_up_at_the_same_time_each_keep_their_ssh_alias(tmp_path):
     from labvm.sshconfig import SshHome
 
     ssh = SshHome(tmp_path / "ssh")
-    workers = [Profile(name=f"lab+w{i}", provider="ssh", source=tmp_path / "hosts.yml", address=f"10.9.0.{i}",
-                       user="ada") for i in range(1, 25)]
+    workers = [
+        Profile(name=f"lab+w{i}", provider="ssh", source=tmp_path / "hosts.yml", address=f"10.9.0.{i}", user="ada")
+        for i in range(1, 25)
+    ]
     with ThreadPoolExecutor(len(workers)) as pool:
         list(pool.map(lambda worker: ssh.write_host(worker, worker.address), workers))
     for worker in workers:
-        seen = subprocess.run(["ssh", "-F", str(ssh.config), "-G", worker.alias], capture_output=True, text=True,
-                              check=True).stdout.splitlines()
+        seen = subprocess.run(
+            ["ssh", "-F", str(ssh.config), "-G", worker.alias], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
         assert f"hostname {worker.address}" in seen, worker.alias
     assert sorted(p.name for p in ssh.config.parent.iterdir()) == ["config"]  # no temporary file left
 
@@ -222,8 +230,9 @@ def test_tasks_at_once_on_one_vm_each_get_whole_scripts(lab, user, sshd):
     names = [f"vm{i}" for i in range(8)]
     lab.write_hosts({name: ssh_profile(user, sshd) for name in names})
     shown = lab.inv("status").stdout.splitlines()
-    assert sorted(line for line in shown if not line.startswith(" ")) == \
-        sorted(f"{name} (ssh, 127.0.0.1:{sshd.port}): reachable" for name in names)
+    assert sorted(line for line in shown if not line.startswith(" ")) == sorted(
+        f"{name} (ssh, 127.0.0.1:{sshd.port}): reachable" for name in names
+    )
     for script in (p for p in (ROOT / "scripts").iterdir() if p.is_file()):
         assert (scripts / script.name).read_bytes() == script.read_bytes()
     assert [p.name for p in scripts.iterdir() if ".labvm-" in p.name] == []  # no half-way copies left

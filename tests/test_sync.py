@@ -9,11 +9,7 @@ import time
 
 import pytest
 
-from realhost import (HOSTILE_NAMES, INV, RAW_CONTROL, Sshd, names_in, one_line, path_without, put, put_raw,
-                      ssh_profile)
-
-
-
+from realhost import HOSTILE_NAMES, INV, RAW_CONTROL, Sshd, names_in, one_line, path_without, put, put_raw, ssh_profile
 
 
 def test_pull_brings_notebooks_home_and_never_deletes(lab, user, sshd, workspace):
@@ -114,8 +110,13 @@ class Watch:
 
     def __init__(self, lab, *args):
         self.process = subprocess.Popen(
-            [*INV, "sync", "--watch", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=lab.env, cwd=lab.directory, stdin=subprocess.DEVNULL,
+            [*INV, "sync", "--watch", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=lab.env,
+            cwd=lab.directory,
+            stdin=subprocess.DEVNULL,
         )
         self.lines = queue.Queue()
         self.seen = []
@@ -190,8 +191,11 @@ def test_down_syncs_first_and_still_does_the_rest_when_it_cannot(lab, user, work
     finally:
         vm.stop()
     failed = lab.inv("down", "--host", "vm", check=False)
-    one_line(failed, "down: the sync and stopping Jupyter failed (said above); the rest was done",
-             "`inv sync --host vm` brings the notebooks home once the host answers")
+    one_line(
+        failed,
+        "down: the sync and stopping Jupyter failed (said above); the rest was done",
+        "`inv sync --host vm` brings the notebooks home once the host answers",
+    )
     assert "the sync failed: sync: cannot reach labvm-vm" in failed.output
     assert "tunnel: none was open" in failed.output  # the step after the failed ones ran
     assert (lab.directory / "notebooks" / "vm" / "result.ipynb").read_text() == "done"
@@ -202,9 +206,6 @@ def test_bad_sync_patterns_name_the_key(lab, user, sshd):
     result = lab.inv("sync", "--host", "vm", check=False)
     assert result.returncode == 1
     assert "profiles.vm.sync: must be a list of strings" in result.output
-
-
-
 
 
 def test_hostile_file_names_come_home_intact_and_are_shown_escaped(lab, user, sshd, workspace):
@@ -281,23 +282,28 @@ def test_a_name_that_looks_like_rsyncs_skip_line_is_not_misread(lab, user, sshd,
 
 # -- which rsync labvm trusts with a VM's data (sync.SAFE_RSYNC) --------------------------------------
 
+
 def rsync_stand_in(folder, version_line: str):
     """An rsync that only says its version; any other call leaves a mark (labvm must not run it)."""
     folder.mkdir(exist_ok=True)
     script = folder / "rsync"
-    script.write_text(f'#!/bin/sh\n[ "$1" = --version ] && {{ echo "{version_line}"; exit 0; }}\n'
-                      f'touch {folder}/ran; exit 99\n')
+    script.write_text(
+        f'#!/bin/sh\n[ "$1" = --version ] && {{ echo "{version_line}"; exit 0; }}\ntouch {folder}/ran; exit 99\n'
+    )
     script.chmod(0o755)
     return folder
 
 
-@pytest.mark.parametrize("version_line, usable", [
-    ("rsync  version 3.2.7  protocol version 31", False),  # Debian 12, Ubuntu 24.04 (2024 fixes backported)
-    ("rsync  version 3.4.1  protocol version 32", False),
-    ("rsync  version v3.4.4  protocol version 32", False),
-    ("rsync  version 3.5.0  protocol version 32", True),
-    ("rsync  version 3.10.2  protocol version 33", True),
-])
+@pytest.mark.parametrize(
+    "version_line, usable",
+    [
+        ("rsync  version 3.2.7  protocol version 31", False),  # Debian 12, Ubuntu 24.04 (2024 fixes backported)
+        ("rsync  version 3.4.1  protocol version 32", False),
+        ("rsync  version v3.4.4  protocol version 32", False),
+        ("rsync  version 3.5.0  protocol version 32", True),
+        ("rsync  version 3.10.2  protocol version 33", True),
+    ],
+)
 def test_an_rsync_older_than_the_fixes_for_a_hostile_peer_is_left_alone(tmp_path, monkeypatch, version_line, usable):
     from labvm import sync
 
@@ -309,10 +315,12 @@ def test_an_rsync_older_than_the_fixes_for_a_hostile_peer_is_left_alone(tmp_path
         sync.local_rsync.cache_clear()
     assert found.usable is usable
     if not usable:
-        assert found.summary() == (f"{tmp_path}/bin/rsync is rsync {version_line.split()[2].lstrip('v')}: the built-in "
-                                   f"fallback is used (rsync before 3.5.0 lacks fixes for what a VM's rsync can send "
-                                   f"it: CVE-2024-12086, CVE-2024-12087, CVE-2026-43620, CVE-2026-70458, ...; "
-                                   f"rsync 3.5.0+ is used)")
+        assert found.summary() == (
+            f"{tmp_path}/bin/rsync is rsync {version_line.split()[2].lstrip('v')}: the built-in "
+            f"fallback is used (rsync before 3.5.0 lacks fixes for what a VM's rsync can send "
+            f"it: CVE-2024-12086, CVE-2024-12087, CVE-2026-43620, CVE-2026-70458, ...; "
+            f"rsync 3.5.0+ is used)"
+        )
 
 
 def test_with_an_old_rsync_the_fallback_syncs_says_so_once_and_inv_check_says_why(lab, user, sshd, workspace, tmp_path):
@@ -332,7 +340,7 @@ def test_with_an_old_rsync_the_fallback_syncs_says_so_once_and_inv_check_says_wh
 
 def test_on_windows_a_name_that_is_not_utf8_is_not_a_name_there(tmp_path):
     from labvm import platforms
-    from labvm.sync import safe_relative_path
+    from labvm.sync_rules import safe_relative_path
 
     undecodable = b"bad\xff.ipynb".decode("utf-8", "surrogateescape")
     assert safe_relative_path(tmp_path, undecodable) == tmp_path / undecodable  # Linux keeps the bytes

@@ -44,7 +44,10 @@ def test_without_rsync_notebooks_come_home_over_one_connection_and_nothing_is_de
     assert (home / "analysis.ipynb").read_text() == '{"cells": []}'
     assert (home / "lib" / "helpers.py").read_text() == "def f(): pass\n"
     assert sorted(p.name for p in home.rglob("*") if not p.name.startswith(".labvm-sync")) == [
-        "analysis.ipynb", "helpers.py", "lib"]
+        "analysis.ipynb",
+        "helpers.py",
+        "lib",
+    ]
     # Times come with the files, so the next sync finds them unchanged.
     assert (home / "analysis.ipynb").stat().st_mtime_ns == (workspace / "analysis.ipynb").stat().st_mtime_ns
 

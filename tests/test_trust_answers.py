@@ -27,6 +27,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from labvm import config as labvm_config
+from labvm import vm
 from labvm.errors import LabvmError
 from labvm.keeper import Keeper
 from labvm.sshconfig import SshHome
@@ -49,8 +50,9 @@ def profile_at(tmp_path: Path, **values) -> labvm_config.Profile:
 
 
 def ssh_g(config: Path, alias: str) -> dict[str, str]:
-    out = subprocess.run(["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL, timeout=10)
+    out = subprocess.run(
+        ["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=10
+    )
     assert out.returncode == 0, out.stderr
     return dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
 
@@ -58,8 +60,15 @@ def ssh_g(config: Path, alias: str) -> dict[str, str]:
 # -- item 3: the ssh config's writer checks every value, whatever its origin -------------------------
 
 HOSTILE_USERS = [
-    "lab\n    ProxyCommand touch {m}", "lab\r\nLocalCommand touch {m}", "lab\x00x", "-oProxyCommand=touch {m}",
-    "lab lab", 'lab"', "lab%h", "lab\u2028ProxyCommand touch {m}", "lab\x1b]0;x\x07",
+    "lab\n    ProxyCommand touch {m}",
+    "lab\r\nLocalCommand touch {m}",
+    "lab\x00x",
+    "-oProxyCommand=touch {m}",
+    "lab lab",
+    'lab"',
+    "lab%h",
+    "lab\u2028ProxyCommand touch {m}",
+    "lab\x1b]0;x\x07",
 ]
 
 
@@ -88,12 +97,24 @@ def test_a_port_that_is_not_a_port_is_one_line(tmp_path, port):
 
 # -- item 17: aliases never collide ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("order", [("a", "a-jump"), ("a-jump", "a")])
 def test_a_jump_alias_never_collides_with_a_profile(tmp_path, order):
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"profiles": {
-        "a": {"provider": "ssh", "address": "10.0.0.1", "user": "lab", "jump": "gate@login.example.org:2222"},
-        "a-jump": {"provider": "ssh", "address": "10.0.0.2", "user": "lab"},
-    }}))
+    (tmp_path / "hosts.yml").write_text(
+        yaml.safe_dump(
+            {
+                "profiles": {
+                    "a": {
+                        "provider": "ssh",
+                        "address": "10.0.0.1",
+                        "user": "lab",
+                        "jump": "gate@login.example.org:2222",
+                    },
+                    "a-jump": {"provider": "ssh", "address": "10.0.0.2", "user": "lab"},
+                }
+            }
+        )
+    )
     config = labvm_config.load(tmp_path / "hosts.yml")
     ssh = SshHome(tmp_path / "ssh")
     for name in order:
@@ -101,7 +122,12 @@ def test_a_jump_alias_never_collides_with_a_profile(tmp_path, order):
         ssh.write_host(profile, profile.address)
     a = ssh_g(ssh.config, "labvm-a")
     jump = ssh_g(ssh.config, a["proxyjump"])
-    assert (a["hostname"], jump["hostname"], jump["port"], jump["user"]) == ("10.0.0.1", "login.example.org", "2222", "gate")
+    assert (a["hostname"], jump["hostname"], jump["port"], jump["user"]) == (
+        "10.0.0.1",
+        "login.example.org",
+        "2222",
+        "gate",
+    )
     assert ssh_g(ssh.config, "labvm-a-jump")["hostname"] == "10.0.0.2"
     assert "proxyjump" not in ssh_g(ssh.config, "labvm-a-jump")
 
@@ -113,6 +139,7 @@ def test_no_profile_name_holds_the_jump_aliases_character(tmp_path):
 
 
 # -- items 1 and 16: labvm's SSH folder is the user's alone ------------------------------------------
+
 
 def test_ssh_folders_are_made_0700_and_the_key_0600(tmp_path):
     ssh = SshHome(tmp_path / "home" / ".ssh")
@@ -149,26 +176,41 @@ def test_an_ssh_dir_of_another_user_is_refused(tmp_path, monkeypatch):
 
 # -- items 13, 14, 15: the keeper's autostop question ------------------------------------------------
 
+
 @pytest.fixture
 def keeper(tmp_path) -> Keeper:
     return Keeper("vm", 1, 1, tmp_path, str(tmp_path / "config"), "labvm-vm", str(tmp_path / "hosts.yml"))
 
 
-REPORT = {"idle_seconds": 1800, "set_by": "hosts.yml", "scheduler": "cron", "idle_for": 1700,
-          "last_check_ago": 30, "stop_requested": False, "reasons": [], "extended_until": None,
-          "stopped_at": None, "stopped_after": None, "dask_scheduler": None, "worker_grace": None}
+REPORT = {
+    "idle_seconds": 1800,
+    "set_by": "hosts.yml",
+    "scheduler": "cron",
+    "idle_for": 1700,
+    "last_check_ago": 30,
+    "stop_requested": False,
+    "reasons": [],
+    "extended_until": None,
+    "stopped_at": None,
+    "stopped_after": None,
+    "dask_scheduler": None,
+    "worker_grace": None,
+}
 
 
-@pytest.mark.parametrize("answer", [
-    '{"idle_seconds": 1800, "idle_for": Infinity}',
-    '{"idle_seconds": 1800, "idle_for": NaN}',
-    '{"idle_seconds": 1800, "idle_for": 1e400}',
-    '{"idle_seconds": 1800, "idle_for": 99999999999999999999999999999}',
-    '{"idle_seconds": "30m", "idle_for": 10}',
-    '{"idle_seconds": 1800, "idle_for": 1700, "reasons": "x"}',
-    "[" * 100000,
-    '{"idle_seconds": 1800, "idle_for": 1700, "set_by": "' + OSC52 + '"}',
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"idle_seconds": 1800, "idle_for": Infinity}',
+        '{"idle_seconds": 1800, "idle_for": NaN}',
+        '{"idle_seconds": 1800, "idle_for": 1e400}',
+        '{"idle_seconds": 1800, "idle_for": 99999999999999999999999999999}',
+        '{"idle_seconds": "30m", "idle_for": 10}',
+        '{"idle_seconds": 1800, "idle_for": 1700, "reasons": "x"}',
+        "[" * 100000,
+        '{"idle_seconds": 1800, "idle_for": 1700, "set_by": "' + OSC52 + '"}',
+    ],
+)
 def test_a_bad_autostop_report_is_one_log_line_and_the_watch_lives_on(keeper, capsys, answer):
     keeper.watch.judge(0, answer + "\n", "")
     log = capsys.readouterr().out
@@ -204,6 +246,7 @@ def test_the_keeper_reads_a_bounded_answer(lab, user, sshd, plant, tmp_path):
 
 # -- item 13: the jump host's banner in `inv check` ----------------------------------------------------
 
+
 def banner_server(banner: bytes) -> tuple[socket.socket, int]:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -235,6 +278,7 @@ def test_a_jump_hosts_banner_reaches_the_terminal_cleaned(lab, user, sshd):
 
 # -- items 13 and 15: what a step on the VM prints ------------------------------------------------
 
+
 @pytest.fixture
 def plant(user):
     """A VM whose user rewrote one of labvm's scripts (the digest still says they are labvm's);
@@ -244,8 +288,7 @@ def plant(user):
 
 
 def plant_script(user, name: str, text: str) -> None:
-    scripts = Path(labvm_config.__file__).resolve().parent.parent / "scripts"
-    files = sorted(p for p in scripts.iterdir() if p.is_file())
+    files = vm.files()  # labvm's scripts, and the digest that says a host has them
     digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
     folder = user.home / ".labvm" / "scripts"
     folder.mkdir(parents=True, exist_ok=True)
@@ -259,10 +302,13 @@ def plant_script(user, name: str, text: str) -> None:
 def test_a_steps_stderr_reaches_the_terminal_cleaned(lab, user, sshd, plant):
     lab.write_hosts({"vm": ssh_profile(user, sshd)})
     lab.inv("keys", "--host", "vm")
-    plant("notebook.sh", "#!/bin/sh\n"
-                 f"printf 'progress %s\\n' '{OSC52}{TITLE}' >&2\n"
-                 "head -c 3000000 /dev/zero | tr '\\0' 'y' >&2; echo >&2\n"
-                 f"printf 'error: boom %s\\n' '{ERASE}{TITLE}' >&2\nexit 1\n")
+    plant(
+        "notebook.sh",
+        "#!/bin/sh\n"
+        f"printf 'progress %s\\n' '{OSC52}{TITLE}' >&2\n"
+        "head -c 3000000 /dev/zero | tr '\\0' 'y' >&2; echo >&2\n"
+        f"printf 'error: boom %s\\n' '{ERASE}{TITLE}' >&2\nexit 1\n",
+    )
     result = lab.inv("status", "--host", "vm", check=False)
     assert not RAW_CONTROL.search(result.output.replace("\n", "")), repr(result.output[:400])
     assert "progress \\x1b]52;c;" in result.stderr and "boom \\x0d\\x1b[2K" in result.output
@@ -283,68 +329,103 @@ def test_a_port_that_is_not_ssh_is_one_line_without_paramikos_traceback(lab, use
 
 # -- items 15, 16: the notebook's status and the browser's URL ----------------------------------------
 
-STATUS = {"port": 8888, "server": {"pid": 42, "port": 8888, "token": "ab12" * 12, "base_url": "/",
-                                   "root_dir": "/home/lab/work", "runtime_file": "/x.json", "answering": True,
-                                   "kernels": 1, "busy_kernels": 0, "connections": 1, "idle_seconds": 5},
-          "other": None, "port_busy": False, "mem_total": 4 << 30, "mem_available": 1 << 30,
-          "disk_total": 10 << 30, "disk_free": 5 << 30, "load": 0.1, "autostop": REPORT}
+STATUS = {
+    "port": 8888,
+    "server": {
+        "pid": 42,
+        "port": 8888,
+        "token": "ab12" * 12,
+        "base_url": "/",
+        "root_dir": "/home/lab/work",
+        "runtime_file": "/x.json",
+        "answering": True,
+        "kernels": 1,
+        "busy_kernels": 0,
+        "connections": 1,
+        "idle_seconds": 5,
+    },
+    "other": None,
+    "port_busy": False,
+    "mem_total": 4 << 30,
+    "mem_available": 1 << 30,
+    "disk_total": 10 << 30,
+    "disk_free": 5 << 30,
+    "load": 0.1,
+    "autostop": REPORT,
+}
 
 
 def with_server(**changes) -> str:
     return json.dumps({**STATUS, "server": {**STATUS["server"], **changes}})
 
 
-@pytest.mark.parametrize("answer, words", [
-    ("Traceback (most recent call last):", "not JSON"),
-    ("", "not JSON: progress"),
-    ('{"port": 8888}', "server, other, port_busy"),
-    (json.dumps({**STATUS, "server": {}}), "server.pid"),
-    (with_server(token="abc\r\nSet-Cookie: x"), "server.token"),
-    (with_server(token=None), "server.token"),
-    (with_server(base_url="@evil.example/"), "server.base_url"),
-    (with_server(base_url="//evil.example/"), "server.base_url"),
-    (with_server(base_url="/a/../b/" + TITLE), "server.base_url"),
-    (with_server(pid=1e400), "not JSON"),
-    (with_server(kernels=-1), "server.kernels"),
-    (json.dumps({**STATUS, "load": "NaN"}), "load"),
-    ('{"a": ' * 2000, "not JSON"),
-    ("x" * (1 << 20), "larger than"),
-])
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        ("Traceback (most recent call last):", "not JSON"),
+        ("", "not JSON: progress"),
+        ('{"port": 8888}', "server, other, port_busy"),
+        (json.dumps({**STATUS, "server": {}}), "server.pid"),
+        (with_server(token="abc\r\nSet-Cookie: x"), "server.token"),
+        (with_server(token=None), "server.token"),
+        (with_server(base_url="@evil.example/"), "server.base_url"),
+        (with_server(base_url="//evil.example/"), "server.base_url"),
+        (with_server(base_url="/a/../b/" + TITLE), "server.base_url"),
+        (with_server(pid=1e400), "not JSON"),
+        (with_server(kernels=-1), "server.kernels"),
+        (json.dumps({**STATUS, "load": "NaN"}), "load"),
+        ('{"a": ' * 2000, "not JSON"),
+        ("x" * (1 << 20), "larger than"),
+    ],
+)
 def test_a_bad_notebook_status_is_one_line(answer, words):
-    from labvm import answers
+    from labvm import notebook
 
     with pytest.raises(LabvmError) as refused:
-        answers.notebook_status(f"progress\n{answer}\n", "vm (lab@10.0.0.1:22)", "vm")
+        notebook.notebook_status(f"progress\n{answer}\n", "vm (lab@10.0.0.1:22)", "vm")
     one_clean_line(str(refused.value))
     assert str(refused.value).startswith("vm (lab@10.0.0.1:22): notebook status")
     assert words in str(refused.value) and "`inv setup --host vm`" in str(refused.value)
 
 
 def test_a_good_notebook_status_gives_its_values_with_texts_cleaned():
-    from labvm import answers
+    from labvm import notebook
 
-    status = answers.notebook_status(with_server(root_dir=f"/home/{TITLE}"), "vm", "vm")
+    status = notebook.notebook_status(with_server(root_dir=f"/home/{TITLE}"), "vm", "vm")
     assert status["server"]["token"] == "ab12" * 12 and status["server"]["kernels"] == 1
     assert status["server"]["root_dir"] == "/home/\\x1b]0;root@bank\\x07"
-    assert answers.lab_url(9000, status["server"]) == f"http://127.0.0.1:9000/lab?token={'ab12' * 12}"
+    assert notebook.lab_url(9000, status["server"]) == f"http://127.0.0.1:9000/lab?token={'ab12' * 12}"
 
 
-@pytest.mark.parametrize("base_url", ["@evil.example/", "//evil.example/", "/@evil.example/", "/a//b/",
-                                      "\\\\evil.example/", "/a?x=@evil/", "/a#@evil/", "/a/%2F%2Fevil/",
-                                      " /a/", "/a/\n", "http://evil.example/"])
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "@evil.example/",
+        "//evil.example/",
+        "/@evil.example/",
+        "/a//b/",
+        "\\\\evil.example/",
+        "/a?x=@evil/",
+        "/a#@evil/",
+        "/a/%2F%2Fevil/",
+        " /a/",
+        "/a/\n",
+        "http://evil.example/",
+    ],
+)
 def test_a_base_url_never_moves_the_url_to_another_host(base_url):
-    from labvm import answers
+    from labvm import answers, notebook
 
     with pytest.raises(answers.BadAnswer):
-        answers.lab_url(9000, {"base_url": base_url, "token": "abc"})
+        notebook.lab_url(9000, {"base_url": base_url, "token": "abc"})
 
 
 @given(st.text(alphabet=st.sampled_from("/@:.?#%\\a-_~ \t\r\nA9"), max_size=30))
 def test_any_accepted_base_url_keeps_the_host(base_url):
-    from labvm import answers
+    from labvm import answers, notebook
 
     try:
-        url = answers.lab_url(9000, {"base_url": base_url, "token": "abc"})
+        url = notebook.lab_url(9000, {"base_url": base_url, "token": "abc"})
     except answers.BadAnswer:
         return
     parts = urlsplit(url)
@@ -354,10 +435,10 @@ def test_any_accepted_base_url_keeps_the_host(base_url):
 
 def test_an_extension_past_any_calendar_is_refused():
     """`--extend 99999999999999999h` comes back as extended_until: never a traceback when shown."""
-    from labvm import answers
+    from labvm import autostop
 
     with pytest.raises(LabvmError) as refused:
-        answers.autostop_report(json.dumps({**REPORT, "extended_until": 360000000000000000000}), "vm", "vm")
+        autostop.autostop_report(json.dumps({**REPORT, "extended_until": 360000000000000000000}), "vm", "vm")
     assert "autostop.extended_until" in str(refused.value)
 
 
@@ -373,6 +454,7 @@ field_names = st.sampled_from(sorted({*STATUS, *STATUS["server"], *REPORT}))
 
 def hostile_answer():
     """A near-miss of a real answer: one field (or a whole part) replaced by anything."""
+
     def mutate(pair):
         key, value = pair
         status = json.loads(json.dumps(STATUS))
@@ -380,8 +462,13 @@ def hostile_answer():
         target = status["autostop"] if key in REPORT and key not in STATUS["server"] else target
         target[key] = value
         return json.dumps(status, allow_nan=True)
-    return st.one_of(st.tuples(field_names, json_values).map(mutate), json_values.map(json.dumps),
-                     st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("utf-8", "replace")))
+
+    return st.one_of(
+        st.tuples(field_names, json_values).map(mutate),
+        json_values.map(json.dumps),
+        st.text(max_size=200),
+        st.binary(max_size=200).map(lambda b: b.decode("utf-8", "replace")),
+    )
 
 
 def texts_in(value):
@@ -398,9 +485,9 @@ def texts_in(value):
 @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(answer=hostile_answer())
 def test_every_parser_answers_anything_with_values_or_one_clean_line(answer):
-    from labvm import answers
+    from labvm import autostop, notebook
 
-    for parse in (answers.notebook_status, answers.autostop_report, answers.notebook_stopped):
+    for parse in (notebook.notebook_status, autostop.autostop_report, notebook.notebook_stopped):
         try:
             values = parse(answer, "vm", "vm")
         except LabvmError as e:
@@ -414,8 +501,14 @@ def test_every_parser_answers_anything_with_values_or_one_clean_line(answer):
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
-@given(report=st.fixed_dictionaries({key: json_values for key in ("idle_seconds", "idle_for", "extended_until",
-                                                                  "stop_requested", "dask_scheduler", "reasons")}))
+@given(
+    report=st.fixed_dictionaries(
+        {
+            key: json_values
+            for key in ("idle_seconds", "idle_for", "extended_until", "stop_requested", "dask_scheduler", "reasons")
+        }
+    )
+)
 def test_the_keeper_lives_through_any_report(tmp_path_factory, report):
     keeper = Keeper("vm", 1, 1, tmp_path_factory.mktemp("k"), "config", "labvm-vm", "hosts.yml")
     keeper.watch.judge(0, json.dumps(report, allow_nan=True) + "\n", "")
@@ -435,6 +528,9 @@ def test_the_sanitiser_lets_no_control_byte_through(text):
     terminal = io.StringIO()
     stream = CleanStream(terminal, budget=4000)
     for start in range(0, len(text), 7):
-        stream.write(text[start:start + 7])
+        stream.write(text[start : start + 7])
     stream.flush()
-    assert not RAW_CONTROL.search(terminal.getvalue().replace("\n", "")) and len(terminal.getvalue()) < 4000 + 6 * LINE_LIMIT
+    assert (
+        not RAW_CONTROL.search(terminal.getvalue().replace("\n", ""))
+        and len(terminal.getvalue()) < 4000 + 6 * LINE_LIMIT
+    )

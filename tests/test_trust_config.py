@@ -26,7 +26,13 @@ from labvm.errors import LabvmError
 from realhost import free_port, one_line, put, ssh_profile
 
 SECRET = "ghp_s3cr3tTOKENvalue"
-ALLOWED_FROM_ENVIRONMENT = {"USER", "AWS_PROFILE", "AWS_DEFAULT_REGION", "OS_CLOUD", "GOOGLE_CLOUD_PROJECT"}  # + LABVM_*
+ALLOWED_FROM_ENVIRONMENT = {
+    "USER",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "OS_CLOUD",
+    "GOOGLE_CLOUD_PROJECT",
+}  # + LABVM_*
 
 
 def unreachable_vm(**extra) -> dict:
@@ -55,11 +61,33 @@ def laptop(hosts: dict, dotenv: str | None = None, environ: dict | None = None):
 # -- 1, 9: .env never sets what changes where labvm talks or what it runs --------------------------
 
 REFUSED_FROM_DOTENV = [
-    "BASH_ENV", "ENV", "LABVM_SSH_DIR", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "LABVM_GCE_ENDPOINT",
-    "LABVM_AUTOSTOP_COMMAND", "RSYNC_OLD_ARGS", "RSYNC_RSH", "PYTHONPATH", "PYTHONSTARTUP", "LD_PRELOAD",
-    "DYLD_INSERT_LIBRARIES", "PATH", "HOME", "GIT_SSH_COMMAND", "SSH_AUTH_SOCK", "https_proxy",
-    "AWS_CONFIG_FILE", "GOOGLE_APPLICATION_CREDENTIALS", "OS_AUTH_URL", "LABVM_HOSTS",
-    "OS_CLIENT_CONFIG_FILE", "OS_CLIENT_SECURE_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_DATA_PATH", "BOTO_CONFIG",
+    "BASH_ENV",
+    "ENV",
+    "LABVM_SSH_DIR",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_EC2",
+    "LABVM_GCE_ENDPOINT",
+    "LABVM_AUTOSTOP_COMMAND",
+    "RSYNC_OLD_ARGS",
+    "RSYNC_RSH",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "LD_PRELOAD",
+    "DYLD_INSERT_LIBRARIES",
+    "PATH",
+    "HOME",
+    "GIT_SSH_COMMAND",
+    "SSH_AUTH_SOCK",
+    "https_proxy",
+    "AWS_CONFIG_FILE",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "OS_AUTH_URL",
+    "LABVM_HOSTS",
+    "OS_CLIENT_CONFIG_FILE",
+    "OS_CLIENT_SECURE_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_DATA_PATH",
+    "BOTO_CONFIG",
     "CLOUDSDK_CONFIG",
 ]
 
@@ -71,8 +99,11 @@ def test_a_dotenv_name_that_redirects_or_runs_something_is_refused_with_its_line
     (lab.directory / ".env").write_text(f"AWS_PROFILE=lab\n{name}='$(touch {marker})'\n")
     result = lab.inv("status", "--host", "local", check=False)
     assert not marker.exists()
-    one_line(result, f"{lab.directory / '.env'}: line 2: {name} is refused from .env",
-             "set it in your own shell if you mean it")
+    one_line(
+        result,
+        f"{lab.directory / '.env'}: line 2: {name} is refused from .env",
+        "set it in your own shell if you mean it",
+    )
 
 
 def test_local_steps_run_no_shell_start_up_hooks(lab):
@@ -90,16 +121,21 @@ def test_local_steps_run_no_shell_start_up_hooks(lab):
 
 
 def test_dotenv_feeds_variables_and_only_the_allow_list_enters_the_environment():
-    dotenv = ("AWS_PROFILE=lab\nLABVM_HOST=vm\nOS_CLOUD=cades\nGITHUB_TOKEN=from-dotenv\n"
-              "AWS_SECRET_ACCESS_KEY=abc\nLAB_HOST=ws1.example.org\n")
+    dotenv = (
+        "AWS_PROFILE=lab\nLABVM_HOST=vm\nOS_CLOUD=cades\nGITHUB_TOKEN=from-dotenv\n"
+        "AWS_SECRET_ACCESS_KEY=abc\nLAB_HOST=ws1.example.org\n"
+    )
     hosts = {"vm": unreachable_vm(address="${LAB_HOST}", notebook={"password": "${GITHUB_TOKEN}"})}
     with laptop(hosts, dotenv) as directory:
         for name in ("AWS_PROFILE", "LABVM_HOST", "OS_CLOUD", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "LAB_HOST"):
             os.environ.pop(name, None)
         profile = labvm_config.load(directory / "hosts.yml").profile("vm")
         assert (profile.address, profile.notebook.password) == ("ws1.example.org", "from-dotenv")
-        assert {k: os.environ.get(k) for k in ("AWS_PROFILE", "LABVM_HOST", "OS_CLOUD")} == \
-            {"AWS_PROFILE": "lab", "LABVM_HOST": "vm", "OS_CLOUD": "cades"}
+        assert {k: os.environ.get(k) for k in ("AWS_PROFILE", "LABVM_HOST", "OS_CLOUD")} == {
+            "AWS_PROFILE": "lab",
+            "LABVM_HOST": "vm",
+            "OS_CLOUD": "cades",
+        }
         assert not {"GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "LAB_HOST"} & os.environ.keys()
 
 
@@ -119,15 +155,30 @@ def test_a_dotenv_value_is_literal_and_never_reads_the_environment():
         assert "abc.t.attacker" not in str(error.value)
 
 
-ENTERS_ENVIRONMENT = {"AWS_PROFILE", "AWS_DEFAULT_REGION", "OS_CLOUD", "GOOGLE_CLOUD_PROJECT", "LABVM_HOST",
-                      "LABVM_GCE_OSLOGIN"}
+ENTERS_ENVIRONMENT = {
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "OS_CLOUD",
+    "GOOGLE_CLOUD_PROJECT",
+    "LABVM_HOST",
+    "LABVM_GCE_OSLOGIN",
+}
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(
-    st.one_of(st.sampled_from(sorted(ENTERS_ENVIRONMENT) + REFUSED_FROM_DOTENV + ["GITHUB_TOKEN", "X"]),
-              st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)),
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(
+                st.sampled_from(sorted(ENTERS_ENVIRONMENT) + REFUSED_FROM_DOTENV + ["GITHUB_TOKEN", "X"]),
+                st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True),
+            ),
+            st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_whatever_dotenv_holds_only_the_allow_list_enters_the_environment(lines):
     text = "".join(f"{name}={value!r}\n" if "\n" in value else f"{name}='{value}'\n" for name, value in lines)
     with laptop({"vm": unreachable_vm()}) as directory:
@@ -164,8 +215,12 @@ def test_a_variable_from_the_environment_off_the_allow_list_is_refused_unread(la
     variable = re.search(r"\$\{(\w+)\}", str(written)).group(1)
     for task in ("check", "keys"):
         next_step = "write the value itself in hosts.yml" if variable == "HOME" else f"set {variable} in .env beside"
-        line = one_line(lab.inv(task, "--host", "vm", check=False), f"{lab.hosts}: profiles.vm.{key}",
-                        f"${{{variable}}} is not one hosts.yml may read from the environment", next_step)
+        line = one_line(
+            lab.inv(task, "--host", "vm", check=False),
+            f"{lab.hosts}: profiles.vm.{key}",
+            f"${{{variable}}} is not one hosts.yml may read from the environment",
+            next_step,
+        )
         assert SECRET not in line
     assert not (lab.ssh_dir / "labvm" / "config").exists()
 
@@ -179,8 +234,10 @@ def test_the_allow_list_and_dotenv_still_feed_hosts_yml():
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.from_regex(r"[A-Z][A-Z0-9_]{0,15}", fullmatch=True),
-       value=st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), min_size=1, max_size=40))
+@given(
+    name=st.from_regex(r"[A-Z][A-Z0-9_]{0,15}", fullmatch=True),
+    value=st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), min_size=1, max_size=40),
+)
 def test_no_environment_variable_off_the_list_reaches_a_profile(name, value):
     if name.startswith("LABVM_") or name in ALLOWED_FROM_ENVIRONMENT:
         return
@@ -194,8 +251,19 @@ def test_no_environment_variable_off_the_list_reaches_a_profile(name, value):
 
 # -- 4: sync_dir stays in hosts.yml's folder; patterns stay in the workspace, out of dot-folders ----
 
-SYNC_DIRS = ["~", "~/.aws", "/tmp/elsewhere", ".", "..", "../elsewhere", "notebooks/../..", ".git/notebooks",
-             "notebooks/.hidden", "linked-home", "linked-home/notebooks"]
+SYNC_DIRS = [
+    "~",
+    "~/.aws",
+    "/tmp/elsewhere",
+    ".",
+    "..",
+    "../elsewhere",
+    "notebooks/../..",
+    ".git/notebooks",
+    "notebooks/.hidden",
+    "linked-home",
+    "linked-home/notebooks",
+]
 
 
 @pytest.mark.parametrize("sync_dir", SYNC_DIRS)
@@ -213,25 +281,39 @@ def test_sync_dir_outside_hosts_yml_folder_or_hidden_is_refused(lab, tmp_path, s
 
 
 def test_sync_dir_never_meets_the_code_labvm_runs(lab):
-    checkout = Path(labvm_config.__file__).resolve().parent.parent
+    checkout = labvm_config.PACKAGE_DIR.parent
     for sync_dir in (checkout, checkout / "labvm", checkout / "labvm" / "providers", checkout / "scripts"):
         hosts = checkout.parent / "hosts.yml" if sync_dir == checkout else checkout / "hosts.yml"
         with laptop({"vm": unreachable_vm(sync_dir=str(sync_dir))}) as directory:
             config = labvm_config.load(directory / "hosts.yml")
             config = labvm_config.Config(hosts, config.default, config.names, config.raw, config.variables)
-            with pytest.raises(LabvmError, match=r"profiles\.vm\.sync_dir: .*(holds code labvm runs|is not a folder inside)"):
+            with pytest.raises(
+                LabvmError, match=r"profiles\.vm\.sync_dir: .*(holds code labvm runs|is not a folder inside)"
+            ):
                 config.profile("vm")
 
 
-BAD_PATTERNS = [".bashrc", ".ssh/*", "notebooks/.git/config", "../x.ipynb", "/etc/passwd", "a/../../b.py",
-                "~/.aws/credentials", "\\.bashrc", "x\n.ipynb"]
+BAD_PATTERNS = [
+    ".bashrc",
+    ".ssh/*",
+    "notebooks/.git/config",
+    "../x.ipynb",
+    "/etc/passwd",
+    "a/../../b.py",
+    "~/.aws/credentials",
+    "\\.bashrc",
+    "x\n.ipynb",
+]
 
 
 @pytest.mark.parametrize("pattern", BAD_PATTERNS)
 def test_a_sync_pattern_that_leaves_the_workspace_or_names_a_dot_file_is_refused(lab, pattern):
     lab.write_hosts({"vm": unreachable_vm(sync=["*.ipynb", pattern])})
-    one_line(lab.inv("sync", "--host", "vm", check=False),
-             f"{lab.hosts}: profiles.vm.sync: each pattern names files under the workspace", "e.g. *.ipynb")
+    one_line(
+        lab.inv("sync", "--host", "vm", check=False),
+        f"{lab.hosts}: profiles.vm.sync: each pattern names files under the workspace",
+        "e.g. *.ipynb",
+    )
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -267,8 +349,9 @@ def test_no_pattern_brings_a_dot_file_home(lab, user, sshd, workspace):
     put(user, "notes.md", "# notes\n")
     lab.inv("sync", "--host", "vm")
     home = lab.directory / "notebooks" / "vm"
-    assert sorted(str(p.relative_to(home)) for p in home.rglob("*") if not p.name.startswith(".labvm-sync")) \
-        == ["notes.md"]
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*") if not p.name.startswith(".labvm-sync")) == [
+        "notes.md"
+    ]
 
 
 def test_a_push_never_sends_a_dot_file(lab, user, sshd, workspace):
@@ -286,16 +369,31 @@ def test_a_push_never_sends_a_dot_file(lab, user, sshd, workspace):
 
 # -- 8: notebook.workspace is a plain path; rsync hands it over as an argument -------------------
 
-BAD_WORKSPACES = ["work/$(touch PWNED)", "~/ws; touch PWNED", "`touch PWNED`", "a b", "-rf", "~/../other",
-                  "work\nx", "'quoted'", "work|x", "work&", "~root/work", "$HOME/x", "work/*"]
+BAD_WORKSPACES = [
+    "work/$(touch PWNED)",
+    "~/ws; touch PWNED",
+    "`touch PWNED`",
+    "a b",
+    "-rf",
+    "~/../other",
+    "work\nx",
+    "'quoted'",
+    "work|x",
+    "work&",
+    "~root/work",
+    "$HOME/x",
+    "work/*",
+]
 
 
 @pytest.mark.parametrize("workspace", BAD_WORKSPACES)
 def test_a_workspace_that_a_shell_would_read_is_refused(lab, workspace):
     lab.write_hosts({"vm": unreachable_vm(notebook={"workspace": workspace})})
     for task in ("sync", "up"):
-        one_line(lab.inv(task, "--host", "vm", check=False),
-                 f"{lab.hosts}: profiles.vm.notebook.workspace: must be a plain folder path on the host")
+        one_line(
+            lab.inv(task, "--host", "vm", check=False),
+            f"{lab.hosts}: profiles.vm.notebook.workspace: must be a plain folder path on the host",
+        )
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -334,6 +432,7 @@ def test_a_workspace_with_every_allowed_character_syncs(lab, user, sshd, workspa
 
 # -- 5: invoke's files never come home --------------------------------------------------------------
 
+
 def test_invoke_files_stay_on_the_vm_and_the_sync_says_so(lab, user, sshd, workspace):
     lab.write_hosts({"vm": ssh_profile(user, sshd)})
     planted = ["tasks.py", "invoke.py", "invoke.yaml", "invoke.json", "sub/tasks.py", "tasks/__init__.py"]
@@ -343,16 +442,20 @@ def test_invoke_files_stay_on_the_vm_and_the_sync_says_so(lab, user, sshd, works
     put(user, "tasks/notes.md", "# notes\n")
     result = lab.inv("sync", "--host", "vm")
     home = lab.directory / "notebooks" / "vm"
-    assert sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file()
-                  and not p.name.startswith(".labvm-sync")) == ["analysis.py", "tasks/notes.md"]
+    assert sorted(
+        str(p.relative_to(home)) for p in home.rglob("*") if p.is_file() and not p.name.startswith(".labvm-sync")
+    ) == ["analysis.py", "tasks/notes.md"]
     said = [line for line in result.stdout.splitlines() if "invoke would run them" in line]
-    assert said == ["sync: left on the host, as invoke would run them from this folder: "
-                    "invoke.py, sub/tasks.py, tasks.py, tasks/__init__.py"]  # the patterns match no yaml/json
+    assert said == [
+        "sync: left on the host, as invoke would run them from this folder: "
+        "invoke.py, sub/tasks.py, tasks.py, tasks/__init__.py"
+    ]  # the patterns match no yaml/json
     pushed = lab.inv("sync", "--host", "vm", "--push")
     assert "0 file(s) sent" in pushed.output
 
 
 # -- 14: a size cap per file and per sync; sparse files stay sparse ---------------------------------
+
 
 def test_a_file_over_sync_max_file_stays_on_the_vm_and_is_named(lab, user, sshd, workspace):
     lab.write_hosts({"vm": ssh_profile(user, sshd, sync_max_file="1M")})
@@ -379,8 +482,12 @@ def test_a_sync_over_sync_max_total_copies_nothing_and_says_how_to_go_on(lab, us
     for n in range(6):
         put(user, f"part{n}.ipynb", str(n) * 900_000)
     put(user, "tasks.py", "x" * 900_000)  # never comes, so it does not count
-    one_line(lab.inv("sync", "--host", "vm", check=False), "sync: the host offers 5.1 MB",
-             "more than sync_max_total (2.0 MB); nothing was copied", f"raise {lab.hosts}: profiles.vm.sync_max_total")
+    one_line(
+        lab.inv("sync", "--host", "vm", check=False),
+        "sync: the host offers 5.1 MB",
+        "more than sync_max_total (2.0 MB); nothing was copied",
+        f"raise {lab.hosts}: profiles.vm.sync_max_total",
+    )
     home = lab.directory / "notebooks" / "vm"
     assert [p.name for p in home.iterdir() if not p.name.startswith(".labvm-sync")] == []
     lab.write_hosts({"vm": ssh_profile(user, sshd, sync_max_file="1M", sync_max_total="6M")})
@@ -391,5 +498,7 @@ def test_a_sync_over_sync_max_total_copies_nothing_and_says_how_to_go_on(lab, us
 @pytest.mark.parametrize("key, value", [("sync_max_file", "lots"), ("sync_max_total", 0), ("sync_max_total", "-1G")])
 def test_a_bad_size_names_its_key(lab, key, value):
     lab.write_hosts({"vm": unreachable_vm(**{key: value})})
-    one_line(lab.inv("sync", "--host", "vm", check=False),
-             f"{lab.hosts}: profiles.vm.{key}: must be a size like 500K, 100M or 2G")
+    one_line(
+        lab.inv("sync", "--host", "vm", check=False),
+        f"{lab.hosts}: profiles.vm.{key}: must be a size like 500K, 100M or 2G",
+    )

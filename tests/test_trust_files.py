@@ -46,11 +46,16 @@ def hostile_secure(own: FakeOpenStack, hostile: FakeOpenStack) -> tuple[dict[str
 
 def hostile_vendor(own: FakeOpenStack, hostile: FakeOpenStack) -> tuple[dict[str, str], dict[str, str]]:
     """An entry that names a `profile:` takes its auth_url from the first clouds-public.yaml found."""
-    entry = own.clouds_yaml("cades").replace(f"      auth_url: {own.auth_url}\n", "").replace(
-        "    auth_type: password\n", "    auth_type: password\n    profile: lab-site\n")
+    entry = (
+        own.clouds_yaml("cades")
+        .replace(f"      auth_url: {own.auth_url}\n", "")
+        .replace("    auth_type: password\n", "    auth_type: password\n    profile: lab-site\n")
+    )
     vendor = "public-clouds:\n  lab-site:\n    auth:\n      auth_url: {}\n"
-    return ({"clouds.yaml": entry, "clouds-public.yaml": vendor.format(own.auth_url)},
-            {"clouds-public.yaml": vendor.format(hostile.auth_url)})
+    return (
+        {"clouds.yaml": entry, "clouds-public.yaml": vendor.format(own.auth_url)},
+        {"clouds-public.yaml": vendor.format(hostile.auth_url)},
+    )
 
 
 def refused_at_connection(result, *fragments: str) -> str:
@@ -66,14 +71,18 @@ def refused_at_connection(result, *fragments: str) -> str:
 @pytest.fixture
 def openstack_lab(lab):
     """A laptop whose OpenStack configuration is only in its own ~/.config/openstack (no variable names a file)."""
-    lab.extra_env.update(OS_CLIENT_CONFIG_FILE="", OS_CLIENT_SECURE_FILE="", OS_CLOUD="", XDG_CONFIG_HOME="",
-                         LABVM_OWNER="hedy")
+    lab.extra_env.update(
+        OS_CLIENT_CONFIG_FILE="", OS_CLIENT_SECURE_FILE="", OS_CLOUD="", XDG_CONFIG_HOME="", LABVM_OWNER="hedy"
+    )
     lab.write_hosts({"cades": CADES})
     return lab
 
 
-@pytest.mark.parametrize("colleague", [hostile_clouds, hostile_secure, hostile_vendor],
-                         ids=["clouds.yaml", "secure.yaml", "clouds-public.yaml"])
+@pytest.mark.parametrize(
+    "colleague",
+    [hostile_clouds, hostile_secure, hostile_vendor],
+    ids=["clouds.yaml", "secure.yaml", "clouds-public.yaml"],
+)
 def test_a_cloud_file_in_the_current_folder_never_receives_the_password(openstack_lab, colleague):
     lab = openstack_lab
     with FakeOpenStack() as own, FakeOpenStack() as hostile:
@@ -101,13 +110,17 @@ def test_an_entry_found_nowhere_names_where_labvm_looked(openstack_lab):
         (lab.directory / "clouds.yaml").write_text(hostile.clouds_yaml("cades"))
         line = refused_at_connection(
             lab.inv("check", "--host", "cades", check=False),
-            f"{lab.hosts}: profiles.cades.cloud: no entry 'cades' in {folder / 'clouds.yaml'}", str(folder),
-            "never from the current folder", f"{lab.directory / 'clouds.yaml'} is not read",
-            "add 'cades' to clouds.yaml (~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)")
+            f"{lab.hosts}: profiles.cades.cloud: no entry 'cades' in {folder / 'clouds.yaml'}",
+            str(folder),
+            "never from the current folder",
+            f"{lab.directory / 'clouds.yaml'} is not read",
+            "add 'cades' to clouds.yaml (~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)",
+        )
         assert hostile.requests == [], line
 
 
 # -- the SDKs' file variables: a relative path would be read from the current folder ------------------
+
 
 @pytest.mark.parametrize("variable", ["OS_CLIENT_CONFIG_FILE", "OS_CLIENT_SECURE_FILE"])
 def test_an_openstack_file_variable_with_a_relative_path_is_refused(openstack_lab, variable):
@@ -115,9 +128,12 @@ def test_an_openstack_file_variable_with_a_relative_path_is_refused(openstack_la
     with FakeOpenStack() as hostile:
         (lab.directory / "cloud-settings.yaml").write_text(hostile.clouds_yaml("cades"))
         lab.extra_env[variable] = "cloud-settings.yaml"
-        refused_at_connection(lab.inv("check", "--host", "cades", check=False),
-                              f"{variable}=cloud-settings.yaml is a relative path", "the current folder",
-                              f"give the full path: {variable}=/")
+        refused_at_connection(
+            lab.inv("check", "--host", "cades", check=False),
+            f"{variable}=cloud-settings.yaml is a relative path",
+            "the current folder",
+            f"give the full path: {variable}=/",
+        )
         assert hostile.requests == []
 
 
@@ -127,20 +143,26 @@ def test_an_aws_file_variable_with_a_relative_path_is_refused(lab, moto, variabl
     (lab.directory / "aws-settings").write_text("[default]\nregion = us-west-2\n")
     lab.extra_env[variable] = "aws-settings"
     lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu"}})
-    refused_at_connection(lab.inv("check", "--host", "aws", check=False),
-                          f"{variable}=aws-settings is a relative path", f"give the full path: {variable}=/")
+    refused_at_connection(
+        lab.inv("check", "--host", "aws", check=False),
+        f"{variable}=aws-settings is a relative path",
+        f"give the full path: {variable}=/",
+    )
 
 
 def test_a_google_credentials_variable_with_a_relative_path_is_refused(lab):
     lab.extra_env.update(GOOGLE_APPLICATION_CREDENTIALS="key.json", LABVM_OWNER="hedy")
     (lab.directory / "key.json").write_text("{}")
     lab.write_hosts({"gce": {"provider": "gce", "project": "proj", "zone": "us-west1-b"}})
-    refused_at_connection(lab.inv("check", "--host", "gce", check=False),
-                          "GOOGLE_APPLICATION_CREDENTIALS=key.json is a relative path",
-                          "give the full path: GOOGLE_APPLICATION_CREDENTIALS=/")
+    refused_at_connection(
+        lab.inv("check", "--host", "gce", check=False),
+        "GOOGLE_APPLICATION_CREDENTIALS=key.json is a relative path",
+        "give the full path: GOOGLE_APPLICATION_CREDENTIALS=/",
+    )
 
 
 # -- 4: environment_file sends off the laptop only what the checkout could have shipped ---------------
+
 
 def plant(lab) -> dict[str, str]:
     """What a checkout holds besides what it ships: the user's .env, git's config, keys, a virtualenv,
@@ -152,13 +174,30 @@ def plant(lab) -> dict[str, str]:
         path.write_text(f"SECRET=of-{relative}\n")  # a .env line too: the .env must load for the case to go on
     (lab.directory / "env.yml").symlink_to(lab.directory / ".env")
     (lab.directory / "keys").symlink_to(lab.ssh_dir / "labvm")
-    return {".env": ".env", ".git/config": ".git", ".ssh/id_rsa": ".ssh", ".venv/pyvenv.cfg": ".venv",
-            "sub/.hidden/x": ".hidden", "env.yml": ".env", "./sub/../.env": ".env",
-            "ssh/labvm/id_ed25519": "labvm's own", "keys/id_ed25519": "labvm's own"}
+    return {
+        ".env": ".env",
+        ".git/config": ".git",
+        ".ssh/id_rsa": ".ssh",
+        ".venv/pyvenv.cfg": ".venv",
+        "sub/.hidden/x": ".hidden",
+        "env.yml": ".env",
+        "./sub/../.env": ".env",
+        "ssh/labvm/id_ed25519": "labvm's own",
+        "keys/id_ed25519": "labvm's own",
+    }
 
 
-REFUSED_FILES = [".env", ".git/config", ".ssh/id_rsa", ".venv/pyvenv.cfg", "sub/.hidden/x", "env.yml",
-                 "./sub/../.env", "ssh/labvm/id_ed25519", "keys/id_ed25519"]
+REFUSED_FILES = [
+    ".env",
+    ".git/config",
+    ".ssh/id_rsa",
+    ".venv/pyvenv.cfg",
+    "sub/.hidden/x",
+    "env.yml",
+    "./sub/../.env",
+    "ssh/labvm/id_ed25519",
+    "keys/id_ed25519",
+]
 
 
 @pytest.fixture
@@ -169,13 +208,18 @@ def set_up_vm(user):
 
 
 @pytest.mark.parametrize("written", REFUSED_FILES)
-def test_an_environment_file_the_checkout_would_not_ship_is_refused_and_nothing_is_uploaded(lab, set_up_vm, sshd, written):
+def test_an_environment_file_the_checkout_would_not_ship_is_refused_and_nothing_is_uploaded(
+    lab, set_up_vm, sshd, written
+):
     user = set_up_vm
     why = plant(lab)[written]
     lab.write_hosts({"vm": conda_profile(user, sshd, user.home / "miniforge-trust", environment_file=written)})
-    line = one_line(lab.inv("env", "--host", "vm", check=False),
-                    f"{lab.hosts}: profiles.vm.env.environment_file: {written} ", why,
-                    "put the environment file in hosts.yml's folder under a plain name, e.g. environment.yml")
+    line = one_line(
+        lab.inv("env", "--host", "vm", check=False),
+        f"{lab.hosts}: profiles.vm.env.environment_file: {written} ",
+        why,
+        "put the environment file in hosts.yml's folder under a plain name, e.g. environment.yml",
+    )
     assert "SECRET" not in line
     assert not [p for p in (user.home / ".labvm").glob("environment*") if "SECRET" in p.read_text()]
 
@@ -185,8 +229,9 @@ def test_an_environment_file_the_checkout_ships_is_uploaded(lab, set_up_vm, sshd
     user = set_up_vm
     (lab.directory / "envs").mkdir()
     (lab.directory / "envs" / "environment.yml").write_text("dependencies: [xarray]  # shipped\n")
-    lab.write_hosts({"vm": conda_profile(user, sshd, user.home / "miniforge-trust",
-                                         environment_file="envs/environment.yml")})
+    lab.write_hosts(
+        {"vm": conda_profile(user, sshd, user.home / "miniforge-trust", environment_file="envs/environment.yml")}
+    )
     lab.inv("env", "--host", "vm")
     assert (user.home / ".labvm" / "environment.yml").read_text() == "dependencies: [xarray]  # shipped\n"
 
@@ -194,8 +239,12 @@ def test_an_environment_file_the_checkout_ships_is_uploaded(lab, set_up_vm, sshd
 def test_a_sync_dir_never_holds_labvms_ssh_folder(lab):
     lab.extra_env["LABVM_SSH_DIR"] = str(lab.directory / "notebooks" / "ssh")
     lab.write_hosts({"vm": unreachable_vm(sync_dir="notebooks")})
-    one_line(lab.inv("sync", "--host", "vm", check=False),
-             f"{lab.hosts}: profiles.vm.sync_dir: notebooks ", "labvm's own", "e.g. notebooks/{profile}")
+    one_line(
+        lab.inv("sync", "--host", "vm", check=False),
+        f"{lab.hosts}: profiles.vm.sync_dir: notebooks ",
+        "labvm's own",
+        "e.g. notebooks/{profile}",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -204,31 +253,86 @@ def checkout(tmp_path_factory) -> Path:
     environment (as if labvm ran from venv/ in it), symlinks to each, a way out and a symlink loop."""
     top = tmp_path_factory.mktemp("checkout").resolve()
     lab = top / "lab"
-    for relative in ("environment.yml", "a/b.txt", ".env", ".git/config", "a/.x/y", "ssh/labvm/id_ed25519",
-                     "venv/bin/python", "../outside.yml"):
+    for relative in (
+        "environment.yml",
+        "a/b.txt",
+        ".env",
+        ".git/config",
+        "a/.x/y",
+        "ssh/labvm/id_ed25519",
+        "venv/bin/python",
+        "../outside.yml",
+    ):
         (lab / relative).parent.mkdir(parents=True, exist_ok=True)
         (lab / relative).write_text("x\n")
-    for link, target in (("link-env", lab / ".env"), ("link-a", lab / "a"), (".hidden-link", lab / "a"),
-                         ("link-git", lab / ".git"), ("link-key", lab / "ssh" / "labvm"), ("out", top),
-                         ("loop", lab / "loop")):
+    for link, target in (
+        ("link-env", lab / ".env"),
+        ("link-a", lab / "a"),
+        (".hidden-link", lab / "a"),
+        ("link-git", lab / ".git"),
+        ("link-key", lab / "ssh" / "labvm"),
+        ("out", top),
+        ("loop", lab / "loop"),
+    ):
         (lab / link).symlink_to(target)
     return lab
 
 
-PARTS = ["environment.yml", "a", "b.txt", ".env", ".git", "config", ".x", "y", "ssh", "labvm", "id_ed25519",
-         "venv", "bin", "python", "..", ".", "outside.yml", "link-env", "link-a", ".hidden-link", "link-git",
-         "link-key", "out", "loop", "lab", "~"]
+PARTS = [
+    "environment.yml",
+    "a",
+    "b.txt",
+    ".env",
+    ".git",
+    "config",
+    ".x",
+    "y",
+    "ssh",
+    "labvm",
+    "id_ed25519",
+    "venv",
+    "bin",
+    "python",
+    "..",
+    ".",
+    "outside.yml",
+    "link-env",
+    "link-a",
+    ".hidden-link",
+    "link-git",
+    "link-key",
+    "out",
+    "loop",
+    "lab",
+    "~",
+]
 
 
 # Whole paths too, so that accepted ones come up as often as refused ones.
-PATHS = ["environment.yml", "a/b.txt", "link-a/b.txt", "./environment.yml", "a/../environment.yml", "out/lab/a/b.txt",
-         "link-git/config", "link-key/id_ed25519", "venv/bin/python", "a/.x/y", ".hidden-link/b.txt", "loop/x"]
+PATHS = [
+    "environment.yml",
+    "a/b.txt",
+    "link-a/b.txt",
+    "./environment.yml",
+    "a/../environment.yml",
+    "out/lab/a/b.txt",
+    "link-git/config",
+    "link-key/id_ed25519",
+    "venv/bin/python",
+    "a/.x/y",
+    ".hidden-link/b.txt",
+    "loop/x",
+]
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(parts=st.one_of(st.lists(st.sampled_from(PARTS), min_size=1, max_size=5),
-                       st.sampled_from(PATHS).map(lambda path: path.split("/"))),
-       absolute=st.booleans())
+@given(
+    parts=st.one_of(
+        st.lists(st.sampled_from(PARTS), min_size=1, max_size=5),
+        st.sampled_from(PATHS).map(lambda path: path.split("/")),
+    ),
+    absolute=st.booleans(),
+)
 def test_an_accepted_environment_file_is_a_plain_file_of_the_checkout(checkout, parts, absolute):
     """Whatever hosts.yml writes, an accepted environment_file is a file in the checkout (symlinks
     resolved) with no dot part on its way and nothing of labvm's state (its ssh folder, its venv)."""
@@ -255,16 +359,27 @@ def test_an_accepted_environment_file_is_a_plain_file_of_the_checkout(checkout, 
 
 # -- LABVM_OWNER: whose machines labvm acts on comes from your shell, never from a shared .env ---------
 
+
 @pytest.fixture
 def alices_vm(lab, moto, ec2):
     """Alice's VM, with labvm's tags, in the account bob's credentials also reach; bob's laptop sets no owner."""
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    (instance,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small", TagSpecifications=[{
-        "ResourceType": "instance", "Tags": [{"Key": "labvm:profile", "Value": "aws"},
-                                             {"Key": "labvm:owner", "Value": "alice"}]}])["Instances"]
+    (instance,) = ec2.run_instances(
+        ImageId=ami,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.small",
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [{"Key": "labvm:profile", "Value": "aws"}, {"Key": "labvm:owner", "Value": "alice"}],
+            }
+        ],
+    )["Instances"]
     lab.extra_env.update(aws_env(moto))
-    lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "instance_type": "t3.small", "image": ami,
-                             "user": "ubuntu"}})
+    lab.write_hosts(
+        {"aws": {"provider": "aws", "region": REGION, "instance_type": "t3.small", "image": ami, "user": "ubuntu"}}
+    )
     yield instance["InstanceId"]
     ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
 
@@ -276,9 +391,12 @@ def state_of(ec2, instance_id: str) -> str:
 def test_labvm_owner_from_a_shared_dotenv_is_refused_and_touches_nothing(lab, ec2, alices_vm):
     (lab.directory / ".env").write_text("AWS_DEFAULT_REGION=us-west-2\nLABVM_OWNER=alice\n")
     for verb in (["stop", "--no-sync"], ["terminate", "--no-sync", "--yes", "--force"]):
-        one_line(lab.inv(*verb, "--host", "aws", check=False),
-                 f"{lab.directory / '.env'}: line 2: LABVM_OWNER is refused from .env",
-                 "whose cloud machines", "export LABVM_OWNER=")
+        one_line(
+            lab.inv(*verb, "--host", "aws", check=False),
+            f"{lab.directory / '.env'}: line 2: LABVM_OWNER is refused from .env",
+            "whose cloud machines",
+            "export LABVM_OWNER=",
+        )
     assert state_of(ec2, alices_vm) == "running"
 
 

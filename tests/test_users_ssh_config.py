@@ -87,7 +87,8 @@ def test_the_users_own_login_keeps_the_users_settings(hostile):
     to what labvm's block does not set (here: the remote command)."""
     lab, _ = hostile
     lab.inv("keys", "--host", "vm")
-    shown = subprocess.run(["ssh", "-G", "-F", str(lab.ssh_dir / "config"), "labvm-vm"],
-                           capture_output=True, text=True).stdout
+    shown = subprocess.run(
+        ["ssh", "-G", "-F", str(lab.ssh_dir / "config"), "labvm-vm"], capture_output=True, text=True
+    ).stdout
     assert "remotecommand echo hijacked" in shown and "controlpersist 600" in shown
     shutil.rmtree(lab.directory / "notebooks", ignore_errors=True)

@@ -1,7 +1,9 @@
 """The provider contract: what every source of machines does, documented once, and the values it returns.
 
-A provider answers for one profile.  `Provider` lists every verb with its promise; `existing`
-(local, ssh) is the null provider, `cloud.CloudProvider` the template the three clouds share.
+A provider answers for one profile.  `Provider` lists every verb and every question callers ask (scope,
+tags, describe, the capabilities in FEATURES, prices) with its promise; `existing` (local, ssh) is the
+null provider, `cloud.CloudProvider` the template the clouds share.  Nothing outside `providers/` asks
+which cloud a provider is: what differs is answered here.
 
 The values a provider returns (Instance, Image, Resource, Check) are where a cloud's text enters
 labvm: names, tags, ids, states and messages that co-members of the account (or the cloud) wrote.
@@ -12,10 +14,11 @@ cloud turns an SDK error into a LabvmError (`from_cloud`).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from typing import Any, ClassVar, NoReturn
+from types import MappingProxyType
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from ..config import Profile
 from ..errors import LabvmError, Unsupported
@@ -23,6 +26,25 @@ from ..text import clean
 
 # An image's state in labvm's words, whatever the cloud calls it.
 IMAGE_AVAILABLE, IMAGE_PENDING, IMAGE_FAILED = "available", "pending", "failed"
+
+# What `Provider.require` names: a verb, or the option of a verb that asks a provider for more than the
+# verb.  A provider declares those it does (Provider.FEATURES); any other is refused in one line before
+# anything happens, never ignored.
+FEATURES = {
+    "create": "make the profile's machine (create, up)",
+    "start": "start its stopped machine",
+    "stop": "stop its machine",
+    "resize": "change its machine's size",
+    "snapshot": "make an image of its machine's disk",
+    "images": "list and delete its images (images, --prune)",
+    "terminate": "delete its machine",
+    "cluster": "make worker machines beside it",
+    "autostop": "stop its machine after idle time",
+    "--replace": "up --replace: delete a machine the cloud put in ERROR and make a new one",
+    "--from-image": "up/create --from-image: make the machine from an image",
+    "--share": "snapshot --share: let another account launch the image",
+}
+CLOUD_FEATURES = frozenset(FEATURES) - {"--share"}  # what every cloud does: all but a cloud's own options
 
 
 def from_cloud(text: Any) -> str:
@@ -47,6 +69,8 @@ class Shown:
 
 @dataclass(frozen=True)
 class Instance(Shown):
+    """A machine as the cloud reports it, in labvm's words (state: running, stopped, ...)."""
+
     id: str
     name: str
     state: str
@@ -59,6 +83,8 @@ class Instance(Shown):
 
 @dataclass(frozen=True)
 class Image(Shown):
+    """A disk image labvm made of a profile's machine."""
+
     id: str
     name: str
     created: str
@@ -69,17 +95,17 @@ class Image(Shown):
 class Resource(Shown):
     """Something labvm made that a cloud keeps (and bills), as `inv audit` lists it."""
 
-    cloud: str  # aws, openstack, gce
-    scope: str  # what one set of credentials sees: AWS region, clouds.yaml entry, GCE project
+    cloud: str  # the profile's provider: aws, openstack, gce, ...
+    scope: str  # what one set of credentials sees (Provider.scope)
     kind: str  # instance, image, snapshot, volume, address
     id: str  # what the cloud's own CLI takes
-    profile: str  # its labvm:profile tag (label, floating IP description)
-    owner: str
+    profile: str  # its profile tag (Tags.profile), for a worker <profile>+w<index>
+    owner: str  # its owner tag (Tags.owner)
     state: str  # instances: running, stopped, ...; addresses and volumes: attached or unattached
     since: datetime | None  # when it was made; for an instance its last start where the cloud says
     delete: str  # the cloud's own command that deletes it
     size_gb: float | None = None
-    type: str = ""  # instance type, flavor, machine type
+    type: str = ""  # the instance's size as the cloud names it
     hourly_usd: float | None = None  # where the cloud publishes a price
     address: str = ""  # an address's IP
     spot: bool = False  # an instance on spot (preemptible) capacity: priced as such
@@ -95,31 +121,73 @@ class Check(Shown):
     detail: str  # ok: what was found; otherwise the problem and its next step, one line
 
 
-def ask(name: str, question) -> Check:
-    """A preflight question's answer: its line, or the one-line problem it raised."""
-    try:
-        return Check(name, True, question())
-    except LabvmError as e:
-        return Check(name, False, str(e).splitlines()[0])
+@dataclass(frozen=True)
+class Tags:
+    """How what labvm makes for a profile is marked, as the cloud keeps the marks: the values of its profile
+    tag and its owner tag (labvm:profile / labvm:owner, or whatever a cloud's rules make of them).  `inv
+    audit` reads a Resource's profile and owner in these words."""
+
+    profile: str
+    owner: str
 
 
-def in_parallel(make, indexes: list[int]) -> tuple[dict[int, str], dict[int, str]]:
-    """make(index) for each index at once (cluster workers): what each made, and each failure's one line."""
+@dataclass(frozen=True)
+class Description:
+    """What the keeper's asleep page and `status` say of a profile's machine, from hosts.yml alone (no SDK,
+    no network): its size and where it runs as the cloud names them, or the host of a machine labvm does
+    not power."""
 
-    made, failed = {}, {}
-    with ThreadPoolExecutor(max(1, len(indexes))) as pool:
-        for index, future in [(i, pool.submit(make, i)) for i in indexes]:
-            try:
-                made[index] = future.result()
-            except LabvmError as e:
-                failed[index] = str(e).splitlines()[0]
-    return made, failed
+    size: str  # instance type, machine type, flavor; "" where labvm makes no machine
+    place: str  # region, zone, clouds.yaml entry; the host (`address:`) where labvm makes no machine
+    vm: bool  # a machine labvm makes and powers; False: one it only uses (ssh, local)
+    spot: bool = False  # on spot (preemptible) capacity: priced as such
 
 
-def partial_cluster(profile: str, made: dict, failed: dict[int, str]) -> str:
-    problems = "; ".join(f"w{index}: {error}" for index, error in sorted(failed.items()))
-    kept = f"w{', w'.join(map(str, sorted(made)))} made and kept" if made else "none made"
-    return f"{len(failed)} worker(s) not made ({problems}); {kept}; `inv up --host {profile}` makes the missing ones"
+S = TypeVar("S", bound="Settings")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A cloud's own hosts.yml keys (Profile.cloud_settings) as typed values: each cloud's settings is a frozen
+    dataclass of these, the one place each key is declared: its type, the default labvm uses, and its Kind
+    (`field(default=..., metadata=config.schema.key(KIND))`), from which config takes the valid keys, in field
+    order, and their checks.  A key hosts.yml leaves out, or empty, takes the default (config has checked each
+    value)."""
+
+    @classmethod
+    def of(cls: type[S], profile: Profile) -> S:
+        """The profile's settings of this cloud."""
+        given = profile.cloud_settings
+        defaults = cls()
+        return cls(
+            **{f.name: _typed(getattr(defaults, f.name), given[f.name]) for f in fields(cls) if given.get(f.name)}
+        )
+
+    @classmethod
+    def login(cls, written: Mapping[str, Any]) -> str | None:
+        """The login a profile of this cloud uses when hosts.yml gives no user: (written: its keys as checked),
+        "" where the cloud decides it once the machine exists; None where only hosts.yml can say (the login its
+        image was built with), so config asks for user:."""
+        return None
+
+    def describe(self) -> Description:
+        """The size and place words of this cloud's settings (each cloud says which keys those are)."""
+        raise NotImplementedError
+
+
+def _typed(default: object, value: Any) -> Any:
+    """A hosts.yml value as the type of its default: labvm's settings are frozen, so lists are tuples."""
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, str):
+        return str(value)
+    if isinstance(default, tuple):
+        return tuple(str(item) for item in value)
+    if isinstance(default, Mapping):
+        return MappingProxyType({str(k): str(v) for k, v in dict(value).items()})
+    return value
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -130,29 +198,18 @@ def parse_time(text: str | None) -> datetime | None:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 
-def caller_cidr(where: str) -> str:
-    """This machine's public address as a /32: by default only it may reach a new VM's port 22."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=5) as response:
-            return response.read().decode().strip() + "/32"
-    except OSError:
-        raise LabvmError(
-            f"could not learn this machine's public address for the SSH rule; set {where} "
-            f"(e.g. your lab's range, 203.0.113.0/24)"
-        ) from None
-
-
 class Provider:
     """Where one profile's machine comes from: the whole contract, each verb's promise said here once.
 
     Every verb is safe to repeat: `find` first, act only on what is missing or different.  Verbs that
-    change something go through `cloud.CloudProvider.mutate` (the --plan gate).  A provider that cannot
-    do a verb raises Unsupported naming the profile (the default below).
+    change something go through the mutation gate (cloud.CloudApi.mutate: --plan).  A provider does the
+    verbs and options it declares in FEATURES; any other raises Unsupported naming the profile, before
+    anything happens (`require`, and each verb's default below).
     """
 
-    plan = False  # --plan: print each change instead of making it
+    FEATURES: ClassVar[frozenset[str]] = frozenset()  # what it does, of base.FEATURES
+    NO_PRICE: ClassVar[str] = "labvm knows no price list for it"  # why `inv audit` may show no $/h
+    NO_MONTHLY_PRICE: ClassVar[str] = "labvm knows no price list for it"  # why it may show no $/mo
     # Seconds SSH may take to answer once the machine reports running: a VM boots for a while after its
     # cloud says so.  0: the machine is up or it is not, and connecting says which (at once, not in 5 minutes).
     boot_timeout = 0
@@ -160,15 +217,48 @@ class Provider:
     def __init__(self, profile: Profile):
         self.profile = profile
 
+    @property
+    def plan(self) -> bool:
+        """--plan: each change is printed, not made."""
+        return False
+
     def start_planning(self) -> None:
         """--plan: from now on each change is printed, not made; refused where labvm changes nothing."""
         raise LabvmError(f"--plan shows cloud API calls; profile {self.profile.name!r} makes none")
 
-    def require(self, verb: str) -> None:
-        """Raises Unsupported naming the profile where this provider cannot do `verb` (create, start, stop,
-        resize, snapshot, autostop, --replace, --from-image) to its machine.  A session verb asks before
-        its first side effect: `stop` refuses before it syncs, `--replace` before it asks a question."""
-        self._unsupported(verb)
+    def require(self, feature: str) -> None:
+        """Raises Unsupported naming the profile where this provider does not do `feature` (a verb or an
+        option of base.FEATURES) for its machine.  A session verb asks before its first side effect: `stop`
+        refuses before it syncs, `--replace` before it asks a question."""
+        if feature not in self.FEATURES:
+            self._unsupported(feature)
+
+    def why_not(self, feature: str) -> str:
+        """Why this provider lacks `feature`, and the way there is: the end of Unsupported's one line."""
+        return "labvm uses the machine, it does not manage it"
+
+    def _unsupported(self, feature: str) -> NoReturn:
+        raise Unsupported(
+            f"{feature} is not supported for profile {self.profile.name!r} "
+            f"(provider {self.profile.provider}: {self.why_not(feature)})"
+        )
+
+    # -- what callers ask of any provider -----------------------------------------------------------
+    @property
+    def scope(self) -> str:
+        """What one set of credentials sees (an AWS region, a clouds.yaml entry, a GCE project): profiles of
+        one cloud and scope share one `inv audit` listing.  "" where labvm makes nothing."""
+        return ""
+
+    @property
+    def tags(self) -> Tags:
+        """The profile and owner tags of what labvm makes for this profile, as the cloud keeps them."""
+        return Tags(self.profile.name, "")
+
+    def describe(self) -> Description:
+        """The machine's size and place as hosts.yml gives them (the keeper asks `providers.describe`, which
+        answers the same without making a provider)."""
+        return Description("", str(self.profile.address or ""), vm=False)
 
     def power_off(self, instance: Instance) -> Instance | None:
         """`down`: the machine stopped as `stop` stops it; None where labvm does not power it (it stays on,
@@ -179,12 +269,6 @@ class Provider:
         """Idle seconds after which the machine stops itself (hosts.yml's autostop:, 0: off); None where labvm
         does not power it: nothing is armed, labvm never shuts down a machine it did not make."""
         return None
-
-    def _unsupported(self, verb: str) -> NoReturn:
-        raise Unsupported(
-            f"{verb} is not supported for profile {self.profile.name!r} "
-            f"(provider {self.profile.provider}: labvm uses the machine, it does not manage it)"
-        )
 
     # -- the head: the profile's own machine -------------------------------------------------
     def find(self) -> Instance | None:
@@ -220,7 +304,8 @@ class Provider:
 
     # -- images ----------------------------------------------------------------------------------
     def snapshot(self, instance: Instance, name: str, share: tuple[str, ...] = (), no_reboot: bool = False) -> Image:
-        """An image of the machine's disk, tagged as labvm's, waited for until available."""
+        """An image of the machine's disk, tagged as labvm's, waited for until available; `share`: accounts
+        that may launch it (FEATURES "--share"), `no_reboot`: the machine is not rebooted for it."""
         self._unsupported("snapshot")
 
     def images(self) -> list[Image]:
@@ -264,7 +349,7 @@ class Provider:
     # -- prices (labvm.prices caches them on the laptop and never lets a failure reach a verb) --------
     def size(self) -> str:
         """The size a machine of this profile gets (instance type, machine type, flavor); "" where labvm makes none."""
-        return ""
+        return self.describe().size
 
     def where(self) -> str:
         """Where the profile's machines run, as far as a price depends on it: an AWS or GCE region, a

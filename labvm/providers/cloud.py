@@ -1,8 +1,12 @@
-"""What the three clouds share: owner naming, the mutation gate (--plan), waits with progress, did-you-mean,
-the create-workers outline and the resize flow.
+"""What the clouds share: owner naming, THE mutation gate (--plan), waits with progress, did-you-mean, the
+create-workers outline, the resize flow, and the template of a cloud's provider.
 
-A cloud module implements the primitives; a rule every cloud keeps lives here once.  A cloud that
-needs an exception says so in its own module, next to the cited reason.
+A cloud's provider is thin: `CloudProvider` answers every verb of the contract from the parts a cloud gives
+it (`Parts`: its head, images, workers, network, preflight, inventory and price), each a collaborator that
+receives in its constructor what it uses (the cloud's API client, its settings, its names, other parts).
+The API client is a `CloudApi`: every call that changes a cloud passes its `mutate`, the one gate where
+--plan is honoured.  A rule every cloud keeps lives here once; a cloud that needs an exception says so in its
+own module, next to the cited reason.
 """
 
 from __future__ import annotations
@@ -13,16 +17,25 @@ import hashlib
 import os
 import re
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
 
 from ..config import Profile
 from ..errors import LabvmError
-from .base import Instance, Provider, from_cloud, in_parallel, partial_cluster
+from .base import CLOUD_FEATURES, Check, Description, Image, Instance, Provider, Resource, Settings, Tags, from_cloud
+from .parts import ImagesPart, InventoryPart, NetworkPart, PreflightPart, PricePart
+
+T = TypeVar("T")
+PLANNED = "(planned)"  # the id and address of what --plan would make
 
 
 @dataclass(frozen=True)
 class NameRules:
-    """What one cloud accepts in one kind of name, from the cloud's own reference (cited where used)."""
+    """What one cloud accepts in one kind of name, from the cloud's own reference (cited where each is made)."""
 
     allowed: str  # a regular-expression character class: the characters a name may hold
     limit: int  # the longest name accepted
@@ -30,26 +43,7 @@ class NameRules:
     first_letter: bool = False  # the name must start with a letter (RFC 1035)
 
 
-# EC2: security group names and descriptions in a VPC, rule descriptions (botocore's ec2 service model,
-# CreateSecurityGroup GroupName/GroupDescription, IpRange/UserIdGroupPair Description; "a-z, A-Z, 0-9,
-# spaces, and ._-:/()#,@[]+=&;{}!$*", 255 characters).  Key pair names accept any ASCII; labvm uses the
-# same safe set for them.
-EC2_NAME = NameRules(r"a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*", 255)
-# Nova key pairs at the microversion openstacksdk sends (2.10): ^[_\- a-zA-Z0-9]+$, 255 characters
-# (nova/api/openstack/compute/schemas/keypairs.py, create_v210; "." and "@" only from 2.92).
-NOVA_KEYPAIR = NameRules(r"_\- a-zA-Z0-9", 255)
-# Server, security group and floating IP description: Nova and Neutron take any printable text of 255;
-# labvm keeps to letters, digits, "._-:+" so the names stay plain on every command line.
-OPENSTACK_NAME = NameRules(r"a-zA-Z0-9._\-:+", 255)
-# GCE resource names: RFC 1035, [a-z]([-a-z0-9]{0,61}[a-z0-9])?
-# (https://cloud.google.com/compute/docs/naming-resources).
-GCE_NAME = NameRules(r"a-z0-9\-", 63, lower=True, first_letter=True)
-# GCE label values: lowercase letters, digits, "_" and "-", 63 characters
-# (https://cloud.google.com/compute/docs/labeling-resources#requirements).
-GCE_LABEL = NameRules(r"a-z0-9_\-", 63, lower=True)
-
-
-def cloud_name(rules: NameRules, *parts: str) -> str:
+def cloud_name(rules: NameRules, *parts: object) -> str:
     """A name of these parts joined by "-" that `rules` accept: other characters become "-" (runs of them
     one), uppercase lowercase where the cloud wants it.  A name that had to change, or be cut to the
     limit, ends with a hash of the parts as given: `hedy.lamarr` and `Hedy Lamarr` are two lab members,
@@ -61,16 +55,12 @@ def cloud_name(rules: NameRules, *parts: str) -> str:
     if name == text and len(name) <= rules.limit:
         return name
     digest = hashlib.sha256(text.encode()).hexdigest()[:6]
-    return f"{name[:rules.limit - 7].rstrip('- ')}-{digest}"
+    return f"{name[: rules.limit - 7].rstrip('- ')}-{digest}"
 
 
-@dataclass(frozen=True)
-class WorkerRecipe:
-    """What every new worker of one create_workers call is made of: the head's unless given."""
-
-    size: str  # the cloud's name of the size
-    image: str  # the image, as the cloud's lines name it
-    beside: dict = field(default_factory=dict)  # what else the cloud takes from the head (network, group, key)
+def owner() -> str:
+    """Who the resources belong to among the lab members sharing an account: LABVM_OWNER, else the login."""
+    return os.environ.get("LABVM_OWNER") or getpass.getuser()
 
 
 def tag_number(value: object) -> int:
@@ -80,40 +70,68 @@ def tag_number(value: object) -> int:
     return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else 0
 
 
-def owner() -> str:
-    """Who the resources belong to among the lab members sharing an account: LABVM_OWNER, else the login."""
-    return os.environ.get("LABVM_OWNER") or getpass.getuser()
+def unknown(key: str, kind: str, wanted: str, known: list[str], listing: str) -> LabvmError:
+    """The one line for a size, image or network the cloud does not have: the closest it has (names
+    the cloud lists, an admin's or a co-member's text)."""
+    close = difflib.get_close_matches(wanted, known, n=3, cutoff=0.5)
+    hint = f"; closest: {', '.join(map(from_cloud, close))}" if close else ""
+    return LabvmError(f"{key}: no {kind} {wanted!r}{hint} ({listing})")
 
 
-class CloudProvider(Provider):
-    """The template of the clouds: a cloud sets `cloud` and implements the contract's verbs from its primitives."""
+def planned_instance(name: str, size: str = "") -> Instance:
+    """What a planned create answers: enough for the verb to print the rest of its plan."""
+    return Instance(PLANNED, name, "running", PLANNED, size)
 
-    cloud = ""  # aws, openstack, gce: the prefix of its lines
-    boot_timeout = 300  # a new or restarted VM's sshd answers minutes after the cloud says running
 
-    def __init__(self, profile: Profile):
-        super().__init__(profile)
-        self.settings = profile.cloud_settings
-        self.owner = owner()
-        self.plan = False
+def no_head(profile: Profile) -> LabvmError:
+    """Workers are made beside the head: there is none yet."""
+    return LabvmError(f"profile {profile.name!r} has no VM to make workers beside; `inv up --host {profile.name}`")
 
-    def start_planning(self) -> None:
-        self.plan = True
 
-    def require(self, verb: str) -> None:
-        """A cloud does every verb to the machines labvm makes there."""
+def ask(name: str, question: Callable[[], str]) -> Check:
+    """A preflight question's answer: its line, or the one-line problem it raised."""
+    try:
+        return Check(name, True, question())
+    except LabvmError as e:
+        return Check(name, False, str(e).splitlines()[0])
 
-    def power_off(self, instance: Instance) -> Instance:
-        return self.stop(instance)
 
-    def autostop_seconds(self) -> int:
-        return self.profile.autostop
+def caller_cidr(where: str) -> str:
+    """This machine's public address as a /32: by default only it may reach a new VM's port 22."""
+    import urllib.request
 
-    def _where(self, key: str) -> str:
-        return f"{self.profile.source}: profiles.{self.profile.name}.{key}"
+    try:
+        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=5) as response:
+            return response.read().decode().strip() + "/32"
+    except OSError:
+        raise LabvmError(
+            f"could not learn this machine's public address for the SSH rule; set {where} "
+            f"(e.g. your lab's range, 203.0.113.0/24)"
+        ) from None
 
-    # -- THE mutation gate -------------------------------------------------------------------------
-    def mutate(self, what: str, action, *args, planned=None, **kwargs):
+
+# -- the API client: THE mutation gate and the waits ------------------------------------------------------
+
+
+class CloudApi:
+    """One cloud's calls for one profile: THE mutation gate (every call that changes the cloud passes
+    `mutate`; under --plan it is printed, not made), the waits, and `call`, which a cloud's client overrides
+    to turn its SDK's errors into one line with the next step (and to retry what its cloud asks to retry)."""
+
+    def __init__(self, cloud: str):
+        self.cloud = cloud  # the prefix of its lines: aws, openstack, gce
+        self.plan = False  # --plan: each change printed, not made
+
+    @property
+    def scope(self) -> str:
+        """What its credentials see (Provider.scope)."""
+        raise NotImplementedError
+
+    def call(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One SDK call, its errors turned into one line with the next step (each cloud says how)."""
+        return action(*args, **kwargs)
+
+    def mutate(self, what: str, action: Callable[..., Any], *args: Any, planned: Any = None, **kwargs: Any) -> Any:
         """Every call that changes the cloud passes here.  Under --plan it is printed, not made, and
         `planned` stands in for its answer, so the verb goes on to print the rest of its plan."""
         if self.plan:
@@ -121,16 +139,23 @@ class CloudProvider(Provider):
             return planned
         return self.call(action, *args, **kwargs)
 
-    def call(self, action, *args, **kwargs):
-        """One SDK call, its errors turned into one line with the next step (each cloud says how)."""
-        return action(*args, **kwargs)
+    def said(self, line: str) -> None:
+        """A line saying what was made or changed: under --plan the gate has said what would be."""
+        if not self.plan:
+            print(line, flush=True)
 
-    # -- waits ---------------------------------------------------------------------------------------
-    def wait_until(self, what: str, done, timeout: float, poll: float = 2.0, progress: float = 30.0,
-                   late: str = ""):
+    def wait_until(
+        self,
+        what: str,
+        done: Callable[[], Any] | None,
+        timeout: float,
+        poll: float = 2.0,
+        progress: float = 30.0,
+        late: str = "",
+    ) -> Any:
         """Polls done() until it returns something true (returned), printing progress while it takes long.
         Under --plan nothing was made to wait for: the wait is printed.  late: the next step on timeout."""
-        if self.plan:
+        if self.plan or done is None:
             print(f"plan: {self.cloud}: then wait until {what}", flush=True)
             return None
         print(f"{self.cloud}: waiting until {what} ...", flush=True)
@@ -142,87 +167,313 @@ class CloudProvider(Provider):
                 print(f"{self.cloud}: {what} ({waited:.0f}s)", flush=True)
                 return answer
             if waited >= timeout:
-                raise LabvmError(f"{self.cloud}: {what} did not happen in {waited / 60:.0f}m" + (f"; {late}" if late else ""))
+                raise LabvmError(
+                    f"{self.cloud}: {what} did not happen in {waited / 60:.0f}m" + (f"; {late}" if late else "")
+                )
             if time.monotonic() - said >= progress:
                 print(f"{self.cloud}: still waiting until {what} ({waited / 60:.0f}m)", flush=True)
                 said = time.monotonic()
             time.sleep(poll)
 
-    # -- did-you-mean ------------------------------------------------------------------------------
-    @staticmethod
-    def unknown(key: str, kind: str, wanted: str, known: list[str], listing: str) -> LabvmError:
-        """The one line for a size, image or network the cloud does not have: the closest it has (names
-        the cloud lists, an admin's or a co-member's text)."""
-        close = difflib.get_close_matches(wanted, known, n=3, cutoff=0.5)
-        hint = f"; closest: {', '.join(map(from_cloud, close))}" if close else ""
-        return LabvmError(f"{key}: no {kind} {wanted!r}{hint} ({listing})")
 
-    # -- planned stand-ins ------------------------------------------------------------------------
-    def planned_instance(self, name: str, size: str = "") -> Instance:
-        """What a planned create answers: enough for the verb to print the rest of its plan."""
-        return Instance("(planned)", name, "running", "(planned)", size)
+# -- the parts a cloud gives its provider ------------------------------------------------------------------
 
-    # -- the create-workers outline ----------------------------------------------------------------
-    def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
+
+class Head(ABC):
+    """The profile's own machine on one cloud, and the resize flow every cloud shares."""
+
+    def __init__(self, api: CloudApi):
+        self.api = api
+
+    @abstractmethod
+    def find(self) -> Instance | None:
+        """Provider.find."""
+
+    @abstractmethod
+    def create(self, image: str | None, public_key: str) -> Instance:
+        """Provider.create."""
+
+    @abstractmethod
+    def start(self, instance: Instance) -> Instance:
+        """Provider.start."""
+
+    @abstractmethod
+    def stop(self, instance: Instance) -> Instance:
+        """Provider.stop."""
+
+    @abstractmethod
+    def terminate(self, instance: Instance, keep_ip: bool) -> None:
+        """Provider.terminate."""
+
+    @abstractmethod
+    def last_start(self, instance: Instance) -> datetime:
+        """Provider.last_start."""
+
+    def resize(self, instance: Instance, size: str) -> Instance:
+        """The size checked first (did-you-mean, and what the cloud refuses for this machine); nothing
+        done when the machine has it already; else the cloud's change of size."""
+        size = self.resize_target(instance, size)
+        if instance.size == size:
+            print(f"{self.api.cloud}: {instance.id} is already {size}")
+            return instance
+        return self.change_size(instance, size)
+
+    @abstractmethod
+    def resize_target(self, instance: Instance, size: str) -> str:
+        """The size checked; its name as Instance.size says it."""
+
+    def change_size(self, instance: Instance, size: str) -> Instance:
+        """Stopped, given the new size, started again (same disk, same address); a cloud that resizes
+        in place says so in its own module."""
+        stopped = self.stop(instance)
+        self.set_size(stopped, size)
+        return self.start(stopped)
+
+    def set_size(self, instance: Instance, size: str) -> None:
+        """The stopped machine's size changed (the cloud's call, through the gate)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class WorkerRecipe:
+    """What every new worker of one create_workers call is made of: the head's unless given."""
+
+    size: str  # the cloud's name of the size
+    image: str  # the image, as the cloud's lines name it
+    beside: dict = field(default_factory=dict)  # what else the cloud takes from the head (network, group, key)
+
+
+class Workers(ABC):
+    """A Dask cluster's worker machines on one cloud, and the create-workers outline every cloud shares."""
+
+    def __init__(self, api: CloudApi, head: Head, profile: Profile):
+        self.api, self.head, self.profile = api, head, profile
+
+    @abstractmethod
+    def found(self) -> list[Instance]:
+        """Provider.workers."""
+
+    @abstractmethod
+    def image(self) -> str:
+        """Provider.cluster_image."""
+
+    @abstractmethod
+    def allow(self) -> None:
+        """Provider.allow_cluster."""
+
+    @abstractmethod
+    def terminate(self) -> None:
+        """Provider.terminate_workers."""
+
+    def create(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
         """Workers of these indexes, made in parallel beside the head (its network, rules and key; its
         image and size unless given), waited for, then found again by their tags.  One that fails leaves
         the others made, and the error names each."""
-        head = self.find()
-        if head is None and not self.plan:
-            raise self.no_head()
-        recipe = self._worker_recipe(head, indexes, image, size, public_key)
-        if not self.plan:
-            print(f"{self.cloud}: creating {len(indexes)} worker(s) {recipe.size} from {recipe.image}", flush=True)
-        made, failed = in_parallel(lambda index: self._make_worker(recipe, index), indexes)
+        head = self.head.find()
+        if head is None and not self.api.plan:
+            raise no_head(self.profile)
+        recipe = self.recipe(head, indexes, image, size, public_key)
+        if not self.api.plan:
+            print(f"{self.api.cloud}: creating {len(indexes)} worker(s) {recipe.size} from {recipe.image}", flush=True)
+        made, failed = in_parallel(lambda index: self.make(recipe, index), indexes)
         if made:
-            self._workers_made(list(made.values()))
+            self.made(list(made.values()))
         if failed:
             raise LabvmError(partial_cluster(self.profile.name, made, failed))
-        if self.plan:
-            return [self.planned_instance(self._worker_name(index), recipe.size) for index in sorted(made)]
+        if self.api.plan:
+            return [planned_instance(self.name(index), recipe.size) for index in sorted(made)]
         ids = set(made.values())
-        return [worker for worker in self.workers() if worker.id in ids]
+        return [worker for worker in self.found() if worker.id in ids]
 
-    def no_head(self) -> LabvmError:
-        return LabvmError(f"profile {self.profile.name!r} has no VM to make workers beside; "
-                          f"`inv up --host {self.profile.name}`")
+    @abstractmethod
+    def recipe(self, head: Instance | None, indexes: list[int], image: str, size: str, public_key: str) -> WorkerRecipe:
+        """Size and image checked (did-you-mean) or taken from the head, and what else a worker needs from
+        it.  head is None only under --plan, before the head exists."""
 
-    def _worker_recipe(self, head: Instance | None, indexes: list[int], image: str, size: str,
-                       public_key: str) -> WorkerRecipe:
-        """The cloud's part: size and image checked (did-you-mean) or taken from the head, and what else
-        a worker needs from it.  head is None only under --plan, before the head exists."""
-        raise NotImplementedError
+    @abstractmethod
+    def make(self, recipe: WorkerRecipe, index: int) -> str:
+        """One worker made through the mutation gate; its id (as Instance.id says it)."""
 
-    def _make_worker(self, recipe: WorkerRecipe, index: int) -> str:
-        """The cloud's part: one worker made through the mutation gate; its id (as Instance.id says it)."""
-        raise NotImplementedError
+    def made(self, ids: list[str]) -> None:
+        """Waits until the made workers run, for a cloud whose make returns before that (EC2's RunInstances
+        does); by default `make` has waited for each."""
+        return None
 
-    def _workers_made(self, ids: list[str]) -> None:
-        """Waits until the made workers run, for a cloud whose make returns before that."""
+    @abstractmethod
+    def name(self, index: int) -> str:
+        """Worker `index`'s name (it ends -w<index>)."""
 
-    def _worker_name(self, index: int) -> str:
-        raise NotImplementedError
 
-    # -- the resize flow ---------------------------------------------------------------------------
-    def resize(self, inst: Instance, size: str) -> Instance:
-        """The size checked first (did-you-mean, and what the cloud refuses for this machine); nothing
-        done when the machine has it already; else the cloud's change of size."""
-        size = self._resize_target(inst, size)
-        if inst.size == size:
-            print(f"{self.cloud}: {inst.id} is already {size}")
-            return inst
-        return self._change_size(inst, size)
+def in_parallel(make: Callable[[int], str], indexes: list[int]) -> tuple[dict[int, str], dict[int, str]]:
+    """make(index) for each index at once (cluster workers): what each made, and each failure's one line."""
+    made, failed = {}, {}
+    with ThreadPoolExecutor(max(1, len(indexes))) as pool:
+        for index, future in [(i, pool.submit(make, i)) for i in indexes]:
+            try:
+                made[index] = future.result()
+            except LabvmError as e:
+                failed[index] = str(e).splitlines()[0]
+    return made, failed
 
-    def _resize_target(self, inst: Instance, size: str) -> str:
-        """The cloud's part: the size checked; its name as Instance.size says it."""
-        raise NotImplementedError
 
-    def _change_size(self, inst: Instance, size: str) -> Instance:
-        """Stopped, given the new size, started again (same disk, same address); a cloud that resizes
-        in place says so in its own module."""
-        stopped = self.stop(inst)
-        self._set_size(stopped, size)
-        return self.start(stopped)
+def partial_cluster(profile: str, made: dict[int, str], failed: dict[int, str]) -> str:
+    """The one line of a create_workers call some of whose workers failed: each failure, what was kept."""
+    problems = "; ".join(f"w{index}: {error}" for index, error in sorted(failed.items()))
+    kept = f"w{', w'.join(map(str, sorted(made)))} made and kept" if made else "none made"
+    return f"{len(failed)} worker(s) not made ({problems}); {kept}; `inv up --host {profile}` makes the missing ones"
 
-    def _set_size(self, inst: Instance, size: str) -> None:
-        raise NotImplementedError
+
+@dataclass(frozen=True)
+class Parts:
+    """A cloud's collaborators, each answering for its seam of the contract."""
+
+    head: Head
+    images: ImagesPart
+    workers: Workers
+    network: NetworkPart
+    preflight: PreflightPart
+    inventory: InventoryPart
+    price: PricePart | None = None  # None: the cloud publishes no prices (hosts.yml's price_per_hour: gives one)
+
+
+# -- the template -------------------------------------------------------------------------------------------
+
+
+class CloudProvider(Provider):
+    """The template of the clouds: every verb of the contract from the parts a cloud gives.  A cloud's
+    provider builds its API client, settings, tags and parts, declares FEATURES (and why it lacks the
+    others), and says where its prices apply (`where`)."""
+
+    FEATURES = CLOUD_FEATURES
+    INSTEAD: ClassVar[dict[str, str]] = {}  # a feature the cloud lacks -> the way there is, for Unsupported's line
+    boot_timeout = 300  # a new or restarted VM's sshd answers minutes after the cloud says running
+
+    def __init__(self, profile: Profile, api: CloudApi, settings: Settings, tags: Tags, parts: Parts):
+        super().__init__(profile)
+        self.api, self.settings, self.parts = api, settings, parts
+        self._tags = tags
+
+    @property
+    def plan(self) -> bool:
+        """The API client's gate: --plan."""
+        return self.api.plan
+
+    @plan.setter
+    def plan(self, value: bool) -> None:
+        """--plan on or off, at the one gate."""
+        self.api.plan = value
+
+    def start_planning(self) -> None:
+        """--plan: the API client's gate prints each change from now on."""
+        self.api.plan = True
+
+    def why_not(self, feature: str) -> str:
+        """INSTEAD's way there is, for a feature the cloud lacks."""
+        return self.INSTEAD.get(feature, "labvm does not do it on this cloud")
+
+    @property
+    def scope(self) -> str:
+        """The API client's: what its credentials see."""
+        return self.api.scope
+
+    @property
+    def tags(self) -> Tags:
+        """As the cloud's names make them."""
+        return self._tags
+
+    def describe(self) -> Description:
+        """The cloud's settings' words."""
+        return self.settings.describe()
+
+    def power_off(self, instance: Instance) -> Instance:
+        """`down` stops the machine as `stop` does."""
+        return self.stop(instance)
+
+    def autostop_seconds(self) -> int:
+        """hosts.yml's autostop: (the default hour unless told otherwise)."""
+        return self.profile.autostop
+
+    # -- the head and its images ---------------------------------------------------------------------
+    def find(self) -> Instance | None:
+        """The head part's."""
+        return self.parts.head.find()
+
+    def create(self, image: str | None = None, public_key: str = "") -> Instance:
+        """The head part's."""
+        return self.parts.head.create(image, public_key)
+
+    def start(self, instance: Instance) -> Instance:
+        """The head part's."""
+        return self.parts.head.start(instance)
+
+    def stop(self, instance: Instance) -> Instance:
+        """The head part's."""
+        return self.parts.head.stop(instance)
+
+    def terminate(self, instance: Instance, keep_ip: bool = False) -> None:
+        """The head part's."""
+        self.parts.head.terminate(instance, keep_ip)
+
+    def resize(self, instance: Instance, size: str) -> Instance:
+        """The head part's resize flow."""
+        return self.parts.head.resize(instance, size)
+
+    def last_start(self, instance: Instance) -> datetime:
+        """The head part's."""
+        return self.parts.head.last_start(instance)
+
+    def admit_caller(self) -> None:
+        """The network part's."""
+        self.parts.network.admit_caller()
+
+    def snapshot(self, instance: Instance, name: str, share: tuple[str, ...] = (), no_reboot: bool = False) -> Image:
+        """The images part's; --share refused where the cloud lacks it (FEATURES), before anything is made."""
+        if share:
+            self.require("--share")
+        return self.parts.images.make(instance, name, share, no_reboot)
+
+    def images(self) -> list[Image]:
+        """The images part's."""
+        return self.parts.images.listed()
+
+    def delete_image(self, image: Image) -> None:
+        """The images part's."""
+        self.parts.images.delete(image)
+
+    # -- workers ----------------------------------------------------------------------------------------
+    def workers(self) -> list[Instance]:
+        """The workers part's."""
+        return self.parts.workers.found()
+
+    def create_workers(self, indexes: list[int], image: str, size: str, public_key: str) -> list[Instance]:
+        """The workers part's create-workers outline."""
+        return self.parts.workers.create(indexes, image, size, public_key)
+
+    def cluster_image(self) -> str:
+        """The workers part's."""
+        return self.parts.workers.image()
+
+    def allow_cluster(self) -> None:
+        """The workers part's."""
+        self.parts.workers.allow()
+
+    def terminate_workers(self) -> None:
+        """The workers part's."""
+        self.parts.workers.terminate()
+
+    # -- questions ----------------------------------------------------------------------------------------
+    def preflight(self, public_key: str) -> list[Check]:
+        """The preflight part's."""
+        return self.parts.preflight.checks(public_key)
+
+    def inventory(self) -> list[Resource]:
+        """The inventory part's."""
+        return self.parts.inventory.resources()
+
+    def price_per_hour(self, size: str, spot: bool) -> float | None:
+        """The price part's; None where the cloud publishes no prices."""
+        return self.parts.price.per_hour(size, spot) if self.parts.price else None
+
+    def price_per_month(self, kind: str, state: str = "", volume_type: str = "") -> float | None:
+        """The price part's; None where the cloud publishes no prices."""
+        return self.parts.price.per_month(kind, state, volume_type) if self.parts.price else None

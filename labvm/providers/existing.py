@@ -6,8 +6,10 @@ from .base import Instance, Provider
 
 
 class ExistingMachine(Provider):
-    """Always there and running at its `address:`; every lifecycle verb raises Unsupported naming the profile."""
+    """Always there and running at its `address:`; it does none of FEATURES, so every lifecycle verb raises
+    Unsupported naming the profile."""
 
     def find(self) -> Instance:
+        """Its `address:` (this machine for `local`), running."""
         address = self.profile.address or "127.0.0.1"
         return Instance(self.profile.name, self.profile.name, "running", address)

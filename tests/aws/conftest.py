@@ -44,7 +44,8 @@ def strict_ec2():
         # network interface instead."
         if nics and (kwargs.get("security_group_ids") or security_group_names):
             raise InvalidParameterCombination(
-                "Network interfaces and an instance-level security groups may not be specified on the same request")
+                "Network interfaces and an instance-level security groups may not be specified on the same request"
+            )
         subnet_id = kwargs.get("subnet_id") or next((n["SubnetId"] for n in nics if "SubnetId" in n), None)
         groups = kwargs.get("security_group_ids") or [g for n in nics for g in n.get("Groups", [])]
         # https://docs.aws.amazon.com/vpc/latest/userguide/vpc-security-groups.html: "Security groups
@@ -53,8 +54,10 @@ def strict_ec2():
             vpc = backend.get_subnet(subnet_id).vpc_id
             for group_id in groups:
                 if backend.get_security_group_from_id(group_id).vpc_id != vpc:
-                    raise EC2ClientError("InvalidParameter",
-                        f"Security group {group_id} and subnet {subnet_id} belong to different networks.")
+                    raise EC2ClientError(
+                        "InvalidParameter",
+                        f"Security group {group_id} and subnet {subnet_id} belong to different networks.",
+                    )
         return original(backend, image_id, count, user_data, security_group_names, **kwargs)
 
     InstanceBackend.run_instances = run_instances

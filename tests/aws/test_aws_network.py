@@ -89,8 +89,17 @@ def test_a_second_laptop_gets_its_own_key_pair(lab, ec2):
 
     laptop, other_laptop = public_key(), public_key()
     provider_for(lab, image=shared_image(ec2)).create(public_key=laptop)  # the first laptop's VM lives on
-    lab.write_hosts({"gpu": {"provider": "aws", "region": REGION, "user": "ubuntu", "image": shared_image(ec2),
-                             "ssh_cidr": "127.0.0.1/32"}})
+    lab.write_hosts(
+        {
+            "gpu": {
+                "provider": "aws",
+                "region": REGION,
+                "user": "ubuntu",
+                "image": shared_image(ec2),
+                "ssh_cidr": "127.0.0.1/32",
+            }
+        }
+    )
     second = AwsProvider(config.load(lab.hosts).profile("gpu"))  # same owner, another laptop, another profile
     instance = second.create(public_key=other_laptop)
 
@@ -102,12 +111,12 @@ def test_a_second_laptop_gets_its_own_key_pair(lab, ec2):
 
 
 def test_a_key_pair_of_that_name_with_another_key_is_not_used(lab, ec2):
-    from labvm.providers.aws import AwsProvider
+    from labvm.providers.aws.network import key_name_for
     from labvm.errors import LabvmError
 
     key = public_key()
     provider = provider_for(lab, image=shared_image(ec2))
-    name = AwsProvider._key_name_for("hedy", key)
+    name = key_name_for("hedy", key)
     ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key().encode())
     with pytest.raises(LabvmError) as raised:
         provider.create(public_key=key)
@@ -164,13 +173,13 @@ def group_outlives_its_instance():
 
 def test_terminate_waits_out_the_group_dependency_and_deletes_the_key(lab, ec2, group_outlives_its_instance, capsys):
     provider = provider_for(lab, image=shared_image(ec2))
-    provider.retry_delay = 0.01  # EC2 takes seconds to minutes; the refusals here are counted, not timed
+    provider.parts.network.retry_delay = 0.01  # EC2 takes seconds to minutes; the refusals here are counted, not timed
     provider.terminate(provider.create(public_key=public_key()))
     assert group_outlives_its_instance["left"] == 0
     assert owned(ec2, "hedy") == {"instances": [], "groups": [], "keys": [], "addresses": []}
 
     group_outlives_its_instance["left"] = 10**6  # a group that never goes within the bound
-    provider.retry_limit = 0.05
+    provider.parts.network.retry_limit = 0.05
     provider.terminate(provider.create(public_key=public_key()))
     said = capsys.readouterr()
     assert "security group labvm-aws-hedy is still in use" in said.err and "aws ec2 delete-security-group" in said.err
@@ -196,7 +205,7 @@ def test_what_ec2_has_just_made_may_be_not_found_at_first(lab, ec2):
     from moto_ec2_rules import Lagging
 
     provider = provider_for(lab, image=shared_image(ec2), elastic_ip=True)
-    provider.settle_delay = 0.01  # EC2 takes seconds; the refusals here are counted, not timed
+    provider.api.settle_delay = 0.01  # EC2 takes seconds; the refusals here are counted, not timed
     with Lagging() as lag:
         made = provider.create(public_key=public_key())
     assert sorted(lag.refused) == ["InvalidAllocationID.NotFound", "InvalidGroup.NotFound", "InvalidKeyPair.NotFound"]
@@ -211,7 +220,7 @@ def test_a_resource_that_stays_not_found_ends_the_retries_with_one_line(lab, ec2
     from moto_ec2_rules import Lagging
 
     provider = provider_for(lab, image=shared_image(ec2))
-    provider.settle_delay, provider.settle_limit = 0.01, 0.1
+    provider.api.settle_delay, provider.api.settle_limit = 0.01, 0.1
     with Lagging(never_caught_up=True) as lag, pytest.raises(LabvmError) as failed:
         provider.create(public_key=public_key())
     assert "\n" not in str(failed.value) and "NotFound" in str(failed.value)
@@ -221,9 +230,14 @@ def test_a_resource_that_stays_not_found_ends_the_retries_with_one_line(lab, ec2
 def everything(ec2) -> tuple:
     """All moto holds that a verb could change."""
     instances = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
-    return (instances, ec2.describe_security_groups()["SecurityGroups"], ec2.describe_key_pairs()["KeyPairs"],
-            ec2.describe_addresses()["Addresses"], ec2.describe_images(Owners=["self"])["Images"],
-            ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"])
+    return (
+        instances,
+        ec2.describe_security_groups()["SecurityGroups"],
+        ec2.describe_key_pairs()["KeyPairs"],
+        ec2.describe_addresses()["Addresses"],
+        ec2.describe_images(Owners=["self"])["Images"],
+        ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"],
+    )
 
 
 class Plans:
@@ -240,7 +254,7 @@ class Plans:
             if not model.name.startswith(("Describe", "Get")):
                 self.sent.append(xform_name(model.name))
 
-        provider.ec2.meta.events.register("before-call.ec2", record)
+        provider.api.ec2.meta.events.register("before-call.ec2", record)
         return provider
 
     def check(self, provider, verb, *args):
@@ -248,8 +262,11 @@ class Plans:
         self.capsys.readouterr()
         provider.plan = True
         verb(*args)
-        planned = [line.split("(")[0].removeprefix("plan: aws: ec2.") for line in self.capsys.readouterr().out.splitlines()
-                   if line.startswith("plan: aws: ec2.")]
+        planned = [
+            line.split("(")[0].removeprefix("plan: aws: ec2.")
+            for line in self.capsys.readouterr().out.splitlines()
+            if line.startswith("plan: aws: ec2.")
+        ]
         assert self.sent == [] and everything(self.ec2) == before, verb.__name__
         provider.plan = False
         made = verb(*args)

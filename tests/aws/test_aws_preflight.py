@@ -20,7 +20,16 @@ def by_name(checks) -> dict:
 
 def test_a_ready_account_passes_every_check_and_nothing_is_made(lab, sts):
     checks = provider_for(lab, image=shared_image(sts)).preflight(public_key())
-    assert [c.name for c in checks] == ["credentials", "region", "network", "image", "size", "quota", "key pair", "ssh rule"]
+    assert [c.name for c in checks] == [
+        "credentials",
+        "region",
+        "network",
+        "image",
+        "size",
+        "quota",
+        "key pair",
+        "ssh rule",
+    ]
     assert all(c.ok for c in checks), checks
     found = by_name(checks)
     assert found["credentials"].detail.startswith("arn:aws:")
@@ -48,7 +57,10 @@ def test_no_credentials_is_one_failing_check(lab, moto, monkeypatch):
 def test_each_broken_part_of_an_account_fails_its_own_check(lab, sts):
     key = public_key()
     image = shared_image(sts)
-    assert "AMI ids differ per region" in by_name(provider_for(lab, image="ami-00000000deadbeef0").preflight(key))["image"].detail
+    assert (
+        "AMI ids differ per region"
+        in by_name(provider_for(lab, image="ami-00000000deadbeef0").preflight(key))["image"].detail
+    )
     typo = by_name(provider_for(lab, image=image, instance_type="t3.smal").preflight(key))["size"]
     assert not typo.ok and "profiles.aws.instance_type: t3.smal is not offered in us-west-2" in typo.detail
 
@@ -67,12 +79,15 @@ def test_quota_headroom_from_service_quotas(lab, sts):
     provider = provider_for(lab, image=shared_image(sts), instance_type="t3.xlarge")
     made = provider_for(lab, image=shared_image(sts), instance_type="t3.large")
     made.create(public_key=public_key())  # 2 vCPUs running
-    with Stubber(provider.quotas) as quotas:
+    with Stubber(provider.parts.preflight.quotas) as quotas:
         # https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetServiceQuota.html; L-1216C47A is
         # "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances", in vCPUs
         # (https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-quotas.html).
-        quotas.add_response("get_service_quota", {"Quota": {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A", "Value": 5.0}},
-                            {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A"})
+        quotas.add_response(
+            "get_service_quota",
+            {"Quota": {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A", "Value": 5.0}},
+            {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A"},
+        )
         quota = by_name(provider.preflight(public_key()))["quota"]
     assert not quota.ok and quota.detail.startswith("2 of 5 on-demand vCPUs in use and t3.xlarge needs 4")
     assert "Service Quotas" in quota.detail
@@ -90,10 +105,13 @@ def region(status: str) -> dict:
     return {"Regions": [{"RegionName": REGION, "Endpoint": f"ec2.{REGION}.amazonaws.com", "OptInStatus": status}]}
 
 
-@pytest.mark.parametrize("status,said", [
-    ("not-opted-in", f"region {REGION} is not enabled for this account; enable it in the AWS console"),
-    ("opt-in-not-required", "AWS rejected the credentials; check AWS_PROFILE"),
-])
+@pytest.mark.parametrize(
+    "status,said",
+    [
+        ("not-opted-in", f"region {REGION} is not enabled for this account; enable it in the AWS console"),
+        ("opt-in-not-required", "AWS rejected the credentials; check AWS_PROFILE"),
+    ],
+)
 def test_auth_failure_names_a_region_not_opted_in(lab, status, said):
     """A region the account has not enabled answers every call AuthFailure, as bad credentials do
     (https://docs.aws.amazon.com/accounts/latest/reference/manage-acct-regions.html): labvm asks an enabled
@@ -101,19 +119,24 @@ def test_auth_failure_names_a_region_not_opted_in(lab, status, said):
     from labvm.errors import LabvmError
 
     provider = provider_for(lab, image="ami-12345678")
-    with Stubber(provider.ec2) as stub, Stubber(provider._enabled_region_ec2) as enabled:
-        stub.add_client_error("describe_instances", "AuthFailure", "AWS was not able to validate the provided access credentials")
-        enabled.add_response("describe_regions", region(status), {
-            "AllRegions": True, "Filters": [{"Name": "region-name", "Values": [REGION]}]})
+    with Stubber(provider.api.ec2) as stub, Stubber(provider.api.enabled_region_ec2) as enabled:
+        stub.add_client_error(
+            "describe_instances", "AuthFailure", "AWS was not able to validate the provided access credentials"
+        )
+        enabled.add_response(
+            "describe_regions",
+            region(status),
+            {"AllRegions": True, "Filters": [{"Name": "region-name", "Values": [REGION]}]},
+        )
         with pytest.raises(LabvmError) as raised:
             provider.find()
     assert str(raised.value).startswith("AWS AuthFailure: AWS was not able to validate") and said in str(raised.value)
-    assert provider._enabled_region_ec2.meta.region_name == "us-east-1" and "\n" not in str(raised.value)
+    assert provider.api.enabled_region_ec2.meta.region_name == "us-east-1" and "\n" not in str(raised.value)
 
 
 def test_region_check_asks_an_enabled_region(lab, sts):
     provider = provider_for(lab, image=shared_image(sts))
-    with Stubber(provider._enabled_region_ec2) as enabled:
+    with Stubber(provider.api.enabled_region_ec2) as enabled:
         enabled.add_response("describe_regions", region("not-opted-in"))
         found = by_name(provider.preflight(public_key()))["region"]
     assert not found.ok and f"profiles.aws.region: {REGION} is not enabled for this account" in found.detail

@@ -14,8 +14,14 @@ LAUNCHED = "2026-11-02T09:00:00+00:00"
 
 def instance(**fields) -> dict:
     """An Instance of https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Instance.html."""
-    return {"InstanceId": "i-0spot", "InstanceType": "t3.small", "LaunchTime": LAUNCHED,
-            "State": {"Code": 16, "Name": "running"}, "PrivateIpAddress": "10.0.0.5", **fields}
+    return {
+        "InstanceId": "i-0spot",
+        "InstanceType": "t3.small",
+        "LaunchTime": LAUNCHED,
+        "State": {"Code": 16, "Name": "running"},
+        "PrivateIpAddress": "10.0.0.5",
+        **fields,
+    }
 
 
 def described(**fields) -> dict:
@@ -26,7 +32,9 @@ def stubbed(lab):
     from labvm import config
     from labvm.providers.aws import AwsProvider
 
-    lab.write_hosts({"aws": {"provider": "aws", "region": REGION, "user": "ubuntu", "spot": True, "ssh_cidr": "127.0.0.1/32"}})
+    lab.write_hosts(
+        {"aws": {"provider": "aws", "region": REGION, "user": "ubuntu", "spot": True, "ssh_cidr": "127.0.0.1/32"}}
+    )
     return AwsProvider(config.load(lab.hosts).profile("aws"))
 
 
@@ -34,18 +42,30 @@ def test_terminate_cancels_the_persistent_spot_request_first(lab):
     from labvm.providers import Instance
 
     provider = stubbed(lab)
-    with Stubber(provider.ec2) as stub:
+    with Stubber(provider.api.ec2) as stub:
         # A spot instance names its request (API_Instance.html, spotInstanceRequestId).
         stub.add_response("describe_instances", described(InstanceLifecycle="spot", SpotInstanceRequestId="sir-0abc"))
         # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CancelSpotInstanceRequests.html: cancelling
         # a persistent request does not terminate its instance; terminating without it relaunches one
         # (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/terminating-a-spot-instance.html).
-        stub.add_response("cancel_spot_instance_requests",
-                          {"CancelledSpotInstanceRequests": [{"SpotInstanceRequestId": "sir-0abc", "State": "cancelled"}]},
-                          {"SpotInstanceRequestIds": ["sir-0abc"]})
-        stub.add_response("terminate_instances", {"TerminatingInstances": [{
-            "InstanceId": "i-0spot", "CurrentState": {"Code": 32, "Name": "shutting-down"},
-            "PreviousState": {"Code": 16, "Name": "running"}}]}, {"InstanceIds": ["i-0spot"]})
+        stub.add_response(
+            "cancel_spot_instance_requests",
+            {"CancelledSpotInstanceRequests": [{"SpotInstanceRequestId": "sir-0abc", "State": "cancelled"}]},
+            {"SpotInstanceRequestIds": ["sir-0abc"]},
+        )
+        stub.add_response(
+            "terminate_instances",
+            {
+                "TerminatingInstances": [
+                    {
+                        "InstanceId": "i-0spot",
+                        "CurrentState": {"Code": 32, "Name": "shutting-down"},
+                        "PreviousState": {"Code": 16, "Name": "running"},
+                    }
+                ]
+            },
+            {"InstanceIds": ["i-0spot"]},
+        )
         stub.add_response("describe_instances", described(State={"Code": 48, "Name": "terminated"}))
         provider.terminate(Instance("i-0spot", "labvm-aws", "running", "10.0.0.5", "t3.small"), keep_ip=True)
         stub.assert_no_pending_responses()
@@ -56,14 +76,23 @@ def test_up_says_an_interrupted_spot_instance_is_restarted_only_by_ec2(lab):
     from labvm.providers import Instance
 
     provider = stubbed(lab)
-    with Stubber(provider.ec2) as stub:
+    with Stubber(provider.api.ec2) as stub:
         # "Only Amazon EC2 can restart an interrupted stopped Spot Instance"
         # (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/interruption-behavior.html); the reason
         # is the instance's StateReason (API_StateReason.html). No start_instances is stubbed: a call fails.
-        stub.add_response("describe_instances", described(
-            InstanceLifecycle="spot", SpotInstanceRequestId="sir-0abc", State={"Code": 80, "Name": "stopped"},
-            StateReason={"Code": "Server.SpotInstanceShutdown", "Message": "Server.SpotInstanceShutdown: The instance "
-                         "was stopped because the number of Spot requests ... exceeded available capacity"}))
+        stub.add_response(
+            "describe_instances",
+            described(
+                InstanceLifecycle="spot",
+                SpotInstanceRequestId="sir-0abc",
+                State={"Code": 80, "Name": "stopped"},
+                StateReason={
+                    "Code": "Server.SpotInstanceShutdown",
+                    "Message": "Server.SpotInstanceShutdown: The instance "
+                    "was stopped because the number of Spot requests ... exceeded available capacity",
+                },
+            ),
+        )
         with pytest.raises(LabvmError) as raised:
             provider.start(Instance("i-0spot", "labvm-aws", "stopped", "", "t3.small"))
     message = str(raised.value)
@@ -92,7 +121,9 @@ def image(state: str, **fields) -> dict:
 
 def snapshot_provider(lab):
     provider = stubbed(lab)
-    provider.poll_seconds = provider.progress_seconds = 0  # EC2's minutes are a queue of answers here
+    provider.parts.images.poll_seconds = provider.parts.images.progress_seconds = (
+        0  # EC2's minutes are a queue of answers here
+    )
     return provider
 
 
@@ -100,7 +131,7 @@ def test_snapshot_waits_as_long_as_an_ami_takes_and_says_how_it_goes(lab, capsys
     from labvm.providers import Instance
 
     provider = snapshot_provider(lab)
-    with Stubber(provider.ec2) as stub:
+    with Stubber(provider.api.ec2) as stub:
         stub.add_response("create_image", {"ImageId": "ami-0new"})
         # Just after CreateImage EC2 may not know the image yet: InvalidAMIID.NotFound, then pending
         # (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html).
@@ -115,20 +146,25 @@ def test_snapshot_waits_as_long_as_an_ami_takes_and_says_how_it_goes(lab, capsys
     assert shot.state == IMAGE_AVAILABLE
 
 
-@pytest.mark.parametrize("answers,said", [
-    ([image("failed", StateReason={"Code": "InternalError", "Message": "snapshot failed"})],
-     "snapshot: ami-0new is failed: snapshot failed; `inv snapshot --host aws` tries again"),
-    ([image("pending")], "is still pending after 0m; EC2 goes on making it: `inv images --host aws`"),
-    # Still unknown to EC2 after the first minutes: not a lag any more.
-    (["InvalidAMIID.NotFound"], "AWS InvalidAMIID.NotFound: The image id '[ami-0new]' does not exist"),
-])
+@pytest.mark.parametrize(
+    "answers,said",
+    [
+        (
+            [image("failed", StateReason={"Code": "InternalError", "Message": "snapshot failed"})],
+            "snapshot: ami-0new is failed: snapshot failed; `inv snapshot --host aws` tries again",
+        ),
+        ([image("pending")], "is still pending after 0m; EC2 goes on making it: `inv images --host aws`"),
+        # Still unknown to EC2 after the first minutes: not a lag any more.
+        (["InvalidAMIID.NotFound"], "AWS InvalidAMIID.NotFound: The image id '[ami-0new]' does not exist"),
+    ],
+)
 def test_an_image_that_fails_or_takes_too_long_is_one_line(lab, answers, said):
     from labvm.errors import LabvmError
     from labvm.providers import Instance
 
     provider = snapshot_provider(lab)
-    provider.image_timeout = provider.image_unlisted_limit = 0
-    with Stubber(provider.ec2) as stub:
+    provider.parts.images.image_timeout = provider.parts.images.image_unlisted_limit = 0
+    with Stubber(provider.api.ec2) as stub:
         stub.add_response("create_image", {"ImageId": "ami-0new"})
         for answer in answers:
             if isinstance(answer, str):
@@ -145,7 +181,7 @@ def test_an_ami_ec2_does_not_list_yet_is_pending(lab, ec2):
     from moto_ec2_rules import Lagging
 
     provider = provider_for(lab, image=shared_image(ec2))
-    provider.poll_seconds = 0
+    provider.parts.images.poll_seconds = 0
     made = provider.create(public_key=public_key())
     with Lagging() as lag:
         shot = provider.snapshot(made, "labvm", no_reboot=True)
@@ -167,15 +203,25 @@ def test_pruning_an_image_deletes_its_snapshots_while_ec2_catches_up(lab, ec2):
     with Lagging():
         provider.delete_image(shot)
     assert provider.images() == []
-    assert snapshots and not snapshots & {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    assert snapshots and not snapshots & {
+        s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    }
     provider.terminate(made)
 
 
-@pytest.mark.parametrize("state,normalised", [("available", IMAGE_AVAILABLE), ("pending", IMAGE_PENDING),
-                                               ("transient", IMAGE_PENDING), ("deregistered", IMAGE_FAILED),
-                                               ("invalid", IMAGE_FAILED), ("error", IMAGE_FAILED)])
+@pytest.mark.parametrize(
+    "state,normalised",
+    [
+        ("available", IMAGE_AVAILABLE),
+        ("pending", IMAGE_PENDING),
+        ("transient", IMAGE_PENDING),
+        ("deregistered", IMAGE_FAILED),
+        ("invalid", IMAGE_FAILED),
+        ("error", IMAGE_FAILED),
+    ],
+)
 def test_image_states_are_labvms_words(lab, state, normalised):
     provider = stubbed(lab)
-    with Stubber(provider.ec2) as stub:
+    with Stubber(provider.api.ec2) as stub:
         stub.add_response("describe_images", image(state, CreationDate=LAUNCHED))
         assert [i.state for i in provider.images()] == [normalised]

@@ -5,6 +5,8 @@ import pytest
 
 from aws_world import aws_env, lab_subnet, owned, provider_for, public_key, shared_image, tags
 
+from labvm.providers.aws.api import instance_of
+
 KEY = public_key()
 
 
@@ -24,7 +26,9 @@ def strict_group_references():
         for pair in kwargs.get("source_groups") or []:
             source = backend.get_security_group_from_id(pair.get("GroupId", ""))
             if group and source and source.vpc_id != group.vpc_id:
-                raise EC2ClientError("InvalidGroup.NotFound", "You have specified two resources that belong to different networks.")
+                raise EC2ClientError(
+                    "InvalidGroup.NotFound", "You have specified two resources that belong to different networks."
+                )
         return original(backend, group_name_or_id, *args, **kwargs)
 
     SecurityGroupBackend.authorize_security_group_ingress = authorize
@@ -53,15 +57,28 @@ def test_workers_are_made_beside_the_head_and_found_by_their_tags(lab, ec2):
 
     assert [w.name for w in made] == ["labvm-aws-w1", "labvm-aws-w2", "labvm-aws-w3"]
     assert provider.workers() == made and all(w.state == "running" and w.address for w in made)
-    assert provider.find() == provider._instance(described(ec2, head.id))  # never a worker
+    assert provider.find() == instance_of(described(ec2, head.id))  # never a worker
     first = described(ec2, head.id)
     assert provider.find().private_address == first["PrivateIpAddress"]  # where the workers reach the scheduler
     for index, worker in enumerate(made, 1):
         data = described(ec2, worker.id)
-        assert tags(data).items() >= {"labvm:cluster": "aws", "labvm:role": "worker", "labvm:index": str(index),
-                                      "labvm:owner": "hedy", "labvm:profile": "aws"}.items()
-        assert (data["SubnetId"], data["VpcId"], data["ImageId"], data["KeyName"], data["InstanceType"]) == \
-            (first["SubnetId"], first["VpcId"], first["ImageId"], first["KeyName"], "t3.small")
+        assert (
+            tags(data).items()
+            >= {
+                "labvm:cluster": "aws",
+                "labvm:role": "worker",
+                "labvm:index": str(index),
+                "labvm:owner": "hedy",
+                "labvm:profile": "aws",
+            }.items()
+        )
+        assert (data["SubnetId"], data["VpcId"], data["ImageId"], data["KeyName"], data["InstanceType"]) == (
+            first["SubnetId"],
+            first["VpcId"],
+            first["ImageId"],
+            first["KeyName"],
+            "t3.small",
+        )
         assert groups_of(data) == groups_of(first)
         shutdown = ec2.describe_instance_attribute(InstanceId=worker.id, Attribute="instanceInitiatedShutdownBehavior")
         assert shutdown["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"  # a worker stops itself, never deletes
@@ -74,7 +91,11 @@ def test_worker_size_is_checked_with_the_closest_names(lab, ec2):
     with pytest.raises(LabvmError) as raised:
         provider.create_workers([1], "", "t3.mediun", KEY)
     message = str(raised.value)
-    assert "profiles.aws.cluster.worker_size: no instance type 't3.mediun'; closest: t3.medium" in message and "t3.medium" in message and "\n" not in message
+    assert (
+        "profiles.aws.cluster.worker_size: no instance type 't3.mediun'; closest: t3.medium" in message
+        and "t3.medium" in message
+        and "\n" not in message
+    )
     assert provider.workers() == []
     (worker,) = provider.create_workers([1], "", "t3.medium", KEY)
     assert worker.size == "t3.medium"
@@ -93,7 +114,9 @@ def test_a_rerun_makes_only_the_missing_workers_and_one_failure_keeps_the_others
         # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html: EC2 may answer
         # InsufficientInstanceCapacity to one RunInstances and not to the next.
         if kwargs.get("tags", {}).get("instance", {}).get("labvm:index") == "2":
-            raise EC2ClientError("InsufficientInstanceCapacity", "We currently do not have sufficient t3.small capacity.")
+            raise EC2ClientError(
+                "InsufficientInstanceCapacity", "We currently do not have sufficient t3.small capacity."
+            )
         return original(backend, image_id, count, user_data, security_group_names, **kwargs)
 
     InstanceBackend.run_instances = short_of_capacity
@@ -137,8 +160,12 @@ def test_a_rule_naming_a_group_of_another_vpc_is_refused(lab, ec2):
     (group_id,) = groups_of(described(ec2, head.id))
     default = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]  # the default VPC's
     with pytest.raises(ClientError, match="InvalidGroup.NotFound"):
-        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 8786, "ToPort": 8786, "UserIdGroupPairs": [{"GroupId": default}]}])
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 8786, "ToPort": 8786, "UserIdGroupPairs": [{"GroupId": default}]}
+            ],
+        )
 
 
 def test_a_worker_stops_starts_and_is_terminated_alone(lab, ec2):
@@ -186,7 +213,9 @@ def test_audit_lists_workers_and_a_worker_whose_head_is_gone(lab, ec2):
     rows = audit._judge(provider.inventory(), [provider], ("aws",))
     workers = sorted((r for r in rows if r["role"] == "worker" and r["kind"] == "instance"), key=lambda r: r["index"])
     assert [(r["profile"], r["index"], r["next_step"]) for r in workers] == [
-        ("aws+w1", 1, "inv down --host aws"), ("aws+w2", 2, "inv down --host aws")]
+        ("aws+w1", 1, "inv down --host aws"),
+        ("aws+w2", 2, "inv down --host aws"),
+    ]
 
     ec2.terminate_instances(InstanceIds=[head.id])  # the head deleted by hand: its workers bill on
     table = audit.report(config.load(lab.hosts), as_json=False)

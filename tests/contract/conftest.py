@@ -27,15 +27,22 @@ def make_world(kind: str, request, monkeypatch, directory):
         return OpenStackWorld(monkeypatch, directory)
     if kind == "gce":
         return GceWorld(monkeypatch, directory)
-    return {"live_aws": lambda: AwsWorld(monkeypatch, directory),
-            "live_openstack": lambda: OpenStackWorld(monkeypatch, directory, live=True),
-            "live_gce": lambda: GceWorld(monkeypatch, directory, live=True)}[kind]()
+    return {
+        "live_aws": lambda: AwsWorld(monkeypatch, directory),
+        "live_openstack": lambda: OpenStackWorld(monkeypatch, directory, live=True),
+        "live_gce": lambda: GceWorld(monkeypatch, directory, live=True),
+    }[kind]()
 
 
-WORLDS = ["memory", "aws", "openstack", "gce",
-          pytest.param("live_aws", marks=pytest.mark.live_aws),
-          pytest.param("live_openstack", marks=pytest.mark.live_openstack),
-          pytest.param("live_gce", marks=pytest.mark.live_gce)]
+WORLDS = [
+    "memory",
+    "aws",
+    "openstack",
+    "gce",
+    pytest.param("live_aws", marks=pytest.mark.live_aws),
+    pytest.param("live_openstack", marks=pytest.mark.live_openstack),
+    pytest.param("live_gce", marks=pytest.mark.live_gce),
+]
 
 
 @contextlib.contextmanager

@@ -2,8 +2,9 @@
 
 `MemoryCloud` is the cloud's side: what it holds and every mutating call it served (`requests`, as the
 HTTP fakes log theirs); it refuses names its rules do not accept, as the fakes do.  `MemoryProvider` is a
-`CloudProvider` built from the template's parts only (owner naming, the mutation gate, waits,
-did-you-mean), so a behaviour the contract suite shows on it is the template's, not a cloud's.
+`CloudProvider` whose parts are built from the template's pieces only (owner naming, the mutation gate,
+waits, did-you-mean, the create-workers outline, the resize flow), so a behaviour the contract suite shows
+on it is the template's, not a cloud's.  It is also the smallest example of a cloud's package.
 """
 
 from __future__ import annotations
@@ -12,9 +13,27 @@ import itertools
 import re
 from datetime import datetime, timezone
 
+from dataclasses import dataclass, field
+
+from labvm.config import Profile
+from labvm.config.kinds import FLAG, TEXT
+from labvm.config import schema
 from labvm.errors import LabvmError
-from labvm.providers.base import IMAGE_AVAILABLE, Image, Instance, Resource
-from labvm.providers.cloud import CloudProvider, NameRules, WorkerRecipe, cloud_name
+from labvm.providers.base import IMAGE_AVAILABLE, Check, Description, Image, Instance, Resource, Settings, Tags
+from labvm.providers.cloud import (
+    CloudApi,
+    CloudProvider,
+    Head,
+    NameRules,
+    Parts,
+    WorkerRecipe,
+    Workers,
+    cloud_name,
+    no_head,
+    owner,
+    planned_instance,
+    unknown,
+)
 
 # The memory cloud's names are as strict as the strictest cloud's (GCE, RFC 1035), so a name that
 # passes here is not passing by leniency.
@@ -48,15 +67,25 @@ class MemoryCloud:
         return f"203.0.113.{next(self._ips)}"
 
     # -- mutations (each logged) -------------------------------------------------------------------
-    def run_instance(self, name: str, size: str, image: str, network: str, labels: dict, group: str,
-                     address: str = "") -> str:
+    def run_instance(
+        self, name: str, size: str, image: str, network: str, labels: dict, group: str, address: str = ""
+    ) -> str:
         self._served("run_instance", name)
         self._check_name(name)
         instance_id = f"m-{next(self._ids)}"
         self.instances[instance_id] = dict(
-            name=name, size=size, image=image, network=network, labels=dict(labels), group=group,
-            state="running", static=address, address=self.addresses.get(address) or self._ip(),
-            private_address=f"10.0.0.{next(self._ips)}", started=datetime.now(timezone.utc))
+            name=name,
+            size=size,
+            image=image,
+            network=network,
+            labels=dict(labels),
+            group=group,
+            state="running",
+            static=address,
+            address=self.addresses.get(address) or self._ip(),
+            private_address=f"10.0.0.{next(self._ips)}",
+            started=datetime.now(timezone.utc),
+        )
         return instance_id
 
     def set_state(self, instance_id: str, state: str) -> None:
@@ -100,8 +129,13 @@ class MemoryCloud:
         self._served("create_image", name)
         self._check_name(name)
         image_id = f"img-{next(self._ids)}"
-        self.images[image_id] = dict(name=name, source=self.instances[source]["image"], labels=dict(labels),
-                                     created=datetime.now(timezone.utc).isoformat(), state=IMAGE_AVAILABLE)
+        self.images[image_id] = dict(
+            name=name,
+            source=self.instances[source]["image"],
+            labels=dict(labels),
+            created=datetime.now(timezone.utc).isoformat(),
+            state=IMAGE_AVAILABLE,
+        )
         return image_id
 
     def delete_image(self, image_id: str) -> None:
@@ -113,153 +147,294 @@ class MemoryCloud:
         return [(key, dict(data)) for key, data in table.items() if data["labels"].items() >= labels.items()]
 
 
-class MemoryProvider(CloudProvider):
-    """A labvm provider of the memory cloud: settings image, size, ssh_cidr, static_ip."""
+@dataclass(frozen=True)
+class MemorySettings(Settings):
+    """The memory cloud's keys, each declared once, as a cloud's settings.py declares them."""
 
-    cloud = "memory"
+    size: str = field(default="small", metadata=schema.key(TEXT))
+    image: str = field(default="debian-12", metadata=schema.key(TEXT))
+    static_ip: bool = field(default=False, metadata=schema.key(FLAG))
+    ssh_cidr: str = field(default="", metadata=schema.key(TEXT))
 
-    def __init__(self, profile, backend: MemoryCloud):
-        super().__init__(profile)
+    def describe(self) -> Description:
+        return Description(self.size, "memory", vm=True)
+
+
+class MemoryApi(CloudApi):
+    """The memory cloud's client: the template's gate and waits over the backend."""
+
+    def __init__(self, backend: MemoryCloud):
+        super().__init__("memory")
         self.backend = backend
-        self.owner_label = cloud_name(MEMORY_NAME, self.owner)
-        self.labels = {"labvm:profile": profile.name, "labvm:owner": self.owner_label}
-        self.name = cloud_name(MEMORY_NAME, "labvm", profile.name, self.owner)
-        self.group = cloud_name(MEMORY_NAME, self.name, "ssh")
 
-    # -- reading the cloud -------------------------------------------------------------------------
-    @staticmethod
-    def _instance(key: str, data: dict) -> Instance:
-        return Instance(key, data["name"], data["state"], data["address"], data["size"],
-                        private_address=data["private_address"])
+    @property
+    def scope(self) -> str:
+        return "memory"
 
-    def _mine(self, role: str) -> list[tuple[str, dict]]:
-        return [(key, data) for key, data in self.backend.labelled(self.backend.instances, self.labels)
-                if data["labels"].get("labvm:role", "head") == role]
 
-    def _head(self) -> dict | None:
-        found = self._mine("head")
+@dataclass(frozen=True)
+class MemoryNames:
+    profile: str
+    owner: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"labvm:profile": self.profile, "labvm:owner": cloud_name(MEMORY_NAME, self.owner)}
+
+    @property
+    def name(self) -> str:
+        return cloud_name(MEMORY_NAME, "labvm", self.profile, self.owner)
+
+    @property
+    def group(self) -> str:
+        return cloud_name(MEMORY_NAME, self.name, "ssh")
+
+
+def instance_of(key: str, data: dict) -> Instance:
+    return Instance(
+        key, data["name"], data["state"], data["address"], data["size"], private_address=data["private_address"]
+    )
+
+
+class MemoryHead(Head):
+    def __init__(self, api: MemoryApi, settings: MemorySettings, names: MemoryNames, profile: Profile):
+        super().__init__(api)
+        self.backend, self.settings, self.names, self.profile = api.backend, settings, names, profile
+
+    def mine(self, role: str) -> list[tuple[str, dict]]:
+        return [
+            (key, data)
+            for key, data in self.backend.labelled(self.backend.instances, self.names.labels)
+            if data["labels"].get("labvm:role", "head") == role
+        ]
+
+    def data(self) -> dict | None:
+        found = self.mine("head")
         return max(found, key=lambda item: item[1]["started"])[1] if found else None
 
-    def _size(self, size: str, key: str) -> str:
+    def size(self, size: str, key: str) -> str:
         if size not in SIZES:
-            raise self.unknown(self._where(key), "size", size, list(SIZES), "sizes: " + ", ".join(SIZES))
+            raise unknown(self.profile.key(key), "size", size, list(SIZES), "sizes: " + ", ".join(SIZES))
         return size
 
-    def _current(self, instance_id: str, planned: Instance) -> Instance:
-        return planned if self.plan else self._instance(instance_id, self.backend.instances[instance_id])
+    def current(self, instance_id: str, planned: Instance) -> Instance:
+        return planned if self.api.plan else instance_of(instance_id, self.backend.instances[instance_id])
 
-    # -- the head ----------------------------------------------------------------------------------
     def find(self) -> Instance | None:
-        found = self._mine("head")
-        return self._instance(*max(found, key=lambda item: item[1]["started"])) if found else None
+        found = self.mine("head")
+        return instance_of(*max(found, key=lambda item: item[1]["started"])) if found else None
 
-    def create(self, image: str | None = None, public_key: str = "") -> Instance:
-        size = self._size(str(self.settings.get("size", "small")), "size")
-        image = image or str(self.settings.get("image", "debian-12"))
-        self.mutate(f"admit {self.settings.get('ssh_cidr')} to port 22 ({self.group})", self.backend.add_rule,
-                    self.group, (SSH, str(self.settings.get("ssh_cidr"))))
+    def create(self, image: str | None, public_key: str) -> Instance:
+        api, names = self.api, self.names
+        size = self.size(self.settings.size, "size")
+        image = image or self.settings.image
+        api.mutate(
+            f"admit {self.settings.ssh_cidr} to port 22 ({names.group})",
+            self.backend.add_rule,
+            names.group,
+            (SSH, self.settings.ssh_cidr),
+        )
         address = ""
-        if self.settings.get("static_ip"):
-            address = self.name
-            self.mutate(f"reserve address {address}", self.backend.reserve_address, address)
-        made = self.mutate(f"create {self.name} ({size}) from {image}", self.backend.run_instance, self.name, size,
-                           image, "lab-net", self.labels, self.group, address, planned="(planned)")
-        self.wait_until(f"{self.name} is running", lambda: self.backend.instances[made]["state"] == "running", 60)
-        return self._current(made, self.planned_instance(self.name, size))
+        if self.settings.static_ip:
+            address = names.name
+            api.mutate(f"reserve address {address}", self.backend.reserve_address, address)
+        made = api.mutate(
+            f"create {names.name} ({size}) from {image}",
+            self.backend.run_instance,
+            names.name,
+            size,
+            image,
+            "lab-net",
+            names.labels,
+            names.group,
+            address,
+            planned="(planned)",
+        )
+        api.wait_until(f"{names.name} is running", lambda: self.backend.instances[made]["state"] == "running", 60)
+        return self.current(made, planned_instance(names.name, size))
 
     def start(self, instance: Instance) -> Instance:
-        self.mutate(f"start {instance.id}", self.backend.set_state, instance.id, "running")
-        return self._current(instance.id, instance)
+        self.api.mutate(f"start {instance.id}", self.backend.set_state, instance.id, "running")
+        return self.current(instance.id, instance)
 
     def stop(self, instance: Instance) -> Instance:
         if instance.state == "stopped":
             return instance
-        self.mutate(f"stop {instance.id}", self.backend.set_state, instance.id, "stopped")
-        return self._current(instance.id, instance)
+        self.api.mutate(f"stop {instance.id}", self.backend.set_state, instance.id, "stopped")
+        return self.current(instance.id, instance)
 
-    def _resize_target(self, instance: Instance, size: str) -> str:
-        return self._size(size, "size")
+    def resize_target(self, instance: Instance, size: str) -> str:
+        return self.size(size, "size")
 
-    def _set_size(self, instance: Instance, size: str) -> None:
-        self.mutate(f"resize {instance.id} to {size}", self.backend.set_size, instance.id, size)
+    def set_size(self, instance: Instance, size: str) -> None:
+        self.api.mutate(f"resize {instance.id} to {size}", self.backend.set_size, instance.id, size)
 
-    def terminate(self, instance: Instance, keep_ip: bool = False) -> None:
+    def terminate(self, instance: Instance, keep_ip: bool) -> None:
+        group, name = self.names.group, self.names.name
         worker = self.backend.instances[instance.id]["labels"].get("labvm:role") == "worker"
-        self.mutate(f"delete {instance.id}", self.backend.delete_instance, instance.id)
-        if worker or [key for key, _ in self._mine("head") if key != instance.id]:
+        self.api.mutate(f"delete {instance.id}", self.backend.delete_instance, instance.id)
+        if worker or [key for key, _ in self.mine("head") if key != instance.id]:
             return
-        if self.group in self.backend.groups:
-            self.mutate(f"delete group {self.group}", self.backend.delete_group, self.group)
-        if not keep_ip and self.name in self.backend.addresses:
-            self.mutate(f"release address {self.name}", self.backend.release_address, self.name)
+        if group in self.backend.groups:
+            self.api.mutate(f"delete group {group}", self.backend.delete_group, group)
+        if not keep_ip and name in self.backend.addresses:
+            self.api.mutate(f"release address {name}", self.backend.release_address, name)
 
     def last_start(self, instance: Instance) -> datetime:
         return self.backend.instances[instance.id]["started"]
 
-    # -- images ------------------------------------------------------------------------------------
-    def snapshot(self, instance: Instance, name: str, share: tuple[str, ...] = (), no_reboot: bool = False) -> Image:
-        image_name = cloud_name(MEMORY_NAME, name, self.profile.name, self.owner, len(self.backend.images))
-        made = self.mutate(f"create image {image_name} of {instance.id}", self.backend.create_image, image_name,
-                           instance.id, self.labels, planned="(planned)")
-        if self.plan:
+
+class MemoryImages:
+    def __init__(self, api: MemoryApi, names: MemoryNames, profile: Profile):
+        self.api, self.backend, self.names, self.profile = api, api.backend, names, profile
+
+    def make(self, instance: Instance, name: str, share: tuple[str, ...], no_reboot: bool) -> Image:
+        image_name = cloud_name(MEMORY_NAME, name, self.profile.name, self.names.owner, len(self.backend.images))
+        made = self.api.mutate(
+            f"create image {image_name} of {instance.id}",
+            self.backend.create_image,
+            image_name,
+            instance.id,
+            self.names.labels,
+            planned="(planned)",
+        )
+        if self.api.plan:
             return Image(made, image_name, "", IMAGE_AVAILABLE)
         data = self.backend.images[made]
         return Image(made, image_name, data["created"], data["state"])
 
-    def images(self) -> list[Image]:
-        found = self.backend.labelled(self.backend.images, self.labels)
+    def listed(self) -> list[Image]:
+        found = self.backend.labelled(self.backend.images, self.names.labels)
         return sorted((Image(key, d["name"], d["created"], d["state"]) for key, d in found), key=lambda i: i.created)
 
-    def delete_image(self, image: Image) -> None:
-        self.mutate(f"delete image {image.id}", self.backend.delete_image, image.id)
+    def delete(self, image: Image) -> None:
+        self.api.mutate(f"delete image {image.id}", self.backend.delete_image, image.id)
 
-    # -- workers -----------------------------------------------------------------------------------
-    def workers(self) -> list[Instance]:
-        found = sorted(self._mine("worker"), key=lambda item: int(item[1]["labels"]["labvm:index"]))
-        return [self._instance(key, data) for key, data in found]
 
-    def cluster_image(self) -> str:
-        head = self._head()
+class MemoryWorkers(Workers):
+    def __init__(self, api: MemoryApi, head: MemoryHead, names: MemoryNames, profile: Profile):
+        super().__init__(api, head, profile)
+        self.head: MemoryHead = head
+        self.backend, self.names = api.backend, names
+
+    def found(self) -> list[Instance]:
+        found = sorted(self.head.mine("worker"), key=lambda item: int(item[1]["labels"]["labvm:index"]))
+        return [instance_of(key, data) for key, data in found]
+
+    def image(self) -> str:
+        head = self.head.data()
         return head["image"] if head else ""
 
-    def _worker_name(self, index: int) -> str:
-        return f"{self.name}-w{index}"
+    def name(self, index: int) -> str:
+        return f"{self.names.name}-w{index}"
 
-    def _worker_recipe(self, head, indexes, image, size, public_key) -> WorkerRecipe:
-        data = self._head()
+    def recipe(self, head: Instance | None, indexes: list[int], image: str, size: str, public_key: str) -> WorkerRecipe:
+        data = self.head.data()
         if data is None:
-            raise self.no_head()
-        size = self._size(size, "cluster.worker_size") if size else data["size"]
+            raise no_head(self.profile)
+        size = self.head.size(size, "cluster.worker_size") if size else data["size"]
         return WorkerRecipe(size, image or data["image"], {"network": data["network"]})
 
-    def _make_worker(self, recipe: WorkerRecipe, index: int) -> str:
-        name = self._worker_name(index)
-        labels = {**self.labels, "labvm:cluster": self.profile.name, "labvm:role": "worker", "labvm:index": str(index)}
-        return self.mutate(f"create {name} ({recipe.size}) from {recipe.image}", self.backend.run_instance, name,
-                           recipe.size, recipe.image, recipe.beside["network"], labels, self.group,
-                           planned=f"(planned w{index})")
+    def make(self, recipe: WorkerRecipe, index: int) -> str:
+        name = self.name(index)
+        labels = {
+            **self.names.labels,
+            "labvm:cluster": self.profile.name,
+            "labvm:role": "worker",
+            "labvm:index": str(index),
+        }
+        return self.api.mutate(
+            f"create {name} ({recipe.size}) from {recipe.image}",
+            self.backend.run_instance,
+            name,
+            recipe.size,
+            recipe.image,
+            recipe.beside["network"],
+            labels,
+            self.names.group,
+            planned=f"(planned w{index})",
+        )
 
-    def allow_cluster(self) -> None:
-        if (ALL_PORTS, CLUSTER) not in self.backend.groups.get(self.group, set()):
-            self.mutate(f"open every TCP port between the machines of {self.group}", self.backend.add_rule,
-                        self.group, (ALL_PORTS, CLUSTER))
+    def allow(self) -> None:
+        group = self.names.group
+        if (ALL_PORTS, CLUSTER) not in self.backend.groups.get(group, set()):
+            self.api.mutate(
+                f"open every TCP port between the machines of {group}",
+                self.backend.add_rule,
+                group,
+                (ALL_PORTS, CLUSTER),
+            )
 
-    def terminate_workers(self) -> None:
-        for worker in self.workers():
-            self.mutate(f"delete {worker.id}", self.backend.delete_instance, worker.id)
+    def terminate(self) -> None:
+        for worker in self.found():
+            self.api.mutate(f"delete {worker.id}", self.backend.delete_instance, worker.id)
 
-    # -- audit -------------------------------------------------------------------------------------
-    def inventory(self) -> list[Resource]:
+
+class MemoryAsked:
+    """Preflight and inventory: the memory cloud's read-only answers."""
+
+    def __init__(self, backend: MemoryCloud):
+        self.backend = backend
+
+    def admit_caller(self) -> None:
+        """The rule made with the machine admits ssh_cidr for good."""
+
+    def checks(self, public_key: str) -> list[Check]:
+        return []
+
+    def resources(self) -> list[Resource]:
         found = []
         for key, data in self.backend.instances.items():
             labels = data["labels"]
             profile = labels["labvm:profile"]
             if labels.get("labvm:role") == "worker":
                 profile = f"{labels['labvm:cluster']}+w{labels['labvm:index']}"
-            found.append(Resource("memory", "memory", "instance", key, profile, labels["labvm:owner"], data["state"],
-                                  data["started"], f"memory delete {key}", type=data["size"]))
+            found.append(
+                Resource(
+                    "memory",
+                    "memory",
+                    "instance",
+                    key,
+                    profile,
+                    labels["labvm:owner"],
+                    data["state"],
+                    data["started"],
+                    f"memory delete {key}",
+                    type=data["size"],
+                )
+            )
         for key, data in self.backend.images.items():
-            found.append(Resource("memory", "memory", "image", key, data["labels"]["labvm:profile"],
-                                  data["labels"]["labvm:owner"], data["state"],
-                                  datetime.fromisoformat(data["created"]), f"memory delete-image {key}"))
+            found.append(
+                Resource(
+                    "memory",
+                    "memory",
+                    "image",
+                    key,
+                    data["labels"]["labvm:profile"],
+                    data["labels"]["labvm:owner"],
+                    data["state"],
+                    datetime.fromisoformat(data["created"]),
+                    f"memory delete-image {key}",
+                )
+            )
         return found
+
+
+class MemoryProvider(CloudProvider):
+    """A labvm provider of the memory cloud: settings image, size, ssh_cidr, static_ip."""
+
+    def __init__(self, profile: Profile, backend: MemoryCloud):
+        settings = MemorySettings.of(profile)
+        api = MemoryApi(backend)
+        names = MemoryNames(profile.name, owner())
+        head = MemoryHead(api, settings, names, profile)
+        asked = MemoryAsked(backend)
+        parts = Parts(
+            head=head,
+            images=MemoryImages(api, names, profile),
+            workers=MemoryWorkers(api, head, names, profile),
+            network=asked,
+            preflight=asked,
+            inventory=asked,
+        )
+        super().__init__(profile, api, settings, Tags(profile.name, names.labels["labvm:owner"]), parts)

@@ -5,6 +5,8 @@ needs its primitives and a world in worlds.py, no new behaviour tests.  Provider
 import pytest
 
 from labvm import audit
+from labvm.errors import Unsupported
+from labvm.providers import base, describe
 from worlds import ALL_PORTS, CLUSTER, SSH, SSH_CIDR, public_key
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
@@ -16,6 +18,7 @@ def index_of(instance) -> str:
 
 
 # -- the head ---------------------------------------------------------------------------------------
+
 
 def test_a_machine_that_exists_is_resumed_not_made_again(world):
     lab = world.provider(**world.keep_address)
@@ -101,14 +104,16 @@ def test_plan_changes_nothing_for_any_verb(world, capsys):
     image = lab.snapshot(head, "contract")
     lab.create_workers([1], "", "", KEY)
     plan = plan_only()
-    for verb, action in [("stop", lambda: plan.stop(head)),
-                         ("resize", lambda: plan.resize(head, world.other_size)),
-                         ("snapshot", lambda: plan.snapshot(head, "planned")),
-                         ("delete_image", lambda: plan.delete_image(image)),
-                         ("create_workers", lambda: plan.create_workers([2], "", "", KEY)),
-                         ("allow_cluster", plan.allow_cluster),
-                         ("terminate_workers", plan.terminate_workers),
-                         ("terminate", lambda: plan.terminate(head))]:
+    for verb, action in [
+        ("stop", lambda: plan.stop(head)),
+        ("resize", lambda: plan.resize(head, world.other_size)),
+        ("snapshot", lambda: plan.snapshot(head, "planned")),
+        ("delete_image", lambda: plan.delete_image(image)),
+        ("create_workers", lambda: plan.create_workers([2], "", "", KEY)),
+        ("allow_cluster", plan.allow_cluster),
+        ("terminate_workers", plan.terminate_workers),
+        ("terminate", lambda: plan.terminate(head)),
+    ]:
         planned(verb, action)
     # A positive control: the same watch sees a change that is made, so the checks above can fail.
     before = world.state()
@@ -120,6 +125,7 @@ def test_plan_changes_nothing_for_any_verb(world, capsys):
 
 
 # -- a cluster's workers ----------------------------------------------------------------------------
+
 
 def test_workers_are_made_by_index_from_the_heads_image_in_its_network(world):
     lab = world.provider()
@@ -189,9 +195,52 @@ def test_audit_lists_workers_and_names_those_whose_head_is_gone(world):
         return sorted(mine, key=lambda r: r["index"])
 
     assert [(r["profile"], r["index"], r["next_step"]) for r in worker_rows()] == [
-        (f"{profile}+w1", 1, f"inv down --host {profile}"), (f"{profile}+w2", 2, f"inv down --host {profile}")]
+        (f"{profile}+w1", 1, f"inv down --host {profile}"),
+        (f"{profile}+w2", 2, f"inv down --host {profile}"),
+    ]
 
     world.delete_by_hand(head.id)  # the head deleted in the console: its workers bill on
     rows = worker_rows()
     assert len(rows) == 2
-    assert all(r["why"] == f"a worker of {profile} whose head VM is gone" and r["next_step"] == r["delete"] for r in rows)
+    assert all(
+        r["why"] == f"a worker of {profile} whose head VM is gone" and r["next_step"] == r["delete"] for r in rows
+    )
+
+
+# -- what callers ask of every provider ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("owner", ["hedy", "Hedy Lamarr"])
+def test_tags_and_scope_are_those_of_what_audit_lists(world, owner):
+    """`inv audit` knows a resource's profile and owner by the provider's tags, and groups providers by scope."""
+    lab = world.provider(owner=owner)
+    head = lab.create(public_key=KEY)
+    (row,) = [r for r in lab.inventory() if r.id == head.id]
+    assert (row.profile, row.owner, row.scope) == (lab.tags.profile, lab.tags.owner, lab.scope)
+    assert world.provider(owner="grace").scope == lab.scope  # one set of credentials, one scope
+
+
+def test_describe_says_the_size_and_place_from_hosts_yml_alone(world):
+    lab = world.provider()
+    said = lab.describe()
+    assert world.cloud == "memory" or said == describe(lab.profile)  # the registry knows hosts.yml's clouds
+    assert (said.size, said.vm, lab.size()) == (world.size, True, world.size) and said.place
+    assert lab.create(public_key=KEY).size == said.size
+
+
+def test_a_feature_a_cloud_lacks_is_refused_in_one_line_before_anything_changes(world):
+    lab = world.provider()
+    assert lab.FEATURES <= set(base.FEATURES) and base.CLOUD_FEATURES <= lab.FEATURES
+    head = lab.create(public_key=KEY)
+    for feature in set(base.FEATURES) - lab.FEATURES:
+        with pytest.raises(Unsupported) as refused:
+            lab.require(feature)
+        assert f"{feature} is not supported for profile {world.profile!r}" in str(refused.value)
+        assert "\n" not in str(refused.value)
+    world.mark()
+    if "--share" in lab.FEATURES:
+        assert lab.snapshot(head, "shared", share=("123456789012",)).id in [i.id for i in lab.images()]
+    else:  # never made without the share asked for
+        with pytest.raises(Unsupported, match="--share is not supported"):
+            lab.snapshot(head, "shared", share=("123456789012",))
+        assert world.mutations() == [] and lab.images() == []

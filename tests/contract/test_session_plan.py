@@ -3,8 +3,6 @@ exists (and, for `up` and `create`, one whose VM does not), on every world.  Not
 cloud but questions; every verb says what it would do.  The in-memory cloud comes in through
 Session's provider argument, the others through the registry, as `inv` builds them."""
 
-import dataclasses
-
 import pytest
 from invoke import Context
 
@@ -26,10 +24,8 @@ def laptop(tmp_path, monkeypatch):
 
 
 def session(world, plan: bool, **settings) -> Session:
-    provider = world.provider(**settings)
-    profile = dataclasses.replace(provider.profile, cluster=ClusterSpec(workers=1))
-    provider.profile = profile
-    return Session(profile, Context(), plan=plan, provider=provider)
+    provider = world.provider(cluster=ClusterSpec(workers=1), **settings)
+    return Session(provider.profile, Context(), plan=plan, provider=provider)
 
 
 def test_every_verb_under_plan_changes_nothing(world, laptop, capsys):
@@ -51,14 +47,16 @@ def test_every_verb_under_plan_changes_nothing(world, laptop, capsys):
     lab.snapshot(head, "contract")
     lab.snapshot(head, "contract-2")
     lab.create_workers([1], "", "", KEY)
-    for verb, action in [("up", lambda s: s.up(browser=False)),
-                         ("cluster --workers 2", lambda s: s.cluster(2)),
-                         ("down", lambda s: s.down()),
-                         ("stop", lambda s: s.stop()),
-                         ("resize", lambda s: s.resize(world.other_size)),
-                         ("snapshot", lambda s: s.snapshot("planned")),
-                         ("images --prune --keep 1", lambda s: s.images(prune=True, keep=1)),
-                         ("terminate --force", lambda s: s.terminate(yes=True, force=True))]:
+    for verb, action in [
+        ("up", lambda s: s.up(browser=False)),
+        ("cluster --workers 2", lambda s: s.cluster(2)),
+        ("down", lambda s: s.down()),
+        ("stop", lambda s: s.stop()),
+        ("resize", lambda s: s.resize(world.other_size)),
+        ("snapshot", lambda s: s.snapshot("planned")),
+        ("images --prune --keep 1", lambda s: s.images(prune=True, keep=1)),
+        ("terminate --force", lambda s: s.terminate(yes=True, force=True)),
+    ]:
         planned(verb, action)
 
     # A positive control: the same watch sees what a verb without --plan changes.

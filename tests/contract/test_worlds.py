@@ -18,10 +18,14 @@ def test_moto_refuses_the_names_and_descriptions_ec2_refuses(aws_world):
 
     rule = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22}
     with pytest.raises(ClientError, match="InvalidParameterValue"):
-        ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
-            {**rule, "UserIdGroupPairs": [{"GroupId": group, "Description": "the cluster's machines"}]}])
-    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
-        {**rule, "IpRanges": [{"CidrIp": "198.51.100.7/32", "Description": "labvm: SSH"}]}])
+        ec2.authorize_security_group_ingress(
+            GroupId=group,
+            IpPermissions=[{**rule, "UserIdGroupPairs": [{"GroupId": group, "Description": "the cluster's machines"}]}],
+        )
+    ec2.authorize_security_group_ingress(
+        GroupId=group,
+        IpPermissions=[{**rule, "IpRanges": [{"CidrIp": "198.51.100.7/32", "Description": "labvm: SSH"}]}],
+    )
 
     with pytest.raises(ClientError, match="InvalidParameterValue"):
         ec2.import_key_pair(KeyName="labvm-hédy", PublicKeyMaterial=public_key().encode())
@@ -30,7 +34,9 @@ def test_moto_refuses_the_names_and_descriptions_ec2_refuses(aws_world):
 
 def test_an_elastic_ip_stays_with_a_stopped_and_started_instance(aws_world):
     ec2 = aws_world.ec2
-    (instance,) = ec2.run_instances(ImageId=aws_world.image, InstanceType="t3.small", MinCount=1, MaxCount=1)["Instances"]
+    (instance,) = ec2.run_instances(ImageId=aws_world.image, InstanceType="t3.small", MinCount=1, MaxCount=1)[
+        "Instances"
+    ]
     address = ec2.allocate_address(Domain="vpc")
     ec2.associate_address(InstanceId=instance["InstanceId"], AllocationId=address["AllocationId"])
     ec2.stop_instances(InstanceIds=[instance["InstanceId"]])

@@ -19,6 +19,7 @@ GCE: Application Default Credentials and LABVM_LIVE_GCE_PROJECT (LABVM_LIVE_GCE_
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -29,7 +30,7 @@ import pytest
 import yaml
 
 from labvm import config
-from labvm.config import Profile
+from labvm.config import ClusterSpec, Profile
 
 SSH_CIDR = "198.51.100.7/32"
 PROFILE = "lab"  # the fakes' profile; a live run's is its own (World.profile), so its cleanup touches nothing else
@@ -68,17 +69,19 @@ class World:
     def settings(self) -> dict:
         raise NotImplementedError
 
-    def provider(self, owner: str = "hedy", **settings):
+    def provider(self, owner: str = "hedy", cluster: ClusterSpec | None = None, **settings):
         self.monkeypatch.setenv("LABVM_OWNER", owner)
-        made = self._provider(self._profile({**self.settings(), **settings}))
+        profile = dataclasses.replace(self._profile({**self.settings(), **settings}), cluster=cluster)
+        made = self._provider(profile)
         self._observe(made)
         self.made.append(made)
         return made
 
     def _profile(self, settings: dict) -> Profile:
         hosts = self.directory / "hosts.yml"
-        hosts.write_text(yaml.safe_dump({"default": self.profile,
-                                         "profiles": {self.profile: {"provider": self.cloud, **settings}}}))
+        hosts.write_text(
+            yaml.safe_dump({"default": self.profile, "profiles": {self.profile: {"provider": self.cloud, **settings}}})
+        )
         return config.load(hosts).profile(self.profile)
 
     def _provider(self, profile: Profile):
@@ -99,7 +102,7 @@ class World:
         self._mark = len(self._log())
 
     def mutations(self) -> list:
-        return [r for r in self._log()[self._mark:] if self._mutating(r)]
+        return [r for r in self._log()[self._mark :] if self._mutating(r)]
 
     def close(self) -> None:
         """The fake stopped, moto reset: nothing of this test is left for the next."""
@@ -112,13 +115,15 @@ class World:
         left = []
         for provider in self.made:
             provider.plan = False
-            for step, action in [("workers", provider.terminate_workers),
-                                 ("head", lambda p=provider: p.find() and p.terminate(p.find())),
-                                 ("images", lambda p=provider: [p.delete_image(i) for i in p.images()])]:
+            for step, action in [
+                ("workers", provider.terminate_workers),
+                ("head", lambda p=provider: p.find() and p.terminate(p.find())),
+                ("images", lambda p=provider: [p.delete_image(i) for i in p.images()]),
+            ]:
                 try:
                     action()
                 except LabvmError as e:
-                    left.append(f"{self.cloud} {provider.owner}: {step}: {e}")
+                    left.append(f"{self.cloud} {provider.tags.owner}: {step}: {e}")
         if not self.made:
             return left
         for resource in self._stray():
@@ -162,10 +167,15 @@ class AwsWorld(World):
         self.endpoint = endpoint
         if endpoint:
             self.region = REGION
-            for name, value in {"AWS_ENDPOINT_URL_EC2": endpoint, "AWS_ENDPOINT_URL_SSM": endpoint,
-                                "AWS_ENDPOINT_URL_STS": endpoint, "AWS_ENDPOINT_URL_SERVICE_QUOTAS": endpoint,
-                                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                                "AWS_DEFAULT_REGION": REGION}.items():
+            for name, value in {
+                "AWS_ENDPOINT_URL_EC2": endpoint,
+                "AWS_ENDPOINT_URL_SSM": endpoint,
+                "AWS_ENDPOINT_URL_STS": endpoint,
+                "AWS_ENDPOINT_URL_SERVICE_QUOTAS": endpoint,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+            }.items():
                 monkeypatch.setenv(name, value)
         else:
             self.region = os.environ.get("LABVM_LIVE_AWS_REGION", "")
@@ -183,11 +193,16 @@ class AwsWorld(World):
         return AMAZON_IMAGE[self.endpoint]
 
     def settings(self) -> dict:
-        return {"region": self.region, "instance_type": self.size, "image": self.image, "user": "ubuntu",
-                "ssh_cidr": SSH_CIDR}
+        return {
+            "region": self.region,
+            "instance_type": self.size,
+            "image": self.image,
+            "user": "ubuntu",
+            "ssh_cidr": SSH_CIDR,
+        }
 
     def _observe(self, provider) -> None:
-        provider.ec2.meta.events.register("before-call.ec2", self._record)
+        provider.api.ec2.meta.events.register("before-call.ec2", self._record)
 
     def _record(self, model, params, **_) -> None:
         self.calls.append((model.name, params))
@@ -214,10 +229,20 @@ class AwsWorld(World):
         instances = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
         images = ec2.describe_images(Owners=["self"])["Images"]
         return {
-            "instances": pick(instances, "InstanceId", "State", "InstanceType", "Tags", "ImageId", "SecurityGroups",
-                              "PublicIpAddress", "KeyName"),
-            "groups": pick(ec2.describe_security_groups()["SecurityGroups"], "GroupId", "GroupName", "IpPermissions",
-                           "Tags"),
+            "instances": pick(
+                instances,
+                "InstanceId",
+                "State",
+                "InstanceType",
+                "Tags",
+                "ImageId",
+                "SecurityGroups",
+                "PublicIpAddress",
+                "KeyName",
+            ),
+            "groups": pick(
+                ec2.describe_security_groups()["SecurityGroups"], "GroupId", "GroupName", "IpPermissions", "Tags"
+            ),
             "keys": pick(ec2.describe_key_pairs()["KeyPairs"], "KeyName", "KeyFingerprint", "Tags"),
             "addresses": pick(ec2.describe_addresses()["Addresses"], "AllocationId", "InstanceId", "Tags"),
             "images": pick(images, "ImageId", "State", "Name", "Tags", "BlockDeviceMappings"),
@@ -244,7 +269,9 @@ class AwsWorld(World):
                 where = ports(rule["IpProtocol"], rule.get("FromPort"), rule.get("ToPort"))
                 found |= {(where, r["CidrIp"]) for r in rule.get("IpRanges", [])}
                 found |= {(where, r["CidrIpv6"]) for r in rule.get("Ipv6Ranges", [])}
-                found |= {(where, CLUSTER if p["GroupId"] in own else p["GroupId"]) for p in rule.get("UserIdGroupPairs", [])}
+                found |= {
+                    (where, CLUSTER if p["GroupId"] in own else p["GroupId"]) for p in rule.get("UserIdGroupPairs", [])
+                }
         return found
 
     def delete_by_hand(self, instance_id: str) -> None:
@@ -274,13 +301,17 @@ class AwsWorld(World):
         from botocore.exceptions import ClientError
 
         left = []
-        groups = self.ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"labvm-{self.profile}-*"]}])
+        groups = self.ec2.describe_security_groups(
+            Filters=[{"Name": "group-name", "Values": [f"labvm-{self.profile}-*"]}]
+        )
         for group in groups["SecurityGroups"]:
             try:
                 self.ec2.delete_security_group(GroupId=group["GroupId"])
             except ClientError as e:  # DependencyViolation while EC2 releases a terminated instance's interface
-                left.append(f"aws security group {group['GroupId']} left ({e}): aws ec2 delete-security-group "
-                            f"--group-id {group['GroupId']} --region {self.region}")
+                left.append(
+                    f"aws security group {group['GroupId']} left ({e}): aws ec2 delete-security-group "
+                    f"--group-id {group['GroupId']} --region {self.region}"
+                )
         for key in self._key_names() - self.keys_before:
             self.ec2.delete_key_pair(KeyName=key)
         return left
@@ -301,6 +332,7 @@ def ec2_as_aws():
     def undo() -> None:
         rules.close()
         undo_addresses()
+
     return undo
 
 
@@ -332,6 +364,7 @@ def elastic_ip_kept():
 
     def undo() -> None:
         NetworkInterface.stop, NetworkInterface.start = originals
+
     return undo
 
 
@@ -346,8 +379,10 @@ class OpenStackWorld(World):
         super().__init__(monkeypatch, directory, live)
         self.fake, self.sent = None, []
         if live:
-            wanted = {key: os.environ.get(f"LABVM_LIVE_OPENSTACK_{key.upper()}", "")
-                      for key in ("image", "flavor", "other_flavor", "network", "floating_ip_pool")}
+            wanted = {
+                key: os.environ.get(f"LABVM_LIVE_OPENSTACK_{key.upper()}", "")
+                for key in ("image", "flavor", "other_flavor", "network", "floating_ip_pool")
+            }
             missing = [f"LABVM_LIVE_OPENSTACK_{k.upper()}" for k, v in wanted.items() if not v]
             if not os.environ.get("OS_CLOUD") or missing:
                 pytest.skip(f"live_openstack: set OS_CLOUD and {', '.join(missing) or 'nothing else'}")
@@ -374,8 +409,9 @@ class OpenStackWorld(World):
 
     def _observe(self, provider) -> None:
         if self.live:  # the requests its keystoneauth session sends, as they are answered
-            provider.conn.session.session.hooks["response"].append(
-                lambda response, *args, **kwargs: self.sent.append((response.request.method, response.request.url)))
+            provider.api.conn.session.session.hooks["response"].append(
+                lambda response, *args, **kwargs: self.sent.append((response.request.method, response.request.url))
+            )
 
     def _log(self) -> list:
         return self.sent if self.live else self.fake.requests
@@ -398,8 +434,16 @@ class OpenStackWorld(World):
             "servers": pick(compute.servers(), "name", "status", "flavor", "metadata", "security_groups", "addresses"),
             "keypairs": pick(compute.keypairs(), "name", "fingerprint"),
             "groups": pick(network.security_groups(), "name", "description"),
-            "rules": pick(network.security_group_rules(), "security_group_id", "direction", "protocol",
-                          "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group_id"),
+            "rules": pick(
+                network.security_group_rules(),
+                "security_group_id",
+                "direction",
+                "protocol",
+                "port_range_min",
+                "port_range_max",
+                "remote_ip_prefix",
+                "remote_group_id",
+            ),
             "floating_ips": pick(network.ips(), "floating_ip_address", "port_id", "description"),
             "ports": pick(network.ports(), "device_id", "network_id"),
             "images": pick(self.conn.image.images(owner=self.conn.current_project_id), "name", "status", "properties"),
@@ -411,7 +455,9 @@ class OpenStackWorld(World):
         server = self.conn.compute.get_server(instance_id)
         image = (server.image or {}).get("id") or ""
         for attached in server.attached_volumes or []:  # volume-backed: Cinder keeps the image it came from
-            image = image or self.conn.block_storage.get_volume(attached["id"]).volume_image_metadata.get("image_id", "")
+            image = image or self.conn.block_storage.get_volume(attached["id"]).volume_image_metadata.get(
+                "image_id", ""
+            )
         networks = sorted(p.network_id for p in self.conn.network.ports(device_id=instance_id))
         return image, ",".join(networks)
 
@@ -452,14 +498,17 @@ class OpenStackWorld(World):
                 try:
                     self.conn.network.delete_security_group(group)
                 except Exception as e:  # noqa: BLE001 (in use: named below)
-                    left.append(f"openstack security group {group.id} left ({e}): "
-                                f"openstack --os-cloud {self.cloud_name} security group delete {group.id}")
+                    left.append(
+                        f"openstack security group {group.id} left ({e}): "
+                        f"openstack --os-cloud {self.cloud_name} security group delete {group.id}"
+                    )
         for name in {k.name for k in self.conn.compute.keypairs()} - self.keys_before:
             self.conn.compute.delete_keypair(name)
         return left
 
 
 # -- GCE: the fake of tests/fake_gce.py, or a real project ---------------------------------------------
+
 
 class GceWorld(World):
     cloud = "gce"
@@ -496,7 +545,9 @@ class GceWorld(World):
             self.fake.quota_limits.update(CPUS=128.0, IN_USE_ADDRESSES=40.0, STATIC_ADDRESSES=40.0)
             monkeypatch.setenv("LABVM_GCE_ENDPOINT", self.fake.endpoint)
             self.project, self.zone = PROJECT, ZONE
-            options = dict(credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=self.fake.endpoint))
+            options = dict(
+                credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=self.fake.endpoint)
+            )
         self.region = self.zone.rsplit("-", 1)[0]
         from google.cloud import compute_v1
 
@@ -508,17 +559,24 @@ class GceWorld(World):
         self.addresses, self.operations = client(compute_v1.AddressesClient), client(compute_v1.ZoneOperationsClient)
 
     def settings(self) -> dict:
-        return {"project": self.project, "zone": self.zone, "machine_type": self.size, "image_family": "debian-12",
-                "user": "debian", "ssh_cidr": SSH_CIDR}
+        return {
+            "project": self.project,
+            "zone": self.zone,
+            "machine_type": self.size,
+            "image_family": "debian-12",
+            "user": "debian",
+            "ssh_cidr": SSH_CIDR,
+        }
 
     def _observe(self, provider) -> None:
         if not self.live:
             return
-        for value in vars(provider).values():  # each Compute client's authorised requests session
+        for value in vars(provider.api).values():  # each Compute client's authorised requests session
             session = getattr(getattr(value, "_transport", None), "_session", None)
             if session is not None:
                 session.hooks["response"].append(
-                    lambda response, *args, **kwargs: self.sent.append((response.request.method, response.request.url)))
+                    lambda response, *args, **kwargs: self.sent.append((response.request.method, response.request.url))
+                )
 
     def _log(self) -> list:
         return self.sent if self.live else self.fake.requests
@@ -542,8 +600,11 @@ class GceWorld(World):
         return {
             "instances": pick(instances),
             # Each instance's disks (the fake answers disks.get, not disks.list; labvm makes disks only as boot disks).
-            "disks": pick(self.disks.get(zone=self.zone, disk=d.source.rsplit("/", 1)[-1], **where)
-                          for i in instances for d in i.disks),
+            "disks": pick(
+                self.disks.get(zone=self.zone, disk=d.source.rsplit("/", 1)[-1], **where)
+                for i in instances
+                for d in i.disks
+            ),
             "firewalls": pick(self.firewalls.list(**where)),
             "addresses": pick(self.addresses.list(region=self.region, **where)),
             "images": pick(self.images.list(**where)),
@@ -569,8 +630,9 @@ class GceWorld(World):
                 continue
             sources = [*rule.source_ranges, *(CLUSTER if t in tags else t for t in rule.source_tags)] or ["0.0.0.0/0"]
             for allowed in rule.allowed:
-                for where in [ports(allowed.I_p_protocol, p.split("-")[0], p.split("-")[-1]) for p in allowed.ports] \
-                        or [ports(allowed.I_p_protocol, None, None)]:
+                for where in [
+                    ports(allowed.I_p_protocol, p.split("-")[0], p.split("-")[-1]) for p in allowed.ports
+                ] or [ports(allowed.I_p_protocol, None, None)]:
                     found |= {(where, source) for source in sources}
         return found
 
@@ -595,12 +657,15 @@ class GceWorld(World):
                 try:
                     self.firewalls.delete(project=self.project, firewall=rule.name).result()
                 except Exception as e:  # noqa: BLE001 (named below)
-                    left.append(f"gce firewall rule {rule.name} left ({e}): gcloud compute firewall-rules delete "
-                                f"{rule.name} --project {self.project}")
+                    left.append(
+                        f"gce firewall rule {rule.name} left ({e}): gcloud compute firewall-rules delete "
+                        f"{rule.name} --project {self.project}"
+                    )
         return left
 
 
 # -- the memory cloud (tests/contract/memory.py) ---------------------------------------------------------
+
 
 class MemoryWorld(World):
     cloud = "memory"
@@ -618,8 +683,9 @@ class MemoryWorld(World):
 
     def _profile(self, settings: dict) -> Profile:
         # "memory" is no provider of hosts.yml: the profile is made as config.load would make it.
-        return Profile(name=PROFILE, provider="memory", source=self.directory / "hosts.yml", user="lab",
-                       cloud_settings=settings)
+        return Profile(
+            name=PROFILE, provider="memory", source=self.directory / "hosts.yml", user="lab", cloud_settings=settings
+        )
 
     def _provider(self, profile: Profile):
         from memory import MemoryProvider
@@ -633,9 +699,16 @@ class MemoryWorld(World):
         return True  # the memory cloud logs only its changes
 
     def state(self) -> str:
-        return json.dumps({"instances": self.backend.instances, "images": self.backend.images,
-                           "addresses": self.backend.addresses,
-                           "groups": {g: sorted(r) for g, r in self.backend.groups.items()}}, sort_keys=True, default=str)
+        return json.dumps(
+            {
+                "instances": self.backend.instances,
+                "images": self.backend.images,
+                "addresses": self.backend.addresses,
+                "groups": {g: sorted(r) for g, r in self.backend.groups.items()},
+            },
+            sort_keys=True,
+            default=str,
+        )
 
     def placement(self, instance_id: str) -> tuple[str, str]:
         data = self.backend.instances[instance_id]

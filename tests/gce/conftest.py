@@ -22,9 +22,18 @@ def fake(monkeypatch, tmp_path):
             monkeypatch.setenv(name, value)
         # A valid access token already in: google-auth would refresh a user's token at Google otherwise.
         adc = tmp_path / "adc.json"
-        adc.write_text(json.dumps({"type": "authorized_user", "client_id": "id.apps.googleusercontent.com",
-                                   "client_secret": "secret", "refresh_token": "1//refresh", "token": "ya29.hedy",
-                                   "expiry": "2999-01-01T00:00:00Z"}))
+        adc.write_text(
+            json.dumps(
+                {
+                    "type": "authorized_user",
+                    "client_id": "id.apps.googleusercontent.com",
+                    "client_secret": "secret",
+                    "refresh_token": "1//refresh",
+                    "token": "ya29.hedy",
+                    "expiry": "2999-01-01T00:00:00Z",
+                }
+            )
+        )
         server.tokens["ya29.hedy"] = "hedy@example.org"
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
         yield server

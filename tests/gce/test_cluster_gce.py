@@ -20,8 +20,13 @@ def test_workers_are_made_beside_the_head_and_found_by_labels(fake, tmp_path):
     assert head.private_address == first["networkInterfaces"][0]["networkIP"] != head.address
     for index, worker in enumerate(made, 1):
         data = fake.instances[worker.id]
-        assert data["labels"] == {"labvm-profile": "gce", "labvm-owner": "hedy", "labvm-cluster": "gce",
-                                  "labvm-role": "worker", "labvm-index": str(index)}
+        assert data["labels"] == {
+            "labvm-profile": "gce",
+            "labvm-owner": "hedy",
+            "labvm-cluster": "gce",
+            "labvm-role": "worker",
+            "labvm-index": str(index),
+        }
         assert data["tags"]["items"] == first["tags"]["items"] == ["labvm-gce-hedy-ssh"]
         assert data["networkInterfaces"][0]["network"] == first["networkInterfaces"][0]["network"]
         assert data["metadata"]["items"] == first["metadata"]["items"]  # the same login
@@ -58,7 +63,7 @@ def test_dask_ports_are_open_only_between_the_cluster_machines(fake, tmp_path):
     gce.allow_cluster()
     gce.allow_cluster()  # idempotent
 
-    rule = fake.firewalls[gce.cluster_rule]
+    rule = fake.firewalls[gce.parts.head.names.cluster_rule]
     assert rule["sourceTags"] == rule["targetTags"] == ["labvm-gce-hedy-ssh"]
     assert rule["sourceRanges"] == []  # no range: the fake gives a rule with no source at all 0.0.0.0/0, as GCE does
     assert [r["sourceRanges"] for r in fake.firewalls.values()] == [["198.51.100.7/32"], []]

@@ -11,6 +11,7 @@ from google.cloud import compute_v1
 from fake_gce import DISABLED_MESSAGE, QUOTA_MESSAGE, FakeGce
 from gce_world import PROJECT, REGION, ZONE, Clients, instance_resource
 
+
 @pytest.fixture
 def fake():
     with FakeGce() as server:
@@ -39,8 +40,13 @@ def test_machine_types_and_public_image(gce):
 
 
 def test_full_lifecycle(fake, gce):
-    fw = compute_v1.Firewall(name="labvm-ssh", direction="INGRESS", source_ranges=["203.0.113.7/32"],
-                             allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])], target_tags=["labvm"])
+    fw = compute_v1.Firewall(
+        name="labvm-ssh",
+        direction="INGRESS",
+        source_ranges=["203.0.113.7/32"],
+        allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])],
+        target_tags=["labvm"],
+    )
     op = gce.firewalls.insert(project=PROJECT, firewall_resource=fw)
     assert gce.wait_global(op).status == compute_v1.Operation.Status.DONE
     got = gce.firewalls.get(project=PROJECT, firewall="labvm-ssh")
@@ -49,14 +55,29 @@ def test_full_lifecycle(fake, gce):
     with pytest.raises(exceptions.Conflict):
         gce.firewalls.insert(project=PROJECT, firewall_resource=fw)
 
-    op = gce.addresses.insert(project=PROJECT, region=REGION, address_resource=compute_v1.Address(
-        name="lab-1-ip", labels={"labvm-profile": "gce"}))
+    op = gce.addresses.insert(
+        project=PROJECT,
+        region=REGION,
+        address_resource=compute_v1.Address(name="lab-1-ip", labels={"labvm-profile": "gce"}),
+    )
     assert gce.wait_region(op).status == compute_v1.Operation.Status.DONE
     address = gce.addresses.get(project=PROJECT, region=REGION, address="lab-1-ip")
     nat_ip = address.address
     assert nat_ip and address.status == "RESERVED"
-    assert [a.name for a in gce.addresses.list(request=compute_v1.ListAddressesRequest(project=PROJECT, region=REGION, filter='name = "lab-1-ip"'))] == ["lab-1-ip"]
-    assert [a.name for a in gce.addresses.list(request=compute_v1.ListAddressesRequest(project=PROJECT, region=REGION, filter='labels.labvm-profile = "gce"'))] == ["lab-1-ip"]
+    assert [
+        a.name
+        for a in gce.addresses.list(
+            request=compute_v1.ListAddressesRequest(project=PROJECT, region=REGION, filter='name = "lab-1-ip"')
+        )
+    ] == ["lab-1-ip"]
+    assert [
+        a.name
+        for a in gce.addresses.list(
+            request=compute_v1.ListAddressesRequest(
+                project=PROJECT, region=REGION, filter='labels.labvm-profile = "gce"'
+            )
+        )
+    ] == ["lab-1-ip"]
 
     op = insert_instance(gce, nat_ip=nat_ip)
     assert gce.instance("lab-1").status == "PROVISIONING"
@@ -77,25 +98,53 @@ def test_full_lifecycle(fake, gce):
 
     op2 = insert_instance(gce, name="other")  # ephemeral IP, no label match below
     gce.wait_zone(op2)
-    listed = gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter='(labels.labvm-profile = "gce") AND (name != "other")'))
+    listed = gce.instances.list(
+        request=compute_v1.ListInstancesRequest(
+            project=PROJECT, zone=ZONE, filter='(labels.labvm-profile = "gce") AND (name != "other")'
+        )
+    )
     assert [i.name for i in listed] == ["lab-1"]
     assert len(list(gce.instances.list(project=PROJECT, zone=ZONE))) == 2
-    assert [i.name for i in gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter="name eq lab-.*"))] == ["lab-1"]
-    assert len(list(gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, max_results=1)))) == 2  # pager follows pageToken
+    assert [
+        i.name
+        for i in gce.instances.list(
+            request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter="name eq lab-.*")
+        )
+    ] == ["lab-1"]
+    assert (
+        len(
+            list(gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, max_results=1)))
+        )
+        == 2
+    )  # pager follows pageToken
     with pytest.raises(exceptions.BadRequest):
-        list(gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter='name = "a" OR name = "b"')))
+        list(
+            gce.instances.list(
+                request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter='name = "a" OR name = "b"')
+            )
+        )
 
     with pytest.raises(exceptions.BadRequest, match="running"):
-        gce.instances.set_machine_type(project=PROJECT, zone=ZONE, instance="lab-1",
-                                       instances_set_machine_type_request_resource=compute_v1.InstancesSetMachineTypeRequest(
-                                           machine_type=f"zones/{ZONE}/machineTypes/e2-standard-4"))
+        gce.instances.set_machine_type(
+            project=PROJECT,
+            zone=ZONE,
+            instance="lab-1",
+            instances_set_machine_type_request_resource=compute_v1.InstancesSetMachineTypeRequest(
+                machine_type=f"zones/{ZONE}/machineTypes/e2-standard-4"
+            ),
+        )
     op = gce.instances.stop(project=PROJECT, zone=ZONE, instance="lab-1")
     assert gce.instance("lab-1").status == "STOPPING"
     gce.wait_zone(op)
     assert gce.instance("lab-1").status == "TERMINATED"
-    op = gce.instances.set_machine_type(project=PROJECT, zone=ZONE, instance="lab-1",
-                                        instances_set_machine_type_request_resource=compute_v1.InstancesSetMachineTypeRequest(
-                                            machine_type=f"zones/{ZONE}/machineTypes/e2-standard-4"))
+    op = gce.instances.set_machine_type(
+        project=PROJECT,
+        zone=ZONE,
+        instance="lab-1",
+        instances_set_machine_type_request_resource=compute_v1.InstancesSetMachineTypeRequest(
+            machine_type=f"zones/{ZONE}/machineTypes/e2-standard-4"
+        ),
+    )
     gce.wait_zone(op)
     assert gce.instance("lab-1").machine_type.endswith("/machineTypes/e2-standard-4")
 
@@ -108,12 +157,19 @@ def test_full_lifecycle(fake, gce):
     image = compute_v1.Image(name="lab-1-snap", source_disk=boot_disk, family="labvm", labels={"labvm-profile": "gce"})
     with pytest.raises(exceptions.BadRequest, match="already being used"):
         gce.images.insert(project=PROJECT, image_resource=image)  # disk of a RUNNING VM needs force_create
-    op = gce.images.insert(request=compute_v1.InsertImageRequest(project=PROJECT, image_resource=image, force_create=True))
+    op = gce.images.insert(
+        request=compute_v1.InsertImageRequest(project=PROJECT, image_resource=image, force_create=True)
+    )
     assert gce.images.get(project=PROJECT, image="lab-1-snap").status == "PENDING"
     gce.wait_global(op)
     snap = gce.images.get(project=PROJECT, image="lab-1-snap")
     assert snap.status == "READY" and snap.source_disk == boot_disk and snap.labels["labvm-profile"] == "gce"
-    assert [i.name for i in gce.images.list(request=compute_v1.ListImagesRequest(project=PROJECT, filter='labels.labvm-profile = "gce"'))] == ["lab-1-snap"]
+    assert [
+        i.name
+        for i in gce.images.list(
+            request=compute_v1.ListImagesRequest(project=PROJECT, filter='labels.labvm-profile = "gce"')
+        )
+    ] == ["lab-1-snap"]
     assert gce.images.get_from_family(project=PROJECT, family="labvm").name == "lab-1-snap"
 
     with pytest.raises(exceptions.BadRequest):
@@ -204,20 +260,36 @@ def test_aggregated_lists(gce):
     other = instance_resource(name="other")
     other.labels = {"team": "ocean"}
     gce.wait_zone(gce.instances.insert(project=PROJECT, zone=ZONE, instance_resource=other))
-    gce.wait_region(gce.addresses.insert(project=PROJECT, region=REGION, address_resource=compute_v1.Address(
-        name="lab-1-ip", labels={"labvm-profile": "gce"})))
+    gce.wait_region(
+        gce.addresses.insert(
+            project=PROJECT,
+            region=REGION,
+            address_resource=compute_v1.Address(name="lab-1-ip", labels={"labvm-profile": "gce"}),
+        )
+    )
     labelled = "labels.labvm-profile:*"
 
-    instances = gce.instances.aggregated_list(request=compute_v1.AggregatedListInstancesRequest(project=PROJECT, filter=labelled))
-    assert [(scope, [i.name for i in scoped.instances]) for scope, scoped in instances] == [(f"zones/{ZONE}", ["lab-1"])]
+    instances = gce.instances.aggregated_list(
+        request=compute_v1.AggregatedListInstancesRequest(project=PROJECT, filter=labelled)
+    )
+    assert [(scope, [i.name for i in scoped.instances]) for scope, scoped in instances] == [
+        (f"zones/{ZONE}", ["lab-1"])
+    ]
     everything = dict(gce.instances.aggregated_list(project=PROJECT))
     assert [i.name for i in everything[f"zones/{ZONE}"].instances] == ["lab-1", "other"]
-    addresses = dict(gce.addresses.aggregated_list(request=compute_v1.AggregatedListAddressesRequest(project=PROJECT, filter=labelled)))
+    addresses = dict(
+        gce.addresses.aggregated_list(
+            request=compute_v1.AggregatedListAddressesRequest(project=PROJECT, filter=labelled)
+        )
+    )
     (address,) = addresses[f"regions/{REGION}"].addresses
     assert (address.name, address.status, dict(address.labels)) == ("lab-1-ip", "RESERVED", {"labvm-profile": "gce"})
 
-    none = dict(gce.addresses.aggregated_list(request=compute_v1.AggregatedListAddressesRequest(
-        project=PROJECT, filter='labels.labvm-profile = "nobody"')))
+    none = dict(
+        gce.addresses.aggregated_list(
+            request=compute_v1.AggregatedListAddressesRequest(project=PROJECT, filter='labels.labvm-profile = "nobody"')
+        )
+    )
     assert not none[f"regions/{REGION}"].addresses and none[f"regions/{REGION}"].warning.code == "NO_RESULTS_ON_PAGE"
 
 
@@ -226,10 +298,15 @@ def test_a_filter_of_several_terms_needs_parentheses(gce):
     bare = 'labels.labvm-profile = "gce" AND labels.labvm = "yes"'
     with pytest.raises(exceptions.BadRequest, match="Invalid list filter expression"):
         list(gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter=bare)))
-    for ok in ['(labels.labvm-profile = "gce") AND (labels.labvm = "yes")', '(labels.labvm-profile = "gce") (name = "lab-1")',
-               '(name = "nope") OR (name = "lab-1") AND (labels.labvm:*)']:
-        assert [i.name for i in gce.instances.list(request=compute_v1.ListInstancesRequest(
-            project=PROJECT, zone=ZONE, filter=ok))] == ["lab-1"], ok
+    for ok in [
+        '(labels.labvm-profile = "gce") AND (labels.labvm = "yes")',
+        '(labels.labvm-profile = "gce") (name = "lab-1")',
+        '(name = "nope") OR (name = "lab-1") AND (labels.labvm:*)',
+    ]:
+        assert [
+            i.name
+            for i in gce.instances.list(request=compute_v1.ListInstancesRequest(project=PROJECT, zone=ZONE, filter=ok))
+        ] == ["lab-1"], ok
 
 
 def test_networks_must_exist():
@@ -241,9 +318,15 @@ def test_networks_must_exist():
         with pytest.raises(exceptions.BadRequest, match="The referenced network resource cannot be found"):
             insert_instance(clients)
         with pytest.raises(exceptions.BadRequest, match="The referenced network resource cannot be found"):
-            clients.firewalls.insert(project=PROJECT, firewall_resource=compute_v1.Firewall(
-                name="ssh", network="global/networks/default", source_ranges=["0.0.0.0/0"],
-                allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])]))
+            clients.firewalls.insert(
+                project=PROJECT,
+                firewall_resource=compute_v1.Firewall(
+                    name="ssh",
+                    network="global/networks/default",
+                    source_ranges=["0.0.0.0/0"],
+                    allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])],
+                ),
+            )
         fake.add_network("lab", subnetwork="lab-west")
         custom = instance_resource()
         custom.network_interfaces[0].network = "global/networks/lab"
@@ -297,8 +380,11 @@ def test_google_checks_credentials_and_the_emulator_keeps_any_it_is_sent(fake, m
     assert fake.requests[-1] == ("GET", f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances")
     assert fake.leaked_credentials == []
 
-    emulator = compute_v1.InstancesClient(credentials=Credentials(token="test-token"), transport="rest",
-                                          client_options=ClientOptions(api_endpoint=fake.endpoint))
+    emulator = compute_v1.InstancesClient(
+        credentials=Credentials(token="test-token"),
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=fake.endpoint),
+    )
     monkeypatch.delenv("HTTPS_PROXY")
     monkeypatch.delenv("https_proxy")
     assert list(emulator.list(project=PROJECT, zone=ZONE)) == []
@@ -357,8 +443,9 @@ def test_label_values_are_checked(gce):
     with pytest.raises(exceptions.BadRequest, match="resource.labels"):
         gce.instances.insert(project=PROJECT, zone=ZONE, instance_resource=bad)
     with pytest.raises(exceptions.BadRequest, match="resource.labels"):
-        gce.addresses.insert(project=PROJECT, region=REGION, address_resource=compute_v1.Address(
-            name="ip", labels={"Owner": "hedy"}))
+        gce.addresses.insert(
+            project=PROJECT, region=REGION, address_resource=compute_v1.Address(name="ip", labels={"Owner": "hedy"})
+        )
     ok = instance_resource()
     ok.labels = {"labvm-owner": "hedy_lamarr-1", "empty": ""}
     gce.wait_zone(gce.instances.insert(project=PROJECT, zone=ZONE, instance_resource=ok))

@@ -14,6 +14,7 @@ from labvm.errors import LabvmError
 from gce_world import KEY, provider
 from labvm.providers.base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING
 
+
 def test_find_sends_a_filter_the_real_api_accepts(fake, tmp_path):
     gce = provider(tmp_path)
     assert gce.find() is None
@@ -33,10 +34,11 @@ def test_names_carry_the_owner_and_follow_rfc1035(fake, tmp_path, monkeypatch):
     long_owner = "a-very-long-owner-name-from-the-directory-of-an-institution-" * 2
     first = provider(tmp_path, long_owner + "one", monkeypatch)
     second = provider(tmp_path, long_owner + "two", monkeypatch)
-    assert first.name != second.name and len(first.rule) <= 63 and len(second.rule) <= 63
+    first_names, second_names = first.parts.head.names, second.parts.head.names
+    assert first_names.name != second_names.name and len(first_names.rule) <= 63 and len(second_names.rule) <= 63
     first.create(public_key=KEY)
     second.create(public_key=KEY)  # the fake refuses any name that is not RFC 1035
-    assert {first.name, second.name} <= set(fake.instances)
+    assert {first_names.name, second_names.name} <= set(fake.instances)
 
 
 def test_three_owners_share_one_project_and_one_image(fake, tmp_path, monkeypatch):
@@ -44,8 +46,15 @@ def test_three_owners_share_one_project_and_one_image(fake, tmp_path, monkeypatc
     shared = teacher.snapshot(teacher.create(public_key=KEY), "course")
     students = {}
     for owner, cidr in [("ada", "198.51.100.1/32"), ("grace", "198.51.100.2/32"), ("alan", "198.51.100.3/32")]:
-        students[owner] = provider(tmp_path, owner, monkeypatch, static_ip=True, ssh_cidr=cidr,
-                                   image_family="labvm-gce-teacher", image_project="proj")
+        students[owner] = provider(
+            tmp_path,
+            owner,
+            monkeypatch,
+            static_ip=True,
+            ssh_cidr=cidr,
+            image_family="labvm-gce-teacher",
+            image_project="proj",
+        )
         made = students[owner].create(public_key=KEY)
         assert made.id == f"labvm-gce-{owner}" and students[owner].find() == made
         boot = fake.instances[made.id]["disks"][0]["source"].rsplit("/", 1)[-1]
@@ -68,8 +77,11 @@ def test_three_owners_share_one_project_and_one_image(fake, tmp_path, monkeypatc
 def test_no_default_network(tmp_path, monkeypatch, fake):
     fake.networks.clear()
     fake.subnetworks.clear()
-    with pytest.raises(LabvmError, match=r"profiles\.gce\.network is not set, and the project has no `default` network; "
-                                         r"set it to one of gcloud compute networks list --project proj"):
+    with pytest.raises(
+        LabvmError,
+        match=r"profiles\.gce\.network is not set, and the project has no `default` network; "
+        r"set it to one of gcloud compute networks list --project proj",
+    ):
         provider(tmp_path).create(public_key=KEY)
     with pytest.raises(LabvmError, match=r"profiles\.gce\.network 'lab' is not a network of project proj"):
         provider(tmp_path, network="lab").create(public_key=KEY)
@@ -82,7 +94,9 @@ def test_no_default_network(tmp_path, monkeypatch, fake):
 
     made = provider(tmp_path, network="lab", subnetwork="lab-west").create(public_key=KEY)
     nic = fake.instances[made.id]["networkInterfaces"][0]
-    assert nic["network"].endswith("/global/networks/lab") and nic["subnetwork"].endswith(f"/regions/{REGION}/subnetworks/lab-west")
+    assert nic["network"].endswith("/global/networks/lab") and nic["subnetwork"].endswith(
+        f"/regions/{REGION}/subnetworks/lab-west"
+    )
     assert fake.firewalls["labvm-gce-hedy-ssh"]["network"].endswith("/global/networks/lab")
 
 
@@ -109,8 +123,9 @@ def test_project_os_login_without_the_opt_out_refuses_the_key(fake, tmp_path):
     """What labvm did before: ssh-keys alone, which OS Login ignores."""
     fake.project_metadata["enable-oslogin"] = "TRUE"
     made = provider(tmp_path).create(public_key=KEY)
-    fake.instances[made.id]["metadata"]["items"] = [i for i in fake.instances[made.id]["metadata"]["items"]
-                                                    if i["key"] == "ssh-keys"]
+    fake.instances[made.id]["metadata"]["items"] = [
+        i for i in fake.instances[made.id]["metadata"]["items"] if i["key"] == "ssh-keys"
+    ]
     assert fake.login_keys(made.id) == {}
 
 
@@ -121,7 +136,9 @@ def test_enforced_os_login_imports_the_key_and_logs_in_as_the_posix_user(fake, t
     made = gce.create(public_key=KEY)
     assert made.user == "hedy_example_org" and gce.find().user == "hedy_example_org"
     assert fake.login_keys(made.id) == {"hedy_example_org": {KEY}}
-    assert "labvm's key is in hedy@example.org's login profile, logging in as hedy_example_org" in capsys.readouterr().out
+    assert (
+        "labvm's key is in hedy@example.org's login profile, logging in as hedy_example_org" in capsys.readouterr().out
+    )
     (check,) = [c for c in gce.preflight(KEY) if c.name == "os login"]
     assert check.ok and "enforced by organisation policy" in check.detail
 
@@ -138,7 +155,9 @@ def test_enforced_os_login_without_a_readable_policy_is_named_by_the_environment
 def test_enforced_os_login_with_anonymous_credentials_says_what_to_do(emulator, tmp_path):
     fake = emulator
     fake.oslogin_enforced = True
-    with pytest.raises(LabvmError, match="labvm cannot tell your Google account; run `gcloud auth application-default login`"):
+    with pytest.raises(
+        LabvmError, match="labvm cannot tell your Google account; run `gcloud auth application-default login`"
+    ):
         provider(tmp_path).create(public_key=KEY)
     assert not fake.instances
 
@@ -150,9 +169,22 @@ def checks(gce) -> dict:
 def test_preflight_on_a_ready_project_changes_nothing(fake, tmp_path):
     gce = provider(tmp_path, static_ip=True)
     found = checks(gce)
-    assert list(found) == ["credentials", "project", "zone", "network", "image", "size", "quota", "ssh rule", "os login"]
+    assert list(found) == [
+        "credentials",
+        "project",
+        "zone",
+        "network",
+        "image",
+        "size",
+        "quota",
+        "ssh rule",
+        "os login",
+    ]
     assert all(c.ok for c in found.values()), found
-    assert found["quota"].detail == "room for 1 VM(s): CPUS 0/8, CPUS_ALL_REGIONS 0/32, IN_USE_ADDRESSES 0/8, STATIC_ADDRESSES 0/8"
+    assert (
+        found["quota"].detail
+        == "room for 1 VM(s): CPUS 0/8, CPUS_ALL_REGIONS 0/32, IN_USE_ADDRESSES 0/8, STATIC_ADDRESSES 0/8"
+    )
     assert found["ssh rule"].detail == "labvm-gce-hedy-ssh would be made for 198.51.100.7/32"
     assert found["os login"].detail == "off: labvm's key goes in the VM's ssh-keys metadata"
     assert not any(method != "GET" for method, path in fake.requests if path.startswith("/compute/"))
@@ -163,7 +195,10 @@ def test_preflight_names_each_broken_part(fake, tmp_path):
     fake.api_disabled = True
     found = checks(provider(tmp_path))
     assert list(found) == ["credentials", "project"]
-    assert not found["project"].ok and "gcloud services enable compute.googleapis.com --project proj" in found["project"].detail
+    assert (
+        not found["project"].ok
+        and "gcloud services enable compute.googleapis.com --project proj" in found["project"].detail
+    )
     fake.api_disabled = False
 
     found = checks(provider(tmp_path, project="elsewhere"))
@@ -183,7 +218,9 @@ def test_preflight_names_each_broken_part(fake, tmp_path):
     fake.project_metadata["enable-oslogin"] = "TRUE"
     provider(tmp_path).create(public_key=KEY)
     found = checks(provider(tmp_path, ssh_cidr="203.0.113.5/32"))
-    assert found["ssh rule"].ok and "admits 198.51.100.7/32; `up` changes it to 203.0.113.5/32" in found["ssh rule"].detail
+    assert (
+        found["ssh rule"].ok and "admits 198.51.100.7/32; `up` changes it to 203.0.113.5/32" in found["ssh rule"].detail
+    )
     assert "on in project proj: labvm's VMs opt out with enable-oslogin=FALSE" in found["os login"].detail
 
 
@@ -198,14 +235,19 @@ def test_a_custom_endpoint_gets_no_credentials_and_must_be_loopback(emulator, tm
     for loopback in ("http://localhost:1", "http://127.0.0.2:8080", "http://[::1]:9"):
         monkeypatch.setenv("LABVM_GCE_ENDPOINT", loopback)
         provider(tmp_path)  # accepted: nothing is sent until a call
-    for elsewhere in ("https://compute.attacker.example", "http://10.0.0.5:8080", "http://127.0.0.1.nip.io",
-                      "http://localhost.attacker.example"):
+    for elsewhere in (
+        "https://compute.attacker.example",
+        "http://10.0.0.5:8080",
+        "http://127.0.0.1.nip.io",
+        "http://localhost.attacker.example",
+    ):
         monkeypatch.setenv("LABVM_GCE_ENDPOINT", elsewhere)
         with pytest.raises(LabvmError) as refused:
             provider(tmp_path)
         assert str(refused.value) == (
             f"LABVM_GCE_ENDPOINT={elsewhere!r} is not a loopback address (127.0.0.0/8, ::1, localhost): labvm talks "
-            "to a Compute emulator on this machine only; unset it to use Google's API")
+            "to a Compute emulator on this machine only; unset it to use Google's API"
+        )
 
 
 def changing(fake) -> list:
@@ -214,8 +256,11 @@ def changing(fake) -> list:
 
 
 def state(fake) -> str:
-    return json.dumps([fake.instances, fake.disks, fake.images, fake.addresses, fake.firewalls, fake.oslogin_profiles],
-                      sort_keys=True, default=str)
+    return json.dumps(
+        [fake.instances, fake.disks, fake.images, fake.addresses, fake.firewalls, fake.oslogin_profiles],
+        sort_keys=True,
+        default=str,
+    )
 
 
 def planning(tmp_path, **settings):
@@ -230,11 +275,13 @@ def test_plan_on_an_empty_project_makes_nothing(fake, tmp_path, capsys):
     assert (made.id, made.state) == ("(planned)", "running")
     assert changing(fake) == [] and state(fake) == state(FakeGce())
     out = capsys.readouterr().out
-    for line in ["plan: gce: import labvm's key into hedy@example.org's OS Login profile",
-                 "plan: gce: create firewall rule labvm-gce-hedy-ssh (port 22 from 198.51.100.7/32)",
-                 "plan: gce: reserve static IP labvm-gce-hedy in us-west1",
-                 "plan: gce: create instance labvm-gce-hedy (e2-small) in us-west1-b",
-                 "plan: gce: then wait until labvm-gce-hedy is created"]:
+    for line in [
+        "plan: gce: import labvm's key into hedy@example.org's OS Login profile",
+        "plan: gce: create firewall rule labvm-gce-hedy-ssh (port 22 from 198.51.100.7/32)",
+        "plan: gce: reserve static IP labvm-gce-hedy in us-west1",
+        "plan: gce: create instance labvm-gce-hedy (e2-small) in us-west1-b",
+        "plan: gce: then wait until labvm-gce-hedy is created",
+    ]:
         assert line in out, out
 
 
@@ -261,12 +308,20 @@ def test_plan_changes_nothing_on_every_verb(fake, tmp_path, capsys):
 
     assert changing(fake) == [] and state(fake) == before
     out = capsys.readouterr().out
-    for line in ["change firewall rule labvm-gce-hedy-ssh to admit 203.0.113.9/32", "start instance labvm-gce-hedy",
-                 "stop instance labvm-gce-hedy", "set the machine type of labvm-gce-hedy to e2-medium",
-                 "create image labvm-gce-hedy-", f"delete image {image.id}", "create worker labvm-gce-hedy-w2 (e2-medium)",
-                 "create firewall rule labvm-gce-hedy-dask", "delete worker labvm-gce-hedy-w1",
-                 "delete instance labvm-gce-hedy and its boot disk", "release static IP labvm-gce-hedy",
-                 "delete firewall rule labvm-gce-hedy-ssh"]:
+    for line in [
+        "change firewall rule labvm-gce-hedy-ssh to admit 203.0.113.9/32",
+        "start instance labvm-gce-hedy",
+        "stop instance labvm-gce-hedy",
+        "set the machine type of labvm-gce-hedy to e2-medium",
+        "create image labvm-gce-hedy-",
+        f"delete image {image.id}",
+        "create worker labvm-gce-hedy-w2 (e2-medium)",
+        "create firewall rule labvm-gce-hedy-dask",
+        "delete worker labvm-gce-hedy-w1",
+        "delete instance labvm-gce-hedy and its boot disk",
+        "release static IP labvm-gce-hedy",
+        "delete firewall rule labvm-gce-hedy-ssh",
+    ]:
         assert f"plan: gce: {line}" in out, line
 
 
@@ -280,8 +335,15 @@ def test_image_state_in_labvms_words(fake, tmp_path):
     assert [i.state for i in gce.images()] == [IMAGE_FAILED]
 
 
-@pytest.mark.parametrize("owner, name", [("hedy.lamarr", "labvm-gce-hedy-lamarr-"), ("hedy@lab.org", "labvm-gce-hedy-lab-org-"),
-                                         ("Hedy Lamarr", "labvm-gce-hedy-lamarr-"), ("hedy", "labvm-gce-hedy")])
+@pytest.mark.parametrize(
+    "owner, name",
+    [
+        ("hedy.lamarr", "labvm-gce-hedy-lamarr-"),
+        ("hedy@lab.org", "labvm-gce-hedy-lab-org-"),
+        ("Hedy Lamarr", "labvm-gce-hedy-lamarr-"),
+        ("hedy", "labvm-gce-hedy"),
+    ],
+)
 def test_owner_names_the_cloud_accepts(fake, tmp_path, monkeypatch, owner, name):
     """The fake refuses what GCE refuses: names outside RFC 1035, label values outside [a-z0-9_-]."""
     gce = provider(tmp_path, owner, monkeypatch, static_ip=True)
@@ -290,8 +352,8 @@ def test_owner_names_the_cloud_accepts(fake, tmp_path, monkeypatch, owner, name)
     gce.allow_cluster()
     image = gce.snapshot(head, "Course 1")
     if name.endswith("-"):  # the owner's name had to change: a hash of it keeps it apart from others folded alike
-        assert re.fullmatch(re.escape(name) + "[0-9a-f]{6}", gce.name)
-        name = gce.name
+        assert re.fullmatch(re.escape(name) + "[0-9a-f]{6}", gce.parts.head.names.name)
+        name = gce.parts.head.names.name
     assert (head.id, worker.id, gce.find()) == (name, f"{name}-w1", head)
     assert set(fake.firewalls) == {f"{name}-ssh", f"{name}-dask"} and set(fake.addresses) == {name}
     assert image.id.startswith("course-1-gce-") and fake.images[image.id]["family"] == name
@@ -347,7 +409,10 @@ def test_a_rate_limit_is_waited_out_and_named_as_such(fake, tmp_path, monkeypatc
     fake.rate_limited, waits[:] = 100, []
     with pytest.raises(LabvmError) as raised:
         provider(tmp_path).stop(made)
-    assert str(raised.value) == "GCE rate limit: project proj sent too many requests for 63s; wait a minute and run it again"
+    assert (
+        str(raised.value)
+        == "GCE rate limit: project proj sent too many requests for 63s; wait a minute and run it again"
+    )
     assert waits == [1, 2, 4, 8, 16, 32] and fake.instances[made.id]["status"] == "RUNNING"
 
 
@@ -366,4 +431,7 @@ def test_an_unreachable_api_is_one_line(fake, tmp_path, monkeypatch):
     monkeypatch.setenv("LABVM_GCE_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(LabvmError) as raised:
         provider(tmp_path).find()
-    assert str(raised.value) == "GCE did not answer at http://127.0.0.1:9; check the network (a VPN or proxy?) and try again"
+    assert (
+        str(raised.value)
+        == "GCE did not answer at http://127.0.0.1:9; check the network (a VPN or proxy?) and try again"
+    )

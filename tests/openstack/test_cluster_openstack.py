@@ -28,22 +28,34 @@ def test_workers_are_made_beside_the_head_and_found_by_metadata(fake, place):
     assert cades.find().id == head.id
     first = fake.servers[head.id]
     # Workers reach the scheduler inside the network: the fixed address, not the floating one.
-    fixed = [a["addr"] for addresses in first["addresses"].values() for a in addresses if a["OS-EXT-IPS:type"] == "fixed"]
+    fixed = [
+        a["addr"] for addresses in first["addresses"].values() for a in addresses if a["OS-EXT-IPS:type"] == "fixed"
+    ]
     assert cades.find().private_address == fixed[0] != cades.find().address
     (head_volume,) = first["os-extended-volumes:volumes_attached"]
     for index, worker in enumerate(made, 1):
         server = fake.servers[worker.id]
-        assert server["metadata"] == {"labvm:profile": "cades", "labvm:owner": "hedy", "labvm:cluster": "cades",
-                                      "labvm:role": "worker", "labvm:index": str(index)}
+        assert server["metadata"] == {
+            "labvm:profile": "cades",
+            "labvm:owner": "hedy",
+            "labvm:cluster": "cades",
+            "labvm:role": "worker",
+            "labvm:index": str(index),
+        }
         assert networks(fake, server) == networks(fake, first)
         assert server["key_name"] == first["key_name"] and server["security_groups"] == first["security_groups"]
         # Volume-backed like the head, from the head's image (Cinder's volume_image_metadata).
         (volume,) = server["os-extended-volumes:volumes_attached"]
-        assert fake.volumes[volume["id"]]["volume_image_metadata"]["image_id"] == \
-            fake.volumes[head_volume["id"]]["volume_image_metadata"]["image_id"]
+        assert (
+            fake.volumes[volume["id"]]["volume_image_metadata"]["image_id"]
+            == fake.volumes[head_volume["id"]]["volume_image_metadata"]["image_id"]
+        )
         # Each worker has a floating IP of its own; the head keeps its own.
-        floating = [ip for ip in fake.floating_ips.values()
-                    if ip["port_id"] in {p["id"] for p in fake.ports.values() if p["device_id"] == worker.id}]
+        floating = [
+            ip
+            for ip in fake.floating_ips.values()
+            if ip["port_id"] in {p["id"] for p in fake.ports.values() if p["device_id"] == worker.id}
+        ]
         assert [ip["description"] for ip in floating] == [f"labvm:cades+w{index}:hedy"]
         assert worker.address == floating[0]["floating_ip_address"]
 
@@ -90,7 +102,8 @@ def test_workers_beyond_nova_s_limits_are_refused_before_any_boot(fake, place):
     assert one_line(raised) == (
         "OpenStack quota: room for 2 of 3 workers (m1.medium): cores: 2 of 6 used, each needs 2; "
         "`inv cluster --host cades --workers 2`, or free some (openstack server list) or ask for more "
-        "(cades-help@ornl.gov raises CADES quotas)")
+        "(cades-help@ornl.gov raises CADES quotas)"
+    )
     assert len(fake.servers) == before
 
 
@@ -111,7 +124,9 @@ def test_a_worker_nova_puts_in_error_at_its_quota_recheck_is_reported_and_delete
     cades.terminate(broken, True)
     assert broken.id not in fake.servers and len(cades.workers()) == 1
     assert not [p for p in fake.ports.values() if p["device_id"] == broken.id]
-    assert not [ip for ip in fake.floating_ips.values() if ip["description"].startswith(f"labvm:cades+{broken.name[-2:]}")]
+    assert not [
+        ip for ip in fake.floating_ips.values() if ip["description"].startswith(f"labvm:cades+{broken.name[-2:]}")
+    ]
     assert len(fake.volumes) == 2  # the head's and the worker's that made it
     fake.in_flight = {"instances": 0, "cores": 0, "ram": 0}  # the colleague's boot is done and deleted
     index = int(broken.name.rsplit("-w", 1)[1])
@@ -128,16 +143,18 @@ def test_dask_ports_are_open_only_between_the_cluster_servers(fake, place):
 
     (group,) = [g for g in fake.security_groups.values() if g["name"] == "labvm-cades-hedy"]
     ingress = [r for r in group["security_group_rules"] if r["direction"] == "ingress"]
-    assert [(r["protocol"], r["port_range_min"], r["port_range_max"], r["remote_ip_prefix"], r["remote_group_id"])
-            for r in ingress] == [("tcp", 22, 22, "198.51.100.7/32", None), ("tcp", None, None, None, group["id"])]
+    assert [
+        (r["protocol"], r["port_range_min"], r["port_range_max"], r["remote_ip_prefix"], r["remote_group_id"])
+        for r in ingress
+    ] == [("tcp", 22, 22, "198.51.100.7/32", None), ("tcp", None, None, None, group["id"])]
 
 
 def test_the_fake_refuses_what_neutron_refuses(fake, place):
     """The rules of the test above are shaped as Neutron takes them."""
     cades = provider(place)
     cades.create(public_key=KEY)
-    group = cades._ssh_group()
-    network = cades.conn.network
+    group = cades.parts.network.ssh_group()
+    network = cades.api.conn.network
     rule = dict(security_group_id=group.id, direction="ingress", ethertype="IPv4", protocol="tcp")
     # Current Neutron's words (neutron/extensions/securitygroup.py SecurityGroupMultipleRemoteEntites).
     with pytest.raises(Exception, match="Only one of remote_ip_prefix or remote_group_id or remote_address_group_id"):
@@ -181,8 +198,11 @@ def test_terminate_workers_deletes_this_owners_workers_only(fake, place, monkeyp
     cades.terminate_workers()
     assert cades.workers() == [] and cades.find().id == head.id
     assert [w.id for w in theirs.workers()] == [kept.id]
-    assert {ip["description"] for ip in fake.floating_ips.values()} == \
-        {"labvm:cades:hedy", "labvm:cades:grace", "labvm:cades+w1:grace"}
+    assert {ip["description"] for ip in fake.floating_ips.values()} == {
+        "labvm:cades:hedy",
+        "labvm:cades:grace",
+        "labvm:cades+w1:grace",
+    }
 
     cades.terminate(cades.find())
     assert not [g for g in fake.security_groups.values() if g["name"] == "labvm-cades-hedy"]

@@ -16,6 +16,8 @@ FINGERPRINT = "5a:81:60:0b:20:42:a7:b1:a6:bb:27:ac:bf:3c:c6:c2"
 
 # openstacksdk's own notices of future removals (RemovedInSDK50Warning, RemovedInSDK60Warning)
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+
+
 def test_auth(fake, conn, tmp_path, monkeypatch):
     assert conn.compute.find_flavor("m1.small").vcpus == 1
     assert fake.requests[:2] == [("GET", "/identity/v3"), ("POST", "/identity/v3/auth/tokens")]
@@ -51,8 +53,14 @@ def test_lookups_keypair_security_group(fake, conn):
     assert conn.network.find_security_group("labvm-cades") is None
     group = conn.network.create_security_group(name="labvm-cades", description="SSH only")
     rule = conn.network.create_security_group_rule(
-        security_group_id=group.id, direction="ingress", ethertype="IPv4", protocol="tcp",
-        port_range_min=22, port_range_max=22, remote_ip_prefix="0.0.0.0/0")
+        security_group_id=group.id,
+        direction="ingress",
+        ethertype="IPv4",
+        protocol="tcp",
+        port_range_min=22,
+        port_range_max=22,
+        remote_ip_prefix="0.0.0.0/0",
+    )
     found = conn.network.find_security_group("labvm-cades")
     assert rule.id in [r["id"] for r in found.security_group_rules]
     assert any(r.port_range_min == 22 for r in conn.network.security_group_rules(security_group_id=group.id))
@@ -72,8 +80,9 @@ def test_server_lifecycle(fake, conn):
     assert volume.size == 40 and server.attached_volumes[0]["id"] == volume.id
     assert volume.status == "in-use" and volume.attachments[0]["server_id"] == server.id
     boot(conn, name="someone-else", metadata={"labvm:profile": "cades", "labvm:owner": "ada"})
-    mine = [s for s in conn.compute.servers(details=True)
-            if all((s.metadata or {}).get(k) == v for k, v in LABELS.items())]
+    mine = [
+        s for s in conn.compute.servers(details=True) if all((s.metadata or {}).get(k) == v for k, v in LABELS.items())
+    ]
     assert [s.id for s in mine] == [server.id]
     (fixed,) = server.addresses["lab-net"]
     assert fixed["OS-EXT-IPS:type"] == "fixed"
@@ -90,9 +99,13 @@ def test_server_lifecycle(fake, conn):
     assert [i.id for i in conn.network.ips() if i.description == "labvm:cades:hedy"] == [ip.id]
 
     # power and shelve
-    for action, status in [(conn.compute.stop_server, "SHUTOFF"), (conn.compute.start_server, "ACTIVE"),
-                           (conn.compute.stop_server, "SHUTOFF"), (conn.compute.shelve_server, "SHELVED_OFFLOADED"),
-                           (conn.compute.unshelve_server, "ACTIVE")]:
+    for action, status in [
+        (conn.compute.stop_server, "SHUTOFF"),
+        (conn.compute.start_server, "ACTIVE"),
+        (conn.compute.stop_server, "SHUTOFF"),
+        (conn.compute.shelve_server, "SHELVED_OFFLOADED"),
+        (conn.compute.unshelve_server, "ACTIVE"),
+    ]:
         action(server)
         server = conn.compute.wait_for_server(server, status=status, failures=["ERROR"], **FAST)
         assert fake.servers[server.id]["status"] == status
@@ -152,7 +165,9 @@ def test_snapshot_before_microversion_2_45(fake, conn):
 
 def test_failures(fake, conn):
     fake.quota["cores"] = 1
-    with pytest.raises(exceptions.ForbiddenException, match="Quota exceeded for cores: Requested 2, but already used 0 of 1"):
+    with pytest.raises(
+        exceptions.ForbiddenException, match="Quota exceeded for cores: Requested 2, but already used 0 of 1"
+    ):
         boot(conn)
     assert fake.servers == {}
     limits = conn.compute.get_limits().absolute
@@ -172,9 +187,20 @@ def test_volume_backed_snapshot_is_a_cinder_snapshot_the_volume_outlives_its_ser
     assert snapshot.volume_id == volume.id and snapshot.name == "snapshot for labvm-cades-1"
     assert conn.block_storage.get_snapshot(snapshot.id).status == "available"
     clone = conn.compute.create_server(  # what `up --from-image` asks: the image's own mapping wins
-        name="clone", flavor_id="3", networks=[{"uuid": conn.network.find_network("lab-net").id}],
-        block_device_mapping=[{"boot_index": 0, "uuid": image.id, "source_type": "image",
-                               "destination_type": "volume", "volume_size": 40, "delete_on_termination": True}])
+        name="clone",
+        flavor_id="3",
+        networks=[{"uuid": conn.network.find_network("lab-net").id}],
+        block_device_mapping=[
+            {
+                "boot_index": 0,
+                "uuid": image.id,
+                "source_type": "image",
+                "destination_type": "volume",
+                "volume_size": 40,
+                "delete_on_termination": True,
+            }
+        ],
+    )
     clone = conn.compute.wait_for_server(clone, status="ACTIVE", **FAST)
     assert fake.volumes[clone.attached_volumes[0]["id"]]["snapshot_id"] == snapshot.id
     conn.compute.delete_server(clone)
@@ -196,8 +222,9 @@ def test_volume_backed_snapshot_is_a_cinder_snapshot_the_volume_outlives_its_ser
 def test_shelve_stays_shelved_unless_offloaded_at_once(fake, conn):
     fake.shelved_offload_time = -1
     image = conn.image.find_image("Ubuntu 22.04")
-    server = conn.compute.create_server(name="img", flavor_id="2", image_id=image.id,
-                                        networks=[{"uuid": conn.network.find_network("lab-net").id}])
+    server = conn.compute.create_server(
+        name="img", flavor_id="2", image_id=image.id, networks=[{"uuid": conn.network.find_network("lab-net").id}]
+    )
     server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
     conn.compute.shelve_server(server)
     server = conn.compute.wait_for_server(server, status="SHELVED", **FAST)
@@ -234,6 +261,7 @@ def test_application_credential_and_private_ca(tmp_path, monkeypatch):
 
 
 # -- issue 17: what Nova, Neutron and Glance do that the fake used to hide ------------------------
+
 
 def test_the_request_log_holds_every_request_served(fake, conn):
     conn.compute.find_flavor("m1.small")
@@ -282,10 +310,14 @@ def test_a_boot_beyond_quota_at_the_recheck_is_accepted_then_error(fake, conn):
 
 def test_a_dual_stack_port_has_both_addresses_and_its_floating_ip_maps_the_ipv4_one(fake, conn):
     network = conn.network.find_network("dual-net")
-    server = conn.compute.create_server(name="dual", flavor_id="2", networks=[{"uuid": network.id}],
-                                        image_id=conn.image.find_image("Ubuntu 22.04").id)
+    server = conn.compute.create_server(
+        name="dual", flavor_id="2", networks=[{"uuid": network.id}], image_id=conn.image.find_image("Ubuntu 22.04").id
+    )
     server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
-    assert [(a["version"], a["addr"]) for a in server.addresses["dual-net"]] == [(6, "2001:db8:1::10"), (4, "10.1.0.10")]
+    assert [(a["version"], a["addr"]) for a in server.addresses["dual-net"]] == [
+        (6, "2001:db8:1::10"),
+        (4, "10.1.0.10"),
+    ]
     (port,) = conn.network.ports(device_id=server.id)
     ip = conn.network.create_ip(floating_network_id=conn.network.find_network("public").id)
     assert conn.network.update_ip(ip, port_id=port.id).fixed_ip_address == "10.1.0.10"
@@ -293,8 +325,9 @@ def test_a_dual_stack_port_has_both_addresses_and_its_floating_ip_maps_the_ipv4_
 
 def test_a_snapshot_whose_upload_fails_ends_killed(fake, conn):
     image = conn.image.find_image("Ubuntu 22.04")
-    server = conn.compute.create_server(name="img", flavor_id="2", image_id=image.id,
-                                        networks=[{"uuid": conn.network.find_network("lab-net").id}])
+    server = conn.compute.create_server(
+        name="img", flavor_id="2", image_id=image.id, networks=[{"uuid": conn.network.find_network("lab-net").id}]
+    )
     server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
     fake.fail_next_snapshot = True
     shot = conn.compute.create_server_image(server, "labvm-cades-1", metadata=LABELS)

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # 
 
 # -- 9. a boot-from-volume snapshot is a Cinder snapshot; the volume outlives the server -------
 
+
 def test_pruning_an_image_deletes_its_volume_snapshot_and_then_the_volume_left_behind(fake, place):
     cades = provider(place)
     inst = cades.create(public_key=KEY)
@@ -30,7 +31,8 @@ def test_pruning_an_image_deletes_its_volume_snapshot_and_then_the_volume_left_b
     assert rows[volume["id"]].kind == "volume" and rows[volume["id"]].state == "unattached"
     assert rows[volume["id"]].delete == (
         f"openstack --os-cloud cades image delete {image.id} && openstack --os-cloud cades volume snapshot delete "
-        f"{snapshot['id']} && openstack --os-cloud cades volume delete {volume['id']}")
+        f"{snapshot['id']} && openstack --os-cloud cades volume delete {volume['id']}"
+    )
     assert snapshot["id"] not in rows  # its image is there: not a zombie of its own
 
     cades.delete_image(image)
@@ -51,6 +53,7 @@ def test_audit_lists_a_volume_snapshot_whose_image_is_gone(fake, place):
 
 
 # -- 10. SHELVED stays SHELVED where the cloud does not offload at once ------------------------
+
 
 def test_an_image_backed_server_that_stays_shelved_is_stopped_and_resumes(fake, place):
     fake.shelved_offload_time = -1
@@ -76,6 +79,7 @@ def test_audit_advice_for_a_shelved_server_is_one_that_works_there(fake, place):
 
 # -- 11. resize: NoValidHost rolls back to ACTIVE; a SHUTOFF server stays SHUTOFF ----------------
 
+
 def test_a_resize_without_room_rolls_back_and_says_so(fake, place):
     cades = provider(place)
     inst = cades.create(public_key=KEY)
@@ -84,7 +88,8 @@ def test_a_resize_without_room_rolls_back_and_says_so(fake, place):
         cades.resize(inst, "m1.large")
     assert one_line(failed) == (
         f"resize to m1.large did not happen: Nova put {inst.id} back to ACTIVE on m1.medium (no host had room: "
-        f"NoValidHost, most often); `openstack --os-cloud cades server event list {inst.id}` tells why")
+        f"NoValidHost, most often); `openstack --os-cloud cades server event list {inst.id}` tells why"
+    )
     assert fake.servers[inst.id]["flavor"]["original_name"] == "m1.medium"
 
 
@@ -98,6 +103,7 @@ def test_a_stopped_server_is_resized_and_stays_stopped(fake, place, capsys):
 
 # -- 12. ERROR: the fault, no endless resume, terminate works ---------------------------------
 
+
 def test_a_server_in_error_shows_its_fault_and_is_not_resumed(fake, place):
     cades = provider(place)
     fake.fail_next_boot = "No valid host was found. There are not enough hosts available."
@@ -110,12 +116,14 @@ def test_a_server_in_error_shows_its_fault_and_is_not_resumed(fake, place):
         cades.start(inst)
     assert one_line(refused) == (
         f"{inst.id} is in ERROR: No valid host was found. There are not enough hosts available.; "
-        f"`inv up --host cades --replace` deletes it and makes a new one")
+        f"`inv up --host cades --replace` deletes it and makes a new one"
+    )
     cades.terminate(inst)
     assert fake.servers == {} and cades.find() is None
 
 
 # -- 13. authentication as CADES users meet it -----------------------------------------------
+
 
 def test_a_horizon_clouds_yaml_without_a_password(fake, place):
     (place / "clouds.yaml").write_text(fake.clouds_yaml("cades", password=None))
@@ -123,7 +131,8 @@ def test_a_horizon_clouds_yaml_without_a_password(fake, place):
         provider(place)
     assert one_line(missing) == (
         "clouds.yaml entry 'cades' has no password (Horizon's download leaves it out): add `password:` under "
-        "its auth, put it in secure.yaml, or use an application credential (auth_type: v3applicationcredential)")
+        "its auth, put it in secure.yaml, or use an application credential (auth_type: v3applicationcredential)"
+    )
 
 
 def test_an_application_credential_works(fake, place):
@@ -141,7 +150,8 @@ def test_a_private_ca_is_honoured_and_its_absence_named(tmp_path, monkeypatch):
             provider(tmp_path)
         assert one_line(untrusted) == (
             f"the TLS certificate of {fake.auth_url} is not trusted here; set `cacert: /path/to/your-site-ca.pem` "
-            f"in clouds.yaml entry 'cades' (your site's CA bundle)")
+            f"in clouds.yaml entry 'cades' (your site's CA bundle)"
+        )
         clouds.write_text(fake.clouds_yaml("cades", extra=f"    cacert: {fake.ca_file}\n"))
         assert provider(tmp_path).find() is None
 
@@ -160,12 +170,14 @@ def test_off_the_vpn_a_connect_timeout_is_one_line(fake, place):
     url = f"http://127.0.0.1:{hole.getsockname()[1]}/identity/v3"
     try:
         (place / "clouds.yaml").write_text(
-            fake.clouds_yaml("cades", extra="    api_timeout: 1\n").replace(fake.auth_url, url))
+            fake.clouds_yaml("cades", extra="    api_timeout: 1\n").replace(fake.auth_url, url)
+        )
         with pytest.raises(LabvmError) as timed_out:
             provider(place)
         assert one_line(timed_out) == (
             f"cannot reach the OpenStack API of 'cades' ({url}): no answer; is the VPN up? "
-            f"(`openstack --os-cloud cades token issue` tries the same)")
+            f"(`openstack --os-cloud cades token issue` tries the same)"
+        )
     finally:
         for sock in [*filler, hole]:
             sock.close()
@@ -177,10 +189,18 @@ def test_openrc_users_set_cloud_envvars(fake, place, monkeypatch):
         provider(place, cloud="envvars")
     assert one_line(unset).endswith(
         "profiles.cades.cloud: envvars reads OS_AUTH_URL, OS_USERNAME, ... from the environment: "
-        "`source` your openrc file (Horizon: API Access, Download OpenStack RC File) first")
-    for name, value in dict(OS_AUTH_URL=fake.auth_url, OS_USERNAME="hedy", OS_PASSWORD="secret",
-                            OS_PROJECT_NAME="lab", OS_USER_DOMAIN_NAME="Default", OS_PROJECT_DOMAIN_NAME="Default",
-                            OS_REGION_NAME="RegionOne", OS_IDENTITY_API_VERSION="3").items():
+        "`source` your openrc file (Horizon: API Access, Download OpenStack RC File) first"
+    )
+    for name, value in dict(
+        OS_AUTH_URL=fake.auth_url,
+        OS_USERNAME="hedy",
+        OS_PASSWORD="secret",
+        OS_PROJECT_NAME="lab",
+        OS_USER_DOMAIN_NAME="Default",
+        OS_PROJECT_DOMAIN_NAME="Default",
+        OS_REGION_NAME="RegionOne",
+        OS_IDENTITY_API_VERSION="3",
+    ).items():
         monkeypatch.setenv(name, value)
     assert provider(place, cloud="envvars").create(public_key=KEY).state == "running"
     monkeypatch.delenv("OS_PASSWORD")  # an openrc asks for it; Ctrl-C there leaves it unset
@@ -191,10 +211,16 @@ def test_openrc_users_set_cloud_envvars(fake, place, monkeypatch):
 
 # -- 4. a key pair of the same name with another key (a second laptop) ------------------------
 
+
 def test_a_key_pair_of_another_laptop_is_never_reused(fake, place):
     other = new_key("other-laptop")
-    fake.keypairs["labvm-hedy"] = {"name": "labvm-hedy", "public_key": other, "type": "ssh",
-                                   "fingerprint": fingerprint(other), "user_id": fake.user_id}
+    fake.keypairs["labvm-hedy"] = {
+        "name": "labvm-hedy",
+        "public_key": other,
+        "type": "ssh",
+        "fingerprint": fingerprint(other),
+        "user_id": fake.user_id,
+    }
     inst = provider(place).create(public_key=KEY)
     key_name = fake.servers[inst.id]["key_name"]
     assert fake.keypairs[key_name]["fingerprint"] == fingerprint(KEY)
@@ -202,6 +228,7 @@ def test_a_key_pair_of_another_laptop_is_never_reused(fake, place):
 
 
 # -- 3. the SSH rule -----------------------------------------------------------------------------
+
 
 def test_admit_caller_restores_labvm_s_ssh_rule(fake, place, capsys):
     cades = provider(place)
@@ -215,11 +242,15 @@ def test_admit_caller_restores_labvm_s_ssh_rule(fake, place, capsys):
         del fake.security_group_rules[rule["id"]]
     cades.admit_caller()
     assert capsys.readouterr().out == "ssh rule: now admits 0.0.0.0/0 (was none)\n"
-    assert [(r["port_range_min"], r["remote_ip_prefix"]) for r in group["security_group_rules"]
-            if r["direction"] == "ingress"] == [(22, "0.0.0.0/0")]
+    assert [
+        (r["port_range_min"], r["remote_ip_prefix"])
+        for r in group["security_group_rules"]
+        if r["direction"] == "ingress"
+    ] == [(22, "0.0.0.0/0")]
 
 
 # -- 18. a class: three owners, one hosts.yml, one project, one shared image ---------------------
+
 
 def test_three_owners_share_a_profile_and_an_image(fake, place, monkeypatch):
     teacher = provider(place)
@@ -241,7 +272,10 @@ def test_three_owners_share_a_profile_and_an_image(fake, place, monkeypatch):
     assert names(fake.servers) == ["labvm-cades-ada", "labvm-cades-alan", "labvm-cades-hedy"]
     assert "labvm-cades-grace" not in names(fake.security_groups)
     assert sorted(ip["description"] for ip in fake.floating_ips.values()) == [
-        "labvm:cades:ada", "labvm:cades:alan", "labvm:cades:hedy"]
+        "labvm:cades:ada",
+        "labvm:cades:alan",
+        "labvm:cades:hedy",
+    ]
     assert {o: students[o].find() is not None for o in students} == {"ada": True, "grace": False, "alan": True}
     owners = sorted(r.owner for r in teacher.inventory() if r.kind == "instance")
     assert owners == ["ada", "alan", "hedy"]
@@ -249,24 +283,43 @@ def test_three_owners_share_a_profile_and_an_image(fake, place, monkeypatch):
 
 # -- inv check: preflight, read-only, one line per check ---------------------------------------
 
+
 def test_preflight_on_a_ready_account(fake, place):
     cades = provider(place)
     requests = len(fake.requests)
     found = cades.preflight(KEY)
-    assert [c.name for c in found] == ["credentials", "network", "floating ip pool", "image", "size", "quota",
-                                       "key pair", "ssh rule"]
+    assert [c.name for c in found] == [
+        "credentials",
+        "network",
+        "floating ip pool",
+        "image",
+        "size",
+        "quota",
+        "key pair",
+        "ssh rule",
+    ]
     assert all(c.ok for c in found), found
     assert {c.name: c.detail for c in found}["credentials"] == "user hedy, project lab on 'cades'"
     assert not [r for r in fake.requests[requests:] if r[0] != "GET"]  # read-only
 
 
-@pytest.mark.parametrize("broken, name, detail", [
-    (dict(network="nonet"), "network", "profiles.cades.network: 'nonet' not found; list: openstack network list"),
-    (dict(floating_ip_pool="lab-net"), "floating ip pool",
-     "profiles.cades.floating_ip_pool: 'lab-net' is not an external network; list: openstack network list --external"),
-    (dict(image="Ubuntu 99.04"), "image", "profiles.cades.image: no image 'Ubuntu 99.04' (list: openstack image list)"),
-    (dict(flavor="m1.meduim"), "size", "profiles.cades.flavor: no flavor 'm1.meduim'; closest: m1.medium"),
-])
+@pytest.mark.parametrize(
+    "broken, name, detail",
+    [
+        (dict(network="nonet"), "network", "profiles.cades.network: 'nonet' not found; list: openstack network list"),
+        (
+            dict(floating_ip_pool="lab-net"),
+            "floating ip pool",
+            "profiles.cades.floating_ip_pool: 'lab-net' is not an external network; list: openstack network list --external",
+        ),
+        (
+            dict(image="Ubuntu 99.04"),
+            "image",
+            "profiles.cades.image: no image 'Ubuntu 99.04' (list: openstack image list)",
+        ),
+        (dict(flavor="m1.meduim"), "size", "profiles.cades.flavor: no flavor 'm1.meduim'; closest: m1.medium"),
+    ],
+)
 def test_preflight_names_a_broken_setting(fake, place, broken, name, detail):
     found = {c.name: c for c in provider(place, **broken).preflight(KEY)}
     assert not found[name].ok and detail in found[name].detail
@@ -281,16 +334,23 @@ def test_preflight_quota_key_pair_and_credentials(fake, place):
     found = {c.name: c for c in cades.preflight(new_key("second-laptop"))}
     assert not found["quota"].ok and found["quota"].detail == (
         "cores: 2 of 3 used, m1.medium needs 2; volume gigabytes: 40 of 60 used, volume_size needs 40; "
-        "free some (openstack server list) or ask for more (cades-help@ornl.gov raises CADES quotas)")
-    assert found["key pair"].ok and "labvm-hedy-" in found["key pair"].detail and "would import" in found["key pair"].detail
+        "free some (openstack server list) or ask for more (cades-help@ornl.gov raises CADES quotas)"
+    )
+    assert (
+        found["key pair"].ok
+        and "labvm-hedy-" in found["key pair"].detail
+        and "would import" in found["key pair"].detail
+    )
 
     # Refused credentials stop the provider before any check: one line, with the command that tries them
     # (the session shows it as the one failing "credentials" line of `inv check`).
     (place / "clouds.yaml").write_text(fake.clouds_yaml("cades", password="not-it"))
     with pytest.raises(LabvmError) as refused:
         provider(place)
-    assert one_line(refused) == ("OpenStack refused the credentials of clouds.yaml entry 'cades'; check its auth "
-                                 "section (`openstack --os-cloud cades token issue` tries them)")
+    assert one_line(refused) == (
+        "OpenStack refused the credentials of clouds.yaml entry 'cades'; check its auth "
+        "section (`openstack --os-cloud cades token issue` tries them)"
+    )
 
 
 def test_preflight_before_labvm_has_a_key(fake, place):
@@ -300,8 +360,17 @@ def test_preflight_before_labvm_has_a_key(fake, place):
 
 # -- issue 17 ------------------------------------------------------------------------------------
 
-TABLES = ("servers", "keypairs", "security_groups", "security_group_rules", "floating_ips", "ports", "volumes",
-          "snapshots", "images")
+TABLES = (
+    "servers",
+    "keypairs",
+    "security_groups",
+    "security_group_rules",
+    "floating_ips",
+    "ports",
+    "volumes",
+    "snapshots",
+    "images",
+)
 
 
 def cloud_state(fake) -> dict:
@@ -323,8 +392,12 @@ def test_plan_makes_nothing_on_an_empty_project(fake, place, capsys):
     assert changes(fake, before) == [] and cloud_state(fake) == state
     assert made.name == "labvm-cades-hedy" and made.size == "m1.medium"
     out = capsys.readouterr().out
-    for step in ("import labvm's public key as keypair labvm-hedy-", "create security group labvm-cades-hedy",
-                 "boot m1.medium labvm-cades-hedy", "take a floating IP from public"):
+    for step in (
+        "import labvm's public key as keypair labvm-hedy-",
+        "create security group labvm-cades-hedy",
+        "boot m1.medium labvm-cades-hedy",
+        "take a floating IP from public",
+    ):
         assert f"plan: openstack: {step}" in out, out
 
 
@@ -338,18 +411,35 @@ def test_plan_changes_nothing_for_any_verb(fake, place, capsys):
     assert fake.pending == {}  # every transition has completed: a read under plan changes nothing
     cades.plan = True
     before, state = len(fake.requests), cloud_state(fake)
-    verbs = [lambda: cades.stop(head), lambda: cades.start(stopped), lambda: cades.resize(head, "m1.large"),
-             lambda: cades.snapshot(head, "labvm"), lambda: cades.delete_image(image),
-             lambda: cades.create_workers([2, 3], "", "", new_key("another-laptop")), cades.allow_cluster,
-             cades.admit_caller, cades.terminate_workers, lambda: cades.terminate(head)]
+    verbs = [
+        lambda: cades.stop(head),
+        lambda: cades.start(stopped),
+        lambda: cades.resize(head, "m1.large"),
+        lambda: cades.snapshot(head, "labvm"),
+        lambda: cades.delete_image(image),
+        lambda: cades.create_workers([2, 3], "", "", new_key("another-laptop")),
+        cades.allow_cluster,
+        cades.admit_caller,
+        cades.terminate_workers,
+        lambda: cades.terminate(head),
+    ]
     for verb in verbs:
         verb()
         assert changes(fake, before) == [] and cloud_state(fake) == state
     out = capsys.readouterr().out
-    for step in (f"stop {head.id}", f"shelve {head.id}", f"unshelve {first.id}", f"resize {head.id} to m1.large",
-                 f"confirm the resize of {head.id}", "make image labvm-cades-", f"delete image {image.id}",
-                 "boot m1.medium labvm-cades-hedy-w2", "let the cluster's machines reach each other",
-                 f"delete server {first.id}", f"delete server {head.id}"):
+    for step in (
+        f"stop {head.id}",
+        f"shelve {head.id}",
+        f"unshelve {first.id}",
+        f"resize {head.id} to m1.large",
+        f"confirm the resize of {head.id}",
+        "make image labvm-cades-",
+        f"delete image {image.id}",
+        "boot m1.medium labvm-cades-hedy-w2",
+        "let the cluster's machines reach each other",
+        f"delete server {first.id}",
+        f"delete server {head.id}",
+    ):
         assert f"plan: openstack: {step}" in out, step
     assert "plan: openstack: then wait until" in out
 
@@ -403,7 +493,8 @@ def test_preflight_counts_the_cluster_s_workers_and_their_floating_ips(fake, pla
     assert not found["quota"].ok and found["quota"].detail == (
         "cores: 0 of 9 used, the head (m1.medium) and 2 workers (m1.large) need 10; "
         "floating IPs: 0 of 2 used, 3 more; free some (openstack server list) or ask for more "
-        "(cades-help@ornl.gov raises CADES quotas)")
+        "(cades-help@ornl.gov raises CADES quotas)"
+    )
     fake.quota.update(cores=10, floatingip=3)
     found = {c.name: c for c in provider(place, cluster=cluster).preflight(KEY)}
     assert found["quota"].ok and found["quota"].detail.startswith("room for the head and 2 workers: instances 0/10, ")
@@ -415,4 +506,5 @@ def test_preflight_names_an_unknown_worker_size(fake, place):
     assert [c.name for c in found.values() if not c.ok] == ["size"]
     assert found["size"].detail.endswith(
         "hosts.yml: profiles.cades.cluster.worker_size: no flavor 'm1.larg'; closest: m1.large, m1.small "
-        "(list: openstack flavor list)")
+        "(list: openstack flavor list)"
+    )

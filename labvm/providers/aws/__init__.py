@@ -1,24 +1,33 @@
-"""AWS EC2 profiles on boto3 (imported only here, when an aws profile is used).
+"""AWS EC2 profiles on boto3 (imported only in this package, when an aws profile is used).
 
-The instance and everything labvm makes for it carry the tags labvm:profile and
-labvm:owner: labvm finds them by tag, never by a local state file.  Credentials come
-from boto3's own chain (AWS_PROFILE, ~/.aws, environment); none goes to the VM.
+The instance and everything labvm makes for it carry the tags labvm:profile and labvm:owner: labvm
+finds them by tag, never by a local state file.  Credentials come from boto3's own chain (AWS_PROFILE,
+~/.aws, environment); none goes to the VM.
 
-One module per seam: `core` (client, errors, the mutation gate's EC2 form, retries), `lifecycle`
-(the head and its images), `network` (group, key pair, Elastic IP), `workers` (a Dask cluster's),
-`preflight` (`inv check`), `inventory` (`inv audit`), `price` (what a type costs an hour).
+`AwsProvider` is the contract's template (cloud.CloudProvider) over these collaborators, one module each:
+`settings` (the profile's keys), `names` (names and tags), `api` (the EC2 client, its errors, the mutation
+gate's EC2 form, retries, waits), `network` (subnet, group, key pair, Elastic IP), `images` (AMIs),
+`head` (the profile's instance), `workers` (a Dask cluster's), `preflight` (`inv check`), `inventory`
+(`inv audit`), `price` (what a type costs an hour, and what bills a month).
 """
 
-from .core import AwsError
-from .inventory import Inventory
-from .lifecycle import Lifecycle
-from .network import Networking
-from .preflight import Preflight
-from .price import Price
-from .workers import Workers
+from __future__ import annotations
 
-__all__ = ["AwsError", "AwsProvider"]
+from typing import TYPE_CHECKING, Any
+
+from .settings import AwsSettings
+
+if TYPE_CHECKING:
+    from .provider import AwsProvider
+
+__all__ = ["AwsProvider", "AwsSettings"]
 
 
-class AwsProvider(Lifecycle, Workers, Networking, Preflight, Inventory, Price):
-    """The provider of aws profiles: each verb of the contract from the part that does it."""
+def __getattr__(name: str) -> Any:
+    """AwsProvider, imported on first use: config reads AwsSettings (the profile's keys) without the parts
+    the provider wires, and so without their imports."""
+    if name == "AwsProvider":
+        from .provider import AwsProvider
+
+        return AwsProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

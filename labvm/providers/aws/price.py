@@ -7,15 +7,27 @@ from __future__ import annotations
 import functools
 import json
 from datetime import datetime, timezone
+from typing import Any
 
-from .core import AwsBase
+from .api import Ec2Api
+from .network import Network
+from .settings import AwsSettings
+
+# Why `inv audit` may show no price (Provider.NO_PRICE, NO_MONTHLY_PRICE).
+NO_PRICE = "the AWS Pricing API (or its spot price history) did not answer"
+NO_MONTHLY_PRICE = "the AWS Pricing API did not answer"
 
 # One product per type, region and these attributes: on-demand Linux on shared hardware, no pre-installed
 # software, an instance that runs (capacitystatus Used, not a capacity reservation's unused hours).
 # Attribute names as `aws pricing describe-services --service-code AmazonEC2` lists them.
-ON_DEMAND_LINUX = {"operatingSystem": "Linux", "tenancy": "Shared", "preInstalledSw": "NA",
-                   "capacitystatus": "Used", "licenseModel": "No License required"}
-# The type of the volumes labvm makes (lifecycle.py's BlockDeviceMappings): a volume the inventory lists
+ON_DEMAND_LINUX = {
+    "operatingSystem": "Linux",
+    "tenancy": "Shared",
+    "preInstalledSw": "NA",
+    "capacitystatus": "Used",
+    "licenseModel": "No License required",
+}
+# The type of the volumes labvm makes (head.py's BlockDeviceMappings): a volume the inventory lists
 # without its type is one of these.
 VOLUME_TYPE = "gp3"
 # AWS bills an hourly rate for a month of 730 hours (https://aws.amazon.com/ec2/pricing/on-demand/: "730 hours
@@ -43,27 +55,30 @@ MONTHLY = {
 }
 
 
-class Price(AwsBase):
-    def size(self) -> str:
-        return self._instance_type
+class AwsPrice:
+    """What an instance costs an hour and what bills a month, in the profile's region."""
 
-    def where(self) -> str:
-        return self.scope
+    def __init__(self, api: Ec2Api, settings: AwsSettings, network: Network):
+        self.api, self.settings, self.network = api, settings, network
 
     @functools.cached_property
-    def pricing(self):
+    def pricing(self) -> Any:
         """The Price List Query API: it answers in us-east-1 whatever region is priced
         (https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_pricing_GetProducts.html);
         short timeouts and one retry, as a price is never worth waiting for."""
         from botocore.config import Config
 
-        return self._boto3.client("pricing", region_name="us-east-1", config=Config(
-            connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2}))
+        return self.api.boto3.client(
+            "pricing",
+            region_name="us-east-1",
+            config=Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2}),
+        )
 
-    def price_per_hour(self, size: str, spot: bool) -> float | None:
+    def per_hour(self, size: str, spot: bool) -> float | None:
+        """Provider.price_per_hour: spot from the spot price history, on demand from the Price List."""
         return self._spot_price(size) if spot else self._on_demand_price(size)
 
-    def price_per_month(self, kind: str, state: str = "", volume_type: str = "") -> float | None:
+    def per_month(self, kind: str, state: str, volume_type: str) -> float | None:
         """USD per GB-month of a volume or a snapshot, of an AMI as the snapshots it keeps (an AMI is billed
         for nothing else); USD a month of an Elastic IP (its hourly rate x HOURS_PER_MONTH)."""
         if kind == "image":
@@ -81,9 +96,12 @@ class Price(AwsBase):
     def _rate(self, service: str, attributes: dict, unit: str, usage: str) -> float | None:
         """The region's on-demand rate in `unit` of the products with these attributes whose usagetype names
         `usage` (the highest where several do: an estimate should not promise less than the bill)."""
-        wanted = {"regionCode": self.scope, "locationType": "AWS Region", **attributes}
-        products = self.pricing.get_products(ServiceCode=service, MaxResults=100, Filters=[
-            {"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in wanted.items()])["PriceList"]
+        wanted = {"regionCode": self.api.scope, "locationType": "AWS Region", **attributes}
+        products = self.pricing.get_products(
+            ServiceCode=service,
+            MaxResults=100,
+            Filters=[{"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in wanted.items()],
+        )["PriceList"]
         rates = []
         for text in products:
             product = json.loads(text)
@@ -92,20 +110,31 @@ class Price(AwsBase):
             named = rest if dash and ":" not in region_code else usagetype  # "USW2-EBS:VolumeUsage.gp3" -> "EBS:..."
             if named != usage and not named.startswith(usage + "."):  # "EBS:VolumeUsage.gp3": its type after a dot
                 continue
-            rates += [float(dimension["pricePerUnit"]["USD"]) for term in product["terms"].get("OnDemand", {}).values()
-                      for dimension in term["priceDimensions"].values() if dimension.get("unit") == unit]
+            rates += [
+                float(dimension["pricePerUnit"]["USD"])
+                for term in product["terms"].get("OnDemand", {}).values()
+                for dimension in term["priceDimensions"].values()
+                if dimension.get("unit") == unit
+            ]
         paid = [usd for usd in rates if usd > 0]
         return max(paid) if paid else None
 
     def _on_demand_price(self, instance_type: str) -> float | None:
         """GetProducts' PriceList is a list of JSON strings, one product each; the hourly rate is
         terms.OnDemand.<offer>.priceDimensions.<rate>.pricePerUnit.USD with unit "Hrs"."""
-        wanted = {"instanceType": instance_type, "regionCode": self.scope, **ON_DEMAND_LINUX}
-        products = self.pricing.get_products(ServiceCode="AmazonEC2", MaxResults=10, Filters=[
-            {"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in wanted.items()])["PriceList"]
-        hourly = [float(dimension["pricePerUnit"]["USD"]) for product in products
-                  for term in json.loads(product)["terms"].get("OnDemand", {}).values()
-                  for dimension in term["priceDimensions"].values() if dimension.get("unit") == "Hrs"]
+        wanted = {"instanceType": instance_type, "regionCode": self.api.scope, **ON_DEMAND_LINUX}
+        products = self.pricing.get_products(
+            ServiceCode="AmazonEC2",
+            MaxResults=10,
+            Filters=[{"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in wanted.items()],
+        )["PriceList"]
+        hourly = [
+            float(dimension["pricePerUnit"]["USD"])
+            for product in products
+            for term in json.loads(product)["terms"].get("OnDemand", {}).values()
+            for dimension in term["priceDimensions"].values()
+            if dimension.get("unit") == "Hrs"
+        ]
         paid = [usd for usd in hourly if usd > 0]
         return min(paid) if paid else None
 
@@ -114,10 +143,13 @@ class Price(AwsBase):
         effect per zone, https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeSpotPriceHistory.html):
         the profile's subnet's zone where it names one, else the highest of the region's zones, since EC2
         picks the zone and an estimate should not promise less than the bill."""
-        zone = self._network.zone if self.settings.get("subnet") else ""
-        history = self.ec2.describe_spot_price_history(
-            InstanceTypes=[instance_type], ProductDescriptions=["Linux/UNIX"], StartTime=datetime.now(timezone.utc),
-            **({"AvailabilityZone": zone} if zone else {}))["SpotPriceHistory"]
+        zone = self.network.subnet.zone if self.settings.subnet else ""
+        history = self.api.ec2.describe_spot_price_history(
+            InstanceTypes=[instance_type],
+            ProductDescriptions=["Linux/UNIX"],
+            StartTime=datetime.now(timezone.utc),
+            **({"AvailabilityZone": zone} if zone else {}),
+        )["SpotPriceHistory"]
         latest: dict[str, tuple[datetime, float]] = {}
         for entry in history:
             seen = latest.get(entry["AvailabilityZone"])

@@ -1,86 +1,124 @@
-"""A Dask cluster's worker instances beside the head: its subnet, group and key pair."""
+"""A Dask cluster's worker instances beside the head: its subnet, group and key pair; found by their tags
+(labvm:cluster, labvm:role, labvm:index)."""
 
 from __future__ import annotations
 
+from ...config import Profile
 from ..base import Instance
-from ..cloud import WorkerRecipe, tag_number
-from .core import AwsBase, LIVE, Network, tags_of
+from ..cloud import WorkerRecipe, Workers, no_head, tag_number
+from .api import LIVE, Ec2Api, instance_of
+from .head import AwsHead
+from .names import AwsNames, tags_of
+from .network import Network, placement
 
 
-class Workers(AwsBase):
-    """Workers found by their tags (labvm:cluster, labvm:role, labvm:index)."""
+class AwsWorkers(Workers):
+    """This profile's and owner's worker instances."""
 
-    def _clustertags_of(self, index: int) -> list[dict]:
-        tags = self._tag_list(f"{self.name}-w{index}")
-        return tags + [{"Key": k, "Value": v} for k, v in
-                       {"labvm:cluster": self.profile.name, "labvm:role": "worker", "labvm:index": str(index)}.items()]
+    def __init__(self, api: Ec2Api, head: AwsHead, network: Network, names: AwsNames, profile: Profile):
+        super().__init__(api, head, profile)
+        self.api: Ec2Api = api
+        self.head: AwsHead = head
+        self.network, self.names = network, names
 
-    def _worker_data(self) -> list[dict]:
-        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in
-                   {"labvm:cluster": self.profile.name, "labvm:owner": self.owner, "labvm:role": "worker"}.items()]
+    def tags(self, index: int) -> list[dict]:
+        """Worker `index`'s tags: the profile's, and which cluster, role and index it has."""
+        tags = self.names.tag_list(self.name(index))
+        return tags + [
+            {"Key": k, "Value": v}
+            for k, v in {"labvm:cluster": self.profile.name, "labvm:role": "worker", "labvm:index": str(index)}.items()
+        ]
+
+    def data(self) -> list[dict]:
+        """DescribeInstances' answer for each worker, by index."""
+        filters = [
+            {"Name": f"tag:{k}", "Values": [v]}
+            for k, v in {
+                "labvm:cluster": self.profile.name,
+                "labvm:owner": self.names.owner,
+                "labvm:role": "worker",
+            }.items()
+        ]
         filters.append({"Name": "instance-state-name", "Values": list(LIVE)})
-        found = [i for r in self._read("describe_instances", Filters=filters)["Reservations"] for i in r["Instances"]]
+        found = [
+            i for r in self.api.read("describe_instances", Filters=filters)["Reservations"] for i in r["Instances"]
+        ]
         return sorted(found, key=lambda i: tag_number(tags_of(i).get("labvm:index")))
 
-    def workers(self) -> list[Instance]:
+    def found(self) -> list[Instance]:
         """This profile's worker VMs of this owner, by index; each name ends with -w<index>."""
-        return [self._instance(i) for i in self._worker_data()]
+        return [instance_of(i) for i in self.data()]
 
-    def _head(self) -> dict:
-        head = self.find()
+    def head_data(self) -> dict:
+        """DescribeInstances' answer for the head; there must be one."""
+        head = self.head.find()
         if head is None:
-            raise self.no_head()
-        return self._describe(head.id)
+            raise no_head(self.profile)
+        return self.api.described(head.id)
 
-    def cluster_image(self) -> str:
+    def image(self) -> str:
         """The image new workers are made from (the head's AMI); "" without a head."""
-        head = self.find()
-        return self._describe(head.id)["ImageId"] if head else ""
+        head = self.head.find()
+        return self.api.described(head.id)["ImageId"] if head else ""
 
-    def _worker_name(self, index: int) -> str:
-        return f"{self.name}-w{index}"
+    def name(self, index: int) -> str:
+        """The head's Name tag and -w<index>."""
+        return f"{self.names.name}-w{index}"
 
-    def _worker_recipe(self, head: Instance | None, indexes: list[int], image: str, size: str,
-                       public_key: str) -> WorkerRecipe:
+    def recipe(self, head: Instance | None, indexes: list[int], image: str, size: str, public_key: str) -> WorkerRecipe:
         """Beside the head: its subnet, group and key pair; its AMI and type unless given."""
-        data = self._head()
+        data = self.head_data()
         size = size or data["InstanceType"]
         if size != data["InstanceType"]:
-            self._check_type(size, self._where("cluster.worker_size"))
-        placement = self._placement(self._head_network(data), self._find_group(data["VpcId"])["GroupId"])
-        return WorkerRecipe(size, image or data["ImageId"], {"placement": placement, "key": self._key_pair(public_key)})
+            self.head.check_type(size, self.profile.key("cluster.worker_size"))
+        group = self.network.head_group(data["VpcId"])
+        where = placement(self.network.subnet_of(data), group["GroupId"])
+        return WorkerRecipe(
+            size, image or data["ImageId"], {"placement": where, "key": self.network.key_pair(public_key)}
+        )
 
-    def _make_worker(self, recipe: WorkerRecipe, index: int) -> str:
-        request = self._launch(recipe.image, recipe.size, recipe.beside["key"], recipe.beside["placement"],
-                               self._clustertags_of(index))
-        return self._change("run_instances", **request)["Instances"][0]["InstanceId"]
+    def make(self, recipe: WorkerRecipe, index: int) -> str:
+        """RunInstances of one worker; it is waited for with the others (`made`)."""
+        request = self.head.launch(
+            recipe.image, recipe.size, recipe.beside["key"], recipe.beside["placement"], self.tags(index)
+        )
+        return self.api.change("run_instances", **request)["Instances"][0]["InstanceId"]
 
-    def _workers_made(self, ids: list[str]) -> None:
-        self._wait("instance_running", f"{len(ids)} worker(s) running", InstanceIds=ids)
+    def made(self, ids: list[str]) -> None:
+        """Until every made worker runs."""
+        self.api.wait("instance_running", f"{len(ids)} worker(s) running", InstanceIds=ids)
 
-    def _head_network(self, head: dict) -> Network:
-        """The head's own subnet, whatever the profile says now: the cluster is one network."""
-        (subnet,) = self._read("describe_subnets", SubnetIds=[head["SubnetId"]])["Subnets"]
-        return Network(head["VpcId"], head["SubnetId"], bool(subnet.get("MapPublicIpOnLaunch")),
-                       subnet.get("AvailabilityZone", ""))
-
-    def allow_cluster(self) -> None:
+    def allow(self) -> None:
         """Every TCP port between the machines of labvm's group (the head and its workers), and only
         between them: the rule's source is the group itself, no address range."""
-        group = self._find_group(self._head()["VpcId"])
-        if any(pair.get("GroupId") == group["GroupId"] for p in group.get("IpPermissions", [])
-               for pair in p.get("UserIdGroupPairs", [])):
+        group = self.network.head_group(self.head_data()["VpcId"])
+        if any(
+            pair.get("GroupId") == group["GroupId"]
+            for p in group.get("IpPermissions", [])
+            for pair in p.get("UserIdGroupPairs", [])
+        ):
             return
-        self._change("authorize_security_group_ingress", GroupId=group["GroupId"], IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535, "UserIdGroupPairs": [
-                {"GroupId": group["GroupId"], "Description": "labvm: Dask between the machines of this cluster"}]}])
+        self.api.change(
+            "authorize_security_group_ingress",
+            GroupId=group["GroupId"],
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 0,
+                    "ToPort": 65535,
+                    "UserIdGroupPairs": [
+                        {"GroupId": group["GroupId"], "Description": "labvm: Dask between the machines of this cluster"}
+                    ],
+                }
+            ],
+        )
         print(f"aws: security group {group['GroupName']} lets the cluster's machines reach each other (Dask)")
 
-    def terminate_workers(self) -> None:
+    def terminate(self) -> None:
         """Every worker of this profile and owner, spot requests cancelled; with the head gone too, its
         group and key pair go."""
-        workers = self._worker_data()
+        workers = self.data()
         if not workers:
             return
-        self._terminate(workers)
-        self._delete_unused(workers[0], {w["InstanceId"] for w in workers})
+        self.head.terminate_all(workers)
+        self.network.delete_unused(workers[0], {w["InstanceId"] for w in workers})

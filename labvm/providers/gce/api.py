@@ -1,22 +1,36 @@
-"""The GCE provider's core: clients, credentials, the error-translating call, operation waits, names and labels.
+"""The GCE client of one profile: credentials, the Compute clients, the error-translating call (rate limits
+waited out), operation waits, and an instance in labvm's words.
 
-Every other module of the package is a part of GceProvider that builds on this one.
+Long operations are waited through our own operation clients, built with the same options
+(ExtendedOperation.result() would poll through a client that ignores a custom endpoint).  LABVM_GCE_ENDPOINT
+(an emulator on this machine, anonymous) serves Compute and the other Google APIs labvm calls (OAuth
+tokeninfo, OS Login, Resource Manager, Cloud Billing) at one address.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import re
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from ...config import Profile, sdk_files_problem
+from ...config import Profile
 from ...errors import LabvmError
 from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Image, Instance, from_cloud, parse_time
-from ..cloud import GCE_LABEL, GCE_NAME, CloudProvider, cloud_name
+from ..cloud import CloudApi
+from ..registry import sdk_files_problem
+from .settings import GceSettings
 
+T = TypeVar("T")
 # A SUSPENDED instance bills only its disks and saved memory, as a stopped one; start() resumes it.
-STATES = {"RUNNING": "running", "TERMINATED": "stopped", "STOPPING": "stopping", "SUSPENDING": "stopping",
-          "SUSPENDED": "stopped"}
+STATES = {
+    "RUNNING": "running",
+    "TERMINATED": "stopped",
+    "STOPPING": "stopping",
+    "SUSPENDING": "stopping",
+    "SUSPENDED": "stopped",
+}
 # https://cloud.google.com/compute/docs/reference/rest/v1/images (status): PENDING, READY, FAILED, DELETING.
 IMAGE_STATES = {"READY": IMAGE_AVAILABLE, "PENDING": IMAGE_PENDING, "FAILED": IMAGE_FAILED, "DELETING": IMAGE_FAILED}
 
@@ -28,11 +42,6 @@ OPERATION_TIMEOUT = 30 * 60
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]  # Compute, OS Login, Resource Manager
 LOGIN_METADATA = "labvm-login"  # the POSIX user OS Login gave, kept on the instance so find() knows it
-# The instance's name leaves room for its firewall rule's NAME-ssh within GCE's 63 characters.
-INSTANCE_NAME = dataclasses.replace(GCE_NAME, limit=GCE_NAME.limit - len("-ssh"))
-# labvm's label values keep to the name characters (no "_"): the labels of VMs made before stay the same,
-# so they are still found.
-LABEL_VALUE = dataclasses.replace(GCE_LABEL, allowed=GCE_NAME.allowed)
 
 
 def loopback_endpoint(endpoint: str) -> str:
@@ -49,37 +58,63 @@ def loopback_endpoint(endpoint: str) -> str:
     except ValueError:
         loopback = False
     if not loopback:
-        raise LabvmError(f"LABVM_GCE_ENDPOINT={endpoint!r} is not a loopback address (127.0.0.0/8, ::1, localhost): "
-                         "labvm talks to a Compute emulator on this machine only; unset it to use Google's API")
+        raise LabvmError(
+            f"LABVM_GCE_ENDPOINT={endpoint!r} is not a loopback address (127.0.0.0/8, ::1, localhost): "
+            "labvm talks to a Compute emulator on this machine only; unset it to use Google's API"
+        )
     return endpoint
 
 
-class GceApi(CloudProvider):
-    cloud = "gce"
+def instance_of(data: Any) -> Instance:
+    """Compute's instance in labvm's words."""
+    interface = data.network_interfaces[0] if data.network_interfaces else None
+    address = ""
+    if interface:
+        configs = list(interface.access_configs)
+        address = (configs[0].nat_i_p if configs else "") or interface.network_i_p
+    login = next((item.value for item in data.metadata.items if item.key == LOGIN_METADATA), "")
+    return Instance(
+        data.name,
+        data.name,
+        STATES.get(data.status, data.status.lower()),
+        address,
+        data.machine_type.rsplit("/", 1)[-1],
+        login,
+        interface.network_i_p if interface else "",
+        parse_time(data.last_start_timestamp or None),
+    )
 
-    def __init__(self, profile: Profile):
+
+def image_of(data: Any) -> Image:
+    """Compute's image in labvm's words."""
+    return Image(data.name, data.name, data.creation_timestamp, IMAGE_STATES.get(data.status, IMAGE_FAILED))
+
+
+class GceApi(CloudApi):
+    """google-cloud-compute's clients for the profile's project (imported only here, when a gce profile is
+    used: it takes 1.5 s), with Application Default Credentials only."""
+
+    def __init__(self, profile: Profile, settings: GceSettings):
         import google.auth
         from google.api_core.client_options import ClientOptions
         from google.auth.credentials import AnonymousCredentials
         from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import compute_v1
 
+        super().__init__("gce")
         self.compute = compute_v1
-        super().__init__(profile)
-        self.project = str(self.settings.get("project") or "")
-        self.zone = str(self.settings.get("zone") or "")
+        self.profile = profile
+        self.project, self.zone, self.region = settings.project, settings.zone, settings.region
         if not self.project or not self.zone:
-            raise LabvmError(f"{self._where('project')} and zone: both are required (gcloud projects list; gcloud compute zones list)")
-        self.region = self.zone.rsplit("-", 1)[0]
-        self.owner = cloud_name(LABEL_VALUE, self.owner)
-        self.labels = {"labvm-profile": cloud_name(LABEL_VALUE, profile.name), "labvm-owner": self.owner}
-        self.name = cloud_name(INSTANCE_NAME, "labvm", profile.name, self.owner)
-        self.rule = f"{self.name}-ssh"  # also the network tag of the head and its workers
-        self.cluster_rule = cloud_name(GCE_NAME, self.name, "dask")
+            raise LabvmError(
+                f"{profile.key('project')} and zone: both are required (gcloud projects list; "
+                f"gcloud compute zones list)"
+            )
         problem = sdk_files_problem(self.cloud)  # google-auth reads no other file from the current folder
         if problem:
             raise LabvmError(problem)
         self.endpoint = loopback_endpoint(os.environ.get("LABVM_GCE_ENDPOINT", ""))
+        credentials: Any
         if self.endpoint:  # an emulator on this machine: the user's Google token never goes to it
             credentials = AnonymousCredentials()
         else:
@@ -91,8 +126,11 @@ class GceApi(CloudProvider):
                     "or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
                 ) from None
         self.credentials = credentials
-        options = dict(credentials=credentials, transport="rest",
-                       client_options=ClientOptions(api_endpoint=self.endpoint) if self.endpoint else None)
+        options: dict[str, Any] = dict(
+            credentials=credentials,
+            transport="rest",
+            client_options=ClientOptions(api_endpoint=self.endpoint) if self.endpoint else None,
+        )
         self.instances = compute_v1.InstancesClient(**options)
         self.zone_operations = compute_v1.ZoneOperationsClient(**options)
         self.region_operations = compute_v1.RegionOperationsClient(**options)
@@ -108,52 +146,69 @@ class GceApi(CloudProvider):
         self.subnetworks = compute_v1.SubnetworksClient(**options)
         self.disks = compute_v1.DisksClient(**options)
 
-    def call(self, action, *args, **kwargs):
+    @property
+    def scope(self) -> str:
+        """The project: what one set of Google credentials sees here."""
+        return self.project
+
+    def call(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """One API call; a rate limit is waited out (bounded), any other error is one line with the next step."""
         from google.api_core import exceptions
         from google.auth.exceptions import RefreshError, TransportError
 
-        for wait in (*RATE_LIMIT_WAITS, None):
+        waits = iter(RATE_LIMIT_WAITS)
+        while True:
             try:
                 return action(*args, **kwargs)
             except RefreshError:
-                raise LabvmError("Google refused to renew your credentials; run `gcloud auth application-default login` "
-                                 "(or check GOOGLE_APPLICATION_CREDENTIALS)") from None
+                raise LabvmError(
+                    "Google refused to renew your credentials; run `gcloud auth application-default login` "
+                    "(or check GOOGLE_APPLICATION_CREDENTIALS)"
+                ) from None
             except (OSError, TransportError):  # requests' ConnectionError and timeouts are OSErrors
-                raise LabvmError(f"GCE did not answer at {self.endpoint or 'compute.googleapis.com'}; check the network "
-                                 "(a VPN or proxy?) and try again") from None
+                raise LabvmError(
+                    f"GCE did not answer at {self.endpoint or 'compute.googleapis.com'}; check the network "
+                    "(a VPN or proxy?) and try again"
+                ) from None
             except exceptions.GoogleAPICallError as e:
                 if not self._rate_limited(e):
                     raise LabvmError(self._explain(e)) from None
+                wait = next(waits, None)
                 if wait is None:
-                    raise LabvmError(f"GCE rate limit: project {self.project} sent too many requests for "
-                                     f"{sum(RATE_LIMIT_WAITS)}s; wait a minute and run it again") from None
+                    raise LabvmError(
+                        f"GCE rate limit: project {self.project} sent too many requests for "
+                        f"{sum(RATE_LIMIT_WAITS)}s; wait a minute and run it again"
+                    ) from None
                 print(f"gce: rate limit reached, trying again in {wait}s", flush=True)
                 time.sleep(wait)
 
     @staticmethod
-    def _rate_limited(error) -> bool:
+    def _rate_limited(error: Any) -> bool:
         from google.api_core import exceptions
 
         reasons = {e.get("reason") for e in (error.errors or []) if isinstance(e, dict)}
         return isinstance(error, exceptions.TooManyRequests) or "rateLimitExceeded" in reasons
 
-    def _explain(self, error) -> str:
+    def _explain(self, error: Any) -> str:
         reasons = {e.get("reason") for e in (error.errors or []) if isinstance(e, dict)}
         message = from_cloud(str(error.message).split(": ", 1)[-1])
         if "accessNotConfigured" in reasons or "has not been used in project" in message:
-            return (f"the Compute Engine API is not enabled in project {self.project}; "
-                    f"gcloud services enable compute.googleapis.com --project {self.project}")
+            return (
+                f"the Compute Engine API is not enabled in project {self.project}; "
+                f"gcloud services enable compute.googleapis.com --project {self.project}"
+            )
         if "quotaExceeded" in reasons or "Quota" in message:
             return f"GCE quota: {message}; ask for more in IAM & Admin > Quotas, or use a smaller machine_type"
         return f"GCE: {message}"
 
-    def _wait(self, operation, scope: str, what: str) -> None:
+    def wait(self, operation: Any, scope: str, what: str) -> None:
         """Until the operation is DONE (the API's wait call blocks up to two minutes each); its errors in one line.
         A planned operation (None) is printed by wait_until, never asked for."""
-        waiters = {"zone": (self.zone_operations.wait, {"zone": self.zone}),
-                   "region": (self.region_operations.wait, {"region": self.region}),
-                   "global": (self.global_operations.wait, {})}
+        waiters = {
+            "zone": (self.zone_operations.wait, {"zone": self.zone}),
+            "region": (self.region_operations.wait, {"region": self.region}),
+            "global": (self.global_operations.wait, {}),
+        }
         waiter, where = waiters[scope]
 
         def done() -> bool:
@@ -164,29 +219,34 @@ class GceApi(CloudProvider):
             self._raise_errors(operation, what)
             return True
 
-        self.wait_until(what, done, OPERATION_TIMEOUT, poll=0,
-                        late=f"GCE may still finish it: gcloud compute operations list --project {self.project}")
+        self.wait_until(
+            what,
+            done,
+            OPERATION_TIMEOUT,
+            poll=0,
+            late=f"GCE may still finish it: gcloud compute operations list --project {self.project}",
+        )
 
-    def _raise_errors(self, operation, what: str) -> None:
+    def _raise_errors(self, operation: Any, what: str) -> None:
         errors = list(operation.error.errors) if operation.error else []
         codes = {e.code for e in errors}
         if codes & {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"}:
             raise LabvmError(
                 f"zone {self.zone} has no capacity for this machine type now; try later or set "
-                f"{self._where('zone')} to another zone of {self.region}"
+                f"{self.profile.key('zone')} to another zone of {self.region}"
             )
         if errors:
             raise LabvmError(f"GCE: {what} failed: {from_cloud('; '.join(e.message for e in errors))}")
 
-    def _change(self, what: str, action, scope: str, waited: str, **kwargs) -> None:
+    def change(self, what: str, action: Callable[..., Any], scope: str, waited: str, **kwargs: Any) -> None:
         """One change through the --plan gate, then waited for until `waited` holds."""
-        self._wait(self.mutate(what, action, project=self.project, **kwargs), scope, waited)
+        self.wait(self.mutate(what, action, project=self.project, **kwargs), scope, waited)
 
-    def _get_or_none(self, action, **kwargs):
+    def get_or_none(self, action: Callable[..., Any], **kwargs: Any) -> Any:
         """A read of one resource: None where it does not exist (other errors as call() says)."""
         from google.api_core import exceptions
 
-        def get():
+        def get() -> Any:
             try:
                 return action(**kwargs)
             except exceptions.NotFound:
@@ -194,24 +254,16 @@ class GceApi(CloudProvider):
 
         return self.call(get)
 
-    def _filter(self) -> str:
-        """Several terms must each be in parentheses: the bare `a = "x" AND b = "y"` is a 400
-        (https://cloud.google.com/compute/docs/reference/rest/v1/instances/list, `filter`)."""
-        return " AND ".join(f'(labels.{k} = "{v}")' for k, v in self.labels.items())
-
-    def _instance(self, data) -> Instance:
-        interface = data.network_interfaces[0] if data.network_interfaces else None
-        address = ""
-        if interface:
-            configs = list(interface.access_configs)
-            address = (configs[0].nat_i_p if configs else "") or interface.network_i_p
-        login = next((item.value for item in data.metadata.items if item.key == LOGIN_METADATA), "")
-        return Instance(data.name, data.name, STATES.get(data.status, data.status.lower()), address,
-                        data.machine_type.rsplit("/", 1)[-1], login, interface.network_i_p if interface else "",
-                        parse_time(data.last_start_timestamp or None))
-
-    def _get(self, name: str):
+    def get(self, name: str) -> Any:
+        """The instance of this name in the profile's zone."""
         return self.call(self.instances.get, project=self.project, zone=self.zone, instance=name)
 
-    def _image(self, data) -> Image:
-        return Image(data.name, data.name, data.creation_timestamp, IMAGE_STATES.get(data.status, IMAGE_FAILED))
+    def google(self, url: str) -> str:
+        """A Google API URL, or the emulator's when LABVM_GCE_ENDPOINT is set."""
+        return re.sub(r"^https://[a-z0-9.]+\.googleapis\.com", self.endpoint, url) if self.endpoint else url
+
+    def session(self) -> Any:
+        """An HTTP session with the credentials, for Google's APIs without a client here (OS Login, billing)."""
+        from google.auth.transport.requests import AuthorizedSession
+
+        return AuthorizedSession(self.credentials)

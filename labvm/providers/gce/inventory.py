@@ -2,49 +2,82 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from ...config.member import shown
 from ..base import IMAGE_FAILED, Resource, parse_time
 from .api import IMAGE_STATES, STATES, GceApi
 
 
-class Inventory(GceApi):
-    @property
-    def scope(self) -> str:
-        return self.project
+class GceInventory:
+    """`inv audit`'s listing."""
 
-    def inventory(self) -> list[Resource]:
+    def __init__(self, api: GceApi):
+        self.api, self.project = api, api.project
+
+    def resources(self) -> list[Resource]:
         """Every instance, static address and image labvm labelled in the project, in every zone and
         region, whatever its profile or owner (labvm.prices adds what each instance costs)."""
         labelled = "labels.labvm-profile:*"
         where = f"--project {self.project}"
 
-        def resource(kind: str, data, state: str, since: str, delete: str, **extra) -> Resource:
+        def resource(kind: str, data: Any, state: str, since: str, delete: str, **extra: Any) -> Resource:
             profile = data.labels.get("labvm-profile", "")
             if data.labels.get("labvm-role") == "worker":  # named as the session names a worker: gce+w2
-                profile = f"{data.labels.get('labvm-cluster', profile)}+w{data.labels.get('labvm-index', '?')}"
-            return Resource("gce", self.project, kind, data.name, profile,
-                            data.labels.get("labvm-owner", ""), state, parse_time(since), f"{delete} {where}", **extra)
+                profile = shown(data.labels.get("labvm-cluster", profile), data.labels.get("labvm-index", "?"))
+            return Resource(
+                "gce",
+                self.project,
+                kind,
+                data.name,
+                profile,
+                data.labels.get("labvm-owner", ""),
+                state,
+                parse_time(since),
+                f"{delete} {where}",
+                **extra,
+            )
 
-        found = []
-        request = self.compute.AggregatedListInstancesRequest(project=self.project, filter=labelled)
-        for _, scoped in self.call(lambda: list(self.instances.aggregated_list(request=request))):
+        found: list[Resource] = []
+        request = self.api.compute.AggregatedListInstancesRequest(project=self.project, filter=labelled)
+        for _, scoped in self.api.call(lambda: list(self.api.instances.aggregated_list(request=request))):
             for data in scoped.instances:
-                found.append(resource(
-                    "instance", data, STATES.get(data.status, data.status.lower()),
-                    data.last_start_timestamp or data.creation_timestamp,
-                    f"gcloud compute instances delete {data.name} --zone {data.zone.rsplit('/', 1)[-1]}",
-                    type=data.machine_type.rsplit("/", 1)[-1], region=data.zone.rsplit("/", 1)[-1].rsplit("-", 1)[0],
-                    spot=data.scheduling.provisioning_model == "SPOT" or data.scheduling.preemptible))
-        request = self.compute.AggregatedListAddressesRequest(project=self.project, filter=labelled)
-        for _, scoped in self.call(lambda: list(self.addresses.aggregated_list(request=request))):
+                found.append(
+                    resource(
+                        "instance",
+                        data,
+                        STATES.get(data.status, data.status.lower()),
+                        data.last_start_timestamp or data.creation_timestamp,
+                        f"gcloud compute instances delete {data.name} --zone {data.zone.rsplit('/', 1)[-1]}",
+                        type=data.machine_type.rsplit("/", 1)[-1],
+                        region=data.zone.rsplit("/", 1)[-1].rsplit("-", 1)[0],
+                        spot=data.scheduling.provisioning_model == "SPOT" or data.scheduling.preemptible,
+                    )
+                )
+        request = self.api.compute.AggregatedListAddressesRequest(project=self.project, filter=labelled)
+        for _, scoped in self.api.call(lambda: list(self.api.addresses.aggregated_list(request=request))):
             for data in scoped.addresses:
-                found.append(resource(
-                    "address", data, {"RESERVED": "unattached", "IN_USE": "attached"}.get(data.status, data.status.lower()),
+                found.append(
+                    resource(
+                        "address",
+                        data,
+                        {"RESERVED": "unattached", "IN_USE": "attached"}.get(data.status, data.status.lower()),
+                        data.creation_timestamp,
+                        f"gcloud compute addresses delete {data.name} --region {data.region.rsplit('/', 1)[-1]}",
+                        address=data.address,
+                        region=data.region.rsplit("/", 1)[-1],
+                    )
+                )
+        request = self.api.compute.ListImagesRequest(project=self.project, filter=labelled)
+        for data in self.api.call(lambda: list(self.api.images_client.list(request=request))):
+            found.append(
+                resource(
+                    "image",
+                    data,
+                    IMAGE_STATES.get(data.status, IMAGE_FAILED),
                     data.creation_timestamp,
-                    f"gcloud compute addresses delete {data.name} --region {data.region.rsplit('/', 1)[-1]}",
-                    address=data.address, region=data.region.rsplit("/", 1)[-1]))
-        request = self.compute.ListImagesRequest(project=self.project, filter=labelled)
-        for data in self.call(lambda: list(self.images_client.list(request=request))):
-            found.append(resource("image", data, IMAGE_STATES.get(data.status, IMAGE_FAILED), data.creation_timestamp,
-                                  f"gcloud compute images delete {data.name}",
-                                  size_gb=data.archive_size_bytes / 1024**3 if data.archive_size_bytes else None))
+                    f"gcloud compute images delete {data.name}",
+                    size_gb=data.archive_size_bytes / 1024**3 if data.archive_size_bytes else None,
+                )
+            )
         return found

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from ...config import Profile
 from ...errors import LabvmError
-from ..base import Check, ask
+from ..base import Check
+from ..cloud import ask
 from .api import GceApi
+from .head import GceHead
+from .images import Images
+from .names import GceNames
+from .network import Network
+from .oslogin import OsLogin
+from .settings import GceSettings
+from .workers import GceWorkers
 
 # The regional CPU quota a machine type draws from, by family (the name's first part): E2, N1 and the
 # shared-core F1/G1 count against CPUS, every other family against its own
@@ -12,18 +21,50 @@ from .api import GceApi
 # project's CPUS_ALL_REGIONS; Spot VMs against PREEMPTIBLE_CPUS instead where the region grants it
 # (https://cloud.google.com/compute/resource-usage#preemptible_quota).
 CPU_QUOTA = {
-    "n2": "N2_CPUS", "n2d": "N2D_CPUS", "n4": "N4_CPUS", "c2": "C2_CPUS", "c2d": "C2D_CPUS", "c3": "C3_CPUS",
-    "c3d": "C3D_CPUS", "c4": "C4_CPUS", "t2d": "T2D_CPUS", "t2a": "T2A_CPUS", "m1": "M1_CPUS", "m2": "M2_CPUS",
-    "m3": "M3_CPUS", "a2": "A2_CPUS", "g2": "G2_CPUS", "h3": "H3_CPUS",
+    "n2": "N2_CPUS",
+    "n2d": "N2D_CPUS",
+    "n4": "N4_CPUS",
+    "c2": "C2_CPUS",
+    "c2d": "C2D_CPUS",
+    "c3": "C3_CPUS",
+    "c3d": "C3D_CPUS",
+    "c4": "C4_CPUS",
+    "t2d": "T2D_CPUS",
+    "t2a": "T2A_CPUS",
+    "m1": "M1_CPUS",
+    "m2": "M2_CPUS",
+    "m3": "M3_CPUS",
+    "a2": "A2_CPUS",
+    "g2": "G2_CPUS",
+    "h3": "H3_CPUS",
 }
 
 
 def cpu_quota(machine_type: str) -> str:
+    """The regional CPU quota a machine type draws from."""
     return CPU_QUOTA.get(machine_type.split("-", 1)[0], "CPUS")
 
 
-class Preflight(GceApi):
-    def preflight(self, public_key: str) -> list[Check]:
+class GcePreflight:
+    """`inv check`'s questions, quota by machine family."""
+
+    def __init__(
+        self,
+        api: GceApi,
+        settings: GceSettings,
+        names: GceNames,
+        network: Network,
+        images: Images,
+        login: OsLogin,
+        head: GceHead,
+        workers: GceWorkers,
+        profile: Profile,
+    ):
+        self.api, self.settings, self.names, self.network, self.images = api, settings, names, network, images
+        self.login, self.head, self.workers, self.profile = login, head, workers, profile
+        self.project, self.zone, self.region = api.project, api.zone, api.region
+
+    def checks(self, public_key: str) -> list[Check]:
         """Read-only: can this project take the VMs `up` would run (the head, the cluster's workers), and can
         labvm log in to them?"""
         checks = [Check("credentials", True, self._who())]
@@ -34,68 +75,87 @@ class Preflight(GceApi):
         checks += [
             ask("zone", self._zone_ready),
             ask("network", self._network_ready),
-            ask("image", lambda: self._source_image(None).rsplit("/", 1)[-1]),
+            ask("image", lambda: self.images.source_image(None).rsplit("/", 1)[-1]),
             ask("size", self._size_offered),
             ask("quota", self._headroom),
             ask("ssh rule", self._rule_state),
-            ask("os login", lambda: self._login_mode()[1]),
+            ask("os login", lambda: self.login.mode()[1]),
         ]
         return checks
 
     def _who(self) -> str:
         from google.auth.credentials import AnonymousCredentials
 
-        if isinstance(self.credentials, AnonymousCredentials):
-            return f"none: anonymous to the emulator at {self.endpoint}"
+        if isinstance(self.api.credentials, AnonymousCredentials):
+            return f"none: anonymous to the emulator at {self.api.endpoint}"
         try:
-            return f"Application Default Credentials of {self._account()}"
+            return f"Application Default Credentials of {self.login.account()}"
         except LabvmError:
             return "Application Default Credentials (account not readable)"
 
     def _project_ready(self) -> str:
-        if self._get_or_none(self.projects.get, project=self.project) is None:
-            raise LabvmError(f"{self._where('project')}: no project {self.project!r} these credentials can see; "
-                             "gcloud projects list")
+        if self.api.get_or_none(self.api.projects.get, project=self.project) is None:
+            raise LabvmError(
+                f"{self.profile.key('project')}: no project {self.project!r} these credentials can see; "
+                "gcloud projects list"
+            )
         return f"{self.project} answers, Compute Engine API enabled"
 
     def _zone_ready(self) -> str:
-        zone = self._get_or_none(self.zones.get, project=self.project, zone=self.zone)
+        zone = self.api.get_or_none(self.api.zones.get, project=self.project, zone=self.zone)
         if zone is None:
-            raise LabvmError(f"{self._where('zone')}: {self.zone!r} is not a zone; "
-                             f"gcloud compute zones list --project {self.project}")
+            raise LabvmError(
+                f"{self.profile.key('zone')}: {self.zone!r} is not a zone; "
+                f"gcloud compute zones list --project {self.project}"
+            )
         if zone.status != "UP":
-            raise LabvmError(f"{self._where('zone')}: {self.zone} is {zone.status}; pick another zone of {self.region}")
+            raise LabvmError(
+                f"{self.profile.key('zone')}: {self.zone} is {zone.status}; pick another zone of {self.region}"
+            )
         return f"{self.zone} is UP"
 
     def _network_ready(self) -> str:
-        network, subnetwork = self._interface()
+        network, subnetwork = self.network.interface()
         return f"network {network.rsplit('/', 1)[-1]}" if network else f"subnetwork {subnetwork.rsplit('/', 1)[-1]}"
 
     def _size_offered(self) -> str:
-        machine_type = self._check_type(str(self.settings.get("machine_type") or "e2-small"))
+        machine_type = self.head.check_type(self.settings.machine_type)
         return f"{machine_type} is offered in {self.zone}"
 
     def _machines_to_run(self) -> list[tuple[str, str]]:
         """(machine type, its hosts.yml key) of each VM `up` and its cluster would make or start: the head
         and every cluster.workers worker (of worker_size, else the head's type) not running now."""
-        head_type = str(self.settings.get("machine_type") or "e2-small")
-        head = self.find()
-        wanted = [] if head and head.state == "running" else [(head_type, self._where("machine_type"))]
+        head_type = self.settings.machine_type
+        head = self.head.find()
+        wanted = [] if head and head.state == "running" else [(head_type, self.profile.key("machine_type"))]
         spec = self.profile.cluster
         if spec and not spec.hosts and spec.workers:
-            running = {w.name for w in self.workers() if w.state == "running"}
-            worker = (spec.worker_size, self._where("cluster.worker_size")) if spec.worker_size else wanted[0] \
-                if wanted else (head_type, self._where("machine_type"))
-            wanted += [worker for index in range(1, spec.workers + 1) if self._worker_name(index) not in running]
+            running = {w.name for w in self.workers.found() if w.state == "running"}
+            worker = (
+                (spec.worker_size, self.profile.key("cluster.worker_size"))
+                if spec.worker_size
+                else wanted[0]
+                if wanted
+                else (head_type, self.profile.key("machine_type"))
+            )
+            wanted += [worker for index in range(1, spec.workers + 1) if self.workers.name(index) not in running]
         return wanted
 
     def _headroom(self) -> str:
         """Each VM's vCPUs against its family's regional quota (PREEMPTIBLE_CPUS for spot where the region
         grants it) and the project's CPUS_ALL_REGIONS; an external address each; the static IP if new."""
-        regional = {q.metric: q for q in self.call(self.regions.get, project=self.project, region=self.region).quotas}
-        quotas = {**regional, **{q.metric: q for q in self.call(self.projects.get, project=self.project).quotas
-                                 if q.metric == "CPUS_ALL_REGIONS"}}
-        spot = self.settings.get("spot") and "PREEMPTIBLE_CPUS" in regional and regional["PREEMPTIBLE_CPUS"].limit > 0
+        regional = {
+            q.metric: q for q in self.api.call(self.api.regions.get, project=self.project, region=self.region).quotas
+        }
+        quotas = {
+            **regional,
+            **{
+                q.metric: q
+                for q in self.api.call(self.api.projects.get, project=self.project).quotas
+                if q.metric == "CPUS_ALL_REGIONS"
+            },
+        }
+        spot = self.settings.spot and "PREEMPTIBLE_CPUS" in regional and regional["PREEMPTIBLE_CPUS"].limit > 0
         needs: dict[str, float] = {}
         machines = self._machines_to_run()
         for machine_type, key in machines:
@@ -103,31 +163,46 @@ class Preflight(GceApi):
             for metric in ("PREEMPTIBLE_CPUS" if spot else cpu_quota(machine_type), "CPUS_ALL_REGIONS"):
                 needs[metric] = needs.get(metric, 0) + cpus
         needs["IN_USE_ADDRESSES"] = len(machines)
-        if self.settings.get("static_ip") and self._get_or_none(
-                self.addresses.get, project=self.project, region=self.region, address=self.name) is None:
+        if (
+            self.settings.static_ip
+            and self.api.get_or_none(
+                self.api.addresses.get, project=self.project, region=self.region, address=self.names.name
+            )
+            is None
+        ):
             needs["STATIC_ADDRESSES"] = 1
         counted = [m for m in sorted(needs) if m in quotas and needs[m]]
-        short = [f"{m} {quotas[m].usage:g}/{quotas[m].limit:g} leaves no room for {needs[m]:g} more"
-                 for m in counted if quotas[m].usage + needs[m] > quotas[m].limit]
+        short = [
+            f"{m} {quotas[m].usage:g}/{quotas[m].limit:g} leaves no room for {needs[m]:g} more"
+            for m in counted
+            if quotas[m].usage + needs[m] > quotas[m].limit
+        ]
         if short:
-            fewer = f" or fewer {self._where('cluster.workers')}" if len(machines) > 1 else ""
-            raise LabvmError(f"quota in {self.region}: {'; '.join(short)}; ask for more in IAM & Admin > Quotas, "
-                             f"or use a smaller {self._where('machine_type')}{fewer}")
+            fewer = f" or fewer {self.profile.key('cluster.workers')}" if len(machines) > 1 else ""
+            raise LabvmError(
+                f"quota in {self.region}: {'; '.join(short)}; ask for more in IAM & Admin > Quotas, "
+                f"or use a smaller {self.profile.key('machine_type')}{fewer}"
+            )
         if not machines:
             return "nothing new to run"
-        return f"room for {len(machines)} VM(s): " + ", ".join(f"{m} {quotas[m].usage:g}/{quotas[m].limit:g}" for m in counted)
+        return f"room for {len(machines)} VM(s): " + ", ".join(
+            f"{m} {quotas[m].usage:g}/{quotas[m].limit:g}" for m in counted
+        )
 
     def _guest_cpus(self, machine_type: str, key: str) -> int:
-        found = self._get_or_none(self.machine_types.get, project=self.project, zone=self.zone, machine_type=machine_type)
+        found = self.api.get_or_none(
+            self.api.machine_types.get, project=self.project, zone=self.zone, machine_type=machine_type
+        )
         if found is None:
-            self._check_type(machine_type, key)  # raises with the closest names
+            self.head.check_type(machine_type, key)  # raises with the closest names
         return found.guest_cpus
 
     def _rule_state(self) -> str:
-        cidr = self._cidr()
-        rule = self._rule()
+        cidr = self.network.cidr()
+        rule = self.network.rule()
+        name = self.names.rule
         if rule is None:
-            return f"{self.rule} would be made for {cidr}"
+            return f"{name} would be made for {cidr}"
         if list(rule.source_ranges) == [cidr]:
-            return f"{self.rule} admits {cidr}"
-        return f"{self.rule} admits {', '.join(rule.source_ranges)}; `up` changes it to {cidr}"
+            return f"{name} admits {cidr}"
+        return f"{name} admits {', '.join(rule.source_ranges)}; `up` changes it to {cidr}"

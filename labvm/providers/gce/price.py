@@ -10,7 +10,11 @@ from __future__ import annotations
 import functools
 import re
 
-from .oslogin import OsLogin
+from .api import GceApi
+
+# Why `inv audit` may show no price (Provider.NO_PRICE, NO_MONTHLY_PRICE).
+NO_PRICE = "the Cloud Billing Catalog did not answer or does not price that machine type"
+NO_MONTHLY_PRICE = "the Cloud Billing Catalog did not answer, or the size is not known"
 
 # https://cloud.google.com/skus: Compute Engine's service id in the catalog.
 COMPUTE_SERVICE = "services/6F81-5844-456A"
@@ -19,10 +23,20 @@ COMPUTE_SERVICE = "services/6F81-5844-456A"
 # (the same table as SkyPilot's catalog fetcher, sky/catalog/data_fetchers/fetch_gcp.py).  f1/g1 (one SKU
 # for the whole machine) and custom machine types are not priced here.
 SERIES = {
-    "a2": "A2 Instance", "a3": "A3 Instance", "c2": "Compute optimized", "c2d": "C2D AMD Instance",
-    "c3": "C3 Instance", "e2": "E2 Instance", "g2": "G2 Instance", "m1": "Memory-optimized Instance",
-    "m3": "M3 Memory-optimized Instance", "n1": "N1 Predefined Instance", "n2": "N2 Instance",
-    "n2d": "N2D AMD Instance", "t2a": "T2A Arm Instance", "t2d": "T2D AMD Instance",
+    "a2": "A2 Instance",
+    "a3": "A3 Instance",
+    "c2": "Compute optimized",
+    "c2d": "C2D AMD Instance",
+    "c3": "C3 Instance",
+    "e2": "E2 Instance",
+    "g2": "G2 Instance",
+    "m1": "Memory-optimized Instance",
+    "m3": "M3 Memory-optimized Instance",
+    "n1": "N1 Predefined Instance",
+    "n2": "N2 Instance",
+    "n2d": "N2D AMD Instance",
+    "t2a": "T2A Arm Instance",
+    "t2d": "T2D AMD Instance",
 }
 # Shared-core E2 types are billed for a fraction of their 2 vCPUs
 # (https://cloud.google.com/compute/vm-instance-pricing#e2_sharedcore_machine_types).
@@ -35,34 +49,39 @@ SHARED_CORE_VCPUS = {"e2-micro": 0.25, "e2-small": 0.5, "e2-medium": 1.0}
 STORAGE_SKUS = {
     # labvm's boot disks take instances.insert's default type, pd-standard (AttachedDiskInitializeParams.diskType:
     # "If not specified, the default is pd-standard"), so a disk of no known type is one.
-    ("volume", ""): "Storage PD Capacity", ("volume", "pd-standard"): "Storage PD Capacity",
-    ("volume", "pd-balanced"): "Balanced PD Capacity", ("volume", "pd-ssd"): "SSD backed PD Capacity",
-    ("image", ""): "Storage Image", ("snapshot", ""): "Storage PD Snapshot",
+    ("volume", ""): "Storage PD Capacity",
+    ("volume", "pd-standard"): "Storage PD Capacity",
+    ("volume", "pd-balanced"): "Balanced PD Capacity",
+    ("volume", "pd-ssd"): "SSD backed PD Capacity",
+    ("image", ""): "Storage Image",
+    ("snapshot", ""): "Storage PD Snapshot",
 }
 ADDRESS_SKUS = {"unattached": "Static Ip Charge", "attached": "External IP Charge on a Standard VM"}
 HOURS_PER_MONTH = 730  # Google's month of an hourly price (https://cloud.google.com/compute/vm-instance-pricing)
 PAGE_SIZE, MAX_PAGES = 5000, 20  # the catalog's largest page; Compute Engine has a few pages of SKUs
 
 
-class Price(OsLogin):  # OsLogin: how labvm reaches Google's other APIs (or the emulator) with the credentials
-    def size(self) -> str:
-        return str(self.settings.get("machine_type") or "e2-small")
+class GcePrice:
+    """What a machine type costs an hour and what bills a month, in the profile's region."""
 
-    def where(self) -> str:
-        return self.region
+    def __init__(self, api: GceApi):
+        self.api, self.region = api, api.region
 
-    def price_per_hour(self, size: str, spot: bool) -> float | None:
+    def per_hour(self, size: str, spot: bool) -> float | None:
+        """Provider.price_per_hour: the series' vCPU and GiB prices times the machine type's."""
         series = SERIES.get(size.split("-")[0])
         if series is None or "custom" in size:
             return None
-        machine = self.call(self.machine_types.get, project=self.project, zone=self.zone, machine_type=size)
+        machine = self.api.call(
+            self.api.machine_types.get, project=self.api.project, zone=self.api.zone, machine_type=size
+        )
         vcpus = SHARED_CORE_VCPUS.get(size, float(machine.guest_cpus))
         core, ram = (self._unit_price(series, part, spot) for part in ("Core", "Ram"))
         if core is None or ram is None:
             return None
         return core * vcpus + ram * machine.memory_mb / 1024
 
-    def price_per_month(self, kind: str, state: str = "", volume_type: str = "") -> float | None:
+    def per_month(self, kind: str, state: str, volume_type: str) -> float | None:
         """USD per GiB-month of a disk, an image or a snapshot; USD a month of a static external address,
         reserved and unused ("Static Ip Charge") or in use by a standard VM (its "External IP Charge")."""
         if kind == "address":
@@ -75,10 +94,14 @@ class Price(OsLogin):  # OsLogin: how labvm reaches Google's other APIs (or the 
         """The on-demand price of the SKU so named (or so named " in <place>") in this region, or in every
         region ("global"), the region's own first."""
         named = re.compile(rf"{re.escape(description.lower())}(?: in .*)?")
-        found = [sku for sku in self._compute_skus
-                 if sku.get("category", {}).get("usageType") == "OnDemand" and named.fullmatch(sku.get("description", "").lower())
-                 and sku["pricingInfo"][0]["pricingExpression"].get("usageUnit") == unit
-                 and {self.region, "global"} & set(sku.get("serviceRegions", []))]
+        found = [
+            sku
+            for sku in self._compute_skus
+            if sku.get("category", {}).get("usageType") == "OnDemand"
+            and named.fullmatch(sku.get("description", "").lower())
+            and sku["pricingInfo"][0]["pricingExpression"].get("usageUnit") == unit
+            and {self.region, "global"} & set(sku.get("serviceRegions", []))
+        ]
         found.sort(key=lambda sku: self.region not in sku["serviceRegions"])
         return self._money(found[0]) if found else None
 
@@ -94,8 +117,12 @@ class Price(OsLogin):  # OsLogin: how labvm reaches Google's other APIs (or the 
         usage, unit = ("Preemptible" if spot else "OnDemand"), ("h" if part == "Core" else "GiBy.h")
         for sku in self._compute_skus:
             category = sku.get("category", {})
-            if (category.get("resourceFamily") == "Compute" and category.get("usageType") == usage
-                    and self.region in sku.get("serviceRegions", []) and starts.match(sku.get("description", "").lower())):
+            if (
+                category.get("resourceFamily") == "Compute"
+                and category.get("usageType") == usage
+                and self.region in sku.get("serviceRegions", [])
+                and starts.match(sku.get("description", "").lower())
+            ):
                 expression = sku["pricingInfo"][0]["pricingExpression"]
                 if expression.get("usageUnit") != unit:
                     continue
@@ -107,11 +134,12 @@ class Price(OsLogin):  # OsLogin: how labvm reaches Google's other APIs (or the 
         """Every Compute Engine SKU, in USD (services.skus.list,
         https://cloud.google.com/billing/docs/reference/rest/v1/services.skus/list): {"skus": [...],
         "nextPageToken": ""}.  Read once per provider, for however many sizes it prices."""
-        session, skus, token = self._session(), [], ""
-        url = self._google(f"https://cloudbilling.googleapis.com/v1/{COMPUTE_SERVICE}/skus")
+        session, skus, token = self.api.session(), [], ""
+        url = self.api.google(f"https://cloudbilling.googleapis.com/v1/{COMPUTE_SERVICE}/skus")
         for _ in range(MAX_PAGES):
-            answer = session.get(url, params={"currencyCode": "USD", "pageSize": PAGE_SIZE, "pageToken": token},
-                                 timeout=10)
+            answer = session.get(
+                url, params={"currencyCode": "USD", "pageSize": PAGE_SIZE, "pageToken": token}, timeout=10
+            )
             answer.raise_for_status()
             page = answer.json()
             skus += page.get("skus", [])

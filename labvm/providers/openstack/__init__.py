@@ -9,29 +9,30 @@ so several lab members can share one profile in one project.
 Every call that changes the project passes `mutate` (the --plan gate); under --plan what it would
 make is a stand-in whose id is PLANNED, and nothing is ever read by that id.
 
-The provider is split along its seams: common (connection, errors, waits, --plan stand-ins),
-lifecycle (the head and its images), network (group, key pair, floating IPs), workers (a Dask
-cluster's servers), preflight (`inv check`), inventory (`inv audit`).
+`OpenStackProvider` is the contract's template (cloud.CloudProvider) over these collaborators, one module
+each: `settings`, `names`, `api` (connection, errors, waits, --plan stand-ins), `network` (group, key pair,
+floating IPs), `images`, `head` (the profile's server), `workers` (a Dask cluster's servers), `preflight`
+(`inv check`), `inventory` (`inv audit`).  OpenStack publishes no prices: hosts.yml's price_per_hour:
+gives one.
 """
 
 from __future__ import annotations
 
-from .inventory import Inventory
-from .lifecycle import Lifecycle
-from .network import Network
-from .preflight import Preflight
-from .workers import Workers
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["OpenStackProvider"]
+from .settings import OpenStackSettings
+
+if TYPE_CHECKING:
+    from .provider import OpenStackProvider
+
+__all__ = ["OpenStackProvider", "OpenStackSettings"]
 
 
-class OpenStackProvider(Lifecycle, Network, Workers, Preflight, Inventory):
-    """An OpenStack profile: the contract of base.Provider on Nova, Neutron, Glance and Cinder."""
+def __getattr__(name: str) -> Any:
+    """OpenStackProvider, imported on first use: config reads OpenStackSettings (the profile's keys) without the parts
+    the provider wires, and so without their imports."""
+    if name == "OpenStackProvider":
+        from .provider import OpenStackProvider
 
-    # OpenStack publishes no prices: price_per_hour stays the contract's None; hosts.yml's price_per_hour:
-    # gives one.  The flavor and the clouds.yaml entry name what it is priced for.
-    def size(self) -> str:
-        return str(self.settings.get("flavor") or "m1.small")
-
-    def where(self) -> str:
-        return self.entry
+        return OpenStackProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,56 +3,94 @@ made in this project, whatever its profile or owner."""
 
 from __future__ import annotations
 
+from ...config.member import shown
 from ..base import Resource, parse_time
-from .common import SHELVED, STATES, OpenStackBase
+from .api import SHELVED, STATES, OpenStackApi, instance_of
+from .images import volume_snapshots
 
 
-class Inventory(OpenStackBase):
+class OpenStackInventory:
     """`inv audit`'s listing."""
 
-    @property
-    def scope(self) -> str:
-        return self.entry
+    def __init__(self, api: OpenStackApi):
+        self.api, self.conn = api, api.conn
+        self.entry, self.cli = api.entry, api.cli
 
-    def inventory(self) -> list[Resource]:
+    def resources(self) -> list[Resource]:
         """Every server, image, left boot volume, orphan volume snapshot and floating IP labvm made in
         this project, whatever its profile or owner."""
         found = []
-        for server in self.call(lambda: list(self.conn.compute.servers(details=True))):
+        for server in self.api.call(lambda: list(self.conn.compute.servers(details=True))):
             labels = server.metadata or {}
             if "labvm:profile" in labels:
                 member = labels["labvm:profile"]
                 if labels.get("labvm:role") == "worker":  # named as the session names a worker: cades+w2
-                    member = f"{labels.get('labvm:cluster', member)}+w{labels.get('labvm:index', '?')}"
+                    member = shown(labels.get("labvm:cluster", member), labels.get("labvm:index", "?"))
                 state = "shelved" if server.status in SHELVED else STATES.get(server.status, server.status.lower())
-                found.append(Resource(
-                    "openstack", self.entry, "instance", server.id, member, labels.get("labvm:owner", ""),
-                    state, parse_time(server.launched_at or server.created_at),
-                    f"{self.cli} server delete {server.id}", type=self._instance(server).size))
-        images = [i for i in self.call(lambda: list(self.conn.image.images())) if "labvm:profile" in (i.properties or {})]
+                found.append(
+                    Resource(
+                        "openstack",
+                        self.entry,
+                        "instance",
+                        server.id,
+                        member,
+                        labels.get("labvm:owner", ""),
+                        state,
+                        parse_time(server.launched_at or server.created_at),
+                        f"{self.cli} server delete {server.id}",
+                        type=instance_of(server).size,
+                    )
+                )
+        images = [
+            i for i in self.api.call(lambda: list(self.conn.image.images())) if "labvm:profile" in (i.properties or {})
+        ]
         for image in images:
             labels = image.properties
-            found.append(Resource(
-                "openstack", self.entry, "image", image.id, labels["labvm:profile"], labels.get("labvm:owner", ""),
-                image.status, parse_time(image.created_at), f"{self.cli} image delete {image.id}",
-                size_gb=image.size / 1024**3 if image.size else None))
+            found.append(
+                Resource(
+                    "openstack",
+                    self.entry,
+                    "image",
+                    image.id,
+                    labels["labvm:profile"],
+                    labels.get("labvm:owner", ""),
+                    image.status,
+                    parse_time(image.created_at),
+                    f"{self.cli} image delete {image.id}",
+                    size_gb=image.size / 1024**3 if image.size else None,
+                )
+            )
         if self.conn.has_service("block-storage"):
-            found += self._volume_inventory({s: i.id for i in images for s in self._volume_snapshots(i)})
-        for ip in self.call(lambda: list(self.conn.network.ips())):
+            found += self._volume_inventory({s: i.id for i in images for s in volume_snapshots(i)})
+        for ip in self.api.call(lambda: list(self.conn.network.ips())):
             if (ip.description or "").startswith("labvm:"):
                 profile, _, owner = ip.description.removeprefix("labvm:").partition(":")
-                found.append(Resource(
-                    "openstack", self.entry, "address", ip.id, profile, owner, "attached" if ip.port_id else "unattached",
-                    parse_time(ip.created_at), f"{self.cli} floating ip delete {ip.id}", address=ip.floating_ip_address))
+                found.append(
+                    Resource(
+                        "openstack",
+                        self.entry,
+                        "address",
+                        ip.id,
+                        profile,
+                        owner,
+                        "attached" if ip.port_id else "unattached",
+                        parse_time(ip.created_at),
+                        f"{self.cli} floating ip delete {ip.id}",
+                        address=ip.floating_ip_address,
+                    )
+                )
         return found
 
     def _volume_inventory(self, image_of: dict[str, str]) -> list[Resource]:
         """Boot volumes whose server is gone (kept by snapshots: Nova's delete ignores Cinder's refusal)
         and volume snapshots whose image is gone; the delete command deletes what Cinder needs gone first."""
-        snapshots = [s for s in self.call(lambda: list(self.conn.block_storage.snapshots()))
-                     if "labvm:profile" in (s.metadata or {})]
-        found = []
-        for volume in self.call(lambda: list(self.conn.block_storage.volumes())):
+        snapshots = [
+            s
+            for s in self.api.call(lambda: list(self.conn.block_storage.snapshots()))
+            if "labvm:profile" in (s.metadata or {})
+        ]
+        found: list[Resource] = []
+        for volume in self.api.call(lambda: list(self.conn.block_storage.volumes())):
             labels = volume.metadata or {}
             if "labvm:profile" not in labels or volume.attachments:
                 continue
@@ -61,15 +99,35 @@ class Inventory(OpenStackBase):
                 if snapshot.id in image_of:
                     steps.append(f"{self.cli} image delete {image_of[snapshot.id]}")
                 steps.append(f"{self.cli} volume snapshot delete {snapshot.id}")
-            found.append(Resource(
-                "openstack", self.entry, "volume", volume.id, labels["labvm:profile"], labels.get("labvm:owner", ""),
-                "unattached", parse_time(volume.created_at), " && ".join([*steps, f"{self.cli} volume delete {volume.id}"]),
-                size_gb=volume.size))
+            found.append(
+                Resource(
+                    "openstack",
+                    self.entry,
+                    "volume",
+                    volume.id,
+                    labels["labvm:profile"],
+                    labels.get("labvm:owner", ""),
+                    "unattached",
+                    parse_time(volume.created_at),
+                    " && ".join([*steps, f"{self.cli} volume delete {volume.id}"]),
+                    size_gb=volume.size,
+                )
+            )
         for snapshot in snapshots:
             if snapshot.id not in image_of:
                 labels = snapshot.metadata
-                found.append(Resource(
-                    "openstack", self.entry, "snapshot", snapshot.id, labels["labvm:profile"], labels.get("labvm:owner", ""),
-                    snapshot.status, parse_time(snapshot.created_at), f"{self.cli} volume snapshot delete {snapshot.id}",
-                    size_gb=snapshot.size))
+                found.append(
+                    Resource(
+                        "openstack",
+                        self.entry,
+                        "snapshot",
+                        snapshot.id,
+                        labels["labvm:profile"],
+                        labels.get("labvm:owner", ""),
+                        snapshot.status,
+                        parse_time(snapshot.created_at),
+                        f"{self.cli} volume snapshot delete {snapshot.id}",
+                        size_gb=snapshot.size,
+                    )
+                )
         return found

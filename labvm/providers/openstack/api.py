@@ -1,6 +1,7 @@
-"""What every part of the OpenStack provider stands on: the connection and its one-line errors, the
-server's view in labvm's words, waits, and the stand-ins of --plan (whose id is PLANNED: nothing is ever
-read by that id).  Every call that changes the project passes `mutate`, the gate of cloud.CloudProvider."""
+"""The connection to one clouds.yaml entry: the call that turns openstacksdk's and keystoneauth's errors into
+one line, the server's view in labvm's words, waits, and the stand-ins of --plan (whose id is PLANNED:
+nothing is ever read by that id).  Every call that changes the project passes `mutate`, the gate of
+cloud.CloudApi."""
 
 from __future__ import annotations
 
@@ -9,31 +10,41 @@ import functools
 import hashlib
 import os
 import sys
+from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any, TypeVar
 
-from ...config import Profile, sdk_files_problem
+from ...config import Profile
 from ...errors import LabvmError
-from ..base import (
-    IMAGE_AVAILABLE,
-    IMAGE_FAILED,
-    IMAGE_PENDING,
-    Instance,
-    from_cloud,
-    parse_time,
-)
-from ..cloud import OPENSTACK_NAME, CloudProvider, cloud_name
+from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Instance, from_cloud, parse_time
+from ..cloud import PLANNED, CloudApi
+from ..registry import sdk_files_problem
+from .settings import OpenStackSettings
 
+T = TypeVar("T")
 SHELVED = ("SHELVED", "SHELVED_OFFLOADED")  # SHELVED stays so where the cloud does not offload at once
-STATES = {"ACTIVE": "running", "SHUTOFF": "stopped", "SHELVED": "stopped", "SHELVED_OFFLOADED": "stopped",
-          "ERROR": "error"}
+STATES = {
+    "ACTIVE": "running",
+    "SHUTOFF": "stopped",
+    "SHELVED": "stopped",
+    "SHELVED_OFFLOADED": "stopped",
+    "ERROR": "error",
+}
 # Glance's image statuses (https://docs.openstack.org/glance/latest/user/statuses.html) in labvm's words:
 # "killed" is an upload that failed; Glance has no "error", the only failure openstacksdk's wait knows.
-IMAGE_STATES = {"active": IMAGE_AVAILABLE, "queued": IMAGE_PENDING, "saving": IMAGE_PENDING,
-                "uploading": IMAGE_PENDING, "importing": IMAGE_PENDING, "killed": IMAGE_FAILED,
-                "deleted": IMAGE_FAILED, "pending_delete": IMAGE_FAILED, "deactivated": IMAGE_FAILED}
+IMAGE_STATES = {
+    "active": IMAGE_AVAILABLE,
+    "queued": IMAGE_PENDING,
+    "saving": IMAGE_PENDING,
+    "uploading": IMAGE_PENDING,
+    "importing": IMAGE_PENDING,
+    "killed": IMAGE_FAILED,
+    "deleted": IMAGE_FAILED,
+    "pending_delete": IMAGE_FAILED,
+    "deactivated": IMAGE_FAILED,
+}
 WAIT = 900  # seconds a server transition may take
 IMAGE_WAIT = 1800  # seconds a snapshot may take
-PLANNED = "(planned)"  # the id of what --plan would make (cloud.CloudProvider.planned_instance's too)
 QUOTA_HELP = "free some (openstack server list) or ask for more (cades-help@ornl.gov raises CADES quotas)"
 # openstacksdk's files, each as .yaml, .yml or .json; it reads the first of each it finds along its search
 # path (openstack/config/loader.py: CONFIG_FILES, SECURE_FILES, VENDOR_FILES over CONFIG_SEARCH_PATH).
@@ -48,15 +59,12 @@ def nova_fingerprint(public_key: str) -> str:
 
 
 def image_state(glance_status: str) -> str:
+    """Glance's status in labvm's words."""
     return IMAGE_STATES.get(glance_status, IMAGE_PENDING)
 
 
-def planned(thing) -> bool:
-    """Whether this is a stand-in for something --plan only printed (never to be read from the cloud)."""
-    return getattr(thing, "id", None) == PLANNED
-
-
 def more(count: int) -> str:
+    """How many more a quota line asks room for."""
     return "one more" if count == 1 else f"{count} more"
 
 
@@ -66,8 +74,11 @@ def config_folders() -> list[str]:
     would redefine an entry, and your secure.yaml's password would go to the auth_url it names."""
     from openstack.config import loader
 
-    return list(dict.fromkeys([loader.CONFIG_HOME, loader.UNIX_CONFIG_HOME, loader.SITE_CONFIG_HOME,
-                               loader.UNIX_SITE_CONFIG_HOME]))
+    return list(
+        dict.fromkeys(
+            [loader.CONFIG_HOME, loader.UNIX_CONFIG_HOME, loader.SITE_CONFIG_HOME, loader.UNIX_SITE_CONFIG_HOME]
+        )
+    )
 
 
 def sdk_files(kind: str, folder: str) -> list[str]:
@@ -83,29 +94,90 @@ def say_once(note: str) -> None:
     print(note, file=sys.stderr, flush=True)
 
 
-class OpenStackBase(CloudProvider):
-    """The connection to one clouds.yaml entry and what every part of the provider uses."""
+def planned(thing: Any) -> bool:
+    """Whether this is a stand-in for something --plan only printed (never to be read from the cloud)."""
+    return getattr(thing, "id", None) == PLANNED
 
-    cloud = "openstack"
 
-    def __init__(self, profile: Profile):
+def instance_of(server: Any) -> Instance:
+    """Nova's server in labvm's words."""
+    flavor = server.flavor or {}
+    return Instance(
+        server.id,
+        server.name,
+        STATES.get(server.status, server.status.lower()),
+        address_of(server),
+        flavor.get("original_name") or flavor.get("id", ""),
+        private_address=address_of(server, "fixed"),
+        started=parse_time(server.launched_at),
+    )
+
+
+def address_of(server: Any, kind: str = "floating") -> str:
+    """The server's address of this kind (Nova's OS-EXT-IPS:type), else its first fixed one.  IPv4
+    first: a dual-stack network lists IPv6 too, and floating IPs and the cluster rule are IPv4
+    (neutron/db/l3_db.py _internal_fip_assoc_data maps a floating IP to the IPv4 fixed address)."""
+    entries = [e for group in (server.addresses or {}).values() for e in group]
+    entries.sort(key=lambda e: e.get("version", 4) != 4)
+    for entry in entries:
+        if entry.get("OS-EXT-IPS:type") == kind:
+            return entry["addr"]
+    return next((e.get("addr", "") for e in entries if e.get("OS-EXT-IPS:type", "fixed") == "fixed"), "")
+
+
+def fault(server: Any) -> str:
+    """Nova shows the last fault only while a server is ERROR (views/servers.py _fault_statuses)."""
+    return from_cloud((server.fault or {}).get("message") or "Nova recorded no fault message")
+
+
+def as_if(server: Any, status: str) -> SimpleNamespace:
+    """A stand-in of the server in another status (--plan: what a change would leave)."""
+    fields = ("id", "name", "metadata", "addresses", "flavor", "attached_volumes", "image", "created_at", "launched_at")
+    return SimpleNamespace(**{f: getattr(server, f, None) for f in fields}, status=status, task_state=None, fault=None)
+
+
+def planned_server(name: str, flavor: Any, metadata: dict) -> SimpleNamespace:
+    """What a planned boot answers."""
+    return SimpleNamespace(
+        id=PLANNED,
+        name=name,
+        status="BUILD",
+        task_state=None,
+        metadata=metadata,
+        addresses={},
+        flavor={"original_name": flavor.name},
+        attached_volumes=[],
+        image=None,
+        created_at="",
+        launched_at=None,
+        fault=None,
+    )
+
+
+class OpenStackApi(CloudApi):
+    """openstacksdk's connection to one clouds.yaml entry (imported only here, when such a profile is used)."""
+
+    def __init__(self, profile: Profile, settings: OpenStackSettings):
         from openstack import exceptions
 
-        super().__init__(profile)
+        super().__init__("openstack")
+        self.profile = profile
         self.exceptions = exceptions
-        self.labels = {"labvm:profile": profile.name, "labvm:owner": self.owner}
-        self.name = cloud_name(OPENSTACK_NAME, "labvm", profile.name, self.owner)
-        entry = self.settings.get("cloud") or os.environ.get("OS_CLOUD")
-        if not entry:
-            raise LabvmError(f"{self._where('cloud')}: not set; name an entry of your clouds.yaml (or set OS_CLOUD)")
-        self.entry = str(entry)  # the clouds.yaml entry
+        if not settings.entry:
+            raise LabvmError(f"{profile.key('cloud')}: not set; name an entry of your clouds.yaml (or set OS_CLOUD)")
+        self.entry = settings.entry  # the clouds.yaml entry
         self.cli = f"openstack --os-cloud {self.entry}"
         self.conn = self._connect()
         self._require_password()
         # Log in now: the SDK would otherwise do it inside the first proxy attribute access.
         self.call(self.conn.session.get_token)
 
-    def _connect(self):
+    @property
+    def scope(self) -> str:
+        """The clouds.yaml entry: what one set of OpenStack credentials sees."""
+        return self.entry
+
+    def _connect(self) -> Any:
         """A connection to the entry, from the user's own files only (config_folders; OS_CLIENT_CONFIG_FILE
         and OS_CLIENT_SECURE_FILE from the shell come first, as openstacksdk puts them)."""
         from openstack import connection, exceptions
@@ -117,40 +189,52 @@ class OpenStackBase(CloudProvider):
         folders = config_folders()
         files = {kind: [name for folder in folders for name in sdk_files(kind, folder)] for kind in SDK_FILES}
         try:
-            config = loader.OpenStackConfig(config_files=files["clouds"], secure_files=files["secure"],
-                                            vendor_files=files["clouds-public"])
+            config = loader.OpenStackConfig(
+                config_files=files["clouds"], secure_files=files["secure"], vendor_files=files["clouds-public"]
+            )
         except exceptions.ConfigException as e:
-            raise LabvmError(f"{self._where('cloud')}: {from_cloud(e)}") from None
+            raise LabvmError(f"{self.profile.key('cloud')}: {from_cloud(e)}") from None
         looked = f"OS_CLIENT_CONFIG_FILE, then {', '.join(folders)}"
         ignored = self._ignored_here(config, folders)
         for name in ignored:
-            say_once(f"openstack: {name} is not read: labvm reads openstacksdk's files only from {looked} (one "
-                     f"here may have come with a checkout); the `openstack` CLI run in this folder reads it first")
+            say_once(
+                f"openstack: {name} is not read: labvm reads openstacksdk's files only from {looked} (one "
+                f"here may have come with a checkout); the `openstack` CLI run in this folder reads it first"
+            )
         if self.entry not in config.cloud_config["clouds"]:
             if self.entry == "envvars":  # openstacksdk's name for "the OS_* variables of an openrc"
                 raise LabvmError(
-                    f"{self._where('cloud')}: envvars reads OS_AUTH_URL, OS_USERNAME, ... from the environment: "
-                    f"`source` your openrc file (Horizon: API Access, Download OpenStack RC File) first")
+                    f"{self.profile.key('cloud')}: envvars reads OS_AUTH_URL, OS_USERNAME, ... from the environment: "
+                    f"`source` your openrc file (Horizon: API Access, Download OpenStack RC File) first"
+                )
             unread = "".join(f"; {name} is not read" for name in ignored)
             raise LabvmError(
-                f"{self._where('cloud')}: no entry {self.entry!r} in {config.config_filename or 'any clouds.yaml'} "
+                f"{self.profile.key('cloud')}: no entry {self.entry!r} in "
+                f"{config.config_filename or 'any clouds.yaml'} "
                 f"(labvm reads clouds.yaml from {looked}, never from the current folder{unread}); add "
-                f"{self.entry!r} to clouds.yaml (~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)")
+                f"{self.entry!r} to clouds.yaml (~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)"
+            )
         try:
             return connection.Connection(config=config.get_one(cloud=self.entry))
         except exceptions.ConfigException as e:
-            raise LabvmError(f"{self._where('cloud')}: {from_cloud(e)} (clouds.yaml entry {self.entry!r} in "
-                             f"{config.config_filename})") from None
+            raise LabvmError(
+                f"{self.profile.key('cloud')}: {from_cloud(e)} (clouds.yaml entry {self.entry!r} in "
+                f"{config.config_filename})"
+            ) from None
 
     @staticmethod
-    def _ignored_here(config, folders: list[str]) -> list[str]:
+    def _ignored_here(config: Any, folders: list[str]) -> list[str]:
         """openstacksdk's files in the current folder that it would have read first and labvm did not."""
         here = os.getcwd()
         if any(os.path.realpath(here) == os.path.realpath(folder) for folder in folders):
             return []
         read = {os.path.realpath(name) for name in (config.config_filename, config.secure_config_filename) if name}
-        return [name for kind in SDK_FILES for name in sdk_files(kind, here)
-                if os.path.isfile(name) and os.path.realpath(name) not in read]
+        return [
+            name
+            for kind in SDK_FILES
+            for name in sdk_files(kind, here)
+            if os.path.isfile(name) and os.path.realpath(name) not in read
+        ]
 
     def _require_password(self) -> None:
         """keystoneauth raises a bare Exception("password is a required attribute") at login."""
@@ -165,7 +249,7 @@ class OpenStackBase(CloudProvider):
             f"(auth_type: v3applicationcredential)"
         )
 
-    def call(self, action, *args, **kwargs):
+    def call(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """One SDK call, its errors turned into one line with the next step."""
         from keystoneauth1 import exceptions as ksa
 
@@ -197,7 +281,9 @@ class OpenStackBase(CloudProvider):
                 raise untrusted from None
             if "timed out" in str(e) or "Unable to establish connection" in str(e):
                 raise unreachable from None
-            raise LabvmError(f"{auth_url}: {from_cloud(e)}; check auth_url in clouds.yaml entry {self.entry!r}") from None
+            raise LabvmError(
+                f"{auth_url}: {from_cloud(e)}; check auth_url in clouds.yaml entry {self.entry!r}"
+            ) from None
         except self.exceptions.HttpException as e:
             if e.status_code == 401:
                 raise refused from None
@@ -210,93 +296,39 @@ class OpenStackBase(CloudProvider):
             if "No more IP addresses" in message:
                 raise LabvmError(
                     f"OpenStack: {message}; release floating IPs you no longer use (openstack floating ip list) "
-                    f"or set {self._where('floating_ip_pool')} to another external network"
+                    f"or set {self.profile.key('floating_ip_pool')} to another external network"
                 ) from None
             raise LabvmError(f"OpenStack: {message}") from None
         except self.exceptions.SDKException as e:  # a wait that failed or timed out, among others
             raise LabvmError(f"OpenStack: {from_cloud(e)}") from None
 
-    def _done(self, line: str) -> None:
-        """A line saying what was made or changed: under --plan the gate has said what would be."""
-        if not self.plan:
-            print(line, flush=True)
-
-    def _instance(self, server) -> Instance:
-        return Instance(server.id, server.name, STATES.get(server.status, server.status.lower()),
-                        self._address(server), (server.flavor or {}).get("original_name") or (server.flavor or {}).get("id", ""),
-                        private_address=self._address(server, "fixed"), started=parse_time(server.launched_at))
-
-    def _address(self, server, kind: str = "floating") -> str:
-        """The server's address of this kind (Nova's OS-EXT-IPS:type), else its first fixed one.  IPv4
-        first: a dual-stack network lists IPv6 too, and floating IPs and the cluster rule are IPv4
-        (neutron/db/l3_db.py _internal_fip_assoc_data maps a floating IP to the IPv4 fixed address)."""
-        entries = [e for group in (server.addresses or {}).values() for e in group]
-        entries.sort(key=lambda e: e.get("version", 4) != 4)
-        for entry in entries:
-            if entry.get("OS-EXT-IPS:type") == kind:
-                return entry["addr"]
-        return next((e.get("addr", "") for e in entries if e.get("OS-EXT-IPS:type", "fixed") == "fixed"), "")
-
-    def _server(self, server_id: str):
+    def server(self, server_id: str) -> Any:
+        """Nova's server of this id, as it is now."""
         return self.call(self.conn.compute.get_server, server_id)
 
-    def _fault(self, server) -> str:
-        """Nova shows the last fault only while a server is ERROR (views/servers.py _fault_statuses)."""
-        return from_cloud((server.fault or {}).get("message") or "Nova recorded no fault message")
-
-    def _replace_hint(self) -> str:
+    def replace_hint(self) -> str:
+        """The way out of a server in ERROR."""
         return f"`inv up --host {self.profile.name} --replace` deletes it and makes a new one"
 
-    def _wait(self, server, statuses: tuple[str, ...], what: str):
+    def wait(self, server: Any, statuses: tuple[str, ...], what: str) -> Any:
         """Until the server is in one of `statuses` with no task running; ERROR ends the wait with its fault.
         Under --plan only printed: the server as it would then be."""
         if self.plan:
             self.wait_until(what, None, WAIT)
-            return self._as_if(server, statuses[0])
+            return as_if(server, statuses[0])
 
-        def settled():
-            current = self._server(server.id)
+        def settled() -> Any:
+            current = self.server(server.id)
             if current.status == "ERROR":
-                raise LabvmError(f"{server.id} went ERROR: {self._fault(current)}; {self._replace_hint()}")
+                raise LabvmError(f"{server.id} went ERROR: {fault(current)}; {self.replace_hint()}")
             return current if current.status in statuses and not current.task_state else None
 
         return self.wait_until(what, settled, WAIT, late=f"`{self.cli} server show {server.id}`")
 
-    @staticmethod
-    def _as_if(server, status: str):
-        """A stand-in of the server in another status (--plan: what a change would leave)."""
-        fields = ("id", "name", "metadata", "addresses", "flavor", "attached_volumes", "image", "created_at",
-                  "launched_at")
-        return SimpleNamespace(**{f: getattr(server, f, None) for f in fields}, status=status, task_state=None,
-                               fault=None)
-
-    def _planned_server(self, name: str, flavor, metadata: dict):
-        return SimpleNamespace(id=PLANNED, name=name, status="BUILD", task_state=None, metadata=metadata,
-                               addresses={}, flavor={"original_name": flavor.name}, attached_volumes=[], image=None,
-                               created_at="", launched_at=None, fault=None)
-
-    def _mine(self) -> list:
-        """Every server of this profile and owner: the head and its workers (they carry the labels too)."""
-        return [s for s in self.call(self.conn.compute.servers, details=True)
-                if all((s.metadata or {}).get(k) == v for k, v in self.labels.items())]
-
-    def _network(self):
-        wanted = str(self.settings.get("network") or "")
-        network = self.call(self.conn.network.find_network, wanted, ignore_missing=True)
-        if network is None:
-            raise LabvmError(f"{self._where('network')}: {self.settings.get('network')!r} not found; list: openstack network list")
-        return network
-
-    def _flavor(self, wanted: str, key: str = ""):
-        flavor = self.call(self.conn.compute.find_flavor, wanted, ignore_missing=True)
-        if flavor is None:
-            names = [f.name for f in self.call(self.conn.compute.flavors)]
-            raise self.unknown(key or self._where("flavor"), "flavor", wanted, names, "list: openstack flavor list")
-        return flavor
-
-    def _image(self, image: str | None) -> str:
-        wanted = image or str(self.settings.get("image") or "")
-        found = self.call(self.conn.image.find_image, wanted, ignore_missing=True)
-        if found is None:
-            raise LabvmError(f"{self._where('image')}: no image {wanted!r} (list: openstack image list)")
-        return found.id
+    def servers(self, labels: dict[str, str]) -> list:
+        """Every server carrying these labels (a profile's and owner's: the head and its workers)."""
+        return [
+            s
+            for s in self.call(self.conn.compute.servers, details=True)
+            if all((s.metadata or {}).get(k) == v for k, v in labels.items())
+        ]

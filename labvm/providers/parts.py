@@ -1,0 +1,63 @@
+"""The seams a cloud's collaborators answer for, besides its head and workers (cloud.Head, cloud.Workers):
+what `cloud.Parts` holds and `cloud.CloudProvider` calls.  Each is a Protocol, so a part is any class with
+these methods (no base to inherit), and mypy checks each cloud's part against it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .base import Check, Image, Instance, Resource
+
+
+class ImagesPart(Protocol):
+    """A cloud's images of the profile: make (Provider.snapshot), listed (images), delete (delete_image)."""
+
+    def make(self, instance: Instance, name: str, share: tuple[str, ...], no_reboot: bool) -> Image:
+        """An image of the instance's disk called name, waited for (Provider.snapshot)."""
+        ...
+
+    def listed(self) -> list[Image]:
+        """The profile's images, newest first (Provider.images)."""
+        ...
+
+    def delete(self, image: Image) -> None:
+        """The image gone, with what it alone kept (Provider.delete_image)."""
+        ...
+
+
+class NetworkPart(Protocol):
+    """Who reaches a cloud's machines: admit_caller (Provider.admit_caller)."""
+
+    def admit_caller(self) -> None:
+        """labvm's SSH rule admits this machine's address (Provider.admit_caller)."""
+        ...
+
+
+class PreflightPart(Protocol):
+    """checks (Provider.preflight)."""
+
+    def checks(self, public_key: str) -> list[Check]:
+        """`inv check`'s read-only questions, one Check each (Provider.preflight)."""
+        ...
+
+
+class InventoryPart(Protocol):
+    """resources (Provider.inventory)."""
+
+    def resources(self) -> list[Resource]:
+        """Everything labvm labelled where the credentials reach, whoever's (Provider.inventory)."""
+        ...
+
+
+class PricePart(Protocol):
+    """per_hour and per_month (Provider.price_per_hour, price_per_month), where the cloud publishes prices."""
+
+    def per_hour(self, size: str, spot: bool) -> float | None:
+        """USD an hour of a machine of this size, on spot capacity if asked (Provider.price_per_hour); None
+        when unknown."""
+        ...
+
+    def per_month(self, kind: str, state: str, volume_type: str) -> float | None:
+        """USD a month of what bills while no machine runs: per GB of a volume, image or snapshot, per
+        address (Provider.price_per_month); None when unknown."""
+        ...
