@@ -1,14 +1,13 @@
-"""labvm: a Jupyter server on a VM, reached through an SSH tunnel.  `inv --list` shows the tasks.
+"""labvm: a Jupyter server on a VM, reached through an SSH tunnel.  `bin/inv` alone lists the tasks.
 
-Each task reads a profile from hosts.yml (--host, else $LABVM_HOST, else `default:`) and
+Each task reads a profile from hosts.yml (--host or -H, else $LABVM_HOST, else `default:`) and
 calls one function of the labvm package.  Every task is safe to run again.
 """
 
 import os
 
-from invoke import task
-
 from labvm import cli
+from labvm.cli import task  # invoke's @task, with -h for each task's help and -H for --host
 
 HOST = {"host": cli.HOST_HELP}
 

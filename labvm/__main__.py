@@ -8,8 +8,18 @@ from importlib import metadata
 from pathlib import Path
 
 from invoke import Program
+from invoke.exceptions import Exit
 
 ROOT = Path(__file__).resolve().parent.parent  # where tasks.py and hosts.yml live
+
+
+class Labvm(Program):
+    """invoke's Program, except that no task at all lists the tasks (as bin/inv alone does)."""
+
+    def no_tasks_given(self) -> None:
+        """The tasks, where invoke would print its own options: what a newcomer is looking for."""
+        self.list_tasks()
+        raise Exit
 
 
 def main() -> None:
@@ -18,7 +28,7 @@ def main() -> None:
         version = metadata.version("labvm")
     except metadata.PackageNotFoundError:  # run from a checkout that was not installed
         version = "unknown"
-    program = Program(name="labvm", binary="python -m labvm", binary_names=["labvm"], version=version)
+    program = Labvm(name="labvm", binary="python -m labvm", binary_names=["labvm"], version=version)
     program.run(["labvm", "--search-root", str(ROOT), *sys.argv[1:]])
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
+import invoke
 from invoke.exceptions import Exit
 
 from .errors import LabvmError
@@ -16,6 +18,26 @@ from .text import clean
 
 HOSTS_FILE = Path(__file__).resolve().parent.parent / "hosts.yml"
 HOST_HELP = "profile in hosts.yml (default: $LABVM_HOST, then `default:`)"
+
+
+class Verb(invoke.Task):
+    """A task whose --host has the short flag -H: `inv up -h`, as everywhere else, asks for the task's help.
+
+    invoke gives each option its first free letter (--host would take -h, so `-h` alone failed with "Flag
+    host needed value") and has no way to name a short flag (pyinvoke/invoke#174): this is the one place.
+    """
+
+    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
+        """invoke's options, with -h kept for help and -H for --host."""
+        opts = super().arg_opts(name, default, taken_names | {"h", "H"})
+        if name == "host" and self.auto_shortflags:
+            opts["names"] = ["host", "H"]
+        return opts
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """invoke's @task (bare or with options), each task a Verb."""
+    return invoke.task(*args, klass=Verb, **kwargs)
 
 
 def load():

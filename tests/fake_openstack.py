@@ -24,8 +24,10 @@ Cinder's and Neutron's limits (usage is counted from the state, as Nova and Cind
 inject failures: `fail_next_resize` (NoValidHost), `fail_next_boot` (a fault message: the server goes
 ERROR), `floating_ips_exhausted`, `shelved_offload_time` (Nova's option: 0 offloads at once, -1 never),
 `count_usage_from_placement` (Nova's option, default False: offloaded servers keep counting cores and
-RAM), `in_flight` (usage of other boots Nova has accepted but not yet counted: a boot beyond quota is
-accepted, then ERROR), `fail_next_snapshot` (the snapshot image ends `killed`); the network
+RAM), Cinder's `quota["volumes"]` and `quota["gigabytes"]` (a boot volume beyond them: the server is
+accepted, then ERROR), `in_flight` (usage of other boots Nova has accepted but not yet counted: a boot beyond quota is
+accepted, then ERROR), `fail_next_snapshot` (the snapshot image ends `killed`), `unavailable` (a path
+prefix, e.g. "/compute/v2.1/servers": its requests answer 503 until it is reset); the network
 "dual-net" is dual-stack (an IPv6 and an IPv4 subnet).  `max_microversion` is what Nova advertises;
 `.requests` logs every request served as (method, path with its query), the login included, so a
 test can tell that nothing but reads reached the cloud; `.bodies` keeps each request's body as sent (a
@@ -166,6 +168,7 @@ class FakeOpenStack:
         self.count_usage_from_placement = False
         self.in_flight = {"instances": 0, "cores": 0, "ram": 0}
         self.fail_next_snapshot = False
+        self.unavailable = ""  # requests whose path starts with this answer 503 ("": none)
         # Nova's, Cinder's and Neutron's project limits (GET /limits, quotas/details); usage is counted from the state.
         self.quota = {"instances": 10, "cores": 8, "ram": 51200, "volumes": 10, "gigabytes": 1000, "floatingip": 50}
         self.floating_ips_exhausted = False
@@ -694,6 +697,13 @@ class FakeOpenStack:
         if rechecked:
             image_view = "" if on_volume else {"id": image_id, "links": []}
             return self._accept_then_error(server_id, spec, flavor, groups, image_view, rechecked)
+        if on_volume and self._volume_over_quota(boot.get("volume_size") or flavor["disk"]):
+            # Nova's API does not ask Cinder: the compute host creates the boot volume, Cinder refuses it (413
+            # OverLimit), nova/volume/cinder.py API.create raises OverQuota(overs='volumes'), and
+            # nova/compute/manager.py _build_resources turns it into BuildAbortException: ERROR, this fault,
+            # the network the host had allocated released (_build_resources_cleanup), no volume.
+            fault = f"Build of instance {server_id} aborted: Quota exceeded for resources: volumes"
+            return self._accept_then_error(server_id, spec, flavor, groups, "", fault, host=uuid.uuid4().hex)
         if on_volume:
             volume = self._volume(server_id, boot.get("volume_size") or flavor["disk"], image)
             volume["snapshot_id"] = boot.get("snapshot_id")
@@ -747,12 +757,32 @@ class FakeOpenStack:
                 )
         return ""
 
-    def _accept_then_error(self, server_id: str, spec: dict, flavor: dict, groups: list, image, fault: str):
-        """A boot over quota at the recheck: 202, then ERROR with the fault, no host, no port, no volume
-        (nova/conductor/manager.py _cleanup_build_artifacts stores the instance in ERROR and its BDMs only;
-        ports and volumes are made on a compute host, which it never reaches)."""
+    def _volume_over_quota(self, size: int) -> bool:
+        """Whether Cinder refuses a new volume of `size` GB: its create reserves volumes=1 and gigabytes=size
+        (cinder/volume/flows/api/create_volume.py QuotaReserveTask), and gigabytes counts snapshots too
+        unless no_snapshot_gb_quota (cinder/volume/api.py create_snapshot, default False); the limits and
+        usage are the Block Storage API's (https://docs.openstack.org/api-ref/block-storage/v3/#limits-limits,
+        #quota-sets-os-quota-sets: volumes, gigabytes)."""
+        used = self.volume_usage()
+        return used["volumes"] + 1 > self.quota["volumes"] or used["gigabytes"] + size > self.quota["gigabytes"]
+
+    def volume_usage(self) -> dict:
+        """What Cinder counts against the quota: every volume, and the gigabytes of volumes and snapshots."""
+        return {
+            "volumes": len(self.volumes),
+            "gigabytes": sum(v["size"] for v in self.volumes.values())
+            + sum(s["size"] for s in self.snapshots.values()),
+        }
+
+    def _accept_then_error(
+        self, server_id: str, spec: dict, flavor: dict, groups: list, image, fault: str, host: str = ""
+    ):
+        """A boot that fails after the API accepted it: 202, then ERROR with the fault, no port, no volume.
+        At the quota recheck no host either (nova/conductor/manager.py _cleanup_build_artifacts stores the
+        instance in ERROR and its BDMs only; ports and volumes are made on a compute host, which it never
+        reaches); on a compute host that aborts the build, `host` (its ports released, its volume never made)."""
         server = self._new_server(server_id, spec, flavor, groups, image)
-        server.update(hostId="")
+        server.update(hostId=host)
         server["fault"] = {"code": 500, "message": fault, "created": now()}
         self._server_status(server, "BUILD", "scheduling")
         self.servers[server_id] = server
@@ -1145,10 +1175,9 @@ class FakeOpenStack:
                 "rate": [],
                 "absolute": {
                     "maxTotalVolumes": self.quota["volumes"],
-                    "totalVolumesUsed": len(self.volumes),
+                    "totalVolumesUsed": self.volume_usage()["volumes"],
                     "maxTotalVolumeGigabytes": self.quota["gigabytes"],
-                    "totalGigabytesUsed": sum(v["size"] for v in self.volumes.values())
-                    + sum(s["size"] for s in self.snapshots.values()),
+                    "totalGigabytesUsed": self.volume_usage()["gigabytes"],
                     "maxTotalSnapshots": 10,
                     "totalSnapshotsUsed": len(self.snapshots),
                     "maxTotalBackups": 10,
@@ -1378,6 +1407,21 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, fake, path, query, raw):
         try:
+            if fake.unavailable and path.startswith(fake.unavailable):
+                # A service that cannot answer: Nova's fault body for 503 (nova/api/openstack/wsgi.py Fault,
+                # _fault_names 503 "serviceUnavailable"; the message is webob.exc.HTTPServiceUnavailable's),
+                # as the api-guide's faults page lists it (https://docs.openstack.org/api-guide/compute/faults.html).
+                # openstacksdk raises it as HttpException at the first next() of a list's generator
+                # (openstack/resource.py Resource.list: exceptions.raise_from_response inside the generator).
+                raise ApiError(
+                    503,
+                    {
+                        "serviceUnavailable": {
+                            "code": 503,
+                            "message": "The server is currently unavailable. Please try again at a later time.",
+                        }
+                    },
+                )
             for method, pattern, handler in ROUTES:
                 found = pattern.match(path)
                 if found and method == self.command:

@@ -279,3 +279,31 @@ class SpotRequests:
 
     def __exit__(self, *exc):
         return self._patch.__exit__(*exc)
+
+
+class StoredBlocks:
+    """What an EBS snapshot stores: DescribeSnapshots' FullSnapshotSizeInBytes, "the size of all the blocks that
+    were written to the source volume at the time the snapshot was created" (botocore's ec2 model, Snapshot;
+    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Snapshot.html), which EBS bills by the GB-month
+    (https://aws.amazon.com/ebs/pricing/: snapshots are billed for the data stored), while VolumeSize is the
+    volume's whole size.  moto answers no FullSnapshotSizeInBytes; here each snapshot made in the block stores
+    `written` bytes (by volume id, else `default`), as EC2 does not answer it for snapshots from before
+    the field existed: those made outside the block have none."""
+
+    def __init__(self, default: int, written: dict[str, int] | None = None):
+        self.default, self.written = default, written or {}
+
+    def __enter__(self):
+        def create_snapshot(original, backend, volume_id, *args, **kwargs):
+            snapshot = original(backend, volume_id, *args, **kwargs)
+            # moto's serializer answers a model's snake_case attribute for its PascalCase member
+            # (moto/core/serialize.py, XFormedAttributePicker).
+            snapshot.full_snapshot_size_in_bytes = self.written.get(volume_id, self.default)
+            return snapshot
+
+        self._patch = patched(EBSBackend, create_snapshot=create_snapshot)
+        self._patch.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._patch.__exit__(*exc)

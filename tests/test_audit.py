@@ -16,7 +16,7 @@ from google.cloud import compute_v1
 
 from fake_gce import FakeGce
 from fake_openstack import FakeOpenStack
-from aws_world import CLOSED, REGION, PriceList, aws_env, line_of, tagged
+from aws_world import CLOSED, REGION, STORAGE_PRICES, PriceList, aws_env, line_of, tagged
 from gce_world import PROJECT, ZONE, Clients, instance_resource
 from gce_world import REGION as GCE_REGION
 from openstack_world import FAST, boot
@@ -381,3 +381,53 @@ def test_no_cloud_profiles(lab):
         "not audited: local (local and ssh profiles: labvm owns no cloud resources there)",
         "resources: 0, with a next step: 0, running instances: 0",
     ]
+
+
+def test_aws_images_and_snapshots_cost_the_blocks_they_store(lab, ec2):
+    """EBS bills a snapshot (so an AMI) for the data it stores, FullSnapshotSizeInBytes, not its volume's
+    VolumeSize (moto_ec2_rules.StoredBlocks); a snapshot EC2 gives no such size (one from before the field) is
+    priced by VolumeSize, the most it can store."""
+    from moto_ec2_rules import StoredBlocks
+
+    prices = PriceList("0.0208000000", STORAGE_PRICES)
+    lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = prices.endpoint
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instance = ec2.run_instances(
+        ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small", TagSpecifications=tagged("aws")
+    )["Instances"][0]["InstanceId"]
+    big, old = (
+        ec2.create_volume(
+            AvailabilityZone=f"{REGION}a", Size=size, VolumeType="gp3", TagSpecifications=tagged("aws", kind="volume")
+        )["VolumeId"]
+        for size in (100, 4)
+    )
+    with StoredBlocks(default=2 * 1024**3, written={big: 10 * 1024**3}):
+        image = ec2.create_image(
+            InstanceId=instance, Name="labvm-aws-1", TagSpecifications=tagged("aws", kind="image")
+        )["ImageId"]
+        stored = ec2.create_snapshot(VolumeId=big, TagSpecifications=tagged("aws", kind="snapshot"))["SnapshotId"]
+        gone = ec2.create_image(
+            InstanceId=instance, Name="labvm-gone-1", TagSpecifications=tagged("gone", kind="image")
+        )["ImageId"]
+    unsized = ec2.create_snapshot(VolumeId=old, TagSpecifications=tagged("aws", kind="snapshot"))["SnapshotId"]
+    (data,) = ec2.describe_images(ImageIds=[image])["Images"]
+    image_snapshots = [m["Ebs"]["SnapshotId"] for m in data["BlockDeviceMappings"]]
+    assert sum(m["Ebs"]["VolumeSize"] for m in data["BlockDeviceMappings"]) > 2  # what labvm priced before
+    ec2.create_tags(Resources=image_snapshots, Tags=tagged("aws")[0]["Tags"])  # as `inv snapshot` tags them
+    lab.write_hosts({"aws": AWS})
+    try:
+        table = lab.inv("audit").stdout
+        rows = {row["id"]: row for row in json.loads(lab.inv("audit", "--json").stdout)["resources"]}
+    finally:
+        prices.server.shutdown()
+    # us-west-2's snapshot rate is $0.05 per GB-month (aws_world.STORAGE_PRICES); the volume bills all 100 GB.
+    assert line_of(table, stored).split()[8:11] == ["10", "GB", "0.50"]
+    assert line_of(table, image).split()[8:11] == ["2.0", "GB", "0.10"]
+    assert line_of(table, unsized).split()[8:11] == ["4.0", "GB", "0.20"]
+    assert line_of(table, big).split()[8:11] == ["100", "GB", "8.00"]
+    assert rows[stored]["size_gb"] == pytest.approx(10) and rows[image]["monthly_usd"] == pytest.approx(0.1)
+    # Its delete command takes DeregisterImage's DeleteAssociatedSnapshots: an older AWS CLI has no such option.
+    assert line_of(table, gone).endswith(
+        "no profile 'gone' in hosts.yml: with AWS CLI 2.27.24 or later (v1: 1.40.24), aws ec2 deregister-image "
+        f"--image-id {gone} --delete-associated-snapshots --region us-west-2"
+    )

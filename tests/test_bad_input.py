@@ -108,6 +108,53 @@ def test_broken_hosts_file(lab, name, text, messages):
     assert not lab.ssh_dir.exists()  # nothing half-done
 
 
+YAML_MISTAKES = [
+    ("a tab", "profiles:\n  lab:\n    provider: ssh\n\taddress: h\n", 4, "a tab: YAML indents with spaces only"),
+    (
+        "a colon in a value",
+        "profiles:\n  lab:\n    provider: ssh\n    address: h\n    user: me: you\n",
+        5,
+        'a value with ": " in it needs quotes (key: "a: b")',
+    ),
+    (
+        "a colon in a value inside braces",
+        "profiles:\n  lab: {provider: ssh, address: h, user: me: you}\n",
+        2,
+        'a value with ": " or "," in it needs quotes (key: "a: b")',
+    ),
+    (
+        "indented less than its neighbours",
+        "profiles:\n  lab:\n    provider: ssh\n   address: h\n",
+        4,
+        "check the indentation: the keys of one mapping start in the same column",
+    ),
+    (
+        "a key without its colon",
+        "profiles:\n  lab:\n    provider ssh\n    address: h\n",
+        4,
+        "check the colon and the indentation of this line and the one above",
+    ),
+    ("an unclosed bracket", "profiles: [unclosed\n", 2, "a [ or { is not closed"),
+    ("an unclosed quote", "profiles:\n  lab: {provider: 'ssh}\n", 3, "a quote is not closed"),
+    (
+        "a pattern starting with *",
+        "profiles:\n  lab:\n    provider: ssh\n    address: h\n    sync: [*.ipynb]\n",
+        5,
+        'a value starting with * needs quotes (sync: ["*.ipynb"])',
+    ),
+]
+
+
+@pytest.mark.parametrize("name,text,line,hint", YAML_MISTAKES, ids=[case[0] for case in YAML_MISTAKES])
+def test_a_yaml_mistake_is_one_line_with_its_file_line_and_likely_cause(lab, name, text, line, hint):
+    lab.write_hosts({}, raw=text)
+    result = lab.inv("up", "--host", "lab", "--no-browser", check=False)
+    assert result.returncode == 1
+    (message,) = result.stderr.strip().splitlines()
+    assert message.startswith(f"labvm: {lab.hosts}: line {line}: not valid YAML ("), message
+    assert hint in message, message
+
+
 def test_unknown_profile_lists_the_profiles(lab):
     lab.write_hosts({}, raw="profiles:\n" + GOOD_LOCAL + "  lab: {provider: ssh, address: h}\n")
     result = lab.inv("up", "--host", "lba", check=False)
@@ -287,9 +334,11 @@ def test_what_makes_or_powers_a_machine_is_refused_where_labvm_does_not_manage_i
     for profile, provider in (("lab", "ssh"), ("local", "local")):
         result = lab.inv(args[0], "--host", profile, *args[1:], check=False)
         assert result.returncode == 1
+        # `stop` has a verb that does what it can here: the refusal names it.
+        down = f"; `inv down --host {profile}` syncs notebooks home and stops the notebook" if refused == "stop" else ""
         assert result.stderr.strip() == (
             f"labvm: {refused} is not supported for profile {profile!r} "
-            f"(provider {provider}: labvm uses the machine, it does not manage it)"
+            f"(provider {provider}: labvm uses the machine, it does not manage it{down})"
         )
 
 

@@ -166,3 +166,16 @@ def test_a_new_vm_behind_a_jump_host_is_waited_for_through_it(lab, user, sshd, e
         lab.inv("down", "--host", "aws", "--no-sync", check=False)
         for instance in graces(ec2, "pending", "running", "stopping", "stopped"):
             ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+
+
+def test_status_on_a_fresh_clones_hosts_yml_is_clean(lab):
+    # The shipped hosts.yml as `git clone` brings it: `status` ends with no error, `local` answers.
+    from realhost import ROOT
+
+    lab.hosts.write_text((ROOT / "hosts.yml").read_text())
+    assert [line[2:].split()[0] for line in lab.inv("hosts").stdout.splitlines()] == ["local"]
+    result = lab.inv("status", timeout=120)
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["local (local, this machine): reachable", "  notebook: not running"]
+    assert all(line.startswith("  ") for line in lines[1:]), lines  # one block: no other profile, no error

@@ -270,3 +270,21 @@ def test_a_worker_nova_put_in_error_is_deleted_and_made_again(lab, cloud, monkey
     assert "cluster: making worker(s) w2\n" in out and "plan: openstack: boot m1.medium labvm-cades-hedy-w2" in out
     assert "labvm-cades-hedy-w1 in" not in out  # only the broken one again
     assert broken["id"] in cloud.servers, out  # --plan: nothing changed
+
+
+def test_a_503_from_nova_is_one_line_for_status_up_and_down(lab, cloud):
+    """Issue 28 A2: Nova's server list answers 503 (its load balancer has no healthy API): status says so on
+    the profile's line, up and down in one line with exit status 1, never a traceback of openstacksdk's lazy list."""
+    settings = dict(provider="openstack", cloud="cades", image="Ubuntu 22.04", flavor="m1.medium", network="lab-net")
+    lab.write_hosts({"cades": dict(settings, user="cades")})
+    cloud.unavailable = "/compute/v2.1/servers"
+    said = "OpenStack answered 503 for {}/compute/v2.1/servers/detail: ".format(cloud.base)
+    status = lab.inv("status", "--host", "cades", check=False)
+    assert status.returncode == 0 and status.stderr == "", status.stderr
+    assert status.stdout.startswith(f"cades: {said}") and status.stdout.count("\n") == 1, status.stdout
+    for verb in (["up", "--no-browser"], ["down", "--no-sync"]):
+        failed = lab.inv(verb[0], "--host", "cades", *verb[1:], check=False)
+        assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+        (line,) = [text for text in failed.stderr.splitlines() if text.strip()]
+        assert said in line and line.endswith("try again in a few minutes"), line
+    assert cloud.servers == {}

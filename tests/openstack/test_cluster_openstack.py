@@ -223,3 +223,29 @@ def test_audit_names_a_worker_whose_head_is_gone(fake, place):
     (worker,) = [r for r in rows if r["kind"] == "instance" and r["role"] == "worker"]
     assert worker["why"] == "a worker of cades whose head VM is gone"
     assert worker["next_step"].startswith("openstack --os-cloud cades server delete ")
+
+
+@pytest.mark.parametrize(
+    "quota, short",
+    [
+        (dict(volumes=3), "volumes: 1 of 3 used, each needs 1"),
+        (dict(gigabytes=120), "volume gigabytes: 40 of 120 used, each needs 40"),
+    ],
+)
+def test_workers_beyond_cinder_s_limits_are_refused_before_any_boot(fake, place, quota, short):
+    """Nova accepts a boot whose volume Cinder then refuses (the server goes ERROR): the boot volumes are
+    counted against Cinder's limits before any worker boots."""
+    from labvm.errors import LabvmError
+
+    cades = provider(place)
+    cades.create(public_key=KEY)
+    fake.quota.update(quota)  # the head's 40 GB volume, and room for two more of them
+    before = len(fake.servers)
+    with pytest.raises(LabvmError) as raised:
+        cades.create_workers([1, 2, 3], "", "", KEY)
+    assert one_line(raised) == (
+        f"OpenStack quota: room for 2 of 3 workers (m1.medium): {short}; "
+        "`inv cluster --host cades --workers 2`, or free some (openstack server list) or ask for more "
+        "(cades-help@ornl.gov raises CADES quotas)"
+    )
+    assert len(fake.servers) == before

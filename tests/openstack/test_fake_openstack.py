@@ -339,3 +339,29 @@ def test_neutron_reports_floating_ip_quota_details(fake, conn):
     conn.network.create_ip(floating_network_id=conn.network.find_network("public").id)
     details = conn.network.get_quota(conn.current_project_id, details=True)
     assert details.floating_ips == {"limit": 50, "reserved": 0, "used": 1}
+
+
+def test_a_service_that_answers_503_fails_a_list_only_when_it_is_read(fake, conn):
+    fake.unavailable = "/compute/v2.1/servers"
+    servers = conn.compute.servers()  # openstacksdk's list is a generator: nothing asked yet
+    with pytest.raises(exceptions.HttpException) as unavailable:
+        list(servers)
+    assert unavailable.value.status_code == 503 and "currently unavailable" in unavailable.value.details
+    assert conn.image.find_image("Ubuntu 22.04")  # the other services answer
+    fake.unavailable = ""
+    assert list(conn.compute.servers()) == []
+
+
+@pytest.mark.parametrize("quota", [dict(volumes=1), dict(gigabytes=60)])
+def test_a_boot_volume_beyond_cinder_s_quota_is_accepted_then_error(fake, conn, quota):
+    """Nova's API does not ask Cinder: the build aborts on the host (Quota exceeded for resources: volumes)."""
+    conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)  # one 40 GB boot volume
+    fake.quota.update(quota)
+    limits = conn.block_storage.get_limits().absolute
+    assert (limits.total_volumes_used, limits.total_gigabytes_used) == (1, 40)
+    server = boot(conn, name="labvm-cades-w1")
+    with pytest.raises(exceptions.ResourceFailure):
+        conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], **FAST)
+    server = conn.compute.get_server(server.id)
+    assert server.fault["message"] == f"Build of instance {server.id} aborted: Quota exceeded for resources: volumes"
+    assert len(fake.volumes) == 1 and not [p for p in fake.ports.values() if p["device_id"] == server.id]

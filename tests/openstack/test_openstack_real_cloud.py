@@ -508,3 +508,40 @@ def test_preflight_names_an_unknown_worker_size(fake, place):
         "hosts.yml: profiles.cades.cluster.worker_size: no flavor 'm1.larg'; closest: m1.large, m1.small "
         "(list: openstack flavor list)"
     )
+
+
+# -- issue 28, A2: a service that answers 503 while a verb lists ------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/compute/v2.1/servers",  # find, stop, terminate, workers: Nova's server list
+        "/image/v2/images",  # images
+        "/network/v2.0/floatingips",  # the floating IPs released by terminate
+        "/network/v2.0/security-group-rules",  # admit_caller's SSH rules
+        "/network/v2.0/ports",  # the port a worker's network is read from
+    ],
+)
+def test_a_503_while_a_verb_lists_is_one_line(fake, place, path):
+    """openstacksdk's list calls are generators that ask the cloud only when iterated: each list labvm
+    reads is read inside its error handling, so a 503 is the cloud's one line, never a traceback."""
+    cades = provider(place)
+    inst = cades.create(public_key=KEY)
+    fake.unavailable = path
+    verbs = {
+        "/compute/v2.1/servers": [cades.find, lambda: cades.stop(inst), lambda: cades.terminate(inst), cades.workers],
+        "/image/v2/images": [cades.images],
+        "/network/v2.0/floatingips": [lambda: cades.terminate(inst)],
+        "/network/v2.0/security-group-rules": [cades.admit_caller],
+        "/network/v2.0/ports": [lambda: cades.create_workers([1], "", "", KEY)],
+    }[path]
+    for verb in verbs:
+        with pytest.raises(LabvmError) as unavailable:
+            verb()
+        line = one_line(unavailable)
+        assert line.startswith(f"OpenStack answered 503 for {fake.base}{path}"), line
+        assert line.endswith(
+            ": The server is currently unavailable. Please try again at a later time.; nothing is wrong on this "
+            "side: try again in a few minutes"
+        ), line

@@ -39,6 +39,26 @@ PLANNED = {
 }
 
 
+# The oldest botocore labvm works with: DeregisterImage's DeleteAssociatedSnapshots arrived in 1.38.25 (botocore's
+# .changes/1.38.25.json: "ec2: Enable the option to automatically delete underlying Amazon EBS snapshots when
+# deregistering Amazon Machine Images (AMIs)"); boto3 1.38.25 requires it.  pyproject.toml's floor says the same.
+BOTOCORE_NEEDED = (1, 38, 25)
+
+
+def sdk_version_step(report: str) -> str:
+    """The next step after botocore refused labvm's parameters (its ParamValidationError report): a parameter
+    botocore's model does not know is one its release predates (botocore/validate.py reports it as "Unknown
+    parameter in input"); anything else is labvm sending what the model refuses, a bug to report."""
+    import botocore
+
+    if "Unknown parameter" in report:
+        return (
+            f"botocore {botocore.__version__} lacks what labvm asks of AWS: .venv/bin/pip install -e '.[aws]' "
+            f"installs the botocore labvm needs ({'.'.join(map(str, BOTOCORE_NEEDED))} or later)"
+        )
+    return f"labvm sent what botocore {botocore.__version__} refuses: please report it with this line"
+
+
 class AwsError(LabvmError):
     """EC2's refusal in one line; `code` is EC2's error code, for the few refusals labvm handles."""
 
@@ -66,6 +86,7 @@ def retrying(action: Callable[..., T], codes: tuple[str, ...], delay: float, lim
     """action, called again with doubling pauses while EC2 answers one of codes, for about limit seconds."""
     from botocore.exceptions import ClientError
 
+    @functools.wraps(action)  # its name: what a botocore error names (Ec2Api.call)
     def attempt(**kwargs: Any) -> T:
         pause, waited = delay, 0.0
         while True:
@@ -125,25 +146,49 @@ class Ec2Api(CloudApi):
         return self.boto3.client(service, config=self.config)
 
     def call(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """One AWS call, its errors turned into one line with the next step."""
-        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+        """One AWS call, its errors turned into one line with the next step: EC2's refusals (ClientError) and
+        whatever botocore raises itself before or instead of an answer (BotoCoreError)."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return action(*args, **kwargs)
-        except NoCredentialsError:
-            raise LabvmError(
-                "no AWS credentials found; set AWS_PROFILE, run `aws configure`, or export "
-                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (labvm reads boto3's usual places)"
-            ) from None
-        except NoRegionError:
-            raise LabvmError(f"{self.profile.key('region')}: not set; e.g. region: us-west-2") from None
         except ClientError as e:
             raise AwsError(self.explain(e), e.response["Error"]["Code"]) from None
-        except EndpointConnectionError as e:
-            raise LabvmError(
-                f"AWS did not answer at {from_cloud(e.kwargs.get('endpoint_url'))}; check the network (a VPN or "
+        except BotoCoreError as e:
+            raise LabvmError(self.sdk_problem(getattr(action, "__name__", "the call"), e)) from None
+
+    def sdk_problem(self, operation: str, error: Any) -> str:
+        """What botocore raised itself, as one line with the next step."""
+        from botocore.exceptions import ConnectionError as NoConnection
+        from botocore.exceptions import (
+            EndpointConnectionError,
+            HTTPClientError,
+            NoCredentialsError,
+            NoRegionError,
+            ParamValidationError,
+        )
+
+        said = from_cloud(" ".join(line.strip() for line in str(error).splitlines()))
+        if isinstance(error, NoCredentialsError):
+            return (
+                "no AWS credentials found; set AWS_PROFILE, run `aws configure`, or export "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (labvm reads boto3's usual places)"
+            )
+        if isinstance(error, NoRegionError):
+            return f"{self.profile.key('region')}: not set; e.g. region: us-west-2"
+        if isinstance(error, ParamValidationError):
+            return f"AWS SDK refused {operation}: {said}; {sdk_version_step(said)}"
+        if isinstance(error, EndpointConnectionError):
+            return (
+                f"AWS did not answer at {from_cloud(error.kwargs.get('endpoint_url'))}; check the network (a VPN or "
                 f"proxy?) and {self.profile.key('region')}"
-            ) from None
+            )
+        if isinstance(error, (NoConnection, HTTPClientError)):  # timeouts, TLS, a proxy, a dropped connection
+            return f"AWS did not answer: {said}; check the network (a VPN or proxy?) and try again"
+        # Credentials that cannot be used (an expired SSO session, a failing credential_process...) and the rest.
+        return (
+            f"AWS SDK: {said}; `aws sts get-caller-identity` shows what boto3 finds (AWS_PROFILE picks the credentials)"
+        )
 
     def read(self, operation: str, **kwargs: Any) -> Any:
         """A describe/get call: asked under --plan too."""
@@ -172,10 +217,14 @@ class Ec2Api(CloudApi):
             return
         print(f"aws: waiting until {what} ...", flush=True)
         start = time.monotonic()
-        try:
-            self.ec2.get_waiter(waiter).wait(**kwargs, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
-        except WaiterError as e:
-            raise LabvmError(f"aws: {what} did not happen: {from_cloud(e)}") from None
+
+        def until() -> None:
+            try:
+                self.ec2.get_waiter(waiter).wait(**kwargs, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
+            except WaiterError as e:
+                raise LabvmError(f"aws: {what} did not happen: {from_cloud(e)}") from None
+
+        self.call(until)  # any other error of a DescribeInstances it makes: one line
         print(f"aws: {what} ({time.monotonic() - start:.0f}s)", flush=True)
 
     def explain(self, error: Any) -> str:

@@ -170,11 +170,8 @@ class AwsHead(Head):
         except AwsError as e:
             if "InvalidInstanceType" not in e.code:
                 raise
-            known = [
-                t["InstanceType"]
-                for page in self.api.ec2.get_paginator("describe_instance_types").paginate()
-                for t in page["InstanceTypes"]
-            ]
+            pages: list[dict] = self.api.call(list, self.api.ec2.get_paginator("describe_instance_types").paginate())
+            known = [t["InstanceType"] for page in pages for t in page["InstanceTypes"]]
             scope = self.api.scope
             raise unknown(
                 key,

@@ -51,12 +51,8 @@ class Images:
         """The AMI a new instance starts from: `image`, else the profile's (an alias asked of SSM)."""
         wanted = image or self.settings.image
         if wanted in UBUNTU_ALIASES:
-            from botocore.exceptions import ClientError
-
-            try:
-                return self.api.client("ssm").get_parameter(Name=UBUNTU_ALIASES[wanted])["Parameter"]["Value"]
-            except ClientError as e:
-                raise LabvmError(self.api.explain(e)) from None
+            ssm = self.api.client("ssm")
+            return self.api.call(ssm.get_parameter, Name=UBUNTU_ALIASES[wanted])["Parameter"]["Value"]
         if not wanted.startswith("ami-"):
             raise LabvmError(
                 f"{self.profile.key('image')}: {wanted!r} is neither ami-... nor one of {', '.join(UBUNTU_ALIASES)}"

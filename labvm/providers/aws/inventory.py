@@ -8,6 +8,15 @@ from .api import LIVE, Ec2Api
 from .names import tags_of
 
 
+def stored_gb(snapshot: dict) -> float | None:
+    """The GiB an EBS snapshot stores, as EBS bills it (by the GB-month of data stored,
+    https://aws.amazon.com/ebs/pricing/): DescribeSnapshots' FullSnapshotSizeInBytes, "the size of all the blocks
+    that were written to the source volume" (API_Snapshot.html); a snapshot EC2 gives none for: its volume's
+    VolumeSize, the most it can store."""
+    full = snapshot.get("FullSnapshotSizeInBytes")
+    return full / 1024**3 if full is not None else snapshot.get("VolumeSize")
+
+
 class AwsInventory:
     """Instances, images, orphan snapshots, loose volumes and Elastic IPs tagged as labvm's."""
 
@@ -49,15 +58,21 @@ class AwsInventory:
             )
             for i in instances
         ]
+        # labvm's snapshots, its AMIs' among them (images.make tags those): what each stores.
+        snapshots = self.api.read("describe_snapshots", OwnerIds=["self"], Filters=labvm)["Snapshots"]
+        by_id = {s["SnapshotId"]: s for s in snapshots}
         # All of this account's AMIs, labvm's or not: a snapshot one of them uses is no orphan.
         images = self.api.read("describe_images", Owners=["self"])["Images"]
         in_use: set[str] = set()
         for image in images:
-            snapshots = [m["Ebs"] for m in image.get("BlockDeviceMappings", []) if "SnapshotId" in m.get("Ebs", {})]
-            in_use.update(s["SnapshotId"] for s in snapshots)
+            mapped = [m["Ebs"] for m in image.get("BlockDeviceMappings", []) if "SnapshotId" in m.get("Ebs", {})]
+            in_use.update(s["SnapshotId"] for s in mapped)
             if any(t["Key"] == "labvm:profile" for t in image.get("Tags", [])):
                 # Its snapshots in the same call: a delete-snapshot right after can meet InvalidSnapshot.InUse.
-                delete = aws(f"deregister-image --image-id {image['ImageId']} --delete-associated-snapshots")
+                # AWS CLI v2 takes the flag from 2.27.24, v1 from 1.40.24 (aws-cli's CHANGELOG, the ec2 change of
+                # botocore 1.38.25); an older one refuses it as an unknown option.
+                deregister = aws(f"deregister-image --image-id {image['ImageId']} --delete-associated-snapshots")
+                delete = f"with AWS CLI 2.27.24 or later (v1: 1.40.24), {deregister}"
                 found.append(
                     resource(
                         "image",
@@ -66,10 +81,11 @@ class AwsInventory:
                         image.get("State", ""),
                         parse_time(image.get("CreationDate")),
                         delete,
-                        size_gb=sum(s.get("VolumeSize", 0) for s in snapshots),
+                        # An untagged snapshot's mapping: its VolumeSize.
+                        size_gb=sum(stored_gb(by_id.get(s["SnapshotId"], s)) or 0 for s in mapped),
                     )
                 )
-        for snapshot in self.api.read("describe_snapshots", OwnerIds=["self"], Filters=labvm)["Snapshots"]:
+        for snapshot in snapshots:
             if snapshot["SnapshotId"] not in in_use:
                 found.append(
                     resource(
@@ -79,7 +95,7 @@ class AwsInventory:
                         snapshot.get("State", ""),
                         snapshot.get("StartTime"),
                         aws(f"delete-snapshot --snapshot-id {snapshot['SnapshotId']}"),
-                        size_gb=snapshot.get("VolumeSize"),
+                        size_gb=stored_gb(snapshot),
                     )
                 )
         loose = labvm + [{"Name": "status", "Values": ["available"]}]

@@ -80,13 +80,11 @@ class Network:
         region = self.api.scope
         listing = f"`aws ec2 describe-subnets --region {region}` lists the subnets"
         if self.settings.subnet:
-            from botocore.exceptions import ClientError
-
             try:
-                (found,) = self.api.ec2.describe_subnets(SubnetIds=[self.settings.subnet])["Subnets"]
-            except ClientError as e:
-                if not e.response["Error"]["Code"].startswith("InvalidSubnet"):
-                    raise LabvmError(self.api.explain(e)) from None
+                (found,) = self.api.read("describe_subnets", SubnetIds=[self.settings.subnet])["Subnets"]
+            except AwsError as e:
+                if not e.code.startswith("InvalidSubnet"):
+                    raise
                 raise LabvmError(
                     f"{self.profile.key('subnet')}: no subnet {self.settings.subnet} in {region}; {listing}"
                 ) from None

@@ -10,9 +10,9 @@ import functools
 import hashlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ...config import Profile
 from ...errors import LabvmError
@@ -249,8 +249,16 @@ class OpenStackApi(CloudApi):
             f"(auth_type: v3applicationcredential)"
         )
 
-    def call(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """One SDK call, its errors turned into one line with the next step."""
+    @overload
+    def call(self, action: Callable[..., Iterator[T]], *args: Any, **kwargs: Any) -> list[T]: ...
+
+    @overload
+    def call(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+    def call(self, action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One SDK call, its errors turned into one line with the next step.  A list comes back whole:
+        openstacksdk's list calls return generators that ask the cloud only as they are iterated
+        (openstack/resource.py Resource.list), so a 503 met later would escape these lines as a traceback."""
         from keystoneauth1 import exceptions as ksa
 
         refused = LabvmError(
@@ -267,7 +275,8 @@ class OpenStackApi(CloudApi):
             f"(`{self.cli} token issue` tries the same)"
         )
         try:
-            return action(*args, **kwargs)
+            answer = action(*args, **kwargs)
+            return list(answer) if isinstance(answer, Iterator) else answer
         except (ksa.Unauthorized, ksa.auth.AuthorizationFailure):
             raise refused from None
         except ksa.SSLError:
@@ -298,9 +307,22 @@ class OpenStackApi(CloudApi):
                     f"OpenStack: {message}; release floating IPs you no longer use (openstack floating ip list) "
                     f"or set {self.profile.key('floating_ip_pool')} to another external network"
                 ) from None
+            if e.status_code in (502, 503, 504):  # the cloud is down or busy (a load balancer with no healthy API)
+                where = from_cloud(str(e.url or "").split("?")[0])
+                raise LabvmError(
+                    f"OpenStack answered {e.status_code} for {where}: {message}; nothing is wrong on this "
+                    f"side: try again in a few minutes"
+                ) from None
             raise LabvmError(f"OpenStack: {message}") from None
         except self.exceptions.SDKException as e:  # a wait that failed or timed out, among others
             raise LabvmError(f"OpenStack: {from_cloud(e)}") from None
+
+    def volume_limits(self) -> Any:
+        """Cinder's absolute limits and usage (https://docs.openstack.org/api-ref/block-storage/v3/#limits-limits);
+        None on a cloud without Block Storage."""
+        if not self.conn.has_service("block-storage"):
+            return None
+        return self.call(self.conn.block_storage.get_limits).absolute
 
     def server(self, server_id: str) -> Any:
         """Nova's server of this id, as it is now."""

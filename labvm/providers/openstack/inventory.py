@@ -20,7 +20,7 @@ class OpenStackInventory:
         """Every server, image, left boot volume, orphan volume snapshot and floating IP labvm made in
         this project, whatever its profile or owner."""
         found = []
-        for server in self.api.call(lambda: list(self.conn.compute.servers(details=True))):
+        for server in self.api.call(self.conn.compute.servers, details=True):
             labels = server.metadata or {}
             if "labvm:profile" in labels:
                 member = labels["labvm:profile"]
@@ -41,9 +41,7 @@ class OpenStackInventory:
                         type=instance_of(server).size,
                     )
                 )
-        images = [
-            i for i in self.api.call(lambda: list(self.conn.image.images())) if "labvm:profile" in (i.properties or {})
-        ]
+        images = [i for i in self.api.call(self.conn.image.images) if "labvm:profile" in (i.properties or {})]
         for image in images:
             labels = image.properties
             found.append(
@@ -62,7 +60,7 @@ class OpenStackInventory:
             )
         if self.conn.has_service("block-storage"):
             found += self._volume_inventory({s: i.id for i in images for s in volume_snapshots(i)})
-        for ip in self.api.call(lambda: list(self.conn.network.ips())):
+        for ip in self.api.call(self.conn.network.ips):
             if (ip.description or "").startswith("labvm:"):
                 profile, _, owner = ip.description.removeprefix("labvm:").partition(":")
                 found.append(
@@ -85,12 +83,10 @@ class OpenStackInventory:
         """Boot volumes whose server is gone (kept by snapshots: Nova's delete ignores Cinder's refusal)
         and volume snapshots whose image is gone; the delete command deletes what Cinder needs gone first."""
         snapshots = [
-            s
-            for s in self.api.call(lambda: list(self.conn.block_storage.snapshots()))
-            if "labvm:profile" in (s.metadata or {})
+            s for s in self.api.call(self.conn.block_storage.snapshots) if "labvm:profile" in (s.metadata or {})
         ]
         found: list[Resource] = []
-        for volume in self.api.call(lambda: list(self.conn.block_storage.volumes())):
+        for volume in self.api.call(self.conn.block_storage.volumes):
             labels = volume.metadata or {}
             if "labvm:profile" not in labels or volume.attachments:
                 continue

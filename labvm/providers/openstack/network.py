@@ -186,7 +186,7 @@ class Network:
 
     def port_id(self, server: Any) -> str:
         """The server's first network port: where its floating IP goes."""
-        ports = list(self.api.call(self.conn.network.ports, device_id=server.id))
+        ports = self.api.call(self.conn.network.ports, device_id=server.id)
         if not ports:
             raise LabvmError(f"server {server.id} has no network port for a floating IP")
         return ports[0].id

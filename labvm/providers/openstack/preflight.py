@@ -130,10 +130,12 @@ class OpenStackPreflight:
         return [("floating IPs", found.get("used", 0), found.get("limit"), machines, more(machines))]
 
     def _volume_quota(self, machines: int) -> list:
+        """Cinder's volumes and gigabytes for a boot volume of volume_size on each machine (Nova accepts a boot
+        whose volume Cinder refuses, and the server goes ERROR)."""
         size = self.settings.volume_size
-        if not size or not self.conn.has_service("block-storage"):
+        cinder = self.api.volume_limits() if size else None
+        if cinder is None:
             return []
-        cinder = self.api.call(self.conn.block_storage.get_limits).absolute
         need = (
             f"volume_size needs {size}"
             if machines == 1

@@ -1,5 +1,5 @@
-"""A Dask cluster's worker servers beside the head: same network, group, key and image; Nova's limits
-asked before any boot (servers booted together beyond them are accepted, then put in ERROR)."""
+"""A Dask cluster's worker servers beside the head: same network, group, key and image; Nova's and
+Cinder's limits asked before any boot (servers booted together beyond them are accepted, then put in ERROR)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class OpenStackWorkers(Workers):
         else:
             server = self.api.server(head.id)
             head_flavor, image_id = head.size, self.images.boot_image(image) if image else self.head_image(server)
-            network_id = list(self.api.call(self.conn.network.ports, device_id=server.id))[0].network_id
+            network_id = self.api.call(self.conn.network.ports, device_id=server.id)[0].network_id
         flavor = (
             self.head.flavor(size, key=self.profile.key("cluster.worker_size"))
             if size
@@ -86,13 +86,16 @@ class OpenStackWorkers(Workers):
         return server.id
 
     def room_for(self, indexes: list[int], flavor: Any) -> None:
-        """Nova's absolute limits hold all the new workers, or none is booted: servers booted together
-        beyond them are accepted and then put in ERROR by Nova's quota recheck (nova/conductor/manager.py)."""
+        """Nova's and Cinder's absolute limits hold all the new workers, or none is booted: servers booted
+        together beyond Nova's are accepted and then put in ERROR by its quota recheck
+        (nova/conductor/manager.py), and a boot volume Cinder refuses aborts the build on the host
+        (nova/compute/manager.py _build_resources: ERROR, "Quota exceeded for resources: volumes")."""
         nova = self.api.call(self.conn.compute.get_limits).absolute
         each = [
             ("instances", nova.instances_used, nova.instances, 1),
             ("cores", nova.total_cores_used, nova.total_cores, flavor.vcpus),
             ("RAM MB", nova.total_ram_used, nova.total_ram, flavor.ram),
+            *self.volume_room(),
         ]
         bounded = [
             (what, used, limit, need) for what, used, limit, need in each if limit is not None and limit >= 0 and need
@@ -111,6 +114,17 @@ class OpenStackWorkers(Workers):
             f"{'; '.join(short)}; "
             f"`inv cluster --host {self.profile.name} --workers {kept + fits}`, or {QUOTA_HELP}"
         )
+
+    def volume_room(self) -> list:
+        """Cinder's volumes and gigabytes and what each worker's boot volume (volume_size) takes of them."""
+        size = self.settings.volume_size
+        cinder = self.api.volume_limits() if size else None
+        if cinder is None:
+            return []
+        return [
+            ("volumes", cinder.total_volumes_used, cinder.max_total_volumes, 1),
+            ("volume gigabytes", cinder.total_gigabytes_used, cinder.max_total_volume_gigabytes, size),
+        ]
 
     def image(self) -> str:
         """The image new workers are made from (the head's); "" without a head."""
