@@ -23,10 +23,37 @@ def moto_server():
     # unless told (moto/ec2/models/instances.py, run_instances: settings.ENABLE_AMI_VALIDATION).
     moto.settings.ENABLE_AMI_VALIDATION = True
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    class OneRequestAtATime(ThreadedMotoServer):
+        """EC2 answers parallel requests (labvm makes a cluster's workers in parallel) as it answers them one
+        by one; moto's backends are plain dicts with no lock and moto supports no concurrent access
+        (moto's documentation says so since getmoto/moto#7166): three parallel RunInstances once
+        ended in moto's own 500 page.  Each request holds the backend alone, so a test meets EC2's behaviour
+        and never moto's races."""
+
+        def _server_entry(self) -> None:  # ThreadedMotoServer._server_entry with the app behind one lock
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                MotoRequestHandler,
+                create_backend_app,
+            )
+            from werkzeug.serving import make_server
+
+            app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()
+
+            def one_at_a_time(environ, start_response):
+                with lock:
+                    return list(app(environ, start_response))
+
+            self._server = make_server(
+                self._ip_address, self._port, one_at_a_time, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
 
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = OneRequestAtATime(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server, f"http://127.0.0.1:{port}"
 

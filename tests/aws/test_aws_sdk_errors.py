@@ -4,6 +4,8 @@ never a traceback."""
 
 import gzip
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import botocore
@@ -113,3 +115,43 @@ def test_any_botocore_error_through_the_images_verb_is_one_line(lab, monkeypatch
         provider.images()
     assert str(error.value).startswith(said) and "\n" not in str(error.value)
     assert error.value.__cause__ is None and error.value.__suppress_context__
+
+
+class WebPage(BaseHTTPRequestHandler):
+    """What answers instead of AWS behind a Wi-Fi login or a failing proxy: an HTML page, never EC2's XML."""
+
+    status = 200
+
+    def do_POST(self):
+        body = b"<!doctype html>\n<html lang=en><title>Log in to Guest Wi-Fi</title><form>...</form></html>\n"
+        self.send_response(self.status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_a_web_page_instead_of_ec2_is_one_line(lab, status):
+    """A captive portal (200) or a proxy's error page (500, `<!doctype html>`: botocore's generic-error test
+    looks for `<html>` only, parsers.py _is_generic_error_response) makes botocore raise ResponseParserError,
+    which is no BotoCoreError: `inv images` says what it met, with the next step."""
+    handler = type("Page", (WebPage,), {"status": status})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        lab.extra_env.update(aws_env(endpoint), LABVM_OWNER="hedy")
+        lab.write_hosts({"aws": {"provider": "aws", "region": REGION}})
+        result = lab.inv("images", "--host", "aws", check=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "labvm: AWS's answer to describe_images was not AWS's: a web page (a proxy or a Wi-Fi login page between "
+        "this laptop and AWS?); open any web page to log in, check HTTPS_PROXY, and try again"
+    )

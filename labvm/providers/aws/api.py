@@ -149,6 +149,7 @@ class Ec2Api(CloudApi):
         """One AWS call, its errors turned into one line with the next step: EC2's refusals (ClientError) and
         whatever botocore raises itself before or instead of an answer (BotoCoreError)."""
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
         try:
             return action(*args, **kwargs)
@@ -156,6 +157,12 @@ class Ec2Api(CloudApi):
             raise AwsError(self.explain(e), e.response["Error"]["Code"]) from None
         except BotoCoreError as e:
             raise LabvmError(self.sdk_problem(getattr(action, "__name__", "the call"), e)) from None
+        except ResponseParserError:  # not a BotoCoreError: an answer that is no AWS answer (a web page)
+            raise LabvmError(
+                f"AWS's answer to {getattr(action, '__name__', 'the call')} was not AWS's: a web page (a proxy or a "
+                f"Wi-Fi login page between this laptop and AWS?); open any web page to log in, check HTTPS_PROXY, "
+                f"and try again"
+            ) from None
 
     def sdk_problem(self, operation: str, error: Any) -> str:
         """What botocore raised itself, as one line with the next step."""
