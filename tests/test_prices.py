@@ -20,7 +20,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from aws_world import CLOSED, REGION, STORAGE_PRICES, PriceList, aws_env, line_of, tagged
-from fake_gce import CATALOG, FakeGce
+from fake_gce import FakeGce
+from gce_catalog import CATALOG
 from gce_world import PROJECT, ZONE
 from realhost import ssh_profile
 
