@@ -26,8 +26,7 @@ def hosts(c):
 @cli.guarded
 def keys(c, host=None):
     """Make labvm's SSH key, authorize it on the host once, and make `ssh labvm-<profile>` work."""
-    with cli.session(c, host) as session:
-        session.keys()
+    cli.keys(c, host)
 
 
 @task(aliases=["conda"], help=HOST)

@@ -3,6 +3,7 @@
     sudo .venv/bin/python bench/bench_labvm.py        (root: it creates a throwaway user + sshd)
     sudo .venv/bin/python bench/bench_labvm.py sync   (only 5., with rsync and with the fallback)
     sudo .venv/bin/python bench/bench_labvm.py tunnel (only 4.)
+    sudo .venv/bin/python bench/bench_labvm.py up     (only 2. and 3.)
 
 1. `inv --list` against an empty invoke collection (no cloud SDK on the start-up path).
 2. `inv up` on a prepared host (env installed, nothing running) to the first authorised
@@ -482,9 +483,9 @@ def bench_sync_far(user: User, sshd: Sshd, rtt: float = 0.05) -> None:
 def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench_labvm.py creates a throwaway user and sshd: run it as root")
-    only_sync, only_tunnel = sys.argv[1:] == ["sync"], sys.argv[1:] == ["tunnel"]
+    only_sync, only_tunnel, only_up = (sys.argv[1:] == [part] for part in ("sync", "tunnel", "up"))
     print(f"labvm benchmarks, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    if not (only_sync or only_tunnel):
+    if not (only_sync or only_tunnel or only_up):
         bench_list()
     key_dir = Path(tempfile.mkdtemp())
     user = User.create(key_dir)
@@ -504,6 +505,9 @@ def main() -> None:
             lab.inv("down", "--host", "vm")
             return
         lab = bench_up(user, sshd)
+        if only_up:
+            lab.inv("down", "--host", "vm")
+            return
         url = lab.inv("up", "--host", "vm", "--no-browser").stdout.split("JupyterLab is ready: ")[1].split()[0]
         bench_jupyter_requests(user, sshd, lab, url)
         lab.inv("tunnel", "--host", "vm", "--stop")  # its keeper's own questions to the VM are no sync's

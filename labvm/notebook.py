@@ -16,6 +16,7 @@ from . import answers, steps, vm
 from .answers import MAX_BYTES, MAX_COUNT, MAX_PID, MAX_SECONDS, BadAnswer
 from .autostop import autostop_fields
 from .config import Member, Profile
+from .config.schema import UnwrittenPort
 from .errors import LabvmError
 
 # The URL's path prefix: one leading '/', segments of URL-safe characters, a trailing '/'.
@@ -29,18 +30,41 @@ class Notebook:
 
     def __init__(self, profile: Profile, host: Callable[[], Any]):
         self.profile, self.host = profile, host
+        self.port: int | None = None  # Jupyter's port on the host, once the host said it
+
+    @property
+    def may_move(self) -> bool:
+        """hosts.yml writes no notebook.port: a busy default gives way to the next free port on the host."""
+        return isinstance(self.profile.notebook.port, UnwrittenPort)
 
     def configure(self) -> None:
-        """labvm's Jupyter config on the host: 127.0.0.1 only, a token, or the password's hash."""
+        """labvm's Jupyter config on the host: 127.0.0.1 only, a token, or the password's hash; the
+        port it chose (another login may hold the default one)."""
         password = self.profile.notebook.password
         if password:
             store_password_hash(self.host(), password)
-        self._run("config", auth="password" if password else "token")
+        out = self._run("config", auth="password" if password else "token")
+        where = self.host().label
+        fix = _setup_again(self.profile.name)
+        self.port = answers.checked(
+            lambda data: answers.whole_number(answers.mapping(data, "the answer").get("port"), "port", 1, 65535),
+            answers.json_line(out, where, "notebook config", fix),
+            where,
+            "notebook config",
+            fix,
+        )
+
+    def host_port(self) -> int:
+        """Jupyter's port on the host: notebook.port, or (moved off a busy default) the one the host chose."""
+        if self.port is None:
+            self.port = self.status()["port"] if self.may_move else self.profile.notebook.port
+        return self.port
 
     def start(self) -> dict:
         """JupyterLab running (started, restarted after a settings change, or left as it runs): its status."""
         status = notebook_status(self._run("start"), self.host().label, self.profile.name)
         server = status["server"]
+        self.port = server["port"]
         print(f"notebook: JupyterLab on the host at 127.0.0.1:{server['port']} (pid {server['pid']})")
         return status
 
@@ -55,13 +79,15 @@ class Notebook:
         if result["other"]:
             print(
                 f"notebook: a Jupyter labvm did not start still runs on port "
-                f"{profile.notebook.port} (pid {result['other']['pid']}); "
+                f"{self.port or profile.notebook.port} (pid {result['other']['pid']}); "
                 f"`inv stop-notebook --host {profile.name} --force` ends it"
             )
 
     def status(self) -> dict:
         """The notebook's and the host's state (nbctl.py status), checked field by field."""
-        return notebook_status(self._run("status"), self.host().label, self.profile.name)
+        status = notebook_status(self._run("status"), self.host().label, self.profile.name)
+        self.port = status["port"]
+        return status
 
     def running(self) -> bool:
         """A labvm Jupyter runs there; False also when the host does not answer (nothing known to bring back)."""
@@ -84,6 +110,7 @@ class Notebook:
                 "LABVM_AUTH": auth,
                 "LABVM_TIMEOUT": str(spec.start_timeout),
                 "LABVM_FORCE": "1" if force else "0",
+                "LABVM_PICK": "1" if self.may_move else "0",
             },
         )
 

@@ -24,7 +24,7 @@ def checks(session) -> list[Check]:
     """`inv check` of a machine over SSH (Session.checks; this machine is asked nothing): labvm's key and
     identity, the laptop, the provider's questions, the jump host, an SSH login."""
     profile = session.profile
-    public_key = _public_key(session)
+    public_key = _existing_key(session)
     results = [_identity(session)]
     results += session.provider.preflight(public_key)
     if profile.jump:
@@ -57,20 +57,31 @@ def report(results: list[Check], as_json: bool) -> str:
 
 
 def _public_key(session) -> str:
-    """labvm's public key, made here if need be: a local file, nothing the cloud bills."""
+    """labvm's public key, made here if need be (`up`): a local file, nothing the cloud bills."""
     return session.ssh.ensure_key()
 
 
+def _existing_key(session) -> str:
+    """labvm's public key where this machine has it, else "": `inv check` reads, it makes nothing."""
+    public = session.ssh.key.with_suffix(".pub")
+    return public.read_text().strip() if session.ssh.key.exists() and public.is_file() else ""
+
+
 def _identity(session) -> Check:
+    """labvm's key and the profile's identity: ok where something can log in.  A missing identity with
+    labvm's key at hand is said and passes, as `up` goes on with that key (reach._without_missing_identity)."""
+    written = session.provider.profile.identity  # as hosts.yml names it: the reach's profile drops a missing one
+    key = session.ssh.key
+    if written is not None and not written.is_file() and key.is_file():
+        return Check(
+            "identity", True, f"{session.profile.key('identity')}: {written} not found; labvm's key {key} is used"
+        )
     try:
         session.ssh.check_identity(session.profile)
     except LabvmError as e:
         return Check("identity", False, str(e))
-    return Check(
-        "identity",
-        True,
-        f"labvm's key {session.ssh.key}" + (f" and {session.profile.identity}" if session.profile.identity else ""),
-    )
+    mine = f"labvm's key {key}" if key.exists() else f"would make labvm's key at first `up` ({key})"
+    return Check("identity", True, mine + (f" and {session.profile.identity}" if session.profile.identity else ""))
 
 
 def _jump(profile) -> Check:

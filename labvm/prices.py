@@ -4,11 +4,15 @@ images, snapshots and addresses cost a month (the cloud's price list), cached on
 A price is an estimate that helps decide whether to stop a VM; it never decides anything itself.  So
 no failure here reaches a verb: no rights to the price API, no network, an answer not understood or
 a lookup slower than LOOKUP_SECONDS all mean "no price", and nothing is shown rather than a guess.
+Nor does a price hold a verb up: a price API that failed or did not answer in time is not asked again
+for UNANSWERED_MINUTES, by this run or any other (the record is in the cache), and a lookup past its
+time goes on behind the verb, its answer cached if it comes while labvm still runs.
 
 The cache is one JSON file (0600) in labvm's run folder of the SSH home (~/.ssh/labvm/run/prices.json):
 labvm keeps all its laptop state there already (keys, tunnels, keepers' logs), in a 0700 folder that
 exists on every platform and follows LABVM_SSH_DIR, so tests and several checkouts never share one.
-A price is kept CACHE_DAYS; an older one is asked again, and used while the cloud cannot be reached.
+A price is kept CACHE_DAYS (a spot price SPOT_CACHE_HOURS: it follows supply and demand); an older one
+is asked again, and used while the cloud cannot be reached.
 """
 
 from __future__ import annotations
@@ -25,12 +29,16 @@ from .files import write_private
 from .providers import Provider
 
 CACHE_DAYS = 7
-LOOKUP_SECONDS = 15.0  # one price lookup, however the cloud's SDK retries; past it: no price
+# Spot prices move with supply and demand (EC2's spot price history has a new entry whenever a zone's price
+# changes, https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-spot-instances-history.html): an hour at most.
+SPOT_CACHE_HOURS = 1
+LOOKUP_SECONDS = 5.0  # what a verb waits for one price, however the cloud's SDK retries; past it: no price
+UNANSWERED_MINUTES = 30  # a price API that failed or did not answer is left alone this long, by every run
 CACHE_LIMIT = 1_000_000  # bytes: a larger file is not labvm's cache, and is started over
 _lock = threading.Lock()  # one writer at a time in this process; between processes a lost write is a miss
-# (cloud, place, what: spot, on-demand or month) whose lookup failed once: not asked again in this run (spot,
-# on-demand and monthly prices may come from different APIs, as on AWS).
-_unreachable: set[tuple[str, str, bool | str]] = set()
+# (cloud, place, what: spot, on-demand or month) whose lookup failed in this run, whether or not the cache could
+# keep it (spot, on-demand and monthly prices may come from different APIs, as on AWS).
+_unreachable: set[str] = set()
 MONTHLY_KINDS = ("volume", "image", "snapshot", "address")
 
 
@@ -91,17 +99,28 @@ def per_month(
 
 def _cached(provider: Provider, key: str, what: bool | str, ask, name: str) -> float | None:
     """The cache's price under `key` while fresh, else ask() (under LOOKUP_SECONDS) and kept; when the
-    cloud cannot be reached, the cached price however old (None without one)."""
-    entry = _read().get("prices", {}).get(key)
-    if entry and time.time() - entry["at"] < CACHE_DAYS * 86400:
+    cloud cannot be reached, or failed lately (UNANSWERED_MINUTES), the cached price however old (None
+    without one)."""
+    cache = _read()
+    entry = cache.get("prices", {}).get(key)
+    kept = SPOT_CACHE_HOURS * 3600 if what is True else CACHE_DAYS * 86400
+    if entry and time.time() - entry["at"] < kept:
         return entry["usd"]
-    place = (provider.profile.provider, provider.where(), what)
-    answered, price = (False, None) if place in _unreachable else _ask(ask, name)
+    place = "/".join((provider.profile.provider, provider.where(), _what_words(what)))
+    failed = cache.get("unanswered", {}).get(place, {}).get("at", 0)
+    if place in _unreachable or time.time() - failed < UNANSWERED_MINUTES * 60:
+        return entry["usd"] if entry else None
+    answered, price = _ask(ask, name, key)
     if not answered:
         _unreachable.add(place)
+        _store("unanswered", place, {"at": time.time()})
         return entry["usd"] if entry else None
-    _store("prices", key, {"usd": price, "at": time.time()})
     return price
+
+
+def _what_words(what: bool | str) -> str:
+    """How the cache names a kind of price: "spot", "on-demand" or "month"."""
+    return what if isinstance(what, str) else "spot" if what else "on-demand"
 
 
 def known_price(profile_name: str, hosts_path: str) -> float | None:
@@ -167,17 +186,20 @@ def override(profile: Profile, provider: Provider, size: str | None) -> float | 
     return None
 
 
-def _ask(ask, name: str) -> tuple[bool, float | None]:
-    """(whether the cloud answered, its price) within LOOKUP_SECONDS.  A daemon thread: a lookup that
-    hangs past the limit is left behind and never holds up the verb or the exit."""
+def _ask(ask, name: str, key: str) -> tuple[bool, float | None]:
+    """(whether the cloud answered, its price) within LOOKUP_SECONDS; an answer is cached under `key`.  A
+    daemon thread: a lookup that hangs past the limit is left behind and never holds up the verb or the
+    exit; if it answers while labvm still runs (a slow catalog during `up`), its answer is cached all the same."""
     outcome: list = []
 
     def asking():
         try:
-            price = ask()
-            outcome.append(float(price) if price is not None and math.isfinite(price) and price >= 0 else None)
+            answer = ask()
+            price = float(answer) if answer is not None and math.isfinite(answer) and answer >= 0 else None
         except Exception:
-            pass
+            return
+        _store("prices", key, {"usd": price, "at": time.time()})
+        outcome.append(price)
 
     thread = threading.Thread(target=asking, daemon=True, name=f"price {name}")
     thread.start()
@@ -186,7 +208,7 @@ def _ask(ask, name: str) -> tuple[bool, float | None]:
 
 
 def _key(provider: Provider, size: str, spot: bool) -> str:
-    return "/".join((provider.profile.provider, provider.where(), size, "spot" if spot else "on-demand"))
+    return "/".join((provider.profile.provider, provider.where(), size, _what_words(spot)))
 
 
 def _profile_id(profile: Profile) -> str:

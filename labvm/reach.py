@@ -64,8 +64,11 @@ class LocalReach:
         self._host = None
 
     def checks(self, ask: Callable[[], list[Check]]) -> list[Check]:
-        """`inv check` asks nothing of this machine."""
-        return [Check("local", True, "this machine: no cloud, no SSH")]
+        """`inv check`: the laptop's own lines (labvm.laptop: rsync, the keeper, ...) as for every profile;
+        no cloud, key or login to ask about."""
+        from . import laptop
+
+        return [*laptop.checks(), Check("local", True, "this machine: no cloud, no SSH")]
 
     def keys(self, host=None) -> None:
         """No key: this machine is reached without SSH."""
@@ -114,7 +117,12 @@ class SshReach:
     """A machine over SSH: its address from hosts.yml's `address:` or the provider's instance."""
 
     def __init__(self, profile: Profile, provider: Provider, ssh: SshHome, tunnels: Tunnels):
-        self.profile, self.provider, self.ssh, self.tunnels = profile, provider, ssh, tunnels
+        self.profile, self.provider, self.ssh, self.tunnels = (
+            _without_missing_identity(profile, ssh),
+            provider,
+            ssh,
+            tunnels,
+        )
         self._host: SshHost | None = None
 
     # -- the machine ---------------------------------------------------------------------------
@@ -278,6 +286,19 @@ class SshReach:
             return
         for line in outcome.lines(str(self.profile.sync_dir), "push" if push else "pull"):
             print(line, flush=True)
+
+
+def _without_missing_identity(profile: Profile, ssh: SshHome) -> Profile:
+    """A hosts.yml `identity:` whose file is missing need not stop a task that labvm's own key can do:
+    said once, and the profile goes on without it.  Without labvm's key nothing else could log in, so
+    the profile stays as it is and the identity's check refuses (`inv keys` checks it first)."""
+    if profile.identity is None or profile.identity.is_file() or not ssh.key.is_file():
+        return profile
+    print(
+        f"warning: {profile.key('identity')}: {profile.identity} not found; going on with labvm's key {ssh.key}",
+        flush=True,
+    )
+    return dataclasses.replace(profile, identity=None)
 
 
 def open_browser(run_dir, name: str, url: str) -> None:

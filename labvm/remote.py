@@ -27,6 +27,7 @@ from .sshconfig import SshHome, parse_jump
 from .text import CleanStream, clean, decode
 
 BANNER_TIMEOUT = 20
+PROBE_TIMEOUT = 2  # seconds a port that sent no SSH banner gets to say what it is (SshHost._not_ssh)
 OUTPUT_LIMIT = 1 << 20  # bytes of a remote command's stdout, and of its stderr, kept: the last ones
 READ_LIMIT = 64 * 1024  # bytes of a small file read back from the host (a digest, a password hash)
 
@@ -242,6 +243,7 @@ class SshHost:
 
         where = self.label + (f" via jump {self.profile.jump}" if self.profile.jump else "")
         connected = self._connection is not None
+        started = time.monotonic()  # a port that never sends a banner: how long it was waited for
         try:
             return action(*args, **kwargs)
         except paramiko.BadHostKeyException as e:
@@ -273,12 +275,39 @@ class SshHost:
                 raise LabvmError(
                     f"{where}: the connection dropped during {self._step}; run the same task again to resume"
                 ) from None
-            if "banner" in reason or not reason.strip() or "No existing session" in reason:
+            no_banner = ("banner", "Indecipherable protocol version", "No existing session")
+            if any(sign in reason for sign in no_banner) or not reason.strip():
+                waited = time.monotonic() - started
                 raise LabvmError(
-                    f"{where}: accepted the connection but sent no SSH banner within {BANNER_TIMEOUT} s; "
+                    self._not_ssh(where)
+                    or f"{where}: accepted the connection but sent no SSH banner within {waited:.0f} s; "
                     f"is an SSH server on that port? check {self.profile.key('address/port')}"
                 ) from None
             raise LabvmError(f"{where}: SSH failed: {reason}; check {self.profile.key('address/port')}") from None
+
+    def _not_ssh(self, where: str) -> str:
+        """What answers on the port instead of sshd, in one line ("" when it says nothing, or says SSH):
+        paramiko skips the lines before a banner and names none of them.  Asked with an HTTP request, as
+        a web server (the usual guest on a wrong port) waits for one, while sshd speaks first anyway.
+        Behind `jump:` the port is reachable from the jump host only: not asked."""
+        if self.profile.jump:
+            return ""
+        try:
+            with socket.create_connection((self.hostname, self.profile.port), timeout=PROBE_TIMEOUT) as s:
+                s.settimeout(PROBE_TIMEOUT)
+                s.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+                answer = s.recv(256)
+        except OSError:  # gone, refused, or silent: the banner message says enough
+            return ""
+        first = answer.split(b"\n")[0].strip()
+        if not first or first.startswith(b"SSH-"):
+            return ""
+        # The other end wrote it: cleaned and bounded.
+        what = "HTTP" if first.startswith(b"HTTP/") else repr(clean(decode(first), 80))
+        return (
+            f"{where}: {self.hostname}:{self.profile.port} answers {what}, not SSH: "
+            f"is `port:` right? ({self.profile.key('port')})"
+        )
 
     def _free_space(self) -> tuple[int, int] | None:
         """(free, total) KiB where labvm writes on the host (~/.labvm), if the host still answers."""

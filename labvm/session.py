@@ -11,22 +11,26 @@ notebook and autostop steps on it (labvm.notebook, labvm.autostop), the cluster'
 
 from __future__ import annotations
 
-import sys
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from . import platforms, preflight, steps, vm
+from . import platforms, steps, vm
 from .autostop import Autostop
 from .config import Profile
 from .errors import LabvmError
 from .notebook import Notebook, lab_url
-from .plan import PlannedSteps, Steps
-from .providers import IMAGE_AVAILABLE, Instance, Provider, for_profile, parse_time
+from .plan import PlannedSteps, Steps, confirm
+from .providers import IMAGE_AVAILABLE, Instance, Provider, parse_time
+from .providers.unlooked import provider_for
 from .reach import LocalReach, SshReach, open_browser, reach_for
 from .sshconfig import SshHome
 from .text import clean
 from .tunnel import Tunnels
-from .workers import ClusterMachines
+
+if TYPE_CHECKING:  # preflight and workers load only for a new VM or a cluster: a prepared host's `up` needs neither
+    from .workers import ClusterMachines
 
 
 class Session:
@@ -39,7 +43,7 @@ class Session:
         self.context = context
         self.ssh = SshHome.current()
         self.tunnels = Tunnels(self.ssh)
-        self.provider = provider or for_profile(profile)
+        self.provider = provider or provider_for(profile, plan)  # under --plan, maybe one that could not look
         self.reach: LocalReach | SshReach = reach_for(profile, self.provider, self.ssh, self.tunnels)
         self.steps: Steps | PlannedSteps = Steps()
         if plan:  # refused where labvm changes nothing (local and ssh profiles)
@@ -83,7 +87,9 @@ class Session:
             if image == "latest":
                 image = self._latest_image()
             public_key = self.ssh.ensure_key()
-            self.steps.then("", lambda: preflight.before_create(self))
+            from .preflight import before_create
+
+            self.steps.then("", lambda: before_create(self))
             instance = self.provider.create(image, public_key=public_key)
             # A new VM at a known address has a new host key: forget the old one, and only now.
             self.ssh.forget_host(self.reach.address(instance), self.profile.port)
@@ -109,7 +115,9 @@ class Session:
 
     def check(self) -> list:
         """`inv check`: read-only questions, one line each, before anything is billed (labvm.preflight)."""
-        return self.reach.checks(lambda: preflight.checks(self))
+        from .preflight import checks
+
+        return self.reach.checks(lambda: checks(self))
 
     def _replace(self, instance: Instance, yes: bool) -> None:
         if instance.state != "error":
@@ -118,7 +126,7 @@ class Session:
                 f"(`inv terminate --host {self.profile.name}` then `inv up` replaces a working one)"
             )
         if not yes:
-            _confirm(
+            confirm(
                 f"Delete {instance.id} ({instance.name}, in ERROR) and make a new VM?",
                 f"--replace deletes {instance.id}; pass --yes to confirm",
             )
@@ -144,6 +152,11 @@ class Session:
         self.keys()
         self.env()
         self.jupyter_config()
+        port = self.notebook.host_port()
+        if port != self.profile.notebook.port:  # moved off a busy default: the idle check watches Jupyter's port
+            notebook = dataclasses.replace(self.profile.notebook, port=port)
+            moved = dataclasses.replace(self.profile, notebook=notebook)
+            self.autostop_setting = Autostop(moved, self.provider, lambda: self.host)
         self.autostop_setting.setup()
 
     # -- a Dask cluster beside the notebook (labvm.workers: the machines; labvm.cluster: Dask) ----
@@ -192,6 +205,8 @@ class Session:
     @property
     def cluster_machines(self) -> ClusterMachines:
         """The profile's worker machines (the cloud's VMs, or cluster.hosts)."""
+        from .workers import ClusterMachines
+
         return ClusterMachines(self.profile, self.provider, self.ssh, self.steps)
 
     # -- idle auto-stop (cloud profiles) ---------------------------------------------------
@@ -218,7 +233,7 @@ class Session:
 
     def tunnel(self, remote_port: int | None = None) -> int:
         """Opens (or finds) the tunnel; returns the local port the browser uses."""
-        return self.reach.tunnel(remote_port or self.profile.notebook.port)
+        return self.reach.tunnel(remote_port or self.notebook.host_port())
 
     def close_tunnel(self) -> None:
         """`inv tunnel --stop`: the keeper and its ssh end."""
@@ -235,26 +250,27 @@ class Session:
         """Everything: the VM (resumed or made), keys, env, Jupyter, the tunnel; returns (and opens) the URL.
         keep_tunnel: a Jupyter that fails to start leaves the tunnel as it is (the asleep page's
         start, whose keeper then shows why) instead of closing it."""
-        self.ensure_machine(image, replace, yes)
+        if not self.steps.looked(lambda: self.ensure_machine(image, replace, yes), self.provider):
+            return ""  # --plan without credentials: said what it could not see
         from .prices import size_words  # a price looked up once, then from the laptop's cache
 
         words = size_words(self.profile, self.provider)  # "" where neither size nor price is known
         if words:
             print(f"{self.profile.name}: {words}")
         cluster_plan = f"then the cluster: `inv cluster --host {self.profile.name} --plan` once the VM runs"
-        return (
-            self.steps.then(cluster_plan if self.profile.cluster else "", lambda: self._serve(browser, keep_tunnel))
-            or ""
-        )
+        planned = cluster_plan if self.profile.cluster else ""
+        return self.steps.then(planned, lambda: self._serve(browser, keep_tunnel)) or ""
 
     def _serve(self, browser: bool, keep_tunnel: bool) -> str:
         """On the running machine: set up, the cluster, Jupyter and the tunnel; the URL once it answers."""
         self.setup()
         if self.profile.cluster:
             self.cluster()
-        # OpenSSH opens the tunnel while Jupyter boots; they share nothing.
+        # OpenSSH opens the tunnel while Jupyter boots; they share nothing.  A kept tunnel this `up`
+        # wakes from its asleep page is not "already open": the URL below says it is there.
+        self.tunnels.say_woken = False
         with ThreadPoolExecutor(1) as pool:
-            opening = pool.submit(self.tunnel, self.profile.notebook.port)
+            opening = pool.submit(self.tunnel, self.notebook.host_port())
             try:
                 server = self.start_notebook()["server"]
             except LabvmError:
@@ -310,8 +326,8 @@ class Session:
     def create(self, image: str | None = None) -> None:
         """`inv create`: the profile's VM made (or resumed; never a second one)."""
         self.provider.require("create")
-        self.ensure_machine(image)
-        self.steps.then("", lambda: print(f"{self.profile.name}: {self.provider.find()}"))
+        if self.steps.looked(lambda: self.ensure_machine(image), self.provider):
+            self.steps.then("", lambda: print(f"{self.profile.name}: {self.provider.find()}"))
 
     def start(self) -> None:
         """`inv start`: the VM running, its SSH answering."""
@@ -410,7 +426,7 @@ class Session:
         if not yes:
             question = f"Terminate {instance.id} ({instance.name}) and delete its disk?"
             refusal = f"terminate deletes {instance.id} and its disk; pass --yes to confirm"
-            self.steps.then("", lambda: _confirm(question, refusal))
+            self.steps.then("", lambda: confirm(question, refusal))
         self.steps.then("", self.close_tunnel)
         if self.profile.cluster and not self.profile.cluster.hosts:
             self.provider.terminate_workers()  # the same guard and question covered them
@@ -471,13 +487,6 @@ def _attempt(failed: list[str], step: str, action: Callable[[], object]) -> None
     except Exception as e:  # no failure of a step may leave the VM running and billed
         failed.append(step)
         print(f"{step} failed: {_one_line(e)}", flush=True)
-
-
-def _confirm(question: str, without_terminal: str) -> None:
-    if not sys.stdin.isatty():
-        raise LabvmError(without_terminal)
-    if input(f"{question} [y/N] ").strip().lower() != "y":
-        raise LabvmError("not confirmed; nothing changed")
 
 
 def _one_line(error: Exception) -> str:

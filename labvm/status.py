@@ -136,6 +136,11 @@ def _describe(session: Session, status: dict) -> list[str]:
         note = f" (a Jupyter labvm did not start holds port {status['port']}, pid {other['pid']})" if other else ""
         return [f"  notebook: not running{note}", *autostop, machine]
     lines = [f"  notebook: running on host port {server['port']} (pid {server['pid']})"]
+    if server["port"] != status["port"]:  # hosts.yml's notebook.port changed since Jupyter started
+        lines.append(
+            f"  notebook: notebook.port is now {session.profile.notebook.port}; it takes effect at the next "
+            f"`inv up --host {session.profile.name}`"
+        )
     if server.get("answering"):
         lines.append(
             f"  kernels {server['kernels']} ({server['busy_kernels']} busy), "

@@ -203,15 +203,22 @@ class NotebookSync:
     def _preview(self, outcome: Outcome, meanwhile: Callable[[], None]) -> list[Listed]:
         """Everything the host offers, each file flagged against the local folder, before
         anything comes (a dry run); invoke's files among what differs are named (the pull leaves
-        them on the host) and left out.  meanwhile runs while rsync connects."""
-        listing = self._rsync(
+        them on the host) and left out, and so are the files no sync pattern names (counted, with
+        the patterns that would take them).  meanwhile runs while rsync connects."""
+        everything = self._rsync(
             ["--dry-run", "-ii"],
             self.remote,
             f"{self.local}/",
             outcome,
-            filters=self._filters(hold_back_invoke_files=False),
+            filters=_safe_rules(),  # every file that could travel: those no pattern names are counted
             meanwhile=meanwhile,
         )
+        listing = [entry for entry in everything if self.folder.patterns(entry.rel)]
+        left = [entry.rel for entry in everything if not self.folder.patterns(entry.rel)]
+        left += [rel for rel in outcome.too_large if not self.folder.patterns(rel)]  # --max-size lists no file
+        outcome.too_large = [rel for rel in outcome.too_large if self.folder.patterns(rel)]
+        if left:
+            outcome.notes.append(self.folder.not_synced(left))
         outcome.held_back = sorted(
             entry.rel for entry in listing if entry.flags.startswith(">f") and is_invoke_file(entry.rel)
         )
@@ -238,10 +245,10 @@ class NotebookSync:
 
     # -- rsync ---------------------------------------------------------------------------
 
-    def _filters(self, hold_back_invoke_files: bool = True) -> list[str]:
+    def _filters(self) -> list[str]:
         """rsync's rules: no dot-file or dot-folder (rsync's * matches a leading dot, so a pattern
         like *rc would reach .bashrc), no invoke file, then the sync patterns."""
-        rules = _safe_rules() + [f"--exclude={name}" for name in INVOKE_FILES if hold_back_invoke_files]
+        rules = _safe_rules() + [f"--exclude={name}" for name in INVOKE_FILES]
         rules += ["--include=*/"] + [f"--include={pattern}" for pattern in self.profile.sync_patterns]
         return rules + ["--exclude=*"]
 

@@ -118,6 +118,20 @@ class NotebookFolder:
                 f"{self.profile.key('sync_max_total')}"
             )
 
+    def not_synced(self, names: list[str]) -> str:
+        """What a pull leaves on the host because no sync pattern names it, and the patterns that would
+        (`*.csv`, or the name itself where it has no suffix), the most common first."""
+        counts: dict[str, int] = {}
+        for rel in names:
+            name = rel.rpartition("/")[2]
+            pattern = f"*{Path(name).suffix}" if Path(name).suffix else name
+            counts[pattern] = counts.get(pattern, 0) + 1
+        wanted = sorted(counts, key=lambda pattern: (-counts[pattern], pattern))
+        return (
+            f"{len(names)} file(s) on the host not synced ({_shown(wanted)}): "
+            f"add them to {self.profile.key('sync')} to bring them home"
+        )
+
     def over_budget(self, moved: int) -> str:
         """Why a pull stopped once more than sync_max_total came."""
         return (

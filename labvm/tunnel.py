@@ -88,6 +88,7 @@ class Tunnels:
 
     def __init__(self, ssh: SshHome):
         self.ssh = ssh
+        self.say_woken = True  # open() says it found a keeper it woke (`inv tunnel`); `up` says the URL instead
 
     # -- what is labvm's -----------------------------------------------------------------
 
@@ -179,9 +180,13 @@ class Tunnels:
         """Starts (or finds) the profile's keeper; returns once its forward accepts."""
         current = self._kept(profile, remote_port)
         if current:
-            if not current.is_up:  # asleep too: woken, its port goes from the page to ssh
+            woken = not current.is_up
+            if woken:  # asleep too: woken, its port goes from the page to ssh
                 current = self._reconnect(profile, current)
-            print(f"tunnel: already open, 127.0.0.1:{current.local_port} -> host port {remote_port} ({current.state})")
+            if not woken or self.say_woken:
+                print(
+                    f"tunnel: already open, 127.0.0.1:{current.local_port} -> host port {remote_port} ({current.state})"
+                )
             return current
         previous = self._read_record(profile) or {}
         self._clear(profile)

@@ -143,6 +143,15 @@ def age(text, now):
     return (now - parse_time(text)).total_seconds() if text else float("inf")
 
 
+def jupyter_port(configured):
+    """The port labvm's Jupyter runs on: the configured one, or where labvm's Jupyter moved when a labmate
+    held it (notebook.sh's --pick); RUNTIME holds labvm's own servers only."""
+    ports = [s["port"] for s in servers(RUNTIME) if isinstance(s.get("port"), int)]
+    if configured in ports or not ports:
+        return configured
+    return ports[0]
+
+
 def jupyter_activity(port, period, now):
     """Why labvm's Jupyter on this port is in use: busy kernels, kernels or terminals used within the
     period, open kernel websockets."""
@@ -292,7 +301,7 @@ def activity(settings, now):
     """Why the machine is not idle now; an empty list means idle."""
     if settings.get("dask_scheduler"):
         return worker_activity(settings["dask_scheduler"])
-    port, period = settings["port"], settings["idle_seconds"]
+    port, period = jupyter_port(settings["port"]), settings["idle_seconds"]
     # Counted before labvm's own API calls below, which are connections to the same port.
     reasons = []
     connections = established_connections(port)

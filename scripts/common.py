@@ -45,14 +45,20 @@ def read_json(path, default):
 
 
 def alive(pid):
-    """The process exists (one of another user's too)."""
+    """The process runs (one of another user's too).  A zombie does not: it exited, holds no port and serves
+    nothing, though its pid stays until its parent waits (never, under a container's pid 1 that reaps
+    nothing), and a Jupyter ended by a signal leaves its runtime file naming it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # the state follows the name in parentheses
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): kill's answer stands
 
 
 def servers(directory):

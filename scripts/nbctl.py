@@ -44,8 +44,56 @@ OTHER_RUNTIME_DIRS = [
 ]
 
 
+PORT_SEARCH = 50  # ports after notebook.port's default tried on a shared host (labvm.tunnel does the same here)
+
+
+def configured_port():
+    """The port labvm's Jupyter config names (the one the last `config` chose), or None."""
+    try:
+        with open(CONFIG) as f:
+            port = json.load(f)["ServerApp"]["port"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return port if isinstance(port, int) else None
+
+
+def port_in_use(port):
+    """Another program (any login's) listens on the port: seen in /proc, else by connecting."""
+    return port_owner(port) is not None or port_open(port)
+
+
+def choose_port(wanted):
+    """notebook.port's default on a host others share: the port this login's last `config` chose
+    while it is still free (or its own Jupyter's), else the default, else the next free one."""
+    own = {s.get("port") for s in servers(RUNTIME)}
+    previous = configured_port()
+    search = range(wanted, min(wanted + PORT_SEARCH, 65536))
+    if previous in search and (previous in own or not port_in_use(previous)):
+        if previous != wanted:
+            say("jupyter: using port %d on the host, as at the last start" % previous)
+        return previous
+    port = next((p for p in search if p in own or not port_in_use(p)), None)
+    if port is None:
+        say("error: ports %d-%d on the host are all in use; set notebook.port" % (wanted, search[-1]))
+        sys.exit(1)
+    if port != wanted:
+        say("jupyter: %d is taken on the host; using %d" % (wanted, port))
+    return port
+
+
+def resolve_port(args):
+    """--pick (notebook.port left at its default): the port `config` chose; else notebook.port."""
+    if args.pick and args.command != "config":
+        previous = configured_port()
+        if previous in range(args.port, args.port + PORT_SEARCH):
+            args.port = previous
+
+
 def config(args):
-    """`config`: the workspace, the token and Jupyter's config file written; says whether it changed."""
+    """`config`: the workspace, the token and Jupyter's config file written (with --pick, on a port
+    chosen free); says whether it changed and the port."""
+    if args.pick:
+        args.port = choose_port(args.port)
     workspace = os.path.expanduser(args.workspace)
     os.makedirs(workspace, exist_ok=True)
     os.makedirs(RUNTIME, mode=0o700, exist_ok=True)
@@ -91,7 +139,7 @@ def config(args):
         say("notebook: JupyterLab settings defaults changed (overrides.d/labvm.json in the env)")
     else:
         say("notebook: Jupyter config unchanged")
-    return {"changed": changed}
+    return {"changed": changed, "port": args.port}
 
 
 def settings_overrides(prefix):
@@ -251,7 +299,8 @@ def owner(args):
 
 
 def plan(args):
-    """What start should do: nothing (running), start, or restart (config changed)."""
+    """What start should do: nothing (running), start, or restart (config changed); with --new-token,
+    a start or restart gets its new token and cookie secret here (new_token)."""
     result = status(args)
     server = result["server"]
     if result.get("port_holder"):
@@ -276,6 +325,8 @@ def plan(args):
         sys.exit(1)
     else:
         result["action"] = "start"
+    if args.new_token and result["action"] != "running":
+        new_token(args)  # in this process: one Python start less on every start of Jupyter
     return result
 
 
@@ -405,7 +456,10 @@ def main():
     parser.add_argument("--auth", choices=["token", "password"], default="token")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--new-token", action="store_true", help="plan: a new token when Jupyter is to start")
+    parser.add_argument("--pick", action="store_true", help="--port is the default: another is taken when it is busy")
     args = parser.parse_args()
+    resolve_port(args)
     if args.command == "owner":
         owner(args)
         return

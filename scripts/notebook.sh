@@ -7,7 +7,9 @@
 #   LABVM_AUTH        token | password (layout.py PASSWORD_HASH, put there by labvm)
 #   LABVM_TIMEOUT     seconds to wait for an authorised /api/status
 #   LABVM_FORCE       1: stop also ends a Jupyter labvm did not start on that port
-# Every start of Jupyter gets a new token (nbctl.py new-token); a running one keeps its own.
+#   LABVM_PICK        1: LABVM_PORT is notebook.port's default; when another program holds it, config
+#                     takes the next free one (kept for this login while free) and the rest follow it
+# Every start of Jupyter gets a new token (nbctl.py plan --new-token); a running one keeps its own.
 # Prints one JSON object on stdout; progress and errors go to stderr.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +20,8 @@ port=${LABVM_PORT:-8888}
 mux=${LABVM_MUX:-tmux}
 nbctl="$here/nbctl.py"
 py=$(env_python "$prefix")
+pick=
+[ "${LABVM_PICK:-0}" = 1 ] && pick=--pick
 mkdir -p "$STATE"
 
 need_multiplexer() {
@@ -30,8 +34,8 @@ need_multiplexer() {
 }
 
 stop_all() {
-    if [ "${LABVM_FORCE:-0}" = 1 ]; then "$py" "$nbctl" stop --port "$port" --force
-    else "$py" "$nbctl" stop --port "$port"; fi
+    if [ "${LABVM_FORCE:-0}" = 1 ]; then "$py" "$nbctl" stop --port "$port" $pick --force
+    else "$py" "$nbctl" stop --port "$port" $pick; fi
     if command -v tmux >/dev/null 2>&1; then tmux kill-session -t "$NOTEBOOK_SESSION" 2>/dev/null || true; fi
     if command -v screen >/dev/null 2>&1; then screen -S "$NOTEBOOK_SESSION" -X quit >/dev/null 2>&1 || true; fi
 }
@@ -40,7 +44,11 @@ stop_all() {
 launch_jupyter() {
     [ -x "$prefix/bin/jupyter" ] || die "no jupyter in $prefix yet; run the env step first (inv setup)"
     [ -f "$HOME/$JUPYTER_CONFIG" ] || die "no Jupyter config yet; run inv setup first"
-    plan=$("$py" "$nbctl" plan --port "$port") || exit 1
+    # A start or restart gets its new token here (plan --new-token), before anything is stopped or started.
+    plan=$("$py" "$nbctl" plan --port "$port" $pick --new-token) || exit 1
+    # The port the plan is for (with --pick, the one config chose); the rest of the start uses it.
+    port=$(printf '%s\n' "$plan" | sed -n 's/^{"port": \([0-9]*\),.*/\1/p')
+    pick=
     running=0
     case $plan in
         *'"action": "running"'*)
@@ -52,7 +60,6 @@ launch_jupyter() {
             stop_all > /dev/null ;;
     esac
     need_multiplexer
-    "$py" "$nbctl" new-token > /dev/null
     rm -f "$HOME/$RUNNER_PID"
     case $mux in
         tmux)
@@ -83,9 +90,9 @@ start() {
 }
 
 case ${1:-} in
-    config) "$py" "$nbctl" config --port "$port" --prefix "$prefix" --workspace "$(expand_home "${LABVM_WORKSPACE:-~/work}")" --auth "${LABVM_AUTH:-token}" ;;
+    config) "$py" "$nbctl" config --port "$port" $pick --prefix "$prefix" --workspace "$(expand_home "${LABVM_WORKSPACE:-~/work}")" --auth "${LABVM_AUTH:-token}" ;;
     start) start ;;
     stop) stop_all ;;
-    status) "$py" "$nbctl" status --port "$port" ;;
+    status) "$py" "$nbctl" status --port "$port" $pick ;;
     *) die "usage: notebook.sh config|start|stop|status" ;;
 esac

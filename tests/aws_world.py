@@ -4,6 +4,7 @@
 import json
 import logging
 import os
+import socket
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -155,6 +156,35 @@ def owned(ec2, owner: str) -> dict:
 
 
 CLOSED = "http://127.0.0.1:9"  # nothing listens: where the AWS Pricing API is, for these tests
+
+
+class BlackHole:
+    """A price endpoint that accepts and never answers (a captive portal, a proxy or a firewall that drops
+    what follows the handshake): loopback TCP connections accepted, held open, never read nor answered.
+    `connections` counts the connections made to it; close() ends them."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.held: list[socket.socket] = []
+        self.endpoint = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._hold, daemon=True).start()
+
+    def _hold(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            self.held.append(connection)
+
+    @property
+    def connections(self) -> int:
+        return len(self.held)
+
+    def close(self) -> None:
+        self.server.close()
+        for connection in self.held:
+            connection.close()
 
 
 def tagged(profile, owner="hedy", kind="instance"):

@@ -20,7 +20,10 @@ pages at https://cloud.google.com/compute/docs/reference/rest/v1 describe:
 - images (global: insert from sourceDisk, get, list, delete, getFromFamily) -> ``images`` page;
   project ``debian-cloud`` holds a public image of family ``debian-12``. Making an image from a disk
   attached to a RUNNING instance needs ``forceCreate=true`` (else 400 resourceInUseByAnotherResource).
-- machineTypes (zonal: get, list) -> ``machineTypes`` page.
+- machineTypes (zonal: get, list) -> ``machineTypes`` page; accelerator-optimized types answer their GPUs
+  (``accelerators``, see ACCELERATORS).
+- disks (zonal: get, list, delete; aggregatedList) -> ``disks`` page; a boot disk takes its instance's name and
+  the ``labels`` of ``initializeParams``; an attached disk is not deleted (400 resourceInUseByAnotherResource).
 - projects.get (``commonInstanceMetadata``, e.g. ``enable-oslogin``), zones.get, regions.get (``quotas``
   CPUS / IN_USE_ADDRESSES / STATIC_ADDRESSES with usage counted from the instances and addresses;
   instances.insert beyond the CPUS limit -> 403 quotaExceeded).
@@ -49,7 +52,7 @@ operation ends with ZONE_RESOURCE_POOL_EXHAUSTED, HTTP 503 in the operation, no 
 ``api_disabled`` (every Compute call -> 403 accessNotConfigured), ``rate_limited`` (the next N Compute
 calls -> 403 rateLimitExceeded, or 429 with ``rate_limit_status``), ``oslogin_enforced``,
 ``orgpolicy_denied``, ``billing_disabled`` (services.skus.list -> 403 SERVICE_DISABLED), ``project_metadata``, ``quota_limits`` (regional: CPUS and the families' N2_CPUS,
-... PREEMPTIBLE_CPUS, addresses), ``project_quota_limits`` (CPUS_ALL_REGIONS); insert, start and resume
+... PREEMPTIBLE_CPUS and the families' PREEMPTIBLE_N2_CPUS ..., addresses), ``project_quota_limits`` (CPUS_ALL_REGIONS); insert, start and resume
 check the CPU metric of the machine's family.  ``suspend(name)`` leaves an instance SUSPENDED: only
 instances.resume runs it again.  Names are RFC 1035, label keys and values as GCE checks them.
 Only project ``proj``, zone ``us-west1-b`` and region ``us-west1`` exist (plus read-only
@@ -106,21 +109,35 @@ MACHINE_TYPES = {  # name: (guestCpus, memoryMb, shared core)
     "n1-standard-1": (1, 3840, False),
     "n2d-standard-2": (2, 8192, False),
     "c2-standard-4": (4, 16384, False),
+    "c4a-standard-4": (4, 16384, False),
+    # accelerator-optimized (https://cloud.google.com/compute/docs/accelerator-optimized-machines): a2-highgpu-1g
+    # 12 vCPUs and 85 GB, a2-ultragpu-1g 12 vCPUs and 170 GB, g2-standard-4 4 vCPUs and 16 GB
+    "a2-highgpu-1g": (12, 87040, False),
+    "a2-highgpu-2g": (24, 174080, False),
+    "a2-ultragpu-1g": (12, 174080, False),
+    "g2-standard-4": (4, 16384, False),
+}
+# The GPUs a machine type carries, as machineTypes.get answers them in accelerators[]: {guestAcceleratorType,
+# guestAcceleratorCount} (https://cloud.google.com/compute/docs/reference/rest/v1/machineTypes); the other types
+# answer no accelerators field.  name: (guestAcceleratorType, guestAcceleratorCount)
+ACCELERATORS = {
+    "a2-highgpu-1g": ("nvidia-tesla-a100", 1),
+    "a2-highgpu-2g": ("nvidia-tesla-a100", 2),
+    "a2-ultragpu-1g": ("nvidia-a100-80gb", 1),
+    "g2-standard-4": ("nvidia-l4", 1),
 }
 # The regional CPU quota of each machine family (its name's first part): E2, N1 (and F1, G1) count
-# against CPUS, N2, N2D, C2, ... against their own; every vCPU also counts against the project's
-# CPUS_ALL_REGIONS; Spot and preemptible VMs count against PREEMPTIBLE_CPUS instead where the region
-# grants it (limit above 0) (https://cloud.google.com/compute/resource-usage, CPU quota and preemptible quota).
+# against CPUS, every other family against its own <FAMILY>_CPUS (N2, N2D, N4, C2, C2D, C3, C3D, C4, C4A,
+# C4D, T2D, T2A, M1, M2, M3, M4, X4, Z3, H3, A2, G2); every vCPU also counts against the project's
+# CPUS_ALL_REGIONS.  Spot and preemptible VMs count against the preemptible quota of their family instead,
+# PREEMPTIBLE_CPUS for those of CPUS and PREEMPTIBLE_<FAMILY>_CPUS for the others, where the region grants it
+# (limit above 0) (https://cloud.google.com/compute/resource-usage, "CPU quota" and "Preemptible quotas").
 FAMILY_QUOTA = {
-    "n2": "N2_CPUS",
-    "n2d": "N2D_CPUS",
-    "c2": "C2_CPUS",
-    "c2d": "C2D_CPUS",
-    "c3": "C3_CPUS",
-    "t2d": "T2D_CPUS",
-    "m1": "M1_CPUS",
-    "m2": "M2_CPUS",
-    "a2": "A2_CPUS",
+    family: f"{family.upper()}_CPUS"
+    for family in (
+        *("n2", "n2d", "n4", "c2", "c2d", "c3", "c3d", "c4", "c4a", "c4d", "t2d", "t2a"),
+        *("m1", "m2", "m3", "m4", "x4", "z3", "h3", "a2", "g2"),
+    )
 }
 QUOTA_MESSAGE = f"Quota 'CPUS' exceeded. Limit: 8.0 in region {REGION}."
 DISABLED_MESSAGE = (
@@ -684,9 +701,10 @@ class FakeGce:
     def cpu_metric(self, inst: dict) -> str:
         scheduling = inst.get("scheduling", {})
         spot = scheduling.get("provisioningModel") == "SPOT" or scheduling.get("preemptible")
-        if spot and self.quota_limits.get("PREEMPTIBLE_CPUS", 0) > 0:
-            return "PREEMPTIBLE_CPUS"
-        return FAMILY_QUOTA.get(tail(inst["machineType"]).split("-", 1)[0], "CPUS")
+        metric = FAMILY_QUOTA.get(tail(inst["machineType"]).split("-", 1)[0], "CPUS")
+        if spot and self.quota_limits.get(f"PREEMPTIBLE_{metric}", 0) > 0:
+            return f"PREEMPTIBLE_{metric}"
+        return metric
 
     def usage(self) -> dict:
         """Quota usage as GCE counts it: vCPUs of instances not TERMINATED (or SUSPENDED) under their
@@ -923,7 +941,12 @@ class FakeGce:
         if name not in MACHINE_TYPES:
             raise not_found(f"projects/{self.project}/zones/{ZONE}/machineTypes/{name}")
         cpus, mem, shared = MACHINE_TYPES[name]
+        gpus = {}
+        if name in ACCELERATORS:
+            gpu, count = ACCELERATORS[name]
+            gpus = {"accelerators": [{"guestAcceleratorType": gpu, "guestAcceleratorCount": count}]}
         return {
+            **gpus,
             "kind": "compute#machineType",
             "id": str(zlib.crc32(name.encode())),
             "name": name,
@@ -1060,6 +1083,30 @@ class FakeGce:
         """https://cloud.google.com/compute/docs/reference/rest/v1/disks/get: sourceImage names the image
         the disk was made from."""
         return self._get(self.disks, p["disk"], f"zones/{ZONE}/disks")
+
+    @route("GET", r"/zones/(?P<zone>[^/]+)/disks")
+    def list_disks(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/disks/list: the zone's disks, one page."""
+        return self._list("disk", self.disks, f"zones/{ZONE}/disks", q)
+
+    @route("GET", r"/aggregated/disks")
+    def aggregated_disks(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/disks/aggregatedList: per zone, as instances."""
+        return self._aggregated("disk", self.disks, f"zones/{ZONE}", q)
+
+    @route("DELETE", r"/zones/(?P<zone>[^/]+)/disks/(?P<disk>[^/]+)")
+    def delete_disk(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/disks/delete: "You cannot delete a disk that is
+        attached to an instance" (400 resourceInUseByAnotherResource, as for an address in use)."""
+        disk = self._get(self.disks, p["disk"], f"zones/{ZONE}/disks")
+        if disk["users"]:
+            raise ApiError(
+                400,
+                "resourceInUseByAnotherResource",
+                f"The disk resource '{relative(disk['selfLink'])}' is already being used by "
+                f"'{relative(disk['users'][0])}'",
+            )
+        return self._operation("delete", disk, f"zones/{ZONE}", lambda: self.disks.pop(disk["name"], None))
 
     # --- firewalls ------------------------------------------------------------------------------
     @route("POST", r"/global/firewalls")
@@ -1238,6 +1285,10 @@ class FakeGce:
             "creationTimestamp": now(),
             "type": self._link("zones", ZONE, "diskTypes", tail(init.get("diskType", "pd-balanced"))),
             "selfLink": self._link("zones", ZONE, "disks", disk_name),
+            # initializeParams.labels: "Labels to apply to this disk" (reference/rest/v1/instances); the
+            # instance's own labels are not copied to it.
+            **({"labels": dict(init["labels"])} if init.get("labels") else {}),
+            "labelFingerprint": "42WmSpB8rSM=",
         }
         inst = {
             "kind": "compute#instance",

@@ -8,7 +8,8 @@ the API references describe:
 - Nova v2.1 (https://docs.openstack.org/api-ref/compute/): version documents with microversions
   2.1..2.79 (responses use the 2.47+ embedded flavor), flavors, os-keypairs, servers and the
   server actions os-stop, os-start, shelve, unshelve, resize, confirmResize, revertResize and
-  createImage (image id in the body from 2.45, in the Location header before), absolute limits.
+  createImage (image id in the body from 2.45, in the Location header before), each logged in the
+  server's action log (os-instance-actions, with its request id and start time), absolute limits.
 - Neutron v2.0 (https://docs.openstack.org/api-ref/network/v2/): networks, subnets, ports,
   security-groups, security-group-rules, floatingips.
 - Glance v2 (https://docs.openstack.org/api-ref/image/v2/): images list/get/delete; custom
@@ -79,6 +80,7 @@ class Request(NamedTuple):
     query: dict
     body: dict
     headers: dict
+    request_id: str = ""  # what the answer's x-openstack-request-id says
 
 
 class ApiError(Exception):
@@ -152,6 +154,15 @@ ACTIONS = {
     "revertResize": (("VERIFY_RESIZE",), ("REVERT_RESIZE", "resize_reverting"), None),
     "createImage": (("ACTIVE", "SHUTOFF"), (None, "image_snapshot"), None),
 }
+# action -> its name in the server's action log (nova/compute/instance_actions.py: STOP = 'stop', START = 'start')
+LOGGED_AS = {"os-stop": "stop", "os-start": "start"}
+
+
+def action_time() -> str:
+    """An action's start_time as GET /servers/{id}/os-instance-actions shows it: whole seconds, no zone
+    ("2018-04-25T01:26:36.000000", https://docs.openstack.org/api-ref/compute/#list-actions-for-server;
+    Nova's instance_actions.start_time is a DateTime column without fractions)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000")
 
 
 class FakeOpenStack:
@@ -201,6 +212,7 @@ class FakeOpenStack:
         }
         self.keypairs: dict[str, dict] = {}
         self.servers: dict[str, dict] = {}
+        self.actions: dict[str, list[dict]] = {}  # server id -> its action log, oldest first (kept after a delete)
         self.volumes: dict[str, dict] = {}
         self.snapshots: dict[str, dict] = {}
         self.images: dict[str, dict] = {}
@@ -691,6 +703,7 @@ class FakeOpenStack:
         if not isinstance(networks, list) or not networks:
             networks = [{"uuid": next(i for i, n in self.networks.items() if not n["router:external"])}]
         server_id = new_id()
+        self._record(server_id, "create", req)
         volumes = []
         on_volume = bool(boot and boot.get("destination_type") == "volume")
         rechecked = self._recheck_quota(wanted)
@@ -866,6 +879,7 @@ class FakeOpenStack:
     @route("DELETE", r"/compute/v2\.1/servers/(?P<id>[^/]+)")
     def delete_server(self, req):
         server = self.servers.pop(self._server(req)["id"])
+        self._record(server["id"], "delete", req)
         self.pending.pop(server["id"], None)
         for port in [p for p in self.ports.values() if p["device_id"] == server["id"]]:
             del self.ports[port["id"]]
@@ -896,6 +910,7 @@ class FakeOpenStack:
             )
             raise nova_error(409, f"Cannot '{action}' instance {server['id']} while it is in {state}")
         before = server["status"]
+        self._record(server["id"], LOGGED_AS.get(action, action), req)
         self._server_status(server, status, task)
         headers, body = {}, None
         if action == "shelve" and not self._volume_backed(server) and self.shelved_offload_time != 0:
@@ -952,6 +967,30 @@ class FakeOpenStack:
         else:
             self._later(server["id"], status=final)
         return 202, body, headers
+
+    def _record(self, server_id: str, action: str, req) -> None:
+        """An entry of the server's action log, made by the API as it accepts the request (nova/compute/api.py
+        _record_action_start, after the state check): os-start is logged while launched_at stays as it was
+        (nova/compute/manager.py start_instance sets power and vm state only)."""
+        self.actions.setdefault(server_id, []).append(
+            {
+                "action": action,
+                "instance_uuid": server_id,
+                "message": None,
+                "project_id": self.project_id,
+                "request_id": req.request_id,
+                "start_time": action_time(),
+                "user_id": self.user_id,
+                "updated_at": action_time(),  # from microversion 2.58
+            }
+        )
+
+    @route("GET", r"/compute/v2\.1/servers/(?P<id>[^/]+)/os-instance-actions")
+    def list_server_actions(self, req):
+        """List Actions For Server (https://docs.openstack.org/api-ref/compute/#list-actions-for-server): newest
+        first (nova/db/main/api.py actions_get orders by created_at, id, descending)."""
+        self._server(req)
+        return 200, {"instanceActions": list(reversed(self.actions.get(req.params["id"], [])))}
 
     def _volume_backed(self, server: dict) -> bool:
         return not server["image"]
@@ -1389,23 +1428,27 @@ class Handler(BaseHTTPRequestHandler):
         path = unquote(url.path).rstrip("/") or "/"
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        request_id = "req-" + new_id()
         with fake.lock:
             fake.requests.append((self.command, self.path))
             fake.bodies.append(raw)
-            status, body, headers = self._dispatch(fake, path, url.query, raw)
+            status, body, headers = self._dispatch(fake, path, url.query, raw, request_id)
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         if data:
             self.send_header("Content-Type", "application/json")
-        if path.startswith("/compute/v2.1/") and "OpenStack-API-Version" in self.headers:
-            self.send_header("OpenStack-API-Version", self.headers["OpenStack-API-Version"])
+        if path.startswith("/compute/v2.1/"):
+            # every Nova answer names its request (oslo_middleware request_id): the id its action log shows
+            self.send_header("x-openstack-request-id", request_id)
+            if "OpenStack-API-Version" in self.headers:
+                self.send_header("OpenStack-API-Version", self.headers["OpenStack-API-Version"])
         for key, value in headers.items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    def _dispatch(self, fake, path, query, raw):
+    def _dispatch(self, fake, path, query, raw, request_id):
         try:
             if fake.unavailable and path.startswith(fake.unavailable):
                 # A service that cannot answer: Nova's fault body for 503 (nova/api/openstack/wsgi.py Fault,
@@ -1428,7 +1471,8 @@ class Handler(BaseHTTPRequestHandler):
                     if not OPEN.fullmatch(path) and self.headers.get("X-Auth-Token") not in fake.tokens:
                         raise ApiError(401, {"error": {"code": 401, "message": "Authentication required"}})
                     body = json.loads(raw) if raw else {}
-                    answer = handler(fake, Request(found.groupdict(), dict(parse_qsl(query)), body, dict(self.headers)))
+                    request = Request(found.groupdict(), dict(parse_qsl(query)), body, dict(self.headers), request_id)
+                    answer = handler(fake, request)
                     return (*answer, {}) if len(answer) == 2 else answer
             raise ApiError(404, {"error": {"code": 404, "message": f"fake: no route for {self.command} {path}"}})
         except ApiError as e:

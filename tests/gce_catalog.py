@@ -83,6 +83,29 @@ CATALOG = [
     catalog_sku("N1 Predefined Instance Core running in Americas", "N1Standard", "OnDemand", 0.031611),
     catalog_sku("N1 Predefined Instance Ram running in Americas", "N1Standard", "OnDemand", 0.004237, "GiBy.h"),
     catalog_sku("Storage PD Capacity", "PDStandard", "OnDemand", 0.04, "GiBy.mo", family="Storage"),
+    # Accelerator-optimized series: the machine's vCPUs and memory (A2, G2) plus each GPU it carries, billed by
+    # the GPU's own SKU (resourceGroup "GPU"; https://cloud.google.com/compute/gpus-pricing: "a2-highgpu-1g"
+    # $3.673385/h = 12 vCPUs and 85 GiB of A2 + one A100 40GB).  The GPU SKUs are named as infracost matches
+    # them ("Nvidia Tesla A100 GPU running in ...", Spot: "... GPU attached to Spot Preemptible VMs running in
+    # ...", internal/resources/google/compute_cost_component_helpers.go, guestAcceleratorCostComponent) and as
+    # SkyPilot's catalog fetcher finds the newer ones ("A100 80GB GPU", "H100 80GB GPU", "L4 GPU",
+    # sky/catalog/data_fetchers/fetch_gcp.py, get_gpu_df).  Neighbours a GPU's price must not take: the 80GB
+    # A100 (its name begins alike), a commitment, another region's, the Spot SKU when on demand is asked.
+    catalog_sku("A2 Instance Core running in Americas", "CPU", "OnDemand", 0.031611),
+    catalog_sku("A2 Instance Ram running in Americas", "RAM", "OnDemand", 0.004237, "GiBy.h"),
+    catalog_sku("Spot Preemptible A2 Instance Core running in Americas", "CPU", "Preemptible", 0.01265),
+    catalog_sku("Spot Preemptible A2 Instance Ram running in Americas", "RAM", "Preemptible", 0.001695, "GiBy.h"),
+    catalog_sku("G2 Instance Core running in Americas", "CPU", "OnDemand", 0.024988),
+    catalog_sku("G2 Instance Ram running in Americas", "RAM", "OnDemand", 0.002928, "GiBy.h"),
+    catalog_sku(
+        "Nvidia Tesla A100 GPU attached to Spot Preemptible VMs running in Americas", "GPU", "Preemptible", 1.17356
+    ),
+    catalog_sku("Nvidia Tesla A100 GPU running in Americas", "GPU", "OnDemand", 2.933908),
+    catalog_sku("Nvidia Tesla A100 80GB GPU running in Americas", "GPU", "OnDemand", 3.92808),
+    catalog_sku("Commitment v1: Nvidia Tesla A100 GPU in Americas for 1 Year", "GPU", "Commit1Yr", 1.848362),
+    catalog_sku("Nvidia Tesla A100 GPU running in Belgium", "GPU", "OnDemand", 3.22658, regions=("europe-west1",)),
+    catalog_sku("Nvidia L4 GPU attached to Spot Preemptible VMs running in Americas", "GPU", "Preemptible", 0.2240),
+    catalog_sku("Nvidia L4 GPU running in Americas", "GPU", "OnDemand", 0.560040),
     # What bills while no VM runs (https://cloud.google.com/compute/disks-image-pricing and
     # https://cloud.google.com/vpc/network-pricing#ipaddress, 2026-11), named as infracost's GCP resources
     # match them (internal/resources/google/compute_{disk,image,snapshot,address}.go), with neighbours a

@@ -1,8 +1,9 @@
 """moto's EC2 server as strict as EC2 where moto is lenient, patched in the test process (the
 ThreadedMotoServer runs in it, so `inv` in a subprocess meets the same rules).
 
-- `ec2_rules()`: the texts EC2 accepts (names, descriptions) and DeregisterImage's
-  DeleteAssociatedSnapshots; the `moto` fixture of test_aws.py holds them for every module using it.
+- `ec2_rules()`: the texts EC2 accepts (names, descriptions), DeregisterImage's DeleteAssociatedSnapshots,
+  and LaunchTime moved by every start; the `moto` fixture (conftest.py) and the contract suite's AWS world
+  hold them.
 - `Lagging`: EC2's eventual consistency, which moto never shows: the first use of a resource just
   made answers NotFound, as EC2 may for a while.
 - `SpotRequests`: what EC2 receives as InstanceMarketOptions (moto keeps no spot request object).
@@ -17,7 +18,7 @@ from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError
 from moto.ec2.models.amis import AmiBackend
 from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend
-from moto.ec2.models.instances import InstanceBackend
+from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.models.key_pairs import KeyPairBackend
 from moto.ec2.models.security_groups import SecurityGroupBackend
 from moto.ec2.responses.amis import AmisResponse
@@ -136,6 +137,19 @@ def deregister_image(original, response):
     return answer
 
 
+def start_moves_launch_time(original, instance):
+    """EC2's LaunchTime is "the time that the instance was last launched" (the first launch is the primary
+    network interface's attachment time: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Instance.html),
+    so every start moves it; moto sets it once, when the instance is made (moto/ec2/models/instances.py,
+    Instance.__init__; Instance.start leaves it)."""
+    from moto.core.utils import utcnow
+
+    previous = original(instance)
+    if previous.name != "running":
+        instance.launch_time = utcnow()
+    return previous
+
+
 @contextlib.contextmanager
 def ec2_rules():
     with contextlib.ExitStack() as stack:
@@ -150,6 +164,7 @@ def ec2_rules():
         stack.enter_context(patched(KeyPairBackend, import_key_pair=import_key_pair))
         stack.enter_context(patched(AmiBackend, create_image=create_image))
         stack.enter_context(patched(AmisResponse, deregister_image=deregister_image))
+        stack.enter_context(patched(Instance, start=start_moves_launch_time))
         yield
 
 
@@ -302,6 +317,41 @@ class StoredBlocks:
             return snapshot
 
         self._patch = patched(EBSBackend, create_snapshot=create_snapshot)
+        self._patch.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._patch.__exit__(*exc)
+
+
+class SmallPages:
+    """DescribeInstances in pages of `size` reservations, each with a NextToken, when the caller names no MaxResults:
+    EC2 pages its answers (MaxResults 5 to 1000, "we strongly recommend using only paginated requests",
+    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeInstances.html), and moto's
+    DescribeInstances already pages at 100 unasked (moto/ec2/responses/instances.py); a small page shows the
+    same with a few instances."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __enter__(self):
+        size = self.size
+
+        def describe_instances(original, response):
+            asked = response._get_param
+
+            def param(name, *default, **kwargs):
+                if name == "MaxResults" and asked(name) is None and not asked("InstanceIds", []):
+                    return size
+                return asked(name, *default, **kwargs)
+
+            response._get_param = param
+            try:
+                return original(response)
+            finally:
+                del response._get_param
+
+        self._patch = patched(InstanceResponse, describe_instances=describe_instances)
         self._patch.__enter__()
         return self
 

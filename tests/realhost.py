@@ -83,15 +83,22 @@ class User:
     key: Path  # the key this user logs in with "today", before labvm
 
     def processes(self, pattern: str) -> list[str]:
+        """This user's running processes whose command line matches; not a zombie, which pgrep counts
+        (an exited process whose parent never waits, such as pid 1 in a container, keeps its name)."""
         out = subprocess.run(["pgrep", "-a", "-u", self.name, "-f", pattern], capture_output=True, text=True)
-        return out.stdout.splitlines()
+        return [line for line in out.stdout.splitlines() if not ended(int(line.split()[0]))]
 
     @classmethod
     def create(cls, key_dir: Path) -> "User":
         name = f"lvt{uuid.uuid4().hex[:8]}"
         home = Path(tempfile.mkdtemp(prefix="labvm-home-"))
         home.rmdir()
-        subprocess.run(["useradd", "-m", "-d", str(home), "-s", "/bin/sh", name], check=True)
+        for attempt in range(10):  # useradd gives up on /etc/passwd's lock while another run adds a user
+            added = subprocess.run(["useradd", "-m", "-d", str(home), "-s", "/bin/sh", name], capture_output=True)
+            if added.returncode == 0 or b"cannot lock" not in added.stderr or attempt == 9:
+                break
+            time.sleep(0.5)
+        added.check_returncode()
         subprocess.run(["usermod", "-p", "*", name], check=True)  # no password, but not locked
         key = key_dir / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
@@ -227,6 +234,13 @@ class Lab:
         for profile in profiles:
             self.inv("tunnel", "--host", profile, "--stop", check=False)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def keepers(self) -> list[str]:
+        """This laptop's keepers still running (pid and command line): each names the lab's ssh folder."""
+        found = subprocess.run(
+            ["pgrep", "-a", "-f", f"labvm[.]keeper .* {self.ssh_dir}/"], capture_output=True, text=True
+        )
+        return [line for line in found.stdout.splitlines() if not ended(int(line.split()[0]))]
 
     def inv(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         result = subprocess.run(

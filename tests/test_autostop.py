@@ -10,9 +10,12 @@ no test sleeps for time to pass, and each check decides from what is true on the
 
 import json
 import os
+import re
+import select
 import shlex
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -113,17 +116,22 @@ def vm(moto, user, sshd):  # noqa: F811
         env={"packages": PACKAGES},
     )
     lab.write_hosts({"aws": profile})
-    up = lab.inv("up", "--host", "aws")
-    assert "autostop: stops after 60m idle (set by hosts.yml, checked by cron); not checked yet" in up.output
-    yield Vm(lab, user, profile["notebook"]["port"], profile["notebook"]["local_port"])
-    lab.inv("down", "--host", "aws", "--no-sync", check=False)
-    lab.remove("aws")
-    subprocess.run(["crontab", "-r", "-u", user.name], capture_output=True)
-    user.end_processes()
-    # The next module's "VM" is this same login: it starts, as a new VM does, with no autostop state.
-    user.shell('rm -f "$HOME"/.labvm/autostop* "$HOME/.labvm/stop-called"')
-    # moto's servers in one process share their state: leave none to the next module.
-    urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"), timeout=10)
+    try:  # the clean-up runs even when `up` fails: a keeper it started would hold its port for ever
+        up = lab.inv("up", "--host", "aws")
+        assert "autostop: stops after 60m idle (set by hosts.yml, checked by cron); not checked yet" in up.output
+        yield Vm(lab, user, profile["notebook"]["port"], profile["notebook"]["local_port"])
+    finally:
+        try:
+            lab.inv("down", "--host", "aws", "--no-sync", check=False)
+        finally:
+            lab.remove("aws")
+            subprocess.run(["crontab", "-r", "-u", user.name], capture_output=True)
+            user.end_processes()
+            # The next module's "VM" is this same login: it starts, as a new VM does, with no autostop state.
+            user.shell('rm -f "$HOME"/.labvm/autostop* "$HOME/.labvm/stop-called"')
+            # moto's servers in one process share their state: leave none to the next module.
+            urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"), timeout=10)
+    assert not lab.keepers(), f"a keeper outlived the module: {lab.keepers()}"
 
 
 def test_setup_installs_the_check_and_status_shows_it(vm):
@@ -167,6 +175,25 @@ def test_a_busy_kernel_keeps_it_running(vm):
         assert vm.stop_calls() == calls
     finally:
         vm.api("DELETE", f"kernels/{kernel['id']}")
+
+
+def test_a_jupyter_on_another_port_than_the_settings_say_is_still_watched(vm):
+    """On a shared VM labvm's Jupyter moves off a labmate's port (notebook.sh --pick); an `inv autostop` that
+    wrote the profile's port must still see labvm's own Jupyter (the one in labvm's runtime folder)."""
+    vm.lab.inv("autostop", "--host", "aws", "--idle", "10m")
+    calls = vm.stop_calls()
+    settings_file = vm.user.home / ".labvm" / "autostop.json"
+    settings = json.loads(settings_file.read_text())
+    settings_file.write_text(json.dumps({**settings, "port": vm.port + 1}))  # in place: still the VM user's
+    kernel = vm.api("POST", "kernels")
+    try:
+        run_in_a_closed_tab(vm, kernel["id"], "import time; time.sleep(600)")
+        vm.idle_for(11 * 60)
+        assert "active: 1 kernel(s) busy" in vm.check()
+        assert vm.stop_calls() == calls
+    finally:
+        vm.api("DELETE", f"kernels/{kernel['id']}")
+        settings_file.write_text(json.dumps(settings))
 
 
 def test_an_open_browser_keeps_it_running_but_an_idle_tunnel_does_not(vm):
@@ -344,6 +371,37 @@ def test_the_reasons_name_a_busy_kernel_and_an_ssh_login(vm):
         login.wait()
         wait_until(lambda: not vm.user.processes(f"sshd(-session)?: {vm.user.name}@pts"), "the SSH login to end")
         vm.api("DELETE", f"kernels/{kernel['id']}")
+
+
+LOAD_MAX = 0.05  # under what one busy process adds to the 1-minute load within seconds
+
+
+def test_a_busy_load_keeps_it_running_and_the_reason_names_the_load(vm):
+    """A script started outside Jupyter (no kernel, no login, no browser): only the load shows it runs."""
+    import yaml
+
+    written = vm.lab.hosts.read_text()
+    hosts = yaml.safe_load(written)
+    hosts["profiles"]["aws"]["autostop_load"] = LOAD_MAX
+    vm.lab.hosts.write_text(yaml.safe_dump(hosts))
+    busy = subprocess.Popen(["/usr/bin/python3", "-c", "while True: pass"], user=vm.user.uid, cwd=vm.user.home)
+    try:
+        vm.lab.inv("autostop", "--host", "aws", "--idle", "10m")
+        calls = vm.stop_calls()
+        vm.check()
+        # The "VM" is this machine: its load average is the one the check reads.
+        wait_until(lambda: os.getloadavg()[0] >= LOAD_MAX, "the load to rise", timeout=60)
+        vm.idle_for(11 * 60)
+        decision = vm.check()
+        assert re.search(r"active: .*load \d+\.\d\d >= 0\.05", decision), decision
+        assert vm.stop_calls() == calls
+        status = vm.lab.inv("status", "--host", "aws").output
+        assert re.search(r"in use: .*load \d+\.\d\d >= 0\.05", status), status
+    finally:
+        busy.kill()
+        busy.wait()
+        vm.lab.hosts.write_text(written)
+        vm.lab.inv("autostop", "--host", "aws")
 
 
 def test_after_an_autostop_status_says_when_and_after_how_long_idle_even_after_a_restart(vm):
@@ -529,14 +587,57 @@ def test_a_dask_scheduler_that_does_not_answer_keeps_the_head_up(vm, dask_cluste
     assert vm.stop_calls() == calls
 
 
+FREEZER_V1 = Path("/sys/fs/cgroup/freezer")
+
+
+def cgroup2_root() -> Path | None:
+    """Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup (unified) or /sys/fs/cgroup/unified (hybrid)."""
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, where, kind, *_ = line.split()
+        if kind == "cgroup2":
+            return Path(where)
+    return None
+
+
 @contextmanager
-def frozen(pid: int):
+def frozen(pid: int, versions: tuple[int, ...] = (2, 1)):
     """The process runs but does nothing: the cgroup freezer (tmux resumes a pane's process stopped by
-    SIGSTOP, and the kernel drops SIGTTIN for its orphaned process group)."""
-    root = Path("/sys/fs/cgroup/freezer")
-    if not (root / "tasks").exists():
-        pytest.skip("no cgroup v1 freezer on this machine")
+    SIGSTOP, and the kernel drops SIGTTIN for its orphaned process group).  cgroup v2 where it is
+    mounted, else v1's freezer; a skip only where neither is."""
+    v2 = cgroup2_root()
+    if 2 in versions and v2 is not None and os.geteuid() == 0:
+        with frozen_v2(v2, pid):
+            yield
+    elif 1 in versions and (FREEZER_V1 / "tasks").exists():
+        with frozen_v1(pid):
+            yield
+    else:
+        pytest.skip(f"no cgroup freezer (version {' or '.join(map(str, versions))}) this test can use here")
+
+
+@contextmanager
+def frozen_v2(root: Path, pid: int):
+    """cgroup v2: a child cgroup made for the process, frozen by writing 1 to its cgroup.freeze; the
+    process is back in its own cgroup afterwards (https://docs.kernel.org/admin-guide/cgroup-v2.html)."""
+    [home] = [line[3:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if line.startswith("0::")]
     group = root / f"labvm-test-{os.getpid()}"
+    group.mkdir(exist_ok=True)
+    (group / "cgroup.procs").write_text(str(pid))
+    try:
+        (group / "cgroup.freeze").write_text("1")
+        wait_until(lambda: "frozen 1" in (group / "cgroup.events").read_text(), "the freezer")
+        yield
+    finally:
+        (group / "cgroup.freeze").write_text("0")
+        for task in (group / "cgroup.procs").read_text().split():
+            (root / home.lstrip("/") / "cgroup.procs").write_text(task)
+        group.rmdir()
+
+
+@contextmanager
+def frozen_v1(pid: int):
+    """cgroup v1: the freezer hierarchy's FROZEN state, in a group made for the process."""
+    group = FREEZER_V1 / f"labvm-test-{os.getpid()}"
     group.mkdir(exist_ok=True)
     (group / "tasks").write_text(str(pid))
     try:
@@ -546,8 +647,32 @@ def frozen(pid: int):
     finally:
         (group / "freezer.state").write_text("THAWED")
         for task in (group / "tasks").read_text().split():
-            (root / "tasks").write_text(task)
+            (FREEZER_V1 / "tasks").write_text(task)
         group.rmdir()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_freezer_holds_a_process_on_each_cgroup_version(version):
+    """What the frozen-scheduler test relies on: a frozen process answers nothing until thawed."""
+    if os.geteuid() != 0:
+        pytest.skip("a cgroup of one's own needs root")
+    echo = subprocess.Popen(
+        [sys.executable, "-u", "-c", "import sys\nprint('ready')\nfor line in sys.stdin: print(line, end='')"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert echo.stdout.readline() == "ready\n"
+        with frozen(echo.pid, versions=(version,)):
+            echo.stdin.write("while frozen\n")
+            echo.stdin.flush()
+            assert not select.select([echo.stdout], [], [], 0.5)[0], "a frozen process answered"
+        assert echo.stdout.readline() == "while frozen\n"  # thawed: it goes on where it stopped
+        assert f"labvm-test-{os.getpid()}" not in Path(f"/proc/{echo.pid}/cgroup").read_text()
+    finally:
+        echo.kill()
+        echo.wait()
 
 
 def test_an_idle_cluster_stops_the_head_then_each_worker_once(vm, dask_cluster):

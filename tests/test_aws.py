@@ -6,11 +6,19 @@ Where moto is known to differ from AWS the test says so at that step.
 
 import re
 import subprocess
+import urllib.request
 
 import pytest
 
 from aws_world import REGION, aws_env, labvm_instances, tags
 from realhost import Sshd, answers, ssh_profile, url_of
+
+
+@pytest.fixture(autouse=True)
+def clean_moto(moto):
+    """Each test starts from an empty EC2: moto's state is one per process, and a module run before this
+    one may have left a profile "aws" of its own there."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"), timeout=10)
 
 
 def test_lifecycle(lab, user, ec2, moto, tmp_path):

@@ -5,6 +5,8 @@ stop the VM anyway and exit 1 (its disk keeps the notebooks); terminate without 
 image newer than the VM's last start.  The "VM" answers no SSH: its address is a closed port.
 """
 
+import urllib.request
+
 import pytest
 
 from realhost import free_port
@@ -43,7 +45,9 @@ def cloud_vm(lab, ec2, moto):
         TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
     )["Instances"]
     yield made["InstanceId"]
-    ec2.terminate_instances(InstanceIds=[made["InstanceId"]])
+    # moto's state is one per process: what a test here made (the instance, the snapshot's image, the
+    # group and key of a verb) would be found by the next module's profile "aws" (test_aws's lifecycle).
+    urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"), timeout=10)
 
 
 @pytest.mark.parametrize("verb", [["resize", "--size", "t3.medium"], ["terminate", "--yes", "--force"]])
@@ -73,3 +77,14 @@ def test_terminate_goes_ahead_without_force_once_an_image_is_newer_than_the_last
     assert f"aws: {cloud_vm} terminated" in done
     (instance,) = [i for i in labvm_instances(ec2) if i["InstanceId"] == cloud_vm]
     assert instance["State"]["Name"] == "terminated"
+
+
+def test_an_image_older_than_the_last_start_does_not_let_terminate_go_ahead(lab, ec2, cloud_vm):
+    shot = lab.inv("snapshot", "--host", "aws").output
+    assert "snapshot: ami-" in shot
+    ec2.stop_instances(InstanceIds=[cloud_vm])
+    ec2.start_instances(InstanceIds=[cloud_vm])  # the VM ran again after its image: the image lacks that work
+    refused = lab.inv("terminate", "--host", "aws", "--yes", "--no-sync", check=False)
+    assert refused.returncode == 1 and "has no labvm image newer than its last start" in refused.output
+    (instance,) = [i for i in labvm_instances(ec2) if i["InstanceId"] == cloud_vm]
+    assert instance["State"]["Name"] == "running"

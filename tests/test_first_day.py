@@ -18,6 +18,19 @@ def graces(ec2, *states):
     return [i for i in labvm_instances(ec2, *states) if {"Key": "labvm:owner", "Value": "grace"} in i.get("Tags", [])]
 
 
+def account(ec2) -> dict:
+    """Every kind of thing `up` or `check` could make in EC2, by id: what "makes nothing" compares."""
+    return {
+        "instances": [i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]],
+        "groups": [g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]],
+        "keys": [k["KeyPairId"] for k in ec2.describe_key_pairs()["KeyPairs"]],
+        "addresses": [a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]],
+        "volumes": [v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]],
+        "images": [i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]],
+        "snapshots": [s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]],
+    }
+
+
 @pytest.fixture
 def aws_lab(lab, user, ec2, moto, tmp_path):
     """A laptop with an `aws` profile on moto whose SSH goes to a VM of its own."""
@@ -48,8 +61,10 @@ def rewrite(lab, **changes) -> None:
 
 
 def test_check_reports_a_ready_account_line_by_line_and_makes_nothing(aws_lab, ec2):
+    before = account(ec2)
     out = aws_lab.inv("check", "--host", "aws").stdout
-    assert out.startswith("keys: made labvm's key pair")  # a local file, needed to compare key pairs
+    assert "made labvm's key" not in out and "would make labvm's key at first `up`" in out  # check makes nothing
+    assert not (aws_lab.ssh_dir / "labvm" / "id_ed25519").exists()
     lines = [line for line in out.splitlines() if line.startswith(("ok", "FAIL"))]
     checks = json.loads(aws_lab.inv("check", "--host", "aws", "--json").stdout)
     assert len(lines) == len(checks) and all(c["ok"] for c in checks), lines
@@ -58,10 +73,11 @@ def test_check_reports_a_ready_account_line_by_line_and_makes_nothing(aws_lab, e
     names = [c["check"] for c in checks]
     assert names[0] == "identity" and "credentials" in names and names[-1] == "ssh login"
     assert checks[-1]["detail"] == "no VM yet; `inv up` makes one"
-    assert graces(ec2) == []
+    assert account(ec2) == before
 
 
 def test_a_broken_account_fails_check_and_up_makes_nothing(aws_lab, ec2):
+    before = account(ec2)
     rewrite(aws_lab, instance_type="t3.nosuch")
     result = aws_lab.inv("check", "--host", "aws", check=False)
     assert result.returncode == 1
@@ -70,7 +86,7 @@ def test_a_broken_account_fails_check_and_up_makes_nothing(aws_lab, ec2):
     up = aws_lab.inv("up", "--host", "aws", "--no-browser", check=False)
     assert up.returncode == 1
     assert "nothing was created; `inv check --host aws` asks again" in up.stderr
-    assert graces(ec2) == []
+    assert account(ec2) == before
 
 
 def test_a_cloud_image_needs_its_login_user_before_anything_is_made(aws_lab, ec2):

@@ -7,6 +7,7 @@ runs on the laptop, and the laptop's ssh configs are as they were where the task
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import threading
@@ -119,10 +120,16 @@ def test_a_failed_connection_keeps_the_last_good_ssh_block(reached, user):
     server, silent = silent_port()
     try:
         rewrite_vm(reached, port=silent, identity=str(user.key))
+        started = time.monotonic()
         line = one_line(reached.inv("keys", "--host", "vm", check=False))
+        took = time.monotonic() - started
     finally:
         server.close()
-    assert "sent no SSH banner within 20 s" in line and "profiles.vm.address/port" in line
+    waited = re.search(r"sent no SSH banner within (\d+) s", line)
+    assert waited and "profiles.vm.address/port" in line, line
+    # The seconds said are the ones waited (paramiko's time-out, 10 s, where the message said 20): the
+    # task's own time, less its start (a Python process, hosts.yml read) and the second look at the port.
+    assert took - 8 <= int(waited.group(1)) <= took + 0.5, (line, took)
     assert laptop_state(reached) == good
     assert reached.ssh("labvm-vm", "true").returncode == 0  # still the host that worked
 
@@ -459,7 +466,7 @@ def test_a_yaml_alias_bomb_is_refused_at_once(lab):
 # -- the VM side: no banner, a dropped connection, a full disk --------------------------------------------
 
 
-def test_a_connection_that_drops_during_a_step_says_so_and_a_rerun_resumes(lab, user, sshd):
+def test_a_connection_that_drops_during_a_step_says_so_and_a_rerun_completes_the_step(lab, user, sshd):
     lab.write_hosts({"vm": ssh_profile(user, sshd, env={"prefix": "~/.labvm/env-dropped"})})
     lab.inv("keys", "--host", "vm")
     killer_done = threading.Event()

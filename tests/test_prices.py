@@ -19,9 +19,9 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from aws_world import CLOSED, REGION, STORAGE_PRICES, PriceList, aws_env, line_of, tagged
+from aws_world import CLOSED, REGION, BlackHole, STORAGE_PRICES, PriceList, aws_env, line_of, tagged
 from fake_gce import FakeGce
-from gce_catalog import CATALOG
+from gce_catalog import CATALOG, catalog_sku
 from gce_world import PROJECT, ZONE
 from realhost import ssh_profile
 
@@ -204,6 +204,18 @@ def test_aws_spot_price_of_a_profile_with_a_subnet_is_its_zone_s(aws_offline):
         assert provider.price_per_hour("t3.small", spot=True) == pytest.approx(0.0066)
 
 
+@pytest.mark.parametrize("region", ["cn-north-1", "cn-northwest-1"])
+def test_aws_china_regions_bill_in_yuan_and_are_not_priced_in_dollars(aws_offline, region):
+    """The China partition's Price List (api.pricing.cn-northwest-1.amazonaws.com.cn) and spot prices are in CNY;
+    us-east-1's Price List refuses a China account.  No price, and no call made to learn it."""
+    provider = for_profile(profile_of(aws_offline, "aws", {"provider": "aws", "region": region}))
+    with Stubber(provider.parts.price.pricing) as pricing, Stubber(provider.api.ec2) as ec2:
+        assert provider.price_per_hour("c5.large", spot=False) is None
+        assert provider.price_per_hour("c5.large", spot=True) is None
+        assert provider.price_per_month("volume") is None
+        pricing.assert_no_pending_responses(), ec2.assert_no_pending_responses()
+
+
 @pytest.fixture
 def google(lab, monkeypatch, tmp_path):
     """The GCE fake as Google itself, with a user's ADC: the catalog is read with their token."""
@@ -248,6 +260,28 @@ def test_gce_price_is_the_family_s_vcpu_and_gib_skus_of_the_region(lab, google):
     assert provider.price_per_hour("c2-standard-4", spot=False) is None  # no C2 SKU in this catalog: no price
     skus = [path for method, path in google.requests if path.endswith("/skus")]
     assert skus == ["/v1/services/6F81-5844-456A/skus"]  # read once by a provider, for every size it prices
+
+
+def test_gce_price_of_an_accelerator_optimized_type_adds_its_gpus(lab, google):
+    """The GPUs come from machineTypes.get's accelerators[] (tests/fake_gce.py ACCELERATORS)."""
+    profile = profile_of(
+        lab, "gce", {"provider": "gce", "project": PROJECT, "zone": ZONE, "machine_type": "a2-highgpu-1g"}
+    )
+    provider = for_profile(profile)
+    a2 = 12 * 0.031611 + 85 * 0.004237  # about $0.74/h: the vCPUs and memory alone, what labvm showed before
+    assert prices.size_words(profile, provider) == "a2-highgpu-1g in us-west1, about $3.67/h"  # and the A100: the bill
+    assert provider.price_per_hour("a2-highgpu-1g", spot=False) == pytest.approx(a2 + 2.933908)
+    assert provider.price_per_hour("a2-highgpu-2g", spot=False) == pytest.approx(2 * a2 + 2 * 2.933908)
+    # Spot: the Spot A2 SKUs and the A100's "attached to Spot Preemptible VMs" one.
+    assert provider.price_per_hour("a2-highgpu-1g", spot=True) == pytest.approx(12 * 0.01265 + 85 * 0.001695 + 1.17356)
+    # The 80GB A100 is its own SKU (not the 40GB one, whose name begins alike).
+    assert provider.price_per_hour("a2-ultragpu-1g", spot=False) == pytest.approx(2 * a2 - 12 * 0.031611 + 3.92808)
+    assert provider.price_per_hour("g2-standard-4", spot=False) == pytest.approx(
+        4 * 0.024988 + 16 * 0.002928 + 0.560040
+    )
+    # A GPU the catalog does not price: no price, rather than the machine's without its GPU.
+    google.billing_skus = [sku for sku in CATALOG if "L4" not in sku["description"]]
+    assert for_profile(profile).price_per_hour("g2-standard-4", spot=False) is None
 
 
 def test_the_catalog_is_read_page_by_page(lab, google, monkeypatch):
@@ -321,7 +355,11 @@ def test_the_cache_answers_for_days_and_offline_for_longer(lab, google):
     assert prices.price_per_hour(profile, for_profile(profile)) == pytest.approx(expected)
 
     google.billing_disabled = False  # the catalog answers again: asked, and its answer (none) is kept
-    prices._unreachable.clear()  # a new run (this process remembered the failure)
+    prices._unreachable.clear()  # a new run (this process remembered the failure) ...
+    stored = json.loads(cache.read_text())
+    assert set(stored["unanswered"]) == {"gce/us-west1/on-demand"}  # ... and so did the cache, for every run ...
+    stored["unanswered"]["gce/us-west1/on-demand"]["at"] -= prices.UNANSWERED_MINUTES * 60  # ... for a while
+    cache.write_text(json.dumps(stored))
     assert prices.price_per_hour(profile, for_profile(profile)) is None
     assert prices.size_words(profile, for_profile(profile)) == "e2-standard-2 in us-west1"
 
@@ -329,6 +367,28 @@ def test_the_cache_answers_for_days_and_offline_for_longer(lab, google):
     lab.write_hosts({"gce": {"provider": "gce", "project": PROJECT, "zone": ZONE, "machine_type": "n2-standard-2"}})
     assert prices.known_price("gce", str(lab.hosts)) is None
     assert prices.known_price("nosuch", str(lab.hosts)) is None and prices.known_price("gce", "/nonexistent") is None
+
+
+def test_a_spot_price_is_kept_an_hour_and_an_on_demand_one_for_days(lab, google):
+    """Spot prices follow supply and demand (a new spot price history entry whenever a zone's price changes,
+    https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-spot-instances-history.html); list prices change
+    with a new price list."""
+    profile = profile_of(lab, "gce", {"provider": "gce", "project": PROJECT, "zone": ZONE})
+    assert prices.lookup(for_profile(profile), "e2-standard-2", True) == pytest.approx(
+        2 * E2_SPOT_CORE + 8 * E2_SPOT_RAM
+    )
+    assert prices.lookup(for_profile(profile), "e2-standard-2", False) == pytest.approx(2 * E2_CORE + 8 * E2_RAM)
+    cache = lab.ssh_dir / "labvm" / "run" / "prices.json"
+    stored = json.loads(cache.read_text())
+    for entry in stored["prices"].values():
+        entry["at"] = time.time() - 2 * 3600
+    cache.write_text(json.dumps(stored))
+    moved = catalog_sku("Spot Preemptible E2 Instance Core running in Americas", "CPU", "Preemptible", 0.007)
+    google.billing_skus = [sku for sku in CATALOG if sku["description"] != moved["description"]] + [moved]
+    asked = sum(path.endswith("/skus") for _, path in google.requests)
+    assert prices.lookup(for_profile(profile), "e2-standard-2", False) == pytest.approx(2 * E2_CORE + 8 * E2_RAM)
+    assert sum(path.endswith("/skus") for _, path in google.requests) == asked  # 2 hours old: still the price
+    assert prices.lookup(for_profile(profile), "e2-standard-2", True) == pytest.approx(2 * 0.007 + 8 * E2_SPOT_RAM)
 
 
 def test_a_failed_lookup_is_no_price(aws_offline):
@@ -469,6 +529,37 @@ def test_status_of_a_failed_lookup_shows_no_price_and_succeeds(lab, user, sshd, 
     result = lab.inv("status", "--host", "aws")
     machine = next(line for line in result.stdout.splitlines() if line.startswith("  machine: "))
     assert machine.startswith("  machine: t3.small in us-west-2, running ") and "$" not in result.stdout
+
+
+def test_a_price_endpoint_that_never_answers_delays_one_run_only(lab, user, sshd, moto_ec2):
+    """A Price List that accepts and never answers: the first `status` gives up after LOOKUP_SECONDS and
+    remembers it on disk; the next `status` (another process) does not ask, and so does not wait."""
+    ec2, black_hole = moto_ec2, BlackHole()
+    lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = black_hole.endpoint
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    ec2.run_instances(
+        ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small", TagSpecifications=tagged("aws", "hedy")
+    )
+    lab.write_hosts(
+        {"aws": ssh_profile(user, sshd, provider="aws", region=REGION, instance_type="t3.small", image=ami)}
+    )
+    try:
+        took = []
+        for _ in range(2):
+            start = time.monotonic()
+            result = lab.inv("status", "--host", "aws")
+            took.append(time.monotonic() - start)
+            machine = next(line for line in result.stdout.splitlines() if line.startswith("  machine: "))
+            assert machine.startswith("  machine: t3.small in us-west-2, running ") and "$" not in result.stdout
+            if not black_hole.connections:
+                raise AssertionError("the first status never asked the price endpoint")
+        asked_first = black_hole.connections
+    finally:
+        black_hole.close()
+    assert took[0] >= prices.LOOKUP_SECONDS  # the first run waited for the price, once
+    # The second did not ask, so it did not wait (its time is bench/bench_prices.py's: on a loaded machine
+    # two runs of `status` differ by more than LOOKUP_SECONDS).
+    assert black_hole.connections == asked_first, took
 
 
 def test_aws_monthly_prices_are_the_price_list_s_storage_and_address_rates(aws_offline):

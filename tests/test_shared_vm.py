@@ -234,3 +234,61 @@ def test_an_owner_answer_labvm_cannot_read_is_refused(answer):
 
     with pytest.raises((ValueError, RecursionError)):
         port_holders(answer, [8888])
+
+
+HOLDER = (
+    "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+    "s.bind(('127.0.0.1', 8888)); s.listen(); time.sleep(600)"
+)
+
+
+def test_a_labmate_on_the_default_port_moves_jupyter_to_the_next_free_one(lab, user, sshd, colleague):
+    """A shared workstation: the first labmate holds 8888; the next one's `up` takes the next free port,
+    says which, and keeps it at the next `up` while it is free (issue 28 C1)."""
+    profile = ssh_profile(user, sshd)
+    profile["notebook"] = {"local_port": profile["notebook"]["local_port"], "start_timeout": 180}  # port: default
+    lab.write_hosts({"vm": profile})
+    holder = subprocess.Popen(
+        ["python3", "-c", HOLDER], user=colleague.uid, group=pwd.getpwnam(colleague.name).pw_gid, extra_groups=[]
+    )
+    try:
+        wait_for_port(8888)  # the colleague's, or (on a busy test machine) another program's: taken either way
+        first = lab.inv("up", "--host", "vm", "--no-browser").output
+        moved = re.search(r"jupyter: 8888 is taken on the host; using (\d+)", first)
+        assert moved, first
+        port = int(moved.group(1))
+        url = url_of(first)
+        assert http_status(f"{url.split('/lab?token=')[0]}/api/status", url.split("token=")[1]) == 200
+        assert lab.tunnel_record("vm")["remote_port"] == port
+        assert f"notebook: running on host port {port}" in lab.inv("status", "--host", "vm").stdout
+        lab.inv("down", "--host", "vm", "--no-sync")
+        again = lab.inv("up", "--host", "vm", "--no-browser").output
+        assert lab.tunnel_record("vm")["remote_port"] == port, again  # the same port while it is free
+        assert user.processes("jupyter-lab")
+    finally:
+        holder.kill()
+        holder.wait()
+        lab.inv("down", "--host", "vm", "--no-sync", check=False)
+
+
+def test_a_written_default_port_a_labmate_holds_is_refused_never_moved(lab, user, sshd, colleague):
+    """hosts.yml writes `notebook.port: 8888`: that port is the one asked for, even though it is also
+    labvm's default; a labmate holding it is named and Jupyter starts nowhere else (issue 28 C1)."""
+    profile = ssh_profile(user, sshd)
+    profile["notebook"] = {**profile["notebook"], "port": 8888}
+    lab.write_hosts({"vm": profile})
+    holder = subprocess.Popen(
+        ["python3", "-c", HOLDER], user=colleague.uid, group=pwd.getpwnam(colleague.name).pw_gid, extra_groups=[]
+    )
+    try:
+        wait_for_port(8888)  # the colleague's, or (on a busy test machine) another program's: taken either way
+        result = lab.inv("up", "--host", "vm", "--no-browser", check=False)
+        assert result.returncode == 1, result.output
+        assert "port 8888 on the host is" in result.output and "taken on the host; using" not in result.output
+        if holder.poll() is None:  # the port is the colleague's: named as theirs
+            assert f"held by user {colleague.name}, not you" in result.output, result.output
+        assert user.processes("jupyter-lab") == []
+    finally:
+        holder.kill()
+        holder.wait()
+        lab.inv("down", "--host", "vm", "--no-sync", check=False)

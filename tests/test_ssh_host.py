@@ -1,12 +1,15 @@
 """The main job on a plain SSH host: `inv up` -> token URL through an OpenSSH tunnel -> `inv down`."""
 
+import http.server
 import re
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
-from realhost import INV, ROOT, http_status, ssh_profile
+from realhost import INV, ROOT, http_status, one_line, ssh_profile
 
 
 def url_from(output: str) -> str:
@@ -236,3 +239,73 @@ def test_tasks_at_once_on_one_vm_each_get_whole_scripts(lab, user, sshd):
     for script in (p for p in (ROOT / "scripts").iterdir() if p.is_file()):
         assert (scripts / script.name).read_bytes() == script.read_bytes()
     assert [p.name for p in scripts.iterdir() if ".labvm-" in p.name] == []  # no half-way copies left
+
+
+def test_a_missing_identity_is_a_warning_where_labvms_key_logs_in(lab, user, sshd):
+    """Issue 28, C7: hosts.yml names a key that is not there (a new laptop, a typo), labvm's own key
+    already works on the host: one warning naming the file and the key, and the task goes on."""
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    lab.inv("keys", "--host", "vm")
+    missing = lab.directory / "lab_key"
+    lab.write_hosts({"vm": ssh_profile(user, sshd, identity=str(missing))})
+    result = lab.inv("stop-notebook", "--host", "vm")
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    key = lab.ssh_dir / "labvm" / "id_ed25519"
+    assert warnings == [
+        f"warning: {lab.hosts}: profiles.vm.identity: {missing} not found; going on with labvm's key {key}"
+    ], result.output
+    assert lab.ssh("labvm-vm", "true").returncode == 0  # the ssh alias names no missing file
+    # `inv keys` asks about keys: there the missing identity is the answer, and nothing changes.
+    one_line(lab.inv("keys", "--host", "vm", check=False), f"profiles.vm.identity: {missing} not found")
+
+
+def test_a_missing_identity_refuses_where_nothing_else_logs_in(lab, user, sshd):
+    """Without labvm's key (a first `up` from this laptop), the missing identity was the only way in."""
+    missing = lab.directory / "lab_key"
+    lab.write_hosts({"vm": ssh_profile(user, sshd, identity=str(missing))})
+    result = lab.inv("stop-notebook", "--host", "vm", check=False)
+    one_line(result, f"profiles.vm.identity: {missing} not found")
+    assert "warning:" not in result.output
+
+
+def test_a_web_server_on_the_ssh_port_is_named_at_once(lab):
+    """Issue 28, C9: `port:` names a web server's port (Jupyter's, say): one line that says HTTP answers
+    there, within seconds, never "no SSH banner within 20 s"."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    lab.write_hosts({"vm": {"provider": "ssh", "address": "127.0.0.1", "port": port}})
+    try:
+        started = time.monotonic()
+        result = lab.inv("keys", "--host", "vm", check=False)
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    line = one_line(result, f"127.0.0.1:{port} answers HTTP, not SSH: is `port:` right?", "profiles.vm.port")
+    assert "banner" not in line
+    assert took < 5, took
+
+
+def test_another_protocol_on_the_ssh_port_is_quoted_cleaned(lab):
+    """A server that greets in a protocol of its own (mail's "220"): its first line, cleaned, says what answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def greet() -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            client.sendall(b"220 mail \x1b]0;owned\x07 ready\r\n")
+            time.sleep(1)
+            client.close()
+
+    threading.Thread(target=greet, daemon=True).start()
+    lab.write_hosts({"vm": {"provider": "ssh", "address": "127.0.0.1", "port": port}})
+    try:
+        line = one_line(lab.inv("keys", "--host", "vm", check=False), f"127.0.0.1:{port} answers '220 mail ")
+    finally:
+        server.close()
+    assert "\x1b" not in line and "\x07" not in line and "ready', not SSH: is `port:` right?" in line, line

@@ -347,3 +347,24 @@ def test_on_windows_a_name_that_is_not_utf8_is_not_a_name_there(tmp_path):
     with platforms.simulating("windows"):
         assert safe_relative_path(tmp_path, undecodable) is None
         assert safe_relative_path(tmp_path, "caf\u00e9.ipynb") == tmp_path / "caf\u00e9.ipynb"
+
+
+def test_files_no_pattern_names_are_counted_with_the_patterns_that_would_take_them(lab, user, sshd, workspace):
+    """Issue 28, C12: a pull left data files on the host without a word; now one line says how many,
+    which patterns would take them and where to add them (the largest, over sync_max_file, counted too)."""
+    lab.write_hosts({"vm": ssh_profile(user, sshd, sync_max_file="1K")})
+    put(user, "analysis.ipynb", "{}")
+    put(user, "data/a.csv", "1,2\n")
+    put(user, "data/b.csv", "3,4\n")
+    put(user, "data/big.parquet", "x" * 4096)
+    put(user, "Makefile", "all:\n")
+    put(user, ".hidden.csv", "never counted: dot-files never travel\n")
+    result = lab.inv("sync", "--host", "vm")
+    assert "1 file(s) brought home" in result.output
+    assert (
+        f"sync: 4 file(s) on the host not synced (*.csv, *.parquet, Makefile): add them to {lab.hosts}: "
+        "profiles.vm.sync to bring them home" in result.output.splitlines()
+    ), result.output
+    assert "over sync_max_file" not in result.output  # not a notebook: left for its pattern, not its size
+    home = lab.directory / "notebooks" / "vm"
+    assert (home / "analysis.ipynb").exists() and not (home / "data").exists() and not (home / "Makefile").exists()

@@ -324,7 +324,7 @@ def test_a_port_that_is_not_ssh_is_one_line_without_paramikos_traceback(lab, use
         server.close()
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("labvm: ") and "profiles.vm.address/port" in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("labvm: ") and "profiles.vm.port" in lines[0], result.stderr
 
 
 # -- items 15, 16: the notebook's status and the browser's URL ----------------------------------------

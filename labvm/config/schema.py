@@ -141,11 +141,17 @@ class EnvSpec:
     conda_root: str = field(default="~/miniforge3", metadata=key(HOST_PATH))
 
 
+class UnwrittenPort(int):
+    """notebook.port where hosts.yml writes none: labvm's default, which a port busy on the host moves to
+    the next free one (Notebook.may_move).  A port hosts.yml writes, 8888 too, is used or refused, never
+    moved; as a number it is the same port (equal, printed alike)."""
+
+
 @dataclass(frozen=True)
 class NotebookSpec:
     """notebook: where Jupyter listens on the host and on this machine, and how it is kept running."""
 
-    port: int = field(default=8888, metadata=key(PORT))
+    port: int = field(default=UnwrittenPort(8888), metadata=key(PORT))
     local_port: int = field(default=8888, metadata=key(PORT, unset=lambda notebook: notebook.get("port")))
     workspace: str = field(default="~/work", metadata=key(WORKSPACE_PATH))
     multiplexer: str = field(default="tmux", metadata=key(one_of(*MULTIPLEXERS)))

@@ -122,6 +122,29 @@ class Check(Shown):
 
 
 @dataclass(frozen=True)
+class Starting:
+    """A machine `up` (and `cluster`, for the profile's workers) would start: what a quota check counts."""
+
+    role: str  # "head", or a worker's name on its cluster ("w2")
+    size: str  # the size it runs at: a stopped machine's own, a new one's from hosts.yml
+    new: bool  # made (True) or a stopped one started (False)
+    worker_size: bool = False  # its size is cluster.worker_size (a new worker of a cluster that sets one)
+
+    def __str__(self) -> str:
+        return f"{self.role} ({'new' if self.new else 'stopped'}, {self.size})"
+
+
+# States (labvm's words, or the cloud's lowercased) in which a machine already counts against its cloud's
+# quota: EC2 pending, GCE PROVISIONING and STAGING, Nova BUILD; `up` starts it no further.
+COUNTED_STATES = ("running", "pending", "provisioning", "staging", "build")
+
+
+def starting_words(machines: list[Starting]) -> str:
+    """What a quota line says would start, the same words on every cloud."""
+    return "to start: " + ", ".join(map(str, machines)) if machines else "nothing to start"
+
+
+@dataclass(frozen=True)
 class Tags:
     """How what labvm makes for a profile is marked, as the cloud keeps the marks: the values of its profile
     tag and its owner tag (labvm:profile / labvm:owner, or whatever a cloud's rules make of them).  `inv
@@ -338,6 +361,40 @@ class Provider:
         self._unsupported("terminate")
 
     # -- questions that change nothing ------------------------------------------------------
+    def to_start(self) -> list[Starting]:
+        """What `up` (and `cluster`, with the profile's cluster.workers) would start, each machine once: the
+        one rule every cloud's quota check counts.  A running head adds nothing, a stopped head its own size,
+        no head a new one of the profile's size; each worker 1..cluster.workers not running adds its size (a
+        stopped one its own, a missing one cluster.worker_size, else the profile's size)."""
+        head = self.find()
+        wanted = []
+        if head is None:
+            wanted.append(Starting("head", self.size(), new=True))
+        elif head.state not in COUNTED_STATES:
+            wanted.append(Starting("head", head.size or self.size(), new=False))
+        spec = self.profile.cluster
+        if not spec or spec.hosts or not spec.workers:
+            return wanted
+        found = {w.name.rsplit("-", 1)[-1]: w for w in self.workers()}
+        for index in range(1, spec.workers + 1):
+            worker = found.get(f"w{index}")
+            if worker is None:
+                wanted.append(Starting(f"w{index}", spec.worker_size or self.size(), True, bool(spec.worker_size)))
+            elif worker.state not in COUNTED_STATES:
+                wanted.append(Starting(f"w{index}", worker.size or self.size(), new=False))
+        return wanted
+
+    def first_up(self) -> list[str]:
+        """What a first `up` makes, one item each (key pair, firewall or group, the machine with its size and
+        image, a kept address), from hosts.yml alone: no cloud call, so `--plan` says it even without
+        credentials.  Nothing where labvm makes no machine."""
+        return []
+
+    def permissions(self) -> tuple[str, ...]:
+        """The rights labvm's calls to the cloud need (IAM actions, IAM permissions, policy rules), read from
+        labvm's code: what a user without them asks an admin for.  None where labvm calls no cloud."""
+        return ()
+
     def preflight(self, public_key: str) -> list[Check]:
         """`inv check`: read-only questions, one line each, asked before anything is billed."""
         return []

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, TypeVar
 from ..config import Profile
 from ..errors import LabvmError
 from .base import CLOUD_FEATURES, Check, Description, Image, Instance, Provider, Resource, Settings, Tags, from_cloud
+from . import unlooked
 from .parts import ImagesPart, InventoryPart, NetworkPart, PreflightPart, PricePart
 
 T = TypeVar("T")
@@ -462,9 +463,17 @@ class CloudProvider(Provider):
         self.parts.workers.terminate()
 
     # -- questions ----------------------------------------------------------------------------------------
+    def first_up(self) -> list[str]:
+        """The cloud's own words (its permissions module), from hosts.yml alone."""
+        return unlooked.first_up(self.profile)
+
+    def permissions(self) -> tuple[str, ...]:
+        """The cloud's own list (its permissions module), read from labvm's code."""
+        return unlooked.permissions(self.profile)
+
     def preflight(self, public_key: str) -> list[Check]:
-        """The preflight part's."""
-        return self.parts.preflight.checks(public_key)
+        """The preflight part's, its quota counting what `to_start` says (asked only once it asks)."""
+        return self.parts.preflight.checks(public_key, self.to_start)
 
     def inventory(self) -> list[Resource]:
         """The inventory part's."""

@@ -4,9 +4,10 @@ these methods (no base to inherit), and mypy checks each cloud's part against it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
-from .base import Check, Image, Instance, Resource
+from .base import Check, Image, Instance, Resource, Starting
 
 
 class ImagesPart(Protocol):
@@ -36,8 +37,10 @@ class NetworkPart(Protocol):
 class PreflightPart(Protocol):
     """checks (Provider.preflight)."""
 
-    def checks(self, public_key: str) -> list[Check]:
-        """`inv check`'s read-only questions, one Check each (Provider.preflight)."""
+    def checks(self, public_key: str, to_start: Callable[[], list[Starting]]) -> list[Check]:
+        """`inv check`'s read-only questions, one Check each (Provider.preflight); the quota question counts
+        what to_start() answers (Provider.to_start, the one rule), only the numbers are the cloud's.  An empty
+        public_key: labvm has no key on this machine yet (`inv check` makes none)."""
         ...
 
 

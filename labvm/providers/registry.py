@@ -49,7 +49,7 @@ CLOUDS = {
         "openstack",
         "OpenStackProvider",
         "OpenStackSettings",
-        "OpenStack profiles need openstacksdk: .venv/bin/pip install -e '.[openstack]' (bin/bootstrap does)",
+        "OpenStack profiles need openstacksdk: bin/bootstrap openstack installs it (bin/inv does for hosts.yml)",
         sdk_files=("OS_CLIENT_CONFIG_FILE", "OS_CLIENT_SECURE_FILE"),  # openstack/config/loader.py
         refused=("OS_AUTH_URL", "OS_CACERT"),
     ),
@@ -57,7 +57,7 @@ CLOUDS = {
         "aws",
         "AwsProvider",
         "AwsSettings",
-        "AWS profiles need boto3: .venv/bin/pip install -e '.[aws]' (bin/bootstrap does)",
+        "AWS profiles need boto3: bin/bootstrap aws installs it (bin/inv does for hosts.yml)",
         # botocore/configprovider.py, credentials.py and loaders.py
         sdk_files=("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_DATA_PATH", "BOTO_CONFIG"),
         sdk_path_lists=("AWS_DATA_PATH",),
@@ -66,7 +66,7 @@ CLOUDS = {
         "gce",
         "GceProvider",
         "GceSettings",
-        "GCE profiles need google-cloud-compute: .venv/bin/pip install -e '.[gce]'",
+        "GCE profiles need google-cloud-compute: bin/bootstrap gce installs it (bin/inv does for hosts.yml)",
         sdk_files=("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG"),  # google/auth/_default.py, _cloud_sdk.py
         refused=("CLOUDSDK_.*",),
         switches=("LABVM_GCE_OSLOGIN",),

@@ -149,6 +149,19 @@ def test_the_ssh_rule_follows_the_caller(lab, ec2, capsys):
     assert rule(ec2, "labvm-aws-hedy") == ["192.0.2.9/32"]
 
 
+def test_under_plan_a_moved_laptop_s_old_ssh_rule_is_printed_and_kept(lab, ec2, capsys):
+    image = shared_image(ec2)
+    provider_for(lab, image=image, ssh_cidr="203.0.113.5/32").create(public_key=public_key())
+    moved = provider_for(lab, image=image, ssh_cidr="198.51.100.7/32")
+    moved.plan = True
+    capsys.readouterr()
+    moved.admit_caller()
+    planned = capsys.readouterr().out
+    assert "plan: aws: ec2.authorize_security_group_ingress(" in planned and "198.51.100.7/32" in planned
+    assert "plan: aws: ec2.revoke_security_group_ingress(" in planned and "203.0.113.5/32" in planned
+    assert rule(ec2, "labvm-aws-hedy") == ["203.0.113.5/32"]  # the laptop at the old address still gets in
+
+
 @pytest.fixture
 def group_outlives_its_instance():
     """Right after terminate EC2 refuses to delete the group: DependencyViolation, "The specified object

@@ -4,15 +4,14 @@ never a traceback."""
 
 import gzip
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import botocore
 import botocore.exceptions
 import pytest
 
-from aws_world import REGION, aws_env, provider_for, tagged
+from aws_world import REGION, aws_env, provider_for, shared_image, tagged
+from web_page_server import web_page
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,41 +116,33 @@ def test_any_botocore_error_through_the_images_verb_is_one_line(lab, monkeypatch
     assert error.value.__cause__ is None and error.value.__suppress_context__
 
 
-class WebPage(BaseHTTPRequestHandler):
-    """What answers instead of AWS behind a Wi-Fi login or a failing proxy: an HTML page, never EC2's XML."""
-
-    status = 200
-
-    def do_POST(self):
-        body = b"<!doctype html>\n<html lang=en><title>Log in to Guest Wi-Fi</title><form>...</form></html>\n"
-        self.send_response(self.status)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.mark.parametrize("status", [200, 500])
 def test_a_web_page_instead_of_ec2_is_one_line(lab, status):
     """A captive portal (200) or a proxy's error page (500, `<!doctype html>`: botocore's generic-error test
     looks for `<html>` only, parsers.py _is_generic_error_response) makes botocore raise ResponseParserError,
     which is no BotoCoreError: `inv images` says what it met, with the next step."""
-    handler = type("Page", (WebPage,), {"status": status})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    with web_page(status) as endpoint:
         lab.extra_env.update(aws_env(endpoint), LABVM_OWNER="hedy")
         lab.write_hosts({"aws": {"provider": "aws", "region": REGION}})
         result = lab.inv("images", "--host", "aws", check=False)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "labvm: AWS's answer to describe_images was not AWS's: a web page (a proxy or a Wi-Fi login page between "
         "this laptop and AWS?); open any web page to log in, check HTTPS_PROXY, and try again"
     )
+
+
+def test_the_permissions_to_ask_for_hold_every_call_of_a_first_up_and_terminate(lab, ec2):
+    """What a user without EC2 rights asks an admin for is read from labvm's AWS code
+    (labvm/providers/aws/permissions.py): every EC2 operation a first `up` and a `terminate` send on moto (each
+    seen at botocore's before-call event) is in it, as IAM names it (service:Operation)."""
+    from aws_world import public_key
+
+    from labvm.providers.aws.permissions import permissions
+
+    provider = provider_for(lab, image=shared_image(ec2))
+    sent: set[str] = set()
+    provider.api.ec2.meta.events.register("before-call.ec2.*", lambda model, **_: sent.add(f"ec2:{model.name}"))
+    provider.terminate(provider.create(public_key=public_key()))
+    assert {"ec2:RunInstances", "ec2:TerminateInstances", "ec2:DescribeInstances"} <= sent
+    assert sent <= set(permissions()), sent - set(permissions())

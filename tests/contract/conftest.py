@@ -77,3 +77,10 @@ def world(request, monkeypatch, tmp_path):
 def aws_world(request, monkeypatch, tmp_path):
     with opened("aws", request, monkeypatch, tmp_path) as made:
         yield made
+
+
+@pytest.fixture(params=["aws", "openstack", "gce"])
+def cloud_world(request, monkeypatch, tmp_path):
+    """Each cloud's fake world, for what is proven on the clouds and not on the memory cloud (the clean-up)."""
+    with opened(request.param, request, monkeypatch, tmp_path) as made:
+        yield made

@@ -379,7 +379,7 @@ class MemoryAsked:
     def admit_caller(self) -> None:
         """The rule made with the machine admits ssh_cidr for good."""
 
-    def checks(self, public_key: str) -> list[Check]:
+    def checks(self, public_key: str, to_start) -> list[Check]:
         return []
 
     def resources(self) -> list[Resource]:
@@ -438,3 +438,12 @@ class MemoryProvider(CloudProvider):
             inventory=asked,
         )
         super().__init__(profile, api, settings, Tags(profile.name, names.labels["labvm:owner"]), parts)
+
+    def first_up(self) -> list[str]:
+        """The memory cloud makes the VM only (its rule is made with it)."""
+        settings = MemorySettings.of(self.profile)
+        return [f"VM {self.profile.name}: {settings.size}, {settings.image}"]
+
+    def permissions(self) -> tuple[str, ...]:
+        """The memory cloud asks for no rights."""
+        return ()

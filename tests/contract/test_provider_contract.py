@@ -5,8 +5,10 @@ needs its primitives and a world in worlds.py, no new behaviour tests.  Provider
 import pytest
 
 from labvm import audit
+from labvm.config import ClusterSpec
 from labvm.errors import Unsupported
 from labvm.providers import base, describe
+from labvm.providers.base import Starting
 from worlds import ALL_PORTS, CLUSTER, SSH, SSH_CIDR, public_key
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
@@ -244,3 +246,35 @@ def test_a_feature_a_cloud_lacks_is_refused_in_one_line_before_anything_changes(
         with pytest.raises(Unsupported, match="--share is not supported"):
             lab.snapshot(head, "shared", share=("123456789012",))
         assert world.mutations() == [] and lab.images() == []
+
+
+@pytest.mark.parametrize("scenario", ["no head", "stopped head", "running head", "with workers"])
+def test_quota_counts_what_up_and_cluster_would_start_once(world, scenario):
+    """One rule on every cloud (Provider.to_start, issue 28 A5): a running head adds nothing, a stopped head
+    its size, no head the new one, each missing worker its size; the cloud's quota line counts that and no
+    more (a running head was counted twice on AWS, and OpenStack always added a new head)."""
+    lab = world.provider()
+    if scenario != "no head":
+        head = lab.create(public_key=KEY)
+    if scenario == "stopped head":
+        lab.stop(head)
+    cluster = None
+    if scenario == "with workers":
+        cluster = ClusterSpec(workers=2, worker_size=world.other_size)
+        world.provider(cluster=cluster).create_workers([1], "", world.other_size, KEY)
+    asked = world.provider(cluster=cluster)
+    assert (
+        asked.to_start()
+        == {
+            "no head": [Starting("head", world.size, new=True)],
+            "stopped head": [Starting("head", world.size, new=False)],
+            "running head": [],
+            "with workers": [Starting("w2", world.other_size, new=True, worker_size=True)],
+        }[scenario]
+    )
+    if world.cloud == "memory":  # a cloud without quotas: the rule is all there is
+        return
+    (quota,) = [c for c in asked.preflight(KEY) if c.name == "quota"]
+    assert quota.ok, quota.detail
+    if scenario == "running head":
+        assert quota.detail == "nothing to start"

@@ -66,3 +66,14 @@ def test_every_verb_under_plan_changes_nothing(world, laptop, capsys):
     assert world.mutations() and world.state() != before
     planned("start (stopped)", lambda s: s.start())
     planned("up (stopped)", lambda s: s.up(browser=False))
+
+
+def test_first_up_names_what_a_first_up_makes_without_changing_the_cloud(world):
+    # What `up --plan` says without credentials (tests/test_plan_without_credentials.py): the machine at the
+    # profile's size, from hosts.yml alone, and nothing made.
+    lab = world.provider(**world.keep_address)
+    before = world.state()
+    world.mark()
+    made = lab.first_up()
+    assert world.mutations() == [] and world.state() == before
+    assert any(world.size in item for item in made), made

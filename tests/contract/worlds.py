@@ -11,10 +11,8 @@ A world gives:
 - delete_by_hand(id): what a user does in the console behind labvm's back;
 - cleanup(): (live worlds) everything the run made deleted, through labvm then the SDK; what is left, as lines.
 
-Live worlds read these (and skip without them): AWS: boto3's credentials and LABVM_LIVE_AWS_REGION
-(LABVM_LIVE_AWS_IMAGE, default ubuntu-24.04);
-OpenStack: OS_CLOUD plus LABVM_LIVE_OPENSTACK_IMAGE, _FLAVOR, _OTHER_FLAVOR, _NETWORK, _FLOATING_IP_POOL;
-GCE: Application Default Credentials and LABVM_LIVE_GCE_PROJECT (LABVM_LIVE_GCE_ZONE, default us-west1-b).
+Live worlds read the LABVM_LIVE_* variables docs/testing.md lists ("Live"; tests/test_live_variables.py
+keeps the two the same), and skip without them.
 """
 
 from __future__ import annotations
@@ -64,6 +62,7 @@ class World:
         self.monkeypatch, self.directory, self.live = monkeypatch, directory, live
         self.profile = f"contract-{secrets.token_hex(3)}" if live else PROFILE
         self.made: list = []  # every provider made, for a live run's cleanup
+        self.owners: set[str] = set()  # every owner a provider was made for: whose key pairs are the run's
         self._mark = 0
 
     def settings(self) -> dict:
@@ -71,6 +70,7 @@ class World:
 
     def provider(self, owner: str = "hedy", cluster: ClusterSpec | None = None, **settings):
         self.monkeypatch.setenv("LABVM_OWNER", owner)
+        self.owners.add(owner)
         profile = dataclasses.replace(self._profile({**self.settings(), **settings}), cluster=cluster)
         made = self._provider(profile)
         self._observe(made)
@@ -131,8 +131,18 @@ class World:
                 self.delete_resource(resource)
             except Exception as e:  # noqa: BLE001 (any answer: the line below names what is left)
                 left.append(f"{self.cloud}: deleting {resource.kind} {resource.id}: {type(e).__name__}: {e}")
-        left += [f"{self.cloud} {r.kind} {r.id} ({r.owner}) left: {r.delete}" for r in self._stray()]
-        return left + self.delete_named()
+        return left + self.delete_named() + self.leftovers()
+
+    def leftovers(self) -> list[str]:
+        """Everything of this run still in the cloud, each a line with the command that deletes it: what
+        `inv audit` lists (instances, volumes, snapshots, images, addresses) by the run's profile tag, and
+        groups/firewalls and key pairs by the names labvm gives them for the run's profile and owners."""
+        if not self.made:
+            return []
+        strays = self._stray()
+        listed = {r.id for r in strays}
+        named = [line for thing, line in self.named_left() if thing not in listed]
+        return [f"{self.cloud} {r.kind} {r.id} ({r.owner}) left: {r.delete}" for r in strays] + named
 
     def _stray(self) -> list:
         return [r for r in self.made[-1].inventory() if r.profile.split("+")[0] == self.profile]
@@ -143,6 +153,11 @@ class World:
 
     def delete_named(self) -> list[str]:
         """What labvm makes but `inv audit` does not list (groups, key pairs) of this run; what is left."""
+        return []
+
+    def named_left(self) -> list[tuple[str, str]]:
+        """(id, line) for each of the run's things `inv audit` may not list, read through the cloud's SDK by
+        labvm's tags and names: volumes and snapshots (audit lists only loose ones), groups/firewalls, key pairs."""
         return []
 
 
@@ -172,6 +187,7 @@ class AwsWorld(World):
                 "AWS_ENDPOINT_URL_SSM": endpoint,
                 "AWS_ENDPOINT_URL_STS": endpoint,
                 "AWS_ENDPOINT_URL_SERVICE_QUOTAS": endpoint,
+                "AWS_ENDPOINT_URL_PRICING": endpoint,  # moto has no Price List API: no call leaves the machine
                 "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": REGION,
@@ -184,6 +200,7 @@ class AwsWorld(World):
         self.ec2 = boto3.client("ec2", region_name=self.region)
         self.calls: list[tuple[str, dict]] = []
         self.image = self._amazon_image() if endpoint else os.environ.get("LABVM_LIVE_AWS_IMAGE", "ubuntu-24.04")
+        self.user = os.environ.get("LABVM_LIVE_AWS_USER", "ubuntu") if self.live else "ubuntu"
         self.keys_before = self._key_names()
 
     def _amazon_image(self) -> str:
@@ -197,7 +214,7 @@ class AwsWorld(World):
             "region": self.region,
             "instance_type": self.size,
             "image": self.image,
-            "user": "ubuntu",
+            "user": self.user,
             "ssh_cidr": SSH_CIDR,
         }
 
@@ -225,9 +242,10 @@ class AwsWorld(World):
         def pick(items, key, *fields):
             return {i[key]: json.dumps({f: i.get(f) for f in fields}, sort_keys=True, default=str) for i in items}
 
-        ec2 = self.ec2
-        instances = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
-        images = ec2.describe_images(Owners=["self"])["Images"]
+        ec2, scope = self.ec2, self._scope()
+        tagged = scope["tagged"]
+        instances = [i for r in ec2.describe_instances(Filters=tagged)["Reservations"] for i in r["Instances"]]
+        images = ec2.describe_images(Owners=["self"], Filters=tagged)["Images"]
         return {
             "instances": pick(
                 instances,
@@ -241,13 +259,37 @@ class AwsWorld(World):
                 "KeyName",
             ),
             "groups": pick(
-                ec2.describe_security_groups()["SecurityGroups"], "GroupId", "GroupName", "IpPermissions", "Tags"
+                ec2.describe_security_groups(Filters=scope["groups"])["SecurityGroups"],
+                "GroupId",
+                "GroupName",
+                "IpPermissions",
+                "Tags",
             ),
-            "keys": pick(ec2.describe_key_pairs()["KeyPairs"], "KeyName", "KeyFingerprint", "Tags"),
-            "addresses": pick(ec2.describe_addresses()["Addresses"], "AllocationId", "InstanceId", "Tags"),
+            "keys": pick(
+                ec2.describe_key_pairs(Filters=scope["keys"])["KeyPairs"], "KeyName", "KeyFingerprint", "Tags"
+            ),
+            "addresses": pick(
+                ec2.describe_addresses(Filters=tagged)["Addresses"], "AllocationId", "InstanceId", "Tags"
+            ),
             "images": pick(images, "ImageId", "State", "Name", "Tags", "BlockDeviceMappings"),
             "snapshots": pick(self._image_snapshots(images), "SnapshotId", "State", "Tags"),
-            "volumes": pick(ec2.describe_volumes()["Volumes"], "VolumeId", "State", "Size", "Tags"),
+            "volumes": pick(ec2.describe_volumes(Filters=tagged)["Volumes"], "VolumeId", "State", "Size", "Tags"),
+        }
+
+    def _scope(self) -> dict[str, list]:
+        """What state() reads, as Describe* filters: on a fake the whole account (the test is all there is in
+        it); on a real account only the run's own, by labvm's tags and names, so a colleague's work in a shared
+        account meanwhile is no change of the run's."""
+        if not self.live:
+            return {"tagged": [], "groups": [], "keys": []}
+        from labvm.providers.aws.names import EC2_NAME
+        from labvm.providers.cloud import cloud_name
+
+        keys = [cloud_name(EC2_NAME, "labvm", owner) + "-*" for owner in sorted(self.owners)]
+        return {
+            "tagged": [{"Name": "tag:labvm:profile", "Values": [self.profile, f"{self.profile}+*"]}],
+            "groups": [{"Name": "group-name", "Values": [f"labvm-{self.profile}-*"]}],
+            "keys": [{"Name": "key-name", "Values": keys or [f"labvm-{self.profile}-*"]}],
         }
 
     def _image_snapshots(self, images: list[dict]) -> list[dict]:
@@ -296,30 +338,73 @@ class AwsWorld(World):
     def _key_names(self) -> set[str]:
         return {k["KeyName"] for k in self.ec2.describe_key_pairs()["KeyPairs"]}
 
+    def _run_keys(self) -> set[str]:
+        """The key pairs this run imported: of labvm's names for the run's owners, and not there before it
+        (a colleague's key pair, made in the region meanwhile, is not the run's)."""
+        from labvm.providers.aws.names import EC2_NAME
+        from labvm.providers.cloud import cloud_name
+
+        prefixes = tuple(cloud_name(EC2_NAME, "labvm", owner) + "-" for owner in self.owners)
+        return {name for name in self._key_names() - self.keys_before if name.startswith(prefixes)}
+
+    def _run_groups(self) -> list[dict]:
+        """The run's security groups: labvm names them after the profile, and the run's profile is its own."""
+        wanted = [{"Name": "group-name", "Values": [f"labvm-{self.profile}-*"]}]
+        return self.ec2.describe_security_groups(Filters=wanted)["SecurityGroups"]
+
     def delete_named(self) -> list[str]:
-        """The run's security groups (named after its profile) and the key pairs it imported."""
+        """The run's security groups and the key pairs it imported."""
         from botocore.exceptions import ClientError
 
         left = []
-        groups = self.ec2.describe_security_groups(
-            Filters=[{"Name": "group-name", "Values": [f"labvm-{self.profile}-*"]}]
-        )
-        for group in groups["SecurityGroups"]:
+        for group in self._run_groups():
             try:
                 self.ec2.delete_security_group(GroupId=group["GroupId"])
             except ClientError as e:  # DependencyViolation while EC2 releases a terminated instance's interface
-                left.append(
-                    f"aws security group {group['GroupId']} left ({e}): aws ec2 delete-security-group "
-                    f"--group-id {group['GroupId']} --region {self.region}"
-                )
-        for key in self._key_names() - self.keys_before:
+                left.append(f"aws: deleting security group {group['GroupId']}: {e}")
+        for key in self._run_keys():
             self.ec2.delete_key_pair(KeyName=key)
         return left
+
+    def named_left(self) -> list[tuple[str, str]]:
+        """The run's volumes, snapshots (by labvm's tags), security groups and key pairs still in the region."""
+        mine = [{"Name": "tag:labvm:profile", "Values": [self.profile, f"{self.profile}+*"]}]
+        where = f"--region {self.region}"
+        volumes = self.ec2.describe_volumes(Filters=mine)["Volumes"]
+        snapshots = self.ec2.describe_snapshots(OwnerIds=["self"], Filters=mine)["Snapshots"]
+        return (
+            [
+                (
+                    v["VolumeId"],
+                    f"aws volume {v['VolumeId']} left: aws ec2 delete-volume --volume-id {v['VolumeId']} {where}",
+                )
+                for v in volumes
+            ]
+            + [
+                (
+                    n["SnapshotId"],
+                    f"aws snapshot {n['SnapshotId']} left: aws ec2 delete-snapshot --snapshot-id {n['SnapshotId']} {where}",
+                )
+                for n in snapshots
+            ]
+            + [
+                (
+                    g["GroupId"],
+                    f"aws security group {g['GroupId']} left: aws ec2 delete-security-group --group-id {g['GroupId']} {where}",
+                )
+                for g in self._run_groups()
+            ]
+            + [
+                (name, f"aws key pair {name} left: aws ec2 delete-key-pair --key-name {name} {where}")
+                for name in sorted(self._run_keys())
+            ]
+        )
 
 
 def ec2_as_aws():
     """moto made to answer where it differs from EC2 (patched into moto's backend, the server side, for the
-    AWS world): names and descriptions EC2 refuses, and an Elastic IP kept across stop and start.
+    AWS world): names and descriptions EC2 refuses, LaunchTime moved by a start (moto_ec2_rules.ec2_rules), and
+    an Elastic IP kept across stop and start.
     Returns the undo."""
     import contextlib
 
@@ -378,17 +463,28 @@ class OpenStackWorld(World):
 
         super().__init__(monkeypatch, directory, live)
         self.fake, self.sent = None, []
+        self.user = "cades"
         if live:
+            # Each variable spelled out whole: tests/test_live_variables.py reads them from here into docs/testing.md.
             wanted = {
-                key: os.environ.get(f"LABVM_LIVE_OPENSTACK_{key.upper()}", "")
-                for key in ("image", "flavor", "other_flavor", "network", "floating_ip_pool")
+                "LABVM_LIVE_OPENSTACK_IMAGE": os.environ.get("LABVM_LIVE_OPENSTACK_IMAGE", ""),
+                "LABVM_LIVE_OPENSTACK_FLAVOR": os.environ.get("LABVM_LIVE_OPENSTACK_FLAVOR", ""),
+                "LABVM_LIVE_OPENSTACK_OTHER_FLAVOR": os.environ.get("LABVM_LIVE_OPENSTACK_OTHER_FLAVOR", ""),
+                "LABVM_LIVE_OPENSTACK_NETWORK": os.environ.get("LABVM_LIVE_OPENSTACK_NETWORK", ""),
+                "LABVM_LIVE_OPENSTACK_FLOATING_IP_POOL": os.environ.get("LABVM_LIVE_OPENSTACK_FLOATING_IP_POOL", ""),
             }
-            missing = [f"LABVM_LIVE_OPENSTACK_{k.upper()}" for k, v in wanted.items() if not v]
+            missing = [name for name, value in wanted.items() if not value]
             if not os.environ.get("OS_CLOUD") or missing:
                 pytest.skip(f"live_openstack: set OS_CLOUD and {', '.join(missing) or 'nothing else'}")
             self.cloud_name = os.environ["OS_CLOUD"]
-            self.size, self.other_size = wanted.pop("flavor"), wanted.pop("other_flavor")
-            self.base = wanted
+            self.size = wanted["LABVM_LIVE_OPENSTACK_FLAVOR"]
+            self.other_size = wanted["LABVM_LIVE_OPENSTACK_OTHER_FLAVOR"]
+            self.base = {
+                "image": wanted["LABVM_LIVE_OPENSTACK_IMAGE"],
+                "network": wanted["LABVM_LIVE_OPENSTACK_NETWORK"],
+                "floating_ip_pool": wanted["LABVM_LIVE_OPENSTACK_FLOATING_IP_POOL"],
+            }
+            self.user = os.environ.get("LABVM_LIVE_OPENSTACK_USER", "cades")
         else:
             from fake_openstack import FakeOpenStack
 
@@ -405,7 +501,7 @@ class OpenStackWorld(World):
         self.keys_before = {k.name for k in self.conn.compute.keypairs()}
 
     def settings(self) -> dict:
-        return {"cloud": self.cloud_name, "flavor": self.size, "user": "cades", "ssh_cidr": SSH_CIDR, **self.base}
+        return {"cloud": self.cloud_name, "flavor": self.size, "user": self.user, "ssh_cidr": SSH_CIDR, **self.base}
 
     def _observe(self, provider) -> None:
         if self.live:  # the requests its keystoneauth session sends, as they are answered
@@ -429,13 +525,17 @@ class OpenStackWorld(World):
         def pick(items, *fields):
             return {i.id: json.dumps({f: i[f] for f in fields}, sort_keys=True, default=str) for i in items}
 
-        compute, network = self.conn.compute, self.conn.network
+        compute, network, storage, ours = self.conn.compute, self.conn.network, self.conn.block_storage, self._ours
+        servers = [s for s in compute.servers() if ours(s.metadata)]
+        groups = [g for g in network.security_groups() if not self.live or g.name.startswith(f"labvm-{self.profile}-")]
+        volumes = [v for v in storage.volumes() if ours(v.metadata)]
+        keys = tuple(self._key_prefixes()) if self.live else ("",)
         return {
-            "servers": pick(compute.servers(), "name", "status", "flavor", "metadata", "security_groups", "addresses"),
-            "keypairs": pick(compute.keypairs(), "name", "fingerprint"),
-            "groups": pick(network.security_groups(), "name", "description"),
+            "servers": pick(servers, "name", "status", "flavor", "metadata", "security_groups", "addresses"),
+            "keypairs": pick([k for k in compute.keypairs() if k.name.startswith(keys)], "name", "fingerprint"),
+            "groups": pick(groups, "name", "description"),
             "rules": pick(
-                network.security_group_rules(),
+                [r for r in network.security_group_rules() if r.security_group_id in {g.id for g in groups}],
                 "security_group_id",
                 "direction",
                 "protocol",
@@ -444,12 +544,42 @@ class OpenStackWorld(World):
                 "remote_ip_prefix",
                 "remote_group_id",
             ),
-            "floating_ips": pick(network.ips(), "floating_ip_address", "port_id", "description"),
-            "ports": pick(network.ports(), "device_id", "network_id"),
-            "images": pick(self.conn.image.images(owner=self.conn.current_project_id), "name", "status", "properties"),
-            "volumes": pick(self.conn.block_storage.volumes(), "status", "size", "metadata"),
-            "snapshots": pick(self.conn.block_storage.snapshots(), "status", "volume_id", "metadata"),
+            "floating_ips": pick(
+                [ip for ip in network.ips() if not self.live or f"labvm:{self.profile}" in (ip.description or "")],
+                "floating_ip_address",
+                "port_id",
+                "description",
+            ),
+            "ports": pick(
+                [p for p in network.ports() if not self.live or p.device_id in {s.id for s in servers}],
+                "device_id",
+                "network_id",
+            ),
+            "images": pick(
+                [i for i in self.conn.image.images(owner=self.conn.current_project_id) if ours(i.properties)],
+                "name",
+                "status",
+                "properties",
+            ),
+            "volumes": pick(volumes, "status", "size", "metadata"),
+            "snapshots": pick(
+                [n for n in storage.snapshots() if not self.live or n.volume_id in {v.id for v in volumes}],
+                "status",
+                "volume_id",
+                "metadata",
+            ),
         }
+
+    def _ours(self, labels) -> bool:
+        """What state() compares: on a fake everything (the test is all there is in it); on a real cloud only the
+        run's own, by labvm's labels, so a colleague's work in a shared project meanwhile is no change of the run's."""
+        return not self.live or (labels or {}).get("labvm:profile", "").split("+")[0] == self.profile
+
+    def _key_prefixes(self) -> list[str]:
+        from labvm.providers.cloud import cloud_name
+        from labvm.providers.openstack.names import NOVA_KEYPAIR
+
+        return [cloud_name(NOVA_KEYPAIR, "labvm", owner) + "-" for owner in self.owners]
 
     def placement(self, instance_id: str) -> tuple[str, str]:
         server = self.conn.compute.get_server(instance_id)
@@ -490,21 +620,49 @@ class OpenStackWorld(World):
         elif resource.kind == "address":
             self.conn.network.delete_ip(resource.id)
 
+    def _run_keys(self) -> set[str]:
+        """The key pairs this run imported: of labvm's names for the run's owners, not there before it."""
+        prefixes = tuple(self._key_prefixes())
+        now = {k.name for k in self.conn.compute.keypairs()}
+        return {name for name in now - self.keys_before if name.startswith(prefixes)}
+
+    def _run_groups(self) -> list:
+        """The run's security groups: labvm names them after the profile, and the run's profile is its own."""
+        return [g for g in self.conn.network.security_groups() if g.name.startswith(f"labvm-{self.profile}-")]
+
     def delete_named(self) -> list[str]:
-        """The run's security groups (named after its profile) and the key pairs it imported."""
+        """The run's security groups and the key pairs it imported."""
         left = []
-        for group in self.conn.network.security_groups():
-            if group.name.startswith(f"labvm-{self.profile}-"):
-                try:
-                    self.conn.network.delete_security_group(group)
-                except Exception as e:  # noqa: BLE001 (in use: named below)
-                    left.append(
-                        f"openstack security group {group.id} left ({e}): "
-                        f"openstack --os-cloud {self.cloud_name} security group delete {group.id}"
-                    )
-        for name in {k.name for k in self.conn.compute.keypairs()} - self.keys_before:
+        for group in self._run_groups():
+            try:
+                self.conn.network.delete_security_group(group)
+            except Exception as e:  # noqa: BLE001 (in use: named by named_left)
+                left.append(f"openstack: deleting security group {group.id}: {e}")
+        for name in self._run_keys():
             self.conn.compute.delete_keypair(name)
         return left
+
+    def named_left(self) -> list[tuple[str, str]]:
+        """The run's volumes (by labvm's metadata), their snapshots, security groups and key pairs still there."""
+        cli = f"openstack --os-cloud {self.cloud_name}"
+        storage = self.conn.block_storage
+        volumes = [
+            v for v in storage.volumes() if (v.metadata or {}).get("labvm:profile", "").split("+")[0] == self.profile
+        ]
+        ids = {v.id for v in volumes}
+        snapshots = [n for n in storage.snapshots() if n.volume_id in ids]
+        return (
+            [(v.id, f"openstack volume {v.id} left: {cli} volume delete {v.id}") for v in volumes]
+            + [(n.id, f"openstack snapshot {n.id} left: {cli} volume snapshot delete {n.id}") for n in snapshots]
+            + [
+                (g.id, f"openstack security group {g.id} left: {cli} security group delete {g.id}")
+                for g in self._run_groups()
+            ]
+            + [
+                (name, f"openstack key pair {name} left: {cli} keypair delete {name}")
+                for name in sorted(self._run_keys())
+            ]
+        )
 
 
 # -- GCE: the fake of tests/fake_gce.py, or a real project ---------------------------------------------
@@ -518,12 +676,14 @@ class GceWorld(World):
     def __init__(self, monkeypatch, directory, live: bool = False):
         super().__init__(monkeypatch, directory, live)
         self.fake, self.sent = None, []
+        self.user = "debian"
         if live:
             import google.auth
             from google.auth.exceptions import DefaultCredentialsError
 
             self.project = os.environ.get("LABVM_LIVE_GCE_PROJECT", "")
             self.zone = os.environ.get("LABVM_LIVE_GCE_ZONE", "us-west1-b")
+            self.user = os.environ.get("LABVM_LIVE_GCE_USER", "debian")
             try:
                 credentials, _ = google.auth.default()
             except DefaultCredentialsError:
@@ -557,6 +717,11 @@ class GceWorld(World):
         self.instances, self.disks = client(compute_v1.InstancesClient), client(compute_v1.DisksClient)
         self.firewalls, self.images = client(compute_v1.FirewallsClient), client(compute_v1.ImagesClient)
         self.addresses, self.operations = client(compute_v1.AddressesClient), client(compute_v1.ZoneOperationsClient)
+        self.scoped_operations = {
+            "zone": self.operations,
+            "region": client(compute_v1.RegionOperationsClient),
+            "global": client(compute_v1.GlobalOperationsClient),
+        }
 
     def settings(self) -> dict:
         return {
@@ -564,7 +729,7 @@ class GceWorld(World):
             "zone": self.zone,
             "machine_type": self.size,
             "image_family": "debian-12",
-            "user": "debian",
+            "user": self.user,
             "ssh_cidr": SSH_CIDR,
         }
 
@@ -596,19 +761,28 @@ class GceWorld(World):
             return {i.name: json.dumps(type(i).to_dict(i), sort_keys=True) for i in items}
 
         where = dict(project=self.project)
-        instances = list(self.instances.list(zone=self.zone, **where))
+        instances = [i for i in self.instances.list(zone=self.zone, **where) if self._ours(i)]
         return {
             "instances": pick(instances),
-            # Each instance's disks (the fake answers disks.get, not disks.list; labvm makes disks only as boot disks).
+            # Each instance's disks (labvm makes disks only as boot disks).
             "disks": pick(
                 self.disks.get(zone=self.zone, disk=d.source.rsplit("/", 1)[-1], **where)
                 for i in instances
                 for d in i.disks
             ),
-            "firewalls": pick(self.firewalls.list(**where)),
-            "addresses": pick(self.addresses.list(region=self.region, **where)),
-            "images": pick(self.images.list(**where)),
+            "firewalls": pick(r for r in self.firewalls.list(**where) if self._named(r)),
+            "addresses": pick(a for a in self.addresses.list(region=self.region, **where) if self._named(a)),
+            "images": pick(i for i in self.images.list(**where) if self._ours(i)),
         }
+
+    def _ours(self, resource) -> bool:
+        """What state() compares: on a fake everything (the test is all there is in it); on a real project only
+        the run's own, by labvm's labels, so a colleague's work meanwhile is no change of the run's."""
+        return not self.live or dict(resource.labels).get("labvm-profile") == self.profile
+
+    def _named(self, resource) -> bool:
+        """As _ours, by labvm's names (firewall rules and addresses carry the profile in their names)."""
+        return not self.live or resource.name.startswith(f"labvm-{self.profile}-")
 
     def _instance(self, name: str):
         return self.instances.get(project=self.project, zone=self.zone, instance=name)
@@ -640,28 +814,69 @@ class GceWorld(World):
         operation = self.instances.delete(project=self.project, zone=self.zone, instance=instance_id)
         self.operations.wait(project=self.project, zone=self.zone, operation=operation.name)
 
+    def _done(self, operation, scope: str) -> None:
+        """Until the operation is DONE, asked of this world's endpoint: an operation's own result() polls
+        through an operations client made for the default endpoint, never the fake's (compute_v1
+        services/*/transports/base.py _global_operations_client: no client_options); its error raised."""
+        from google.cloud import compute_v1
+
+        where = {"zone": {"zone": self.zone}, "region": {"region": self.region}, "global": {}}[scope]
+        waited = operation
+        while waited.status != compute_v1.Operation.Status.DONE:
+            waited = self.scoped_operations[scope].wait(project=self.project, operation=operation.name, **where)
+        if waited.error and waited.error.errors:
+            raise RuntimeError(f"{operation.name}: {waited.error.errors[0].message}")
+
     def delete_resource(self, resource) -> None:
         where = dict(project=self.project)
         if resource.kind == "instance":
             self.delete_by_hand(resource.id)
         elif resource.kind == "image":
-            self.images.delete(image=resource.id, **where).result()
+            self._done(self.images.delete(image=resource.id, **where), "global")
         elif resource.kind == "address":
-            self.addresses.delete(region=self.region, address=resource.id, **where).result()
+            self._done(self.addresses.delete(region=self.region, address=resource.id, **where), "region")
+
+    def _run_rules(self) -> list:
+        """The run's firewall rules: labvm names them after the profile, and the run's profile is its own."""
+        return [r for r in self.firewalls.list(project=self.project) if r.name.startswith(f"labvm-{self.profile}-")]
+
+    def _loose_disks(self) -> list:
+        """The run's disks that no instance uses (one in use goes with its instance, auto_delete): labelled for the
+        run's profile, or named as its machines (a boot disk takes its instance's name unless initializeParams
+        names it, https://cloud.google.com/compute/docs/reference/rest/v1/instances)."""
+        return [
+            d
+            for d in self.disks.list(project=self.project, zone=self.zone)
+            if not d.users
+            and (dict(d.labels).get("labvm-profile") == self.profile or d.name.startswith(f"labvm-{self.profile}-"))
+        ]
 
     def delete_named(self) -> list[str]:
-        """The run's firewall rules (named after its profile)."""
+        """The run's firewall rules and loose disks."""
         left = []
-        for rule in self.firewalls.list(project=self.project):
-            if rule.name.startswith(f"labvm-{self.profile}-"):
-                try:
-                    self.firewalls.delete(project=self.project, firewall=rule.name).result()
-                except Exception as e:  # noqa: BLE001 (named below)
-                    left.append(
-                        f"gce firewall rule {rule.name} left ({e}): gcloud compute firewall-rules delete "
-                        f"{rule.name} --project {self.project}"
-                    )
+        for rule in self._run_rules():
+            try:
+                self._done(self.firewalls.delete(project=self.project, firewall=rule.name), "global")
+            except Exception as e:  # noqa: BLE001 (named by named_left)
+                left.append(f"gce: deleting firewall rule {rule.name}: {e}")
+        for disk in self._loose_disks():
+            try:
+                self._done(self.disks.delete(project=self.project, zone=self.zone, disk=disk.name), "zone")
+            except Exception as e:  # noqa: BLE001 (named by named_left)
+                left.append(f"gce: deleting disk {disk.name}: {e}")
         return left
+
+    def named_left(self) -> list[tuple[str, str]]:
+        """The run's firewall rules and loose disks still in the project (GCE has no key pairs: the key rides the
+        instance; `inv audit` lists no disks)."""
+        where = f"--project {self.project}"
+        return [
+            (r.name, f"gce firewall rule {r.name} left: gcloud compute firewall-rules delete {r.name} {where}")
+            for r in self._run_rules()
+        ] + [
+            (d.name, f"gce disk {d.name} left: gcloud compute disks delete {d.name} --zone {self.zone} {where}")
+            for d in self._loose_disks()
+        ]
 
 
 # -- the memory cloud (tests/contract/memory.py) ---------------------------------------------------------

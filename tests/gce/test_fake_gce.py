@@ -39,6 +39,15 @@ def test_machine_types_and_public_image(gce):
     assert image.self_link.endswith("projects/debian-cloud/global/images/" + image.name)
 
 
+def test_an_accelerator_optimized_type_answers_its_gpus(gce):
+    a2 = gce.machine_types.get(project=PROJECT, zone=ZONE, machine_type="a2-highgpu-2g")
+    assert (a2.guest_cpus, a2.memory_mb) == (24, 174080)
+    assert [(a.guest_accelerator_type, a.guest_accelerator_count) for a in a2.accelerators] == [
+        ("nvidia-tesla-a100", 2)
+    ]
+    assert not gce.machine_types.get(project=PROJECT, zone=ZONE, machine_type="e2-standard-4").accelerators
+
+
 def test_full_lifecycle(fake, gce):
     fw = compute_v1.Firewall(
         name="labvm-ssh",
@@ -410,7 +419,28 @@ def test_cpu_quota_by_machine_family_and_for_the_project(fake, gce):
     fake.project_quota_limits["CPUS_ALL_REGIONS"] = 32.0
     gce.wait_zone(insert_instance(gce, name="lab-3", machine_type="e2-standard-4"))
     quotas = {q.metric: q.usage for q in gce.regions.get(project=PROJECT, region=REGION).quotas}
-    assert (quotas["PREEMPTIBLE_CPUS"], quotas["CPUS"]) == (6.0, 0.0)
+    # The E2 Spot VM draws from PREEMPTIBLE_CPUS; the N2 one stays on N2_CPUS: PREEMPTIBLE_N2_CPUS, its
+    # family's preemptible quota, is not granted here (https://cloud.google.com/compute/resource-usage).
+    assert (quotas["PREEMPTIBLE_CPUS"], quotas["CPUS"], quotas["N2_CPUS"]) == (4.0, 0.0, 2.0)
+
+
+def test_newer_families_and_spot_draw_from_their_own_quotas(fake, gce):
+    """C4A, Z3, M4 ... each draw from their own <FAMILY>_CPUS, and a Spot VM of a family with its own quota
+    from PREEMPTIBLE_<FAMILY>_CPUS where the region grants it (https://cloud.google.com/compute/resource-usage)."""
+    fake.quota_limits.update(C4A_CPUS=3.0)
+    with pytest.raises(exceptions.Forbidden, match="Quota 'C4A_CPUS' exceeded. Limit: 3.0 in region us-west1"):
+        insert_instance(gce, machine_type="c4a-standard-4")
+    fake.quota_limits.update(C4A_CPUS=4.0, PREEMPTIBLE_N2_CPUS=4.0, PREEMPTIBLE_CPUS=8.0)
+    gce.wait_zone(insert_instance(gce, machine_type="c4a-standard-4"))
+    gce.wait_zone(insert_instance(gce, name="lab-2", machine_type="n2-standard-2"))  # Spot (instance_resource)
+    quotas = {q.metric: q.usage for q in gce.regions.get(project=PROJECT, region=REGION).quotas}
+    assert (quotas["C4A_CPUS"], quotas["PREEMPTIBLE_N2_CPUS"], quotas["N2_CPUS"], quotas["CPUS"]) == (
+        4.0,
+        2.0,
+        0.0,
+        0.0,
+    )
+    assert quotas["PREEMPTIBLE_CPUS"] == 0.0  # an N2 Spot VM's quota is its family's, not E2's and N1's
 
 
 def test_a_suspended_instance_is_resumed_not_started(fake, gce):

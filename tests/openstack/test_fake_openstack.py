@@ -365,3 +365,18 @@ def test_a_boot_volume_beyond_cinder_s_quota_is_accepted_then_error(fake, conn, 
     server = conn.compute.get_server(server.id)
     assert server.fault["message"] == f"Build of instance {server.id} aborted: Quota exceeded for resources: volumes"
     assert len(fake.volumes) == 1 and not [p for p in fake.ports.values() if p["device_id"] == server.id]
+
+
+def test_the_action_log_records_a_start_while_launched_at_stays(fake, conn):
+    """Nova logs each action with its request's id; os-start moves no launched_at (only build, unshelve, resize)."""
+    server = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
+    launched = server.launched_at
+    conn.compute.stop_server(server)
+    conn.compute.wait_for_server(server, status="SHUTOFF", **FAST)
+    conn.compute.start_server(server)
+    server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
+    assert server.launched_at == launched
+    newest, stop, create = conn.compute.server_actions(server)  # newest first
+    assert (newest.action, stop.action, create.action) == ("start", "stop", "create")
+    assert newest.request_id.startswith("req-") and newest.start_time >= launched.split(".")[0]
+    assert fake.actions[server.id][-1]["request_id"] == newest.request_id

@@ -12,7 +12,9 @@ from ...config import Profile
 from ...errors import LabvmError
 from ..base import Instance, from_cloud
 from ..cloud import CloudApi
+from ..credentials import NoCredentials
 from ..registry import sdk_files_problem
+from ..web_page import web_page
 from .settings import AwsSettings
 
 T = TypeVar("T")
@@ -30,6 +32,11 @@ NOT_YET = {
     "associate_address": ("InvalidAllocationID.NotFound",),  # after AllocateAddress
     "create_tags": ("InvalidSnapshot.NotFound",),  # the snapshots of an AMI just made
 }
+# botocore's waiters end at the first of these states (failure acceptors of botocore/data/ec2/2016-11-15/
+# waiters-2.json), where EC2 still gets there: an instance that is stopping by itself (autostop's shutdown) or
+# still pending is terminated all the same once that ends (TerminateInstances: "if you terminate an instance
+# more than once, each call succeeds"; API_TerminateInstances.html), and until then DescribeInstances shows it.
+PASSING = {"instance_terminated": ("pending", "stopping")}
 # What a planned call answers: enough for the rest of the verb to print its own calls.
 PLANNED = {
     "run_instances": {"Instances": [{"InstanceId": "i-(planned)"}]},
@@ -57,6 +64,14 @@ def sdk_version_step(report: str) -> str:
             f"installs the botocore labvm needs ({'.'.join(map(str, BOTOCORE_NEEDED))} or later)"
         )
     return f"labvm sent what botocore {botocore.__version__} refuses: please report it with this line"
+
+
+def no_credentials() -> str:
+    """The one line for no AWS credentials, for every verb (`check`, `up`, `--plan`): where boto3 looks."""
+    return (
+        "no AWS credentials found; set AWS_PROFILE, run `aws configure`, or export "
+        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (labvm reads boto3's usual places)"
+    )
 
 
 class AwsError(LabvmError):
@@ -148,21 +163,19 @@ class Ec2Api(CloudApi):
     def call(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """One AWS call, its errors turned into one line with the next step: EC2's refusals (ClientError) and
         whatever botocore raises itself before or instead of an answer (BotoCoreError)."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
         from botocore.parsers import ResponseParserError
 
         try:
             return action(*args, **kwargs)
         except ClientError as e:
             raise AwsError(self.explain(e), e.response["Error"]["Code"]) from None
+        except NoCredentialsError:
+            raise NoCredentials(no_credentials(), self.cloud) from None
         except BotoCoreError as e:
             raise LabvmError(self.sdk_problem(getattr(action, "__name__", "the call"), e)) from None
         except ResponseParserError:  # not a BotoCoreError: an answer that is no AWS answer (a web page)
-            raise LabvmError(
-                f"AWS's answer to {getattr(action, '__name__', 'the call')} was not AWS's: a web page (a proxy or a "
-                f"Wi-Fi login page between this laptop and AWS?); open any web page to log in, check HTTPS_PROXY, "
-                f"and try again"
-            ) from None
+            raise LabvmError(web_page("AWS", f"to {getattr(action, '__name__', 'the call')}")) from None
 
     def sdk_problem(self, operation: str, error: Any) -> str:
         """What botocore raised itself, as one line with the next step."""
@@ -177,10 +190,7 @@ class Ec2Api(CloudApi):
 
         said = from_cloud(" ".join(line.strip() for line in str(error).splitlines()))
         if isinstance(error, NoCredentialsError):
-            return (
-                "no AWS credentials found; set AWS_PROFILE, run `aws configure`, or export "
-                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (labvm reads boto3's usual places)"
-            )
+            return no_credentials()
         if isinstance(error, NoRegionError):
             return f"{self.profile.key('region')}: not set; e.g. region: us-west-2"
         if isinstance(error, ParamValidationError):
@@ -198,8 +208,20 @@ class Ec2Api(CloudApi):
         )
 
     def read(self, operation: str, **kwargs: Any) -> Any:
-        """A describe/get call: asked under --plan too."""
-        return self.call(getattr(self.ec2, operation), **kwargs)
+        """A describe/get call, asked under --plan too; every page of an answer EC2 pages, in one answer of the
+        same shape.  EC2 pages DescribeInstances, DescribeImages, DescribeSnapshots... with a NextToken (botocore's
+        paginators-1.json names them; moto's DescribeInstances pages at 100 reservations unasked, and EC2 may
+        cut an unpaginated answer short: "we strongly recommend using only paginated requests",
+        API_DescribeInstances.html)."""
+        if not self.ec2.can_paginate(operation):
+            return self.call(getattr(self.ec2, operation), **kwargs)
+        paginator = self.ec2.get_paginator(operation)
+
+        def whole(**asked: Any) -> Any:
+            return paginator.paginate(**asked).build_full_result()
+
+        whole.__name__ = operation  # what a one-line error names (call)
+        return self.call(whole, **kwargs)
 
     def change(self, operation: str, **kwargs: Any) -> Any:
         """A call that changes EC2, through the mutation gate: printed with its arguments under --plan,
@@ -227,12 +249,41 @@ class Ec2Api(CloudApi):
 
         def until() -> None:
             try:
-                self.ec2.get_waiter(waiter).wait(**kwargs, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
+                self.waiter(waiter).wait(**kwargs, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
             except WaiterError as e:
                 raise LabvmError(f"aws: {what} did not happen: {from_cloud(e)}") from None
 
         self.call(until)  # any other error of a DescribeInstances it makes: one line
         print(f"aws: {what} ({time.monotonic() - start:.0f}s)", flush=True)
+
+    def waiter(self, name: str) -> Any:
+        """boto3's waiter of this name, without the failure acceptors of the states EC2 passes through (PASSING)."""
+        from botocore.waiter import WaiterModel, create_waiter_with_client
+
+        given = self.ec2.get_waiter(name)
+        passing = PASSING.get(name, ())
+        if not passing:
+            return given
+        spec = given.config
+        acceptors = [
+            {"state": a.state, "matcher": a.matcher, "argument": a.argument, "expected": a.expected}
+            for a in spec.acceptors
+            if not (a.state == "failure" and a.expected in passing)
+        ]
+        model = WaiterModel(
+            {
+                "version": 2,
+                "waiters": {
+                    given.name: {
+                        "operation": spec.operation,
+                        "delay": spec.delay,
+                        "maxAttempts": spec.max_attempts,
+                        "acceptors": acceptors,
+                    }
+                },
+            }
+        )
+        return create_waiter_with_client(given.name, model, self.ec2)
 
     def explain(self, error: Any) -> str:
         """EC2's ClientError as one line, with the next step for the refusals users meet."""

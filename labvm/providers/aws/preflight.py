@@ -3,22 +3,54 @@
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Callable
 from typing import Any
 
 from ...config import Profile
 from ...errors import LabvmError
-from ..base import Check
+from ..base import Check, Starting, starting_words
 from ..cloud import ask
-from .api import Ec2Api
+from .api import Ec2Api, no_credentials
 from .images import Images
 from .names import AwsNames
 from .network import Network, ssh_ranges
 from .settings import AwsSettings
 
-# https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-quotas.html: vCPU quotas of the
-# standard families (A, C, D, H, I, M, R, T, Z), the ones a notebook VM uses.
-STANDARD_FAMILIES = tuple("acdhimrtz")
-VCPU_QUOTAS = {"on-demand": "L-1216C47A", "spot": "L-34B43A08"}
+# https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-quotas.html: each family's vCPU quota in
+# Service Quotas (On-Demand "Running On-Demand ... instances", Spot "All ... Spot Instance Requests"), by the
+# letters an instance type starts with; "" where the family has none for that market (HPC and High Memory run
+# on demand only).  Mac instances run on Dedicated Hosts, counted in hosts, not vCPUs: not here, so said.
+VCPU_QUOTAS = {  # family: (on-demand, spot)
+    "Standard (A, C, D, H, I, M, R, T, Z)": ("L-1216C47A", "L-34B43A08"),
+    "G and VT": ("L-DB2E81BA", "L-3819A6DF"),
+    "P": ("L-417A185B", "L-7212CCBC"),  # the spot quota of P4, P3 and P2
+    "P5": ("L-417A185B", "L-C4BD4855"),
+    "F": ("L-74FC7D96", "L-88CF9481"),
+    "X": ("L-7295265B", "L-E3A00192"),
+    "Inf": ("L-1945791B", "L-B5D1601B"),
+    "DL": ("L-6E869C2A", "L-85EED4F7"),
+    "Trn": ("L-2C3B7624", "L-6B0D517C"),
+    "HPC": ("L-F7808C92", ""),
+    "High Memory": ("L-43DA4232", ""),
+}
+FAMILIES = {
+    **dict.fromkeys(("a", "c", "d", "h", "i", "im", "is", "m", "r", "t", "z"), "Standard (A, C, D, H, I, M, R, T, Z)"),
+    **dict.fromkeys(("g", "gr", "vt"), "G and VT"),
+    **{"p": "P", "f": "F", "x": "X", "inf": "Inf", "dl": "DL", "trn": "Trn", "hpc": "HPC", "u": "High Memory"},
+}
+MARKETS = ("on-demand", "spot")
+
+
+def vcpu_quota(instance_type: str, market: str) -> tuple[str, str]:
+    """(family, Service Quotas code) of the vCPU quota an instance type counts against in this market;
+    ("", "") where labvm knows none."""
+    letters = re.match(r"[a-z]*", instance_type).group()  # type: ignore[union-attr]  # [a-z]* always matches
+    family = FAMILIES.get(letters, "")
+    if family == "P" and instance_type.startswith("p5"):
+        family = "P5"
+    code = VCPU_QUOTAS[family][MARKETS.index(market)] if family else ""
+    return (family, code) if code else ("", "")
 
 
 class AwsPreflight:
@@ -30,7 +62,7 @@ class AwsPreflight:
         self.api, self.settings, self.names, self.network = api, settings, names, network
         self.images, self.profile = images, profile
 
-    def checks(self, public_key: str) -> list[Check]:
+    def checks(self, public_key: str, to_start: Callable[[], list[Starting]]) -> list[Check]:
         """Read-only questions, one Check each; a question that cannot be answered says why."""
         identity = self._identity()
         if not identity.ok:
@@ -40,7 +72,7 @@ class AwsPreflight:
             ("network", lambda: self._network_check()),
             ("image", self._image_check),
             ("size", self._size_check),
-            ("quota", self._quota_check),
+            ("quota", lambda: self._quota_check(to_start())),
             ("key pair", lambda: self._key_check(public_key)),
             ("ssh rule", self._rule_check),
         ]
@@ -53,14 +85,14 @@ class AwsPreflight:
         try:
             return Check("credentials", True, sts.get_caller_identity()["Arn"])
         except NoCredentialsError:
-            return Check("credentials", False, "no AWS credentials found; set AWS_PROFILE or run `aws configure`")
+            return Check("credentials", False, no_credentials())
         except ClientError as e:
             # STS of a region not enabled refuses too (InvalidClientTokenId, segmentio/aws-okta#225).
             if self.api.opt_in_status() == "not-opted-in":
                 return Check("credentials", False, f"AWS {e.response['Error']['Code']}: {self.api.auth_failure_hint()}")
             return Check("credentials", False, self.api.explain(e))
         except BotoCoreError as e:
-            return Check("credentials", False, f"AWS did not answer ({e}); check the network or proxy")
+            return Check("credentials", False, self.api.sdk_problem("GetCallerIdentity", e))
 
     def _region_check(self) -> str:
         region = self.api.scope
@@ -119,39 +151,58 @@ class AwsPreflight:
         """The Service Quotas client."""
         return self.api.client("service-quotas")
 
-    def _quota_check(self) -> str:
+    def _quota_check(self, machines: list[Starting]) -> str:
+        """Each family's vCPU quota (of this market) against the account's pending and running instances
+        of that family and market plus what `up` would start; a type whose quota labvm knows not is said."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        wanted = self.settings.instance_type
+        words = starting_words(machines)
         market = "spot" if self.settings.spot else "on-demand"
-        if not wanted.startswith(STANDARD_FAMILIES):
-            return f"not checked: {wanted} is outside the standard families labvm checks"
-        try:
-            quota = self.quotas.get_service_quota(ServiceCode="ec2", QuotaCode=VCPU_QUOTAS[market])["Quota"]["Value"]
-        except (BotoCoreError, ClientError) as e:
-            return f"not checked: Service Quotas could not be read ({e})"
+        needs: dict[tuple[str, str], list[str]] = {}
+        for machine in machines:
+            needs.setdefault(vcpu_quota(machine.size, market), []).append(machine.size)
+        unknown = needs.pop(("", ""), [])
+        if not needs:
+            known = f"not checked: labvm knows no {market} vCPU quota of {', '.join(sorted(set(unknown)))}; "
+            return (known if unknown else "") + words
         live = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
         running = [
             i
             for r in self.api.read("describe_instances", Filters=live)["Reservations"]
             for i in r["Instances"]
-            if i["InstanceType"].startswith(STANDARD_FAMILIES)
-            and (i.get("InstanceLifecycle") == "spot") == (market == "spot")
+            if (i.get("InstanceLifecycle") == "spot") == (market == "spot")
         ]
-        vcpus = self._vcpus({wanted} | {i["InstanceType"] for i in running})
-        used = sum(vcpus[i["InstanceType"]] for i in running)
-        if used + vcpus[wanted] > quota:
-            raise LabvmError(
-                f"{used} of {quota:.0f} {market} vCPUs in use and {wanted} needs {vcpus[wanted]}; stop an "
-                f"instance or request more in Service Quotas (EC2, {VCPU_QUOTAS[market]})"
+        vcpus = self._vcpus(
+            {size for sizes in needs.values() for size in sizes}
+            | {i["InstanceType"] for i in running if vcpu_quota(i["InstanceType"], market) in needs}
+        )
+        lines = []
+        for (family, code), sizes in needs.items():
+            try:
+                quota = self.quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]
+            except (BotoCoreError, ClientError) as e:
+                return f"not checked: Service Quotas could not be read ({e}); {words}"
+            used = sum(
+                vcpus[i["InstanceType"]] for i in running if vcpu_quota(i["InstanceType"], market) == (family, code)
             )
-        return f"{used} of {quota:.0f} {market} vCPUs in use; {wanted} needs {vcpus[wanted]}"
+            need = sum(vcpus[size] for size in sizes)
+            if used + need > quota:
+                raise LabvmError(
+                    f"{used} of {quota:.0f} {market} {family} vCPUs in use and {words} needs {need}; stop an "
+                    f"instance or request more in Service Quotas (EC2, {code})"
+                )
+            lines.append(f"{used} of {quota:.0f} {market} {family} vCPUs in use, {need} more fit")
+        if unknown:
+            lines.append(f"not checked: labvm knows no {market} vCPU quota of {', '.join(sorted(set(unknown)))}")
+        return f"{words}: " + "; ".join(lines)
 
     def _vcpus(self, instance_types: set[str]) -> dict[str, int]:
         found = self.api.read("describe_instance_types", InstanceTypes=sorted(instance_types))["InstanceTypes"]
         return {t["InstanceType"]: t["VCpuInfo"]["DefaultVCpus"] for t in found}
 
     def _key_check(self, public_key: str) -> str:
+        if not public_key:
+            return "no labvm key on this machine yet: the first `inv up` makes it and imports it"
         name, exists = self.network.existing_key_pair(public_key)
         return f"{name} holds labvm's key" if exists else f"{name} is imported at create"
 

@@ -17,6 +17,12 @@ from .settings import AwsSettings
 NO_PRICE = "the AWS Pricing API (or its spot price history) did not answer"
 NO_MONTHLY_PRICE = "the AWS Pricing API did not answer"
 
+# The China partition (cn-north-1, cn-northwest-1) bills in yuan: its Price List is its own endpoint
+# (botocore's endpoints.json lists `pricing` in aws-cn at cn-northwest-1 only,
+# api.pricing.cn-northwest-1.amazonaws.com.cn) and its prices are CNY (https://www.amazonaws.cn/en/ec2/pricing/),
+# spot ones too; us-east-1's Price List refuses a China account's credentials.  labvm shows US dollars, so a
+# China region has no price rather than yuan shown as dollars (hosts.yml's price_per_hour: gives one).
+UNPRICED_PARTITION = "cn-"
 # One product per type, region and these attributes: on-demand Linux on shared hardware, no pre-installed
 # software, an instance that runs (capacitystatus Used, not a capacity reservation's unused hours).
 # Attribute names as `aws pricing describe-services --service-code AmazonEC2` lists them.
@@ -76,11 +82,15 @@ class AwsPrice:
 
     def per_hour(self, size: str, spot: bool) -> float | None:
         """Provider.price_per_hour: spot from the spot price history, on demand from the Price List."""
+        if self.api.scope.startswith(UNPRICED_PARTITION):
+            return None
         return self._spot_price(size) if spot else self._on_demand_price(size)
 
     def per_month(self, kind: str, state: str, volume_type: str) -> float | None:
         """USD per GB-month of a volume or a snapshot, of an AMI as the snapshots it keeps (an AMI is billed
         for nothing else); USD a month of an Elastic IP (its hourly rate x HOURS_PER_MONTH)."""
+        if self.api.scope.startswith(UNPRICED_PARTITION):
+            return None
         if kind == "image":
             kind = "snapshot"
         if kind == "address":

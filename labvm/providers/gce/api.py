@@ -19,7 +19,9 @@ from ...config import Profile
 from ...errors import LabvmError
 from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Image, Instance, from_cloud, parse_time
 from ..cloud import CloudApi
+from ..credentials import NoCredentials
 from ..registry import sdk_files_problem
+from ..web_page import is_web_page, web_page
 from .settings import GceSettings
 
 T = TypeVar("T")
@@ -63,6 +65,14 @@ def loopback_endpoint(endpoint: str) -> str:
             "labvm talks to a Compute emulator on this machine only; unset it to use Google's API"
         )
     return endpoint
+
+
+def no_credentials() -> str:
+    """The one line for no Google credentials, for every verb (`check`, `up`, `--plan`): where google-auth looks."""
+    return (
+        "no Google Application Default Credentials; run `gcloud auth application-default login` "
+        "or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
+    )
 
 
 def instance_of(data: Any) -> Instance:
@@ -121,10 +131,7 @@ class GceApi(CloudApi):
             try:
                 credentials, _ = google.auth.default(scopes=SCOPES)
             except DefaultCredentialsError:
-                raise LabvmError(
-                    "no Google Application Default Credentials; run `gcloud auth application-default login` "
-                    "or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
-                ) from None
+                raise NoCredentials(no_credentials(), "gce") from None
         self.credentials = credentials
         options: dict[str, Any] = dict(
             credentials=credentials,
@@ -152,14 +159,19 @@ class GceApi(CloudApi):
         return self.project
 
     def call(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """One API call; a rate limit is waited out (bounded), any other error is one line with the next step."""
+        """One API call; a rate limit is waited out (bounded), any other error is one line with the next step, a web
+        page instead of Google's answer too."""
         from google.api_core import exceptions
         from google.auth.exceptions import RefreshError, TransportError
+        from google.protobuf.json_format import ParseError
 
+        not_google = LabvmError(web_page("GCE", f"from {self.endpoint or 'compute.googleapis.com'}"))
         waits = iter(RATE_LIMIT_WAITS)
         while True:
             try:
                 return action(*args, **kwargs)
+            except ParseError:  # the REST transport parses every answer as JSON: a web page is none
+                raise not_google from None
             except RefreshError:
                 raise LabvmError(
                     "Google refused to renew your credentials; run `gcloud auth application-default login` "
@@ -171,6 +183,8 @@ class GceApi(CloudApi):
                     "(a VPN or proxy?) and try again"
                 ) from None
             except exceptions.GoogleAPICallError as e:
+                if is_web_page(getattr(e.response, "headers", None)):  # a proxy's error page, not Google's JSON error
+                    raise not_google from None
                 if not self._rate_limited(e):
                     raise LabvmError(self._explain(e)) from None
                 wait = next(waits, None)

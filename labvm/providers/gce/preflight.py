@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ...config import Profile
 from ...errors import LabvmError
-from ..base import Check
+from ..base import Check, Starting, starting_words
 from ..cloud import ask
 from .api import GceApi
 from .head import GceHead
@@ -13,36 +15,26 @@ from .names import GceNames
 from .network import Network
 from .oslogin import OsLogin
 from .settings import GceSettings
-from .workers import GceWorkers
 
 # The regional CPU quota a machine type draws from, by family (the name's first part): E2, N1 and the
 # shared-core F1/G1 count against CPUS, every other family against its own
 # (https://cloud.google.com/compute/resource-usage#cpu_quota).  All of them also count against the
-# project's CPUS_ALL_REGIONS; Spot VMs against PREEMPTIBLE_CPUS instead where the region grants it
-# (https://cloud.google.com/compute/resource-usage#preemptible_quota).
+# project's CPUS_ALL_REGIONS.  A Spot VM counts against the preemptible quota of its family instead,
+# PREEMPTIBLE_CPUS for those of CPUS, PREEMPTIBLE_<FAMILY>_CPUS for the others, where the region grants
+# it (a limit above 0), else against the family's own (https://cloud.google.com/compute/resource-usage#preemptible_quota).
 CPU_QUOTA = {
-    "n2": "N2_CPUS",
-    "n2d": "N2D_CPUS",
-    "n4": "N4_CPUS",
-    "c2": "C2_CPUS",
-    "c2d": "C2D_CPUS",
-    "c3": "C3_CPUS",
-    "c3d": "C3D_CPUS",
-    "c4": "C4_CPUS",
-    "t2d": "T2D_CPUS",
-    "t2a": "T2A_CPUS",
-    "m1": "M1_CPUS",
-    "m2": "M2_CPUS",
-    "m3": "M3_CPUS",
-    "a2": "A2_CPUS",
-    "g2": "G2_CPUS",
-    "h3": "H3_CPUS",
+    family: f"{family.upper()}_CPUS"
+    for family in (
+        *("n2", "n2d", "n4", "c2", "c2d", "c3", "c3d", "c4", "c4a", "c4d", "t2d", "t2a"),
+        *("m1", "m2", "m3", "m4", "x4", "z3", "h3", "a2", "g2"),
+    )
 }
 
 
-def cpu_quota(machine_type: str) -> str:
-    """The regional CPU quota a machine type draws from."""
-    return CPU_QUOTA.get(machine_type.split("-", 1)[0], "CPUS")
+def cpu_quota(machine_type: str, spot: bool = False, granted: frozenset[str] = frozenset()) -> str:
+    """The regional CPU quota a machine type draws from; on spot, its preemptible one where granted."""
+    metric = CPU_QUOTA.get(machine_type.split("-", 1)[0], "CPUS")
+    return f"PREEMPTIBLE_{metric}" if spot and f"PREEMPTIBLE_{metric}" in granted else metric
 
 
 class GcePreflight:
@@ -57,14 +49,13 @@ class GcePreflight:
         images: Images,
         login: OsLogin,
         head: GceHead,
-        workers: GceWorkers,
         profile: Profile,
     ):
         self.api, self.settings, self.names, self.network, self.images = api, settings, names, network, images
-        self.login, self.head, self.workers, self.profile = login, head, workers, profile
+        self.login, self.head, self.profile = login, head, profile
         self.project, self.zone, self.region = api.project, api.zone, api.region
 
-    def checks(self, public_key: str) -> list[Check]:
+    def checks(self, public_key: str, to_start: Callable[[], list[Starting]]) -> list[Check]:
         """Read-only: can this project take the VMs `up` would run (the head, the cluster's workers), and can
         labvm log in to them?"""
         checks = [Check("credentials", True, self._who())]
@@ -77,7 +68,7 @@ class GcePreflight:
             ask("network", self._network_ready),
             ask("image", lambda: self.images.source_image(None).rsplit("/", 1)[-1]),
             ask("size", self._size_offered),
-            ask("quota", self._headroom),
+            ask("quota", lambda: self._headroom(to_start())),
             ask("ssh rule", self._rule_state),
             ask("os login", lambda: self.login.mode()[1]),
         ]
@@ -122,27 +113,8 @@ class GcePreflight:
         machine_type = self.head.check_type(self.settings.machine_type)
         return f"{machine_type} is offered in {self.zone}"
 
-    def _machines_to_run(self) -> list[tuple[str, str]]:
-        """(machine type, its hosts.yml key) of each VM `up` and its cluster would make or start: the head
-        and every cluster.workers worker (of worker_size, else the head's type) not running now."""
-        head_type = self.settings.machine_type
-        head = self.head.find()
-        wanted = [] if head and head.state == "running" else [(head_type, self.profile.key("machine_type"))]
-        spec = self.profile.cluster
-        if spec and not spec.hosts and spec.workers:
-            running = {w.name for w in self.workers.found() if w.state == "running"}
-            worker = (
-                (spec.worker_size, self.profile.key("cluster.worker_size"))
-                if spec.worker_size
-                else wanted[0]
-                if wanted
-                else (head_type, self.profile.key("machine_type"))
-            )
-            wanted += [worker for index in range(1, spec.workers + 1) if self.workers.name(index) not in running]
-        return wanted
-
-    def _headroom(self) -> str:
-        """Each VM's vCPUs against its family's regional quota (PREEMPTIBLE_CPUS for spot where the region
+    def _headroom(self, machines: list[Starting]) -> str:
+        """Each VM's vCPUs against its family's regional quota (on spot its preemptible one where the region
         grants it) and the project's CPUS_ALL_REGIONS; an external address each; the static IP if new."""
         regional = {
             q.metric: q for q in self.api.call(self.api.regions.get, project=self.project, region=self.region).quotas
@@ -155,12 +127,12 @@ class GcePreflight:
                 if q.metric == "CPUS_ALL_REGIONS"
             },
         }
-        spot = self.settings.spot and "PREEMPTIBLE_CPUS" in regional and regional["PREEMPTIBLE_CPUS"].limit > 0
+        granted = frozenset(m for m, q in regional.items() if m.startswith("PREEMPTIBLE_") and q.limit > 0)
         needs: dict[str, float] = {}
-        machines = self._machines_to_run()
-        for machine_type, key in machines:
-            cpus = self._guest_cpus(machine_type, key)
-            for metric in ("PREEMPTIBLE_CPUS" if spot else cpu_quota(machine_type), "CPUS_ALL_REGIONS"):
+        for machine in machines:
+            key = self.profile.key("cluster.worker_size" if machine.worker_size else "machine_type")
+            cpus = self._guest_cpus(machine.size, key)
+            for metric in (cpu_quota(machine.size, self.settings.spot, granted), "CPUS_ALL_REGIONS"):
                 needs[metric] = needs.get(metric, 0) + cpus
         needs["IN_USE_ADDRESSES"] = len(machines)
         if (
@@ -180,11 +152,11 @@ class GcePreflight:
         if short:
             fewer = f" or fewer {self.profile.key('cluster.workers')}" if len(machines) > 1 else ""
             raise LabvmError(
-                f"quota in {self.region}: {'; '.join(short)}; ask for more in IAM & Admin > Quotas, "
-                f"or use a smaller {self.profile.key('machine_type')}{fewer}"
+                f"quota in {self.region}: {'; '.join(short)} ({starting_words(machines)}); ask for more in "
+                f"IAM & Admin > Quotas, or use a smaller {self.profile.key('machine_type')}{fewer}"
             )
         if not machines:
-            return "nothing new to run"
+            return starting_words(machines)
         return f"room for {len(machines)} VM(s): " + ", ".join(
             f"{m} {quotas[m].usage:g}/{quotas[m].limit:g}" for m in counted
         )

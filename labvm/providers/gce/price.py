@@ -1,6 +1,6 @@
 """What a Compute Engine VM costs an hour, from the Cloud Billing Catalog API: the per-vCPU and per-GiB
-SKUs of the machine's series in the profile's region, times the machine type's vCPUs and memory
-(machineTypes.get); what disks, images, snapshots and static addresses cost a month, from the same
+SKUs of the machine's series in the profile's region, times the machine type's vCPUs and memory, plus the
+SKU of each GPU it carries (machineTypes.get); what disks, images, snapshots and static addresses cost a month, from the same
 catalog.  google-cloud-compute has no billing client: the catalog is read over REST with the provider's
 credentials, at LABVM_GCE_ENDPOINT when an emulator serves it.  labvm.prices caches the
 answers and turns any failure into "no price"."""
@@ -38,6 +38,26 @@ SERIES = {
     "t2a": "T2A Arm Instance",
     "t2d": "T2D AMD Instance",
 }
+# The GPUs of an accelerator-optimized type (A2, A3, G2: machineTypes.get answers them as accelerators[]
+# {guestAcceleratorType, guestAcceleratorCount}, https://cloud.google.com/compute/docs/reference/rest/v1/machineTypes)
+# bill apart from its vCPUs and memory, each by its GPU's SKU (resourceGroup "GPU",
+# https://cloud.google.com/compute/gpus-pricing).  The catalog names them "Nvidia Tesla A100 GPU running in
+# Americas", Spot "Nvidia Tesla A100 GPU attached to Spot Preemptible VMs running in Americas" (infracost,
+# internal/resources/google/compute_cost_component_helpers.go, guestAcceleratorCostComponent); the model as SkyPilot's
+# catalog fetcher finds it for the newer GPUs (sky/catalog/data_fetchers/fetch_gcp.py, get_gpu_df: "A100 80GB GPU",
+# "H100 80GB GPU", the A3 Mega's "H100 80GB Mega GPU" or "H100 80GB Plus GPU", "H200 141GB GPU").
+GPU_MODELS = {
+    "nvidia-tesla-a100": ("A100",),
+    "nvidia-a100-80gb": ("A100 80GB",),
+    "nvidia-h100-80gb": ("H100 80GB",),
+    "nvidia-h100-mega-80gb": ("H100 80GB Mega", "H100 Mega 80GB", "H100 80GB Plus"),
+    "nvidia-h200-141gb": ("H200 141GB",),
+    "nvidia-l4": ("L4",),
+    "nvidia-tesla-t4": ("T4",),
+    "nvidia-tesla-v100": ("V100",),
+    "nvidia-tesla-p100": ("P100",),
+    "nvidia-tesla-p4": ("P4",),
+}
 # Shared-core E2 types are billed for a fraction of their 2 vCPUs
 # (https://cloud.google.com/compute/vm-instance-pricing#e2_sharedcore_machine_types).
 SHARED_CORE_VCPUS = {"e2-micro": 0.25, "e2-small": 0.5, "e2-medium": 1.0}
@@ -68,7 +88,8 @@ class GcePrice:
         self.api, self.region = api, api.region
 
     def per_hour(self, size: str, spot: bool) -> float | None:
-        """Provider.price_per_hour: the series' vCPU and GiB prices times the machine type's."""
+        """Provider.price_per_hour: the series' vCPU and GiB prices times the machine type's, plus its GPUs'.
+        No price when any part has none: a GPU machine priced without its GPUs would show a fraction of the bill."""
         series = SERIES.get(size.split("-")[0])
         if series is None or "custom" in size:
             return None
@@ -79,7 +100,13 @@ class GcePrice:
         core, ram = (self._unit_price(series, part, spot) for part in ("Core", "Ram"))
         if core is None or ram is None:
             return None
-        return core * vcpus + ram * machine.memory_mb / 1024
+        price = core * vcpus + ram * machine.memory_mb / 1024
+        for gpu in machine.accelerators:
+            each = self._gpu_price(gpu.guest_accelerator_type, spot)
+            if each is None:
+                return None
+            price += each * gpu.guest_accelerator_count
+        return price
 
     def per_month(self, kind: str, state: str, volume_type: str) -> float | None:
         """USD per GiB-month of a disk, an image or a snapshot; USD a month of a static external address,
@@ -113,15 +140,30 @@ class GcePrice:
 
     def _unit_price(self, series: str, part: str, spot: bool) -> float | None:
         """USD per vCPU-hour (Core) or per GiB-hour (Ram) of the series in this region."""
-        starts = re.compile(rf"(?:spot preemptible |preemptible )?{re.escape(series.lower())} {part.lower()}\b")
-        usage, unit = ("Preemptible" if spot else "OnDemand"), ("h" if part == "Core" else "GiBy.h")
+        named = re.compile(rf"(?:spot preemptible |preemptible )?{re.escape(series.lower())} {part.lower()}\b.*")
+        return self._compute_price(named, spot, "h" if part == "Core" else "GiBy.h")
+
+    def _gpu_price(self, accelerator_type: str, spot: bool) -> float | None:
+        """USD per hour of one GPU of this accelerator type in this region (GPU_MODELS); None for a type not
+        known there."""
+        models = GPU_MODELS.get(accelerator_type)
+        if models is None:
+            return None
+        names = "|".join(re.escape(model.lower()) for model in models)
+        sku = re.compile(rf"nvidia (?:tesla )?(?:{names}) gpu (?:attached to spot preemptible vms )?running in .*")
+        return self._compute_price(sku, spot, "h")
+
+    def _compute_price(self, named: re.Pattern, spot: bool, unit: str) -> float | None:
+        """The price in `unit` of the first Compute SKU of this region, Spot or on demand, whose description (in
+        lower case) is `named`."""
+        usage = "Preemptible" if spot else "OnDemand"
         for sku in self._compute_skus:
-            category = sku.get("category", {})
+            category, description = sku.get("category", {}), sku.get("description", "").lower()
             if (
                 category.get("resourceFamily") == "Compute"
                 and category.get("usageType") == usage
                 and self.region in sku.get("serviceRegions", [])
-                and starts.match(sku.get("description", "").lower())
+                and named.fullmatch(description)
             ):
                 expression = sku["pricingInfo"][0]["pricingExpression"]
                 if expression.get("usageUnit") != unit:

@@ -39,7 +39,7 @@ class GceProvider(CloudProvider):
             images=images,
             network=network,
             workers=workers,
-            preflight=GcePreflight(api, settings, names, network, images, login, head, workers, profile),
+            preflight=GcePreflight(api, settings, names, network, images, login, head, profile),
             inventory=GceInventory(api),
             price=GcePrice(api),
         )

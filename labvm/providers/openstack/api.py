@@ -18,7 +18,9 @@ from ...config import Profile
 from ...errors import LabvmError
 from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Instance, from_cloud, parse_time
 from ..cloud import PLANNED, CloudApi
+from ..credentials import NoCredentials
 from ..registry import sdk_files_problem
+from ..web_page import WebPage, is_web_page, web_page
 from .settings import OpenStackSettings
 
 T = TypeVar("T")
@@ -92,6 +94,17 @@ def sdk_files(kind: str, folder: str) -> list[str]:
 def say_once(note: str) -> None:
     """A note on stderr once per process, however many profiles connect (`inv audit`)."""
     print(note, file=sys.stderr, flush=True)
+
+
+def refuse_web_pages(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """A requests response hook on the connection's session: an HTML answer (a Wi-Fi login page, a proxy's
+    page) stops the request where it arrives.  Unstopped, keystoneauth calls a 200 page an "Invalid response",
+    a 500 page an InternalServerError, and openstacksdk parses a 200 page as an empty resource (get_limits
+    answers no limits, find_flavor no flavor) or fails on it in a list (requests' JSONDecodeError)."""
+    if is_web_page(response.headers):
+        where = from_cloud(str(response.url).split("?")[0])
+        raise WebPage(web_page("OpenStack", f"from {where}"))
+    return response
 
 
 def planned(thing: Any) -> bool:
@@ -208,19 +221,22 @@ class OpenStackApi(CloudApi):
                     f"`source` your openrc file (Horizon: API Access, Download OpenStack RC File) first"
                 )
             unread = "".join(f"; {name} is not read" for name in ignored)
-            raise LabvmError(
+            raise NoCredentials(
                 f"{self.profile.key('cloud')}: no entry {self.entry!r} in "
                 f"{config.config_filename or 'any clouds.yaml'} "
                 f"(labvm reads clouds.yaml from {looked}, never from the current folder{unread}); add "
-                f"{self.entry!r} to clouds.yaml (~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)"
+                f"{self.entry!r} to clouds.yaml (~/.config/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)",
+                self.cloud,
             )
         try:
-            return connection.Connection(config=config.get_one(cloud=self.entry))
+            conn = connection.Connection(config=config.get_one(cloud=self.entry))
         except exceptions.ConfigException as e:
             raise LabvmError(
                 f"{self.profile.key('cloud')}: {from_cloud(e)} (clouds.yaml entry {self.entry!r} in "
                 f"{config.config_filename})"
             ) from None
+        conn.session.session.hooks["response"].append(refuse_web_pages)
+        return conn
 
     @staticmethod
     def _ignored_here(config: Any, folders: list[str]) -> list[str]:
@@ -328,8 +344,11 @@ class OpenStackApi(CloudApi):
         """Nova's server of this id, as it is now."""
         return self.call(self.conn.compute.get_server, server_id)
 
-    def replace_hint(self) -> str:
-        """The way out of a server in ERROR."""
+    def replace_hint(self, server: Any) -> str:
+        """The way out of a server in ERROR: `up --replace` for the head; for a worker, `cluster`, which deletes
+        a worker in ERROR and makes it again (labvm/workers.py)."""
+        if (server.metadata or {}).get("labvm:role") == "worker":
+            return f"`inv cluster --host {self.profile.name}` deletes it and makes it again"
         return f"`inv up --host {self.profile.name} --replace` deletes it and makes a new one"
 
     def wait(self, server: Any, statuses: tuple[str, ...], what: str) -> Any:
@@ -342,7 +361,7 @@ class OpenStackApi(CloudApi):
         def settled() -> Any:
             current = self.server(server.id)
             if current.status == "ERROR":
-                raise LabvmError(f"{server.id} went ERROR: {fault(current)}; {self.replace_hint()}")
+                raise LabvmError(f"{server.id} went ERROR: {fault(current)}; {self.replace_hint(current)}")
             return current if current.status in statuses and not current.task_state else None
 
         return self.wait_until(what, settled, WAIT, late=f"`{self.cli} server show {server.id}`")

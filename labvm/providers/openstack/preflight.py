@@ -1,13 +1,14 @@
-"""`inv check`: read-only questions, one line each, asked before anything is billed; quota counts the
-head and the cluster's workers."""
+"""`inv check`: read-only questions, one line each, asked before anything is billed; quota counts what `up`
+and `cluster` would start (Provider.to_start)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ...config import Profile
 from ...errors import LabvmError
-from ..base import Check
+from ..base import Check, Starting, starting_words
 from ..cloud import ask
 from .api import QUOTA_HELP, OpenStackApi, more
 from .head import OpenStackHead
@@ -34,7 +35,7 @@ class OpenStackPreflight:
         self.images, self.head, self.profile = images, head, profile
         self.conn = api.conn
 
-    def checks(self, public_key: str) -> list[Check]:
+    def checks(self, public_key: str, to_start: Callable[[], list[Starting]]) -> list[Check]:
         """Read-only: what `up` needs, asked of the cloud before anything is made."""
         access = self.api.call(self.conn.session.auth.get_access, self.conn.session)
         checks = [
@@ -46,7 +47,7 @@ class OpenStackPreflight:
         steps += [
             ("image", lambda: self.images.boot_image(None)),
             ("size", self._check_flavor),
-            ("quota", self._check_quota),
+            ("quota", lambda: self._check_quota(to_start())),
             ("key pair", lambda: self._check_keypair(public_key)),
             ("ssh rule", self._check_ssh_rule),
         ]
@@ -76,29 +77,31 @@ class OpenStackPreflight:
         spec = self.profile.cluster
         return (spec.workers, spec.worker_size) if spec else (0, "")
 
-    def _check_quota(self) -> str:
-        """Nova's absolute limits (Cinder's for boot volumes, Neutron's for floating IPs) leave room for the
-        head and the cluster's workers (cluster.workers of cluster.worker_size, else the head's flavor)."""
-        head = self._known_flavor(self.settings.flavor)
-        workers, worker_size = self._cluster()
-        worker = self._known_flavor(worker_size) if workers and worker_size else head
-        machines = 1 + workers
+    def _check_quota(self, machines: list[Starting]) -> str:
+        """Nova's absolute limits (Cinder's for boot volumes, Neutron's for floating IPs) leave room for each
+        new machine.  A stopped (shelved) one adds nothing: Nova counts every server, and by default its cores
+        and RAM, whatever its state (nova/quota.py, _instances_cores_ram_count_legacy; only a cloud with
+        [quota] count_usage_from_placement leaves an offloaded one's out, docs/providers.md), and unshelving
+        keeps its volume and floating IP."""
+        new = [m for m in machines if m.new]
+        if not new:
+            words = starting_words(machines)
+            return f"{words}: Nova counts a stopped server already" if machines else words
+        flavors = {size: self._known_flavor(size) for size in {m.size for m in new}}
         nova = self.api.call(self.conn.compute.get_limits).absolute
-        wanted = [("instances", nova.instances_used, nova.instances, machines, more(machines))]
-        if head is not None and worker is not None:
-            who = (
-                f"the head ({head.name}) and {workers} workers ({worker.name}) need"
-                if workers
-                else f"{head.name} needs"
-            )
-            cores, ram = head.vcpus + workers * worker.vcpus, head.ram + workers * worker.ram
+        count = len(new)
+        wanted = [("instances", nova.instances_used, nova.instances, count, more(count))]
+        if all(flavors.values()):  # an unknown flavor is the "size" check's line
+            who = _who(new)
+            cores = sum(flavors[m.size].vcpus for m in new)
+            ram = sum(flavors[m.size].ram for m in new)
             wanted += [
                 ("cores", nova.total_cores_used, nova.total_cores, cores, f"{who} {cores}"),
                 ("RAM MB", nova.total_ram_used, nova.total_ram, ram, f"{who} {ram}"),
             ]
         if self.settings.floating_ip_pool:
-            wanted += self._floating_ip_quota(machines)
-        wanted += self._volume_quota(machines)
+            wanted += self._floating_ip_quota(count)
+        wanted += self._volume_quota(count)
         short = [
             f"{what}: {used} of {limit} used, {need}"
             for what, used, limit, n, need in wanted
@@ -106,7 +109,14 @@ class OpenStackPreflight:
         ]
         if short:
             raise LabvmError("; ".join(short) + f"; {QUOTA_HELP}")
-        room = f"the head and {workers} workers" if workers else "one more"
+        workers = count - (new[0].role == "head")
+        room = (
+            "one more"
+            if not workers
+            else f"the head and {workers} workers"
+            if workers < count
+            else f"{workers} workers"
+        )
         return f"room for {room}: " + ", ".join(f"{what} {used}/{limit}" for what, used, limit, _, _ in wanted)
 
     def _known_flavor(self, name: str) -> Any:
@@ -165,3 +175,13 @@ class OpenStackPreflight:
         if any(r.remote_ip_prefix == cidr for r in self.network.ssh_rules(group)):
             return f"{self.names.name} admits {cidr} on port 22"
         return f"{self.names.name} does not admit {cidr} yet; `inv up` adds the rule"
+
+
+def _who(new: list[Starting]) -> str:
+    """Who needs a quota's room, as its line says: a new head's flavor, or the head and the workers."""
+    head = [m.size for m in new if m.role == "head"]
+    workers = [m.size for m in new if m.role != "head"]
+    if not workers:
+        return f"{head[0]} needs"
+    them = f"{len(workers)} workers ({workers[0]})"
+    return f"the head ({head[0]}) and {them} need" if head else f"{them} need"

@@ -3,6 +3,7 @@
 the session builds it, no SSH.  Issue 11, items 3, 4, 9-13, 18 and `inv check`'s preflight."""
 
 import socket
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -10,6 +11,7 @@ from fake_openstack import FakeOpenStack, fingerprint
 from openstack_world import KEY, new_key, one_line, provider
 from labvm import audit
 from labvm.errors import LabvmError
+from labvm.providers.base import parse_time
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
 
@@ -99,6 +101,31 @@ def test_a_stopped_server_is_resized_and_stays_stopped(fake, place, capsys):
     resized = cades.resize(inst, "m1.large")
     assert (resized.state, resized.size) == ("stopped", "m1.large")
     assert f"openstack: {inst.id} is m1.large, SHUTOFF as before" in capsys.readouterr().out
+
+
+# -- issue 28: a resume moves the last start the terminate guard reads ---------------------------
+
+
+@pytest.mark.parametrize("stop_action", ["stop", "shelve"])
+def test_an_image_older_than_a_resume_is_no_longer_newer_than_the_last_start(fake, place, stop_action):
+    """Built two hours ago, imaged an hour ago, stopped and started now: the image misses what was done since,
+    so it is not newer than the last start (terminate is refused without --force).  os-start leaves Nova's
+    launched_at where the build put it; the action log has the start."""
+    cades = provider(place, stop_action=stop_action)
+    inst = cades.create(public_key=KEY)
+    image = cades.snapshot(inst, "labvm")
+    fake.servers[inst.id]["OS-SRV-USG:launched_at"] = ago(hours=2, precise=True)
+    fake.images[image.id]["created_at"] = ago(hours=1)
+    cades.start(cades.stop(inst))
+    started = cades.last_start(inst)
+    assert started > parse_time(ago(minutes=1))
+    assert [i.id for i in cades.images() if parse_time(i.created) > started] == []
+
+
+def ago(precise: bool = False, **delta) -> str:
+    """A time stamp as Nova's launched_at (microseconds, no zone) or Glance's created_at ("Z") writes it."""
+    stamp = datetime.now(timezone.utc) - timedelta(**delta)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%f") if precise else stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- 12. ERROR: the fault, no endless resume, terminate works ---------------------------------
@@ -249,6 +276,19 @@ def test_admit_caller_restores_labvm_s_ssh_rule(fake, place, capsys):
     ] == [(22, "0.0.0.0/0")]
 
 
+def test_under_plan_a_moved_laptop_s_old_ssh_rule_is_printed_and_kept(fake, place, capsys):
+    provider(place, ssh_cidr="203.0.113.5/32").create(public_key=KEY)
+    moved = provider(place, ssh_cidr="198.51.100.7/32")
+    moved.plan = True
+    capsys.readouterr()
+    moved.admit_caller()
+    planned = capsys.readouterr().out
+    assert "plan: openstack: remove the SSH rule from 203.0.113.5/32" in planned, planned
+    (group,) = [g for g in fake.security_groups.values() if g["name"] == "labvm-cades-hedy"]
+    ingress = [r["remote_ip_prefix"] for r in group["security_group_rules"] if r["direction"] == "ingress"]
+    assert ingress == ["203.0.113.5/32"]  # the laptop at the old address still gets in
+
+
 # -- 18. a class: three owners, one hosts.yml, one project, one shared image ---------------------
 
 
@@ -326,9 +366,11 @@ def test_preflight_names_a_broken_setting(fake, place, broken, name, detail):
     assert [c.name for c in found.values() if not c.ok] == [name]
 
 
-def test_preflight_quota_key_pair_and_credentials(fake, place):
+def test_preflight_quota_key_pair_and_credentials(fake, place, monkeypatch):
+    monkeypatch.setenv("LABVM_OWNER", "grace")  # a lab member's server uses 2 of the 3 cores
+    provider(place).create(public_key=KEY)
+    monkeypatch.setenv("LABVM_OWNER", "hedy")
     cades = provider(place)
-    cades.create(public_key=KEY)
     fake.quota["cores"] = 3  # m1.medium uses 2 of them; another needs 2 more
     fake.quota["gigabytes"] = 60  # 40 GB used; another boot volume needs 40
     found = {c.name: c for c in cades.preflight(new_key("second-laptop"))}
