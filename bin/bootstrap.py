@@ -97,7 +97,10 @@ def pip_settings() -> tuple[list[str], dict[str, str]]:
             single["--index-url"] = value
         elif key in PIP_LISTS:
             lists += [item for v in value.split() for item in (PIP_LISTS[key], v)]
-    return [*(item for pair in single.items() for item in pair), *lists], variables
+    # pip takes the best version among all its indexes; uv only looks past the first index that has a package
+    # when told (uv's docs, "Index strategy"): pip's rule, so a lab's mirror with an older release is no dead end.
+    strategy = ["--index-strategy", "unsafe-best-match"] if lists or single else []
+    return [*(item for pair in single.items() for item in pair), *lists, *strategy], variables
 
 
 def install(extras: set[str]) -> None:
@@ -107,11 +110,11 @@ def install(extras: set[str]) -> None:
     started = time.monotonic()
     target = f"{ROOT}[{named}]" if named else str(ROOT)
     flags, variables = pip_settings()
-    subprocess.run(
-        [*uv(), "pip", "install", "--python", sys.executable, *flags, "-e", target],
-        check=True,
-        env={**os.environ, **variables},
-    )
+    with_uv = [*uv(), "pip", "install", "--python", sys.executable, *flags, "-e", target]
+    if subprocess.run(with_uv, env={**os.environ, **variables}, check=False).returncode != 0:
+        # What uv cannot do where pip can (a setting of pip's uv has no word for): pip, slower, as before uv.
+        say("uv could not install it (above); trying pip, which reads its own settings")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", target], check=True)
     say(f"done in {time.monotonic() - started:.0f} s")
 
 

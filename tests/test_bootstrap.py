@@ -79,4 +79,5 @@ def test_pips_mirror_wheels_constraints_and_certificate_reach_uv(bootstrap, tmp_
     assert ("--constraint", "/etc/lab/constraints.txt") in pairs
     assert ("--allow-insecure-host", "more.lab.example") in pairs
     assert ("--find-links", "/opt/lab-wheels") in pairs
+    assert ("--index-strategy", "unsafe-best-match") in pairs  # pip's rule: the best version of every index
     assert variables == {"SSL_CERT_FILE": "/etc/lab/ca.pem"}
