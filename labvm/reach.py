@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -296,6 +297,7 @@ def _without_missing_identity(profile: Profile, ssh: SshHome) -> Profile:
         return profile
     print(
         f"warning: {profile.key('identity')}: {profile.identity} not found; going on with labvm's key {ssh.key}",
+        file=sys.stderr,  # beside a task's output, never in it (`inv check --json`)
         flush=True,
     )
     return dataclasses.replace(profile, identity=None)
