@@ -5,6 +5,7 @@ and a "laptop" (hosts.yml + its own ~/.ssh) that runs `inv` in a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -479,3 +480,43 @@ class Squatter:
 
     def requests(self) -> list[str]:
         return [entry["request"] for entry in self.noted() if "request" in entry]
+
+
+# A child that takes a name (PR_SET_NAME: the kernel keeps 15 bytes) and exits while its parent never waits for
+# it: a zombie until the parent ends, as under a container's pid 1 that reaps nothing.  The name comes in two
+# pieces on stdin, so that the parent's own command line never matches it.
+ZOMBIE_PARENT = """
+import ctypes, os, sys
+name = sys.stdin.readline().rstrip("\\n").encode()
+child = os.fork()
+if child == 0:
+    if name:
+        ctypes.CDLL(None).prctl(15, name, 0, 0, 0)
+    os._exit(0)
+print(child, flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def zombie(user: User, name: str = ""):
+    """The pid of a process of `user`'s that exited and is not reaped (named `name`) while the block lasts."""
+    parent = subprocess.Popen(
+        ["/usr/bin/python3", "-c", ZOMBIE_PARENT],
+        user=user.uid,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        parent.stdin.write(name + "\n")
+        parent.stdin.flush()
+        pid = int(parent.stdout.readline())
+        deadline = time.monotonic() + 10
+        while not ended(pid):
+            assert time.monotonic() < deadline, "the child did not become a zombie"
+            time.sleep(0.05)
+        yield pid
+    finally:
+        parent.stdin.close()
+        parent.wait(10)

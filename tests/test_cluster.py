@@ -29,7 +29,7 @@ import pytest
 
 import netns
 from kernel import run_cell
-from realhost import ROOT, Lab, User, free_port, ssh_profile
+from realhost import ROOT, Lab, User, free_port, ssh_profile, zombie
 
 from labvm import cluster
 from labvm.config import CLUSTER_PACKAGES, load
@@ -530,43 +530,17 @@ def kill_sshd(host) -> None:
             pass
 
 
-# A scheduler that exited while its parent never waits for it (pid 1 of a container reaps nothing): the
-# child takes the name setproctitle gives the scheduler (the kernel keeps 15 bytes), then exits.
-ZOMBIE_PARENT = """
-import ctypes, os, sys
-child = os.fork()
-if child == 0:
-    # PR_SET_NAME; the name split, so that this parent's command line does not match
-    ctypes.CDLL(None).prctl(15, b"da" + b"sk scheduler [tls://", 0, 0, 0)
-    os._exit(0)
-print(child, flush=True)
-sys.stdin.read()  # never waits for the child: it stays a zombie until this process ends
-"""
-
-
 def test_a_zombie_named_like_the_scheduler_is_not_a_running_scheduler(user):
-    parent = subprocess.Popen(
-        ["/usr/bin/python3", "-c", ZOMBIE_PARENT],
-        user=user.uid,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        zombie = int(parent.stdout.readline())
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{zombie}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-            assert time.monotonic() < deadline, "the child did not become a zombie"
-            time.sleep(0.05)
-        assert dask_processes(user) == []  # what the suite checks after each stop
-        # dask.sh, given the zombie's pid as its scheduler's: nothing runs, nothing to stop.
-        dask = user.home / ".labvm" / "dask"
-        user.shell(f"mkdir -p {dask} && echo {zombie} > {dask}/scheduler-zombie.test.pid")
-        stop = user.shell(f"LABVM_DASK_HOST=zombie.test LABVM_DASK_ROLE=scheduler sh {ROOT}/scripts/dask.sh stop")
-        assert stop.returncode == 0, stop.stderr
-        assert "dask: no scheduler running on zombie.test" in stop.stderr
-        assert json.loads(stop.stdout) == {"stopped": False}
-    finally:
-        parent.stdin.close()
-        parent.wait(10)
-        user.shell(f"rm -f {user.home}/.labvm/dask/scheduler-zombie.test.pid")
+    # The name setproctitle gives the scheduler, as the kernel keeps it.
+    with zombie(user, "dask scheduler [tls://") as pid:
+        try:
+            assert dask_processes(user) == []  # what the suite checks after each stop
+            # dask.sh, given the zombie's pid as its scheduler's: nothing runs, nothing to stop.
+            dask = user.home / ".labvm" / "dask"
+            user.shell(f"mkdir -p {dask} && echo {pid} > {dask}/scheduler-zombie.test.pid")
+            stop = user.shell(f"LABVM_DASK_HOST=zombie.test LABVM_DASK_ROLE=scheduler sh {ROOT}/scripts/dask.sh stop")
+            assert stop.returncode == 0, stop.stderr
+            assert "dask: no scheduler running on zombie.test" in stop.stderr
+            assert json.loads(stop.stdout) == {"stopped": False}
+        finally:
+            user.shell(f"rm -f {user.home}/.labvm/dask/scheduler-zombie.test.pid")
