@@ -103,8 +103,12 @@ def _priced(session: Session, instance: Instance, size: bool = True) -> str:
         price = price_per_hour(session.profile, session.provider, instance.size or None)
         if price is not None:
             parts.append(per_hour(price))
-        if instance.started:
-            seconds = int((datetime.now(timezone.utc) - instance.started).total_seconds())
+        try:
+            started = session.provider.running_since(instance)
+        except LabvmError:  # it answered a moment ago: the hours are not worth the line
+            started = None
+        if started:
+            seconds = int((datetime.now(timezone.utc) - started).total_seconds())
             parts.append(f"running {duration(max(seconds, 0))} since its last start")
     return "".join(f", {part}" for part in parts)
 

@@ -53,6 +53,7 @@ from .sync_rules import (
     INVOKE_FILES,
     SKIPPED_DIRS,
     NotebookFolder,
+    NotSynced,
     Outcome,
     Remote,
     files_under,
@@ -214,11 +215,13 @@ class NotebookSync:
             meanwhile=meanwhile,
         )
         listing = [entry for entry in everything if self.folder.patterns(entry.rel)]
-        left = [entry.rel for entry in everything if not self.folder.patterns(entry.rel)]
-        left += [rel for rel in outcome.too_large if not self.folder.patterns(rel)]  # --max-size lists no file
+        untaken = NotSynced()
+        for rel in [entry.rel for entry in everything] + outcome.too_large:  # --max-size lists no file
+            if not self.folder.patterns(rel):
+                untaken.add(rel)
         outcome.too_large = [rel for rel in outcome.too_large if self.folder.patterns(rel)]
-        if left:
-            outcome.notes.append(self.folder.not_synced(left))
+        if untaken.total:
+            outcome.notes.append(self.folder.not_synced(untaken))
         outcome.held_back = sorted(
             entry.rel for entry in listing if entry.flags.startswith(">f") and is_invoke_file(entry.rel)
         )

@@ -37,7 +37,16 @@ from typing import IO, Any
 from . import sync_messages, vm
 from .answers import BadAnswer
 from .errors import LabvmError
-from .sync_rules import SKIPPED_DIRS, NotebookFolder, Outcome, Remote, is_backup, is_invoke_file, safe_relative_path
+from .sync_rules import (
+    SKIPPED_DIRS,
+    NotebookFolder,
+    NotSynced,
+    Outcome,
+    Remote,
+    is_backup,
+    is_invoke_file,
+    safe_relative_path,
+)
 from .text import clean
 
 CHUNK = 1 << 20  # bytes read or sent at a time: a file never sits whole in memory
@@ -322,11 +331,12 @@ def pull(folder: NotebookFolder, remote: Remote) -> Outcome:
     with folder.lock(), _host(folder, remote) as host:
         record = folder.read_manifest()  # while ssh connects
         here = folder.scan()
-        listed = host.replies.listing(folder.travels)
+        untaken = NotSynced()
+        listed = host.replies.listing(lambda rel: folder.travels(rel, untaken))
         if listed is None:
             return folder.no_workspace()
         changed = [rel for rel, stat in here.items() if record.get(rel, [None, None])[:2] != stat]
-        outcome = Outcome()
+        outcome = Outcome(notes=[folder.not_synced(untaken)] if untaken.total else [])
         offered = _offered(folder, listed, here, outcome)
         conflicts, identical = set(), set()
         for rel in changed:

@@ -118,17 +118,11 @@ class NotebookFolder:
                 f"{self.profile.key('sync_max_total')}"
             )
 
-    def not_synced(self, names: list[str]) -> str:
-        """What a pull leaves on the host because no sync pattern names it, and the patterns that would
-        (`*.csv`, or the name itself where it has no suffix), the most common first."""
-        counts: dict[str, int] = {}
-        for rel in names:
-            name = rel.rpartition("/")[2]
-            pattern = f"*{Path(name).suffix}" if Path(name).suffix else name
-            counts[pattern] = counts.get(pattern, 0) + 1
-        wanted = sorted(counts, key=lambda pattern: (-counts[pattern], pattern))
+    def not_synced(self, untaken: NotSynced) -> str:
+        """What a pull leaves on the host because no sync pattern names it, and the patterns that would."""
+        wanted = sorted(untaken.by_pattern, key=lambda pattern: (-untaken.by_pattern[pattern], pattern))
         return (
-            f"{len(names)} file(s) on the host not synced ({_shown(wanted)}): "
+            f"{untaken.total} file(s) on the host not synced ({_shown(wanted)}): "
             f"add them to {self.profile.key('sync')} to bring them home"
         )
 
@@ -178,15 +172,20 @@ class NotebookFolder:
                 found[rel] = self.stat_of(self.local / rel)
         return found
 
-    def travels(self, rel: str) -> bool:
+    def travels(self, rel: str, untaken: NotSynced | None = None) -> bool:
         """What the rsync filters let through (_filters, without invoke's files): no dot-file or
-        dot-folder, nothing under a skipped folder, and a sync pattern matches."""
+        dot-folder, nothing under a skipped folder, and a sync pattern matches (else it is counted
+        in `untaken`)."""
         parts = rel.split("/")
         if any(part.startswith(".") for part in parts):
             return False
         if any(fnmatch(part, skip) for part in parts[:-1] for skip in SKIPPED_DIRS):
             return False
-        return self.patterns(rel)
+        if self.patterns(rel):
+            return True
+        if untaken is not None:
+            untaken.add(rel)
+        return False
 
     @staticmethod
     def stat_of(path: Path) -> list[int]:
@@ -222,6 +221,25 @@ class NotebookFolder:
     def lock(self):
         """One sync at a time per folder (a --watch and a `down` may meet)."""
         return platforms.file_lock(self.local / ".labvm-sync.lock")
+
+
+class NotSynced:
+    """The files a pull leaves on the host because no sync pattern names them, counted by the pattern
+    that would take each (`*.csv`, or the name itself where it has no suffix).  A host's listing has
+    no end a VM cannot choose, so only the first PATTERNS_KEPT patterns are kept by name."""
+
+    PATTERNS_KEPT = 1000
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_pattern: dict[str, int] = {}
+
+    def add(self, rel: str) -> None:
+        name = rel.rpartition("/")[2]
+        pattern = f"*{Path(name).suffix}" if Path(name).suffix else name
+        self.total += 1
+        if pattern in self.by_pattern or len(self.by_pattern) < self.PATTERNS_KEPT:
+            self.by_pattern[pattern] = self.by_pattern.get(pattern, 0) + 1
 
 
 def _shown(names: list[str]) -> str:

@@ -274,9 +274,11 @@ def ssh_g(config: Path, alias: str) -> dict[str, str]:
 def opened_identities(config: Path, alias: str) -> list[str]:
     """The identity files OpenSSH opens for the alias, after every expansion: it names each in its debug
     log once the connection is up (here a ProxyCommand that ends at once), a backslash doubled and bytes
-    outside printable ASCII as octal escapes (log.c: strnvis with VIS_SAFE|VIS_OCTAL)."""
+    outside printable ASCII as octal escapes (log.c: strnvis with VIS_SAFE|VIS_OCTAL). The proxy must say
+    nothing: it shares ssh's stderr, and ssh runs it as `exec <command>`, so "exec true" made the shell
+    complain in pieces that could land inside a debug line and hide it."""
     run = subprocess.run(
-        ["ssh", "-v", "-F", str(config), "-o", "ProxyCommand=exec true", "-o", "BatchMode=yes", alias, "true"],
+        ["ssh", "-v", "-F", str(config), "-o", "ProxyCommand=true", "-o", "BatchMode=yes", alias, "true"],
         capture_output=True,
         stdin=subprocess.DEVNULL,
         timeout=10,

@@ -92,4 +92,5 @@ def test_gce_permissions_are_read_from_the_clients_labvm_calls():
     assert permissions.collections()["images_client"] == "images"
     found = permissions.permissions()
     assert {"compute.instances.create", "compute.zoneOperations.get", "compute.instances.setMachineType"} <= set(found)
+    assert "compute.instances.osLogin" in found  # where OS Login is on, the SSH login itself needs it
     assert all(p.startswith("compute.") and ".insert" not in p for p in found)

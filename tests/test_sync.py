@@ -114,7 +114,7 @@ class Watch:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env=lab.env,
+            env={**lab.env, "PYTHONFAULTHANDLER": "1"},  # a hang shows where: see interrupt()
             cwd=lab.directory,
             stdin=subprocess.DEVNULL,
         )
@@ -141,7 +141,21 @@ class Watch:
 
     def interrupt(self) -> str:
         self.process.send_signal(signal.SIGINT)
-        self.process.wait(30)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:  # every thread's stack (faulthandler), its children, then fail
+            children = subprocess.run(
+                ["ps", "-o", "pid,stat,etime,args", "--ppid", str(self.process.pid)],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait(10)
+            raise AssertionError(f"still running 30s after Ctrl-C; children:\n{children}{self._rest()}") from None
+        return self._rest()
+
+    def _rest(self) -> str:
         self.reader.join(10)  # until it has read the pipe to its end
         while not self.lines.empty():
             self.seen.append(self.lines.get())
@@ -349,9 +363,15 @@ def test_on_windows_a_name_that_is_not_utf8_is_not_a_name_there(tmp_path):
         assert safe_relative_path(tmp_path, "caf\u00e9.ipynb") == tmp_path / "caf\u00e9.ipynb"
 
 
-def test_files_no_pattern_names_are_counted_with_the_patterns_that_would_take_them(lab, user, sshd, workspace):
+@pytest.mark.parametrize("rsync", [True, False], ids=["rsync", "fallback"])
+def test_files_no_pattern_names_are_counted_with_the_patterns_that_would_take_them(
+    lab, user, sshd, workspace, tmp_path, rsync
+):
     """Issue 28, C12: a pull left data files on the host without a word; now one line says how many,
-    which patterns would take them and where to add them (the largest, over sync_max_file, counted too)."""
+    which patterns would take them and where to add them (the largest, over sync_max_file, counted too),
+    with rsync and with the fallback of a laptop without it."""
+    if not rsync:
+        lab.extra_env["PATH"] = path_without("rsync", tmp_path)
     lab.write_hosts({"vm": ssh_profile(user, sshd, sync_max_file="1K")})
     put(user, "analysis.ipynb", "{}")
     put(user, "data/a.csv", "1,2\n")

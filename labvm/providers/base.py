@@ -78,7 +78,7 @@ class Instance(Shown):
     size: str = ""
     user: str = ""  # the login the cloud decided (GCE OS Login's POSIX user); empty: the profile's user
     private_address: str = ""  # inside the cloud network: where its cluster's machines reach it
-    started: datetime | None = None  # its last start (AWS LaunchTime, GCE lastStartTimestamp), where the cloud says
+    started: datetime | None = None  # its last start where its record says (AWS LaunchTime, GCE lastStartTimestamp)
 
 
 @dataclass(frozen=True)
@@ -321,6 +321,10 @@ class Provider:
     def last_start(self, instance: Instance) -> datetime:
         """When the machine last started: terminate refuses without an image newer than this."""
         self._unsupported("terminate")
+
+    def running_since(self, instance: Instance) -> datetime | None:
+        """When the running machine last started, where it is known (status's hours)."""
+        return instance.started
 
     def admit_caller(self) -> None:
         """The SSH rule admits this laptop's current address (and nothing wider)."""

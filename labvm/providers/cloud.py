@@ -423,6 +423,10 @@ class CloudProvider(Provider):
         """The head part's."""
         return self.parts.head.last_start(instance)
 
+    def running_since(self, instance: Instance) -> datetime | None:
+        """What the machine's record says, else the head part's last_start (Nova's record lacks it)."""
+        return instance.started or self.parts.head.last_start(instance)
+
     def admit_caller(self) -> None:
         """The network part's."""
         self.parts.network.admit_caller()

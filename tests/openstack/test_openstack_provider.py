@@ -122,6 +122,19 @@ def test_an_image_older_than_a_resume_is_no_longer_newer_than_the_last_start(fak
     assert [i.id for i in cades.images() if parse_time(i.created) > started] == []
 
 
+def test_status_and_audit_count_from_the_last_start_not_the_build(fake, place):
+    """Built two days ago, stopped and started now: `status` says it has run minutes, not two days, and
+    once stopped again `audit` does not call it "not started for 2 days" (launched_at stays at the build)."""
+    cades = provider(place)
+    inst = cades.create(public_key=KEY)
+    fake.servers[inst.id]["OS-SRV-USG:launched_at"] = ago(days=2, precise=True)
+    running = cades.start(cades.stop(inst))
+    assert cades.running_since(running) > parse_time(ago(minutes=1))
+    cades.stop(running)
+    (row,) = [r for r in cades.inventory() if r.kind == "instance"]
+    assert row.since and row.since > parse_time(ago(minutes=1))
+
+
 def ago(precise: bool = False, **delta) -> str:
     """A time stamp as Nova's launched_at (microseconds, no zone) or Glance's created_at ("Z") writes it."""
     stamp = datetime.now(timezone.utc) - timedelta(**delta)

@@ -45,6 +45,12 @@ IMPLIED = {
     "compute.firewalls.patch": ("compute.networks.updatePolicy",),
     "compute.images.create": ("compute.disks.useReadOnly",),
 }
+# What no Compute client call names: where OS Login is on, logging in to the VM over SSH
+# (roles/compute.osLogin, https://cloud.google.com/compute/docs/oslogin/set-up-oslogin "Grant OS Login IAM
+# roles"; the role holds compute.instances.osLogin, https://cloud.google.com/compute/docs/access/iam).
+# importSshPublicKey writes the caller's own login profile and asks for no project permission; reading the
+# organisation's policy may be refused, and labvm then says how to tell it (oslogin.py).
+LOGIN = ("compute.instances.osLogin",)
 
 
 def collections() -> dict[str, str]:
@@ -69,7 +75,7 @@ def camel(method: str) -> str:
 def permissions() -> tuple[str, ...]:
     """Each IAM permission ("compute.instances.create") labvm's GCE code may need, sorted."""
     clients = collections()
-    found: set[str] = set()
+    found: set[str] = set(LOGIN)
     for source in sorted(Path(__file__).parent.glob("*.py")):
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):

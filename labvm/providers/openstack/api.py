@@ -11,6 +11,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, TypeVar, overload
 
@@ -24,6 +25,8 @@ from ..web_page import WebPage, is_web_page, web_page
 from .settings import OpenStackSettings
 
 T = TypeVar("T")
+# The server actions that power a stopped server on again (nova/compute/instance_actions.py START, UNSHELVE, RESUME)
+RESTARTS = ("start", "unshelve", "resume")
 SHELVED = ("SHELVED", "SHELVED_OFFLOADED")  # SHELVED stays so where the cloud does not offload at once
 STATES = {
     "ACTIVE": "running",
@@ -122,8 +125,7 @@ def instance_of(server: Any) -> Instance:
         address_of(server),
         flavor.get("original_name") or flavor.get("id", ""),
         private_address=address_of(server, "fixed"),
-        started=parse_time(server.launched_at),
-    )
+    )  # no `started`: Nova's server record does not say its last start (OpenStackApi.last_start does)
 
 
 def address_of(server: Any, kind: str = "floating") -> str:
@@ -343,6 +345,17 @@ class OpenStackApi(CloudApi):
     def server(self, server_id: str) -> Any:
         """Nova's server of this id, as it is now."""
         return self.call(self.conn.compute.get_server, server_id)
+
+    def last_start(self, server: Any) -> datetime | None:
+        """The later of Nova's launched_at and the newest start, unshelve or resume in the server's action log
+        (None for a server that never launched).  launched_at moves on build, unshelve and resize, never on
+        os-start (nova/compute/manager.py start_instance), labvm's default `down`.  The log: List Actions For
+        Server (https://docs.openstack.org/api-ref/compute/#list-actions-for-server), openstacksdk's
+        conn.compute.server_actions."""
+        actions = self.call(self.conn.compute.server_actions, server)
+        starts = [parse_time(a.start_time) for a in actions if a.action in RESTARTS]
+        stamps = [stamp for stamp in (parse_time(server.launched_at), *starts) if stamp]
+        return max(stamps) if stamps else None
 
     def replace_hint(self, server: Any) -> str:
         """The way out of a server in ERROR: `up --replace` for the head; for a worker, `cluster`, which deletes

@@ -8,16 +8,13 @@ from typing import Any
 
 from ...config import Profile
 from ...errors import LabvmError
-from ..base import Instance, parse_time
+from ..base import Instance
 from ..cloud import Head, planned_instance, unknown
 from .api import SHELVED, OpenStackApi, fault, instance_of, planned, planned_server
 from .images import Images
 from .names import OpenStackNames
 from .network import Network
 from .settings import OpenStackSettings
-
-# The server actions that power a stopped server on again (nova/compute/instance_actions.py START, UNSHELVE, RESUME)
-RESTARTS = ("start", "unshelve", "resume")
 
 
 class OpenStackHead(Head):
@@ -200,14 +197,6 @@ class OpenStackHead(Head):
         return instance_of(self.api.server(instance.id))
 
     def last_start(self, instance: Instance) -> datetime:
-        """The later of Nova's launched_at and the newest start, unshelve or resume in the server's action log
-        (now, for a server that never launched).  launched_at moves on build, unshelve and resize, never on
-        os-start (nova/compute/manager.py start_instance), labvm's default `down`: without the log, an image
-        older than a resume would pass the terminate guard.  The log: List Actions For Server
-        (https://docs.openstack.org/api-ref/compute/#list-actions-for-server), openstacksdk's
-        conn.compute.server_actions."""
-        server = self.api.server(instance.id)
-        actions = self.api.call(self.conn.compute.server_actions, server)
-        starts = [parse_time(a.start_time) for a in actions if a.action in RESTARTS]
-        stamps = [stamp for stamp in (parse_time(server.launched_at), *starts) if stamp]
-        return max(stamps) if stamps else datetime.now(timezone.utc)
+        """OpenStackApi.last_start, the action log read too: launched_at alone would let an image older than
+        a resume pass the terminate guard (now, for a server that never launched)."""
+        return self.api.last_start(self.api.server(instance.id)) or datetime.now(timezone.utc)

@@ -36,7 +36,7 @@ class OpenStackInventory:
                         member,
                         labels.get("labvm:owner", ""),
                         state,
-                        parse_time(server.launched_at or server.created_at),
+                        self.api.last_start(server) or parse_time(server.created_at),  # "not started for"
                         f"{self.cli} server delete {server.id}",
                         type=instance_of(server).size,
                     )
