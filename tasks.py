@@ -260,6 +260,14 @@ def images(c, host=None, prune=False, keep=None, plan=False):
         session.images(prune, count)
 
 
+@task(help=HOST)
+@cli.guarded
+def data(c, host=None):
+    """The profile's data volume (hosts.yml data:): its size, where it is attached, its price a month."""
+    with cli.session(c, host) as session:
+        session.data_volume.show()
+
+
 @task(
     help={**HOST, "size": "the new instance type, flavor or machine type", "sync": cli.SYNC_HELP, "plan": cli.PLAN_HELP}
 )

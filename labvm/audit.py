@@ -164,12 +164,17 @@ def _monthly(resources: list[Resource], provider: Provider) -> dict[tuple[str, s
     """(kind, id) -> what each volume, image, snapshot and address costs a month where the provider's profile
     runs (labvm.prices: the cloud's price list, cached, never failing); None where no price is known."""
     return {
-        (r.kind, r.id): prices.per_month(provider, r.kind, r.size_gb, r.state, r.type)
+        (r.kind, r.id): prices.per_month(provider, _priced_as(r.kind), r.size_gb, r.state, r.type)
         if r.region in ("", provider.where())
         else None
         for r in resources
-        if r.kind in prices.MONTHLY_KINDS
+        if _priced_as(r.kind) in prices.MONTHLY_KINDS
     }
+
+
+def _priced_as(kind: str) -> str:
+    """A data volume (hosts.yml data:) bills as any volume of its type."""
+    return "volume" if kind == "data" else kind
 
 
 def _priced(resources: list[Resource], providers: list[Provider]) -> list[Resource]:
@@ -195,7 +200,8 @@ def _judge(
     monthly: dict[tuple[str, str], float | None] | None = None,
 ) -> list[dict]:
     """Each resource as a row, with why it is a zombie and the next step ("" for both when it is not), and
-    what it costs a month (`monthly`, by kind and id) where it is no instance."""
+    what it costs a month (`monthly`, by kind and id) where it is no instance.  A data volume (kind "data")
+    is kept on purpose while its profile exists: no zombie, its price a month shown."""
     known = {}
     me = ""
     for provider in providers:

@@ -1,13 +1,12 @@
 """One task on one profile: the steps of the seeds, in order, over one connection.
 
-    keys -> env -> Jupyter config -> notebook in tmux/screen -> tunnel -> URL
+    keys -> env -> data volume -> Jupyter config -> notebook in tmux/screen -> tunnel -> URL
 
 The Session composes its parts and adds no behaviour of its own kind: the provider (the machine:
-find, create, start, stop, ...), the reach (how labvm gets to the machine: labvm.reach), the
-notebook and autostop steps on it (labvm.notebook, labvm.autostop), the cluster's machines
+find, create, start, stop, ...), the reach (how labvm gets to the machine: labvm.reach), the notebook,
+autostop and data volume on it (labvm.notebook, labvm.autostop, labvm.data), the cluster's machines
 (labvm.workers) and Dask (labvm.cluster), and the steps of a verb beyond the cloud, taken or, under
---plan, said (labvm.plan).
-"""
+--plan, said (labvm.plan)."""
 
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 from . import platforms, steps, vm
 from .autostop import Autostop
 from .config import Profile
+from .data import DataVolume
 from .errors import LabvmError
 from .notebook import Notebook, lab_url
 from .plan import PlannedSteps, Steps, confirm
@@ -51,6 +51,7 @@ class Session:
             self.steps = PlannedSteps()
         self.notebook = Notebook(profile, lambda: self.host)
         self.autostop_setting = Autostop(profile, self.provider, lambda: self.host)
+        self.data_volume = DataVolume(profile, self.provider, lambda: self.host)  # hosts.yml data:
 
     def __enter__(self) -> "Session":
         return self
@@ -102,6 +103,7 @@ class Session:
                 print(f"{self.profile.name}: resuming {instance.id} ({instance.state})")
                 instance = self.provider.start(instance)
         machine = instance  # what the step below connects to (a name of its own for the closure)
+        self.data_volume.attach(machine)
         self.steps.then(
             f"then over SSH to {self.reach.address(machine)}: keys, env, Jupyter, tunnel",
             lambda: self.reach.connect(machine, wait=True),
@@ -151,6 +153,7 @@ class Session:
         """keys, env, Jupyter's config, and autostop where labvm powers the machine."""
         self.keys()
         self.env()
+        self.data_volume.mount()  # before Jupyter starts: its file browser shows the data folder
         self.jupyter_config()
         port = self.notebook.host_port()
         if port != self.profile.notebook.port:  # moved off a busy default: the idle check watches Jupyter's port
@@ -432,6 +435,7 @@ class Session:
             self.provider.terminate_workers()  # the same guard and question covered them
         self.provider.terminate(instance, keep_ip)
         self.steps.then("", lambda: print(f"{self.profile.name}: {instance.id} terminated"))
+        self.steps.then("", self.data_volume.kept)
 
     def down(self, force: bool = False, sync: bool = True) -> None:
         """Every step is tried, and the VM stopped whatever failed before (a running VM bills; its disk keeps

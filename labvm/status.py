@@ -21,18 +21,20 @@ def report(config: Config, names: list[str], context) -> list[str]:
     memory, disk; each cluster worker's state and price."""
 
     def one(name: str) -> list[str]:
+        data: list[str] = []  # the data volume bills whether the VM answers or not
         try:
             profile = config.profile(name)
             with Session(profile, context) as session:
+                data = session.data_volume.status_line()
                 status = session.notebook_status()
                 lines = [
                     f"{name} ({profile.provider}, {session.host.where}): reachable",
                     *_machine(session),
                     *_describe(session, status),
                 ]
-                return lines + _cluster_status(session)
+                return lines + data + _cluster_status(session)
         except LabvmError as e:
-            return [f"{name}: {clean(str(e).splitlines()[0])}", *_kept_tunnel(config, name)]
+            return [f"{name}: {clean(str(e).splitlines()[0])}", *data, *_kept_tunnel(config, name)]
 
     # Every profile at once: an unreachable one costs one timeout, in parallel with the others.
     with ThreadPoolExecutor(max(1, min(len(names), 16))) as pool:

@@ -22,8 +22,13 @@ pages at https://cloud.google.com/compute/docs/reference/rest/v1 describe:
   attached to a RUNNING instance needs ``forceCreate=true`` (else 400 resourceInUseByAnotherResource).
 - machineTypes (zonal: get, list) -> ``machineTypes`` page; accelerator-optimized types answer their GPUs
   (``accelerators``, see ACCELERATORS).
-- disks (zonal: get, list, delete; aggregatedList) -> ``disks`` page; a boot disk takes its instance's name and
-  the ``labels`` of ``initializeParams``; an attached disk is not deleted (400 resourceInUseByAnotherResource).
+- disks (zonal: insert, get, list, delete; aggregatedList) -> ``disks`` page; a boot disk takes its instance's name
+  and the ``labels`` of ``initializeParams``; an attached disk is not deleted (400 resourceInUseByAnotherResource).
+  A disk may live in any zone of the region (``ZONES``, ``zone_disks``; ``disks`` is ZONE's); insert leaves it
+  CREATING until its operation is done, then READY.  diskTypes (get, list): ``DISK_TYPES`` in every zone.
+  instances.attachDisk / detachDisk (by deviceName): the disk's ``users`` and the instance's ``disks`` (deviceName,
+  autoDelete, mode); a disk of another zone is refused, one another instance uses READ_WRITE fails in the operation;
+  instances.delete keeps a disk attached with autoDelete false.
 - projects.get (``commonInstanceMetadata``, e.g. ``enable-oslogin``), zones.get, regions.get (``quotas``
   CPUS / IN_USE_ADDRESSES / STATIC_ADDRESSES with usage counted from the instances and addresses;
   instances.insert beyond the CPUS limit -> 403 quotaExceeded).
@@ -88,6 +93,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from gce_catalog import CATALOG, COMPUTE_SERVICE
 
 PROJECT, ZONE, REGION = "proj", "us-west1-b", "us-west1"
+# The region's zones (https://cloud.google.com/compute/docs/regions-zones: us-west1-a, -b, -c): disks may live in
+# any of them (a data disk restored elsewhere); instances, machine types and the rest only in ZONE.
+ZONES = (f"{REGION}-a", ZONE, f"{REGION}-c")
+# Persistent Disk types (https://cloud.google.com/compute/docs/disks#disk-types); hyperdisks need newer machines.
+DISK_TYPES = ("pd-standard", "pd-balanced", "pd-ssd", "pd-extreme")
 API = "https://www.googleapis.com/compute/v1/"
 P = "/compute/v1/projects/(?P<project>[^/]+)"
 # Resource names (instances, firewalls, addresses, images, ...): RFC 1035, 1-63 characters
@@ -380,7 +390,8 @@ class FakeGce:
         }  # regional
         self.project_quota_limits = {"CPUS_ALL_REGIONS": 32.0}
         self.instances: dict[str, dict] = {}
-        self.disks: dict[str, dict] = {}
+        self.zone_disks: dict[str, dict[str, dict]] = {zone: {} for zone in ZONES}  # zone -> name -> disk
+        self.disks = self.zone_disks[ZONE]  # the instances' zone, where boot disks are made
         self.images: dict[str, dict] = {}
         self.addresses: dict[str, dict] = {}
         self.firewalls: dict[str, dict] = {}
@@ -545,7 +556,8 @@ class FakeGce:
             raise not_found(f"projects/{p['project']}")
         if p.get("zone", ZONE) != ZONE and path.endswith(f"/zones/{p['zone']}"):  # zones.get
             raise not_found(f"projects/{self.project}/zones/{p['zone']}")
-        if p.get("zone", ZONE) != ZONE:
+        elsewhere = p.get("zone") in ZONES and re.search(r"/zones/[^/]+/(disks|diskTypes|operations)(/|$)", path)
+        if p.get("zone", ZONE) != ZONE and not elsewhere:
             raise ApiError(400, "invalid", f"Invalid value for field 'zone': '{p['zone']}'. Unknown zone.")
         if p.get("region", REGION) != REGION:
             raise ApiError(400, "invalid", f"Invalid value for field 'region': '{p['region']}'. Unknown region.")
@@ -601,24 +613,26 @@ class FakeGce:
             out["nextPageToken"] = str(start + size)
         return out
 
-    def _aggregated(self, kind: str, table: dict, scope: str, q: dict) -> dict:
-        items = [r for r in table.values() if matches(r, parse_filter(q.get("filter")))]
+    def _aggregated(self, kind: str, tables: dict[str, dict], q: dict) -> dict:
+        """Each scope's (zones/Z, regions/R: its table) matching items, or its NO_RESULTS_ON_PAGE warning."""
         plural = f"{kind}es" if kind.endswith("s") else f"{kind}s"
-        listed = (
-            {plural: sorted(items, key=lambda r: r["name"])}
-            if items
-            else {
+
+        def listed(scope: str, table: dict) -> dict:
+            items = [r for r in table.values() if matches(r, parse_filter(q.get("filter")))]
+            if items:
+                return {plural: sorted(items, key=lambda r: r["name"])}
+            return {
                 "warning": {
                     "code": "NO_RESULTS_ON_PAGE",
                     "message": f"There are no results for scope '{scope}' on this page.",
                     "data": [{"key": "scope", "value": scope}],
                 }
             }
-        )
+
         return {
             "kind": f"compute#{kind}AggregatedList",
             "id": f"projects/{self.project}/aggregated/{plural}",
-            "items": {scope: listed},
+            "items": {scope: listed(scope, table) for scope, table in tables.items()},
             "selfLink": self._link("aggregated", plural),
         }
 
@@ -626,7 +640,7 @@ class FakeGce:
         """An Operation in status RUNNING; `complete` runs when it is first fetched/waited."""
         name = f"operation-{int(datetime.now().timestamp() * 1000)}-{new_id()[:12]}"
         where = (
-            {"zone": self._link("zones", ZONE)}
+            {"zone": self._link(scope)}
             if scope.startswith("zones")
             else {"region": self._link("regions", REGION)}
             if scope.startswith("regions")
@@ -924,7 +938,7 @@ class FakeGce:
     @route("GET", r"/zones/(?P<zone>[^/]+)/operations/(?P<operation>[^/]+)")
     @route("POST", r"/zones/(?P<zone>[^/]+)/operations/(?P<operation>[^/]+)/wait")
     def zone_operation(self, p, q, body):
-        return self._finish(p["operation"], f"zones/{ZONE}")
+        return self._finish(p["operation"], f"zones/{p['zone']}")
 
     @route("GET", r"/regions/(?P<region>[^/]+)/operations/(?P<operation>[^/]+)")
     @route("POST", r"/regions/(?P<region>[^/]+)/operations/(?P<operation>[^/]+)/wait")
@@ -1078,27 +1092,93 @@ class FakeGce:
             )
 
     # --- disks ---------------------------------------------------------------------------------
+    def _disk(self, zone: str, name: str) -> dict:
+        return self._get(self.zone_disks[zone], name, f"zones/{zone}/disks")
+
+    def _disk_type(self, zone: str, name: str) -> dict:
+        return {
+            "kind": "compute#diskType",
+            "id": str(zlib.crc32(name.encode())),
+            "name": name,
+            "zone": self._link("zones", zone),
+            "selfLink": self._link("zones", zone, "diskTypes", name),
+        }
+
+    @route("GET", r"/zones/(?P<zone>[^/]+)/diskTypes/(?P<type>[^/]+)")
+    def get_disk_type(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/diskTypes/get: each zone's DISK_TYPES."""
+        if p["type"] not in DISK_TYPES:
+            raise not_found(f"projects/{self.project}/zones/{p['zone']}/diskTypes/{p['type']}")
+        return self._disk_type(p["zone"], p["type"])
+
+    @route("GET", r"/zones/(?P<zone>[^/]+)/diskTypes")
+    def list_disk_types(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/diskTypes/list."""
+        table = {name: self._disk_type(p["zone"], name) for name in DISK_TYPES}
+        return self._list("diskType", table, f"zones/{p['zone']}/diskTypes", q)
+
+    @route("POST", r"/zones/(?P<zone>[^/]+)/disks")
+    def insert_disk(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/disks/insert: a blank disk of sizeGb and `type`
+        (a disk type of the disk's own zone), CREATING until its operation is done, then READY
+        (https://cloud.google.com/compute/docs/reference/rest/v1/disks: status CREATING, RESTORING, FAILED, READY,
+        DELETING).  An unknown type is refused as initializeParams.diskType is: "The referenced diskType resource
+        cannot be found." (broadinstitute/cromwell#3776)."""
+        zone = p["zone"]
+        name = self._new_name(self.zone_disks[zone], body, f"zones/{zone}/disks")
+        disk_type = (
+            body.get("type") or "pd-standard"
+        )  # `gcloud compute disks create --type`: "The default ... pd-standard"
+        typed = re.fullmatch(r"(?:.*/)?zones/([^/]+)/diskTypes/([^/]+)", disk_type)
+        if (typed and typed[1] != zone) or (typed[2] if typed else disk_type) not in DISK_TYPES:
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field 'resource.type': '{disk_type}'. The referenced diskType resource "
+                "cannot be found.",
+            )
+        if not body.get("sizeGb"):  # labvm always sends one; the fake models no default size (nor source images)
+            raise ApiError(400, "invalid", "Invalid value for field 'resource.sizeGb': ''. The fake needs a size.")
+        disk = {
+            "kind": "compute#disk",
+            "id": new_id(),
+            "name": name,
+            "description": body.get("description", ""),
+            "sizeGb": str(body["sizeGb"]),
+            "zone": self._link("zones", zone),
+            "status": "CREATING",
+            "users": [],
+            "creationTimestamp": now(),
+            "type": self._link("zones", zone, "diskTypes", typed[2] if typed else disk_type),
+            "selfLink": self._link("zones", zone, "disks", name),
+            "labels": dict(body.get("labels") or {}),
+            "labelFingerprint": "42WmSpB8rSM=",
+            "physicalBlockSizeBytes": "4096",
+        }
+        self.zone_disks[zone][name] = disk
+        return self._operation("insert", disk, f"zones/{zone}", lambda: disk.update(status="READY"))
+
     @route("GET", r"/zones/(?P<zone>[^/]+)/disks/(?P<disk>[^/]+)")
     def get_disk(self, p, q, body):
         """https://cloud.google.com/compute/docs/reference/rest/v1/disks/get: sourceImage names the image
         the disk was made from."""
-        return self._get(self.disks, p["disk"], f"zones/{ZONE}/disks")
+        return self._disk(p["zone"], p["disk"])
 
     @route("GET", r"/zones/(?P<zone>[^/]+)/disks")
     def list_disks(self, p, q, body):
         """https://cloud.google.com/compute/docs/reference/rest/v1/disks/list: the zone's disks, one page."""
-        return self._list("disk", self.disks, f"zones/{ZONE}/disks", q)
+        return self._list("disk", self.zone_disks[p["zone"]], f"zones/{p['zone']}/disks", q)
 
     @route("GET", r"/aggregated/disks")
     def aggregated_disks(self, p, q, body):
         """https://cloud.google.com/compute/docs/reference/rest/v1/disks/aggregatedList: per zone, as instances."""
-        return self._aggregated("disk", self.disks, f"zones/{ZONE}", q)
+        return self._aggregated("disk", {f"zones/{zone}": self.zone_disks[zone] for zone in ZONES}, q)
 
     @route("DELETE", r"/zones/(?P<zone>[^/]+)/disks/(?P<disk>[^/]+)")
     def delete_disk(self, p, q, body):
         """https://cloud.google.com/compute/docs/reference/rest/v1/disks/delete: "You cannot delete a disk that is
         attached to an instance" (400 resourceInUseByAnotherResource, as for an address in use)."""
-        disk = self._get(self.disks, p["disk"], f"zones/{ZONE}/disks")
+        disk = self._disk(p["zone"], p["disk"])
         if disk["users"]:
             raise ApiError(
                 400,
@@ -1106,7 +1186,9 @@ class FakeGce:
                 f"The disk resource '{relative(disk['selfLink'])}' is already being used by "
                 f"'{relative(disk['users'][0])}'",
             )
-        return self._operation("delete", disk, f"zones/{ZONE}", lambda: self.disks.pop(disk["name"], None))
+        disk["status"] = "DELETING"
+        table = self.zone_disks[p["zone"]]
+        return self._operation("delete", disk, f"zones/{p['zone']}", lambda: table.pop(disk["name"], None))
 
     # --- firewalls ------------------------------------------------------------------------------
     @route("POST", r"/global/firewalls")
@@ -1207,7 +1289,7 @@ class FakeGce:
 
     @route("GET", r"/aggregated/addresses")
     def aggregated_addresses(self, p, q, body):
-        return self._aggregated("address", self.addresses, f"regions/{REGION}", q)
+        return self._aggregated("address", {f"regions/{REGION}": self.addresses}, q)
 
     @route("DELETE", r"/regions/(?P<region>[^/]+)/addresses/(?P<address>[^/]+)")
     def delete_address(self, p, q, body):
@@ -1391,7 +1473,7 @@ class FakeGce:
     @route("GET", r"/aggregated/instances")
     def aggregated_instances(self, p, q, body):
         table = {n: self._public(i) for n, i in self.instances.items()}
-        return self._aggregated("instance", table, f"zones/{ZONE}", q)
+        return self._aggregated("instance", {f"zones/{ZONE}": table}, q)
 
     @route("DELETE", r"/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)")
     def delete_instance(self, p, q, body):
@@ -1479,6 +1561,95 @@ class FakeGce:
             f"zones/{ZONE}",
             lambda: inst.update(machineType=self._link("zones", ZONE, "machineTypes", mt)),
         )
+
+    @route("POST", r"/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)/attachDisk")
+    def attach_disk(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/instances/attachDisk, body an AttachedDisk
+        (https://cloud.google.com/compute/docs/reference/rest/v1/instances: deviceName "If not specified, the server
+        chooses a default device name ... in the form persistent-disk-x", autoDelete false unless given, mode
+        READ_WRITE unless given).  A disk of another zone is refused at once: "Invalid value for field
+        'resource.source': '...'. Disk must be in the same zone as the instance." [400]
+        (GoogleCloudPlatform/google-cloud-powershell#237); a disk not READY yet is not ready (resourceNotReady, as an
+        instance answers).  A READ_WRITE disk some instance already uses fails in the operation: "The disk resource
+        '...' is already being used by '...'" (cloudfoundry/bosh-google-cpi-release#280)."""
+        inst = self._instance(p)
+        source = body.get("source", "")
+        named = re.fullmatch(r"(?:.*/)?zones/([^/]+)/disks/([^/]+)", source)
+        if not named or named[1] not in ZONES or named[2] not in self.zone_disks[named[1]]:
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field 'resource.source': '{source}'. The referenced disk resource cannot be found.",
+            )
+        disk = self.zone_disks[named[1]][named[2]]
+        if named[1] != ZONE:
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field 'resource.source': '{source}'. Disk must be in the same zone as the instance.",
+            )
+        if disk["status"] != "READY":  # the message as the fake's _not_ready words it for an instance
+            raise ApiError(400, "resourceNotReady", f"The resource '{relative(disk['selfLink'])}' is not ready")
+        index = len(inst["disks"])
+        device = body.get("deviceName") or f"persistent-disk-{index}"
+        # deviceName is "a unique device name" on the instance (the reference); the message is the fake's own.
+        if any(d["deviceName"] == device for d in inst["disks"]):
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field 'resource.deviceName': '{device}'. The device name is already in use.",
+            )
+        mode = body.get("mode", "READ_WRITE")
+
+        def complete():
+            if mode == "READ_WRITE" and disk["users"]:
+                return (
+                    "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE",
+                    f"The disk resource '{relative(disk['selfLink'])}' is already being used by "
+                    f"'{relative(disk['users'][0])}'",
+                    (400, "BAD REQUEST"),
+                )
+            inst["disks"].append(
+                {
+                    "kind": "compute#attachedDisk",
+                    "type": "PERSISTENT",
+                    "mode": mode,
+                    "source": disk["selfLink"],
+                    "deviceName": device,
+                    "index": index,
+                    "boot": False,
+                    "autoDelete": body.get("autoDelete", False),
+                    "interface": body.get("interface", "SCSI"),
+                    "diskSizeGb": disk["sizeGb"],
+                }
+            )
+            disk["users"].append(inst["selfLink"])
+            disk["lastAttachTimestamp"] = now()
+
+        return self._operation("attachDisk", inst, f"zones/{ZONE}", complete)
+
+    @route("POST", r"/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)/detachDisk")
+    def detach_disk(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/instances/detachDisk: by the deviceName query
+        parameter (the disk's own name is no device name: a name no disk was attached under is "No attached disk
+        found", GoogleCloudPlatform/google-cloud-powershell#410); the disk's users lose the instance."""
+        inst = self._instance(p)
+        device = q.get("deviceName", "")
+        attached = next((d for d in inst["disks"] if d["deviceName"] == device), None)
+        if attached is None:
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field 'deviceName': '{device}'. No attached disk found with device name '{device}'",
+            )
+
+        def complete():
+            inst["disks"].remove(attached)
+            disk = self._disk(ZONE, tail(attached["source"]))
+            disk["users"] = [u for u in disk["users"] if u != inst["selfLink"]]
+            disk["lastDetachTimestamp"] = now()
+
+        return self._operation("detachDisk", inst, f"zones/{ZONE}", complete)
 
     def preempt(self, name: str) -> None:
         """What GCE does to a SPOT VM with instanceTerminationAction STOP when it reclaims capacity."""

@@ -9,13 +9,17 @@ the API references describe:
   2.1..2.79 (responses use the 2.47+ embedded flavor), flavors, os-keypairs, servers and the
   server actions os-stop, os-start, shelve, unshelve, resize, confirmResize, revertResize and
   createImage (image id in the body from 2.45, in the Location header before), each logged in the
-  server's action log (os-instance-actions, with its request id and start time), absolute limits.
+  server's action log (os-instance-actions, with its request id and start time), absolute limits, and
+  os-volume_attachments (attach, list, show, detach: Nova reserves the volume in Cinder, the host
+  attaches it; the device Nova answers, /dev/vdb, is its guess, not the guest's name).
 - Neutron v2.0 (https://docs.openstack.org/api-ref/network/v2/): networks, subnets, ports,
   security-groups, security-group-rules, floatingips.
 - Glance v2 (https://docs.openstack.org/api-ref/image/v2/): images list/get/delete; custom
   properties are top-level keys of an image.
-- Cinder v3 (https://docs.openstack.org/api-ref/block-storage/v3/): volumes and snapshots (list,
-  show, delete, metadata) and absolute limits, under /volume/v3/{project_id}.
+- Cinder v3 (https://docs.openstack.org/api-ref/block-storage/v3/): volumes (create: creating ->
+  available, or error; its type, zone and quota checked as Cinder does, 413 overLimit beyond it;
+  reserved -> in-use on attach, detaching -> available on detach) and snapshots (list, show, delete,
+  metadata) and absolute limits, under /volume/v3/{project_id}.
 
 Nova makes a boot volume itself for a block_device_mapping_v2 entry with destination volume; a
 snapshot (createImage) of such a server is a 0-byte Glance image naming a Cinder snapshot of it.
@@ -25,7 +29,9 @@ Cinder's and Neutron's limits (usage is counted from the state, as Nova and Cind
 inject failures: `fail_next_resize` (NoValidHost), `fail_next_boot` (a fault message: the server goes
 ERROR), `floating_ips_exhausted`, `shelved_offload_time` (Nova's option: 0 offloads at once, -1 never),
 `count_usage_from_placement` (Nova's option, default False: offloaded servers keep counting cores and
-RAM), Cinder's `quota["volumes"]` and `quota["gigabytes"]` (a boot volume beyond them: the server is
+RAM), `cross_az_attach` (Nova's [cinder] option, default True: no zone check on attach), `volume_zones`
+and `volume_types` (Cinder's, default ["nova"] and ["__DEFAULT__"]), `fail_next_volume` (the next volume
+ends "error"), `volume_gets` (looks that still see a volume's state in between), Cinder's `quota["volumes"]` and `quota["gigabytes"]` (a boot volume beyond them: the server is
 accepted, then ERROR), `in_flight` (usage of other boots Nova has accepted but not yet counted: a boot beyond quota is
 accepted, then ERROR), `fail_next_snapshot` (the snapshot image ends `killed`), `unavailable` (a path
 prefix, e.g. "/compute/v2.1/servers": its requests answer 503 until it is reset); the network
@@ -165,6 +171,19 @@ def action_time() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000")
 
 
+# The volume statuses Cinder deletes from, without force (cinder/volume/api.py API.delete: expected['status'])
+DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
+# The vm_states Nova attaches and detaches volumes in, with no task running (nova/compute/api.py attach_volume,
+# detach_volume: @check_instance_state, whose task_state defaults to (None,))
+ATTACHABLE = ("active", "paused", "stopped", "resized", "soft-delete", "shelved", "shelved_offloaded")
+
+
+def over_limit(message: str) -> ApiError:
+    """Cinder's quota refusal: QuotaError is 413 (cinder/exception.py), its fault named overLimit with
+    retryAfter (cinder/api/openstack/wsgi.py Fault)."""
+    return ApiError(413, {"overLimit": {"code": 413, "message": message, "retryAfter": "0"}})
+
+
 class FakeOpenStack:
     def __init__(self, tls: bool = False):
         self.tls = tls
@@ -215,6 +234,16 @@ class FakeOpenStack:
         self.actions: dict[str, list[dict]] = {}  # server id -> its action log, oldest first (kept after a delete)
         self.volumes: dict[str, dict] = {}
         self.snapshots: dict[str, dict] = {}
+        # Nova's block device mappings of volumes: (server id, volume id) -> the device name Nova chose
+        self.devices: dict[tuple[str, str], str | None] = {}
+        # nova.conf [cinder] cross_az_attach (nova/conf/cinder.py, default True: no zone check on attach)
+        self.cross_az_attach = True
+        # Cinder's availability zones: its storage_availability_zone (cinder/common/config.py, default "nova")
+        self.volume_zones = ["nova"]
+        # Cinder's volume types: default_volume_type (cinder/common/config.py, "__DEFAULT__" since Train)
+        self.volume_types = ["__DEFAULT__"]
+        self.fail_next_volume = False  # the next volume made ends "error" (no backend could make it)
+        self.volume_gets = 0  # looks that still see a volume's state in between (creating, reserved, detaching)
         self.images: dict[str, dict] = {}
         self._image("Ubuntu 22.04", status="active", visibility="public", os_distro="ubuntu", os_version="22.04")
         self.networks: dict[str, dict] = {}
@@ -721,6 +750,7 @@ class FakeOpenStack:
             volume = self._volume(server_id, boot.get("volume_size") or flavor["disk"], image)
             volume["snapshot_id"] = boot.get("snapshot_id")
             volumes.append({"id": volume["id"], "delete_on_termination": bool(boot.get("delete_on_termination"))})
+            self.devices[(server_id, volume["id"])] = "/dev/vda"
         for net in networks:
             self._find(
                 self.networks, net.get("uuid", ""), nova_error(400, f"Network {net.get('uuid')} could not be found.")
@@ -887,6 +917,8 @@ class FakeOpenStack:
                 if fip["port_id"] == port["id"]:
                     fip.update(port_id=None, fixed_ip_address=None, status="DOWN")
         for attached in server["os-extended-volumes:volumes_attached"]:
+            self.devices.pop((server["id"], attached["id"]), None)
+            self.pending.pop(attached["id"], None)
             volume = self.volumes[attached["id"]]
             volume.update(status="available", attachments=[], updated_at=now())
             # Nova asks Cinder to delete a delete_on_termination volume and only logs a refusal
@@ -1127,6 +1159,136 @@ class FakeOpenStack:
             }
         }
 
+    # -- Nova's os-volume_attachments (https://docs.openstack.org/api-ref/compute/#servers-with-volume-attachments-servers-os-volume-attachments)
+    def _attachment_view(self, req, server_id: str, volume_id: str) -> dict:
+        """An attachment as Nova shows it: the volume id is its id (nova/api/openstack/compute/
+        volume_attachments.py _translate_attachment_detail_view; tag from 2.70, delete_on_termination from 2.79)."""
+        view = {"id": volume_id, "serverId": server_id, "volumeId": volume_id}
+        if self.devices.get((server_id, volume_id)):
+            view["device"] = self.devices[(server_id, volume_id)]
+        if self._microversion(req.headers) >= (2, 70):
+            view["tag"] = None
+        if self._microversion(req.headers) >= (2, 79):
+            server = self.servers[server_id]
+            entry = next(v for v in server["os-extended-volumes:volumes_attached"] if v["id"] == volume_id)
+            view["delete_on_termination"] = entry["delete_on_termination"]
+        return view
+
+    def _attachable(self, server: dict, action: str) -> None:
+        """nova/compute/api.py @check_instance_state: a vm_state of ATTACHABLE and no task, else 409 as
+        nova/api/openstack/common.py raise_http_conflict_for_instance_invalid_state words it."""
+        vm_state, task = server["OS-EXT-STS:vm_state"], server["OS-EXT-STS:task_state"]
+        if vm_state not in ATTACHABLE or task:
+            attr, state = ("task_state", task) if vm_state in ATTACHABLE else ("vm_state", vm_state)
+            raise nova_error(409, f"Cannot '{action}' instance {server['id']} while it is in {attr} {state}")
+
+    def _nova_volume(self, volume_id: str) -> dict:
+        """Nova's look at Cinder's volume: VolumeNotFound is 404."""
+        return self._find(self.volumes, volume_id, nova_error(404, f"Volume {volume_id} could not be found."))
+
+    def _next_device(self, server: dict) -> str:
+        """The libvirt driver's next free name on the virtio bus (nova/virt/libvirt/blockinfo.py
+        find_disk_dev_for_disk_bus): vda is the root disk, an image's or a boot volume's."""
+        taken = {"/dev/vda"} | {d for (s, _), d in self.devices.items() if s == server["id"] and d}
+        return next(f"/dev/vd{letter}" for letter in "bcdefghijklmnopqrstuvwxyz" if f"/dev/vd{letter}" not in taken)
+
+    @route("GET", r"/compute/v2\.1/servers/(?P<id>[^/]+)/os-volume_attachments")
+    def list_volume_attachments(self, req):
+        server = self._server(req)
+        attached = server["os-extended-volumes:volumes_attached"]
+        return 200, {"volumeAttachments": [self._attachment_view(req, server["id"], v["id"]) for v in attached]}
+
+    @route("GET", r"/compute/v2\.1/servers/(?P<id>[^/]+)/os-volume_attachments/(?P<volume>[^/]+)")
+    def get_volume_attachment(self, req):
+        server, volume_id = self._server(req), req.params["volume"]
+        if not any(v["id"] == volume_id for v in server["os-extended-volumes:volumes_attached"]):
+            raise nova_error(404, f"Instance {server['id']} is not attached to volume {volume_id}")
+        return 200, {"volumeAttachment": self._attachment_view(req, server["id"], volume_id)}
+
+    @route("POST", r"/compute/v2\.1/servers/(?P<id>[^/]+)/os-volume_attachments")
+    def attach_volume(self, req):
+        """nova/compute/api.py attach_volume: the state check, the volume's BDMs (one non-multiattach volume,
+        one server), the zone check only when cross_az_attach is off (nova/volume/cinder.py
+        check_availability_zone), then Cinder's attachment_create, which reserves an available volume
+        (cinder/volume/api.py _attachment_reserve: status "reserved") and Nova's answer with the device it
+        chose.  The host attaches later: Cinder says "attaching", then "in-use" and lists the attachment
+        (cinder/api/v3/views/volumes.py _get_attachments: attached ones only).  A shelved-offloaded server
+        has no host: Cinder's attachment_complete at once, no device (_attach_volume_shelved_offloaded)."""
+        server = self._server(req)
+        self._attachable(server, "attach_volume")
+        volume = self._nova_volume(req.body["volumeAttachment"]["volumeId"])
+        holders = [s for (s, v) in self.devices if v == volume["id"]]
+        if holders:  # nova/compute/api.py _check_volume_already_attached
+            raise nova_error(
+                400, f"Invalid volume: volume {volume['id']} is already attached to instances: {' '.join(holders)}"
+            )
+        if not self.cross_az_attach and server["OS-EXT-AZ:availability_zone"] != volume["availability_zone"]:
+            raise nova_error(
+                400,
+                f"Invalid volume: Instance {server['id']} and volume {volume['id']} are not in the same "
+                f"availability_zone. Instance is in {server['OS-EXT-AZ:availability_zone']}. Volume is in "
+                f"{volume['availability_zone']}",
+            )
+        if volume["status"] not in ("available", "downloading"):
+            # Cinder's 400 InvalidVolume, which Nova re-raises as InvalidInput (nova/volume/cinder.py
+            # _reraise_translated_volume_exception)
+            raise nova_error(
+                400,
+                f"Invalid input received: Invalid volume: Volume {volume['id']} status must be available or "
+                f"downloading to reserve, but the current status is {volume['status']}. (HTTP 400)",
+            )
+        offloaded = server["status"] == "SHELVED_OFFLOADED"
+        device = None if offloaded else self._next_device(server)
+        self.devices[(server["id"], volume["id"])] = device
+        server["os-extended-volumes:volumes_attached"].append({"id": volume["id"], "delete_on_termination": False})
+        self._record(server["id"], "attach_volume", req)
+        attached = {
+            "id": volume["id"],
+            "attachment_id": new_id(),
+            "volume_id": volume["id"],
+            "server_id": server["id"],
+            "host_name": None,
+            "device": device,
+            "attached_at": now(),
+        }
+        if offloaded:
+            volume.update(status="in-use", attachments=[attached], updated_at=now())
+        else:
+            volume.update(status="reserved", updated_at=now())
+            self._later(volume["id"], self.volume_gets, status="in-use", attachments=[attached])
+        return 200, {"volumeAttachment": self._attachment_view(req, server["id"], volume["id"])}
+
+    @route("DELETE", r"/compute/v2\.1/servers/(?P<id>[^/]+)/os-volume_attachments/(?P<volume>[^/]+)")
+    def detach_volume(self, req):
+        """nova/api/openstack/compute/volume_attachments.py delete: 404 for a volume the server has not, 400
+        for its root volume; Cinder's begin_detaching needs "in-use" (cinder/volume/api.py: "detaching"),
+        the host detaches, Cinder's attachment_delete leaves it "available".  A shelved-offloaded server's
+        volume is cleaned up at once (nova/compute/api.py _detach_volume_shelved_offloaded)."""
+        server = self._server(req)
+        self._attachable(server, "detach_volume")
+        volume = self._nova_volume(req.params["volume"])
+        if (server["id"], volume["id"]) not in self.devices:
+            raise nova_error(404, f"Instance {server['id']} is not attached to volume {volume['id']}")
+        if self.devices[(server["id"], volume["id"])] == "/dev/vda":
+            raise nova_error(400, "Cannot detach a root device volume")
+        offloaded = server["status"] == "SHELVED_OFFLOADED"
+        if volume["status"] != "in-use" and not offloaded:
+            raise nova_error(
+                400,
+                "Invalid volume: Invalid input received: Invalid volume: Unable to detach volume. Volume status "
+                "must be 'in-use' and attach_status must be 'attached' to detach. (HTTP 400)",
+            )
+        del self.devices[(server["id"], volume["id"])]
+        attached = server["os-extended-volumes:volumes_attached"]
+        attached[:] = [v for v in attached if v["id"] != volume["id"]]
+        self._record(server["id"], "detach_volume", req)
+        if offloaded:
+            volume.update(status="available", attachments=[], updated_at=now())
+        else:
+            volume.update(status="detaching", updated_at=now())
+            self._later(volume["id"], self.volume_gets, status="available", attachments=[])
+        return 202, None
+
     # -- Cinder ---------------------------------------------------------------------------------
     def _volume_versions(self) -> dict:  # https://docs.openstack.org/api-ref/block-storage/v3/#api-versions
         return {
@@ -1183,10 +1345,62 @@ class FakeOpenStack:
         item["metadata"].update(req.body.get("metadata") or {})
         return 200, {"metadata": item["metadata"]}
 
+    @route("POST", r"/volume/v3/(?P<project>[^/]+)/volumes")
+    def create_volume(self, req):
+        """https://docs.openstack.org/api-ref/block-storage/v3/#create-a-volume: 202 "creating", "available"
+        (or "error": no backend could make it) at a later look.  cinder/volume/flows/api/create_volume.py
+        ExtractVolumeRequestTask first: an unknown type is 404 (VolumeTypeNotFoundByName), a zone Cinder
+        lacks 400 (InvalidAvailabilityZone; allow_availability_zone_fallback defaults to False); then
+        QuotaReserveTask: gigabytes, then volumes (cinder/quota_utils.py process_reserve_over_quota)."""
+        spec = req.body["volume"]
+        size = spec.get("size")
+        if not isinstance(size, int) or size < 1:  # cinder/api/schemas/volumes.py: an integer of 1 or more
+            raise nova_error(400, f"Invalid input for field/attribute size. Value: {size}.")
+        kind = spec.get("volume_type") or self.volume_types[0]
+        if kind not in self.volume_types:
+            raise nova_error(404, f"Volume type with name {kind} could not be found.")
+        zone = spec.get("availability_zone") or self.volume_zones[0]
+        if zone not in self.volume_zones:
+            raise nova_error(400, f"Availability zone '{zone}' is invalid.")
+        used = self.volume_usage()
+        if used["gigabytes"] + size > self.quota["gigabytes"]:
+            raise over_limit(
+                f"Requested volume or snapshot exceeds allowed gigabytes quota. Requested {size}G, quota is "
+                f"{self.quota['gigabytes']}G and {used['gigabytes']}G has been consumed."
+            )
+        if used["volumes"] + 1 > self.quota["volumes"]:
+            raise over_limit(
+                f"Maximum number of volumes allowed ({self.quota['volumes']}) exceeded for quota 'volumes'."
+            )
+        volume = {
+            "id": new_id(),
+            "name": spec.get("name") or "",
+            "description": spec.get("description") or "",
+            "status": "creating",
+            "size": size,
+            "bootable": "false",
+            "attachments": [],
+            "metadata": dict(spec.get("metadata") or {}),
+            "availability_zone": zone,
+            "snapshot_id": None,
+            "source_volid": None,
+            "volume_type": kind,
+            "multiattach": False,
+            "encrypted": False,
+            "created_at": now(),
+            "updated_at": now(),
+            "user_id": self.user_id,
+            "os-vol-tenant-attr:tenant_id": self.project_id,
+        }
+        self.volumes[volume["id"]] = volume
+        self._later(volume["id"], self.volume_gets, status="error" if self.fail_next_volume else "available")
+        self.fail_next_volume = False
+        return 202, {"volume": volume}
+
     @route("DELETE", r"/volume/v3/(?P<project>[^/]+)/volumes/(?P<id>[^/]+)")
     def delete_volume(self, req):
         volume = self._volume_item("volumes", req.params["id"])
-        if volume["status"] != "available" or self._snapshots_of(volume["id"]):
+        if volume["status"] not in DELETABLE or self._snapshots_of(volume["id"]):
             # cinder/volume/api.py API.delete (without cascade), answered as 400 InvalidVolume
             raise nova_error(
                 400,

@@ -7,16 +7,19 @@ ThreadedMotoServer runs in it, so `inv` in a subprocess meets the same rules).
 - `Lagging`: EC2's eventual consistency, which moto never shows: the first use of a resource just
   made answers NotFound, as EC2 may for a while.
 - `SpotRequests`: what EC2 receives as InstanceMarketOptions (moto keeps no spot request object).
+- `VolumeStates`: the states an EBS volume passes through (creating, attaching, detaching, deleting), which
+  moto skips.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 
-from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError
+from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError, InvalidVolumeIdError
 from moto.ec2.models.amis import AmiBackend
-from moto.ec2.models.elastic_block_store import EBSBackend
+from moto.ec2.models.elastic_block_store import EBSBackend, Volume
 from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend
 from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.models.key_pairs import KeyPairBackend
@@ -137,6 +140,41 @@ def deregister_image(original, response):
     return answer
 
 
+def attach_volume(original, backend, volume_id, instance_id, device_path, *args, **kwargs):
+    """AttachVolume as EC2 refuses it, where moto attaches anyway (moto/ec2/models/elastic_block_store.py,
+    attach_volume replaces the attachment and the device's mapping): "The volume and instance must be within
+    the same Availability Zone" (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_AttachVolume.html),
+    else InvalidVolume.ZoneMismatch; a volume "must be in the available state" (ebs-attaching-volume.html), else
+    VolumeInUse for an attached one and IncorrectState for another; a device name the instance uses is
+    InvalidParameterValue (errors-overview.html; EC2's texts as dstackai/dstack's aws/compute.py matches them)."""
+    volume = backend.get_volume(volume_id)
+    instance = backend.get_instance(instance_id)
+    if volume.attachment:
+        raise EC2ClientError("VolumeInUse", f"{volume_id} is already attached to an instance")
+    if volume.status != "available":
+        raise EC2ClientError("IncorrectState", f"{volume_id} is not 'available'.")
+    if volume.zone.name != instance.availability_zone:
+        raise EC2ClientError(
+            "InvalidVolume.ZoneMismatch",
+            f"The volume '{volume_id}' is not in the same availability zone as instance '{instance_id}'",
+        )
+    if device_path in instance.block_device_mapping:
+        raise EC2ClientError(
+            "InvalidParameterValue",
+            f"Invalid value '{device_path}' for unixDevice. Attachment point {device_path} is already in use",
+        )
+    return original(backend, volume_id, instance_id, device_path, *args, **kwargs)
+
+
+def detach_volume(original, backend, volume_id, instance_id=None, device_path=None):
+    """DetachVolume's InstanceId and Device are optional (API_DetachVolume.html); moto looks the instance up by
+    the id given (None: a crash, moto/ec2/models/elastic_block_store.py): the attachment's instance stands in."""
+    volume = backend.get_volume(volume_id)
+    if not instance_id and volume.attachment:
+        instance_id = volume.attachment.instance.id
+    return original(backend, volume_id, instance_id, device_path)
+
+
 def start_moves_launch_time(original, instance):
     """EC2's LaunchTime is "the time that the instance was last launched" (the first launch is the primary
     network interface's attachment time: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Instance.html),
@@ -162,6 +200,7 @@ def ec2_rules():
             )
         )
         stack.enter_context(patched(KeyPairBackend, import_key_pair=import_key_pair))
+        stack.enter_context(patched(EBSBackend, attach_volume=attach_volume, detach_volume=detach_volume))
         stack.enter_context(patched(AmiBackend, create_image=create_image))
         stack.enter_context(patched(AmisResponse, deregister_image=deregister_image))
         stack.enter_context(patched(Instance, start=start_moves_launch_time))
@@ -272,6 +311,81 @@ class Lagging:
     def _delete_snapshot(self, original, backend, snapshot_id):
         self._first_use(snapshot_id, f"The snapshot {snapshot_id} is currently in use")
         return original(backend, snapshot_id)
+
+
+class VolumeStates:
+    """An EBS volume's states as EC2 shows them and moto skips (moto's Volume.status is "available" or
+    "in-use", its attachment "attached", at once): a volume's State is creating | available | in-use |
+    deleting | deleted | error, its attachment's attaching | attached | detaching | detached
+    (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Volume.html, API_VolumeAttachment.html).
+    Here each DescribeVolumes that names a volume by id shows the next of its pending states: a new volume is
+    first NotFound (eventual-consistency.html, as `Lagging`), then "creating"; an attachment is first
+    "attaching", a detach first "detaching" (the volume "in-use"), a deleted volume first "deleting", each
+    of these for `polls` describes.  `shown` lists what was shown, so a test sees the waits went through them."""
+
+    def __init__(self, polls: int = 1):
+        self.polls = polls
+        self.pending: dict[str, list[str]] = {}  # volume id -> the states its next describes show
+        self.detached: dict[str, object] = {}  # volume id -> its attachment while it shows "detaching"
+        self.deleted: dict[str, Volume] = {}  # volume id -> the volume while it shows "deleting"
+        self.shown: list[str] = []
+
+    def __enter__(self):
+        def create_volume(original, backend, *args, **kwargs):
+            made = original(backend, *args, **kwargs)
+            self.pending[made.id] = ["NotFound"] + ["creating"] * self.polls
+            return made
+
+        def attach(original, backend, volume_id, *args, **kwargs):
+            answer = original(backend, volume_id, *args, **kwargs)
+            self.pending[volume_id] = ["attaching"] * self.polls
+            return answer
+
+        def detach(original, backend, volume_id, *args, **kwargs):
+            attachment = original(backend, volume_id, *args, **kwargs)
+            self.detached[volume_id], self.pending[volume_id] = attachment, ["detaching"] * self.polls
+            return attachment
+
+        def delete(original, backend, volume_id):
+            self.deleted[volume_id], self.pending[volume_id] = original(backend, volume_id), ["deleting"] * self.polls
+            return self.deleted[volume_id]
+
+        self._patch = patched(
+            EBSBackend,
+            create_volume=create_volume,
+            attach_volume=attach,
+            detach_volume=detach,
+            delete_volume=delete,
+            describe_volumes=self._describe,
+        )
+        self._patch.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._patch.__exit__(*exc)
+
+    def _describe(self, original, backend, volume_ids=None, filters=None):
+        asked = list(volume_ids or [])
+        looks = {v: self.pending[v].pop(0) for v in asked if self.pending.get(v)}
+        self.shown += looks.values()
+        for volume_id, look in looks.items():
+            if look == "NotFound":
+                raise InvalidVolumeIdError(volume_id)
+        rest = [v for v in asked if not (v in self.deleted and v in looks)]
+        found = original(backend, rest, filters) if rest or not asked else []
+        found += [self.deleted[v] for v in asked if v in self.deleted and v in looks]
+        return [self._looking(v, looks[v.id]) if v.id in looks else v for v in found]
+
+    def _looking(self, volume: Volume, look: str) -> Volume:
+        """A copy of moto's volume that shows `look` (its attachment's, for attaching and detaching)."""
+        shown = copy.copy(volume)
+        status = "in-use" if look in ("attaching", "detaching") else look
+        # moto's serializer reads the model's attributes by name: "Volume" keeps its lookups as they were.
+        shown.__class__ = type("Volume", (Volume,), {"status": status})
+        if look in ("attaching", "detaching"):
+            shown.attachment = copy.copy(volume.attachment or self.detached[volume.id])
+            shown.attachment.status = look
+        return shown
 
 
 class SpotRequests:

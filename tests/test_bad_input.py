@@ -78,6 +78,36 @@ BROKEN_FILES = [
         ["profiles.lab.cluster.host: unknown key (did you mean 'hosts'?)"],
     ),
     (
+        "a data volume on an ssh profile",
+        "profiles:\n  lab: {provider: ssh, address: h, data: {size: 20}}\n",
+        ["profiles.lab.data: labvm makes data volumes on cloud profiles only"],
+    ),
+    (
+        "a data volume without its size",
+        "profiles:\n  lab: {provider: aws, region: us-east-1, user: ubuntu, data: {type: gp3}}\n",
+        ["profiles.lab.data.size: required: the volume's size in GB (data: {size: 20})"],
+    ),
+    (
+        "a data volume too large",
+        "profiles:\n  lab: {provider: aws, region: us-east-1, user: ubuntu, data: {size: 100000}}\n",
+        ["profiles.lab.data.size: must be the volume's size in GB, a whole number from 1 to 16384, not 100000"],
+    ),
+    (
+        "a data volume over the root",
+        "profiles:\n  lab: {provider: aws, region: us-east-1, user: ubuntu, data: {size: 20, mount: /}}\n",
+        ["profiles.lab.data.mount: must be a folder inside the home or a new top-level folder"],
+    ),
+    (
+        "a data volume over ~/.ssh",
+        "profiles:\n  lab: {provider: aws, region: us-east-1, user: ubuntu, data: {size: 20, mount: ~/.ssh}}\n",
+        ["profiles.lab.data.mount: must not be a hidden folder"],
+    ),
+    (
+        "a data volume over /etc",
+        "profiles:\n  lab: {provider: aws, region: us-east-1, user: ubuntu, data: {size: 20, mount: /etc/x}}\n",
+        ["profiles.lab.data.mount: must not cover a system folder (/etc)"],
+    ),
+    (
         "all problems at once",
         "defaults: {notebok: {}}\nprofiles:\n  lab: {provider: ssh, address: h, port: x}\n",
         ["profiles.lab.notebok: unknown key", "profiles.lab.port: must be a port number"],

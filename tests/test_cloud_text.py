@@ -29,6 +29,7 @@ from openstack_world import LABELS, SETTINGS, boot
 from realhost import INV, free_port, ssh_profile
 
 from labvm.providers import Check, Image, Instance, Resource
+from labvm.providers.base import Volume
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # openstacksdk's own notices
 
@@ -98,16 +99,18 @@ def kept_in_order(said: str, value: str) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(said=st.text(st.characters(codec="utf-8")) | st.sampled_from([HOSTILE, "\ud800", "\x00\x85\u2028"]))
 def test_any_text_a_cloud_says_is_inert_visible_and_whole_in_what_a_provider_returns(said):
-    """Instance, Image, Resource and Check (what every provider returns, whichever cloud, whichever verb)
+    """Instance, Image, Volume, Resource and Check (what every provider returns, whichever cloud, whichever verb)
     hold no character a terminal acts on, cut nothing, and stay as they are when made again."""
     records = [
-        Instance(said, said, said, said, said, said, said),
+        Instance(said, said, said, said, said, said, said, zone=said),
         Image(said, said, said, said),
+        Volume(said, said, 20, said, said, said, said, (said, said)),
         Resource(said, said, said, said, said, said, said, None, said, type=said, address=said, region=said),
         Check(said, False, said),
     ]
     for record in records:
-        for value in (getattr(record, field.name) for field in dataclasses.fields(record)):
+        values = [getattr(record, field.name) for field in dataclasses.fields(record)]
+        for value in [v for field in values for v in (field if isinstance(field, tuple) else (field,))]:
             if isinstance(value, str):
                 assert acted_on(value) == []
                 assert value == said if not acted_on(said) else kept_in_order(said, value)

@@ -13,11 +13,11 @@ import pytest
 
 from labvm import config
 from labvm.config.kinds import Kind
-from labvm.config.schema import KEY, ClusterSpec, EnvSpec, NotebookSpec, Profile, schema
+from labvm.config.schema import KEY, ClusterSpec, DataSpec, EnvSpec, NotebookSpec, Profile, schema
 from labvm.providers.registry import CLOUDS, settings_class
 
 ROOT = config.PACKAGE_DIR.parent
-SPECS = (Profile, EnvSpec, NotebookSpec, ClusterSpec)
+SPECS = (Profile, EnvSpec, NotebookSpec, ClusterSpec, DataSpec)
 LABVM_OWN = {"name", "source", "cloud_settings", "worker_key"}  # Profile's fields hosts.yml does not set
 CLOUD_KEYS = {cloud: config.cloud_keys(cloud) for cloud in CLOUDS}
 
@@ -84,7 +84,9 @@ def test_the_valid_keys_keep_hosts_yml_order():
         "sync_max_total",
         "price_per_hour",
         "cluster",
+        "data",
     ]
+    assert list(config.COMMON_KEYS["data"]) == ["size", "mount", "type"]
     assert list(config.COMMON_KEYS["cluster"]) == [
         "workers",
         "worker_size",

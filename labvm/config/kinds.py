@@ -179,6 +179,52 @@ def _workspace(value: Any) -> str:
     )
 
 
+# Where a data volume may not be mounted: it would hide what the system or the login needs there.
+SYSTEM_FOLDERS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib64",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+)
+
+
+def _data_mount(value: Any) -> str:
+    if value == "":
+        return ""  # the default: a data folder inside Jupyter's workspace
+    problem = _workspace(value)
+    if problem:
+        return problem
+    parts = [part for part in value.split("/") if part not in ("", "~")]
+    if not parts or value.startswith("~") and not value.startswith("~/"):
+        return f"must be a folder inside the home or a new top-level folder (~/data, /data), not {value!r}"
+    if any(part.startswith(".") for part in parts):
+        return f"must not be a hidden folder (it would cover ~/.ssh and the like), not {value!r}"
+    if value.startswith("/") and ("/" + parts[0] in SYSTEM_FOLDERS or value.rstrip("/") in ("/mnt", "/media")):
+        return f"must not cover a system folder ({'/' + parts[0]}); use /data or ~/data, not {value!r}"
+    return ""
+
+
+MAX_VOLUME_GB = 16384  # EBS gp3's and a Cinder default's ceiling; GCE allows more, no lab here needs it
+
+
+def _volume_gb(value: Any) -> str:
+    ok = _whole(value) and 1 <= value <= MAX_VOLUME_GB
+    return "" if ok else f"must be the volume's size in GB, a whole number from 1 to {MAX_VOLUME_GB}, not {value!r}"
+
+
 def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
 
@@ -267,6 +313,8 @@ JUMP_HOST = Kind(_jump, str)
 HOST_PATH = Kind(_host_path, str)  # a path on the host
 LOCAL_PATH = Kind(_local_path, lambda value: Path(value).expanduser())  # a path on this machine
 WORKSPACE_PATH = Kind(_workspace)
+DATA_MOUNT = Kind(_data_mount)
+VOLUME_GB = Kind(_volume_gb, int, typed=True)
 TEXT_LIST = Kind(_list, tuple)
 SYNC_PATTERNS = Kind(_patterns, tuple)
 TEXT_MAP = Kind(_map)

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, TypeVar, Union
 
 from .kinds import (
+    DATA_MOUNT,
     DURATION_SECONDS,
     HOST,
     HOST_PATH,
@@ -37,6 +38,7 @@ from .kinds import (
     TEXT,
     TEXT_LIST,
     USER_NAME,
+    VOLUME_GB,
     WORKSPACE_PATH,
     Kind,
     did_you_mean,
@@ -183,6 +185,18 @@ class ClusterSpec:
 
 
 @dataclass(frozen=True)
+class DataSpec:
+    """data: a volume of the profile's own, kept when its VM goes, mounted inside Jupyter's workspace."""
+
+    # GB
+    size: int = field(default=0, metadata=key(VOLUME_GB))
+    # where the VM mounts it; empty: a data folder inside notebook.workspace (Jupyter's file browser shows it)
+    mount: str = field(default="", metadata=key(DATA_MOUNT))
+    # the cloud's volume type (gp3, pd-balanced, a Cinder type); empty: the cloud's default
+    type: str = field(default="", metadata=key(TEXT))
+
+
+@dataclass(frozen=True)
 class Profile:
     """One profile of hosts.yml, checked, ${VAR} resolved, every default filled in."""
 
@@ -211,6 +225,7 @@ class Profile:
     # USD an hour of the machine, instead of the cloud's price list; None: the cloud's price
     price_per_hour: float | None = field(default=None, metadata=key(PRICE))
     cluster: ClusterSpec | None = field(default=None, metadata=section(ClusterSpec))
+    data: DataSpec | None = field(default=None, metadata=section(DataSpec))
     cloud_settings: Mapping[str, Any] = field(default_factory=dict)  # the provider's own keys (cloud_keys)
     # A cluster worker's own hosts.yml key ("cluster.hosts[0]"); its other values are the head profile's.
     worker_key: str = ""
@@ -227,6 +242,12 @@ class Profile:
     def alias(self) -> str:
         """The name `ssh` knows this profile by (~/.ssh/labvm/config)."""
         return f"labvm-{self.name}"
+
+    @property
+    def data_mount(self) -> str:
+        """Where the VM mounts the data volume: data.mount, else a data folder inside the workspace."""
+        written = self.data.mount if self.data else ""
+        return written.rstrip("/") or f"{self.notebook.workspace.rstrip('/')}/data"
 
 
 def _keys(spec: type) -> Iterator[tuple[str, str, Key]]:
@@ -330,6 +351,14 @@ def check_profile(
             problems.append(f"{where}.cluster.workers: an ssh profile's workers are its hosts: [ws2.example.org, ...]")
         elif provider != "ssh" and "hosts" in cluster:
             problems.append(f"{where}.cluster.hosts: a {provider} profile makes its workers; set cluster.workers: N")
+    volume = data.get("data")
+    if volume is not None and provider in EXISTING:
+        problems.append(
+            f"{where}.data: labvm makes data volumes on cloud profiles only; the disks of a {provider} machine are "
+            "its own (remove data:)"
+        )
+    elif isinstance(volume, dict) and "size" not in volume:
+        problems.append(f"{where}.data.size: required: the volume's size in GB (data: {{size: 20}})")
 
 
 def check_mapping(

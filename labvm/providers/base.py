@@ -43,6 +43,7 @@ FEATURES = {
     "--replace": "up --replace: delete a machine the cloud put in ERROR and make a new one",
     "--from-image": "up/create --from-image: make the machine from an image",
     "--share": "snapshot --share: let another account launch the image",
+    "data": "keep a data volume of its own that outlives the machine (data:)",
 }
 CLOUD_FEATURES = frozenset(FEATURES) - {"--share"}  # what every cloud does: all but a cloud's own options
 
@@ -55,7 +56,7 @@ def from_cloud(text: Any) -> str:
 
 
 class Shown:
-    """A frozen record of text from a cloud: each of its str fields is cleaned (`from_cloud`) as the
+    """A frozen record of text from a cloud: each of its str fields (and each str of a tuple) is cleaned (`from_cloud`) as the
     record is made.  Cleaning twice changes nothing, so a record `replace`d from another stays as it was."""
 
     __dataclass_fields__: ClassVar[dict[str, Any]]  # each subclass is a dataclass
@@ -65,6 +66,8 @@ class Shown:
             value = getattr(self, field.name)
             if isinstance(value, str):
                 object.__setattr__(self, field.name, from_cloud(value))
+            elif isinstance(value, tuple):  # Volume.devices: paths a cloud's ids are part of
+                object.__setattr__(self, field.name, tuple(from_cloud(v) if isinstance(v, str) else v for v in value))
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Instance(Shown):
     user: str = ""  # the login the cloud decided (GCE OS Login's POSIX user); empty: the profile's user
     private_address: str = ""  # inside the cloud network: where its cluster's machines reach it
     started: datetime | None = None  # its last start where its record says (AWS LaunchTime, GCE lastStartTimestamp)
+    zone: str = ""  # where it runs, as its cloud names the place a volume must share (an availability zone)
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,26 @@ class Image(Shown):
     name: str
     created: str
     state: str  # IMAGE_AVAILABLE, IMAGE_PENDING or IMAGE_FAILED
+
+
+# A data volume's state in labvm's words, whatever the cloud calls it.
+VOLUME_CREATING, VOLUME_AVAILABLE, VOLUME_ATTACHED, VOLUME_BUSY = "creating", "available", "attached", "busy"
+
+
+@dataclass(frozen=True)
+class Volume(Shown):
+    """The profile's data volume (hosts.yml data:) as the cloud reports it."""
+
+    id: str
+    name: str
+    size_gb: int
+    state: str  # VOLUME_CREATING, VOLUME_AVAILABLE (attached to nothing), VOLUME_ATTACHED, VOLUME_BUSY (anything else)
+    zone: str  # the place it lives; only a machine there can attach it
+    type: str = ""  # the cloud's volume type (gp3, pd-balanced, a Cinder type)
+    attached_to: str = ""  # the instance id it is attached to
+    # Where the guest finds it once attached, the likeliest first: the API's device name is not what the
+    # guest sees (EC2 Nitro's NVMe serial, GCE's google-NAME, Cinder's virtio serial): /dev/disk/by-id paths.
+    devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -342,6 +366,25 @@ class Provider:
     def delete_image(self, image: Image) -> None:
         """The image and what it keeps billed (snapshots, volumes)."""
         self._unsupported("images --prune")
+
+    # -- the data volume (hosts.yml data:) ------------------------------------------------------------
+    def data_volume(self) -> Volume | None:
+        """The profile's data volume of this owner, found by its tags (never by a file here); None if none."""
+        self._unsupported("data")
+
+    def attach_data(self, instance: Instance) -> Volume:
+        """The data volume attached to the machine, made first (data: size and type, in the machine's zone)
+        where there is none, waited for until the cloud says attached; one in another zone or on another
+        machine is refused in one line, nothing changed."""
+        self._unsupported("data")
+
+    def detach_data(self, volume: Volume) -> Volume:
+        """The data volume detached from its machine, waited for until available."""
+        self._unsupported("data")
+
+    def delete_data(self, volume: Volume) -> None:
+        """The data volume deleted (it must be detached); what it held is gone."""
+        self._unsupported("data")
 
     # -- a Dask cluster's workers (cloud profiles) -------------------------------------------------
     def workers(self) -> list[Instance]:

@@ -26,9 +26,21 @@ from typing import Any, ClassVar, TypeVar
 
 from ..config import Profile
 from ..errors import LabvmError
-from .base import CLOUD_FEATURES, Check, Description, Image, Instance, Provider, Resource, Settings, Tags, from_cloud
+from .base import (
+    CLOUD_FEATURES,
+    Check,
+    Description,
+    Image,
+    Instance,
+    Provider,
+    Resource,
+    Settings,
+    Tags,
+    Volume,
+    from_cloud,
+)
 from . import unlooked
-from .parts import ImagesPart, InventoryPart, NetworkPart, PreflightPart, PricePart
+from .parts import ImagesPart, InventoryPart, NetworkPart, PreflightPart, PricePart, VolumesPart
 
 T = TypeVar("T")
 PLANNED = "(planned)"  # the id and address of what --plan would make
@@ -79,9 +91,10 @@ def unknown(key: str, kind: str, wanted: str, known: list[str], listing: str) ->
     return LabvmError(f"{key}: no {kind} {wanted!r}{hint} ({listing})")
 
 
-def planned_instance(name: str, size: str = "") -> Instance:
-    """What a planned create answers: enough for the verb to print the rest of its plan."""
-    return Instance(PLANNED, name, "running", PLANNED, size)
+def planned_instance(name: str, size: str = "", zone: str = "") -> Instance:
+    """What a planned create answers: enough for the verb to print the rest of its plan (zone: where the
+    cloud would place it, where hosts.yml decides it)."""
+    return Instance(PLANNED, name, "running", PLANNED, size, zone=zone)
 
 
 def no_head(profile: Profile) -> LabvmError:
@@ -335,6 +348,7 @@ class Parts:
     preflight: PreflightPart
     inventory: InventoryPart
     price: PricePart | None = None  # None: the cloud publishes no prices (hosts.yml's price_per_hour: gives one)
+    volumes: VolumesPart | None = None  # None: the cloud keeps no data volume (FEATURES lacks "data")
 
 
 # -- the template -------------------------------------------------------------------------------------------
@@ -444,6 +458,47 @@ class CloudProvider(Provider):
     def delete_image(self, image: Image) -> None:
         """The images part's."""
         self.parts.images.delete(image)
+
+    # -- the data volume ---------------------------------------------------------------------------------
+    def data_volume(self) -> Volume | None:
+        """The volumes part's."""
+        self.require("data")
+        return self._volumes().find()
+
+    def attach_data(self, instance: Instance) -> Volume:
+        """The one rule on every cloud: one volume per profile and owner, found before one is made, in the
+        machine's zone, attached to it alone."""
+        volumes = self._volumes()
+        volume = volumes.find() or volumes.create(instance.zone)
+        if volume.attached_to == instance.id:
+            return volume
+        data = self.profile.key("data")
+        if volume.zone != instance.zone:
+            raise LabvmError(
+                f"{data}: the data volume {volume.id} is in {volume.zone}, the VM {instance.id} in {instance.zone}; "
+                f"a volume attaches only in its own zone: set the VM's zone to {volume.zone}"
+            )
+        if volume.attached_to:
+            raise LabvmError(
+                f"{data}: the data volume {volume.id} is attached to {volume.attached_to}, not to this VM "
+                f"{instance.id}; detach it there first"
+            )
+        return volumes.attach(volume, instance)
+
+    def detach_data(self, volume: Volume) -> Volume:
+        """The volumes part's; a detached one stays as it is."""
+        return self._volumes().detach(volume) if volume.attached_to else volume
+
+    def delete_data(self, volume: Volume) -> None:
+        """The volumes part's."""
+        self._volumes().delete(volume)
+
+    def _volumes(self) -> VolumesPart:
+        """The volumes part, where hosts.yml gives the profile a data: volume (else refused in one line)."""
+        self.require("data")
+        if self.parts.volumes is None or self.profile.data is None:
+            raise LabvmError(f"{self.profile.key('data')}: not set; add data: {{size: 20}} to give it a data volume")
+        return self.parts.volumes
 
     # -- workers ----------------------------------------------------------------------------------------
     def workers(self) -> list[Instance]:

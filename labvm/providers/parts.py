@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from .base import Check, Image, Instance, Resource, Starting
+from .base import Check, Image, Instance, Resource, Starting, Volume
 
 
 class ImagesPart(Protocol):
@@ -63,4 +63,31 @@ class PricePart(Protocol):
     def per_month(self, kind: str, state: str, volume_type: str) -> float | None:
         """USD a month of what bills while no machine runs: per GB of a volume, image or snapshot, per
         address (Provider.price_per_month); None when unknown."""
+        ...
+
+
+class VolumesPart(Protocol):
+    """The profile's data volume (hosts.yml data:): found, made, attached, detached, deleted
+    (Provider.data_volume, attach_data, detach_data, delete_data; CloudProvider keeps the rules)."""
+
+    def find(self) -> Volume | None:
+        """The volume tagged with the profile, its owner and the data role; None if there is none."""
+        ...
+
+    def create(self, zone: str) -> Volume:
+        """Made in `zone` (data.size GB, data.type or the cloud's default), tagged and named as the profile's
+        machine is, through the mutation gate (--plan: a planned volume), waited for until available."""
+        ...
+
+    def attach(self, volume: Volume, instance: Instance) -> Volume:
+        """Attached to the instance through the gate, waited for until the cloud says so; its devices as the
+        guest sees them."""
+        ...
+
+    def detach(self, volume: Volume) -> Volume:
+        """Detached through the gate, waited for until available."""
+        ...
+
+    def delete(self, volume: Volume) -> None:
+        """Deleted through the gate, waited for until gone."""
         ...

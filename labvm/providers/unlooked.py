@@ -20,6 +20,9 @@ def _cloud(profile: Profile) -> ModuleType:
 def first_up(profile: Profile) -> list[str]:
     """What a first `up` of the cloud profile makes (Provider.first_up), from hosts.yml alone."""
     words: list[str] = _cloud(profile).first_up(profile)
+    if profile.data:  # every cloud's the same way: the volume beside the VM, in its zone
+        kind = f" {profile.data.type}" if profile.data.type else ""
+        words.append(f"data volume: {profile.data.size} GB{kind}, in the VM's zone, mounted at {profile.data_mount}")
     return words
 
 

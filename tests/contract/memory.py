@@ -9,6 +9,7 @@ on it is the template's, not a cloud's.  It is also the smallest example of a cl
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from datetime import datetime, timezone
@@ -19,7 +20,19 @@ from labvm.config import Profile
 from labvm.config.kinds import FLAG, TEXT
 from labvm.config import schema
 from labvm.errors import LabvmError
-from labvm.providers.base import IMAGE_AVAILABLE, Check, Description, Image, Instance, Resource, Settings, Tags
+from labvm.providers.base import (
+    IMAGE_AVAILABLE,
+    VOLUME_ATTACHED,
+    VOLUME_AVAILABLE,
+    Check,
+    Description,
+    Image,
+    Instance,
+    Resource,
+    Settings,
+    Tags,
+    Volume,
+)
 from labvm.providers.cloud import (
     CloudApi,
     CloudProvider,
@@ -40,6 +53,7 @@ from labvm.providers.cloud import (
 MEMORY_NAME = NameRules(r"a-z0-9\-", 63, lower=True, first_letter=True)
 SIZES = {"small": 2, "medium": 4, "large": 8}  # size -> vCPUs
 ALL_PORTS, SSH = "tcp all", "tcp 22"
+ZONE = "memory-a"  # the memory cloud's one place
 CLUSTER = "cluster"  # a rule's source: the machines carrying the same group
 
 
@@ -51,6 +65,7 @@ class MemoryCloud:
         self.images: dict[str, dict] = {}
         self.addresses: dict[str, str] = {}  # reserved address name -> its IP
         self.groups: dict[str, set] = {}  # group name -> {(ports, source)}
+        self.volumes: dict[str, dict] = {}
         self.requests: list[tuple] = []
         self._ids = itertools.count(1)
         self._ips = itertools.count(10)
@@ -85,8 +100,33 @@ class MemoryCloud:
             address=self.addresses.get(address) or self._ip(),
             private_address=f"10.0.0.{next(self._ips)}",
             started=datetime.now(timezone.utc),
+            zone=ZONE,
         )
         return instance_id
+
+    def create_volume(self, name: str, size_gb: int, zone: str, labels: dict) -> str:
+        self._served("create_volume", name)
+        self._check_name(name)
+        volume_id = f"v-{next(self._ids)}"
+        self.volumes[volume_id] = dict(name=name, size=size_gb, zone=zone, labels=dict(labels), attached_to="")
+        return volume_id
+
+    def attach_volume(self, volume_id: str, instance_id: str) -> None:
+        self._served("attach_volume", volume_id, instance_id)
+        volume = self.volumes[volume_id]
+        if volume["attached_to"] or volume["zone"] != self.instances[instance_id]["zone"]:
+            raise LabvmError(f"memory: {volume_id} cannot attach to {instance_id}")
+        volume["attached_to"] = instance_id
+
+    def detach_volume(self, volume_id: str) -> None:
+        self._served("detach_volume", volume_id)
+        self.volumes[volume_id]["attached_to"] = ""
+
+    def delete_volume(self, volume_id: str) -> None:
+        self._served("delete_volume", volume_id)
+        if self.volumes[volume_id]["attached_to"]:
+            raise LabvmError(f"memory: {volume_id} is attached")
+        del self.volumes[volume_id]
 
     def set_state(self, instance_id: str, state: str) -> None:
         self._served("set_state", instance_id, state)
@@ -106,6 +146,9 @@ class MemoryCloud:
     def delete_instance(self, instance_id: str) -> None:
         self._served("delete_instance", instance_id)
         del self.instances[instance_id]
+        for volume in self.volumes.values():  # a deleted machine's volumes are detached, kept
+            if volume["attached_to"] == instance_id:
+                volume["attached_to"] = ""
 
     def reserve_address(self, name: str) -> None:
         self._served("reserve_address", name)
@@ -192,8 +235,67 @@ class MemoryNames:
 
 def instance_of(key: str, data: dict) -> Instance:
     return Instance(
-        key, data["name"], data["state"], data["address"], data["size"], private_address=data["private_address"]
+        key,
+        data["name"],
+        data["state"],
+        data["address"],
+        data["size"],
+        private_address=data["private_address"],
+        zone=data["zone"],
     )
+
+
+def volume_of(key: str, data: dict) -> Volume:
+    state = VOLUME_ATTACHED if data["attached_to"] else VOLUME_AVAILABLE
+    devices = (f"/dev/disk/by-id/memory-{key}",) if data["attached_to"] else ()
+    return Volume(key, data["name"], data["size"], state, data["zone"], "", data["attached_to"], devices)
+
+
+class MemoryVolumes:
+    """The data volume: the template's gate over the backend's volumes."""
+
+    def __init__(self, api: MemoryApi, names: MemoryNames, profile: Profile):
+        self.api, self.backend, self.names, self.profile = api, api.backend, names, profile
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {**self.names.labels, "labvm:role": "data"}
+
+    def find(self) -> Volume | None:
+        found = self.backend.labelled(self.backend.volumes, self.labels)
+        return volume_of(*found[0]) if found else None
+
+    def create(self, zone: str) -> Volume:
+        assert self.profile.data is not None  # CloudProvider._volumes: only with data:
+        name, size = cloud_name(MEMORY_NAME, self.names.name, "data"), self.profile.data.size
+        made = self.api.mutate(
+            f"create volume {name} ({size} GB) in {zone}",
+            self.backend.create_volume,
+            name,
+            size,
+            zone,
+            self.labels,
+            planned="(planned)",
+        )
+        if self.api.plan:
+            return Volume("(planned)", name, size, VOLUME_AVAILABLE, zone)
+        return volume_of(made, self.backend.volumes[made])
+
+    def attach(self, volume: Volume, instance: Instance) -> Volume:
+        self.api.mutate(f"attach {volume.id} to {instance.id}", self.backend.attach_volume, volume.id, instance.id)
+        return self.current(volume, attached_to=instance.id)
+
+    def detach(self, volume: Volume) -> Volume:
+        self.api.mutate(f"detach {volume.id}", self.backend.detach_volume, volume.id)
+        return self.current(volume, attached_to="")
+
+    def delete(self, volume: Volume) -> None:
+        self.api.mutate(f"delete volume {volume.id}", self.backend.delete_volume, volume.id)
+
+    def current(self, volume: Volume, attached_to: str) -> Volume:
+        if self.api.plan:
+            return dataclasses.replace(volume, attached_to=attached_to)
+        return volume_of(volume.id, self.backend.volumes[volume.id])
 
 
 class MemoryHead(Head):
@@ -403,6 +505,21 @@ class MemoryAsked:
                     type=data["size"],
                 )
             )
+        for key, data in self.backend.volumes.items():
+            found.append(
+                Resource(
+                    "memory",
+                    "memory",
+                    "data",
+                    key,
+                    data["labels"]["labvm:profile"],
+                    data["labels"]["labvm:owner"],
+                    "attached" if data["attached_to"] else "unattached",
+                    None,
+                    f"memory delete-volume {key}",
+                    size_gb=data["size"],
+                )
+            )
         for key, data in self.backend.images.items():
             found.append(
                 Resource(
@@ -436,6 +553,7 @@ class MemoryProvider(CloudProvider):
             network=asked,
             preflight=asked,
             inventory=asked,
+            volumes=MemoryVolumes(api, names, profile),
         )
         super().__init__(profile, api, settings, Tags(profile.name, names.labels["labvm:owner"]), parts)
 

@@ -71,3 +71,15 @@ def test_a_gce_disk_left_by_its_instance_is_named_and_deleted(cloud_world):
     assert f"gce disk {name} left: {deleted_by}" in world.leftovers()  # beside the firewall rule the run made
     assert world.cleanup() == []
     assert name not in world.fake.disks and world.leftovers() == []
+
+
+def test_the_cleanup_deletes_the_runs_data_volume(cloud_world):
+    """A live run of the data-volume suite leaves its volume (kept on purpose by terminate): the clean-up
+    deletes it through labvm, and nothing of the run is left."""
+    world = cloud_world
+    world.profile = run = f"live-{secrets.token_hex(3)}"
+    lab = world.provider(owner=run, data={"size": 20})
+    lab.attach_data(lab.create(public_key=public_key()))
+    assert any(line.split(" ", 2)[1] == "data" for line in world.leftovers()), world.leftovers()
+    assert world.cleanup() == []
+    assert world.leftovers() == [] and lab.data_volume() is None

@@ -77,3 +77,17 @@ def test_first_up_names_what_a_first_up_makes_without_changing_the_cloud(world):
     made = lab.first_up()
     assert world.mutations() == [] and world.state() == before
     assert any(world.size in item for item in made), made
+
+
+def test_up_plan_of_a_profile_with_data_makes_no_volume_and_says_it_would(world, laptop, capsys):
+    """Issue 29: `up --plan` with data: names the volume it would make and attach; the cloud is unchanged."""
+    for machine in ("none", "running"):
+        if machine == "running":
+            world.provider(data={"size": 20}).create(public_key=KEY)
+        world.mark()
+        capsys.readouterr()
+        session(world, plan=True, data={"size": 20}).up(browser=False)
+        printed = capsys.readouterr().out
+        assert world.mutations() == [], f"up --plan ({machine} VM) sent mutating requests"
+        assert world.provider(data={"size": 20}).data_volume() is None
+        assert any(line.startswith("plan: ") and "volume" in line for line in printed.splitlines()), printed

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from labvm import config
-from labvm.config import ClusterSpec, Profile
+from labvm.config import ClusterSpec, DataSpec, Profile
 
 SSH_CIDR = "198.51.100.7/32"
 PROFILE = "lab"  # the fakes' profile; a live run's is its own (World.profile), so its cleanup touches nothing else
@@ -118,6 +118,10 @@ class World:
             for step, action in [
                 ("workers", provider.terminate_workers),
                 ("head", lambda p=provider: p.find() and p.terminate(p.find())),
+                (
+                    "data",
+                    lambda p=provider: p.profile.data and (v := p.data_volume()) and p.delete_data(p.detach_data(v)),
+                ),
                 ("images", lambda p=provider: [p.delete_image(i) for i in p.images()]),
             ]:
                 try:
@@ -330,7 +334,7 @@ class AwsWorld(World):
                 self.ec2.delete_snapshot(SnapshotId=snapshot["SnapshotId"])
         elif resource.kind == "snapshot":
             self.ec2.delete_snapshot(SnapshotId=resource.id)
-        elif resource.kind == "volume":
+        elif resource.kind in ("volume", "data"):
             self.ec2.delete_volume(VolumeId=resource.id)
         elif resource.kind == "address":
             self.ec2.release_address(AllocationId=resource.id)
@@ -615,7 +619,7 @@ class OpenStackWorld(World):
             self.conn.image.delete_image(resource.id)
         elif resource.kind == "snapshot":
             self.conn.block_storage.delete_snapshot(resource.id)
-        elif resource.kind == "volume":
+        elif resource.kind in ("volume", "data"):
             self.conn.block_storage.delete_volume(resource.id)
         elif resource.kind == "address":
             self.conn.network.delete_ip(resource.id)
@@ -814,13 +818,13 @@ class GceWorld(World):
         operation = self.instances.delete(project=self.project, zone=self.zone, instance=instance_id)
         self.operations.wait(project=self.project, zone=self.zone, operation=operation.name)
 
-    def _done(self, operation, scope: str) -> None:
+    def _done(self, operation, scope: str, zone: str = "") -> None:
         """Until the operation is DONE, asked of this world's endpoint: an operation's own result() polls
         through an operations client made for the default endpoint, never the fake's (compute_v1
         services/*/transports/base.py _global_operations_client: no client_options); its error raised."""
         from google.cloud import compute_v1
 
-        where = {"zone": {"zone": self.zone}, "region": {"region": self.region}, "global": {}}[scope]
+        where = {"zone": {"zone": zone or self.zone}, "region": {"region": self.region}, "global": {}}[scope]
         waited = operation
         while waited.status != compute_v1.Operation.Status.DONE:
             waited = self.scoped_operations[scope].wait(project=self.project, operation=operation.name, **where)
@@ -835,6 +839,12 @@ class GceWorld(World):
             self._done(self.images.delete(image=resource.id, **where), "global")
         elif resource.kind == "address":
             self._done(self.addresses.delete(region=self.region, address=resource.id, **where), "region")
+        elif resource.kind == "data":  # a data disk may live in any zone of the region: its own
+            for zone, scoped in self.disks.aggregated_list(**where):
+                for disk in scoped.disks:
+                    if disk.name == resource.id:
+                        name = zone.rsplit("/", 1)[-1]
+                        self._done(self.disks.delete(zone=name, disk=disk.name, **where), "zone", name)
 
     def _run_rules(self) -> list:
         """The run's firewall rules: labvm names them after the profile, and the run's profile is its own."""
@@ -898,8 +908,14 @@ class MemoryWorld(World):
 
     def _profile(self, settings: dict) -> Profile:
         # "memory" is no provider of hosts.yml: the profile is made as config.load would make it.
+        data = settings.pop("data", None)
         return Profile(
-            name=PROFILE, provider="memory", source=self.directory / "hosts.yml", user="lab", cloud_settings=settings
+            name=PROFILE,
+            provider="memory",
+            source=self.directory / "hosts.yml",
+            user="lab",
+            cloud_settings=settings,
+            data=DataSpec(**data) if data else None,
         )
 
     def _provider(self, profile: Profile):
@@ -920,6 +936,7 @@ class MemoryWorld(World):
                 "images": self.backend.images,
                 "addresses": self.backend.addresses,
                 "groups": {g: sorted(r) for g, r in self.backend.groups.items()},
+                "volumes": self.backend.volumes,
             },
             sort_keys=True,
             default=str,

@@ -380,3 +380,128 @@ def test_the_action_log_records_a_start_while_launched_at_stays(fake, conn):
     assert (newest.action, stop.action, create.action) == ("start", "stop", "create")
     assert newest.request_id.startswith("req-") and newest.start_time >= launched.split(".")[0]
     assert fake.actions[server.id][-1]["request_id"] == newest.request_id
+
+
+# -- Cinder volumes and Nova's os-volume_attachments (issue 29's data volume) ----------------------------------
+
+
+def new_volume(conn, size=20, **attrs):
+    return conn.block_storage.create_volume(size=size, name="data", metadata={**LABELS, "labvm:role": "data"}, **attrs)
+
+
+def test_a_volume_is_creating_then_available_and_counts_against_the_quota(fake, conn):
+    volume = new_volume(conn)
+    assert (volume.status, volume.availability_zone, volume.volume_type) == ("creating", "nova", "__DEFAULT__")
+    volume = conn.block_storage.wait_for_status(volume, "available", **FAST)
+    assert volume.attachments == [] and volume.metadata["labvm:role"] == "data"
+    limits = conn.block_storage.get_limits().absolute
+    assert (limits.total_volumes_used, limits.total_gigabytes_used) == (1, 20)
+
+
+@pytest.mark.parametrize(
+    "quota, message",
+    [
+        (
+            dict(gigabytes=30),
+            "Requested volume or snapshot exceeds allowed gigabytes quota. Requested 40G, quota is 30G and 20G has "
+            "been consumed.",
+        ),
+        (dict(volumes=1), "Maximum number of volumes allowed (1) exceeded for quota 'volumes'."),
+    ],
+)
+def test_a_volume_beyond_cinder_s_quota_is_refused_413(fake, conn, quota, message):
+    new_volume(conn)
+    fake.quota.update(quota)
+    with pytest.raises(exceptions.HttpException) as refused:
+        new_volume(conn, size=40)
+    assert refused.value.status_code == 413 and message in str(refused.value)
+    assert len(fake.volumes) == 1
+
+
+def test_a_volume_s_type_and_zone_are_cinder_s_own(fake, conn):
+    with pytest.raises(exceptions.NotFoundException, match="Volume type with name gold could not be found"):
+        new_volume(conn, volume_type="gold")
+    with pytest.raises(exceptions.BadRequestException, match="Availability zone 'az9' is invalid"):
+        new_volume(conn, availability_zone="az9")
+    assert fake.volumes == {}
+
+
+def test_a_volume_the_backend_cannot_make_ends_error_and_can_be_deleted(fake, conn):
+    fake.fail_next_volume = True
+    volume = new_volume(conn)
+    with pytest.raises(exceptions.ResourceFailure):
+        conn.block_storage.wait_for_status(volume, "available", failures=["error"], **FAST)
+    conn.block_storage.delete_volume(volume)  # Cinder deletes a volume in error (cinder/volume/api.py API.delete)
+    assert fake.volumes == {}
+
+
+def test_attach_reserves_the_volume_then_it_is_in_use_and_nova_lists_it(fake, conn):
+    server = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
+    volume = conn.block_storage.wait_for_status(new_volume(conn), "available", **FAST)
+    attachment = conn.compute.create_volume_attachment(server, volume=volume.id)
+    assert (attachment.volume_id, attachment.device) == (volume.id, "/dev/vdb")  # the boot volume is vda
+    assert fake.volumes[volume.id]["status"] == "reserved"  # Cinder's attachment_create, before the host attaches
+    volume = conn.block_storage.wait_for_status(volume, "in-use", **FAST)
+    (attached,) = volume.attachments
+    assert (attached["server_id"], attached["device"]) == (server.id, "/dev/vdb")
+    devices = {a.volume_id: a.device for a in conn.compute.volume_attachments(server)}
+    assert devices[volume.id] == "/dev/vdb" and len(devices) == 2
+    assert {v["id"] for v in conn.compute.get_server(server).attached_volumes} == set(devices)
+    assert fake.actions[server.id][-1]["action"] == "attach_volume"
+    with pytest.raises(exceptions.BadRequestException, match="already attached"):
+        conn.compute.create_volume_attachment(server, volume=volume.id)
+    with pytest.raises(exceptions.BadRequestException, match="Invalid volume: Volume status must be available"):
+        conn.block_storage.delete_volume(volume)  # in-use: Cinder refuses (400)
+
+
+def test_detach_is_detaching_then_available(fake, conn):
+    server = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
+    volume = conn.block_storage.wait_for_status(new_volume(conn), "available", **FAST)
+    conn.compute.create_volume_attachment(server, volume=volume.id)
+    conn.block_storage.wait_for_status(volume, "in-use", **FAST)
+    conn.compute.delete_volume_attachment(server, volume.id)
+    assert fake.volumes[volume.id]["status"] == "detaching"  # Cinder's begin_detaching, from Nova's API
+    volume = conn.block_storage.wait_for_status(volume, "available", **FAST)
+    assert volume.attachments == [] and [a.volume_id for a in conn.compute.volume_attachments(server)] != [volume.id]
+    with pytest.raises(exceptions.NotFoundException, match=f"Instance {server.id} is not attached to volume"):
+        conn.compute.delete_volume_attachment(server, volume.id, ignore_missing=False)
+    root = server.attached_volumes[0]["id"]
+    with pytest.raises(exceptions.BadRequestException, match="Cannot detach a root device volume"):
+        conn.compute.delete_volume_attachment(server, root, ignore_missing=False)
+    conn.block_storage.delete_volume(volume)
+    assert volume.id not in fake.volumes
+
+
+def test_attach_needs_a_server_with_no_task_and_an_available_volume(fake, conn):
+    server = boot(conn)  # BUILD
+    volume = conn.block_storage.wait_for_status(new_volume(conn), "available", **FAST)
+    with pytest.raises(exceptions.ConflictException, match="while it is in vm_state building"):
+        conn.compute.create_volume_attachment(server.id, volume=volume.id)
+    server = conn.compute.wait_for_server(server, status="ACTIVE", **FAST)
+    fake.volumes[volume.id]["status"] = "detaching"
+    with pytest.raises(exceptions.BadRequestException, match="status must be available or downloading to reserve"):
+        conn.compute.create_volume_attachment(server, volume=volume.id)
+
+
+def test_nova_attaches_across_zones_unless_cross_az_attach_is_off(fake, conn):
+    """nova.conf [cinder] cross_az_attach, default True: no zone check at all."""
+    fake.volume_zones.append("az2")
+    server = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
+    volume = conn.block_storage.wait_for_status(new_volume(conn, availability_zone="az2"), "available", **FAST)
+    fake.cross_az_attach = False
+    with pytest.raises(exceptions.BadRequestException, match="are not in the same availability_zone"):
+        conn.compute.create_volume_attachment(server, volume=volume.id)
+    fake.cross_az_attach = True
+    conn.compute.create_volume_attachment(server, volume=volume.id)
+    assert conn.block_storage.wait_for_status(volume, "in-use", **FAST).attachments[0]["server_id"] == server.id
+
+
+def test_deleting_a_server_detaches_its_data_volume_and_keeps_it(fake, conn):
+    server = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
+    volume = conn.block_storage.wait_for_status(new_volume(conn), "available", **FAST)
+    conn.compute.create_volume_attachment(server, volume=volume.id)
+    conn.block_storage.wait_for_status(volume, "in-use", **FAST)
+    conn.compute.delete_server(server)
+    volume = conn.block_storage.get_volume(volume)
+    assert (volume.status, volume.attachments) == ("available", [])
+    assert len(fake.volumes) == 1  # the boot volume went with it (delete_on_termination), the data volume stays

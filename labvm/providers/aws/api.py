@@ -37,12 +37,45 @@ NOT_YET = {
 # still pending is terminated all the same once that ends (TerminateInstances: "if you terminate an instance
 # more than once, each call succeeds"; API_TerminateInstances.html), and until then DescribeInstances shows it.
 PASSING = {"instance_terminated": ("pending", "stopping")}
+# labvm's own acceptors, ahead of a botocore waiter's failure acceptors (its success acceptors dropped; the
+# first acceptor that matches decides, botocore/waiter.py): name -> (the botocore waiter, the acceptors).
+# A volume's State is creating | available | in-use | deleting | deleted | error, its attachment's attaching |
+# attached | detaching | detached | busy (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Volume.html,
+# API_VolumeAttachment.html); botocore's volume waiters give up only at "deleted".
+VOLUME_ERROR = {"state": "failure", "matcher": "pathAny", "argument": "Volumes[].State", "expected": "error"}
+OWN_ACCEPTORS = {
+    "volume_available": (
+        "volume_available",
+        [
+            {"state": "success", "matcher": "pathAll", "argument": "Volumes[].State", "expected": "available"},
+            # A volume just made may be NotFound for a while (eventual-consistency.html, as NOT_YET).
+            {"state": "retry", "matcher": "error", "expected": "InvalidVolume.NotFound"},
+            VOLUME_ERROR,
+        ],
+    ),
+    # A volume is "in-use" from the moment AttachVolume is taken, while its attachment is still "attaching"
+    # (https://docs.aws.amazon.com/ebs/latest/userguide/ebs-attaching-volume.html): the guest has the device
+    # once the attachment is "attached".
+    "volume_attached": (
+        "volume_in_use",
+        [
+            {
+                "state": "success",
+                "matcher": "pathAll",
+                "argument": "Volumes[].Attachments[].State",
+                "expected": "attached",
+            },
+            VOLUME_ERROR,
+        ],
+    ),
+}
 # What a planned call answers: enough for the rest of the verb to print its own calls.
 PLANNED = {
     "run_instances": {"Instances": [{"InstanceId": "i-(planned)"}]},
     "create_security_group": {"GroupId": "sg-(planned)"},
     "allocate_address": {"PublicIp": "(planned)", "AllocationId": "eipalloc-(planned)"},
     "create_image": {"ImageId": "ami-(planned)"},
+    "create_volume": {"VolumeId": "vol-(planned)"},
 }
 
 
@@ -94,6 +127,7 @@ def instance_of(data: dict) -> Instance:
         data["InstanceType"],
         private_address=data.get("PrivateIpAddress", ""),
         started=data.get("LaunchTime"),
+        zone=data.get("Placement", {}).get("AvailabilityZone", ""),
     )
 
 
@@ -150,6 +184,7 @@ class Ec2Api(CloudApi):
         self.boto3, self.config = boto3, config
         # What EC2 has just made may be NotFound for seconds (NOT_YET): retried from this delay, for this long.
         self.settle_delay, self.settle_limit = 1.0, 120.0
+        self.poll_delay = 2.0  # seconds between a wait's questions
 
     @property
     def scope(self) -> str:
@@ -249,7 +284,7 @@ class Ec2Api(CloudApi):
 
         def until() -> None:
             try:
-                self.waiter(waiter).wait(**kwargs, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
+                self.waiter(waiter).wait(**kwargs, WaiterConfig={"Delay": self.poll_delay, "MaxAttempts": 300})
             except WaiterError as e:
                 raise LabvmError(f"aws: {what} did not happen: {from_cloud(e)}") from None
 
@@ -257,18 +292,20 @@ class Ec2Api(CloudApi):
         print(f"aws: {what} ({time.monotonic() - start:.0f}s)", flush=True)
 
     def waiter(self, name: str) -> Any:
-        """boto3's waiter of this name, without the failure acceptors of the states EC2 passes through (PASSING)."""
+        """boto3's waiter of this name, without the failure acceptors of the states EC2 passes through (PASSING);
+        one of OWN_ACCEPTORS: its botocore waiter's failure acceptors after labvm's own."""
         from botocore.waiter import WaiterModel, create_waiter_with_client
 
-        given = self.ec2.get_waiter(name)
+        base, own = OWN_ACCEPTORS.get(name, (name, None))
+        given = self.ec2.get_waiter(base)
         passing = PASSING.get(name, ())
-        if not passing:
+        if not passing and own is None:
             return given
         spec = given.config
-        acceptors = [
+        acceptors = [*(own or ())] + [
             {"state": a.state, "matcher": a.matcher, "argument": a.argument, "expected": a.expected}
             for a in spec.acceptors
-            if not (a.state == "failure" and a.expected in passing)
+            if not (a.state == "failure" and a.expected in passing) and (own is None or a.state == "failure")
         ]
         model = WaiterModel(
             {
@@ -313,6 +350,12 @@ class Ec2Api(CloudApi):
             "ParameterNotFound": f"no public Ubuntu image parameter for this alias in {self.scope}; "
             f"set {key('image')} to an ami-... id",
             "SpotMaxPriceTooLow": "the spot price is above your maximum; try later or use on-demand (spot: false)",
+            # EBS's storage quota of the volume type in the region, or its capacity in the zone
+            # (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html).
+            "VolumeLimitExceeded": "your EBS storage quota for this volume type is used up; delete unused volumes "
+            "(`inv audit` lists labvm's) or request more in Service Quotas (Amazon Elastic Block Store)",
+            "InsufficientVolumeCapacity": "AWS has no capacity for this volume type in the VM's zone now; try "
+            f"again later, or give another type: in {key('data')}",
         }
         hint = hints.get(code, "")
         said = hint() if callable(hint) else hint

@@ -6,6 +6,7 @@ from ...config.member import shown
 from ..base import Resource, parse_time
 from .api import LIVE, Ec2Api
 from .names import tags_of
+from .volumes import FOUND
 
 
 def stored_gb(snapshot: dict) -> float | None:
@@ -18,14 +19,14 @@ def stored_gb(snapshot: dict) -> float | None:
 
 
 class AwsInventory:
-    """Instances, images, orphan snapshots, loose volumes and Elastic IPs tagged as labvm's."""
+    """Instances, images, orphan snapshots, data volumes, loose volumes and Elastic IPs tagged as labvm's."""
 
     def __init__(self, api: Ec2Api):
         self.api = api
 
     def resources(self) -> list[Resource]:
-        """Every labvm-tagged instance, image, orphan snapshot, loose volume and Elastic IP of the
-        region, whatever its profile or owner."""
+        """Every labvm-tagged instance, image, orphan snapshot, data volume (kind "data", attached or not), loose
+        volume and Elastic IP of the region, whatever its profile or owner."""
         region = self.api.scope
         labvm = [{"Name": "tag-key", "Values": ["labvm:profile"]}]
 
@@ -41,6 +42,24 @@ class AwsInventory:
                 "aws", region, kind, resource_id, profile, tags.get("labvm:owner", ""), state, since, delete, **extra
             )
 
+        def data_volume(volume: dict) -> Resource:
+            # A profile's data volume (hosts.yml data:), attached or not: what EBS bills per GB-month.
+            volume_id, attached = volume["VolumeId"], bool(volume.get("Attachments"))
+            delete = aws(f"delete-volume --volume-id {volume_id}")
+            if attached:  # EC2 deletes no attached volume (VolumeInUse)
+                delete = f"{aws(f'detach-volume --volume-id {volume_id}')}, then {delete}"
+            return resource(
+                "data",
+                volume_id,
+                volume,
+                "attached" if attached else "unattached",
+                volume.get("CreateTime"),
+                delete,
+                size_gb=volume.get("Size"),
+                type=volume.get("VolumeType", ""),
+            )
+
+        data = labvm + [{"Name": "tag:labvm:role", "Values": ["data"]}, {"Name": "status", "Values": list(FOUND)}]
         live = labvm + [{"Name": "instance-state-name", "Values": list(LIVE)}]
         instances = [
             i for r in self.api.read("describe_instances", Filters=live)["Reservations"] for i in r["Instances"]
@@ -98,8 +117,11 @@ class AwsInventory:
                         size_gb=stored_gb(snapshot),
                     )
                 )
+        found += [data_volume(v) for v in self.api.read("describe_volumes", Filters=data)["Volumes"]]
         loose = labvm + [{"Name": "status", "Values": ["available"]}]
         for volume in self.api.read("describe_volumes", Filters=loose)["Volumes"]:
+            if tags_of(volume).get("labvm:role") == "data":  # listed above, as kept on purpose
+                continue
             found.append(
                 resource(
                     "volume",

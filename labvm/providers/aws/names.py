@@ -49,11 +49,22 @@ class AwsNames:
         """Where the names of this owner's key pairs start (each ends with its key's hash)."""
         return cloud_name(EC2_NAME, "labvm", self.owner) + "-"
 
-    def tag_list(self, name: str | None = None) -> list[dict]:
-        """The tags of something made, as EC2 takes them: its Name (the head's by default), hosts.yml's, labvm's."""
-        tags = {"Name": name or self.name, **self.extra, **self.labels}
+    @property
+    def data_name(self) -> str:
+        """The data volume's Name tag: the head's, with -data (free text to EC2, as the head's is)."""
+        return f"{self.name}-data"
+
+    @property
+    def data_labels(self) -> dict[str, str]:
+        """The tags labvm finds the profile's data volume by: the head's root volume carries the profile's too."""
+        return {**self.labels, "labvm:role": "data"}
+
+    def tag_list(self, name: str | None = None, labels: Mapping[str, str] | None = None) -> list[dict]:
+        """The tags of something made, as EC2 takes them: its Name (the head's by default), hosts.yml's, labvm's
+        (labels: the profile's and owner's by default)."""
+        tags = {"Name": name or self.name, **self.extra, **(labels or self.labels)}
         return [{"Key": str(k), "Value": str(v)} for k, v in tags.items()]
 
-    def filters(self) -> list[dict]:
-        """DescribeX filters for what carries this profile's and owner's tags."""
-        return [{"Name": f"tag:{k}", "Values": [v]} for k, v in self.labels.items()]
+    def filters(self, labels: Mapping[str, str] | None = None) -> list[dict]:
+        """DescribeX filters for what carries these tags (this profile's and owner's by default)."""
+        return [{"Name": f"tag:{k}", "Values": [v]} for k, v in (labels or self.labels).items()]

@@ -15,6 +15,7 @@ from .network import Network
 from .preflight import AwsPreflight
 from .price import AwsPrice
 from .settings import AwsSettings
+from .volumes import AwsVolumes
 from .workers import AwsWorkers
 
 
@@ -39,6 +40,7 @@ class AwsProvider(CloudProvider):
             preflight=AwsPreflight(api, settings, names, network, images, profile),
             inventory=AwsInventory(api),
             price=AwsPrice(api, settings, network),
+            volumes=AwsVolumes(api, names, profile),
         )
         super().__init__(profile, api, settings, Tags(names.profile, names.owner), parts)
         self.api: Ec2Api = api

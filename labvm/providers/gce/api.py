@@ -92,6 +92,7 @@ def instance_of(data: Any) -> Instance:
         login,
         interface.network_i_p if interface else "",
         parse_time(data.last_start_timestamp or None),
+        zone=data.zone.rsplit("/", 1)[-1],
     )
 
 
@@ -152,6 +153,7 @@ class GceApi(CloudApi):
         self.networks = compute_v1.NetworksClient(**options)
         self.subnetworks = compute_v1.SubnetworksClient(**options)
         self.disks = compute_v1.DisksClient(**options)
+        self.disk_types = compute_v1.DiskTypesClient(**options)
 
     @property
     def scope(self) -> str:
@@ -218,8 +220,10 @@ class GceApi(CloudApi):
     def wait(self, operation: Any, scope: str, what: str) -> None:
         """Until the operation is DONE (the API's wait call blocks up to two minutes each); its errors in one line.
         A planned operation (None) is printed by wait_until, never asked for."""
+        # A zone operation is asked of its own zone: a data disk may live in another zone of the region.
+        zone = operation.zone.rsplit("/", 1)[-1] if operation is not None and operation.zone else self.zone
         waiters = {
-            "zone": (self.zone_operations.wait, {"zone": self.zone}),
+            "zone": (self.zone_operations.wait, {"zone": zone}),
             "region": (self.region_operations.wait, {"region": self.region}),
             "global": (self.global_operations.wait, {}),
         }

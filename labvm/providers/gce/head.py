@@ -88,7 +88,7 @@ class GceHead(Head):
             instance_resource=instance,
         )
         if self.api.plan:
-            return planned_instance(name, machine_type)
+            return planned_instance(name, machine_type, self.api.zone)
         return instance_of(self.api.get(name))
 
     def boot_disk(self, source_image: str) -> Any:

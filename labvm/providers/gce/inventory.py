@@ -16,7 +16,7 @@ class GceInventory:
         self.api, self.project = api, api.project
 
     def resources(self) -> list[Resource]:
-        """Every instance, static address and image labvm labelled in the project, in every zone and
+        """Every instance, static address, data disk and image labvm labelled in the project, in every zone and
         region, whatever its profile or owner (labvm.prices adds what each instance costs)."""
         labelled = "labels.labvm-profile:*"
         where = f"--project {self.project}"
@@ -66,6 +66,24 @@ class GceInventory:
                         f"gcloud compute addresses delete {data.name} --region {data.region.rsplit('/', 1)[-1]}",
                         address=data.address,
                         region=data.region.rsplit("/", 1)[-1],
+                    )
+                )
+        # Data disks (labvm-role=data) only: a boot disk goes with its instance and is billed as part of it.
+        data_disks = f'({labelled}) AND (labels.labvm-role = "data")'
+        request = self.api.compute.AggregatedListDisksRequest(project=self.project, filter=data_disks)
+        for _, scoped in self.api.call(lambda: list(self.api.disks.aggregated_list(request=request))):
+            for data in scoped.disks:
+                zone = data.zone.rsplit("/", 1)[-1]
+                found.append(
+                    resource(
+                        "data",
+                        data,
+                        "attached" if data.users else "unattached",
+                        data.creation_timestamp,
+                        f"gcloud compute disks delete {data.name} --zone {zone}",
+                        size_gb=data.size_gb,
+                        type=data.type_.rsplit("/", 1)[-1],
+                        region=zone.rsplit("-", 1)[0],
                     )
                 )
         request = self.api.compute.ListImagesRequest(project=self.project, filter=labelled)

@@ -60,6 +60,16 @@ class GceNames:
         """The image family of the profile's images."""
         return cloud_name(GCE_NAME, "labvm", self.profile, self.owner)
 
+    @property
+    def data_disk(self) -> str:
+        """The data disk's name (hosts.yml data:), and the device name the guest sees it by: the head's + "-data"."""
+        return cloud_name(GCE_NAME, self.name, "data")
+
+    @property
+    def data_labels(self) -> dict[str, str]:
+        """The data disk's labels: the profile's, and its role (the head carries none, a worker "worker")."""
+        return {**self.labels, "labvm-role": "data"}
+
     def image(self, name: str, stamp: str) -> str:
         """An image's name."""
         return cloud_name(GCE_NAME, name, self.profile, self.owner, stamp)

@@ -44,6 +44,11 @@ IMPLIED = {
     "compute.firewalls.create": ("compute.networks.updatePolicy",),
     "compute.firewalls.patch": ("compute.networks.updatePolicy",),
     "compute.images.create": ("compute.disks.useReadOnly",),
+    # The data disk (volumes.py): attaching uses the disk
+    # (https://cloud.google.com/compute/docs/disks/add-persistent-disk "Required roles": compute.disks.use),
+    # and a disk made with labels sets them (compute.disks.setLabels, as instances.insert's labels).
+    "compute.instances.attachDisk": ("compute.disks.use",),
+    "compute.disks.create": ("compute.disks.setLabels",),
 }
 # What no Compute client call names: where OS Login is on, logging in to the VM over SSH
 # (roles/compute.osLogin, https://cloud.google.com/compute/docs/oslogin/set-up-oslogin "Grant OS Login IAM

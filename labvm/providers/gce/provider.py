@@ -16,11 +16,12 @@ from .oslogin import OsLogin
 from .preflight import GcePreflight
 from .price import GcePrice
 from .settings import GceSettings
+from .volumes import GceVolumes
 from .workers import GceWorkers
 
 
 class GceProvider(CloudProvider):
-    """A GCE profile: the head VM, its workers, network and login, `inv check` and `inv audit`."""
+    """A GCE profile: the head VM, its workers, its data disk, network and login, `inv check` and `inv audit`."""
 
     NO_PRICE, NO_MONTHLY_PRICE = price.NO_PRICE, price.NO_MONTHLY_PRICE
     INSTEAD = {"--share": "grant roles/compute.imageUser on the project instead"}
@@ -42,6 +43,7 @@ class GceProvider(CloudProvider):
             preflight=GcePreflight(api, settings, names, network, images, login, head, profile),
             inventory=GceInventory(api),
             price=GcePrice(api),
+            volumes=GceVolumes(api, names, profile),
         )
         super().__init__(profile, api, settings, Tags(names.labels["labvm-profile"], names.owner), parts)
         self.api: GceApi = api

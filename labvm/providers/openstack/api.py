@@ -125,6 +125,7 @@ def instance_of(server: Any) -> Instance:
         address_of(server),
         flavor.get("original_name") or flavor.get("id", ""),
         private_address=address_of(server, "fixed"),
+        zone=server.availability_zone or "",  # OS-EXT-AZ:availability_zone: where its volumes must be
     )  # no `started`: Nova's server record does not say its last start (OpenStackApi.last_start does)
 
 
@@ -147,7 +148,18 @@ def fault(server: Any) -> str:
 
 def as_if(server: Any, status: str) -> SimpleNamespace:
     """A stand-in of the server in another status (--plan: what a change would leave)."""
-    fields = ("id", "name", "metadata", "addresses", "flavor", "attached_volumes", "image", "created_at", "launched_at")
+    fields = (
+        "id",
+        "name",
+        "metadata",
+        "addresses",
+        "flavor",
+        "attached_volumes",
+        "image",
+        "created_at",
+        "launched_at",
+        "availability_zone",
+    )
     return SimpleNamespace(**{f: getattr(server, f, None) for f in fields}, status=status, task_state=None, fault=None)
 
 
@@ -166,6 +178,7 @@ def planned_server(name: str, flavor: Any, metadata: dict) -> SimpleNamespace:
         created_at="",
         launched_at=None,
         fault=None,
+        availability_zone="",  # Nova's scheduler picks it
     )
 
 

@@ -139,7 +139,8 @@ class OpenStackHead(Head):
         """The server (a head or a worker, in ERROR too), its labvm group once no server of this profile
         and owner is left, and unless keep_ip its floating IP."""
         server = self.api.server(instance.id)
-        volumes = [v["id"] for v in server.attached_volumes or []]
+        # Nova deletes only the volumes marked so (the boot volume): a data volume stays, and is not "left".
+        volumes = [v["id"] for v in server.attached_volumes or [] if v.get("delete_on_termination")]
         self.api.mutate(f"delete server {instance.id} ({server.name})", self.conn.compute.delete_server, server)
         self.wait_deleted(server)
         for volume_id in volumes:

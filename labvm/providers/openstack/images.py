@@ -135,6 +135,7 @@ class Images:
             or volume.status != "available"
             or volume.attachments
             or any((volume.metadata or {}).get(k) != v for k, v in self.names.labels.items())
+            or (volume.metadata or {}).get("labvm:role") == "data"  # imaged with the VM, kept on purpose
             or [s for s in self.api.call(self.conn.block_storage.snapshots, volume_id=volume_id) if s.id not in deleted]
         ):
             return

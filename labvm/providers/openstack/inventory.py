@@ -1,7 +1,9 @@
-"""`inv audit`: every server, image, left boot volume, orphan volume snapshot and floating IP labvm
-made in this project, whatever its profile or owner."""
+"""`inv audit`: every server, image, data volume, left boot volume, orphan volume snapshot and floating IP
+labvm made in this project, whatever its profile or owner."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ...config.member import shown
 from ..base import Resource, parse_time
@@ -88,6 +90,9 @@ class OpenStackInventory:
         found: list[Resource] = []
         for volume in self.api.call(self.conn.block_storage.volumes):
             labels = volume.metadata or {}
+            if labels.get("labvm:role") == "data":
+                found.append(self._data_volume(volume))
+                continue
             if "labvm:profile" not in labels or volume.attachments:
                 continue
             steps = []
@@ -127,3 +132,23 @@ class OpenStackInventory:
                     )
                 )
         return found
+
+    def _data_volume(self, volume: Any) -> Resource:
+        """A profile's data volume (hosts.yml data:), attached or not: kept on purpose, not a loose volume.  Its
+        delete command detaches it first where it is attached (Cinder refuses an in-use volume: 400)."""
+        labels = volume.metadata
+        servers = [a["server_id"] for a in volume.attachments or [] if a.get("server_id")]
+        steps = [f"{self.cli} server remove volume {server} {volume.id}" for server in servers]
+        return Resource(
+            "openstack",
+            self.entry,
+            "data",
+            volume.id,
+            labels.get("labvm:profile", ""),
+            labels.get("labvm:owner", ""),
+            "attached" if servers else "unattached",
+            parse_time(volume.created_at),
+            " && ".join([*steps, f"{self.cli} volume delete {volume.id}"]),
+            size_gb=volume.size,
+            type=volume.volume_type or "",
+        )

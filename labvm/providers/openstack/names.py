@@ -33,6 +33,17 @@ class OpenStackNames:
         """The head's name, and labvm's security group's."""
         return cloud_name(OPENSTACK_NAME, "labvm", self.profile, self.owner)
 
+    @property
+    def data_name(self) -> str:
+        """The data volume's name (hosts.yml data:): the head's, then -data."""
+        return cloud_name(OPENSTACK_NAME, self.name, "data")
+
+    @property
+    def data_labels(self) -> dict[str, str]:
+        """The data volume's metadata: the profile's, and its role, which tells it from the boot volume (labelled
+        with the profile's too, head.boot)."""
+        return {**self.labels, "labvm:role": "data"}
+
     def worker(self, index: int) -> str:
         """Worker `index`'s name."""
         return cloud_name(OPENSTACK_NAME, self.name, f"w{index}")

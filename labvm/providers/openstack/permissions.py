@@ -40,6 +40,9 @@ POLICIES = {
     "compute.find_flavor": "os_compute_api:os-flavor-access",
     "compute.flavors": "os_compute_api:os-flavor-access",
     "compute.get_limits": "os_compute_api:limits",
+    # nova/policies/volumes_attachments.py
+    "compute.create_volume_attachment": "os_compute_api:os-volumes-attachments:create",
+    "compute.delete_volume_attachment": "os_compute_api:os-volumes-attachments:delete",
     # Neutron: neutron/conf/policies/network.py, security_group.py, floatingip.py, port.py, quotas.py
     "network.find_network": "get_network",
     "network.find_security_group": "get_security_group",
@@ -58,6 +61,7 @@ POLICIES = {
     "block_storage.find_volume": "volume:get",
     "block_storage.get_volume": "volume:get",
     "block_storage.volumes": "volume:get_all",
+    "block_storage.create_volume": "volume:create",
     "block_storage.delete_volume": "volume:delete",
     "block_storage.wait_for_status": "volume:get",
     "block_storage.set_volume_metadata": "volume:update_volume_metadata",

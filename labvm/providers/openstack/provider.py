@@ -13,6 +13,7 @@ from .names import OpenStackNames
 from .network import Network
 from .preflight import OpenStackPreflight
 from .settings import OpenStackSettings
+from .volumes import OpenStackVolumes
 from .workers import OpenStackWorkers
 
 
@@ -36,6 +37,7 @@ class OpenStackProvider(CloudProvider):
             workers=OpenStackWorkers(api, head, settings, names, network, images, profile),
             preflight=OpenStackPreflight(api, settings, names, network, images, head, profile),
             inventory=OpenStackInventory(api),
+            volumes=OpenStackVolumes(api, names, profile),
         )
         super().__init__(profile, api, settings, Tags(names.profile, names.owner), parts)
         self.api: OpenStackApi = api
