@@ -66,7 +66,11 @@ check_owner() {
     gid=$(id -g "$owner")
 }
 
-# The first candidate that is a block device, waited for up to $wait_seconds.
+# The first candidate that is a block device, waited for up to $wait_seconds.  A /dev/disk/by-id path names
+# this volume alone (its serial); any other path (/dev/xvdf) is a name the kernel may give another disk, so
+# where by-id paths are offered, the others count only once those had BY_ID_FIRST seconds to appear (udev
+# links them a moment after the attach).
+BY_ID_FIRST=10
 find_device() {
     [ -n "${LABVM_DATA_DEVICES:-}" ] || die "no device path for the data volume was given"
     for candidate in $LABVM_DATA_DEVICES; do
@@ -75,9 +79,15 @@ find_device() {
             /*[!A-Za-z0-9._:+@=,/-]* | [!/]*) die "'$candidate' is not a device path labvm accepts" ;;
         esac
     done
+    by_id=0
+    case $LABVM_DATA_DEVICES in */by-id/*) by_id=1 ;; esac
     waited=0
     while :; do
         for candidate in $LABVM_DATA_DEVICES; do
+            case $candidate in
+                */by-id/*) ;;
+                *) [ "$by_id" = 0 ] || [ "$waited" -ge "$BY_ID_FIRST" ] || continue ;;
+            esac
             if [ -b "$candidate" ]; then
                 device=$candidate
                 block=$(readlink -f "$candidate")

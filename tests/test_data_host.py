@@ -481,3 +481,21 @@ def test_without_root_on_the_vm_the_step_says_so_in_one_line(user, sshd, lab, tm
     assert "needs root" in message and f"{user.name} may not run 'sudo -n'" in message
     assert message.endswith("then `inv up --host vm` mounts it")
     assert (user.home / ".labvm" / "scripts" / "data.sh").exists()  # put there, not piped through stdin
+
+
+def test_a_by_id_name_that_appears_late_wins_over_a_kernel_name_there_at_once(disks, fstab, tmp_path):
+    """OpenStack's /dev/vdb or EC2's /dev/xvdf may be another disk (a flavor's ephemeral one): where the cloud
+    names the volume by its serial too, that name is waited for first, though the other exists already."""
+    other, volume = disks.blank(), disks.blank()
+    link = str(tmp_path / "by-id" / "virtio-0123456789abcdef0123")
+    script = run(fstab, tmp_path / "data", link, other, wait=30, text=True)
+    try:
+        assert "waiting for the volume to appear" in script.stderr.readline()
+        assert disks.by_id(volume, "virtio-0123456789abcdef0123") == link
+        out, err = script.communicate(timeout=60)
+    finally:
+        if script.poll() is None:
+            script.kill()
+    assert script.returncode == 0, err
+    assert answers.strict_json(out.strip())["device"] == link
+    assert probe(other) == {}  # the other disk untouched

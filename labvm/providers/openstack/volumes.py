@@ -39,12 +39,12 @@ def volume_state(status: str) -> str:
     return STATES.get(status, VOLUME_BUSY)
 
 
-def devices(volume_id: str, nova_device: str) -> tuple[str, ...]:
-    """Where the guest finds the volume, the likeliest first: its by-id names, then Nova's device name, last:
-    "not guaranteed to be the device name the guest sees" (https://docs.openstack.org/api-ref/compute/#attach-a-volume-to-an-instance)."""
+def devices(volume_id: str) -> tuple[str, ...]:
+    """Where the guest finds the volume: its by-id names only.  Nova's device name ("/dev/vdb") is "not
+    guaranteed to be the device name the guest sees" (https://docs.openstack.org/api-ref/compute/#attach-a-volume-
+    to-an-instance), and on a flavor with an ephemeral disk /dev/vdb is that disk: never offered."""
     serial = volume_id[:SERIAL]
-    named = [name.format(serial) for name in BY_ID] + ([nova_device] if nova_device else [])
-    return tuple(from_cloud(name) for name in named)  # Shown cleans str fields, not a tuple's
+    return tuple(from_cloud(name.format(serial)) for name in BY_ID)  # Shown cleans str fields, not a tuple's
 
 
 def volume_of(volume: Any) -> Volume:
@@ -60,7 +60,7 @@ def volume_of(volume: Any) -> Volume:
         volume.availability_zone or "",
         volume.volume_type or "",
         server,
-        devices(volume.id, attachment.get("device") or "") if server else (),
+        devices(volume.id) if server else (),
     )
 
 
