@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import prices
 from .config import Profile
 from .errors import LabvmError
 from .providers.base import VOLUME_ATTACHED, VOLUME_AVAILABLE, Instance, Provider, Volume
@@ -79,5 +78,7 @@ class DataVolume:
         return [f"  data: {volume.name}, {volume.size_gb} GB, {where}{self._monthly(volume)}"]
 
     def _monthly(self, volume: Volume) -> str:
-        usd = prices.per_month(self.provider, "volume", volume.size_gb, volume_type=volume.type)
+        from .prices import per_month  # only where a price is shown: not on every task's start
+
+        usd = per_month(self.provider, "volume", volume.size_gb, volume_type=volume.type)
         return f", about ${usd:.2f} a month" if usd is not None else ""

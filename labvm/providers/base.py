@@ -56,8 +56,8 @@ def from_cloud(text: Any) -> str:
 
 
 class Shown:
-    """A frozen record of text from a cloud: each of its str fields (and each str of a tuple) is cleaned (`from_cloud`) as the
-    record is made.  Cleaning twice changes nothing, so a record `replace`d from another stays as it was."""
+    """A frozen record of text from a cloud: each of its str fields (and each str in a tuple field) is cleaned
+    (`from_cloud`) as the record is made.  Cleaning twice changes nothing, so a record `replace`d from another stays as it was."""
 
     __dataclass_fields__: ClassVar[dict[str, Any]]  # each subclass is a dataclass
 

@@ -119,3 +119,16 @@ def test_the_user_is_told_where_the_data_is_and_that_it_was_kept(world, capsys):
     kept = capsys.readouterr().out
     assert f"data: {volume.name} ({volume.id}, 20 GB) kept; the next `inv up --host {lab.profile.name}`" in kept
     assert data.status_line() == [f"  data: {volume.name}, 20 GB, kept, attached to no VM"]
+
+
+@pytest.mark.parametrize("world", ["aws", "openstack", "gce"], indirect=True)  # the memory cloud names no types
+@pytest.mark.parametrize("volume_type", ["nvme-gold", "a/b"])
+def test_a_volume_type_the_cloud_lacks_is_one_line_and_nothing_is_made(world, volume_type):
+    """data.type reaches the cloud's API (a URL path on GCE): an unknown one, or one no name can be, is refused
+    in one line and no volume is made."""
+    lab = world.provider(data={"size": 20, "type": volume_type})
+    machine = lab.create(public_key=KEY)
+    with pytest.raises(LabvmError) as refused:
+        lab.attach_data(machine)
+    assert "\n" not in str(refused.value) and ("data.type" in str(refused.value) or volume_type in str(refused.value))
+    assert lab.data_volume() is None

@@ -11,7 +11,7 @@ import sys
 from ...config import Profile
 from ...errors import LabvmError
 from ..base import VOLUME_ATTACHED, VOLUME_AVAILABLE, VOLUME_BUSY, VOLUME_CREATING, Instance, Volume
-from ..cloud import PLANNED
+from ..cloud import PLANNED, unknown
 from .api import Ec2Api
 from .names import AwsNames, tags_of
 
@@ -90,7 +90,7 @@ class AwsVolumes:
         https://docs.aws.amazon.com/ebs/latest/userguide/encryption-by-default.html); waited for until available."""
         data = self.profile.data
         assert data is not None  # CloudProvider._volumes: only with data:
-        volume_type = data.type or DEFAULT_TYPE
+        volume_type = self.checked_type(data.type or DEFAULT_TYPE)
         if not self.api.plan:  # under --plan the gate's own line says it
             print(
                 f"aws: creating data volume {self.names.data_name} ({data.size} GB {volume_type}) in {zone}", flush=True
@@ -109,6 +109,17 @@ class AwsVolumes:
         if self.api.plan:
             return Volume(PLANNED, self.names.data_name, data.size, VOLUME_AVAILABLE, zone, volume_type)
         return self.described(volume_id)
+
+    def checked_type(self, volume_type: str) -> str:
+        """An EBS volume type, as botocore's model of CreateVolume lists them (EC2 refuses any other:
+        InvalidParameterValue, https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVolume.html);
+        else one line naming the key, with did-you-mean, before anything is made."""
+        known = list(self.api.ec2.meta.service_model.shape_for("VolumeType").enum)
+        if volume_type not in known:
+            raise unknown(
+                self.profile.key("data.type"), "EBS volume type", volume_type, known, "types: " + ", ".join(known)
+            )
+        return volume_type
 
     def attach(self, volume: Volume, instance: Instance) -> Volume:
         """AttachVolume at the first recommended device name the machine does not use, waited for until the

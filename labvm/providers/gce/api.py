@@ -174,6 +174,13 @@ class GceApi(CloudApi):
                 return action(*args, **kwargs)
             except ParseError:  # the REST transport parses every answer as JSON: a web page is none
                 raise not_google from None
+            except ValueError as e:  # the client would not build the request (api_core path_template.transcode)
+                if not str(e).startswith("Invalid request."):
+                    raise
+                raise LabvmError(
+                    "GCE: a name in hosts.yml holds a character no Compute resource name has (such as '/'); check "
+                    "the profile's zone, machine_type, image_family, network and data.type"
+                ) from None
             except RefreshError:
                 raise LabvmError(
                     "Google refused to renew your credentials; run `gcloud auth application-default login` "

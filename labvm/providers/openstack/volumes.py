@@ -44,7 +44,7 @@ def devices(volume_id: str) -> tuple[str, ...]:
     guaranteed to be the device name the guest sees" (https://docs.openstack.org/api-ref/compute/#attach-a-volume-
     to-an-instance), and on a flavor with an ephemeral disk /dev/vdb is that disk: never offered."""
     serial = volume_id[:SERIAL]
-    return tuple(from_cloud(name.format(serial)) for name in BY_ID)  # Shown cleans str fields, not a tuple's
+    return tuple(name.format(serial) for name in BY_ID)  # Volume (a Shown) cleans them
 
 
 def volume_of(volume: Any) -> Volume:
