@@ -350,7 +350,10 @@ class NotebookSync:
         last = clean(lines[-1]) if lines else f"exit status {result.returncode}"  # the host's words
         if "command not found" in result.stderr or result.returncode == 127:
             return "sync: rsync is not installed on the host; install it there (sudo apt-get install rsync)"
-        if result.returncode == 255 or any(line.startswith(("ssh:", "Connection")) for line in lines):
+        # rsync says 12 (not ssh's 255) when it reads the closed pipe before it reaps ssh; nothing
+        # received at all means ssh never reached the host's rsync.
+        never_reached = "(0 bytes received so far)" in result.stderr
+        if result.returncode == 255 or never_reached or any(line.startswith(("ssh:", "Connection")) for line in lines):
             return self.folder.cannot_reach(last)
         if result.returncode in (10, 12, 20, 30, 35):
             return f"sync: the connection to the host broke ({last}); your local copies in {self.local} are safe"

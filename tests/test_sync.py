@@ -2,6 +2,7 @@
 
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
@@ -56,6 +57,28 @@ def test_while_the_tunnel_is_up_sync_rides_its_login(lab, user, sshd, workspace)
         keys.write_text(allowed)
     put(user, "second.ipynb", "{}")
     assert "1 file(s) brought home, 1 unchanged" in lab.inv("sync", "--host", "vm").output
+
+
+def test_a_refused_login_is_said_as_one_even_when_rsync_sees_the_pipe_close_first(lab, user, sshd, tmp_path):
+    """rsync exits 12 ("protocol data stream"), not ssh's 255, when it reads the closed pipe before it
+    reaps ssh (2 runs in 100 here): the user still reads that the host was not reached.  This ssh
+    closes its pipe before it exits, so rsync always sees that order."""
+    stand_in = tmp_path / "bin"
+    stand_in.mkdir()
+    (stand_in / "ssh").write_text(
+        "#!/bin/sh\n"
+        f'for arg; do case $arg in -V|-G) exec {shutil.which("ssh")} "$@";; esac; done\n'
+        "exec >&- <&-\n"
+        "echo 'user@127.0.0.1: Permission denied (publickey).' >&2\n"
+        "sleep 0.3\n"
+        "exit 255\n"
+    )
+    (stand_in / "ssh").chmod(0o755)
+    lab.extra_env["PATH"] = f"{stand_in}:{os.environ['PATH']}"
+    lab.write_hosts({"vm": ssh_profile(user, sshd)})
+    refused = lab.inv("sync", "--host", "vm", check=False)
+    assert refused.returncode == 1 and "cannot reach labvm-vm" in refused.output, refused.output
+    assert "connection to the host broke" not in refused.output
 
 
 def test_local_edit_is_never_overwritten_silently(lab, user, sshd, workspace):
