@@ -36,10 +36,22 @@ READ_LIMIT = 64 * 1024  # bytes of a small file read back from the host (a diges
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
-def command_line(script: str, args: tuple[str, ...], env: dict[str, str]) -> str:
-    """`NAME=value ... sh SCRIPT ARGS`, every value shlex-quoted: no shell parses anything from hosts.yml."""
+# A connection's first step compares the host's copy of the scripts with labvm's in its own command
+# (no round trip of its own): a copy that differs runs nothing and says so with this line and status.
+SCRIPTS_DIFFER = "labvm: the host's scripts differ"
+SCRIPTS_DIFFER_STATUS = 97
+_ONLY_IF_CURRENT = (
+    f'[ "$(head -c {READ_LIMIT} {vm.DIGEST_FILE} 2>/dev/null)" = "$1" ] '
+    f'|| {{ echo {shlex.quote(SCRIPTS_DIFFER)}; exit {SCRIPTS_DIFFER_STATUS}; }}; shift; exec sh "$@"'
+)
+
+
+def command_line(script: str, args: tuple[str, ...], env: dict[str, str], digest: str = "") -> str:
+    """`NAME=value ... sh SCRIPT ARGS`, every value shlex-quoted: no shell parses anything from hosts.yml.
+    digest: the script runs only if the host's scripts have this digest (else SCRIPTS_DIFFER)."""
     assignments = [f"{name}={shlex.quote(str(value))}" for name, value in env.items()]
-    return " ".join([*assignments, "sh", shlex.quote(script), *map(shlex.quote, args)])
+    guard = ["-c", shlex.quote(_ONLY_IF_CURRENT), "labvm", shlex.quote(digest)] if digest else []
+    return " ".join([*assignments, "sh", *guard, shlex.quote(script), *map(shlex.quote, args)])
 
 
 def _show_and_keep(stream, kept: list[str]) -> None:
@@ -369,11 +381,21 @@ class SshHost:
     def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> str:
         """`sh SCRIPT ARGS` on the host (the scripts uploaded first where they changed): its stdout;
         its stderr shown as it comes, cleaned; a failure is one line, its last `error:` line."""
-        if not self._scripts_ready:
+        path = f"{vm.layout.SCRIPTS_DIR}/{script}"
+        if not self._scripts_ready:  # the first step checks the host's copy itself: one round trip, not two
+            self._step = f"the {Path(script).stem} step"
+            checked = command_line(path, args, env or {}, digest=vm.digest())
+            exited, stdout, stderr = self._try(self._exec, checked, live=True)
+            if not (exited == SCRIPTS_DIFFER_STATUS and stdout.strip() == SCRIPTS_DIFFER):
+                self._scripts_ready = True
+                return self._output(script, exited, stdout, stderr)
             self.ensure_scripts()
         self._step = f"the {Path(script).stem} step"
-        line = command_line(f"{vm.layout.SCRIPTS_DIR}/{script}", args, env or {})
-        exited, stdout, stderr = self._try(self._exec, line, live=True)
+        exited, stdout, stderr = self._try(self._exec, command_line(path, args, env or {}), live=True)
+        return self._output(script, exited, stdout, stderr)
+
+    def _output(self, script: str, exited: int, stdout: str, stderr: str) -> str:
+        """A step's stdout; a failure as one line (a full disk said as such)."""
         if exited != 0:
             if "No space left on device" in stderr or self._disk_full():
                 raise self._disk_full_error()

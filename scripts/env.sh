@@ -14,6 +14,7 @@ prefix=$(expand_home "${LABVM_ENV_PREFIX:?}")
 python=${LABVM_PYTHON:-python3}
 env_file=${LABVM_ENV_FILE:-}
 mkdir -p "$STATE"
+ENV_STAMP=.labvm-env-state  # in the env: it goes with it
 # Lab networks often inspect TLS with their own CA: trust the system's store, as pip and conda do.
 UV_SYSTEM_CERTS=1
 export UV_SYSTEM_CERTS
@@ -25,6 +26,41 @@ while IFS= read -r requirement; do
 done <<END
 ${LABVM_PACKAGES:-}
 END
+
+# The env's state as one digest: its inputs (hosts.yml's env settings, the environment file) and the
+# names of its packages' metadata folders, which carry their versions (site-packages' *.dist-info and
+# *.egg-info, what the package-by-package check below reads; conda-meta's name-version-build.json).
+# Any install, uninstall or version change, labvm's or by hand (pip, uv, conda), adds, removes or
+# renames one; Python's own files (__pycache__) do not count.  Fails (then the env is checked
+# package by package) where there is no env yet.
+env_state() {
+    [ -x "$prefix/bin/python" ] || return 1
+    installed=$(for folder in "$prefix"/lib/python*/site-packages "$prefix/conda-meta"; do
+        if [ -d "$folder" ]; then ls -d "$folder"/*.dist-info "$folder"/*.egg-info "$folder"/*.json 2>/dev/null || true; fi
+    done)
+    [ -n "$installed" ] || return 1
+    file_digest=
+    if [ -n "$env_file" ]; then file_digest=$(sha256sum < "$env_file") || return 1; fi
+    printf '%s\n' "$manager" "$python" "${LABVM_CONDA_ROOT:-}" "${LABVM_PACKAGES:-}" "$file_digest" "$installed" \
+        | sha256sum | cut -d' ' -f1
+}
+
+# The state this script last left the env current in; a prepared host answers from it without
+# starting the env's Python (about 0.1 s an `up`).
+current_state() {
+    state=$(env_state) || return 1
+    [ "$state" = "$(cat "$prefix/$ENV_STAMP" 2>/dev/null || true)" ]
+}
+
+remember_state() {
+    state=$(env_state) || { rm -f "$prefix/$ENV_STAMP"; return 0; }
+    printf '%s\n' "$state" > "$prefix/$ENV_STAMP.$$" && mv -f "$prefix/$ENV_STAMP.$$" "$prefix/$ENV_STAMP"
+}
+
+if current_state; then
+    say "env: nothing to do; every package is in $prefix"
+    exit 0
+fi
 
 # Prints each requirement the env does not satisfy yet, one per line.
 missing_pip() {
@@ -175,4 +211,5 @@ if file_changed; then
     remember_file
     changed=1
 fi
+remember_state
 if [ "$changed" = 0 ]; then say "env: nothing to do; every package is in $prefix"; else say "env: ready in $prefix"; fi
