@@ -7,6 +7,7 @@ calls one function of the labvm package.  Every task is safe to run again.
 import os
 
 from labvm import cli
+from labvm.errors import LabvmError
 from labvm.cli import task  # invoke's @task, with -h for each task's help and -H for --host
 
 HOST = {"host": cli.HOST_HELP}
@@ -217,14 +218,15 @@ def stop(c, host=None, sync=True, plan=False):
         "force": "terminate even without an image newer than the VM's last start",
         "keep_ip": "keep the Elastic IP for the next VM",
         "sync": cli.SYNC_HELP,
+        "delete_data": "delete the data volume too, after a last backup of it (asks first)",
         "plan": cli.PLAN_HELP,
     }
 )
 @cli.guarded
-def terminate(c, host=None, yes=False, force=False, keep_ip=False, sync=True, plan=False):
+def terminate(c, host=None, yes=False, force=False, keep_ip=False, sync=True, delete_data=False, plan=False):
     """Sync notebooks home, then delete the profile's VM and what labvm made for it (asks first)."""
     with cli.session(c, host, plan) as session:
-        session.terminate(yes, force, keep_ip, sync)
+        session.terminate(yes, force, keep_ip, sync, delete_data)
 
 
 @task(
@@ -260,12 +262,45 @@ def images(c, host=None, prune=False, keep=None, plan=False):
         session.images(prune, count)
 
 
-@task(help=HOST)
+@task(
+    help={
+        **HOST,
+        "backup": "take a backup (a snapshot) of the data volume, waited for until ready",
+        "grow": "enlarge the data volume to SIZE GB, then its filesystem (online where the VM runs)",
+        "restore": "make a new data volume from this backup (id or name); the current one is kept, detached",
+        "zone": "where --restore makes the volume (default: the VM's zone)",
+        "prune": "delete all but the newest --keep backups",
+        "keep": "how many backups --prune keeps (default 3, at least 1)",
+        "plan": cli.PLAN_HELP,
+    }
+)
 @cli.guarded
-def data(c, host=None):
-    """The profile's data volume (hosts.yml data:): its size, where it is attached, its price a month."""
+def data(c, host=None, backup=False, grow=None, restore="", zone="", prune=False, keep=None, plan=False):
+    """The profile's data volume (hosts.yml data:): size, backups, price; --grow, --backup, --restore, --prune."""
+    size = None if grow is None else cli.whole_number(grow, "--grow", default=100, minimum=1)
+    if keep is not None and not prune:
+        raise LabvmError("--keep: says how many backups --prune keeps; add --prune")
+    count = cli.whole_number(keep, "--keep", default=3, minimum=1) if prune else None
+    with cli.session(c, host, plan) as session:
+        session.data_volume.act(backup, size, restore, zone, count)
+
+
+@task(
+    help={**HOST, "local": "a file or folder on this machine", "remote": "where on the VM (default: the data folder)"}
+)
+@cli.guarded
+def put(c, local, remote="", host=None):
+    """Send a dataset to the VM with progress; resumes where a broken one stopped; never overwrites silently."""
     with cli.session(c, host) as session:
-        session.data_volume.show()
+        session.reach.put(local, remote)
+
+
+@task(help={**HOST, "remote": "a file or folder on the VM", "local": "where here (default: the profile's sync folder)"})
+@cli.guarded
+def get(c, remote, local="", host=None):
+    """Bring a file or folder home from the VM with progress; resumes; never overwrites silently."""
+    with cli.session(c, host) as session:
+        session.reach.get(remote, local)
 
 
 @task(

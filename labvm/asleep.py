@@ -60,6 +60,7 @@ class PageFacts:
     price: str  # "" or "about $0.085/h": never a guess
     gone: bool  # the VM was deleted: nothing to start
     vm: bool = True  # a cloud VM; False: a machine labvm does not power (ssh), where only Jupyter stopped
+    data: str = ""  # "" or "a 100 GB volume, about $8.00 a month": what the kept data volume bills (hosts.yml data:)
 
 
 class Pages:
@@ -320,6 +321,8 @@ def _page(pages: Pages, facts: PageFacts, nonce: str) -> str:
     rows = [*where, ("Stopped", _when(facts.stopped_at)), ("Why", facts.why)]
     if facts.price and not facts.gone:
         rows.append(("Price", f"{facts.price} while it runs"))
+    if facts.data:  # billed whether the VM runs, sleeps or was deleted
+        rows.append(("Data", f"{facts.data}, billed while it is kept"))
     details = "\n".join(f"<dt>{e(name)}</dt><dd>{e(value)}</dd>" for name, value in rows)
     machine, started = (
         ("The VM", "the VM, Jupyter and the tunnel") if facts.vm else ("The lab", "Jupyter and the tunnel")

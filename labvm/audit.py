@@ -22,7 +22,7 @@ from .text import clean
 
 STOPPED_DAYS = 7  # a VM nobody started for this long is forgotten, and its disk bills on
 KEEP_IMAGES = 3  # what `inv images --prune` keeps by default
-KINDS = ("instance", "address", "volume", "image", "snapshot")  # the table's order
+KINDS = ("instance", "address", "data", "backup", "volume", "image", "snapshot")  # the table's order
 NONE = "—"  # no age, no price
 KEPT = "disks, addresses, images and snapshots"  # what bills by the month, VM or no VM
 OVERRIDE = "price_per_hour: in hosts.yml gives a profile's price"
@@ -173,8 +173,8 @@ def _monthly(resources: list[Resource], provider: Provider) -> dict[tuple[str, s
 
 
 def _priced_as(kind: str) -> str:
-    """A data volume (hosts.yml data:) bills as any volume of its type."""
-    return "volume" if kind == "data" else kind
+    """A data volume (hosts.yml data:) bills as any volume of its type, its backups as any snapshot."""
+    return {"data": "volume", "backup": "snapshot"}.get(kind, kind)
 
 
 def _priced(resources: list[Resource], providers: list[Provider]) -> list[Resource]:

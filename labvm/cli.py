@@ -31,6 +31,11 @@ METAVARS = {
     "name": "PREFIX",
     "share": "ACCOUNT",
     "size": "TYPE",
+    "grow": "GB",
+    "restore": "BACKUP",
+    "zone": "ZONE",
+    "local": "PATH",
+    "remote": "PATH",
 }
 
 

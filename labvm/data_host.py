@@ -28,6 +28,7 @@ CHANGES = {
     "folder": "made the folder",
     "formatted": "formatted the blank volume ext4",
     "mounted": "mounted it",
+    "grown": "grew its filesystem to the volume's size",
     "fstab": "kept it in /etc/fstab by UUID",
 }
 _UUID = re.compile(r"[0-9A-Fa-f-]{8,64}")
@@ -74,6 +75,44 @@ def mount_data(host, profile: Profile, volume: Volume) -> DataMount:
     what = "the data step's answer"
     parsed = answers.json_line(out, host.label, what, fix)
     return answers.checked(lambda data: data_mount_fields(data, volume.devices), parsed, host.label, what, fix)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The mounted data volume's filesystem as the VM's df sees it, in bytes."""
+
+    size: int
+    used: int
+    free: int
+
+    def summary(self) -> str:
+        """`inv data`'s words for it."""
+        return f"{_gigabytes(self.used)} used of {_gigabytes(self.size)}, {_gigabytes(self.free)} free"
+
+
+def data_usage(host, profile: Profile) -> Usage | None:
+    """The data folder's filesystem on the VM (data.sh usage: read only, no root); None where nothing is
+    mounted there.  The answer is the VM's word: bounded and strict, as every answer."""
+    env = {"LABVM_DATA_MOUNT": profile.data_mount}
+    out = steps.run(host, profile, "data.sh", "usage", env=env)
+    fix = f"`inv setup --host {Member.head_of(profile.name)}` installs labvm's scripts on the host again"
+    what = "the data folder's usage"
+    parsed = answers.json_line(out, host.label, what, fix)
+    return answers.checked(usage_fields, parsed, host.label, what, fix)
+
+
+def usage_fields(data) -> Usage | None:
+    """data.sh usage's answer, field by field; raises BadAnswer naming the first field that is wrong."""
+    data = answers.mapping(data, "usage")
+    if not answers.flag(answers.required(data, "usage.", "mounted")["mounted"], "usage.mounted"):
+        return None
+    data = answers.required(data, "usage.", "size", "used", "free")
+    size = answers.whole_number(data["size"], "usage.size", 0, MAX_BYTES)
+    return Usage(
+        size,
+        answers.whole_number(data["used"], "usage.used", 0, size),
+        answers.whole_number(data["free"], "usage.free", 0, size),
+    )
 
 
 def data_mount_fields(data, devices: tuple[str, ...]) -> DataMount:

@@ -143,6 +143,33 @@ def known_price(profile_name: str, hosts_path: str) -> float | None:
         return None
 
 
+def remember_data_month(profile: Profile, usd: float) -> None:
+    """What the profile's data volume costs a month, as labvm last priced it: for the keeper's asleep page,
+    which asks no cloud.  Kept with the data: settings it was priced for."""
+    _store("data", _profile_id(profile), {"settings": _data_fingerprint(profile), "usd": usd})
+
+
+def known_data_month(profile_name: str, hosts_path: str) -> tuple[int, float | None] | None:
+    """(GB, USD a month) of the profile's data volume as hosts.yml gives it and labvm last priced it (None for
+    the price where none was, or data: changed since); None without data:.  Never raises, asks no cloud."""
+    try:
+        from . import config
+
+        profile = config.load(Path(hosts_path)).profile(profile_name)
+        if profile.data is None:
+            return None
+        record = _read().get("data", {}).get(_profile_id(profile))
+        if not record or record.get("settings") != _data_fingerprint(profile):
+            return profile.data.size, None
+        return profile.data.size, float(record["usd"])
+    except Exception:
+        return None
+
+
+def _data_fingerprint(profile: Profile) -> str:
+    return json.dumps([_fingerprint(profile), str(profile.data)], default=str)
+
+
 def per_hour(price: float) -> str:
     """The words "about $0.085/h": cents from 10 cents up, three places below that, two significant figures
     below a cent."""

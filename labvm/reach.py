@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import platforms, steps
 from .asleep import welcome_url
@@ -29,6 +30,9 @@ from .providers import Check, Instance, Provider
 from .remote import LocalHost, SshHost
 from .sshconfig import SshHome
 from .tunnel import Tunnels, wait_until_answering
+
+if TYPE_CHECKING:  # loaded when a put or get runs: rsync's module stays off other tasks' start-up
+    from .transfer import Transfer
 
 
 def reach_for(profile: Profile, provider: Provider, ssh: SshHome, tunnels: Tunnels) -> LocalReach | SshReach:
@@ -112,6 +116,15 @@ class LocalReach:
 
     def sync_first(self, sync: bool, instance: Instance | None, plan: Steps | PlannedSteps) -> None:
         """The notebooks are here already."""
+
+    def put(self, local: str, remote: str) -> None:
+        """Nothing to send: refused, since a put that copies nothing but exits 0 would let a script
+        believe a dataset reached a VM."""
+        raise LabvmError("put: the local profile is this machine; its files are here already; nothing to copy")
+
+    def get(self, remote: str, local: str) -> None:
+        """Nothing to bring: refused, as put is."""
+        raise LabvmError("get: the local profile is this machine; its files are here already; nothing to copy")
 
 
 class SshReach:
@@ -269,6 +282,22 @@ class SshReach:
             f"first sync notebooks home into {self.profile.sync_dir} (rsync over ssh {self.profile.alias})",
             lambda: self._sync_once(instance=instance),
         )
+
+    # -- datasets in and out --------------------------------------------------------------------
+
+    def put(self, local: str, remote: str) -> None:
+        """A file or folder sent into a folder on the VM (labvm.transfer), riding the tunnel's login if up."""
+        self._transfer().put(local, remote)
+
+    def get(self, remote: str, local: str) -> None:
+        """A file or folder brought home from the VM (labvm.transfer), riding the tunnel's login if up."""
+        self._transfer().get(remote, local)
+
+    def _transfer(self) -> Transfer:
+        from .transfer import Transfer
+
+        self._ensure_alias()
+        return Transfer(self.profile, self.ssh, self.tunnels.shared_connection(self.profile))
 
     def _sync_once(
         self, push: bool = False, quiet_when_unchanged: bool = False, instance: Instance | None = None

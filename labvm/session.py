@@ -51,7 +51,7 @@ class Session:
             self.steps = PlannedSteps()
         self.notebook = Notebook(profile, lambda: self.host)
         self.autostop_setting = Autostop(profile, self.provider, lambda: self.host)
-        self.data_volume = DataVolume(profile, self.provider, lambda: self.host)  # hosts.yml data:
+        self.data_volume = DataVolume(profile, self.provider, lambda: self.host, self.steps)  # hosts.yml data:
 
     def __enter__(self) -> "Session":
         return self
@@ -173,7 +173,8 @@ class Session:
         try:
             kept, ended = machines.wanted(count)
             self.steps.then(
-                f"then over SSH to {len(kept)} worker(s): keys, env, autostop; the scheduler and workers",
+                f"then over SSH to {len(kept)} worker(s): keys, env, autostop; the scheduler and workers"
+                + ("; the head's data read-only on each" if self.profile.data else ""),
                 lambda: self._prepare_workers(machines, kept),
             )
         except LabvmError as e:
@@ -198,9 +199,13 @@ class Session:
         self.env(host)
 
     def _start_dask(self, machines: ClusterMachines, kept: list, ended: list) -> None:
-        from . import cluster
+        from . import cluster, cluster_data
 
         for line in cluster.ensure(self.profile, self.ssh, self.host, kept):
+            print(line)
+        for line in cluster_data.ensure(self.profile, self.ssh, self.host, kept):  # the head's data, read-only
+            print(line)
+        for line in cluster_data.unmount(self.profile, ended):
             print(line)
         for host in ended:
             machines.end_dask(host)
@@ -413,10 +418,19 @@ class Session:
         self.close_tunnel()  # it went down with the VM
         return self.up(browser=False)  # the notebook comes back on the new size
 
-    def terminate(self, yes: bool = False, force: bool = False, keep_ip: bool = False, sync: bool = True) -> None:
+    def terminate(
+        self,
+        yes: bool = False,
+        force: bool = False,
+        keep_ip: bool = False,
+        sync: bool = True,
+        delete_data: bool = False,
+    ) -> None:
         """`inv terminate`: notebooks home, then the VM and its disk deleted (only with an image newer than
-        its last start, or force; asked first unless yes)."""
+        its last start, or force; asked first unless yes); the data volume kept, or (delete_data) deleted after
+        a last backup (labvm.data)."""
         instance = self._instance()
+        data = self.data_volume.deletion(force) if delete_data else ""  # refused here, before anything changes
         started = self.provider.last_start(instance)  # unsupported where labvm owns no VM
         newer = [i for i in self.provider.images() if (made := parse_time(i.created)) and made > started]
         if not newer and not force:
@@ -427,7 +441,7 @@ class Session:
         # The disk goes: a sync that failed stops terminate, whatever failed (--no-sync is the user's say).
         self._sync_or_refuse(sync, instance, "nothing was deleted and nothing was stopped")
         if not yes:
-            question = f"Terminate {instance.id} ({instance.name}) and delete its disk?"
+            question = f"Terminate {instance.id} ({instance.name}) and delete its disk{data}?"
             refusal = f"terminate deletes {instance.id} and its disk; pass --yes to confirm"
             self.steps.then("", lambda: confirm(question, refusal))
         self.steps.then("", self.close_tunnel)
@@ -435,7 +449,10 @@ class Session:
             self.provider.terminate_workers()  # the same guard and question covered them
         self.provider.terminate(instance, keep_ip)
         self.steps.then("", lambda: print(f"{self.profile.name}: {instance.id} terminated"))
-        self.steps.then("", self.data_volume.kept)
+        if data:
+            self.data_volume.delete()
+        else:
+            self.steps.then("", self.data_volume.kept)
 
     def down(self, force: bool = False, sync: bool = True) -> None:
         """Every step is tried, and the VM stopped whatever failed before (a running VM bills; its disk keeps
@@ -456,13 +473,14 @@ class Session:
         self.steps.then("", lambda: self._down_done(failed, instance, stopped))
 
     def _down_done(self, failed: list[str], instance: Instance | None, stopped: Instance | None) -> None:
+        data = self.data_volume.billed_while_stopped() if stopped else ""  # before the asleep page reads its price
         if instance is None:  # no VM: no URL to keep
             _attempt(failed, "closing the tunnel", self.close_tunnel)
         else:  # stopped, or a machine labvm does not power (it stays on, Jupyter stopped): the URL stays
             # labvm's (no other user of the laptop takes its port) until `tunnel --stop`
             _attempt(failed, "putting the tunnel to sleep", lambda: self.reach.sleep_tunnel("stopped by inv down"))
         if stopped is not None:
-            print(f"{self.profile.name}: {stopped.id} is {stopped.state}; nothing is billed but its disk")
+            print(f"{self.profile.name}: {stopped.id} is {stopped.state}; nothing is billed but its disk{data}")
         self._went_on("down", failed, stopped)
 
     def _went_on(self, verb: str, failed: list[str], stopped: Instance | None) -> None:

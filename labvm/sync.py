@@ -87,6 +87,36 @@ def _tally(outcome: Outcome, listing: list[Listed], transferred: str) -> set[str
     return {entry.rel for entry in listing}
 
 
+# What went wrong when rsync over ssh failed (rsync_failure), whatever the verb that ran it.
+NO_RSYNC, UNREACHED, BROKE, OTHER = "no rsync on the host", "host not reached", "connection broke", "other"
+
+
+# ssh's words when it never logged in: "user@host: Permission denied (publickey)." (sshconnect2.c; not rsync's
+# "Permission denied (13)" of a file) and "Host key verification failed." (sshconnect.c).
+SSH_REFUSED = re.compile(
+    r"Permission denied \((?:publickey|password|keyboard-interactive|hostbased|gssapi)|Host key verification failed"
+)
+
+
+def rsync_failure(returncode: int, stderr: str) -> tuple[str, str]:
+    """(what went wrong, rsync's last line cleaned: the host's words) of a failed rsync over ssh: no rsync on
+    the host (127), the host never reached (ssh's 255; or rsync's 12 with nothing received, when rsync reads the
+    closed pipe before it reaps ssh), the connection broken on the way (rsync's 10, 12, 20, 30, 35: rsync(1)
+    EXIT VALUES), or another failure."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    last = clean(lines[-1]) if lines else f"exit status {returncode}"
+    if "command not found" in stderr or returncode == 127:
+        return NO_RSYNC, last
+    # rsync may meet the closed pipe first, writing ("write error: Broken pipe") or reading ("0 bytes received
+    # so far"), and say 12; ssh's own words on the same stderr say it never logged in.
+    never_reached = "(0 bytes received so far)" in stderr or SSH_REFUSED.search(stderr) is not None
+    if returncode == 255 or never_reached or any(line.startswith(("ssh:", "Connection")) for line in lines):
+        return UNREACHED, last
+    if returncode in (10, 12, 20, 30, 35):
+        return BROKE, last
+    return OTHER, last
+
+
 class _NoWorkspace(Exception):
     """The workspace folder does not exist on the host (yet)."""
 
@@ -211,7 +241,7 @@ class NotebookSync:
             self.remote,
             f"{self.local}/",
             outcome,
-            filters=_safe_rules(),  # every file that could travel: those no pattern names are counted
+            filters=self._safe_rules(),  # every file that could travel: those no pattern names are counted
             meanwhile=meanwhile,
         )
         listing = [entry for entry in everything if self.folder.patterns(entry.rel)]
@@ -248,10 +278,16 @@ class NotebookSync:
 
     # -- rsync ---------------------------------------------------------------------------
 
+    def _safe_rules(self) -> list[str]:
+        """The filter rules first in every rsync of this profile: _safe_rules', and its data folder where it is
+        inside the workspace (anchored: the folder at the top, not any folder of that name)."""
+        folder = self.folder.data_folder
+        return _safe_rules() + ([f"--exclude={_anchored(folder)}/"] if folder else [])
+
     def _filters(self) -> list[str]:
         """rsync's rules: no dot-file or dot-folder (rsync's * matches a leading dot, so a pattern
         like *rc would reach .bashrc), no invoke file, then the sync patterns."""
-        rules = _safe_rules() + [f"--exclude={name}" for name in INVOKE_FILES]
+        rules = self._safe_rules() + [f"--exclude={name}" for name in INVOKE_FILES]
         rules += ["--include=*/"] + [f"--include={pattern}" for pattern in self.profile.sync_patterns]
         return rules + ["--exclude=*"]
 
@@ -346,16 +382,12 @@ class NotebookSync:
 
     def explain(self, result: subprocess.CompletedProcess) -> str:
         """Why rsync failed, in one line (its last line is the host's words: cleaned)."""
-        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        last = clean(lines[-1]) if lines else f"exit status {result.returncode}"  # the host's words
-        if "command not found" in result.stderr or result.returncode == 127:
+        kind, last = rsync_failure(result.returncode, result.stderr)
+        if kind == NO_RSYNC:
             return "sync: rsync is not installed on the host; install it there (sudo apt-get install rsync)"
-        # rsync says 12 (not ssh's 255) when it reads the closed pipe before it reaps ssh; nothing
-        # received at all means ssh never reached the host's rsync.
-        never_reached = "(0 bytes received so far)" in result.stderr
-        if result.returncode == 255 or never_reached or any(line.startswith(("ssh:", "Connection")) for line in lines):
+        if kind == UNREACHED:
             return self.folder.cannot_reach(last)
-        if result.returncode in (10, 12, 20, 30, 35):
+        if kind == BROKE:
             return f"sync: the connection to the host broke ({last}); your local copies in {self.local} are safe"
         return f"sync: rsync failed ({last})"
 

@@ -174,7 +174,9 @@ class Host:
     def __init__(self, folder: NotebookFolder, remote: Remote):
         self.folder = folder
         mark = f"labvm-sync-{secrets.token_hex(8)}"
-        command = shlex.join(["sh", "-c", STARTER, "sh", vm.digest(), remote.path, json.dumps(SKIPPED_DIRS), mark])
+        # Folders skipped by name, and the data folder by its path from the top (sync_host.py: "data/").
+        skipped = [*SKIPPED_DIRS, *([f"{folder.data_folder}/"] if folder.data_folder else [])]
+        command = shlex.join(["sh", "-c", STARTER, "sh", vm.digest(), remote.path, json.dumps(skipped), mark])
         self.stderr: IO[str] = tempfile.TemporaryFile("w+", errors="replace")
         try:
             self.process = subprocess.Popen(

@@ -32,7 +32,8 @@ from .files import write_private
 from .text import clean
 
 MANIFEST = ".labvm-sync.json"
-SKIPPED_DIRS = (".*", "__pycache__", "node_modules")  # checkpoints, venvs, git: not notebooks
+# checkpoints, venvs, git: not notebooks; nor ext4's lost+found (root's only: unreadable to the login).
+SKIPPED_DIRS = (".*", "__pycache__", "node_modules", "lost+found")
 BACKUP_MARK = ".local-"
 # What invoke loads from the folder it starts in (its collection `tasks` as module, package or
 # compiled module, and its project config files): a VM's copy must never land where `inv` may run.
@@ -96,6 +97,16 @@ class Remote(NamedTuple):
     ensure_scripts: Callable[[], None]
 
 
+def data_folder(profile: Profile) -> str:
+    """The data volume's folder as a path inside the workspace ("data"), where hosts.yml mounts it there (the
+    default: data.mount written as the workspace is, ~/... or /...); "" otherwise.  A sync never walks it:
+    datasets travel by put and get, and a volume of them is no notebook folder."""
+    if profile.data is None:
+        return ""
+    workspace = profile.notebook.workspace.rstrip("/") + "/"
+    return profile.data_mount[len(workspace) :].strip("/") if profile.data_mount.startswith(workspace) else ""
+
+
 class NotebookFolder:
     """The profile's local folder (sync_dir) and its manifest: what a sync reads, keeps and writes here."""
 
@@ -104,6 +115,7 @@ class NotebookFolder:
         self.local = profile.sync_dir
         self.manifest_path = self.local / MANIFEST
         self.patterns = _matcher(profile.sync_patterns)
+        self.data_folder = data_folder(profile)  # never walked, either way
 
     def no_workspace(self) -> Outcome:
         """What a pull says of a workspace the host does not have yet."""
@@ -174,10 +186,12 @@ class NotebookFolder:
 
     def travels(self, rel: str, untaken: NotSynced | None = None) -> bool:
         """What the rsync filters let through (_filters, without invoke's files): no dot-file or
-        dot-folder, nothing under a skipped folder, and a sync pattern matches (else it is counted
-        in `untaken`)."""
+        dot-folder, nothing in the data folder or under a skipped folder, and a sync pattern matches (else
+        it is counted in `untaken`)."""
         parts = rel.split("/")
         if any(part.startswith(".") for part in parts):
+            return False
+        if self.data_folder and f"{rel}/".startswith(f"{self.data_folder}/"):
             return False
         if any(fnmatch(part, skip) for part in parts[:-1] for skip in SKIPPED_DIRS):
             return False

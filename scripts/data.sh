@@ -12,6 +12,7 @@
 # and done again).  Mounted by filesystem UUID with nofail, in one fstab line of labvm's (its
 # x-labvm.data option), replaced on each run, never duplicated.  Safe to run again: a run that
 # finds it all in place changes nothing.  Prints one JSON line: what is mounted and what it did.
+# `data.sh usage` only reads: the mounted filesystem's size, used and free bytes (or that none is mounted).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -29,7 +30,7 @@ mount_dir=$(expand_home "${LABVM_DATA_MOUNT:?LABVM_DATA_MOUNT: the folder to mou
 fstab=${LABVM_DATA_FSTAB:-/etc/fstab}
 wait_seconds=${LABVM_DATA_WAIT:-60}
 
-did=""  # what this run changed, as JSON strings: "folder", "formatted", "mounted", "fstab"
+did=""  # what this run changed, as JSON strings: "folder", "formatted", "mounted", "grown", "fstab"
 changed() { did="${did:+$did,}\"$1\""; }
 
 # -- the inputs, checked before anything acts on them ----------------------------------------------
@@ -230,12 +231,39 @@ write_fstab() {
     changed fstab
 }
 
+# The filesystem grown to the volume's size, mounted (both grow online): the cloud enlarged the volume
+# (`inv data --grow`), and the guest saw it (EBS, Persistent Disk and Cinder's in-use extend tell the
+# kernel).  Nothing to grow: both tools change nothing.  A filesystem that cannot grow keeps its size and
+# the mount; the next run tries again.
+grow_filesystem() {
+    before=$(df -P -B1 "$real_dir" | awk 'NR == 2 { print $2 }')
+    case $1 in
+        ext4) grown=$(resize2fs "$block" 2>&1 >/dev/null) || say "data: resize2fs could not grow $device: $(printf '%s' "$grown" | tail -n 1)" ;;
+        xfs) grown=$(xfs_growfs "$real_dir" 2>&1 >/dev/null) || say "data: xfs_growfs could not grow $device: $(printf '%s' "$grown" | tail -n 1)" ;;
+    esac
+    [ "$(df -P -B1 "$real_dir" | awk 'NR == 2 { print $2 }')" = "$before" ] || changed grown
+}
+
 json_text() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 
 # -- the run: one at a time on a VM -----------------------------------------------------------
 
 check_mount_dir
 check_not_system "$mount_dir"
+# `data.sh usage`: what `inv data` shows of the mounted volume, read only, as the login (no sudo).
+if [ "${1:-}" = usage ]; then
+    real_dir=$(readlink -f "$mount_dir" 2>/dev/null || true)
+    if [ -n "$real_dir" ] && mountpoint -q "$real_dir"; then
+        set -- $(df -P -B1 "$real_dir" | awk 'NR == 2 { print $2, $3, $4 }')
+        case "${1:-}${2:-}${3:-x}" in
+            *[!0-9]*) die "df gave no size for $real_dir" ;;
+        esac
+        printf '{"mounted": true, "size": %s, "used": %s, "free": %s}\n' "$1" "$2" "$3"
+    else
+        printf '{"mounted": false}\n'
+    fi
+    exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
     # ~ was expanded above, with the login's own HOME; sudo may give root's.
     command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null \
@@ -266,6 +294,7 @@ case $uuid in
     "" | *[!0-9A-Fa-f-]*) die "$device has no filesystem UUID labvm can use ('$uuid')" ;;
 esac
 mount_volume "$fstype"
+grow_filesystem "$fstype"
 write_fstab "$fstype"
 [ "$formatted" = false ] || say "data: formatted $device as ext4, mounted at $real_dir"
 

@@ -88,12 +88,18 @@ def receive(root, ask):
                 pass  # renamed into place
 
 
+def is_skipped(root, folder, name, skipped):
+    """A folder `skipped` names: by its name (a pattern), or by its path from root (one ending with "/")."""
+    rel = os.fsdecode(os.path.relpath(os.path.join(folder, name), root)) + "/"
+    return any(rel == p if p.endswith("/") else fnmatch(os.fsdecode(name), p) for p in skipped)
+
+
 def listing(root, skipped):
-    """One message per regular file under root, folders matching `skipped` left out."""
+    """One message per regular file under root, the folders `skipped` names left out."""
     if not os.path.isdir(root):
         say(missing=True)  # a push makes it
     for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not any(fnmatch(os.fsdecode(d), p) for p in skipped)]
+        dirs[:] = [d for d in dirs if not is_skipped(root, folder, d, skipped)]
         for name in names:
             path = os.path.join(folder, name)
             try:

@@ -28,7 +28,15 @@ pages at https://cloud.google.com/compute/docs/reference/rest/v1 describe:
   CREATING until its operation is done, then READY.  diskTypes (get, list): ``DISK_TYPES`` in every zone.
   instances.attachDisk / detachDisk (by deviceName): the disk's ``users`` and the instance's ``disks`` (deviceName,
   autoDelete, mode); a disk of another zone is refused, one another instance uses READ_WRITE fails in the operation;
-  instances.delete keeps a disk attached with autoDelete false.
+  instances.delete keeps a disk attached with autoDelete false.  disks.resize grows a disk, attached or not
+  (sizeGb smaller than the disk's: 400), the attached disk's diskSizeGb with it.  disks.insert with sourceSnapshot
+  makes a disk from a READY snapshot in any zone (not READY: 400 resourceNotReady; sizeGb below its diskSizeGb: 400).
+  disks.setLabels replaces the labels given the current labelFingerprint (a stale one: 412 conditionNotMet), which
+  changes with them.  Disks count against the region's DISKS_TOTAL_GB (pd-standard) or SSD_TOTAL_GB (pd-balanced,
+  pd-ssd) quota.
+- snapshots (global: insert from sourceDisk, get, list, delete) -> ``snapshots`` page: CREATING until the insert's
+  operation is done, then READY (FAILED with ``snapshot_fails``); a name in use is 409 alreadyExists; storageBytes is
+  what the disk was written (``write``) since its last snapshot; the project's SNAPSHOTS quota (403 quotaExceeded).
 - projects.get (``commonInstanceMetadata``, e.g. ``enable-oslogin``), zones.get, regions.get (``quotas``
   CPUS / IN_USE_ADDRESSES / STATIC_ADDRESSES with usage counted from the instances and addresses;
   instances.insert beyond the CPUS limit -> 403 quotaExceeded).
@@ -75,7 +83,9 @@ Client configuration: ``ClientOptions(api_endpoint="http://127.0.0.1:PORT")`` wi
 
 from __future__ import annotations
 
+import base64
 import fnmatch
+import hashlib
 import itertools
 import json
 import random
@@ -98,6 +108,9 @@ PROJECT, ZONE, REGION = "proj", "us-west1-b", "us-west1"
 ZONES = (f"{REGION}-a", ZONE, f"{REGION}-c")
 # Persistent Disk types (https://cloud.google.com/compute/docs/disks#disk-types); hyperdisks need newer machines.
 DISK_TYPES = ("pd-standard", "pd-balanced", "pd-ssd", "pd-extreme")
+# The regional quota a disk's GB count against (https://cloud.google.com/compute/resource-usage#disk_quota): standard
+# Persistent Disk DISKS_TOTAL_GB, balanced and SSD Persistent Disk SSD_TOTAL_GB (pd-extreme: not modelled).
+DISK_QUOTAS = {"pd-standard": "DISKS_TOTAL_GB", "pd-balanced": "SSD_TOTAL_GB", "pd-ssd": "SSD_TOTAL_GB"}
 API = "https://www.googleapis.com/compute/v1/"
 P = "/compute/v1/projects/(?P<project>[^/]+)"
 # Resource names (instances, firewalls, addresses, images, ...): RFC 1035, 1-63 characters
@@ -281,6 +294,13 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def label_fingerprint(labels: dict) -> str:
+    """A fingerprint of a label set, as GCE's: 8 bytes, base64 (its hash is its own; any that changes with the set
+    serves optimistic locking)."""
+    digest = hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).digest()
+    return base64.b64encode(digest[:8]).decode()
+
+
 def new_id() -> str:
     return str(random.randrange(10**18, 2**63))
 
@@ -387,12 +407,18 @@ class FakeGce:
             "PREEMPTIBLE_CPUS": 0.0,
             "IN_USE_ADDRESSES": 8.0,
             "STATIC_ADDRESSES": 8.0,
+            "DISKS_TOTAL_GB": 4096.0,
+            "SSD_TOTAL_GB": 500.0,
         }  # regional
-        self.project_quota_limits = {"CPUS_ALL_REGIONS": 32.0}
+        # Project-wide: vCPUs of every region, and snapshots (https://cloud.google.com/compute/resource-usage).
+        self.project_quota_limits = {"CPUS_ALL_REGIONS": 32.0, "SNAPSHOTS": 5000.0}
         self.instances: dict[str, dict] = {}
         self.zone_disks: dict[str, dict[str, dict]] = {zone: {} for zone in ZONES}  # zone -> name -> disk
         self.disks = self.zone_disks[ZONE]  # the instances' zone, where boot disks are made
         self.images: dict[str, dict] = {}
+        self.snapshots: dict[str, dict] = {}
+        self.snapshot_fails = False  # the next snapshots end FAILED
+        self.unsnapshotted: dict[str, int] = {}  # a disk's selfLink -> bytes written since its last snapshot
         self.addresses: dict[str, dict] = {}
         self.firewalls: dict[str, dict] = {}
         self.operations: dict[str, dict] = {}
@@ -722,8 +748,8 @@ class FakeGce:
 
     def usage(self) -> dict:
         """Quota usage as GCE counts it: vCPUs of instances not TERMINATED (or SUSPENDED) under their
-        family's metric and CPUS_ALL_REGIONS, external IPs in use by them, and reserved static addresses
-        (https://cloud.google.com/compute/resource-usage)."""
+        family's metric and CPUS_ALL_REGIONS, external IPs in use by them, reserved static addresses, and the GB of
+        disks by type (https://cloud.google.com/compute/resource-usage)."""
         live = [i for i in self.instances.values() if i["status"] not in ("TERMINATED", "SUSPENDED")]
         counted = {metric: 0.0 for metric in (*self.quota_limits, *self.project_quota_limits)}
         for inst in live:
@@ -732,6 +758,12 @@ class FakeGce:
             counted["CPUS_ALL_REGIONS"] += cpus
         counted["IN_USE_ADDRESSES"] = float(sum(1 for i in live for a in i["networkInterfaces"][0]["accessConfigs"]))
         counted["STATIC_ADDRESSES"] = float(len(self.addresses))
+        counted["SNAPSHOTS"] = float(len(self.snapshots))
+        for table in self.zone_disks.values():  # every disk of the region, boot disks too, by its type's metric
+            for disk in table.values():
+                metric = DISK_QUOTAS.get(tail(disk["type"]))
+                if metric:
+                    counted[metric] = counted.get(metric, 0.0) + int(disk["sizeGb"])
         return counted
 
     def _check_cpu_quota(self, inst: dict) -> None:
@@ -1126,6 +1158,7 @@ class FakeGce:
         cannot be found." (broadinstitute/cromwell#3776)."""
         zone = p["zone"]
         name = self._new_name(self.zone_disks[zone], body, f"zones/{zone}/disks")
+        snapshot = self._source_snapshot(body)
         disk_type = (
             body.get("type") or "pd-standard"
         )  # `gcloud compute disks create --type`: "The default ... pd-standard"
@@ -1139,6 +1172,14 @@ class FakeGce:
             )
         if not body.get("sizeGb"):  # labvm always sends one; the fake models no default size (nor source images)
             raise ApiError(400, "invalid", "Invalid value for field 'resource.sizeGb': ''. The fake needs a size.")
+        if snapshot and int(body["sizeGb"]) < int(snapshot["diskSizeGb"]):
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field 'resource.sizeGb': '{body['sizeGb']}'. Requested disk size cannot be smaller "
+                f"than the snapshot size ({snapshot['diskSizeGb']} GB)",
+            )
+        from_snapshot = {"sourceSnapshot": snapshot["selfLink"], "sourceSnapshotId": snapshot["id"]} if snapshot else {}
         disk = {
             "kind": "compute#disk",
             "id": new_id(),
@@ -1154,9 +1195,48 @@ class FakeGce:
             "labels": dict(body.get("labels") or {}),
             "labelFingerprint": "42WmSpB8rSM=",
             "physicalBlockSizeBytes": "4096",
+            **from_snapshot,
         }
         self.zone_disks[zone][name] = disk
         return self._operation("insert", disk, f"zones/{zone}", lambda: disk.update(status="READY"))
+
+    def _source_snapshot(self, body: dict) -> dict | None:
+        """disks.insert's sourceSnapshot (https://cloud.google.com/compute/docs/reference/rest/v1/disks: "The source
+        snapshot used to create this disk", a full or partial URL), or None for a blank disk.  A snapshot is global,
+        so a disk is made from it in any zone (https://cloud.google.com/compute/docs/disks/restore-snapshot).  One that
+        does not exist is 404 notFound; one not READY is 400 resourceNotReady, as GCE answers for a resource still
+        being made (the fake's wording of it, as attachDisk's); a sizeGb below its diskSizeGb is 400 "Requested disk
+        size cannot be smaller than the snapshot size (N GB)" (the message GCE gives, quoted in public Terraform
+        modules and runbooks; the reference: "the value of sizeGb must not be less than the size of the source")."""
+        source = body.get("sourceSnapshot")
+        if not source:
+            return None
+        named = re.fullmatch(r"(?:.*/)?global/snapshots/([^/]+)", source)
+        snapshot = self.snapshots.get(named[1]) if named else None
+        if snapshot is None:
+            raise not_found(f"projects/{self.project}/global/snapshots/{named[1] if named else source}")
+        if snapshot["status"] != "READY":
+            raise ApiError(400, "resourceNotReady", f"The resource '{relative(snapshot['selfLink'])}' is not ready")
+        return snapshot
+
+    @route("POST", r"/zones/(?P<zone>[^/]+)/disks/(?P<disk>[^/]+)/setLabels")
+    def set_disk_labels(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/disks/setLabels, body ZoneSetLabelsRequest {labels,
+        labelFingerprint}: the whole set replaced.  labelFingerprint "is essentially a hash of the labels set used for
+        optimistic locking ... You must always provide an up-to-date fingerprint hash in order to update or change
+        labels, otherwise the request will fail with error 412 conditionNotMet" (the disks reference, labelFingerprint);
+        the message as googleapi quotes it: "Labels fingerprint either invalid or resource labels have changed".  The
+        new labels and fingerprint are the disk's once the operation is done."""
+        disk = self._disk(p["zone"], p["disk"])
+        if body.get("labelFingerprint") != disk["labelFingerprint"]:
+            raise ApiError(412, "conditionNotMet", "Labels fingerprint either invalid or resource labels have changed")
+        labels = dict(body.get("labels") or {})
+        self._check_labels(labels)
+
+        def complete():
+            disk.update(labels=labels, labelFingerprint=label_fingerprint(labels))
+
+        return self._operation("setLabels", disk, f"zones/{p['zone']}", complete)
 
     @route("GET", r"/zones/(?P<zone>[^/]+)/disks/(?P<disk>[^/]+)")
     def get_disk(self, p, q, body):
@@ -1189,6 +1269,111 @@ class FakeGce:
         disk["status"] = "DELETING"
         table = self.zone_disks[p["zone"]]
         return self._operation("delete", disk, f"zones/{p['zone']}", lambda: table.pop(disk["name"], None))
+
+    @route("POST", r"/zones/(?P<zone>[^/]+)/disks/(?P<disk>[^/]+)/resize")
+    def resize_disk(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/disks/resize: "You can only increase the size of
+        the disk", attached to a running instance or not (https://cloud.google.com/compute/docs/disks/resize-persistent-disk);
+        a smaller sizeGb is refused at once, 400 invalid (GCP "only allows upsizing through the API",
+        hashicorp/terraform-provider-google#8614), worded as its sibling for an image, "Requested disk size cannot be
+        smaller than the image size (100 GB)" (NixOS/nixops#1072).  The size is the disk's once the operation is done."""
+        disk = self._disk(p["zone"], p["disk"])
+        size = int(body.get("sizeGb") or 0)
+        if size < int(disk["sizeGb"]):
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field 'sizeGb': '{size}'. Requested disk size cannot be smaller than the current "
+                f"size ({disk['sizeGb']} GB).",
+            )
+
+        def complete():
+            disk["sizeGb"] = str(size)
+            for inst in self.instances.values():
+                for attached in inst["disks"]:
+                    if attached["source"] == disk["selfLink"]:
+                        attached["diskSizeGb"] = str(size)
+
+        return self._operation("resize", disk, f"zones/{p['zone']}", complete)
+
+    def write(self, disk: str, size: int, zone: str = ZONE) -> None:
+        """The guest wrote `size` new bytes to the disk: what its next snapshot holds."""
+        with self._lock:
+            link = self._disk(zone, disk)["selfLink"]
+            self.unsnapshotted[link] = self.unsnapshotted.get(link, 0) + size
+
+    # --- snapshots ------------------------------------------------------------------------------
+    @route("POST", r"/global/snapshots")
+    def insert_snapshot(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/insert of sourceDisk, labels in the body
+        (no labelFingerprint: only setLabels takes one).  Names are the project's (409 alreadyExists).  status
+        (https://cloud.google.com/compute/docs/reference/rest/v1/snapshots): CREATING until the operation is done, then
+        READY, or FAILED with ``snapshot_fails`` (the operation's own error is not modelled).  Snapshots are
+        incremental (https://cloud.google.com/compute/docs/disks/snapshots): storageBytes, what bills, is what the disk
+        was written since its previous snapshot, diskSizeGb the disk's size; a snapshot deleted is not folded into the
+        next.  A disk attached to a running instance is snapshotted as it is (no forceCreate, unlike images.insert).
+        Beyond the project's SNAPSHOTS quota: 403 quotaExceeded."""
+        name = self._new_name(self.snapshots, body, "global/snapshots")
+        source = body.get("sourceDisk", "")
+        named = re.fullmatch(r"(?:.*/)?zones/([^/]+)/disks/([^/]+)", source)
+        if not named or named[1] not in ZONES or named[2] not in self.zone_disks[named[1]]:
+            raise ApiError(
+                400,
+                "invalid",
+                f"Invalid value for field 'resource.sourceDisk': '{source}'. The referenced disk resource cannot be "
+                "found.",
+            )
+        limit = self.project_quota_limits["SNAPSHOTS"]
+        if self.usage()["SNAPSHOTS"] + 1 > limit:
+            raise ApiError(
+                403, "quotaExceeded", f"Quota 'SNAPSHOTS' exceeded. Limit: {limit} globally.", domain="usageLimits"
+            )
+        disk = self.zone_disks[named[1]][named[2]]
+        snapshot = {
+            "kind": "compute#snapshot",
+            "id": new_id(),
+            "creationTimestamp": now(),
+            "name": name,
+            "description": body.get("description", ""),
+            "status": "CREATING",
+            "sourceDisk": disk["selfLink"],
+            "sourceDiskId": disk["id"],
+            "diskSizeGb": disk["sizeGb"],
+            "storageBytes": "0",
+            "storageBytesStatus": "UPDATING",
+            "labels": dict(body.get("labels") or {}),
+            "labelFingerprint": "42WmSpB8rSM=",
+            "storageLocations": body.get("storageLocations", ["us"]),
+            "snapshotType": body.get("snapshotType", "STANDARD"),
+            "selfLink": self._link("global/snapshots", name),
+        }
+        self.snapshots[name] = snapshot
+
+        def complete():
+            if self.snapshot_fails:
+                snapshot.update(status="FAILED")
+                return
+            written = self.unsnapshotted.pop(disk["selfLink"], 0)
+            snapshot.update(status="READY", storageBytes=str(written), storageBytesStatus="UP_TO_DATE")
+
+        return self._operation("insert", snapshot, "global", complete)
+
+    @route("GET", r"/global/snapshots/(?P<snapshot>[^/]+)")
+    def get_snapshot(self, p, q, body):
+        return self._get(self.snapshots, p["snapshot"], "global/snapshots")
+
+    @route("GET", r"/global/snapshots")
+    def list_snapshots(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/list, filtered as every list."""
+        return self._list("snapshot", self.snapshots, "global/snapshots", q)
+
+    @route("DELETE", r"/global/snapshots/(?P<snapshot>[^/]+)")
+    def delete_snapshot(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/delete: DELETING until the operation is
+        done, then gone."""
+        snapshot = self._get(self.snapshots, p["snapshot"], "global/snapshots")
+        snapshot["status"] = "DELETING"
+        return self._operation("delete", snapshot, "global", lambda: self.snapshots.pop(snapshot["name"], None))
 
     # --- firewalls ------------------------------------------------------------------------------
     @route("POST", r"/global/firewalls")

@@ -18,8 +18,11 @@ the API references describe:
   properties are top-level keys of an image.
 - Cinder v3 (https://docs.openstack.org/api-ref/block-storage/v3/): volumes (create: creating ->
   available, or error; its type, zone and quota checked as Cinder does, 413 overLimit beyond it;
-  reserved -> in-use on attach, detaching -> available on detach) and snapshots (list, show, delete,
-  metadata) and absolute limits, under /volume/v3/{project_id}.
+  reserved -> in-use on attach, detaching -> available on detach), os-extend (extending -> the new size;
+  an in-use volume only from microversion 3.42, a shrink refused), snapshots (create: creating ->
+  available, or error; an in-use volume only with force before microversion 3.66, force=false refused from
+  it; the snapshots and gigabytes quota, 413 beyond it; list, show, delete, metadata) and absolute limits,
+  under /volume/v3/{project_id}.
 
 Nova makes a boot volume itself for a block_device_mapping_v2 entry with destination volume; a
 snapshot (createImage) of such a server is a 0-byte Glance image naming a Cinder snapshot of it.
@@ -33,7 +36,12 @@ RAM), `cross_az_attach` (Nova's [cinder] option, default True: no zone check on 
 and `volume_types` (Cinder's, default ["nova"] and ["__DEFAULT__"]), `fail_next_volume` (the next volume
 ends "error"), `volume_gets` (looks that still see a volume's state in between), Cinder's `quota["volumes"]` and `quota["gigabytes"]` (a boot volume beyond them: the server is
 accepted, then ERROR), `in_flight` (usage of other boots Nova has accepted but not yet counted: a boot beyond quota is
-accepted, then ERROR), `fail_next_snapshot` (the snapshot image ends `killed`), `unavailable` (a path
+accepted, then ERROR), `fail_next_snapshot` (the snapshot image ends `killed`), Cinder's `quota["snapshots"]`
+and `no_snapshot_gb_quota` (its option: snapshots count against gigabytes unless True),
+`fail_next_volume_snapshot` (the next Cinder snapshot ends "error"), `max_volume_microversion` (what Cinder
+advertises, set before the client's first block storage call), `online_extend_support` (the backend's
+capability: False finds no backend to grow an in-use volume) and `fail_next_extend` (the next extend ends
+"error_extending"), `unavailable` (a path
 prefix, e.g. "/compute/v2.1/servers": its requests answer 503 until it is reset); the network
 "dual-net" is dual-stack (an IPv6 and an IPv4 subnet).  `max_microversion` is what Nova advertises;
 `.requests` logs every request served as (method, path with its query), the login included, so a
@@ -56,6 +64,7 @@ import threading
 import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -178,6 +187,10 @@ DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_
 ATTACHABLE = ("active", "paused", "stopped", "resized", "soft-delete", "shelved", "shelved_offloaded")
 
 
+# The values of cinder/api/validation/parameter_types.py boolean (compared lowercased): the true ones, then the false
+BOOLEANS = ("true", "1", "on", "yes", "y", "t", "false", "0", "off", "no", "n", "f")
+
+
 def over_limit(message: str) -> ApiError:
     """Cinder's quota refusal: QuotaError is 413 (cinder/exception.py), its fault named overLimit with
     retryAfter (cinder/api/openstack/wsgi.py Fault)."""
@@ -200,10 +213,21 @@ class FakeOpenStack:
         self.fail_next_snapshot = False
         self.unavailable = ""  # requests whose path starts with this answer 503 ("": none)
         # Nova's, Cinder's and Neutron's project limits (GET /limits, quotas/details); usage is counted from the state.
-        self.quota = {"instances": 10, "cores": 8, "ram": 51200, "volumes": 10, "gigabytes": 1000, "floatingip": 50}
+        self.quota = {
+            "instances": 10,
+            "cores": 8,
+            "ram": 51200,
+            "volumes": 10,
+            "gigabytes": 1000,
+            "snapshots": 10,
+            "floatingip": 50,
+        }
         self.floating_ips_exhausted = False
         self.app_credentials: dict[str, str] = {}  # id -> secret
         self.pending: dict[str, list] = {}  # id -> [GETs still to see the old state, updates]
+        # A test's guest (tests/test_data_flow.py): called with each volume or snapshot as a GET shows it, under
+        # the fake's lock, before the answer leaves: the "VM" has seen what Cinder did before labvm goes on.
+        self.on_volume_look: Callable[[dict], None] | None = None
         self.resizing: dict[str, tuple] = {}  # server id -> (old flavor, status before the resize)
         self.project_id = uuid.uuid4().hex
         self.user_id = uuid.uuid4().hex
@@ -242,8 +266,22 @@ class FakeOpenStack:
         self.volume_zones = ["nova"]
         # Cinder's volume types: default_volume_type (cinder/common/config.py, "__DEFAULT__" since Train)
         self.volume_types = ["__DEFAULT__"]
+        # cinder/volume/api.py cloned_volume_same_az (default True): a volume from a snapshot in the snapshot's zone
+        self.cloned_volume_same_az = True
+        # A backend whose volume made from a snapshot depends on it, and which refuses to delete that snapshot
+        # (SnapshotIsBusy): RBD before Zed (cinder/volume/drivers/rbd.py delete_snapshot flattens the clones
+        # first since 1a675c9aa, 2022) with rbd_flatten_volume_from_snapshot False, its default; no API rule.
+        self.snapshots_busy_with_clones = False
         self.fail_next_volume = False  # the next volume made ends "error" (no backend could make it)
-        self.volume_gets = 0  # looks that still see a volume's state in between (creating, reserved, detaching)
+        # looks that still see a volume's or snapshot's state in between (creating, reserved, detaching, extending)
+        self.volume_gets = 0
+        self.max_volume_microversion = "3.70"  # the Cinder version document's "version"
+        self.no_snapshot_gb_quota = False  # cinder/common/config.py, default False: snapshots count as gigabytes
+        self.fail_next_volume_snapshot = False  # the next snapshot made ends "error" (the backend failed it)
+        # A backend's online_extend_support capability (cinder/scheduler/filters/capabilities_filter.py, default
+        # True): False, the scheduler finds no backend for an in-use volume's extend and puts it back as it was.
+        self.online_extend_support = True
+        self.fail_next_extend = False  # the next extend ends "error_extending" (the driver failed it)
         self.images: dict[str, dict] = {}
         self._image("Ubuntu 22.04", status="active", visibility="public", os_distro="ubuntu", os_version="22.04")
         self.networks: dict[str, dict] = {}
@@ -1296,7 +1334,7 @@ class FakeOpenStack:
                 {
                     "id": "v3.0",
                     "status": "CURRENT",
-                    "version": "3.70",
+                    "version": self.max_volume_microversion,
                     "min_version": "3.0",
                     "updated": "2023-08-31T00:00:00Z",
                     "links": [{"rel": "self", "href": f"{self.base}/volume/v3/"}],
@@ -1323,6 +1361,8 @@ class FakeOpenStack:
         if item["status"] == "deleted":
             del table[item["id"]]
             return None
+        if self.on_volume_look is not None:
+            self.on_volume_look(item)
         return item
 
     @route("GET", r"/volume/v3/(?P<project>[^/]+)/(?P<kind>volumes|snapshots)(/detail)?")
@@ -1353,15 +1393,31 @@ class FakeOpenStack:
         lacks 400 (InvalidAvailabilityZone; allow_availability_zone_fallback defaults to False); then
         QuotaReserveTask: gigabytes, then volumes (cinder/quota_utils.py process_reserve_over_quota)."""
         spec = req.body["volume"]
+        source = self._source_snapshot(spec.get("snapshot_id"))
         size = spec.get("size")
+        if size is None and source is not None:  # cinder/api/v3/volumes.py create: the snapshot's volume_size
+            size = source["size"]
         if not isinstance(size, int) or size < 1:  # cinder/api/schemas/volumes.py: an integer of 1 or more
             raise nova_error(400, f"Invalid input for field/attribute size. Value: {size}.")
-        kind = spec.get("volume_type") or self.volume_types[0]
+        origin = self.volumes[source["volume_id"]] if source else None  # a snapshot lives inside its volume
+        # cinder/volume/flows/api/create_volume.py _get_volume_type: without one, the snapshot's volume's type
+        kind = spec.get("volume_type") or (origin["volume_type"] if origin else self.volume_types[0])
         if kind not in self.volume_types:
             raise nova_error(404, f"Volume type with name {kind} could not be found.")
-        zone = spec.get("availability_zone") or self.volume_zones[0]
+        if source is not None and size < source["size"]:  # create_volume.py _extract_size, validate_snap_size
+            raise nova_error(
+                400,
+                f"Invalid input received: Volume size '{size}'GB cannot be smaller than the snapshot size "
+                f"{source['size']}GB. They must be >= original snapshot size.",
+            )
+        # create_volume.py _extract_availability_zones: without one, the snapshot's volume's zone
+        zone = spec.get("availability_zone") or (origin["availability_zone"] if origin else self.volume_zones[0])
         if zone not in self.volume_zones:
             raise nova_error(400, f"Availability zone '{zone}' is invalid.")
+        if origin and self.cloned_volume_same_az and zone != origin["availability_zone"]:
+            raise nova_error(
+                400, "Invalid input received: Volume must be in the same availability zone as the snapshot"
+            )
         used = self.volume_usage()
         if used["gigabytes"] + size > self.quota["gigabytes"]:
             raise over_limit(
@@ -1382,7 +1438,7 @@ class FakeOpenStack:
             "attachments": [],
             "metadata": dict(spec.get("metadata") or {}),
             "availability_zone": zone,
-            "snapshot_id": None,
+            "snapshot_id": source["id"] if source else None,
             "source_volid": None,
             "volume_type": kind,
             "multiattach": False,
@@ -1396,6 +1452,130 @@ class FakeOpenStack:
         self._later(volume["id"], self.volume_gets, status="error" if self.fail_next_volume else "available")
         self.fail_next_volume = False
         return 202, {"volume": volume}
+
+    def _source_snapshot(self, snapshot_id: str | None) -> dict | None:
+        """The snapshot a volume is made from: cinder/api/v3/volumes.py create looks it up (404
+        SnapshotNotFound), then create_volume.py _extract_snapshot takes an available one only (400
+        InvalidSnapshot, SNAPSHOT_PROCEED_STATUS)."""
+        if snapshot_id is None:
+            return None
+        snapshot = self._volume_item("snapshots", snapshot_id)
+        if snapshot["status"] != "available":
+            raise nova_error(400, "Invalid snapshot: Originating snapshot status must be one of 'available' values")
+        return snapshot
+
+    def _volume_microversion(self, headers: dict) -> tuple[int, ...]:
+        """The microversion a Cinder request asks for ("OpenStack-API-Version: volume 3.65"): 3.0 without one."""
+        value = headers.get("OpenStack-API-Version", "volume 3.0").split()[-1]
+        return tuple(int(part) for part in (self.max_volume_microversion if value == "latest" else value).split("."))
+
+    @route("POST", r"/volume/v3/(?P<project>[^/]+)/snapshots")
+    def create_snapshot(self, req):
+        """cinder/api/v3/snapshots.py create: `force` a boolean (cinder/api/schemas/snapshots.py); from
+        microversion 3.66 (SNAPSHOT_IN_USE) force=false is a 400 and an in-use volume needs no force.  Then
+        cinder/volume/api.py create_snapshot_in_db: a volume in error refused, the status available (or in-use
+        with force or from 3.66), then the quota: snapshots, and gigabytes the volume's size unless
+        no_snapshot_gb_quota (cinder/quota_utils.py process_reserve_over_quota: SnapshotLimitExceeded,
+        VolumeSizeExceedsAvailableQuota, both 413).  202 "creating", "available" (or "error") at a later look."""
+        spec = req.body["snapshot"]
+        force = spec.get("force")
+        if force is not None and str(force).lower() not in BOOLEANS:
+            raise nova_error(400, f"Invalid input for field/attribute force. Value: {force}.")
+        volume = self._volume_item("volumes", spec["volume_id"])
+        forced = force is not None and str(force).lower() in BOOLEANS[: BOOLEANS.index("false")]
+        in_use_allowed = self._volume_microversion(req.headers) >= (3, 66)
+        if in_use_allowed and force is not None and not forced:
+            raise nova_error(
+                400,
+                "Since microversion 3.66 the 'force' flag is invalid for this request.  For backward "
+                "compatability, however, when the 'force' flag is passed with a value evaluating to True, it is "
+                "silently ignored.",
+            )
+        if volume["status"] == "error":
+            raise nova_error(400, "Invalid volume: The snapshot cannot be created when the volume is in error status.")
+        valid = ("available", "in-use") if forced or in_use_allowed else ("available",)
+        if volume["status"] not in valid:
+            raise nova_error(
+                400,
+                f"Invalid volume: Volume {volume['id']} status must be {', '.join(valid)}, but current status is: "
+                f"{volume['status']}.",
+            )
+        if len(self.snapshots) + 1 > self.quota["snapshots"]:
+            raise over_limit(f"Maximum number of snapshots allowed ({self.quota['snapshots']}) exceeded")
+        used = self.volume_usage()["gigabytes"]
+        if not self.no_snapshot_gb_quota and used + volume["size"] > self.quota["gigabytes"]:
+            raise over_limit(
+                f"Requested volume or snapshot exceeds allowed gigabytes quota. Requested {volume['size']}G, quota "
+                f"is {self.quota['gigabytes']}G and {used}G has been consumed."
+            )
+        snapshot = {
+            "id": new_id(),
+            "name": spec.get("name") or "",
+            "description": spec.get("description"),
+            "volume_id": volume["id"],
+            "size": volume["size"],
+            "status": "creating",
+            "metadata": dict(spec.get("metadata") or {}),
+            "created_at": now(precise=True),  # cinder/api/views/snapshots.py: the datetime, as isoformat
+            "updated_at": None,
+            "os-extended-snapshot-attributes:progress": "0%",
+            "os-extended-snapshot-attributes:project_id": self.project_id,
+        }
+        self.snapshots[snapshot["id"]] = snapshot
+        failed = self.fail_next_volume_snapshot
+        self.fail_next_volume_snapshot = False
+        done = (
+            {"status": "error"}
+            if failed
+            else {"status": "available", "os-extended-snapshot-attributes:progress": "100%"}
+        )
+        self._later(snapshot["id"], self.volume_gets, **done)
+        return 202, {"snapshot": snapshot}
+
+    @route("POST", r"/volume/v3/(?P<project>[^/]+)/volumes/(?P<id>[^/]+)/action")
+    def volume_action(self, req):
+        """os-extend (cinder/api/contrib/volume_actions.py _extend): an in-use volume from microversion 3.42
+        (VOLUME_EXTEND_INUSE), else an available one; cinder/volume/api.py _extend refuses a size not larger
+        (InvalidInput, 400), another status (InvalidVolume, 400) and gigabytes beyond the quota (413); then
+        "extending", and at a later look the new size and the status it had (cinder/volume/manager.py
+        extend_volume_completion), "error_extending" where the driver failed, or, where no backend grows an
+        attached volume, the status and size it had (cinder/scheduler/manager.py extend_volume: NoValidBackend)."""
+        volume = self._volume_item("volumes", req.params["id"])
+        if set(req.body) != {"os-extend"}:
+            raise nova_error(400, f"fake: no volume action {sorted(req.body)}")
+        new_size = req.body["os-extend"].get("new_size")
+        if not re.fullmatch(r"[0-9]+", str(new_size)) or int(new_size) < 1:  # parameter_types.volume_size
+            raise nova_error(400, f"Invalid input for field/attribute new_size. Value: {new_size}.")
+        new_size = int(new_size)
+        attached = self._volume_microversion(req.headers) >= (3, 42) and volume["status"] == "in-use"
+        if new_size <= volume["size"]:
+            raise nova_error(
+                400,
+                f"Invalid input received: New size for extend must be greater than current size. (current: "
+                f"{volume['size']}, extended: {new_size}).",
+            )
+        expected = "in-use" if attached else "available"
+        if volume["status"] != expected:
+            raise nova_error(
+                400,
+                f"Invalid volume: Volume {volume['id']} status must be '{{'status': '{expected}'}}' to extend, "
+                f"currently {volume['status']}.",
+            )
+        used, increase = self.volume_usage()["gigabytes"], new_size - volume["size"]
+        if used + increase > self.quota["gigabytes"]:
+            raise over_limit(
+                f"Requested volume or snapshot exceeds allowed gigabytes quota. Requested {increase}G, quota is "
+                f"{self.quota['gigabytes']}G and {used}G has been consumed."
+            )
+        volume.update(status="extending", updated_at=now())
+        if self.fail_next_extend:
+            self._later(volume["id"], self.volume_gets, status="error_extending")
+        elif attached and not self.online_extend_support:
+            self._later(volume["id"], self.volume_gets, status=expected)
+        else:
+            self._later(volume["id"], self.volume_gets, status=expected, size=new_size)
+        self.fail_next_extend = False
+        return 202, None
 
     @route("DELETE", r"/volume/v3/(?P<project>[^/]+)/volumes/(?P<id>[^/]+)")
     def delete_volume(self, req):
@@ -1418,7 +1598,13 @@ class FakeOpenStack:
         if snapshot["status"] not in ("available", "error"):  # cinder/volume/api.py API.delete_snapshot
             raise nova_error(400, "Invalid snapshot: Volume Snapshot status must be available or error.")
         snapshot["status"] = "deleting"  # asynchronous: 202, then gone
-        self._later(snapshot["id"], status="deleted")
+        clones = [v for v in self.volumes.values() if v["snapshot_id"] == snapshot["id"]]
+        if clones and self.snapshots_busy_with_clones:
+            # cinder/volume/manager.py delete_snapshot: the driver's SnapshotIsBusy puts it back to available (and
+            # leaves a user message); the API had answered 202 all the same
+            self._later(snapshot["id"], status="available")
+        else:
+            self._later(snapshot["id"], status="deleted")
         return 202, None
 
     @route("GET", r"/volume/v3/(?P<project>[^/]+)/limits")
@@ -1431,7 +1617,7 @@ class FakeOpenStack:
                     "totalVolumesUsed": self.volume_usage()["volumes"],
                     "maxTotalVolumeGigabytes": self.quota["gigabytes"],
                     "totalGigabytesUsed": self.volume_usage()["gigabytes"],
-                    "maxTotalSnapshots": 10,
+                    "maxTotalSnapshots": self.quota["snapshots"],
                     "totalSnapshotsUsed": len(self.snapshots),
                     "maxTotalBackups": 10,
                     "totalBackupsUsed": 0,

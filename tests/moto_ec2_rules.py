@@ -9,12 +9,15 @@ ThreadedMotoServer runs in it, so `inv` in a subprocess meets the same rules).
 - `SpotRequests`: what EC2 receives as InstanceMarketOptions (moto keeps no spot request object).
 - `VolumeStates`: the states an EBS volume passes through (creating, attaching, detaching, deleting), which
   moto skips.
+- `ResizeAndSnapshotStates`: a modification's and a snapshot's states (modifying, optimizing; pending), which
+  moto skips, and EC2's refusal to shrink a volume.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import re
 
 from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError, InvalidVolumeIdError
@@ -26,6 +29,9 @@ from moto.ec2.models.key_pairs import KeyPairBackend
 from moto.ec2.models.security_groups import SecurityGroupBackend
 from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.responses.instances import InstanceResponse
+from moto.servicequotas.exceptions import NoSuchResource
+from moto.servicequotas.models import ServiceQuotasBackend
+from moto.servicequotas.responses import ServiceQuotasResponse
 
 # botocore's ec2 service model (CreateSecurityGroupRequest GroupName/Description, IpRange/UserIdGroupPair
 # Description): "Up to 255 characters in length ... a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*".
@@ -140,6 +146,26 @@ def deregister_image(original, response):
     return answer
 
 
+def create_volume(
+    original,
+    backend,
+    size,
+    zone_name,
+    snapshot_id=None,
+    encrypted=False,
+    kms_key_id=None,
+    volume_type=None,
+    iops=None,
+    *args,
+    **kwargs,
+):
+    """CreateVolume as EC2 refuses it, where moto makes it anyway: Iops "is required for io1 and io2 volumes"
+    (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVolume.html), else MissingParameter."""
+    if volume_type in ("io1", "io2") and iops is None:
+        raise EC2ClientError("MissingParameter", "The request must contain the parameter iops")
+    return original(backend, size, zone_name, snapshot_id, encrypted, kms_key_id, volume_type, iops, *args, **kwargs)
+
+
 def attach_volume(original, backend, volume_id, instance_id, device_path, *args, **kwargs):
     """AttachVolume as EC2 refuses it, where moto attaches anyway (moto/ec2/models/elastic_block_store.py,
     attach_volume replaces the attachment and the device's mapping): "The volume and instance must be within
@@ -188,6 +214,41 @@ def start_moves_launch_time(original, instance):
     return previous
 
 
+# Service Quotas as an account that never asked for more has it, for EBS's storage quotas (moto knows the vpc
+# service only): GetServiceQuota answers NoSuchResource for a quota never changed, GetAWSDefaultServiceQuota the
+# default (API_GetServiceQuota.html, API_GetAWSDefaultServiceQuota.html); gp2 and gp3 storage: 50 TiB per
+# region (https://docs.aws.amazon.com/general/latest/gr/ebs-service.html).
+EBS_DEFAULT_QUOTAS = {
+    "L-7A658B76": "Storage for General Purpose SSD (gp3) volumes, in TiB",
+    "L-D18FCD1D": "Storage for General Purpose SSD (gp2) volumes, in TiB",
+}
+EBS_APPLIED_QUOTAS: dict[str, float] = {}  # a test's raised or lowered quota, by code
+
+
+def _ebs_quota(code: str, value: float) -> dict:
+    return {
+        "ServiceCode": "ebs",
+        "QuotaCode": code,
+        "QuotaName": EBS_DEFAULT_QUOTAS[code],
+        "Value": value,
+        "Unit": "None",
+    }
+
+
+def get_service_quota(original, backend, service_code, quota_code):
+    if service_code == "ebs" and quota_code in EBS_APPLIED_QUOTAS:
+        return _ebs_quota(quota_code, EBS_APPLIED_QUOTAS[quota_code])
+    return original(backend, service_code, quota_code)
+
+
+def get_aws_default_service_quota(response) -> str:
+    """GetAWSDefaultServiceQuota, which moto lacks, for EBS's storage quotas."""
+    params = json.loads(response.body)
+    if params.get("ServiceCode") != "ebs" or params.get("QuotaCode") not in EBS_DEFAULT_QUOTAS:
+        raise NoSuchResource
+    return json.dumps({"Quota": _ebs_quota(params["QuotaCode"], 50.0)})
+
+
 @contextlib.contextmanager
 def ec2_rules():
     with contextlib.ExitStack() as stack:
@@ -200,10 +261,14 @@ def ec2_rules():
             )
         )
         stack.enter_context(patched(KeyPairBackend, import_key_pair=import_key_pair))
-        stack.enter_context(patched(EBSBackend, attach_volume=attach_volume, detach_volume=detach_volume))
+        stack.enter_context(
+            patched(EBSBackend, create_volume=create_volume, attach_volume=attach_volume, detach_volume=detach_volume)
+        )
         stack.enter_context(patched(AmiBackend, create_image=create_image))
         stack.enter_context(patched(AmisResponse, deregister_image=deregister_image))
         stack.enter_context(patched(Instance, start=start_moves_launch_time))
+        stack.enter_context(patched(ServiceQuotasBackend, get_service_quota=get_service_quota))
+        ServiceQuotasResponse.get_aws_default_service_quota = get_aws_default_service_quota  # moto has none
         yield
 
 
@@ -471,3 +536,68 @@ class SmallPages:
 
     def __exit__(self, *exc):
         return self._patch.__exit__(*exc)
+
+
+class ResizeAndSnapshotStates:
+    """What moto skips when a volume grows or is snapshotted (its modification is "completed" and its snapshot
+    "completed" at once): a modification is first "modifying", then "optimizing", the new size the guest's
+    once it is optimizing (https://docs.aws.amazon.com/ebs/latest/userguide/monitoring-volume-modifications.html);
+    a snapshot is "pending" before "completed" (API_Snapshot.html), each for `polls` describes.  And EC2's
+    refusal of a size below the volume's: InvalidParameterValue (ebs-modify-volume.html: "you can't decrease
+    the size of an EBS volume").  `shown` lists the states shown."""
+
+    def __init__(self, polls: int = 1, fail: bool = False):
+        self.polls, self.fail = polls, fail
+        self.pending: dict[str, list[str]] = {}  # volume or snapshot id -> the states its next describes show
+        self.shown: list[str] = []
+
+    def __enter__(self):
+        def modify_volume(original, backend, volume_id, target_size=None, *args, **kwargs):
+            if target_size is not None and target_size < backend.get_volume(volume_id).size:
+                raise EC2ClientError(
+                    "InvalidParameterValue",
+                    f"New size cannot be smaller than existing size (volume {volume_id})",
+                )
+            self.pending[volume_id] = ["modifying"] * self.polls + ["failed" if self.fail else "optimizing"]
+            return original(backend, volume_id, target_size, *args, **kwargs)
+
+        def create_snapshot(original, backend, *args, **kwargs):
+            made = original(backend, *args, **kwargs)
+            self.pending[made.id] = ["pending"] * self.polls
+            return made
+
+        self._patch = patched(
+            EBSBackend,
+            modify_volume=modify_volume,
+            describe_volumes_modifications=self._modifications,
+            create_snapshot=create_snapshot,
+            describe_snapshots=self._snapshots,
+        )
+        self._patch.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._patch.__exit__(*exc)
+
+    def _modifications(self, original, backend, volume_ids=None, filters=None):
+        found = original(backend, volume_ids, filters)
+        shown = []
+        for modification in found:
+            look = (self.pending.get(modification.volume.id) or ["completed"]).pop(0)
+            self.shown.append(look)
+            copied = copy.copy(modification)
+            copied.__class__ = type("VolumeModification", (type(modification),), {"modification_state": look})
+            shown.append(copied)
+        return shown[-1:] if shown else shown  # the newest, as EC2 lists one per volume
+
+    def _snapshots(self, original, backend, snapshot_ids=None, filters=None):
+        found = original(backend, snapshot_ids, filters)
+        shown = []
+        for snapshot in found:
+            looks = self.pending.get(snapshot.id)
+            if snapshot_ids and looks:
+                self.shown.append(looks.pop(0))
+                snapshot = copy.copy(snapshot)
+                snapshot.status = "pending"
+            shown.append(snapshot)
+        return shown

@@ -163,7 +163,9 @@ def sshd_config(port: int, address: str, host_key: Path, log_level: str = "INFO"
 class Sshd:
     """A real OpenSSH server on a free loopback port, with its own host key and log."""
 
-    def __init__(self, directory: Path, log_level: str = "INFO"):
+    def __init__(self, directory: Path, log_level: str = "INFO", environment: dict[str, str] | None = None):
+        """environment: variables every login gets (sshd_config SetEnv), as a VM's own settings would set
+        them (LABVM_DATA_FSTAB: the data step's fstab a test's copy, never /etc/fstab)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.port = free_port()
@@ -171,6 +173,9 @@ class Sshd:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
         self.config = directory / "sshd_config"
         self.config.write_text(sshd_config(self.port, "127.0.0.1", self.host_key, log_level))
+        if environment:
+            with self.config.open("a") as config:
+                config.write("".join(f'SetEnv "{name}={value}"\n' for name, value in environment.items()))
         self.log = directory / "sshd.log"
         self.start()
 

@@ -827,3 +827,21 @@ def test_in_a_browser_a_dns_rebinding_name_cannot_read_the_page_or_start_the_vm(
         tab.goto(f"http://127.0.0.1:{port}/")  # control: the same script from the page's own name
         assert tab.evaluate(attempt, PROOF) == [503, 200, True]
         assert keeper.calls == 1
+
+
+def test_a_kept_data_volume_is_on_the_page_with_its_price_even_once_the_vm_is_gone(keeper):
+    """Issue 29: a stopped VM's data volume still bills, and a deleted VM's too (terminate keeps it)."""
+    for gone in (False, True):
+        facts = PageFacts(
+            "aws",
+            "c5.large",
+            "us-west-2",
+            "2026-12-02T06:30:00Z",
+            "stopped by inv down",
+            "about $0.085/h",
+            gone,
+            data="a 100 GB volume, about $8.00 a month",
+        )
+        with Front(facts, keeper) as front:
+            html = load(front)
+        assert "<dt>Data</dt><dd>a 100 GB volume, about $8.00 a month, billed while it is kept</dd>" in html

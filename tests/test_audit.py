@@ -431,3 +431,34 @@ def test_aws_images_and_snapshots_cost_the_blocks_they_store(lab, ec2):
         "no profile 'gone' in hosts.yml: with AWS CLI 2.27.24 or later (v1: 1.40.24), aws ec2 deregister-image "
         f"--image-id {gone} --delete-associated-snapshots --region us-west-2"
     )
+
+
+def test_a_data_volume_and_its_backup_are_listed_priced_and_kept_while_their_profile_exists(lab, ec2):
+    """Kinds "data" and "backup" (issue 29): in the table with what they cost a month, "ok" while their profile
+    is in hosts.yml, and with the command that deletes them once it is not."""
+    prices = PriceList("0.0208000000", STORAGE_PRICES)
+    lab.extra_env["AWS_ENDPOINT_URL_PRICING"] = prices.endpoint
+
+    def role(profile: str, kind: str, value: str) -> list[dict]:
+        (spec,) = tagged(profile, kind=kind)
+        return [{**spec, "Tags": spec["Tags"] + [{"Key": "labvm:role", "Value": value}]}]
+
+    volumes, backups = {}, {}
+    for profile in ("aws", "gone"):
+        volumes[profile] = ec2.create_volume(
+            AvailabilityZone=f"{REGION}a", Size=100, VolumeType="gp3", TagSpecifications=role(profile, "volume", "data")
+        )["VolumeId"]
+        backups[profile] = ec2.create_snapshot(
+            VolumeId=volumes[profile], TagSpecifications=role(profile, "snapshot", "data-backup")
+        )["SnapshotId"]
+    lab.write_hosts({"aws": {**AWS, "data": {"size": 100}}})
+    try:
+        table = lab.inv("audit").stdout
+    finally:
+        prices.server.shutdown()
+    assert line_of(table, volumes["aws"]).split()[2] == "data" and line_of(table, volumes["aws"]).endswith(" ok")
+    assert line_of(table, backups["aws"]).split()[2] == "backup" and line_of(table, backups["aws"]).endswith(" ok")
+    assert " 8.00 " in line_of(table, volumes["aws"])  # 100 GB of gp3 at $0.08
+    assert line_of(table, backups["gone"]).endswith(
+        f"no profile 'gone' in hosts.yml: aws ec2 delete-snapshot --snapshot-id {backups['gone']} --region us-west-2"
+    )

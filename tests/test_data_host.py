@@ -70,6 +70,12 @@ class Disks:
         self.devices.append(device)
         return device
 
+    def grow(self, device: str, size_mb: int) -> None:
+        """The volume enlarged as a cloud enlarges one, and the guest told (the cloud's resize event)."""
+        with (self.folder / f"volume{self.devices.index(device)}.img").open("r+b") as f:
+            f.truncate(size_mb << 20)
+        subprocess.run(["losetup", "-c", device], check=True)
+
     def by_id(self, device: str, name: str) -> str:
         """A /dev/disk/by-id style link to the device, as udev makes one for a cloud's volume."""
         folder = self.folder / "by-id"
@@ -86,6 +92,12 @@ class Disks:
                     break
                 subprocess.run(["umount", "-l", device], capture_output=True)
             subprocess.run(["losetup", "-d", device], capture_output=True)
+
+
+def _may_resize() -> bool:
+    """This process holds CAP_SYS_RESOURCE (capability 24, linux/capability.h): ext4's online resize needs it."""
+    effective = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapEff:"))
+    return bool(int(effective.split()[1], 16) >> 24 & 1)
 
 
 def _mounts_of(device: str) -> list[str]:
@@ -115,7 +127,7 @@ def fstab(tmp_path) -> Path:
     return path
 
 
-def run(fstab: Path, folder: Path | str, *devices: str, wait: int = 5, path: str = "", **popen):
+def run(fstab: Path, folder: Path | str, *devices: str, wait: int = 5, path: str = "", args: tuple = (), **popen):
     env = {
         "PATH": path or os.environ["PATH"],
         "HOME": str(fstab.parent.parent),
@@ -125,7 +137,7 @@ def run(fstab: Path, folder: Path | str, *devices: str, wait: int = 5, path: str
         "LABVM_DATA_WAIT": str(wait),
         "LABVM_DATA_FSTAB": str(fstab),
     }
-    command = ["sh", str(SCRIPT)]
+    command = ["sh", str(SCRIPT), *args]
     if popen:
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
@@ -198,6 +210,33 @@ def test_a_second_run_changes_nothing(disks, fstab, tmp_path):
     assert _mounts_of(device) == [str(folder)]  # mounted once, not twice
     assert fstab.stat().st_ino == written.st_ino and fstab.stat().st_mtime_ns == written.st_mtime_ns
     assert len(labvm_lines(fstab)) == 1
+
+
+@pytest.mark.parametrize("filesystem", ["ext4", "xfs"])
+def test_a_grown_volume_grows_its_filesystem_online_and_keeps_its_files(disks, fstab, tmp_path, filesystem):
+    """`inv data --grow`: the cloud enlarged the volume; the next run grows the mounted filesystem to it, once."""
+    if not shutil.which(f"mkfs.{filesystem}"):
+        pytest.skip(f"mkfs.{filesystem} not installed (bin/test installs xfsprogs as root)")
+    device = disks.blank(320)  # xfs's smallest filesystem is 300 MB
+    if filesystem == "xfs":
+        subprocess.run(["mkfs.xfs", "-q", device], check=True)
+    folder = tmp_path / "data"
+    first = answer(run(fstab, folder, device))
+    (folder / "kept.csv").write_text("1,2\n")
+    disks.grow(device, 640)
+
+    if filesystem == "ext4" and not _may_resize():
+        # ext4 grows online by an ioctl that needs CAP_SYS_RESOURCE (a cloud VM's root has it): without it
+        # the filesystem keeps its size and its mount, the step says why, and the next run tries again.
+        kept = run(fstab, folder, device)
+        assert answer(kept)["did"] == [] and "data: resize2fs could not grow" in kept.stderr
+        assert (folder / "kept.csv").read_text() == "1,2\n" and _mounts_of(device) == [str(folder)]
+        pytest.skip("ext4's online growth needs CAP_SYS_RESOURCE, which this container lacks (its refusal was tested)")
+    grown = answer(run(fstab, folder, device))
+    assert grown["did"] == ["grown"] and grown["filesystem"] == filesystem
+    assert first["size"] < 320 << 20 < grown["size"] <= 640 << 20 and grown["uuid"] == first["uuid"]
+    assert (folder / "kept.csv").read_text() == "1,2\n" and _mounts_of(device) == [str(folder)]
+    assert answer(run(fstab, folder, device))["did"] == []  # grown once
 
 
 def test_a_volume_holding_a_filesystem_is_mounted_as_it_is_never_formatted(disks, fstab, tmp_path):
@@ -499,3 +538,38 @@ def test_a_by_id_name_that_appears_late_wins_over_a_kernel_name_there_at_once(di
     assert script.returncode == 0, err
     assert answers.strict_json(out.strip())["device"] == link
     assert probe(other) == {}  # the other disk untouched
+
+
+def test_usage_reads_the_mounted_volume_and_changes_nothing(disks, fstab, tmp_path):
+    """`inv data`'s question (data.sh usage): size, used and free of the mounted filesystem; an unmounted
+    folder says so; nothing mounted, formatted or written by asking."""
+    from labvm.data_host import usage_fields
+
+    device = disks.blank()
+    folder = tmp_path / "data"
+    folder.mkdir()
+    assert usage_fields(answer(run(fstab, folder, device, args=("usage",)))) is None
+    assert _mounts_of(device) == [] and probe(device) == {}  # asked, nothing done
+    answer(run(fstab, folder, device))
+    (folder / "payload").write_bytes(b"x" * (4 << 20))
+    usage = usage_fields(answer(run(fstab, folder, device, args=("usage",))))
+    assert usage is not None and usage.used >= 4 << 20 and usage.used + usage.free <= usage.size <= 64 << 20
+    assert " used of " in usage.summary() and usage.summary().endswith(" free")
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        {"mounted": "yes"},
+        {"mounted": True, "size": 10, "used": 11, "free": 0},
+        {"mounted": True, "size": -1, "used": 0, "free": 0},
+        {"mounted": True, "size": 10},
+        [],
+    ],
+)
+def test_a_usage_answer_that_is_wrong_is_refused(said):
+    from labvm.answers import BadAnswer
+    from labvm.data_host import usage_fields
+
+    with pytest.raises(BadAnswer):
+        usage_fields(said)

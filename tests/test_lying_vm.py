@@ -62,6 +62,11 @@ exec {python} "$@"
 """
 
 
+# The lying VM's profile: an env prefix no other test makes, so labvm's scripts run python3 (the liar) and not an
+# env's python another test left in the shared test user's home (common.sh env_python prefers the env's).
+LIAR_SETTINGS = {"sync_max_file": "1M", "sync_max_total": "10M", "env": {"prefix": "~/.labvm/env-of-the-liar"}}
+
+
 class Liar:
     """A VM (a real sshd, the test user) whose python3 someone else replaced."""
 
@@ -98,7 +103,7 @@ def liar(user, tmp_path_factory):
 def laptop(lab, tmp_path, user, liar, workspace):
     """A laptop without rsync (the fallback runs), a profile for the lying VM, and local work in its folder."""
     lab.extra_env["PATH"] = path_without("rsync", tmp_path)
-    lab.write_hosts({"vm": ssh_profile(user, liar.sshd, sync_max_file="1M", sync_max_total="10M")})
+    lab.write_hosts({"vm": ssh_profile(user, liar.sshd, **LIAR_SETTINGS)})
     liar.tells("say(end=True)")
     lab.inv("keys", "--host", "vm")
     home = lab.directory / "notebooks" / "vm"
@@ -385,7 +390,7 @@ def cloud_liar(laptop, ec2, moto, user, liar):
     """The lying VM as profile aws's running instance: moto holds the instance, the liar answers its SSH."""
     laptop.extra_env.update(aws_env(moto), LABVM_OWNER="hedy")
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    profile = ssh_profile(user, liar.sshd, sync_max_file="1M", sync_max_total="10M")
+    profile = ssh_profile(user, liar.sshd, **LIAR_SETTINGS)
     profile.update(provider="aws", region=REGION, instance_type="t3.small", image=ami, ssh_cidr="127.0.0.1/32")
     laptop.write_hosts({"aws": profile})
     (laptop.directory / "notebooks" / "vm").rename(laptop.directory / "notebooks" / "aws")

@@ -699,3 +699,18 @@ def test_audit_prices_disks_addresses_images_and_snapshots_by_the_month(lab, mot
     assert data["kept_usd_per_month"] == pytest.approx(hedy + 3.65)
     # the instance type, the volume, snapshot and image rates, both address rates; then the cache answered
     assert asked == 6 and len(price_list.requests) == 6
+
+
+def test_the_data_volumes_price_is_known_to_the_keeper_only_for_the_data_settings_it_was_priced_for(lab):
+    """The asleep page's Data line asks no cloud: the price labvm last gave the volume (status, down), for the
+    same cloud and data: settings; a profile whose data: changed shows its size alone."""
+    settings = {"provider": "gce", "project": PROJECT, "zone": ZONE}
+    lab.write_hosts({"gce": {**settings, "data": {"size": 100}}, "plain": settings})
+    profile = config.load(lab.hosts).profile("gce")
+    assert prices.known_data_month("gce", str(lab.hosts)) == (100, None)
+    prices.remember_data_month(profile, 8.0)
+    assert prices.known_data_month("gce", str(lab.hosts)) == (100, 8.0)
+    assert prices.known_data_month("plain", str(lab.hosts)) is None  # no data:
+    lab.write_hosts({"gce": {**settings, "data": {"size": 200}}})
+    assert prices.known_data_month("gce", str(lab.hosts)) == (200, None)
+    assert prices.known_data_month("gce", "/nonexistent") is None

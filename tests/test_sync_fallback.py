@@ -227,3 +227,25 @@ def test_without_rsync_on_the_laptop_or_the_vm(laptop, user, workspace, tmp_path
             vm.stop()
     finally:
         shutil.rmtree(hidden)
+
+
+def test_the_host_program_skips_the_data_folder_by_its_path_and_other_folders_by_name(tmp_path):
+    """The data volume's folder inside the workspace is skipped by its path from the top ("data/": a folder of
+    that name deeper down is a notebook folder like any), lost+found and dot-folders by name."""
+    import json
+    import subprocess
+    import sys
+
+    from labvm.sync_rules import SKIPPED_DIRS
+
+    for rel in ("data/big.csv", "data/lost+found/x", "lab/data/notes.ipynb", "lost+found/y", "a.ipynb"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    program = Path(__file__).resolve().parents[1] / "scripts" / "sync_host.py"
+    skipped = json.dumps([*SKIPPED_DIRS, "data/"])
+    listed = subprocess.run(
+        [sys.executable, str(program), str(tmp_path), skipped, "mark"], input=b"", capture_output=True, check=True
+    )
+    lines = [json.loads(line) for line in listed.stdout.splitlines()[1:]]
+    names = sorted(bytes.fromhex(line["f"]).decode() for line in lines if "f" in line)
+    assert names == ["a.ipynb", "lab/data/notes.ipynb"]

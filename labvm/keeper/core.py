@@ -389,6 +389,7 @@ class Keeper:
             price=self.price_words(),
             gone=gone,
             vm=vm,
+            data=self.data_words(),
         )
         state = State.GONE if gone else State.ASLEEP
         if (self.state["state"], self.state["reason"]) != (state.value, why):
@@ -421,6 +422,20 @@ class Keeper:
 
             price = known_price(self.profile, self.hosts)
             return clean(per_hour(price), 100) if price is not None else ""
+        except Exception:  # prices are never a reason to fail
+            return ""
+
+    def data_words(self) -> str:
+        """ "a 100 GB volume, about $8.00 a month" for a profile with data: (its price as labvm last priced it, on
+        this laptop: no network); "" without data:."""
+        try:
+            from ..prices import known_data_month
+
+            known = known_data_month(self.profile, self.hosts)
+            if known is None:
+                return ""
+            size, usd = known
+            return clean(f"a {size} GB volume" + (f", about ${usd:.2f} a month" if usd is not None else ""), 100)
         except Exception:  # prices are never a reason to fail
             return ""
 

@@ -115,6 +115,22 @@ class Volume(Shown):
     devices: tuple[str, ...] = ()
 
 
+# A backup's state in labvm's words: ready once the cloud says a volume can be made from it.
+BACKUP_CREATING, BACKUP_READY, BACKUP_FAILED = "creating", "ready", "failed"
+
+
+@dataclass(frozen=True)
+class Backup(Shown):
+    """A backup of the profile's data volume (`inv data --backup`: a snapshot tagged as the volume is)."""
+
+    id: str
+    name: str
+    size_gb: int  # the volume's size when it was taken: what a restore makes
+    state: str  # BACKUP_CREATING, BACKUP_READY or BACKUP_FAILED
+    created: datetime  # when the cloud took it (UTC): newest first, and --prune keeps the newest
+    volume_id: str = ""  # the volume it was taken of
+
+
 @dataclass(frozen=True)
 class Resource(Shown):
     """Something labvm made that a cloud keeps (and bills), as `inv audit` lists it."""
@@ -384,6 +400,32 @@ class Provider:
 
     def delete_data(self, volume: Volume) -> None:
         """The data volume deleted (it must be detached); what it held is gone."""
+        self._unsupported("data")
+
+    def grow_data(self, volume: Volume, size_gb: int) -> Volume:
+        """The data volume enlarged to size_gb (never shrunk), waited for until the cloud says the new size is
+        the guest's; where the cloud cannot while attached to a running machine, refused in one line."""
+        self._unsupported("data")
+
+    def data_backups(self) -> list[Backup]:
+        """The backups of the profile's data volume of this owner, found by their tags, newest first."""
+        self._unsupported("data")
+
+    def back_up_data(self, volume: Volume) -> Backup:
+        """A backup of the data volume, tagged as the profile's, waited for until ready (progress shown)."""
+        self._unsupported("data")
+
+    def delete_data_backup(self, backup: Backup) -> None:
+        """The backup deleted; the volume it was taken of is untouched."""
+        self._unsupported("data")
+
+    def restore_data(self, backup: Backup, zone: str = "") -> Volume:
+        """A new data volume made from the backup (in `zone`; "": the VM's, else the current volume's), which the
+        next `up` attaches; the volume it replaces detached and kept.  Refused while a VM runs with it."""
+        self._unsupported("data")
+
+    def data_backups_outlive_volume(self) -> bool:
+        """Whether a backup stays when its volume is deleted (not on OpenStack: Cinder's live inside it)."""
         self._unsupported("data")
 
     # -- a Dask cluster's workers (cloud profiles) -------------------------------------------------

@@ -16,18 +16,25 @@ import getpass
 import hashlib
 import os
 import re
+import secrets
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
 
 from ..config import Profile
+from ..config.kinds import MAX_VOLUME_GB
 from ..errors import LabvmError
 from .base import (
+    BACKUP_READY,
     CLOUD_FEATURES,
+    VOLUME_ATTACHED,
+    VOLUME_AVAILABLE,
+    VOLUME_CREATING,
+    Backup,
     Check,
     Description,
     Image,
@@ -69,6 +76,14 @@ def cloud_name(rules: NameRules, *parts: object) -> str:
         return name
     digest = hashlib.sha256(text.encode()).hexdigest()[:6]
     return f"{name[: rules.limit - 7].rstrip('- ')}-{digest}"
+
+
+def backup_stamp() -> str:
+    """What tells one backup's name from another's (the cloud name's last part): when it was taken, to the
+    millisecond, and a random tail, as two backups within a millisecond need two names (GCE refuses a name in
+    use).  Names sort as the backups were taken, where a cloud keeps whole seconds (Cinder on MySQL)."""
+    now = datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
 
 
 def owner() -> str:
@@ -493,6 +508,63 @@ class CloudProvider(Provider):
         """The volumes part's."""
         self._volumes().delete(volume)
 
+    def grow_data(self, volume: Volume, size_gb: int) -> Volume:
+        """The one rule on every cloud: a volume only grows, up to what hosts.yml allows, and only once the
+        cloud has finished with it."""
+        grow = f"data --grow {size_gb}"
+        if size_gb <= volume.size_gb:
+            raise LabvmError(
+                f"{grow}: the data volume {volume.id} has {volume.size_gb} GB already; a volume only grows "
+                f"(no cloud shrinks one): give a size above {volume.size_gb}"
+            )
+        if size_gb > MAX_VOLUME_GB:
+            raise LabvmError(f"{grow}: at most {MAX_VOLUME_GB} GB (16 TiB); give a smaller size")
+        if volume.state not in (VOLUME_AVAILABLE, VOLUME_ATTACHED):
+            raise LabvmError(f"{grow}: the data volume {volume.id} is {volume.state}; try again once it is not")
+        return self._volumes().grow(volume, size_gb)
+
+    def data_backups(self) -> list[Backup]:
+        """The volumes part's, newest first."""
+        # Two taken within a second: a cloud keeping whole seconds shows them alike; their names (backup_stamp) tell.
+        return sorted(self._volumes().backups(), key=lambda backup: (backup.created, backup.name), reverse=True)
+
+    def back_up_data(self, volume: Volume) -> Backup:
+        """The volumes part's, of a volume the cloud has finished making."""
+        if volume.state == VOLUME_CREATING:
+            raise LabvmError(f"data --backup: the data volume {volume.id} is still being made; try again shortly")
+        return self._volumes().back_up(volume)
+
+    def delete_data_backup(self, backup: Backup) -> None:
+        """The volumes part's."""
+        self._volumes().delete_backup(backup)
+
+    def restore_data(self, backup: Backup, zone: str = "") -> Volume:
+        """The one rule on every cloud: from a ready backup, only while no VM is up with the current volume
+        mounted; a new volume (made once: run again after a failure halfway, it finishes), the current one
+        detached and retired, never deleted."""
+        volumes = self._volumes()
+        restore = f"data --restore {backup.id}"
+        if backup.state != BACKUP_READY:
+            raise LabvmError(f"{restore}: the backup is {backup.state}; restore a ready one (`inv data` lists them)")
+        machine = self.find()
+        if machine is not None and machine.state != "stopped":
+            raise LabvmError(
+                f"{restore}: the VM {machine.id} is {machine.state}; the restored volume replaces the data volume "
+                f"while the VM is stopped: `inv down --host {self.profile.name}` first"
+            )
+        current = volumes.find()
+        zone = zone or (machine.zone if machine else current.zone if current else "")
+        if not zone:
+            raise LabvmError(f"{restore}: no VM and no data volume to take the zone from; give --zone")
+        made = volumes.restored_from(backup) or volumes.restore(backup, zone)
+        if current is not None and current.id != made.id:
+            volumes.retire(self.detach_data(current))
+        return made
+
+    def data_backups_outlive_volume(self) -> bool:
+        """The volumes part's."""
+        return self._volumes().backups_outlive_volume
+
     def _volumes(self) -> VolumesPart:
         """The volumes part, where hosts.yml gives the profile a data: volume (else refused in one line)."""
         self.require("data")
@@ -531,8 +603,27 @@ class CloudProvider(Provider):
         return unlooked.permissions(self.profile)
 
     def preflight(self, public_key: str) -> list[Check]:
-        """The preflight part's, its quota counting what `to_start` says (asked only once it asks)."""
-        return self.parts.preflight.checks(public_key, self.to_start)
+        """The preflight part's, its quota counting what `to_start` says (asked only once it asks); with
+        data:, the data volume's line (data_check)."""
+        checks = self.parts.preflight.checks(public_key, self.to_start)
+        if self.profile.data is None or self.parts.volumes is None or not all(check.ok for check in checks[:1]):
+            return checks  # the first check is the credentials': without them nothing more can be asked
+        return checks + [ask("data", self.data_check)]
+
+    def data_check(self) -> str:
+        """The one rule on every cloud: the volume and the VM share a zone (a volume attaches only in its own),
+        and the storage quota holds what `up` would make (nothing where the volume exists)."""
+        volumes = self._volumes()
+        volume, machine = volumes.find(), self.find()
+        if volume is not None and machine is not None and volume.zone != machine.zone:
+            raise LabvmError(
+                f"the data volume {volume.id} is in {volume.zone}, the VM {machine.id} in {machine.zone}: `up` cannot "
+                f"attach it; `inv data --host {self.profile.name} --backup` then `--restore BACKUP --zone {machine.zone}` "
+                f"makes a copy there"
+            )
+        quota = volumes.storage_check(0 if volume else self.profile.data.size if self.profile.data else 0)
+        found = f"{volume.id} ({volume.size_gb} GB) in {volume.zone}" if volume else "none yet"
+        return f"{found}; {quota}"
 
     def inventory(self) -> list[Resource]:
         """The inventory part's."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from .base import Check, Image, Instance, Resource, Starting, Volume
+from .base import Backup, Check, Image, Instance, Resource, Starting, Volume
 
 
 class ImagesPart(Protocol):
@@ -67,8 +67,12 @@ class PricePart(Protocol):
 
 
 class VolumesPart(Protocol):
-    """The profile's data volume (hosts.yml data:): found, made, attached, detached, deleted
-    (Provider.data_volume, attach_data, detach_data, delete_data; CloudProvider keeps the rules)."""
+    """The profile's data volume (hosts.yml data:): found, made, attached, detached, deleted, grown, backed up,
+    restored (Provider.data_volume, attach_data, ...; CloudProvider keeps the rules)."""
+
+    # Whether a backup outlives its volume: a snapshot of EBS or Persistent Disk does; a Cinder snapshot
+    # lives inside its volume, which Cinder deletes only once its snapshots are gone.
+    backups_outlive_volume: bool
 
     def find(self) -> Volume | None:
         """The volume tagged with the profile, its owner and the data role; None if there is none."""
@@ -90,4 +94,44 @@ class VolumesPart(Protocol):
 
     def delete(self, volume: Volume) -> None:
         """Deleted through the gate, waited for until gone."""
+        ...
+
+    def grow(self, volume: Volume, size_gb: int) -> Volume:
+        """Enlarged to size_gb through the gate (CloudProvider checked it is larger), waited for until the cloud
+        reports the new size as the guest's; a cloud that cannot grow it attached to a running machine refuses
+        in one line before anything changes."""
+        ...
+
+    def backups(self) -> list[Backup]:
+        """The snapshots tagged with the profile, its owner and the data-backup role, any state."""
+        ...
+
+    def back_up(self, volume: Volume) -> Backup:
+        """A snapshot of the volume through the gate, tagged with the profile, owner and data-backup role and
+        named after the volume and the time, waited for until ready (--plan: a planned backup)."""
+        ...
+
+    def delete_backup(self, backup: Backup) -> None:
+        """The snapshot deleted through the gate, waited for until gone."""
+        ...
+
+    def restore(self, backup: Backup, zone: str) -> Volume:
+        """A new volume made from the backup in `zone` (the backup's size, data.type), tagged as the profile's
+        data volume and with the backup's id (labvm:restored-from), through the gate, waited for until available."""
+        ...
+
+    def restored_from(self, backup: Backup) -> Volume | None:
+        """The profile's data volume made from this backup, if one is (a restore stopped halfway is finished, the
+        volume never made twice)."""
+        ...
+
+    def storage_check(self, need_gb: int) -> str:
+        """`inv check`'s line on the storage quota of data.type (and the volume count where the cloud has one):
+        what is in use of what is allowed, read-only; over it with need_gb more, LabvmError naming the quota and
+        where to ask for more; a quota the cloud does not say is "not checked: " and why."""
+        ...
+
+    def retire(self, volume: Volume) -> None:
+        """Its role tag set to data-replaced through the gate: no longer found as the profile's data volume, kept
+        (inv audit lists it, with the command that deletes it)."""
         ...

@@ -3,14 +3,15 @@ the device name EC2 is asked for, what the guest sees, the waits on EC2's own st
 line, the tags it carries and how `inv audit` lists it."""
 
 import pytest
+from botocore.exceptions import ClientError
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.elastic_block_store import EBSBackend
 
-from aws_world import provider_for, public_key, shared_image
-from moto_ec2_rules import VolumeStates, patched
+from aws_world import REGION, provider_for, public_key, shared_image
+from moto_ec2_rules import EBS_APPLIED_QUOTAS, ResizeAndSnapshotStates, VolumeStates, patched
 
 from labvm.errors import LabvmError
-from labvm.providers.base import VOLUME_ATTACHED, VOLUME_AVAILABLE, VOLUME_BUSY
+from labvm.providers.base import BACKUP_READY, VOLUME_ATTACHED, VOLUME_AVAILABLE, VOLUME_BUSY
 from labvm.providers.cloud import planned_instance
 
 DATA = {"size": 20}
@@ -18,7 +19,7 @@ DATA = {"size": 20}
 
 def data_lab(lab, ec2, **settings):
     """An aws profile with a data volume, its waits asked again at once (moto answers at once)."""
-    provider = provider_for(lab, image=shared_image(ec2), data=DATA, **settings)
+    provider = provider_for(lab, image=shared_image(ec2), **{"data": DATA, **settings})
     provider.api.poll_delay = 0
     return provider
 
@@ -211,3 +212,101 @@ def test_the_permissions_to_ask_for_hold_every_call_of_the_data_volume(lab, ec2)
     sent = {f"ec2:{name}" for name, _ in calls}
     assert {"ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume"} <= sent
     assert sent <= set(permissions()), sent - set(permissions())
+
+
+def test_growing_waits_until_the_modification_is_optimizing_and_a_backup_until_completed(lab, ec2, capsys):
+    """EC2's own walks (moto_ec2_rules.ResizeAndSnapshotStates): ModifyVolume's modification is modifying before
+    optimizing, when the new size is the guest's; a snapshot is pending before completed.  Each verb ends only
+    once EC2 says so."""
+    provider = data_lab(lab, ec2)
+    volume = provider.attach_data(provider.create(public_key=public_key()))
+    with ResizeAndSnapshotStates(polls=2) as states:
+        grown = provider.grow_data(volume, 40)
+        assert (states.shown, grown.size_gb) == (["modifying", "modifying", "optimizing"], 40)
+        backup = provider.back_up_data(grown)
+        assert (states.shown[3:], backup.state, backup.size_gb) == (["pending", "pending"], BACKUP_READY, 40)
+    assert f"aws: {volume.id} has 40 GB (" in capsys.readouterr().out
+
+
+def test_a_modification_ec2_fails_is_one_line(lab, ec2):
+    provider = data_lab(lab, ec2)
+    volume = provider.attach_data(provider.create(public_key=public_key()))
+    with ResizeAndSnapshotStates(fail=True), pytest.raises(LabvmError) as failed:
+        provider.grow_data(volume, 40)
+    assert str(failed.value).startswith(f"aws: {volume.id} has 40 GB did not happen: ")
+    assert "\n" not in str(failed.value)
+
+
+def test_ec2_refuses_a_smaller_size_and_labvm_never_asks_it(lab, ec2):
+    """The refusal is EC2's (the fake's rule, seen here); labvm's contract refuses first, sending nothing."""
+    provider = data_lab(lab, ec2)
+    volume = provider.attach_data(provider.create(public_key=public_key()))
+    with ResizeAndSnapshotStates():
+        with pytest.raises(ClientError, match="cannot be smaller"):
+            ec2.modify_volume(VolumeId=volume.id, Size=10)
+        calls = sent_calls(provider)
+        with pytest.raises(LabvmError, match="a volume only grows"):
+            provider.grow_data(volume, 10)
+    assert calls == []
+
+
+def test_inv_data_backs_up_grows_prunes_and_plans_nothing(lab, ec2):
+    """`inv data` as a user types it, the VM stopped: --plan changes nothing; --grow and --backup do, the
+    filesystem left to the next `up`; --prune --keep 1 leaves the newest; each backup listed."""
+    provider = data_lab(lab, ec2)
+    volume = provider.attach_data(provider.stop(provider.create(public_key=public_key())))
+    lab.extra_env["LABVM_OWNER"] = "hedy"  # as this process made it
+
+    planned = lab.inv("data", "--host", "aws", "--grow", "30", "--backup", "--plan")
+    assert "ec2.modify_volume(" in planned.stdout and "ec2.create_snapshot(" in planned.stdout
+    assert provider.data_backups() == [] and provider.data_volume().size_gb == 20
+
+    done = lab.inv("data", "--host", "aws", "--grow", "30", "--backup")
+    (backup,) = provider.data_backups()
+    assert f"data: {volume.name} ({volume.id}) is 30 GB" in done.stdout
+    assert "data: its filesystem grows at the next `inv up --host aws`" in done.stdout
+    assert f"data: backed up as {backup.id} (" in done.stdout and "  backups: 1" in done.stdout
+    assert backup.size_gb == 30
+
+    lab.inv("data", "--host", "aws", "--backup")
+    newest = provider.data_backups()[0]
+    pruned = lab.inv("data", "--host", "aws", "--prune", "--keep", "1")
+    assert f"data: deleted the backup {backup.id}" in pruned.stdout
+    assert [b.id for b in provider.data_backups()] == [newest.id]
+    refused = lab.inv("data", "--host", "aws", "--keep", "1", check=False)
+    assert refused.returncode == 1 and "--keep: says how many backups --prune keeps; add --prune" in refused.output
+
+
+def test_check_counts_the_regions_volumes_of_the_type_against_the_ebs_storage_quota(lab, ec2, monkeypatch):
+    """The quota is the account's: every gp3 volume of the region counts, labvm's or not; a quota never raised
+    is AWS's default (moto_ec2_rules.EBS_DEFAULT_QUOTAS: 50 TiB), a lowered one is the applied value."""
+    ec2.create_volume(Size=8, AvailabilityZone=f"{REGION}a", VolumeType="gp3")  # someone else's
+    provider = data_lab(lab, ec2)
+    (line,) = [c for c in provider.preflight(public_key()) if c.name == "data"]
+    assert line.ok and line.detail == "none yet; 8 of 51200 GiB of gp3 storage in use, 20 more fit"
+    monkeypatch.setitem(EBS_APPLIED_QUOTAS, "L-7A658B76", 0.02)  # 20.48 GiB
+    (line,) = [c for c in data_lab(lab, ec2).preflight(public_key()) if c.name == "data"]
+    assert not line.ok and line.detail == (
+        "8 of 20 GiB of gp3 storage in use and the data volume needs 20; "
+        "delete volumes or request more in Service Quotas (EBS, L-7A658B76)"
+    )
+    (line,) = [
+        c for c in data_lab(lab, ec2, data={"size": 20, "type": "st1"}).preflight(public_key()) if c.name == "data"
+    ]
+    assert line.ok and line.detail == "none yet; not checked: labvm knows no storage quota of st1 volumes"
+
+
+def test_a_provisioned_iops_type_is_refused_in_one_line_as_ec2_would_refuse_it_later(lab, ec2):
+    """EC2 refuses io1 and io2 without Iops (moto_ec2_rules.create_volume, seen here); labvm asks for none, so
+    data.type io2 is one line before anything is made, with the type that needs no figure."""
+    with pytest.raises(ClientError, match="MissingParameter"):
+        ec2.create_volume(Size=20, AvailabilityZone=f"{REGION}a", VolumeType="io2")
+    provider = data_lab(lab, ec2, data={"size": 20, "type": "io2"})
+    machine = provider.create(public_key=public_key())
+    with pytest.raises(LabvmError) as refused:
+        provider.attach_data(machine)
+    assert str(refused.value).endswith(
+        ".data.type: io2 volumes need an IOPS figure, which labvm does not ask for, and bill for each IOPS; "
+        "use gp3 (3000 IOPS included, more by `aws ec2 modify-volume --iops`)"
+    )
+    assert provider.data_volume() is None

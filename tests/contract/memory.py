@@ -21,9 +21,11 @@ from labvm.config.kinds import FLAG, TEXT
 from labvm.config import schema
 from labvm.errors import LabvmError
 from labvm.providers.base import (
+    BACKUP_READY,
     IMAGE_AVAILABLE,
     VOLUME_ATTACHED,
     VOLUME_AVAILABLE,
+    Backup,
     Check,
     Description,
     Image,
@@ -35,6 +37,7 @@ from labvm.providers.base import (
 )
 from labvm.providers.cloud import (
     CloudApi,
+    backup_stamp,
     CloudProvider,
     Head,
     NameRules,
@@ -66,6 +69,8 @@ class MemoryCloud:
         self.addresses: dict[str, str] = {}  # reserved address name -> its IP
         self.groups: dict[str, set] = {}  # group name -> {(ports, source)}
         self.volumes: dict[str, dict] = {}
+        self.snapshots: dict[str, dict] = {}
+        self.storage_gb = 1000  # the account's storage quota
         self.requests: list[tuple] = []
         self._ids = itertools.count(1)
         self._ips = itertools.count(10)
@@ -127,6 +132,30 @@ class MemoryCloud:
         if self.volumes[volume_id]["attached_to"]:
             raise LabvmError(f"memory: {volume_id} is attached")
         del self.volumes[volume_id]
+
+    def grow_volume(self, volume_id: str, size_gb: int) -> None:
+        self._served("grow_volume", volume_id, size_gb)
+        if size_gb <= self.volumes[volume_id]["size"]:
+            raise LabvmError(f"memory: {volume_id} only grows")
+        self.volumes[volume_id]["size"] = size_gb
+
+    def create_snapshot(self, name: str, volume_id: str, labels: dict) -> str:
+        self._served("create_snapshot", name, volume_id)
+        self._check_name(name)
+        snapshot_id = f"s-{next(self._ids)}"
+        size = self.volumes[volume_id]["size"]
+        self.snapshots[snapshot_id] = dict(
+            name=name, size=size, volume=volume_id, labels=dict(labels), created=datetime.now(timezone.utc)
+        )
+        return snapshot_id
+
+    def label_volume(self, volume_id: str, labels: dict) -> None:
+        self._served("label_volume", volume_id)
+        self.volumes[volume_id]["labels"].update(labels)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self._served("delete_snapshot", snapshot_id)
+        del self.snapshots[snapshot_id]
 
     def set_state(self, instance_id: str, state: str) -> None:
         self._served("set_state", instance_id, state)
@@ -245,6 +274,10 @@ def instance_of(key: str, data: dict) -> Instance:
     )
 
 
+def backup_of(key: str, data: dict) -> Backup:
+    return Backup(key, data["name"], data["size"], BACKUP_READY, data["created"], data["volume"])
+
+
 def volume_of(key: str, data: dict) -> Volume:
     state = VOLUME_ATTACHED if data["attached_to"] else VOLUME_AVAILABLE
     devices = (f"/dev/disk/by-id/memory-{key}",) if data["attached_to"] else ()
@@ -253,6 +286,8 @@ def volume_of(key: str, data: dict) -> Volume:
 
 class MemoryVolumes:
     """The data volume: the template's gate over the backend's volumes."""
+
+    backups_outlive_volume = True
 
     def __init__(self, api: MemoryApi, names: MemoryNames, profile: Profile):
         self.api, self.backend, self.names, self.profile = api, api.backend, names, profile
@@ -291,6 +326,65 @@ class MemoryVolumes:
 
     def delete(self, volume: Volume) -> None:
         self.api.mutate(f"delete volume {volume.id}", self.backend.delete_volume, volume.id)
+
+    def grow(self, volume: Volume, size_gb: int) -> Volume:
+        self.api.mutate(f"grow {volume.id} to {size_gb} GB", self.backend.grow_volume, volume.id, size_gb)
+        return (
+            dataclasses.replace(volume, size_gb=size_gb) if self.api.plan else self.current(volume, volume.attached_to)
+        )
+
+    def backups(self) -> list[Backup]:
+        labels = {**self.names.labels, "labvm:role": "data-backup"}
+        return [backup_of(*found) for found in self.backend.labelled(self.backend.snapshots, labels)]
+
+    def back_up(self, volume: Volume) -> Backup:
+        name = cloud_name(MEMORY_NAME, self.names.name, "data", backup_stamp())
+        labels = {**self.names.labels, "labvm:role": "data-backup"}
+        made = self.api.mutate(
+            f"back up {volume.id} as {name}",
+            self.backend.create_snapshot,
+            name,
+            volume.id,
+            labels,
+            planned="(planned)",
+        )
+        if self.api.plan:
+            return Backup("(planned)", name, volume.size_gb, BACKUP_READY, datetime.now(timezone.utc), volume.id)
+        return backup_of(made, self.backend.snapshots[made])
+
+    def delete_backup(self, backup: Backup) -> None:
+        self.api.mutate(f"delete backup {backup.id}", self.backend.delete_snapshot, backup.id)
+
+    def restore(self, backup: Backup, zone: str) -> Volume:
+        name = cloud_name(MEMORY_NAME, self.names.name, "data", backup_stamp())
+        labels = {**self.labels, "labvm:restored-from": backup.id}
+        made = self.api.mutate(
+            f"create volume {name} from {backup.id} in {zone}",
+            self.backend.create_volume,
+            name,
+            backup.size_gb,
+            zone,
+            labels,
+            planned="(planned)",
+        )
+        if self.api.plan:
+            return Volume("(planned)", name, backup.size_gb, VOLUME_AVAILABLE, zone)
+        return volume_of(made, self.backend.volumes[made])
+
+    def restored_from(self, backup: Backup) -> Volume | None:
+        found = self.backend.labelled(self.backend.volumes, {**self.labels, "labvm:restored-from": backup.id})
+        return volume_of(*found[0]) if found else None
+
+    def storage_check(self, need_gb: int) -> str:
+        used = sum(volume["size"] for volume in self.backend.volumes.values())
+        if used + need_gb > self.backend.storage_gb:
+            raise LabvmError(f"{used} of {self.backend.storage_gb} GB in use and the data volume needs {need_gb}")
+        return f"{used} of {self.backend.storage_gb} GB in use, {need_gb} more fit"
+
+    def retire(self, volume: Volume) -> None:
+        self.api.mutate(
+            f"label {volume.id} data-replaced", self.backend.label_volume, volume.id, {"labvm:role": "data-replaced"}
+        )
 
     def current(self, volume: Volume, attached_to: str) -> Volume:
         if self.api.plan:
@@ -510,13 +604,28 @@ class MemoryAsked:
                 Resource(
                     "memory",
                     "memory",
-                    "data",
+                    "data" if data["labels"].get("labvm:role") == "data" else "volume",  # a replaced one: loose
                     key,
                     data["labels"]["labvm:profile"],
                     data["labels"]["labvm:owner"],
                     "attached" if data["attached_to"] else "unattached",
                     None,
                     f"memory delete-volume {key}",
+                    size_gb=data["size"],
+                )
+            )
+        for key, data in self.backend.snapshots.items():
+            found.append(
+                Resource(
+                    "memory",
+                    "memory",
+                    "backup",
+                    key,
+                    data["labels"]["labvm:profile"],
+                    data["labels"]["labvm:owner"],
+                    "ready",
+                    data["created"],
+                    f"memory delete-snapshot {key}",
                     size_gb=data["size"],
                 )
             )

@@ -7,6 +7,7 @@ import pytest
 from invoke import Context
 
 from labvm.config import ClusterSpec
+from labvm.errors import LabvmError
 from labvm.session import Session
 from worlds import public_key
 
@@ -91,3 +92,30 @@ def test_up_plan_of_a_profile_with_data_makes_no_volume_and_says_it_would(world,
         assert world.mutations() == [], f"up --plan ({machine} VM) sent mutating requests"
         assert world.provider(data={"size": 20}).data_volume() is None
         assert any(line.startswith("plan: ") and "volume" in line for line in printed.splitlines()), printed
+
+
+def test_terminate_delete_data_backs_up_last_then_deletes_and_plans_nothing(world, laptop, capsys):
+    """Issue 29: --delete-data deletes the volume only after the VM went and a last backup of it was taken
+    (newer than any write), where backups outlive volumes; where they go with it (OpenStack) it is refused
+    unless --force, and then the backups go too.  Under --plan nothing changes."""
+    data = {"size": 20}
+    lab = world.provider(data=data)
+    volume = lab.attach_data(lab.create(public_key=KEY))
+    world.mark()
+    session(world, plan=True, data=data).terminate(yes=True, force=True, sync=False, delete_data=True)
+    assert world.mutations() == [] and lab.data_volume().id == volume.id
+
+    outlive = lab.data_backups_outlive_volume()
+    if not outlive:
+        lab.back_up_data(volume)
+        world.mark()
+        with pytest.raises(LabvmError) as refused:
+            session(world, plan=False, data=data).terminate(yes=True, sync=False, delete_data=True)
+        assert "a backup is deleted with its volume" in str(refused.value) and world.mutations() == []
+    session(world, plan=False, data=data).terminate(
+        yes=True, force=True, sync=False, delete_data=True
+    )  # force: no image
+    assert lab.find() is None and lab.data_volume() is None
+    said = capsys.readouterr().out
+    assert f"data: deleted {volume.name} ({volume.id}, 20 GB)" in said
+    assert [b.volume_id for b in lab.data_backups()] == ([volume.id] if outlive else [])

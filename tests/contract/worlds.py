@@ -118,6 +118,7 @@ class World:
             for step, action in [
                 ("workers", provider.terminate_workers),
                 ("head", lambda p=provider: p.find() and p.terminate(p.find())),
+                ("backups", lambda p=provider: p.profile.data and [p.delete_data_backup(b) for b in p.data_backups()]),
                 (
                     "data",
                     lambda p=provider: p.profile.data and (v := p.data_volume()) and p.delete_data(p.detach_data(v)),
@@ -332,7 +333,7 @@ class AwsWorld(World):
             self.ec2.deregister_image(ImageId=resource.id)
             for snapshot in self._image_snapshots([image]):
                 self.ec2.delete_snapshot(SnapshotId=snapshot["SnapshotId"])
-        elif resource.kind == "snapshot":
+        elif resource.kind in ("snapshot", "backup"):
             self.ec2.delete_snapshot(SnapshotId=resource.id)
         elif resource.kind in ("volume", "data"):
             self.ec2.delete_volume(VolumeId=resource.id)
@@ -617,7 +618,7 @@ class OpenStackWorld(World):
             self.delete_by_hand(resource.id)
         elif resource.kind == "image":
             self.conn.image.delete_image(resource.id)
-        elif resource.kind == "snapshot":
+        elif resource.kind in ("snapshot", "backup"):
             self.conn.block_storage.delete_snapshot(resource.id)
         elif resource.kind in ("volume", "data"):
             self.conn.block_storage.delete_volume(resource.id)
@@ -720,6 +721,7 @@ class GceWorld(World):
 
         self.instances, self.disks = client(compute_v1.InstancesClient), client(compute_v1.DisksClient)
         self.firewalls, self.images = client(compute_v1.FirewallsClient), client(compute_v1.ImagesClient)
+        self.snapshots = client(compute_v1.SnapshotsClient)
         self.addresses, self.operations = client(compute_v1.AddressesClient), client(compute_v1.ZoneOperationsClient)
         self.scoped_operations = {
             "zone": self.operations,
@@ -839,6 +841,8 @@ class GceWorld(World):
             self._done(self.images.delete(image=resource.id, **where), "global")
         elif resource.kind == "address":
             self._done(self.addresses.delete(region=self.region, address=resource.id, **where), "region")
+        elif resource.kind == "backup":
+            self._done(self.snapshots.delete(snapshot=resource.id, **where), "global")
         elif resource.kind == "data":  # a data disk may live in any zone of the region: its own
             for zone, scoped in self.disks.aggregated_list(**where):
                 for disk in scoped.disks:

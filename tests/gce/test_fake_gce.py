@@ -409,8 +409,8 @@ def test_cpu_quota_by_machine_family_and_for_the_project(fake, gce):
     gce.wait_zone(insert_instance(gce, machine_type="n2-standard-2"))
     quotas = {q.metric: q.usage for q in gce.regions.get(project=PROJECT, region=REGION).quotas}
     assert (quotas["N2_CPUS"], quotas["CPUS"], quotas["PREEMPTIBLE_CPUS"]) == (2.0, 0.0, 0.0)  # spot, none granted
-    (project,) = gce.projects.get(project=PROJECT).quotas
-    assert (project.metric, project.usage, project.limit) == ("CPUS_ALL_REGIONS", 2.0, 32.0)
+    (project,) = [q for q in gce.projects.get(project=PROJECT).quotas if q.metric == "CPUS_ALL_REGIONS"]
+    assert (project.usage, project.limit) == (2.0, 32.0)  # beside it: SNAPSHOTS
 
     fake.project_quota_limits["CPUS_ALL_REGIONS"] = 5.0
     with pytest.raises(exceptions.Forbidden, match="Quota 'CPUS_ALL_REGIONS' exceeded. Limit: 5.0 globally"):
@@ -479,3 +479,99 @@ def test_label_values_are_checked(gce):
     ok = instance_resource()
     ok.labels = {"labvm-owner": "hedy_lamarr-1", "empty": ""}
     gce.wait_zone(gce.instances.insert(project=PROJECT, zone=ZONE, instance_resource=ok))
+
+
+def _client(fake, cls):
+    return cls(
+        credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=fake.endpoint)
+    )
+
+
+def _disk(fake, gce, name="data", size=20):
+    disks = _client(fake, compute_v1.DisksClient)
+    disk = compute_v1.Disk(name=name, size_gb=size, type_=f"projects/{PROJECT}/zones/{ZONE}/diskTypes/pd-balanced")
+    gce.wait_zone(disks.insert(project=PROJECT, zone=ZONE, disk_resource=disk))
+    return disks
+
+
+def _snapshot(name="backup-1", disk="data", **labels):
+    source = f"projects/{PROJECT}/zones/{ZONE}/disks/{disk}"
+    return compute_v1.Snapshot(name=name, source_disk=source, labels=labels)
+
+
+def test_a_snapshot_walks_creating_to_ready_and_bills_what_was_written_since_the_last(fake, gce):
+    _disk(fake, gce)
+    snapshots = _client(fake, compute_v1.SnapshotsClient)
+    fake.write("data", 3 * 1024**3)
+    operation = snapshots.insert(project=PROJECT, snapshot_resource=_snapshot(role="data-backup"))
+    made = snapshots.get(project=PROJECT, snapshot="backup-1")
+    assert (made.status, made.storage_bytes, made.disk_size_gb) == ("CREATING", 0, 20)
+    assert gce.wait_global(operation).status == compute_v1.Operation.Status.DONE
+    made = snapshots.get(project=PROJECT, snapshot="backup-1")
+    assert (made.status, made.storage_bytes, made.storage_bytes_status) == ("READY", 3 * 1024**3, "UP_TO_DATE")
+    assert dict(made.labels) == {"role": "data-backup"} and made.source_disk.endswith(f"/zones/{ZONE}/disks/data")
+    gce.wait_global(snapshots.insert(project=PROJECT, snapshot_resource=_snapshot("backup-2")))
+    assert snapshots.get(project=PROJECT, snapshot="backup-2").storage_bytes == 0  # incremental: nothing new
+    listed = snapshots.list(
+        request=compute_v1.ListSnapshotsRequest(project=PROJECT, filter='labels.role = "data-backup"')
+    )
+    assert [s.name for s in listed] == ["backup-1"]
+    with pytest.raises(exceptions.Conflict, match="already exists"):  # names are the project's
+        snapshots.insert(project=PROJECT, snapshot_resource=_snapshot())
+    operation = snapshots.delete(project=PROJECT, snapshot="backup-1")
+    assert snapshots.get(project=PROJECT, snapshot="backup-1").status == "DELETING"
+    gce.wait_global(operation)
+    assert sorted(fake.snapshots) == ["backup-2"]
+
+
+def test_a_snapshot_can_fail_and_is_held_to_the_projects_quota(fake, gce):
+    _disk(fake, gce)
+    snapshots = _client(fake, compute_v1.SnapshotsClient)
+    fake.snapshot_fails = True
+    gce.wait_global(snapshots.insert(project=PROJECT, snapshot_resource=_snapshot()))
+    assert snapshots.get(project=PROJECT, snapshot="backup-1").status == "FAILED"
+    quotas = {q.metric: (q.usage, q.limit) for q in gce.projects.get(project=PROJECT).quotas}
+    assert quotas["SNAPSHOTS"] == (1.0, 5000.0)
+    fake.project_quota_limits["SNAPSHOTS"] = 1.0
+    with pytest.raises(exceptions.Forbidden, match="Quota 'SNAPSHOTS' exceeded"):
+        snapshots.insert(project=PROJECT, snapshot_resource=_snapshot("backup-2"))
+    with pytest.raises(exceptions.BadRequest, match="sourceDisk"):
+        snapshots.insert(project=PROJECT, snapshot_resource=_snapshot("backup-3", disk="nowhere"))
+
+
+def test_a_disk_grows_attached_and_never_shrinks(fake, gce):
+    gce.wait_zone(insert_instance(gce))
+    disks = _disk(fake, gce)
+    attached = compute_v1.AttachedDisk(source=f"projects/{PROJECT}/zones/{ZONE}/disks/data", device_name="data")
+    gce.wait_zone(
+        gce.instances.attach_disk(project=PROJECT, zone=ZONE, instance="lab-1", attached_disk_resource=attached)
+    )
+    operation = disks.resize(
+        project=PROJECT, zone=ZONE, disk="data", disks_resize_request_resource=compute_v1.DisksResizeRequest(size_gb=30)
+    )
+    assert disks.get(project=PROJECT, zone=ZONE, disk="data").size_gb == 20  # until the operation is done
+    assert gce.wait_zone(operation).status == compute_v1.Operation.Status.DONE
+    assert disks.get(project=PROJECT, zone=ZONE, disk="data").size_gb == 30
+    assert [d.disk_size_gb for d in gce.instance("lab-1").disks if d.device_name == "data"] == [30]
+    assert gce.instance("lab-1").status == "RUNNING"
+    with pytest.raises(exceptions.BadRequest, match="Requested disk size cannot be smaller than the current size"):
+        disks.resize(
+            project=PROJECT,
+            zone=ZONE,
+            disk="data",
+            disks_resize_request_resource=compute_v1.DisksResizeRequest(size_gb=10),
+        )
+
+
+def test_disks_count_against_their_types_regional_storage_quota(fake, gce):
+    gce.wait_zone(insert_instance(gce))  # its boot disk: pd-balanced
+    boot = int(fake.disks["lab-1"]["sizeGb"])
+    disks = compute_v1.DisksClient(
+        credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=fake.endpoint)
+    )
+    for name, zone, disk_type, size in (("std", f"{REGION}-a", "pd-standard", 200), ("ssd", ZONE, "pd-ssd", 30)):
+        disk = compute_v1.Disk(name=name, size_gb=size, type_=f"projects/{PROJECT}/zones/{zone}/diskTypes/{disk_type}")
+        operation = disks.insert(project=PROJECT, zone=zone, disk_resource=disk)
+        gce.zone_ops.wait(project=PROJECT, zone=zone, operation=operation.name)
+    quotas = {q.metric: (q.usage, q.limit) for q in gce.regions.get(project=PROJECT, region=REGION).quotas}
+    assert quotas["DISKS_TOTAL_GB"] == (200.0, 4096.0) and quotas["SSD_TOTAL_GB"] == (boot + 30.0, 500.0)

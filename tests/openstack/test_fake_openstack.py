@@ -505,3 +505,155 @@ def test_deleting_a_server_detaches_its_data_volume_and_keeps_it(fake, conn):
     volume = conn.block_storage.get_volume(volume)
     assert (volume.status, volume.attachments) == ("available", [])
     assert len(fake.volumes) == 1  # the boot volume went with it (delete_on_termination), the data volume stays
+
+
+# -- Cinder snapshots of a data volume and os-extend (issue 29's backups and growth) ---------------------------
+
+
+def in_use_volume(conn, size=20):
+    server = conn.compute.wait_for_server(boot(conn), status="ACTIVE", **FAST)
+    volume = conn.block_storage.wait_for_status(new_volume(conn, size=size), "available", **FAST)
+    conn.compute.create_volume_attachment(server, volume=volume.id)
+    return conn.block_storage.wait_for_status(volume, "in-use", **FAST)
+
+
+def snapshot_at(conn, microversion, volume_id, **spec):
+    """POST /snapshots at a microversion of the test's choosing (openstacksdk sends 3.65 at most)."""
+    body = {"snapshot": {"volume_id": volume_id, "name": "backup", **spec}}
+    return conn.block_storage.post("/snapshots", json=body, microversion=microversion)
+
+
+def test_an_in_use_volume_is_snapshotted_with_force_before_3_66_and_force_false_is_refused_from_it(fake, conn):
+    """cinder/api/v3/snapshots.py create, cinder/volume/api.py create_snapshot_in_db."""
+    volume = in_use_volume(conn)
+    refused = snapshot_at(conn, "3.65", volume.id)
+    assert refused.status_code == 400
+    assert "status must be available, but current status is: in-use" in refused.json()["badRequest"]["message"]
+    assert snapshot_at(conn, "3.65", volume.id, force=True).status_code == 202
+    assert snapshot_at(conn, "3.66", volume.id).status_code == 202  # in use needs no force from 3.66
+    assert snapshot_at(conn, "3.66", volume.id, force=True).status_code == 202  # ignored, for compatibility
+    flag = snapshot_at(conn, "3.66", volume.id, force=False)
+    assert flag.status_code == 400 and "the 'force' flag is invalid" in flag.json()["badRequest"]["message"]
+    assert len(fake.snapshots) == 3
+
+
+def test_a_snapshot_is_creating_then_available_with_its_metadata_and_counts_against_the_quota(fake, conn):
+    volume = in_use_volume(conn)
+    snapshot = conn.block_storage.create_snapshot(volume_id=volume.id, name="b", metadata=LABELS, is_forced=True)
+    assert (snapshot.status, snapshot.progress, snapshot.size, snapshot.metadata) == ("creating", "0%", 20, LABELS)
+    snapshot = conn.block_storage.wait_for_status(snapshot, "available", **FAST)
+    assert snapshot.progress == "100%" and fake.volumes[volume.id]["status"] == "in-use"
+    limits = conn.block_storage.get_limits().absolute
+    assert (limits.total_snapshots_used, limits.total_gigabytes_used) == (1, 40 + 20 + 20)  # boot, data, snapshot
+    conn.compute.delete_volume_attachment(volume.attachments[0]["server_id"], volume.id)
+    assert conn.block_storage.get_volume(volume).status == "available"
+    with pytest.raises(exceptions.BadRequestException, match="have snapshots"):  # API.delete without cascade
+        conn.block_storage.delete_volume(volume)
+
+
+@pytest.mark.parametrize(
+    "quota, message",
+    [
+        (dict(snapshots=0), "Maximum number of snapshots allowed (0) exceeded"),
+        (
+            dict(gigabytes=70),
+            "Requested volume or snapshot exceeds allowed gigabytes quota. Requested 20G, quota is 70G and 60G has "
+            "been consumed.",
+        ),
+    ],
+)
+def test_a_snapshot_beyond_cinder_s_quota_is_refused_413(fake, conn, quota, message):
+    volume = in_use_volume(conn)
+    fake.quota.update(quota)
+    with pytest.raises(exceptions.HttpException) as refused:
+        conn.block_storage.create_snapshot(volume_id=volume.id, name="b", is_forced=True)
+    assert refused.value.status_code == 413 and message in str(refused.value)
+    assert fake.snapshots == {}
+
+
+def test_a_snapshot_the_backend_fails_ends_error_and_can_be_deleted(fake, conn):
+    fake.fail_next_volume_snapshot = True
+    volume = in_use_volume(conn)
+    snapshot = conn.block_storage.create_snapshot(volume_id=volume.id, name="b", is_forced=True)
+    with pytest.raises(exceptions.ResourceFailure):
+        conn.block_storage.wait_for_status(snapshot, "available", failures=["error"], **FAST)
+    conn.block_storage.delete_snapshot(snapshot)
+    conn.block_storage.wait_for_delete(snapshot, **FAST)
+    assert fake.snapshots == {}
+
+
+def test_an_in_use_volume_is_extended_from_3_42_and_a_shrink_is_refused(fake, conn):
+    """cinder/api/contrib/volume_actions.py _extend and cinder/volume/api.py _extend."""
+    volume = in_use_volume(conn)
+
+    def extend(size, microversion):
+        body = {"os-extend": {"new_size": size}}
+        return conn.block_storage.post(f"/volumes/{volume.id}/action", json=body, microversion=microversion)
+
+    before = extend(30, "3.41")
+    assert before.status_code == 400
+    assert "status must be '{'status': 'available'}' to extend, currently in-use" in before.text
+    shrink = extend(10, "3.42")
+    assert shrink.status_code == 400 and "New size for extend must be greater than current size" in shrink.text
+    assert extend(30, "3.42").status_code == 202 and fake.volumes[volume.id]["status"] == "extending"
+    grown = conn.block_storage.get_volume(volume)  # done at the next look
+    assert (grown.status, grown.size) == ("in-use", 30)
+    fake.quota["gigabytes"] = 80  # 40 boot + 30 data in use
+    over = extend(50, "3.42")
+    assert over.status_code == 413 and "exceeds allowed gigabytes quota. Requested 20G" in over.text
+    assert conn.block_storage.get_volume(volume).size == 30
+
+
+def test_openstacksdk_extends_at_the_cloud_s_microversion_and_a_backend_may_refuse_an_attached_one(fake, conn):
+    """openstacksdk's Volume.extend sends min(3.71, the cloud's maximum); a backend without online_extend_support
+    finds no valid backend and the volume is back as it was (cinder/scheduler/manager.py extend_volume)."""
+    fake.online_extend_support = False
+    volume = in_use_volume(conn)
+    conn.block_storage.extend_volume(volume, 30)
+    assert ("POST", f"/volume/v3/{fake.project_id}/volumes/{volume.id}/action") in fake.requests
+    again = conn.block_storage.get_volume(volume)
+    assert (again.status, again.size) == ("in-use", 20)
+
+
+def available_snapshot(conn, volume):
+    snapshot = conn.block_storage.create_snapshot(volume_id=volume.id, name="b", is_forced=True)
+    return conn.block_storage.wait_for_status(snapshot, "available", **FAST)
+
+
+def test_a_volume_from_a_snapshot_takes_its_size_zone_and_type_by_cinder_s_rules(fake, conn):
+    """cinder/api/v3/volumes.py create, cinder/volume/flows/api/create_volume.py ExtractVolumeRequestTask."""
+    fake.volume_zones, fake.volume_types = ["nova", "az2"], ["__DEFAULT__", "ssd"]
+    volume = conn.block_storage.wait_for_status(new_volume(conn, volume_type="ssd"), "available", **FAST)
+    snapshot = conn.block_storage.create_snapshot(volume_id=volume.id, name="b")
+    with pytest.raises(exceptions.BadRequestException, match="Originating snapshot status must be one of 'available'"):
+        new_volume(conn, snapshot_id=snapshot.id)  # still creating
+    snapshot = conn.block_storage.wait_for_status(snapshot, "available", **FAST)
+    with pytest.raises(exceptions.BadRequestException, match="cannot be smaller than the snapshot size 20GB"):
+        new_volume(conn, size=10, snapshot_id=snapshot.id)
+    with pytest.raises(exceptions.BadRequestException, match="same availability zone as the snapshot"):
+        new_volume(conn, snapshot_id=snapshot.id, availability_zone="az2")
+    with pytest.raises(exceptions.NotFoundException, match="could not be found"):
+        new_volume(conn, snapshot_id="0" * 32)
+    assert len(fake.volumes) == 1
+    made = conn.block_storage.create_volume(snapshot_id=snapshot.id, name="restored")  # no size, zone or type
+    assert (made.size, made.availability_zone, made.volume_type, made.snapshot_id) == (20, "nova", "ssd", snapshot.id)
+    fake.cloned_volume_same_az = False  # cinder/volume/api.py: an admin's choice
+    assert new_volume(conn, size=30, snapshot_id=snapshot.id, availability_zone="az2").availability_zone == "az2"
+
+
+def test_a_snapshot_a_volume_was_made_from_is_deleted_unless_the_backend_keeps_it(fake, conn):
+    """No API rule: DELETE is 202 either way; a backend whose clones depend on it (SnapshotIsBusy) puts it back
+    to available (cinder/volume/manager.py delete_snapshot), and its volume keeps a snapshot, so no delete."""
+    volume = conn.block_storage.wait_for_status(new_volume(conn), "available", **FAST)
+    snapshot = available_snapshot(conn, volume)
+    conn.block_storage.wait_for_status(new_volume(conn, snapshot_id=snapshot.id), "available", **FAST)
+    fake.snapshots_busy_with_clones = True
+    conn.block_storage.delete_snapshot(snapshot)
+    assert conn.block_storage.get_snapshot(snapshot.id).status == "available"  # kept
+    with pytest.raises(exceptions.BadRequestException, match="have snapshots"):
+        conn.block_storage.delete_volume(volume)
+    fake.snapshots_busy_with_clones = False  # a backend that flattens the clone first (RBD since Zed)
+    conn.block_storage.delete_snapshot(snapshot)
+    conn.block_storage.wait_for_delete(snapshot, **FAST)
+    conn.block_storage.delete_volume(volume)
+    assert volume.id not in fake.volumes and len(fake.volumes) == 1

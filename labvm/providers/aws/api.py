@@ -69,6 +69,34 @@ OWN_ACCEPTORS = {
         ],
     ),
 }
+# labvm's own waiters, where botocore has none.  ModifyVolume's modification goes modifying -> optimizing ->
+# completed (or failed); "size increases take effect once the volume modification reaches the optimizing
+# state" (https://docs.aws.amazon.com/ebs/latest/userguide/monitoring-volume-modifications.html).  The last
+# modification listed is the newest (API_DescribeVolumesModifications.html lists them per volume).
+OWN_WAITERS = {
+    "volume_grown": {
+        "operation": "DescribeVolumesModifications",
+        "delay": 5,
+        "maxAttempts": 120,
+        "acceptors": [
+            {
+                "state": "success",
+                "matcher": "path",
+                "argument": "VolumesModifications[-1].ModificationState",
+                "expected": state,
+            }
+            for state in ("optimizing", "completed")
+        ]
+        + [
+            {
+                "state": "failure",
+                "matcher": "path",
+                "argument": "VolumesModifications[-1].ModificationState",
+                "expected": "failed",
+            }
+        ],
+    },
+}
 # What a planned call answers: enough for the rest of the verb to print its own calls.
 PLANNED = {
     "run_instances": {"Instances": [{"InstanceId": "i-(planned)"}]},
@@ -76,6 +104,7 @@ PLANNED = {
     "allocate_address": {"PublicIp": "(planned)", "AllocationId": "eipalloc-(planned)"},
     "create_image": {"ImageId": "ami-(planned)"},
     "create_volume": {"VolumeId": "vol-(planned)"},
+    "create_snapshot": {"SnapshotId": "snap-(planned)"},
 }
 
 
@@ -296,6 +325,10 @@ class Ec2Api(CloudApi):
         one of OWN_ACCEPTORS: its botocore waiter's failure acceptors after labvm's own."""
         from botocore.waiter import WaiterModel, create_waiter_with_client
 
+        if name in OWN_WAITERS:
+            return create_waiter_with_client(
+                name, WaiterModel({"version": 2, "waiters": {name: OWN_WAITERS[name]}}), self.ec2
+            )
         base, own = OWN_ACCEPTORS.get(name, (name, None))
         given = self.ec2.get_waiter(base)
         passing = PASSING.get(name, ())

@@ -19,14 +19,15 @@ def stored_gb(snapshot: dict) -> float | None:
 
 
 class AwsInventory:
-    """Instances, images, orphan snapshots, data volumes, loose volumes and Elastic IPs tagged as labvm's."""
+    """Instances, images, orphan snapshots, data volumes and their backups, loose volumes and Elastic IPs tagged
+    as labvm's."""
 
     def __init__(self, api: Ec2Api):
         self.api = api
 
     def resources(self) -> list[Resource]:
-        """Every labvm-tagged instance, image, orphan snapshot, data volume (kind "data", attached or not), loose
-        volume and Elastic IP of the region, whatever its profile or owner."""
+        """Every labvm-tagged instance, image, orphan snapshot, data volume (kind "data", attached or not), backup
+        of one (kind "backup"), loose volume and Elastic IP of the region, whatever its profile or owner."""
         region = self.api.scope
         labvm = [{"Name": "tag-key", "Values": ["labvm:profile"]}]
 
@@ -106,9 +107,11 @@ class AwsInventory:
                 )
         for snapshot in snapshots:
             if snapshot["SnapshotId"] not in in_use:
+                # A backup of a data volume (inv data --backup) is kept on purpose, as the volume is.
+                backup = tags_of(snapshot).get("labvm:role") == "data-backup"
                 found.append(
                     resource(
-                        "snapshot",
+                        "backup" if backup else "snapshot",
                         snapshot["SnapshotId"],
                         snapshot,
                         snapshot.get("State", ""),

@@ -59,6 +59,11 @@ class AwsNames:
         """The tags labvm finds the profile's data volume by: the head's root volume carries the profile's too."""
         return {**self.labels, "labvm:role": "data"}
 
+    @property
+    def backup_labels(self) -> dict[str, str]:
+        """The tags labvm finds the data volume's backups by: an image's snapshots carry the profile's too."""
+        return {**self.labels, "labvm:role": "data-backup"}
+
     def tag_list(self, name: str | None = None, labels: Mapping[str, str] | None = None) -> list[dict]:
         """The tags of something made, as EC2 takes them: its Name (the head's by default), hosts.yml's, labvm's
         (labels: the profile's and owner's by default)."""

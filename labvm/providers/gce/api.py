@@ -154,6 +154,7 @@ class GceApi(CloudApi):
         self.subnetworks = compute_v1.SubnetworksClient(**options)
         self.disks = compute_v1.DisksClient(**options)
         self.disk_types = compute_v1.DiskTypesClient(**options)
+        self.snapshots = compute_v1.SnapshotsClient(**options)  # the data disk's backups (volumes.py)
 
     @property
     def scope(self) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ...config.member import shown
-from ..base import IMAGE_FAILED, Resource, parse_time
+from ..base import BACKUP_FAILED, IMAGE_FAILED, Resource, parse_time
 from .api import IMAGE_STATES, STATES, GceApi
+from .names import REPLACED
+from .volumes import BACKUP_STATES
 
 
 class GceInventory:
@@ -16,8 +19,8 @@ class GceInventory:
         self.api, self.project = api, api.project
 
     def resources(self) -> list[Resource]:
-        """Every instance, static address, data disk and image labvm labelled in the project, in every zone and
-        region, whatever its profile or owner (labvm.prices adds what each instance costs)."""
+        """Every instance, static address, data disk (and replaced one), backup and image labvm labelled in the
+        project, in every zone and region, whatever its profile or owner (labvm.prices adds what each instance costs)."""
         labelled = "labels.labvm-profile:*"
         where = f"--project {self.project}"
 
@@ -68,15 +71,16 @@ class GceInventory:
                         region=data.region.rsplit("/", 1)[-1],
                     )
                 )
-        # Data disks (labvm-role=data) only: a boot disk goes with its instance and is billed as part of it.
-        data_disks = f'({labelled}) AND (labels.labvm-role = "data")'
+        # Data disks (labvm-role=data), and those a restore replaced (data-replaced): a loose "volume", billed until
+        # the user deletes it.  A boot disk goes with its instance and is billed as part of it.
+        data_disks = f'({labelled}) AND (labels.labvm-role = "data") OR (labels.labvm-role = "{REPLACED}")'
         request = self.api.compute.AggregatedListDisksRequest(project=self.project, filter=data_disks)
         for _, scoped in self.api.call(lambda: list(self.api.disks.aggregated_list(request=request))):
             for data in scoped.disks:
                 zone = data.zone.rsplit("/", 1)[-1]
                 found.append(
                     resource(
-                        "data",
+                        "data" if data.labels.get("labvm-role") == "data" else "volume",
                         data,
                         "attached" if data.users else "unattached",
                         data.creation_timestamp,
@@ -86,6 +90,21 @@ class GceInventory:
                         region=zone.rsplit("-", 1)[0],
                     )
                 )
+        # Backups (labvm-role=data-backup): a snapshot bills its storageBytes (what it holds beyond the snapshots
+        # before it), not its disk's size (https://cloud.google.com/compute/docs/reference/rest/v1/snapshots).
+        backups = f'({labelled}) AND (labels.labvm-role = "data-backup")'
+        request = self.api.compute.ListSnapshotsRequest(project=self.project, filter=backups)
+        for data in self.api.call(lambda: list(self.api.snapshots.list(request=request))):
+            found.append(
+                resource(
+                    "backup",
+                    data,
+                    BACKUP_STATES.get(data.status, BACKUP_FAILED),
+                    data.creation_timestamp,
+                    f"gcloud compute snapshots delete {data.name}",
+                    size_gb=math.ceil(data.storage_bytes / 1024**3),
+                )
+            )
         request = self.api.compute.ListImagesRequest(project=self.project, filter=labelled)
         for data in self.api.call(lambda: list(self.api.images_client.list(request=request))):
             found.append(

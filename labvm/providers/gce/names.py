@@ -20,6 +20,10 @@ INSTANCE_NAME = dataclasses.replace(GCE_NAME, limit=GCE_NAME.limit - len("-ssh")
 # labvm's label values keep to the name characters (no "_"): the labels of VMs made before stay the same,
 # so they are still found.
 LABEL_VALUE = dataclasses.replace(GCE_LABEL, allowed=GCE_NAME.allowed)
+# The label a restored data disk carries: the name of the backup (snapshot) it was made from.
+RESTORED_FROM = "labvm-restored-from"
+# The role a replaced data disk takes (restore): no longer found as the data disk, kept until the user deletes it.
+REPLACED = "data-replaced"
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,28 @@ class GceNames:
     def data_labels(self) -> dict[str, str]:
         """The data disk's labels: the profile's, and its role (the head carries none, a worker "worker")."""
         return {**self.labels, "labvm-role": "data"}
+
+    def restored_disk(self, stamp: str) -> str:
+        """A data disk restored from a backup: the data disk's name and when it was made (cloud.backup_stamp), as a
+        disk name is unique in its zone and the disk it replaces is kept there (a second insert is 409
+        alreadyExists).  It is also the device name the guest sees it by (volumes.attach)."""
+        return cloud_name(GCE_NAME, self.data_disk, stamp)
+
+    def restored_labels(self, backup: str) -> dict[str, str]:
+        """A restored data disk's labels: the data disk's, and the backup it was made from.  A snapshot's name is a
+        label value as it is: RFC 1035 names (lowercase letters, digits, "-", at most 63) are within the label
+        values' rules (lowercase letters, digits, "_", "-", at most 63)."""
+        return {**self.data_labels, RESTORED_FROM: backup}
+
+    def backup(self, stamp: str) -> str:
+        """A backup of the data disk: a snapshot named after the disk and when it was taken (cloud.backup_stamp),
+        as snapshot names are unique in the project (a second insert of one is 409 alreadyExists)."""
+        return cloud_name(GCE_NAME, self.name, "data", stamp)
+
+    @property
+    def backup_labels(self) -> dict[str, str]:
+        """A backup's labels: the profile's, and its role (its disk's is "data")."""
+        return {**self.labels, "labvm-role": "data-backup"}
 
     def image(self, name: str, stamp: str) -> str:
         """An image's name."""

@@ -46,9 +46,16 @@ IMPLIED = {
     "compute.images.create": ("compute.disks.useReadOnly",),
     # The data disk (volumes.py): attaching uses the disk
     # (https://cloud.google.com/compute/docs/disks/add-persistent-disk "Required roles": compute.disks.use),
-    # and a disk made with labels sets them (compute.disks.setLabels, as instances.insert's labels).
+    # and a disk made with labels sets them (compute.disks.setLabels, as instances.insert's labels); a disk restored
+    # from a snapshot reads it ("Required roles" of https://cloud.google.com/compute/docs/disks/restore-snapshot:
+    # compute.disks.create and compute.snapshots.useReadOnly).  A retired disk's setLabels is its own method's.
     "compute.instances.attachDisk": ("compute.disks.use",),
-    "compute.disks.create": ("compute.disks.setLabels",),
+    "compute.disks.create": ("compute.disks.setLabels", "compute.snapshots.useReadOnly"),
+    # A backup (volumes.py, snapshots.insert with sourceDisk): "To create snapshots, the following IAM permissions
+    # are necessary: compute.disks.createSnapshot, compute.snapshots.create, and compute.snapshots.get"
+    # (https://cloud.google.com/sdk/gcloud/reference/compute/disks/snapshot); its labels, as a disk's at
+    # creation, compute.snapshots.setLabels.
+    "compute.snapshots.create": ("compute.disks.createSnapshot", "compute.snapshots.setLabels"),
 }
 # What no Compute client call names: where OS Login is on, logging in to the VM over SSH
 # (roles/compute.osLogin, https://cloud.google.com/compute/docs/oslogin/set-up-oslogin "Grant OS Login IAM

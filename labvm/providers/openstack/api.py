@@ -328,7 +328,9 @@ class OpenStackApi(CloudApi):
             if e.status_code == 401:
                 raise refused from None
             message = from_cloud(e.details or e.message or e)
-            if "Quota exceeded" in message or "quota" in message.lower():
+            if (
+                e.status_code == 413 or "quota" in message.lower()
+            ):  # Cinder's QuotaError family is 413 (cinder/exception.py)
                 raise LabvmError(
                     f"OpenStack quota: {message}; free resources or ask for more (CADES Birthright "
                     f"defaults are small and raised by request to cades-help@ornl.gov)"

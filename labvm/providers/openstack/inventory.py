@@ -1,5 +1,5 @@
-"""`inv audit`: every server, image, data volume, left boot volume, orphan volume snapshot and floating IP
-labvm made in this project, whatever its profile or owner."""
+"""`inv audit`: every server, image, data volume and its backups, left boot volume, orphan volume snapshot and
+floating IP labvm made in this project, whatever its profile or owner."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ class OpenStackInventory:
         self.entry, self.cli = api.entry, api.cli
 
     def resources(self) -> list[Resource]:
-        """Every server, image, left boot volume, orphan volume snapshot and floating IP labvm made in
-        this project, whatever its profile or owner."""
+        """Every server, image, data volume and backup, left boot volume, orphan volume snapshot and floating IP
+        labvm made in this project, whatever its profile or owner."""
         found = []
         for server in self.api.call(self.conn.compute.servers, details=True):
             labels = server.metadata or {}
@@ -82,24 +82,26 @@ class OpenStackInventory:
         return found
 
     def _volume_inventory(self, image_of: dict[str, str]) -> list[Resource]:
-        """Boot volumes whose server is gone (kept by snapshots: Nova's delete ignores Cinder's refusal)
-        and volume snapshots whose image is gone; the delete command deletes what Cinder needs gone first."""
+        """Data volumes and their backups; boot volumes whose server is gone (kept by snapshots: Nova's delete
+        ignores Cinder's refusal), data volumes a restore replaced (role data-replaced: loose volumes, billed until
+        deleted) and volume snapshots whose image is gone; a volume's delete command deletes
+        what Cinder needs gone first (its snapshots: cinder/volume/api.py API.delete refuses a volume with any)."""
         snapshots = [
             s for s in self.api.call(self.conn.block_storage.snapshots) if "labvm:profile" in (s.metadata or {})
         ]
         found: list[Resource] = []
         for volume in self.api.call(self.conn.block_storage.volumes):
             labels = volume.metadata or {}
-            if labels.get("labvm:role") == "data":
-                found.append(self._data_volume(volume))
-                continue
-            if "labvm:profile" not in labels or volume.attachments:
-                continue
             steps = []
             for snapshot in [s for s in snapshots if s.volume_id == volume.id]:
                 if snapshot.id in image_of:
                     steps.append(f"{self.cli} image delete {image_of[snapshot.id]}")
                 steps.append(f"{self.cli} volume snapshot delete {snapshot.id}")
+            if labels.get("labvm:role") == "data":
+                found.append(self._data_volume(volume, steps))
+                continue
+            if "labvm:profile" not in labels or volume.attachments:
+                continue
             found.append(
                 Resource(
                     "openstack",
@@ -121,7 +123,7 @@ class OpenStackInventory:
                     Resource(
                         "openstack",
                         self.entry,
-                        "snapshot",
+                        "backup" if labels.get("labvm:role") == "data-backup" else "snapshot",
                         snapshot.id,
                         labels["labvm:profile"],
                         labels.get("labvm:owner", ""),
@@ -133,12 +135,13 @@ class OpenStackInventory:
                 )
         return found
 
-    def _data_volume(self, volume: Any) -> Resource:
+    def _data_volume(self, volume: Any, snapshot_steps: list[str]) -> Resource:
         """A profile's data volume (hosts.yml data:), attached or not: kept on purpose, not a loose volume.  Its
-        delete command detaches it first where it is attached (Cinder refuses an in-use volume: 400)."""
+        delete command detaches it first where it is attached (Cinder refuses an in-use volume: 400) and deletes
+        its snapshots, its backups among them (a Cinder snapshot cannot outlive its volume)."""
         labels = volume.metadata
         servers = [a["server_id"] for a in volume.attachments or [] if a.get("server_id")]
-        steps = [f"{self.cli} server remove volume {server} {volume.id}" for server in servers]
+        steps = [f"{self.cli} server remove volume {server} {volume.id}" for server in servers] + snapshot_steps
         return Resource(
             "openstack",
             self.entry,

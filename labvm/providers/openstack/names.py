@@ -44,6 +44,31 @@ class OpenStackNames:
         with the profile's too, head.boot)."""
         return {**self.labels, "labvm:role": "data"}
 
+    def backup_name(self, stamp: str) -> str:
+        """A backup's name (`inv data --backup`): the data volume's, then the stamp that tells backups apart."""
+        return cloud_name(OPENSTACK_NAME, self.data_name, stamp)
+
+    def restored_name(self, stamp: str) -> str:
+        """A restored data volume's name (`inv data --restore`): the data volume's, then "restored" and the stamp,
+        so it never reads as the volume it replaces, which stays until the user deletes it."""
+        return cloud_name(OPENSTACK_NAME, self.data_name, "restored", stamp)
+
+    @property
+    def replaced_labels(self) -> dict[str, str]:
+        """A data volume a restore replaced: no longer the data role, still the profile's (audit lists it)."""
+        return {**self.labels, "labvm:role": "data-replaced"}
+
+    def restored_labels(self, backup_id: str) -> dict[str, str]:
+        """A restored data volume's metadata: the data volume's, and the backup it was made from, by which a
+        restore stopped halfway is found and finished, never made twice."""
+        return {**self.data_labels, "labvm:restored-from": backup_id}
+
+    @property
+    def backup_labels(self) -> dict[str, str]:
+        """A backup's metadata: the profile's, and its role, which tells it from the Cinder snapshots behind a
+        labvm image of a boot-from-volume server (images.make labels those with the profile's only)."""
+        return {**self.labels, "labvm:role": "data-backup"}
+
     def worker(self, index: int) -> str:
         """Worker `index`'s name."""
         return cloud_name(OPENSTACK_NAME, self.name, f"w{index}")

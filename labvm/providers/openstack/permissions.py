@@ -20,7 +20,8 @@ from .names import OpenStackNames
 from .settings import OpenStackSettings
 
 SERVICES = ("compute", "network", "image", "block_storage")
-POLICIES = {
+# A call's rule, or its rules where the service checks one of several by the resource's state.
+POLICIES: dict[str, str | tuple[str, ...]] = {
     # Nova: nova/policies/servers.py, keypairs.py, flavor_*.py, limits.py, shelve.py, instance_actions.py
     "compute.create_server": "os_compute_api:servers:create",
     "compute.get_server": "os_compute_api:servers:show",
@@ -61,10 +62,18 @@ POLICIES = {
     "block_storage.find_volume": "volume:get",
     "block_storage.get_volume": "volume:get",
     "block_storage.volumes": "volume:get_all",
+    # a volume from a snapshot (restore) is volume:create too, after the snapshot's volume:get_snapshot
+    # (cinder/volume/api.py create; cinder/api/v3/volumes.py create)
     "block_storage.create_volume": "volume:create",
     "block_storage.delete_volume": "volume:delete",
     "block_storage.wait_for_status": "volume:get",
-    "block_storage.set_volume_metadata": "volume:update_volume_metadata",
+    # openstacksdk POSTs /volumes/ID/metadata (a merge), which cinder/api/v3/volume_metadata.py create checks
+    # against volume:create_volume_metadata (cinder/volume/api.py create_volume_metadata); PUT is the update rule
+    "block_storage.set_volume_metadata": "volume:create_volume_metadata",
+    # cinder/policies/volume_actions.py: os-extend is checked against volume:extend for an available volume and
+    # volume:extend_attached_volume for an in-use one (cinder/volume/api.py extend, extend_attached_volume)
+    "block_storage.extend_volume": ("volume:extend", "volume:extend_attached_volume"),
+    "block_storage.create_snapshot": "volume:create_snapshot",
     "block_storage.find_snapshot": "volume:get_snapshot",
     "block_storage.get_snapshot": "volume:get_snapshot",
     "block_storage.snapshots": "volume:get_all_snapshots",
@@ -95,7 +104,8 @@ def calls() -> set[str]:
 @functools.cache
 def permissions() -> tuple[str, ...]:
     """Each policy rule ("os_compute_api:servers:create") labvm's OpenStack calls are checked against, sorted."""
-    return tuple(sorted({POLICIES[call] for call in calls() if call in POLICIES}))
+    rules = [POLICIES[call] for call in calls() if call in POLICIES]
+    return tuple(sorted({rule for entry in rules for rule in ((entry,) if isinstance(entry, str) else entry)}))
 
 
 def first_up(profile: Profile) -> list[str]:
