@@ -119,7 +119,7 @@ def by_hand(user: User, sshd: Sshd, remote_port: int) -> float:
     return elapsed
 
 
-def bench_up(user: User, sshd: Sshd, rounds: int = 3) -> Lab:
+def bench_up(user: User, sshd: Sshd, rounds: int = 7) -> Lab:
     lab = Lab.create()
     profile = ssh_profile(user, sshd)
     lab.write_hosts({"vm": profile})

@@ -89,6 +89,7 @@ def apply_setting(
         {
             "LABVM_AUTOSTOP_IDLE": str(seconds),
             "LABVM_AUTOSTOP_LOAD": str(profile.autostop_load),
+            "LABVM_AUTOSTOP_GPU": str(profile.autostop_gpu),
             # Tests and labs with their own power-off action set this; empty means shutdown -h.
             "LABVM_AUTOSTOP_COMMAND": os.environ.get("LABVM_AUTOSTOP_COMMAND", ""),
             "LABVM_AUTOSTOP_SET_BY": set_by,
@@ -121,9 +122,7 @@ def autostop_fields(data) -> dict | None:
     if data is None:
         return None
     data = answers.required(answers.mapping(data, "autostop"), "autostop.", "idle_seconds")
-    reasons = data.get("reasons") or []
-    if not isinstance(reasons, list) or len(reasons) > MAX_REASONS:
-        raise BadAnswer(f"autostop.reasons: {answers.shown(reasons)} is not a short list of texts")
+    reasons, notes = _texts(data, "reasons"), _texts(data, "notes")
     optional = answers.optional_whole_number
     return {
         "idle_seconds": answers.whole_number(data["idle_seconds"], "autostop.idle_seconds", 0, MAX_SECONDS),
@@ -132,13 +131,22 @@ def autostop_fields(data) -> dict | None:
         "idle_for": optional(data.get("idle_for"), "autostop.idle_for", 0, MAX_SECONDS),
         "last_check_ago": optional(data.get("last_check_ago"), "autostop.last_check_ago", -86400, MAX_SECONDS),
         "stop_requested": answers.flag(bool(data.get("stop_requested")), "autostop.stop_requested"),
-        "reasons": [answers.text(reason, "autostop.reasons[]") for reason in reasons],
+        "reasons": reasons,
+        "notes": notes,
         "extended_until": optional(data.get("extended_until"), "autostop.extended_until", 0, MAX_EPOCH),
         "stopped_at": optional(data.get("stopped_at"), "autostop.stopped_at", 0, MAX_EPOCH),
         "stopped_after": optional(data.get("stopped_after"), "autostop.stopped_after", 0, MAX_SECONDS),
         "dask_scheduler": answers.text(data.get("dask_scheduler") or "", "autostop.dask_scheduler"),
         "worker_grace": optional(data.get("worker_grace"), "autostop.worker_grace", 0, MAX_SECONDS),
     }
+
+
+def _texts(data: dict, key: str) -> list[str]:
+    """A short list of texts (reasons: what keeps the VM up; notes: what holds a GPU while it idles)."""
+    values = data.get(key) or []
+    if not isinstance(values, list) or len(values) > MAX_REASONS:
+        raise BadAnswer(f"autostop.{key}: {answers.shown(values)} is not a short list of texts")
+    return [answers.text(value, f"autostop.{key}[]") for value in values]
 
 
 # -- what labvm says of a report ----------------------------------------------------------------
@@ -162,7 +170,8 @@ def autostop_line(report: dict) -> str:
         reasons = [*reasons, f"kept up until {time.strftime('%H:%M', time.localtime(report['extended_until']))}"]
     if report["idle_for"] is None:
         return line + (f"; in use: {', '.join(reasons)}" if reasons else "; in use")
-    return line + f"; idle {duration(report['idle_for'])}"
+    # A GPU's memory held while idle does not keep the VM up: said, so its owner knows what stops with it.
+    return line + f"; idle {duration(report['idle_for'])}" + "".join(f"; {note}" for note in report.get("notes") or [])
 
 
 def last_autostop(report: dict) -> list[str]:

@@ -23,6 +23,8 @@ from .errors import LabvmError
 # Nothing that ends the authority ('@') or makes a network-path reference ('//').
 BASE_URL = re.compile(r"/(?:[A-Za-z0-9._~-]+/)*")
 TOKEN = re.compile(r"[A-Za-z0-9._~-]{1,256}")  # nbctl.py makes 48 hex digits
+MAX_GPUS = 64  # a VM's GPUs: the largest clouds' machines carry 8 or 16
+MAX_GPU_MIB = 10**7  # 10 TiB of one GPU's memory: more is not a GPU's (scripts/gpu.py says the same)
 
 
 class Notebook:
@@ -170,6 +172,7 @@ def _notebook_status(data) -> dict:
         "autostop": autostop_fields(data["autostop"]),
         "action": answers.text(data.get("action", ""), "action"),
         "port_holder": _holder(data.get("port_holder")),
+        "gpus": _gpus(data.get("gpus") or []),
     }
     for key in ("mem_total", "mem_available", "disk_total", "disk_free"):
         status[key] = answers.whole_number(data[key], key, 0, MAX_BYTES)
@@ -197,6 +200,28 @@ def _server(data) -> dict | None:
             data.get("idle_seconds", 0), "server.idle_seconds", -86400, MAX_SECONDS
         )
     return server
+
+
+def _gpus(data) -> list[dict]:
+    """The host's NVIDIA GPUs (scripts/gpu.py): index, name, util %, memory used and total MiB (None: not reported)."""
+    if not isinstance(data, list) or len(data) > MAX_GPUS:
+        raise BadAnswer(f"gpus: {answers.shown(data)} is not a short list")
+    found = []
+    for gpu in data:
+        gpu = answers.required(
+            answers.mapping(gpu, "gpus[]"), "gpus[].", "index", "name", "util", "used_mib", "total_mib"
+        )
+        optional = answers.optional_whole_number
+        found.append(
+            {
+                "index": answers.whole_number(gpu["index"], "gpus[].index", 0, 1023),
+                "name": answers.text(gpu["name"], "gpus[].name"),
+                "util": optional(gpu["util"], "gpus[].util", 0, 100),
+                "used_mib": optional(gpu["used_mib"], "gpus[].used_mib", 0, MAX_GPU_MIB),
+                "total_mib": optional(gpu["total_mib"], "gpus[].total_mib", 0, MAX_GPU_MIB),
+            }
+        )
+    return found
 
 
 def _other(data) -> dict | None:

@@ -235,7 +235,7 @@ def _ask(ask, name: str, key: str) -> tuple[bool, float | None]:
 
 
 def _key(provider: Provider, size: str, spot: bool) -> str:
-    return "/".join((provider.profile.provider, provider.where(), size, _what_words(spot)))
+    return "/".join((provider.profile.provider, provider.where(), provider.priced_as(size), _what_words(spot)))
 
 
 def _profile_id(profile: Profile) -> str:

@@ -136,11 +136,12 @@ def _describe(session: Session, status: dict) -> list[str]:
             f"then `inv up --host {session.profile.name}`",
             *autostop,
             machine,
+            *_gpu_lines(status["gpus"]),
         ]
     if not server:
         other = status.get("other")
         note = f" (a Jupyter labvm did not start holds port {status['port']}, pid {other['pid']})" if other else ""
-        return [f"  notebook: not running{note}", *autostop, machine]
+        return [f"  notebook: not running{note}", *autostop, machine, *_gpu_lines(status["gpus"])]
     lines = [f"  notebook: running on host port {server['port']} (pid {server['pid']})"]
     if server["port"] != status["port"]:  # hosts.yml's notebook.port changed since Jupyter started
         lines.append(
@@ -164,5 +165,16 @@ def _describe(session: Session, status: dict) -> list[str]:
         lines.append(
             f"  tunnel: {tunnel.state}{_tunnel_hint(tunnel, session.profile.name)} (keeper pid {tunnel.keeper_pid})"
         )
-    lines += [*autostop, machine]
+    lines += [*autostop, machine, *_gpu_lines(status["gpus"])]
+    return lines
+
+
+def _gpu_lines(gpus: list[dict]) -> list[str]:
+    """Each NVIDIA GPU: "  GPU 0: Tesla T4, 87 % busy, 3.2 of 15.0 GiB" (what nvidia-smi does not report left out)."""
+    lines = []
+    for gpu in gpus:
+        parts = [gpu["name"], "utilisation not reported" if gpu["util"] is None else f"{gpu['util']} % busy"]
+        if gpu["used_mib"] is not None and gpu["total_mib"] is not None:
+            parts.append(f"{gpu['used_mib'] / 1024:.1f} of {gpu['total_mib'] / 1024:.1f} GiB")
+        lines.append(f"  GPU {gpu['index']}: {', '.join(parts)}")
     return lines

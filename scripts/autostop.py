@@ -8,6 +8,8 @@ Idle means all of these, at every check through the period:
     alone opens none, so an idle tunnel is not activity);
   - no interactive (pty) SSH session;
   - the 1-minute load average under the threshold (a script running outside Jupyter);
+  - no NVIDIA GPU at or above its threshold of utilisation (gpu.py; GPU memory held by an idle
+    kernel is not activity, the costliest idle there is: the state's notes name who holds it);
   - no extension in force (`extend`: the user said a job outside Jupyter runs until then);
   - no task processing or waiting in labvm's Dask scheduler, when one runs here (a cluster's
     head): a computation keeps the head, and so its workers, up.
@@ -42,6 +44,7 @@ import urllib.error
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
+import gpu
 import layout
 from common import RUNTIME, api, home_path, parse_time, read_json, say, servers, write_private
 from words import duration
@@ -51,6 +54,7 @@ STATE = home_path(layout.AUTOSTOP_STATE)
 LOG = home_path(layout.AUTOSTOP_LOG)
 LOG_KEEP = 5000  # lines; a check a minute is about three and a half days
 DEFAULT_COMMAND = "sudo -n shutdown -h now"
+DEFAULT_GPU_PERCENT = 10.0  # hosts.yml autostop_gpu's default, for settings an older labvm wrote
 SSH_PTY_SESSION = re.compile(r"sshd(?:-session)?: (\S+)@(pts/\d+)")
 # What outlives a new boot and a new setting: the last autostop, and an extension until its time.
 CARRIED = ("stopped_at", "stopped_after", "extended_until")
@@ -297,8 +301,8 @@ def ssh_activity():
     return ["interactive SSH: " + ", ".join(sessions)] if sessions else []
 
 
-def activity(settings, now):
-    """Why the machine is not idle now; an empty list means idle."""
+def activity(settings, now, gpus):
+    """Why the machine is not idle now; an empty list means idle.  gpus: this minute's gpu.Look."""
     if settings.get("dask_scheduler"):
         return worker_activity(settings["dask_scheduler"])
     port, period = jupyter_port(settings["port"]), settings["idle_seconds"]
@@ -313,7 +317,7 @@ def activity(settings, now):
     load = os.getloadavg()[0]
     if load >= settings["load_max"]:
         reasons.append("load %.2f >= %.2f" % (load, settings["load_max"]))
-    return reasons
+    return reasons + gpus.busy
 
 
 def worker_activity(scheduler):
@@ -359,7 +363,9 @@ def check():
         elif state.get("stop_requested"):
             log("stop already requested at %s; waiting for the shutdown" % state["stop_requested"])
         else:
-            state["reasons"] = extension(state, now) + activity(settings, now)
+            gpus = look_at_gpus(settings)
+            state["reasons"] = extension(state, now) + activity(settings, now, gpus)
+            state["notes"] = gpus.held
             if state["reasons"]:
                 state.pop("idle_since", None)
                 state.pop("warned", None)
@@ -369,6 +375,17 @@ def check():
             else:
                 count_idle(state, settings, now)
         write_private(STATE, json.dumps(state) + "\n")
+
+
+def look_at_gpus(settings):
+    """This minute's gpu.Look (none on a cluster's worker, which follows its head); what nvidia-smi said
+    that did not parse is logged."""
+    if settings.get("dask_scheduler"):
+        return gpu.Look([], [], [])
+    seen = gpu.look(settings.get("gpu_percent", DEFAULT_GPU_PERCENT))
+    for problem in seen.problems:
+        log(problem)
+    return seen
 
 
 def extension(state, now):
@@ -388,21 +405,22 @@ def count_idle(state, settings, now):
     state.setdefault("idle_since", now.isoformat())
     idle = age(state["idle_since"], now)
     left = period - idle
+    held = "".join("; " + note for note in state.get("notes", []))
     if left > 0:
         log(
-            "idle %s of %s: no kernel busy or used, no connection, no SSH session, load under %.2f"
-            % (duration(idle), duration(period), settings["load_max"])
+            "idle %s of %s: no kernel busy or used, no connection, no SSH session, load under %.2f%s"
+            % (duration(idle), duration(period), settings["load_max"], held)
         )
         if left <= min(300, period / 2) and not state.get("warned"):
             warn_users(
-                "labvm: this machine has been idle %s and stops itself in %s; "
-                "use Jupyter or log in to keep it running" % (duration(idle), duration(left))
+                "labvm: this machine has been idle %s and stops itself in %s%s; "
+                "use Jupyter or log in to keep it running" % (duration(idle), duration(left), held)
             )
             state["warned"] = now.isoformat()
             log("warned logged-in users: stopping in %s" % duration(left))
         return
     command = settings.get("stop_command") or DEFAULT_COMMAND
-    log("stopping: idle %s >= %s; running: %s" % (duration(idle), duration(period), command))
+    log("stopping: idle %s >= %s%s; running: %s" % (duration(idle), duration(period), held, command))
     stop_dask_schedulers()
     run_stop_command(state, command, idle, now)
 
@@ -465,6 +483,7 @@ def configure():
     wanted = {
         "idle_seconds": int(os.environ["LABVM_AUTOSTOP_IDLE"]),
         "load_max": float(os.environ["LABVM_AUTOSTOP_LOAD"]),
+        "gpu_percent": float(os.environ.get("LABVM_AUTOSTOP_GPU") or DEFAULT_GPU_PERCENT),
         "port": int(os.environ["LABVM_PORT"]),
         "stop_command": os.environ.get("LABVM_AUTOSTOP_COMMAND") or DEFAULT_COMMAND,
         "set_by": "inv autostop" if explicit else "hosts.yml",
@@ -517,6 +536,7 @@ def report():
         "last_check_ago": int(age(state["last_check"], now)) if state.get("last_check") else None,
         "stop_requested": current_boot and bool(state.get("stop_requested")),
         "reasons": state.get("reasons", []) if current_boot else [],
+        "notes": state.get("notes", []) if current_boot else [],
         "extended_until": extended_until if extended_until and extended_until > now.timestamp() else None,
         "stopped_at": state.get("stopped_at"),
         "stopped_after": state.get("stopped_after"),

@@ -2,6 +2,7 @@
 # Idle auto-stop on the host: autostop.sh apply | extend
 #   LABVM_AUTOSTOP_IDLE     idle seconds before the machine stops itself; 0 turns autostop off
 #   LABVM_AUTOSTOP_LOAD     a 1-minute load average at or above this is activity
+#   LABVM_AUTOSTOP_GPU      an NVIDIA GPU's utilisation (%) at or above this is activity (default 10)
 #   LABVM_AUTOSTOP_COMMAND  what stops the machine (default: sudo -n shutdown -h now)
 #   LABVM_AUTOSTOP_SET_BY   hosts.yml | inv autostop
 #   LABVM_AUTOSTOP_KEEP     1: keep a setting made with `inv autostop` (what setup passes)

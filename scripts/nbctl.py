@@ -242,13 +242,14 @@ def machine():
 
 def status(args):
     """`status`: labvm's Jupyter on the port (its token, kernels, idle time), who else holds the port,
-    the machine and autostop."""
+    the machine, its NVIDIA GPUs and autostop."""
     own = servers(RUNTIME)
     mine = next((s for s in own if s.get("port") == args.port), own[0] if own else None)
     import autostop  # beside this file; only status needs it (`owner` runs every 10 s)
+    import gpu
 
     result = {"port": args.port, "server": None, "other": None, "port_busy": False}
-    result.update(machine(), autostop=autostop.report())
+    result.update(machine(), autostop=autostop.report(), gpus=[found.as_dict() for found in gpu.gpus()[0]])
     if mine:
         result["server"] = {k: mine.get(k) for k in ("pid", "port", "token", "base_url", "root_dir", "runtime_file")}
         try:

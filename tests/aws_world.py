@@ -331,3 +331,65 @@ def line_of(table: str, resource_id: str) -> str:
     """The one table line of a resource: listed once, however many profiles see it."""
     (line,) = [line for line in table.splitlines() if f" {resource_id} " in line]
     return line
+
+
+# The Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) as AWS publishes it: an AMI of the DLAMI owner
+# (898082745236: the owner of the Deep Learning AMIs moto itself lists, moto/ec2/resources/amis.json) named as
+# the DLAMI release notes name each release (https://docs.aws.amazon.com/dlami/latest/devguide/
+# appendix-ami-release-notes.html), and its public SSM parameter (find-dlami-id.html:
+# /aws/service/deeplearning/ami/$architecture/$ami_type/latest/ami-id), which moto's SSM does not have.
+DLAMI_OWNER = "898082745236"
+DLAMI_PARAMETER = "/aws/service/deeplearning/ami/{arch}/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+DLAMI_NAMES = {
+    "x86_64": "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20261006",
+    "arm64": "Deep Learning ARM64 Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20261006",
+}
+
+
+def driver_images() -> dict[str, str]:
+    """The DLAMI of each architecture in moto's EC2 of REGION and its public parameter in moto's SSM: the
+    parameter cannot be put through PutParameter ("No access to reserved parameter name", as in AWS), so it is
+    set in moto's backend, as moto sets the public parameters it has.  Their AMI ids by architecture."""
+    import datetime
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.amis import Ami
+    from moto.ssm.models import Parameter, ssm_backends
+
+    ec2 = ec2_backends[DEFAULT_ACCOUNT_ID][REGION]
+    ssm = ssm_backends[DEFAULT_ACCOUNT_ID][REGION]
+    made = {}
+    for arch, name in DLAMI_NAMES.items():
+        ami_id = f"ami-0d1a{zlib.crc32(arch.encode()):013x}"
+        ec2.amis[ami_id] = Ami(
+            ec2,
+            ami_id=ami_id,
+            name=name,
+            description=f"Supported EC2 instances: G4dn, G5, G6, P4, P5 ({arch})",
+            owner_id=DLAMI_OWNER,
+            owner_alias="amazon",
+            public=True,
+            architecture=arch,
+            virtualization_type="hvm",
+            root_device_type="ebs",
+            root_device_name="/dev/sda1",
+            region_name=f"{REGION}a",
+        )
+        parameter = DLAMI_PARAMETER.format(arch=arch)
+        ssm._parameters[parameter].append(
+            Parameter(
+                account_id=DEFAULT_ACCOUNT_ID,
+                name=parameter,
+                value=ami_id,
+                parameter_type="String",
+                description=None,
+                allowed_pattern=None,
+                keyid=None,
+                last_modified_date=datetime.datetime.now(datetime.timezone.utc),
+                version=1,
+                data_type="aws:ec2:image",
+            )
+        )
+        made[arch] = ami_id
+    return made

@@ -18,10 +18,13 @@ pages at https://cloud.google.com/compute/docs/reference/rest/v1 describe:
   to its list, or to a NO_RESULTS_ON_PAGE ``warning`` when the filter leaves it empty; one page.
 - firewalls (global: insert, get, list, delete) -> ``firewalls`` page.
 - images (global: insert from sourceDisk, get, list, delete, getFromFamily) -> ``images`` page;
-  project ``debian-cloud`` holds a public image of family ``debian-12``. Making an image from a disk
+  project ``debian-cloud`` holds a public image of family ``debian-12``, ``deeplearning-platform-release`` one of
+  the Deep Learning VM family ``common-cu129-ubuntu-2404-nvidia-580``. Making an image from a disk
   attached to a RUNNING instance needs ``forceCreate=true`` (else 400 resourceInUseByAnotherResource).
 - machineTypes (zonal: get, list) -> ``machineTypes`` page; accelerator-optimized types answer their GPUs
-  (``accelerators``, see ACCELERATORS).
+  (``accelerators``, see ACCELERATORS).  acceleratorTypes (zonal: get, list; aggregatedList) of ACCELERATOR_ZONES.
+  instances.insert's ``guestAccelerators``: N1 types only, a type of the zone, at most maximumCardsPerInstance;
+  any GPU (attached or the type's own) needs scheduling.onHostMaintenance TERMINATE (400 otherwise).
 - disks (zonal: insert, get, list, delete; aggregatedList) -> ``disks`` page; a boot disk takes its instance's name
   and the ``labels`` of ``initializeParams``; an attached disk is not deleted (400 resourceInUseByAnotherResource).
   A disk may live in any zone of the region (``ZONES``, ``zone_disks``; ``disks`` is ZONE's); insert leaves it
@@ -65,7 +68,8 @@ operation ends with ZONE_RESOURCE_POOL_EXHAUSTED, HTTP 503 in the operation, no 
 ``api_disabled`` (every Compute call -> 403 accessNotConfigured), ``rate_limited`` (the next N Compute
 calls -> 403 rateLimitExceeded, or 429 with ``rate_limit_status``), ``oslogin_enforced``,
 ``orgpolicy_denied``, ``billing_disabled`` (services.skus.list -> 403 SERVICE_DISABLED), ``project_metadata``, ``quota_limits`` (regional: CPUS and the families' N2_CPUS,
-... PREEMPTIBLE_CPUS and the families' PREEMPTIBLE_N2_CPUS ..., addresses), ``project_quota_limits`` (CPUS_ALL_REGIONS); insert, start and resume
+... PREEMPTIBLE_CPUS and the families' PREEMPTIBLE_N2_CPUS ..., addresses, GPUs NVIDIA_T4_GPUS ... with usage
+counted), ``project_quota_limits`` (CPUS_ALL_REGIONS, GPUS_ALL_REGIONS); insert, start and resume
 check the CPU metric of the machine's family.  ``suspend(name)`` leaves an instance SUSPENDED: only
 instances.resume runs it again.  Names are RFC 1035, label keys and values as GCE checks them.
 Only project ``proj``, zone ``us-west1-b`` and region ``us-west1`` exist (plus read-only
@@ -97,6 +101,7 @@ import threading
 import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -130,6 +135,7 @@ MACHINE_TYPES = {  # name: (guestCpus, memoryMb, shared core)
     "n2-standard-4": (4, 16384, False),
     "n2-standard-8": (8, 32768, False),
     "n1-standard-1": (1, 3840, False),
+    "n1-standard-4": (4, 15360, False),
     "n2d-standard-2": (2, 8192, False),
     "c2-standard-4": (4, 16384, False),
     "c4a-standard-4": (4, 16384, False),
@@ -155,6 +161,32 @@ ACCELERATORS = {
 # CPUS_ALL_REGIONS.  Spot and preemptible VMs count against the preemptible quota of their family instead,
 # PREEMPTIBLE_CPUS for those of CPUS and PREEMPTIBLE_<FAMILY>_CPUS for the others, where the region grants it
 # (limit above 0) (https://cloud.google.com/compute/resource-usage, "CPU quota" and "Preemptible quotas").
+# The accelerator types of each zone (acceleratorTypes get, list, aggregatedList:
+# https://cloud.google.com/compute/docs/reference/rest/v1/acceleratorTypes, with maximumCardsPerInstance), as
+# https://cloud.google.com/compute/docs/gpus/gpu-regions-zones lists us-west1's (T4: a, b; L4: a, b, c; A100: b;
+# V100: a, b) and a zone of another region that a region's list must leave out.  name: maximumCardsPerInstance
+ACCELERATOR_ZONES = {
+    f"{REGION}-a": {"nvidia-tesla-t4": 4, "nvidia-l4": 8, "nvidia-tesla-v100": 8},
+    ZONE: {"nvidia-tesla-t4": 4, "nvidia-l4": 8, "nvidia-tesla-a100": 16, "nvidia-tesla-v100": 8},
+    f"{REGION}-c": {"nvidia-l4": 8},
+    "europe-west4-a": {"nvidia-tesla-t4": 4},
+}
+# GCE attaches GPUs (guestAccelerators) to N1 machine types only; the accelerator-optimized carry their own
+# (https://cloud.google.com/compute/docs/gpus: "you can attach GPUs only to general-purpose N1 machine types").
+ATTACHABLE_SERIES = ("n1",)
+# A VM with GPUs cannot live-migrate: instances.insert without scheduling.onHostMaintenance TERMINATE is refused
+# (https://cloud.google.com/compute/docs/gpus/create-vm-with-gpus: "set the host maintenance policy to TERMINATE";
+# the 400 "Invalid resource usage" GCE answers).
+LIVE_MIGRATION_MESSAGE = "Invalid resource usage: 'Instances with guest accelerators do not support live migration.'."
+# The regional quota a GPU model counts against, PREEMPTIBLE_ for Spot VMs where granted; each GPU also against the
+# project's GPUS_ALL_REGIONS (https://cloud.google.com/compute/resource-usage#gpu_quota).
+GPU_QUOTA = {
+    "nvidia-tesla-t4": "NVIDIA_T4_GPUS",
+    "nvidia-l4": "NVIDIA_L4_GPUS",
+    "nvidia-tesla-a100": "NVIDIA_A100_GPUS",
+    "nvidia-a100-80gb": "NVIDIA_A100_80GB_GPUS",
+    "nvidia-tesla-v100": "NVIDIA_V100_GPUS",
+}
 FAMILY_QUOTA = {
     family: f"{family.upper()}_CPUS"
     for family in (
@@ -187,6 +219,8 @@ RATE_429_MESSAGE = (
     f"Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service "
     f"'compute.googleapis.com' for consumer 'project_number:{zlib.crc32(PROJECT.encode())}'."
 )
+# The Deep Learning VM image family with the NVIDIA driver (https://cloud.google.com/deep-learning-vm/docs/images)
+DLVM_FAMILY, DLVM_IMAGE = "common-cu129-ubuntu-2404-nvidia-580", "common-cu129-ubuntu-2404-nvidia-580-v20261101"
 ROUTES = []  # (method, compiled path pattern, FakeGce method name)
 BILLING_DISABLED_MESSAGE = (
     f"Cloud Billing API has not been used in project {PROJECT} before or it is disabled. "
@@ -409,9 +443,13 @@ class FakeGce:
             "STATIC_ADDRESSES": 8.0,
             "DISKS_TOTAL_GB": 4096.0,
             "SSD_TOTAL_GB": 500.0,
+            "NVIDIA_T4_GPUS": 4.0,
+            "PREEMPTIBLE_NVIDIA_T4_GPUS": 0.0,
+            "NVIDIA_L4_GPUS": 4.0,
+            "NVIDIA_A100_GPUS": 4.0,
         }  # regional
         # Project-wide: vCPUs of every region, and snapshots (https://cloud.google.com/compute/resource-usage).
-        self.project_quota_limits = {"CPUS_ALL_REGIONS": 32.0, "SNAPSHOTS": 5000.0}
+        self.project_quota_limits = {"CPUS_ALL_REGIONS": 32.0, "SNAPSHOTS": 5000.0, "GPUS_ALL_REGIONS": 8.0}
         self.instances: dict[str, dict] = {}
         self.zone_disks: dict[str, dict[str, dict]] = {zone: {} for zone in ZONES}  # zone -> name -> disk
         self.disks = self.zone_disks[ZONE]  # the instances' zone, where boot disks are made
@@ -422,12 +460,18 @@ class FakeGce:
         self.addresses: dict[str, dict] = {}
         self.firewalls: dict[str, dict] = {}
         self.operations: dict[str, dict] = {}
-        self.public_images = {"debian-cloud": {"debian-12-bookworm-v20240515": self._public_image()}}
+        self.public_images = {
+            "debian-cloud": {"debian-12-bookworm-v20240515": self._public_image()},
+            "deeplearning-platform-release": {DLVM_IMAGE: self._public_image(DLVM_IMAGE)},
+        }
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request served, in order
         self.leaked_credentials: list[str] = []  # Authorization headers sent to the loopback emulator
         self.quota_exceeded = self.zone_exhausted = self.api_disabled = False
         self.rate_limited, self.rate_limit_status = 0, 403  # the next N Compute calls answer a rate limit
         self._pending: dict[str, callable] = {}  # operation name -> completes its change, may return error
+        # A test's guest (tests/test_data_flow.py): called with each operation as it is done, under the fake's lock,
+        # before the answer that shows it done leaves: the "VM" has seen what Compute Engine did before labvm goes on.
+        self.on_operation_done: Callable[[dict], None] | None = None
         self._ips = itertools.count(2)
         self._lock = threading.RLock()
         self._server = None
@@ -705,6 +749,8 @@ class FakeGce:
                     httpErrorStatusCode=http[0],
                     httpErrorMessage=http[1],
                 )
+            if self.on_operation_done is not None:
+                self.on_operation_done(op)
         return op
 
     # --- project, zone, region (quotas) -----------------------------------------------------------
@@ -746,6 +792,55 @@ class FakeGce:
             return f"PREEMPTIBLE_{metric}"
         return metric
 
+    @staticmethod
+    def gpus(inst: dict) -> list[tuple[str, int]]:
+        """(accelerator type, count) of an instance: its machine type's own and its guestAccelerators."""
+        own = [ACCELERATORS[tail(inst["machineType"])]] if tail(inst["machineType"]) in ACCELERATORS else []
+        attached = [
+            (tail(a["acceleratorType"]), int(a.get("acceleratorCount", 1))) for a in inst.get("guestAccelerators", [])
+        ]
+        return own + attached
+
+    def gpu_metric(self, inst: dict, gpu: str) -> str:
+        scheduling = inst.get("scheduling", {})
+        spot = scheduling.get("provisioningModel") == "SPOT" or scheduling.get("preemptible")
+        metric = GPU_QUOTA.get(gpu, f"{gpu.upper().replace('-', '_')}_GPUS")
+        if spot and self.quota_limits.get(f"PREEMPTIBLE_{metric}", 0) > 0:
+            return f"PREEMPTIBLE_{metric}"
+        return metric
+
+    def _check_accelerators(self, body: dict, mt: str) -> None:
+        """instances.insert: guestAccelerators on an N1 type only, of a type the zone offers, at most
+        maximumCardsPerInstance; any GPU needs onHostMaintenance TERMINATE (400 otherwise)."""
+        for i, a in enumerate(body.get("guestAccelerators", [])):
+            field = f"resource.guestAccelerators[{i}].acceleratorType"
+            gpu = tail(a.get("acceleratorType", ""))
+            if mt.split("-", 1)[0] not in ATTACHABLE_SERIES:
+                raise ApiError(
+                    400,
+                    "invalid",
+                    f"Invalid value for field '{field}': '{a.get('acceleratorType', '')}'. "
+                    f"Machine type '{mt}' does not support accelerators.",
+                )
+            cards = ACCELERATOR_ZONES[ZONE].get(gpu)
+            if cards is None:
+                raise ApiError(
+                    400,
+                    "invalid",
+                    f"Invalid value for field '{field}': '{a.get('acceleratorType', '')}'. "
+                    f"Accelerator type '{gpu}' does not exist in zone '{ZONE}'.",
+                )
+            if int(a.get("acceleratorCount", 1)) > cards:
+                raise ApiError(
+                    400,
+                    "invalid",
+                    f"Invalid value for field 'resource.guestAccelerators[{i}].acceleratorCount': "
+                    f"'{a.get('acceleratorCount')}'. Accelerator count must be at most {cards}.",
+                )
+        inst = {"machineType": mt, "guestAccelerators": body.get("guestAccelerators", [])}
+        if self.gpus(inst) and body.get("scheduling", {}).get("onHostMaintenance") != "TERMINATE":
+            raise ApiError(400, "invalid", LIVE_MIGRATION_MESSAGE)
+
     def usage(self) -> dict:
         """Quota usage as GCE counts it: vCPUs of instances not TERMINATED (or SUSPENDED) under their
         family's metric and CPUS_ALL_REGIONS, external IPs in use by them, reserved static addresses, and the GB of
@@ -756,6 +851,9 @@ class FakeGce:
             cpus = MACHINE_TYPES[tail(inst["machineType"])][0]
             counted[self.cpu_metric(inst)] = counted.get(self.cpu_metric(inst), 0.0) + cpus
             counted["CPUS_ALL_REGIONS"] += cpus
+            for gpu, count in self.gpus(inst):
+                counted[self.gpu_metric(inst, gpu)] = counted.get(self.gpu_metric(inst, gpu), 0.0) + count
+                counted["GPUS_ALL_REGIONS"] += count
         counted["IN_USE_ADDRESSES"] = float(sum(1 for i in live for a in i["networkInterfaces"][0]["accessConfigs"]))
         counted["STATIC_ADDRESSES"] = float(len(self.addresses))
         counted["SNAPSHOTS"] = float(len(self.snapshots))
@@ -1017,9 +1115,50 @@ class FakeGce:
     def get_machine_type(self, p, q, body):
         return self._machine_type(p["name"])
 
+    # --- accelerator types ------------------------------------------------------------------------
+    def _accelerator_type(self, zone: str, name: str) -> dict:
+        return {
+            "kind": "compute#acceleratorType",
+            "id": str(zlib.crc32(name.encode())),
+            "creationTimestamp": "2018-01-01T00:00:00.000-07:00",
+            "name": name,
+            "description": name.replace("nvidia-tesla-", "NVIDIA ").replace("nvidia-", "NVIDIA ").upper(),
+            "zone": self._link("zones", zone),
+            "maximumCardsPerInstance": ACCELERATOR_ZONES[zone][name],
+            "selfLink": self._link("zones", zone, "acceleratorTypes", name),
+        }
+
+    def _accelerator_table(self, zone: str) -> dict:
+        return {name: self._accelerator_type(zone, name) for name in ACCELERATOR_ZONES.get(zone, {})}
+
+    @route("GET", r"/zones/(?P<zone>[^/]+)/acceleratorTypes")
+    def list_accelerator_types(self, p, q, body):
+        return self._list(
+            "acceleratorType", self._accelerator_table(p["zone"]), f"zones/{p['zone']}/acceleratorTypes", q
+        )
+
+    @route("GET", r"/zones/(?P<zone>[^/]+)/acceleratorTypes/(?P<name>[^/]+)")
+    def get_accelerator_type(self, p, q, body):
+        return self._get(self._accelerator_table(p["zone"]), p["name"], f"zones/{p['zone']}/acceleratorTypes")
+
+    @route("GET", r"/aggregated/acceleratorTypes")
+    def aggregated_accelerator_types(self, p, q, body):
+        """https://cloud.google.com/compute/docs/reference/rest/v1/acceleratorTypes/aggregatedList: per zone."""
+        tables = {f"zones/{zone}": self._accelerator_table(zone) for zone in ACCELERATOR_ZONES}
+        return self._aggregated("acceleratorType", tables, q)
+
     # --- images ---------------------------------------------------------------------------------
-    def _public_image(self) -> dict:
-        name = "debian-12-bookworm-v20240515"
+    def _public_image(self, name: str = "debian-12-bookworm-v20240515") -> dict:
+        if name == DLVM_IMAGE:  # https://cloud.google.com/deep-learning-vm/docs/images: CUDA 12.4, Debian 11
+            return {
+                **self._public_image(),
+                "name": name,
+                "description": "Google, Deep Learning VM with CUDA 12.4, M126, Debian 11, Python 3.10",
+                "family": DLVM_FAMILY,
+                "diskSizeGb": "50",
+                "licenses": [API + "projects/click-to-deploy-images/global/licenses/c2d-dl-platform-gvnic"],
+                "selfLink": API + f"projects/deeplearning-platform-release/global/images/{name}",
+            }
         return {
             "kind": "compute#image",
             "id": new_id(),
@@ -1506,6 +1645,7 @@ class FakeGce:
         if self.quota_exceeded:
             raise ApiError(403, "quotaExceeded", QUOTA_MESSAGE, domain="usageLimits")
         self._check_cpu_quota({"machineType": mt, "scheduling": body.get("scheduling", {})})
+        self._check_accelerators(body, mt)
         nics = body.get("networkInterfaces") or [{}]
         network, subnetwork = self._interface(nics[0])
         boot = next((d for d in body.get("disks", []) if d.get("boot")), (body.get("disks") or [{}])[0])
@@ -1610,6 +1750,7 @@ class FakeGce:
                 **body.get("scheduling", {}),
             },
             "cpuPlatform": "Unknown CPU Platform",
+            **({"guestAccelerators": body["guestAccelerators"]} if body.get("guestAccelerators") else {}),
             "labels": body.get("labels", {}),
             "labelFingerprint": "42WmSpB8rSM=",
             "startRestricted": False,

@@ -11,6 +11,7 @@ ThreadedMotoServer runs in it, so `inv` in a subprocess meets the same rules).
   moto skips.
 - `ResizeAndSnapshotStates`: a modification's and a snapshot's states (modifying, optimizing; pending), which
   moto skips, and EC2's refusal to shrink a volume.
+- `NoCapacity`: EC2's InsufficientInstanceCapacity for an instance type in a zone, which moto never answers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 
 from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError, InvalidVolumeIdError
 from moto.ec2.models.amis import AmiBackend
-from moto.ec2.models.elastic_block_store import EBSBackend, Volume
+from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot, Volume
 from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend
 from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.models.key_pairs import KeyPairBackend
@@ -601,3 +602,104 @@ class ResizeAndSnapshotStates:
                 snapshot.status = "pending"
             shown.append(snapshot)
         return shown
+
+
+class NoCapacity:
+    """EC2 out of capacity for `instance_type` in `zone`: RunInstances and StartInstances of that type there answer
+    InsufficientInstanceCapacity with EC2's documented text ("We currently do not have sufficient <type> capacity in
+    the Availability Zone you requested (<zone>). Our system will be working on provisioning additional capacity.
+    You can currently get <type> capacity by not specifying an Availability Zone in your request or choosing
+    <zones>.", https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/troubleshooting-launch.html#troubleshooting-
+    launch-capacity); moto always has capacity.  A RunInstances that names no subnet is placed by EC2 in the
+    region's first zone, as moto places it."""
+
+    def __init__(self, instance_type: str, zone: str):
+        self.instance_type, self.zone = instance_type, zone
+
+    def _refuse(self) -> None:
+        raise EC2ClientError(
+            "InsufficientInstanceCapacity",
+            f"We currently do not have sufficient {self.instance_type} capacity in the Availability Zone you "
+            f"requested ({self.zone}). Our system will be working on provisioning additional capacity.",
+        )
+
+    def __enter__(self):
+        def run_instances(original, backend, image_id, count, user_data, security_group_names, **kwargs):
+            subnet = kwargs.get("subnet_id") or next(
+                (n["SubnetId"] for n in kwargs.get("nics") or [] if "SubnetId" in n), None
+            )
+            zone = backend.get_subnet(subnet).availability_zone if subnet else f"{backend.region_name}a"
+            if kwargs.get("instance_type") == self.instance_type and zone == self.zone:
+                self._refuse()
+            return original(backend, image_id, count, user_data, security_group_names, **kwargs)
+
+        def start_instances(original, backend, instance_ids):
+            for instance_id in instance_ids:
+                instance = backend.get_instance(instance_id)
+                if instance.instance_type == self.instance_type and instance.availability_zone == self.zone:
+                    self._refuse()
+            return original(backend, instance_ids)
+
+        self._patch = patched(InstanceBackend, run_instances=run_instances, start_instances=start_instances)
+        self._patch.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._patch.__exit__(*exc)
+
+
+class Watched:
+    """Each change EC2 makes to an EBS volume or snapshot told to `look` as moto makes it: the volume after
+    CreateVolume, AttachVolume, DetachVolume (a terminated instance's too: moto's Instance.teardown_defaults
+    detaches through the backend) and ModifyVolume, the snapshot after CreateSnapshot.  `look` runs in the
+    moto server's thread, before the answer leaves: a test's guest (tests/test_data_flow.py) has seen what EBS
+    did before labvm, waiting on that answer, goes on."""
+
+    def __init__(self, look):
+        self.look = look
+
+    def __enter__(self):
+        def told(original, backend, *args, **kwargs):
+            answer = original(backend, *args, **kwargs)
+            changed = (
+                answer
+                if isinstance(answer, (Volume, Snapshot))
+                else backend.get_volume(kwargs.get("volume_id") or args[0])
+            )
+            self.look(changed)
+            return answer
+
+        self._patch = patched(
+            EBSBackend,
+            create_volume=told,
+            attach_volume=told,
+            detach_volume=told,
+            modify_volume=told,
+            create_snapshot=told,
+        )
+        self._patch.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._patch.__exit__(*exc)
+
+
+class SizeAtSnapshot:
+    """A snapshot's VolumeSize as EC2 keeps it: "the size of the volume, in GiB" when the snapshot was taken
+    (API_Snapshot.html; a volume grown later leaves it, and a volume made from it is that size at least,
+    API_CreateVolume.html), where moto answers its volume's size now (moto/ec2/models/elastic_block_store.py,
+    Snapshot.volume_size reads self.volume.size)."""
+
+    def __enter__(self):
+        def create_snapshot(original, backend, *args, **kwargs):
+            made = original(backend, *args, **kwargs)
+            # moto's serializer reads the model's attributes by name: "Snapshot" keeps its lookups as they were.
+            made.__class__ = type("Snapshot", (type(made),), {"volume_size": made.volume.size})
+            return made
+
+        self._patch = patched(EBSBackend, create_snapshot=create_snapshot)
+        self._patch.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._patch.__exit__(*exc)

@@ -78,6 +78,7 @@ def test_the_valid_keys_keep_hosts_yml_order():
         "notebook",
         "autostop",
         "autostop_load",
+        "autostop_gpu",
         "sync",
         "sync_dir",
         "sync_max_file",

@@ -297,6 +297,12 @@ def _positive_number(value: Any) -> str:
     return "" if _number(value) and value > 0 else f"must be a positive number, e.g. 0.5, not {value!r}"
 
 
+def _percent(value: Any) -> str:  # 0 would make any GPU busy, so the VM would never stop
+    return (
+        "" if _number(value) and 0 < value <= 100 else f"must be a percent above 0, at most 100, e.g. 10, not {value!r}"
+    )
+
+
 def _price(value: Any) -> str:  # 0 is a price too: a machine the lab does not pay for by the hour
     ok = _number(value) and 0 <= value < 10_000
     return "" if ok else f"must be US dollars an hour, a number like 0.085, not {value!r}"
@@ -326,4 +332,5 @@ POSITIVE_INT = Kind(_positive_int, int, typed=True)
 PORT = Kind(_port, int, typed=True)
 POSITIVE_NUMBER = Kind(_positive_number, float, typed=True)
 PRICE = Kind(_price, float, typed=True)
+PERCENT = Kind(_percent, float, typed=True)
 FLAG = Kind(_flag, typed=True)

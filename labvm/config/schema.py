@@ -28,6 +28,7 @@ from .kinds import (
     JUMP_HOST,
     LOCAL_PATH,
     MACHINES,
+    PERCENT,
     PORT,
     POSITIVE_INT,
     POSITIVE_NUMBER,
@@ -214,6 +215,8 @@ class Profile:
     autostop: int = field(default=DEFAULT_AUTOSTOP, metadata=key(DURATION_SECONDS))
     # a 1-minute load average at or above this is activity
     autostop_load: float = field(default=0.5, metadata=key(POSITIVE_NUMBER))
+    # an NVIDIA GPU's utilisation (%) at or above this is activity; memory held on an idle GPU is not
+    autostop_gpu: float = field(default=10.0, metadata=key(PERCENT))
     sync_patterns: tuple[str, ...] = field(default=DEFAULT_SYNC, metadata=key(SYNC_PATTERNS, name="sync"))
     sync_dir: Path = field(
         default=Path("notebooks"), metadata=key(LOCAL_PATH, read=_sync_folder, unset=lambda _: DEFAULT_SYNC_DIR)

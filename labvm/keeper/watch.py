@@ -183,6 +183,8 @@ class AutostopWatch:
             self.warned = False  # a new idle stretch: in use again, extended, or a new setting
         self.last_idle = idle
         warning = autostop_warning(report)
+        if warning and report.get("notes"):  # GPU memory an idle kernel holds: what stops with the VM
+            warning += f" ({'; '.join(report['notes'])})"
         if warning and not self.warned:
             self.warned = True
             advice = f"use Jupyter or `inv autostop --host {self.profile} --extend 1h`"

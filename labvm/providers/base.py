@@ -502,6 +502,11 @@ class Provider:
         clouds.yaml entry; "" where labvm makes none."""
         return ""
 
+    def priced_as(self, size: str) -> str:
+        """What an hourly price of `size` is known by (labvm.prices' cache): the size, and whatever else of this
+        profile bills with such a machine (GCE's gpu: on its own machine type)."""
+        return size
+
     def price_per_hour(self, size: str, spot: bool) -> float | None:
         """USD an hour for one running machine of this size in `where()`, on spot capacity or on demand, as
         the cloud publishes it; None when the cloud publishes none or the size is not in its price list.

@@ -380,7 +380,8 @@ class Ec2Api(CloudApi):
             f"check {key('image')}",
             "InvalidAMIID.Malformed": f"not an AMI id; check {key('image')} (ami-... or ubuntu-24.04)",
             "MaxSpotInstanceCountExceeded": "your spot instance quota is used up; request more in Service Quotas",
-            "ParameterNotFound": f"no public Ubuntu image parameter for this alias in {self.scope}; "
+            "ParameterNotFound": f"no such public image parameter (Canonical's Ubuntu, or AWS's Deep Learning AMI "
+            f"for a GPU type) in {self.scope}; "
             f"set {key('image')} to an ami-... id",
             "SpotMaxPriceTooLow": "the spot price is above your maximum; try later or use on-demand (spot: false)",
             # EBS's storage quota of the volume type in the region, or its capacity in the zone

@@ -11,6 +11,7 @@ from ...errors import LabvmError
 from ..base import Instance
 from ..cloud import Head, planned_instance, unknown
 from .api import LIVE, AwsError, Ec2Api, instance_of
+from .gpus import Gpus, no_capacity
 from .images import Images
 from .names import AwsNames, tags_of
 from .network import Network, placement
@@ -24,11 +25,19 @@ class AwsHead(Head):
     """The profile's own instance (never a worker: they carry the profile's tags too, and labvm:role)."""
 
     def __init__(
-        self, api: Ec2Api, settings: AwsSettings, names: AwsNames, network: Network, images: Images, profile: Profile
+        self,
+        api: Ec2Api,
+        settings: AwsSettings,
+        names: AwsNames,
+        network: Network,
+        images: Images,
+        profile: Profile,
+        gpus: Gpus,
     ):
         super().__init__(api)
         self.api: Ec2Api = api
         self.settings, self.names, self.network, self.images, self.profile = settings, names, network, images, profile
+        self.gpus = gpus
 
     def find(self) -> Instance | None:
         """The newest live instance of this profile and owner that is no worker."""
@@ -58,7 +67,11 @@ class AwsHead(Head):
             ami, self.settings.instance_type, key_name, placement(subnet, group), self.names.tag_list()
         )
         print(f"aws: creating {request['InstanceType']} from {ami} in {self.api.scope}", flush=True)
-        created = self.api.change("run_instances", **request)["Instances"][0]
+        try:
+            created = self.api.change("run_instances", **request)["Instances"][0]
+        except AwsError as e:
+            step = f"set {self.profile.key('subnet')} to a subnet of one of them"
+            raise no_capacity(e, self.gpus, request["InstanceType"], subnet.zone, step) from None
         self.api.wait("instance_running", f"{created['InstanceId']} is running", InstanceIds=[created["InstanceId"]])
         self.network.elastic_ip(created["InstanceId"])
         if self.api.plan:
@@ -115,13 +128,26 @@ class AwsHead(Head):
             # Under --plan a planned stop (resize) has not happened: the instance's planned state counts.
             if (instance.state if self.api.plan else data["State"]["Name"]) != "running":
                 self.refuse_interrupted_spot(data)
-                self.api.change("start_instances", InstanceIds=[instance.id])
+                self.start_in_place(instance)
                 self.api.wait("instance_running", f"{instance.id} is running", InstanceIds=[instance.id])
         self.network.admit_caller()
         data = self.api.described(instance.id)
         if tags_of(data).get("labvm:role") != "worker":  # the profile's Elastic IP is the head's
             self.network.elastic_ip(instance.id)
         return instance_of(self.api.described(instance.id))
+
+    def start_in_place(self, instance: Instance) -> None:
+        """StartInstances; an instance starts in its own zone only, so where EC2 has no capacity there the next
+        step moves it, through an image, to a zone that offers its type."""
+        try:
+            self.api.change("start_instances", InstanceIds=[instance.id])
+        except AwsError as e:
+            p = self.profile.name
+            step = (
+                f"try again later, or `inv snapshot --host {p}`, `inv terminate --host {p}`, set "
+                f"{self.profile.key('subnet')} to a subnet of one of them and `inv up --host {p} --from-image latest`"
+            )
+            raise no_capacity(e, self.gpus, instance.size, instance.zone, step) from None
 
     def refuse_interrupted_spot(self, data: dict) -> None:
         """Only EC2 restarts a spot instance it interrupted (interruption-behavior.html); StartInstances fails."""

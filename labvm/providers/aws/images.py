@@ -12,8 +12,9 @@ from ...errors import LabvmError
 from ..base import IMAGE_AVAILABLE, IMAGE_FAILED, IMAGE_PENDING, Image, Instance, from_cloud
 from ..cloud import NameRules, cloud_name
 from .api import AwsError, Ec2Api
+from .gpus import Gpus
 from .names import AwsNames
-from .settings import AwsSettings
+from .settings import UBUNTU_IMAGE, AwsSettings
 
 UBUNTU_ALIASES = {
     f"ubuntu-{release}": f"/aws/service/canonical/ubuntu/server/{release}/stable/current/amd64/hvm/ebs-gp3/ami-id"
@@ -40,16 +41,21 @@ def image_of(data: dict) -> Image:
 class Images:
     """labvm's AMIs of this profile and owner."""
 
-    def __init__(self, api: Ec2Api, settings: AwsSettings, names: AwsNames, profile: Profile):
-        self.api, self.settings, self.names, self.profile = api, settings, names, profile
+    def __init__(self, api: Ec2Api, settings: AwsSettings, names: AwsNames, profile: Profile, gpus: Gpus):
+        self.api, self.settings, self.names, self.profile, self.gpus = api, settings, names, profile, gpus
         # A real AMI takes minutes to an hour: polled this often, progress printed this often; in its
         # first minutes DescribeImages may not know it yet (InvalidAMIID.NotFound: still pending).
         self.poll_seconds, self.progress_seconds, self.image_timeout = 15.0, 30.0, 3600.0
         self.image_unlisted_limit = 300.0
 
     def launched(self, image: str | None) -> str:
-        """The AMI a new instance starts from: `image`, else the profile's (an alias asked of SSM)."""
+        """The AMI a new instance starts from: `image`, else the profile's (an alias asked of SSM); a GPU type
+        with no image in hosts.yml starts from the Deep Learning AMI of labvm's Ubuntu, NVIDIA's driver in it."""
         wanted = image or self.settings.image
+        if not image and self.driver_image_wanted():
+            size = self.gpus.of(self.settings.instance_type)
+            assert size is not None  # driver_image_wanted: the type has NVIDIA GPUs
+            return self.gpus.driver_image(size, wanted.removeprefix(UBUNTU_IMAGE))
         if wanted in UBUNTU_ALIASES:
             ssm = self.api.client("ssm")
             return self.api.call(ssm.get_parameter, Name=UBUNTU_ALIASES[wanted])["Parameter"]["Value"]
@@ -58,6 +64,13 @@ class Images:
                 f"{self.profile.key('image')}: {wanted!r} is neither ami-... nor one of {', '.join(UBUNTU_ALIASES)}"
             )
         return wanted
+
+    def driver_image_wanted(self) -> bool:
+        """The profile's type has NVIDIA GPUs and hosts.yml names no image: the Deep Learning AMI is launched."""
+        if self.profile.cloud_settings.get("image"):  # hosts.yml chose one (even the default alias): it wins
+            return False
+        size = self.gpus.of(self.settings.instance_type)
+        return size is not None and size.nvidia
 
     def make(self, instance: Instance, name: str, share: tuple[str, ...], no_reboot: bool) -> Image:
         """An AMI of the instance (EC2 reboots it unless no_reboot), its snapshots tagged, shared with `share`."""

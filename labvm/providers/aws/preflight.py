@@ -12,6 +12,7 @@ from ...errors import LabvmError
 from ..base import Check, Starting, starting_words
 from ..cloud import ask
 from .api import Ec2Api, no_credentials
+from .gpus import Gpus, has_driver_by_name
 from .images import Images
 from .names import AwsNames
 from .network import Network, ssh_ranges
@@ -57,10 +58,17 @@ class AwsPreflight:
     """Read-only questions asked before anything is billed."""
 
     def __init__(
-        self, api: Ec2Api, settings: AwsSettings, names: AwsNames, network: Network, images: Images, profile: Profile
+        self,
+        api: Ec2Api,
+        settings: AwsSettings,
+        names: AwsNames,
+        network: Network,
+        images: Images,
+        profile: Profile,
+        gpus: Gpus,
     ):
         self.api, self.settings, self.names, self.network = api, settings, names, network
-        self.images, self.profile = images, profile
+        self.images, self.profile, self.gpus = images, profile, gpus
 
     def checks(self, public_key: str, to_start: Callable[[], list[Starting]]) -> list[Check]:
         """Read-only questions, one Check each; a question that cannot be answered says why."""
@@ -127,7 +135,19 @@ class AwsPreflight:
             raise LabvmError(
                 f"{self.profile.key('image')}: {ami} is not visible in {self.api.scope}; AMI ids differ per region"
             )
-        return f"{ami} ({found[0].get('Name', '')})"
+        said = f"{ami} ({found[0].get('Name', '')})"
+        size = self.gpus.of(self.settings.instance_type)
+        if size is None or not size.nvidia:
+            return said
+        gpus = f"{self.settings.instance_type}'s {size.words()}"
+        if self.images.driver_image_wanted():
+            return f"{said}: AWS's Deep Learning AMI, NVIDIA's driver for {gpus}"
+        if has_driver_by_name(found[0]):
+            return f"{said} for {gpus}"
+        return (
+            f"{said}; warning: by its name and description (a guess) it carries no NVIDIA driver for {gpus}: CUDA "
+            f"fails without one; without {self.profile.key('image')} labvm launches AWS's Deep Learning AMI"
+        )
 
     def _size_check(self) -> str:
         wanted = self.settings.instance_type

@@ -8,6 +8,7 @@ from ..cloud import CloudProvider, Parts, owner
 from . import price
 from .api import Ec2Api
 from .head import AwsHead
+from .gpus import Gpus
 from .images import Images
 from .inventory import AwsInventory
 from .names import AwsNames
@@ -30,14 +31,15 @@ class AwsProvider(CloudProvider):
         api = Ec2Api(profile, settings)
         names = AwsNames(profile.name, owner(), settings.tags)
         network = Network(api, settings, names, profile)
-        images = Images(api, settings, names, profile)
-        head = AwsHead(api, settings, names, network, images, profile)
+        gpus = Gpus(api)
+        images = Images(api, settings, names, profile, gpus)
+        head = AwsHead(api, settings, names, network, images, profile, gpus)
         parts = Parts(
             head=head,
             images=images,
             network=network,
             workers=AwsWorkers(api, head, network, names, profile),
-            preflight=AwsPreflight(api, settings, names, network, images, profile),
+            preflight=AwsPreflight(api, settings, names, network, images, profile, gpus),
             inventory=AwsInventory(api),
             price=AwsPrice(api, settings, network),
             volumes=AwsVolumes(api, names, profile),

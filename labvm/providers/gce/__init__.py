@@ -7,7 +7,8 @@ carry both too, so lab members sharing a project and a hosts.yml never meet.  Ev
 
 `GceProvider` is the contract's template (cloud.CloudProvider) over these collaborators, one module each:
 `settings`, `names` (names and labels), `api` (clients, credentials, the error-translating call, operation
-waits), `network` (network, SSH rule, static IP), `oslogin` (how labvm logs in), `images`, `head` (the
+waits), `network` (network, SSH rule, static IP), `oslogin` (how labvm logs in), `gpus` (a machine's GPUs, their
+quota, the driver image, the zones that offer them), `images`, `head` (the
 profile's VM), `workers` (a Dask cluster's VMs), `preflight` (`inv check`, quota by machine family),
 `inventory` (`inv audit`), `price` (the billing catalog).
 """

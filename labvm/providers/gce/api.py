@@ -147,6 +147,7 @@ class GceApi(CloudApi):
         self.firewalls = compute_v1.FirewallsClient(**options)
         self.images_client = compute_v1.ImagesClient(**options)
         self.machine_types = compute_v1.MachineTypesClient(**options)
+        self.accelerator_types = compute_v1.AcceleratorTypesClient(**options)
         self.projects = compute_v1.ProjectsClient(**options)
         self.zones = compute_v1.ZonesClient(**options)
         self.regions = compute_v1.RegionsClient(**options)
@@ -155,6 +156,8 @@ class GceApi(CloudApi):
         self.disks = compute_v1.DisksClient(**options)
         self.disk_types = compute_v1.DiskTypesClient(**options)
         self.snapshots = compute_v1.SnapshotsClient(**options)  # the data disk's backups (volumes.py)
+        # What a full zone's error adds as the next step (gpus.py: the zones that offer the machine's GPU)
+        self.capacity_hint: Callable[[], str] = lambda: ""
 
     @property
     def scope(self) -> str:
@@ -257,9 +260,13 @@ class GceApi(CloudApi):
         errors = list(operation.error.errors) if operation.error else []
         codes = {e.code for e in errors}
         if codes & {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"}:
+            try:
+                hint = self.capacity_hint()
+            except LabvmError:  # the error stays the one GCE gave, without the zones
+                hint = ""
             raise LabvmError(
                 f"zone {self.zone} has no capacity for this machine type now; try later or set "
-                f"{self.profile.key('zone')} to another zone of {self.region}"
+                f"{self.profile.key('zone')} to another zone of {self.region}{hint}"
             )
         if errors:
             raise LabvmError(f"GCE: {what} failed: {from_cloud('; '.join(e.message for e in errors))}")

@@ -10,6 +10,7 @@ from ...config import Profile
 from ..base import Instance
 from ..cloud import Head, planned_instance, unknown
 from .api import GceApi, instance_of
+from .gpus import DRIVER_METADATA, Gpus
 from .images import Images
 from .names import GceNames
 from .network import Network
@@ -28,11 +29,13 @@ class GceHead(Head):
         network: Network,
         images: Images,
         login: OsLogin,
+        gpus: Gpus,
         profile: Profile,
     ):
         super().__init__(api)
         self.api: GceApi = api
         self.settings, self.names, self.network, self.images, self.login = settings, names, network, images, login
+        self.gpus = gpus
         self.profile = profile
         self.project, self.zone = api.project, api.zone
 
@@ -49,13 +52,17 @@ class GceHead(Head):
         return instance_of(max(found, key=lambda i: i.creation_timestamp))
 
     def create(self, image: str | None, public_key: str) -> Instance:
-        """Checked first (type, image, network), logged in to as OS Login allows, behind the SSH rule, at the
-        static IP where asked."""
+        """Checked first (type, GPUs, image, network), logged in to as OS Login allows, behind the SSH rule, at the
+        static IP where asked; a GPU machine stops for host maintenance (a GPU VM cannot live-migrate) and boots the
+        Deep Learning VM image, which installs the driver, where the profile names no image."""
         compute = self.api.compute
         machine_type = self.check_type(self.settings.machine_type)
+        self.gpus.check(machine_type)
         source_image = self.images.source_image(image)
         network, subnetwork = self.network.interface()
         metadata = self.login.metadata(public_key)
+        if not image and self.gpus.driver_image(machine_type):
+            metadata.update(DRIVER_METADATA)
         self.network.admit_caller()
         access = compute.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")
         if self.settings.static_ip:
@@ -75,8 +82,14 @@ class GceHead(Head):
             ],
             metadata=compute.Metadata(items=[compute.Items(key=k, value=v) for k, v in metadata.items()]),
         )
+        instance.guest_accelerators = self.gpus.guest_accelerators()
+        scheduling: dict[str, str] = {}
         if self.settings.spot:
-            instance.scheduling = compute.Scheduling(provisioning_model="SPOT", instance_termination_action="STOP")
+            scheduling.update(provisioning_model="SPOT", instance_termination_action="STOP")
+        if self.gpus.carried(machine_type):  # https://cloud.google.com/compute/docs/gpus/create-vm-with-gpus
+            scheduling.update(on_host_maintenance="TERMINATE")
+        if scheduling:
+            instance.scheduling = compute.Scheduling(**scheduling)
         if not self.api.plan:
             print(f"gce: creating {machine_type} in {self.zone}", flush=True)
         self.api.change(

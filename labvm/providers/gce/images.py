@@ -7,6 +7,7 @@ from typing import Any
 
 from ..base import IMAGE_PENDING, Image, Instance
 from .api import GceApi, image_of
+from .gpus import Gpus
 from .names import GceNames
 from .settings import GceSettings
 
@@ -14,20 +15,22 @@ from .settings import GceSettings
 class Images:
     """labvm's images of this profile and owner, in the project (an image family of their own)."""
 
-    def __init__(self, api: GceApi, settings: GceSettings, names: GceNames):
-        self.api, self.settings, self.names = api, settings, names
+    def __init__(self, api: GceApi, settings: GceSettings, names: GceNames, gpus: Gpus):
+        self.api, self.settings, self.names, self.gpus = api, settings, names, gpus
         self.project = api.project
 
     def source_image(self, image: str | None) -> str:
         """What a new VM's boot disk is made from: the project's image `image`, else the newest of the
-        profile's image family."""
+        profile's image family; for a GPU machine whose profile names no image, the Deep Learning VM's (the driver)."""
         if image:
             return f"projects/{self.project}/global/images/{image}"
-        return self.api.call(
-            self.api.images_client.get_from_family,
-            project=self.settings.image_project,
-            family=self.settings.image_family,
-        ).self_link
+        project, family = self.family()
+        return self.api.call(self.api.images_client.get_from_family, project=project, family=family).self_link
+
+    def family(self) -> tuple[str, str]:
+        """(image project, family) a new head boots when no image of labvm's is asked for."""
+        driver = self.gpus.driver_image(self.settings.machine_type)
+        return driver or (self.settings.image_project, self.settings.image_family)
 
     def booted_from(self, head: Any) -> str:
         """The image a VM's boot disk was made from (its sourceImage)."""

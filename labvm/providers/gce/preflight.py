@@ -9,6 +9,7 @@ from ...errors import LabvmError
 from ..base import Check, Starting, starting_words
 from ..cloud import ask
 from .api import GceApi
+from .gpus import ALL_REGIONS, Gpus, gpu_quota
 from .head import GceHead
 from .images import Images
 from .names import GceNames
@@ -49,10 +50,11 @@ class GcePreflight:
         images: Images,
         login: OsLogin,
         head: GceHead,
+        gpus: Gpus,
         profile: Profile,
     ):
         self.api, self.settings, self.names, self.network, self.images = api, settings, names, network, images
-        self.login, self.head, self.profile = login, head, profile
+        self.login, self.head, self.gpus, self.profile = login, head, gpus, profile
         self.project, self.zone, self.region = api.project, api.zone, api.region
 
     def checks(self, public_key: str, to_start: Callable[[], list[Starting]]) -> list[Check]:
@@ -111,11 +113,14 @@ class GcePreflight:
 
     def _size_offered(self) -> str:
         machine_type = self.head.check_type(self.settings.machine_type)
-        return f"{machine_type} is offered in {self.zone}"
+        self.gpus.check(machine_type)
+        gpus = "".join(f" with {count} {kind}" for kind, count in self.gpus.carried(machine_type))
+        return f"{machine_type}{gpus} is offered in {self.zone}"
 
     def _headroom(self, machines: list[Starting]) -> str:
         """Each VM's vCPUs against its family's regional quota (on spot its preemptible one where the region
-        grants it) and the project's CPUS_ALL_REGIONS; an external address each; the static IP if new."""
+        grants it) and the project's CPUS_ALL_REGIONS, its GPUs likewise against their model's and GPUS_ALL_REGIONS;
+        an external address each; the static IP if new."""
         regional = {
             q.metric: q for q in self.api.call(self.api.regions.get, project=self.project, region=self.region).quotas
         }
@@ -124,7 +129,7 @@ class GcePreflight:
             **{
                 q.metric: q
                 for q in self.api.call(self.api.projects.get, project=self.project).quotas
-                if q.metric == "CPUS_ALL_REGIONS"
+                if q.metric in ("CPUS_ALL_REGIONS", ALL_REGIONS)
             },
         }
         granted = frozenset(m for m, q in regional.items() if m.startswith("PREEMPTIBLE_") and q.limit > 0)
@@ -134,6 +139,9 @@ class GcePreflight:
             cpus = self._guest_cpus(machine.size, key)
             for metric in (cpu_quota(machine.size, self.settings.spot, granted), "CPUS_ALL_REGIONS"):
                 needs[metric] = needs.get(metric, 0) + cpus
+            for kind, count in self.gpus.carried(machine.size, head=machine.role == "head"):
+                for metric in (gpu_quota(kind, self.settings.spot, granted), ALL_REGIONS):
+                    needs[metric] = needs.get(metric, 0) + count
         needs["IN_USE_ADDRESSES"] = len(machines)
         if (
             self.settings.static_ip
@@ -148,7 +156,7 @@ class GcePreflight:
             f"{m} {quotas[m].usage:g}/{quotas[m].limit:g} leaves no room for {needs[m]:g} more"
             for m in counted
             if quotas[m].usage + needs[m] > quotas[m].limit
-        ]
+        ] + [f"no {m} quota in this region" for m in sorted(needs) if m.endswith("_GPUS") and m not in quotas]
         if short:
             fewer = f" or fewer {self.profile.key('cluster.workers')}" if len(machines) > 1 else ""
             raise LabvmError(

@@ -11,6 +11,7 @@ import functools
 import re
 
 from .api import GceApi
+from .gpus import Gpus
 
 # Why `inv audit` may show no price (Provider.NO_PRICE, NO_MONTHLY_PRICE).
 NO_PRICE = "the Cloud Billing Catalog did not answer or does not price that machine type"
@@ -84,12 +85,13 @@ PAGE_SIZE, MAX_PAGES = 5000, 20  # the catalog's largest page; Compute Engine ha
 class GcePrice:
     """What a machine type costs an hour and what bills a month, in the profile's region."""
 
-    def __init__(self, api: GceApi):
-        self.api, self.region = api, api.region
+    def __init__(self, api: GceApi, gpus: Gpus):
+        self.api, self.region, self.gpus = api, api.region, gpus
 
     def per_hour(self, size: str, spot: bool) -> float | None:
-        """Provider.price_per_hour: the series' vCPU and GiB prices times the machine type's, plus its GPUs'.
-        No price when any part has none: a GPU machine priced without its GPUs would show a fraction of the bill."""
+        """Provider.price_per_hour: the series' vCPU and GiB prices times the machine type's, plus its GPUs' (the
+        type's own, and gpu:'s on the profile's machine type).  No price when any part has none: a GPU machine
+        priced without its GPUs would show a fraction of the bill."""
         series = SERIES.get(size.split("-")[0])
         if series is None or "custom" in size:
             return None
@@ -101,11 +103,15 @@ class GcePrice:
         if core is None or ram is None:
             return None
         price = core * vcpus + ram * machine.memory_mb / 1024
-        for gpu in machine.accelerators:
-            each = self._gpu_price(gpu.guest_accelerator_type, spot)
+        gpus = [(a.guest_accelerator_type, a.guest_accelerator_count) for a in machine.accelerators]
+        attached = self.gpus.settings.accelerator
+        if attached and size == self.gpus.settings.machine_type:
+            gpus.append((attached.type, attached.count))
+        for accelerator_type, count in gpus:
+            each = self._gpu_price(accelerator_type, spot)
             if each is None:
                 return None
-            price += each * gpu.guest_accelerator_count
+            price += each * count
         return price
 
     def per_month(self, kind: str, state: str, volume_type: str) -> float | None:

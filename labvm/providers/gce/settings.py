@@ -5,11 +5,37 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-from ...config.kinds import FLAG, POSITIVE_INT, TEXT
+from ...config.kinds import FLAG, POSITIVE_INT, TEXT, Kind
 from ...config.schema import key
 from ..base import Description, Settings
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """gpu: GPUs attached to an N1 machine type (instances.insert's guestAccelerators); the accelerator-optimized
+    types (a2, a3, g2) carry their own and take none."""
+
+    type: str  # an accelerator type of the zone, e.g. nvidia-tesla-t4
+    count: int
+
+
+GPU_KEYS = (("type", TEXT), ("count", POSITIVE_INT))
+
+
+def _gpu_problem(value: Any) -> str:
+    """gpu: a mapping of type (required) and count (1 if left out)."""
+    if not isinstance(value, dict) or set(value) - {"type", "count"} or "type" not in value:
+        return f"must be a mapping like {{type: nvidia-tesla-t4, count: 1}} (count 1 if left out), not {value!r}"
+    problems = (
+        f"{name} {kind.check(value[name])}" for name, kind in GPU_KEYS if name in value and kind.check(value[name])
+    )
+    return next(problems, "")
+
+
+GPU = Kind(_gpu_problem)
 
 
 @dataclass(frozen=True)
@@ -27,12 +53,21 @@ class GceSettings(Settings):
     ssh_cidr: str = field(default="", metadata=key(TEXT))  # who may reach port 22; "": this laptop's address
     network: str = field(default="", metadata=key(TEXT))  # "": the project's `default` network
     subnetwork: str = field(default="", metadata=key(TEXT))  # "": the network's own (an auto-mode network)
+    # GPUs attached to an N1 type ({type: nvidia-tesla-t4, count: 1}); {}: the machine type's own GPUs only
+    gpu: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), metadata=key(GPU))
 
     @classmethod
     def login(cls, written: Mapping[str, Any]) -> str | None:
         """None needed (""): GCE decides the login once the VM exists (its ssh-keys metadata, or OS Login's
         POSIX user)."""
         return ""
+
+    @property
+    def accelerator(self) -> GpuSpec | None:
+        """gpu: as its type and count; None without it."""
+        if not self.gpu:
+            return None
+        return GpuSpec(self.gpu["type"], int(self.gpu.get("count") or 1))
 
     @property
     def region(self) -> str:

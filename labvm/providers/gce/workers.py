@@ -55,7 +55,8 @@ class GceWorkers(Workers):
         )
 
     def make(self, recipe: WorkerRecipe, index: int) -> str:
-        """One worker as the head is (network, tags, metadata, scheduling), waited for."""
+        """One worker as the head is (network, tags, metadata, scheduling; a GPU worker stops for host
+        maintenance), waited for."""
         compute, head, name = self.api.compute, recipe.beside["head"], self.name(index)
         nic = head.network_interfaces[0]
         instance = compute.Instance(
@@ -72,8 +73,11 @@ class GceWorkers(Workers):
                 )
             ],
             metadata=compute.Metadata(items=[compute.Items(key=i.key, value=i.value) for i in head.metadata.items]),
-            scheduling=head.scheduling,
+            scheduling=compute.Scheduling.deserialize(compute.Scheduling.serialize(head.scheduling)),  # a copy
         )
+        if self.head.gpus.carried(recipe.size, head=False):  # a GPU worker beside a CPU head cannot live-migrate
+            instance.scheduling.on_host_maintenance = "TERMINATE"
+
         self.api.change(
             f"create worker {name} ({recipe.size}) in {self.zone}",
             self.api.instances.insert,
