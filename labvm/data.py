@@ -57,9 +57,10 @@ class DataVolume:
         if volume is None:
             size = self.profile.data.size if self.profile.data else 0
             print(f"data: none yet; `inv up --host {self.profile.name}` makes it ({size} GB)")
-            if self.provider.data_backups():  # kept after terminate --delete-data: one can come back
+            backups = self.provider.data_backups()
+            if backups:  # kept after terminate --delete-data: one can come back
                 print(f"  or `inv data --host {self.profile.name} --restore BACKUP` makes it from one of its backups:")
-                self._list_backups()
+                self._list_backups(backups)
             return
         where = f"attached to {volume.attached_to}" if volume.attached_to else "attached to no VM"
         if volume.state not in (VOLUME_ATTACHED, VOLUME_AVAILABLE):  # creating, or changing: say so
@@ -72,11 +73,10 @@ class DataVolume:
         monthly = self._monthly(volume)
         if monthly:
             print(f"  {monthly.removeprefix(', ')}, whether or not the VM runs")
-        self._list_backups()
+        self._list_backups(self.provider.data_backups())
 
-    def _list_backups(self) -> None:
+    def _list_backups(self, backups: list[Backup]) -> None:
         """The profile's backups, newest first: of its volume, or kept after the volume went."""
-        backups = self.provider.data_backups()
         taking = f"; `inv data --host {self.profile.name} --backup` takes one"
         print(f"  backups: {len(backups) or 'none'}{'' if backups else taking}")
         for backup in backups:

@@ -87,6 +87,24 @@ def _tally(outcome: Outcome, listing: list[Listed], transferred: str) -> set[str
     return {entry.rel for entry in listing}
 
 
+def ssh_login(profile: Profile, ssh: SshHome, shared: Path | None) -> list[str]:
+    """The ssh every transfer of the profile's files runs (sync, put, get), its alias last: no question asked
+    (BatchMode), a bounded connect, never a master of its own, riding `shared` (the tunnel keeper's login) or
+    none, and the options commands take (ssh_options)."""
+    return ssh.ssh_command(
+        profile,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        f"ControlPath={shared or 'none'}",
+        *ssh_options.for_commands(),
+    )
+
+
 # What went wrong when rsync over ssh failed (rsync_failure), whatever the verb that ran it.
 NO_RSYNC, UNREACHED, BROKE, OTHER = "no rsync on the host", "host not reached", "connection broke", "other"
 
@@ -137,18 +155,7 @@ class NotebookSync:
         self.profile = profile
         self.folder = NotebookFolder(profile)
         self.local = self.folder.local
-        ssh_argv = ssh.ssh_command(
-            profile,
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "ControlMaster=no",
-            "-o",
-            f"ControlPath={shared or 'none'}",
-            *ssh_options.for_commands(),
-        )[:-1]
+        ssh_argv = ssh_login(profile, ssh, shared)[:-1]
         self.ssh_command = shlex.join(ssh_argv)
         workspace = profile.notebook.workspace
         # The path on the host: relative to the login directory, so ~ needs no shell.

@@ -36,11 +36,10 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, NamedTuple
 
-from . import ssh_options
 from .config import Profile
 from .errors import LabvmError
 from .sshconfig import SshHome
-from .sync import BROKE, NO_RSYNC, RSYNC_ESCAPE, SAFE_RSYNC_SHOWN, UNREACHED, local_rsync, rsync_failure
+from .sync import BROKE, NO_RSYNC, RSYNC_ESCAPE, SAFE_RSYNC_SHOWN, UNREACHED, local_rsync, rsync_failure, ssh_login
 from .sync_rules import INVOKE_FILES
 from .text import clean
 
@@ -85,18 +84,7 @@ class Transfer:
 
     def __init__(self, profile: Profile, ssh: SshHome, shared: Path | None = None):
         self.profile = profile
-        self.ssh_argv = ssh.ssh_command(
-            profile,
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "ControlMaster=no",
-            "-o",
-            f"ControlPath={shared or 'none'}",
-            *ssh_options.for_commands(),
-        )
+        self.ssh_argv = ssh_login(profile, ssh, shared)
         self.rsync = local_rsync()
         # Starts each line of the dry run's listing: no file name the VM chose before can hold it.
         self.mark = f"labvm-{secrets.token_hex(8)}|".encode()

@@ -107,16 +107,24 @@ class GceVolumes:
         """disks.insert of data.size GB and data.type (else pd-balanced) in `zone`, waited for until READY."""
         data = self.profile.data
         assert data is not None  # CloudProvider._volumes: only with data:
-        name, disk_type = self.names.data_disk, self.check_type(data.type or DEFAULT_TYPE, zone)
+        disk_type = self.check_type(data.type or DEFAULT_TYPE, zone)
+        return self._insert(self.names.data_disk, data.size, disk_type, zone, self.names.data_labels)
+
+    def _insert(self, name: str, size_gb: int, disk_type: str, zone: str, labels: dict, backup: str = "") -> Volume:
+        """disks.insert of the data disk (from the snapshot `backup`, where one is given) through the gate, waited
+        for until READY."""
         disk = self.api.compute.Disk(
             name=name,
-            size_gb=data.size,
+            size_gb=size_gb,
             # The full partial URL: "project/zones/..." is refused (googleapis/google-api-go-client#357).
             type_=f"projects/{self.project}/zones/{zone}/diskTypes/{disk_type}",
-            labels=self.names.data_labels,
+            labels=labels,
         )
+        if backup:
+            disk.source_snapshot = f"projects/{self.project}/global/snapshots/{backup}"
+        made_from = f" from backup {backup}" if backup else ""
         self.api.change(
-            f"create data volume {name} ({data.size} GB {disk_type}) in {zone}",
+            f"create data volume {name} ({size_gb} GB {disk_type}){made_from} in {zone}",
             self.api.disks.insert,
             "zone",
             f"{name} is created",
@@ -124,7 +132,7 @@ class GceVolumes:
             disk_resource=disk,
         )
         if self.api.plan:
-            return Volume(PLANNED, name, data.size, VOLUME_AVAILABLE, zone, disk_type)
+            return Volume(PLANNED, name, size_gb, VOLUME_AVAILABLE, zone, disk_type)
         return self.volume_of(
             self.api.wait_until(f"{name} is READY", lambda: self.ready(zone, name), OPERATION_TIMEOUT)
         )
@@ -285,26 +293,7 @@ class GceVolumes:
         data = self.profile.data
         assert data is not None  # CloudProvider._volumes: only with data:
         name, disk_type = self.names.restored_disk(backup_stamp()), self.check_type(data.type or DEFAULT_TYPE, zone)
-        disk = self.api.compute.Disk(
-            name=name,
-            size_gb=backup.size_gb,
-            source_snapshot=f"projects/{self.project}/global/snapshots/{backup.id}",
-            type_=f"projects/{self.project}/zones/{zone}/diskTypes/{disk_type}",
-            labels=self.names.restored_labels(backup.id),
-        )
-        self.api.change(
-            f"create data volume {name} ({backup.size_gb} GB {disk_type}) from backup {backup.id} in {zone}",
-            self.api.disks.insert,
-            "zone",
-            f"{name} is created",
-            zone=zone,
-            disk_resource=disk,
-        )
-        if self.api.plan:
-            return Volume(PLANNED, name, backup.size_gb, VOLUME_AVAILABLE, zone, disk_type)
-        return self.volume_of(
-            self.api.wait_until(f"{name} is READY", lambda: self.ready(zone, name), OPERATION_TIMEOUT)
-        )
+        return self._insert(name, backup.size_gb, disk_type, zone, self.names.restored_labels(backup.id), backup.id)
 
     def restored_from(self, backup: Backup) -> Volume | None:
         """The oldest disk, in any zone, labelled as the data disk and made from this backup."""
